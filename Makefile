@@ -1,0 +1,41 @@
+# aftercare - developer entry points. Each target creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv demo test lint typecheck proto bench clean
+
+help:            ## list targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ -/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)   ## create .venv and install aftercare with its dev tools
+
+demo: $(STAMP)   ## run a collector (SQLite store under ./var) and a local agent
+	$(BIN)/python -m collector.demo --var var
+
+test: $(STAMP)   ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)   ## ruff format check and lint
+	$(BIN)/ruff format --check agent collector playbooks proto tests
+	$(BIN)/ruff check agent collector playbooks proto tests
+
+typecheck: $(STAMP)  ## mypy --strict on the packages
+	$(BIN)/mypy
+
+proto: $(STAMP)  ## regenerate the Python code from proto/*.proto
+	$(BIN)/python -m proto.generate
+
+bench: $(STAMP)  ## print performance figures (not a pass/fail test)
+	$(BIN)/python tests/bench/agent_cycle.py
+	$(BIN)/python tests/bench/ingest.py
+
+clean:           ## remove the venv and demo state
+	rm -rf $(VENV) var

@@ -1,0 +1,171 @@
+"""``aftercare-agent``: enrol this host, run the agent, show its state.
+
+Exit codes: 0 ok, 1 refused or failed (message on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import load_config
+from agent.enroll import enroll
+from agent.errors import AgentError
+from agent.identity import load_identity
+from agent.runner import SPOOL_FILE, run_agent
+from agent.spool import Spool
+
+DEFAULT_STATE_DIR = Path("/var/lib/aftercare-agent")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.handler(args)
+        return result
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftercare-agent",
+        description="The aftercare agent: streams this host's health to the vendor's collector.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "enroll",
+        help="join a collector with a one-time token",
+        description="Join a collector: verify its CA against --ca-hash, generate a key "
+        "locally and obtain a client certificate. Paste the join command your collector "
+        "admin gave you (`aftercare-collector token create`).",
+    )
+    _state_dir_arg(p)
+    p.add_argument("--collector", required=True, help="collector API address HOST:PORT")
+    p.add_argument("--token", required=True, help="single-use join token")
+    p.add_argument("--ca-hash", required=True, help="sha256:HEX of the collector's CA")
+    p.add_argument("--hostname", default=socket.gethostname(), help="name shown to engineers")
+    p.add_argument("--force", action="store_true", help="replace an existing enrolment")
+    _json_arg(p)
+    p.set_defaults(handler=_enroll)
+
+    p = commands.add_parser(
+        "run",
+        help="collect and stream health metrics",
+        description="Run the agent in the foreground until SIGTERM/SIGINT.",
+    )
+    _state_dir_arg(p)
+    p.add_argument("--config", type=Path, default=None, help="agent TOML config file")
+    p.set_defaults(handler=_run)
+
+    p = commands.add_parser(
+        "status",
+        help="show identity and spool state",
+        description="Print this agent's identity and how much is waiting in its spool.",
+    )
+    _state_dir_arg(p)
+    _json_arg(p)
+    p.set_defaults(handler=_status)
+    return parser
+
+
+def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"where identity and spool live ({DEFAULT_STATE_DIR})",
+    )
+
+
+def _json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    identity = enroll(
+        args.state_dir, args.collector, args.token, args.ca_hash, args.hostname, args.force
+    )
+    if args.json:
+        _print_json(
+            {"agent_id": identity.agent_id, "customer": identity.customer,
+             "agent_endpoint": identity.agent_endpoint, "state_dir": str(args.state_dir)}
+        )
+    else:
+        print(
+            f"enrolled as {identity.agent_id} for customer {identity.customer}; "
+            f"start it with: aftercare-agent run --state-dir {args.state_dir}"
+        )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.log.level.upper())
+    load_identity(args.state_dir)  # fail fast with a clear message
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_agent(args.state_dir, config, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    identity = load_identity(args.state_dir)
+    not_before, not_after = identity.cert_validity()
+    spool = Spool(args.state_dir / SPOOL_FILE, max_bytes=1 << 62, max_age_seconds=1e12)
+    try:
+        stats = spool.stats()
+    finally:
+        spool.close()
+    info: dict[str, Any] = {
+        "agent_id": identity.agent_id,
+        "customer": identity.customer,
+        "collector": identity.agent_endpoint,
+        "certificate_not_after": not_after.isoformat(),
+        "spool": {
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+            "oldest_unix_ms": stats.oldest_unix_ms,
+            "next_sequence": stats.next_sequence,
+            "dropped_batches_total": stats.dropped_batches_total,
+        },
+    }
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"agent {identity.agent_id}  customer {identity.customer}")
+        print(f"collector {identity.agent_endpoint}  certificate valid until {not_after:%Y-%m-%d %H:%M}Z")
+        print(f"spool: {stats.entries} waiting ({stats.bytes} bytes), "
+              f"{stats.dropped_batches_total} dropped, next sequence {stats.next_sequence}")
+    return 0
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

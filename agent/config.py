@@ -1,0 +1,273 @@
+"""The agent's configuration: a TOML file read once at start into a frozen dataclass.
+
+``load_config`` reads the file (docs/agent-config.md documents every key), rejects
+unknown keys and wrong types, fills defaults and validates ranges and cross-field
+rules. Every error is a ConfigError naming the file and the dotted key. This is the
+only agent module that reads configuration from outside the process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.durations import parse_duration, parse_size
+from agent.errors import ConfigError
+
+__all__ = [
+    "LOG_LEVELS",
+    "AgentConfig",
+    "LogConfig",
+    "SpoolConfig",
+    "StreamConfig",
+    "load_config",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_MIB = 1024 * 1024
+_DEFAULT_CHECK_TIMEOUT = 5.0
+
+
+def _require(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(problem, key=key)
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    """``[spool]``: bounds of the on-disk store of batches not yet acknowledged."""
+
+    max_size: int = 64 * _MIB  # bytes of spooled messages
+    max_age: float = 7 * 86400.0  # seconds a batch may wait before it is dropped
+
+    def __post_init__(self) -> None:
+        _require(self.max_size >= _MIB, "spool.max_size", "must be at least 1MiB")
+        _require(self.max_age >= 60, "spool.max_age", "must be at least 1m")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """``[stream]``: the connection to the collector."""
+
+    max_in_flight: int = 64  # messages sent but not yet acknowledged
+    initial_backoff: float = 1.0  # seconds before the first reconnect attempt
+    max_backoff: float = 60.0  # ceiling of the exponential reconnect backoff
+    renew_at_fraction: float = 0.67  # renew the certificate after this share of its life
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.max_in_flight <= 10_000,
+            "stream.max_in_flight",
+            f"must be between 1 and 10000, got {self.max_in_flight}",
+        )
+        _require(self.initial_backoff >= 0.01, "stream.initial_backoff", "must be at least 10ms")
+        _require(
+            self.max_backoff >= self.initial_backoff,
+            "stream.max_backoff",
+            "must not be shorter than stream.initial_backoff",
+        )
+        _require(
+            0.1 <= self.renew_at_fraction <= 0.95,
+            "stream.renew_at_fraction",
+            f"must be between 0.1 and 0.95, got {self.renew_at_fraction}",
+        )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``: what the agent writes to its log."""
+
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.level in LOG_LEVELS,
+            "log.level",
+            f"must be one of {', '.join(LOG_LEVELS)}, got {self.level!r}",
+        )
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent reads from its config file; durations are in seconds."""
+
+    interval: float = 15.0  # seconds between metric collections
+    hostname: str = field(default_factory=socket.gethostname)  # shown to engineers
+    check_timeout: float = _DEFAULT_CHECK_TIMEOUT  # time limit of one check
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.interval <= 3600, "interval", "must be between 1s and 1h")
+        _require(
+            0 < self.check_timeout < self.interval,
+            "check_timeout",
+            f"must be shorter than interval ({self.interval:g}s)",
+        )
+        _require(
+            self.spool.max_age > self.interval,
+            "spool.max_age",
+            f"must be longer than interval ({self.interval:g}s)",
+        )
+        _check_hostname(self.hostname)
+
+
+def _check_hostname(hostname: str) -> None:
+    _require(bool(hostname.strip()), "hostname", "must not be empty")
+    _require(len(hostname) <= 253, "hostname", "must be at most 253 characters")
+    _require(
+        hostname.isprintable() and hostname == hostname.strip(),
+        "hostname",
+        f"{hostname!r} must not contain control characters or surrounding spaces",
+    )
+
+
+# --- reading the file ---------------------------------------------------------------
+
+_Parser = Callable[[str, object], Any]
+
+
+def _duration(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _wrong_type(key, value, 'a duration such as "15s"')
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from exc
+
+
+def _size(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _wrong_type(key, value, 'a size such as "64MiB"')
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from exc
+
+
+def _integer(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(key, value, "an integer such as 64")
+    return value
+
+
+def _fraction(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _wrong_type(key, value, "a number between 0 and 1 such as 0.67")
+    return float(value)
+
+
+def _string(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(key, value, 'a string such as "db01.example.com"')
+    return value
+
+
+def _log_level(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(key, value, 'a log level such as "info"')
+    return value.lower()
+
+
+def _wrong_type(key: str, value: object, expected: str) -> ConfigError:
+    return ConfigError(f"expected {expected}, got {_describe(value)}", key=key)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {value}"
+
+
+# Section name ("" for top level) -> key -> parser. Order matches the docs.
+_SCHEMA: dict[str, dict[str, _Parser]] = {
+    "": {"interval": _duration, "hostname": _string, "check_timeout": _duration},
+    "spool": {"max_size": _size, "max_age": _duration},
+    "stream": {
+        "max_in_flight": _integer,
+        "initial_backoff": _duration,
+        "max_backoff": _duration,
+        "renew_at_fraction": _fraction,
+    },
+    "log": {"level": _log_level},
+}
+_SECTIONS = tuple(name for name in _SCHEMA if name)
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    """Read and validate the TOML file at ``path``; None gives the defaults.
+
+    Raises ConfigError naming the file and key for unreadable files, invalid TOML,
+    unknown keys, wrong types and out-of-range values.
+    """
+    try:
+        document = _read(path) if path is not None else {}
+        return _build(document)
+    except ConfigError as exc:
+        raise exc.in_file(path) from exc
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from exc
+
+
+def _build(document: Mapping[str, Any]) -> AgentConfig:
+    top = _section(document, "")
+    values = {name: _section(_table(document, name), name) for name in _SECTIONS}
+    if "check_timeout" not in top and top.get("interval", 15.0) <= _DEFAULT_CHECK_TIMEOUT:
+        # Only the interval was lowered: keep the check limit inside it instead of failing.
+        top["check_timeout"] = top["interval"] / 2
+    return AgentConfig(
+        **top,
+        spool=SpoolConfig(**values["spool"]),
+        stream=StreamConfig(**values["stream"]),
+        log=LogConfig(**values["log"]),
+    )
+
+
+def _table(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        raise _wrong_type(name, table, f"a table [{name}]")
+    return table
+
+
+def _section(table: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Parse the keys of one section, rejecting keys the schema does not know."""
+    schema = _SCHEMA[name]
+    known = list(schema) if name else [*schema, *_SECTIONS]
+    parsed: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}" if name else key
+        if key not in known:
+            raise ConfigError(_unknown_key_problem(key, known), key=dotted)
+        if key in schema:
+            parsed[key] = schema[key](dotted, value)
+    return parsed
+
+
+def _unknown_key_problem(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}valid keys here: {', '.join(known)}"

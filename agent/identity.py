@@ -1,0 +1,177 @@
+"""The agent's identity: its key, client certificate, pinned CA, and enrolment.
+
+State directory layout (written only after a successful enrolment, atomically)::
+
+    STATE/key.pem        private key, generated locally, never leaves the host  0600
+    STATE/cert.pem       client certificate (CN = agent id, O = customer)
+    STATE/ca.pem         collector CA, verified against the join command's hash
+    STATE/identity.json  agent id, customer, agent endpoint, API endpoint
+    STATE/spool.db       the store-and-forward spool (see agent.spool)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import _ssl  # ENCODING_DER for the certificates of get_unverified_chain()
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from agent.errors import CAHashMismatch, CollectorUnreachable, NotEnrolledError
+
+IDENTITY_FILES = ("key.pem", "cert.pem", "ca.pem", "identity.json")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An enrolled agent's credentials and where to reach the collector."""
+
+    agent_id: str
+    customer: str
+    agent_endpoint: str  # HOST:PORT, mutual TLS
+    api_endpoint: str  # HOST:PORT used for enrolment
+    key_pem: bytes
+    cert_pem: bytes
+    ca_pem: bytes
+
+    cert_obtained: dt.datetime | None = None  # when cert.pem was written
+
+    def cert_validity(self) -> tuple[dt.datetime, dt.datetime]:
+        """(start, not_after) of the client certificate, UTC.
+
+        The start is when the agent obtained it if known: the CA back-dates
+        certificates to tolerate clock skew, which must not hasten renewal.
+        """
+        cert = x509.load_pem_x509_certificate(self.cert_pem)
+        start = max(cert.not_valid_before_utc, self.cert_obtained or cert.not_valid_before_utc)
+        return start, cert.not_valid_after_utc
+
+
+def new_key_and_csr(hostname: str) -> tuple[bytes, bytes]:
+    """A fresh P-256 key (PKCS#8 PEM) and a CSR signed by it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname or "agent")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` allowed) to (host, port); ValueError if malformed."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"invalid address {endpoint!r}: use HOST:PORT, e.g. collector.example:7444"
+        )
+    return host.strip("[]"), int(port)
+
+
+def fetch_pinned_ca(endpoint: str, expected_hash: str, timeout: float = 10.0) -> bytes:
+    """Return the collector's CA certificate (PEM) if its SHA-256 matches ``expected_hash``.
+
+    Connects with TLS without trusting anything yet, reads the certificate chain the
+    collector presents and picks the certificate whose DER hash is pinned. Nothing
+    else is trusted: the gRPC channel is later built with this CA as the only root.
+    Raises CAHashMismatch or CollectorUnreachable.
+    """
+    want = expected_hash.lower().removeprefix("sha256:")
+    host, port = split_endpoint(endpoint)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # verified below by pin, then by gRPC
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+    except OSError as exc:
+        raise CollectorUnreachable(f"cannot reach the collector at {endpoint}: {exc}") from exc
+    ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain or []]
+    for der in ders:
+        if hashlib.sha256(der).hexdigest() == want:
+            return ssl.DER_cert_to_PEM_cert(der).encode()
+    raise CAHashMismatch(
+        f"the collector at {endpoint} did not present a CA with hash sha256:{want}; "
+        "check the --ca-hash in the join command (it may be a different collector)"
+    )
+
+
+def load_identity(state_dir: Path) -> Identity:
+    """Read the identity from ``state_dir``; NotEnrolledError if it is missing."""
+    missing = [name for name in IDENTITY_FILES if not (state_dir / name).exists()]
+    if missing:
+        raise NotEnrolledError(
+            f"{state_dir} holds no enrolment ({', '.join(missing)} missing); "
+            "run `aftercare-agent enroll` with the join command from your collector admin"
+        )
+    meta = json.loads((state_dir / "identity.json").read_text())
+    return Identity(
+        agent_id=meta["agent_id"],
+        customer=meta["customer"],
+        agent_endpoint=meta["agent_endpoint"],
+        api_endpoint=meta["api_endpoint"],
+        key_pem=(state_dir / "key.pem").read_bytes(),
+        cert_pem=(state_dir / "cert.pem").read_bytes(),
+        ca_pem=(state_dir / "ca.pem").read_bytes(),
+        cert_obtained=dt.datetime.fromtimestamp((state_dir / "cert.pem").stat().st_mtime, dt.UTC),
+    )
+
+
+def is_enrolled(state_dir: Path) -> bool:
+    return all((state_dir / name).exists() for name in IDENTITY_FILES)
+
+
+def save_identity(state_dir: Path, identity: Identity) -> None:
+    """Write every identity file so that a crash leaves either the old state or the new one.
+
+    Files are written to a temporary directory next to ``state_dir`` and then moved in.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=".enroll-", dir=state_dir))
+    try:
+        _write(tmp / "key.pem", identity.key_pem, 0o600)
+        _write(tmp / "cert.pem", identity.cert_pem, 0o644)
+        _write(tmp / "ca.pem", identity.ca_pem, 0o644)
+        meta = {
+            "agent_id": identity.agent_id,
+            "customer": identity.customer,
+            "agent_endpoint": identity.agent_endpoint,
+            "api_endpoint": identity.api_endpoint,
+        }
+        _write(tmp / "identity.json", (json.dumps(meta, indent=2) + "\n").encode(), 0o644)
+        for name in IDENTITY_FILES:  # identity.json last: it marks the state enrolled
+            os.replace(tmp / name, state_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_certificate(state_dir: Path, key_pem: bytes, cert_pem: bytes) -> None:
+    """Install a renewed key and certificate (each file replaced atomically)."""
+    _write(state_dir / "key.pem.new", key_pem, 0o600)
+    _write(state_dir / "cert.pem.new", cert_pem, 0o644)
+    os.replace(state_dir / "key.pem.new", state_dir / "key.pem")
+    os.replace(state_dir / "cert.pem.new", state_dir / "cert.pem")
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

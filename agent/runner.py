@@ -1,0 +1,85 @@
+"""``aftercare-agent run``: sample every interval, spool durably, stream to the collector.
+
+Sampling never waits for the network: each cycle is appended to the spool, and
+the collector link drains the spool whenever it is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import time
+from pathlib import Path
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.identity import load_identity
+from agent.sampler import Cycle, Sampler
+from agent.stream import CollectorLink, SpoolWorker
+from proto import agent_pb2
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE = "spool.db"
+CAPABILITIES = ("metrics", "gaps")
+
+
+def cycle_to_batch(cycle: Cycle) -> agent_pb2.MetricBatch:
+    """The wire form of one collection cycle (sequence assigned later by the spool)."""
+    batch = agent_pb2.MetricBatch(collected_unix_ms=cycle.collected_unix_ms)
+    add_sample = batch.samples.add
+    for sample in cycle.samples:
+        add_sample(name=sample.name, labels=sample.labels, value=sample.value)
+    for failure in cycle.failures:
+        batch.failures.add(check=failure.check, error=failure.error)
+    return batch
+
+
+def hello_for(config: AgentConfig) -> agent_pb2.Hello:
+    return agent_pb2.Hello(
+        agent_version=__version__,
+        hostname=config.hostname,
+        capabilities=CAPABILITIES,
+        platform=platform.platform(terse=True),
+        interval_seconds=config.interval,
+    )
+
+
+async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set. Raises NotEnrolledError if ``state_dir`` has no identity."""
+    identity = load_identity(state_dir)
+    log.info("agent %s (%s) starting, interval %.0fs", identity.agent_id, identity.customer,
+             config.interval)
+    spool = SpoolWorker(state_dir / SPOOL_FILE, config.spool.max_size, config.spool.max_age)
+    sampler = Sampler(check_timeout=config.check_timeout)
+    link = CollectorLink(state_dir, spool, config.stream, hello_for(config))
+    link_task = asyncio.create_task(link.run_forever())
+    try:
+        await _sample_until(stop, sampler, spool, link, config.interval)
+    finally:
+        link_task.cancel()
+        await asyncio.gather(link_task, return_exceptions=True)
+        sampler.close()
+        spool.close()
+
+
+async def _sample_until(
+    stop: asyncio.Event, sampler: Sampler, spool: SpoolWorker, link: CollectorLink, interval: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    next_at = time.monotonic()
+    while not stop.is_set():
+        batch = await loop.run_in_executor(None, lambda: cycle_to_batch(sampler.collect()))
+        sequence = await spool.call(spool.spool.append_batch, batch)
+        log.debug("batch %d spooled (%d samples)", sequence, len(batch.samples))
+        link.notify()
+        next_at += interval
+        delay = next_at - time.monotonic()
+        if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
+            next_at = time.monotonic()
+            delay = 0
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass

@@ -1,0 +1,39 @@
+"""The default set of checks a ``Sampler`` runs, in report order."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from agent.sampler.clock import ClockCheck
+from agent.sampler.cpu import CpuCheck
+from agent.sampler.disks import DiskCheck
+from agent.sampler.filesystems import FilesystemCheck
+from agent.sampler.memory import memory
+from agent.sampler.model import Check, SimpleCheck
+from agent.sampler.network import NetworkCheck
+from agent.sampler.processes import processes
+from agent.sampler.procfs import PROC
+from agent.sampler.system import file_descriptors, load, uptime
+from agent.sampler.systemd import SystemdCheck
+from agent.sampler.temperatures import TemperatureCheck
+
+
+def default_checks(*, check_timeout: float = 5.0, proc: str = PROC) -> list[Check]:
+    """Fresh instances of every built-in check (stateful ones keep per-sampler state).
+
+    ``check_timeout`` bounds the systemctl subprocess as well.
+    """
+    return [
+        SimpleCheck("cpu", CpuCheck(proc=proc)),
+        SimpleCheck("load", partial(load, proc=proc)),
+        SimpleCheck("memory", partial(memory, proc=proc)),
+        FilesystemCheck(proc=proc),
+        SimpleCheck("disks", DiskCheck(proc=proc)),
+        SimpleCheck("network", NetworkCheck(proc=proc)),
+        SimpleCheck("processes", partial(processes, proc=proc)),
+        SimpleCheck("file_descriptors", partial(file_descriptors, proc=proc)),
+        SimpleCheck("uptime", uptime),
+        SimpleCheck("temperatures", TemperatureCheck()),
+        SystemdCheck(timeout=check_timeout),
+        SimpleCheck("clock", ClockCheck()),
+    ]

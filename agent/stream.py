@@ -1,0 +1,235 @@
+"""The agent's connection to the collector: one control stream, reconnects, renewal.
+
+Contract: every spooled message is sent until the collector acknowledges it, and
+only an acknowledgement removes it from the spool (at-least-once; the collector
+de-duplicates). Reconnects back off exponentially with jitter; the client
+certificate is renewed over the authenticated stream once ``renew_at_fraction`` of
+its lifetime has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import grpc
+
+from agent import __version__
+from agent.config import StreamConfig
+from agent.identity import Identity, load_identity, new_key_and_csr, replace_certificate
+from agent.spool import Spool
+from proto import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
+WELCOME_TIMEOUT_SECONDS = 30.0
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+class _Renewed(Exception):
+    """The certificate was renewed: reconnect at once with the new one."""
+
+
+@dataclass
+class StreamStatus:
+    """What the stream is doing, for logs and ``aftercare-agent status``."""
+
+    connected: bool = False
+    last_error: str = ""
+    acked_total: int = 0
+    reconnects: int = 0
+
+
+class SpoolWorker:
+    """Runs every spool call on one dedicated thread (SQLite connections are per thread)."""
+
+    def __init__(self, path: Path, max_bytes: int, max_age_seconds: float) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._spool: Spool = self._executor.submit(
+            Spool, path, max_bytes=max_bytes, max_age_seconds=max_age_seconds
+        ).result()
+
+    @property
+    def spool(self) -> Spool:
+        return self._spool
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` (a bound Spool method) on the spool thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.submit(self._spool.close).result()
+        self._executor.shutdown(wait=True)
+
+
+class CollectorLink:
+    """Keeps the control stream up and drains the spool into it."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        spool: SpoolWorker,
+        config: StreamConfig,
+        hello: agent_pb2.Hello,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._state_dir = state_dir
+        self._spool = spool
+        self._config = config
+        self._hello = hello
+        self._sleep = sleep
+        self._new_data = asyncio.Event()
+        self.status = StreamStatus()
+
+    def notify(self) -> None:
+        """Something was appended to the spool: send it if connected."""
+        self._new_data.set()
+
+    async def run_forever(self) -> None:
+        """Connect, stream, and reconnect with backoff until cancelled."""
+        attempt = 0
+        while True:
+            identity = load_identity(self._state_dir)
+            try:
+                await self._session(identity)
+            except _Renewed:
+                attempt = 0
+                continue
+            except grpc.aio.AioRpcError as exc:
+                self._note_error(f"{exc.code().name}: {exc.details()}", exc.code())
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                self._note_error(str(exc) or type(exc).__name__, None)
+            if self.status.connected:
+                attempt = 0  # the last session got through: start the backoff afresh
+            self.status.connected = False
+            delay = backoff_delay(attempt, self._config.initial_backoff, self._config.max_backoff)
+            attempt += 1
+            self.status.reconnects += 1
+            log.info("reconnecting in %.1fs", delay)
+            await self._sleep(delay)
+
+    def _note_error(self, text: str, code: grpc.StatusCode | None) -> None:
+        self.status.last_error = text
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            log.error("collector refused this agent: %s", text)
+        else:
+            log.warning("collector stream failed: %s", text)
+
+    async def _session(self, identity: Identity) -> None:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=identity.ca_pem,
+            private_key=identity.key_pem,
+            certificate_chain=identity.cert_pem,
+        )
+        async with grpc.aio.secure_channel(
+            identity.agent_endpoint, credentials, options=CHANNEL_OPTIONS
+        ) as channel:
+            connect = channel.stream_stream(
+                CONNECT_METHOD,
+                request_serializer=_raw_bytes,  # spool entries are already serialized
+                response_deserializer=agent_pb2.CollectorMessage.FromString,
+            )
+            call: Any = connect()
+            await call.write(agent_pb2.AgentMessage(hello=self._hello).SerializeToString())
+            welcome = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
+                await call.code()  # surfaces the server's status as AioRpcError
+                raise ConnectionError("collector closed the stream without a welcome")
+            await self._spool.call(self._spool.spool.advance_sequence, welcome.welcome.last_sequence)
+            self.status.connected = True
+            self.status.last_error = ""
+            log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
+            stub = agent_pb2_grpc.AgentStreamStub(channel)
+            await self._pump(call, stub, identity)
+
+    async def _pump(self, call: Any, stub: agent_pb2_grpc.AgentStreamStub, identity: Identity) -> None:
+        """Send, read acks and renew concurrently; return or raise when the first one stops."""
+        in_flight: set[int] = set()
+        window_open = asyncio.Event()
+        tasks = {
+            asyncio.create_task(self._send_pending(call, in_flight, window_open)),
+            asyncio.create_task(self._read_acks(call, in_flight, window_open)),
+            asyncio.create_task(self._renew_when_due(stub, identity)),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
+        raise ConnectionError("collector stream ended")
+
+    async def _send_pending(self, call: Any, in_flight: set[int], window_open: asyncio.Event) -> None:
+        """Write spooled messages in order, at most ``max_in_flight`` unacknowledged."""
+        last_sent = 0
+        limit = self._config.max_in_flight
+        while True:
+            self._new_data.clear()
+            room = limit - len(in_flight)
+            entries = []
+            if room > 0:
+                entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
+            for entry in entries:
+                in_flight.add(entry.sequence)
+                await call.write(entry.payload)
+                last_sent = entry.sequence
+            if len(in_flight) >= limit:
+                window_open.clear()
+                await window_open.wait()
+            elif not entries:
+                await self._new_data.wait()
+
+    async def _read_acks(self, call: Any, in_flight: set[int], window_open: asyncio.Event) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                await call.code()
+                raise ConnectionError("collector ended the stream")
+            if message.WhichOneof("kind") != "ack":
+                continue
+            sequence = message.ack.sequence
+            await self._spool.call(self._spool.spool.ack, sequence)
+            in_flight.discard(sequence)
+            self.status.acked_total += 1
+            window_open.set()
+
+    async def _renew_when_due(self, stub: agent_pb2_grpc.AgentStreamStub, identity: Identity) -> None:
+        not_before, not_after = identity.cert_validity()
+        due = not_before + (not_after - not_before) * self._config.renew_at_fraction
+        wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        key_pem, csr_pem = new_key_and_csr(self._hello.hostname)
+        reply = await stub.RenewCertificate(agent_pb2.RenewRequest(csr_pem=csr_pem), timeout=30)
+        replace_certificate(self._state_dir, key_pem, reply.certificate_pem)
+        log.info("client certificate renewed (was valid until %s)", not_after.isoformat())
+        raise _Renewed
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with jitter: between half and all of ``initial * 2**attempt``, capped."""
+    ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _raw_bytes(payload: bytes) -> bytes:
+    return payload

@@ -1,0 +1,321 @@
+"""``aftercare-collector``: run the collector and administer its data directory.
+
+Admin commands open the store in ``--data-dir`` directly (safe while ``serve`` runs)
+and write every action to the audit log. Exit codes: 0 ok, 1 refused or failed,
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.durations import parse_duration, parse_size
+from collector import __version__, admin
+from collector.audit import verify_chain
+from collector.config import DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, ServeConfig
+from collector.datadir import DataDir
+from collector.errors import CollectorError
+from collector.server.app import CollectorServer, now_ms
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.handler(args)
+        return result
+    except CollectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad durations/sizes in options
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftercare-collector",
+        description="The aftercare collector: enrols agents, ingests their health stream, "
+        "serves the API and /metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_token(commands)
+    _add_user(commands)
+    _add_agent(commands)
+    _add_audit(commands)
+    return parser
+
+
+def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="the collector's data directory"
+    )
+
+
+def _json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _add_serve(commands: Any) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="run the collector",
+        description="Run the collector. The first start initialises --data-dir (CA, store, "
+        "admin token shown once and kept in DATA_DIR/admin-token, mode 0600).",
+    )
+    _data_dir_arg(p)
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="agent port, mutual TLS (%(default)s)")
+    p.add_argument(
+        "--api-listen",
+        default=DEFAULT_API_LISTEN,
+        help="API and enrolment port, TLS; the address in join commands (%(default)s)",
+    )
+    p.add_argument(
+        "--metrics-listen", default=DEFAULT_METRICS_LISTEN, help="/metrics HTTP (%(default)s)"
+    )
+    p.add_argument("--advertise", default="", help="HOST:PORT agents dial (default: --listen)")
+    p.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra DNS name or IP for the collector's certificate (repeatable)",
+    )
+    p.add_argument("--agent-cert-ttl", default="30d", help="agent certificate lifetime (30d)")
+    p.add_argument("--max-message-size", default="4MiB", help="largest agent message (4MiB)")
+    p.add_argument("--batch-retention", default="30d", help="keep batch records this long (30d)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = ServeConfig(
+        data_dir=args.data_dir,
+        listen=args.listen,
+        api_listen=args.api_listen,
+        metrics_listen=args.metrics_listen,
+        advertise=args.advertise,
+        tls_names=tuple(args.tls_name),
+        agent_cert_ttl=dt.timedelta(seconds=parse_duration(args.agent_cert_ttl)),
+        max_message_bytes=parse_size(args.max_message_size),
+        batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
+    )
+    asyncio.run(_run_server(config))
+    return 0
+
+
+async def _run_server(config: ServeConfig) -> None:
+    server = CollectorServer(config)
+    addresses = await server.start()
+    (config.data_dir / ENDPOINTS_FILE).write_text(
+        json.dumps({"api": addresses.api, "agent": addresses.advertise}) + "\n"
+    )
+    if server.admin_token:
+        print(
+            f"initialised {config.data_dir}\nadmin API token (shown once; also in "
+            f"{config.data_dir / 'admin-token'}):\n  {server.admin_token}",
+            flush=True,
+        )
+    print(
+        f"collector ready: agents {addresses.agent}, API {addresses.api}, "
+        f"metrics http://{addresses.metrics}/metrics",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def _add_token(commands: Any) -> None:
+    p = commands.add_parser("token", help="join tokens for enrolling agents")
+    sub = p.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    create = sub.add_parser(
+        "create",
+        help="create a single-use join token and print the join command",
+        description="Print one line: the command to run on the customer's server.",
+    )
+    _data_dir_arg(create)
+    create.add_argument("--customer", required=True, help="customer the agent will belong to")
+    create.add_argument("--ttl", default="24h", help="how long the token is valid (24h)")
+    create.add_argument(
+        "--collector",
+        default="",
+        help="HOST:PORT agents use to reach the API port (default: what serve last bound)",
+    )
+    _json_arg(create)
+    create.set_defaults(handler=_token_create)
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    data_dir = DataDir(args.data_dir)
+    ca = data_dir.load_ca()
+    ttl_ms = int(parse_duration(args.ttl) * 1000)
+    now = now_ms()
+    token = _with_store(
+        data_dir, lambda s: admin.create_join_token(s, args.customer, ttl_ms, _actor(), now)
+    )
+    collector = args.collector or _api_endpoint(args.data_dir)
+    command = (
+        f"aftercare-agent enroll --collector {collector} --token {token} --ca-hash {ca.hash}"
+    )
+    if args.json:
+        expires = dt.datetime.fromtimestamp((now + ttl_ms) / 1000, dt.UTC).isoformat()
+        _print_json(
+            {"command": command, "token": token, "ca_hash": ca.hash, "collector": collector,
+             "customer": args.customer, "expires": expires}
+        )
+    else:
+        print(command)
+    return 0
+
+
+def _api_endpoint(data_dir: Path) -> str:
+    try:
+        return str(json.loads((data_dir / ENDPOINTS_FILE).read_text())["api"])
+    except (OSError, ValueError, KeyError):
+        return DEFAULT_API_LISTEN
+
+
+def _add_user(commands: Any) -> None:
+    p = commands.add_parser("user", help="API users (admins, engineers, customers)")
+    sub = p.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    add = sub.add_parser(
+        "add",
+        help="add a user and print its API token",
+        description="Add a user. Prints only the new user's API token on stdout (shown once).",
+    )
+    _data_dir_arg(add)
+    add.add_argument("name", help="user name")
+    add.add_argument("--role", required=True, choices=("admin", "engineer", "customer"))
+    add.add_argument("--customer", default=None, help="the customer a customer user belongs to")
+    add.set_defaults(handler=_user_add)
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    data_dir = DataDir(args.data_dir)
+    token = _with_store(
+        data_dir,
+        lambda s: admin.add_user(s, args.name, args.role, args.customer, _actor(), now_ms()),
+    )
+    print(token)
+    return 0
+
+
+def _add_agent(commands: Any) -> None:
+    p = commands.add_parser("agent", help="enrolled agents")
+    sub = p.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
+    revoke = sub.add_parser(
+        "revoke",
+        help="refuse an agent from its next connection on",
+        description="Revoke an agent by id (see `aftercare agents`).",
+    )
+    _data_dir_arg(revoke)
+    revoke.add_argument("agent", help="agent id, e.g. ag-0123456789abcdef")
+    _json_arg(revoke)
+    revoke.set_defaults(handler=_agent_revoke)
+
+
+def _agent_revoke(args: argparse.Namespace) -> int:
+    data_dir = DataDir(args.data_dir)
+    record = _with_store(data_dir, lambda s: admin.revoke_agent(s, args.agent, _actor(), now_ms()))
+    if args.json:
+        _print_json({"agent_id": record.agent_id, "revoked": True, "customer": record.customer})
+    else:
+        print(f"revoked {record.agent_id} ({record.customer}/{record.hostname})")
+    return 0
+
+
+def _add_audit(commands: Any) -> None:
+    p = commands.add_parser("audit", help="the append-only, hash-chained audit log")
+    sub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain and report the first tampered entry",
+        description="Exit 0 if the audit log chain is intact, 1 naming the first bad entry.",
+    )
+    _data_dir_arg(verify)
+    _json_arg(verify)
+    verify.set_defaults(handler=_audit_verify)
+    show = sub.add_parser("list", help="print the audit log", description="Print audit entries.")
+    _data_dir_arg(show)
+    _json_arg(show)
+    show.set_defaults(handler=_audit_list)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    entries = _with_store(DataDir(args.data_dir), lambda s: s.audit_entries())
+    verdict = verify_chain(entries)
+    if args.json:
+        _print_json(
+            {"ok": verdict.ok, "checked": verdict.checked, "first_bad_id": verdict.first_bad_id,
+             "reason": verdict.reason}
+        )
+    elif verdict.ok:
+        print(f"audit log intact: {verdict.checked} entries verified")
+    else:
+        print(
+            f"audit log TAMPERED at entry {verdict.first_bad_id}: {verdict.reason} "
+            f"({verdict.checked} entries checked)"
+        )
+    return 0 if verdict.ok else 1
+
+
+def _audit_list(args: argparse.Namespace) -> int:
+    entries = _with_store(DataDir(args.data_dir), lambda s: s.audit_entries())
+    rows = [
+        {"id": e.id, "at": _iso(e.at_ms), "actor": e.actor, "action": e.action,
+         "target": e.target, "details": dict(e.details)}
+        for e in entries
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            print(f"{row['id']:>5}  {row['at']}  {row['actor']:<20} {row['action']:<26} "
+                  f"{row['target']}")
+    return 0
+
+
+def _with_store(data_dir: DataDir, action: Callable[[Any], Any]) -> Any:
+    store = data_dir.open_store()
+    try:
+        return action(store)
+    finally:
+        store.close()
+
+
+def _actor() -> str:
+    return f"os-user:{getpass.getuser()}"
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

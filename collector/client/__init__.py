@@ -1,0 +1,1 @@
+"""The ``aftercare`` command-line client for engineers, customers and admins."""

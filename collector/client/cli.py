@@ -1,0 +1,213 @@
+"""``aftercare``: see hosts and their health (engineers and admins: all customers; customers: their own).
+
+Connection: ``--collector``/``--token``/``--ca-file`` or AFTERCARE_COLLECTOR,
+AFTERCARE_TOKEN, AFTERCARE_CA_FILE. Every command has ``--json``.
+Exit codes: 0 ok, 1 refused or failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from collector import __version__
+from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
+from proto import api_pb2
+
+STALE_AFTER_SECONDS = 120
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = ClientSettings.resolve(args.collector, args.token, args.ca_file)
+        client = ApiClient(settings)
+    except ClientSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.handler(client, args)
+        return result
+    except grpc.RpcError as exc:
+        print(f"error: {_describe_rpc_error(exc, args.collector)}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftercare",
+        description="Query the aftercare collector: hosts, health, gaps.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--collector", help="collector API address HOST:PORT (AFTERCARE_COLLECTOR)")
+    parser.add_argument("--token", help="your API token (AFTERCARE_TOKEN)")
+    parser.add_argument("--ca-file", help="the collector's CA certificate (AFTERCARE_CA_FILE)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "agents",
+        help="list hosts with connectivity and a health summary",
+        description="List the hosts you may see: customer, connected or last seen, agent "
+        "version, CPU, memory and the fullest filesystem.",
+    )
+    p.add_argument("--customer", default="", help="only this customer's hosts")
+    _json_arg(p)
+    p.set_defaults(handler=_agents)
+
+    p = commands.add_parser(
+        "host",
+        help="latest metrics of one host, and any gaps in its data",
+        description="Show a host's latest metrics, failed checks and the gaps list "
+        "(empty when nothing was lost).",
+    )
+    p.add_argument("host", help="hostname or agent id")
+    _json_arg(p)
+    p.set_defaults(handler=_host)
+
+    p = commands.add_parser("whoami", help="show the user behind the token")
+    _json_arg(p)
+    p.set_defaults(handler=_whoami)
+    return parser
+
+
+def _json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _agents(client: ApiClient, args: argparse.Namespace) -> int:
+    reply = client.call("ListAgents", api_pb2.ListAgentsRequest(customer=args.customer))
+    if args.json:
+        _print_json([_agent_dict(a) for a in reply.agents])
+        return 0
+    if not reply.agents:
+        print("no hosts enrolled yet (create a join command with `aftercare-collector token create`)")
+        return 0
+    print(f"{'CUSTOMER':<14} {'HOST':<20} {'AGENT':<20} {'STATE':<16} {'VERSION':<8} "
+          f"{'CPU':>5} {'MEM':>5}  WORST FS")
+    for agent in reply.agents:
+        health = agent.health
+        cpu = f"{health.cpu_usage_ratio:.0%}" if health.has_data else "-"
+        mem = f"{health.memory_used_ratio:.0%}" if health.has_data else "-"
+        worst = (
+            f"{health.worst_filesystem} {health.worst_filesystem_used_ratio:.0%}"
+            if health.worst_filesystem
+            else "-"
+        )
+        print(f"{agent.customer:<14} {agent.hostname:<20} {agent.agent_id:<20} "
+              f"{_state(agent):<16} {agent.agent_version:<8} {cpu:>5} {mem:>5}  {worst}")
+    return 0
+
+
+def _host(client: ApiClient, args: argparse.Namespace) -> int:
+    detail = client.call("GetHost", api_pb2.GetHostRequest(host=args.host))
+    if args.json:
+        _print_json(
+            {
+                "agent": _agent_dict(detail.agent),
+                "collected": _iso(detail.collected_unix_ms),
+                "batches_stored": detail.batches_stored,
+                "samples": [
+                    {"name": s.name, "labels": dict(s.labels), "value": s.value}
+                    for s in detail.samples
+                ],
+                "failures": [{"check": f.check, "error": f.error} for f in detail.failures],
+                "gaps": [_gap_dict(g) for g in detail.gaps],
+            }
+        )
+        return 0
+    agent = detail.agent
+    print(f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
+          f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored")
+    print(f"latest batch collected {_iso(detail.collected_unix_ms) or 'never'}")
+    for sample in sorted(detail.samples, key=lambda s: (s.name, sorted(s.labels.items()))):
+        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        print(f"  {sample.name}{'{' + labels + '}' if labels else ''} {sample.value:g}")
+    for failure in detail.failures:
+        print(f"  check failed: {failure.check}: {failure.error}")
+    if detail.gaps:
+        print("gaps (data the agent could not keep):")
+        for gap in detail.gaps:
+            g = _gap_dict(gap)
+            print(f"  {g['lost_batches']} batches {g['start']} .. {g['end']} ({g['reason']})")
+    else:
+        print("gaps: none")
+    return 0
+
+
+def _whoami(client: ApiClient, args: argparse.Namespace) -> int:
+    reply = client.call("WhoAmI", api_pb2.WhoAmIRequest())
+    if args.json:
+        _print_json({"user": reply.user, "role": reply.role, "customer": reply.customer or None})
+    else:
+        print(f"{reply.user} ({reply.role}{', ' + reply.customer if reply.customer else ''})")
+    return 0
+
+
+def _state(agent: api_pb2.AgentInfo) -> str:
+    if agent.revoked:
+        return "revoked"
+    if agent.connected:
+        return "connected"
+    if not agent.last_seen_unix_ms:
+        return "never seen"
+    ago = max(0, int(time.time() - agent.last_seen_unix_ms / 1000))
+    return f"seen {_ago(ago)} ago"
+
+
+def _ago(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _agent_dict(agent: api_pb2.AgentInfo) -> dict[str, Any]:
+    info = MessageToDict(agent, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    info["last_seen"] = _iso(agent.last_seen_unix_ms)
+    info["enrolled"] = _iso(agent.enrolled_unix_ms)
+    for key in ("last_seen_unix_ms", "enrolled_unix_ms"):
+        info.pop(key, None)
+    return info
+
+
+def _gap_dict(gap: api_pb2.StoredGap) -> dict[str, Any]:
+    return {
+        "first_lost_sequence": gap.first_lost_sequence,
+        "last_lost_sequence": gap.last_lost_sequence,
+        "lost_batches": gap.lost_batches,
+        "start": _iso(gap.start_unix_ms),
+        "end": _iso(gap.end_unix_ms),
+        "reason": gap.reason,
+        "reported": _iso(gap.reported_unix_ms),
+    }
+
+
+def _iso(ms: int) -> str | None:
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _describe_rpc_error(exc: grpc.RpcError, collector: str | None) -> str:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"cannot reach the collector ({details}); check --collector / AFTERCARE_COLLECTOR"
+    return f"{details} ({code.name if code else 'error'})"
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Configuration of ``aftercare-collector serve``: one frozen dataclass, validated at start.
+
+Every field is a command-line option (docs/collector-config.md lists them);
+``validate`` names the offending option in its error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.errors import ConfigError
+
+DEFAULT_LISTEN = "127.0.0.1:7443"
+DEFAULT_API_LISTEN = "127.0.0.1:7444"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``serve`` needs. Ports may be 0 (tests): the bound port is reported."""
+
+    data_dir: Path
+    listen: str = DEFAULT_LISTEN
+    api_listen: str = DEFAULT_API_LISTEN
+    metrics_listen: str = DEFAULT_METRICS_LISTEN
+    advertise: str = ""  # HOST:PORT agents dial; default: the bound agent address
+    tls_names: tuple[str, ...] = field(default_factory=tuple)
+    agent_cert_ttl: dt.timedelta = dt.timedelta(days=30)
+    max_message_bytes: int = 4 * 1024 * 1024
+    batch_retention: dt.timedelta = dt.timedelta(days=30)
+
+    def validate(self) -> ServeConfig:
+        """Return self if every field is usable, else raise ConfigError naming the option."""
+        for option, value in (
+            ("--listen", self.listen),
+            ("--api-listen", self.api_listen),
+            ("--metrics-listen", self.metrics_listen),
+        ):
+            split_host_port(value, option)
+        if self.advertise:
+            split_host_port(self.advertise, "--advertise")
+        if self.agent_cert_ttl < dt.timedelta(seconds=10):
+            raise ConfigError("--agent-cert-ttl must be at least 10s")
+        if not 64 * 1024 <= self.max_message_bytes <= 256 * 1024 * 1024:
+            raise ConfigError("--max-message-size must be between 64KiB and 256MiB")
+        return self
+
+
+def split_host_port(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` to (host, port); ConfigError naming ``option`` if malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{option} {value!r}: use HOST:PORT, e.g. 127.0.0.1:7443")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,125 @@
+"""``make demo``: a collector on its embedded SQLite store under ./var and one local agent.
+
+Runs the real commands (``aftercare-collector serve``, ``token create``,
+``aftercare-agent enroll`` and ``run``) as child processes, prints what to try
+next, and stops both on Ctrl-C. Re-running reuses ./var (the agent stays enrolled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+READY_TIMEOUT_SECONDS = 30.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m collector.demo",
+        description="Run a demo collector and a local agent under --var.",
+    )
+    parser.add_argument("--var", type=Path, default=Path("var"), help="state directory (var)")
+    parser.add_argument("--interval", default="5s", help="agent collection interval (5s)")
+    parser.add_argument(
+        "--exit-after", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)"
+    )
+    args = parser.parse_args(argv)
+    var: Path = args.var.resolve()
+    data_dir, state_dir = var / "collector", var / "agent"
+    bin_dir = Path(sys.executable).parent
+    collector = _start_collector(bin_dir, data_dir, var / "collector.log")
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        endpoints = json.loads((data_dir / "endpoints.json").read_text())
+        if not (state_dir / "identity.json").exists():
+            _enroll(bin_dir, data_dir, state_dir)
+        config = var / "agent.toml"
+        config.write_text(f'interval = "{args.interval}"\n')
+        agent = _spawn(
+            [str(bin_dir / "aftercare-agent"), "run", "--state-dir", str(state_dir),
+             "--config", str(config)],
+            var / "agent.log",
+        )
+        _print_next_steps(data_dir, endpoints, var)
+        _wait(collector, agent, args.exit_after)
+    finally:
+        for process in (agent, collector):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=15)
+    return 0
+
+
+def _start_collector(bin_dir: Path, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "endpoints.json").unlink(missing_ok=True)
+    process = _spawn(
+        [str(bin_dir / "aftercare-collector"), "serve", "--data-dir", str(data_dir)], log
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while not (data_dir / "endpoints.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the collector did not start; see {log}:\n{log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return process
+
+
+def _enroll(bin_dir: Path, data_dir: Path, state_dir: Path) -> None:
+    join = subprocess.run(
+        [str(bin_dir / "aftercare-collector"), "token", "create", "--data-dir", str(data_dir),
+         "--customer", "demo-customer"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    print("join command:", " ".join(join))
+    command = [str(bin_dir / join[0]), *join[1:], "--state-dir", str(state_dir)]
+    subprocess.run(command, check=True)
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _print_next_steps(data_dir: Path, endpoints: dict[str, str], var: Path) -> None:
+    token = (data_dir / "admin-token").read_text().strip()
+    venv_bin = Path(sys.executable).parent
+    rel_bin = os.path.relpath(venv_bin)
+    print(f"""
+aftercare demo is running (logs: {var}/collector.log, {var}/agent.log). In another shell:
+
+  export PATH="$PWD/{rel_bin}:$PATH"
+  export AFTERCARE_COLLECTOR={endpoints["api"]}
+  export AFTERCARE_TOKEN={token}
+  export AFTERCARE_CA_FILE={data_dir}/ca.pem
+
+  aftercare agents                     # hosts, connectivity, health summary
+  aftercare host $(hostname) --json    # latest metrics and the gaps list
+  curl -s http://127.0.0.1:9464/metrics | grep aftercare_host_memory
+  aftercare-collector token create --data-dir {data_dir} --customer acme
+  aftercare-collector audit verify --data-dir {data_dir}
+
+Press Ctrl-C to stop.""", flush=True)
+
+
+def _wait(
+    collector: subprocess.Popen[bytes], agent: subprocess.Popen[bytes], exit_after: float
+) -> None:
+    deadline = time.monotonic() + exit_after if exit_after else None
+    try:
+        while collector.poll() is None and agent.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(0.5)
+        print("a demo process exited; see the logs under var/", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

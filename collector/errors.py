@@ -1,0 +1,175 @@
+"""The collector's exception tree: every error the collector raises on purpose.
+
+Third-party errors (sqlite3, psycopg, cryptography, ...) are mapped to these at the
+boundary with ``raise ... from exc``; the API layer turns them into gRPC status codes
+in exactly one place. Messages say what to do where there is something to do.
+
+    CollectorError
+    ├── StoreError                  backend failure (database locked, disk full, ...)
+    │   └── MigrationError          schema cannot be brought to the version the code knows
+    ├── NotFound
+    │   ├── UnknownAgent
+    │   └── UnknownUser
+    ├── Conflict                    would create a duplicate
+    │   └── UserExists
+    ├── TokenError                  join tokens (agent enrolment)
+    │   ├── TokenUnknown
+    │   ├── TokenUsed
+    │   └── TokenExpired
+    ├── AuthError                   API tokens (people)
+    │   ├── Unauthenticated
+    │   └── PermissionDenied
+    ├── AgentRevoked
+    ├── InvalidRequest              bad input from an agent or a user (e.g. a bad CSR)
+    └── ConfigError                 invalid configuration, found at start
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = [
+    "AgentRevoked",
+    "AuthError",
+    "CollectorError",
+    "ConfigError",
+    "Conflict",
+    "InvalidRequest",
+    "MigrationError",
+    "NotFound",
+    "PermissionDenied",
+    "StoreError",
+    "TokenError",
+    "TokenExpired",
+    "TokenUnknown",
+    "TokenUsed",
+    "Unauthenticated",
+    "UnknownAgent",
+    "UnknownUser",
+    "UserExists",
+    "format_ms",
+]
+
+_NEW_TOKEN = "create a new one with `aftercare-collector token create`"
+
+
+def format_ms(ms: int) -> str:
+    """Render unix milliseconds as an ISO-8601 UTC timestamp for messages."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+class CollectorError(Exception):
+    """Base of every error the collector raises on purpose."""
+
+
+class StoreError(CollectorError):
+    """The store backend failed (locked, corrupt, disk full, connection lost)."""
+
+
+class MigrationError(StoreError):
+    """The database schema cannot be migrated to, or is newer than, what this code knows."""
+
+
+class NotFound(CollectorError):
+    """A named object does not exist."""
+
+
+class UnknownAgent(NotFound):
+    """No agent with this id is enrolled."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"unknown agent {agent_id!r}; it is not enrolled here "
+            f"(enrol it with a join token: `aftercare-collector token create`)"
+        )
+
+
+class UnknownUser(NotFound):
+    """No user with this name exists."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown user {name!r}; add it with `aftercare-collector user add`")
+
+
+class Conflict(CollectorError):
+    """The operation would create a duplicate of an existing object."""
+
+
+class UserExists(Conflict):
+    """A user with this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"user {name!r} already exists; choose another name")
+
+
+class TokenError(CollectorError):
+    """A join token cannot be used to enrol an agent."""
+
+
+class TokenUnknown(TokenError):
+    """The join token was never issued (or was mistyped)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"join token not recognised; check it was copied whole, or {_NEW_TOKEN}")
+
+
+class TokenUsed(TokenError):
+    """The join token has already enrolled an agent (tokens are single use)."""
+
+    def __init__(self, used_ms: int | None = None) -> None:
+        self.used_ms = used_ms
+        when = f" at {format_ms(used_ms)}" if used_ms is not None else ""
+        super().__init__(
+            f"join token already used{when}; each token enrols one agent — {_NEW_TOKEN}"
+        )
+
+
+class TokenExpired(TokenError):
+    """The join token's validity period has passed."""
+
+    def __init__(self, expires_ms: int) -> None:
+        self.expires_ms = expires_ms
+        super().__init__(f"join token expired at {format_ms(expires_ms)}; {_NEW_TOKEN}")
+
+
+class AuthError(CollectorError):
+    """A person's API request is not authenticated or not allowed."""
+
+
+class Unauthenticated(AuthError):
+    """No API token, or one the collector does not know."""
+
+    def __init__(
+        self,
+        message: str = "missing or unknown API token; ask an admin for one "
+        "(`aftercare-collector user add`)",
+    ) -> None:
+        super().__init__(message)
+
+
+class PermissionDenied(AuthError):
+    """The authenticated user's role or customer does not allow the action."""
+
+
+class AgentRevoked(CollectorError):
+    """The agent's enrolment was revoked; it must enrol again."""
+
+    def __init__(self, agent_id: str, revoked_ms: int | None = None) -> None:
+        self.agent_id = agent_id
+        self.revoked_ms = revoked_ms
+        when = f" at {format_ms(revoked_ms)}" if revoked_ms is not None else ""
+        super().__init__(
+            f"agent {agent_id!r} was revoked{when}; to bring it back, enrol it again "
+            f"with a new join token (`aftercare-collector token create`)"
+        )
+
+
+class InvalidRequest(CollectorError):
+    """Bad input from an agent or a user (malformed CSR, out-of-range value, ...)."""
+
+
+class ConfigError(CollectorError):
+    """The collector's configuration is invalid; the message names the field."""

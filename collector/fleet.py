@@ -1,0 +1,103 @@
+"""In-memory view of the agents this collector replica serves: who is connected, latest values.
+
+The store is the source of truth; this view is what ``/metrics`` and the API read
+on every request without touching the database. Thread-safe (the metrics HTTP
+server reads it from its own thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+from collector.store import AgentRecord, StoredSample
+
+
+@dataclass(frozen=True)
+class HostState:
+    """One agent as seen by this replica."""
+
+    agent_id: str
+    customer: str
+    hostname: str
+    agent_version: str = ""
+    connections: int = 0
+    last_seen_ms: int | None = None
+    collected_ms: int | None = None
+    samples: tuple[StoredSample, ...] = field(default_factory=tuple)
+
+    @property
+    def connected(self) -> bool:
+        return self.connections > 0
+
+
+class Fleet:
+    """Connection counts and the latest samples per agent, keyed by agent id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hosts: dict[str, HostState] = {}
+
+    def load(self, agent: AgentRecord, collected_ms: int | None, samples: list[StoredSample]) -> None:
+        """Seed the view from the store at start-up (not connected)."""
+        with self._lock:
+            self._hosts[agent.agent_id] = HostState(
+                agent.agent_id,
+                agent.customer,
+                agent.hostname,
+                agent.agent_version,
+                0,
+                agent.last_seen_ms,
+                collected_ms,
+                tuple(samples),
+            )
+
+    def connected(self, agent: AgentRecord, hostname: str, version: str, now_ms: int) -> None:
+        """An agent stream said hello."""
+        with self._lock:
+            old = self._hosts.get(agent.agent_id) or HostState(
+                agent.agent_id, agent.customer, hostname
+            )
+            self._hosts[agent.agent_id] = replace(
+                old,
+                hostname=hostname,
+                agent_version=version,
+                connections=old.connections + 1,
+                last_seen_ms=now_ms,
+            )
+
+    def disconnected(self, agent_id: str, now_ms: int) -> None:
+        """An agent stream ended."""
+        with self._lock:
+            old = self._hosts.get(agent_id)
+            if old is not None:
+                self._hosts[agent_id] = replace(
+                    old, connections=max(0, old.connections - 1), last_seen_ms=now_ms
+                )
+
+    def observed(
+        self, agent_id: str, collected_ms: int, samples: list[StoredSample], now_ms: int
+    ) -> None:
+        """A batch arrived; keep its samples if it is the newest collected."""
+        with self._lock:
+            old = self._hosts.get(agent_id)
+            if old is None:
+                return
+            if old.collected_ms is None or collected_ms >= old.collected_ms:
+                old = replace(old, collected_ms=collected_ms, samples=tuple(samples))
+            self._hosts[agent_id] = replace(old, last_seen_ms=now_ms)
+
+    def forget(self, agent_id: str) -> None:
+        """Drop an agent (revoked)."""
+        with self._lock:
+            self._hosts.pop(agent_id, None)
+
+    def get(self, agent_id: str) -> HostState | None:
+        with self._lock:
+            return self._hosts.get(agent_id)
+
+    def snapshot(self) -> list[HostState]:
+        """Every known host, ordered by customer and hostname."""
+        with self._lock:
+            hosts = list(self._hosts.values())
+        return sorted(hosts, key=lambda h: (h.customer, h.hostname, h.agent_id))

@@ -1,0 +1,137 @@
+"""Prometheus metrics of the collector, registered on an injected registry.
+
+Two kinds:
+- the collector's own counters (ingest, enrolment, rejected streams), and
+- per-host health gauges derived at scrape time from the in-memory ``Fleet``:
+  every agent sample ``NAME`` is exposed as ``aftercare_host_NAME`` with the
+  labels customer, host and agent_id plus the sample's own labels. Samples whose
+  name ends in ``_total`` are counters on the agent and are exposed as counters.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector.fleet import Fleet, HostState
+
+HOST_PREFIX = "aftercare_host_"
+_HOST_LABELS = ("customer", "host", "agent_id")
+
+
+class CollectorMetrics:
+    """The collector's counters and gauges; pass ``registry`` (tests use a fresh one)."""
+
+    def __init__(self, registry: CollectorRegistry, fleet: Fleet) -> None:
+        self.batches = Counter(
+            "aftercare_ingest_batches",
+            "Metric batches received from agents, by result (stored or duplicate).",
+            ["result"],
+            registry=registry,
+        )
+        self.samples = Counter(
+            "aftercare_ingest_samples", "Samples stored from agent batches.", registry=registry
+        )
+        self.gaps = Counter(
+            "aftercare_ingest_gaps",
+            "Gap reports stored: spans of batches an agent's spool had to drop.",
+            registry=registry,
+        )
+        self.lost_batches = Counter(
+            "aftercare_ingest_lost_batches",
+            "Batches agents reported lost in gap reports.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "aftercare_ingest_rejected_streams",
+            "Agent streams refused or aborted, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.ack_latency = Histogram(
+            "aftercare_ingest_ack_latency_seconds",
+            "Time from receiving a batch to acknowledging it (durable in the store).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.enrollments = Counter(
+            "aftercare_enrollments",
+            "Enrolment attempts by result (ok, refused).",
+            ["result"],
+            registry=registry,
+        )
+        self.streams = Gauge(
+            "aftercare_agent_streams",
+            "Agent control streams open on this collector.",
+            registry=registry,
+        )
+        registry.register(_FleetCollector(fleet))
+
+
+class _FleetCollector(Collector):
+    """Scrape-time view of the fleet: connectivity and the latest host samples."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic: names depend on what agents send
+
+    def collect(self) -> Iterator[Metric]:
+        hosts = self._fleet.snapshot()
+        yield from _connectivity(hosts)
+        yield from _host_samples(hosts)
+
+
+def _connectivity(hosts: list[HostState]) -> Iterator[Metric]:
+    connected = GaugeMetricFamily(
+        "aftercare_agent_connected",
+        "1 if the agent has a control stream open to this collector.",
+        labels=_HOST_LABELS,
+    )
+    last_seen = GaugeMetricFamily(
+        "aftercare_agent_last_seen_timestamp_seconds",
+        "Unix time the agent was last heard from.",
+        labels=_HOST_LABELS,
+    )
+    info = GaugeMetricFamily(
+        "aftercare_agent_info", "Agent version (value always 1).", labels=(*_HOST_LABELS, "version")
+    )
+    for host in hosts:
+        key = [host.customer, host.hostname, host.agent_id]
+        connected.add_metric(key, 1.0 if host.connected else 0.0)
+        if host.last_seen_ms is not None:
+            last_seen.add_metric(key, host.last_seen_ms / 1000)
+        info.add_metric([*key, host.agent_version], 1.0)
+    yield from (connected, last_seen, info)
+
+
+def _host_samples(hosts: list[HostState]) -> Iterator[Metric]:
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+    label_names: dict[str, tuple[str, ...]] = {}
+    rows: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
+    for host in hosts:
+        for sample in host.samples:
+            name = sample.name
+            if name not in families:
+                extra = tuple(sorted(k for k in sample.labels if k not in _HOST_LABELS))
+                label_names[name] = extra
+                families[name] = _family(name, (*_HOST_LABELS, *extra))
+            values = [host.customer, host.hostname, host.agent_id]
+            values += [sample.labels.get(k, "") for k in label_names[name]]
+            rows[name].append((values, sample.value))
+    for name, family in families.items():
+        for values, value in rows[name]:
+            family.add_metric(values, value)
+        yield family
+
+
+def _family(name: str, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:
+    doc = f"Agent sample {name} (see docs/metrics.md)."
+    if name.endswith("_total"):
+        return CounterMetricFamily(HOST_PREFIX + name.removesuffix("_total"), doc, labels=labels)
+    return GaugeMetricFamily(HOST_PREFIX + name, doc, labels=labels)

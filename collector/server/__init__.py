@@ -1,0 +1,1 @@
+"""The collector's network face: gRPC services, the /metrics endpoint, and their wiring."""

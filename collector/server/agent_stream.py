@@ -1,0 +1,214 @@
+"""AgentStream service: the per-agent control stream (ingest with acks) and certificate renewal.
+
+Contract of ``Connect``: the first message must be a Hello; the collector answers
+Welcome (with the highest sequence it already stores), then acknowledges every
+batch or gap only once it is durable in the store. A sequence stored before is
+acknowledged with ``duplicate=True`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from collector.errors import CollectorError, InvalidRequest
+from collector.fleet import Fleet
+from collector.metrics import CollectorMetrics
+from collector.pki import CertificateAuthority
+from collector.server import status
+from collector.server.peer import authenticate_agent
+from collector.server.writer import StoreThread
+from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
+from proto import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_SECONDS = 30.0
+MAX_SAMPLES_PER_BATCH = 20_000
+MAX_LABEL_TEXT = 1024
+
+
+class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
+    """Serves enrolled agents over mutual TLS."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        ca: CertificateAuthority,
+        fleet: Fleet,
+        metrics: CollectorMetrics,
+        cert_ttl: dt.timedelta,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._db = db
+        self._ca = ca
+        self._fleet = fleet
+        self._metrics = metrics
+        self._cert_ttl = cert_ttl
+        self._clock_ms = clock_ms
+
+    async def Connect(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[agent_pb2.CollectorMessage]:
+        try:
+            agent = await authenticate_agent(context, self._db)
+        except CollectorError as exc:
+            self._metrics.rejected.labels("identity").inc()
+            await status.abort(context, exc)
+        try:
+            hello = await self._receive_hello(request_iterator)
+        except InvalidRequest as exc:
+            self._metrics.rejected.labels("protocol").inc()
+            await status.abort(context, exc)
+        async for reply in self._serve(agent, hello, request_iterator, context):
+            yield reply
+
+    async def _serve(
+        self,
+        agent: AgentRecord,
+        hello: agent_pb2.Hello,
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[agent_pb2.CollectorMessage]:
+        now = self._clock_ms()
+        hostname = hello.hostname.strip()[:253] or agent.hostname
+        await self._db.call(
+            self._db.store.record_hello, agent.agent_id, hostname, hello.agent_version[:64], now
+        )
+        last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
+        self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
+        self._metrics.streams.inc()
+        log.info("agent %s (%s/%s) connected from %s", agent.agent_id, agent.customer, hostname,
+                 context.peer())
+        try:
+            yield agent_pb2.CollectorMessage(
+                welcome=agent_pb2.Welcome(
+                    agent_id=agent.agent_id, customer=agent.customer, last_sequence=last
+                )
+            )
+            async for message in request_iterator:
+                yield await self._ingest(agent, message, context)
+        finally:
+            self._metrics.streams.dec()
+            self._fleet.disconnected(agent.agent_id, self._clock_ms())
+            log.info("agent %s disconnected", agent.agent_id)
+
+    async def _receive_hello(
+        self, request_iterator: AsyncIterator[agent_pb2.AgentMessage]
+    ) -> agent_pb2.Hello:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_SECONDS)
+        except (StopAsyncIteration, TimeoutError) as exc:
+            raise InvalidRequest("the stream must start with a Hello message") from exc
+        if first.WhichOneof("kind") != "hello":
+            raise InvalidRequest("the stream must start with a Hello message")
+        return first.hello
+
+    async def _ingest(
+        self,
+        agent: AgentRecord,
+        message: agent_pb2.AgentMessage,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.CollectorMessage:
+        started = time.perf_counter()
+        kind = message.WhichOneof("kind")
+        try:
+            if kind == "batch":
+                stored = await self._store_batch(agent, message.batch)
+                sequence = message.batch.sequence
+            elif kind == "gap":
+                stored = await self._store_gap(agent, message.gap)
+                sequence = message.gap.sequence
+            else:
+                raise InvalidRequest(
+                    f"unknown or empty message type {kind!r} on the agent stream; "
+                    "the agent may be newer than this collector"
+                )
+        except InvalidRequest as exc:
+            self._metrics.rejected.labels("protocol").inc()
+            await status.abort(context, exc)
+        self._metrics.ack_latency.observe(time.perf_counter() - started)
+        return agent_pb2.CollectorMessage(ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored))
+
+    async def _store_batch(self, agent: AgentRecord, batch: agent_pb2.MetricBatch) -> bool:
+        _check_batch(batch)
+        samples = [StoredSample(s.name, dict(s.labels), s.value) for s in batch.samples]
+        failures = [StoredFailure(f.check, f.error) for f in batch.failures]
+        now = self._clock_ms()
+        stored = await self._db.call(
+            self._db.store.store_batch,
+            agent.agent_id,
+            batch.sequence,
+            batch.collected_unix_ms,
+            now,
+            samples,
+            failures,
+        )
+        self._metrics.batches.labels("stored" if stored else "duplicate").inc()
+        if stored:
+            self._metrics.samples.inc(len(samples))
+            self._fleet.observed(agent.agent_id, batch.collected_unix_ms, samples, now)
+        return bool(stored)
+
+    async def _store_gap(self, agent: AgentRecord, gap: agent_pb2.Gap) -> bool:
+        if gap.sequence == 0 or gap.last_lost_sequence < gap.first_lost_sequence:
+            raise InvalidRequest("gap with an invalid sequence range")
+        record = GapRecord(
+            sequence=gap.sequence,
+            first_lost_sequence=gap.first_lost_sequence,
+            last_lost_sequence=gap.last_lost_sequence,
+            lost_batches=gap.lost_batches,
+            start_ms=gap.start_unix_ms,
+            end_ms=gap.end_unix_ms,
+            reason=gap.reason[:MAX_LABEL_TEXT],
+            reported_ms=self._clock_ms(),
+        )
+        stored = await self._db.call(self._db.store.store_gap, agent.agent_id, record)
+        if stored:
+            self._metrics.gaps.inc()
+            self._metrics.lost_batches.inc(gap.lost_batches)
+            log.warning(
+                "agent %s lost %d batches (%s)", agent.agent_id, gap.lost_batches, gap.reason
+            )
+        return bool(stored)
+
+    @status.unary
+    async def RenewCertificate(  # noqa: N802 - gRPC method name
+        self, request: agent_pb2.RenewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.RenewResponse:
+        agent = await authenticate_agent(context, self._db)
+        issued = self._ca.sign_agent_csr(
+            request.csr_pem, agent.agent_id, agent.customer, self._cert_ttl
+        )
+        not_after_ms = int(issued.not_after.timestamp() * 1000)
+        await self._db.call(
+            self._db.store.update_agent_certificate, agent.agent_id, issued.serial_hex, not_after_ms
+        )
+        await self._db.call(
+            self._db.store.append_audit,
+            f"agent:{agent.agent_id}",
+            "agent.certificate_renewed",
+            agent.agent_id,
+            {"serial": issued.serial_hex},
+            self._clock_ms(),
+        )
+        return agent_pb2.RenewResponse(certificate_pem=issued.cert_pem)
+
+
+def _check_batch(batch: agent_pb2.MetricBatch) -> None:
+    """Refuse batches that cannot be right (InvalidRequest names the problem)."""
+    if batch.sequence == 0:
+        raise InvalidRequest("batch without a sequence number")
+    if len(batch.samples) > MAX_SAMPLES_PER_BATCH:
+        raise InvalidRequest(f"batch has {len(batch.samples)} samples (max {MAX_SAMPLES_PER_BATCH})")
+    for sample in batch.samples:
+        if not sample.name or len(sample.name) > MAX_LABEL_TEXT:
+            raise InvalidRequest("sample with an empty or over-long name")

@@ -1,0 +1,117 @@
+"""Api service: what the ``aftercare`` CLI asks, answered within the caller's customer scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from collector.auth import Principal
+from collector.errors import InvalidRequest, NotFound
+from collector.fleet import Fleet
+from collector.health import summarize
+from collector.server import status
+from collector.server.peer import authenticate_user
+from collector.server.writer import StoreThread
+from collector.store import AgentRecord, StoredSample
+from proto import agent_pb2, api_pb2, api_pb2_grpc
+
+
+class ApiServicer(api_pb2_grpc.ApiServicer):
+    """Read-only fleet queries for engineers, admins and customers."""
+
+    def __init__(self, db: StoreThread, fleet: Fleet) -> None:
+        self._db = db
+        self._fleet = fleet
+
+    @status.unary
+    async def WhoAmI(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.WhoAmIResponse:
+        who = await authenticate_user(context, self._db)
+        return api_pb2.WhoAmIResponse(user=who.name, role=who.role, customer=who.customer or "")
+
+    @status.unary
+    async def ListAgents(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListAgentsResponse:
+        who = await authenticate_user(context, self._db)
+        customer = who.visible_customer(request.customer)
+        agents = await self._db.call(self._db.store.list_agents, customer)
+        return api_pb2.ListAgentsResponse(agents=[self._agent_info(a) for a in agents])
+
+    @status.unary
+    async def GetHost(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.GetHostRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.HostDetail:
+        who = await authenticate_user(context, self._db)
+        agent = await self._find_host(who, request.host)
+        latest = await self._db.call(self._db.store.latest, agent.agent_id)
+        gaps = await self._db.call(self._db.store.gaps, agent.agent_id)
+        sequences = await self._db.call(self._db.store.stored_sequences, agent.agent_id)
+        detail = api_pb2.HostDetail(
+            agent=self._agent_info(agent),
+            batches_stored=len(sequences),
+            gaps=[
+                api_pb2.StoredGap(
+                    first_lost_sequence=g.first_lost_sequence,
+                    last_lost_sequence=g.last_lost_sequence,
+                    lost_batches=g.lost_batches,
+                    start_unix_ms=g.start_ms,
+                    end_unix_ms=g.end_ms,
+                    reason=g.reason,
+                    reported_unix_ms=g.reported_ms,
+                )
+                for g in gaps
+            ],
+        )
+        if latest is not None:
+            detail.collected_unix_ms = latest.collected_ms
+            detail.samples.extend(
+                agent_pb2.Sample(name=s.name, labels=dict(s.labels), value=s.value)
+                for s in latest.samples
+            )
+            detail.failures.extend(
+                agent_pb2.CheckFailure(check=f.check, error=f.error) for f in latest.failures
+            )
+        return detail
+
+    async def _find_host(self, who: Principal, host: str) -> AgentRecord:
+        """The agent named by id or hostname, among those ``who`` may see.
+
+        Another customer's host is reported as not found, so its existence does not leak.
+        """
+        if not host:
+            raise InvalidRequest("name a host: its hostname or agent id")
+        agents = await self._db.call(self._db.store.list_agents, who.visible_customer(None))
+        by_id = [a for a in agents if a.agent_id == host]
+        matches = by_id or [a for a in agents if a.hostname == host]
+        if not matches:
+            raise NotFound(f"no host {host!r}; `aftercare agents` lists the hosts you can see")
+        if len(matches) > 1:
+            ids = ", ".join(a.agent_id for a in matches)
+            raise InvalidRequest(f"{len(matches)} agents report hostname {host!r}; use an id: {ids}")
+        return matches[0]
+
+    def _agent_info(self, agent: AgentRecord) -> api_pb2.AgentInfo:
+        state = self._fleet.get(agent.agent_id)
+        samples: tuple[StoredSample, ...] = state.samples if state else ()
+        health = summarize(samples)
+        last_seen = max(agent.last_seen_ms or 0, (state.last_seen_ms or 0) if state else 0)
+        return api_pb2.AgentInfo(
+            agent_id=agent.agent_id,
+            customer=agent.customer,
+            hostname=agent.hostname,
+            connected=bool(state and state.connected),
+            last_seen_unix_ms=last_seen,
+            agent_version=agent.agent_version,
+            revoked=agent.revoked_ms is not None,
+            enrolled_unix_ms=agent.enrolled_ms,
+            health=api_pb2.HealthSummary(
+                has_data=health.has_data,
+                cpu_usage_ratio=health.cpu_usage_ratio,
+                memory_used_ratio=health.memory_used_ratio,
+                worst_filesystem=health.worst_filesystem,
+                worst_filesystem_used_ratio=health.worst_filesystem_used_ratio,
+            ),
+        )

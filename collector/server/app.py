@@ -1,0 +1,212 @@
+"""Wiring of a running collector: data dir, store, gRPC ports, /metrics.
+
+Ports:
+- agent port (``--listen``): mutual TLS, a client certificate from our CA is required;
+  serves AgentStream.
+- API port (``--api-listen``): server TLS; serves Enrollment (join token) and Api
+  (bearer API token). Agent methods refuse callers without a client certificate.
+- metrics port (``--metrics-listen``): plain HTTP ``/metrics``.
+Both gRPC ports also serve standard health checking and reflection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from collector.config import ServeConfig, split_host_port
+from collector.datadir import DataDir, initialise, issue_server_certificate
+from collector.errors import ConfigError
+from collector.fleet import Fleet
+from collector.metrics import CollectorMetrics
+from collector.server.agent_stream import AgentStreamServicer
+from collector.server.api import ApiServicer
+from collector.server.enrollment import EnrollmentServicer
+from collector.server.writer import StoreThread
+from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 3600.0
+SERVICE_NAMES = (
+    agent_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["AgentStream"].full_name,
+    api_pb2.DESCRIPTOR.services_by_name["Api"].full_name,
+)
+
+
+def now_ms() -> int:
+    """Wall-clock time in unix milliseconds (the default clock)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where the started collector listens (ports resolved when 0 was asked)."""
+
+    agent: str
+    api: str
+    metrics: str
+    advertise: str
+
+
+class CollectorServer:
+    """A collector process: ``await start()``, then ``await wait()`` or ``await stop()``."""
+
+    def __init__(
+        self, config: ServeConfig, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.config = config.validate()
+        self.registry = registry or CollectorRegistry()
+        self.data_dir = DataDir(config.data_dir)
+        self.fleet = Fleet()
+        self.admin_token: str | None = None
+        self.addresses: Addresses | None = None
+        self._server: grpc.aio.Server | None = None
+        self._db: StoreThread | None = None
+        self._httpd: Any = None
+        self._prune_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Addresses:
+        """Initialise the data dir if needed, open the store and bind every port."""
+        init = initialise(self.data_dir, now_ms())
+        self.admin_token = init.admin_token
+        ca = init.ca
+        issue_server_certificate(self.data_dir, ca, self.config.tls_names)
+        self._db = StoreThread(self.data_dir.open_store())
+        await self._load_fleet()
+        metrics = CollectorMetrics(self.registry, self.fleet)
+        server = grpc.aio.server(options=self._grpc_options())
+        key = self.data_dir.server_key.read_bytes()
+        chain = self.data_dir.server_cert.read_bytes()
+        agent_port = _bind(
+            server,
+            self.config.listen,
+            "--listen",
+            grpc.ssl_server_credentials(
+                [(key, chain)], root_certificates=ca.cert_pem, require_client_auth=True
+            ),
+        )
+        api_port = _bind(
+            server, self.config.api_listen, "--api-listen", grpc.ssl_server_credentials([(key, chain)])
+        )
+        agent_host, _ = split_host_port(self.config.listen, "--listen")
+        advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
+        agent_pb2_grpc.add_AgentStreamServicer_to_server(
+            AgentStreamServicer(
+                self._db, ca, self.fleet, metrics, self.config.agent_cert_ttl, now_ms
+            ),
+            server,
+        )
+        agent_pb2_grpc.add_EnrollmentServicer_to_server(
+            EnrollmentServicer(self._db, ca, metrics, advertise, self.config.agent_cert_ttl, now_ms),
+            server,
+        )
+        api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(self._db, self.fleet), server)
+        await _add_health_and_reflection(server)
+        await server.start()
+        self._server = server
+        metrics_address = self._start_metrics()
+        api_host, _ = split_host_port(self.config.api_listen, "--api-listen")
+        self.addresses = Addresses(
+            agent=f"{agent_host}:{agent_port}",
+            api=f"{api_host}:{api_port}",
+            metrics=metrics_address,
+            advertise=advertise,
+        )
+        self._prune_task = asyncio.create_task(self._prune_forever())
+        log.info("collector started: %s", self.addresses)
+        return self.addresses
+
+    async def wait(self) -> None:
+        """Until the gRPC server stops."""
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop serving (in-flight RPCs get ``grace`` seconds), then close the store."""
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._db is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._db.close)
+
+    def _grpc_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),
+        ]
+
+    async def _load_fleet(self) -> None:
+        assert self._db is not None
+        store = self._db.store
+        for agent in await self._db.call(store.list_agents, None):
+            if agent.revoked_ms is not None:
+                continue
+            latest = await self._db.call(store.latest, agent.agent_id)
+            if latest is None:
+                self.fleet.load(agent, None, [])
+            else:
+                self.fleet.load(agent, latest.collected_ms, latest.samples)
+
+    def _start_metrics(self) -> str:
+        host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")
+        try:
+            httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-listen {self.config.metrics_listen}: {exc}") from exc
+        self._httpd = httpd
+        return f"{host}:{httpd.server_port}"
+
+    async def _prune_forever(self) -> None:
+        assert self._db is not None
+        retention_ms = int(self.config.batch_retention.total_seconds() * 1000)
+        while True:
+            pruned = await self._db.call(self._db.store.prune_batches, now_ms() - retention_ms)
+            if pruned:
+                log.info("pruned %d batch records older than the retention", pruned)
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+
+def _bind(server: grpc.aio.Server, address: str, option: str, creds: grpc.ServerCredentials) -> int:
+    try:
+        port = server.add_secure_port(address, creds)
+    except RuntimeError as exc:
+        raise ConfigError(f"{option} {address}: cannot listen ({exc}); is the port in use?") from exc
+    if port == 0:
+        raise ConfigError(f"{option} {address}: cannot listen; is the port in use?")
+    return port
+
+
+def _public_host(host: str) -> str:
+    return socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+
+
+async def _add_health_and_reflection(server: grpc.aio.Server) -> None:
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )

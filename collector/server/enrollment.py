@@ -1,0 +1,104 @@
+"""Enrollment service: a single-use join token and a CSR buy an agent certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from collector.auth import hash_token
+from collector.errors import CollectorError, InvalidRequest
+from collector.metrics import CollectorMetrics
+from collector.pki import CertificateAuthority, load_csr
+from collector.server import status
+from collector.server.writer import StoreThread
+from collector.store import AgentRecord
+from proto import agent_pb2, agent_pb2_grpc
+
+MAX_HOSTNAME = 253
+
+
+class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
+    """Issues client certificates; the subject (agent id, customer) is decided here."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        ca: CertificateAuthority,
+        metrics: CollectorMetrics,
+        agent_endpoint: str,
+        cert_ttl: dt.timedelta,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._db = db
+        self._ca = ca
+        self._metrics = metrics
+        self._agent_endpoint = agent_endpoint
+        self._cert_ttl = cert_ttl
+        self._clock_ms = clock_ms
+
+    async def Enroll(  # noqa: N802 - gRPC method name
+        self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.EnrollResponse:
+        try:
+            reply = await self._enroll(request)
+        except CollectorError as exc:
+            self._metrics.enrollments.labels("refused").inc()
+            await self._audit_refusal(request, context, exc)
+            await status.abort(context, exc)
+        self._metrics.enrollments.labels("ok").inc()
+        return reply
+
+    async def _enroll(self, request: agent_pb2.EnrollRequest) -> agent_pb2.EnrollResponse:
+        hostname = request.hostname.strip()
+        if not hostname or len(hostname) > MAX_HOSTNAME:
+            raise InvalidRequest("enrolment needs a hostname of 1-253 characters")
+        agent_id = "ag-" + uuid.uuid4().hex[:16]
+        load_csr(request.csr_pem)  # refuse a bad CSR before spending the token
+        now = self._clock_ms()
+        customer = await self._db.call(
+            self._db.store.consume_join_token, hash_token(request.token), now
+        )
+        issued = self._ca.sign_agent_csr(request.csr_pem, agent_id, customer, self._cert_ttl)
+        record = AgentRecord(
+            agent_id=agent_id,
+            customer=customer,
+            hostname=hostname,
+            enrolled_ms=now,
+            cert_serial=issued.serial_hex,
+            cert_not_after_ms=int(issued.not_after.timestamp() * 1000),
+        )
+        await self._db.call(self._db.store.add_agent, record)
+        await self._db.call(
+            self._db.store.append_audit,
+            f"agent:{agent_id}",
+            "agent.enrolled",
+            agent_id,
+            {"customer": customer, "hostname": hostname, "serial": issued.serial_hex},
+            now,
+        )
+        return agent_pb2.EnrollResponse(
+            agent_id=agent_id,
+            customer=customer,
+            certificate_pem=issued.cert_pem,
+            ca_pem=self._ca.cert_pem,
+            agent_endpoint=self._agent_endpoint,
+        )
+
+    async def _audit_refusal(
+        self,
+        request: agent_pb2.EnrollRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        exc: CollectorError,
+    ) -> None:
+        await self._db.call(
+            self._db.store.append_audit,
+            f"peer:{context.peer()}",
+            "agent.enroll_refused",
+            request.hostname[:MAX_HOSTNAME],
+            {"reason": str(exc), "error": type(exc).__name__},
+            self._clock_ms(),
+        )

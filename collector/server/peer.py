@@ -1,0 +1,54 @@
+"""Who is on the other end of an RPC: the agent from its client certificate, the user from its token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from collector.auth import Principal, hash_token
+from collector.errors import AgentRevoked, Unauthenticated
+from collector.server.writer import StoreThread
+from collector.store import AgentRecord
+
+
+async def authenticate_agent(
+    context: grpc.aio.ServicerContext[Any, Any], db: StoreThread
+) -> AgentRecord:
+    """The enrolled, non-revoked agent named by the verified client certificate.
+
+    The identity comes only from the certificate the TLS layer verified against
+    the collector's CA; nothing in the messages can change it.
+    """
+    names = context.auth_context().get("x509_common_name") or []
+    if not names:
+        raise Unauthenticated(
+            "no verified client certificate: agents must connect to the agent port "
+            "with the certificate obtained by `aftercare-agent enroll`"
+        )
+    agent_id = names[0].decode()
+    agent = await db.call(db.store.get_agent, agent_id)
+    if agent is None:
+        raise Unauthenticated(f"certificate names unknown agent {agent_id!r}; enrol again")
+    if agent.revoked_ms is not None:
+        raise AgentRevoked(f"agent {agent_id} has been revoked; enrol again with a new join token")
+    return agent
+
+
+async def authenticate_user(
+    context: grpc.aio.ServicerContext[Any, Any], db: StoreThread
+) -> Principal:
+    """The user whose API token is in the ``authorization: Bearer`` metadata."""
+    token = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            token = value.removeprefix("Bearer ").strip()
+    if not token:
+        raise Unauthenticated(
+            "no API token: pass --token or set AFTERCARE_TOKEN (ask an admin for "
+            "`aftercare-collector user add`)"
+        )
+    user = await db.call(db.store.user_by_token_hash, hash_token(token))
+    if user is None:
+        raise Unauthenticated("unknown API token: check --token / AFTERCARE_TOKEN")
+    return Principal(user.name, user.role, user.customer)

@@ -1,0 +1,78 @@
+"""The collector's durable state: one ``Store`` interface, one backend per database.
+
+``open_store(data_dir)`` is the default (SQLite file ``data_dir/aftercare.db``);
+``open_store_url(url)`` picks the backend from a URL. PostgreSQL slots in there as
+``postgresql://...`` once its backend exists, behind the same contract suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.errors import ConfigError
+from collector.store.base import (
+    AgentRecord,
+    AuditEntry,
+    GapRecord,
+    LatestBatch,
+    Role,
+    Store,
+    StoredFailure,
+    StoredSample,
+    User,
+)
+from collector.store.sqlite import SQLiteStore
+
+__all__ = [
+    "DB_FILE_NAME",
+    "AgentRecord",
+    "AuditEntry",
+    "GapRecord",
+    "LatestBatch",
+    "Role",
+    "SQLiteStore",
+    "Store",
+    "StoredFailure",
+    "StoredSample",
+    "User",
+    "open_store",
+    "open_store_url",
+]
+
+DB_FILE_NAME = "aftercare.db"
+
+
+def open_store(data_dir: Path) -> Store:
+    """Open (creating if needed) the SQLite store in ``data_dir``."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SQLiteStore(data_dir / DB_FILE_NAME)
+
+
+def open_store_url(url: str) -> Store:
+    """Open the store a URL names.
+
+    ``sqlite:///PATH`` — the SQLite file at PATH (``sqlite:///var/a.db`` is relative,
+    ``sqlite:////var/lib/aftercare/aftercare.db`` absolute: the SQLAlchemy convention).
+    ``postgresql://...`` is reserved for the PostgreSQL backend.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"store URL {url!r} has no scheme; use sqlite:///PATH")
+    if scheme == "sqlite":
+        return SQLiteStore(_sqlite_path(url, rest))
+    if scheme in ("postgresql", "postgres"):
+        # The PostgreSQL backend plugs in here: return PostgresStore(url).
+        raise ConfigError(
+            f"store URL {url!r}: the PostgreSQL backend is not available in this release; "
+            f"use sqlite:///PATH"
+        )
+    raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; use sqlite:///PATH")
+
+
+def _sqlite_path(url: str, rest: str) -> Path:
+    if not rest.startswith("/") or rest == "/":
+        raise ConfigError(f"store URL {url!r}: expected sqlite:///PATH (three slashes, no host)")
+    path = Path(rest[1:])
+    if not path.parent.is_dir():
+        raise ConfigError(f"store URL {url!r}: directory {path.parent} does not exist; create it")
+    return path

@@ -1,0 +1,258 @@
+"""The store interface: records (frozen dataclasses) and the ``Store`` protocol.
+
+Every backend (SQLite now, PostgreSQL later) implements ``Store`` and passes the one
+contract suite in ``tests/collector/test_store_contract.py``. Times are int unix
+milliseconds; secrets (join tokens, API tokens) only ever arrive here as sha256 hex.
+Backends raise the store exceptions re-exported below (from ``collector.errors``) and
+map their driver's errors to ``StoreError`` with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, get_args
+
+from collector.errors import (
+    Conflict,
+    InvalidRequest,
+    MigrationError,
+    StoreError,
+    TokenExpired,
+    TokenUnknown,
+    TokenUsed,
+    UnknownAgent,
+    UserExists,
+)
+
+__all__ = [
+    "ROLES",
+    "AgentRecord",
+    "AuditEntry",
+    "Conflict",
+    "GapRecord",
+    "InvalidRequest",
+    "LatestBatch",
+    "MigrationError",
+    "Role",
+    "Store",
+    "StoreError",
+    "StoredFailure",
+    "StoredSample",
+    "TokenExpired",
+    "TokenUnknown",
+    "TokenUsed",
+    "UnknownAgent",
+    "User",
+    "UserExists",
+]
+
+Role = Literal["admin", "engineer", "customer"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+
+@dataclass(frozen=True)
+class User:
+    """A person with an API token; ``customer`` is set for customer users."""
+
+    name: str
+    role: Role
+    customer: str | None
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An enrolled agent and its current client certificate."""
+
+    agent_id: str
+    customer: str
+    hostname: str
+    enrolled_ms: int
+    cert_serial: str
+    cert_not_after_ms: int
+    revoked_ms: int | None = None
+    agent_version: str = ""
+    last_seen_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    """One metric value of a batch."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class StoredFailure:
+    """A check that failed to produce samples in a batch."""
+
+    check: str
+    error: str
+
+
+@dataclass(frozen=True)
+class LatestBatch:
+    """The agent's newest (by collection time) batch: its values replace older ones."""
+
+    sequence: int
+    collected_ms: int
+    samples: list[StoredSample]
+    failures: list[StoredFailure]
+
+
+@dataclass(frozen=True)
+class GapRecord:
+    """Batches the agent dropped (spool bound exceeded), reported under its own sequence."""
+
+    sequence: int
+    first_lost_sequence: int
+    last_lost_sequence: int
+    lost_batches: int
+    start_ms: int
+    end_ms: int
+    reason: str
+    reported_ms: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit log entry; ``hash`` chains it to ``prev_hash`` (see ``collector.audit``)."""
+
+    id: int
+    at_ms: int
+    actor: str
+    action: str
+    target: str
+    details: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Store(Protocol):
+    """Durable collector state. Implementations are safe to call from several threads
+    and several processes may open the same database."""
+
+    # -- join tokens (stored only as sha256 hex of the token) -------------------------
+
+    def create_join_token(
+        self, token_hash: str, customer: str, expires_ms: int, created_by: str, now_ms: int
+    ) -> None:
+        """Record a new single-use enrolment token for ``customer``."""
+        ...
+
+    def consume_join_token(self, token_hash: str, now_ms: int) -> str:
+        """Atomically mark the token used and return its customer.
+
+        Raises TokenUnknown, TokenUsed (second use) or TokenExpired (now >= expiry).
+        """
+        ...
+
+    # -- users (API tokens stored hashed) ---------------------------------------------
+
+    def add_user(
+        self, name: str, role: Role, customer: str | None, token_hash: str, now_ms: int
+    ) -> User:
+        """Add a user. Raises UserExists, or InvalidRequest for a customer user
+        without a customer."""
+        ...
+
+    def user_by_token_hash(self, token_hash: str) -> User | None:
+        """The user holding this API token, if any."""
+        ...
+
+    def list_users(self) -> list[User]:
+        """All users, ordered by name."""
+        ...
+
+    # -- agents -----------------------------------------------------------------------
+
+    def add_agent(self, agent: AgentRecord) -> None:
+        """Record a newly enrolled agent. Raises Conflict if the id exists."""
+        ...
+
+    def get_agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent, revoked or not; None if unknown."""
+        ...
+
+    def list_agents(self, customer: str | None = None) -> list[AgentRecord]:
+        """Agents (optionally of one customer), ordered by customer, hostname."""
+        ...
+
+    def revoke_agent(self, agent_id: str, now_ms: int) -> AgentRecord:
+        """Mark the agent revoked (keeps an earlier revocation time). Raises UnknownAgent."""
+        ...
+
+    def update_agent_certificate(
+        self, agent_id: str, cert_serial: str, cert_not_after_ms: int
+    ) -> None:
+        """Record a renewed client certificate. Raises UnknownAgent."""
+        ...
+
+    def record_hello(self, agent_id: str, hostname: str, agent_version: str, now_ms: int) -> None:
+        """Update hostname, version and last_seen from the agent's hello. Raises UnknownAgent."""
+        ...
+
+    # -- ingest: exactly-once by (agent_id, sequence); batches and gaps share it ------
+
+    def store_batch(
+        self,
+        agent_id: str,
+        sequence: int,
+        collected_ms: int,
+        received_ms: int,
+        samples: Sequence[StoredSample],
+        failures: Sequence[StoredFailure],
+    ) -> bool:
+        """Durably store one batch (committed, fsynced per the backend's durability
+        setting) and make it the agent's latest values (replace the previous latest set,
+        so vanished series disappear) — unless a newer batch is already latest
+        (out-of-order arrival after an outage: keep the newest collected as latest).
+        Also sets last_seen. Returns False (and changes nothing) if (agent_id, sequence)
+        was already stored. Raises UnknownAgent, or InvalidRequest if sequence < 1."""
+        ...
+
+    def store_gap(self, agent_id: str, gap: GapRecord) -> bool:
+        """Store a gap report under ``gap.sequence``; same de-dup rule as store_batch."""
+        ...
+
+    def last_sequence(self, agent_id: str) -> int:
+        """Highest sequence stored for the agent (batch or gap); 0 if none."""
+        ...
+
+    def latest(self, agent_id: str) -> LatestBatch | None:
+        """The agent's latest values, samples and failures in the order they came."""
+        ...
+
+    def gaps(self, agent_id: str) -> list[GapRecord]:
+        """The agent's gap reports, ordered by sequence."""
+        ...
+
+    def stored_sequences(self, agent_id: str) -> list[int]:
+        """Every stored batch sequence (not gaps), ascending (for verification/tests)."""
+        ...
+
+    def prune_batches(self, older_than_ms: int) -> int:
+        """Drop batch bookkeeping rows received before ``older_than_ms`` — never gaps,
+        the latest batch, or an agent's highest sequence. Returns the count dropped."""
+        ...
+
+    # -- audit log (append-only, hash chained) ----------------------------------------
+
+    def append_audit(
+        self, actor: str, action: str, target: str, details: Mapping[str, Any], at_ms: int
+    ) -> AuditEntry:
+        """Atomically read the previous hash and insert the chained entry (safe with
+        several processes: the collector and admin CLI commands write the same
+        database). ``details`` must be JSON-serialisable (InvalidRequest otherwise)."""
+        ...
+
+    def audit_entries(self, after_id: int = 0) -> list[AuditEntry]:
+        """Entries with id > after_id, in id order."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; idempotent. Later calls raise StoreError."""
+        ...

@@ -1,0 +1,586 @@
+"""SQLite store backend: the embedded default (one database file, WAL, one writer at a time).
+
+Concurrency: one connection per ``SQLiteStore``, usable from any thread and serialised by
+a lock (the server drives it from one dedicated writer thread). Several processes may
+open the same file — the running collector and ``aftercare-collector user add`` — so
+every write runs in a ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock
+before reading anything, waiting up to the busy timeout (10 s) for it. Reads spanning
+several queries run in one deferred transaction: a consistent WAL snapshot.
+
+Durability: WAL with ``synchronous=FULL`` (the default) fsyncs on every commit, so a
+batch is on disk before the agent is acked. ``synchronous="NORMAL"`` is faster but may
+lose the last commits on power loss (never corrupts).
+
+The SQL is portable: it runs on PostgreSQL as is, except ``?`` placeholders (``%s``
+there) and the type names in the migrations. No SQLite-only functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from collector.audit import GENESIS_HASH, canonical_json, entry_hash
+from collector.errors import (
+    ConfigError,
+    Conflict,
+    InvalidRequest,
+    StoreError,
+    TokenExpired,
+    TokenUnknown,
+    TokenUsed,
+    UnknownAgent,
+    UserExists,
+)
+from collector.store.base import (
+    ROLES,
+    AgentRecord,
+    AuditEntry,
+    GapRecord,
+    LatestBatch,
+    Role,
+    StoredFailure,
+    StoredSample,
+    User,
+)
+from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
+
+__all__ = ["SQLiteStore", "Synchronous"]
+
+Synchronous = Literal["FULL", "NORMAL"]
+_Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+_AGENT_COLUMNS = (
+    "agent_id, customer, hostname, enrolled_ms, cert_serial, cert_not_after_ms, "
+    "revoked_ms, agent_version, last_seen_ms"
+)
+_USER_COLUMNS = "name, role, customer, created_ms"
+_GAP_COLUMNS = (
+    "sequence, first_lost_sequence, last_lost_sequence, lost_batches, "
+    "start_ms, end_ms, reason, reported_ms"
+)
+_AUDIT_COLUMNS = "id, at_ms, actor, action, target, details, prev_hash, hash"
+
+_CLAIM_SEQUENCE = (
+    "INSERT INTO ingest_log (agent_id, sequence, kind, received_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (agent_id, sequence) DO NOTHING"
+)
+_UPSERT_LATEST = (
+    "INSERT INTO latest_batches (agent_id, sequence, collected_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (agent_id) DO UPDATE SET "
+    "sequence = excluded.sequence, collected_ms = excluded.collected_ms"
+)
+_INSERT_SAMPLE = (
+    "INSERT INTO latest_samples (agent_id, position, name, labels, value) VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_FAILURE = (
+    "INSERT INTO latest_failures (agent_id, position, check_name, error) VALUES (?, ?, ?, ?)"
+)
+_PRUNE_BATCHES = (
+    "DELETE FROM ingest_log WHERE kind = 'batch' AND received_ms < ? "
+    "AND sequence < (SELECT MAX(newest.sequence) FROM ingest_log AS newest "
+    "WHERE newest.agent_id = ingest_log.agent_id) "
+    "AND NOT EXISTS (SELECT 1 FROM latest_batches AS lb "
+    "WHERE lb.agent_id = ingest_log.agent_id AND lb.sequence = ingest_log.sequence)"
+)
+
+
+class SQLiteStore:
+    """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
+
+    Raises StoreError if the file cannot be opened, MigrationError if its schema is
+    newer than this code.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = _connect(self._path, synchronous, busy_timeout_s)
+        try:
+            migrate(_Migrator(self._write), load_migrations("sqlite"), str(self._path), _wall_ms())
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    # -- transactions -----------------------------------------------------------------
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction("BEGIN")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        """Run the body in one transaction; commit, or roll back on any exception."""
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"store {self._path} is closed; open it again")
+            conn = self._conn
+            try:
+                conn.execute(begin)
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise _store_error(self._path, exc) from exc
+
+    # -- join tokens ------------------------------------------------------------------
+
+    def create_join_token(
+        self, token_hash: str, customer: str, expires_ms: int, created_by: str, now_ms: int
+    ) -> None:
+        with self._write() as db:
+            try:
+                db.execute(
+                    "INSERT INTO join_tokens "
+                    "(token_hash, customer, expires_ms, created_by, created_ms, used_ms) "
+                    "VALUES (?, ?, ?, ?, ?, NULL)",
+                    (token_hash, customer, expires_ms, created_by, now_ms),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict("this join token already exists; generate a new one") from exc
+
+    def consume_join_token(self, token_hash: str, now_ms: int) -> str:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT customer, expires_ms, used_ms FROM join_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            if row is None:
+                raise TokenUnknown()
+            customer, expires_ms, used_ms = row
+            if used_ms is not None:
+                raise TokenUsed(used_ms)
+            if now_ms >= expires_ms:
+                raise TokenExpired(expires_ms)
+            db.execute(
+                "UPDATE join_tokens SET used_ms = ? WHERE token_hash = ?", (now_ms, token_hash)
+            )
+            return str(customer)
+
+    # -- users ------------------------------------------------------------------------
+
+    def add_user(
+        self, name: str, role: Role, customer: str | None, token_hash: str, now_ms: int
+    ) -> User:
+        _check_user(role, customer)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise UserExists(name)
+            try:
+                db.execute(
+                    f"INSERT INTO users ({_USER_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?)",
+                    (name, role, customer, now_ms, token_hash),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(
+                    "this API token is already held by another user; generate a new token"
+                ) from exc
+        return User(name=name, role=role, customer=customer, created_ms=now_ms)
+
+    def user_by_token_hash(self, token_hash: str) -> User | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        return _user(row) if row else None
+
+    def list_users(self) -> list[User]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name").fetchall()
+        return [_user(row) for row in rows]
+
+    # -- agents -----------------------------------------------------------------------
+
+    def add_agent(self, agent: AgentRecord) -> None:
+        with self._write() as db:
+            try:
+                db.execute(
+                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _agent_row(agent),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(
+                    f"agent {agent.agent_id!r} is already enrolled; "
+                    f"revoke it first or use a new agent id"
+                ) from exc
+
+    def get_agent(self, agent_id: str) -> AgentRecord | None:
+        with self._read() as db:
+            return _select_agent(db, agent_id)
+
+    def list_agents(self, customer: str | None = None) -> list[AgentRecord]:
+        query = f"SELECT {_AGENT_COLUMNS} FROM agents"
+        params: tuple[str, ...] = ()
+        if customer is not None:
+            query += " WHERE customer = ?"
+            params = (customer,)
+        with self._read() as db:
+            rows = db.execute(query + " ORDER BY customer, hostname, agent_id", params)
+            return [AgentRecord(*row) for row in rows.fetchall()]
+
+    def revoke_agent(self, agent_id: str, now_ms: int) -> AgentRecord:
+        with self._write() as db:
+            db.execute(
+                "UPDATE agents SET revoked_ms = ? WHERE agent_id = ? AND revoked_ms IS NULL",
+                (now_ms, agent_id),
+            )
+            agent = _select_agent(db, agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        return agent
+
+    def update_agent_certificate(
+        self, agent_id: str, cert_serial: str, cert_not_after_ms: int
+    ) -> None:
+        self._update_agent(
+            agent_id,
+            "cert_serial = ?, cert_not_after_ms = ?",
+            (cert_serial, cert_not_after_ms),
+        )
+
+    def record_hello(self, agent_id: str, hostname: str, agent_version: str, now_ms: int) -> None:
+        self._update_agent(
+            agent_id,
+            "hostname = ?, agent_version = ?, last_seen_ms = ?",
+            (hostname, agent_version, now_ms),
+        )
+
+    def _update_agent(self, agent_id: str, assignments: str, values: tuple[Any, ...]) -> None:
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE agents SET {assignments} WHERE agent_id = ?", (*values, agent_id)
+            )
+            if cursor.rowcount == 0:
+                raise UnknownAgent(agent_id)
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def store_batch(
+        self,
+        agent_id: str,
+        sequence: int,
+        collected_ms: int,
+        received_ms: int,
+        samples: Sequence[StoredSample],
+        failures: Sequence[StoredFailure],
+    ) -> bool:
+        _check_sequence(sequence)
+        sample_rows = [
+            (agent_id, pos, s.name, canonical_json(dict(s.labels)), _value_in(s.value))
+            for pos, s in enumerate(samples)
+        ]
+        failure_rows = [(agent_id, pos, f.check, f.error) for pos, f in enumerate(failures)]
+        with self._write() as db:
+            if not _claim_sequence(db, agent_id, sequence, "batch", received_ms):
+                return False
+            db.execute(
+                "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", (received_ms, agent_id)
+            )
+            if _is_newest(db, agent_id, sequence, collected_ms):
+                db.execute(_UPSERT_LATEST, (agent_id, sequence, collected_ms))
+                db.execute("DELETE FROM latest_samples WHERE agent_id = ?", (agent_id,))
+                db.execute("DELETE FROM latest_failures WHERE agent_id = ?", (agent_id,))
+                db.executemany(_INSERT_SAMPLE, sample_rows)
+                db.executemany(_INSERT_FAILURE, failure_rows)
+            return True
+
+    def store_gap(self, agent_id: str, gap: GapRecord) -> bool:
+        _check_sequence(gap.sequence)
+        with self._write() as db:
+            if not _claim_sequence(db, agent_id, gap.sequence, "gap", gap.reported_ms):
+                return False
+            db.execute(
+                f"INSERT INTO gaps (agent_id, {_GAP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    agent_id,
+                    gap.sequence,
+                    gap.first_lost_sequence,
+                    gap.last_lost_sequence,
+                    gap.lost_batches,
+                    gap.start_ms,
+                    gap.end_ms,
+                    gap.reason,
+                    gap.reported_ms,
+                ),
+            )
+            return True
+
+    def last_sequence(self, agent_id: str) -> int:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT MAX(sequence) FROM ingest_log WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def latest(self, agent_id: str) -> LatestBatch | None:
+        with self._read() as db:
+            head = db.execute(
+                "SELECT sequence, collected_ms FROM latest_batches WHERE agent_id = ?",
+                (agent_id,),
+            ).fetchone()
+            if head is None:
+                return None
+            samples = db.execute(
+                "SELECT name, labels, value FROM latest_samples "
+                "WHERE agent_id = ? ORDER BY position",
+                (agent_id,),
+            ).fetchall()
+            failures = db.execute(
+                "SELECT check_name, error FROM latest_failures "
+                "WHERE agent_id = ? ORDER BY position",
+                (agent_id,),
+            ).fetchall()
+        return LatestBatch(
+            sequence=head[0],
+            collected_ms=head[1],
+            samples=[StoredSample(n, json.loads(lbl), _value_out(v)) for n, lbl, v in samples],
+            failures=[StoredFailure(check, error) for check, error in failures],
+        )
+
+    def gaps(self, agent_id: str) -> list[GapRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_GAP_COLUMNS} FROM gaps WHERE agent_id = ? ORDER BY sequence",
+                (agent_id,),
+            ).fetchall()
+        return [GapRecord(*row) for row in rows]
+
+    def stored_sequences(self, agent_id: str) -> list[int]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT sequence FROM ingest_log WHERE agent_id = ? AND kind = 'batch' "
+                "ORDER BY sequence",
+                (agent_id,),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def prune_batches(self, older_than_ms: int) -> int:
+        with self._write() as db:
+            return db.execute(_PRUNE_BATCHES, (older_than_ms,)).rowcount
+
+    # -- audit log --------------------------------------------------------------------
+
+    def append_audit(
+        self, actor: str, action: str, target: str, details: Mapping[str, Any], at_ms: int
+    ) -> AuditEntry:
+        details_json = _details_json(details)
+        stored_details: dict[str, Any] = json.loads(details_json)
+        with self._write() as db:
+            row = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+            prev_id, prev_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+            digest = entry_hash(prev_hash, at_ms, actor, action, target, stored_details)
+            entry = AuditEntry(
+                prev_id + 1, at_ms, actor, action, target, stored_details, prev_hash, digest
+            )
+            db.execute(
+                f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry.id, at_ms, actor, action, target, details_json, prev_hash, digest),
+            )
+        return entry
+
+    def audit_entries(self, after_id: int = 0) -> list[AuditEntry]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id", (after_id,)
+            ).fetchall()
+        return [_audit_entry(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise _store_error(self._path, exc) from exc
+
+
+class _Migrator:
+    """``MigrationTarget`` over a store's write transactions."""
+
+    def __init__(self, write: _Transaction) -> None:
+        self._write = write
+
+    def applied_version(self) -> int:
+        with self._write() as db:
+            db.execute(VERSION_TABLE_DDL)
+            return _applied_version(db)
+
+    def apply(self, migration: Migration, now_ms: int) -> None:
+        with self._write() as db:
+            if _applied_version(db) >= migration.version:
+                return  # another process got there first
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
+                (migration.version, now_ms),
+            )
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _connect(path: Path, synchronous: Synchronous, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open the file in autocommit mode (transactions are explicit) with our pragmas."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+    try:
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot open SQLite database {path}: {exc}; check that its directory exists "
+            f"and is writable by this user"
+        ) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"SQLite database {path} cannot use WAL mode (got {mode!r}); "
+                f"put the data directory on a local filesystem"
+            )
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _store_error(path, exc) from exc
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"SQLite database {path} is busy ({text}): another process held the write "
+            f"lock past the busy timeout; retry, and look for a stuck aftercare command"
+        )
+    return StoreError(f"SQLite error on {path}: {text}")
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _applied_version(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _check_user(role: str, customer: str | None) -> None:
+    if role not in ROLES:
+        raise InvalidRequest(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if role == "customer" and not customer:
+        raise InvalidRequest("a customer user needs a customer; name the customer it belongs to")
+
+
+def _check_sequence(sequence: int) -> None:
+    if sequence < 1:
+        raise InvalidRequest(f"sequence numbers start at 1, got {sequence}")
+
+
+def _as_role(value: str) -> Role:
+    for role in ROLES:
+        if role == value:
+            return role
+    raise StoreError(f"users table holds unknown role {value!r}; the database is corrupt")
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(name=row[0], role=_as_role(row[1]), customer=row[2], created_ms=row[3])
+
+
+def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
+    return (
+        agent.agent_id,
+        agent.customer,
+        agent.hostname,
+        agent.enrolled_ms,
+        agent.cert_serial,
+        agent.cert_not_after_ms,
+        agent.revoked_ms,
+        agent.agent_version,
+        agent.last_seen_ms,
+    )
+
+
+def _select_agent(db: sqlite3.Connection, agent_id: str) -> AgentRecord | None:
+    row = db.execute(
+        f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id = ?", (agent_id,)
+    ).fetchone()
+    return AgentRecord(*row) if row else None
+
+
+def _claim_sequence(
+    db: sqlite3.Connection, agent_id: str, sequence: int, kind: str, received_ms: int
+) -> bool:
+    """Record (agent, sequence) as stored; False if it already was."""
+    try:
+        cursor = db.execute(_CLAIM_SEQUENCE, (agent_id, sequence, kind, received_ms))
+    except sqlite3.IntegrityError as exc:  # foreign key: no such agent
+        raise UnknownAgent(agent_id) from exc
+    return cursor.rowcount == 1
+
+
+def _is_newest(db: sqlite3.Connection, agent_id: str, sequence: int, collected_ms: int) -> bool:
+    """Whether this batch is newer (collection time, then sequence) than the latest."""
+    row = db.execute(
+        "SELECT sequence, collected_ms FROM latest_batches WHERE agent_id = ?", (agent_id,)
+    ).fetchone()
+    return row is None or (collected_ms, sequence) > (row[1], row[0])
+
+
+def _value_in(value: float) -> float | None:
+    return None if math.isnan(value) else value  # SQLite would store NaN as NULL anyway
+
+
+def _value_out(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    try:
+        return canonical_json(dict(details))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"audit details must be plain JSON data: {exc}") from exc
+
+
+def _audit_entry(row: Sequence[Any]) -> AuditEntry:
+    entry_id, at_ms, actor, action, target, details, prev_hash, digest = row
+    try:
+        parsed = json.loads(details)
+    except ValueError as exc:
+        raise StoreError(
+            f"audit entry {entry_id} has unreadable details: the audit log is corrupt "
+            f"or was tampered with"
+        ) from exc
+    return AuditEntry(entry_id, at_ms, actor, action, target, parsed, prev_hash, digest)

@@ -1,0 +1,1 @@
+"""Signed diagnostic playbooks: format, validation, signing and verification (not yet built)."""

@@ -1,0 +1,255 @@
+"""Benchmark: the agent sampler's cost per cycle against node_exporter's per scrape.
+
+Not a pytest test; prints figures (``--json`` for machine-readable output).
+
+Agent: a fresh Python subprocess imports what ``aftercare-agent run`` imports (grpc,
+protobuf, psutil, the generated protocol, the sampler), warms up, then runs
+``--cycles`` cycles ``--interval`` apart, each serialised as a ``MetricBatch``. CPU is
+the process's CPU time (all threads) per cycle; RSS is VmRSS / VmHWM at the end.
+
+node_exporter: started with its default collectors on a free 127.0.0.1 port and
+scraped ``--scrapes`` times with urllib at the same interval. CPU is utime + stime
+from /proc/<pid>/stat (clock ticks) per scrape; RSS from /proc/<pid>/status.
+
+Targets: agent CPU per cycle <= 0.5 x node_exporter CPU per scrape; agent RSS <= 40 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+RSS_LIMIT_MIB = 40.0
+CPU_FACTOR = 0.5
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+AGENT_CHILD = r"""
+import json, sys, time
+import grpc, grpc.aio, google.protobuf, psutil
+from proto import agent_pb2, agent_pb2_grpc
+from agent.sampler import Sampler
+
+cycles, interval, warmup = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+
+def batch(sequence, cycle):
+    return agent_pb2.MetricBatch(
+        sequence=sequence,
+        collected_unix_ms=cycle.collected_unix_ms,
+        samples=[agent_pb2.Sample(name=s.name, labels=s.labels, value=s.value)
+                 for s in cycle.samples],
+        failures=[agent_pb2.CheckFailure(check=f.check, error=f.error) for f in cycle.failures],
+    ).SerializeToString()
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+
+sampler = Sampler()
+for i in range(warmup):
+    batch(i, sampler.collect())
+    time.sleep(interval)
+cpu = wall = 0.0
+size = samples = 0
+failures = set()
+for i in range(cycles):
+    c0, w0 = time.process_time(), time.perf_counter()
+    cycle = sampler.collect()
+    data = batch(warmup + i, cycle)
+    cpu += time.process_time() - c0
+    wall += time.perf_counter() - w0
+    size, samples = len(data), len(cycle.samples)
+    failures.update(f"{f.check}: {f.error}" for f in cycle.failures)
+    time.sleep(interval)
+sampler.close()
+print(json.dumps({
+    "cycles": cycles,
+    "cpu_ms_per_cycle": cpu * 1000 / cycles,
+    "wall_ms_per_cycle": wall * 1000 / cycles,
+    "samples_per_cycle": samples,
+    "batch_bytes": size,
+    "rss_mib": status("VmRSS"),
+    "peak_rss_mib": status("VmHWM"),
+    "failures": sorted(failures),
+}))
+"""
+
+
+def measure_agent(cycles: int, interval: float, warmup: int) -> dict[str, Any]:
+    """Run the agent sampler in a fresh interpreter and return its figures."""
+    done = subprocess.run(
+        [sys.executable, "-c", AGENT_CHILD, str(cycles), str(interval), str(warmup)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=90,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_mib(pid: int, field: str) -> float:
+    """A ``kB`` field of /proc/<pid>/status, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def scrape(url: str) -> int:
+    """GET ``url`` and return the body size."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return len(response.read())
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Poll ``url`` until it answers; raise if the exporter exits or time runs out."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"node_exporter exited with {process.returncode}")
+        try:
+            scrape(url)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def measure_node_exporter(scrapes: int, interval: float, warmup: int) -> dict[str, Any]:
+    """Start node_exporter, scrape it repeatedly, return its CPU and RSS figures."""
+    binary = NODE_EXPORTER if os.access(NODE_EXPORTER, os.X_OK) else None
+    binary = binary or shutil.which("node_exporter") or shutil.which("prometheus-node-exporter")
+    if binary is None:
+        return {"skipped": "install prometheus-node-exporter"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log
+        )
+        try:
+            wait_ready(url, process, time.monotonic() + 15)
+            for _ in range(warmup):
+                scrape(url)
+                time.sleep(interval)
+            before = cpu_ticks(process.pid)
+            size = 0
+            for _ in range(scrapes):
+                size = scrape(url)
+                time.sleep(interval)
+            ticks = cpu_ticks(process.pid) - before
+            return {
+                "binary": binary,
+                "scrapes": scrapes,
+                "cpu_ms_per_scrape": ticks * 1000 / CLK_TCK / scrapes,
+                "cpu_resolution_ms_per_scrape": 1000 / CLK_TCK / scrapes,
+                "response_bytes": size,
+                "rss_mib": status_mib(process.pid, "VmRSS"),
+                "peak_rss_mib": status_mib(process.pid, "VmHWM"),
+            }
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def verdict(agent: dict[str, Any], exporter: dict[str, Any]) -> dict[str, Any]:
+    """Compare the figures with the targets."""
+    rss_ok = agent["peak_rss_mib"] <= RSS_LIMIT_MIB
+    result: dict[str, Any] = {"rss_ok": rss_ok}
+    if "cpu_ms_per_scrape" in exporter:
+        budget = CPU_FACTOR * exporter["cpu_ms_per_scrape"]
+        result["cpu_budget_ms"] = budget
+        result["cpu_ok"] = agent["cpu_ms_per_cycle"] <= budget
+    else:
+        result["cpu_ok"] = None
+    return result
+
+
+def print_table(agent: dict[str, Any], exporter: dict[str, Any], result: dict[str, Any]) -> None:
+    """Human-readable report."""
+    print(f"{'':28}{'CPU ms/cycle':>14}{'RSS MiB':>10}{'peak MiB':>10}")
+    print(
+        f"{'aftercare agent sampler':28}{agent['cpu_ms_per_cycle']:>14.2f}"
+        f"{agent['rss_mib']:>10.1f}{agent['peak_rss_mib']:>10.1f}"
+    )
+    if "skipped" in exporter:
+        print(f"node_exporter: skipped: {exporter['skipped']}")
+    else:
+        print(
+            f"{'node_exporter (per scrape)':28}{exporter['cpu_ms_per_scrape']:>14.2f}"
+            f"{exporter['rss_mib']:>10.1f}{exporter['peak_rss_mib']:>10.1f}"
+        )
+    print(
+        f"agent: {agent['samples_per_cycle']} samples, {agent['batch_bytes']} bytes per batch, "
+        f"{agent['wall_ms_per_cycle']:.2f} ms wall per cycle over {agent['cycles']} cycles"
+    )
+    for failure in agent["failures"]:
+        print(f"agent check failure: {failure}")
+    if "cpu_ms_per_scrape" in exporter:
+        print(
+            f"node_exporter: {exporter['response_bytes']} bytes per scrape over "
+            f"{exporter['scrapes']} scrapes (CPU resolution "
+            f"{exporter['cpu_resolution_ms_per_scrape']:.2f} ms/scrape)"
+        )
+    cpu = {True: "PASS", False: "FAIL", None: "n/a"}[result["cpu_ok"]]
+    cpu_detail = (
+        f"{agent['cpu_ms_per_cycle']:.2f} ms <= {result['cpu_budget_ms']:.2f} ms"
+        if "cpu_budget_ms" in result
+        else "no node_exporter to compare with"
+    )
+    rss = "PASS" if result["rss_ok"] else "FAIL"
+    print(
+        f"verdict: CPU {cpu} ({cpu_detail}); "
+        f"RSS {rss} ({agent['peak_rss_mib']:.1f} MiB <= {RSS_LIMIT_MIB:.0f} MiB)"
+    )
+
+
+def main() -> None:
+    """Parse arguments, measure both sides, report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cycles", type=int, default=50, help="agent cycles measured")
+    parser.add_argument("--scrapes", type=int, default=50, help="node_exporter scrapes measured")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between cycles")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured cycles/scrapes first")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    agent = measure_agent(args.cycles, args.interval, args.warmup)
+    exporter = measure_node_exporter(args.scrapes, args.interval, args.warmup)
+    result = verdict(agent, exporter)
+    if args.json:
+        print(json.dumps({"agent": agent, "node_exporter": exporter, "verdict": result}, indent=2))
+    else:
+        print_table(agent, exporter, result)
+
+
+if __name__ == "__main__":
+    main()
