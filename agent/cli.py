@@ -21,9 +21,12 @@ from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
-from agent.spool import Spool
+from agent.spool import SpoolStats, read_stats
 
 DEFAULT_STATE_DIR = Path("/var/lib/aftercare-agent")
+EMPTY_SPOOL = SpoolStats(
+    entries=0, bytes=0, oldest_unix_ms=None, next_sequence=1, dropped_batches_total=0
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,11 +138,8 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     identity = load_identity(args.state_dir)
     not_before, not_after = identity.cert_validity()
-    spool = Spool(args.state_dir / SPOOL_FILE, max_bytes=1 << 62, max_age_seconds=1e12)
-    try:
-        stats = spool.stats()
-    finally:
-        spool.close()
+    spool_path = args.state_dir / SPOOL_FILE
+    stats = read_stats(spool_path) if spool_path.exists() else EMPTY_SPOOL
     info: dict[str, Any] = {
         "agent_id": identity.agent_id,
         "customer": identity.customer,

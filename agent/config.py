@@ -30,6 +30,7 @@ __all__ = [
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _MIB = 1024 * 1024
+_DEFAULT_INTERVAL = 15.0
 _DEFAULT_CHECK_TIMEOUT = 5.0
 
 
@@ -46,7 +47,7 @@ class SpoolConfig:
     max_age: float = 7 * 86400.0  # seconds a batch may wait before it is dropped
 
     def __post_init__(self) -> None:
-        _require(self.max_size >= _MIB, "spool.max_size", "must be at least 1MiB")
+        _require(self.max_size >= 16 * 1024, "spool.max_size", "must be at least 16KiB")
         _require(self.max_age >= 60, "spool.max_age", "must be at least 1m")
 
 
@@ -96,7 +97,7 @@ class LogConfig:
 class AgentConfig:
     """Everything the agent reads from its config file; durations are in seconds."""
 
-    interval: float = 15.0  # seconds between metric collections
+    interval: float = _DEFAULT_INTERVAL  # seconds between metric collections
     hostname: str = field(default_factory=socket.gethostname)  # shown to engineers
     check_timeout: float = _DEFAULT_CHECK_TIMEOUT  # time limit of one check
     spool: SpoolConfig = field(default_factory=SpoolConfig)
@@ -218,7 +219,7 @@ def load_config(path: Path | None) -> AgentConfig:
         document = _read(path) if path is not None else {}
         return _build(document)
     except ConfigError as exc:
-        raise exc.in_file(path) from exc
+        raise exc.in_file(path) from exc.__cause__
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -235,9 +236,10 @@ def _read(path: Path) -> dict[str, Any]:
 def _build(document: Mapping[str, Any]) -> AgentConfig:
     top = _section(document, "")
     values = {name: _section(_table(document, name), name) for name in _SECTIONS}
-    if "check_timeout" not in top and top.get("interval", 15.0) <= _DEFAULT_CHECK_TIMEOUT:
+    interval = top.get("interval", _DEFAULT_INTERVAL)
+    if "check_timeout" not in top and interval <= _DEFAULT_CHECK_TIMEOUT:
         # Only the interval was lowered: keep the check limit inside it instead of failing.
-        top["check_timeout"] = top["interval"] / 2
+        top["check_timeout"] = interval / 2
     return AgentConfig(
         **top,
         spool=SpoolConfig(**values["spool"]),

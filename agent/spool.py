@@ -6,9 +6,10 @@ next per-agent sequence number, as a serialized ``AgentMessage``; the stream sen
 
 Durability: one SQLite file (``STATE/spool.db``), WAL, ``synchronous=FULL``, one small
 transaction per append or ack, so an entry that ``append_batch`` returned survives a
-crash or power loss. The file is created 0600 and locked exclusively while open, so
-a second agent on the same state directory fails with SpoolError instead of reusing
-sequence numbers.
+crash or power loss. The file is created 0600. While a Spool is open it holds an
+exclusive ``flock`` on ``spool.db.lock``, so a second agent on the same state
+directory fails with SpoolError instead of reusing sequence numbers; ``read_stats``
+reads the file without that lock (for ``aftercare-agent status`` while the agent runs).
 
 Bounds and loss. The spool holds at most ``max_bytes`` of payload and no batch older
 than ``max_age_seconds`` (collection time against ``clock``). Beyond that the oldest
@@ -55,6 +56,7 @@ worker threads (``asyncio.to_thread``).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import os
 import sqlite3
@@ -77,6 +79,7 @@ __all__ = [
     "Spool",
     "SpoolEntry",
     "SpoolStats",
+    "read_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -186,7 +189,12 @@ class Spool:
         self._loss: _Loss | None = None
         self._conn: sqlite3.Connection | None = None
         self._state = _State()
-        self._open()
+        self._lock_fd = _lock_exclusively(path)
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._enforce_at_open()
 
     # --- public API --------------------------------------------------------------
@@ -291,6 +299,7 @@ class Spool:
                 )
             self._conn.close()
             self._conn = None
+            os.close(self._lock_fd)  # releases the flock
 
     # --- opening -----------------------------------------------------------------
 
@@ -313,8 +322,10 @@ class Spool:
         created = _create_private_file(self._path)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            version = _schema_version(conn, self._path)  # before anything writes to the file
             self._configure(conn)
-            self._state = _load_schema(conn, self._path)
+            self._state = _load_state(conn, version)
         except BaseException:
             conn.close()
             raise
@@ -323,9 +334,6 @@ class Spool:
             _fsync_directory(self._path.parent)
 
     def _configure(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        # Exclusive before WAL: no shared-memory index, and the lock is held until close.
-        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (got {mode})")
@@ -334,19 +342,16 @@ class Spool:
         if self._max_file_bytes is not None:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count = {max(1, self._max_file_bytes // page_size)}")
-        conn.execute("BEGIN EXCLUSIVE")  # take the lock now: fail fast if another agent has it
-        conn.execute("COMMIT")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(f"quick_check: {'; '.join(problems[:3])}")
 
     def _unusable(self, exc: sqlite3.DatabaseError) -> SpoolError:
-        hint = (
-            "is another aftercare-agent using this state directory?"
-            if "locked" in str(exc)
-            else "check that the state directory exists and is writable by the agent"
+        return SpoolError(
+            f"cannot open the spool {self._path}: {exc}; check that the state directory "
+            f"exists and is writable by the agent",
+            path=self._path,
         )
-        return SpoolError(f"cannot open the spool {self._path}: {exc}; {hint}", path=self._path)
 
     def _move_aside(self) -> Path:
         aside = self._path.with_name(f"{self._path.name}.corrupt-{int(self._clock())}")
@@ -448,10 +453,7 @@ class Spool:
     def _insert(
         self, state: _State, sequence: int, kind: str, unix_ms: int, payload: bytes
     ) -> None:
-        self._db.execute(
-            _INSERT,
-            (sequence, kind, unix_ms, len(payload), payload),
-        )
+        self._db.execute(_INSERT, (sequence, kind, unix_ms, len(payload), payload))
         state.entries += 1
         state.bytes += len(payload)
 
@@ -496,20 +498,18 @@ class Spool:
 
     def _renumber_above(self, state: _State, last_stored: int) -> None:
         """Shift every sequence of a fresh spool above ``last_stored``, keeping order."""
-        lowest = self._db.execute("SELECT MIN(sequence) FROM entries").fetchone()[0]
-        if self._loss is not None:
-            lowest = min(lowest or self._loss.first, self._loss.first)
-        if lowest is None or lowest > last_stored:
+        stored_lowest = self._db.execute("SELECT MIN(sequence) FROM entries").fetchone()[0]
+        lost_lowest = self._loss.first if self._loss is not None else None
+        used = [s for s in (stored_lowest, lost_lowest) if s is not None]
+        if not used or min(used) > last_stored:
             return
+        lowest = min(used)
         delta = last_stored + 1 - lowest
         rows = self._db.execute("SELECT sequence, kind, unix_ms, payload FROM entries").fetchall()
         self._db.execute("DELETE FROM entries")
         for sequence, kind, unix_ms, payload in rows:
             shifted = _shift_payload(payload, delta)
-            self._db.execute(
-                _INSERT,
-                (sequence + delta, kind, unix_ms, len(shifted), shifted),
-            )
+            self._db.execute(_INSERT, (sequence + delta, kind, unix_ms, len(shifted), shifted))
         state.bytes = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
         state.next_sequence += delta
         state.open_gap = state.open_gap + delta if state.open_gap else 0
@@ -598,21 +598,79 @@ class Spool:
             ) from exc
 
 
-def _load_schema(conn: sqlite3.Connection, path: Path) -> _State:
-    """Create the tables in a new file, check the version of an old one, load the state."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
-        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            raise SpoolError(
-                f"{path} is an SQLite file but not an aftercare spool; move it away", path=path
-            )
-        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    elif version > SCHEMA_VERSION:
+def read_stats(path: Path) -> SpoolStats:
+    """Statistics of the spool file at ``path``, read-only and without taking its lock.
+
+    Safe while the agent has the spool open. Raises SpoolError if there is no
+    usable spool file at ``path``.
+    """
+    if not path.is_file():
+        raise SpoolError(f"no spool at {path}", path=path)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            version = _schema_version(conn, path)
+            if version == 0:  # created, never written
+                return SpoolStats(0, 0, None, 1, 0)
+            state = _load_state(conn, version)
+            row = conn.execute("SELECT unix_ms FROM entries ORDER BY sequence LIMIT 1").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise SpoolError(f"cannot read the spool {path}: {exc}", path=path) from exc
+    return SpoolStats(
+        entries=state.entries,
+        bytes=state.bytes,
+        oldest_unix_ms=row[0] if row else None,
+        next_sequence=state.next_sequence,
+        dropped_batches_total=state.dropped_batches_total,
+    )
+
+
+def _lock_exclusively(path: Path) -> int:
+    """Hold an exclusive flock on ``<path>.lock``; SpoolError if another process holds it."""
+    lock_path = Path(f"{path}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SpoolError(
+            f"cannot create {lock_path}: {exc.strerror}; check that the state directory "
+            f"exists and is writable by the agent",
+            path=path,
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise SpoolError(
+            f"the spool {path} is in use ({lock_path} is locked); "
+            f"is another aftercare-agent using this state directory?",
+            path=path,
+        ) from exc
+    return fd
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version (0: empty file); SpoolError if this agent cannot use it."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+        raise SpoolError(
+            f"{path} is an SQLite file but not an aftercare spool; move it away", path=path
+        )
+    if version > SCHEMA_VERSION:
         raise SpoolError(
             f"the spool {path} was written by a newer agent (schema {version}, this agent "
             f"knows {SCHEMA_VERSION}); upgrade the agent or move the file away",
             path=path,
         )
+    return version
+
+
+def _load_state(conn: sqlite3.Connection, version: int) -> _State:
+    """Create the tables in a new file, then read the persisted state and the counters."""
+    if version == 0:
+        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     state = _State()
     for key, value in conn.execute("SELECT key, value FROM meta"):
         if key in _State.PERSISTED:

@@ -11,7 +11,7 @@ from agent.sampler.filesystems import FilesystemCheck
 from agent.sampler.memory import memory
 from agent.sampler.model import Check, SimpleCheck
 from agent.sampler.network import NetworkCheck
-from agent.sampler.processes import processes
+from agent.sampler.processes import ProcessCheck
 from agent.sampler.procfs import PROC
 from agent.sampler.system import file_descriptors, load, uptime
 from agent.sampler.systemd import SystemdCheck
@@ -21,7 +21,8 @@ from agent.sampler.temperatures import TemperatureCheck
 def default_checks(*, check_timeout: float = 5.0, proc: str = PROC) -> list[Check]:
     """Fresh instances of every built-in check (stateful ones keep per-sampler state).
 
-    ``check_timeout`` bounds the systemctl subprocess as well.
+    systemctl gets 80 % of ``check_timeout`` so its own timeout error, not the
+    runner's generic one, is what gets reported.
     """
     return [
         SimpleCheck("cpu", CpuCheck(proc=proc)),
@@ -30,10 +31,10 @@ def default_checks(*, check_timeout: float = 5.0, proc: str = PROC) -> list[Chec
         FilesystemCheck(proc=proc),
         SimpleCheck("disks", DiskCheck(proc=proc)),
         SimpleCheck("network", NetworkCheck(proc=proc)),
-        SimpleCheck("processes", partial(processes, proc=proc)),
+        SimpleCheck("processes", ProcessCheck(proc=proc)),
         SimpleCheck("file_descriptors", partial(file_descriptors, proc=proc)),
         SimpleCheck("uptime", uptime),
         SimpleCheck("temperatures", TemperatureCheck()),
-        SystemdCheck(timeout=check_timeout),
+        SystemdCheck(timeout=0.8 * check_timeout),
         SimpleCheck("clock", ClockCheck()),
     ]

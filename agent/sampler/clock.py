@@ -79,7 +79,6 @@ def libc_adjtimex() -> Adjtimex:
 class ClockCheck:
     """Yields clock synchronisation gauges; ``adjtimex`` is injectable for tests."""
 
-
     def __init__(self, *, adjtimex: Adjtimex | None = None) -> None:
         self._adjtimex = adjtimex
 

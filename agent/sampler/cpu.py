@@ -11,8 +11,6 @@ inside user/nice), ``system`` = system + irq + softirq, then ``idle``, ``iowait`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from agent.sampler.model import Sample, gauge
 from agent.sampler.procfs import PROC, read_text
 
@@ -20,6 +18,7 @@ MODES = ("user", "system", "idle", "iowait", "steal")
 
 Ticks = tuple[int, int, int, int, int]
 """Folded jiffies per mode, in ``MODES`` order."""
+_ZERO: Ticks = (0, 0, 0, 0, 0)
 
 
 def parse_stat(text: str) -> dict[str, Ticks]:
@@ -51,24 +50,23 @@ def mode_ratios(now: Ticks, before: Ticks) -> tuple[float, ...] | None:
 class CpuCheck:
     """Stateful check: keeps the previous /proc/stat reading to compute ratios."""
 
-
     def __init__(self, *, proc: str = PROC) -> None:
         self._path = f"{proc}/stat"
         self._previous: dict[str, Ticks] = {}
         self._ratios: dict[str, tuple[float, ...]] = {}
 
-    def __call__(self) -> Iterator[Sample]:
-        """Yield ``cpu_usage_ratio{cpu}`` and ``cpu_mode_ratio{cpu, mode}``."""
+    def __call__(self) -> list[Sample]:
+        """``cpu_usage_ratio{cpu}`` and ``cpu_mode_ratio{cpu, mode}`` for total and cores."""
         current = parse_stat(read_text(self._path))
-        zero: Ticks = (0, 0, 0, 0, 0)
+        samples: list[Sample] = []
         for cpu, ticks in current.items():
-            ratios = mode_ratios(ticks, self._previous.get(cpu, zero))
+            ratios = mode_ratios(ticks, self._previous.get(cpu, _ZERO)) or self._ratios.get(cpu)
             if ratios is None:
-                ratios = self._ratios.get(cpu)
-                if ratios is None:
-                    continue
+                continue
             self._ratios[cpu] = ratios
-            yield gauge("cpu_usage_ratio", max(0.0, 1.0 - ratios[2] - ratios[3]), cpu=cpu)
+            usage = max(0.0, 1.0 - ratios[2] - ratios[3])
+            samples.append(gauge("cpu_usage_ratio", usage, cpu=cpu))
             for mode, value in zip(MODES, ratios, strict=True):
-                yield Sample("cpu_mode_ratio", {"cpu": cpu, "mode": mode}, value)
+                samples.append(Sample("cpu_mode_ratio", {"cpu": cpu, "mode": mode}, value))
         self._previous = current
+        return samples

@@ -28,7 +28,6 @@ _FIELDS = (
 class DiskCheck:
     """Reads /proc/diskstats each cycle, keeping devices whose name is not excluded."""
 
-
     def __init__(self, *, proc: str = PROC, exclude: re.Pattern[str] = DEFAULT_EXCLUDE) -> None:
         self._path = f"{proc}/diskstats"
         self._exclude = exclude

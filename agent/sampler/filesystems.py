@@ -7,7 +7,8 @@ each its own time limit and never starts a second call while one is still stuck.
 Which mounts count (see docs/metrics.md): everything in /proc/self/mounts except
 the pseudo and volatile filesystem types in ``DEFAULT_EXCLUDED_FSTYPES`` (tmpfs
 included - RAM-backed, not capacity) and mountpoints under /proc, /sys, /dev and
-container runtimes' private trees (``DEFAULT_EXCLUDED_MOUNTPOINTS``). When several
+container runtimes' private trees (``DEFAULT_EXCLUDED_MOUNTPOINTS``). The root
+filesystem is always kept, whatever its type (overlay in a container). When several
 mounts share a mountpoint only the last (the visible one) is kept.
 
 ``filesystem_free_bytes`` is the space available to unprivileged users (f_bavail);
@@ -54,6 +55,9 @@ class Mount(NamedTuple):
 
 
 def _unescape(field: str) -> str:
+    """Decode the kernel's octal escapes (``\\040`` for a space) in a mounts field."""
+    if "\\" not in field:
+        return field
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -70,7 +74,7 @@ def parse_mounts(text: str) -> list[Mount]:
 def select_mounts(
     mounts: list[Mount], excluded_fstypes: frozenset[str], excluded_mountpoints: re.Pattern[str]
 ) -> list[Mount]:
-    """Drop excluded mounts; keep the last mount on each mountpoint, in mount order."""
+    """Drop excluded mounts (never "/"); keep the last mount on each mountpoint."""
     visible: dict[str, Mount] = {}
     for mount in mounts:
         visible.pop(mount.mountpoint, None)
@@ -78,7 +82,8 @@ def select_mounts(
     return [
         m
         for m in visible.values()
-        if m.fstype not in excluded_fstypes and not excluded_mountpoints.match(m.mountpoint)
+        if m.mountpoint == "/"
+        or (m.fstype not in excluded_fstypes and not excluded_mountpoints.match(m.mountpoint))
     ]
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 
 from agent.sampler.model import Sample, gauge, ratio
-from agent.sampler.procfs import PROC, read_table
+from agent.sampler.procfs import PROC, read_table, table_pattern
 
 _KIB = 1024
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_MEMINFO = table_pattern(
+    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapTotal", "SwapFree"
+)
+_VMSTAT = table_pattern("pswpin", "pswpout", "oom_kill")
 
 
 def _available_kib(meminfo: dict[str, int]) -> int:
@@ -26,8 +30,8 @@ def _available_kib(meminfo: dict[str, int]) -> int:
 
 def memory(*, proc: str = PROC) -> list[Sample]:
     """Memory and swap gauges, swap traffic and OOM-kill counters."""
-    meminfo = read_table(f"{proc}/meminfo")
-    vmstat = read_table(f"{proc}/vmstat")
+    meminfo = read_table(f"{proc}/meminfo", _MEMINFO)
+    vmstat = read_table(f"{proc}/vmstat", _VMSTAT)
     total = meminfo["MemTotal"] * _KIB
     available = _available_kib(meminfo) * _KIB
     swap_total = meminfo.get("SwapTotal", 0) * _KIB

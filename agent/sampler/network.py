@@ -29,7 +29,6 @@ _FIELDS = (
 class NetworkCheck:
     """Reads /proc/net/dev each cycle, keeping interfaces whose name is not excluded."""
 
-
     def __init__(self, *, proc: str = PROC, exclude: re.Pattern[str] = DEFAULT_EXCLUDE) -> None:
         self._path = f"{proc}/net/dev"
         self._exclude = exclude

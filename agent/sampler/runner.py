@@ -1,59 +1,38 @@
-"""The ``Sampler``: runs every check's probes concurrently, each under a time limit.
+"""The ``Sampler``: runs every check's probes on worker threads under a time limit.
 
-One cycle: ask each check for its probes, submit every probe to a persistent pool of
-worker threads, wait until all finish or ``check_timeout`` has passed since the cycle
-began, and return what arrived. A probe that raises becomes a ``CheckFailure``; one
-that overruns becomes ``"timed out after Xs"`` and is remembered as in flight. While
-it stays in flight the same check id is not started again - each later cycle reports
-``"still hung from a previous cycle"`` - so a stuck ``statvfs`` ties up one thread,
-not one per cycle. Late results of timed-out probes are discarded.
+One cycle: ask each check for its probes, hand them to a ``Batch`` drained by pooled
+worker threads (one lane normally, more when a probe stalls), wait until all finish
+or ``check_timeout`` has passed since the cycle began, and return what arrived.
 
-Each completed probe also yields ``agent_check_duration_seconds{check}``.
+- A probe that raises becomes a ``CheckFailure`` with the exception text.
+- A probe still running at the deadline becomes ``"timed out after Xs"`` and is
+  remembered as in flight. While it stays in flight its check id is not started
+  again - each later cycle reports ``"still hung from a previous cycle"`` - so a
+  stuck ``statvfs`` ties up one thread, not one per cycle. Its late result is dropped.
+- Each completed probe also yields ``agent_check_duration_seconds{check}``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, wait
+from collections.abc import Callable, Iterable, Sequence
 
+from agent.sampler.batch import Batch, Settled, describe
 from agent.sampler.checks import default_checks
 from agent.sampler.errors import SamplerClosed
 from agent.sampler.model import Check, CheckFailure, Cycle, Probe, Sample
 from agent.sampler.pool import WorkerPool
 
-_Outcome = tuple[list[Sample], float]
-"""A probe's samples and its run time in seconds."""
-
-
-def describe(exc: BaseException) -> str:
-    """Human-readable one-liner for a check's exception: ``"PermissionError: ..."``."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _timed(probe: Probe) -> _Outcome:
-    start = time.perf_counter()
-    samples = list(probe())
-    return samples, time.perf_counter() - start
-
-
-class _InFlight:
-    """A probe that overran its cycle and has not finished yet."""
-
-    __slots__ = ("future", "started")
-
-    def __init__(self, future: Future[_Outcome], started: float) -> None:
-        self.future = future
-        self.started = started
+STALL_AFTER = 0.1
+"""Seconds one probe may hold the only lane before another lane takes over the rest."""
 
 
 class Sampler:
     """Collects one ``Cycle`` of host health per ``collect()`` call.
 
     ``checks`` replaces the default set (``default_checks``); ``extra_checks`` are
-    appended to it. ``clock`` (monotonic) and ``wall_clock`` are injectable.
+    appended to it. ``wall_clock`` stamps the cycles.
     """
 
     def __init__(
@@ -63,7 +42,6 @@ class Sampler:
         checks: Sequence[Check] | None = None,
         extra_checks: Iterable[Check] = (),
         max_workers: int = 64,
-        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if check_timeout <= 0:
@@ -71,10 +49,10 @@ class Sampler:
         base = default_checks(check_timeout=check_timeout) if checks is None else checks
         self._checks: list[Check] = [*base, *extra_checks]
         self._timeout = check_timeout
-        self._clock = clock
+        self._stall_after = min(STALL_AFTER, check_timeout / 4)
         self._wall_clock = wall_clock
         self._pool = WorkerPool(max_workers=max_workers)
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: dict[str, Batch] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -86,18 +64,17 @@ class Sampler:
         with self._lock:
             if self._closed:
                 raise SamplerClosed("sampler is closed")
-            started = self._clock()
+            deadline = time.monotonic() + self._timeout
             collected_unix_ms = int(self._wall_clock() * 1000)
             failures: list[CheckFailure] = []
             probes = self._plan(failures)
-            futures = self._submit(probes, started, failures)
-            remaining = self._timeout - (self._clock() - started)
-            wait(futures.values(), timeout=max(0.0, remaining))
-            samples = self._gather(futures, started, failures)
+            batch = Batch(self._skip_in_flight(probes, failures))
+            self._run(batch, deadline)
+            samples = self._settle(batch, batch.close(), failures)
             return Cycle(collected_unix_ms, samples, failures)
 
     def close(self) -> None:
-        """Stop the worker threads (hung ones exit when their call returns); idempotent."""
+        """Stop the worker threads (stuck ones exit when their call returns); idempotent."""
         with self._lock:
             self._closed = True
             self._pool.close()
@@ -112,49 +89,44 @@ class Sampler:
         probes: dict[str, Probe] = {}
         for check in self._checks:
             try:
-                planned: Mapping[str, Probe] = check.plan()
+                probes.update(check.plan())
             except Exception as exc:
                 failures.append(CheckFailure(check.name, describe(exc)))
-            else:
-                probes.update(planned)
         return probes
 
-    def _submit(
-        self, probes: Mapping[str, Probe], now: float, failures: list[CheckFailure]
-    ) -> dict[str, Future[_Outcome]]:
-        self._forget_finished()
-        futures: dict[str, Future[_Outcome]] = {}
-        for key, probe in probes.items():
-            stuck = self._in_flight.get(key)
-            if stuck is not None:
-                running = now - stuck.started
-                failures.append(
-                    CheckFailure(key, f"still hung from a previous cycle ({running:.1f}s ago)")
-                )
-                continue
-            futures[key] = self._pool.submit(lambda probe=probe: _timed(probe))
-        return futures
+    def _skip_in_flight(
+        self, probes: dict[str, Probe], failures: list[CheckFailure]
+    ) -> dict[str, Probe]:
+        """Drop probes whose previous run is still going, reporting each as hung."""
+        for key, batch in list(self._in_flight.items()):
+            if not batch.is_running(key):
+                del self._in_flight[key]
+            elif key in probes:
+                del probes[key]
+                failures.append(CheckFailure(key, "still hung from a previous cycle"))
+        return probes
 
-    def _gather(
-        self, futures: Mapping[str, Future[_Outcome]], started: float, failures: list[CheckFailure]
-    ) -> list[Sample]:
+    def _run(self, batch: Batch, deadline: float) -> None:
+        """Drive ``batch`` until done or ``deadline``, adding lanes when it stalls."""
+        self._pool.submit(batch.add_lane())
+        while (remaining := deadline - time.monotonic()) > 0:
+            if batch.done.wait(min(remaining, self._stall_after)):
+                return
+            if batch.stalled(self._stall_after):
+                self._pool.submit(batch.add_lane())
+
+    def _settle(self, batch: Batch, settled: Settled, failures: list[CheckFailure]) -> list[Sample]:
+        """Turn a closed batch into samples and failures; remember still-running probes."""
         samples: list[Sample] = []
-        for key, future in futures.items():
-            if not future.done():
-                failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s"))
-                if not future.cancel():  # already running: remember it as stuck
-                    self._in_flight[key] = _InFlight(future, started)
+        for key, outcome in settled.outcomes.items():
+            if outcome.error is not None:
+                failures.append(CheckFailure(key, outcome.error))
                 continue
-            exc = future.exception()
-            if exc is not None:
-                failures.append(CheckFailure(key, describe(exc)))
-                continue
-            probe_samples, seconds = future.result()
-            samples += probe_samples
-            samples.append(Sample("agent_check_duration_seconds", {"check": key}, seconds))
+            samples += outcome.samples
+            samples.append(Sample("agent_check_duration_seconds", {"check": key}, outcome.seconds))
+        for key in settled.running:
+            failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s"))
+            self._in_flight[key] = batch
+        for key in settled.unstarted:
+            failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s unstarted"))
         return samples
-
-    def _forget_finished(self) -> None:
-        finished = [key for key, stuck in self._in_flight.items() if stuck.future.done()]
-        for key in finished:
-            del self._in_flight[key]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from agent.sampler.errors import SystemctlError
 from agent.sampler.model import Probe, Sample, gauge
@@ -40,11 +40,11 @@ def parse_failed_units(output: str) -> list[str]:
     return units
 
 
-def run_systemctl(timeout: float) -> str:
-    """Run ``COMMAND`` and return its stdout; raises ``SystemctlError`` on any failure."""
+def run_systemctl(timeout: float, command: Sequence[str] = COMMAND) -> str:
+    """Run ``command`` and return its stdout; raises ``SystemctlError`` on any failure."""
     try:
         done = subprocess.run(
-            COMMAND,
+            command,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -62,7 +62,10 @@ def run_systemctl(timeout: float) -> str:
 
 
 class SystemdCheck:
-    """Caches the failed-unit list; ``runner``, ``clock`` and ``present`` are injectable."""
+    """Caches the failed-unit list; ``runner``, ``clock`` and ``present`` are injectable.
+
+    ``timeout`` bounds one systemctl run.
+    """
 
     name = "systemd"
 

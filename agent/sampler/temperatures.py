@@ -7,6 +7,7 @@ none; a repeated (sensor, label) pair gets `` #2``, `` #3``... so series stay un
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -28,11 +29,28 @@ class Reading(Protocol):
 Reader = Callable[[], Mapping[str, Sequence[Reading]]]
 
 
+def _has_entries(directory: str, prefix: str = "") -> bool:
+    try:
+        return any(name.startswith(prefix) for name in os.listdir(directory))
+    except OSError:
+        return False
+
+
+def read_sensors(sys: str = "/sys") -> Mapping[str, Sequence[Reading]]:
+    """``psutil.sensors_temperatures()``, skipped when no hwmon/thermal device exists.
+
+    psutil globs several sysfs patterns on every call; two directory listings settle
+    the common sensorless case (virtual machines) far more cheaply.
+    """
+    if _has_entries(f"{sys}/class/hwmon") or _has_entries(f"{sys}/class/thermal", "thermal_zone"):
+        return psutil.sensors_temperatures()
+    return {}
+
+
 class TemperatureCheck:
     """Yields ``temperature_celsius{sensor, label}``; ``reader`` is injectable for tests."""
 
-
-    def __init__(self, *, reader: Reader = psutil.sensors_temperatures) -> None:
+    def __init__(self, *, reader: Reader = read_sensors) -> None:
         self._reader = reader
 
     def __call__(self) -> list[Sample]:

@@ -31,7 +31,7 @@ async def authenticate_agent(
     if agent is None:
         raise Unauthenticated(f"certificate names unknown agent {agent_id!r}; enrol again")
     if agent.revoked_ms is not None:
-        raise AgentRevoked(f"agent {agent_id} has been revoked; enrol again with a new join token")
+        raise AgentRevoked(agent_id, agent.revoked_ms)
     return agent
 
 

@@ -460,12 +460,7 @@ def _connect(path: Path, synchronous: Synchronous, busy_timeout_s: float) -> sql
         ) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise StoreError(
-                f"SQLite database {path} cannot use WAL mode (got {mode!r}); "
-                f"put the data directory on a local filesystem"
-            )
+        _enable_wal(conn, path, busy_timeout_s)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
@@ -475,6 +470,26 @@ def _connect(path: Path, synchronous: Synchronous, busy_timeout_s: float) -> sql
         conn.close()
         raise
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
+    """Switch to WAL (persistent in the file). While another connection is switching
+    the same new file, SQLite reports "locked" at once without using the busy
+    handler, so retry here until the busy timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"SQLite database {path} cannot use WAL mode (got {mode!r}); "
+            f"put the data directory on a local filesystem"
+        )
 
 
 def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:

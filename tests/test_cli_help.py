@@ -1,0 +1,38 @@
+"""Every command answers --help with a description, and exits 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import run
+
+COMMANDS = [
+    ("agent.cli", []),
+    ("agent.cli", ["enroll"]),
+    ("agent.cli", ["run"]),
+    ("agent.cli", ["status"]),
+    ("collector.cli", []),
+    ("collector.cli", ["serve"]),
+    ("collector.cli", ["token", "create"]),
+    ("collector.cli", ["user", "add"]),
+    ("collector.cli", ["agent", "revoke"]),
+    ("collector.cli", ["audit", "verify"]),
+    ("collector.cli", ["audit", "list"]),
+    ("collector.client.cli", []),
+    ("collector.client.cli", ["agents"]),
+    ("collector.client.cli", ["host"]),
+]
+
+
+@pytest.mark.parametrize(("module", "words"), COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_help(module: str, words: list[str]) -> None:
+    result = run(module, *words, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+    assert len(result.stdout.splitlines()) > 3
+
+
+def test_agent_run_without_enrolment_says_what_to_do(tmp_path: object) -> None:
+    result = run("agent.cli", "run", "--state-dir", "/nonexistent/aftercare")
+    assert result.returncode == 1
+    assert "aftercare-agent enroll" in result.stderr
