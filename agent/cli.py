@@ -108,8 +108,12 @@ def _enroll(args: argparse.Namespace) -> int:
     )
     if args.json:
         _print_json(
-            {"agent_id": identity.agent_id, "customer": identity.customer,
-             "agent_endpoint": identity.agent_endpoint, "state_dir": str(args.state_dir)}
+            {
+                "agent_id": identity.agent_id,
+                "customer": identity.customer,
+                "agent_endpoint": identity.agent_endpoint,
+                "state_dir": str(args.state_dir),
+            }
         )
     else:
         print(
@@ -137,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     identity = load_identity(args.state_dir)
-    not_before, not_after = identity.cert_validity()
+    _, not_after = identity.cert_validity()
     spool_path = args.state_dir / SPOOL_FILE
     stats = read_stats(spool_path) if spool_path.exists() else EMPTY_SPOOL
     info: dict[str, Any] = {
@@ -157,9 +161,14 @@ def _status(args: argparse.Namespace) -> int:
         _print_json(info)
     else:
         print(f"agent {identity.agent_id}  customer {identity.customer}")
-        print(f"collector {identity.agent_endpoint}  certificate valid until {not_after:%Y-%m-%d %H:%M}Z")
-        print(f"spool: {stats.entries} waiting ({stats.bytes} bytes), "
-              f"{stats.dropped_batches_total} dropped, next sequence {stats.next_sequence}")
+        print(
+            f"collector {identity.agent_endpoint}  "
+            f"certificate valid until {not_after:%Y-%m-%d %H:%M}Z"
+        )
+        print(
+            f"spool: {stats.entries} waiting ({stats.bytes} bytes), "
+            f"{stats.dropped_batches_total} dropped, next sequence {stats.next_sequence}"
+        )
     return 0
 
 

@@ -11,6 +11,7 @@ State directory layout (written only after a successful enrolment, atomically)::
 
 from __future__ import annotations
 
+import _ssl  # ENCODING_DER for the certificates of get_unverified_chain()
 import datetime as dt
 import hashlib
 import json
@@ -18,10 +19,10 @@ import os
 import shutil
 import socket
 import ssl
-import _ssl  # ENCODING_DER for the certificates of get_unverified_chain()
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -98,7 +99,8 @@ def fetch_pinned_ca(endpoint: str, expected_hash: str, timeout: float = 10.0) ->
             socket.create_connection((host, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
-            chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+            sslobj: Any = tls._sslobj  # type: ignore[attr-defined]  # public from 3.13 on
+            chain = sslobj.get_unverified_chain()
     except OSError as exc:
         raise CollectorUnreachable(f"cannot reach the collector at {endpoint}: {exc}") from exc
     ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain or []]

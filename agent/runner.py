@@ -7,6 +7,7 @@ the collector link drains the spool whenever it is connected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import platform
 import time
@@ -49,8 +50,12 @@ def hello_for(config: AgentConfig) -> agent_pb2.Hello:
 async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set. Raises NotEnrolledError if ``state_dir`` has no identity."""
     identity = load_identity(state_dir)
-    log.info("agent %s (%s) starting, interval %.0fs", identity.agent_id, identity.customer,
-             config.interval)
+    log.info(
+        "agent %s (%s) starting, interval %.0fs",
+        identity.agent_id,
+        identity.customer,
+        config.interval,
+    )
     spool = SpoolWorker(state_dir / SPOOL_FILE, config.spool.max_size, config.spool.max_age)
     sampler = Sampler(check_timeout=config.check_timeout)
     link = CollectorLink(state_dir, spool, config.stream, hello_for(config))
@@ -79,7 +84,5 @@ async def _sample_until(
         if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
             next_at = time.monotonic()
             delay = 0
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass

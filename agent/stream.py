@@ -21,7 +21,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import grpc
 
-from agent import __version__
 from agent.config import StreamConfig
 from agent.identity import Identity, load_identity, new_key_and_csr, replace_certificate
 from agent.spool import Spool
@@ -146,20 +145,24 @@ class CollectorLink:
                 request_serializer=_raw_bytes,  # spool entries are already serialized
                 response_deserializer=agent_pb2.CollectorMessage.FromString,
             )
-            call: Any = connect()
+            call: Any = connect()  # type: ignore[call-arg]  # aio: the iterator is optional
             await call.write(agent_pb2.AgentMessage(hello=self._hello).SerializeToString())
             welcome = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
-            if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
+            if not _is_message(welcome) or welcome.WhichOneof("kind") != "welcome":
                 await call.code()  # surfaces the server's status as AioRpcError
                 raise ConnectionError("collector closed the stream without a welcome")
-            await self._spool.call(self._spool.spool.advance_sequence, welcome.welcome.last_sequence)
+            await self._spool.call(
+                self._spool.spool.advance_sequence, welcome.welcome.last_sequence
+            )
             self.status.connected = True
             self.status.last_error = ""
             log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
-            stub = agent_pb2_grpc.AgentStreamStub(channel)
+            stub = agent_pb2_grpc.AgentStreamAsyncStub(channel)
             await self._pump(call, stub, identity)
 
-    async def _pump(self, call: Any, stub: agent_pb2_grpc.AgentStreamStub, identity: Identity) -> None:
+    async def _pump(
+        self, call: Any, stub: agent_pb2_grpc.AgentStreamAsyncStub, identity: Identity
+    ) -> None:
         """Send, read acks and renew concurrently; return or raise when the first one stops."""
         in_flight: set[int] = set()
         window_open = asyncio.Event()
@@ -178,7 +181,9 @@ class CollectorLink:
             task.result()
         raise ConnectionError("collector stream ended")
 
-    async def _send_pending(self, call: Any, in_flight: set[int], window_open: asyncio.Event) -> None:
+    async def _send_pending(
+        self, call: Any, in_flight: set[int], window_open: asyncio.Event
+    ) -> None:
         """Write spooled messages in order, at most ``max_in_flight`` unacknowledged."""
         last_sent = 0
         limit = self._config.max_in_flight
@@ -201,7 +206,7 @@ class CollectorLink:
     async def _read_acks(self, call: Any, in_flight: set[int], window_open: asyncio.Event) -> None:
         while True:
             message = await call.read()
-            if message is grpc.aio.EOF:
+            if not _is_message(message):
                 await call.code()
                 raise ConnectionError("collector ended the stream")
             if message.WhichOneof("kind") != "ack":
@@ -212,7 +217,9 @@ class CollectorLink:
             self.status.acked_total += 1
             window_open.set()
 
-    async def _renew_when_due(self, stub: agent_pb2_grpc.AgentStreamStub, identity: Identity) -> None:
+    async def _renew_when_due(
+        self, stub: agent_pb2_grpc.AgentStreamAsyncStub, identity: Identity
+    ) -> None:
         not_before, not_after = identity.cert_validity()
         due = not_before + (not_after - not_before) * self._config.renew_at_fraction
         wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
@@ -229,6 +236,11 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff with jitter: between half and all of ``initial * 2**attempt``, capped."""
     ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
     return random.uniform(ceiling / 2, ceiling)
+
+
+def _is_message(value: object) -> bool:
+    """False for grpc.aio.EOF (the end of the response stream)."""
+    return isinstance(value, agent_pb2.CollectorMessage)
 
 
 def _raw_bytes(payload: bytes) -> bytes:

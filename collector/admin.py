@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from collector.auth import ROLES, Role, hash_token, new_api_token, new_join_token
+from collector.auth import ROLES, hash_token, new_api_token, new_join_token
 from collector.errors import InvalidRequest
 from collector.store import AgentRecord, Store
 
@@ -34,9 +34,7 @@ def create_join_token(store: Store, customer: str, ttl_ms: int, actor: str, now_
     token = new_join_token()
     expires_ms = now_ms + ttl_ms
     store.create_join_token(hash_token(token), customer, expires_ms, actor, now_ms)
-    store.append_audit(
-        actor, "join_token.created", customer, {"expires_ms": expires_ms}, now_ms
-    )
+    store.append_audit(actor, "join_token.created", customer, {"expires_ms": expires_ms}, now_ms)
     return token
 
 
@@ -47,15 +45,14 @@ def add_user(
     check_name("user", name)
     if role not in ROLES:
         raise InvalidRequest(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
-    checked: Role = role  # type: ignore[assignment]  # narrowed by the test above
-    if checked == "customer" and not customer:
+    if role == "customer" and not customer:
         raise InvalidRequest("a customer user needs --customer NAME")
-    if checked != "customer" and customer:
+    if role != "customer" and customer:
         raise InvalidRequest(f"--customer applies only to role customer, not {role}")
     if customer:
         check_name("customer", customer)
     token = new_api_token()
-    store.add_user(name, checked, customer, hash_token(token), now_ms)
+    store.add_user(name, role, customer, hash_token(token), now_ms)
     store.append_audit(actor, "user.added", name, {"role": role, "customer": customer}, now_ms)
     return token
 
@@ -64,7 +61,10 @@ def revoke_agent(store: Store, agent_id: str, actor: str, now_ms: int) -> AgentR
     """Revoke an agent: it is refused from its next connection on."""
     record = store.revoke_agent(agent_id, now_ms)
     store.append_audit(
-        actor, "agent.revoked", agent_id, {"customer": record.customer, "hostname": record.hostname},
+        actor,
+        "agent.revoked",
+        agent_id,
+        {"customer": record.customer, "hostname": record.hostname},
         now_ms,
     )
     return record

@@ -176,14 +176,18 @@ def _token_create(args: argparse.Namespace) -> int:
         data_dir, lambda s: admin.create_join_token(s, args.customer, ttl_ms, _actor(), now)
     )
     collector = args.collector or _api_endpoint(args.data_dir)
-    command = (
-        f"aftercare-agent enroll --collector {collector} --token {token} --ca-hash {ca.hash}"
-    )
+    command = f"aftercare-agent enroll --collector {collector} --token {token} --ca-hash {ca.hash}"
     if args.json:
         expires = dt.datetime.fromtimestamp((now + ttl_ms) / 1000, dt.UTC).isoformat()
         _print_json(
-            {"command": command, "token": token, "ca_hash": ca.hash, "collector": collector,
-             "customer": args.customer, "expires": expires}
+            {
+                "command": command,
+                "token": token,
+                "ca_hash": ca.hash,
+                "collector": collector,
+                "customer": args.customer,
+                "expires": expires,
+            }
         )
     else:
         print(command)
@@ -268,8 +272,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
     verdict = verify_chain(entries)
     if args.json:
         _print_json(
-            {"ok": verdict.ok, "checked": verdict.checked, "first_bad_id": verdict.first_bad_id,
-             "reason": verdict.reason}
+            {
+                "ok": verdict.ok,
+                "checked": verdict.checked,
+                "first_bad_id": verdict.first_bad_id,
+                "reason": verdict.reason,
+            }
         )
     elif verdict.ok:
         print(f"audit log intact: {verdict.checked} entries verified")
@@ -284,16 +292,24 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_list(args: argparse.Namespace) -> int:
     entries = _with_store(DataDir(args.data_dir), lambda s: s.audit_entries())
     rows = [
-        {"id": e.id, "at": _iso(e.at_ms), "actor": e.actor, "action": e.action,
-         "target": e.target, "details": dict(e.details)}
+        {
+            "id": e.id,
+            "at": _iso(e.at_ms),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "details": dict(e.details),
+        }
         for e in entries
     ]
     if args.json:
         _print_json(rows)
     else:
         for row in rows:
-            print(f"{row['id']:>5}  {row['at']}  {row['actor']:<20} {row['action']:<26} "
-                  f"{row['target']}")
+            print(
+                f"{row['id']:>5}  {row['at']}  {row['actor']:<20} {row['action']:<26} "
+                f"{row['target']}"
+            )
     return 0
 
 

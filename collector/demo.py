@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--var", type=Path, default=Path("var"), help="state directory (var)")
     parser.add_argument("--interval", default="5s", help="agent collection interval (5s)")
     parser.add_argument(
-        "--exit-after", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)"
+        "--exit-after",
+        type=float,
+        default=0,
+        help="stop after this many seconds (0: run until Ctrl-C)",
     )
     args = parser.parse_args(argv)
     var: Path = args.var.resolve()
@@ -42,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         config = var / "agent.toml"
         config.write_text(f'interval = "{args.interval}"\n')
         agent = _spawn(
-            [str(bin_dir / "aftercare-agent"), "run", "--state-dir", str(state_dir),
-             "--config", str(config)],
+            [
+                str(bin_dir / "aftercare-agent"),
+                "run",
+                "--state-dir",
+                str(state_dir),
+                "--config",
+                str(config),
+            ],
             var / "agent.log",
         )
         _print_next_steps(data_dir, endpoints, var)
@@ -72,9 +81,18 @@ def _start_collector(bin_dir: Path, data_dir: Path, log: Path) -> subprocess.Pop
 
 def _enroll(bin_dir: Path, data_dir: Path, state_dir: Path) -> None:
     join = subprocess.run(
-        [str(bin_dir / "aftercare-collector"), "token", "create", "--data-dir", str(data_dir),
-         "--customer", "demo-customer"],
-        check=True, capture_output=True, text=True,
+        [
+            str(bin_dir / "aftercare-collector"),
+            "token",
+            "create",
+            "--data-dir",
+            str(data_dir),
+            "--customer",
+            "demo-customer",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     print("join command:", " ".join(join))
     command = [str(bin_dir / join[0]), *join[1:], "--state-dir", str(state_dir)]
@@ -90,7 +108,8 @@ def _print_next_steps(data_dir: Path, endpoints: dict[str, str], var: Path) -> N
     token = (data_dir / "admin-token").read_text().strip()
     venv_bin = Path(sys.executable).parent
     rel_bin = os.path.relpath(venv_bin)
-    print(f"""
+    print(
+        f"""
 aftercare demo is running (logs: {var}/collector.log, {var}/agent.log). In another shell:
 
   export PATH="$PWD/{rel_bin}:$PATH"
@@ -104,7 +123,9 @@ aftercare demo is running (logs: {var}/collector.log, {var}/agent.log). In anoth
   aftercare-collector token create --data-dir {data_dir} --customer acme
   aftercare-collector audit verify --data-dir {data_dir}
 
-Press Ctrl-C to stop.""", flush=True)
+Press Ctrl-C to stop.""",
+        flush=True,
+    )
 
 
 def _wait(

@@ -38,7 +38,9 @@ class Fleet:
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
 
-    def load(self, agent: AgentRecord, collected_ms: int | None, samples: list[StoredSample]) -> None:
+    def load(
+        self, agent: AgentRecord, collected_ms: int | None, samples: list[StoredSample]
+    ) -> None:
         """Seed the view from the store at start-up (not connected)."""
         with self._lock:
             self._hosts[agent.agent_id] = HostState(

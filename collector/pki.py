@@ -132,7 +132,7 @@ class CertificateAuthority:
     def sign_agent_csr(
         self, csr_pem: bytes, agent_id: str, customer: str, valid_for: dt.timedelta
     ) -> IssuedCertificate:
-        """Sign an agent's CSR; the subject is set here (CN=agent id, O=customer), never taken from the CSR.
+        """Sign an agent's CSR with subject CN=agent id, O=customer (never taken from the CSR).
 
         Raises InvalidRequest if the CSR cannot be parsed or its signature is wrong.
         """

@@ -16,21 +16,25 @@ PROTO_FILES = ("agent.proto", "api.proto")
 
 
 def generate(out_dir: Path) -> None:
-    """Write ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` under ``out_dir/proto``.
+    """Write ``*_pb2.py``, ``*_pb2_grpc.py`` and mypy-protobuf stubs under ``out_dir/proto``.
 
     Raises RuntimeError naming the protoc exit code if generation fails.
     """
     from grpc_tools import protoc  # dev dependency, imported only here
 
     include = Path(protoc.__file__).resolve().parent / "_proto"
+    plugins = Path(sys.executable).parent  # mypy-protobuf installs its plugins beside python
     (out_dir / "proto").mkdir(parents=True, exist_ok=True)
     args = [
         "grpc_tools.protoc",
         f"-I{REPO_ROOT}",
         f"-I{include}",
         f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
+        f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
         f"--grpc_python_out={out_dir}",
+        f"--mypy_out=quiet:{out_dir}",
+        f"--mypy_grpc_out=quiet:{out_dir}",
         *(str(Path("proto") / name) for name in PROTO_FILES),
     ]
     code = protoc.main(args)

@@ -38,12 +38,17 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "con
         time.sleep(0.1)
 
 
-def run(module: str, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m module args`` and capture its output (never raises on exit code)."""
     return subprocess.run(
         [PYTHON, "-m", module, *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -80,13 +85,30 @@ class Collector:
         endpoints.unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "collector.cli", "serve", "--data-dir", str(self.data_dir),
-             "--listen", self.agent_address, "--api-listen", self.api,
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                PYTHON,
+                "-m",
+                "collector.cli",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                self.agent_address,
+                "--api-listen",
+                self.api,
+                "--metrics-listen",
+                f"127.0.0.1:{self.metrics_port}",
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
-        wait_for(lambda: endpoints.exists() or self.process.poll() is not None,  # type: ignore[union-attr]
-                 30, "collector start")
+        wait_for(
+            lambda: endpoints.exists() or self.process.poll() is not None,  # type: ignore[union-attr]
+            30,
+            "collector start",
+        )
         if self.process.poll() is not None:
             raise AssertionError(f"collector exited:\n{self.log_text()}")
         return self
@@ -129,8 +151,16 @@ class Collector:
 
     def client(self, token: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the ``aftercare`` client as the user holding ``token``."""
-        return run("collector.client.cli", "--collector", self.api, "--token", token,
-                   "--ca-file", str(self.data_dir / "ca.pem"), *args)
+        return run(
+            "collector.client.cli",
+            "--collector",
+            self.api,
+            "--token",
+            token,
+            "--ca-file",
+            str(self.data_dir / "ca.pem"),
+            *args,
+        )
 
     def client_json(self, token: str, *args: str) -> Any:
         result = self.client(token, *args, "--json")
@@ -154,8 +184,15 @@ class Agent:
     process: subprocess.Popen[bytes] | None = None
 
     def enroll(self, join_args: list[str]) -> subprocess.CompletedProcess[str]:
-        return run("agent.cli", "enroll", *join_args, "--state-dir", str(self.state_dir),
-                   "--hostname", self.hostname)
+        return run(
+            "agent.cli",
+            "enroll",
+            *join_args,
+            "--state-dir",
+            str(self.state_dir),
+            "--hostname",
+            self.hostname,
+        )
 
     @property
     def log_path(self) -> Path:
@@ -167,9 +204,20 @@ class Agent:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "agent.cli", "run", "--state-dir", str(self.state_dir),
-             "--config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+            [
+                PYTHON,
+                "-m",
+                "agent.cli",
+                "run",
+                "--state-dir",
+                str(self.state_dir),
+                "--config",
+                str(config_path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
         )
         return self
 

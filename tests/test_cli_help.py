@@ -24,7 +24,9 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize(("module", "words"), COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+@pytest.mark.parametrize(
+    ("module", "words"), COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else v
+)
 def test_help(module: str, words: list[str]) -> None:
     result = run(module, *words, "--help")
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,8 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     generated = sorted((tmp_path / "proto").iterdir())
     assert generated, "protoc produced nothing"
     stale = [
-        f.name for f in generated
+        f.name
+        for f in generated
         if not (PROTO_DIR / f.name).exists() or (PROTO_DIR / f.name).read_bytes() != f.read_bytes()
     ]
     assert not stale, f"stale generated files {stale}: run `make proto` and commit the result"

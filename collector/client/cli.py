@@ -1,4 +1,6 @@
-"""``aftercare``: see hosts and their health (engineers and admins: all customers; customers: their own).
+"""``aftercare``: hosts and their health.
+
+Engineers and admins see all customers; customer users see their own.
 
 Connection: ``--collector``/``--token``/``--ca-file`` or AFTERCARE_COLLECTOR,
 AFTERCARE_TOKEN, AFTERCARE_CA_FILE. Every command has ``--json``.
@@ -89,10 +91,14 @@ def _agents(client: ApiClient, args: argparse.Namespace) -> int:
         _print_json([_agent_dict(a) for a in reply.agents])
         return 0
     if not reply.agents:
-        print("no hosts enrolled yet (create a join command with `aftercare-collector token create`)")
+        print(
+            "no hosts enrolled yet (create a join command with `aftercare-collector token create`)"
+        )
         return 0
-    print(f"{'CUSTOMER':<14} {'HOST':<20} {'AGENT':<20} {'STATE':<16} {'VERSION':<8} "
-          f"{'CPU':>5} {'MEM':>5}  WORST FS")
+    print(
+        f"{'CUSTOMER':<14} {'HOST':<20} {'AGENT':<20} {'STATE':<16} {'VERSION':<8} "
+        f"{'CPU':>5} {'MEM':>5}  WORST FS"
+    )
     for agent in reply.agents:
         health = agent.health
         cpu = f"{health.cpu_usage_ratio:.0%}" if health.has_data else "-"
@@ -102,8 +108,10 @@ def _agents(client: ApiClient, args: argparse.Namespace) -> int:
             if health.worst_filesystem
             else "-"
         )
-        print(f"{agent.customer:<14} {agent.hostname:<20} {agent.agent_id:<20} "
-              f"{_state(agent):<16} {agent.agent_version:<8} {cpu:>5} {mem:>5}  {worst}")
+        print(
+            f"{agent.customer:<14} {agent.hostname:<20} {agent.agent_id:<20} "
+            f"{_state(agent):<16} {agent.agent_version:<8} {cpu:>5} {mem:>5}  {worst}"
+        )
     return 0
 
 
@@ -125,8 +133,10 @@ def _host(client: ApiClient, args: argparse.Namespace) -> int:
         )
         return 0
     agent = detail.agent
-    print(f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
-          f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored")
+    print(
+        f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
+        f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored"
+    )
     print(f"latest batch collected {_iso(detail.collected_unix_ms) or 'never'}")
     for sample in sorted(detail.samples, key=lambda s: (s.name, sorted(s.labels.items()))):
         labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
@@ -171,7 +181,9 @@ def _ago(seconds: int) -> str:
 
 
 def _agent_dict(agent: api_pb2.AgentInfo) -> dict[str, Any]:
-    info = MessageToDict(agent, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    info = MessageToDict(
+        agent, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     info["last_seen"] = _iso(agent.last_seen_unix_ms)
     info["enrolled"] = _iso(agent.enrolled_unix_ms)
     for key in ("last_seen_unix_ms", "enrolled_unix_ms"):

@@ -34,7 +34,9 @@ class ClientSettings:
     ca_pem: bytes
 
     @classmethod
-    def resolve(cls, collector: str | None, token: str | None, ca_file: str | None) -> ClientSettings:
+    def resolve(
+        cls, collector: str | None, token: str | None, ca_file: str | None
+    ) -> ClientSettings:
         address = collector or os.environ.get(ENV_COLLECTOR) or DEFAULT_COLLECTOR
         secret = token or os.environ.get(ENV_TOKEN, "")
         if not secret:

@@ -53,7 +53,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
 
-    async def Connect(  # noqa: N802 - gRPC method name
+    async def Connect(
         self,
         request_iterator: AsyncIterator[agent_pb2.AgentMessage],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -86,8 +86,13 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
         self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
         self._metrics.streams.inc()
-        log.info("agent %s (%s/%s) connected from %s", agent.agent_id, agent.customer, hostname,
-                 context.peer())
+        log.info(
+            "agent %s (%s/%s) connected from %s",
+            agent.agent_id,
+            agent.customer,
+            hostname,
+            context.peer(),
+        )
         try:
             yield agent_pb2.CollectorMessage(
                 welcome=agent_pb2.Welcome(
@@ -136,7 +141,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             self._metrics.rejected.labels("protocol").inc()
             await status.abort(context, exc)
         self._metrics.ack_latency.observe(time.perf_counter() - started)
-        return agent_pb2.CollectorMessage(ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored))
+        return agent_pb2.CollectorMessage(
+            ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored)
+        )
 
     async def _store_batch(self, agent: AgentRecord, batch: agent_pb2.MetricBatch) -> bool:
         _check_batch(batch)
@@ -181,7 +188,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         return bool(stored)
 
     @status.unary
-    async def RenewCertificate(  # noqa: N802 - gRPC method name
+    async def RenewCertificate(
         self, request: agent_pb2.RenewRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.RenewResponse:
         agent = await authenticate_agent(context, self._db)
@@ -208,7 +215,9 @@ def _check_batch(batch: agent_pb2.MetricBatch) -> None:
     if batch.sequence == 0:
         raise InvalidRequest("batch without a sequence number")
     if len(batch.samples) > MAX_SAMPLES_PER_BATCH:
-        raise InvalidRequest(f"batch has {len(batch.samples)} samples (max {MAX_SAMPLES_PER_BATCH})")
+        raise InvalidRequest(
+            f"batch has {len(batch.samples)} samples (max {MAX_SAMPLES_PER_BATCH})"
+        )
     for sample in batch.samples:
         if not sample.name or len(sample.name) > MAX_LABEL_TEXT:
             raise InvalidRequest("sample with an empty or over-long name")

@@ -25,14 +25,14 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self._fleet = fleet
 
     @status.unary
-    async def WhoAmI(  # noqa: N802 - gRPC method name
+    async def WhoAmI(
         self, request: api_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.WhoAmIResponse:
         who = await authenticate_user(context, self._db)
         return api_pb2.WhoAmIResponse(user=who.name, role=who.role, customer=who.customer or "")
 
     @status.unary
-    async def ListAgents(  # noqa: N802 - gRPC method name
+    async def ListAgents(
         self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListAgentsResponse:
         who = await authenticate_user(context, self._db)
@@ -41,7 +41,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         return api_pb2.ListAgentsResponse(agents=[self._agent_info(a) for a in agents])
 
     @status.unary
-    async def GetHost(  # noqa: N802 - gRPC method name
+    async def GetHost(
         self, request: api_pb2.GetHostRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.HostDetail:
         who = await authenticate_user(context, self._db)
@@ -90,7 +90,9 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             raise NotFound(f"no host {host!r}; `aftercare agents` lists the hosts you can see")
         if len(matches) > 1:
             ids = ", ".join(a.agent_id for a in matches)
-            raise InvalidRequest(f"{len(matches)} agents report hostname {host!r}; use an id: {ids}")
+            raise InvalidRequest(
+                f"{len(matches)} agents report hostname {host!r}; use an id: {ids}"
+            )
         return matches[0]
 
     def _agent_info(self, agent: AgentRecord) -> api_pb2.AgentInfo:

@@ -63,9 +63,7 @@ class Addresses:
 class CollectorServer:
     """A collector process: ``await start()``, then ``await wait()`` or ``await stop()``."""
 
-    def __init__(
-        self, config: ServeConfig, registry: CollectorRegistry | None = None
-    ) -> None:
+    def __init__(self, config: ServeConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config.validate()
         self.registry = registry or CollectorRegistry()
         self.data_dir = DataDir(config.data_dir)
@@ -98,7 +96,10 @@ class CollectorServer:
             ),
         )
         api_port = _bind(
-            server, self.config.api_listen, "--api-listen", grpc.ssl_server_credentials([(key, chain)])
+            server,
+            self.config.api_listen,
+            "--api-listen",
+            grpc.ssl_server_credentials([(key, chain)]),
         )
         agent_host, _ = split_host_port(self.config.listen, "--listen")
         advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
@@ -109,7 +110,9 @@ class CollectorServer:
             server,
         )
         agent_pb2_grpc.add_EnrollmentServicer_to_server(
-            EnrollmentServicer(self._db, ca, metrics, advertise, self.config.agent_cert_ttl, now_ms),
+            EnrollmentServicer(
+                self._db, ca, metrics, advertise, self.config.agent_cert_ttl, now_ms
+            ),
             server,
         )
         api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(self._db, self.fleet), server)
@@ -192,7 +195,9 @@ def _bind(server: grpc.aio.Server, address: str, option: str, creds: grpc.Server
     try:
         port = server.add_secure_port(address, creds)
     except RuntimeError as exc:
-        raise ConfigError(f"{option} {address}: cannot listen ({exc}); is the port in use?") from exc
+        raise ConfigError(
+            f"{option} {address}: cannot listen ({exc}); is the port in use?"
+        ) from exc
     if port == 0:
         raise ConfigError(f"{option} {address}: cannot listen; is the port in use?")
     return port
@@ -203,7 +208,7 @@ def _public_host(host: str) -> str:
 
 
 async def _add_health_and_reflection(server: grpc.aio.Server) -> None:
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -40,7 +40,7 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
 
-    async def Enroll(  # noqa: N802 - gRPC method name
+    async def Enroll(
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.EnrollResponse:
         try:

@@ -1,4 +1,4 @@
-"""Who is on the other end of an RPC: the agent from its client certificate, the user from its token."""
+"""Who is calling: the agent from its client certificate, the user from its API token."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ async def authenticate_agent(
     The identity comes only from the certificate the TLS layer verified against
     the collector's CA; nothing in the messages can change it.
     """
-    names = context.auth_context().get("x509_common_name") or []
+    names = list(context.auth_context().get("x509_common_name") or [])
     if not names:
         raise Unauthenticated(
             "no verified client certificate: agents must connect to the agent port "

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -13,10 +12,10 @@ from collector import errors
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S")
 Req = TypeVar("Req")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 _CODES: tuple[tuple[type[errors.CollectorError], grpc.StatusCode], ...] = (
     (errors.TokenError, grpc.StatusCode.UNAUTHENTICATED),
@@ -38,7 +37,7 @@ def status_code(exc: errors.CollectorError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.CollectorError) -> NoReturn:
+async def abort(context: Context, exc: errors.CollectorError) -> NoReturn:
     """Abort the RPC with the status for ``exc`` and its message as details."""
     code = status_code(exc)
     log.info("rpc refused (%s): %s", code.name, exc)
@@ -47,43 +46,16 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.Collect
 
 
 def unary(
-    method: Callable[Concatenate[S, Req, grpc.aio.ServicerContext[Any, Any], P], Awaitable[T]],
-) -> Callable[Concatenate[S, Req, grpc.aio.ServicerContext[Any, Any], P], Awaitable[T]]:
+    method: Callable[[S, Req, Context], Awaitable[T]],
+) -> Callable[[S, Req, Context], Awaitable[T]]:
     """Decorate a unary servicer method so CollectorError aborts with the mapped status."""
 
-    @functools.wraps(method)
-    async def wrapper(
-        self: S,
-        request: Req,
-        context: grpc.aio.ServicerContext[Any, Any],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    async def wrapper(self: S, request: Req, context: Context) -> T:
         try:
-            return await method(self, request, context, *args, **kwargs)
+            return await method(self, request, context)
         except errors.CollectorError as exc:
             await abort(context, exc)
 
-    return wrapper
-
-
-def streaming(
-    method: Callable[Concatenate[S, Req, grpc.aio.ServicerContext[Any, Any], P], AsyncIterator[T]],
-) -> Callable[Concatenate[S, Req, grpc.aio.ServicerContext[Any, Any], P], AsyncIterator[T]]:
-    """Like ``unary`` for response-streaming servicer methods (async generators)."""
-
-    @functools.wraps(method)
-    async def wrapper(
-        self: S,
-        request: Req,
-        context: grpc.aio.ServicerContext[Any, Any],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> AsyncIterator[T]:
-        try:
-            async for item in method(self, request, context, *args, **kwargs):
-                yield item
-        except errors.CollectorError as exc:
-            await abort(context, exc)
-
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
     return wrapper

@@ -40,8 +40,11 @@ def test_customer_token_sees_only_its_own_hosts(
     assert filtered.returncode == 1
     assert "PERMISSION_DENIED" in filtered.stderr
 
-    wait_for(lambda: collector.client_json(acme_user, "host", "acme-web")["samples"], 20,
-             "acme-web samples")
+    wait_for(
+        lambda: collector.client_json(acme_user, "host", "acme-web")["samples"],
+        20,
+        "acme-web samples",
+    )
 
 
 def test_wrong_or_missing_token_is_refused(collector: Collector) -> None:
@@ -50,9 +53,15 @@ def test_wrong_or_missing_token_is_refused(collector: Collector) -> None:
     assert "unknown API token" in result.stderr
     from tests.support import run
 
-    missing = run("collector.client.cli", "--collector", collector.api,
-                  "--ca-file", str(collector.data_dir / "ca.pem"), "agents",
-                  env={"PATH": "/usr/bin:/bin"})
+    missing = run(
+        "collector.client.cli",
+        "--collector",
+        collector.api,
+        "--ca-file",
+        str(collector.data_dir / "ca.pem"),
+        "agents",
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert missing.returncode == 2
     assert "AFTERCARE_TOKEN" in missing.stderr
 
@@ -60,7 +69,9 @@ def test_wrong_or_missing_token_is_refused(collector: Collector) -> None:
 def test_whoami_reports_role_and_customer(collector: Collector) -> None:
     token = collector.add_user("carol", "customer", customer="acme")
     assert collector.client_json(token, "whoami") == {
-        "user": "carol", "role": "customer", "customer": "acme"
+        "user": "carol",
+        "role": "customer",
+        "customer": "acme",
     }
 
 

@@ -19,8 +19,10 @@ def test_audit_verify_detects_an_edited_entry(collector: Collector) -> None:
     entries = json.loads(collector.admin("audit", "list", "--json").stdout)
     victim = next(e for e in entries if e["target"] == "erin")
     with sqlite3.connect(collector.data_dir / "aftercare.db") as db:
-        db.execute("UPDATE audit_log SET details = ? WHERE id = ?",
-                   (json.dumps({"role": "admin", "customer": None}), victim["id"]))
+        db.execute(
+            "UPDATE audit_log SET details = ? WHERE id = ?",
+            (json.dumps({"role": "admin", "customer": None}), victim["id"]),
+        )
     bad = collector.admin("audit", "verify", "--json")
     assert bad.returncode == 1
     verdict = json.loads(bad.stdout)

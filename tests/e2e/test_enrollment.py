@@ -1,4 +1,4 @@
-"""Enrolment end to end: the join command works once, and only with the right CA and a live token."""
+"""Enrolment end to end: a join command works once, with the right CA and a live token."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def test_join_command_enrols_and_host_becomes_visible(
     assert {"memory_total_bytes", "cpu_usage_ratio", "filesystem_used_ratio"} <= names
     assert detail["gaps"] == []
     metrics = collector.metrics()
-    assert 'aftercare_agent_connected{agent_id="%s",customer="acme",host="web-1"} 1.0' % (
-        agent.agent_id
-    ) in metrics
+    assert (
+        f'aftercare_agent_connected{{agent_id="{agent.agent_id}",customer="acme",host="web-1"}} 1.0'
+        in metrics
+    )
     assert "aftercare_host_memory_total_bytes{" in metrics
 
 
@@ -83,7 +84,9 @@ def test_unknown_token_is_refused(collector: Collector, make_agent: Callable[...
     assert "refused the join token" in result.stderr
 
 
-def test_enrolling_twice_needs_force(collector: Collector, make_agent: Callable[..., Agent]) -> None:
+def test_enrolling_twice_needs_force(
+    collector: Collector, make_agent: Callable[..., Agent]
+) -> None:
     agent = make_agent("web-1")
     assert agent.enroll(collector.join_command("acme")).returncode == 0
     first_id = agent.agent_id
@@ -104,6 +107,11 @@ def test_refusals_and_admin_actions_are_audited(
     assert collector.admin("agent", "revoke", agent.agent_id).returncode == 0
     listing = collector.admin("audit", "list", "--json")
     actions = [entry["action"] for entry in json.loads(listing.stdout)]
-    for action in ("join_token.created", "agent.enrolled", "agent.enroll_refused",
-                   "user.added", "agent.revoked"):
+    for action in (
+        "join_token.created",
+        "agent.enrolled",
+        "agent.enroll_refused",
+        "user.added",
+        "agent.revoked",
+    ):
         assert action in actions, actions

@@ -29,8 +29,13 @@ def spool_entries(agent: Agent) -> int:
     return int(agent.status()["spool"]["entries"])
 
 
-def enrolled(collector: Collector, make_agent: Callable[..., Agent], host: str,
-             customer: str = "acme", **config: object) -> Agent:
+def enrolled(
+    collector: Collector,
+    make_agent: Callable[..., Agent],
+    host: str,
+    customer: str = "acme",
+    **config: object,
+) -> Agent:
     agent = make_agent(host, **config)
     result = agent.enroll(collector.join_command(customer))
     assert result.returncode == 0, result.stderr
@@ -90,7 +95,9 @@ def _channel(collector: Collector, state_dir: Path, with_cert: bool = True) -> g
     return grpc.secure_channel(collector.agent_address, creds)
 
 
-def _raw_connect(channel: grpc.Channel, messages: list[bytes]) -> Iterator[agent_pb2.CollectorMessage]:
+def _raw_connect(
+    channel: grpc.Channel, messages: list[bytes]
+) -> Iterator[agent_pb2.CollectorMessage]:
     connect = channel.stream_stream(
         "/aftercare.v1.AgentStream/Connect",
         request_serializer=lambda b: b,
@@ -109,7 +116,9 @@ def _batch(sequence: int, samples: int = 1, name: str = "x_ratio") -> bytes:
     return agent_pb2.AgentMessage(batch=batch).SerializeToString()
 
 
-def _code(replies: Iterator[agent_pb2.CollectorMessage]) -> tuple[list[str], grpc.StatusCode | None, str]:
+def _code(
+    replies: Iterator[agent_pb2.CollectorMessage],
+) -> tuple[list[str], grpc.StatusCode | None, str]:
     kinds: list[str] = []
     try:
         for reply in replies:
@@ -146,7 +155,7 @@ def test_unknown_message_type_is_refused_with_a_clear_error(
 ) -> None:
     unknown_field_99 = b"\x98\x06\x01"  # field 99, varint 1: not a known AgentMessage kind
     with _channel(collector, agent_identity.state_dir) as channel:
-        kinds, code, details = _code(_raw_connect(channel, [HELLO, unknown_field_99]))
+        _, code, details = _code(_raw_connect(channel, [HELLO, unknown_field_99]))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown or empty message type" in details
 
@@ -223,12 +232,18 @@ def test_certificate_is_renewed_before_expiry(
     try:
         agent = enrolled(short, make_agent, "web-1").start()
         first_cert = (agent.state_dir / "cert.pem").read_bytes()
-        wait_for(lambda: (agent.state_dir / "cert.pem").read_bytes() != first_cert, 30,
-                 "certificate renewal")
+        wait_for(
+            lambda: (agent.state_dir / "cert.pem").read_bytes() != first_cert,
+            30,
+            "certificate renewal",
+        )
         time.sleep(8)  # past the first certificate's expiry
         count = len(stored_sequences(short, agent.agent_id))
-        wait_for(lambda: len(stored_sequences(short, agent.agent_id)) > count + 2, 15,
-                 "batches still flowing on the renewed certificate")
+        wait_for(
+            lambda: len(stored_sequences(short, agent.agent_id)) > count + 2,
+            15,
+            "batches still flowing on the renewed certificate",
+        )
         audit = json.loads(short.admin("audit", "list", "--json").stdout)
         assert "agent.certificate_renewed" in [e["action"] for e in audit]
     finally:
