@@ -115,6 +115,9 @@ class CollectorLink:
                 self._note_error(f"{exc.code().name}: {exc.details()}", exc.code())
             except (OSError, ConnectionError, TimeoutError) as exc:
                 self._note_error(str(exc) or type(exc).__name__, None)
+            except Exception as exc:  # a bug must not stop delivery for good: log and retry
+                log.exception("unexpected error on the collector stream")
+                self.status.last_error = repr(exc)
             if self.status.connected:
                 attempt = 0  # the last session got through: start the backoff afresh
             self.status.connected = False
@@ -157,7 +160,7 @@ class CollectorLink:
             self.status.connected = True
             self.status.last_error = ""
             log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
-            stub = agent_pb2_grpc.AgentStreamAsyncStub(channel)
+            stub = agent_pb2_grpc.AgentStreamStub(channel)  # typed as AgentStreamAsyncStub
             await self._pump(call, stub, identity)
 
     async def _pump(

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
+
 from agent.durations import parse_duration, parse_size
 from collector import __version__, admin
 from collector.audit import verify_chain
@@ -118,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=parse_size(args.max_message_size),
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
     )
+    prometheus_client.disable_created_metrics()  # *_created series only add noise here
     asyncio.run(_run_server(config))
     return 0
 

@@ -108,6 +108,8 @@ class Sampler:
 
     def _run(self, batch: Batch, deadline: float) -> None:
         """Drive ``batch`` until done or ``deadline``, adding lanes when it stalls."""
+        if batch.done.is_set():
+            return
         self._pool.submit(batch.add_lane())
         while (remaining := deadline - time.monotonic()) > 0:
             if batch.done.wait(min(remaining, self._stall_after)):
@@ -128,5 +130,7 @@ class Sampler:
             failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s"))
             self._in_flight[key] = batch
         for key in settled.unstarted:
-            failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s unstarted"))
+            failures.append(
+                CheckFailure(key, f"timed out after {self._timeout:.1f}s before it could start")
+            )
         return samples

@@ -23,7 +23,7 @@ def load(*, proc: str = PROC) -> list[Sample]:
         gauge("load_average", float(one), period="1m"),
         gauge("load_average", float(five), period="5m"),
         gauge("load_average", float(fifteen), period="15m"),
-        gauge("cpu_count", os.cpu_count() or 0),
+        gauge("cpu_cores", os.cpu_count() or 0),
     ]
 
 

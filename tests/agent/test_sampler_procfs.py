@@ -24,7 +24,7 @@ from agent.sampler.model import Sample
 from agent.sampler.network import NetworkCheck
 from agent.sampler.processes import ProcessCheck
 from agent.sampler.system import file_descriptors, load
-from agent.sampler.temperatures import TemperatureCheck
+from agent.sampler.temperatures import TemperatureCheck, read_sensors
 
 
 def write(root: Path, relative: str, text: str) -> None:
@@ -321,8 +321,12 @@ def test_temperatures_label_fallback_and_duplicates() -> None:
     }
 
 
-def test_no_temperature_hardware_means_no_samples() -> None:
+def test_no_temperature_hardware_means_no_samples(tmp_path: Path) -> None:
     assert TemperatureCheck(reader=dict)() == []
+    (tmp_path / "class/hwmon").mkdir(parents=True)
+    (tmp_path / "class/thermal/cooling_device0").mkdir(parents=True)
+    assert read_sensors(str(tmp_path)) == {}  # nothing to ask psutil about
+    assert isinstance(TemperatureCheck()(), list)  # this host, whatever its sensors
 
 
 def fake_adjtimex(state: int, status: int, offset: int) -> ClockCheck:
