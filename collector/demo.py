@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             var / "agent.log",
         )
+        _show_fleet(bin_dir, data_dir, endpoints["api"])
         _print_next_steps(data_dir, endpoints, var)
         _wait(collector, agent, args.exit_after)
     finally:
@@ -97,6 +98,27 @@ def _enroll(bin_dir: Path, data_dir: Path, state_dir: Path) -> None:
     print("join command:", " ".join(join))
     command = [str(bin_dir / join[0]), *join[1:], "--state-dir", str(state_dir)]
     subprocess.run(command, check=True)
+
+
+def _show_fleet(bin_dir: Path, data_dir: Path, api: str) -> None:
+    """Print ``aftercare agents`` once the local agent has reported."""
+    command = [
+        str(bin_dir / "aftercare"),
+        "--collector",
+        api,
+        "--ca-file",
+        str(data_dir / "ca.pem"),
+        "--token",
+        (data_dir / "admin-token").read_text().strip(),
+        "agents",
+    ]
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        listing = subprocess.run(command, capture_output=True, text=True).stdout
+        if "connected" in listing and "%" in listing:
+            print("\n$ aftercare agents\n" + listing, end="")
+            return
+        time.sleep(0.5)
 
 
 def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
