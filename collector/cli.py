@@ -120,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=parse_size(args.max_message_size),
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
     )
-    prometheus_client.disable_created_metrics()  # *_created series only add noise here
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     asyncio.run(_run_server(config))
     return 0
 
