@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from proto import agent_pb2 as proto_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fproto/api.proto\x12\x0c\x61\x66tercare.v1\x1a\x11proto/agent.proto\"\x0f\n\rWhoAmIRequest\">\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x03 \x01(\t\"%\n\x11ListAgentsRequest\x12\x10\n\x08\x63ustomer\x18\x01 \x01(\t\"\x94\x01\n\rHealthSummary\x12\x10\n\x08has_data\x18\x01 \x01(\x08\x12\x17\n\x0f\x63pu_usage_ratio\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_ratio\x18\x03 \x01(\x01\x12\x18\n\x10worst_filesystem\x18\x04 \x01(\t\x12#\n\x1bworst_filesystem_used_ratio\x18\x05 \x01(\x01\"\xde\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\x12+\n\x06health\x18\x08 \x01(\x0b\x32\x1b.aftercare.v1.HealthSummary\x12\x18\n\x10\x65nrolled_unix_ms\x18\t \x01(\x03\"=\n\x12ListAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x17.aftercare.v1.AgentInfo\"\x1e\n\x0eGetHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xb0\x01\n\tStoredGap\x12\x1b\n\x13\x66irst_lost_sequence\x18\x01 \x01(\x04\x12\x1a\n\x12last_lost_sequence\x18\x02 \x01(\x04\x12\x14\n\x0clost_batches\x18\x03 \x01(\x04\x12\x15\n\rstart_unix_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x18\n\x10reported_unix_ms\x18\x07 \x01(\x03\"\xe3\x01\n\nHostDetail\x12&\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x17.aftercare.v1.AgentInfo\x12\x19\n\x11\x63ollected_unix_ms\x18\x02 \x01(\x03\x12%\n\x07samples\x18\x03 \x03(\x0b\x32\x14.aftercare.v1.Sample\x12,\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x1a.aftercare.v1.CheckFailure\x12%\n\x04gaps\x18\x05 \x03(\x0b\x32\x17.aftercare.v1.StoredGap\x12\x16\n\x0e\x62\x61tches_stored\x18\x06 \x01(\x04\x32\xde\x01\n\x03\x41pi\x12\x43\n\x06WhoAmI\x12\x1b.aftercare.v1.WhoAmIRequest\x1a\x1c.aftercare.v1.WhoAmIResponse\x12O\n\nListAgents\x12\x1f.aftercare.v1.ListAgentsRequest\x1a .aftercare.v1.ListAgentsResponse\x12\x41\n\x07GetHost\x12\x1c.aftercare.v1.GetHostRequest\x1a\x18.aftercare.v1.HostDetailb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0fproto/api.proto\x12\x0c\x61\x66tercare.v1\x1a\x11proto/agent.proto\"\x0f\n\rWhoAmIRequest\">\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x03 \x01(\t\"%\n\x11ListAgentsRequest\x12\x10\n\x08\x63ustomer\x18\x01 \x01(\t\"\x94\x01\n\rHealthSummary\x12\x10\n\x08has_data\x18\x01 \x01(\x08\x12\x17\n\x0f\x63pu_usage_ratio\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_ratio\x18\x03 \x01(\x01\x12\x18\n\x10worst_filesystem\x18\x04 \x01(\t\x12#\n\x1bworst_filesystem_used_ratio\x18\x05 \x01(\x01\"\xde\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x19\n\x11last_seen_unix_ms\x18\x05 \x01(\x03\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\x12+\n\x06health\x18\x08 \x01(\x0b\x32\x1b.aftercare.v1.HealthSummary\x12\x18\n\x10\x65nrolled_unix_ms\x18\t \x01(\x03\"=\n\x12ListAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x17.aftercare.v1.AgentInfo\"\x1e\n\x0eGetHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xb0\x01\n\tStoredGap\x12\x1b\n\x13\x66irst_lost_sequence\x18\x01 \x01(\x04\x12\x1a\n\x12last_lost_sequence\x18\x02 \x01(\x04\x12\x14\n\x0clost_batches\x18\x03 \x01(\x04\x12\x15\n\rstart_unix_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x18\n\x10reported_unix_ms\x18\x07 \x01(\x03\"\xe3\x01\n\nHostDetail\x12&\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x17.aftercare.v1.AgentInfo\x12\x19\n\x11\x63ollected_unix_ms\x18\x02 \x01(\x03\x12%\n\x07samples\x18\x03 \x03(\x0b\x32\x14.aftercare.v1.Sample\x12,\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x1a.aftercare.v1.CheckFailure\x12%\n\x04gaps\x18\x05 \x03(\x0b\x32\x17.aftercare.v1.StoredGap\x12\x16\n\x0e\x62\x61tches_stored\x18\x06 \x01(\x04\"E\n\x12ListTicketsRequest\x12\x0e\n\x06states\x18\x01 \x03(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x03 \x01(\t\"\xfa\x04\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\r\n\x05level\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\x08 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x10\n\x08\x61gent_id\x18\n \x01(\t\x12\x10\n\x08hostname\x18\x0b \x01(\t\x12\x0c\n\x04rule\x18\x0c \x01(\t\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .aftercare.v1.Ticket.LabelsEntry\x12\x10\n\x08\x61ssignee\x18\x0e \x01(\t\x12\x1c\n\x14\x61\x63knowledged_unix_ms\x18\x0f \x01(\x03\x12\x18\n\x10resolved_unix_ms\x18\x10 \x01(\x03\x12\x16\n\x0e\x63losed_unix_ms\x18\x11 \x01(\x03\x12\x14\n\x0c\x63lose_reason\x18\x12 \x01(\t\x12\x1b\n\x13waiting_on_customer\x18\x13 \x01(\x08\x12\x14\n\x0creopen_count\x18\x14 \x01(\x03\x12\x38\n\nresolution\x18\x15 \x03(\x0b\x32$.aftercare.v1.Ticket.ResolutionEntry\x12#\n\x03sla\x18\x16 \x03(\x0b\x32\x16.aftercare.v1.SlaClock\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fResolutionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x95\x01\n\x08SlaClock\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\ttarget_ms\x18\x03 \x01(\x03\x12\x17\n\x0fstarted_unix_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x64ue_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0fstopped_unix_ms\x18\x06 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x07 \x01(\x03\"`\n\x0bTicketEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nat_unix_ms\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\"<\n\x13ListTicketsResponse\x12%\n\x07tickets\x18\x01 \x03(\x0b\x32\x14.aftercare.v1.Ticket\"\x1e\n\x10GetTicketRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"_\n\x0cTicketDetail\x12$\n\x06ticket\x18\x01 \x01(\x0b\x32\x14.aftercare.v1.Ticket\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.aftercare.v1.TicketEvent\"h\n\x13\x43reateTicketRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x05 \x01(\t\"~\n\x0cTicketAction\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\r\n\x05\x63\x61use\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x06 \x01(\t\x12\x12\n\nprevention\x18\x07 \x01(\t\"1\n\x13TicketReportRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"/\n\x0cTicketReport\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t2\xe3\x04\n\x03\x41pi\x12\x43\n\x06WhoAmI\x12\x1b.aftercare.v1.WhoAmIRequest\x1a\x1c.aftercare.v1.WhoAmIResponse\x12O\n\nListAgents\x12\x1f.aftercare.v1.ListAgentsRequest\x1a .aftercare.v1.ListAgentsResponse\x12\x41\n\x07GetHost\x12\x1c.aftercare.v1.GetHostRequest\x1a\x18.aftercare.v1.HostDetail\x12R\n\x0bListTickets\x12 .aftercare.v1.ListTicketsRequest\x1a!.aftercare.v1.ListTicketsResponse\x12G\n\tGetTicket\x12\x1e.aftercare.v1.GetTicketRequest\x1a\x1a.aftercare.v1.TicketDetail\x12M\n\x0c\x43reateTicket\x12!.aftercare.v1.CreateTicketRequest\x1a\x1a.aftercare.v1.TicketDetail\x12\x45\n\x0b\x41\x63tOnTicket\x12\x1a.aftercare.v1.TicketAction\x1a\x1a.aftercare.v1.TicketDetail\x12P\n\x0fGetTicketReport\x12!.aftercare.v1.TicketReportRequest\x1a\x1a.aftercare.v1.TicketReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TICKET_LABELSENTRY']._loaded_options = None
+  _globals['_TICKET_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_TICKET_RESOLUTIONENTRY']._loaded_options = None
+  _globals['_TICKET_RESOLUTIONENTRY']._serialized_options = b'8\001'
   _globals['_WHOAMIREQUEST']._serialized_start=52
   _globals['_WHOAMIREQUEST']._serialized_end=67
   _globals['_WHOAMIRESPONSE']._serialized_start=69
@@ -50,6 +54,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOREDGAP']._serialized_end=820
   _globals['_HOSTDETAIL']._serialized_start=823
   _globals['_HOSTDETAIL']._serialized_end=1050
-  _globals['_API']._serialized_start=1053
-  _globals['_API']._serialized_end=1275
+  _globals['_LISTTICKETSREQUEST']._serialized_start=1052
+  _globals['_LISTTICKETSREQUEST']._serialized_end=1121
+  _globals['_TICKET']._serialized_start=1124
+  _globals['_TICKET']._serialized_end=1758
+  _globals['_TICKET_LABELSENTRY']._serialized_start=1662
+  _globals['_TICKET_LABELSENTRY']._serialized_end=1707
+  _globals['_TICKET_RESOLUTIONENTRY']._serialized_start=1709
+  _globals['_TICKET_RESOLUTIONENTRY']._serialized_end=1758
+  _globals['_SLACLOCK']._serialized_start=1761
+  _globals['_SLACLOCK']._serialized_end=1910
+  _globals['_TICKETEVENT']._serialized_start=1912
+  _globals['_TICKETEVENT']._serialized_end=2008
+  _globals['_LISTTICKETSRESPONSE']._serialized_start=2010
+  _globals['_LISTTICKETSRESPONSE']._serialized_end=2070
+  _globals['_GETTICKETREQUEST']._serialized_start=2072
+  _globals['_GETTICKETREQUEST']._serialized_end=2102
+  _globals['_TICKETDETAIL']._serialized_start=2104
+  _globals['_TICKETDETAIL']._serialized_end=2199
+  _globals['_CREATETICKETREQUEST']._serialized_start=2201
+  _globals['_CREATETICKETREQUEST']._serialized_end=2305
+  _globals['_TICKETACTION']._serialized_start=2307
+  _globals['_TICKETACTION']._serialized_end=2433
+  _globals['_TICKETREPORTREQUEST']._serialized_start=2435
+  _globals['_TICKETREPORTREQUEST']._serialized_end=2484
+  _globals['_TICKETREPORT']._serialized_start=2486
+  _globals['_TICKETREPORT']._serialized_end=2533
+  _globals['_API']._serialized_start=2536
+  _globals['_API']._serialized_end=3147
 # @@protoc_insertion_point(module_scope)

@@ -282,3 +282,416 @@ class HostDetail(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HostDetail: _TypeAlias = HostDetail  # noqa: Y015
+
+@_typing.final
+class ListTicketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    level: _builtins.str
+    """"1".."4", "consult", "other"; empty: all"""
+    customer: _builtins.str
+    """engineers/admins: optional filter"""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: every state"""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[_builtins.str] | None = ...,
+        level: _builtins.str = ...,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "level", b"level", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsRequest: _TypeAlias = ListTicketsRequest  # noqa: Y015
+
+@_typing.final
+class Ticket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ResolutionEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    RESOLVED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CLOSED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CLOSE_REASON_FIELD_NUMBER: _builtins.int
+    WAITING_ON_CUSTOMER_FIELD_NUMBER: _builtins.int
+    REOPEN_COUNT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    SLA_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    customer: _builtins.str
+    title: _builtins.str
+    level: _builtins.str
+    state: _builtins.str
+    source: _builtins.str
+    created_unix_ms: _builtins.int
+    updated_unix_ms: _builtins.int
+    description: _builtins.str
+    agent_id: _builtins.str
+    hostname: _builtins.str
+    rule: _builtins.str
+    assignee: _builtins.str
+    acknowledged_unix_ms: _builtins.int
+    resolved_unix_ms: _builtins.int
+    closed_unix_ms: _builtins.int
+    close_reason: _builtins.str
+    waiting_on_customer: _builtins.bool
+    reopen_count: _builtins.int
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def resolution(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """cause, actions, prevention"""
+
+    @_builtins.property
+    def sla(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlaClock]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        customer: _builtins.str = ...,
+        title: _builtins.str = ...,
+        level: _builtins.str = ...,
+        state: _builtins.str = ...,
+        source: _builtins.str = ...,
+        created_unix_ms: _builtins.int = ...,
+        updated_unix_ms: _builtins.int = ...,
+        description: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        assignee: _builtins.str = ...,
+        acknowledged_unix_ms: _builtins.int = ...,
+        resolved_unix_ms: _builtins.int = ...,
+        closed_unix_ms: _builtins.int = ...,
+        close_reason: _builtins.str = ...,
+        waiting_on_customer: _builtins.bool = ...,
+        reopen_count: _builtins.int = ...,
+        resolution: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        sla: _abc.Iterable[Global___SlaClock] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_unix_ms", b"acknowledged_unix_ms", "agent_id", b"agent_id", "assignee", b"assignee", "close_reason", b"close_reason", "closed_unix_ms", b"closed_unix_ms", "created_unix_ms", b"created_unix_ms", "customer", b"customer", "description", b"description", "hostname", b"hostname", "id", b"id", "labels", b"labels", "level", b"level", "reopen_count", b"reopen_count", "resolution", b"resolution", "resolved_unix_ms", b"resolved_unix_ms", "rule", b"rule", "sla", b"sla", "source", b"source", "state", b"state", "title", b"title", "updated_unix_ms", b"updated_unix_ms", "waiting_on_customer", b"waiting_on_customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ticket: _TypeAlias = Ticket  # noqa: Y015
+
+@_typing.final
+class SlaClock(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TARGET_MS_FIELD_NUMBER: _builtins.int
+    STARTED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    DUE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    STOPPED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """response | resolution | remote_response"""
+    state: _builtins.str
+    """running | paused | warning | met | breached | not_applicable"""
+    target_ms: _builtins.int
+    started_unix_ms: _builtins.int
+    due_unix_ms: _builtins.int
+    stopped_unix_ms: _builtins.int
+    elapsed_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: _builtins.str = ...,
+        target_ms: _builtins.int = ...,
+        started_unix_ms: _builtins.int = ...,
+        due_unix_ms: _builtins.int = ...,
+        stopped_unix_ms: _builtins.int = ...,
+        elapsed_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_unix_ms", b"due_unix_ms", "elapsed_ms", b"elapsed_ms", "name", b"name", "started_unix_ms", b"started_unix_ms", "state", b"state", "stopped_unix_ms", b"stopped_unix_ms", "target_ms", b"target_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlaClock: _TypeAlias = SlaClock  # noqa: Y015
+
+@_typing.final
+class TicketEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    at_unix_ms: _builtins.int
+    actor: _builtins.str
+    kind: _builtins.str
+    details_json: _builtins.str
+    """event-specific fields as a JSON object"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        at_unix_ms: _builtins.int = ...,
+        actor: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        details_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at_unix_ms", b"at_unix_ms", "details_json", b"details_json", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketEvent: _TypeAlias = TicketEvent  # noqa: Y015
+
+@_typing.final
+class ListTicketsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ticket]: ...
+    def __init__(
+        self,
+        *,
+        tickets: _abc.Iterable[Global___Ticket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tickets", b"tickets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsResponse: _TypeAlias = ListTicketsResponse  # noqa: Y015
+
+@_typing.final
+class GetTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTicketRequest: _TypeAlias = GetTicketRequest  # noqa: Y015
+
+@_typing.final
+class TicketDetail(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TicketEvent]: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+        events: _abc.Iterable[Global___TicketEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketDetail: _TypeAlias = TicketDetail  # noqa: Y015
+
+@_typing.final
+class CreateTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    description: _builtins.str
+    level: _builtins.str
+    """customers: "consult" or "other" unless engineers allow more"""
+    host: _builtins.str
+    """optional hostname or agent id"""
+    customer: _builtins.str
+    """engineers: required; customers: their own (implied)"""
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        level: _builtins.str = ...,
+        host: _builtins.str = ...,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "description", b"description", "host", b"host", "level", b"level", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTicketRequest: _TypeAlias = CreateTicketRequest  # noqa: Y015
+
+@_typing.final
+class TicketAction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    PREVENTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    action: _builtins.str
+    """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume"""
+    text: _builtins.str
+    """comment text, reject/reopen/wait reason"""
+    assignee: _builtins.str
+    """assign"""
+    cause: _builtins.str
+    """resolve"""
+    actions: _builtins.str
+    """resolve"""
+    prevention: _builtins.str
+    """resolve"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        action: _builtins.str = ...,
+        text: _builtins.str = ...,
+        assignee: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        actions: _builtins.str = ...,
+        prevention: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "prevention", b"prevention", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketAction: _TypeAlias = TicketAction  # noqa: Y015
+
+@_typing.final
+class TicketReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    format: _builtins.str
+    """md | html | json"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketReportRequest: _TypeAlias = TicketReportRequest  # noqa: Y015
+
+@_typing.final
+class TicketReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    content: _builtins.str
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "format", b"format"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketReport: _TypeAlias = TicketReport  # noqa: Y015

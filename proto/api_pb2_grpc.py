@@ -49,6 +49,31 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.GetHostRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.HostDetail.FromString,
                 _registered_method=True)
+        self.ListTickets = channel.unary_unary(
+                '/aftercare.v1.Api/ListTickets',
+                request_serializer=proto_dot_api__pb2.ListTicketsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/aftercare.v1.Api/GetTicket',
+                request_serializer=proto_dot_api__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
+                _registered_method=True)
+        self.CreateTicket = channel.unary_unary(
+                '/aftercare.v1.Api/CreateTicket',
+                request_serializer=proto_dot_api__pb2.CreateTicketRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
+                _registered_method=True)
+        self.ActOnTicket = channel.unary_unary(
+                '/aftercare.v1.Api/ActOnTicket',
+                request_serializer=proto_dot_api__pb2.TicketAction.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
+                _registered_method=True)
+        self.GetTicketReport = channel.unary_unary(
+                '/aftercare.v1.Api/GetTicketReport',
+                request_serializer=proto_dot_api__pb2.TicketReportRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketReport.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -72,6 +97,37 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTickets(self, request, context):
+        """Tickets. Customers see and act on their own customer's tickets only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicketReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +145,31 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.GetHost,
                     request_deserializer=proto_dot_api__pb2.GetHostRequest.FromString,
                     response_serializer=proto_dot_api__pb2.HostDetail.SerializeToString,
+            ),
+            'ListTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTickets,
+                    request_deserializer=proto_dot_api__pb2.ListTicketsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=proto_dot_api__pb2.GetTicketRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
+            ),
+            'CreateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTicket,
+                    request_deserializer=proto_dot_api__pb2.CreateTicketRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
+            ),
+            'ActOnTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnTicket,
+                    request_deserializer=proto_dot_api__pb2.TicketAction.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
+            ),
+            'GetTicketReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicketReport,
+                    request_deserializer=proto_dot_api__pb2.TicketReportRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +253,141 @@ class Api:
             '/aftercare.v1.Api/GetHost',
             proto_dot_api__pb2.GetHostRequest.SerializeToString,
             proto_dot_api__pb2.HostDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListTickets',
+            proto_dot_api__pb2.ListTicketsRequest.SerializeToString,
+            proto_dot_api__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetTicket',
+            proto_dot_api__pb2.GetTicketRequest.SerializeToString,
+            proto_dot_api__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/CreateTicket',
+            proto_dot_api__pb2.CreateTicketRequest.SerializeToString,
+            proto_dot_api__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ActOnTicket',
+            proto_dot_api__pb2.TicketAction.SerializeToString,
+            proto_dot_api__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicketReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetTicketReport',
+            proto_dot_api__pb2.TicketReportRequest.SerializeToString,
+            proto_dot_api__pb2.TicketReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,12 @@ class ApiStub:
     WhoAmI: _grpc.UnaryUnaryMultiCallable[_api_pb2.WhoAmIRequest, _api_pb2.WhoAmIResponse]
     ListAgents: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListAgentsRequest, _api_pb2.ListAgentsResponse]
     GetHost: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetHostRequest, _api_pb2.HostDetail]
+    ListTickets: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListTicketsRequest, _api_pb2.ListTicketsResponse]
+    """Tickets. Customers see and act on their own customer's tickets only."""
+    GetTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetTicketRequest, _api_pb2.TicketDetail]
+    CreateTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.CreateTicketRequest, _api_pb2.TicketDetail]
+    ActOnTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketAction, _api_pb2.TicketDetail]
+    GetTicketReport: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketReportRequest, _api_pb2.TicketReport]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -46,6 +52,12 @@ class ApiAsyncStub(ApiStub):
     WhoAmI: _aio.UnaryUnaryMultiCallable[_api_pb2.WhoAmIRequest, _api_pb2.WhoAmIResponse]  # type: ignore[assignment]
     ListAgents: _aio.UnaryUnaryMultiCallable[_api_pb2.ListAgentsRequest, _api_pb2.ListAgentsResponse]  # type: ignore[assignment]
     GetHost: _aio.UnaryUnaryMultiCallable[_api_pb2.GetHostRequest, _api_pb2.HostDetail]  # type: ignore[assignment]
+    ListTickets: _aio.UnaryUnaryMultiCallable[_api_pb2.ListTicketsRequest, _api_pb2.ListTicketsResponse]  # type: ignore[assignment]
+    """Tickets. Customers see and act on their own customer's tickets only."""
+    GetTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.GetTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
+    CreateTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.CreateTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
+    ActOnTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketAction, _api_pb2.TicketDetail]  # type: ignore[assignment]
+    GetTicketReport: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketReportRequest, _api_pb2.TicketReport]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -68,5 +80,41 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.GetHostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.HostDetail, _abc.Awaitable[_api_pb2.HostDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTickets(
+        self,
+        request: _api_pb2.ListTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListTicketsResponse, _abc.Awaitable[_api_pb2.ListTicketsResponse]]:
+        """Tickets. Customers see and act on their own customer's tickets only."""
+
+    @_abc_1.abstractmethod
+    def GetTicket(
+        self,
+        request: _api_pb2.GetTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTicket(
+        self,
+        request: _api_pb2.CreateTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def ActOnTicket(
+        self,
+        request: _api_pb2.TicketAction,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTicketReport(
+        self,
+        request: _api_pb2.TicketReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketReport, _abc.Awaitable[_api_pb2.TicketReport]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

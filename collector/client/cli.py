@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from collector import __version__
+from collector.client import tickets
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from proto import api_pb2
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", help="hostname or agent id")
     _json_arg(p)
     p.set_defaults(handler=_host)
+
+    tickets.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")
     _json_arg(p)

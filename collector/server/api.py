@@ -14,15 +14,18 @@ from collector.server import status
 from collector.server.peer import authenticate_user
 from collector.server.writer import StoreThread
 from collector.store import AgentRecord, StoredSample
+from collector.tickets.service import ManualTicket, TicketActionRequest, TicketService
+from collector.server.ticket_messages import ticket_detail, ticket_message
 from proto import agent_pb2, api_pb2, api_pb2_grpc
 
 
 class ApiServicer(api_pb2_grpc.ApiServicer):
     """Read-only fleet queries for engineers, admins and customers."""
 
-    def __init__(self, db: StoreThread, fleet: Fleet) -> None:
+    def __init__(self, db: StoreThread, fleet: Fleet, tickets: TicketService) -> None:
         self._db = db
         self._fleet = fleet
+        self._tickets = tickets
 
     @status.unary
     async def WhoAmI(
@@ -75,6 +78,67 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 agent_pb2.CheckFailure(check=f.check, error=f.error) for f in latest.failures
             )
         return detail
+
+    @status.unary
+    async def ListTickets(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListTicketsResponse:
+        who = await authenticate_user(context, self._db)
+        views = await self._tickets.list(
+            who, list(request.states), request.level or None, request.customer or None
+        )
+        return api_pb2.ListTicketsResponse(tickets=[ticket_message(v) for v in views])
+
+    @status.unary
+    async def GetTicket(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.TicketDetail:
+        who = await authenticate_user(context, self._db)
+        return ticket_detail(await self._tickets.get(who, request.id))
+
+    @status.unary
+    async def CreateTicket(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.TicketDetail:
+        who = await authenticate_user(context, self._db)
+        host = await self._find_host(who, request.host) if request.host else None
+        ticket_id = await self._tickets.create(
+            who,
+            ManualTicket(
+                title=request.title,
+                description=request.description,
+                level=request.level,
+                customer=request.customer or (host.customer if host else ""),
+                agent_id=host.agent_id if host else None,
+                hostname=host.hostname if host else "",
+            ),
+        )
+        return ticket_detail(await self._tickets.get(who, ticket_id))
+
+    @status.unary
+    async def ActOnTicket(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.TicketDetail:
+        who = await authenticate_user(context, self._db)
+        action = TicketActionRequest(
+            action=request.action,
+            text=request.text,
+            assignee=request.assignee,
+            cause=request.cause,
+            actions=request.actions,
+            prevention=request.prevention,
+        )
+        await self._tickets.act(who, request.id, action)
+        return ticket_detail(await self._tickets.get(who, request.id))
+
+    @status.unary
+    async def GetTicketReport(  # noqa: N802 - gRPC method name
+        self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.TicketReport:
+        who = await authenticate_user(context, self._db)
+        fmt = request.format or "md"
+        content = await self._tickets.report(who, request.id, fmt)
+        return api_pb2.TicketReport(format=fmt, content=content)
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.

@@ -16,13 +16,13 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
@@ -32,6 +32,7 @@ from collector.metrics import CollectorMetrics
 from collector.server.agent_stream import AgentStreamServicer
 from collector.server.api import ApiServicer
 from collector.server.enrollment import EnrollmentServicer
+from collector.server.http import HttpServer, PostHandler
 from collector.server.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 
@@ -72,7 +73,7 @@ class CollectorServer:
         self.addresses: Addresses | None = None
         self._server: grpc.aio.Server | None = None
         self._db: StoreThread | None = None
-        self._httpd: Any = None
+        self._http: HttpServer | None = None
         self._prune_task: asyncio.Task[None] | None = None
 
     async def start(self) -> Addresses:
@@ -119,7 +120,7 @@ class CollectorServer:
         await _add_health_and_reflection(server)
         await server.start()
         self._server = server
-        metrics_address = self._start_metrics()
+        metrics_address = self._start_http({})
         api_host, _ = split_host_port(self.config.api_listen, "--api-listen")
         self.addresses = Addresses(
             agent=f"{agent_host}:{agent_port}",
@@ -144,9 +145,8 @@ class CollectorServer:
                 await self._prune_task
         if self._server is not None:
             await self._server.stop(grace)
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        if self._http is not None:
+            self._http.close()
         if self._db is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._db.close)
 
@@ -172,14 +172,13 @@ class CollectorServer:
             else:
                 self.fleet.load(agent, latest.collected_ms, latest.samples)
 
-    def _start_metrics(self) -> str:
+    def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")
         try:
-            httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+            self._http = HttpServer(host, port, self.registry, posts)
         except OSError as exc:
             raise ConfigError(f"--metrics-listen {self.config.metrics_listen}: {exc}") from exc
-        self._httpd = httpd
-        return f"{host}:{httpd.server_port}"
+        return f"{host}:{self._http.port}"
 
     async def _prune_forever(self) -> None:
         assert self._db is not None

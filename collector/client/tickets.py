@@ -1,0 +1,231 @@
+"""``aftercare tickets`` and ``aftercare ticket ...``: the closed-loop ticket commands.
+
+Engineers: list, show, ack, comment, assign, resolve, reopen, wait, resume, report.
+Customers: list and show their own, create, comment, confirm, reject.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from collector.client.connection import ApiClient
+from proto import api_pb2
+
+STATES = ("open", "acknowledged", "recovered", "resolved", "closed", "reopened")
+LEVELS = ("1", "2", "3", "4", "consult", "other")
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``tickets`` and ``ticket`` on the client's sub-command parser."""
+    p = commands.add_parser(
+        "tickets",
+        help="list tickets",
+        description="List tickets, newest first, with their SLA state.",
+    )
+    p.add_argument("--state", action="append", choices=STATES, help="only these states (repeat)")
+    p.add_argument("--level", choices=LEVELS, help="only this fault level")
+    p.add_argument("--customer", default="", help="only this customer (engineers)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(handler=_list)
+
+    ticket = commands.add_parser(
+        "ticket", help="show or act on one ticket", description="Show or act on one ticket."
+    )
+    sub = ticket.add_subparsers(dest="ticket_command", required=True, metavar="ACTION")
+    _simple(sub, "show", "timeline, SLA clocks and details", _show)
+    _action(sub, "ack", "acknowledge (stops the response clock)", "acknowledge")
+    _action(sub, "comment", "add a comment", "comment", text="the comment")
+    assign = _action(sub, "assign", "assign to an engineer", "assign")
+    assign.add_argument("assignee", help="user name")
+    resolve = _action(sub, "resolve", "resolve with a fault analysis", "resolve")
+    resolve.add_argument("--cause", required=True, help="root cause")
+    resolve.add_argument("--actions", required=True, help="what was done")
+    resolve.add_argument("--prevention", default="", help="how to avoid it in future")
+    _action(sub, "reopen", "reopen (engineers)", "reopen", text="why", text_flag="--reason")
+    _action(sub, "confirm", "confirm the fix (customers): closes the ticket", "confirm")
+    _action(
+        sub,
+        "reject",
+        "reject the fix (customers): reopens",
+        "reject",
+        text="why",
+        text_flag="--reason",
+    )
+    _action(
+        sub,
+        "wait",
+        "mark waiting on the customer (pauses SLA)",
+        "wait",
+        text="why",
+        text_flag="--reason",
+    )
+    _action(sub, "resume", "end waiting on the customer", "resume")
+    report = _simple(sub, "report", "fault analysis report", _report)
+    report.add_argument("--format", choices=("md", "html", "json"), default="md")
+    create = sub.add_parser("create", help="open a ticket by hand", description="Open a ticket.")
+    create.add_argument("title", help="one-line summary")
+    create.add_argument("--description", default="")
+    create.add_argument("--level", choices=LEVELS, default="other")
+    create.add_argument("--host", default="", help="hostname or agent id")
+    create.add_argument(
+        "--customer", default="", help="customer (engineers; implied for customers)"
+    )
+    create.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    create.set_defaults(handler=_create)
+
+
+def _simple(sub: Any, name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("id", type=int, help="ticket number")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _action(
+    sub: Any, name: str, help_text: str, action: str, text: str = "", text_flag: str = ""
+) -> argparse.ArgumentParser:
+    p = _simple(sub, name, help_text, _act)
+    p.set_defaults(action=action)
+    if text and text_flag:
+        p.add_argument(text_flag, dest="text", required=True, help=text)
+    elif text:
+        p.add_argument("text", help=text)
+    return p
+
+
+def _list(client: ApiClient, args: argparse.Namespace) -> int:
+    reply = client.call(
+        "ListTickets",
+        api_pb2.ListTicketsRequest(
+            states=args.state or [], level=args.level or "", customer=args.customer
+        ),
+    )
+    if args.json:
+        _print_json([_ticket_dict(t) for t in reply.tickets])
+        return 0
+    if not reply.tickets:
+        print("no tickets")
+        return 0
+    print(f"{'#':>5} {'LVL':<7} {'STATE':<13} {'CUSTOMER':<12} {'HOST':<16} {'SLA':<22} TITLE")
+    for t in reply.tickets:
+        print(
+            f"{t.id:>5} {t.level:<7} {t.state:<13} {t.customer:<12} {t.hostname or '-':<16} "
+            f"{_sla_summary(t):<22} {t.title}"
+        )
+    return 0
+
+
+def _show(client: ApiClient, args: argparse.Namespace) -> int:
+    detail = client.call("GetTicket", api_pb2.GetTicketRequest(id=args.id))
+    _print_detail(detail, args.json)
+    return 0
+
+
+def _act(client: ApiClient, args: argparse.Namespace) -> int:
+    request = api_pb2.TicketAction(
+        id=args.id,
+        action=args.action,
+        text=getattr(args, "text", "") or "",
+        assignee=getattr(args, "assignee", "") or "",
+        cause=getattr(args, "cause", "") or "",
+        actions=getattr(args, "actions", "") or "",
+        prevention=getattr(args, "prevention", "") or "",
+    )
+    detail = client.call("ActOnTicket", request)
+    if args.json:
+        _print_detail(detail, True)
+    else:
+        t = detail.ticket
+        print(f"ticket {t.id}: {t.state}")
+    return 0
+
+
+def _create(client: ApiClient, args: argparse.Namespace) -> int:
+    detail = client.call(
+        "CreateTicket",
+        api_pb2.CreateTicketRequest(
+            title=args.title,
+            description=args.description,
+            level=args.level,
+            host=args.host,
+            customer=args.customer,
+        ),
+    )
+    if args.json:
+        _print_detail(detail, True)
+    else:
+        print(f"ticket {detail.ticket.id} opened (level {detail.ticket.level})")
+    return 0
+
+
+def _report(client: ApiClient, args: argparse.Namespace) -> int:
+    reply = client.call(
+        "GetTicketReport", api_pb2.TicketReportRequest(id=args.id, format=args.format)
+    )
+    print(reply.content)
+    return 0
+
+
+def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            {
+                "ticket": _ticket_dict(detail.ticket),
+                "events": [
+                    {
+                        "id": e.id,
+                        "at": _iso(e.at_unix_ms),
+                        "actor": e.actor,
+                        "kind": e.kind,
+                        "details": json.loads(e.details_json or "{}"),
+                    }
+                    for e in detail.events
+                ],
+            }
+        )
+        return
+    t = detail.ticket
+    print(f"ticket {t.id} [{t.state}] level {t.level} - {t.title}")
+    print(
+        f"customer {t.customer}  host {t.hostname or '-'}  source {t.source}"
+        f"{'  rule ' + t.rule if t.rule else ''}  assignee {t.assignee or '-'}"
+    )
+    if t.description:
+        print(t.description)
+    for clock in t.sla:
+        print(f"  SLA {clock.name:<16} {clock.state:<14} due {_iso(clock.due_unix_ms) or '-'}")
+    print("timeline:")
+    for e in detail.events:
+        details = json.loads(e.details_json or "{}")
+        summary = details.get("text") or details.get("summary") or details.get("reason") or ""
+        print(f"  {_iso(e.at_unix_ms)}  {e.kind:<13} {e.actor:<28} {summary}")
+
+
+def _sla_summary(t: api_pb2.Ticket) -> str:
+    states = [f"{c.name[:3]}:{c.state}" for c in t.sla if c.state not in ("not_applicable",)]
+    return " ".join(states[:2]) or "-"
+
+
+def _ticket_dict(t: api_pb2.Ticket) -> dict[str, Any]:
+    info = MessageToDict(t, preserving_proto_field_name=True)
+    for key in list(info):
+        if key.endswith("_unix_ms"):
+            info[key.removesuffix("_unix_ms")] = _iso(int(info.pop(key)))
+    info["id"] = t.id
+    return info
+
+
+def _iso(ms: int) -> str | None:
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
