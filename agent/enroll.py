@@ -7,6 +7,7 @@ token over TLS verified against that CA → check the answer → save the identi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -55,6 +56,8 @@ def enroll(
         key_pem=key_pem,
         cert_pem=reply.certificate_pem,
         ca_pem=ca_pem,
+        cert_obtained_ms=time.time_ns() // 1_000_000,
+        cert_not_after_ms=reply.certificate_not_after_unix_ms,
     )
     save_identity(state_dir, identity)
     return identity

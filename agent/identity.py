@@ -20,14 +20,9 @@ import shutil
 import socket
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from agent.errors import CAHashMismatch, CollectorUnreachable, NotEnrolledError
 
@@ -46,21 +41,30 @@ class Identity:
     cert_pem: bytes
     ca_pem: bytes
 
-    cert_obtained: dt.datetime | None = None  # when cert.pem was written
+    cert_obtained_ms: int  # when the agent received the certificate
+    cert_not_after_ms: int  # its expiry, as the collector reported it
 
     def cert_validity(self) -> tuple[dt.datetime, dt.datetime]:
-        """(start, not_after) of the client certificate, UTC.
+        """(obtained, not_after) of the client certificate, UTC.
 
-        The start is when the agent obtained it if known: the CA back-dates
-        certificates to tolerate clock skew, which must not hasten renewal.
+        Renewal is timed from when the agent obtained the certificate, not from its
+        notBefore, which the CA back-dates to tolerate clock skew.
         """
-        cert = x509.load_pem_x509_certificate(self.cert_pem)
-        start = max(cert.not_valid_before_utc, self.cert_obtained or cert.not_valid_before_utc)
-        return start, cert.not_valid_after_utc
+        return _utc(self.cert_obtained_ms), _utc(self.cert_not_after_ms)
 
 
 def new_key_and_csr(hostname: str) -> tuple[bytes, bytes]:
-    """A fresh P-256 key (PKCS#8 PEM) and a CSR signed by it."""
+    """A fresh P-256 key (PKCS#8 PEM) and a CSR signed by it.
+
+    The cryptography library is imported here only: the long-running agent never
+    loads it (it would add about 12 MiB of RSS); renewal calls this in a child
+    process (``python -m agent.keygen``).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -130,7 +134,8 @@ def load_identity(state_dir: Path) -> Identity:
         key_pem=(state_dir / "key.pem").read_bytes(),
         cert_pem=(state_dir / "cert.pem").read_bytes(),
         ca_pem=(state_dir / "ca.pem").read_bytes(),
-        cert_obtained=dt.datetime.fromtimestamp((state_dir / "cert.pem").stat().st_mtime, dt.UTC),
+        cert_obtained_ms=int(meta["cert_obtained_ms"]),
+        cert_not_after_ms=int(meta["cert_not_after_ms"]),
     )
 
 
@@ -149,25 +154,45 @@ def save_identity(state_dir: Path, identity: Identity) -> None:
         _write(tmp / "key.pem", identity.key_pem, 0o600)
         _write(tmp / "cert.pem", identity.cert_pem, 0o644)
         _write(tmp / "ca.pem", identity.ca_pem, 0o644)
-        meta = {
-            "agent_id": identity.agent_id,
-            "customer": identity.customer,
-            "agent_endpoint": identity.agent_endpoint,
-            "api_endpoint": identity.api_endpoint,
-        }
-        _write(tmp / "identity.json", (json.dumps(meta, indent=2) + "\n").encode(), 0o644)
+        _write(tmp / "identity.json", _meta_json(identity), 0o644)
         for name in IDENTITY_FILES:  # identity.json last: it marks the state enrolled
             os.replace(tmp / name, state_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def replace_certificate(state_dir: Path, key_pem: bytes, cert_pem: bytes) -> None:
-    """Install a renewed key and certificate (each file replaced atomically)."""
+def replace_certificate(
+    state_dir: Path, key_pem: bytes, cert_pem: bytes, not_after_ms: int, now_ms: int
+) -> None:
+    """Install a renewed key and certificate and record its times (files replaced atomically)."""
+    renewed = replace(
+        load_identity(state_dir),
+        key_pem=key_pem,
+        cert_pem=cert_pem,
+        cert_obtained_ms=now_ms,
+        cert_not_after_ms=not_after_ms,
+    )
     _write(state_dir / "key.pem.new", key_pem, 0o600)
     _write(state_dir / "cert.pem.new", cert_pem, 0o644)
-    os.replace(state_dir / "key.pem.new", state_dir / "key.pem")
-    os.replace(state_dir / "cert.pem.new", state_dir / "cert.pem")
+    _write(state_dir / "identity.json.new", _meta_json(renewed), 0o644)
+    for name in ("key.pem", "cert.pem", "identity.json"):
+        os.replace(state_dir / f"{name}.new", state_dir / name)
+
+
+def _meta_json(identity: Identity) -> bytes:
+    meta = {
+        "agent_id": identity.agent_id,
+        "customer": identity.customer,
+        "agent_endpoint": identity.agent_endpoint,
+        "api_endpoint": identity.api_endpoint,
+        "cert_obtained_ms": identity.cert_obtained_ms,
+        "cert_not_after_ms": identity.cert_not_after_ms,
+    }
+    return (json.dumps(meta, indent=2) + "\n").encode()
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import random
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import grpc
 
 from agent.config import StreamConfig
-from agent.identity import Identity, load_identity, new_key_and_csr, replace_certificate
+from agent.identity import Identity, load_identity, replace_certificate
 from agent.spool import Spool
 from proto import agent_pb2, agent_pb2_grpc
 
@@ -228,11 +231,29 @@ class CollectorLink:
         wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
-        key_pem, csr_pem = new_key_and_csr(self._hello.hostname)
+        key_pem, csr_pem = await _key_and_csr_in_child(self._hello.hostname)
         reply = await stub.RenewCertificate(agent_pb2.RenewRequest(csr_pem=csr_pem), timeout=30)
-        replace_certificate(self._state_dir, key_pem, reply.certificate_pem)
+        replace_certificate(
+            self._state_dir,
+            key_pem,
+            reply.certificate_pem,
+            reply.certificate_not_after_unix_ms,
+            time.time_ns() // 1_000_000,
+        )
         log.info("client certificate renewed (was valid until %s)", not_after.isoformat())
         raise _Renewed
+
+
+async def _key_and_csr_in_child(hostname: str) -> tuple[bytes, bytes]:
+    """Run ``python -m agent.keygen`` (keeps cryptography out of this process)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.keygen", hostname, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(child.communicate(), 60)
+    if child.returncode != 0:
+        raise ConnectionError(f"key generation failed (exit {child.returncode})")
+    pair = json.loads(out)
+    return pair["key_pem"].encode(), pair["csr_pem"].encode()
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:

@@ -26,7 +26,8 @@ from collector import __version__, admin
 from collector.audit import verify_chain
 from collector.config import DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, ServeConfig
 from collector.datadir import DataDir
-from collector.errors import CollectorError
+from collector.errors import CollectorError, ConfigError
+from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
 
 ENDPOINTS_FILE = "endpoints.json"
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_user(commands)
     _add_agent(commands)
     _add_audit(commands)
+    _add_rules(commands)
     return parser
 
 
@@ -105,6 +107,24 @@ def _add_serve(commands: Any) -> None:
     p.add_argument("--agent-cert-ttl", default="30d", help="agent certificate lifetime (30d)")
     p.add_argument("--max-message-size", default="4MiB", help="largest agent message (4MiB)")
     p.add_argument("--batch-retention", default="30d", help="keep batch records this long (30d)")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        help="alert rule file or directory (default: the shipped rules); SIGHUP reloads",
+    )
+    p.add_argument(
+        "--tickets-config", type=Path, default=None, help="SLA, escalation, reopen settings (YAML)"
+    )
+    p.add_argument(
+        "--evaluation-interval", default="5s", help="how often rules and SLA clocks run (5s)"
+    )
+    p.add_argument(
+        "--alertmanager-token-file",
+        type=Path,
+        default=None,
+        help="bearer tokens (one per line) accepted on POST /alertmanager; none: webhook refused",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -119,6 +139,10 @@ def _serve(args: argparse.Namespace) -> int:
         agent_cert_ttl=dt.timedelta(seconds=parse_duration(args.agent_cert_ttl)),
         max_message_bytes=parse_size(args.max_message_size),
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
+        rules_path=args.rules,
+        tickets_config=args.tickets_config,
+        evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),
+        alertmanager_tokens=_read_tokens(args.alertmanager_token_file),
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     asyncio.run(_run_server(config))
@@ -146,8 +170,51 @@ async def _run_server(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_rules)
     await stop.wait()
     await server.stop()
+
+
+def _read_tokens(path: Path | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--alertmanager-token-file {path}: {exc.strerror or exc}") from exc
+    tokens = tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    if not tokens:
+        raise ConfigError(f"--alertmanager-token-file {path} holds no token")
+    return tokens
+
+
+def _add_rules(commands: Any) -> None:
+    p = commands.add_parser("rules", help="alert rule files")
+    sub = p.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    check = sub.add_parser(
+        "check",
+        help="validate rule files",
+        description="Validate a rule file or directory; prints FILE:LINE: problem lines and "
+        "exits 1 if there are problems.",
+    )
+    check.add_argument("path", type=Path, help="rule file or directory")
+    _json_arg(check)
+    check.set_defaults(handler=_rules_check)
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    problems = check_rules(args.path)
+    warnings: list[str] = [] if problems else list(load_rules(args.path).warnings)
+    if args.json:
+        _print_json({"ok": not problems, "problems": problems, "warnings": warnings})
+    else:
+        for line in problems:
+            print(line)
+        for line in warnings:
+            print(f"warning: {line}")
+        if not problems:
+            print(f"{args.path}: {len(load_rules(args.path).rules)} rules OK")
+    return 1 if problems else 0
 
 
 def _add_token(commands: Any) -> None:

@@ -30,6 +30,10 @@ class ServeConfig:
     agent_cert_ttl: dt.timedelta = dt.timedelta(days=30)
     max_message_bytes: int = 4 * 1024 * 1024
     batch_retention: dt.timedelta = dt.timedelta(days=30)
+    rules_path: Path | None = None  # None: the rules shipped with the collector
+    tickets_config: Path | None = None  # None: defaults (SLA per SERVICE-COMMITMENTS)
+    evaluation_interval: dt.timedelta = dt.timedelta(seconds=5)
+    alertmanager_tokens: tuple[str, ...] = ()  # bearer tokens accepted on /alertmanager
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
@@ -45,6 +49,12 @@ class ServeConfig:
             raise ConfigError("--agent-cert-ttl must be at least 10s")
         if not 64 * 1024 <= self.max_message_bytes <= 256 * 1024 * 1024:
             raise ConfigError("--max-message-size must be between 64KiB and 256MiB")
+        if (
+            not dt.timedelta(milliseconds=100)
+            <= self.evaluation_interval
+            <= dt.timedelta(minutes=5)
+        ):
+            raise ConfigError("--evaluation-interval must be between 100ms and 5m")
         return self
 
 

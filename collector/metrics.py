@@ -11,7 +11,7 @@ Two kinds:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -69,7 +69,52 @@ class CollectorMetrics:
             "Agent control streams open on this collector.",
             registry=registry,
         )
+        self.tickets_opened = Counter(
+            "aftercare_tickets_opened",
+            "Tickets opened, by fault level and source.",
+            ["level", "source"],
+            registry=registry,
+        )
+        self.tickets = Gauge(
+            "aftercare_tickets",
+            "Active (not closed) tickets, by fault level and state.",
+            ["level", "state"],
+            registry=registry,
+        )
+        self.sla_breaches = Counter(
+            "aftercare_sla_breaches",
+            "SLA clocks that ran past their target, by clock and fault level.",
+            ["clock", "level"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "aftercare_notifications",
+            "Escalation notifications, by channel and result (delivered, failed).",
+            ["channel", "result"],
+            registry=registry,
+        )
+        self.rule_evaluation = Histogram(
+            "aftercare_rule_evaluation_seconds",
+            "Time to evaluate every alert rule over every host once.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=registry,
+        )
         registry.register(_FleetCollector(fleet))
+
+    def ticket_opened(self, level: str, source: str) -> None:
+        self.tickets_opened.labels(level, source).inc()
+
+    def sla_breached(self, clock: str, level: str) -> None:
+        self.sla_breaches.labels(clock, level).inc()
+
+    def notification(self, channel: str, ok: bool) -> None:
+        self.notifications.labels(channel, "delivered" if ok else "failed").inc()
+
+    def set_active_tickets(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the active-ticket gauge with ``{(level, state): count}``."""
+        self.tickets.clear()
+        for (level, state), count in counts.items():
+            self.tickets.labels(level, state).set(count)
 
 
 class _FleetCollector(Collector):

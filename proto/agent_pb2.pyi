@@ -61,12 +61,14 @@ class EnrollResponse(_message.Message):
     CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
     CA_PEM_FIELD_NUMBER: _builtins.int
     AGENT_ENDPOINT_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_NOT_AFTER_UNIX_MS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     customer: _builtins.str
     certificate_pem: _builtins.bytes
     ca_pem: _builtins.bytes
     agent_endpoint: _builtins.str
     """HOST:PORT of the mutual-TLS agent port"""
+    certificate_not_after_unix_ms: _builtins.int
     def __init__(
         self,
         *,
@@ -75,10 +77,11 @@ class EnrollResponse(_message.Message):
         certificate_pem: _builtins.bytes = ...,
         ca_pem: _builtins.bytes = ...,
         agent_endpoint: _builtins.str = ...,
+        certificate_not_after_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_endpoint", b"agent_endpoint", "agent_id", b"agent_id", "ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "customer", b"customer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_endpoint", b"agent_endpoint", "agent_id", b"agent_id", "ca_pem", b"ca_pem", "certificate_not_after_unix_ms", b"certificate_not_after_unix_ms", "certificate_pem", b"certificate_pem", "customer", b"customer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -108,15 +111,18 @@ class RenewResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_NOT_AFTER_UNIX_MS_FIELD_NUMBER: _builtins.int
     certificate_pem: _builtins.bytes
+    certificate_not_after_unix_ms: _builtins.int
     def __init__(
         self,
         *,
         certificate_pem: _builtins.bytes = ...,
+        certificate_not_after_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_not_after_unix_ms", b"certificate_not_after_unix_ms", "certificate_pem", b"certificate_pem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,10 +21,11 @@ from collector.errors import CollectorError, InvalidRequest
 from collector.fleet import Fleet
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
+from collector.rules import HostRef, RuleEngine
 from collector.server import status
 from collector.server.peer import authenticate_agent
-from collector.server.writer import StoreThread
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
+from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         ca: CertificateAuthority,
         fleet: Fleet,
         metrics: CollectorMetrics,
+        engine: RuleEngine,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
     ) -> None:
@@ -50,6 +52,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._ca = ca
         self._fleet = fleet
         self._metrics = metrics
+        self._engine = engine
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
 
@@ -85,6 +88,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         )
         last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
         self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
+        host = HostRef(agent.agent_id, agent.customer, hostname)
+        self._engine.seen(host, now)
         self._metrics.streams.inc()
         log.info(
             "agent %s (%s/%s) connected from %s",
@@ -100,7 +105,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 )
             )
             async for message in request_iterator:
-                yield await self._ingest(agent, message, context)
+                yield await self._ingest(host, message, context)
         finally:
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
@@ -119,7 +124,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
 
     async def _ingest(
         self,
-        agent: AgentRecord,
+        host: HostRef,
         message: agent_pb2.AgentMessage,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> agent_pb2.CollectorMessage:
@@ -127,10 +132,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         kind = message.WhichOneof("kind")
         try:
             if kind == "batch":
-                stored = await self._store_batch(agent, message.batch)
+                stored = await self._store_batch(host, message.batch)
                 sequence = message.batch.sequence
             elif kind == "gap":
-                stored = await self._store_gap(agent, message.gap)
+                stored = await self._store_gap(host, message.gap)
                 sequence = message.gap.sequence
             else:
                 raise InvalidRequest(
@@ -145,14 +150,14 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored)
         )
 
-    async def _store_batch(self, agent: AgentRecord, batch: agent_pb2.MetricBatch) -> bool:
+    async def _store_batch(self, host: HostRef, batch: agent_pb2.MetricBatch) -> bool:
         _check_batch(batch)
         samples = [StoredSample(s.name, dict(s.labels), s.value) for s in batch.samples]
         failures = [StoredFailure(f.check, f.error) for f in batch.failures]
         now = self._clock_ms()
         stored = await self._db.call(
             self._db.store.store_batch,
-            agent.agent_id,
+            host.agent_id,
             batch.sequence,
             batch.collected_unix_ms,
             now,
@@ -162,10 +167,13 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._metrics.batches.labels("stored" if stored else "duplicate").inc()
         if stored:
             self._metrics.samples.inc(len(samples))
-            self._fleet.observed(agent.agent_id, batch.collected_unix_ms, samples, now)
+            self._fleet.observed(host.agent_id, batch.collected_unix_ms, samples, now)
+            self._engine.observe(host, batch.collected_unix_ms, samples)
+        else:
+            self._engine.seen(host, now)
         return bool(stored)
 
-    async def _store_gap(self, agent: AgentRecord, gap: agent_pb2.Gap) -> bool:
+    async def _store_gap(self, host: HostRef, gap: agent_pb2.Gap) -> bool:
         if gap.sequence == 0 or gap.last_lost_sequence < gap.first_lost_sequence:
             raise InvalidRequest("gap with an invalid sequence range")
         record = GapRecord(
@@ -178,12 +186,12 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             reason=gap.reason[:MAX_LABEL_TEXT],
             reported_ms=self._clock_ms(),
         )
-        stored = await self._db.call(self._db.store.store_gap, agent.agent_id, record)
+        stored = await self._db.call(self._db.store.store_gap, host.agent_id, record)
         if stored:
             self._metrics.gaps.inc()
             self._metrics.lost_batches.inc(gap.lost_batches)
             log.warning(
-                "agent %s lost %d batches (%s)", agent.agent_id, gap.lost_batches, gap.reason
+                "agent %s lost %d batches (%s)", host.agent_id, gap.lost_batches, gap.reason
             )
         return bool(stored)
 
@@ -207,7 +215,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             {"serial": issued.serial_hex},
             self._clock_ms(),
         )
-        return agent_pb2.RenewResponse(certificate_pem=issued.cert_pem)
+        return agent_pb2.RenewResponse(
+            certificate_pem=issued.cert_pem, certificate_not_after_unix_ms=not_after_ms
+        )
 
 
 def _check_batch(batch: agent_pb2.MetricBatch) -> None:

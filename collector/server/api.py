@@ -12,10 +12,10 @@ from collector.fleet import Fleet
 from collector.health import summarize
 from collector.server import status
 from collector.server.peer import authenticate_user
-from collector.server.writer import StoreThread
-from collector.store import AgentRecord, StoredSample
-from collector.tickets.service import ManualTicket, TicketActionRequest, TicketService
 from collector.server.ticket_messages import ticket_detail, ticket_message
+from collector.store import AgentRecord, StoredSample
+from collector.store.writer import StoreThread
+from collector.tickets.service import ManualTicket, TicketActionRequest, TicketService
 from proto import agent_pb2, api_pb2, api_pb2_grpc
 
 
@@ -80,24 +80,24 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         return detail
 
     @status.unary
-    async def ListTickets(  # noqa: N802 - gRPC method name
+    async def ListTickets(
         self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListTicketsResponse:
         who = await authenticate_user(context, self._db)
-        views = await self._tickets.list(
+        views = await self._tickets.list_tickets(
             who, list(request.states), request.level or None, request.customer or None
         )
         return api_pb2.ListTicketsResponse(tickets=[ticket_message(v) for v in views])
 
     @status.unary
-    async def GetTicket(  # noqa: N802 - gRPC method name
+    async def GetTicket(
         self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await authenticate_user(context, self._db)
         return ticket_detail(await self._tickets.get(who, request.id))
 
     @status.unary
-    async def CreateTicket(  # noqa: N802 - gRPC method name
+    async def CreateTicket(
         self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await authenticate_user(context, self._db)
@@ -116,7 +116,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         return ticket_detail(await self._tickets.get(who, ticket_id))
 
     @status.unary
-    async def ActOnTicket(  # noqa: N802 - gRPC method name
+    async def ActOnTicket(
         self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await authenticate_user(context, self._db)
@@ -132,7 +132,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         return ticket_detail(await self._tickets.get(who, request.id))
 
     @status.unary
-    async def GetTicketReport(  # noqa: N802 - gRPC method name
+    async def GetTicketReport(
         self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketReport:
         who = await authenticate_user(context, self._db)

@@ -12,12 +12,12 @@ Both gRPC ports also serve standard health checking and reflection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,11 +29,25 @@ from collector.datadir import DataDir, initialise, issue_server_certificate
 from collector.errors import ConfigError
 from collector.fleet import Fleet
 from collector.metrics import CollectorMetrics
+from collector.notify import SmtpSettings
+from collector.notify.dispatch import make_deliverer
+from collector.rules import (
+    HostRef,
+    RuleEngine,
+    RuleFileError,
+    RuleSet,
+    default_rules_path,
+    load_rules,
+)
 from collector.server.agent_stream import AgentStreamServicer
+from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
+from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
-from collector.server.writer import StoreThread
+from collector.store.writer import StoreThread
+from collector.tickets.config import TicketsConfig, load_tickets_config
+from collector.tickets.service import TicketService
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -74,7 +88,9 @@ class CollectorServer:
         self._server: grpc.aio.Server | None = None
         self._db: StoreThread | None = None
         self._http: HttpServer | None = None
-        self._prune_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.engine: RuleEngine | None = None
+        self.tickets: TicketService | None = None
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -82,9 +98,17 @@ class CollectorServer:
         self.admin_token = init.admin_token
         ca = init.ca
         issue_server_certificate(self.data_dir, ca, self.config.tls_names)
+        rules = _load_rules(self.config.rules_path)
+        tickets_config = load_tickets_config(self.config.tickets_config)
         self._db = StoreThread(self.data_dir.open_store())
-        await self._load_fleet()
+        self.engine = RuleEngine(rules)
+        await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet)
+        self._metrics = metrics
+        self.tickets = TicketService(
+            self._db, tickets_config, make_deliverer(_smtp(tickets_config)), metrics, now_ms
+        )
+        await self.tickets.start()
         server = grpc.aio.server(options=self._grpc_options())
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
@@ -106,7 +130,7 @@ class CollectorServer:
         advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
         agent_pb2_grpc.add_AgentStreamServicer_to_server(
             AgentStreamServicer(
-                self._db, ca, self.fleet, metrics, self.config.agent_cert_ttl, now_ms
+                self._db, ca, self.fleet, metrics, self.engine, self.config.agent_cert_ttl, now_ms
             ),
             server,
         )
@@ -116,11 +140,16 @@ class CollectorServer:
             ),
             server,
         )
-        api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(self._db, self.fleet), server)
+        api_pb2_grpc.add_ApiServicer_to_server(
+            ApiServicer(self._db, self.fleet, self.tickets), server
+        )
         await _add_health_and_reflection(server)
         await server.start()
         self._server = server
-        metrics_address = self._start_http({})
+        webhook = alertmanager_handler(
+            self.tickets, asyncio.get_running_loop(), self.config.alertmanager_tokens, now_ms
+        )
+        metrics_address = self._start_http({ALERTMANAGER_PATH: webhook})
         api_host, _ = split_host_port(self.config.api_listen, "--api-listen")
         self.addresses = Addresses(
             agent=f"{agent_host}:{agent_port}",
@@ -128,7 +157,10 @@ class CollectorServer:
             metrics=metrics_address,
             advertise=advertise,
         )
-        self._prune_task = asyncio.create_task(self._prune_forever())
+        self._tasks = [
+            asyncio.create_task(self._prune_forever()),
+            asyncio.create_task(self._evaluate_forever()),
+        ]
         log.info("collector started: %s", self.addresses)
         return self.addresses
 
@@ -139,10 +171,9 @@ class CollectorServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving (in-flight RPCs get ``grace`` seconds), then close the store."""
-        if self._prune_task is not None:
-            self._prune_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prune_task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.stop(grace)
         if self._http is not None:
@@ -160,17 +191,55 @@ class CollectorServer:
             ("grpc.so_reuseport", 0),
         ]
 
-    async def _load_fleet(self) -> None:
+    def reload_rules(self) -> bool:
+        """Re-read the rule files; on error keep the running rules and log why."""
+        assert self.engine is not None
+        try:
+            self.engine.replace_rules(_load_rules(self.config.rules_path))
+        except ConfigError as exc:
+            log.error("rules NOT reloaded, keeping the running rules: %s", exc)
+            return False
+        log.info("rules reloaded: %d rules", len(self.engine.rules.rules))
+        return True
+
+    async def _load_fleet(self, engine: RuleEngine) -> None:
         assert self._db is not None
         store = self._db.store
         for agent in await self._db.call(store.list_agents, None):
             if agent.revoked_ms is not None:
                 continue
+            host = HostRef(agent.agent_id, agent.customer, agent.hostname)
             latest = await self._db.call(store.latest, agent.agent_id)
             if latest is None:
                 self.fleet.load(agent, None, [])
             else:
                 self.fleet.load(agent, latest.collected_ms, latest.samples)
+                engine.observe(host, latest.collected_ms, latest.samples)
+            engine.seen(host, agent.last_seen_ms or agent.enrolled_ms)
+
+    async def _evaluate_forever(self) -> None:
+        """Evaluate the rules, reconcile tickets and run the SLA clocks, every interval."""
+        assert self._db is not None and self.engine is not None and self.tickets is not None
+        interval = self.config.evaluation_interval.total_seconds()
+        while True:
+            try:
+                await self._evaluate_once()
+            except Exception:  # one bad cycle must not stop ticketing for good
+                log.exception("rule evaluation cycle failed; retrying next interval")
+            await asyncio.sleep(interval)
+
+    async def _evaluate_once(self) -> None:
+        assert self._db is not None and self.engine is not None and self.tickets is not None
+        for agent in await self._db.call(self._db.store.list_agents, None):
+            if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
+                self.engine.forget(agent.agent_id)
+                self.fleet.forget(agent.agent_id)
+        now = now_ms()
+        started = time.perf_counter()
+        alerts = self.engine.evaluate(now)
+        self._metrics.rule_evaluation.observe(time.perf_counter() - started)
+        await self.tickets.apply_alerts(alerts, now)
+        await self.tickets.tick(now)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")
@@ -188,6 +257,18 @@ class CollectorServer:
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+
+def _load_rules(path: Path | None) -> RuleSet:
+    """The rules at ``path`` (default: the shipped set); ConfigError listing every problem."""
+    try:
+        return load_rules(path or default_rules_path())
+    except RuleFileError as exc:
+        raise ConfigError("bad rule file:\n  " + "\n  ".join(exc.problems)) from exc
+
+
+def _smtp(config: TicketsConfig) -> SmtpSettings | None:
+    return config.smtp.settings() if config.smtp.enabled else None
 
 
 def _bind(server: grpc.aio.Server, address: str, option: str, creds: grpc.ServerCredentials) -> int:

@@ -14,8 +14,8 @@ from collector.errors import CollectorError, InvalidRequest
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority, load_csr
 from collector.server import status
-from collector.server.writer import StoreThread
 from collector.store import AgentRecord
+from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
 
 MAX_HOSTNAME = 253
@@ -86,6 +86,7 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
             certificate_pem=issued.cert_pem,
             ca_pem=self._ca.cert_pem,
             agent_endpoint=self._agent_endpoint,
+            certificate_not_after_unix_ms=record.cert_not_after_ms,
         )
 
     async def _audit_refusal(

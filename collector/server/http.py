@@ -47,7 +47,7 @@ def _handler_class(
     class Handler(BaseHTTPRequestHandler):
         server_version = "aftercare-collector"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
@@ -57,7 +57,7 @@ def _handler_class(
             else:
                 self._json(404, {"error": f"no such page {path}; try /metrics"})
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             handler = posts.get(path)
             if handler is None:

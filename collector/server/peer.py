@@ -8,8 +8,8 @@ import grpc
 
 from collector.auth import Principal, hash_token
 from collector.errors import AgentRevoked, Unauthenticated
-from collector.server.writer import StoreThread
 from collector.store import AgentRecord
+from collector.store.writer import StoreThread
 
 
 async def authenticate_agent(

@@ -1,15 +1,16 @@
 """The store interface: records (frozen dataclasses) and the ``Store`` protocol.
 
 Every backend (SQLite now, PostgreSQL later) implements ``Store`` and passes the one
-contract suite in ``tests/collector/test_store_contract.py``. Times are int unix
-milliseconds; secrets (join tokens, API tokens) only ever arrive here as sha256 hex.
+contract suite in ``tests/collector/test_store_contract.py`` (tickets:
+``test_store_tickets.py``). Times are int unix milliseconds; secrets (join tokens,
+API tokens) only ever arrive here as sha256 hex.
 Backends raise the store exceptions re-exported below (from ``collector.errors``) and
 map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
@@ -17,6 +18,7 @@ from collector.errors import (
     Conflict,
     InvalidRequest,
     MigrationError,
+    NotFound,
     StoreError,
     TokenExpired,
     TokenUnknown,
@@ -24,6 +26,7 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
+from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
     "ROLES",
@@ -34,6 +37,7 @@ __all__ = [
     "InvalidRequest",
     "LatestBatch",
     "MigrationError",
+    "NotFound",
     "Role",
     "Store",
     "StoreError",
@@ -251,6 +255,70 @@ class Store(Protocol):
 
     def audit_entries(self, after_id: int = 0) -> list[AuditEntry]:
         """Entries with id > after_id, in id order."""
+        ...
+
+    # -- tickets and their timelines --------------------------------------------------
+    #
+    # One fault, one ticket: at most one ticket that is not closed exists per
+    # (customer, dedup_key), enforced by the database (a partial unique index), so two
+    # writers racing to open the same fault cannot both succeed. Tickets without a
+    # dedup_key (opened by people) never collide.
+
+    def create_ticket(self, new: NewTicket, opened: NewEvent) -> Ticket:
+        """Insert a ticket (state "open", version 1, created/updated = opened.at_ms)
+        and its first event atomically; return it with its new id.
+
+        Raises Conflict if a ticket that is not closed already has this customer and
+        dedup_key (look it up with find_ticket_by_dedup and update it instead), or
+        InvalidRequest for an unknown level/source/event kind, an empty customer or
+        title, non-string labels or details that are not plain JSON.
+        """
+        ...
+
+    def get_ticket(self, ticket_id: int) -> Ticket | None:
+        """The ticket, in any state; None if unknown."""
+        ...
+
+    def find_ticket_by_dedup(self, customer: str, dedup_key: str) -> Ticket | None:
+        """The most recently created ticket (any state) with this de-duplication key
+        for this customer; None if there is none."""
+        ...
+
+    def list_tickets(
+        self,
+        customer: str | None = None,
+        states: Collection[TicketState] | None = None,
+        level: Level | None = None,
+        limit: int = 500,
+    ) -> list[Ticket]:
+        """Tickets matching every filter given, newest (most recently created) first,
+        at most ``limit``. ``states`` empty matches nothing. Raises InvalidRequest for
+        an unknown state or level, or limit < 1."""
+        ...
+
+    def update_ticket(self, ticket: Ticket, events: Sequence[NewEvent]) -> Ticket:
+        """Store ``ticket`` (all mutable fields) if its ``version`` equals the stored
+        one, bump version and set updated_ms to the latest of its stored value and the
+        events' at_ms, append ``events`` — atomically; return the stored ticket.
+
+        Mutable: everything but id, customer, source, created_ms (InvalidRequest if
+        they differ from the stored ticket), updated_ms and version (store-managed).
+        Raises TicketNotFound (a NotFound) for an unknown id; Conflict("ticket N
+        changed meanwhile; retry") on a version mismatch, or if the change would make
+        a second ticket with the same dedup_key active (re-opening an old one while a
+        newer one is open). Nothing is written when it raises.
+        """
+        ...
+
+    def add_ticket_events(self, ticket_id: int, events: Sequence[NewEvent]) -> list[TicketEvent]:
+        """Append timeline events (atomically, all or none) without changing the
+        ticket itself (its version and updated_ms stay as they are). Raises
+        TicketNotFound for an unknown ticket, InvalidRequest for an unknown kind or
+        details that are not plain JSON."""
+        ...
+
+    def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
+        """The ticket's timeline in id (insertion) order; empty for an unknown ticket."""
         ...
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +51,21 @@ from collector.store.base import (
     User,
 )
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
+from collector.store.ticket_rows import (
+    EVENT_COLUMNS,
+    MUTABLE_COLUMNS,
+    TICKET_COLUMNS,
+    EventRow,
+    check_immutable,
+    check_list_filter,
+    event_from_row,
+    event_rows,
+    mutable_values,
+    new_ticket_values,
+    ticket_from_row,
+)
+from collector.tickets.errors import TicketNotFound
+from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = ["SQLiteStore", "Synchronous"]
 
@@ -89,6 +104,20 @@ _PRUNE_BATCHES = (
     "WHERE newest.agent_id = ingest_log.agent_id) "
     "AND NOT EXISTS (SELECT 1 FROM latest_batches AS lb "
     "WHERE lb.agent_id = ingest_log.agent_id AND lb.sequence = ingest_log.sequence)"
+)
+
+_SELECT_TICKET = f"SELECT {', '.join(TICKET_COLUMNS)} FROM tickets"
+_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM ticket_events"
+_INSERT_EVENT = (
+    "INSERT INTO ticket_events (ticket_id, at_ms, actor, kind, details) VALUES (?, ?, ?, ?, ?)"
+)
+_UPDATE_TICKET = (
+    f"UPDATE tickets SET {', '.join(f'{c} = ?' for c in MUTABLE_COLUMNS)}, "
+    f"updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?"
+)
+_ACTIVE_BY_DEDUP = (
+    "SELECT id FROM tickets WHERE customer = ? AND dedup_key = ? AND state <> 'closed' "
+    "ORDER BY id DESC LIMIT 1"
 )
 
 
@@ -409,6 +438,86 @@ class SQLiteStore:
             ).fetchall()
         return [_audit_entry(row) for row in rows]
 
+    # -- tickets ----------------------------------------------------------------------
+
+    def create_ticket(self, new: NewTicket, opened: NewEvent) -> Ticket:
+        values = new_ticket_values(new, opened.at_ms)
+        (event,) = event_rows([opened])
+        columns = ", ".join(values)
+        insert = f"INSERT INTO tickets ({columns}) VALUES ({_marks(len(values))})"
+        with self._write() as db:
+            if new.dedup_key is not None:
+                _refuse_second_active(db, new.customer, new.dedup_key)
+            try:
+                ticket_id = _inserted_id(db.execute(insert, tuple(values.values())))
+            except sqlite3.IntegrityError as exc:  # another writer won the race
+                raise _dedup_conflict(new.customer, new.dedup_key) from exc
+            _insert_events(db, ticket_id, [event])
+            return _select_ticket(db, ticket_id)
+
+    def get_ticket(self, ticket_id: int) -> Ticket | None:
+        with self._read() as db:
+            row = db.execute(f"{_SELECT_TICKET} WHERE id = ?", (ticket_id,)).fetchone()
+        return ticket_from_row(row) if row else None
+
+    def find_ticket_by_dedup(self, customer: str, dedup_key: str) -> Ticket | None:
+        with self._read() as db:
+            row = db.execute(
+                f"{_SELECT_TICKET} WHERE customer = ? AND dedup_key = ? ORDER BY id DESC LIMIT 1",
+                (customer, dedup_key),
+            ).fetchone()
+        return ticket_from_row(row) if row else None
+
+    def list_tickets(
+        self,
+        customer: str | None = None,
+        states: Collection[TicketState] | None = None,
+        level: Level | None = None,
+        limit: int = 500,
+    ) -> list[Ticket]:
+        check_list_filter(states, level, limit)
+        if states is not None and not states:
+            return []
+        where, params = _ticket_filter(customer, states, level)
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_TICKET}{where} ORDER BY id DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [ticket_from_row(row) for row in rows]
+
+    def update_ticket(self, ticket: Ticket, events: Sequence[NewEvent]) -> Ticket:
+        values = mutable_values(ticket)
+        rows = event_rows(events)
+        with self._write() as db:
+            stored = _ticket_head(db, ticket.id)
+            check_immutable(ticket, stored)
+            if stored["version"] != ticket.version:
+                raise _version_conflict(ticket.id)
+            updated_ms = max([stored["updated_ms"], *(e.at_ms for e in rows)])
+            try:
+                cursor = db.execute(
+                    _UPDATE_TICKET, (*values, updated_ms, ticket.id, ticket.version)
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _dedup_conflict(ticket.customer, ticket.dedup_key) from exc
+            if cursor.rowcount != 1:
+                raise _version_conflict(ticket.id)
+            _insert_events(db, ticket.id, rows)
+            return _select_ticket(db, ticket.id)
+
+    def add_ticket_events(self, ticket_id: int, events: Sequence[NewEvent]) -> list[TicketEvent]:
+        rows = event_rows(events)
+        with self._write() as db:
+            _ticket_head(db, ticket_id)
+            return _insert_events(db, ticket_id, rows)
+
+    def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_EVENTS} WHERE ticket_id = ? ORDER BY id", (ticket_id,)
+            ).fetchall()
+        return [event_from_row(row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
@@ -599,3 +708,92 @@ def _audit_entry(row: Sequence[Any]) -> AuditEntry:
             f"or was tampered with"
         ) from exc
     return AuditEntry(entry_id, at_ms, actor, action, target, parsed, prev_hash, digest)
+
+
+# -- ticket helpers -------------------------------------------------------------------
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id the database gave the inserted row (PostgreSQL: ``RETURNING id``; here
+    ``lastrowid``, as RETURNING needs SQLite 3.35)."""
+    if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+        raise StoreError("SQLite returned no id for an inserted row")
+    return cursor.lastrowid
+
+
+def _ticket_filter(
+    customer: str | None, states: Collection[str] | None, level: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (empty, or with a leading space) and its parameters."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if customer is not None:
+        conditions.append("customer = ?")
+        params.append(customer)
+    if states is not None:
+        chosen = sorted(set(states))
+        conditions.append(f"state IN ({_marks(len(chosen))})")
+        params.extend(chosen)
+    if level is not None:
+        conditions.append("level = ?")
+        params.append(level)
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
+
+def _select_ticket(db: sqlite3.Connection, ticket_id: int) -> Ticket:
+    row = db.execute(f"{_SELECT_TICKET} WHERE id = ?", (ticket_id,)).fetchone()
+    if row is None:
+        raise _unknown_ticket(ticket_id)
+    return ticket_from_row(row)
+
+
+def _ticket_head(db: sqlite3.Connection, ticket_id: int) -> dict[str, Any]:
+    """The columns an update checks; raises NotFound for an unknown ticket."""
+    row = db.execute(
+        "SELECT customer, source, created_ms, updated_ms, version FROM tickets WHERE id = ?",
+        (ticket_id,),
+    ).fetchone()
+    if row is None:
+        raise _unknown_ticket(ticket_id)
+    return dict(
+        zip(("customer", "source", "created_ms", "updated_ms", "version"), row, strict=True)
+    )
+
+
+def _refuse_second_active(db: sqlite3.Connection, customer: str, dedup_key: str) -> None:
+    row = db.execute(_ACTIVE_BY_DEDUP, (customer, dedup_key)).fetchone()
+    if row is not None:
+        raise Conflict(
+            f"ticket {row[0]} is already active for customer {customer!r} and "
+            f"de-duplication key {dedup_key!r}; add to that ticket instead"
+        )
+
+
+def _insert_events(
+    db: sqlite3.Connection, ticket_id: int, rows: Sequence[EventRow]
+) -> list[TicketEvent]:
+    stored = []
+    for row in rows:
+        event_id = _inserted_id(db.execute(_INSERT_EVENT, row.values(ticket_id)))
+        stored.append(row.event(event_id, ticket_id))
+    return stored
+
+
+def _unknown_ticket(ticket_id: int) -> TicketNotFound:
+    return TicketNotFound(ticket_id)
+
+
+def _version_conflict(ticket_id: int) -> Conflict:
+    return Conflict(f"ticket {ticket_id} changed meanwhile; retry")
+
+
+def _dedup_conflict(customer: str, dedup_key: str | None) -> Conflict:
+    return Conflict(
+        f"another ticket is already active for customer {customer!r} and "
+        f"de-duplication key {dedup_key!r} (one fault, one ticket); look the key up "
+        f"again and update that ticket"
+    )

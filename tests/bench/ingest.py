@@ -21,12 +21,16 @@ Not a pytest test; prints figures (``--json`` for one machine-readable JSON obje
    time from writing each batch to reading its Ack is recorded. This is a worst case
    (every agent draining a spool backlog at the same moment), not the steady state of
    one batch per agent per interval: with N*W batches in flight, ack latency is mostly
-   queueing (Little's law: latency ~ N*W / rate). Use a smaller ``--window`` to see the
-   latency of a lightly loaded collector.
+   queueing (Little's law: latency ~ N*W / rate). ``--agents 1 --window 1`` shows the
+   latency of an idle collector.
 4. Reports the ingest rate, ack latency percentiles, connect time, the collector's RSS
    and CPU time (from /proc/<pid>), and verifies from the store that every agent's
-   sequences are exactly 1..M. Phase 2 reconnects every agent and re-sends its last 5
-   batches, which must be acked with ``duplicate=True`` and not stored again.
+   sequences are exactly 1..M (and its /metrics counters agree). Phase 2 reconnects
+   every agent and re-sends its last 5 batches, which must be acked with
+   ``duplicate=True`` and not stored again.
+
+Exit status: 0 when verified, 1 when the store or the acks disagree with what was sent,
+2 when the benchmark could not run (the collector's log is printed if it did not start).
 
 All simulated agents run in this process, in one asyncio loop: they share the machine's
 CPUs with the collector, so on a small machine the figures are a lower bound for the
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -47,27 +52,26 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from agent import __version__ as AGENT_VERSION
+from agent.enroll import enroll
+from agent.errors import EnrollmentError
+from collector import admin
+from collector.errors import CollectorError
+from collector.store import open_store
+from proto import agent_pb2
+
+if TYPE_CHECKING:
+    from tests.support import Collector
+
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: make ``tests.support`` importable
-    sys.path.insert(0, str(REPO))
-
-from agent import __version__ as AGENT_VERSION  # noqa: E402
-from agent.enroll import enroll  # noqa: E402
-from agent.errors import EnrollmentError  # noqa: E402
-from collector import admin  # noqa: E402
-from collector.errors import CollectorError  # noqa: E402
-from collector.store import open_store  # noqa: E402
-from proto import agent_pb2  # noqa: E402
-from tests.support import Collector  # noqa: E402
-
 CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 INTERVAL_SECONDS = 10.0  # the agent's default collection interval, for "equivalent fleet"
@@ -76,7 +80,7 @@ READ_TIMEOUT_SECONDS = 60.0  # one Welcome or Ack; generous: the collector may b
 ENROLL_THREADS = 4
 
 DEFAULTS = {"agents": 200, "batches": 30, "samples": 150}  # about 30 s on 2 CPUs
-QUICK = {"agents": 30, "batches": 10, "samples": 150}  # a few seconds
+QUICK = {"agents": 50, "batches": 10, "samples": 150}  # a few seconds
 
 
 class BenchError(Exception):
@@ -154,8 +158,13 @@ def sample_catalogue(rng: random.Random, count: int) -> list[tuple[str, dict[str
                 series.append((f"network_{direction}_{what}_total", {"interface": interface}))
     checks = ["cpu", "load", "memory", "disks", "network", "processes", "file_descriptors"]
     checks += ["uptime", "systemd", "clock"]
-    mounts = [("/", "/dev/vda1", "ext4"), ("/boot", "/dev/vda15", "vfat")]
-    mounts += [(f"/srv/data{i}", f"/dev/vdb{i + 1}", "xfs") for i in range(64)]
+
+    def mounts() -> Iterator[tuple[str, str, str]]:
+        yield "/", "/dev/vda1", "ext4"
+        yield "/boot", "/dev/vda15", "vfat"
+        for i in itertools.count(1):
+            yield f"/srv/data{i}", f"/dev/vdb{i}", "xfs"
+
     filesystem_metrics = (
         "filesystem_size_bytes",
         "filesystem_free_bytes",
@@ -166,7 +175,7 @@ def sample_catalogue(rng: random.Random, count: int) -> list[tuple[str, dict[str
         "filesystem_readonly",
     )
     used = len(series) + len(checks)
-    for mountpoint, device, fstype in mounts:  # as many mounts as fill the batch
+    for mountpoint, device, fstype in mounts():  # as many mounts as fill the batch
         if used >= count:
             break
         labels = {"mountpoint": mountpoint, "device": device, "fstype": fstype}
@@ -174,6 +183,7 @@ def sample_catalogue(rng: random.Random, count: int) -> list[tuple[str, dict[str
         checks.append(f"filesystems:{mountpoint}")
         used += len(filesystem_metrics) + 1
     series += [("agent_check_duration_seconds", {"check": check}) for check in checks]
+    assert len(series) >= count
     return series[:count]
 
 
@@ -312,9 +322,12 @@ async def send_window(
             as_expected += message.ack.duplicate == expect_duplicate
             room.release()
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(writer())
-        group.create_task(reader())
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(writer())
+            group.create_task(reader())
+    except BaseExceptionGroup as failed:  # the first failure is the one that matters
+        raise failed.exceptions[0] from None
     return as_expected
 
 
@@ -553,12 +566,11 @@ async def drive(
                 lambda: mark(done_ids, all_done, agent.index),
                 go_duplicates,
             )
-        except (BenchError, grpc.aio.AioRpcError, OSError) as exc:
+        except Exception as exc:  # recorded and reported; the others go on without it
             if isinstance(exc, grpc.aio.AioRpcError):
                 agent.error = f"{exc.code().name}: {exc.details()}"
             else:
-                agent.error = str(exc) or type(exc).__name__
-            # the others go on without this one
+                agent.error = f"{type(exc).__name__}: {exc}"
             mark(connected_ids, all_connected, agent.index)
             mark(done_ids, all_done, agent.index)
 
@@ -572,6 +584,7 @@ async def drive(
         t1 = time.perf_counter()
         cpu1, client1 = proc_cpu_seconds(pid), time.process_time()
         threads1 = thread_cpu(pid)
+        figures["status_connected"] = proc_status(pid)
         progress(f"{n} agents connected in {t1 - t0:.2f}s; ingesting")
         go.set()
         await within(all_done.wait(), timeout, "the ingest phase")
@@ -660,11 +673,20 @@ def check_counters(metrics: dict[str, float], stored: int, duplicates: int) -> l
     return problems
 
 
+def collector_class() -> type[Collector]:
+    """``tests.support.Collector`` (run as a script, the repository is not on sys.path)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.support import Collector
+
+    return Collector
+
+
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     n, m, s = args.agents, args.batches, args.samples
     customers = [f"customer-{c + 1}" for c in range(min(args.customers, n))]
     tmp = Path(tempfile.mkdtemp(prefix="aftercare-bench-ingest-"))
-    collector = Collector(tmp / "collector")
+    collector = collector_class()(tmp / "collector")
     result: dict[str, Any] = {
         "config": {
             "agents": n,
@@ -775,6 +797,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         },
         collector={
             "rss_mib_before_connect": round(figures["status_before"].get("VmRSS", 0) / 1024, 1),
+            "rss_mib_connected": round(figures["status_connected"].get("VmRSS", 0) / 1024, 1),
             "rss_mib_after_ingest": round(status.get("VmRSS", 0) / 1024, 1),
             "rss_mib_at_end": round(rss_end.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
@@ -820,6 +843,7 @@ def report(result: dict[str, Any]) -> str:
         f"thread (store writer) {t['busiest_other_python_thread']:.1f}, other Python "
         f"{t['other_python_threads']:.1f}, gRPC core {t['grpc_core_threads']:.1f}",
         f"collector:  RSS {col['rss_mib_before_connect']:.0f} MiB before connecting, "
+        f"{col['rss_mib_connected']:.0f} MiB connected, "
         f"{col['rss_mib_after_ingest']:.0f} MiB after ingest, peak "
         f"{col['peak_rss_mib']:.0f} MiB, {col['threads']} threads",
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "

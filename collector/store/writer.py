@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from collector.store import Store
+from collector.store.base import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")

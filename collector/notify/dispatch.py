@@ -1,0 +1,32 @@
+"""Deliver a ticket ``Notification`` on its channel (webhook or e-mail)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from collector.notify.email import SmtpSettings, send_email
+from collector.notify.errors import DeliveryError
+from collector.notify.webhook import send_webhook
+from collector.tickets.escalation import Notification
+
+
+def make_deliverer(smtp: SmtpSettings | None) -> Callable[[Notification], None]:
+    """A blocking ``deliver(notification)``; raises DeliveryError on failure.
+
+    ``smtp`` None: e-mail notifications fail with a message saying e-mail is not
+    configured (the failure is recorded on the ticket, not fatal).
+    """
+
+    def deliver(notification: Notification) -> None:
+        if notification.channel == "webhook":
+            send_webhook(notification.target, notification.payload)
+            return
+        if smtp is None:
+            raise DeliveryError(
+                "e-mail is not configured: set escalation.smtp in the tickets config",
+                channel="email",
+                target=notification.target,
+            )
+        send_email(smtp, [notification.target], notification.subject, notification.text())
+
+    return deliver

@@ -1,0 +1,647 @@
+"""Rule files: load, validate and report every problem as ``FILE:LINE: message``.
+
+``load_rules(path)`` reads one YAML file or every ``*.yaml``/``*.yml`` file of a
+directory (not recursive, in name order) and returns a ``RuleSet``, or raises
+``RuleFileError`` listing *all* problems found. ``check_rules(path)`` returns that list
+instead (empty: valid) for ``aftercare-collector rules check``.
+
+The files are composed (not constructed) with PyYAML's safe loader so that every key
+and value keeps its line; the schema is then checked by hand: unknown keys (with a
+suggestion), missing keys, duplicate keys, types, durations, ranges, regular
+expressions, templates, and rule names unique across all files. Metric names the agent
+does not send (``catalog.KNOWN_METRICS``) are warnings, in ``RuleSet.warnings``.
+The schema is documented in docs/rules.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar, cast
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from agent.durations import parse_duration
+from collector.rules.catalog import KNOWN_METRICS, is_counter
+from collector.rules.errors import RuleFileError
+from collector.rules.model import (
+    OPS,
+    Condition,
+    Heartbeat,
+    Matcher,
+    Op,
+    Predict,
+    Rule,
+    RuleSet,
+)
+from collector.rules.template import (
+    NUMBER_FIELDS,
+    TEXT_FIELDS,
+    Template,
+    TemplateError,
+    parse_template,
+)
+
+__all__ = ["check_rules", "default_rules_path", "load_rules"]
+
+_TOP_KEYS = ("groups",)
+_GROUP_KEYS = ("name", "rules")
+_RULE_KEYS = (
+    "name",
+    "condition",
+    "heartbeat",
+    "for",
+    "level",
+    "labels",
+    "annotations",
+    "playbook",
+)
+_CONDITION_KEYS = ("metric", "match", "op", "threshold", "rate", "predict", "per", "abs")
+_PREDICT_KEYS = ("window", "within")
+_HEARTBEAT_KEYS = ("grace",)
+_ANNOTATION_KEYS = ("summary", "description")
+
+_RULE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_METRIC_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAYBOOK_NAME = re.compile(r"[a-z][a-z0-9-]*")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_SUFFIXES = (".yaml", ".yml")
+
+_Entries = dict[str, tuple[ScalarNode, Node]]
+_T = TypeVar("_T")
+
+
+def default_rules_path() -> Path:
+    """The rule file shipped with the collector (``collector/rules/default.yaml``)."""
+    return Path(__file__).with_name("default.yaml")
+
+
+def load_rules(path: Path) -> RuleSet:
+    """The rules of ``path`` (a file, or a directory of rule files).
+
+    Raises RuleFileError listing every problem (each ``FILE:LINE: message``)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    files = _rule_files(Path(path), problems)
+    rules: list[Rule] = []
+    names: list[tuple[str, str]] = []
+    for file in files:
+        checker = _File(file)
+        rules.extend(checker.load())
+        problems.extend(_by_line(checker.problems + list(_duplicate_names(names, checker))))
+        warnings.extend(_by_line(checker.warnings))
+    if problems:
+        raise RuleFileError(problems, warnings)
+    return RuleSet(tuple(rules), tuple(files), tuple(warnings))
+
+
+def check_rules(path: Path) -> list[str]:
+    """Every problem in the rule file(s) at ``path``, ``FILE:LINE: message``; empty if
+    they are valid. Warnings are not problems: see ``load_rules(path).warnings``."""
+    try:
+        load_rules(path)
+    except RuleFileError as exc:
+        return list(exc.problems)
+    return []
+
+
+def _rule_files(path: Path, problems: list[str]) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        if not files:
+            problems.append(f"{path}: no rule files (*.yaml) in this directory")
+        return files
+    if not path.exists():
+        problems.append(f"{path}: no such file or directory")
+        return []
+    return [path]
+
+
+def _duplicate_names(seen: list[tuple[str, str]], file: _File) -> Iterator[str]:
+    """Problems for the names of ``file`` already in ``seen`` (then adds them)."""
+    first = dict(reversed(seen))
+    for name, source in file.names:
+        if name in first:
+            yield f"{source}: duplicate rule name {name!r} (first defined at {first[name]})"
+        else:
+            first[name] = source
+        seen.append((name, source))
+
+
+def _by_line(messages: list[str]) -> list[str]:
+    """Messages of one file ordered by line (stable)."""
+
+    def line(message: str) -> int:
+        match = re.match(r"[^\n]*?:(\d+): ", message)
+        return int(match.group(1)) if match else 0
+
+    return sorted(messages, key=line)
+
+
+def _suggest(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Invalid(Exception):
+    """Internal: the value was reported as a problem; skip what depends on it."""
+
+
+@dataclass
+class _File:
+    """Checks one file, collecting problems and warnings instead of stopping."""
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    names: list[tuple[str, str]] = field(default_factory=list)  # (rule name, FILE:LINE)
+    key_of: dict[int, Node] = field(default_factory=dict)  # id(value node) -> its key node
+    _constructor: SafeConstructor = field(default_factory=SafeConstructor)
+
+    # -- reporting -----------------------------------------------------------------
+
+    def where(self, node: Node, offset_lines: int = 0) -> str:
+        return f"{self.path}:{node.start_mark.line + 1 + offset_lines}"
+
+    def error(self, node: Node, message: str, offset_lines: int = 0) -> _Invalid:
+        self.problems.append(f"{self.where(node, offset_lines)}: {message}")
+        return _Invalid(message)
+
+    def warn(self, node: Node, message: str) -> None:
+        self.warnings.append(f"{self.where(node)}: warning: {message}")
+
+    # -- the document ----------------------------------------------------------------
+
+    def load(self) -> list[Rule]:
+        root = self._compose()
+        if root is None:
+            return []
+        try:
+            top = self.mapping(root, "a rule file", _TOP_KEYS, required=("groups",))
+            groups = self.sequence(top["groups"][1], "groups")
+        except _Invalid:
+            return []
+        return [rule for group in groups for rule in self.group(group)]
+
+    def _compose(self) -> Node | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.append(f"{self.path}: cannot read: {exc}")
+            return None
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else 1
+            problem = exc.problem or exc.context or "invalid YAML"
+            self.problems.append(f"{self.path}:{line}: YAML syntax error: {problem}")
+            return None
+        except yaml.YAMLError as exc:
+            self.problems.append(f"{self.path}: YAML error: {exc}")
+            return None
+        if root is None:
+            self.problems.append(f"{self.path}:1: empty rule file: expected `groups:`")
+        return root
+
+    def group(self, node: Node) -> list[Rule]:
+        try:
+            entries = self.mapping(node, "a group", _GROUP_KEYS, required=("name", "rules"))
+            name = self.string(entries["name"][1], "group name")
+            rules = self.sequence(entries["rules"][1], "rules")
+        except _Invalid:
+            return []
+        loaded = (self.rule(rule_node, name) for rule_node in rules)
+        return [rule for rule in loaded if rule is not None]
+
+    def rule(self, node: Node, group: str) -> Rule | None:
+        before = len(self.problems)
+        try:
+            entries = self.mapping(
+                node, "a rule", _RULE_KEYS, ("name", "level", "annotations"), stop=False
+            )
+        except _Invalid:
+            return None
+        parsed = _RuleParts(self, node, entries)
+        if parsed.name is not None:
+            self.names.append((parsed.name, self.where(node)))
+        if len(self.problems) > before:
+            return None
+        return parsed.build(group, self.where(node))
+
+    # -- node readers: each reports a problem and raises _Invalid -----------------------
+
+    def mapping(
+        self,
+        node: Node,
+        what: str,
+        allowed: Collection[str],
+        required: Collection[str] = (),
+        *,
+        stop: bool = True,
+    ) -> _Entries:
+        """The mapping's entries; unknown and missing keys are reported (missing ones
+        then raise _Invalid, unless ``stop`` is false)."""
+        entries = self.entries(node, what)
+        for key, (key_node, _) in entries.items():
+            if key not in allowed:
+                self.error(key_node, f"unknown key {key!r} in {what}{_suggest(key, allowed)}")
+        missing = [key for key in required if key not in entries]
+        for key in missing:  # reported on the line that names the mapping, if any
+            at = self.key_of.get(id(node), node)
+            self.error(at, f"{what} is missing the required key {key!r}")
+        if missing and stop:
+            raise _Invalid(what)
+        return entries
+
+    def entries(self, node: Node, what: str) -> _Entries:
+        """Key -> (key node, value node), merge keys (``<<``) applied, no duplicates."""
+        if not isinstance(node, MappingNode):
+            raise self.error(node, f"{what} must be a mapping, got {self.describe(node)}")
+        entries: _Entries = {}
+        merged: list[_Entries] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self.entries(m, what) for m in self.merge_sources(value_node))
+                continue
+            key = self.key(key_node)
+            if key in entries:
+                first = entries[key][0].start_mark.line + 1
+                self.error(key_node, f"duplicate key {key!r} (first at line {first})")
+                continue
+            entries[key] = (cast(ScalarNode, key_node), value_node)
+            self.key_of[id(value_node)] = key_node
+        for extra in merged:
+            for key, pair in extra.items():
+                entries.setdefault(key, pair)
+        return entries
+
+    def merge_sources(self, node: Node) -> list[Node]:
+        if isinstance(node, SequenceNode):
+            return list(node.value)
+        return [node]
+
+    def key(self, node: Node) -> str:
+        if not isinstance(node, ScalarNode):
+            raise self.error(node, f"keys must be words, got {self.describe(node)}")
+        return str(node.value)
+
+    def sequence(self, node: Node, what: str) -> list[Node]:
+        if not isinstance(node, SequenceNode):
+            raise self.error(node, f"{what} must be a list, got {self.describe(node)}")
+        return list(node.value)
+
+    def scalar(self, node: Node) -> object:
+        if not isinstance(node, ScalarNode):
+            return node
+        try:
+            return cast(object, self._constructor.construct_object(node))
+        except ConstructorError as exc:
+            raise self.error(node, f"unsupported YAML value: {exc.problem}") from exc
+
+    def describe(self, node: Node) -> str:
+        if isinstance(node, MappingNode):
+            return "a mapping"
+        if isinstance(node, SequenceNode):
+            return "a list"
+        try:
+            value = self.scalar(node)
+        except _Invalid:
+            return repr(node.value)
+        return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+    def string(self, node: Node, what: str) -> str:
+        value = self.scalar(node)
+        if not isinstance(value, str) or not value:
+            raise self.error(node, f"{what} must be a non-empty string, got {self.describe(node)}")
+        return value
+
+    def text(self, node: Node, what: str) -> str:
+        """A scalar's source text, whatever YAML would make of it (label values)."""
+        if not isinstance(node, ScalarNode):
+            raise self.error(node, f"{what} must be a string, got {self.describe(node)}")
+        self.scalar(node)
+        return str(node.value)
+
+    def pattern(self, node: Node, what: str, pattern: re.Pattern[str], hint: str) -> str:
+        value = self.string(node, what)
+        if not pattern.fullmatch(value):
+            raise self.error(node, f"{what} {value!r} is not valid: {hint}")
+        return value
+
+    def number(self, node: Node, what: str) -> float:
+        value = self.scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(node, f"{what} must be a number, got {self.describe(node)}")
+        if not math.isfinite(value):
+            raise self.error(node, f"{what} must be a finite number, got {value!r}")
+        return float(value)
+
+    def boolean(self, node: Node, what: str) -> bool:
+        value = self.scalar(node)
+        if not isinstance(value, bool):
+            raise self.error(node, f"{what} must be true or false, got {self.describe(node)}")
+        return value
+
+    def duration(self, node: Node, what: str, *, positive: bool = False) -> float:
+        value = self.scalar(node)
+        try:
+            seconds = parse_duration(cast(str | float, value))
+        except ValueError as exc:
+            raise self.error(node, f"{what}: {exc}") from exc
+        if positive and seconds <= 0:
+            raise self.error(node, f"{what} must be longer than 0")
+        return seconds
+
+    def level(self, node: Node) -> int:
+        value = self.scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
+            raise self.error(
+                node,
+                f"level must be a fault level 1, 2, 3 or 4 (1 = most severe), "
+                f"got {self.describe(node)}",
+            )
+        return value
+
+
+class _RuleParts:
+    """The fields of one rule, each read (and reported) independently."""
+
+    def __init__(self, file: _File, node: Node, entries: _Entries) -> None:
+        self.file = file
+        self.node = node
+        self.entries = entries
+        self.name = self.field("name", self.read_name)
+        self.level = self.field("level", file.level)
+        self.labels = self.field("labels", lambda n: self.string_map(n, "labels")) or {}
+        self.playbook = self.field("playbook", self.read_playbook)
+        self.condition: Condition | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.for_seconds = 0.0
+        self.kind()
+        self.summary, self.description = self.annotations()
+
+    def field(self, key: str, read: Callable[[Node], _T]) -> _T | None:
+        """``read`` applied to the value of ``key``; None if absent or reported."""
+        pair = self.entries.get(key)
+        if pair is None:
+            return None
+        try:
+            return read(pair[1])
+        except _Invalid:
+            return None
+
+    def read_name(self, node: Node) -> str:
+        hint = "use lower case letters, digits and _, starting with a letter"
+        return self.file.pattern(node, "rule name", _RULE_NAME, hint)
+
+    def read_playbook(self, node: Node) -> str:
+        hint = "use lower case letters, digits and -, starting with a letter"
+        return self.file.pattern(node, "playbook", _PLAYBOOK_NAME, hint)
+
+    def kind(self) -> None:
+        has = [key for key in ("condition", "heartbeat") if key in self.entries]
+        if len(has) != 1:
+            message = (
+                "a rule has either `condition` or `heartbeat`, not both"
+                if has
+                else "a rule needs a `condition` (or a `heartbeat`)"
+            )
+            self.file.error(self.node, message)
+            return
+        if has == ["heartbeat"]:
+            self.heartbeat = self.field("heartbeat", self.read_heartbeat)
+            if "for" in self.entries:
+                self.file.error(
+                    self.entries["for"][0],
+                    "`for` does not apply to a heartbeat rule: its `grace` is the wait",
+                )
+            return
+        self.condition = self.field("condition", self.read_condition)
+        self.for_seconds = self.field("for", lambda n: self.file.duration(n, "for")) or 0.0
+
+    def read_heartbeat(self, node: Node) -> Heartbeat:
+        entries = self.file.mapping(node, "heartbeat", _HEARTBEAT_KEYS, required=("grace",))
+        grace = self.file.duration(entries["grace"][1], "grace", positive=True)
+        return Heartbeat(grace)
+
+    def read_condition(self, node: Node) -> Condition:
+        file = self.file
+        entries = file.mapping(node, "condition", _CONDITION_KEYS, ("metric", "op", "threshold"))
+        reader = _ConditionReader(file, node, entries)
+        return reader.read()
+
+    def string_map(self, node: Node, what: str) -> dict[str, str]:
+        entries = self.file.entries(node, what)
+        result: dict[str, str] = {}
+        for key, (key_node, value_node) in entries.items():
+            if not _LABEL_NAME.fullmatch(key):
+                self.file.error(key_node, f"{what}: {key!r} is not a valid label name")
+                continue
+            result[key] = self.file.text(value_node, f"{what}.{key}")
+        return result
+
+    def annotations(self) -> tuple[Template | None, Template | None]:
+        pair = self.entries.get("annotations")
+        if pair is None:  # reported as a missing key already
+            return None, None
+        try:
+            entries = self.file.mapping(pair[1], "annotations", _ANNOTATION_KEYS, ("summary",))
+        except _Invalid:
+            return None, None
+        return self.template(entries, "summary"), self.template(entries, "description")
+
+    def template(self, entries: _Entries, key: str) -> Template | None:
+        pair = entries.get(key)
+        if pair is None:
+            return Template("", ())
+        node = pair[1]
+        try:
+            source = self.file.text(node, f"annotations.{key}")
+        except _Invalid:
+            return None
+        fields, labels = self.template_names()
+        try:
+            return parse_template(source, fields=fields, labels=labels)
+        except TemplateError as exc:
+            self.file.error(node, f"annotations.{key}: {exc}", _line_offset(node, exc.offset))
+            return None
+
+    def template_names(self) -> tuple[set[str], set[str] | None]:
+        """The placeholders and label names this rule's templates may use."""
+        fields = {*TEXT_FIELDS, *(NUMBER_FIELDS - {"eta"}), "labels"}
+        if self.condition is not None and self.condition.predict is not None:
+            fields.add("eta")
+        own = set(self.labels)
+        if self.heartbeat is not None:
+            return fields, own
+        if self.condition is None:
+            return fields, None
+        metric_labels = KNOWN_METRICS.get(self.condition.metric)
+        return fields, None if metric_labels is None else own | metric_labels
+
+    def build(self, group: str, source: str) -> Rule:
+        assert self.name is not None and self.level is not None and self.summary is not None
+        return Rule(
+            name=self.name,
+            level=self.level,
+            summary=self.summary,
+            condition=self.condition,
+            heartbeat=self.heartbeat,
+            for_seconds=self.for_seconds,
+            labels=self.labels,
+            description=self.description or Template("", ()),
+            playbook=self.playbook,
+            group=group,
+            source=source,
+        )
+
+
+class _ConditionReader:
+    """Reads a ``condition`` mapping; the first broken field stops it (raises _Invalid)."""
+
+    def __init__(self, file: _File, node: Node, entries: _Entries) -> None:
+        self.file = file
+        self.node = node
+        self.entries = entries
+
+    def value(self, key: str) -> Node | None:
+        pair = self.entries.get(key)
+        return pair[1] if pair is not None else None
+
+    def read(self) -> Condition:
+        """The condition; every broken field is reported before raising _Invalid."""
+        before = len(self.file.problems)
+        metric = _attempt(lambda: self.metric(self.entries["metric"][1]))
+        op = _attempt(lambda: self.op(self.entries["op"][1]))
+        threshold = _attempt(lambda: self.file.number(self.entries["threshold"][1], "threshold"))
+        mode = _attempt(lambda: self.mode(metric, op))
+        matchers = _attempt(lambda: self.matchers(metric))
+        per = _attempt(self.per)
+        absolute = _attempt(lambda: self.absolute(mode[1] if mode else None))
+        if len(self.file.problems) > before:
+            raise _Invalid("condition")
+        assert metric is not None and op is not None and threshold is not None
+        assert mode is not None and matchers is not None and absolute is not None
+        return Condition(
+            metric=metric,
+            op=op,
+            threshold=threshold,
+            matchers=matchers,
+            rate_seconds=mode[0],
+            predict=mode[1],
+            per=per,
+            absolute=absolute,
+        )
+
+    def metric(self, node: Node) -> str:
+        metric = self.file.pattern(node, "metric", _METRIC_NAME, "use a snake_case metric name")
+        if metric not in KNOWN_METRICS:
+            self.file.warn(
+                node,
+                f"metric {metric!r} is not one the agent sends (docs/metrics.md)"
+                f"{_suggest(metric, KNOWN_METRICS)}; the rule will never match unless "
+                f"something else sends it",
+            )
+        return metric
+
+    def op(self, node: Node) -> Op:
+        value = self.file.scalar(node)
+        if value not in OPS:
+            raise self.file.error(
+                node, f"op must be one of {' '.join(OPS)}, got {self.file.describe(node)}"
+            )
+        return cast(Op, value)
+
+    def mode(self, metric: str | None, op: Op | None) -> tuple[float | None, Predict | None]:
+        rate_node, predict_node = self.value("rate"), self.value("predict")
+        if rate_node is not None and predict_node is not None:
+            raise self.file.error(predict_node, "use `rate` or `predict`, not both")
+        if rate_node is not None:
+            if metric is not None and not is_counter(metric):
+                self.file.warn(rate_node, f"rate of {metric!r}, which is not a counter")
+            return self.file.duration(rate_node, "rate", positive=True), None
+        if predict_node is not None:
+            if op in ("==", "!="):
+                raise self.file.error(predict_node, "predict needs op >, >=, < or <=")
+            return None, self.predict(predict_node)
+        return None, None
+
+    def predict(self, node: Node) -> Predict:
+        entries = self.file.mapping(node, "predict", _PREDICT_KEYS, required=_PREDICT_KEYS)
+        window = self.file.duration(entries["window"][1], "predict.window", positive=True)
+        within = self.file.duration(entries["within"][1], "predict.within", positive=True)
+        return Predict(window, within)
+
+    def matchers(self, metric: str | None) -> tuple[Matcher, ...]:
+        node = self.value("match")
+        if node is None:
+            return ()
+        known = KNOWN_METRICS.get(metric) if metric is not None else None
+        matchers: list[Matcher] = []
+        for label, (key_node, value_node) in self.file.entries(node, "match").items():
+            if known is not None and label not in known:
+                has = f"its labels: {', '.join(sorted(known))}" if known else "it has no labels"
+                self.file.error(
+                    key_node,
+                    f"match: {metric!r} has no label {label!r}{_suggest(label, known)} ({has})",
+                )
+                continue
+            matcher = _attempt(functools.partial(self.matcher, label, value_node))
+            if matcher is not None:
+                matchers.append(matcher)
+        return tuple(matchers)
+
+    def matcher(self, label: str, node: Node) -> Matcher:
+        if not _LABEL_NAME.fullmatch(label):
+            raise self.file.error(node, f"match: {label!r} is not a valid label name")
+        text = self.file.text(node, f"match.{label}")
+        try:
+            return Matcher.parse(label, text)
+        except ValueError as exc:
+            raise self.file.error(node, f"match.{label}: {exc}") from exc
+
+    def per(self) -> str | None:
+        node = self.value("per")
+        if node is None:
+            return None
+        divisor = self.file.pattern(node, "per", _METRIC_NAME, "use a metric name")
+        labels = KNOWN_METRICS.get(divisor)
+        if labels is None:
+            self.file.warn(node, f"per: metric {divisor!r} is not one the agent sends")
+        elif labels:
+            raise self.file.error(node, f"per: {divisor!r} has labels; use a metric without")
+        return divisor
+
+    def absolute(self, predict: Predict | None) -> bool:
+        node = self.value("abs")
+        if node is None:
+            return False
+        value = self.file.boolean(node, "abs")
+        if value and predict is not None:
+            raise self.file.error(node, "abs does not combine with predict")
+        return value
+
+
+def _attempt(read: Callable[[], _T]) -> _T | None:
+    """``read()``, or None if it reported a problem."""
+    try:
+        return read()
+    except _Invalid:
+        return None
+
+
+def _line_offset(node: Node, offset: int) -> int:
+    """Lines between a scalar's first line and ``offset`` in its value (literal block
+    scalars keep their lines; other styles fold them, so the first line is reported)."""
+    if not isinstance(node, ScalarNode) or node.style != "|":
+        return 0
+    return 1 + str(node.value).count("\n", 0, offset)

@@ -1,0 +1,65 @@
+"""Ticket views to API messages (the only place tickets meet protobuf)."""
+
+from __future__ import annotations
+
+import json
+
+from collector.tickets.service import TicketView
+from proto import api_pb2
+
+
+def ticket_message(view: TicketView) -> api_pb2.Ticket:
+    """The API form of a ticket and its SLA clocks."""
+    t = view.ticket
+    return api_pb2.Ticket(
+        id=t.id,
+        customer=t.customer,
+        title=t.title,
+        level=t.level,
+        state=t.state,
+        source=t.source,
+        created_unix_ms=t.created_ms,
+        updated_unix_ms=t.updated_ms,
+        description=t.description,
+        agent_id=t.agent_id or "",
+        hostname=t.hostname,
+        rule=t.rule or "",
+        labels=dict(t.labels),
+        assignee=t.assignee or "",
+        acknowledged_unix_ms=t.acknowledged_ms or 0,
+        resolved_unix_ms=t.resolved_ms or 0,
+        closed_unix_ms=t.closed_ms or 0,
+        close_reason=t.close_reason or "",
+        waiting_on_customer=t.waiting_on_customer,
+        reopen_count=t.reopen_count,
+        resolution=dict(t.resolution),
+        sla=[
+            api_pb2.SlaClock(
+                name=c.name,
+                state=c.state,
+                target_ms=c.target_ms or 0,
+                started_unix_ms=c.started_ms or 0,
+                due_unix_ms=c.due_ms or 0,
+                stopped_unix_ms=c.stopped_ms or 0,
+                elapsed_ms=c.elapsed_ms,
+            )
+            for c in view.sla.clocks
+        ],
+    )
+
+
+def ticket_detail(view: TicketView) -> api_pb2.TicketDetail:
+    """A ticket with its whole timeline."""
+    return api_pb2.TicketDetail(
+        ticket=ticket_message(view),
+        events=[
+            api_pb2.TicketEvent(
+                id=e.id,
+                at_unix_ms=e.at_ms,
+                actor=e.actor,
+                kind=e.kind,
+                details_json=json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True),
+            )
+            for e in view.events
+        ],
+    )

@@ -1,0 +1,238 @@
+"""Ticket rows: input checks and the mapping between ticket records and table rows.
+
+Backend-neutral (no driver imports), so the SQLite and PostgreSQL backends store
+tickets identically. Column names are the ``Ticket``/``TicketEvent`` field names, so a
+field added to the model needs a migration adding its column (queries name them all).
+Bad input becomes ``InvalidRequest`` before any SQL runs; a row the code cannot read
+back (unknown level, unreadable JSON) becomes ``StoreError``: the database is corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar, get_args
+
+from collector.audit import canonical_json
+from collector.errors import InvalidRequest, StoreError
+from collector.tickets.model import (
+    LEVELS,
+    TICKET_STATES,
+    EventKind,
+    NewEvent,
+    NewTicket,
+    Source,
+    Ticket,
+    TicketEvent,
+)
+
+__all__ = [
+    "CLOSE_REASONS",
+    "EVENT_COLUMNS",
+    "EVENT_KINDS",
+    "IMMUTABLE_COLUMNS",
+    "MUTABLE_COLUMNS",
+    "SOURCES",
+    "TICKET_COLUMNS",
+    "EventRow",
+    "check_immutable",
+    "check_list_filter",
+    "event_from_row",
+    "event_rows",
+    "mutable_values",
+    "new_ticket_values",
+    "ticket_from_row",
+]
+
+_S = TypeVar("_S", bound=str)
+CloseReason = Literal["confirmed", "auto-confirmed"]
+
+SOURCES: tuple[Source, ...] = get_args(Source)
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
+
+TICKET_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Ticket))
+EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TicketEvent))
+# Fixed at creation: a ticket never moves to another customer or changes its origin.
+IMMUTABLE_COLUMNS: tuple[str, ...] = ("customer", "source", "created_ms")
+# Managed by the store itself: assigned on insert, bumped on update.
+_STORE_MANAGED: tuple[str, ...] = ("id", "updated_ms", "version")
+MUTABLE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in TICKET_COLUMNS if c not in IMMUTABLE_COLUMNS + _STORE_MANAGED
+)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A checked ``NewEvent`` with its details already encoded as JSON text."""
+
+    at_ms: int
+    actor: str
+    kind: EventKind
+    details_json: str
+
+    def values(self, ticket_id: int) -> tuple[Any, ...]:
+        """Values for ``INSERT INTO ticket_events (ticket_id, at_ms, actor, kind, details)``."""
+        return (ticket_id, self.at_ms, self.actor, self.kind, self.details_json)
+
+    def event(self, event_id: int, ticket_id: int) -> TicketEvent:
+        """The stored event, details as they read back from the database."""
+        details: dict[str, Any] = json.loads(self.details_json)
+        return TicketEvent(event_id, ticket_id, self.at_ms, self.actor, self.kind, details)
+
+
+# -- input (InvalidRequest) ------------------------------------------------------------
+
+
+def new_ticket_values(new: NewTicket, at_ms: int) -> dict[str, Any]:
+    """Column values (all but ``id``) of a new ticket: state "open", version 1."""
+    _check_text("customer", new.customer)
+    _check_text("title", new.title)
+    _check_choice("level", new.level, LEVELS)
+    _check_choice("source", new.source, SOURCES)
+    return {
+        "customer": new.customer,
+        "title": new.title,
+        "level": new.level,
+        "state": "open",
+        "source": new.source,
+        "created_ms": at_ms,
+        "updated_ms": at_ms,
+        "description": new.description,
+        "agent_id": new.agent_id,
+        "hostname": new.hostname,
+        "rule": new.rule,
+        "dedup_key": new.dedup_key,
+        "labels": _string_map_json("labels", new.labels),
+        "version": 1,
+    }
+
+
+def mutable_values(ticket: Ticket) -> tuple[Any, ...]:
+    """Values of ``MUTABLE_COLUMNS`` (in that order) after checking them."""
+    _check_text("title", ticket.title)
+    _check_choice("level", ticket.level, LEVELS)
+    _check_choice("state", ticket.state, TICKET_STATES)
+    if ticket.close_reason is not None:
+        _check_choice("close_reason", ticket.close_reason, CLOSE_REASONS)
+    if ticket.reopen_count < 0:
+        raise InvalidRequest(f"ticket {ticket.id}: reopen_count cannot be negative")
+    encoded = {
+        "labels": _string_map_json("labels", ticket.labels),
+        "resolution": _string_map_json("resolution", ticket.resolution),
+        "waiting_on_customer": bool(ticket.waiting_on_customer),
+    }
+    return tuple(encoded.get(c, getattr(ticket, c)) for c in MUTABLE_COLUMNS)
+
+
+def check_immutable(ticket: Ticket, stored: Mapping[str, Any]) -> None:
+    """Refuse an update that would change a column fixed at creation."""
+    for column in IMMUTABLE_COLUMNS:
+        if getattr(ticket, column) != stored[column]:
+            raise InvalidRequest(
+                f"ticket {ticket.id}: {column} cannot change "
+                f"(stored {stored[column]!r}, given {getattr(ticket, column)!r}); "
+                f"open a new ticket instead"
+            )
+
+
+def event_rows(events: Sequence[NewEvent]) -> list[EventRow]:
+    """Check the events and encode their details (plain JSON objects only)."""
+    rows = []
+    for index, event in enumerate(events):
+        where = f"events[{index}]"
+        _check_text(f"{where}.actor", event.actor)
+        _check_choice(f"{where}.kind", event.kind, EVENT_KINDS)
+        if not isinstance(event.details, Mapping):
+            raise InvalidRequest(f"{where}.details: expected a mapping")
+        try:
+            details_json = canonical_json(dict(event.details))
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"{where}.details must be plain JSON data: {exc}") from exc
+        rows.append(EventRow(event.at_ms, event.actor, event.kind, details_json))
+    return rows
+
+
+def check_list_filter(states: Collection[str] | None, level: str | None, limit: int) -> None:
+    """Check ``list_tickets`` arguments."""
+    for state in states or ():
+        _check_choice("states", state, TICKET_STATES)
+    if level is not None:
+        _check_choice("level", level, LEVELS)
+    if limit < 1:
+        raise InvalidRequest(f"limit must be at least 1, got {limit}")
+
+
+def _check_text(field: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{field}: expected a non-empty string, got {value!r}")
+
+
+def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidRequest(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _string_map_json(field: str, value: Mapping[str, str]) -> str:
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"{field}: expected a mapping of strings to strings")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise InvalidRequest(f"{field}: expected strings to strings, got {key!r}: {item!r}")
+    return canonical_json(dict(value))
+
+
+# -- output (StoreError: the row is corrupt) -------------------------------------------
+
+
+def ticket_from_row(row: Sequence[Any]) -> Ticket:
+    """Decode a row selected with ``TICKET_COLUMNS``."""
+    values = dict(zip(TICKET_COLUMNS, row, strict=True))
+    where = f"ticket {values['id']}"
+    close_reason = values["close_reason"]
+    return Ticket(
+        **{
+            **values,
+            "level": _decode_choice(where, "level", values["level"], LEVELS),
+            "state": _decode_choice(where, "state", values["state"], TICKET_STATES),
+            "source": _decode_choice(where, "source", values["source"], SOURCES),
+            "labels": _decode_json(where, "labels", values["labels"]),
+            "resolution": _decode_json(where, "resolution", values["resolution"]),
+            "close_reason": None
+            if close_reason is None
+            else _decode_choice(where, "close_reason", close_reason, CLOSE_REASONS),
+            "waiting_on_customer": bool(values["waiting_on_customer"]),
+        }
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> TicketEvent:
+    """Decode a row selected with ``EVENT_COLUMNS``."""
+    event_id, ticket_id, at_ms, actor, kind, details = row
+    where = f"ticket event {event_id}"
+    return TicketEvent(
+        id=event_id,
+        ticket_id=ticket_id,
+        at_ms=at_ms,
+        actor=actor,
+        kind=_decode_choice(where, "kind", kind, EVENT_KINDS),
+        details=_decode_json(where, "details", details),
+    )
+
+
+def _decode_choice(where: str, column: str, value: object, allowed: tuple[_S, ...]) -> _S:
+    for item in allowed:
+        if item == value:
+            return item
+    raise StoreError(f"{where} has unknown {column} {value!r}; the database is corrupt")
+
+
+def _decode_json(where: str, column: str, text: object) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError as exc:
+        raise StoreError(f"{where} has unreadable {column}; the database is corrupt") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"{where} has unreadable {column}; the database is corrupt")
+    return value

@@ -1,0 +1,482 @@
+"""The ticket service: faults in, closed-loop tickets out.
+
+Glues the pure ticket logic (lifecycle, SLA, escalation, report) to the store, the
+rule engine's alerts, Alertmanager and the notifiers. Contracts:
+
+- One ticket per fault: the de-duplication key (host + rule + labels, or an
+  Alertmanager fingerprint) finds the ticket. A fault that keeps firing adds no
+  events; one that fires again after recovering, being resolved or (within the
+  reopen window) being closed adds a ``refired`` event and moves the ticket back.
+- SLA clocks and escalations are computed from stored timestamps and events only,
+  and every notification sent is recorded on the ticket, so a restart changes
+  nothing and sends nothing twice.
+- Callers pass the acting ``Principal``; customers see and act on their own
+  customer's tickets only (another customer's ticket is "not found").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from collector.alertmanager import AlertmanagerPayload, ticket_fields
+from collector.auth import Principal
+from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.store.writer import StoreThread
+from collector.tickets import lifecycle
+from collector.tickets.config import TicketsConfig
+from collector.tickets.escalation import Notification, due_notifications
+from collector.tickets.model import (
+    ACTIVE_STATES,
+    LEVELS,
+    TICKET_STATES,
+    Level,
+    NewEvent,
+    NewTicket,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
+from collector.tickets.report import draft_report
+from collector.tickets.sla import SlaStatus, sla_status
+
+log = logging.getLogger(__name__)
+
+ENGINEER_ACTIONS = frozenset(
+    {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume"}
+)
+CUSTOMER_ACTIONS = frozenset({"comment", "confirm", "reject", "resume"})
+FIRING_STATES: frozenset[TicketState] = frozenset({"open", "acknowledged", "reopened"})
+RETRY_FAILED_DELIVERY_MS = 60_000
+
+
+class FaultAlert(Protocol):
+    """What the rule engine reports for a firing rule (see collector.rules.engine.Alert)."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def level(self) -> int: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def dedup_key(self) -> str: ...
+    @property
+    def labels(self) -> Any: ...
+    @property
+    def host(self) -> Any: ...  # HostRef: agent_id, customer, hostname
+
+
+class TicketMetrics(Protocol):
+    """Counters the service updates (collector.metrics.CollectorMetrics provides them)."""
+
+    def ticket_opened(self, level: str, source: str) -> None: ...
+    def sla_breached(self, clock: str, level: str) -> None: ...
+    def notification(self, channel: str, ok: bool) -> None: ...
+    def set_active_tickets(self, counts: Mapping[tuple[str, str], int]) -> None: ...
+
+
+Deliver = Callable[[Notification], None]
+
+
+@dataclass(frozen=True)
+class ManualTicket:
+    """A ticket a person opens."""
+
+    title: str
+    description: str
+    level: str
+    customer: str
+    agent_id: str | None = None
+    hostname: str = ""
+
+
+@dataclass(frozen=True)
+class TicketActionRequest:
+    """An action on a ticket and its arguments (unused ones empty)."""
+
+    action: str
+    text: str = ""
+    assignee: str = ""
+    cause: str = ""
+    actions: str = ""
+    prevention: str = ""
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """A ticket with its SLA clocks, and its timeline when asked for one."""
+
+    ticket: Ticket
+    sla: SlaStatus
+    events: tuple[TicketEvent, ...] = ()
+
+
+class TicketService:
+    """All ticket operations; every store access goes through the single writer."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        config: TicketsConfig,
+        deliver: Deliver,
+        metrics: TicketMetrics,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._db = db
+        self._store = db.store
+        self.config = config
+        self._deliver = deliver
+        self._metrics = metrics
+        self._clock_ms = clock_ms
+        self._firing: dict[str, str] = {}  # rule dedup key -> customer
+        self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
+
+    async def start(self) -> None:
+        """Treat rule tickets that were firing at the last stop as still firing."""
+        active = await self._db.call(self._store.list_tickets, None, FIRING_STATES, None, 10_000)
+        for ticket in active:
+            if ticket.source in ("rule", "heartbeat") and ticket.dedup_key:
+                self._firing[ticket.dedup_key] = ticket.customer
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def list_tickets(
+        self,
+        who: Principal,
+        states: Sequence[str],
+        level: str | None,
+        customer: str | None,
+    ) -> list[TicketView]:
+        """Tickets ``who`` may see, newest first, with their SLA status."""
+        scope = who.visible_customer(customer)
+        wanted = _states(states)
+        checked = _level(level) if level is not None else None
+        tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, 500)
+        now = self._clock_ms()
+        views = []
+        for ticket in tickets:
+            events = await self._db.call(self._store.ticket_events, ticket.id)
+            views.append(TicketView(ticket, sla_status(ticket, events, self.config.sla, now)))
+        return views
+
+    async def get(self, who: Principal, ticket_id: int) -> TicketView:
+        """One ticket with its timeline; NotFound if absent or not visible to ``who``."""
+        ticket = await self._visible(who, ticket_id)
+        events = await self._db.call(self._store.ticket_events, ticket_id)
+        status = sla_status(ticket, events, self.config.sla, self._clock_ms())
+        return TicketView(ticket, status, tuple(events))
+
+    async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:
+        """The fault analysis report as Markdown, HTML or JSON."""
+        view = await self.get(who, ticket_id)
+        report = draft_report(view.ticket, view.events, view.sla)
+        if fmt == "md":
+            return report.markdown()
+        if fmt == "html":
+            return report.html()
+        if fmt == "json":
+            return json.dumps(report.as_dict(), indent=2, ensure_ascii=False, sort_keys=True)
+        raise InvalidRequest(f"unknown report format {fmt!r}: use md, html or json")
+
+    # -- people -------------------------------------------------------------------------
+
+    async def create(self, who: Principal, manual: ManualTicket) -> int:
+        """Open a ticket by hand; customers open tickets for their own customer only."""
+        customer = who.customer if who.role == "customer" else manual.customer
+        if not customer:
+            raise InvalidRequest("name the customer (--customer) or a host (--host)")
+        if not who.can_see(customer):
+            raise PermissionDenied(f"user {who.name!r} may not open tickets for {customer!r}")
+        title = manual.title.strip()
+        if not title:
+            raise InvalidRequest("a ticket needs a title")
+        new = NewTicket(
+            customer=customer,
+            title=title[:200],
+            level=_level(manual.level),
+            source="customer" if who.role == "customer" else "engineer",
+            description=manual.description,
+            agent_id=manual.agent_id,
+            hostname=manual.hostname,
+        )
+        now = self._clock_ms()
+        opened = lifecycle.create_event(new, _actor(who), now)
+        ticket = await self._db.call(self._store.create_ticket, new, opened)
+        self._metrics.ticket_opened(ticket.level, ticket.source)
+        return ticket.id
+
+    async def act(self, who: Principal, ticket_id: int, request: TicketActionRequest) -> Ticket:
+        """Apply an action as ``who``; PermissionDenied if the role may not take it."""
+        allowed = CUSTOMER_ACTIONS if who.role == "customer" else ENGINEER_ACTIONS
+        if request.action not in allowed:
+            raise PermissionDenied(
+                f"a {who.role} user cannot {request.action!r} a ticket; "
+                f"possible: {', '.join(sorted(allowed))}"
+            )
+        ticket = await self._visible(who, ticket_id)
+        transition = _transition(ticket, request, _actor(who), self._clock_ms())
+        return await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+
+    # -- faults -------------------------------------------------------------------------
+
+    async def apply_alerts(self, alerts: Sequence[FaultAlert], now_ms: int) -> None:
+        """Reconcile tickets with the set of rule alerts firing now."""
+        current = {alert.dedup_key: alert for alert in alerts}
+        for key, alert in current.items():
+            if key not in self._firing:
+                await self._fault_fired(_rule_ticket(alert), _rule_details(alert), now_ms)
+                self._firing[key] = alert.host.customer
+        for key in [k for k in self._firing if k not in current]:
+            await self._fault_cleared(self._firing.pop(key), key, "rule", now_ms)
+
+    async def apply_alertmanager(self, payload: AlertmanagerPayload, now_ms: int) -> list[str]:
+        """Open/update tickets for firing alerts and recover resolved ones.
+
+        Returns a problem per alert that could not become a ticket (e.g. no
+        ``customer`` label); the other alerts are applied regardless.
+        """
+        problems = []
+        settings = self.config.alertmanager
+        for index, alert in enumerate(payload.alerts):
+            try:
+                new = ticket_fields(alert, settings.level_for(alert.labels))
+            except InvalidRequest as exc:
+                problems.append(f"alerts[{index}] ({alert.name or alert.fingerprint}): {exc}")
+                continue
+            assert new.dedup_key is not None
+            if alert.status == "firing":
+                details = {
+                    "actor": "alertmanager",
+                    "summary": new.title,
+                    "labels": dict(alert.labels),
+                    "starts_ms": alert.starts_ms,
+                }
+                await self._fault_fired(new, details, now_ms)
+            else:
+                await self._fault_cleared(new.customer, new.dedup_key, "alertmanager", now_ms)
+        return problems
+
+    async def fault_fired(self, new: NewTicket, details: dict[str, Any], now_ms: int) -> Ticket:
+        """Open, re-fire or re-open the ticket for a fault from any source."""
+        return await self._fault_fired(new, details, now_ms)
+
+    async def fault_cleared(self, customer: str, dedup_key: str, actor: str, now_ms: int) -> None:
+        """Mark the fault's active ticket recovered (if it is firing)."""
+        await self._fault_cleared(customer, dedup_key, actor, now_ms)
+
+    async def _fault_fired(self, new: NewTicket, details: dict[str, Any], now_ms: int) -> Ticket:
+        assert new.dedup_key is not None
+        actor = details.get("actor", f"{new.source}:{new.rule or 'alert'}")
+        for attempt in range(3):
+            try:
+                return await self._open_or_refire(new, details, actor, now_ms)
+            except Conflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _open_or_refire(
+        self, new: NewTicket, details: dict[str, Any], actor: str, now_ms: int
+    ) -> Ticket:
+        assert new.dedup_key is not None
+        existing = await self._db.call(
+            self._store.find_ticket_by_dedup, new.customer, new.dedup_key
+        )
+        reopen_window = self.config.reopen_window_ms
+        if existing is None or (
+            existing.state == "closed"
+            and not lifecycle.should_reopen(existing, now_ms, reopen_window)
+        ):
+            opened = lifecycle.create_event(new, actor, now_ms, details)
+            ticket = await self._db.call(self._store.create_ticket, new, opened)
+            self._metrics.ticket_opened(ticket.level, ticket.source)
+            log.info("ticket %d opened: %s", ticket.id, ticket.title)
+            return ticket
+        history = await self._db.call(self._store.ticket_events, existing.id)
+        transition = lifecycle.refire(
+            existing, details.get("value"), details, actor, now_ms, history=history
+        )
+        return await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+
+    async def _fault_cleared(self, customer: str, dedup_key: str, actor: str, now_ms: int) -> None:
+        ticket = await self._db.call(self._store.find_ticket_by_dedup, customer, dedup_key)
+        if ticket is None or ticket.state not in FIRING_STATES:
+            return
+        transition = lifecycle.recover(ticket, actor, now_ms)
+        await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+
+    # -- clocks -------------------------------------------------------------------------
+
+    async def tick(self, now_ms: int) -> None:
+        """Escalate along the chain, count breaches, and auto-confirm old resolutions."""
+        tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
+        self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
+        for ticket in tickets:
+            try:
+                await self._tick_ticket(ticket, now_ms)
+            except Conflict:
+                log.info("ticket %d changed during the SLA check; next tick", ticket.id)
+
+    async def _tick_ticket(self, ticket: Ticket, now_ms: int) -> None:
+        events = await self._db.call(self._store.ticket_events, ticket.id)
+        status = sla_status(ticket, events, self.config.sla, now_ms)
+        await self._record_breaches(ticket, events, status)
+        sent = {e.details.get("key") for e in events if e.kind == "notification"}
+        due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
+        for notification in due:
+            await self._notify(ticket, notification, now_ms)
+        due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
+        if due_ms is not None and due_ms <= now_ms:
+            transition = lifecycle.auto_confirm(ticket, self.config.auto_confirm_ms, now_ms)
+            await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+
+    async def _record_breaches(
+        self, ticket: Ticket, events: Sequence[TicketEvent], status: SlaStatus
+    ) -> None:
+        """Put each clock's first breach on the timeline (and count it) exactly once."""
+        recorded = {
+            (e.details.get("clock"), e.details.get("reopen_count"))
+            for e in events
+            if e.kind == "escalation" and e.details.get("type") == "breach"
+        }
+        for clock in status.clocks:
+            if clock.state != "breached" or clock.breached_ms is None:
+                continue
+            if (clock.name, ticket.reopen_count) in recorded:
+                continue
+            event = NewEvent(
+                at_ms=clock.breached_ms,
+                actor="system",
+                kind="escalation",
+                details={
+                    "type": "breach",
+                    "clock": clock.name,
+                    "reopen_count": ticket.reopen_count,
+                    "summary": f"{clock.name} SLA breached",
+                },
+            )
+            await self._db.call(self._store.add_ticket_events, ticket.id, [event])
+            self._metrics.sla_breached(clock.name, ticket.level)
+
+    async def _notify(self, ticket: Ticket, notification: Notification, now_ms: int) -> None:
+        failed_at = self._failed_delivery.get(notification.key)
+        if failed_at is not None and now_ms - failed_at < RETRY_FAILED_DELIVERY_MS:
+            return
+        try:
+            await asyncio.to_thread(self._deliver, notification)
+        except Exception as exc:  # delivery errors are reported, never fatal
+            self._metrics.notification(notification.channel, False)
+            first_failure = failed_at is None
+            self._failed_delivery[notification.key] = now_ms
+            log.warning("notification %s failed: %s", notification.key, exc)
+            if first_failure:
+                await self._record_notification(ticket, notification, now_ms, str(exc))
+            return
+        self._failed_delivery.pop(notification.key, None)
+        self._metrics.notification(notification.channel, True)
+        await self._record_notification(ticket, notification, now_ms, None)
+
+    async def _record_notification(
+        self, ticket: Ticket, notification: Notification, now_ms: int, error: str | None
+    ) -> None:
+        details: dict[str, Any] = {
+            "step": notification.step,
+            "channel": notification.channel,
+            "target": notification.target_label,
+            "subject": notification.subject,
+            "delivered": error is None,
+        }
+        if error is None:
+            details["key"] = notification.key  # only delivered ones count as sent
+        else:
+            details["error"] = error
+        event = NewEvent(at_ms=now_ms, actor="system", kind="notification", details=details)
+        await self._db.call(self._store.add_ticket_events, ticket.id, [event])
+
+    async def _visible(self, who: Principal, ticket_id: int) -> Ticket:
+        ticket = await self._db.call(self._store.get_ticket, ticket_id)
+        if ticket is None or not who.can_see(ticket.customer):
+            raise NotFound(f"no ticket {ticket_id}; `aftercare tickets` lists yours")
+        return ticket
+
+
+def _transition(
+    ticket: Ticket, request: TicketActionRequest, actor: str, now: int
+) -> lifecycle.Transition:
+    action = request.action
+    if action == "acknowledge":
+        return lifecycle.acknowledge(ticket, actor, now)
+    if action == "comment":
+        return lifecycle.comment(ticket, request.text, actor, now)
+    if action == "assign":
+        return lifecycle.assign(ticket, request.assignee or None, actor, now)
+    if action == "resolve":
+        return lifecycle.resolve(
+            ticket, request.cause, request.actions, request.prevention, actor, now
+        )
+    if action == "reopen":
+        return lifecycle.reopen(ticket, request.text, actor, now)
+    if action == "confirm":
+        return lifecycle.confirm(ticket, actor, now)
+    if action == "reject":
+        return lifecycle.reject(ticket, request.text, actor, now)
+    if action == "wait":
+        return lifecycle.wait_on_customer(ticket, request.text, actor, now)
+    if action == "resume":
+        return lifecycle.resume(ticket, actor, now, request.text)
+    raise InvalidRequest(f"unknown ticket action {action!r}")
+
+
+def _rule_ticket(alert: FaultAlert) -> NewTicket:
+    host = alert.host
+    return NewTicket(
+        customer=host.customer,
+        title=alert.summary[:200] or f"{alert.rule} on {host.hostname}",
+        level=_level(str(alert.level)),
+        source="heartbeat" if alert.rule.startswith("host_unreachable") else "rule",
+        description=alert.description,
+        agent_id=host.agent_id,
+        hostname=host.hostname,
+        rule=alert.rule,
+        dedup_key=alert.dedup_key,
+        labels=dict(alert.labels),
+    )
+
+
+def _rule_details(alert: FaultAlert) -> dict[str, Any]:
+    return {
+        "actor": f"rule:{alert.rule}",
+        "value": alert.value,
+        "summary": alert.summary,
+        "labels": dict(alert.labels),
+    }
+
+
+def _states(states: Sequence[str]) -> frozenset[TicketState] | None:
+    if not states:
+        return None
+    unknown = [s for s in states if s not in TICKET_STATES]
+    if unknown:
+        raise InvalidRequest(f"unknown state {unknown[0]!r}: use {', '.join(TICKET_STATES)}")
+    return frozenset(s for s in TICKET_STATES if s in states)
+
+
+def _level(level: str) -> Level:
+    for known in LEVELS:
+        if known == level:
+            return known
+    raise InvalidRequest(f"unknown fault level {level!r}: use {', '.join(LEVELS)}")
+
+
+def _actor(who: Principal) -> str:
+    return f"user:{who.name}"
