@@ -120,6 +120,11 @@ def _add_serve(commands: Any) -> None:
         "--evaluation-interval", default="5s", help="how often rules and SLA clocks run (5s)"
     )
     p.add_argument(
+        "--recovery-delay",
+        default="30s",
+        help="a rule alert must stay clear this long before its ticket is marked recovered (30s)",
+    )
+    p.add_argument(
         "--alertmanager-token-file",
         type=Path,
         default=None,
@@ -142,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         rules_path=args.rules,
         tickets_config=args.tickets_config,
         evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),
+        recovery_delay=dt.timedelta(seconds=parse_duration(args.recovery_delay)),
         alertmanager_tokens=_read_tokens(args.alertmanager_token_file),
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise

@@ -213,11 +213,28 @@ def _sla_summary(t: api_pb2.Ticket) -> str:
 
 
 def _ticket_dict(t: api_pb2.Ticket) -> dict[str, Any]:
-    info = MessageToDict(t, preserving_proto_field_name=True)
-    for key in list(info):
-        if key.endswith("_unix_ms"):
-            info[key.removesuffix("_unix_ms")] = _iso(int(info.pop(key)))
+    info = _with_times(MessageToDict(t, preserving_proto_field_name=True))
     info["id"] = t.id
+    info["reopen_count"] = t.reopen_count
+    info["sla"] = [
+        {
+            "name": c.name,
+            "state": c.state,
+            "target_ms": c.target_ms,
+            "elapsed_ms": c.elapsed_ms,
+            "started": _iso(c.started_unix_ms),
+            "due": _iso(c.due_unix_ms),
+            "stopped": _iso(c.stopped_unix_ms),
+        }
+        for c in t.sla
+    ]
+    return info
+
+
+def _with_times(info: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``*_unix_ms`` fields (int64: strings in proto JSON) by ISO 8601 times."""
+    for key in [k for k in info if k.endswith("_unix_ms")]:
+        info[key.removesuffix("_unix_ms")] = _iso(int(info.pop(key)))
     return info
 
 

@@ -37,7 +37,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from collector.rules.errors import RuleFileError
 from collector.rules.model import OPS, Alert, Condition, HostRef, Rule, RuleSet
@@ -153,7 +153,7 @@ class RuleEngine:
         if state.latest_ms is not None and collected_ms < state.latest_ms:
             return
         state.latest_ms = collected_ms
-        self._evaluate_batch(state, collected_ms, samples, self._index)
+        self._evaluate_batch(state, collected_ms, samples)
 
     def seen(self, host: HostRef, at_ms: int) -> None:
         """Heartbeat only: ``host`` was heard from at ``at_ms`` (never moves back)."""
@@ -199,29 +199,31 @@ class RuleEngine:
         if host.last_seen_ms is None or at_ms > host.last_seen_ms:
             host.last_seen_ms = at_ms
 
-    def _evaluate_batch(
-        self, host: _Host, at_ms: int, samples: Sequence[StoredSample], index: _Index
-    ) -> None:
+    def _evaluate_batch(self, host: _Host, at_ms: int, samples: Sequence[StoredSample]) -> None:
         """Feed windows and test every condition on ``samples``; the conditions that
         hold become the host's states (keeping their pending start)."""
-        matched, divisors = self._scan(host, at_ms, samples, index)
+        matched, divisors = self._scan(host, at_ms, samples)
         states: dict[tuple[str, LabelsKey], _State] = {}
         for rule, cond, sample in matched:
             measured = _measure(host, cond, sample, divisors)
             if measured is None or not OPS[cond.op](measured[0], cond.threshold):
                 continue
-            key = _labels_key(sample.labels)
-            previous = host.states.get((rule.name, key))
-            since = previous.since_ms if previous is not None else at_ms
-            states[(rule.name, key)] = _State(since, at_ms, measured[1], measured[2], sample.labels)
+            key = (rule.name, _labels_key(sample.labels))
+            _, value, eta = measured
+            previous = host.states.get(key)
+            if previous is None:
+                states[key] = _State(at_ms, at_ms, value, eta, dict(sample.labels))
+            else:
+                states[key] = replace(previous, at_ms=at_ms, value=value, eta=eta)
         host.states = states
         _drop_stale_windows(host, at_ms)
 
     def _scan(
-        self, host: _Host, at_ms: int, samples: Sequence[StoredSample], index: _Index
+        self, host: _Host, at_ms: int, samples: Sequence[StoredSample]
     ) -> tuple[list[tuple[Rule, Condition, StoredSample]], dict[str, float]]:
         """One pass over the batch: add to windows; collect the (rule, series) pairs
         whose matchers select the series, and the values of ``per`` divisors."""
+        index = self._index
         by_metric, wanted_divisors = index.by_metric, index.divisors
         divisors: dict[str, float] = {}
         matched: list[tuple[Rule, Condition, StoredSample]] = []
@@ -364,13 +366,14 @@ def _make_alert(
         playbook=rule.playbook,
         active_since_ms=since_ms,
         dedup_key=key,
+        heartbeat=rule.heartbeat is not None,
     )
 
 
 def dedup_key(agent_id: str, rule: str, series: Mapping[str, str]) -> str:
     """sha256 hex of (agent, rule, sorted series labels): independent of dict order
     and of the rule's own labels."""
-    canonical = json.dumps([agent_id, rule, list(series.items())], separators=(",", ":"))
+    canonical = json.dumps([agent_id, rule, sorted(series.items())], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

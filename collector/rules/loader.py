@@ -164,6 +164,8 @@ class _File:
     warnings: list[str] = field(default_factory=list)
     names: list[tuple[str, str]] = field(default_factory=list)  # (rule name, FILE:LINE)
     key_of: dict[int, Node] = field(default_factory=dict)  # id(value node) -> its key node
+    read_mappings: dict[int, _Entries] = field(default_factory=dict)  # id(node) -> entries
+    reading: set[int] = field(default_factory=set)  # mappings being read (merge cycles)
     _constructor: SafeConstructor = field(default_factory=SafeConstructor)
 
     # -- reporting -----------------------------------------------------------------
@@ -263,9 +265,23 @@ class _File:
         return entries
 
     def entries(self, node: Node, what: str) -> _Entries:
-        """Key -> (key node, value node), merge keys (``<<``) applied, no duplicates."""
+        """Key -> (key node, value node), merge keys (``<<``) applied, no duplicates.
+        Read once per node (aliases share the result: no exponential blow-up)."""
         if not isinstance(node, MappingNode):
             raise self.error(node, f"{what} must be a mapping, got {self.describe(node)}")
+        if id(node) in self.read_mappings:
+            return self.read_mappings[id(node)]
+        if id(node) in self.reading:
+            raise self.error(node, "a merge key (<<) includes the mapping that contains it")
+        self.reading.add(id(node))
+        try:
+            entries = self._read_entries(node, what)
+        finally:
+            self.reading.discard(id(node))
+        self.read_mappings[id(node)] = entries
+        return entries
+
+    def _read_entries(self, node: MappingNode, what: str) -> _Entries:
         entries: _Entries = {}
         merged: list[_Entries] = []
         for key_node, value_node in node.value:

@@ -218,3 +218,4 @@ class Alert:
     playbook: str | None
     active_since_ms: int  # when the condition first held (start of pending)
     dedup_key: str  # sha256 hex of agent_id, rule and the sorted series labels
+    heartbeat: bool = False  # raised by a heartbeat rule (host silent), not a condition

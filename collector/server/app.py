@@ -33,6 +33,7 @@ from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
 from collector.rules import (
     HostRef,
+    Rule,
     RuleEngine,
     RuleFileError,
     RuleSet,
@@ -106,9 +107,14 @@ class CollectorServer:
         metrics = CollectorMetrics(self.registry, self.fleet)
         self._metrics = metrics
         self.tickets = TicketService(
-            self._db, tickets_config, make_deliverer(_smtp(tickets_config)), metrics, now_ms
+            self._db,
+            tickets_config,
+            make_deliverer(_smtp(tickets_config)),
+            metrics,
+            now_ms,
+            int(self.config.recovery_delay.total_seconds() * 1000),
         )
-        await self.tickets.start()
+        await self.tickets.start(self._settle_ms(rules))
         server = grpc.aio.server(options=self._grpc_options())
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
@@ -190,6 +196,16 @@ class CollectorServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
         ]
+
+    def _settle_ms(self, rules: RuleSet) -> int:
+        """How long restored firing tickets wait for the rules to fire again after a start."""
+
+        def needs(rule: Rule) -> float:  # `for`, plus half a window to refill rate/predict
+            window = rule.condition.window_seconds if rule.condition else None
+            return rule.for_seconds + (window or 0.0) / 2
+
+        longest = max((needs(rule) for rule in rules.rules), default=0.0)
+        return int((longest + 3 * self.config.evaluation_interval.total_seconds()) * 1000)
 
     def reload_rules(self) -> bool:
         """Re-read the rule files; on error keep the running rules and log why."""

@@ -3,6 +3,8 @@
 Glues the pure ticket logic (lifecycle, SLA, escalation, report) to the store, the
 rule engine's alerts, Alertmanager and the notifiers. Contracts:
 
+- A rule alert counts as recovered only after it has been absent for the recovery
+  delay (default 30 s), so one missed sample does not flap the ticket.
 - One ticket per fault: the de-duplication key (host + rule + labels, or an
   Alertmanager fingerprint) finds the ticket. A fault that keeps firing adds no
   events; one that fires again after recovering, being resolved or (within the
@@ -71,6 +73,8 @@ class FaultAlert(Protocol):
     @property
     def dedup_key(self) -> str: ...
     @property
+    def heartbeat(self) -> bool: ...
+    @property
     def labels(self) -> Any: ...
     @property
     def host(self) -> Any: ...  # HostRef: agent_id, customer, hostname
@@ -131,6 +135,7 @@ class TicketService:
         deliver: Deliver,
         metrics: TicketMetrics,
         clock_ms: Callable[[], int],
+        recovery_delay_ms: int = 30_000,
     ) -> None:
         self._db = db
         self._store = db.store
@@ -139,14 +144,25 @@ class TicketService:
         self._metrics = metrics
         self._clock_ms = clock_ms
         self._firing: dict[str, str] = {}  # rule dedup key -> customer
+        self._restored: set[str] = set()  # firing at the last stop, not re-evaluated yet
+        self._settle_until_ms = 0
+        self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
+        self._recovery_delay_ms = recovery_delay_ms
         self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
 
-    async def start(self) -> None:
-        """Treat rule tickets that were firing at the last stop as still firing."""
+    async def start(self, settle_ms: int) -> None:
+        """Treat rule tickets that were firing at the last stop as still firing.
+
+        For ``settle_ms`` (the longest rule ``for`` plus a few evaluations) they are not
+        marked recovered just because the rules have not fired again yet: the
+        engine's pending state starts afresh at every start.
+        """
         active = await self._db.call(self._store.list_tickets, None, FIRING_STATES, None, 10_000)
         for ticket in active:
             if ticket.source in ("rule", "heartbeat") and ticket.dedup_key:
                 self._firing[ticket.dedup_key] = ticket.customer
+                self._restored.add(ticket.dedup_key)
+        self._settle_until_ms = self._clock_ms() + settle_ms
 
     # -- reading ------------------------------------------------------------------------
 
@@ -234,9 +250,22 @@ class TicketService:
         current = {alert.dedup_key: alert for alert in alerts}
         for key, alert in current.items():
             if key not in self._firing:
-                await self._fault_fired(_rule_ticket(alert), _rule_details(alert), now_ms)
+                await self._fault_fired(
+                    _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
+                )
                 self._firing[key] = alert.host.customer
+        self._restored.difference_update(current)
+        for key in current:
+            self._absent_since.pop(key, None)
+        settling = now_ms < self._settle_until_ms
         for key in [k for k in self._firing if k not in current]:
+            if settling and key in self._restored:
+                continue
+            absent_since = self._absent_since.setdefault(key, now_ms)
+            if now_ms - absent_since < self._recovery_delay_ms:
+                continue  # a single missed sample (a slow check) is not a recovery
+            self._restored.discard(key)
+            del self._absent_since[key]
             await self._fault_cleared(self._firing.pop(key), key, "rule", now_ms)
 
     async def apply_alertmanager(self, payload: AlertmanagerPayload, now_ms: int) -> list[str]:
@@ -254,29 +283,36 @@ class TicketService:
                 problems.append(f"alerts[{index}] ({alert.name or alert.fingerprint}): {exc}")
                 continue
             assert new.dedup_key is not None
+            current = await self._db.call(
+                self._store.find_ticket_by_dedup, new.customer, new.dedup_key
+            )
+            if alert.status == "firing" and current and current.state in FIRING_STATES:
+                continue  # Alertmanager repeats firing alerts: nothing new
             if alert.status == "firing":
                 details = {
-                    "actor": "alertmanager",
                     "summary": new.title,
                     "labels": dict(alert.labels),
                     "starts_ms": alert.starts_ms,
                 }
-                await self._fault_fired(new, details, now_ms)
+                await self._fault_fired(new, details, "alertmanager", now_ms)
             else:
                 await self._fault_cleared(new.customer, new.dedup_key, "alertmanager", now_ms)
         return problems
 
-    async def fault_fired(self, new: NewTicket, details: dict[str, Any], now_ms: int) -> Ticket:
+    async def fault_fired(
+        self, new: NewTicket, details: dict[str, Any], actor: str, now_ms: int
+    ) -> Ticket:
         """Open, re-fire or re-open the ticket for a fault from any source."""
-        return await self._fault_fired(new, details, now_ms)
+        return await self._fault_fired(new, details, actor, now_ms)
 
     async def fault_cleared(self, customer: str, dedup_key: str, actor: str, now_ms: int) -> None:
         """Mark the fault's active ticket recovered (if it is firing)."""
         await self._fault_cleared(customer, dedup_key, actor, now_ms)
 
-    async def _fault_fired(self, new: NewTicket, details: dict[str, Any], now_ms: int) -> Ticket:
+    async def _fault_fired(
+        self, new: NewTicket, details: dict[str, Any], actor: str, now_ms: int
+    ) -> Ticket:
         assert new.dedup_key is not None
-        actor = details.get("actor", f"{new.source}:{new.rule or 'alert'}")
         for attempt in range(3):
             try:
                 return await self._open_or_refire(new, details, actor, now_ms)
@@ -443,7 +479,7 @@ def _rule_ticket(alert: FaultAlert) -> NewTicket:
         customer=host.customer,
         title=alert.summary[:200] or f"{alert.rule} on {host.hostname}",
         level=_level(str(alert.level)),
-        source="heartbeat" if alert.rule.startswith("host_unreachable") else "rule",
+        source="heartbeat" if alert.heartbeat else "rule",
         description=alert.description,
         agent_id=host.agent_id,
         hostname=host.hostname,
@@ -455,7 +491,6 @@ def _rule_ticket(alert: FaultAlert) -> NewTicket:
 
 def _rule_details(alert: FaultAlert) -> dict[str, Any]:
     return {
-        "actor": f"rule:{alert.rule}",
         "value": alert.value,
         "summary": alert.summary,
         "labels": dict(alert.labels),

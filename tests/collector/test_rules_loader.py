@@ -668,3 +668,29 @@ def _documented_metrics() -> dict[str, frozenset[str]]:
 
 def test_known_metrics_match_the_documentation() -> None:
     assert dict(KNOWN_METRICS) == _documented_metrics()
+
+
+def test_merge_cycles_are_errors(tmp_path: Path) -> None:
+    text = "groups:\n  - name: g\n    rules:\n      - &r\n        <<: *r\n        name: a\n"
+    path, problems = problems_of(tmp_path, text)
+    assert f"{path}:4: a merge key (<<) includes the mapping that contains it" in problems
+
+
+def test_nested_aliases_do_not_blow_up(tmp_path: Path) -> None:
+    """A "billion laughs" of merge keys: each mapping is read once, not 10**25 times."""
+    lines = ["x0: &a0 {team: storage}"]
+    for i in range(1, 25):
+        lines.append(f"x{i}: &a{i} {{<<: [{', '.join([f'*a{i - 1}'] * 10)}]}}")
+    lines += [
+        "groups:",
+        "  - name: g",
+        "    rules:",
+        "      - name: r",
+        "        condition: {metric: memory_used_ratio, op: '>', threshold: 1}",
+        "        level: 2",
+        "        labels: *a24",
+        "        annotations: {summary: x}",
+    ]
+    path, problems = problems_of(tmp_path, "\n".join(lines) + "\n")
+    assert len(problems) == 25  # the 25 unknown top-level keys
+    assert problems[0] == f"{path}:1: unknown key 'x0' in a rule file"
