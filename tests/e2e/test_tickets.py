@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -362,3 +364,93 @@ def test_bad_rule_file_is_refused_at_start_and_kept_out_on_reload(
     collector.process.send_signal(signal.SIGHUP)
     wait_for(lambda: "rules NOT reloaded" in collector.log_text(), 10, "reload refused")
     assert collector.process.poll() is None, "a bad reload never stops the collector"
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@pytest.mark.skipif(
+    ALERTMANAGER is None,
+    reason="Alertmanager not installed (Debian prometheus-alertmanager; .ci/run installs it)",
+)
+def test_real_alertmanager_drives_tickets(
+    tmp_path: Path, running: Callable[..., Collector]
+) -> None:
+    (tmp_path / "am-token").write_text("am-secret\n")
+    collector = running(extra=["--alertmanager-token-file", str(tmp_path / "am-token")])
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        f"""
+route:
+  receiver: aftercare
+  group_by: [alertname, customer]
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: aftercare
+    webhook_configs:
+      - url: http://127.0.0.1:{collector.metrics_port}/alertmanager
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: {tmp_path / "am-token"}
+"""
+    )
+    port = free_port()
+    assert ALERTMANAGER is not None
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "am.log").open("wb"),
+    )
+    try:
+        wait_for(lambda: _am_ready(port), 20, "Alertmanager ready")
+        alert = {
+            "labels": {
+                "alertname": "NodeDown",
+                "customer": "acme",
+                "instance": "web-9:9100",
+                "severity": "major",
+            },
+            "annotations": {"summary": "web-9 is down"},
+        }
+        _am_post(port, [alert])
+        token = collector.admin_token
+        [ticket] = wait_for(lambda: _tickets(collector, token), 20, "ticket from Alertmanager")
+        assert (ticket["level"], ticket["title"], ticket["hostname"]) == (
+            "2",
+            "web-9 is down",
+            "web-9",
+        )
+        ended = {**alert, "endsAt": "2000-01-01T00:00:00Z"}
+        _am_post(port, [ended])
+        wait_for(lambda: _tickets(collector, token)[0]["state"] == "recovered", 20, "recovered")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _am_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def _am_post(port: int, alerts: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        assert reply.status == 200
