@@ -120,6 +120,12 @@ def _add_serve(commands: Any) -> None:
         "--evaluation-interval", default="5s", help="how often rules and SLA clocks run (5s)"
     )
     p.add_argument(
+        "--playbooks",
+        type=Path,
+        default=None,
+        help="signed playbook catalogue directory (default: the shipped catalogue)",
+    )
+    p.add_argument(
         "--recovery-delay",
         default="30s",
         help="a rule alert must stay clear this long before its ticket is marked recovered (30s)",
@@ -145,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=parse_size(args.max_message_size),
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
         rules_path=args.rules,
+        playbooks_dir=args.playbooks,
         tickets_config=args.tickets_config,
         evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),
         recovery_delay=dt.timedelta(seconds=parse_duration(args.recovery_delay)),

@@ -35,6 +35,7 @@ class ServeConfig:
     evaluation_interval: dt.timedelta = dt.timedelta(seconds=5)
     recovery_delay: dt.timedelta = dt.timedelta(seconds=30)
     alertmanager_tokens: tuple[str, ...] = ()  # bearer tokens accepted on /alertmanager
+    playbooks_dir: Path | None = None  # None: the catalogue shipped in the package
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""

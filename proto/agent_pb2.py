@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/agent.proto\x12\x0c\x61\x66tercare.v1\"A\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x9c\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x04 \x01(\x0c\x12\x16\n\x0e\x61gent_endpoint\x18\x05 \x01(\t\x12%\n\x1d\x63\x65rtificate_not_after_unix_ms\x18\x06 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"O\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12%\n\x1d\x63\x65rtificate_not_after_unix_ms\x18\x02 \x01(\x03\"\x8a\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.aftercare.v1.HelloH\x00\x12*\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.aftercare.v1.MetricBatchH\x00\x12 \n\x03gap\x18\x03 \x01(\x0b\x32\x11.aftercare.v1.GapH\x00\x42\x06\n\x04kind\"r\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12\x18\n\x10interval_seconds\x18\x05 \x01(\x01\"\x86\x01\n\x06Sample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .aftercare.v1.Sample.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x0c\x43heckFailure\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8f\x01\n\x0bMetricBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11\x63ollected_unix_ms\x18\x02 \x01(\x03\x12%\n\x07samples\x18\x03 \x03(\x0b\x32\x14.aftercare.v1.Sample\x12,\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x1a.aftercare.v1.CheckFailure\"\xa2\x01\n\x03Gap\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1b\n\x13\x66irst_lost_sequence\x18\x02 \x01(\x04\x12\x1a\n\x12last_lost_sequence\x18\x03 \x01(\x04\x12\x14\n\x0clost_batches\x18\x04 \x01(\x04\x12\x15\n\rstart_unix_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\"f\n\x10\x43ollectorMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.aftercare.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.aftercare.v1.AckH\x00\x42\x06\n\x04kind\"D\n\x07Welcome\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\"*\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32Q\n\nEnrollment\x12\x43\n\x06\x45nroll\x12\x1b.aftercare.v1.EnrollRequest\x1a\x1c.aftercare.v1.EnrollResponse2\xa5\x01\n\x0b\x41gentStream\x12I\n\x07\x43onnect\x12\x1a.aftercare.v1.AgentMessage\x1a\x1e.aftercare.v1.CollectorMessage(\x01\x30\x01\x12K\n\x10RenewCertificate\x12\x1a.aftercare.v1.RenewRequest\x1a\x1b.aftercare.v1.RenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/agent.proto\x12\x0c\x61\x66tercare.v1\"A\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x9c\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x04 \x01(\x0c\x12\x16\n\x0e\x61gent_endpoint\x18\x05 \x01(\t\x12%\n\x1d\x63\x65rtificate_not_after_unix_ms\x18\x06 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"O\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12%\n\x1d\x63\x65rtificate_not_after_unix_ms\x18\x02 \x01(\x03\"\x97\x02\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.aftercare.v1.HelloH\x00\x12*\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.aftercare.v1.MetricBatchH\x00\x12 \n\x03gap\x18\x03 \x01(\x0b\x32\x11.aftercare.v1.GapH\x00\x12-\n\nrun_update\x18\x04 \x01(\x0b\x32\x17.aftercare.v1.RunUpdateH\x00\x12-\n\nrun_output\x18\x05 \x01(\x0b\x32\x17.aftercare.v1.RunOutputH\x00\x12-\n\nrun_result\x18\x06 \x01(\x0b\x32\x17.aftercare.v1.RunResultH\x00\x42\x06\n\x04kind\"r\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12\x18\n\x10interval_seconds\x18\x05 \x01(\x01\"\x86\x01\n\x06Sample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .aftercare.v1.Sample.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\",\n\x0c\x43heckFailure\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8f\x01\n\x0bMetricBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11\x63ollected_unix_ms\x18\x02 \x01(\x03\x12%\n\x07samples\x18\x03 \x03(\x0b\x32\x14.aftercare.v1.Sample\x12,\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x1a.aftercare.v1.CheckFailure\"\xa2\x01\n\x03Gap\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1b\n\x13\x66irst_lost_sequence\x18\x02 \x01(\x04\x12\x1a\n\x12last_lost_sequence\x18\x03 \x01(\x04\x12\x14\n\x0clost_batches\x18\x04 \x01(\x04\x12\x15\n\rstart_unix_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nd_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\xf9\x01\n\x10\x43ollectorMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.aftercare.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.aftercare.v1.AckH\x00\x12/\n\x0brun_request\x18\x03 \x01(\x0b\x32\x18.aftercare.v1.RunRequestH\x00\x12\x31\n\x0crun_approval\x18\x04 \x01(\x0b\x32\x19.aftercare.v1.RunApprovalH\x00\x12-\n\nrun_cancel\x18\x05 \x01(\x0b\x32\x17.aftercare.v1.RunCancelH\x00\x42\x06\n\x04kind\"\x81\x02\n\nRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08playbook\x18\x02 \x01(\t\x12\x34\n\x06params\x18\x03 \x03(\x0b\x32$.aftercare.v1.RunRequest.ParamsEntry\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\x12\x1a\n\x12manifest_signature\x18\x05 \x01(\x0c\x12\x15\n\rplaybook_yaml\x18\x06 \x01(\x0c\x12\x14\n\x0crequested_by\x18\x07 \x01(\t\x12\x11\n\tticket_id\x18\x08 \x01(\x03\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0bRunApproval\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x02 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\"+\n\tRunCancel\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\tRunUpdate\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"G\n\tRunOutput\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb5\x01\n\nStepResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x15\n\rhas_exit_code\x18\x04 \x01(\x08\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x03\x12\x11\n\ttruncated\x18\x06 \x01(\x08\x12\x14\n\x0coutput_bytes\x18\x07 \x01(\x03\x12\x12\n\nredactions\x18\x08 \x01(\x03\x12\r\n\x05\x65rror\x18\t \x01(\t\"\x8c\x01\n\tRunResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\'\n\x05steps\x18\x03 \x03(\x0b\x32\x18.aftercare.v1.StepResult\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\x12\n\nredactions\x18\x05 \x01(\x03\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"D\n\x07Welcome\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\"*\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32Q\n\nEnrollment\x12\x43\n\x06\x45nroll\x12\x1b.aftercare.v1.EnrollRequest\x1a\x1c.aftercare.v1.EnrollResponse2\xa5\x01\n\x0b\x41gentStream\x12I\n\x07\x43onnect\x12\x1a.aftercare.v1.AgentMessage\x1a\x1e.aftercare.v1.CollectorMessage(\x01\x30\x01\x12K\n\x10RenewCertificate\x12\x1a.aftercare.v1.RenewRequest\x1a\x1b.aftercare.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLE_LABELSENTRY']._loaded_options = None
   _globals['_SAMPLE_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_RUNREQUEST_PARAMSENTRY']._loaded_options = None
+  _globals['_RUNREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_ENROLLREQUEST']._serialized_start=35
   _globals['_ENROLLREQUEST']._serialized_end=100
   _globals['_ENROLLRESPONSE']._serialized_start=103
@@ -42,27 +44,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWRESPONSE']._serialized_start=294
   _globals['_RENEWRESPONSE']._serialized_end=373
   _globals['_AGENTMESSAGE']._serialized_start=376
-  _globals['_AGENTMESSAGE']._serialized_end=514
-  _globals['_HELLO']._serialized_start=516
-  _globals['_HELLO']._serialized_end=630
-  _globals['_SAMPLE']._serialized_start=633
-  _globals['_SAMPLE']._serialized_end=767
-  _globals['_SAMPLE_LABELSENTRY']._serialized_start=722
-  _globals['_SAMPLE_LABELSENTRY']._serialized_end=767
-  _globals['_CHECKFAILURE']._serialized_start=769
-  _globals['_CHECKFAILURE']._serialized_end=813
-  _globals['_METRICBATCH']._serialized_start=816
-  _globals['_METRICBATCH']._serialized_end=959
-  _globals['_GAP']._serialized_start=962
-  _globals['_GAP']._serialized_end=1124
-  _globals['_COLLECTORMESSAGE']._serialized_start=1126
-  _globals['_COLLECTORMESSAGE']._serialized_end=1228
-  _globals['_WELCOME']._serialized_start=1230
-  _globals['_WELCOME']._serialized_end=1298
-  _globals['_ACK']._serialized_start=1300
-  _globals['_ACK']._serialized_end=1342
-  _globals['_ENROLLMENT']._serialized_start=1344
-  _globals['_ENROLLMENT']._serialized_end=1425
-  _globals['_AGENTSTREAM']._serialized_start=1428
-  _globals['_AGENTSTREAM']._serialized_end=1593
+  _globals['_AGENTMESSAGE']._serialized_end=655
+  _globals['_HELLO']._serialized_start=657
+  _globals['_HELLO']._serialized_end=771
+  _globals['_SAMPLE']._serialized_start=774
+  _globals['_SAMPLE']._serialized_end=908
+  _globals['_SAMPLE_LABELSENTRY']._serialized_start=863
+  _globals['_SAMPLE_LABELSENTRY']._serialized_end=908
+  _globals['_CHECKFAILURE']._serialized_start=910
+  _globals['_CHECKFAILURE']._serialized_end=954
+  _globals['_METRICBATCH']._serialized_start=957
+  _globals['_METRICBATCH']._serialized_end=1100
+  _globals['_GAP']._serialized_start=1103
+  _globals['_GAP']._serialized_end=1265
+  _globals['_COLLECTORMESSAGE']._serialized_start=1268
+  _globals['_COLLECTORMESSAGE']._serialized_end=1517
+  _globals['_RUNREQUEST']._serialized_start=1520
+  _globals['_RUNREQUEST']._serialized_end=1777
+  _globals['_RUNREQUEST_PARAMSENTRY']._serialized_start=1732
+  _globals['_RUNREQUEST_PARAMSENTRY']._serialized_end=1777
+  _globals['_RUNAPPROVAL']._serialized_start=1779
+  _globals['_RUNAPPROVAL']._serialized_end=1854
+  _globals['_RUNCANCEL']._serialized_start=1856
+  _globals['_RUNCANCEL']._serialized_end=1899
+  _globals['_RUNUPDATE']._serialized_start=1901
+  _globals['_RUNUPDATE']._serialized_end=1960
+  _globals['_RUNOUTPUT']._serialized_start=1962
+  _globals['_RUNOUTPUT']._serialized_end=2033
+  _globals['_STEPRESULT']._serialized_start=2036
+  _globals['_STEPRESULT']._serialized_end=2217
+  _globals['_RUNRESULT']._serialized_start=2220
+  _globals['_RUNRESULT']._serialized_end=2360
+  _globals['_WELCOME']._serialized_start=2362
+  _globals['_WELCOME']._serialized_end=2430
+  _globals['_ACK']._serialized_start=2432
+  _globals['_ACK']._serialized_end=2474
+  _globals['_ENROLLMENT']._serialized_start=2476
+  _globals['_ENROLLMENT']._serialized_end=2557
+  _globals['_AGENTSTREAM']._serialized_start=2560
+  _globals['_AGENTSTREAM']._serialized_end=2725
 # @@protoc_insertion_point(module_scope)

@@ -135,24 +135,42 @@ class AgentMessage(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
     GAP_FIELD_NUMBER: _builtins.int
+    RUN_UPDATE_FIELD_NUMBER: _builtins.int
+    RUN_OUTPUT_FIELD_NUMBER: _builtins.int
+    RUN_RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def batch(self) -> Global___MetricBatch: ...
     @_builtins.property
     def gap(self) -> Global___Gap: ...
+    @_builtins.property
+    def run_update(self) -> Global___RunUpdate:
+        """playbook run state changes (not spooled, not acked)"""
+
+    @_builtins.property
+    def run_output(self) -> Global___RunOutput:
+        """live output chunk, already redacted on the agent"""
+
+    @_builtins.property
+    def run_result(self) -> Global___RunResult:
+        """final result of a run"""
+
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         batch: Global___MetricBatch | None = ...,
         gap: Global___Gap | None = ...,
+        run_update: Global___RunUpdate | None = ...,
+        run_output: Global___RunOutput | None = ...,
+        run_result: Global___RunResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap", "run_update", "run_output", "run_result"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -346,25 +364,295 @@ class CollectorMessage(_message.Message):
 
     WELCOME_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
+    RUN_REQUEST_FIELD_NUMBER: _builtins.int
+    RUN_APPROVAL_FIELD_NUMBER: _builtins.int
+    RUN_CANCEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
     def ack(self) -> Global___Ack: ...
+    @_builtins.property
+    def run_request(self) -> Global___RunRequest: ...
+    @_builtins.property
+    def run_approval(self) -> Global___RunApproval: ...
+    @_builtins.property
+    def run_cancel(self) -> Global___RunCancel: ...
     def __init__(
         self,
         *,
         welcome: Global___Welcome | None = ...,
         ack: Global___Ack | None = ...,
+        run_request: Global___RunRequest | None = ...,
+        run_approval: Global___RunApproval | None = ...,
+        run_cancel: Global___RunCancel | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CollectorMessage: _TypeAlias = CollectorMessage  # noqa: Y015
+
+@_typing.final
+class RunRequest(_message.Message):
+    """Run a signed playbook. There is no "run this command" message: the agent
+    verifies the vendor signature over ``manifest`` and the digest of
+    ``playbook_yaml`` itself, then applies the customer's local policy.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PLAYBOOK_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    MANIFEST_SIGNATURE_FIELD_NUMBER: _builtins.int
+    PLAYBOOK_YAML_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    playbook: _builtins.str
+    manifest: _builtins.bytes
+    """MANIFEST.json, exact bytes as signed"""
+    manifest_signature: _builtins.bytes
+    """MANIFEST.sig"""
+    playbook_yaml: _builtins.bytes
+    """the playbook file, exact bytes"""
+    requested_by: _builtins.str
+    """"user:erin" or "rule:filesystem_almost_full" """
+    ticket_id: _builtins.int
+    """0: not attached to a ticket"""
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        playbook: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        manifest: _builtins.bytes = ...,
+        manifest_signature: _builtins.bytes = ...,
+        playbook_yaml: _builtins.bytes = ...,
+        requested_by: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest", b"manifest", "manifest_signature", b"manifest_signature", "params", b"params", "playbook", b"playbook", "playbook_yaml", b"playbook_yaml", "requested_by", b"requested_by", "run_id", b"run_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunRequest: _TypeAlias = RunRequest  # noqa: Y015
+
+@_typing.final
+class RunApproval(_message.Message):
+    """A customer user approved the run through the collector (counts only where the
+    host's policy accepts collector-side approvals).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    approved_by: _builtins.str
+    expires_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
+        expires_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "expires_unix_ms", b"expires_unix_ms", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunApproval: _TypeAlias = RunApproval  # noqa: Y015
+
+@_typing.final
+class RunCancel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCancel: _TypeAlias = RunCancel  # noqa: Y015
+
+@_typing.final
+class RunUpdate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    state: _builtins.str
+    """verified | waiting_approval | running | refused"""
+    message: _builtins.str
+    """refusals: why (signature, policy, parameters...)"""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "run_id", b"run_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunUpdate: _TypeAlias = RunUpdate  # noqa: Y015
+
+@_typing.final
+class RunOutput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    step: _builtins.str
+    stream: _builtins.str
+    """stdout | stderr | builtin"""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        step: _builtins.str = ...,
+        stream: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "run_id", b"run_id", "step", b"step", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunOutput: _TypeAlias = RunOutput  # noqa: Y015
+
+@_typing.final
+class StepResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    HAS_EXIT_CODE_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
+    REDACTIONS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    status: _builtins.str
+    """ok | failed | skipped | timed_out | cancelled"""
+    exit_code: _builtins.int
+    has_exit_code: _builtins.bool
+    duration_ms: _builtins.int
+    truncated: _builtins.bool
+    output_bytes: _builtins.int
+    redactions: _builtins.int
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        status: _builtins.str = ...,
+        exit_code: _builtins.int = ...,
+        has_exit_code: _builtins.bool = ...,
+        duration_ms: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+        output_bytes: _builtins.int = ...,
+        redactions: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "name", b"name", "output_bytes", b"output_bytes", "redactions", b"redactions", "status", b"status", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepResult: _TypeAlias = StepResult  # noqa: Y015
+
+@_typing.final
+class RunResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    REDACTIONS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    status: _builtins.str
+    """ok | failed | timed_out | cancelled | refused"""
+    duration_ms: _builtins.int
+    redactions: _builtins.int
+    error: _builtins.str
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepResult]: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        steps: _abc.Iterable[Global___StepResult] | None = ...,
+        duration_ms: _builtins.int = ...,
+        redactions: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "redactions", b"redactions", "run_id", b"run_id", "status", b"status", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunResult: _TypeAlias = RunResult  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):

@@ -74,6 +74,36 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.TicketReportRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.TicketReport.FromString,
                 _registered_method=True)
+        self.ListPlaybooks = channel.unary_unary(
+                '/aftercare.v1.Api/ListPlaybooks',
+                request_serializer=proto_dot_api__pb2.ListPlaybooksRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListPlaybooksResponse.FromString,
+                _registered_method=True)
+        self.StartRun = channel.unary_unary(
+                '/aftercare.v1.Api/StartRun',
+                request_serializer=proto_dot_api__pb2.StartRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RunInfo.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/aftercare.v1.Api/ListRuns',
+                request_serializer=proto_dot_api__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/aftercare.v1.Api/GetRun',
+                request_serializer=proto_dot_api__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RunDetail.FromString,
+                _registered_method=True)
+        self.ApproveRun = channel.unary_unary(
+                '/aftercare.v1.Api/ApproveRun',
+                request_serializer=proto_dot_api__pb2.ApproveRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RunInfo.FromString,
+                _registered_method=True)
+        self.FollowRun = channel.unary_stream(
+                '/aftercare.v1.Api/FollowRun',
+                request_serializer=proto_dot_api__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -128,6 +158,43 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPlaybooks(self, request, context):
+        """Playbooks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +237,36 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.GetTicketReport,
                     request_deserializer=proto_dot_api__pb2.TicketReportRequest.FromString,
                     response_serializer=proto_dot_api__pb2.TicketReport.SerializeToString,
+            ),
+            'ListPlaybooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlaybooks,
+                    request_deserializer=proto_dot_api__pb2.ListPlaybooksRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListPlaybooksResponse.SerializeToString,
+            ),
+            'StartRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRun,
+                    request_deserializer=proto_dot_api__pb2.StartRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RunInfo.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=proto_dot_api__pb2.ListRunsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=proto_dot_api__pb2.GetRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RunDetail.SerializeToString,
+            ),
+            'ApproveRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveRun,
+                    request_deserializer=proto_dot_api__pb2.ApproveRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RunInfo.SerializeToString,
+            ),
+            'FollowRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowRun,
+                    request_deserializer=proto_dot_api__pb2.GetRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +485,168 @@ class Api:
             '/aftercare.v1.Api/GetTicketReport',
             proto_dot_api__pb2.TicketReportRequest.SerializeToString,
             proto_dot_api__pb2.TicketReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlaybooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListPlaybooks',
+            proto_dot_api__pb2.ListPlaybooksRequest.SerializeToString,
+            proto_dot_api__pb2.ListPlaybooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/StartRun',
+            proto_dot_api__pb2.StartRunRequest.SerializeToString,
+            proto_dot_api__pb2.RunInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListRuns',
+            proto_dot_api__pb2.ListRunsRequest.SerializeToString,
+            proto_dot_api__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetRun',
+            proto_dot_api__pb2.GetRunRequest.SerializeToString,
+            proto_dot_api__pb2.RunDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ApproveRun',
+            proto_dot_api__pb2.ApproveRunRequest.SerializeToString,
+            proto_dot_api__pb2.RunInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.Api/FollowRun',
+            proto_dot_api__pb2.GetRunRequest.SerializeToString,
+            proto_dot_api__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,13 @@ class ApiStub:
     CreateTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.CreateTicketRequest, _api_pb2.TicketDetail]
     ActOnTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketAction, _api_pb2.TicketDetail]
     GetTicketReport: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketReportRequest, _api_pb2.TicketReport]
+    ListPlaybooks: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListPlaybooksRequest, _api_pb2.ListPlaybooksResponse]
+    """Playbooks."""
+    StartRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.StartRunRequest, _api_pb2.RunInfo]
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListRunsRequest, _api_pb2.ListRunsResponse]
+    GetRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunDetail]
+    ApproveRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.ApproveRunRequest, _api_pb2.RunInfo]
+    FollowRun: _grpc.UnaryStreamMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunEvent]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -58,6 +65,13 @@ class ApiAsyncStub(ApiStub):
     CreateTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.CreateTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
     ActOnTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketAction, _api_pb2.TicketDetail]  # type: ignore[assignment]
     GetTicketReport: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketReportRequest, _api_pb2.TicketReport]  # type: ignore[assignment]
+    ListPlaybooks: _aio.UnaryUnaryMultiCallable[_api_pb2.ListPlaybooksRequest, _api_pb2.ListPlaybooksResponse]  # type: ignore[assignment]
+    """Playbooks."""
+    StartRun: _aio.UnaryUnaryMultiCallable[_api_pb2.StartRunRequest, _api_pb2.RunInfo]  # type: ignore[assignment]
+    ListRuns: _aio.UnaryUnaryMultiCallable[_api_pb2.ListRunsRequest, _api_pb2.ListRunsResponse]  # type: ignore[assignment]
+    GetRun: _aio.UnaryUnaryMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunDetail]  # type: ignore[assignment]
+    ApproveRun: _aio.UnaryUnaryMultiCallable[_api_pb2.ApproveRunRequest, _api_pb2.RunInfo]  # type: ignore[assignment]
+    FollowRun: _aio.UnaryStreamMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunEvent]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -116,5 +130,48 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.TicketReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.TicketReport, _abc.Awaitable[_api_pb2.TicketReport]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPlaybooks(
+        self,
+        request: _api_pb2.ListPlaybooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListPlaybooksResponse, _abc.Awaitable[_api_pb2.ListPlaybooksResponse]]:
+        """Playbooks."""
+
+    @_abc_1.abstractmethod
+    def StartRun(
+        self,
+        request: _api_pb2.StartRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.RunInfo, _abc.Awaitable[_api_pb2.RunInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _api_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListRunsResponse, _abc.Awaitable[_api_pb2.ListRunsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _api_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.RunDetail, _abc.Awaitable[_api_pb2.RunDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def ApproveRun(
+        self,
+        request: _api_pb2.ApproveRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.RunInfo, _abc.Awaitable[_api_pb2.RunInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def FollowRun(
+        self,
+        request: _api_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.RunEvent], _abc.AsyncIterator[_api_pb2.RunEvent]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from collector import __version__
-from collector.client import tickets
+from collector.client import playbooks_cli, runs, tickets
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from proto import api_pb2
 
@@ -29,6 +29,9 @@ STALE_AFTER_SECONDS = 120
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "local", False):  # vendor tools: no collector needed
+        local_result: int = args.handler(None, args)
+        return local_result
     try:
         settings = ClientSettings.resolve(args.collector, args.token, args.ca_file)
         client = ApiClient(settings)
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_host)
 
     tickets.add_commands(commands)
+    runs.add_commands(commands)
+    playbooks_cli.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")
     _json_arg(p)

@@ -63,13 +63,13 @@ class ApiClient:
     def __init__(self, settings: ClientSettings) -> None:
         credentials = grpc.ssl_channel_credentials(root_certificates=settings.ca_pem)
         self._channel = grpc.secure_channel(settings.collector, credentials)
-        self._metadata = (("authorization", f"Bearer {settings.token}"),)
+        self.metadata = (("authorization", f"Bearer {settings.token}"),)
         self.stub = api_pb2_grpc.ApiStub(self._channel)
 
     def call(self, method: str, request: Any) -> Any:
         """Invoke ``method`` (e.g. "ListAgents"); grpc.RpcError propagates."""
         rpc = getattr(self.stub, method)
-        return rpc(request, metadata=self._metadata, timeout=CALL_TIMEOUT_SECONDS)
+        return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
 
     def close(self) -> None:
         self._channel.close()

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -24,6 +24,7 @@ from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
 from collector.server import status
 from collector.server.peer import authenticate_agent
+from collector.server.sessions import AgentSession, Sessions
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
@@ -31,6 +32,15 @@ from proto import agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 30.0
+RUN_MESSAGES = frozenset({"run_update", "run_output", "run_result"})
+
+
+class RunMessageSink(Protocol):
+    """Where playbook run messages from agents go (collector.runs.RunService)."""
+
+    async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None: ...
+
+
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_TEXT = 1024
 
@@ -45,6 +55,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         fleet: Fleet,
         metrics: CollectorMetrics,
         engine: RuleEngine,
+        sessions: Sessions,
+        runs: RunMessageSink,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
     ) -> None:
@@ -53,6 +65,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._fleet = fleet
         self._metrics = metrics
         self._engine = engine
+        self._sessions = sessions
+        self._runs = runs
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
 
@@ -98,15 +112,23 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             hostname,
             context.peer(),
         )
+        session = self._sessions.open(agent.agent_id)
+        reader = asyncio.create_task(self._read(host, request_iterator, session))
         try:
             yield agent_pb2.CollectorMessage(
                 welcome=agent_pb2.Welcome(
                     agent_id=agent.agent_id, customer=agent.customer, last_sequence=last
                 )
             )
-            async for message in request_iterator:
-                yield await self._ingest(host, message, context)
+            while (outgoing := await session.outbound.get()) is not None:
+                yield outgoing
+            error = await reader
+            if error is not None:
+                self._metrics.rejected.labels("protocol").inc()
+                await status.abort(context, error)
         finally:
+            reader.cancel()
+            self._sessions.close(session)
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
             log.info("agent %s disconnected", agent.agent_id)
@@ -122,29 +144,44 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             raise InvalidRequest("the stream must start with a Hello message")
         return first.hello
 
-    async def _ingest(
+    async def _read(
         self,
         host: HostRef,
-        message: agent_pb2.AgentMessage,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> agent_pb2.CollectorMessage:
+        request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+        session: AgentSession,
+    ) -> InvalidRequest | None:
+        """Handle every agent message; queue acks. Returns the error that ends the stream."""
+        try:
+            async for message in request_iterator:
+                reply = await self._handle(host, message)
+                if reply is not None:
+                    session.outbound.put_nowait(reply)
+        except InvalidRequest as exc:
+            return exc
+        finally:
+            session.outbound.put_nowait(None)
+        return None
+
+    async def _handle(
+        self, host: HostRef, message: agent_pb2.AgentMessage
+    ) -> agent_pb2.CollectorMessage | None:
+        """Store a batch or gap and return its ack; hand run messages to the run service."""
         started = time.perf_counter()
         kind = message.WhichOneof("kind")
-        try:
-            if kind == "batch":
-                stored = await self._store_batch(host, message.batch)
-                sequence = message.batch.sequence
-            elif kind == "gap":
-                stored = await self._store_gap(host, message.gap)
-                sequence = message.gap.sequence
-            else:
-                raise InvalidRequest(
-                    f"unknown or empty message type {kind!r} on the agent stream; "
-                    "the agent may be newer than this collector"
-                )
-        except InvalidRequest as exc:
-            self._metrics.rejected.labels("protocol").inc()
-            await status.abort(context, exc)
+        if kind == "batch":
+            stored = await self._store_batch(host, message.batch)
+            sequence = message.batch.sequence
+        elif kind == "gap":
+            stored = await self._store_gap(host, message.gap)
+            sequence = message.gap.sequence
+        elif kind in RUN_MESSAGES:
+            await self._runs.on_agent_message(host, message)
+            return None
+        else:
+            raise InvalidRequest(
+                f"unknown or empty message type {kind!r} on the agent stream; "
+                "the agent may be newer than this collector"
+            )
         self._metrics.ack_latency.observe(time.perf_counter() - started)
         return agent_pb2.CollectorMessage(
             ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from collector.auth import Principal
-from collector.errors import InvalidRequest, NotFound
+from collector.errors import CollectorError, InvalidRequest, NotFound
 from collector.fleet import Fleet
 from collector.health import summarize
+from collector.runs import RunService
 from collector.server import status
 from collector.server.peer import authenticate_user
+from collector.server.run_messages import playbook_info, run_event, run_info
 from collector.server.ticket_messages import ticket_detail, ticket_message
 from collector.store import AgentRecord, StoredSample
 from collector.store.writer import StoreThread
@@ -22,10 +26,13 @@ from proto import agent_pb2, api_pb2, api_pb2_grpc
 class ApiServicer(api_pb2_grpc.ApiServicer):
     """Read-only fleet queries for engineers, admins and customers."""
 
-    def __init__(self, db: StoreThread, fleet: Fleet, tickets: TicketService) -> None:
+    def __init__(
+        self, db: StoreThread, fleet: Fleet, tickets: TicketService, runs: RunService
+    ) -> None:
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
+        self._runs = runs
 
     @status.unary
     async def WhoAmI(
@@ -139,6 +146,75 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         fmt = request.format or "md"
         content = await self._tickets.report(who, request.id, fmt)
         return api_pb2.TicketReport(format=fmt, content=content)
+
+    @status.unary
+    async def ListPlaybooks(
+        self, request: api_pb2.ListPlaybooksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListPlaybooksResponse:
+        await authenticate_user(context, self._db)
+        catalogue = self._runs.catalogue
+        return api_pb2.ListPlaybooksResponse(
+            playbooks=[playbook_info(p) for p in self._runs.list_playbooks()],
+            catalogue_version=catalogue.catalogue_version if catalogue else 0,
+            expires_unix_ms=catalogue.expires_ms if catalogue else 0,
+        )
+
+    @status.unary
+    async def StartRun(
+        self, request: api_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.RunInfo:
+        who = await authenticate_user(context, self._db)
+        who.require("engineer", "admin")
+        agent = await self._find_host(who, request.host)
+        ticket_id = request.ticket_id or None
+        if ticket_id is not None:
+            ticket = await self._tickets.get(who, ticket_id)
+            if ticket.ticket.customer != agent.customer:
+                raise InvalidRequest(f"ticket {ticket_id} belongs to another customer")
+        run = await self._runs.start(
+            f"user:{who.name}", agent, request.playbook, dict(request.params), ticket_id
+        )
+        return run_info(run)
+
+    @status.unary
+    async def ListRuns(
+        self, request: api_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListRunsResponse:
+        who = await authenticate_user(context, self._db)
+        agent_id = (await self._find_host(who, request.host)).agent_id if request.host else None
+        runs = await self._runs.list(who, agent_id, request.limit or 100)
+        return api_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
+
+    @status.unary
+    async def GetRun(
+        self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.RunDetail:
+        who = await authenticate_user(context, self._db)
+        run = await self._runs.get(who, request.run_id)
+        output, truncated = self._runs.output(run.run_id)
+        return api_pb2.RunDetail(
+            run=run_info(run),
+            result_json=json.dumps(dict(run.result), sort_keys=True),
+            output=output,
+            output_truncated=truncated,
+        )
+
+    @status.unary
+    async def ApproveRun(
+        self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.RunInfo:
+        who = await authenticate_user(context, self._db)
+        return run_info(await self._runs.approve(who, request.run_id))
+
+    async def FollowRun(
+        self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[api_pb2.RunEvent]:
+        try:
+            who = await authenticate_user(context, self._db)
+            async for item in self._runs.follow(who, request.run_id):
+                yield run_event(item)
+        except CollectorError as exc:
+            await status.abort(context, exc)
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.

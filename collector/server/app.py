@@ -24,9 +24,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+import playbooks
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
-from collector.errors import ConfigError
+from collector.errors import CollectorError, ConfigError
 from collector.fleet import Fleet
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
@@ -40,20 +41,25 @@ from collector.rules import (
     default_rules_path,
     load_rules,
 )
+from collector.runs import Catalogue, RunService, load_catalogue
 from collector.server.agent_stream import AgentStreamServicer
 from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
 from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
+from collector.server.sessions import Sessions
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
+from collector.tickets.model import NewEvent, Ticket
 from collector.tickets.service import TicketService
+from playbooks.errors import PlaybookError
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 3600.0
+SHIPPED_CATALOGUE = Path(playbooks.__file__).resolve().parent / "catalogue"
 SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentStream"].full_name,
@@ -92,6 +98,8 @@ class CollectorServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: RuleEngine | None = None
         self.tickets: TicketService | None = None
+        self.sessions: Sessions | None = None
+        self.runs: RunService | None = None
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -115,6 +123,15 @@ class CollectorServer:
             int(self.config.recovery_delay.total_seconds() * 1000),
         )
         await self.tickets.start(self._settle_ms(rules))
+        self.sessions = Sessions()
+        self.runs = RunService(
+            self._db,
+            _load_catalogue(self.config.playbooks_dir),
+            self.sessions.send,
+            self.data_dir.root / "runs",
+            now_ms,
+        )
+        self.tickets.on_rule_ticket = self._run_diagnostics
         server = grpc.aio.server(options=self._grpc_options())
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
@@ -136,7 +153,15 @@ class CollectorServer:
         advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
         agent_pb2_grpc.add_AgentStreamServicer_to_server(
             AgentStreamServicer(
-                self._db, ca, self.fleet, metrics, self.engine, self.config.agent_cert_ttl, now_ms
+                self._db,
+                ca,
+                self.fleet,
+                metrics,
+                self.engine,
+                self.sessions,
+                self.runs,
+                self.config.agent_cert_ttl,
+                now_ms,
             ),
             server,
         )
@@ -147,7 +172,7 @@ class CollectorServer:
             server,
         )
         api_pb2_grpc.add_ApiServicer_to_server(
-            ApiServicer(self._db, self.fleet, self.tickets), server
+            ApiServicer(self._db, self.fleet, self.tickets, self.runs), server
         )
         await _add_health_and_reflection(server)
         await server.start()
@@ -196,6 +221,30 @@ class CollectorServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.so_reuseport", 0),
         ]
+
+    async def _run_diagnostics(self, ticket: Ticket, playbook: str) -> None:
+        """Run a rule's diagnostic playbook for its new ticket; say on the ticket if it can't."""
+        assert self._db is not None and self.runs is not None
+        agent = await self._db.call(self._db.store.get_agent, ticket.agent_id or "")
+        reason = ""
+        if agent is None:
+            reason = "the ticket names no enrolled host"
+        else:
+            try:
+                run = await self.runs.start(f"rule:{ticket.rule}", agent, playbook, {}, ticket.id)
+            except CollectorError as exc:
+                reason = str(exc)
+            else:
+                if run.state == "undeliverable":
+                    reason = run.message
+        if reason:
+            note = NewEvent(
+                at_ms=now_ms(),
+                actor="system",
+                kind="diagnostics",
+                details={"playbook": playbook, "status": "not run", "error": reason},
+            )
+            await self._db.call(self._db.store.add_ticket_events, ticket.id, [note])
 
     def _settle_ms(self, rules: RuleSet) -> int:
         """How long restored firing tickets wait for the rules to fire again after a start."""
@@ -281,6 +330,18 @@ def _load_rules(path: Path | None) -> RuleSet:
         return load_rules(path or default_rules_path())
     except RuleFileError as exc:
         raise ConfigError("bad rule file:\n  " + "\n  ".join(exc.problems)) from exc
+
+
+def _load_catalogue(directory: Path | None) -> Catalogue | None:
+    """The playbook catalogue to serve: ``directory``, else the shipped one if signed."""
+    path = directory or SHIPPED_CATALOGUE
+    if directory is None and not (path / "MANIFEST.json").exists():
+        log.warning("no signed playbook catalogue at %s: playbooks disabled", path)
+        return None
+    try:
+        return load_catalogue(path)
+    except (OSError, ValueError, KeyError, PlaybookError) as exc:
+        raise ConfigError(f"--playbooks {path}: {exc}") from exc
 
 
 def _smtp(config: TicketsConfig) -> SmtpSettings | None:

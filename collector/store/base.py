@@ -11,7 +11,7 @@ map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
 from collector.errors import (
@@ -29,7 +29,10 @@ from collector.errors import (
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
+    "FINISHED_RUN_STATES",
     "ROLES",
+    "RUN_MODES",
+    "RUN_STATES",
     "AgentRecord",
     "AuditEntry",
     "Conflict",
@@ -39,6 +42,8 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "Role",
+    "RunRecord",
+    "RunState",
     "Store",
     "StoreError",
     "StoredFailure",
@@ -47,6 +52,7 @@ __all__ = [
     "TokenUnknown",
     "TokenUsed",
     "UnknownAgent",
+    "UnknownRun",
     "User",
     "UserExists",
 ]
@@ -133,6 +139,65 @@ class AuditEntry:
     details: Mapping[str, Any]
     prev_hash: str
     hash: str
+
+
+RunState = Literal[
+    "pending",
+    "sent",
+    "waiting_approval",
+    "running",
+    "ok",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "refused",
+    "undeliverable",
+]
+RUN_STATES: tuple[RunState, ...] = get_args(RunState)
+# A run in one of these states is over: its state never changes again.
+FINISHED_RUN_STATES: frozenset[RunState] = frozenset(
+    {"ok", "failed", "timed_out", "cancelled", "refused", "undeliverable"}
+)
+RUN_MODES: tuple[str, ...] = ("read-only", "mutating")
+
+
+class UnknownRun(NotFound):
+    """No playbook run with this id exists."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"unknown run {run_id!r}; list runs to find its id")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One playbook run on one agent, from request to result.
+
+    ``params`` hold secret values already masked by the caller. ``result`` is plain
+    JSON (steps, exit codes, durations, truncation, redactions); the output itself
+    lives in ``DATA_DIR/runs/RUN_ID.out``, described by ``output_bytes`` and
+    ``output_sha256`` once the run is finished.
+    """
+
+    run_id: str  # e.g. "run-1a2b3c4d5e6f"
+    agent_id: str
+    customer: str
+    hostname: str
+    playbook: str
+    version: str
+    mode: str  # "read-only" | "mutating" (RUN_MODES)
+    params: Mapping[str, str]
+    requested_by: str
+    requested_ms: int
+    ticket_id: int | None = None
+    state: RunState = "pending"
+    message: str = ""
+    updated_ms: int = 0
+    finished_ms: int | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    output_bytes: int = 0
+    output_sha256: str = ""
+    approved_by: str | None = None
 
 
 class Store(Protocol):
@@ -319,6 +384,55 @@ class Store(Protocol):
 
     def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
         """The ticket's timeline in id (insertion) order; empty for an unknown ticket."""
+        ...
+
+    # -- playbook runs ----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        """Insert a run and return it as stored: ``updated_ms`` 0 becomes
+        ``requested_ms``; a run created already finished (e.g. "refused") without
+        ``finished_ms`` gets ``finished_ms = updated_ms``.
+
+        Raises Conflict if the run_id exists, or InvalidRequest for an empty run_id,
+        agent_id, customer, playbook or requested_by, an unknown state or mode,
+        params that are not strings to strings, a result that is not plain JSON,
+        negative output_bytes, or finished_ms on a run that is not finished.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, in any state; None if unknown."""
+        ...
+
+    def list_runs(
+        self, customer: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first (requested_ms descending,
+        then run_id ascending), at most ``limit``. Raises InvalidRequest if limit < 1."""
+        ...
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        state: RunState | None = None,
+        message: str | None = None,
+        at_ms: int,
+        finished_ms: int | None = None,
+        result: Mapping[str, Any] | None = None,
+        output_bytes: int | None = None,
+        output_sha256: str | None = None,
+        approved_by: str | None = None,
+    ) -> RunRecord:
+        """Set only the fields given (not None) and ``updated_ms = at_ms``, atomically;
+        return the stored run. Moving to a finished state without ``finished_ms``
+        sets ``finished_ms = at_ms``.
+
+        A finished run never changes again: any update to it raises Conflict (a late
+        or repeated report; nothing is written). Raises UnknownRun (a NotFound) for an
+        unknown id, InvalidRequest for an unknown state, finished_ms on a run that
+        stays unfinished, a result that is not plain JSON or negative output_bytes.
+        """
         ...
 
     def close(self) -> None:

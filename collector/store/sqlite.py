@@ -40,17 +40,28 @@ from collector.errors import (
     UserExists,
 )
 from collector.store.base import (
+    FINISHED_RUN_STATES,
     ROLES,
     AgentRecord,
     AuditEntry,
     GapRecord,
     LatestBatch,
     Role,
+    RunRecord,
+    RunState,
     StoredFailure,
     StoredSample,
+    UnknownRun,
     User,
 )
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
+from collector.store.run_rows import (
+    RUN_COLUMNS,
+    check_limit,
+    new_run_values,
+    run_from_row,
+    run_update_values,
+)
 from collector.store.ticket_rows import (
     EVENT_COLUMNS,
     MUTABLE_COLUMNS,
@@ -119,6 +130,10 @@ _ACTIVE_BY_DEDUP = (
     "SELECT id FROM tickets WHERE customer = ? AND dedup_key = ? AND state <> 'closed' "
     "ORDER BY id DESC LIMIT 1"
 )
+
+_SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_RUN_MARKS = ", ".join("?" * len(RUN_COLUMNS))
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({_RUN_MARKS})"
 
 
 class SQLiteStore:
@@ -518,6 +533,83 @@ class SQLiteStore:
             ).fetchall()
         return [event_from_row(row) for row in rows]
 
+    # -- playbook runs ----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        stored, values = new_run_values(run)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
+                raise _run_exists(run.run_id)
+            try:
+                db.execute(_INSERT_RUN, values)
+            except sqlite3.IntegrityError as exc:  # another writer won the race
+                raise _run_exists(run.run_id) from exc
+        return stored
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._read() as db:
+            row = db.execute(f"{_SELECT_RUN} WHERE run_id = ?", (run_id,)).fetchone()
+        return run_from_row(row) if row else None
+
+    def list_runs(
+        self, customer: str | None = None, agent_id: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        check_limit(limit)
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (("customer", customer), ("agent_id", agent_id)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_RUN}{where} ORDER BY requested_ms DESC, run_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [run_from_row(row) for row in rows]
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        state: RunState | None = None,
+        message: str | None = None,
+        at_ms: int,
+        finished_ms: int | None = None,
+        result: Mapping[str, Any] | None = None,
+        output_bytes: int | None = None,
+        output_sha256: str | None = None,
+        approved_by: str | None = None,
+    ) -> RunRecord:
+        with self._write() as db:
+            current = _select_run(db, run_id)
+            if current.state in FINISHED_RUN_STATES:
+                raise _run_finished(current)
+            values = run_update_values(
+                run_id,
+                current.state,
+                state=state,
+                message=message,
+                at_ms=at_ms,
+                finished_ms=finished_ms,
+                result=result,
+                output_bytes=output_bytes,
+                output_sha256=output_sha256,
+                approved_by=approved_by,
+            )
+            # The state guard keeps a finished run final even where another writer
+            # could finish it between the read and the update (PostgreSQL).
+            finished = sorted(FINISHED_RUN_STATES)
+            cursor = db.execute(
+                f"UPDATE runs SET {', '.join(f'{c} = ?' for c in values)} "
+                f"WHERE run_id = ? AND state NOT IN ({_marks(len(finished))})",
+                (*values.values(), run_id, *finished),
+            )
+            if cursor.rowcount != 1:
+                raise _run_finished(_select_run(db, run_id))
+            return _select_run(db, run_id)
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
@@ -796,4 +888,25 @@ def _dedup_conflict(customer: str, dedup_key: str | None) -> Conflict:
         f"another ticket is already active for customer {customer!r} and "
         f"de-duplication key {dedup_key!r} (one fault, one ticket); look the key up "
         f"again and update that ticket"
+    )
+
+
+# -- run helpers ----------------------------------------------------------------------
+
+
+def _select_run(db: sqlite3.Connection, run_id: str) -> RunRecord:
+    row = db.execute(f"{_SELECT_RUN} WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(run_id)
+    return run_from_row(row)
+
+
+def _run_exists(run_id: str) -> Conflict:
+    return Conflict(f"run {run_id!r} already exists; start the run under a new id")
+
+
+def _run_finished(run: RunRecord) -> Conflict:
+    return Conflict(
+        f"run {run.run_id!r} already finished ({run.state}); a finished run never "
+        f"changes again, so this late update was not stored"
     )

@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,6 +75,8 @@ class FaultAlert(Protocol):
     @property
     def heartbeat(self) -> bool: ...
     @property
+    def playbook(self) -> str | None: ...
+    @property
     def labels(self) -> Any: ...
     @property
     def host(self) -> Any: ...  # HostRef: agent_id, customer, hostname
@@ -90,6 +92,7 @@ class TicketMetrics(Protocol):
 
 
 Deliver = Callable[[Notification], None]
+DiagnosticsHook = Callable[[Ticket, str], Awaitable[None]]  # (new ticket, playbook name)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class TicketService:
         self._settle_until_ms = 0
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
+        self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
         self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
 
     async def start(self, settle_ms: int) -> None:
@@ -337,6 +341,9 @@ class TicketService:
             ticket = await self._db.call(self._store.create_ticket, new, opened)
             self._metrics.ticket_opened(ticket.level, ticket.source)
             log.info("ticket %d opened: %s", ticket.id, ticket.title)
+            playbook = details.get("playbook")
+            if playbook and self.on_rule_ticket is not None:
+                await self.on_rule_ticket(ticket, str(playbook))
             return ticket
         history = await self._db.call(self._store.ticket_events, existing.id)
         transition = lifecycle.refire(
@@ -493,6 +500,7 @@ def _rule_details(alert: FaultAlert) -> dict[str, Any]:
     return {
         "value": alert.value,
         "summary": alert.summary,
+        "playbook": alert.playbook,
         "labels": dict(alert.labels),
     }
 

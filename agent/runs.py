@@ -1,0 +1,261 @@
+"""The agent's half of a playbook run: verify, check policy, wait for approval, execute.
+
+Order, for every RunRequest (nothing is parsed before its signature is checked):
+
+1. the manifest's Ed25519 signature against the vendor keys pinned in the agent
+   config, its expiry, and no catalogue or playbook version downgrade;
+2. the playbook file's SHA-256 against the manifest, then parsing;
+3. the parameters against the playbook's declared types and patterns;
+4. the customer's local policy: allow, approve (per run) or deny;
+5. execution, output redacted before it leaves the host.
+
+A refusal at any step is reported to the collector (which audits it) with the
+reason, and nothing runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
+from agent.playbook.executor import RunResult as ExecutionResult
+from agent.playbook.policy import ApprovalBook, Policy
+from playbooks.errors import PlaybookError
+from playbooks.model import BuiltinStep, ExecStep, Playbook
+from playbooks.params import render_builtin, render_exec, validate_params
+from playbooks.signing import verify_manifest, verify_playbook
+from proto import agent_pb2
+
+log = logging.getLogger(__name__)
+
+SEEN_FILE = "playbooks-seen.json"
+APPROVAL_TIMEOUT_SECONDS = 3600.0
+APPROVAL_POLL_SECONDS = 1.0
+
+Send = Callable[[agent_pb2.AgentMessage], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    """A run waiting for approval or executing."""
+
+    request: agent_pb2.RunRequest
+    approved: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RunHandler:
+    """Handles run requests, approvals and cancellations from the collector."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        trusted_keys: Sequence[bytes],
+        policy: Policy,
+        approvals: ApprovalBook,
+        executor: Executor,
+        send: Send,
+    ) -> None:
+        self._state_dir = state_dir
+        self._trusted_keys = list(trusted_keys)
+        self._policy = policy
+        self._approvals = approvals
+        self._executor = executor
+        self._send = send
+        self._runs: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_message(self, message: agent_pb2.CollectorMessage) -> None:
+        """Dispatch a run request, approval or cancellation (never blocks)."""
+        kind = message.WhichOneof("kind")
+        if kind == "run_request":
+            pending = _Pending(message.run_request)
+            self._runs[pending.request.run_id] = pending
+            task = asyncio.create_task(self._run(pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif kind == "run_approval":
+            run = self._runs.get(message.run_approval.run_id)
+            if run is not None:
+                run.approved.set()
+        elif kind == "run_cancel":
+            run = self._runs.get(message.run_cancel.run_id)
+            if run is not None:
+                run.cancel.set()
+
+    async def close(self) -> None:
+        for run in self._runs.values():
+            run.cancel.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, pending: _Pending) -> None:
+        request = pending.request
+        try:
+            playbook, values = self._verify(request)
+        except PlaybookError as exc:
+            await self._refuse(request, str(exc))
+            return
+        try:
+            if not await self._allowed(pending, playbook):
+                return
+            await self._update(request.run_id, "running", "")
+            result = await self._execute(pending, playbook, values)
+            await self._send(agent_pb2.AgentMessage(run_result=_result(request.run_id, result)))
+        except Exception as exc:  # report, never crash the agent
+            log.exception("run %s failed", request.run_id)
+            await self._send(
+                agent_pb2.AgentMessage(
+                    run_result=agent_pb2.RunResult(
+                        run_id=request.run_id, status="failed", error=f"agent error: {exc}"
+                    )
+                )
+            )
+        finally:
+            self._runs.pop(request.run_id, None)
+
+    def _verify(self, request: agent_pb2.RunRequest) -> tuple[Playbook, dict[str, str | int]]:
+        """Signature, expiry, downgrade, digest, parameters — in that order."""
+        seen = self._load_seen()
+        manifest = verify_manifest(
+            request.manifest,
+            request.manifest_signature,
+            self._trusted_keys,
+            now=time.time(),
+            min_catalogue_version=seen.get("catalogue_version"),
+            pinned_versions=seen.get("versions", {}),
+        )
+        playbook = verify_playbook(manifest, request.playbook, request.playbook_yaml)
+        values = validate_params(playbook, dict(request.params))
+        self._save_seen(manifest.catalogue_version, request.playbook, playbook.version, seen)
+        return playbook, values
+
+    async def _allowed(self, pending: _Pending, playbook: Playbook) -> bool:
+        request = pending.request
+        decision = self._policy.decide(playbook.name, playbook.mode)
+        if decision.kind == "deny":
+            await self._refuse(request, f"the host's policy denies playbook {playbook.name!r}")
+            return False
+        if decision.kind == "allow":
+            return True
+        await self._update(
+            request.run_id,
+            "waiting_approval",
+            f"{playbook.mode} playbook needs approval ({decision.approval_source}); on the host: "
+            f"aftercare-agent approve {request.run_id}",
+        )
+        approved = await self._wait_for_approval(pending, decision.approval_source)
+        if not approved:
+            await self._refuse(request, "not approved in time (approval expired)")
+        return approved
+
+    async def _wait_for_approval(self, pending: _Pending, source: str) -> bool:
+        deadline = time.monotonic() + APPROVAL_TIMEOUT_SECONDS
+        run_id = pending.request.run_id
+        while time.monotonic() < deadline and not pending.cancel.is_set():
+            if source in ("collector", "either") and pending.approved.is_set():
+                return True
+            if source in ("local", "either") and self._approvals.is_approved(run_id, time.time()):
+                return True
+            try:
+                await asyncio.wait_for(pending.approved.wait(), APPROVAL_POLL_SECONDS)
+            except TimeoutError:
+                pass
+            if source == "local":
+                pending.approved.clear()  # collector approvals do not count here
+        return False
+
+    async def _execute(
+        self, pending: _Pending, playbook: Playbook, values: dict[str, str | int]
+    ) -> ExecutionResult:
+        run_id = pending.request.run_id
+        steps = [_render(step, values) for step in playbook.steps]
+
+        async def forward(chunk: OutputChunk) -> None:
+            output = agent_pb2.RunOutput(
+                run_id=run_id, step=chunk.step, stream=chunk.stream, data=chunk.data
+            )
+            await self._send(agent_pb2.AgentMessage(run_output=output))
+
+        secrets = [str(values[p.name]) for p in playbook.parameters if p.secret and p.name in values]
+        return await self._executor.run(
+            playbook, steps, forward, pending.cancel, playbook.timeout_seconds, secrets
+        )
+
+    async def _refuse(self, request: agent_pb2.RunRequest, reason: str) -> None:
+        log.warning("run %s of %r refused: %s", request.run_id, request.playbook, reason)
+        await self._update(request.run_id, "refused", reason)
+
+    async def _update(self, run_id: str, state: str, message: str) -> None:
+        update = agent_pb2.RunUpdate(run_id=run_id, state=state, message=message)
+        await self._send(agent_pb2.AgentMessage(run_update=update))
+
+    def _load_seen(self) -> dict[str, Any]:
+        path = self._state_dir / SEEN_FILE
+        if not path.exists():
+            return {}
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def _save_seen(
+        self, catalogue_version: int, name: str, version: str, seen: dict[str, Any]
+    ) -> None:
+        """Remember the newest accepted versions: older ones are refused from now on."""
+        versions = dict(seen.get("versions", {}))
+        versions[name] = version
+        data = {
+            "catalogue_version": max(catalogue_version, seen.get("catalogue_version", 0)),
+            "versions": versions,
+        }
+        tmp = self._state_dir / (SEEN_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self._state_dir / SEEN_FILE)
+
+
+def _render(step: ExecStep | BuiltinStep, values: dict[str, str | int]) -> RenderedExec | RenderedBuiltin:
+    if isinstance(step, ExecStep):
+        argv, env = render_exec(step, values)
+        return RenderedExec(
+            name=step.name,
+            argv=tuple(argv),
+            env=env,
+            timeout_seconds=step.timeout_seconds,
+            output_limit_bytes=step.output_limit_bytes,
+            run_as=step.run_as,
+        )
+    return RenderedBuiltin(
+        name=step.name,
+        function=step.function,
+        args=render_builtin(step, values),
+        timeout_seconds=step.timeout_seconds,
+        output_limit_bytes=step.output_limit_bytes,
+    )
+
+
+def _result(run_id: str, result: ExecutionResult) -> agent_pb2.RunResult:
+    return agent_pb2.RunResult(
+        run_id=run_id,
+        status=result.status,
+        duration_ms=result.duration_ms,
+        redactions=result.redactions,
+        steps=[
+            agent_pb2.StepResult(
+                name=s.name,
+                status=s.status,
+                exit_code=s.exit_code or 0,
+                has_exit_code=s.exit_code is not None,
+                duration_ms=s.duration_ms,
+                truncated=s.truncated,
+                output_bytes=s.output_bytes,
+                redactions=s.redactions,
+                error=s.error,
+            )
+            for s in result.steps
+        ],
+    )

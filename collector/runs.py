@@ -1,0 +1,369 @@
+"""Playbook runs: engineers ask, agents verify and execute, the collector records.
+
+The collector never decides what runs on a host. It forwards the vendor-signed
+catalogue entry (manifest, signature, playbook bytes) with typed parameters; the
+agent verifies the signature and digest, validates the parameters and applies the
+customer's policy. The collector stores the run, its live output (under
+``DATA_DIR/runs/RUN_ID.out``, hashed when finished), the result, and attaches the
+output to the ticket the run belongs to. Refusals by the agent go to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from playbooks.loader import parse_playbook
+from playbooks.params import validate_params
+
+from collector.auth import Principal
+from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.rules import HostRef
+from collector.store import AgentRecord
+from collector.store.base import FINISHED_RUN_STATES, RunRecord
+from collector.store.writer import StoreThread
+from collector.tickets.model import NewEvent
+from playbooks.errors import PlaybookError
+from playbooks.model import Playbook
+from proto import agent_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per run, on the collector's disk
+EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
+SECRET_MASK = "***"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The signed catalogue the collector serves (it holds no signing key)."""
+
+    manifest: bytes
+    signature: bytes
+    files: Mapping[str, bytes]  # playbook name -> exact file bytes
+    playbooks: Mapping[str, Playbook]  # parsed for listing and early parameter checks
+    catalogue_version: int
+    expires_ms: int
+
+
+def load_catalogue(directory: Path) -> Catalogue:
+    """Read MANIFEST.json, MANIFEST.sig and the playbook files it names from ``directory``.
+
+    The signature is not checked here (agents check it); a missing manifest or file
+    raises InvalidRequest naming it.
+    """
+    manifest_path, signature_path = directory / "MANIFEST.json", directory / "MANIFEST.sig"
+    for path in (manifest_path, signature_path):
+        if not path.exists():
+            raise InvalidRequest(
+                f"playbook catalogue {directory}: {path.name} missing; sign it with "
+                "`aftercare playbooks sign --key KEY DIR`"
+            )
+    manifest = manifest_path.read_bytes()
+    document = json.loads(manifest)
+    files: dict[str, bytes] = {}
+    parsed: dict[str, Playbook] = {}
+    for entry in document["playbooks"]:
+        data = (directory / entry["file"]).read_bytes()
+        files[entry["name"]] = data
+        parsed[entry["name"]] = parse_playbook(data, str(directory / entry["file"]))
+    return Catalogue(
+        manifest=manifest,
+        signature=signature_path.read_bytes(),
+        files=files,
+        playbooks=parsed,
+        catalogue_version=int(document["catalogue_version"]),
+        expires_ms=_iso_ms(document["expires_at"]),
+    )
+
+
+class RunService:
+    """Starts runs, relays approvals, records what agents report."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        catalogue: Catalogue | None,
+        send: Callable[[str, agent_pb2.CollectorMessage], bool],
+        output_dir: Path,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._db = db
+        self._store = db.store
+        self.catalogue = catalogue
+        self._send = send
+        self._output_dir = output_dir
+        self._clock_ms = clock_ms
+        self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- engineers ----------------------------------------------------------------------
+
+    def list_playbooks(self) -> list[Playbook]:
+        if self.catalogue is None:
+            return []
+        return [self.catalogue.playbooks[name] for name in sorted(self.catalogue.playbooks)]
+
+    async def start(
+        self,
+        requested_by: str,
+        agent: AgentRecord,
+        playbook_name: str,
+        params: Mapping[str, str],
+        ticket_id: int | None,
+    ) -> RunRecord:
+        """Record a run and send it to the agent; ``undeliverable`` if it is not connected."""
+        playbook = self._playbook(playbook_name)
+        masked = _mask(playbook, params)
+        self._check_params(playbook, params)
+        now = self._clock_ms()
+        run = RunRecord(
+            run_id="run-" + secrets.token_hex(8),
+            agent_id=agent.agent_id,
+            customer=agent.customer,
+            hostname=agent.hostname,
+            playbook=playbook.name,
+            version=playbook.version,
+            mode=playbook.mode,
+            params=masked,
+            requested_by=requested_by,
+            requested_ms=now,
+            ticket_id=ticket_id,
+            updated_ms=now,
+        )
+        run = await self._db.call(self._store.create_run, run)
+        await self._audit(requested_by, "playbook.run_requested", run, {"params": dict(masked)})
+        assert self.catalogue is not None
+        request = agent_pb2.RunRequest(
+            run_id=run.run_id,
+            playbook=playbook.name,
+            params=dict(params),
+            manifest=self.catalogue.manifest,
+            manifest_signature=self.catalogue.signature,
+            playbook_yaml=self.catalogue.files[playbook.name],
+            requested_by=requested_by,
+            ticket_id=ticket_id or 0,
+        )
+        if self._send(agent.agent_id, agent_pb2.CollectorMessage(run_request=request)):
+            return await self._update(run.run_id, state="sent")
+        return await self._finish(run.run_id, "undeliverable", "the host is not connected")
+
+    async def approve(self, who: Principal, run_id: str) -> RunRecord:
+        """A customer user of the run's customer approves a run that waits for approval."""
+        if who.role != "customer":
+            raise PermissionDenied("only a customer user of this host's customer can approve")
+        run = await self.get(who, run_id)
+        if run.state != "waiting_approval":
+            raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
+        approval = agent_pb2.RunApproval(run_id=run_id, approved_by=f"user:{who.name}")
+        if not self._send(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
+            raise Conflict(f"the host of run {run_id} is not connected; approve on the host")
+        await self._audit(f"user:{who.name}", "playbook.run_approved", run, {})
+        return await self._update(run_id, approved_by=f"user:{who.name}")
+
+    async def get(self, who: Principal, run_id: str) -> RunRecord:
+        run = await self._db.call(self._store.get_run, run_id)
+        if run is None or not who.can_see(run.customer):
+            raise NotFound(f"no run {run_id}; `aftercare runs` lists them")
+        return run
+
+    async def list(self, who: Principal, agent_id: str | None, limit: int) -> list[RunRecord]:
+        customer = who.visible_customer(None)
+        return await self._db.call(self._store.list_runs, customer, agent_id, limit)
+
+    def output(self, run_id: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[bytes, bool]:
+        """The stored (redacted) output and whether it was cut at ``limit``."""
+        path = self._output_path(run_id)
+        if not path.exists():
+            return b"", False
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+        return data[:limit], len(data) > limit
+
+    async def follow(self, who: Principal, run_id: str) -> AsyncIterator[Any]:
+        """The run's current state, then its output and state changes until it finishes."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._followers[run_id].append(queue)
+        try:
+            run = await self.get(who, run_id)
+            yield run
+            if run.state in FINISHED_RUN_STATES:
+                return
+            while True:
+                item = await queue.get()
+                yield item
+                if isinstance(item, RunRecord) and item.state in FINISHED_RUN_STATES:
+                    return
+        finally:
+            self._followers[run_id].remove(queue)
+            if not self._followers[run_id]:
+                del self._followers[run_id]
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None:
+        """Record a run update, output chunk or result sent by ``host``'s agent."""
+        kind = message.WhichOneof("kind") or ""
+        run_id = getattr(message, kind).run_id
+        run = await self._db.call(self._store.get_run, run_id)
+        if run is None or run.agent_id != host.agent_id:
+            log.warning("agent %s sent %s for unknown run %s", host.agent_id, kind, run_id)
+            return
+        if run.state in FINISHED_RUN_STATES:
+            return
+        if kind == "run_output":
+            self._append_output(run, message.run_output)
+        elif kind == "run_update":
+            await self._on_update(run, message.run_update)
+        else:
+            await self._on_result(run, message.run_result)
+
+    def _append_output(self, run: RunRecord, chunk: agent_pb2.RunOutput) -> None:
+        path = self._output_path(run.run_id)
+        size = path.stat().st_size if path.exists() else 0
+        room = MAX_OUTPUT_BYTES - size
+        if room > 0:
+            with path.open("ab") as handle:
+                handle.write(chunk.data[:room])
+        self._publish(run.run_id, chunk)
+
+    async def _on_update(self, run: RunRecord, update: agent_pb2.RunUpdate) -> None:
+        if update.state == "refused":
+            await self._finish(run.run_id, "refused", update.message)
+            return
+        if update.state not in ("verified", "waiting_approval", "running"):
+            log.warning("run %s: unknown state %r from the agent", run.run_id, update.state)
+            return
+        state = "sent" if update.state == "verified" else update.state
+        await self._update(run.run_id, state=state, message=update.message)
+
+    async def _on_result(self, run: RunRecord, result: agent_pb2.RunResult) -> None:
+        summary = {
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "redactions": result.redactions,
+            "error": result.error,
+            "steps": [_step_dict(step) for step in result.steps],
+        }
+        state = result.status if result.status in FINISHED_RUN_STATES else "failed"
+        record = await self._finish(run.run_id, state, result.error, summary)
+        if record.ticket_id:
+            await self._attach_to_ticket(record)
+
+    async def _finish(
+        self, run_id: str, state: str, message: str, result: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        data, _ = self.output(run_id)
+        record = await self._update(
+            run_id,
+            state=state,
+            message=message,
+            finished_ms=self._clock_ms(),
+            result=result,
+            output_bytes=len(data),
+            output_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        if state == "refused":
+            await self._audit(
+                f"agent:{record.agent_id}", "playbook.run_refused", record, {"reason": message}
+            )
+        return record
+
+    async def _attach_to_ticket(self, run: RunRecord) -> None:
+        data, _ = self.output(run.run_id, EXCERPT_BYTES)
+        event = NewEvent(
+            at_ms=self._clock_ms(),
+            actor=f"agent:{run.agent_id}",
+            kind="diagnostics",
+            details={
+                "run_id": run.run_id,
+                "playbook": run.playbook,
+                "version": run.version,
+                "status": run.state,
+                "output": data.decode("utf-8", "replace"),
+                "output_bytes": run.output_bytes,
+                "output_sha256": run.output_sha256,
+            },
+        )
+        assert run.ticket_id is not None
+        await self._db.call(self._store.add_ticket_events, run.ticket_id, [event])
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _update(self, run_id: str, **fields: Any) -> RunRecord:
+        record = await self._db.call(
+            lambda: self._store.update_run(run_id, at_ms=self._clock_ms(), **fields)
+        )
+        self._publish(run_id, record)
+        return record
+
+    def _publish(self, run_id: str, item: Any) -> None:
+        for queue in self._followers.get(run_id, ()):
+            queue.put_nowait(item)
+
+    async def _audit(
+        self, actor: str, action: str, run: RunRecord, details: Mapping[str, Any]
+    ) -> None:
+        await self._db.call(
+            self._store.append_audit,
+            actor,
+            action,
+            run.run_id,
+            {
+                "playbook": run.playbook,
+                "agent_id": run.agent_id,
+                "customer": run.customer,
+                **details,
+            },
+            self._clock_ms(),
+        )
+
+    def _playbook(self, name: str) -> Playbook:
+        if self.catalogue is None:
+            raise InvalidRequest("this collector serves no playbook catalogue (--playbooks)")
+        playbook = self.catalogue.playbooks.get(name)
+        if playbook is None:
+            raise NotFound(f"no playbook {name!r}; `aftercare playbooks list` shows them")
+        return playbook
+
+    @staticmethod
+    def _check_params(playbook: Playbook, params: Mapping[str, str]) -> None:
+        """Early, friendly parameter errors (the agent validates again: it trusts no one)."""
+        try:
+            validate_params(playbook, params)
+        except PlaybookError as exc:
+            raise InvalidRequest(str(exc)) from exc
+
+    def _output_path(self, run_id: str) -> Path:
+        return self._output_dir / f"{run_id}.out"
+
+
+def _mask(playbook: Playbook, params: Mapping[str, str]) -> dict[str, str]:
+    secret = {p.name for p in playbook.parameters if p.secret}
+    return {k: SECRET_MASK if k in secret else v for k, v in params.items()}
+
+
+def _step_dict(step: agent_pb2.StepResult) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "status": step.status,
+        "exit_code": step.exit_code if step.has_exit_code else None,
+        "duration_ms": step.duration_ms,
+        "truncated": step.truncated,
+        "output_bytes": step.output_bytes,
+        "redactions": step.redactions,
+        "error": step.error,
+    }
+
+
+def _iso_ms(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
