@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.config import load_config
+from agent.durations import parse_duration
 from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
@@ -79,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_run)
 
     p = commands.add_parser(
+        "approve",
+        help="approve one playbook run on this host",
+        description="Approve a waiting playbook run by id (shown by `aftercare runs` or in the "
+        "agent log). Counts where the host's policy accepts local approvals.",
+    )
+    _state_dir_arg(p)
+    p.add_argument("run_id", help="the run to approve, e.g. run-0123456789abcdef")
+    p.add_argument("--for", dest="valid_for", default="1h", help="approval validity (1h)")
+    p.set_defaults(handler=_approve)
+
+    p = commands.add_parser(
         "status",
         help="show identity and spool state",
         description="Print this agent's identity and how much is waiting in its spool.",
@@ -136,6 +150,18 @@ def _run(args: argparse.Namespace) -> int:
         await run_agent(args.state_dir, config, stop)
 
     asyncio.run(run())
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
+
+    until = time.time() + parse_duration(args.valid_for)
+    by = f"os-user:{getpass.getuser()}"
+    ApprovalBook(args.state_dir / APPROVALS_DIR).approve(args.run_id, until, by=by)
+    print(
+        f"approved {args.run_id} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))}"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "LOG_LEVELS",
     "AgentConfig",
     "LogConfig",
+    "PlaybooksConfig",
     "SpoolConfig",
     "StreamConfig",
     "load_config",
@@ -94,6 +95,24 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class PlaybooksConfig:
+    """``[playbooks]``: which vendor keys to trust and where the customer's policy is."""
+
+    trusted_keys: tuple[str, ...] = ()  # vendor Ed25519 public keys (PEM files); none: no runs
+    policy: str = "/etc/aftercare/policy.toml"  # the customer's policy file
+    max_concurrent_runs: int = 2
+    workdir: str = "/"  # working directory of exec steps
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.max_concurrent_runs <= 16,
+            "playbooks.max_concurrent_runs",
+            f"must be between 1 and 16, got {self.max_concurrent_runs}",
+        )
+        _require(self.workdir.startswith("/"), "playbooks.workdir", "must be an absolute path")
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent reads from its config file; durations are in seconds."""
 
@@ -103,6 +122,7 @@ class AgentConfig:
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    playbooks: PlaybooksConfig = field(default_factory=PlaybooksConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.interval <= 3600, "interval", "must be between 1s and 1h")
@@ -170,6 +190,12 @@ def _string(key: str, value: object) -> str:
     return value
 
 
+def _string_list(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong_type(key, value, 'a list of strings such as ["/etc/aftercare/vendor.pub"]')
+    return tuple(value)
+
+
 def _log_level(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise _wrong_type(key, value, 'a log level such as "info"')
@@ -205,6 +231,12 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "renew_at_fraction": _fraction,
     },
     "log": {"level": _log_level},
+    "playbooks": {
+        "trusted_keys": _string_list,
+        "policy": _string,
+        "max_concurrent_runs": _integer,
+        "workdir": _string,
+    },
 }
 _SECTIONS = tuple(name for name in _SCHEMA if name)
 
@@ -245,6 +277,7 @@ def _build(document: Mapping[str, Any]) -> AgentConfig:
         spool=SpoolConfig(**values["spool"]),
         stream=StreamConfig(**values["stream"]),
         log=LogConfig(**values["log"]),
+        playbooks=PlaybooksConfig(**values["playbooks"]),
     )
 
 

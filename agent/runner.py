@@ -16,6 +16,7 @@ from pathlib import Path
 from agent import __version__
 from agent.config import AgentConfig
 from agent.identity import load_identity
+from agent.runs import build_run_handler
 from agent.sampler import Cycle, Sampler
 from agent.stream import CollectorLink, SpoolWorker
 from proto import agent_pb2
@@ -59,10 +60,13 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
     spool = SpoolWorker(state_dir / SPOOL_FILE, config.spool.max_size, config.spool.max_age)
     sampler = Sampler(check_timeout=config.check_timeout)
     link = CollectorLink(state_dir, spool, config.stream, hello_for(config))
+    runs = build_run_handler(state_dir, config.playbooks, link.send_live)
+    link.on_message = runs.on_message
     link_task = asyncio.create_task(link.run_forever())
     try:
         await _sample_until(stop, sampler, spool, link, config.interval)
     finally:
+        await runs.close()
         link_task.cancel()
         await asyncio.gather(link_task, return_exceptions=True)
         sampler.close()

@@ -16,6 +16,7 @@ reason, and nothing runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -24,9 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config import PlaybooksConfig
+from agent.errors import ConfigError
+from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
 from agent.playbook.executor import RunResult as ExecutionResult
-from agent.playbook.policy import ApprovalBook, Policy
+from agent.playbook.policy import Policy, load_policy
+from agent.playbook.redact import Redactor
 from playbooks.errors import PlaybookError
 from playbooks.model import BuiltinStep, ExecStep, Playbook
 from playbooks.params import render_builtin, render_exec, validate_params
@@ -97,6 +102,11 @@ class RunHandler:
 
     async def _run(self, pending: _Pending) -> None:
         request = pending.request
+        if not self._trusted_keys:
+            await self._refuse(
+                request, "this agent trusts no vendor key: set playbooks.trusted_keys in its config"
+            )
+            return
         try:
             playbook, values = self._verify(request)
         except PlaybookError as exc:
@@ -163,10 +173,8 @@ class RunHandler:
                 return True
             if source in ("local", "either") and self._approvals.is_approved(run_id, time.time()):
                 return True
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.approved.wait(), APPROVAL_POLL_SECONDS)
-            except TimeoutError:
-                pass
             if source == "local":
                 pending.approved.clear()  # collector approvals do not count here
         return False
@@ -183,7 +191,9 @@ class RunHandler:
             )
             await self._send(agent_pb2.AgentMessage(run_output=output))
 
-        secrets = [str(values[p.name]) for p in playbook.parameters if p.secret and p.name in values]
+        secrets = [
+            str(values[p.name]) for p in playbook.parameters if p.secret and p.name in values
+        ]
         return await self._executor.run(
             playbook, steps, forward, pending.cancel, playbook.timeout_seconds, secrets
         )
@@ -218,7 +228,9 @@ class RunHandler:
         tmp.replace(self._state_dir / SEEN_FILE)
 
 
-def _render(step: ExecStep | BuiltinStep, values: dict[str, str | int]) -> RenderedExec | RenderedBuiltin:
+def _render(
+    step: ExecStep | BuiltinStep, values: dict[str, str | int]
+) -> RenderedExec | RenderedBuiltin:
     if isinstance(step, ExecStep):
         argv, env = render_exec(step, values)
         return RenderedExec(
@@ -259,3 +271,27 @@ def _result(run_id: str, result: ExecutionResult) -> agent_pb2.RunResult:
             for s in result.steps
         ],
     )
+
+
+def build_run_handler(state_dir: Path, config: PlaybooksConfig, send: Send) -> RunHandler:
+    """The run handler as configured: pinned keys, the customer's policy, the executor.
+
+    Raises ConfigError (policy, keys) so a bad file stops the agent at start.
+    """
+    keys = []
+    for path in config.trusted_keys:
+        try:
+            keys.append(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read vendor key {path}: {exc.strerror or exc}",
+                key="playbooks.trusted_keys",
+            ) from exc
+    policy = load_policy(Path(config.policy))
+    executor = Executor(
+        max_concurrent_runs=config.max_concurrent_runs,
+        workdir=Path(config.workdir),
+        redactor=Redactor(),
+    )
+    approvals = ApprovalBook(state_dir / APPROVALS_DIR)
+    return RunHandler(state_dir, keys, policy, approvals, executor, send)

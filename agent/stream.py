@@ -10,6 +10,7 @@ its lifetime has passed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 import logging
@@ -35,6 +36,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
+LIVE_BACKLOG = 1000  # run updates/results kept while disconnected
 WELCOME_TIMEOUT_SECONDS = 30.0
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -99,6 +101,29 @@ class CollectorLink:
         self._sleep = sleep
         self._new_data = asyncio.Event()
         self.status = StreamStatus()
+        self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
+        self._call: Any = None
+        self._write_lock = asyncio.Lock()
+        self._backlog: collections.deque[bytes] = collections.deque(maxlen=LIVE_BACKLOG)
+
+    async def send_live(self, message: agent_pb2.AgentMessage) -> None:
+        """Send a message that is not spooled (run updates, output, results).
+
+        While disconnected, updates and results wait in a small in-memory backlog
+        (sent after the next welcome); output chunks are dropped — the run result
+        still says how much output there was.
+        """
+        payload = message.SerializeToString()
+        call = self._call
+        if call is not None and self.status.connected:
+            try:
+                async with self._write_lock:
+                    await call.write(payload)
+                return
+            except Exception:  # the stream just broke: fall through to the backlog
+                log.info("live message not sent: the stream is down")
+        if message.WhichOneof("kind") != "run_output":
+            self._backlog.append(payload)
 
     def notify(self) -> None:
         """Something was appended to the spool: send it if connected."""
@@ -124,6 +149,7 @@ class CollectorLink:
             if self.status.connected:
                 attempt = 0  # the last session got through: start the backoff afresh
             self.status.connected = False
+            self._call = None
             delay = backoff_delay(attempt, self._config.initial_backoff, self._config.max_backoff)
             attempt += 1
             self.status.reconnects += 1
@@ -160,6 +186,9 @@ class CollectorLink:
             await self._spool.call(
                 self._spool.spool.advance_sequence, welcome.welcome.last_sequence
             )
+            self._call = call
+            while self._backlog:
+                await call.write(self._backlog.popleft())
             self.status.connected = True
             self.status.last_error = ""
             log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
@@ -201,7 +230,8 @@ class CollectorLink:
                 entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
             for entry in entries:
                 in_flight.add(entry.sequence)
-                await call.write(entry.payload)
+                async with self._write_lock:
+                    await call.write(entry.payload)
                 last_sent = entry.sequence
             if len(in_flight) >= limit:
                 window_open.clear()
@@ -216,6 +246,8 @@ class CollectorLink:
                 await call.code()
                 raise ConnectionError("collector ended the stream")
             if message.WhichOneof("kind") != "ack":
+                if self.on_message is not None:
+                    self.on_message(message)
                 continue
             sequence = message.ack.sequence
             await self._spool.call(self._spool.spool.ack, sequence)

@@ -4,12 +4,16 @@ A playbook is a named, versioned list of steps. ``exec`` steps run one program w
 an argv list, no shell; parameters reach a step only as whole argv elements
 (``{{ param }}`` must be the entire element) or as environment variables.
 ``builtin`` steps call a named, read-only agent function.
+
+``Manifest`` / ``ManifestEntry`` are what a verified, signed catalogue manifest
+becomes (see ``playbooks.signing``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 Mode = Literal["read-only", "mutating"]
@@ -77,3 +81,33 @@ class Playbook:
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One playbook of a signed catalogue: the sha256 of its file's exact bytes."""
+
+    name: str
+    version: str
+    mode: Mode
+    file: str  # a bare file name in the catalogue directory ("disk-usage.yaml")
+    sha256: str  # lower-case hex
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A verified catalogue manifest (signature, expiry and downgrade checks passed)."""
+
+    format: int
+    catalogue_version: int  # monotonic: an agent never accepts a lower one
+    issued_at: datetime  # UTC
+    expires_at: datetime  # UTC
+    playbooks: tuple[ManifestEntry, ...]
+    signer: str = ""  # key id of the trusted vendor key that verified the signature
+
+    def entry(self, name: str) -> ManifestEntry | None:
+        return next((e for e in self.playbooks if e.name == name), None)
+
+    def versions(self) -> dict[str, str]:
+        """Playbook name -> version: what an agent keeps to refuse later downgrades."""
+        return {e.name: e.version for e in self.playbooks}

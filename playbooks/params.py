@@ -35,7 +35,9 @@ Value = str | int
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII only: int() would also take "1_0", " 5", "٥"
+_INT = re.compile(
+    r"-?[0-9]{1,18}"
+)  # ASCII only: int() would also take "1_0", " 5" and non-ASCII digits
 _SHOWN = 80  # characters of a refused (non-secret) value quoted in an error
 
 

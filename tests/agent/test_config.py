@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, LogConfig, SpoolConfig, StreamConfig, load_config
+from agent.config import (
+    AgentConfig,
+    LogConfig,
+    PlaybooksConfig,
+    SpoolConfig,
+    StreamConfig,
+    load_config,
+)
 from agent.durations import parse_duration, parse_size
 from agent.errors import ConfigError
 
@@ -33,7 +40,12 @@ def config_error(tmp_path: Path, text: str) -> ConfigError:
     return error
 
 
-SECTIONS = {"spool": SpoolConfig, "stream": StreamConfig, "log": LogConfig}
+SECTIONS = {
+    "spool": SpoolConfig,
+    "stream": StreamConfig,
+    "log": LogConfig,
+    "playbooks": PlaybooksConfig,
+}
 
 
 def dotted_keys() -> list[str]:

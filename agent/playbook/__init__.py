@@ -1,0 +1,65 @@
+"""The agent's playbook runner: executes signed, policy-allowed playbooks on this host.
+
+The control stream (agent/stream.py) verifies a run request with the ``playbooks``
+package, asks ``Policy.decide`` (and, for approvals given on the host, the
+``ApprovalBook``), renders the steps into ``RenderedExec`` / ``RenderedBuiltin`` and
+hands them to ``Executor.run``, which streams redacted ``OutputChunk`` values and
+returns a ``RunResult``. Modules, one concern each:
+
+    executor    processes, builtin calls, timeouts, output caps, concurrency limit
+    builtins    the read-only builtin functions (imported lazily: it needs psutil)
+    redact      secret redaction applied to output before it leaves the host
+    policy      the customer's policy file and its decisions
+    approvals   approvals given on the host (``aftercare-agent approve``)
+    errors      the package's exception tree
+"""
+
+from agent.playbook.approvals import ApprovalBook
+from agent.playbook.errors import (
+    ApprovalError,
+    BuiltinArgumentError,
+    BuiltinError,
+    ExecutorBusy,
+    PlaybookRunError,
+    PolicyError,
+    RedactPatternError,
+)
+from agent.playbook.executor import (
+    BuiltinFn,
+    Executor,
+    OutputChunk,
+    RenderedBuiltin,
+    RenderedExec,
+    RenderedStep,
+    RunResult,
+    StepResult,
+    truncation_marker,
+)
+from agent.playbook.policy import DEFAULT_POLICY_PATH, Decision, Policy, load_policy
+from agent.playbook.redact import Redactor, secret_values
+
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "ApprovalBook",
+    "ApprovalError",
+    "BuiltinArgumentError",
+    "BuiltinError",
+    "BuiltinFn",
+    "Decision",
+    "Executor",
+    "ExecutorBusy",
+    "OutputChunk",
+    "PlaybookRunError",
+    "Policy",
+    "PolicyError",
+    "RedactPatternError",
+    "Redactor",
+    "RenderedBuiltin",
+    "RenderedExec",
+    "RenderedStep",
+    "RunResult",
+    "StepResult",
+    "load_policy",
+    "secret_values",
+    "truncation_marker",
+]
