@@ -36,6 +36,8 @@ proto: $(STAMP)  ## regenerate the Python code from proto/*.proto
 bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/agent_cycle.py
 	$(BIN)/python tests/bench/ingest.py
+	$(BIN)/python tests/bench/rules_eval.py
+	$(BIN)/python tests/bench/fault_to_ticket.py
 
 clean:           ## remove the venv and demo state
 	rm -rf $(VENV) var

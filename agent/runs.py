@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class RunHandler:
             request.manifest,
             request.manifest_signature,
             self._trusted_keys,
-            now=time.time(),
+            now=datetime.now(UTC),
             min_catalogue_version=seen.get("catalogue_version"),
             pinned_versions=seen.get("versions", {}),
         )
@@ -195,7 +196,7 @@ class RunHandler:
             str(values[p.name]) for p in playbook.parameters if p.secret and p.name in values
         ]
         return await self._executor.run(
-            playbook, steps, forward, pending.cancel, playbook.timeout_seconds, secrets
+            playbook, steps, forward, pending.cancel, playbook.timeout_seconds, secrets=secrets
         )
 
     async def _refuse(self, request: agent_pb2.RunRequest, reason: str) -> None:

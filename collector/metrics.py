@@ -18,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector.fleet import Fleet, HostState
+from collector.tickets.model import LEVELS
+from collector.tickets.sla import CLOCK_NAMES as SLA_CLOCKS
 
 HOST_PREFIX = "aftercare_host_"
 _HOST_LABELS = ("customer", "host", "agent_id")
@@ -99,6 +101,12 @@ class CollectorMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=registry,
         )
+        for clock in SLA_CLOCKS:  # start at 0 so increase() sees the first breach
+            for level in LEVELS:
+                self.sla_breaches.labels(clock, level)
+        for channel in ("webhook", "email"):
+            for result in ("delivered", "failed"):
+                self.notifications.labels(channel, result)
         registry.register(_FleetCollector(fleet))
 
     def ticket_opened(self, level: str, source: str) -> None:

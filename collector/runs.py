@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playbooks.loader import parse_playbook
-from playbooks.params import validate_params
-
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from collector.rules import HostRef
@@ -33,7 +30,9 @@ from collector.store.base import FINISHED_RUN_STATES, RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
 from playbooks.errors import PlaybookError
+from playbooks.loader import load_playbook_bytes
 from playbooks.model import Playbook
+from playbooks.params import validate_params
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ def load_catalogue(directory: Path) -> Catalogue:
     for entry in document["playbooks"]:
         data = (directory / entry["file"]).read_bytes()
         files[entry["name"]] = data
-        parsed[entry["name"]] = parse_playbook(data, str(directory / entry["file"]))
+        parsed[entry["name"]] = load_playbook_bytes(data, str(directory / entry["file"]))
     return Catalogue(
         manifest=manifest,
         signature=signature_path.read_bytes(),

@@ -189,17 +189,6 @@ def test_alertmanager_posts_to_the_collector_webhook_with_a_token_file() -> None
     assert config["route"]["receiver"] == "aftercare"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG collector/metrics.py:84-95: aftercare_sla_breaches_total{clock,level} and "
-        "aftercare_notifications_total{channel,result} are created at their first "
-        "increment, so increase() in AftercareSlaBreached / AftercareNotificationsFailing "
-        "cannot see the first breach (or failure) of each label set after a collector "
-        "start; fix: call .labels(...) for every clock x level and channel x result in "
-        "CollectorMetrics.__init__ so the series start at 0"
-    ),
-)
 def test_counters_the_rules_watch_are_exposed_from_zero() -> None:
     registry = CollectorRegistry()
     CollectorMetrics(registry, Fleet())

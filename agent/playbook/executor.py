@@ -310,21 +310,27 @@ class Executor:
             identity = _identity(step.run_as)
         except _StepError as exc:
             return sink.result("failed", started, error=str(exc)), "done"
+        pipes = _Pipes()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *step.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self._workdir,
-                env=env,
-                start_new_session=True,
-                **identity,
-            )
-        except (OSError, ValueError) as exc:
-            status, error = self._spawn_error(step, exc)
-            return sink.result(status, started, error=error), "done"
-        outcome = await self._supervise(process, sink, step, run)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *step.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=pipes.child_stdout,
+                    stderr=pipes.child_stderr,
+                    cwd=self._workdir,
+                    env=env,
+                    start_new_session=True,
+                    **identity,
+                )
+            except (OSError, ValueError) as exc:
+                status, error = self._spawn_error(step, exc)
+                return sink.result(status, started, error=error), "done"
+            finally:
+                pipes.close_child_ends()
+            outcome = await self._supervise(process, pipes, sink, step, run)
+        finally:
+            pipes.close()
         return _exec_result(sink, process, started, outcome, step, run), outcome
 
     def _spawn_error(self, step: RenderedExec, exc: OSError | ValueError) -> tuple[StepStatus, str]:
@@ -339,17 +345,24 @@ class Executor:
         return "failed", f"cannot start {program}: {detail}"
 
     async def _supervise(
-        self, process: asyncio.subprocess.Process, sink: _Sink, step: RenderedExec, run: _Run
+        self,
+        process: asyncio.subprocess.Process,
+        pipes: _Pipes,
+        sink: _Sink,
+        step: RenderedExec,
+        run: _Run,
     ) -> _Outcome:
         """Wait for the step to end (or stop it), then let its output drain."""
-        assert process.stdout is not None and process.stderr is not None
-        pumps = asyncio.ensure_future(
-            asyncio.gather(sink.pump(process.stdout, "stdout"), sink.pump(process.stderr, "stderr"))
-        )
-        exited = asyncio.ensure_future(_until_exit(process, pumps))
         group = process.pid  # start_new_session: the process group id is the leader's pid
         step_deadline = time.monotonic() + step.timeout_seconds
+        tasks: list[asyncio.Future[Any]] = []
         try:
+            stdout, stderr = await pipes.readers()
+            pumps = asyncio.ensure_future(
+                asyncio.gather(sink.pump(stdout, "stdout"), sink.pump(stderr, "stderr"))
+            )
+            exited = asyncio.ensure_future(_until_exit(process, pumps))
+            tasks += [pumps, exited]
             outcome = await _race(exited, step_deadline, run.cancel, run)
             if outcome == "done":
                 exited.result()  # an on_output failure surfaces here
@@ -359,13 +372,7 @@ class Executor:
             await _drain(pumps, late or min(step_deadline, run.deadline) - time.monotonic())
             return outcome
         finally:
-            if process.returncode is None or _group_members(group):
-                _signal_group(group, signal.SIGKILL)  # cancelled from outside: no grace
-            for task in (exited, pumps):
-                if not task.done():
-                    task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(task)
+            await _cleanup(process, group, tasks)
 
     async def _stop_group(self, group: int, process: asyncio.subprocess.Process) -> None:
         """SIGTERM the process group, SIGKILL whatever is left after the grace period."""
@@ -376,7 +383,8 @@ class Executor:
                 return
             await asyncio.sleep(0.05)
         _signal_group(group, signal.SIGKILL)
-        await process.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), _LATE_OUTPUT_SECONDS)
 
     # --- builtin steps ----------------------------------------------------------------
 
@@ -416,6 +424,62 @@ class Executor:
 
 
 # --- output ---------------------------------------------------------------------------
+
+
+class _Pipes:
+    """A step's stdout and stderr pipes: write ends for the child, read ends for us.
+
+    The executor owns the read ends (rather than letting asyncio create them with
+    the process) so that it can close them itself when a process that escaped the
+    group keeps the write end open, and so that ``Process.wait()`` waits for the
+    exit of the program only, not for its pipes.
+    """
+
+    def __init__(self) -> None:
+        self._stdout = os.pipe()
+        self._stderr = os.pipe()
+        self._open = {*self._stdout, *self._stderr}
+        self._transports: list[asyncio.BaseTransport] = []
+
+    @property
+    def child_stdout(self) -> int:
+        return self._stdout[1]
+
+    @property
+    def child_stderr(self) -> int:
+        return self._stderr[1]
+
+    def close_child_ends(self) -> None:
+        self._close_fds(self._stdout[1], self._stderr[1])
+
+    async def readers(self) -> tuple[asyncio.StreamReader, asyncio.StreamReader]:
+        return await self._reader(self._stdout[0]), await self._reader(self._stderr[0])
+
+    async def _reader(self, fd: int) -> asyncio.StreamReader:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_DRAIN_SIZE, loop=loop)
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        self._open.discard(fd)  # the file object owns it now
+        try:
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
+        self._transports.append(transport)
+        return reader
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        self._close_fds(*self._open)
+
+    def _close_fds(self, *fds: int) -> None:
+        for fd in fds:
+            if fd in self._open:
+                self._open.discard(fd)
+                os.close(fd)
 
 
 class _Sink:
@@ -557,16 +621,38 @@ async def _race(
     return "step_timeout"
 
 
-async def _until_exit(process: asyncio.subprocess.Process, pumps: asyncio.Future[Any]) -> None:
+async def _until_exit(
+    process: asyncio.subprocess.Process, pumps: asyncio.Future[Any] | None = None
+) -> None:
     """Wait for the process to exit; raise at once if forwarding its output failed."""
     waiter = asyncio.ensure_future(process.wait())
     try:
-        await asyncio.wait({waiter, pumps}, return_when=asyncio.FIRST_COMPLETED)
-        if pumps.done():
-            pumps.result()
-        await waiter
+        while not waiter.done():
+            await asyncio.wait(
+                {waiter, *(p for p in [pumps] if p and not p.done())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if pumps is not None and pumps.done() and pumps.exception() is not None:
+                pumps.result()
     finally:
         waiter.cancel()
+
+
+async def _cleanup(
+    process: asyncio.subprocess.Process, group: int, tasks: Sequence[asyncio.Future[Any]]
+) -> None:
+    """Last line of defence (also when ``run`` is cancelled): nothing of the step survives."""
+    if process.returncode is None or _group_members(group):
+        _signal_group(group, signal.SIGKILL)
+    for task in tasks:
+        task.cancel()
+    reaped = asyncio.ensure_future(process.wait())
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({reaped, *tasks}, timeout=_LATE_OUTPUT_SECONDS)
+    reaped.cancel()
+    for task in (reaped, *tasks):
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: reported elsewhere or irrelevant now
 
 
 async def _drain(pumps: asyncio.Future[Any], timeout: float) -> None:

@@ -7,6 +7,7 @@ release tools and work on local files only (the collector never holds the key).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -117,16 +118,15 @@ def _keygen(_: None, args: argparse.Namespace) -> int:
 
 
 def _sign(_: None, args: argparse.Namespace) -> int:
-    from playbooks.signing import sign_directory
-
     from playbooks.errors import PlaybookError
+    from playbooks.signing import read_private_key, write_signed_catalogue
 
     try:
-        manifest = sign_directory(
+        manifest = write_signed_catalogue(
             args.directory,
-            args.key.read_bytes(),
+            read_private_key(args.key),
             catalogue_version=args.catalogue_version or None,
-            valid_for_seconds=parse_duration(args.valid_for),
+            valid_for=dt.timedelta(seconds=parse_duration(args.valid_for)),
         )
     except PlaybookError as exc:
         print(f"error: {exc}", file=sys.stderr)

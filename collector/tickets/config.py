@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from agent.durations import parse_duration
+from collector.alertmanager import DEFAULT_LEVELS
 from collector.notify import SmtpSettings, url_problem
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.escalation import (
@@ -50,12 +51,7 @@ __all__ = [
     "tickets_config_from_mapping",
 ]
 
-DEFAULT_LEVEL_MAP: Mapping[str, Level] = {
-    "critical": "1",
-    "major": "2",
-    "warning": "3",
-    "info": "4",
-}
+DEFAULT_LEVEL_MAP: Mapping[str, Level] = DEFAULT_LEVELS  # one table: docs/alertmanager.md
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _LEVEL_HELP = "use 1, 2, 3, 4, consult or other"
 

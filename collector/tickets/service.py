@@ -161,7 +161,9 @@ class TicketService:
         marked recovered just because the rules have not fired again yet: the
         engine's pending state starts afresh at every start.
         """
-        active = await self._db.call(self._store.list_tickets, None, FIRING_STATES, None, 10_000)
+        # resolved too: an alert still firing when its ticket was resolved stays "known"
+        restore: frozenset[TicketState] = FIRING_STATES | {"resolved"}
+        active = await self._db.call(self._store.list_tickets, None, restore, None, 10_000)
         for ticket in active:
             if ticket.source in ("rule", "heartbeat") and ticket.dedup_key:
                 self._firing[ticket.dedup_key] = ticket.customer

@@ -218,9 +218,7 @@ def test_step_timeout_kills_the_whole_process_group() -> None:
 def test_sigkill_follows_when_sigterm_is_ignored() -> None:
     script = "trap '' TERM; sleep 1000 & echo $!; while :; do sleep 0.1; done"
     started = time.monotonic()
-    result, out = run(
-        [step("sh", "-c", script, timeout_seconds=0.3)], ex=executor(kill_grace=0.5)
-    )
+    result, out = run([step("sh", "-c", script, timeout_seconds=0.3)], ex=executor(kill_grace=0.5))
     assert result.steps[0].status == "timed_out"
     assert time.monotonic() - started < 3
     assert wait_dead(pids_in(out)) == []
@@ -418,7 +416,9 @@ def test_a_full_queue_refuses_and_a_waiting_run_can_be_cancelled() -> None:
 # --- builtins -------------------------------------------------------------------------
 
 
-def builtin(function: str, args: Mapping[str, str | int] | None = None, **options: object) -> RenderedBuiltin:
+def builtin(
+    function: str, args: Mapping[str, str | int] | None = None, **options: object
+) -> RenderedBuiltin:
     return RenderedBuiltin("b", function, args or {}, **options)  # type: ignore[arg-type]
 
 
@@ -449,7 +449,11 @@ def test_builtin_output_is_streamed_and_redacted() -> None:
 def test_unknown_builtin_and_bad_arguments_fail_clearly() -> None:
     ex = executor(builtins=FUNCTIONS)
     result, _ = run(
-        [builtin("format_disk"), builtin("echo", {"colour": "red"}), builtin("echo", {"deadline": 1})],
+        [
+            builtin("format_disk"),
+            builtin("echo", {"colour": "red"}),
+            builtin("echo", {"deadline": 1}),
+        ],
         ex=ex,
     )
     unknown, bad, reserved = result.steps
@@ -482,3 +486,14 @@ def test_default_builtins_are_loaded_when_none_are_given() -> None:
     result, out = run([builtin("pressure_stall")], ex=ex)
     assert result.status == "ok"
     assert out.text()
+
+
+def test_a_process_that_escapes_the_group_cannot_hold_the_step_past_its_timeout() -> None:
+    started = time.monotonic()
+    result, out = run([step("sh", "-c", "setsid sleep 1000 & echo $!", timeout_seconds=1)])
+    try:
+        assert result.steps[0].status == "ok"
+        assert time.monotonic() - started < 3
+    finally:
+        for pid in pids_in(out):
+            os.kill(pid, 9)

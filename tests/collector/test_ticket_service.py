@@ -450,15 +450,6 @@ def test_a_restored_alert_seen_again_then_gone_recovers_without_waiting_for_the_
     assert second.view(ticket.id).ticket.state == "recovered"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG collector/tickets/service.py:160 (start) restores only FIRING_STATES, while "
-        "apply_alerts (service.py:252) re-fires only keys not in _firing: a rule ticket "
-        "resolved while its alert still fires stays resolved in the running collector, "
-        "but the first evaluation after a restart re-opens it — a restart changes the outcome"
-    ),
-)
 def test_a_resolved_ticket_whose_alert_still_fires_fares_the_same_across_a_restart(
     tmp_path: Path, rigs: list[Rig]
 ) -> None:
@@ -891,16 +882,6 @@ def test_alertmanager_levels_follow_the_severity_label(make_rig: MakeRig) -> Non
     assert levels == {f"h{i}": level for i, level in enumerate(severities.values())}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG docs/alertmanager.md ('Severity -> fault level' table) promises emergency/page "
-        "-> 1, high/error -> 2, minor/medium -> 3, low -> 4, but the service maps with "
-        "TicketsConfig.alertmanager (collector/tickets/config.py:53 DEFAULT_LEVEL_MAP: only "
-        "critical/major/warning/info), not collector.alertmanager.DEFAULT_LEVELS, so those "
-        "values get the default level 3"
-    ),
-)
 def test_alertmanager_severities_map_as_docs_alertmanager_md_says(make_rig: MakeRig) -> None:
     rig = make_rig()
     documented = {"emergency": "1", "page": "1", "high": "2", "error": "2", "low": "4"}

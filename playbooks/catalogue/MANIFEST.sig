@@ -1,0 +1,1 @@
+ed25519 0d051ed58af08aa7 lJP4ekjW9s2h5Qs9Z/6CbyyDQUQBaZquwn6olsd2ONJXCJ6WvgOOlleuzaVb4EwWwMRQk3GiZzBsrwxkE1i5CQ==
