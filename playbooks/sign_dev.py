@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         f"DEVELOPMENT key {manifest.signer}"
     )
     if public_key_from_private(key) != dev_public_key_path().read_bytes():
-        print(f"sign_dev: warning: {args.key} is not the key of {dev_public_key_path()}; "
-              "the shipped-catalogue test will fail", file=sys.stderr)
+        print(
+            f"sign_dev: warning: {args.key} is not the key of {dev_public_key_path()}; "
+            "the shipped-catalogue test will fail",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -211,7 +211,10 @@ def _public_key(data: bytes) -> Ed25519PublicKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     if len(data) == 32:
-        return Ed25519PublicKey.from_public_bytes(data)
+        try:
+            return Ed25519PublicKey.from_public_bytes(data)
+        except ValueError as exc:
+            raise VendorKeyError("a trusted vendor key is not a valid Ed25519 key") from exc
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

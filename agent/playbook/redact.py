@@ -71,9 +71,11 @@ DEFAULT_PATTERNS: tuple[bytes, ...] = (
     # JSON web tokens
     rb"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
     # key = value, key: value, "key": "value" for password/token/secret/api key names
-    rb"(?i)(?:\b[\w.-]{0,40}?(?:" + _KEY_WORDS + rb")[\w.-]{0,40}|\bpwd)"
+    rb"(?i)\b[\w.-]{0,40}?(?:" + _KEY_WORDS + rb")[\w.-]{0,40}"
     rb"[\"']?[ \t]*[:=][ \t]*"
     rb"(?:\"((?:[^\"\\\n]|\\.)*)\"?|'([^'\n]*)'?|([^\s\"',;&]+))",
+    # Pwd= in ODBC/ADO connection strings (not PWD=/a/path, the working directory)
+    rb"(?im)(?:^|[;\s])pwd[ \t]*=[ \t]*(?!/)([^;\s]+)",
 )
 _PEM_BEGIN = re.compile(rb"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(rb"-----END (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")

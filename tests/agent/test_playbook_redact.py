@@ -141,7 +141,9 @@ def test_already_redacted_text_is_not_counted_twice() -> None:
     assert redact(b"password=hunter2\n", redactor) == (b"password=[REDACTED]\n", 1)
 
 
-@pytest.mark.parametrize(("pattern", "problem"), [("(unclosed", "does not compile"), ("x*", "empty")])
+@pytest.mark.parametrize(
+    ("pattern", "problem"), [("(unclosed", "does not compile"), ("x*", "empty")]
+)
 def test_bad_patterns_are_refused(pattern: str, problem: str) -> None:
     with pytest.raises(RedactPatternError, match=problem):
         Redactor([pattern])
@@ -186,3 +188,8 @@ def test_secret_values_picks_secret_parameters() -> None:
     )
     values = {"user": "bob", "token": "abc", "empty": "", "other": "x"}
     assert secret_values(playbook, values) == ("abc",)
+
+
+def test_odbc_pwd_but_not_the_working_directory() -> None:
+    assert redact(b"Server=db;Uid=app;Pwd=hunter2;") == (b"Server=db;Uid=app;Pwd=[REDACTED];", 1)
+    assert redact(b"PWD=/root\n") == (b"PWD=/root\n", 0)

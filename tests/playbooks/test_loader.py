@@ -276,7 +276,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     )
     problems = lint(write(tmp_path, text))
     assert len(problems) == 3, problems
-    assert [int(p.split(":")[1]) for p in problems] == sorted(int(p.split(":")[1]) for p in problems)
+    assert [int(p.split(":")[1]) for p in problems] == sorted(
+        int(p.split(":")[1]) for p in problems
+    )
 
 
 def test_missing_required_keys(tmp_path: Path) -> None:

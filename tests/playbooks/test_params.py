@@ -160,7 +160,9 @@ def test_an_accepted_value_stays_one_argv_element(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("value", ["line1\nline2", "nul\x00byte", "cr\rlf", "tab\there", "\x1b[31m"])
+@pytest.mark.parametrize(
+    "value", ["line1\nline2", "nul\x00byte", "cr\rlf", "tab\there", "\x1b[31m"]
+)
 def test_control_characters_are_refused_even_if_the_pattern_allows_them(value: str) -> None:
     with pytest.raises(InvalidParameter, match="must not contain NUL, newline or other control"):
         validate_params(permissive(), {"note": value, "key": "abcdefgh1"})
@@ -199,7 +201,9 @@ def test_unknown_and_missing_parameters_are_all_reported() -> None:
     assert raised.value.parameter == "note"
 
 
-@pytest.mark.parametrize("secret", ["hunter2;rm", "hunter2-and-more-than-32-characters-long!!", "hun\nter2"])
+@pytest.mark.parametrize(
+    "secret", ["hunter2;rm", "hunter2-and-more-than-32-characters-long!!", "hun\nter2"]
+)
 def test_a_secret_value_is_never_in_the_error(secret: str) -> None:
     with pytest.raises(InvalidParameter) as raised:
         validate_params(permissive(), {"note": "n", "key": secret})

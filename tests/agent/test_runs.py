@@ -1,0 +1,345 @@
+"""Attacks on the agent's run handler: nothing runs unless signed, valid, allowed and approved.
+
+The handler gets RunRequests exactly as a (possibly compromised) collector would send
+them; a real executor runs what gets through. Each refusal is asserted by what the
+agent reports (a "refused" update with the reason) and by a marker file the playbook
+would have written had it run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import agent.runs as runs_module
+from agent.playbook.approvals import ApprovalBook
+from agent.playbook.executor import Executor
+from agent.playbook.policy import load_policy
+from agent.playbook.redact import Redactor
+from agent.runs import RunHandler
+from playbooks.signing import generate_keypair, sign_catalogue
+from proto import agent_pb2
+
+TOUCH = """name: touch-marker
+version: {version}
+description: Create a marker file (proves execution).
+mode: {mode}
+parameters:
+  - name: word
+    type: string
+    required: true
+    pattern: "[a-z]+"
+steps:
+  - name: touch
+    exec:
+      argv: ["touch", "{marker}"]
+  - name: echo
+    exec:
+      argv: ["echo", "{{{{ word }}}}"]
+"""
+
+LEAK = """name: leak-secrets
+version: 1.0.0
+description: Print things that look like secrets.
+mode: read-only
+steps:
+  - name: leak
+    exec:
+      argv: ["printf", "user=bob password=hunter2 token=abc123\\nok\\n"]
+"""
+
+Sent = list[agent_pb2.AgentMessage]
+
+
+class Fixture:
+    """A signed catalogue in a temp dir, a handler trusting ``trusted``, and what it sent."""
+
+    def __init__(self, tmp_path: Path, key: tuple[bytes, bytes]) -> None:
+        self.tmp = tmp_path
+        self.key = key
+        self.marker = tmp_path / "marker"
+        self.catalogue = tmp_path / "catalogue"
+        self.catalogue.mkdir()
+        self.sent: Sent = []
+
+    def write(self, mode: str = "read-only", version: str = "1.0.0") -> None:
+        text = TOUCH.format(version=version, mode=mode, marker=self.marker)
+        (self.catalogue / "touch-marker.yaml").write_text(text)
+        (self.catalogue / "leak-secrets.yaml").write_text(LEAK)
+
+    def sign(
+        self,
+        private: bytes | None = None,
+        version: int = 1,
+        now: dt.datetime | None = None,
+        valid_for: dt.timedelta = dt.timedelta(days=1),
+    ) -> tuple[bytes, bytes]:
+        return sign_catalogue(
+            self.catalogue,
+            private or self.key[0],
+            catalogue_version=version,
+            valid_for=valid_for,
+            now=now,
+        )
+
+    def handler(self, policy: str = "", trusted: list[bytes] | None = None) -> RunHandler:
+        policy_path = self.tmp / "policy.toml"
+        policy_path.write_text(policy)
+        policy_path.chmod(0o600)
+        executor = Executor(max_concurrent_runs=2, workdir=self.tmp, redactor=Redactor())
+
+        async def send(message: agent_pb2.AgentMessage) -> None:
+            self.sent.append(message)
+
+        keys = [self.key[1]] if trusted is None else trusted
+        return RunHandler(
+            self.tmp,
+            keys,
+            load_policy(policy_path),
+            ApprovalBook(self.tmp / "approvals"),
+            executor,
+            send,
+        )
+
+    def request(
+        self,
+        signed: tuple[bytes, bytes],
+        run_id: str = "run-1",
+        playbook: str = "touch-marker",
+        word: str = "hello",
+        yaml_bytes: bytes | None = None,
+    ) -> agent_pb2.CollectorMessage:
+        manifest, signature = signed
+        data = (
+            yaml_bytes
+            if yaml_bytes is not None
+            else (self.catalogue / f"{playbook}.yaml").read_bytes()
+        )
+        params = {"word": word} if playbook == "touch-marker" else {}
+        return agent_pb2.CollectorMessage(
+            run_request=agent_pb2.RunRequest(
+                run_id=run_id,
+                playbook=playbook,
+                params=params,
+                manifest=manifest,
+                manifest_signature=signature,
+                playbook_yaml=data,
+                requested_by="user:erin",
+            )
+        )
+
+    def updates(self, run_id: str = "run-1") -> list[tuple[str, str]]:
+        return [
+            (m.run_update.state, m.run_update.message)
+            for m in self.sent
+            if m.WhichOneof("kind") == "run_update" and m.run_update.run_id == run_id
+        ]
+
+    def result(self, run_id: str = "run-1") -> agent_pb2.RunResult | None:
+        return next(
+            (
+                m.run_result
+                for m in self.sent
+                if m.WhichOneof("kind") == "run_result" and m.run_result.run_id == run_id
+            ),
+            None,
+        )
+
+    def output(self) -> bytes:
+        return b"".join(
+            m.run_output.data for m in self.sent if m.WhichOneof("kind") == "run_output"
+        )
+
+
+@pytest.fixture
+def fx(tmp_path: Path) -> Fixture:
+    fixture = Fixture(tmp_path, generate_keypair())
+    fixture.write()
+    return fixture
+
+
+def drive(
+    handler: RunHandler,
+    *messages: agent_pb2.CollectorMessage,
+    until: Callable[[], bool],
+    timeout: float = 20.0,
+) -> None:
+    async def main() -> None:
+        for message in messages:
+            handler.on_message(message)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not until() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await handler.close()
+
+    asyncio.run(main())
+
+
+def refused(fx: Fixture, run_id: str = "run-1") -> str:
+    reasons = [message for state, message in fx.updates(run_id) if state == "refused"]
+    assert reasons, f"expected a refusal, got {fx.updates(run_id)}"
+    assert not fx.marker.exists(), "nothing may run after a refusal"
+    return reasons[0]
+
+
+def test_a_signed_allowed_playbook_runs(fx: Fixture) -> None:
+    handler = fx.handler()
+    drive(handler, fx.request(fx.sign()), until=lambda: fx.result() is not None)
+    result = fx.result()
+    assert result is not None and result.status == "ok", fx.updates()
+    assert fx.marker.exists()
+    assert b"hello" in fx.output()
+    assert [s for s, _ in fx.updates()] == ["running"]
+
+
+def test_no_trusted_key_means_nothing_runs(fx: Fixture) -> None:
+    handler = fx.handler(trusted=[])
+    drive(handler, fx.request(fx.sign()), until=lambda: bool(fx.updates()))
+    assert "trusts no vendor key" in refused(fx)
+
+
+def test_unsigned_catalogue_is_refused(fx: Fixture) -> None:
+    manifest, _ = fx.sign()
+    drive(fx.handler(), fx.request((manifest, b"")), until=lambda: bool(fx.updates()))
+    assert "sign" in refused(fx).lower()
+
+
+def test_one_byte_changed_in_the_playbook_is_refused(fx: Fixture) -> None:
+    signed = fx.sign()
+    data = bytearray((fx.catalogue / "touch-marker.yaml").read_bytes())
+    data[-2] ^= 0x01
+    drive(
+        fx.handler(), fx.request(signed, yaml_bytes=bytes(data)), until=lambda: bool(fx.updates())
+    )
+    assert "sha256" in refused(fx)
+
+
+def test_one_byte_changed_in_the_manifest_is_refused(fx: Fixture) -> None:
+    manifest, signature = fx.sign()
+    tampered = manifest.replace(b'"catalogue_version":1', b'"catalogue_version":9')
+    assert tampered != manifest
+    drive(fx.handler(), fx.request((tampered, signature)), until=lambda: bool(fx.updates()))
+    refused(fx)
+
+
+def test_signed_by_another_key_is_refused(fx: Fixture) -> None:
+    other_private, _ = generate_keypair()
+    drive(fx.handler(), fx.request(fx.sign(other_private)), until=lambda: bool(fx.updates()))
+    assert "trusted vendor key" in refused(fx)
+
+
+def test_expired_manifest_is_refused(fx: Fixture) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    signed = fx.sign(now=past, valid_for=dt.timedelta(days=1))
+    drive(fx.handler(), fx.request(signed), until=lambda: bool(fx.updates()))
+    assert "expired" in refused(fx).lower()
+
+
+def test_catalogue_and_playbook_downgrades_are_refused(fx: Fixture) -> None:
+    fx.write(version="2.0.0")
+    newer = fx.sign(version=5)
+    handler = fx.handler()
+    drive(
+        handler, fx.request(newer, run_id="run-new"), until=lambda: fx.result("run-new") is not None
+    )
+    assert fx.result("run-new").status == "ok"  # type: ignore[union-attr]
+    fx.marker.unlink()
+    older_catalogue = fx.sign(version=4)
+    drive(
+        fx.handler(),
+        fx.request(older_catalogue, run_id="run-old"),
+        until=lambda: bool(fx.updates("run-old")),
+    )
+    assert "downgrade" in refused(fx, "run-old").lower()
+    fx.write(version="1.0.0")
+    older_playbook = fx.sign(version=6)
+    drive(
+        fx.handler(),
+        fx.request(older_playbook, run_id="run-old2"),
+        until=lambda: bool(fx.updates("run-old2")),
+    )
+    assert "downgrade" in refused(fx, "run-old2").lower()
+
+
+@pytest.mark.parametrize(
+    "word", ["; rm -rf /", "$(reboot)", "`id`", "hello\nworld", "../../etc/shadow", "--help"]
+)
+def test_parameter_injection_is_refused(fx: Fixture, word: str) -> None:
+    drive(fx.handler(), fx.request(fx.sign(), word=word), until=lambda: bool(fx.updates()))
+    assert "word" in refused(fx)
+
+
+def test_a_playbook_the_policy_denies_is_refused(fx: Fixture) -> None:
+    policy = '[playbooks.touch-marker]\ndecision = "deny"\n'
+    drive(fx.handler(policy), fx.request(fx.sign()), until=lambda: bool(fx.updates()))
+    assert "denies" in refused(fx)
+
+
+def test_mutating_without_approval_waits_then_expires(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_module, "APPROVAL_TIMEOUT_SECONDS", 1.5)
+    fx.write(mode="mutating")
+    drive(
+        fx.handler(),
+        fx.request(fx.sign()),
+        until=lambda: any(s == "refused" for s, _ in fx.updates()),
+    )
+    states = [s for s, _ in fx.updates()]
+    assert states[0] == "waiting_approval"
+    assert "approval" in refused(fx)
+
+
+def test_collector_approval_runs_a_mutating_playbook(fx: Fixture) -> None:
+    fx.write(mode="mutating")
+    approval = agent_pb2.CollectorMessage(
+        run_approval=agent_pb2.RunApproval(run_id="run-1", approved_by="user:alice")
+    )
+    drive(fx.handler(), fx.request(fx.sign()), approval, until=lambda: fx.result() is not None)
+    assert fx.result().status == "ok"  # type: ignore[union-attr]
+    assert fx.marker.exists()
+
+
+def test_local_policy_ignores_collector_approvals_and_other_runs_approvals(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_module, "APPROVAL_TIMEOUT_SECONDS", 2.0)
+    fx.write(mode="mutating")
+    policy = '[defaults]\napproval = "local"\n'
+    book = ApprovalBook(fx.tmp / "approvals")
+    book.approve("run-other", 1e12)  # approval for another run
+    book.approve("run-1", 1.0)  # expired long ago
+    forged = agent_pb2.CollectorMessage(
+        run_approval=agent_pb2.RunApproval(run_id="run-1", approved_by="user:mallory")
+    )
+    drive(
+        fx.handler(policy),
+        fx.request(fx.sign()),
+        forged,
+        until=lambda: any(s == "refused" for s, _ in fx.updates()),
+    )
+    assert "approval" in refused(fx)
+
+
+def test_local_approval_of_this_run_counts(fx: Fixture) -> None:
+    fx.write(mode="mutating")
+    policy = '[defaults]\napproval = "local"\n'
+    ApprovalBook(fx.tmp / "approvals").approve("run-1", 1e12)
+    drive(fx.handler(policy), fx.request(fx.sign()), until=lambda: fx.result() is not None)
+    assert fx.result().status == "ok"  # type: ignore[union-attr]
+
+
+def test_secrets_in_output_are_redacted_before_they_leave(fx: Fixture) -> None:
+    drive(
+        fx.handler(),
+        fx.request(fx.sign(), playbook="leak-secrets"),
+        until=lambda: fx.result() is not None,
+    )
+    output = fx.output()
+    assert b"hunter2" not in output and b"abc123" not in output
+    assert b"[REDACTED]" in output and b"ok" in output
+    assert fx.result().redactions >= 2  # type: ignore[union-attr]
