@@ -241,6 +241,7 @@ def _render(
             timeout_seconds=step.timeout_seconds,
             output_limit_bytes=step.output_limit_bytes,
             run_as=step.run_as,
+            optional=step.optional,
         )
     return RenderedBuiltin(
         name=step.name,
@@ -295,4 +296,5 @@ def build_run_handler(state_dir: Path, config: PlaybooksConfig, send: Send) -> R
         redactor=Redactor(),
     )
     approvals = ApprovalBook(state_dir / APPROVALS_DIR)
+    approvals.prune(time.time())
     return RunHandler(state_dir, keys, policy, approvals, executor, send)

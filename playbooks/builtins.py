@@ -39,6 +39,7 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
             "Processes ranked by CPU use or resident memory (pid, user, command, cpu%, rss).",
             by='"cpu" or "memory" (default "cpu")',
             limit=_LIMIT,
+            interval='duration string: CPU sampling interval (default "1s")',
         ),
         "largest_directories": _spec(
             "Largest directories under a path, sizes summed like du, not crossing "
@@ -54,6 +55,7 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
         ),
         "listening_sockets": _spec(
             "TCP and UDP sockets in LISTEN state with address, port and owning process.",
+            limit="int: at most this many sockets (default 200)",
         ),
         "kernel_errors": _spec(
             "Kernel log messages at error level or worse.",
@@ -68,7 +70,8 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
             "Recent journal lines of one systemd unit; an empty unit means every unit "
             "that is currently failed.",
             unit="systemd unit name, or empty for every failed unit",
-            lines="int: lines per unit, newest kept (default 50)",
+            lines="int: lines per unit, newest kept (default 100)",
+            since=_SINCE,
         ),
         "pressure_stall": _spec(
             "Pressure stall information (/proc/pressure: cpu, memory, io; avg10/60/300 "
@@ -78,12 +81,13 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
             "Resolve a host name through the system resolver (A and AAAA), with timing "
             "and the configured name servers.",
             name="host name to resolve",
-            timeout="int: seconds (default 5)",
+            timeout='duration string (default "5s")',
         ),
         "gateway_reachability": _spec(
             "Default gateways (IPv4 and IPv6) and whether each answers (ICMP echo, or "
             "the neighbour table state where ICMP is not permitted).",
             count="int: probes per gateway (default 3)",
+            timeout='duration string: per probe (default "1s")',
         ),
         "time_sync_status": _spec(
             "Clock synchronisation: which daemon, synchronised or not, offset, stratum, "
@@ -96,10 +100,12 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
         "smart_health": _spec(
             "SMART overall health and key attributes (reallocated, pending, media "
             "errors, wear) of each disk, via smartctl where installed.",
+            device="a device path such as /dev/sda (default: every disk)",
         ),
         "package_inventory": _spec(
             "Installed packages (name, version, architecture) from the dpkg or rpm "
             "database, and the most recent installs and upgrades.",
+            recent="int: how many recent package changes to list (default 50)",
         ),
         "system_summary": _spec(
             "Host identity and shape: OS release, kernel, uptime and last boot, CPUs, "

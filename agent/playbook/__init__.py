@@ -6,7 +6,9 @@ package, asks ``Policy.decide`` (and, for approvals given on the host, the
 hands them to ``Executor.run``, which streams redacted ``OutputChunk`` values and
 returns a ``RunResult``. Modules, one concern each:
 
-    executor    processes, builtin calls, timeouts, output caps, concurrency limit
+    executor    runs steps in order: timeouts, cancel, results, concurrency limit
+    process     a step's environment, user switch and process group
+    output      a step's pipes, redaction per stream, output cap, ordered delivery
     builtins    the read-only builtin functions (imported lazily: it needs psutil)
     redact      secret redaction applied to output before it leaves the host
     policy      the customer's policy file and its decisions

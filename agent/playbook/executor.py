@@ -22,9 +22,11 @@ Contract (the control stream calls ``Executor.run`` once per approved run):
   sent and further output is read and discarded (so the program never blocks on a
   full pipe) until the step ends; memory stays bounded by a few chunks per stream.
 * Steps run in order. After a failed or timed-out step a read-only playbook goes
-  on with its next step; a mutating playbook stops (the rest are ``skipped``). A
-  run timeout or cancel stops the run: the current step is ``timed_out`` /
-  ``cancelled`` and the rest ``skipped``.
+  on with its next step; a mutating playbook stops (the rest are ``skipped``). The
+  run is ``failed`` if a step failed or timed out - except an ``optional`` exec
+  step, which is best effort: it is reported as failed but neither fails nor stops
+  the run. A run timeout or cancel stops the run: the current step is
+  ``timed_out`` / ``cancelled`` and the rest ``skipped``.
 * At most ``max_concurrent_runs`` runs execute at once. Further runs wait in FIFO
   order (a cancel while waiting ends them as ``cancelled``); when ``max_queued_runs``
   are already waiting, ``run`` raises ExecutorBusy. The run timeout starts when the
@@ -37,6 +39,9 @@ Contract (the control stream calls ``Executor.run`` once per approved run):
 Result fields: ``output_bytes`` is what the step wrote (before redaction and the
 cap); ``redactions`` counts replacements, including in error messages, which are
 redacted too because they leave the host.
+
+The output path is ``agent.playbook.output``; environment, user switch and
+process-group handling are ``agent.playbook.process``.
 """
 
 from __future__ import annotations
@@ -45,18 +50,33 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
-import pwd
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent.playbook.errors import BuiltinError, ExecutorBusy
-from agent.playbook.redact import Redactor, StreamRedactor
+from agent.playbook.output import (
+    CHUNK_SIZE,
+    OnOutput,
+    OutputChunk,
+    Pipes,
+    StepOutput,
+    truncation_marker,
+)
+from agent.playbook.process import (
+    BASE_ENV,
+    SetupError,
+    environment,
+    group_members,
+    identity,
+    signal_group,
+    signal_name,
+)
+from agent.playbook.redact import Redactor
 
 if TYPE_CHECKING:  # keeps the playbooks package (YAML, signatures) out of the agent at run time
     from playbooks.model import Playbook
@@ -77,33 +97,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 16 * 1024  # largest chunk passed to on_output
-_DRAIN_SIZE = 256 * 1024  # read size once output is only being discarded
-SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-BASE_ENV: Mapping[str, str] = {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
 _LATE_OUTPUT_SECONDS = 1.0  # wait for pipes to close after the process group is gone
 
-StreamName = Literal["stdout", "stderr", "builtin"]
 StepStatus = Literal["ok", "failed", "skipped", "timed_out", "cancelled"]
 RunStatus = Literal["ok", "failed", "timed_out", "cancelled"]
 BuiltinFn = Callable[..., bytes]
 """A read-only builtin, called as ``fn(deadline, **args)`` and returning text as bytes."""
-OnOutput = Callable[["OutputChunk"], Awaitable[None]]
 _Outcome = Literal["done", "step_timeout", "run_timeout", "cancelled"]
-
-
-def truncation_marker(limit: int) -> bytes:
-    """The chunk sent once a step's output reached its cap of ``limit`` bytes."""
-    return f"\n[aftercare: output truncated after {limit} bytes]\n".encode()
-
-
-@dataclass(frozen=True)
-class OutputChunk:
-    """Redacted output of one step; ``stream`` says where it came from."""
-
-    step: str
-    stream: StreamName
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class RenderedExec:
     timeout_seconds: float = 30.0
     output_limit_bytes: int = 256 * 1024
     run_as: str | None = None
+    optional: bool = False  # best effort: its failure does not fail (or stop) the run
 
 
 @dataclass(frozen=True)
@@ -225,11 +226,11 @@ class Executor:
         try:
             started = time.monotonic()
             context = _Run(redactor, on_output, cancel, started + run_timeout, run_timeout)
-            results, stop = await self._steps(playbook, steps, context)
+            results, stop, failed = await self._steps(playbook, steps, context)
         finally:
             self._release()
         return RunResult(
-            status=_run_status(results, stop),
+            status=stop or ("failed" if failed else "ok"),
             steps=results,
             duration_ms=_ms_since(started),
             redactions=sum(r.redactions for r in results),
@@ -274,9 +275,12 @@ class Executor:
 
     async def _steps(
         self, playbook: Playbook, steps: Sequence[RenderedStep], run: _Run
-    ) -> tuple[list[StepResult], str | None]:
+    ) -> tuple[list[StepResult], _Stop | None, bool]:
+        """Run the steps in order; returns the results, why the run stopped early
+        (if it did) and whether a required step failed."""
         results: list[StepResult] = []
-        stop: str | None = None  # why the remaining steps are skipped
+        stop: _Stop | None = None  # why the remaining steps are skipped
+        failed = False
         for step in steps:
             if stop is None and run.cancel.is_set():
                 stop = "cancelled"
@@ -287,13 +291,15 @@ class Executor:
                 continue
             result, outcome = await self._step(step, run)
             results.append(result)
+            required = not (isinstance(step, RenderedExec) and step.optional)
+            failed = failed or (required and result.status in ("failed", "timed_out"))
             if outcome == "run_timeout":
                 stop = "timed_out"
             elif outcome == "cancelled":
                 stop = "cancelled"
-            elif result.status in ("failed", "timed_out") and playbook.mode == "mutating":
+            elif failed and playbook.mode == "mutating":
                 stop = "failed"
-        return results, stop
+        return results, stop, failed
 
     async def _step(self, step: RenderedStep, run: _Run) -> tuple[StepResult, _Outcome]:
         if isinstance(step, RenderedExec):
@@ -304,13 +310,13 @@ class Executor:
 
     async def _exec(self, step: RenderedExec, run: _Run) -> tuple[StepResult, _Outcome]:
         started = time.monotonic()
-        sink = _Sink(step.name, step.output_limit_bytes, run)
+        sink = StepOutput(step.name, step.output_limit_bytes, run.redactor, run.on_output)
         try:
-            env = _environment(step.env)
-            identity = _identity(step.run_as)
-        except _StepError as exc:
-            return sink.result("failed", started, error=str(exc)), "done"
-        pipes = _Pipes()
+            env = environment(step.env)
+            user = identity(step.run_as)
+        except SetupError as exc:
+            return _result(sink, run, "failed", started, error=str(exc)), "done"
+        pipes = Pipes()
         try:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -321,11 +327,11 @@ class Executor:
                     cwd=self._workdir,
                     env=env,
                     start_new_session=True,
-                    **identity,
+                    **user,
                 )
             except (OSError, ValueError) as exc:
                 status, error = self._spawn_error(step, exc)
-                return sink.result(status, started, error=error), "done"
+                return _result(sink, run, status, started, error=error), "done"
             finally:
                 pipes.close_child_ends()
             outcome = await self._supervise(process, pipes, sink, step, run)
@@ -347,8 +353,8 @@ class Executor:
     async def _supervise(
         self,
         process: asyncio.subprocess.Process,
-        pipes: _Pipes,
-        sink: _Sink,
+        pipes: Pipes,
+        sink: StepOutput,
         step: RenderedExec,
         run: _Run,
     ) -> _Outcome:
@@ -366,7 +372,7 @@ class Executor:
             outcome = await _race(exited, step_deadline, run.cancel, run)
             if outcome == "done":
                 exited.result()  # an on_output failure surfaces here
-            if outcome != "done" or _group_members(group):
+            if outcome != "done" or group_members(group):
                 await self._stop_group(group, process)
             late = _LATE_OUTPUT_SECONDS if outcome != "done" else None
             await _drain(pumps, late or min(step_deadline, run.deadline) - time.monotonic())
@@ -376,13 +382,13 @@ class Executor:
 
     async def _stop_group(self, group: int, process: asyncio.subprocess.Process) -> None:
         """SIGTERM the process group, SIGKILL whatever is left after the grace period."""
-        _signal_group(group, signal.SIGTERM)
+        signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + self._kill_grace
         while time.monotonic() < deadline:
-            if process.returncode is not None and not _group_members(group):
+            if process.returncode is not None and not group_members(group):
                 return
             await asyncio.sleep(0.05)
-        _signal_group(group, signal.SIGKILL)
+        signal_group(group, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), _LATE_OUTPUT_SECONDS)
 
@@ -390,12 +396,12 @@ class Executor:
 
     async def _builtin(self, step: RenderedBuiltin, run: _Run) -> tuple[StepResult, _Outcome]:
         started = time.monotonic()
-        sink = _Sink(step.name, step.output_limit_bytes, run)
+        sink = StepOutput(step.name, step.output_limit_bytes, run.redactor, run.on_output)
         deadline = min(started + step.timeout_seconds, run.deadline)
         try:
             call = self._builtin_call(step, deadline)
-        except _StepError as exc:
-            return sink.result("failed", started, error=str(exc)), "done"
+        except SetupError as exc:
+            return _result(sink, run, "failed", started, error=str(exc)), "done"
         future = _in_daemon_thread(call, f"builtin-{step.function}")
         outcome = await _race(future, started + step.timeout_seconds, run.cancel, run)
         if outcome != "done":
@@ -405,194 +411,33 @@ class Executor:
             output = future.result()
         except Exception as exc:
             log.debug("builtin %s failed", step.function, exc_info=True)
-            return sink.result("failed", started, error=_builtin_error(step, exc)), "done"
+            return _result(sink, run, "failed", started, error=_builtin_error(step, exc)), "done"
         await sink.feed_all("builtin", output)
-        return sink.result("ok", started, exit_code=None), "done"
+        return _result(sink, run, "ok", started, exit_code=None), "done"
 
     def _builtin_call(self, step: RenderedBuiltin, deadline: float) -> Callable[[], bytes]:
         function = self._builtins.get(step.function)
         if function is None:
-            raise _StepError(f"unknown builtin function: {step.function!r}")
+            raise SetupError(f"unknown builtin function: {step.function!r}")
         if "deadline" in step.args:
-            raise _StepError(f"{step.function}: 'deadline' is reserved and cannot be an argument")
+            raise SetupError(f"{step.function}: 'deadline' is reserved and cannot be an argument")
         try:
             inspect.signature(function).bind(deadline, **step.args)
         except TypeError as exc:
-            raise _StepError(f"invalid arguments for {step.function}: {exc}") from exc
+            raise SetupError(f"invalid arguments for {step.function}: {exc}") from exc
         args = dict(step.args)
         return lambda: _as_bytes(function(deadline, **args))
-
-
-# --- output ---------------------------------------------------------------------------
-
-
-class _Pipes:
-    """A step's stdout and stderr pipes: write ends for the child, read ends for us.
-
-    The executor owns the read ends (rather than letting asyncio create them with
-    the process) so that it can close them itself when a process that escaped the
-    group keeps the write end open, and so that ``Process.wait()`` waits for the
-    exit of the program only, not for its pipes.
-    """
-
-    def __init__(self) -> None:
-        self._stdout = os.pipe()
-        self._stderr = os.pipe()
-        self._open = {*self._stdout, *self._stderr}
-        self._transports: list[asyncio.BaseTransport] = []
-
-    @property
-    def child_stdout(self) -> int:
-        return self._stdout[1]
-
-    @property
-    def child_stderr(self) -> int:
-        return self._stderr[1]
-
-    def close_child_ends(self) -> None:
-        self._close_fds(self._stdout[1], self._stderr[1])
-
-    async def readers(self) -> tuple[asyncio.StreamReader, asyncio.StreamReader]:
-        return await self._reader(self._stdout[0]), await self._reader(self._stderr[0])
-
-    async def _reader(self, fd: int) -> asyncio.StreamReader:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_DRAIN_SIZE, loop=loop)
-        pipe = os.fdopen(fd, "rb", buffering=0)
-        self._open.discard(fd)  # the file object owns it now
-        try:
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
-            )
-        except BaseException:
-            pipe.close()
-            raise
-        self._transports.append(transport)
-        return reader
-
-    def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        self._close_fds(*self._open)
-
-    def _close_fds(self, *fds: int) -> None:
-        for fd in fds:
-            if fd in self._open:
-                self._open.discard(fd)
-                os.close(fd)
-
-
-class _Sink:
-    """One step's output path: redact per stream, cap, forward in order; counts bytes."""
-
-    def __init__(self, step: str, limit: int, run: _Run) -> None:
-        self._step = step
-        self._limit = limit
-        self._run = run
-        self._streams: dict[StreamName, StreamRedactor] = {}
-        self._lock = asyncio.Lock()
-        self.forwarded = 0
-        self.output_bytes = 0
-        self.truncated = False
-        self.error_redactions = 0
-
-    @property
-    def redactions(self) -> int:
-        return self.error_redactions + sum(s.redactions for s in self._streams.values())
-
-    async def pump(self, reader: asyncio.StreamReader, stream: StreamName) -> None:
-        """Read ``reader`` to its end, forwarding (or, past the cap, discarding) output."""
-        while data := await reader.read(_DRAIN_SIZE if self.truncated else CHUNK_SIZE):
-            await self.feed(stream, data)
-        await self.close(stream)
-
-    async def feed_all(self, stream: StreamName, data: bytes) -> None:
-        for start in range(0, len(data), CHUNK_SIZE):
-            await self.feed(stream, data[start : start + CHUNK_SIZE])
-        await self.close(stream)
-
-    async def feed(self, stream: StreamName, data: bytes) -> None:
-        self.output_bytes += len(data)
-        if not self.truncated:
-            await self._forward(stream, self._redactor(stream).feed(data))
-
-    async def close(self, stream: StreamName) -> None:
-        if not self.truncated:
-            await self._forward(stream, self._redactor(stream).finish())
-
-    def _redactor(self, stream: StreamName) -> StreamRedactor:
-        if stream not in self._streams:
-            self._streams[stream] = self._run.redactor.stream()
-        return self._streams[stream]
-
-    async def _forward(self, stream: StreamName, data: bytes) -> None:
-        async with self._lock:
-            if self.truncated:
-                return
-            room = self._limit - self.forwarded
-            for start in range(0, min(len(data), room), CHUNK_SIZE):
-                piece = data[start : min(start + CHUNK_SIZE, room)]
-                self.forwarded += len(piece)
-                await self._run.on_output(OutputChunk(self._step, stream, piece))
-            if len(data) > room:
-                self.truncated = True
-                marker = truncation_marker(self._limit)
-                await self._run.on_output(OutputChunk(self._step, stream, marker))
-
-    def result(
-        self, status: StepStatus, started: float, *, exit_code: int | None = None, error: str = ""
-    ) -> StepResult:
-        if error:
-            redacted, count = self._run.redactor.redact(error.encode("utf-8", "replace"))
-            error, self.error_redactions = redacted.decode("utf-8", "replace"), count
-        return StepResult(
-            name=self._step,
-            status=status,
-            exit_code=exit_code,
-            duration_ms=_ms_since(started),
-            truncated=self.truncated,
-            output_bytes=self.output_bytes,
-            redactions=self.redactions,
-            error=error,
-        )
 
 
 # --- helpers --------------------------------------------------------------------------
 
 
-class _StepError(Exception):
-    """A step cannot start; the message is the step's error."""
-
-
-_STOP_REASONS = {
+_Stop = Literal["cancelled", "timed_out", "failed"]
+_STOP_REASONS: Mapping[_Stop, str] = {
     "cancelled": "not run: run cancelled",
     "timed_out": "not run: run timed out",
     "failed": "not run: an earlier step of this mutating playbook failed",
 }
-
-
-def _environment(step_env: Mapping[str, str]) -> dict[str, str]:
-    for name in step_env:
-        if not name or "=" in name or "\0" in name:
-            raise _StepError(f"invalid environment variable name {name!r}")
-        if name == "PATH" or name.startswith("LD_"):
-            raise _StepError(f"environment variable {name} cannot be set by a playbook")
-    return {**BASE_ENV, **step_env}
-
-
-def _identity(run_as: str | None) -> dict[str, Any]:
-    """Keyword arguments of create_subprocess_exec that switch to ``run_as``."""
-    if run_as is None:
-        return {}
-    try:
-        user = pwd.getpwnam(run_as)
-    except KeyError as exc:
-        raise _StepError(f"cannot run as {run_as!r}: no such user on this host") from exc
-    if os.geteuid() != 0:
-        if user.pw_uid == os.geteuid():
-            return {}
-        raise _StepError(f"cannot run as {run_as!r}: the agent is not running as root")
-    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
 async def _race(
@@ -642,8 +487,8 @@ async def _cleanup(
     process: asyncio.subprocess.Process, group: int, tasks: Sequence[asyncio.Future[Any]]
 ) -> None:
     """Last line of defence (also when ``run`` is cancelled): nothing of the step survives."""
-    if process.returncode is None or _group_members(group):
-        _signal_group(group, signal.SIGKILL)
+    if process.returncode is None or group_members(group):
+        signal_group(group, signal.SIGKILL)
     for task in tasks:
         task.cancel()
     reaped = asyncio.ensure_future(process.wait())
@@ -662,29 +507,8 @@ async def _drain(pumps: asyncio.Future[Any], timeout: float) -> None:
         pumps.result()  # an on_output failure surfaces here
 
 
-def _group_members(group: int) -> list[int]:
-    """Pids of live (non-zombie) processes in process group ``group``, from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[2] == str(group).encode() and fields[0] != b"Z":
-            members.append(int(entry))
-    return members
-
-
-def _signal_group(group: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
-
-
 def _exec_result(
-    sink: _Sink,
+    sink: StepOutput,
     process: asyncio.subprocess.Process,
     started: float,
     outcome: _Outcome,
@@ -696,37 +520,55 @@ def _exec_result(
     code = process.returncode
     assert code is not None
     if code == 0:
-        return sink.result("ok", started, exit_code=0)
+        return _result(sink, run, "ok", started, exit_code=0)
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        return sink.result("failed", started, exit_code=code, error=f"killed by signal {name}")
-    return sink.result("failed", started, exit_code=code, error=f"exited with status {code}")
+        error = f"killed by signal {signal_name(-code)}"
+        return _result(sink, run, "failed", started, exit_code=code, error=error)
+    return _result(sink, run, "failed", started, exit_code=code, error=f"exited with status {code}")
 
 
 def _stopped_result(
-    sink: _Sink, started: float, outcome: _Outcome, step: RenderedStep, run: _Run
+    sink: StepOutput, started: float, outcome: _Outcome, step: RenderedStep, run: _Run
 ) -> StepResult:
     if outcome == "cancelled":
-        return sink.result("cancelled", started, error="run cancelled")
+        return _result(sink, run, "cancelled", started, error="run cancelled")
     if outcome == "run_timeout":
-        return sink.result("timed_out", started, error=f"run timed out after {run.timeout:g}s")
-    return sink.result(
-        "timed_out", started, error=f"step timed out after {step.timeout_seconds:g}s"
+        return _result(
+            sink, run, "timed_out", started, error=f"run timed out after {run.timeout:g}s"
+        )
+    return _result(
+        sink, run, "timed_out", started, error=f"step timed out after {step.timeout_seconds:g}s"
+    )
+
+
+def _result(
+    output: StepOutput,
+    run: _Run,
+    status: StepStatus,
+    started: float,
+    *,
+    exit_code: int | None = None,
+    error: str = "",
+) -> StepResult:
+    """The step's result; ``error`` is redacted (it leaves the host) and counted."""
+    error_redactions = 0
+    if error:
+        redacted, error_redactions = run.redactor.redact(error.encode("utf-8", "replace"))
+        error = redacted.decode("utf-8", "replace")
+    return StepResult(
+        name=output.step,
+        status=status,
+        exit_code=exit_code,
+        duration_ms=_ms_since(started),
+        truncated=output.truncated,
+        output_bytes=output.output_bytes,
+        redactions=output.redactions + error_redactions,
+        error=error,
     )
 
 
 def _skipped(name: str, error: str) -> StepResult:
     return StepResult(name, "skipped", None, 0, False, 0, 0, error)
-
-
-def _run_status(results: Sequence[StepResult], stop: str | None) -> RunStatus:
-    if stop == "cancelled":
-        return "cancelled"
-    if stop == "timed_out":
-        return "timed_out"
-    if any(r.status in ("failed", "timed_out") for r in results):
-        return "failed"
-    return "ok"
 
 
 def _builtin_error(step: RenderedBuiltin, exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import socket
 import time
@@ -46,41 +47,17 @@ def bin_dir(tmp_path: Path, **scripts: str) -> str:
     return str(directory)
 
 
-def test_names_are_the_documented_set() -> None:
-    assert set(BUILTIN_NAMES) == {
-        "top_processes",
-        "largest_directories",
-        "deleted_open_files",
-        "listening_sockets",
-        "kernel_errors",
-        "failed_units",
-        "unit_journal",
-        "pressure_stall",
-        "dns_resolve",
-        "gateway_reachability",
-        "time_sync_status",
-        "sensors",
-        "smart_health",
-        "package_inventory",
-        "system_summary",
-        "oom_history",
-    }
+def test_names_and_arguments_are_the_playbook_format_contract() -> None:
+    from playbooks.builtins import BUILTIN_ARGS, BUILTIN_FUNCTIONS
 
-
-def test_names_match_the_playbook_format_when_it_lists_them() -> None:
-    import playbooks
-
-    declared = getattr(playbooks, "BUILTIN_FUNCTIONS", None)
-    if declared is None:
-        try:
-            from playbooks import model
-
-            declared = getattr(model, "BUILTIN_FUNCTIONS", None)
-        except ImportError:  # pragma: no cover
-            declared = None
-    if declared is None:
-        pytest.skip("playbooks does not export BUILTIN_FUNCTIONS yet")
-    assert set(declared) == set(BUILTIN_NAMES)
+    assert set(BUILTIN_NAMES) == set(BUILTIN_FUNCTIONS)
+    for name, function in default_builtins().items():
+        parameters = inspect.signature(function).parameters.values()
+        keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert set(BUILTIN_ARGS[name]) <= keywords, name
+        assert all(
+            p.default is not inspect.Parameter.empty for p in parameters if p.name != "deadline"
+        )
 
 
 # --- processes ------------------------------------------------------------------------
@@ -88,13 +65,14 @@ def test_names_match_the_playbook_format_when_it_lists_them() -> None:
 
 @pytest.mark.parametrize("by", ["cpu", "memory"])
 def test_top_processes_lists_this_process(by: str) -> None:
-    text = call("top_processes", by=by, limit="100")
-    assert f" by {by};" in text.splitlines()[0]
+    text = call("top_processes", by=by, limit="500", interval="200ms")
+    assert f" by {by}" in text.splitlines()[0]
     assert any(line.split()[0] == str(os.getpid()) for line in text.splitlines()[2:])
 
 
 @pytest.mark.parametrize(
-    ("args", "problem"), [({"by": "disk"}, "by must be"), ({"limit": 0}, "limit")]
+    ("args", "problem"),
+    [({"by": "disk"}, "by must be"), ({"limit": 0}, "limit"), ({"interval": "soon"}, "interval")],
 )
 def test_top_processes_validates_arguments(args: dict[str, object], problem: str) -> None:
     with pytest.raises(BuiltinArgumentError, match=problem):
@@ -188,6 +166,12 @@ ROUTES6 = (
 )
 
 
+ARP = """\
+IP address       HW type     Flags       HW address            Mask     Device
+192.0.2.1        0x1         0x2         52:54:00:12:34:56     *        eth0
+"""
+
+
 def test_default_routes_from_the_route_tables(tmp_path: Path) -> None:
     write(tmp_path, "net/route", ROUTES)
     write(tmp_path, "net/ipv6_route", ROUTES6)
@@ -202,15 +186,23 @@ def test_gateway_reachability_without_ping_reports_the_route_only(tmp_path: Path
     text = call("gateway_reachability", Host(proc=tmp_path, path=str(tmp_path / "nothing")))
     assert text.splitlines() == [
         "default route via 192.0.2.1 dev eth0 metric 100",
-        "ping is not installed; reporting the route only",
+        "  neighbour: no entry in the ARP table",
+        "ping is not installed; reporting the route and neighbour state only",
     ]
+
+
+def test_gateway_neighbour_state_from_the_arp_table(tmp_path: Path) -> None:
+    write(tmp_path, "net/route", ROUTES)
+    write(tmp_path, "net/arp", ARP)
+    text = call("gateway_reachability", Host(proc=tmp_path, path=str(tmp_path / "nothing")))
+    assert "  neighbour: 52:54:00:12:34:56 (complete)" in text.splitlines()
 
 
 def test_gateway_reachability_pings_the_gateway(tmp_path: Path) -> None:
     write(tmp_path, "net/route", ROUTES)
     path = bin_dir(tmp_path, ping='echo "fake ping $*"')  # contacts nothing
     text = call("gateway_reachability", Host(proc=tmp_path, path=path), count=2)
-    assert "fake ping -n -c 2 -W 2 192.0.2.1" in text
+    assert "fake ping -n -c 2 -W 1 192.0.2.1" in text.splitlines()
 
 
 def test_no_default_route(tmp_path: Path) -> None:
@@ -231,28 +223,64 @@ KMSG = """\
 """
 
 
+HARDWARE = """\
+4,7,5200000,-;mce: [Hardware Error]: Machine check events logged
+3,8,5300000,-;blk_update_request: I/O error, dev sda, sector 2048
+3,9,5400000,-;EXT4-fs error (device sda2): bad inode
+"""
+
+
+def kernel_host(tmp_path: Path, log: str = KMSG, up: float = 10.0) -> Host:
+    write(tmp_path, "proc/uptime", f"{up} 1.0\n")
+    write(tmp_path, "proc/vmstat", "nr_free_pages 1\noom_kill 2\n")
+    return Host(proc=tmp_path / "proc", kmsg=write(tmp_path, "kmsg", log))
+
+
 def test_kernel_records_parse_kmsg_format(tmp_path: Path) -> None:
-    host = Host(kmsg=write(tmp_path, "kmsg", KMSG))
-    records = list(kernel_records(host, time.monotonic() + 5))
+    records = list(kernel_records(kernel_host(tmp_path), time.monotonic() + 5))
     assert [(r.level, r.seconds) for r in records][:2] == [(6, 1.0), (3, 2.5)]
     assert len(records) == 6  # the continuation line is not a record
 
 
 def test_kernel_errors_keeps_err_and_worse(tmp_path: Path) -> None:
-    host = Host(kmsg=write(tmp_path, "kmsg", KMSG))
-    lines = call("kernel_errors", host).splitlines()
-    assert lines[0].startswith("last 3 kernel messages")
+    lines = call("kernel_errors", kernel_host(tmp_path)).splitlines()
+    assert lines[0] == "3 kernel messages at level err or worse in the last 1d, newest 200 kept"
     assert "err: ata1: failed command" in lines[1]
     assert "emerg: Kernel panic" in lines[2]
+    assert "Out of memory" in lines[3]
     assert "warning" not in "\n".join(lines)
 
 
+def test_kernel_errors_since_and_limit(tmp_path: Path) -> None:
+    host = kernel_host(tmp_path, up=7.0)  # records at 2.5s and 4s of uptime are older than 2s
+    lines = call("kernel_errors", host, since="2s", limit=5).splitlines()
+    assert lines[0].startswith("1 kernel messages") and "Out of memory" in lines[1]
+    lines = call("kernel_errors", host, limit="1").splitlines()
+    assert len(lines) == 2 and "Out of memory" in lines[1]  # the newest is kept
+
+
+def test_kernel_errors_hardware_kind(tmp_path: Path) -> None:
+    lines = call("kernel_errors", kernel_host(tmp_path, KMSG + HARDWARE), kind="hardware")
+    found = lines.splitlines()[1:]
+    assert [line.split(": ", 1)[1] for line in found] == [
+        "ata1: failed command: READ FPDMA QUEUED",
+        "mce: [Hardware Error]: Machine check events logged",
+        "blk_update_request: I/O error, dev sda, sector 2048",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args", [{"since": "yesterday"}, {"since": "1000d"}, {"kind": "soft"}, {"limit": -1}]
+)
+def test_kernel_errors_validates_arguments(tmp_path: Path, args: dict[str, object]) -> None:
+    with pytest.raises(BuiltinArgumentError):
+        call("kernel_errors", kernel_host(tmp_path), **args)
+
+
 def test_oom_history(tmp_path: Path) -> None:
-    write(tmp_path, "proc/vmstat", "nr_free_pages 1\noom_kill 2\n")
-    host = Host(proc=tmp_path / "proc", kmsg=write(tmp_path, "kmsg", KMSG))
-    lines = call("oom_history", host).splitlines()
+    lines = call("oom_history", kernel_host(tmp_path)).splitlines()
     assert lines[0] == "OOM kills since boot (/proc/vmstat oom_kill): 2"
-    assert lines[1].startswith("2 OOM-related")
+    assert lines[1] == "2 kernel OOM killer messages in the last 7d, newest 20 kept"
     assert "task=java" in lines[2] and "Killed process 4242" in lines[3]
 
 
@@ -271,28 +299,45 @@ def test_unreadable_kernel_log_without_dmesg_is_an_error(tmp_path: Path) -> None
 
 # --- services -------------------------------------------------------------------------
 
+SYSTEMCTL = """\
+case "$1" in
+  list-units) echo "● nginx.service loaded failed failed nginx"; echo "bad;name loaded failed";;
+  show) printf 'Id=nginx.service\\nActiveState=failed\\nResult=exit-code\\n'
+        printf 'InactiveEnterTimestamp=Sun 2026-11-22 01:02:11 UTC\\nExecMainStatus=1\\n';;
+esac
+"""
+
+
+def systemd_host(tmp_path: Path) -> Host:
+    (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
+    path = bin_dir(tmp_path, systemctl=SYSTEMCTL, journalctl='echo "journal $*"')
+    return Host(run=tmp_path / "run", path=path)
+
 
 def test_without_systemd(tmp_path: Path) -> None:
-    host = Host(systemd_run_dir=tmp_path / "none", path=str(tmp_path))
+    host = Host(run=tmp_path, path=str(tmp_path))
     assert call("failed_units", host) == "systemd not available\n"
     assert call("unit_journal", host, unit="nginx.service") == "systemd not available\n"
 
 
-def test_failed_units_and_journal_with_systemd(tmp_path: Path) -> None:
-    path = bin_dir(
-        tmp_path,
-        systemctl='echo "nginx.service loaded failed failed nginx"',
-        journalctl='echo "journal $*"',
-    )
-    host = Host(systemd_run_dir=tmp_path, path=path)
-    assert (
-        call("failed_units", host) == "1 failed units\nnginx.service loaded failed failed nginx\n"
-    )
-    text = call("unit_journal", host, unit="nginx.service", lines="20")
-    assert text == "journal --no-pager --output=short-iso --lines=20 --unit=nginx.service\n"
+def test_failed_units_with_result_since_and_status(tmp_path: Path) -> None:
+    assert call("failed_units", systemd_host(tmp_path)).splitlines() == [
+        "1 failed units",
+        "nginx.service  failed  result=exit-code  since Sun 2026-11-22 01:02:11 UTC  status=1",
+    ]
 
 
-@pytest.mark.parametrize("unit", ["-x", "a b", "$(id)", "x;y", ""])
+def test_unit_journal_of_one_unit_and_of_every_failed_unit(tmp_path: Path) -> None:
+    host = systemd_host(tmp_path)
+    text = call("unit_journal", host, unit="nginx.service", lines="20", since="1h")
+    assert text.startswith("journal --no-pager --output=short-iso --lines=20 --since=")
+    assert text.endswith(" --unit=nginx.service\n")
+    lines = call("unit_journal", host).splitlines()
+    assert lines[0] == "-- nginx.service --"
+    assert "--lines=100" in lines[1]
+
+
+@pytest.mark.parametrize("unit", ["-x", "a b", "$(id)", "x;y", "../x\n"])
 def test_unit_journal_refuses_bad_unit_names(unit: str) -> None:
     with pytest.raises(BuiltinArgumentError):
         call("unit_journal", unit=unit)
@@ -335,36 +380,78 @@ def test_time_sync_status_on_this_host() -> None:
     assert call("time_sync_status").startswith("synchronized: ")
 
 
+def test_time_sync_status_asks_the_running_daemon(tmp_path: Path) -> None:
+    text = call("time_sync_status", Host(path=bin_dir(tmp_path, chronyc='echo "chrony $*"')))
+    assert "chrony" not in text  # no chronyd runs here: chronyc is not asked
+
+
 def test_sensors_never_fails() -> None:
     assert call("sensors")
 
 
-def test_smart_health(tmp_path: Path) -> None:
+def test_sensors_reads_hwmon_voltages(tmp_path: Path) -> None:
+    write(tmp_path, "class/hwmon/hwmon0/name", "nct6775\n")
+    write(tmp_path, "class/hwmon/hwmon0/in0_input", "1032\n")
+    write(tmp_path, "class/hwmon/hwmon0/in0_label", "Vcore\n")
+    write(tmp_path, "class/hwmon/hwmon0/in1_input", "3312\n")
+    lines = call("sensors", Host(sys=tmp_path)).splitlines()
+    assert "voltage nct6775/Vcore: 1.032 V" in lines
+    assert "voltage nct6775/in1: 3.312 V" in lines
+
+
+SMARTCTL = (
+    'if [ "$1" = --scan ]; then echo "/dev/sda -d sat # /dev/sda"; echo "bad;dev -d x";'
+    ' else echo "health of $*"; fi'
+)
+
+
+def test_smart_health_of_every_disk_or_one(tmp_path: Path) -> None:
     assert "smartctl is not installed" in call("smart_health", Host(path=str(tmp_path)))
-    path = bin_dir(
-        tmp_path,
-        smartctl='if [ "$1" = --scan ]; then echo "/dev/sda -d sat # /dev/sda";'
-        ' echo "bad;dev -d x"; else echo "health of $*"; fi',
-    )
-    text = call("smart_health", Host(path=path))
-    assert text == "=== /dev/sda (sat)\nhealth of -H -i -A -d sat /dev/sda\n"
+    host = Host(path=bin_dir(tmp_path, smartctl=SMARTCTL))
+    assert call("smart_health", host) == "=== /dev/sda (sat)\nhealth of -H -i -A -d sat /dev/sda\n"
+    one = call("smart_health", host, device="/dev/nvme0n1")
+    assert one == "=== /dev/nvme0n1\nhealth of -H -i -A /dev/nvme0n1\n"
+    with pytest.raises(BuiltinArgumentError):
+        call("smart_health", host, device="/dev/../etc/shadow -x")
 
 
-def test_package_inventory(tmp_path: Path) -> None:
+DPKG_QUERY = r'printf "ii \tzlib\t1.2\tamd64\nrc \told\t0.1\tall\nii \tbash\t5.2\tamd64\n"'
+DPKG_LOG = """\
+2026-11-01 10:00:00 startup archives unpack
+2026-11-01 10:00:01 install zlib:amd64 <none> 1.2
+2026-11-01 10:00:02 status installed zlib:amd64 1.2
+2026-11-02 09:00:00 upgrade bash:amd64 5.1 5.2
+"""
+
+
+def test_package_inventory_and_recent_changes(tmp_path: Path) -> None:
     assert "no package manager" in call("package_inventory", Host(path=str(tmp_path)))
-    path = bin_dir(
-        tmp_path, **{"dpkg-query": r'printf "ii \tzlib\t1.2\nrc \told\t0.1\nii \tbash\t5.2\n"'}
-    )
-    assert call("package_inventory", Host(path=path)) == (
-        "2 packages installed (dpkg-query)\nbash 5.2\nzlib 1.2\n"
-    )
+    write(tmp_path, "log/dpkg.log", DPKG_LOG)
+    host = Host(path=bin_dir(tmp_path, **{"dpkg-query": DPKG_QUERY}), var_log=tmp_path / "log")
+    assert call("package_inventory", host).splitlines() == [
+        "2 packages installed (dpkg-query)",
+        "bash 5.2 amd64",
+        "zlib 1.2 amd64",
+        f"last 2 package changes ({tmp_path}/log/dpkg.log):",
+        "2026-11-01 10:00:01 install zlib:amd64 <none> 1.2",
+        "2026-11-02 09:00:00 upgrade bash:amd64 5.1 5.2",
+    ]
+    assert len(call("package_inventory", host, recent=0).splitlines()) == 3
 
 
 def test_system_summary_on_this_host() -> None:
     text = call("system_summary")
     assert f"hostname: {socket.gethostname()}" in text
     assert os.uname().release in text
-    assert "memory: " in text and "filesystems:" in text
+    for label in ("uptime: ", "virtualisation: ", "reboot required: ", "memory: ", "filesystems:"):
+        assert label in text
+
+
+def test_system_summary_reboot_required(tmp_path: Path) -> None:
+    write(tmp_path, "reboot-required", "*** System restart required ***\n")
+    write(tmp_path, "reboot-required.pkgs", "linux-image-6.1\nlibc6\n")
+    text = call("system_summary", Host(run=tmp_path))
+    assert "reboot required: yes (for linux-image-6.1, libc6)" in text
 
 
 # --- commands -------------------------------------------------------------------------

@@ -186,6 +186,14 @@ def test_mutating_playbook_stops_after_a_failed_step() -> None:
     assert result.status == "failed"
 
 
+def test_optional_steps_are_best_effort() -> None:
+    steps = [step("false", name="a", optional=True), step("true", name="b")]
+    for playbook in (READ_ONLY, MUTATING):
+        result, _ = run(steps, playbook=playbook)
+        assert [s.status for s in result.steps] == ["failed", "ok"]
+        assert result.status == "ok"
+
+
 def test_killed_by_signal_is_reported() -> None:
     result, _ = run([step(PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")])
     assert result.steps[0].status == "failed"

@@ -75,9 +75,7 @@ def duration_arg(name: str, value: object, low: float, high: float) -> float:
     except ValueError as exc:
         raise BuiltinArgumentError(f"{name}: {exc}") from exc
     if not low <= seconds <= high:
-        raise BuiltinArgumentError(
-            f"{name} must be between {low:g}s and {high:g}s, got {value!r}"
-        )
+        raise BuiltinArgumentError(f"{name} must be between {low:g}s and {high:g}s, got {value!r}")
     return seconds
 
 
