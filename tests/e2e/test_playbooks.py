@@ -1,4 +1,4 @@
-"""Playbooks end to end: real collector, real agent, the CLI; signed runs work, the rest is refused."""
+"""Playbooks end to end: real collector, agent and CLI; signed runs work, the rest is refused."""
 
 from __future__ import annotations
 
