@@ -32,11 +32,9 @@ from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
 from agent.playbook.executor import RunResult as ExecutionResult
 from agent.playbook.policy import Policy, load_policy
-from agent.playbook.redact import Redactor
+from agent.playbook.redact import Redactor, secret_values
 from playbooks.errors import PlaybookError
 from playbooks.model import BuiltinStep, ExecStep, Playbook
-from playbooks.params import render_builtin, render_exec, validate_params
-from playbooks.signing import verify_manifest, verify_playbook
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -133,6 +131,9 @@ class RunHandler:
 
     def _verify(self, request: agent_pb2.RunRequest) -> tuple[Playbook, dict[str, str | int]]:
         """Signature, expiry, downgrade, digest, parameters — in that order."""
+        from playbooks.params import validate_params  # YAML parsing: loaded on first run only
+        from playbooks.signing import verify_manifest, verify_playbook
+
         seen = self._load_seen()
         manifest = verify_manifest(
             request.manifest,
@@ -192,11 +193,13 @@ class RunHandler:
             )
             await self._send(agent_pb2.AgentMessage(run_output=output))
 
-        secrets = [
-            str(values[p.name]) for p in playbook.parameters if p.secret and p.name in values
-        ]
         return await self._executor.run(
-            playbook, steps, forward, pending.cancel, playbook.timeout_seconds, secrets=secrets
+            playbook,
+            steps,
+            forward,
+            pending.cancel,
+            playbook.timeout_seconds,
+            secrets=secret_values(playbook, values),
         )
 
     async def _refuse(self, request: agent_pb2.RunRequest, reason: str) -> None:
@@ -232,6 +235,8 @@ class RunHandler:
 def _render(
     step: ExecStep | BuiltinStep, values: dict[str, str | int]
 ) -> RenderedExec | RenderedBuiltin:
+    from playbooks.params import render_builtin, render_exec
+
     if isinstance(step, ExecStep):
         argv, env = render_exec(step, values)
         return RenderedExec(

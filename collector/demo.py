@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from playbooks.shipped import dev_public_key_path
+
 READY_TIMEOUT_SECONDS = 30.0
 
 
@@ -43,7 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         if not (state_dir / "identity.json").exists():
             _enroll(bin_dir, data_dir, state_dir)
         config = var / "agent.toml"
-        config.write_text(f'interval = "{args.interval}"\n')
+        policy = var / "policy.toml"
+        policy.write_text("# empty: read-only playbooks run, mutating ones need approval\n")
+        policy.chmod(0o600)
+        config.write_text(
+            f'interval = "{args.interval}"\n\n[playbooks]\n'
+            "# the DEVELOPMENT vendor key that signs the shipped catalogue; a vendor pins its own\n"
+            f'trusted_keys = ["{dev_public_key_path()}"]\npolicy = "{policy}"\n'
+        )
         agent = _spawn(
             [
                 str(bin_dir / "aftercare-agent"),
@@ -141,6 +150,9 @@ aftercare demo is running (logs: {var}/collector.log, {var}/agent.log). In anoth
 
   aftercare agents                     # hosts, connectivity, health summary
   aftercare host $(hostname) --json    # latest metrics and the gaps list
+  aftercare tickets                    # tickets the default rules opened (if any)
+  aftercare playbooks list             # the signed diagnostic catalogue
+  aftercare run time-sync --host $(hostname) --follow
   curl -s http://127.0.0.1:9464/metrics | grep aftercare_host_memory
   aftercare-collector token create --data-dir {data_dir} --customer acme
   aftercare-collector audit verify --data-dir {data_dir}
