@@ -21,6 +21,19 @@ COMMANDS = [
     ("collector.client.cli", []),
     ("collector.client.cli", ["agents"]),
     ("collector.client.cli", ["host"]),
+    ("collector.client.cli", ["tickets"]),
+    ("collector.client.cli", ["ticket", "show"]),
+    ("collector.client.cli", ["ticket", "resolve"]),
+    ("collector.client.cli", ["ticket", "create"]),
+    ("collector.client.cli", ["ticket", "report"]),
+    ("collector.client.cli", ["playbooks", "list"]),
+    ("collector.client.cli", ["playbooks", "lint"]),
+    ("collector.client.cli", ["playbooks", "keygen"]),
+    ("collector.client.cli", ["playbooks", "sign"]),
+    ("collector.client.cli", ["run"]),
+    ("collector.client.cli", ["runs"]),
+    ("collector.cli", ["rules", "check"]),
+    ("agent.cli", ["approve"]),
 ]
 
 
