@@ -9,9 +9,13 @@ in exactly one place. Messages say what to do where there is something to do.
     │   └── MigrationError          schema cannot be brought to the version the code knows
     ├── NotFound
     │   ├── UnknownAgent
-    │   └── UnknownUser
-    ├── Conflict                    would create a duplicate
-    │   └── UserExists
+    │   ├── UnknownUser
+    │   ├── UnknownRun              (collector.store.base)
+    │   └── TicketNotFound          (collector.tickets.errors)
+    ├── Conflict                    would create a duplicate, or a stale/illegal change
+    │   ├── UserExists
+    │   └── InvalidTransition       ticket action not possible in its state (tickets.errors)
+    ├── DeliveryError               a notification could not be sent (collector.notify.errors)
     ├── TokenError                  join tokens (agent enrolment)
     │   ├── TokenUnknown
     │   ├── TokenUsed
@@ -21,7 +25,9 @@ in exactly one place. Messages say what to do where there is something to do.
     │   └── PermissionDenied
     ├── AgentRevoked
     ├── InvalidRequest              bad input from an agent or a user (e.g. a bad CSR)
+    │   └── RuleFileError           alert rule files, FILE:LINE problems (collector.rules.errors)
     └── ConfigError                 invalid configuration, found at start
+        └── TicketConfigError       the tickets YAML (collector.tickets.errors)
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class RunService:
             raise NotFound(f"no run {run_id}; `aftercare runs` lists them")
         return run
 
-    async def list(self, who: Principal, agent_id: str | None, limit: int) -> list[RunRecord]:
+    async def list_runs(self, who: Principal, agent_id: str | None, limit: int) -> list[RunRecord]:
         customer = who.visible_customer(None)
         return await self._db.call(self._store.list_runs, customer, agent_id, limit)
 

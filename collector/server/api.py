@@ -182,7 +182,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     ) -> api_pb2.ListRunsResponse:
         who = await authenticate_user(context, self._db)
         agent_id = (await self._find_host(who, request.host)).agent_id if request.host else None
-        runs = await self._runs.list(who, agent_id, request.limit or 100)
+        runs = await self._runs.list_runs(who, agent_id, request.limit or 100)
         return api_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
 
     @status.unary

@@ -11,7 +11,16 @@ node_exporter: started with its default collectors on a free 127.0.0.1 port and
 scraped ``--scrapes`` times with urllib at the same interval. CPU is utime + stime
 from /proc/<pid>/stat (clock ticks) per scrape; RSS from /proc/<pid>/status.
 
-Targets: agent CPU per cycle <= 0.5 x node_exporter CPU per scrape; agent RSS <= 40 MiB.
+Real agent: a real collector (``tests.support.Collector``, temporary data dir) and an
+enrolled real ``aftercare-agent run`` (``tests.support.Agent``, ``--agent-interval``,
+default 1s). After its first ``--agent-warmup`` batches are stored, the collector's
+``aftercare_ingest_batches_total{result="stored"}`` counts ``--agent-cycles`` more while
+/proc/<pid>/stat gives the agent's CPU over them (sampling, spooling to disk, the gRPC
+stream and its acks: the whole process); then VmRSS, RssAnon, RssFile and VmHWM from
+/proc/<pid>/status.
+
+Targets: agent CPU per cycle <= 0.5 x node_exporter CPU per scrape; agent RSS <= 40 MiB
+(checked for the sampler subprocess and, separately, for the real agent process).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +40,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: make ``tests`` importable
+    sys.path.insert(0, str(REPO))
+
+from tests.support import Agent, Collector  # noqa: E402
+
+STORED = re.compile(r'^aftercare_ingest_batches_total\{result="stored"\} ([0-9.e+]+)$', re.M)
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 RSS_LIMIT_MIB = 40.0
 CPU_FACTOR = 0.5
@@ -185,6 +201,72 @@ def measure_node_exporter(scrapes: int, interval: float, warmup: int) -> dict[st
             process.wait(timeout=10)
 
 
+def stored_batches(collector: Collector) -> int:
+    """Batches the collector has stored so far (its /metrics counter)."""
+    match = STORED.search(collector.metrics())
+    return int(float(match.group(1))) if match else 0
+
+
+def wait_batches(
+    collector: Collector, agent: Agent, count: int, deadline: float
+) -> tuple[int, float]:
+    """Poll until at least ``count`` batches are stored; return the count and the time."""
+    while True:
+        if agent.process is None or agent.process.poll() is not None:
+            raise RuntimeError(f"the agent exited:\n{agent.log_text()[-3000:]}")
+        stored = stored_batches(collector)
+        if stored >= count:
+            return stored, time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stored} of {count} batches stored in time")
+        time.sleep(0.05)
+
+
+def measure_real_agent(cycles: int, interval: str, warmup: int) -> dict[str, Any]:
+    """A real collector and an enrolled ``aftercare-agent run``: RSS and CPU per cycle."""
+    workdir = Path(tempfile.mkdtemp(prefix="aftercare-bench-agent-"))
+    collector = Collector(workdir / "collector")
+    agent = Agent(workdir / "agent", "bench-host", {"interval": interval})
+    try:
+        collector.start()
+        enrolled = agent.enroll(collector.join_command("bench"))
+        if enrolled.returncode != 0:
+            raise RuntimeError(f"enrol failed: {enrolled.stderr}")
+        agent.start()
+        assert agent.process is not None
+        pid = agent.process.pid
+        deadline = time.monotonic() + 30 + 3 * cycles * max(1.0, _seconds(interval))
+        start_count, _ = wait_batches(collector, agent, warmup, deadline)
+        before_ticks, before_time = cpu_ticks(pid), time.monotonic()
+        end_count, end_time = wait_batches(collector, agent, start_count + cycles, deadline)
+        ticks = cpu_ticks(pid) - before_ticks
+        done = end_count - start_count
+        return {
+            "interval": interval,
+            "cycles": done,
+            "seconds": end_time - before_time,
+            "cpu_ms_per_cycle": ticks * 1000 / CLK_TCK / done,
+            "cpu_resolution_ms_per_cycle": 1000 / CLK_TCK / done,
+            "rss_mib": status_mib(pid, "VmRSS"),
+            "rss_anon_mib": status_mib(pid, "RssAnon"),
+            "rss_file_mib": status_mib(pid, "RssFile"),
+            "peak_rss_mib": status_mib(pid, "VmHWM"),
+        }
+    except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as exc:
+        return {"error": f"could not run a real agent: {exc}"}
+    finally:
+        agent.stop()
+        collector.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _seconds(interval: str) -> float:
+    """``1s`` / ``500ms`` / ``2m`` as seconds (enough for the benchmark's deadlines)."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    match = re.fullmatch(r"([0-9.]+)(ms|s|m)", interval)
+    return float(match.group(1)) * units[match.group(2)] if match else 1.0
+
+
 def verdict(agent: dict[str, Any], exporter: dict[str, Any]) -> dict[str, Any]:
     """Compare the figures with the targets."""
     rss_ok = agent["peak_rss_mib"] <= RSS_LIMIT_MIB
@@ -196,6 +278,36 @@ def verdict(agent: dict[str, Any], exporter: dict[str, Any]) -> dict[str, Any]:
     else:
         result["cpu_ok"] = None
     return result
+
+
+def real_verdict(real: dict[str, Any]) -> dict[str, Any]:
+    """The real agent process against the RSS target."""
+    if "peak_rss_mib" not in real:
+        return {"rss_ok": None}
+    return {"rss_ok": real["peak_rss_mib"] <= RSS_LIMIT_MIB}
+
+
+def print_real(real: dict[str, Any], result: dict[str, Any]) -> None:
+    """Human-readable report of the real agent process."""
+    if "peak_rss_mib" not in real:
+        print(f"real agent: {real.get('skipped') or real.get('error')}")
+        print("verdict (real agent process): RSS n/a")
+        return
+    print(
+        f"real agent (aftercare-agent run, interval {real['interval']}, streaming to a real "
+        f"collector): {real['cpu_ms_per_cycle']:.2f} ms CPU per cycle over {real['cycles']} "
+        f"cycles / {real['seconds']:.1f} s (resolution "
+        f"{real['cpu_resolution_ms_per_cycle']:.2f} ms/cycle)"
+    )
+    print(
+        f"real agent memory: VmRSS {real['rss_mib']:.1f} MiB (RssAnon {real['rss_anon_mib']:.1f}"
+        f", RssFile {real['rss_file_mib']:.1f}), VmHWM {real['peak_rss_mib']:.1f} MiB"
+    )
+    rss = "PASS" if result["rss_ok"] else "FAIL"
+    print(
+        f"verdict (real agent process): RSS {rss} "
+        f"({real['peak_rss_mib']:.1f} MiB <= {RSS_LIMIT_MIB:.0f} MiB)"
+    )
 
 
 def print_table(agent: dict[str, Any], exporter: dict[str, Any], result: dict[str, Any]) -> None:
@@ -238,23 +350,47 @@ def print_table(agent: dict[str, Any], exporter: dict[str, Any], result: dict[st
     )
 
 
-def main() -> None:
+def main() -> int:
     """Parse arguments, measure both sides, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cycles", type=int, default=50, help="agent cycles measured")
     parser.add_argument("--scrapes", type=int, default=50, help="node_exporter scrapes measured")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between cycles")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured cycles/scrapes first")
+    parser.add_argument(
+        "--agent-cycles", type=int, default=20, help="real agent cycles measured (0: skip)"
+    )
+    parser.add_argument("--agent-interval", default="1s", help="real agent interval")
+    parser.add_argument(
+        "--agent-warmup", type=int, default=2, help="real agent batches stored before measuring"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     agent = measure_agent(args.cycles, args.interval, args.warmup)
     exporter = measure_node_exporter(args.scrapes, args.interval, args.warmup)
     result = verdict(agent, exporter)
+    real: dict[str, Any] = {"skipped": "--agent-cycles 0"}
+    if args.agent_cycles > 0:
+        real = measure_real_agent(args.agent_cycles, args.agent_interval, args.agent_warmup)
+    real_result = real_verdict(real)
     if args.json:
-        print(json.dumps({"agent": agent, "node_exporter": exporter, "verdict": result}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "agent": agent,
+                    "node_exporter": exporter,
+                    "verdict": result,
+                    "real_agent": real,
+                    "real_agent_verdict": real_result,
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(agent, exporter, result)
+        print_real(real, real_result)
+    return 1 if "error" in real else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
