@@ -38,6 +38,9 @@ from proto import agent_pb2
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per run, on the collector's disk
+# A run with no result this long after it was requested is given up: the agent waits
+# at most 1 h for an approval, and runs are bounded by their playbook's timeout.
+STALE_RUN_MS = 2 * 3600 * 1000
 EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
 SECRET_MASK = "***"
 
@@ -206,6 +209,20 @@ class RunService:
             self._followers[run_id].remove(queue)
             if not self._followers[run_id]:
                 del self._followers[run_id]
+
+    async def expire_stale(self, now_ms: int) -> int:
+        """Fail unfinished runs older than STALE_RUN_MS (the agent never answered)."""
+        runs = await self._db.call(self._store.list_runs, None, None, 500)
+        stale = [
+            run
+            for run in runs
+            if run.state not in FINISHED_RUN_STATES and now_ms - run.requested_ms > STALE_RUN_MS
+        ]
+        for run in stale:
+            await self._finish(
+                run.run_id, "failed", "no result from the agent (it restarted or lost the run)"
+            )
+        return len(stale)
 
     # -- agents -------------------------------------------------------------------------
 

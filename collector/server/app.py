@@ -100,6 +100,7 @@ class CollectorServer:
         self.tickets: TicketService | None = None
         self.sessions: Sessions | None = None
         self.runs: RunService | None = None
+        self._runs_checked_ms = 0
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -305,6 +306,9 @@ class CollectorServer:
         self._metrics.rule_evaluation.observe(time.perf_counter() - started)
         await self.tickets.apply_alerts(alerts, now)
         await self.tickets.tick(now)
+        if self.runs is not None and now - self._runs_checked_ms >= 60_000:
+            self._runs_checked_ms = now
+            await self.runs.expire_stale(now)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")

@@ -1,0 +1,172 @@
+"""The collector's RunService with a real store: dispatch, agent reports, audit, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from collector.auth import Principal
+from collector.errors import InvalidRequest, NotFound, PermissionDenied
+from collector.rules import HostRef
+from collector.runs import STALE_RUN_MS, RunService, load_catalogue
+from collector.store import AgentRecord, open_store
+from collector.store.writer import StoreThread
+from collector.tickets.lifecycle import create_event
+from collector.tickets.model import NewTicket
+from playbooks.shipped import catalogue_dir
+from proto import agent_pb2
+
+T = TypeVar("T")
+AGENT = AgentRecord("ag-1", "acme", "web-1", 0, "01", 10**13)
+HOST = HostRef("ag-1", "acme", "web-1")
+ERIN = Principal("erin", "engineer")
+ALICE = Principal("alice", "customer", "acme")
+MALLORY = Principal("mallory", "customer", "globex")
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.now = 1_000_000
+        self.sent: list[tuple[str, agent_pb2.CollectorMessage]] = []
+        self.connected = True
+        self.db = StoreThread(open_store(tmp_path / "data"))
+        self.db.store.add_agent(AGENT)
+        self.service = RunService(
+            self.db,
+            load_catalogue(catalogue_dir()),
+            self.send,
+            tmp_path / "runs",
+            lambda: self.now,
+        )
+
+    def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
+        if self.connected:
+            self.sent.append((agent_id, message))
+        return self.connected
+
+    def run(self, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return asyncio.run(coro())
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_a_run_is_sent_with_the_signed_bytes_and_masks_nothing_it_should_not(world: World) -> None:
+    run = world.run(
+        lambda: world.service.start("user:erin", AGENT, "disk-usage", {"path": "/var"}, None)
+    )
+    assert run.state == "sent" and run.params == {"path": "/var"}
+    [(agent_id, message)] = world.sent
+    request = message.run_request
+    assert agent_id == "ag-1" and request.run_id == run.run_id
+    assert request.manifest == (catalogue_dir() / "MANIFEST.json").read_bytes()
+    assert request.playbook_yaml == (catalogue_dir() / "disk-usage.yaml").read_bytes()
+    audit = [e.action for e in world.db.store.audit_entries()]
+    assert audit == ["playbook.run_requested"]
+
+
+def test_bad_parameters_and_unknown_playbooks_are_refused_early(world: World) -> None:
+    with pytest.raises(InvalidRequest, match="path"):
+        world.run(
+            lambda: world.service.start(
+                "user:erin", AGENT, "disk-usage", {"path": "/; rm -rf /"}, None
+            )
+        )
+    with pytest.raises(NotFound):
+        world.run(lambda: world.service.start("user:erin", AGENT, "rm-everything", {}, None))
+    assert world.sent == []
+
+
+def test_an_unreachable_host_makes_the_run_undeliverable(world: World) -> None:
+    world.connected = False
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    assert run.state == "undeliverable" and run.finished_ms == world.now
+
+
+def test_agent_reports_are_recorded_and_attached_to_the_ticket(world: World) -> None:
+    new = NewTicket(customer="acme", title="slow", level="3", source="engineer")
+    ticket = world.db.store.create_ticket(new, create_event(new, "user:erin", world.now))
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, ticket.id))
+
+    async def report() -> None:
+        for message in (
+            agent_pb2.AgentMessage(
+                run_update=agent_pb2.RunUpdate(run_id=run.run_id, state="running")
+            ),
+            agent_pb2.AgentMessage(
+                run_output=agent_pb2.RunOutput(
+                    run_id=run.run_id, step="s", stream="stdout", data=b"synchronized: no\n"
+                )
+            ),
+            agent_pb2.AgentMessage(
+                run_result=agent_pb2.RunResult(
+                    run_id=run.run_id,
+                    status="ok",
+                    duration_ms=12,
+                    redactions=1,
+                    steps=[
+                        agent_pb2.StepResult(name="s", status="ok", exit_code=0, has_exit_code=True)
+                    ],
+                )
+            ),
+        ):
+            await world.service.on_agent_message(HOST, message)
+
+    world.run(report)
+    done = world.run(lambda: world.service.get(ERIN, run.run_id))
+    assert done.state == "ok" and done.result["redactions"] == 1
+    assert done.output_sha256 == hashlib.sha256(b"synchronized: no\n").hexdigest()
+    assert world.service.output(run.run_id) == (b"synchronized: no\n", False)
+    [event] = [e for e in world.db.store.ticket_events(ticket.id) if e.kind == "diagnostics"]
+    assert event.details["playbook"] == "time-sync" and "synchronized" in event.details["output"]
+
+
+def test_another_agents_reports_are_ignored(world: World) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    intruder = HostRef("ag-2", "globex", "evil")
+    forged = agent_pb2.AgentMessage(run_result=agent_pb2.RunResult(run_id=run.run_id, status="ok"))
+    world.run(lambda: world.service.on_agent_message(intruder, forged))
+    assert world.run(lambda: world.service.get(ERIN, run.run_id)).state == "sent"
+
+
+def test_a_refusal_is_audited_with_its_reason(world: World) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    refusal = agent_pb2.AgentMessage(
+        run_update=agent_pb2.RunUpdate(
+            run_id=run.run_id, state="refused", message="not signed by a trusted vendor key"
+        )
+    )
+    world.run(lambda: world.service.on_agent_message(HOST, refusal))
+    entry = world.db.store.audit_entries()[-1]
+    assert entry.action == "playbook.run_refused" and entry.target == run.run_id
+    assert entry.details["reason"] == "not signed by a trusted vendor key"
+
+
+def test_only_a_customer_of_that_customer_approves_a_waiting_run(world: World) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    waiting = agent_pb2.AgentMessage(
+        run_update=agent_pb2.RunUpdate(run_id=run.run_id, state="waiting_approval")
+    )
+    world.run(lambda: world.service.on_agent_message(HOST, waiting))
+    with pytest.raises(PermissionDenied):
+        world.run(lambda: world.service.approve(ERIN, run.run_id))
+    with pytest.raises(NotFound):
+        world.run(lambda: world.service.approve(MALLORY, run.run_id))
+    approved = world.run(lambda: world.service.approve(ALICE, run.run_id))
+    assert approved.approved_by == "user:alice"
+    assert world.sent[-1][1].run_approval.run_id == run.run_id
+
+
+def test_runs_without_an_answer_expire(world: World) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    assert world.run(lambda: world.service.expire_stale(world.now + STALE_RUN_MS)) == 0
+    assert world.run(lambda: world.service.expire_stale(world.now + STALE_RUN_MS + 1)) == 1
+    expired = world.run(lambda: world.service.get(ERIN, run.run_id))
+    assert expired.state == "failed" and "no result" in expired.message
