@@ -27,6 +27,9 @@ Reported per playbook (median over the repeats, and the range):
   agent's control stream, the agent verifying the signed catalogue and starting the
   first step, and the output's way back.
 - **total**: from the same start to the CLI's exit (the run's final state received).
+- **in-process first output**: after a playbook's CLI runs, ``--repeat`` more runs of it
+  from a gRPC client inside the benchmark process (StartRun, then FollowRun): the same
+  latency without the CLI's start-up. Not counted in the agent figures below.
 - **agent CPU**: the agent process's utime + stime added by the run (builtins run in its
   threads), minus the idle CPU of an equal period (the idle rate from step 2 times the
   run's duration). **children CPU**: cutime + cstime added - the programs of the
@@ -57,15 +60,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(REPO))
 
+from collector.client.connection import ApiClient, ClientSettings  # noqa: E402
 from playbooks.shipped import dev_public_key_path  # noqa: E402
+from proto import api_pb2  # noqa: E402
 from tests.support import PYTHON, Agent, Collector, wait_for  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -74,14 +81,14 @@ HOSTNAME = "bench-host"
 CLI = "collector.client.cli"
 RAN = {"ok", "failed"}
 STATE = re.compile(rb"\[(run-[^:\]]+): ([a-z_]+)")
-# (label, playbook, extra CLI arguments), in the order they run.
-PLAYBOOKS: list[tuple[str, str, list[str]]] = [
-    ("time-sync", "time-sync", []),
-    ("cpu-load", "cpu-load", []),
-    ("memory-pressure", "memory-pressure", []),
-    ("network", "network", []),
-    ("recent-errors", "recent-errors", []),
-    ("disk-usage path=/usr", "disk-usage", ["--param", "path=/usr"]),
+# (label, playbook, parameters), in the order they run.
+PLAYBOOKS: list[tuple[str, str, dict[str, str]]] = [
+    ("time-sync", "time-sync", {}),
+    ("cpu-load", "cpu-load", {}),
+    ("memory-pressure", "memory-pressure", {}),
+    ("network", "network", {}),
+    ("recent-errors", "recent-errors", {}),
+    ("disk-usage path=/usr", "disk-usage", {"path": "/usr"}),
 ]
 
 
@@ -139,7 +146,7 @@ class Bench:
     agent: Agent
     token: str
     timeout: float
-    extra: list[str] = field(default_factory=list)
+    client: ApiClient | None = None
 
     @property
     def pid(self) -> int:
@@ -174,10 +181,11 @@ def cli_startup(runs: int) -> list[float]:
     return times
 
 
-def follow(bench: Bench, playbook: str, extra: list[str], idle_ms_per_s: float) -> Run:
+def follow(bench: Bench, playbook: str, params: dict[str, str], idle_ms_per_s: float) -> Run:
     """Run one playbook with --follow and measure it on both ends."""
     run = Run()
     before = Proc.read(bench.pid)
+    extra = [arg for name, value in params.items() for arg in ("--param", f"{name}={value}")]
     argv = bench.cli_argv("run", playbook, "--host", HOSTNAME, *extra, "--follow")
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -225,6 +233,48 @@ def follow(bench: Bench, playbook: str, extra: list[str], idle_ms_per_s: float) 
     run.rss_after_mib = mib(after.rss_kib)
     run.hwm_after_mib = mib(after.hwm_kib)
     return run
+
+
+def follow_in_process(bench: Bench, playbook: str, params: dict[str, str]) -> dict[str, Any]:
+    """The same run from a gRPC client in this process: no CLI start-up, no /proc."""
+    if bench.client is None:
+        ca = (bench.collector.data_dir / "ca.pem").read_bytes()
+        bench.client = ApiClient(ClientSettings(bench.collector.api, bench.token, ca))
+    client = bench.client
+    first: float | None = None
+    state = "unknown"
+    start = time.perf_counter()
+    info = client.call(
+        "StartRun", api_pb2.StartRunRequest(playbook=playbook, host=HOSTNAME, params=params)
+    )
+    started = time.perf_counter() - start
+    stream = client.stub.FollowRun(
+        api_pb2.GetRunRequest(run_id=info.run_id), metadata=client.metadata, timeout=bench.timeout
+    )
+    try:
+        for event in stream:
+            if event.WhichOneof("kind") == "output":
+                if first is None:
+                    first = time.perf_counter() - start
+            else:
+                state = event.info.state
+    except grpc.RpcError as exc:
+        state = f"rpc error {exc.code().name}"
+    return {
+        "run_id": info.run_id,
+        "state": state,
+        "start_run_s": started,
+        "first_output_s": first,
+        "total_s": time.perf_counter() - start,
+    }
+
+
+def _cell(values: dict[str, float] | None, digits: int, range_digits: int) -> str:
+    """``median [min-max]`` or ``-``."""
+    if not values:
+        return "-"
+    low, high = values["min"], values["max"]
+    return f"{values['median']:.{digits}f} [{low:.{range_digits}f}-{high:.{range_digits}f}]"
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -305,28 +355,25 @@ def report(result: dict[str, Any]) -> None:
         f"CPU resolution {1000 / CLK_TCK:.0f} ms"
     )
     header = (
-        f"{'playbook':<22}{'first output s':>20}{'total s':>18}{'agent CPU ms':>18}"
-        f"{'children ms':>13}{'RSS before':>12}{'RSS after':>11}{'VmHWM':>8}  states"
+        f"{'playbook':<21}{'first output s':>20}{'total s':>19}{'in-process 1st s':>21}"
+        f"{'agent CPU ms':>17}{'child ms':>9}{'RSS before':>11}{'after':>7}{'VmHWM':>7}  states"
     )
     print(header)
     for row in result["playbooks"]:
         first, total = row["first_output_s"], row["total_s"]
+        direct = row["in_process_first_output_s"]
         cpu, children = row["agent_cpu_ms"], row["children_cpu_ms"]
-        first_text = (
-            f"{first['median']:.3f} [{first['min']:.2f}-{first['max']:.2f}]" if first else "-"
-        )
         states = ",".join(f"{n}x{s}" for s, n in sorted(row["states"].items()))
         print(
-            f"{row['label']:<22}{first_text:>20}"
-            f"{total['median']:>7.2f} [{total['min']:.1f}-{total['max']:.1f}]"
-            f"{cpu['median']:>8.0f} [{cpu['min']:.0f}-{cpu['max']:.0f}]"
-            f"{children['median']:>13.0f}"
-            f"{row['rss_before_mib']:>12.1f}{row['rss_after_mib']:>11.1f}"
-            f"{row['hwm_after_mib']:>8.1f}  {states}"
+            f"{row['label']:<21}{_cell(first, 3, 2):>20}{_cell(total, 2, 2):>19}"
+            f"{_cell(direct, 3, 3):>21}{_cell(cpu, 0, 0):>17}{children['median']:>9.0f}"
+            f"{row['rss_before_mib']:>11.1f}{row['rss_after_mib']:>7.1f}"
+            f"{row['hwm_after_mib']:>7.1f}  {states}"
         )
     print(
-        "first output and total include the CLI's start-up above; agent CPU is net of idle "
-        "(rate x run time); children = exec steps' programs; RSS/VmHWM in MiB"
+        "first output and total: the CLI, start-up above included; in-process 1st: the same "
+        "run from a gRPC client in the bench process; agent CPU: net of idle (rate x run time); "
+        "child: exec steps' programs; RSS before/after and VmHWM (peak so far): MiB"
     )
     for problem in result["problems"]:
         print(f"problem: {problem}")
@@ -369,8 +416,9 @@ def main() -> int:
             return 2
         rows: list[dict[str, Any]] = []
         problems: list[str] = []
-        for label, playbook, extra in chosen:
-            runs = [follow(bench, playbook, extra, idle["cpu_ms_per_s"]) for _ in range(repeat)]
+        for label, playbook, params in chosen:
+            runs = [follow(bench, playbook, params, idle["cpu_ms_per_s"]) for _ in range(repeat)]
+            direct = [follow_in_process(bench, playbook, params) for _ in range(repeat)]
             for run in runs:
                 if run.state not in RAN or not run.output_bytes:
                     problems.append(
@@ -378,6 +426,12 @@ def main() -> int:
                         f"(exit {run.exit_code}, {run.output_bytes} bytes): {run.stderr.strip()}"
                     )
             firsts = [r.first_output_s for r in runs if r.first_output_s is not None]
+            direct_firsts = [d["first_output_s"] for d in direct if d["first_output_s"] is not None]
+            problems.extend(
+                f"{label} (in-process): {d['run_id']} ended {d['state']}"
+                for d in direct
+                if d["state"] not in RAN or d["first_output_s"] is None
+            )
             states: dict[str, int] = {}
             for run in runs:
                 states[run.state] = states.get(run.state, 0) + 1
@@ -385,7 +439,7 @@ def main() -> int:
                 {
                     "label": label,
                     "playbook": playbook,
-                    "args": extra,
+                    "params": params,
                     "first_output_s": summary(firsts) if firsts else None,
                     "total_s": summary([r.total_s for r in runs]),
                     "agent_cpu_ms": summary([r.agent_cpu_ms for r in runs]),
@@ -395,6 +449,9 @@ def main() -> int:
                     "rss_after_mib": runs[-1].rss_after_mib,
                     "hwm_after_mib": runs[-1].hwm_after_mib,
                     "states": states,
+                    "in_process_first_output_s": summary(direct_firsts) if direct_firsts else None,
+                    "in_process_total_s": summary([d["total_s"] for d in direct]),
+                    "in_process_runs": direct,
                     "runs": [{k: v for k, v in vars(r).items() if k != "stderr"} for r in runs],
                 }
             )
@@ -419,6 +476,8 @@ def main() -> int:
             print(bench.agent.log_text()[-3000:], file=sys.stderr)
         return 1 if problems else 0
     finally:
+        if bench.client is not None:
+            bench.client.close()
         bench.agent.stop()
         bench.collector.stop()
         if args.keep:
