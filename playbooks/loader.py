@@ -28,24 +28,23 @@ The rules beyond the schema (docs/playbooks.md, "Rules enforced at load"):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar, cast
+from typing import TypeVar, cast
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
-from agent.durations import parse_duration, parse_size
+from agent.durations import parse_size
 from playbooks.builtins import BUILTIN_ARGS, BUILTIN_FUNCTIONS
 from playbooks.errors import InvalidParameter, InvalidPlaybook
 from playbooks.exec_policy import env_name_problem, inline_code_problem, program_problem
 from playbooks.model import BuiltinStep, ExecStep, Mode, Parameter, ParamType, Playbook, Step
 from playbooks.params import PLACEHOLDER, check_value, has_braces, placeholder
 from playbooks.semver import SEMVER_HELP, is_semver
+from playbooks.yamlnodes import Entries, Invalid, NodeReader, attempt, by_line, suggest
 
 __all__ = [
     "BUILTIN_ARGS",
@@ -115,9 +114,7 @@ _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _ROOT_USERS = frozenset({"root"})
 
-_Entries = dict[str, tuple[ScalarNode, Node]]
 _T = TypeVar("_T")
-_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ def check_playbook_bytes(
     reader = _Reader(source)
     root = reader.compose(data)
     playbook = None if root is None else _PlaybookReader(reader, root, expected_name).read()
-    problems = _by_line(reader.problems)
+    problems = by_line(reader.problems)
     return (playbook if not problems else None), problems
 
 
@@ -221,53 +218,13 @@ def _check_path(
         yield file, data, problems
 
 
-def _by_line(messages: list[str]) -> list[str]:
-    """Messages ordered by line number (stable)."""
-
-    def line(message: str) -> int:
-        match = re.match(r"[^\n]*?:(\d+): ", message)
-        return int(match.group(1)) if match else 0
-
-    return sorted(messages, key=line)
-
-
-def _value_node(entries: _Entries, key: str) -> Node | None:
+def _value_node(entries: Entries, key: str) -> Node | None:
     pair = entries.get(key)
     return None if pair is None else pair[1]
 
 
-def _suggest(word: str, choices: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Invalid(Exception):
-    """Internal: the value was reported as a problem; skip what depends on it."""
-
-
-def _attempt(read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T | None:
-    """``read(*args, **kwargs)``, or None if it reported a problem."""
-    try:
-        return read(*args, **kwargs)
-    except _Invalid:
-        return None
-
-
-@dataclass
-class _Reader:
+class _Reader(NodeReader):
     """Reads YAML nodes of one file, reporting problems as ``SOURCE:LINE: message``."""
-
-    source: str
-    problems: list[str] = field(default_factory=list)
-    key_of: dict[int, Node] = field(default_factory=dict)  # id(value node) -> its key node
-    _constructor: SafeConstructor = field(default_factory=SafeConstructor)
-
-    def error(self, node: Node, message: str) -> _Invalid:
-        self.problems.append(f"{self.source}:{node.start_mark.line + 1}: {message}")
-        return _Invalid(message)
-
-    def problem(self, line: int, message: str) -> None:
-        self.problems.append(f"{self.source}:{line}: {message}")
 
     # -- the document ----------------------------------------------------------------
 
@@ -281,21 +238,12 @@ class _Reader:
             line = data[: exc.start].count(b"\n") + 1
             self.problem(line, "not valid UTF-8 text")
             return None
-        try:
-            if not self._plain(text):
-                return None
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
-            self.problem(mark.line + 1 if mark is not None else 1, f"YAML syntax error: {problem}")
-            return None
-        except yaml.YAMLError as exc:
-            self.problem(1, f"YAML error: {exc}")
-            return None
-        if root is None:
-            self.problem(1, "empty playbook: expected a mapping with name, version, steps, ...")
-        return root
+        return self.compose_text(
+            text,
+            empty="empty playbook: expected a mapping with name, version, steps, ...",
+            check=self._plain,
+            unplaced_line=1,
+        )
 
     def _plain(self, text: str) -> bool:
         """False (and reported) if the YAML uses anchors, aliases or explicit tags."""
@@ -311,7 +259,7 @@ class _Reader:
                 ok = False
         return ok
 
-    # -- node readers: each reports a problem and raises _Invalid -----------------------
+    # -- mappings and sizes (NodeReader has the other readers) -----------------------
 
     def mapping(
         self,
@@ -319,97 +267,30 @@ class _Reader:
         what: str,
         allowed: Collection[str] | None,
         required: Collection[str] = (),
-    ) -> _Entries:
+    ) -> Entries:
         """The mapping's entries; unknown (not in ``allowed``; None allows any key),
-        duplicate and missing keys are reported (missing ones then raise _Invalid)."""
+        duplicate and missing keys are reported (missing ones then raise Invalid)."""
         if not isinstance(node, MappingNode):
             raise self.error(node, f"{what} must be a mapping, got {self.describe(node)}")
-        entries: _Entries = {}
+        entries: Entries = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                self.error(key_node, f"keys must be words, got {self.describe(key_node)}")
+            key = attempt(self.key, key_node)
+            if key is None:
                 continue
-            key = str(key_node.value)
             if key in entries:
                 first = entries[key][0].start_mark.line + 1
                 self.error(key_node, f"duplicate key {key!r} (first at line {first})")
             elif allowed is not None and key not in allowed:
-                self.error(key_node, f"unknown key {key!r} in {what}{_suggest(key, allowed)}")
+                self.error(key_node, f"unknown key {key!r} in {what}{suggest(key, allowed)}")
             else:
-                entries[key] = (key_node, value_node)
+                entries[key] = (cast(ScalarNode, key_node), value_node)
                 self.key_of[id(value_node)] = key_node
         missing = [key for key in required if key not in entries]
         for key in missing:  # reported on the line that names the mapping, if any
             self.error(self.key_of.get(id(node), node), f"{what} is missing the key {key!r}")
         if missing:
-            raise _Invalid(what)
+            raise Invalid(what)
         return entries
-
-    def sequence(self, node: Node, what: str) -> list[Node]:
-        if not isinstance(node, SequenceNode):
-            raise self.error(node, f"{what} must be a list, got {self.describe(node)}")
-        return list(node.value)
-
-    def scalar(self, node: Node) -> object:
-        if not isinstance(node, ScalarNode):
-            return node
-        try:
-            return cast(object, self._constructor.construct_object(node))
-        except ConstructorError as exc:
-            raise self.error(node, f"unsupported YAML value: {exc.problem}") from exc
-
-    def describe(self, node: Node) -> str:
-        if isinstance(node, MappingNode):
-            return "a mapping"
-        if isinstance(node, SequenceNode):
-            return "a list"
-        try:
-            value = self.scalar(node)
-        except _Invalid:
-            return repr(node.value)
-        return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-    def string(self, node: Node, what: str, *, empty: bool = False) -> str:
-        value = self.scalar(node)
-        if not isinstance(value, str) or (not value and not empty):
-            raise self.error(node, f"{what} must be a non-empty string, got {self.describe(node)}")
-        return value
-
-    def word(self, node: Node, what: str) -> str:
-        """A string or number scalar, as written (argv elements, env values, choices)."""
-        value = self.scalar(node)
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise self.error(node, f"{what} must be a string (quote it), got {self.describe(node)}")
-        assert isinstance(node, ScalarNode)
-        return str(node.value)
-
-    def pattern(self, node: Node, what: str, pattern: re.Pattern[str], hint: str) -> str:
-        value = self.string(node, what)
-        if not pattern.fullmatch(value):
-            raise self.error(node, f"{what} {value!r} is not valid: {hint}")
-        return value
-
-    def boolean(self, node: Node, what: str) -> bool:
-        value = self.scalar(node)
-        if not isinstance(value, bool):
-            raise self.error(node, f"{what} must be true or false, got {self.describe(node)}")
-        return value
-
-    def integer(self, node: Node, what: str) -> int:
-        value = self.scalar(node)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(node, f"{what} must be a whole number, got {self.describe(node)}")
-        return value
-
-    def duration(self, node: Node, what: str, maximum: float) -> float:
-        value = self.scalar(node)
-        try:
-            seconds = parse_duration(cast(str | float, value))
-        except ValueError as exc:
-            raise self.error(node, f"{what}: {exc}") from exc
-        if not 0 < seconds <= maximum:
-            raise self.error(node, f"{what} must be longer than 0 and at most {maximum:g}s")
-        return seconds
 
     def size(self, node: Node, what: str) -> int:
         value = self.scalar(node)
@@ -421,14 +302,6 @@ class _Reader:
             raise self.error(node, f"{what} must be more than 0 and at most 64MiB")
         return size
 
-    def regex(self, node: Node, what: str) -> str:
-        text = self.string(node, what)
-        try:
-            re.compile(text)
-        except re.error as exc:
-            raise self.error(node, f"{what} is not a valid regular expression: {exc}") from exc
-        return text
-
 
 class _PlaybookReader:
     """Reads one playbook document; every field is read (and reported) independently."""
@@ -437,7 +310,7 @@ class _PlaybookReader:
         self.r = reader
         self.root = root
         self.expected_name = expected_name
-        self.entries: _Entries = {}
+        self.entries: Entries = {}
         self.params: dict[str, Parameter] = {}  # valid parameters
         self.declared: set[str] = set()  # every parameter name seen (valid or not)
         self.mode: Mode | None = None
@@ -446,12 +319,12 @@ class _PlaybookReader:
     def field(self, key: str, read: Callable[[Node], _T]) -> _T | None:
         """``read`` applied to the value of ``key``; None if absent or reported."""
         pair = self.entries.get(key)
-        return None if pair is None else _attempt(lambda: read(pair[1]))
+        return None if pair is None else attempt(lambda: read(pair[1]))
 
     def read(self) -> Playbook | None:
         try:
             self.entries = self.r.mapping(self.root, "a playbook", _TOP_KEYS)
-        except _Invalid:
+        except Invalid:
             return None
         for key in _TOP_REQUIRED:
             if key not in self.entries:
@@ -463,7 +336,9 @@ class _PlaybookReader:
         collects = self.field("collects", lambda n: self.r.string(n, "collects", empty=True))
         needs = self.field("needs", lambda n: self.r.string(n, "needs", empty=True))
         parameters = self.field("parameters", self.read_parameters) or ()
-        timeout = self.field("timeout", lambda n: self.r.duration(n, "timeout", MAX_RUN_TIMEOUT))
+        timeout = self.field(
+            "timeout", lambda n: self.r.duration(n, "timeout", maximum=MAX_RUN_TIMEOUT)
+        )
         self.run_timeout = timeout or DEFAULT_RUN_TIMEOUT
         redact = self.field("redact", self.read_redact) or ()
         steps = self.field("steps", self.read_steps)
@@ -509,7 +384,7 @@ class _PlaybookReader:
 
     def read_redact(self, node: Node) -> tuple[str, ...]:
         items = self.r.sequence(node, "redact")
-        found = (_attempt(self.r.regex, i, "a redact pattern") for i in items)
+        found = (attempt(self.r.regex, i, "a redact pattern") for i in items)
         return tuple(pattern for pattern in found if pattern is not None)
 
     # -- parameters ------------------------------------------------------------------
@@ -517,7 +392,7 @@ class _PlaybookReader:
     def read_parameters(self, node: Node) -> tuple[Parameter, ...]:
         result: list[Parameter] = []
         for item in self.r.sequence(node, "parameters"):
-            param = _attempt(_ParameterReader(self.r, item, self).read)
+            param = attempt(_ParameterReader(self.r, item, self).read)
             if param is not None:
                 result.append(param)
                 self.params[param.name] = param
@@ -532,7 +407,7 @@ class _PlaybookReader:
         names: dict[str, int] = {}
         steps: list[Step] = []
         for item in items:
-            step = _attempt(self.read_step, item, names)
+            step = attempt(self.read_step, item, names)
             if step is not None:
                 steps.append(step)
         return tuple(steps)
@@ -559,14 +434,14 @@ class _PlaybookReader:
         if function not in BUILTIN_FUNCTIONS:
             raise self.r.error(
                 function_node,
-                f"unknown builtin function {function!r}{_suggest(function, BUILTIN_FUNCTIONS)}"
+                f"unknown builtin function {function!r}{suggest(function, BUILTIN_FUNCTIONS)}"
                 " (see docs/playbooks.md for the list)",
             )
-        args = _attempt(lambda: self.read_args(function, _value_node(entries, "args")))
-        timeout = _attempt(lambda: self.step_timeout(_value_node(entries, "timeout")))
-        output_limit = _attempt(lambda: self.output_limit(_value_node(entries, "output_limit")))
+        args = attempt(lambda: self.read_args(function, _value_node(entries, "args")))
+        timeout = attempt(lambda: self.step_timeout(_value_node(entries, "timeout")))
+        output_limit = attempt(lambda: self.output_limit(_value_node(entries, "output_limit")))
         if args is None or timeout is None or output_limit is None:
-            raise _Invalid("builtin")
+            raise Invalid("builtin")
         return BuiltinStep(name, function, args, timeout, output_limit)
 
     def read_args(self, function: str, node: Node | None) -> dict[str, str | int]:
@@ -576,11 +451,11 @@ class _PlaybookReader:
         entries = self.r.mapping(node, f"args of {function}", BUILTIN_ARGS[function])
         result: dict[str, str | int] = {}
         for key, (_, value_node) in entries.items():
-            value = _attempt(self.arg_value, value_node, f"args.{key}")
+            value = attempt(self.arg_value, value_node, f"args.{key}")
             if value is not None:
                 result[key] = value
         if len(self.r.problems) > before:
-            raise _Invalid("args")
+            raise Invalid("args")
         return result
 
     def arg_value(self, node: Node, what: str) -> str | int:
@@ -597,7 +472,7 @@ class _PlaybookReader:
     def step_timeout(self, node: Node | None) -> float:
         if node is None:
             return min(DEFAULT_STEP_TIMEOUT, self.run_timeout)
-        seconds = self.r.duration(node, "timeout", MAX_STEP_TIMEOUT)
+        seconds = self.r.duration(node, "timeout", maximum=MAX_STEP_TIMEOUT)
         if seconds > self.run_timeout:
             raise self.r.error(
                 node,
@@ -619,7 +494,7 @@ class _PlaybookReader:
         if name is None:
             raise self.r.error(node, _spliced_message(text, what))
         if name not in self.declared:
-            hint = _suggest(name, self.declared)
+            hint = suggest(name, self.declared)
             raise self.r.error(
                 node, f"{what} uses {{{{ {name} }}}}, but there is no parameter {name!r}{hint}"
             )
@@ -639,11 +514,11 @@ class _ParameterReader:
         self.r = reader
         self.node = node
         self.playbook = playbook
-        self.entries: _Entries = {}
+        self.entries: Entries = {}
 
     def value(self, key: str, read: Callable[[Node], _T]) -> _T | None:
         pair = self.entries.get(key)
-        return None if pair is None else _attempt(lambda: read(pair[1]))
+        return None if pair is None else attempt(lambda: read(pair[1]))
 
     def read(self) -> Parameter:
         self.entries = self.r.mapping(self.node, "a parameter", _PARAM_KEYS, ("name", "type"))
@@ -658,7 +533,7 @@ class _ParameterReader:
         self.check_applicable(kind)
         param = self.build(name, kind)
         if len(self.r.problems) > before:
-            raise _Invalid(name)
+            raise Invalid(name)
         return self.with_default(param)
 
     def read_type(self) -> ParamType:
@@ -733,7 +608,7 @@ class _ParameterReader:
                     f"parameter {param.name!r} is optional, so it needs a `default` "
                     f"(or `required: true`)",
                 )
-                raise _Invalid(param.name)
+                raise Invalid(param.name)
             return param
         node = pair[1]
         if param.required:
@@ -777,37 +652,37 @@ class _ExecReader:
 
         def get(key: str, read: Callable[[Node], _T]) -> _T | None:
             pair = entries.get(key)
-            return None if pair is None else _attempt(lambda: read(pair[1]))
+            return None if pair is None else attempt(lambda: read(pair[1]))
 
         before = len(r.problems)
         argv = get("argv", self.read_argv)
         env = get("env", self.read_env) or {}
-        timeout = _attempt(lambda: pb.step_timeout(_value_node(entries, "timeout")))
-        limit = _attempt(lambda: pb.output_limit(_value_node(entries, "output_limit")))
+        timeout = attempt(lambda: pb.step_timeout(_value_node(entries, "timeout")))
+        limit = attempt(lambda: pb.output_limit(_value_node(entries, "output_limit")))
         run_as = get("run_as", self.read_run_as)
         optional = bool(get("optional", lambda n: r.boolean(n, "optional")))
         if len(r.problems) > before or argv is None or timeout is None or limit is None:
-            raise _Invalid("exec")
+            raise Invalid("exec")
         return ExecStep(self.name, argv, env, timeout, limit, run_as, optional)
 
     def read_argv(self, node: Node) -> tuple[str, ...]:
         items = self.r.sequence(node, "argv")
         if not items:
             raise self.r.error(node, "argv must list the program and its arguments")
-        texts = [_attempt(self.r.word, n, f"argv[{i}]") for i, n in enumerate(items)]
+        texts = [attempt(self.r.word, n, f"argv[{i}]") for i, n in enumerate(items)]
         if any(text is None for text in texts):
-            raise _Invalid("argv")
+            raise Invalid("argv")
         argv = [cast(str, text) for text in texts]
         before = len(self.r.problems)
-        _attempt(self.check_program, items[0], argv[0])
+        attempt(self.check_program, items[0], argv[0])
         for index, (item, text) in enumerate(zip(items[1:], argv[1:], strict=True), start=1):
             what = f"argv[{index}]"
-            _attempt(self.playbook.check_placeholder, item, text, what, secret_ok=False)
+            attempt(self.playbook.check_placeholder, item, text, what, secret_ok=False)
         problem = inline_code_problem(argv)
         if problem is not None:
             self.r.error(items[problem[0]], problem[1])
         if len(self.r.problems) > before:
-            raise _Invalid("argv")
+            raise Invalid("argv")
         return tuple(argv)
 
     def check_program(self, node: Node, program: str) -> None:
@@ -829,7 +704,7 @@ class _ExecReader:
             if problem is not None:
                 self.r.error(key_node, problem)
                 continue
-            value = _attempt(self.env_value, value_node, key)
+            value = attempt(self.env_value, value_node, key)
             if value is not None:
                 env[key] = value
         return env

@@ -15,20 +15,14 @@ The schema is documented in docs/rules.md.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import math
 import re
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, cast
 
-import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from agent.durations import parse_duration
 from collector.rules.catalog import KNOWN_METRICS, is_counter
 from collector.rules.errors import RuleFileError
 from collector.rules.model import (
@@ -48,6 +42,7 @@ from collector.rules.template import (
     TemplateError,
     parse_template,
 )
+from playbooks.yamlnodes import Entries, Invalid, NodeReader, attempt, by_line, suggest
 
 __all__ = ["check_rules", "default_rules_path", "load_rules"]
 
@@ -75,7 +70,6 @@ _PLAYBOOK_NAME = re.compile(r"[a-z][a-z0-9-]*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SUFFIXES = (".yaml", ".yml")
 
-_Entries = dict[str, tuple[ScalarNode, Node]]
 _T = TypeVar("_T")
 
 
@@ -96,8 +90,8 @@ def load_rules(path: Path) -> RuleSet:
     for file in files:
         checker = _File(file)
         rules.extend(checker.load())
-        problems.extend(_by_line(checker.problems + list(_duplicate_names(names, checker))))
-        warnings.extend(_by_line(checker.warnings))
+        problems.extend(by_line(checker.problems + list(_duplicate_names(names, checker))))
+        warnings.extend(by_line(checker.warnings))
     if problems:
         raise RuleFileError(problems, warnings)
     return RuleSet(tuple(rules), tuple(files), tuple(warnings))
@@ -136,46 +130,16 @@ def _duplicate_names(seen: list[tuple[str, str]], file: _File) -> Iterator[str]:
         seen.append((name, source))
 
 
-def _by_line(messages: list[str]) -> list[str]:
-    """Messages of one file ordered by line (stable)."""
-
-    def line(message: str) -> int:
-        match = re.match(r"[^\n]*?:(\d+): ", message)
-        return int(match.group(1)) if match else 0
-
-    return sorted(messages, key=line)
-
-
-def _suggest(word: str, choices: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Invalid(Exception):
-    """Internal: the value was reported as a problem; skip what depends on it."""
-
-
-@dataclass
-class _File:
+class _File(NodeReader):
     """Checks one file, collecting problems and warnings instead of stopping."""
 
-    path: Path
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    names: list[tuple[str, str]] = field(default_factory=list)  # (rule name, FILE:LINE)
-    key_of: dict[int, Node] = field(default_factory=dict)  # id(value node) -> its key node
-    read_mappings: dict[int, _Entries] = field(default_factory=dict)  # id(node) -> entries
-    reading: set[int] = field(default_factory=set)  # mappings being read (merge cycles)
-    _constructor: SafeConstructor = field(default_factory=SafeConstructor)
-
-    # -- reporting -----------------------------------------------------------------
-
-    def where(self, node: Node, offset_lines: int = 0) -> str:
-        return f"{self.path}:{node.start_mark.line + 1 + offset_lines}"
-
-    def error(self, node: Node, message: str, offset_lines: int = 0) -> _Invalid:
-        self.problems.append(f"{self.where(node, offset_lines)}: {message}")
-        return _Invalid(message)
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+        self.warnings: list[str] = []
+        self.names: list[tuple[str, str]] = []  # (rule name, FILE:LINE)
+        self.read_mappings: dict[int, Entries] = {}  # id(node) -> entries
+        self.reading: set[int] = set()  # mappings being read (merge cycles)
 
     def warn(self, node: Node, message: str) -> None:
         self.warnings.append(f"{self.where(node)}: warning: {message}")
@@ -189,7 +153,7 @@ class _File:
         try:
             top = self.mapping(root, "a rule file", _TOP_KEYS, required=("groups",))
             groups = self.sequence(top["groups"][1], "groups")
-        except _Invalid:
+        except Invalid:
             return []
         return [rule for group in groups for rule in self.group(group)]
 
@@ -197,29 +161,16 @@ class _File:
         try:
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            self.problems.append(f"{self.path}: cannot read: {exc}")
+            self.problem(None, f"cannot read: {exc}")
             return None
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else 1
-            problem = exc.problem or exc.context or "invalid YAML"
-            self.problems.append(f"{self.path}:{line}: YAML syntax error: {problem}")
-            return None
-        except yaml.YAMLError as exc:
-            self.problems.append(f"{self.path}: YAML error: {exc}")
-            return None
-        if root is None:
-            self.problems.append(f"{self.path}:1: empty rule file: expected `groups:`")
-        return root
+        return self.compose_text(text, empty="empty rule file: expected `groups:`")
 
     def group(self, node: Node) -> list[Rule]:
         try:
             entries = self.mapping(node, "a group", _GROUP_KEYS, required=("name", "rules"))
             name = self.string(entries["name"][1], "group name")
             rules = self.sequence(entries["rules"][1], "rules")
-        except _Invalid:
+        except Invalid:
             return []
         loaded = (self.rule(rule_node, name) for rule_node in rules)
         return [rule for rule in loaded if rule is not None]
@@ -230,7 +181,7 @@ class _File:
             entries = self.mapping(
                 node, "a rule", _RULE_KEYS, ("name", "level", "annotations"), stop=False
             )
-        except _Invalid:
+        except Invalid:
             return None
         parsed = _RuleParts(self, node, entries)
         if parsed.name is not None:
@@ -239,7 +190,7 @@ class _File:
             return None
         return parsed.build(group, self.where(node))
 
-    # -- node readers: each reports a problem and raises _Invalid -----------------------
+    # -- mappings and levels (NodeReader has the other readers) ----------------------
 
     def mapping(
         self,
@@ -249,22 +200,22 @@ class _File:
         required: Collection[str] = (),
         *,
         stop: bool = True,
-    ) -> _Entries:
+    ) -> Entries:
         """The mapping's entries; unknown and missing keys are reported (missing ones
-        then raise _Invalid, unless ``stop`` is false)."""
+        then raise Invalid, unless ``stop`` is false)."""
         entries = self.entries(node, what)
         for key, (key_node, _) in entries.items():
             if key not in allowed:
-                self.error(key_node, f"unknown key {key!r} in {what}{_suggest(key, allowed)}")
+                self.error(key_node, f"unknown key {key!r} in {what}{suggest(key, allowed)}")
         missing = [key for key in required if key not in entries]
         for key in missing:  # reported on the line that names the mapping, if any
             at = self.key_of.get(id(node), node)
             self.error(at, f"{what} is missing the required key {key!r}")
         if missing and stop:
-            raise _Invalid(what)
+            raise Invalid(what)
         return entries
 
-    def entries(self, node: Node, what: str) -> _Entries:
+    def entries(self, node: Node, what: str) -> Entries:
         """Key -> (key node, value node), merge keys (``<<``) applied, no duplicates.
         Read once per node (aliases share the result: no exponential blow-up)."""
         if not isinstance(node, MappingNode):
@@ -281,9 +232,9 @@ class _File:
         self.read_mappings[id(node)] = entries
         return entries
 
-    def _read_entries(self, node: MappingNode, what: str) -> _Entries:
-        entries: _Entries = {}
-        merged: list[_Entries] = []
+    def _read_entries(self, node: MappingNode, what: str) -> Entries:
+        entries: Entries = {}
+        merged: list[Entries] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(self.entries(m, what) for m in self.merge_sources(value_node))
@@ -305,78 +256,6 @@ class _File:
             return list(node.value)
         return [node]
 
-    def key(self, node: Node) -> str:
-        if not isinstance(node, ScalarNode):
-            raise self.error(node, f"keys must be words, got {self.describe(node)}")
-        return str(node.value)
-
-    def sequence(self, node: Node, what: str) -> list[Node]:
-        if not isinstance(node, SequenceNode):
-            raise self.error(node, f"{what} must be a list, got {self.describe(node)}")
-        return list(node.value)
-
-    def scalar(self, node: Node) -> object:
-        if not isinstance(node, ScalarNode):
-            return node
-        try:
-            return cast(object, self._constructor.construct_object(node))
-        except ConstructorError as exc:
-            raise self.error(node, f"unsupported YAML value: {exc.problem}") from exc
-
-    def describe(self, node: Node) -> str:
-        if isinstance(node, MappingNode):
-            return "a mapping"
-        if isinstance(node, SequenceNode):
-            return "a list"
-        try:
-            value = self.scalar(node)
-        except _Invalid:
-            return repr(node.value)
-        return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-    def string(self, node: Node, what: str) -> str:
-        value = self.scalar(node)
-        if not isinstance(value, str) or not value:
-            raise self.error(node, f"{what} must be a non-empty string, got {self.describe(node)}")
-        return value
-
-    def text(self, node: Node, what: str) -> str:
-        """A scalar's source text, whatever YAML would make of it (label values)."""
-        if not isinstance(node, ScalarNode):
-            raise self.error(node, f"{what} must be a string, got {self.describe(node)}")
-        self.scalar(node)
-        return str(node.value)
-
-    def pattern(self, node: Node, what: str, pattern: re.Pattern[str], hint: str) -> str:
-        value = self.string(node, what)
-        if not pattern.fullmatch(value):
-            raise self.error(node, f"{what} {value!r} is not valid: {hint}")
-        return value
-
-    def number(self, node: Node, what: str) -> float:
-        value = self.scalar(node)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(node, f"{what} must be a number, got {self.describe(node)}")
-        if not math.isfinite(value):
-            raise self.error(node, f"{what} must be a finite number, got {value!r}")
-        return float(value)
-
-    def boolean(self, node: Node, what: str) -> bool:
-        value = self.scalar(node)
-        if not isinstance(value, bool):
-            raise self.error(node, f"{what} must be true or false, got {self.describe(node)}")
-        return value
-
-    def duration(self, node: Node, what: str, *, positive: bool = False) -> float:
-        value = self.scalar(node)
-        try:
-            seconds = parse_duration(cast(str | float, value))
-        except ValueError as exc:
-            raise self.error(node, f"{what}: {exc}") from exc
-        if positive and seconds <= 0:
-            raise self.error(node, f"{what} must be longer than 0")
-        return seconds
-
     def level(self, node: Node) -> int:
         value = self.scalar(node)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
@@ -391,7 +270,7 @@ class _File:
 class _RuleParts:
     """The fields of one rule, each read (and reported) independently."""
 
-    def __init__(self, file: _File, node: Node, entries: _Entries) -> None:
+    def __init__(self, file: _File, node: Node, entries: Entries) -> None:
         self.file = file
         self.node = node
         self.entries = entries
@@ -412,7 +291,7 @@ class _RuleParts:
             return None
         try:
             return read(pair[1])
-        except _Invalid:
+        except Invalid:
             return None
 
     def read_name(self, node: Node) -> str:
@@ -471,18 +350,18 @@ class _RuleParts:
             return None, None
         try:
             entries = self.file.mapping(pair[1], "annotations", _ANNOTATION_KEYS, ("summary",))
-        except _Invalid:
+        except Invalid:
             return None, None
         return self.template(entries, "summary"), self.template(entries, "description")
 
-    def template(self, entries: _Entries, key: str) -> Template | None:
+    def template(self, entries: Entries, key: str) -> Template | None:
         pair = entries.get(key)
         if pair is None:
             return Template("", ())
         node = pair[1]
         try:
             source = self.file.text(node, f"annotations.{key}")
-        except _Invalid:
+        except Invalid:
             return None
         fields, labels = self.template_names()
         try:
@@ -522,9 +401,9 @@ class _RuleParts:
 
 
 class _ConditionReader:
-    """Reads a ``condition`` mapping; the first broken field stops it (raises _Invalid)."""
+    """Reads a ``condition`` mapping; the first broken field stops it (raises Invalid)."""
 
-    def __init__(self, file: _File, node: Node, entries: _Entries) -> None:
+    def __init__(self, file: _File, node: Node, entries: Entries) -> None:
         self.file = file
         self.node = node
         self.entries = entries
@@ -534,17 +413,17 @@ class _ConditionReader:
         return pair[1] if pair is not None else None
 
     def read(self) -> Condition:
-        """The condition; every broken field is reported before raising _Invalid."""
+        """The condition; every broken field is reported before raising Invalid."""
         before = len(self.file.problems)
-        metric = _attempt(lambda: self.metric(self.entries["metric"][1]))
-        op = _attempt(lambda: self.op(self.entries["op"][1]))
-        threshold = _attempt(lambda: self.file.number(self.entries["threshold"][1], "threshold"))
-        mode = _attempt(lambda: self.mode(metric, op))
-        matchers = _attempt(lambda: self.matchers(metric))
-        per = _attempt(self.per)
-        absolute = _attempt(lambda: self.absolute(mode[1] if mode else None))
+        metric = attempt(lambda: self.metric(self.entries["metric"][1]))
+        op = attempt(lambda: self.op(self.entries["op"][1]))
+        threshold = attempt(lambda: self.file.number(self.entries["threshold"][1], "threshold"))
+        mode = attempt(lambda: self.mode(metric, op))
+        matchers = attempt(lambda: self.matchers(metric))
+        per = attempt(self.per)
+        absolute = attempt(lambda: self.absolute(mode[1] if mode else None))
         if len(self.file.problems) > before:
-            raise _Invalid("condition")
+            raise Invalid("condition")
         assert metric is not None and op is not None and threshold is not None
         assert mode is not None and matchers is not None and absolute is not None
         return Condition(
@@ -564,7 +443,7 @@ class _ConditionReader:
             self.file.warn(
                 node,
                 f"metric {metric!r} is not one the agent sends (docs/metrics.md)"
-                f"{_suggest(metric, KNOWN_METRICS)}; the rule will never match unless "
+                f"{suggest(metric, KNOWN_METRICS)}; the rule will never match unless "
                 f"something else sends it",
             )
         return metric
@@ -608,10 +487,10 @@ class _ConditionReader:
                 has = f"its labels: {', '.join(sorted(known))}" if known else "it has no labels"
                 self.file.error(
                     key_node,
-                    f"match: {metric!r} has no label {label!r}{_suggest(label, known)} ({has})",
+                    f"match: {metric!r} has no label {label!r}{suggest(label, known)} ({has})",
                 )
                 continue
-            matcher = _attempt(functools.partial(self.matcher, label, value_node))
+            matcher = attempt(functools.partial(self.matcher, label, value_node))
             if matcher is not None:
                 matchers.append(matcher)
         return tuple(matchers)
@@ -645,14 +524,6 @@ class _ConditionReader:
         if value and predict is not None:
             raise self.file.error(node, "abs does not combine with predict")
         return value
-
-
-def _attempt(read: Callable[[], _T]) -> _T | None:
-    """``read()``, or None if it reported a problem."""
-    try:
-        return read()
-    except _Invalid:
-        return None
 
 
 def _line_offset(node: Node, offset: int) -> int:
