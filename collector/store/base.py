@@ -26,6 +26,7 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
+from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
@@ -433,6 +434,52 @@ class Store(Protocol):
         unknown id, InvalidRequest for an unknown state, finished_ms on a run that
         stays unfinished, a result that is not plain JSON or negative output_bytes.
         """
+        ...
+
+    # -- remote sessions and their timelines -----------------------------------------
+
+    def create_session(self, session: RemoteSession, requested: NewSessionEvent) -> RemoteSession:
+        """Insert a session (as given, version 1) and its first event atomically;
+        return it as stored.
+
+        Raises Conflict if the session_id exists, or InvalidRequest for a session_id
+        that is not "ses-" + 12 hex, an empty agent_id, customer, engineer or reason,
+        an unknown state or event kind, or event details that are not plain JSON.
+        """
+        ...
+
+    def get_session(self, session_id: str) -> RemoteSession | None:
+        """The session, in any state; None if unknown."""
+        ...
+
+    def list_sessions(
+        self,
+        customer: str | None = None,
+        engineer: str | None = None,
+        states: Collection[SessionState] | None = None,
+        limit: int = 100,
+    ) -> list[RemoteSession]:
+        """Sessions matching every filter given, newest first (requested_ms
+        descending, then session_id), at most ``limit``. ``states`` empty matches
+        nothing. Raises InvalidRequest for an unknown state or limit < 1."""
+        ...
+
+    def update_session(
+        self, session: RemoteSession, events: Sequence[NewSessionEvent]
+    ) -> RemoteSession:
+        """Store ``session`` (its mutable fields) if its ``version`` equals the stored
+        one, bump version and append ``events`` — atomically; return it as stored.
+
+        Fixed at request (InvalidRequest if they differ from the stored session):
+        agent_id, customer, hostname, engineer, reason, requested_duration_ms,
+        requested_ms, pending_expires_ms. Raises SessionNotFound (a NotFound) for an
+        unknown id, Conflict("session ID changed meanwhile; ...") on a version
+        mismatch. Nothing is written when it raises.
+        """
+        ...
+
+    def session_events(self, session_id: str) -> list[SessionEvent]:
+        """The session's timeline in id (insertion) order; empty for an unknown one."""
         ...
 
     def close(self) -> None:

@@ -39,6 +39,8 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
+from collector.sessions.errors import SessionNotFound
+from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.base import (
     FINISHED_RUN_STATES,
     ROLES,
@@ -61,6 +63,19 @@ from collector.store.run_rows import (
     new_run_values,
     run_from_row,
     run_update_values,
+)
+from collector.store.session_rows import (
+    MUTABLE_SESSION_COLUMNS,
+    SESSION_COLUMNS,
+    SESSION_EVENT_COLUMNS,
+    SessionEventRow,
+    check_immutable_session,
+    check_session_list,
+    mutable_session_values,
+    new_session_values,
+    session_event_from_row,
+    session_event_rows,
+    session_from_row,
 )
 from collector.store.ticket_rows import (
     EVENT_COLUMNS,
@@ -134,6 +149,20 @@ _ACTIVE_BY_DEDUP = (
 _SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _RUN_MARKS = ", ".join("?" * len(RUN_COLUMNS))
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({_RUN_MARKS})"
+
+_SELECT_SESSION = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions"
+_INSERT_SESSION = (
+    f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
+)
+_UPDATE_SESSION = (
+    f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in MUTABLE_SESSION_COLUMNS)}, "
+    f"version = version + 1 WHERE session_id = ? AND version = ?"
+)
+_SELECT_SESSION_EVENTS = f"SELECT {', '.join(SESSION_EVENT_COLUMNS)} FROM session_events"
+_INSERT_SESSION_EVENT = (
+    "INSERT INTO session_events (session_id, at_ms, actor, kind, details) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 class SQLiteStore:
@@ -610,6 +639,82 @@ class SQLiteStore:
                 raise _run_finished(_select_run(db, run_id))
             return _select_run(db, run_id)
 
+    # -- remote sessions --------------------------------------------------------------
+
+    def create_session(self, session: RemoteSession, requested: NewSessionEvent) -> RemoteSession:
+        stored, values = new_session_values(session)
+        rows = session_event_rows([requested])
+        with self._write() as db:
+            if _session_row(db, session.session_id) is not None:
+                raise _session_exists(session.session_id)
+            try:
+                db.execute(_INSERT_SESSION, values)
+            except sqlite3.IntegrityError as exc:  # another writer won the race
+                raise _session_exists(session.session_id) from exc
+            _insert_session_events(db, session.session_id, rows)
+        return stored
+
+    def get_session(self, session_id: str) -> RemoteSession | None:
+        with self._read() as db:
+            return _session_row(db, session_id)
+
+    def list_sessions(
+        self,
+        customer: str | None = None,
+        engineer: str | None = None,
+        states: Collection[SessionState] | None = None,
+        limit: int = 100,
+    ) -> list[RemoteSession]:
+        check_session_list(states, limit)
+        if states is not None and not states:
+            return []
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (("customer", customer), ("engineer", engineer)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        if states is not None:
+            chosen = sorted(set(states))
+            conditions.append(f"state IN ({_marks(len(chosen))})")
+            params.extend(chosen)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_SESSION}{where} ORDER BY requested_ms DESC, session_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [session_from_row(row) for row in rows]
+
+    def update_session(
+        self, session: RemoteSession, events: Sequence[NewSessionEvent]
+    ) -> RemoteSession:
+        values = mutable_session_values(session)
+        rows = session_event_rows(events)
+        with self._write() as db:
+            stored = _session_row(db, session.session_id)
+            if stored is None:
+                raise SessionNotFound(session.session_id)
+            check_immutable_session(session, stored)
+            cursor = db.execute(_UPDATE_SESSION, (*values, session.session_id, session.version))
+            if cursor.rowcount != 1:
+                raise Conflict(
+                    f"session {session.session_id} changed meanwhile (stored version "
+                    f"{stored.version}, given {session.version}); read it again and retry"
+                )
+            _insert_session_events(db, session.session_id, rows)
+            updated = _session_row(db, session.session_id)
+        if updated is None:  # pragma: no cover - just updated in this transaction
+            raise SessionNotFound(session.session_id)
+        return updated
+
+    def session_events(self, session_id: str) -> list[SessionEvent]:
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_SESSION_EVENTS} WHERE session_id = ? ORDER BY id", (session_id,)
+            ).fetchall()
+        return [session_event_from_row(row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
@@ -910,3 +1015,25 @@ def _run_finished(run: RunRecord) -> Conflict:
         f"run {run.run_id!r} already finished ({run.state}); a finished run never "
         f"changes again, so this late update was not stored"
     )
+
+
+# -- session helpers ------------------------------------------------------------------
+
+
+def _session_row(db: sqlite3.Connection, session_id: str) -> RemoteSession | None:
+    row = db.execute(f"{_SELECT_SESSION} WHERE session_id = ?", (session_id,)).fetchone()
+    return session_from_row(row) if row else None
+
+
+def _insert_session_events(
+    db: sqlite3.Connection, session_id: str, rows: Sequence[SessionEventRow]
+) -> list[SessionEvent]:
+    stored = []
+    for row in rows:
+        event_id = _inserted_id(db.execute(_INSERT_SESSION_EVENT, row.values(session_id)))
+        stored.append(row.event(event_id, session_id))
+    return stored
+
+
+def _session_exists(session_id: str) -> Conflict:
+    return Conflict(f"session {session_id} already exists; request it again under a new id")
