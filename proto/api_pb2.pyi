@@ -1082,3 +1082,169 @@ class RunEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
+
+@_typing.final
+class RequestSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """hostname or agent id"""
+    reason: _builtins.str
+    duration_ms: _builtins.int
+    """the access window once approved"""
+    ticket_id: _builtins.int
+    """0: none"""
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "host", b"host", "reason", b"reason", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestSessionRequest: _TypeAlias = RequestSessionRequest  # noqa: Y015
+
+@_typing.final
+class SessionInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REQUESTED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    PENDING_EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_UNIX_MS_FIELD_NUMBER: _builtins.int
+    WINDOW_END_UNIX_MS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    END_REASON_FIELD_NUMBER: _builtins.int
+    DENY_REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_DURATION_MS_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    agent_id: _builtins.str
+    customer: _builtins.str
+    hostname: _builtins.str
+    engineer: _builtins.str
+    reason: _builtins.str
+    state: _builtins.str
+    """pending | approved | denied | expired | active | ended | terminated"""
+    requested_unix_ms: _builtins.int
+    pending_expires_unix_ms: _builtins.int
+    window_start_unix_ms: _builtins.int
+    window_end_unix_ms: _builtins.int
+    approved_by: _builtins.str
+    ticket_id: _builtins.int
+    end_reason: _builtins.str
+    deny_reason: _builtins.str
+    requested_duration_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        customer: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        state: _builtins.str = ...,
+        requested_unix_ms: _builtins.int = ...,
+        pending_expires_unix_ms: _builtins.int = ...,
+        window_start_unix_ms: _builtins.int = ...,
+        window_end_unix_ms: _builtins.int = ...,
+        approved_by: _builtins.str = ...,
+        ticket_id: _builtins.int = ...,
+        end_reason: _builtins.str = ...,
+        deny_reason: _builtins.str = ...,
+        requested_duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "approved_by", b"approved_by", "customer", b"customer", "deny_reason", b"deny_reason", "end_reason", b"end_reason", "engineer", b"engineer", "hostname", b"hostname", "pending_expires_unix_ms", b"pending_expires_unix_ms", "reason", b"reason", "requested_duration_ms", b"requested_duration_ms", "requested_unix_ms", b"requested_unix_ms", "session_id", b"session_id", "state", b"state", "ticket_id", b"ticket_id", "window_end_unix_ms", b"window_end_unix_ms", "window_start_unix_ms", b"window_start_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionInfo: _TypeAlias = SessionInfo  # noqa: Y015
+
+@_typing.final
+class ListSessionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSessionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionInfo]: ...
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___SessionInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
+
+@_typing.final
+class DecideSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    UNTIL_UNIX_MS_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    decision: _builtins.str
+    """approve | deny | terminate"""
+    reason: _builtins.str
+    """deny: required"""
+    until_unix_ms: _builtins.int
+    """approve: end the window earlier (0: full duration)"""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        until_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "session_id", b"session_id", "until_unix_ms", b"until_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideSessionRequest: _TypeAlias = DecideSessionRequest  # noqa: Y015

@@ -104,6 +104,21 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.RequestSession = channel.unary_unary(
+                '/aftercare.v1.Api/RequestSession',
+                request_serializer=proto_dot_api__pb2.RequestSessionRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/aftercare.v1.Api/ListSessions',
+                request_serializer=proto_dot_api__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.DecideSession = channel.unary_unary(
+                '/aftercare.v1.Api/DecideSession',
+                request_serializer=proto_dot_api__pb2.DecideSessionRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.SessionInfo.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -195,6 +210,25 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestSession(self, request, context):
+        """Remote sessions: requested by engineers, decided by the host's customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -267,6 +301,21 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.FollowRun,
                     request_deserializer=proto_dot_api__pb2.GetRunRequest.FromString,
                     response_serializer=proto_dot_api__pb2.RunEvent.SerializeToString,
+            ),
+            'RequestSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestSession,
+                    request_deserializer=proto_dot_api__pb2.RequestSessionRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.SessionInfo.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=proto_dot_api__pb2.ListSessionsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'DecideSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideSession,
+                    request_deserializer=proto_dot_api__pb2.DecideSessionRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.SessionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -647,6 +696,87 @@ class Api:
             '/aftercare.v1.Api/FollowRun',
             proto_dot_api__pb2.GetRunRequest.SerializeToString,
             proto_dot_api__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/RequestSession',
+            proto_dot_api__pb2.RequestSessionRequest.SerializeToString,
+            proto_dot_api__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListSessions',
+            proto_dot_api__pb2.ListSessionsRequest.SerializeToString,
+            proto_dot_api__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/DecideSession',
+            proto_dot_api__pb2.DecideSessionRequest.SerializeToString,
+            proto_dot_api__pb2.SessionInfo.FromString,
             options,
             channel_credentials,
             insecure,

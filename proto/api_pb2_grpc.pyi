@@ -52,6 +52,10 @@ class ApiStub:
     GetRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunDetail]
     ApproveRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.ApproveRunRequest, _api_pb2.RunInfo]
     FollowRun: _grpc.UnaryStreamMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunEvent]
+    RequestSession: _grpc.UnaryUnaryMultiCallable[_api_pb2.RequestSessionRequest, _api_pb2.SessionInfo]
+    """Remote sessions: requested by engineers, decided by the host's customer."""
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListSessionsRequest, _api_pb2.ListSessionsResponse]
+    DecideSession: _grpc.UnaryUnaryMultiCallable[_api_pb2.DecideSessionRequest, _api_pb2.SessionInfo]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -72,6 +76,10 @@ class ApiAsyncStub(ApiStub):
     GetRun: _aio.UnaryUnaryMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunDetail]  # type: ignore[assignment]
     ApproveRun: _aio.UnaryUnaryMultiCallable[_api_pb2.ApproveRunRequest, _api_pb2.RunInfo]  # type: ignore[assignment]
     FollowRun: _aio.UnaryStreamMultiCallable[_api_pb2.GetRunRequest, _api_pb2.RunEvent]  # type: ignore[assignment]
+    RequestSession: _aio.UnaryUnaryMultiCallable[_api_pb2.RequestSessionRequest, _api_pb2.SessionInfo]  # type: ignore[assignment]
+    """Remote sessions: requested by engineers, decided by the host's customer."""
+    ListSessions: _aio.UnaryUnaryMultiCallable[_api_pb2.ListSessionsRequest, _api_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    DecideSession: _aio.UnaryUnaryMultiCallable[_api_pb2.DecideSessionRequest, _api_pb2.SessionInfo]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -173,5 +181,27 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.GetRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_api_pb2.RunEvent], _abc.AsyncIterator[_api_pb2.RunEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def RequestSession(
+        self,
+        request: _api_pb2.RequestSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.SessionInfo, _abc.Awaitable[_api_pb2.SessionInfo]]:
+        """Remote sessions: requested by engineers, decided by the host's customer."""
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _api_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListSessionsResponse, _abc.Awaitable[_api_pb2.ListSessionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DecideSession(
+        self,
+        request: _api_pb2.DecideSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.SessionInfo, _abc.Awaitable[_api_pb2.SessionInfo]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

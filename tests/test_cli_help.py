@@ -32,6 +32,11 @@ COMMANDS = [
     ("collector.client.cli", ["playbooks", "sign"]),
     ("collector.client.cli", ["run"]),
     ("collector.client.cli", ["runs"]),
+    ("collector.client.cli", ["sessions"]),
+    ("collector.client.cli", ["session", "request"]),
+    ("collector.client.cli", ["session", "approve"]),
+    ("collector.client.cli", ["session", "deny"]),
+    ("collector.client.cli", ["session", "terminate"]),
     ("collector.cli", ["rules", "check"]),
     ("agent.cli", ["approve"]),
 ]

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from collector import __version__
-from collector.client import playbooks_cli, runs, tickets
+from collector.client import playbooks_cli, runs, sessions, tickets
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from proto import api_pb2
 
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets.add_commands(commands)
     runs.add_commands(commands)
+    sessions.add_commands(commands)
     playbooks_cli.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")

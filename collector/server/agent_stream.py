@@ -24,7 +24,7 @@ from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
 from collector.server import status
 from collector.server.peer import authenticate_agent
-from collector.server.sessions import AgentSession, Sessions
+from collector.server.streams import OpenStream, Streams
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
@@ -55,7 +55,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         fleet: Fleet,
         metrics: CollectorMetrics,
         engine: RuleEngine,
-        sessions: Sessions,
+        streams: Streams,
         runs: RunMessageSink,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
@@ -65,7 +65,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._fleet = fleet
         self._metrics = metrics
         self._engine = engine
-        self._sessions = sessions
+        self._streams = streams
         self._runs = runs
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
@@ -112,15 +112,15 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             hostname,
             context.peer(),
         )
-        session = self._sessions.open(agent.agent_id)
-        reader = asyncio.create_task(self._read(host, request_iterator, session))
+        stream = self._streams.open(agent.agent_id)
+        reader = asyncio.create_task(self._read(host, request_iterator, stream))
         try:
             yield agent_pb2.CollectorMessage(
                 welcome=agent_pb2.Welcome(
                     agent_id=agent.agent_id, customer=agent.customer, last_sequence=last
                 )
             )
-            while (outgoing := await session.outbound.get()) is not None:
+            while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
             error = await reader
             if error is not None:
@@ -128,7 +128,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 await status.abort(context, error)
         finally:
             reader.cancel()
-            self._sessions.close(session)
+            self._streams.close(stream)
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
             log.info("agent %s disconnected", agent.agent_id)
@@ -148,18 +148,18 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self,
         host: HostRef,
         request_iterator: AsyncIterator[agent_pb2.AgentMessage],
-        session: AgentSession,
+        stream: OpenStream,
     ) -> InvalidRequest | None:
         """Handle every agent message; queue acks. Returns the error that ends the stream."""
         try:
             async for message in request_iterator:
                 reply = await self._handle(host, message)
                 if reply is not None:
-                    session.outbound.put_nowait(reply)
+                    stream.outbound.put_nowait(reply)
         except InvalidRequest as exc:
             return exc
         finally:
-            session.outbound.put_nowait(None)
+            stream.outbound.put_nowait(None)
         return None
 
     async def _handle(

@@ -16,7 +16,9 @@ from collector.runs import RunService
 from collector.server import status
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
+from collector.server.session_messages import session_info
 from collector.server.ticket_messages import ticket_detail, ticket_message
+from collector.sessions.service import SessionService
 from collector.store import AgentRecord, StoredSample
 from collector.store.writer import StoreThread
 from collector.tickets.service import ManualTicket, TicketActionRequest, TicketService
@@ -27,12 +29,18 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     """Read-only fleet queries for engineers, admins and customers."""
 
     def __init__(
-        self, db: StoreThread, fleet: Fleet, tickets: TicketService, runs: RunService
+        self,
+        db: StoreThread,
+        fleet: Fleet,
+        tickets: TicketService,
+        runs: RunService,
+        sessions: SessionService,
     ) -> None:
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
         self._runs = runs
+        self._sessions = sessions
 
     @status.unary
     async def WhoAmI(
@@ -215,6 +223,41 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 yield run_event(item)
         except CollectorError as exc:
             await status.abort(context, exc)
+
+    @status.unary
+    async def RequestSession(
+        self, request: api_pb2.RequestSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.SessionInfo:
+        who = await authenticate_user(context, self._db)
+        agent = await self._find_host(who, request.host)
+        session = await self._sessions.request(
+            who, agent, request.reason, request.duration_ms, request.ticket_id or None
+        )
+        return session_info(session)
+
+    @status.unary
+    async def ListSessions(
+        self, request: api_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListSessionsResponse:
+        who = await authenticate_user(context, self._db)
+        sessions = await self._sessions.list_sessions(who, request.limit or 100)
+        return api_pb2.ListSessionsResponse(sessions=[session_info(s) for s in sessions])
+
+    @status.unary
+    async def DecideSession(
+        self, request: api_pb2.DecideSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.SessionInfo:
+        who = await authenticate_user(context, self._db)
+        if request.decision == "approve":
+            until = request.until_unix_ms or None
+            session = await self._sessions.approve(who, request.session_id, until)
+        elif request.decision == "deny":
+            session = await self._sessions.deny(who, request.session_id, request.reason)
+        elif request.decision == "terminate":
+            session = await self._sessions.terminate(who, request.session_id)
+        else:
+            raise InvalidRequest(f"unknown decision {request.decision!r}: approve, deny, terminate")
+        return session_info(session)
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.

@@ -48,7 +48,8 @@ from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
-from collector.server.sessions import Sessions
+from collector.server.streams import Streams
+from collector.sessions.service import SessionService
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
 from collector.tickets.model import NewEvent, Ticket
@@ -98,7 +99,7 @@ class CollectorServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: RuleEngine | None = None
         self.tickets: TicketService | None = None
-        self.sessions: Sessions | None = None
+        self.streams: Streams | None = None
         self.runs: RunService | None = None
         self._runs_checked_ms = 0
 
@@ -124,15 +125,16 @@ class CollectorServer:
             int(self.config.recovery_delay.total_seconds() * 1000),
         )
         await self.tickets.start(self._settle_ms(rules))
-        self.sessions = Sessions()
+        self.streams = Streams()
         self.runs = RunService(
             self._db,
             _load_catalogue(self.config.playbooks_dir),
-            self.sessions.send,
+            self.streams.send,
             self.data_dir.root / "runs",
             now_ms,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
+        self.sessions_service = SessionService(self._db, now_ms)
         server = grpc.aio.server(options=self._grpc_options())
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
@@ -159,7 +161,7 @@ class CollectorServer:
                 self.fleet,
                 metrics,
                 self.engine,
-                self.sessions,
+                self.streams,
                 self.runs,
                 self.config.agent_cert_ttl,
                 now_ms,
@@ -173,7 +175,8 @@ class CollectorServer:
             server,
         )
         api_pb2_grpc.add_ApiServicer_to_server(
-            ApiServicer(self._db, self.fleet, self.tickets, self.runs), server
+            ApiServicer(self._db, self.fleet, self.tickets, self.runs, self.sessions_service),
+            server,
         )
         await _add_health_and_reflection(server)
         await server.start()
@@ -309,6 +312,7 @@ class CollectorServer:
         if self.runs is not None and now - self._runs_checked_ms >= 60_000:
             self._runs_checked_ms = now
             await self.runs.expire_stale(now)
+        await self.sessions_service.expire_due(now)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")

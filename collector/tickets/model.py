@@ -54,6 +54,11 @@ EventKind = Literal[
     "waiting",
     "resumed",
     "diagnostics",
+    "remote_requested",  # remote support (sessions): the ticket's remote-response clock
+    "remote_approved",
+    "remote_denied",
+    "remote_connected",
+    "remote_ended",
 ]
 
 

@@ -15,36 +15,36 @@ Outbound = asyncio.Queue[agent_pb2.CollectorMessage | None]
 
 
 @dataclass(eq=False)
-class AgentSession:
+class OpenStream:
     """One open control stream; ``None`` on the queue ends it."""
 
     agent_id: str
     outbound: Outbound = field(default_factory=asyncio.Queue)
 
 
-class Sessions:
-    """agent id → its current session."""
+class Streams:
+    """agent id → its current stream."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, AgentSession] = {}
+        self._streams: dict[str, OpenStream] = {}
 
-    def open(self, agent_id: str) -> AgentSession:
+    def open(self, agent_id: str) -> OpenStream:
         """Register a new stream; it supersedes an older one of the same agent."""
-        session = AgentSession(agent_id)
-        self._sessions[agent_id] = session
-        return session
+        stream = OpenStream(agent_id)
+        self._streams[agent_id] = stream
+        return stream
 
-    def close(self, session: AgentSession) -> None:
-        if self._sessions.get(session.agent_id) is session:
-            del self._sessions[session.agent_id]
+    def close(self, stream: OpenStream) -> None:
+        if self._streams.get(stream.agent_id) is stream:
+            del self._streams[stream.agent_id]
 
     def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
         """Queue ``message`` for the agent; False if it is not connected here."""
-        session = self._sessions.get(agent_id)
-        if session is None:
+        stream = self._streams.get(agent_id)
+        if stream is None:
             return False
-        session.outbound.put_nowait(message)
+        stream.outbound.put_nowait(message)
         return True
 
     def connected(self, agent_id: str) -> bool:
-        return agent_id in self._sessions
+        return agent_id in self._streams

@@ -1,0 +1,142 @@
+"""``aftercare session ...`` and ``aftercare sessions``: remote support sessions.
+
+Engineers request access to a host; customer users of that host's customer approve
+(optionally ending the window earlier), deny or terminate. Logging in through the
+SSH gateway is not available yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from agent.durations import parse_duration
+from collector.client.connection import ApiClient
+from proto import api_pb2
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``session`` and ``sessions`` on the client's sub-command parser."""
+    p = commands.add_parser(
+        "sessions", help="list remote sessions", description="Remote sessions, newest first."
+    )
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(handler=_list)
+
+    session = commands.add_parser(
+        "session", help="request or decide a remote session", description="Remote sessions."
+    )
+    sub = session.add_subparsers(dest="session_command", required=True, metavar="ACTION")
+    request = sub.add_parser(
+        "request",
+        help="ask the customer for remote access (engineers)",
+        description="Ask for remote access to a host; the window starts when a customer "
+        "user approves.",
+    )
+    request.add_argument("--host", required=True, help="hostname or agent id")
+    request.add_argument("--reason", required=True, help="why access is needed")
+    request.add_argument("--duration", default="1h", help="access window once approved (1h)")
+    request.add_argument("--ticket", type=int, default=0, help="the ticket it belongs to")
+    request.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    request.set_defaults(handler=_request)
+
+    approve = _decision(sub, "approve", "approve a pending request (customer users)")
+    approve.add_argument(
+        "--until", default="", help="end the window earlier: a duration from now (45m) or ISO time"
+    )
+    deny = _decision(sub, "deny", "deny a pending request (customer users)")
+    deny.add_argument("--reason", required=True, help="why")
+    _decision(sub, "terminate", "end an approved or active session now")
+
+
+def _decision(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("session_id", help="e.g. ses-0123456789ab")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(handler=_decide, decision=name)
+    return p
+
+
+def _request(client: ApiClient, args: argparse.Namespace) -> int:
+    info = client.call(
+        "RequestSession",
+        api_pb2.RequestSessionRequest(
+            host=args.host,
+            reason=args.reason,
+            duration_ms=int(parse_duration(args.duration) * 1000),
+            ticket_id=args.ticket,
+        ),
+    )
+    _print(info, args.json)
+    return 0
+
+
+def _decide(client: ApiClient, args: argparse.Namespace) -> int:
+    until = _until_ms(getattr(args, "until", ""))
+    info = client.call(
+        "DecideSession",
+        api_pb2.DecideSessionRequest(
+            session_id=args.session_id,
+            decision=args.decision,
+            reason=getattr(args, "reason", "") or "",
+            until_unix_ms=until,
+        ),
+    )
+    _print(info, args.json)
+    return 0
+
+
+def _list(client: ApiClient, args: argparse.Namespace) -> int:
+    reply = client.call("ListSessions", api_pb2.ListSessionsRequest())
+    if args.json:
+        print(json.dumps([_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
+        return 0
+    for s in reply.sessions:
+        window = f"until {_iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
+        print(
+            f"{s.session_id:<17} {s.state:<11} {s.customer:<12} {s.hostname:<16} "
+            f"{s.engineer:<10} {window:<34} {s.reason}"
+        )
+    return 0
+
+
+def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_dict(info), indent=2, ensure_ascii=False))
+        return
+    window = f", window until {_iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
+    print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
+
+
+def _until_ms(text: str) -> int:
+    if not text:
+        return 0
+    try:
+        return int((time.time() + parse_duration(text)) * 1000)
+    except ValueError:
+        moment = dt.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return int(moment.timestamp() * 1000)
+
+
+def _dict(info: api_pb2.SessionInfo) -> dict[str, Any]:
+    data = MessageToDict(
+        info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    for key in [k for k in data if k.endswith("_unix_ms")]:
+        data[key.removesuffix("_unix_ms")] = _iso(int(data.pop(key)))
+    data["ticket_id"] = info.ticket_id
+    data["requested_duration_ms"] = info.requested_duration_ms
+    return data
+
+
+def _iso(ms: int) -> str | None:
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
