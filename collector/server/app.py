@@ -32,6 +32,7 @@ from collector.fleet import Fleet
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
+from collector.pki import CertificateAuthority
 from collector.rules import (
     HostRef,
     Rule,
@@ -99,88 +100,28 @@ class CollectorServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: RuleEngine | None = None
         self.tickets: TicketService | None = None
-        self.streams: Streams | None = None
+        self.streams = Streams()
         self.runs: RunService | None = None
+        self.sessions: SessionService | None = None
+        self._metrics: CollectorMetrics | None = None
         self._runs_checked_ms = 0
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
         init = initialise(self.data_dir, now_ms())
         self.admin_token = init.admin_token
-        ca = init.ca
-        issue_server_certificate(self.data_dir, ca, self.config.tls_names)
+        issue_server_certificate(self.data_dir, init.ca, self.config.tls_names)
         rules = _load_rules(self.config.rules_path)
         tickets_config = load_tickets_config(self.config.tickets_config)
-        self._db = StoreThread(self.data_dir.open_store())
-        self.engine = RuleEngine(rules)
-        await self._load_fleet(self.engine)
-        metrics = CollectorMetrics(self.registry, self.fleet)
-        self._metrics = metrics
-        self.tickets = TicketService(
-            self._db,
-            tickets_config,
-            make_deliverer(_smtp(tickets_config)),
-            metrics,
-            now_ms,
-            int(self.config.recovery_delay.total_seconds() * 1000),
-        )
-        await self.tickets.start(self._settle_ms(rules))
-        self.streams = Streams()
-        self.runs = RunService(
-            self._db,
-            _load_catalogue(self.config.playbooks_dir),
-            self.streams.send,
-            self.data_dir.root / "runs",
-            now_ms,
-        )
-        self.tickets.on_rule_ticket = self._run_diagnostics
-        self.sessions_service = SessionService(self._db, now_ms)
-        server = grpc.aio.server(options=self._grpc_options())
-        key = self.data_dir.server_key.read_bytes()
-        chain = self.data_dir.server_cert.read_bytes()
-        agent_port = _bind(
-            server,
-            self.config.listen,
-            "--listen",
-            grpc.ssl_server_credentials(
-                [(key, chain)], root_certificates=ca.cert_pem, require_client_auth=True
-            ),
-        )
-        api_port = _bind(
-            server,
-            self.config.api_listen,
-            "--api-listen",
-            grpc.ssl_server_credentials([(key, chain)]),
-        )
+        metrics = await self._open_services(rules, tickets_config)
+        server, agent_port, api_port = self._grpc_server(init.ca)
         agent_host, _ = split_host_port(self.config.listen, "--listen")
         advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
-        agent_pb2_grpc.add_AgentStreamServicer_to_server(
-            AgentStreamServicer(
-                self._db,
-                ca,
-                self.fleet,
-                metrics,
-                self.engine,
-                self.streams,
-                self.runs,
-                self.config.agent_cert_ttl,
-                now_ms,
-            ),
-            server,
-        )
-        agent_pb2_grpc.add_EnrollmentServicer_to_server(
-            EnrollmentServicer(
-                self._db, ca, metrics, advertise, self.config.agent_cert_ttl, now_ms
-            ),
-            server,
-        )
-        api_pb2_grpc.add_ApiServicer_to_server(
-            ApiServicer(self._db, self.fleet, self.tickets, self.runs, self.sessions_service),
-            server,
-        )
+        self._add_servicers(server, init.ca, metrics, advertise)
         await _add_health_and_reflection(server)
         await server.start()
         self._server = server
+        assert self.tickets is not None
         webhook = alertmanager_handler(
             self.tickets, asyncio.get_running_loop(), self.config.alertmanager_tokens, now_ms
         )
@@ -198,6 +139,70 @@ class CollectorServer:
         ]
         log.info("collector started: %s", self.addresses)
         return self.addresses
+
+    async def _open_services(
+        self, rules: RuleSet, tickets_config: TicketsConfig
+    ) -> CollectorMetrics:
+        """Store, rule engine, tickets, runs and sessions, wired to each other."""
+        self._db = StoreThread(self.data_dir.open_store())
+        self.engine = RuleEngine(rules)
+        await self._load_fleet(self.engine)
+        metrics = CollectorMetrics(self.registry, self.fleet)
+        self._metrics = metrics
+        self.tickets = TicketService(
+            self._db,
+            tickets_config,
+            make_deliverer(_smtp(tickets_config)),
+            metrics,
+            now_ms,
+            int(self.config.recovery_delay.total_seconds() * 1000),
+        )
+        await self.tickets.start(self._settle_ms(rules))
+        self.runs = RunService(
+            self._db,
+            _load_catalogue(self.config.playbooks_dir),
+            self.streams.send,
+            self.data_dir.root / "runs",
+            now_ms,
+        )
+        self.tickets.on_rule_ticket = self._run_diagnostics
+        self.sessions = SessionService(self._db, now_ms)
+        return metrics
+
+    def _grpc_server(self, ca: CertificateAuthority) -> tuple[grpc.aio.Server, int, int]:
+        """The server with the agent port (mutual TLS) and the API port (TLS) bound."""
+        server = grpc.aio.server(options=self._grpc_options())
+        key = self.data_dir.server_key.read_bytes()
+        chain = self.data_dir.server_cert.read_bytes()
+        mutual = grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=ca.cert_pem, require_client_auth=True
+        )
+        agent_port = _bind(server, self.config.listen, "--listen", mutual)
+        tls = grpc.ssl_server_credentials([(key, chain)])
+        api_port = _bind(server, self.config.api_listen, "--api-listen", tls)
+        return server, agent_port, api_port
+
+    def _add_servicers(
+        self,
+        server: grpc.aio.Server,
+        ca: CertificateAuthority,
+        metrics: CollectorMetrics,
+        advertise: str,
+    ) -> None:
+        assert self._db and self.engine and self.tickets and self.runs and self.sessions
+        ttl = self.config.agent_cert_ttl
+        agent_pb2_grpc.add_AgentStreamServicer_to_server(
+            AgentStreamServicer(
+                self._db, ca, self.fleet, metrics, self.engine, self.streams, self.runs, ttl, now_ms
+            ),
+            server,
+        )
+        agent_pb2_grpc.add_EnrollmentServicer_to_server(
+            EnrollmentServicer(self._db, ca, metrics, advertise, ttl, now_ms), server
+        )
+        api_pb2_grpc.add_ApiServicer_to_server(
+            ApiServicer(self._db, self.fleet, self.tickets, self.runs, self.sessions), server
+        )
 
     async def wait(self) -> None:
         """Until the gRPC server stops."""
@@ -288,7 +293,6 @@ class CollectorServer:
 
     async def _evaluate_forever(self) -> None:
         """Evaluate the rules, reconcile tickets and run the SLA clocks, every interval."""
-        assert self._db is not None and self.engine is not None and self.tickets is not None
         interval = self.config.evaluation_interval.total_seconds()
         while True:
             try:
@@ -298,7 +302,8 @@ class CollectorServer:
             await asyncio.sleep(interval)
 
     async def _evaluate_once(self) -> None:
-        assert self._db is not None and self.engine is not None and self.tickets is not None
+        assert self._db and self.engine and self.tickets and self._metrics
+        assert self.runs and self.sessions
         for agent in await self._db.call(self._db.store.list_agents, None):
             if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
                 self.engine.forget(agent.agent_id)
@@ -309,10 +314,10 @@ class CollectorServer:
         self._metrics.rule_evaluation.observe(time.perf_counter() - started)
         await self.tickets.apply_alerts(alerts, now)
         await self.tickets.tick(now)
-        if self.runs is not None and now - self._runs_checked_ms >= 60_000:
+        if now - self._runs_checked_ms >= 60_000:
             self._runs_checked_ms = now
             await self.runs.expire_stale(now)
-        await self.sessions_service.expire_due(now)
+        await self.sessions.expire_due(now)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")
