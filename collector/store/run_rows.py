@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from collector.audit import canonical_json
-from collector.errors import InvalidRequest, StoreError
+from collector.errors import InvalidRequest
 from collector.store.base import (
     FINISHED_RUN_STATES,
     RUN_MODES,
@@ -23,6 +23,7 @@ from collector.store.base import (
     RunRecord,
     RunState,
 )
+from collector.store.row_checks import decode_choice, decode_json
 
 __all__ = [
     "RUN_COLUMNS",
@@ -156,22 +157,7 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
     """Decode a row selected with ``RUN_COLUMNS``."""
     values = dict(zip(RUN_COLUMNS, row, strict=True))
     where = f"run {values['run_id']!r}"
-    decoded: dict[str, Any] = {c: _decode_json(where, c, values[c]) for c in _JSON_COLUMNS}
-    return RunRecord(**{**values, **decoded, "state": _decode_state(where, values["state"])})
-
-
-def _decode_state(where: str, value: object) -> RunState:
-    for state in RUN_STATES:
-        if state == value:
-            return state
-    raise StoreError(f"{where} has unknown state {value!r}; the database is corrupt")
-
-
-def _decode_json(where: str, column: str, text: object) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError as exc:
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt")
-    return value
+    decoded: dict[str, Any] = {c: decode_json(where, c, values[c]) for c in _JSON_COLUMNS}
+    return RunRecord(
+        **{**values, **decoded, "state": decode_choice(where, "state", values["state"], RUN_STATES)}
+    )

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from collector.audit import canonical_json
-from collector.errors import InvalidRequest, StoreError
+from collector.errors import InvalidRequest
 from collector.sessions.model import (
     SESSION_EVENT_KINDS,
     SESSION_ID_PATTERN,
@@ -26,6 +26,7 @@ from collector.sessions.model import (
     SessionEvent,
     SessionEventKind,
 )
+from collector.store.row_checks import check_choice, check_text, decode_choice, decode_json
 
 __all__ = [
     "IMMUTABLE_SESSION_COLUMNS",
@@ -42,7 +43,6 @@ __all__ = [
     "session_from_row",
 ]
 
-_S = TypeVar("_S", bound=str)
 
 SESSION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RemoteSession))
 SESSION_EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SessionEvent))
@@ -114,8 +114,8 @@ def session_event_rows(events: Sequence[NewSessionEvent]) -> list[SessionEventRo
     rows = []
     for index, event in enumerate(events):
         where = f"events[{index}]"
-        _check_text(f"{where}.actor", event.actor)
-        _check_choice(f"{where}.kind", event.kind, SESSION_EVENT_KINDS)
+        check_text(f"{where}.actor", event.actor)
+        check_choice(f"{where}.kind", event.kind, SESSION_EVENT_KINDS)
         if not isinstance(event.details, Mapping):
             raise InvalidRequest(f"{where}.details: expected a mapping")
         try:
@@ -129,7 +129,7 @@ def session_event_rows(events: Sequence[NewSessionEvent]) -> list[SessionEventRo
 def check_session_list(states: Collection[str] | None, limit: int) -> None:
     """Check ``list_sessions`` arguments."""
     for state in states or ():
-        _check_choice("states", state, SESSION_STATES)
+        check_choice("states", state, SESSION_STATES)
     if limit < 1:
         raise InvalidRequest(f"limit must be at least 1, got {limit}")
 
@@ -140,22 +140,12 @@ def _check_session(session: RemoteSession) -> None:
             f"session_id {session.session_id!r} is not 'ses-' followed by 12 hex digits"
         )
     for name in ("agent_id", "customer", "engineer", "reason"):
-        _check_text(f"session {session.session_id}: {name}", getattr(session, name))
-    _check_choice(f"session {session.session_id}: state", session.state, SESSION_STATES)
+        check_text(f"session {session.session_id}: {name}", getattr(session, name))
+    check_choice(f"session {session.session_id}: state", session.state, SESSION_STATES)
     if session.requested_duration_ms <= 0:
         raise InvalidRequest(
             f"session {session.session_id}: requested_duration_ms must be positive"
         )
-
-
-def _check_text(field: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{field}: expected a non-empty string, got {value!r}")
-
-
-def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InvalidRequest(f"{field}: {value!r} is not one of {', '.join(allowed)}")
 
 
 # -- output (StoreError: the row is corrupt) -------------------------------------------
@@ -168,7 +158,7 @@ def session_from_row(row: Sequence[Any]) -> RemoteSession:
     return RemoteSession(
         **{
             **values,
-            "state": _decode_choice(where, "state", values["state"], SESSION_STATES),
+            "state": decode_choice(where, "state", values["state"], SESSION_STATES),
             "local_approval_required": bool(values["local_approval_required"]),
         }
     )
@@ -183,23 +173,6 @@ def session_event_from_row(row: Sequence[Any]) -> SessionEvent:
         session_id=session_id,
         at_ms=at_ms,
         actor=actor,
-        kind=_decode_choice(where, "kind", kind, SESSION_EVENT_KINDS),
-        details=_decode_json(where, "details", details),
+        kind=decode_choice(where, "kind", kind, SESSION_EVENT_KINDS),
+        details=decode_json(where, "details", details),
     )
-
-
-def _decode_choice(where: str, column: str, value: object, allowed: tuple[_S, ...]) -> _S:
-    for item in allowed:
-        if item == value:
-            return item
-    raise StoreError(f"{where} has unknown {column} {value!r}; the database is corrupt")
-
-
-def _decode_json(where: str, column: str, text: object) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError as exc:
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt")
-    return value

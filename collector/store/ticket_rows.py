@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 from collector.audit import canonical_json
-from collector.errors import InvalidRequest, StoreError
+from collector.errors import InvalidRequest
+from collector.store.row_checks import check_choice, check_text, decode_choice, decode_json
 from collector.tickets.model import (
     LEVELS,
     TICKET_STATES,
@@ -45,7 +46,6 @@ __all__ = [
     "ticket_from_row",
 ]
 
-_S = TypeVar("_S", bound=str)
 CloseReason = Literal["confirmed", "auto-confirmed"]
 
 SOURCES: tuple[Source, ...] = get_args(Source)
@@ -87,10 +87,10 @@ class EventRow:
 
 def new_ticket_values(new: NewTicket, at_ms: int) -> dict[str, Any]:
     """Column values (all but ``id``) of a new ticket: state "open", version 1."""
-    _check_text("customer", new.customer)
-    _check_text("title", new.title)
-    _check_choice("level", new.level, LEVELS)
-    _check_choice("source", new.source, SOURCES)
+    check_text("customer", new.customer)
+    check_text("title", new.title)
+    check_choice("level", new.level, LEVELS)
+    check_choice("source", new.source, SOURCES)
     return {
         "customer": new.customer,
         "title": new.title,
@@ -111,11 +111,11 @@ def new_ticket_values(new: NewTicket, at_ms: int) -> dict[str, Any]:
 
 def mutable_values(ticket: Ticket) -> tuple[Any, ...]:
     """Values of ``MUTABLE_COLUMNS`` (in that order) after checking them."""
-    _check_text("title", ticket.title)
-    _check_choice("level", ticket.level, LEVELS)
-    _check_choice("state", ticket.state, TICKET_STATES)
+    check_text("title", ticket.title)
+    check_choice("level", ticket.level, LEVELS)
+    check_choice("state", ticket.state, TICKET_STATES)
     if ticket.close_reason is not None:
-        _check_choice("close_reason", ticket.close_reason, CLOSE_REASONS)
+        check_choice("close_reason", ticket.close_reason, CLOSE_REASONS)
     if ticket.reopen_count < 0:
         raise InvalidRequest(f"ticket {ticket.id}: reopen_count cannot be negative")
     encoded = {
@@ -142,8 +142,8 @@ def event_rows(events: Sequence[NewEvent]) -> list[EventRow]:
     rows = []
     for index, event in enumerate(events):
         where = f"events[{index}]"
-        _check_text(f"{where}.actor", event.actor)
-        _check_choice(f"{where}.kind", event.kind, EVENT_KINDS)
+        check_text(f"{where}.actor", event.actor)
+        check_choice(f"{where}.kind", event.kind, EVENT_KINDS)
         if not isinstance(event.details, Mapping):
             raise InvalidRequest(f"{where}.details: expected a mapping")
         try:
@@ -157,21 +157,11 @@ def event_rows(events: Sequence[NewEvent]) -> list[EventRow]:
 def check_list_filter(states: Collection[str] | None, level: str | None, limit: int) -> None:
     """Check ``list_tickets`` arguments."""
     for state in states or ():
-        _check_choice("states", state, TICKET_STATES)
+        check_choice("states", state, TICKET_STATES)
     if level is not None:
-        _check_choice("level", level, LEVELS)
+        check_choice("level", level, LEVELS)
     if limit < 1:
         raise InvalidRequest(f"limit must be at least 1, got {limit}")
-
-
-def _check_text(field: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{field}: expected a non-empty string, got {value!r}")
-
-
-def _check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InvalidRequest(f"{field}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def _string_map_json(field: str, value: Mapping[str, str]) -> str:
@@ -194,14 +184,14 @@ def ticket_from_row(row: Sequence[Any]) -> Ticket:
     return Ticket(
         **{
             **values,
-            "level": _decode_choice(where, "level", values["level"], LEVELS),
-            "state": _decode_choice(where, "state", values["state"], TICKET_STATES),
-            "source": _decode_choice(where, "source", values["source"], SOURCES),
-            "labels": _decode_json(where, "labels", values["labels"]),
-            "resolution": _decode_json(where, "resolution", values["resolution"]),
+            "level": decode_choice(where, "level", values["level"], LEVELS),
+            "state": decode_choice(where, "state", values["state"], TICKET_STATES),
+            "source": decode_choice(where, "source", values["source"], SOURCES),
+            "labels": decode_json(where, "labels", values["labels"]),
+            "resolution": decode_json(where, "resolution", values["resolution"]),
             "close_reason": None
             if close_reason is None
-            else _decode_choice(where, "close_reason", close_reason, CLOSE_REASONS),
+            else decode_choice(where, "close_reason", close_reason, CLOSE_REASONS),
             "waiting_on_customer": bool(values["waiting_on_customer"]),
         }
     )
@@ -216,23 +206,6 @@ def event_from_row(row: Sequence[Any]) -> TicketEvent:
         ticket_id=ticket_id,
         at_ms=at_ms,
         actor=actor,
-        kind=_decode_choice(where, "kind", kind, EVENT_KINDS),
-        details=_decode_json(where, "details", details),
+        kind=decode_choice(where, "kind", kind, EVENT_KINDS),
+        details=decode_json(where, "details", details),
     )
-
-
-def _decode_choice(where: str, column: str, value: object, allowed: tuple[_S, ...]) -> _S:
-    for item in allowed:
-        if item == value:
-            return item
-    raise StoreError(f"{where} has unknown {column} {value!r}; the database is corrupt")
-
-
-def _decode_json(where: str, column: str, text: object) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError as exc:
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt") from exc
-    if not isinstance(value, dict):
-        raise StoreError(f"{where} has unreadable {column}; the database is corrupt")
-    return value
