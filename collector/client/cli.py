@@ -10,7 +10,6 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from collector import __version__
 from collector.client import playbooks_cli, runs, sessions, tickets
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
+from collector.client.output import iso
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120
@@ -130,7 +130,7 @@ def _host(client: ApiClient, args: argparse.Namespace) -> int:
         _print_json(
             {
                 "agent": _agent_dict(detail.agent),
-                "collected": _iso(detail.collected_unix_ms),
+                "collected": iso(detail.collected_unix_ms),
                 "batches_stored": detail.batches_stored,
                 "samples": [
                     {"name": s.name, "labels": dict(s.labels), "value": s.value}
@@ -146,7 +146,7 @@ def _host(client: ApiClient, args: argparse.Namespace) -> int:
         f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
         f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored"
     )
-    print(f"latest batch collected {_iso(detail.collected_unix_ms) or 'never'}")
+    print(f"latest batch collected {iso(detail.collected_unix_ms) or 'never'}")
     for sample in sorted(detail.samples, key=lambda s: (s.name, sorted(s.labels.items()))):
         labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
         print(f"  {sample.name}{'{' + labels + '}' if labels else ''} {sample.value:g}")
@@ -193,8 +193,8 @@ def _agent_dict(agent: api_pb2.AgentInfo) -> dict[str, Any]:
     info = MessageToDict(
         agent, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    info["last_seen"] = _iso(agent.last_seen_unix_ms)
-    info["enrolled"] = _iso(agent.enrolled_unix_ms)
+    info["last_seen"] = iso(agent.last_seen_unix_ms)
+    info["enrolled"] = iso(agent.enrolled_unix_ms)
     for key in ("last_seen_unix_ms", "enrolled_unix_ms"):
         info.pop(key, None)
     return info
@@ -205,17 +205,11 @@ def _gap_dict(gap: api_pb2.StoredGap) -> dict[str, Any]:
         "first_lost_sequence": gap.first_lost_sequence,
         "last_lost_sequence": gap.last_lost_sequence,
         "lost_batches": gap.lost_batches,
-        "start": _iso(gap.start_unix_ms),
-        "end": _iso(gap.end_unix_ms),
+        "start": iso(gap.start_unix_ms),
+        "end": iso(gap.end_unix_ms),
         "reason": gap.reason,
-        "reported": _iso(gap.reported_unix_ms),
+        "reported": iso(gap.reported_unix_ms),
     }
-
-
-def _iso(ms: int) -> str | None:
-    if not ms:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
 def _describe_rpc_error(exc: grpc.RpcError, collector: str | None) -> str:

@@ -8,7 +8,6 @@ Vendor-side commands (``keygen``, ``sign``, ``lint``) work on files and need no 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from collector.client.connection import ApiClient
+from collector.client.output import iso
 from proto import api_pb2
 
 RUN_ACTIONS = ("show", "approve")
@@ -148,7 +148,7 @@ def _runs(client: ApiClient, args: argparse.Namespace) -> int:
     for run in reply.runs:
         print(
             f"{run.run_id:<22} {run.playbook:<20} {run.hostname:<16} {run.state:<16} "
-            f"{_iso(run.requested_unix_ms)}  {run.requested_by}"
+            f"{iso(run.requested_unix_ms)}  {run.requested_by}"
         )
     return 0
 
@@ -165,15 +165,9 @@ def _print_info(info: api_pb2.RunInfo, as_json: bool) -> None:
 
 def _info_dict(info: api_pb2.RunInfo) -> dict[str, Any]:
     data = MessageToDict(info, preserving_proto_field_name=True)
-    data["requested"] = _iso(info.requested_unix_ms)
-    data["finished"] = _iso(info.finished_unix_ms)
+    data["requested"] = iso(info.requested_unix_ms)
+    data["finished"] = iso(info.finished_unix_ms)
     data.pop("requested_unix_ms", None)
     data.pop("finished_unix_ms", None)
     data["ticket_id"] = info.ticket_id
     return data
-
-
-def _iso(ms: int) -> str | None:
-    if not ms:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")

@@ -17,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 
 from agent.durations import parse_duration
 from collector.client.connection import ApiClient
+from collector.client.output import iso, with_times
 from proto import api_pb2
 
 
@@ -97,7 +98,7 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
         print(json.dumps([_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
         return 0
     for s in reply.sessions:
-        window = f"until {_iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
+        window = f"until {iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
         print(
             f"{s.session_id:<17} {s.state:<11} {s.customer:<12} {s.hostname:<16} "
             f"{s.engineer:<10} {window:<34} {s.reason}"
@@ -109,7 +110,7 @@ def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
     if as_json:
         print(json.dumps(_dict(info), indent=2, ensure_ascii=False))
         return
-    window = f", window until {_iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
+    window = f", window until {iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
     print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
 
 
@@ -129,14 +130,7 @@ def _dict(info: api_pb2.SessionInfo) -> dict[str, Any]:
     data = MessageToDict(
         info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    for key in [k for k in data if k.endswith("_unix_ms")]:
-        data[key.removesuffix("_unix_ms")] = _iso(int(data.pop(key)))
+    with_times(data)
     data["ticket_id"] = info.ticket_id
     data["requested_duration_ms"] = info.requested_duration_ms
     return data
-
-
-def _iso(ms: int) -> str | None:
-    if not ms:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")

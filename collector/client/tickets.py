@@ -7,13 +7,13 @@ Customers: list and show their own, create, comment, confirm, reject.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from collector.client.connection import ApiClient
+from collector.client.output import iso, with_times
 from proto import api_pb2
 
 STATES = ("open", "acknowledged", "recovered", "resolved", "closed", "reopened")
@@ -180,7 +180,7 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
                 "events": [
                     {
                         "id": e.id,
-                        "at": _iso(e.at_unix_ms),
+                        "at": iso(e.at_unix_ms),
                         "actor": e.actor,
                         "kind": e.kind,
                         "details": json.loads(e.details_json or "{}"),
@@ -199,12 +199,12 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
     if t.description:
         print(t.description)
     for clock in t.sla:
-        print(f"  SLA {clock.name:<16} {clock.state:<14} due {_iso(clock.due_unix_ms) or '-'}")
+        print(f"  SLA {clock.name:<16} {clock.state:<14} due {iso(clock.due_unix_ms) or '-'}")
     print("timeline:")
     for e in detail.events:
         details = json.loads(e.details_json or "{}")
         summary = details.get("text") or details.get("summary") or details.get("reason") or ""
-        print(f"  {_iso(e.at_unix_ms)}  {e.kind:<13} {e.actor:<28} {summary}")
+        print(f"  {iso(e.at_unix_ms)}  {e.kind:<13} {e.actor:<28} {summary}")
 
 
 def _sla_summary(t: api_pb2.Ticket) -> str:
@@ -213,7 +213,7 @@ def _sla_summary(t: api_pb2.Ticket) -> str:
 
 
 def _ticket_dict(t: api_pb2.Ticket) -> dict[str, Any]:
-    info = _with_times(MessageToDict(t, preserving_proto_field_name=True))
+    info = with_times(MessageToDict(t, preserving_proto_field_name=True))
     info["id"] = t.id
     info["reopen_count"] = t.reopen_count
     info["sla"] = [
@@ -222,26 +222,13 @@ def _ticket_dict(t: api_pb2.Ticket) -> dict[str, Any]:
             "state": c.state,
             "target_ms": c.target_ms,
             "elapsed_ms": c.elapsed_ms,
-            "started": _iso(c.started_unix_ms),
-            "due": _iso(c.due_unix_ms),
-            "stopped": _iso(c.stopped_unix_ms),
+            "started": iso(c.started_unix_ms),
+            "due": iso(c.due_unix_ms),
+            "stopped": iso(c.stopped_unix_ms),
         }
         for c in t.sla
     ]
     return info
-
-
-def _with_times(info: dict[str, Any]) -> dict[str, Any]:
-    """Replace ``*_unix_ms`` fields (int64: strings in proto JSON) by ISO 8601 times."""
-    for key in [k for k in info if k.endswith("_unix_ms")]:
-        info[key.removesuffix("_unix_ms")] = _iso(int(info.pop(key)))
-    return info
-
-
-def _iso(ms: int) -> str | None:
-    if not ms:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
 def _print_json(value: Any) -> None:

@@ -4,8 +4,10 @@ corrupt stored rows → StoreError. No SQL driver here, so every backend reuses 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from collector.audit import canonical_json
 from collector.errors import InvalidRequest, StoreError
 
 S = TypeVar("S", bound=str)
@@ -21,6 +23,21 @@ def check_choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
     """``value`` must be one of ``allowed``."""
     if value not in allowed:
         raise InvalidRequest(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def event_details_json(
+    where: str, actor: object, kind: object, kinds: tuple[str, ...], details: object
+) -> str:
+    """Check one new timeline event (actor, kind among ``kinds``, plain-JSON details) and
+    return its details as canonical JSON; InvalidRequest naming ``where`` otherwise."""
+    check_text(f"{where}.actor", actor)
+    check_choice(f"{where}.kind", kind, kinds)
+    if not isinstance(details, Mapping):
+        raise InvalidRequest(f"{where}.details: expected a mapping")
+    try:
+        return canonical_json(dict(details))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{where}.details must be plain JSON data: {exc}") from exc
 
 
 def decode_choice(where: str, column: str, value: object, allowed: tuple[S, ...]) -> S:

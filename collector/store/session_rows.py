@@ -11,11 +11,10 @@ or kind, unreadable JSON) becomes ``StoreError``: the database is corrupt.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from collector.audit import canonical_json
 from collector.errors import InvalidRequest
 from collector.sessions.model import (
     SESSION_EVENT_KINDS,
@@ -26,7 +25,13 @@ from collector.sessions.model import (
     SessionEvent,
     SessionEventKind,
 )
-from collector.store.row_checks import check_choice, check_text, decode_choice, decode_json
+from collector.store.row_checks import (
+    check_choice,
+    check_text,
+    decode_choice,
+    decode_json,
+    event_details_json,
+)
 
 __all__ = [
     "IMMUTABLE_SESSION_COLUMNS",
@@ -114,14 +119,9 @@ def session_event_rows(events: Sequence[NewSessionEvent]) -> list[SessionEventRo
     rows = []
     for index, event in enumerate(events):
         where = f"events[{index}]"
-        check_text(f"{where}.actor", event.actor)
-        check_choice(f"{where}.kind", event.kind, SESSION_EVENT_KINDS)
-        if not isinstance(event.details, Mapping):
-            raise InvalidRequest(f"{where}.details: expected a mapping")
-        try:
-            details_json = canonical_json(dict(event.details))
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"{where}.details must be plain JSON data: {exc}") from exc
+        details_json = event_details_json(
+            where, event.actor, event.kind, SESSION_EVENT_KINDS, event.details
+        )
         rows.append(SessionEventRow(event.at_ms, event.actor, event.kind, details_json))
     return rows
 

@@ -16,7 +16,13 @@ from typing import Any, Literal, get_args
 
 from collector.audit import canonical_json
 from collector.errors import InvalidRequest
-from collector.store.row_checks import check_choice, check_text, decode_choice, decode_json
+from collector.store.row_checks import (
+    check_choice,
+    check_text,
+    decode_choice,
+    decode_json,
+    event_details_json,
+)
 from collector.tickets.model import (
     LEVELS,
     TICKET_STATES,
@@ -142,14 +148,9 @@ def event_rows(events: Sequence[NewEvent]) -> list[EventRow]:
     rows = []
     for index, event in enumerate(events):
         where = f"events[{index}]"
-        check_text(f"{where}.actor", event.actor)
-        check_choice(f"{where}.kind", event.kind, EVENT_KINDS)
-        if not isinstance(event.details, Mapping):
-            raise InvalidRequest(f"{where}.details: expected a mapping")
-        try:
-            details_json = canonical_json(dict(event.details))
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"{where}.details must be plain JSON data: {exc}") from exc
+        details_json = event_details_json(
+            where, event.actor, event.kind, EVENT_KINDS, event.details
+        )
         rows.append(EventRow(event.at_ms, event.actor, event.kind, details_json))
     return rows
 
