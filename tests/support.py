@@ -52,6 +52,31 @@ def run(
     )
 
 
+def alertmanager_ready(port: int) -> bool:
+    """True once the Alertmanager on ``port`` answers /-/ready."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def post_alerts(port: int, alerts: list[dict[str, Any]]) -> None:
+    """Push ``alerts`` into the Alertmanager on ``port`` (API v2), as Prometheus would."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        assert reply.status == 200
+
+
 @dataclass
 class Collector:
     """``aftercare-collector serve`` as a child process on fixed free ports."""

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import threading
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +26,7 @@ from collector.alertmanager import (
     ticket_fields,
 )
 from collector.errors import CollectorError, InvalidRequest, Unauthenticated
-from tests.support import free_port, wait_for
+from tests.support import alertmanager_ready, free_port, post_alerts, wait_for
 
 STARTS = "2024-05-01T08:30:15.123456789Z"
 STARTS_MS = 1_714_552_215_123
@@ -416,25 +415,6 @@ def webhook_receiver() -> Iterator[tuple[int, list[tuple[str | None, bytes]]]]:
         server.server_close()
 
 
-def _post_alert(port: int, alert: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v2/alerts",
-        data=json.dumps([alert]).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(ALERTMANAGER is None, reason="Alertmanager is not installed")
 def test_real_alertmanager_firing_then_resolved(
     tmp_path: Path, webhook_receiver: tuple[int, list[tuple[str | None, bytes]]]
@@ -474,7 +454,7 @@ receivers:
         stderr=(tmp_path / "alertmanager.log").open("wb"),
     )
     try:
-        wait_for(lambda: _ready(am_port), what="Alertmanager ready")
+        wait_for(lambda: alertmanager_ready(am_port), what="Alertmanager ready")
         now = datetime.now(UTC)
         alert = {
             "labels": {
@@ -487,7 +467,7 @@ receivers:
             "startsAt": now.isoformat(),
             "generatorURL": "http://prometheus.acme.example/graph",
         }
-        _post_alert(am_port, alert)
+        post_alerts(am_port, [alert])
         wait_for(lambda: len(got) >= 1, what="firing notification")
         header, raw = got[0]
         check_bearer(header, [token])
@@ -499,7 +479,7 @@ receivers:
         assert new.title == "内存不足 on web1"
         assert abs(fired.starts_ms - int(now.timestamp() * 1000)) < 1000
 
-        _post_alert(am_port, {**alert, "endsAt": (now + timedelta(seconds=1)).isoformat()})
+        post_alerts(am_port, [{**alert, "endsAt": (now + timedelta(seconds=1)).isoformat()}])
         wait_for(lambda: any(b'"resolved"' in b for _, b in got[1:]), what="resolved")
         resolved = parse_payload(next(b for _, b in got[1:] if b'"resolved"' in b))
         [cleared] = resolved.alerts

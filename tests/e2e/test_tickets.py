@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.support import Agent, Collector, free_port, wait_for
+from tests.support import (
+    Agent,
+    Collector,
+    alertmanager_ready,
+    free_port,
+    post_alerts,
+    wait_for,
+)
 
 MEMORY_RULE = """
 groups:
@@ -411,7 +418,7 @@ receivers:
         stderr=(tmp_path / "am.log").open("wb"),
     )
     try:
-        wait_for(lambda: _am_ready(port), 20, "Alertmanager ready")
+        wait_for(lambda: alertmanager_ready(port), 20, "Alertmanager ready")
         alert = {
             "labels": {
                 "alertname": "NodeDown",
@@ -421,7 +428,7 @@ receivers:
             },
             "annotations": {"summary": "web-9 is down"},
         }
-        _am_post(port, [alert])
+        post_alerts(port, [alert])
         token = collector.admin_token
         [ticket] = wait_for(lambda: _tickets(collector, token), 20, "ticket from Alertmanager")
         assert (ticket["level"], ticket["title"], ticket["hostname"]) == (
@@ -430,27 +437,8 @@ receivers:
             "web-9",
         )
         ended = {**alert, "endsAt": "2000-01-01T00:00:00Z"}
-        _am_post(port, [ended])
+        post_alerts(port, [ended])
         wait_for(lambda: _tickets(collector, token)[0]["state"] == "recovered", 20, "recovered")
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def _am_ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
-def _am_post(port: int, alerts: list[dict[str, Any]]) -> None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v2/alerts",
-        data=json.dumps(alerts).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as reply:
-        assert reply.status == 200
