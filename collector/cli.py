@@ -24,7 +24,13 @@ import prometheus_client
 from agent.durations import parse_duration, parse_size
 from collector import __version__, admin
 from collector.audit import verify_chain
-from collector.config import DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, ServeConfig
+from collector.config import (
+    DEFAULT_API_LISTEN,
+    DEFAULT_LISTEN,
+    DEFAULT_METRICS_LISTEN,
+    DEFAULT_SSH_LISTEN,
+    ServeConfig,
+)
 from collector.datadir import DataDir
 from collector.errors import CollectorError, ConfigError
 from collector.rules import check_rules, load_rules
@@ -136,6 +142,21 @@ def _add_serve(commands: Any) -> None:
         default=None,
         help="bearer tokens (one per line) accepted on POST /alertmanager; none: webhook refused",
     )
+    p.add_argument(
+        "--ssh-listen",
+        default=DEFAULT_SSH_LISTEN,
+        help="SSH gateway for remote sessions (%(default)s); 'off' serves none",
+    )
+    p.add_argument(
+        "--record-input",
+        action="store_true",
+        help="session recordings also keep what engineers type (default: output only)",
+    )
+    p.add_argument(
+        "--session-warning",
+        default="5m",
+        help="warn the engineer this long before a session's window ends (5m)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -156,6 +177,9 @@ def _serve(args: argparse.Namespace) -> int:
         evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),
         recovery_delay=dt.timedelta(seconds=parse_duration(args.recovery_delay)),
         alertmanager_tokens=_read_tokens(args.alertmanager_token_file),
+        ssh_listen="" if args.ssh_listen == "off" else args.ssh_listen,
+        record_input=args.record_input,
+        session_warning=dt.timedelta(seconds=parse_duration(args.session_warning)),
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     asyncio.run(_run_server(config))
@@ -166,7 +190,8 @@ async def _run_server(config: ServeConfig) -> None:
     server = CollectorServer(config)
     addresses = await server.start()
     (config.data_dir / ENDPOINTS_FILE).write_text(
-        json.dumps({"api": addresses.api, "agent": addresses.advertise}) + "\n"
+        json.dumps({"api": addresses.api, "agent": addresses.advertise, "ssh": addresses.ssh})
+        + "\n"
     )
     if server.admin_token:
         print(
@@ -176,7 +201,8 @@ async def _run_server(config: ServeConfig) -> None:
         )
     print(
         f"collector ready: agents {addresses.agent}, API {addresses.api}, "
-        f"metrics http://{addresses.metrics}/metrics",
+        f"metrics http://{addresses.metrics}/metrics"
+        + (f", SSH gateway {addresses.ssh}" if addresses.ssh else ""),
         flush=True,
     )
     stop = asyncio.Event()

@@ -15,6 +15,7 @@ from collector.errors import ConfigError
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_API_LISTEN = "127.0.0.1:7444"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+DEFAULT_SSH_LISTEN = "127.0.0.1:2222"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class ServeConfig:
     recovery_delay: dt.timedelta = dt.timedelta(seconds=30)
     alertmanager_tokens: tuple[str, ...] = ()  # bearer tokens accepted on /alertmanager
     playbooks_dir: Path | None = None  # None: the catalogue shipped in the package
+    ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
+    record_input: bool = False  # recordings also keep what engineers type
+    session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
@@ -45,8 +49,12 @@ class ServeConfig:
             ("--metrics-listen", self.metrics_listen),
         ):
             split_host_port(value, option)
+        if self.ssh_listen:
+            split_host_port(self.ssh_listen, "--ssh-listen")
         if self.advertise:
             split_host_port(self.advertise, "--advertise")
+        if not dt.timedelta(0) <= self.session_warning <= dt.timedelta(hours=1):
+            raise ConfigError("--session-warning must be between 0s and 1h")
         if self.agent_cert_ttl < dt.timedelta(seconds=10):
             raise ConfigError("--agent-cert-ttl must be at least 10s")
         if not 64 * 1024 <= self.max_message_bytes <= 256 * 1024 * 1024:

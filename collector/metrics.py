@@ -101,6 +101,35 @@ class CollectorMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=registry,
         )
+        self.sessions = Gauge(
+            "aftercare_remote_sessions",
+            "Remote sessions not yet over, by state (pending = waiting for approval).",
+            ["state"],
+            registry=registry,
+        )
+        self.gateway_connections = Gauge(
+            "aftercare_gateway_connections",
+            "Engineer SSH connections open on the gateway.",
+            registry=registry,
+        )
+        self.gateway_logins = Counter(
+            "aftercare_gateway_logins",
+            "Login attempts on the SSH gateway, by result (accepted or refused).",
+            ["result"],
+            registry=registry,
+        )
+        self.gateway_bytes = Counter(
+            "aftercare_gateway_relayed_bytes",
+            "Session bytes relayed by the gateway, by direction (to_host or to_engineer).",
+            ["direction"],
+            registry=registry,
+        )
+        for state in ("pending", "approved", "active"):
+            self.sessions.labels(state)
+        for result in ("accepted", "refused"):
+            self.gateway_logins.labels(result)
+        for direction in ("to_host", "to_engineer"):
+            self.gateway_bytes.labels(direction)
         for clock in SLA_CLOCKS:  # start at 0 so increase() sees the first breach
             for level in LEVELS:
                 self.sla_breaches.labels(clock, level)

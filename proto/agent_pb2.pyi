@@ -138,6 +138,7 @@ class AgentMessage(_message.Message):
     RUN_UPDATE_FIELD_NUMBER: _builtins.int
     RUN_OUTPUT_FIELD_NUMBER: _builtins.int
     RUN_RESULT_FIELD_NUMBER: _builtins.int
+    SESSION_APPROVAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -156,6 +157,10 @@ class AgentMessage(_message.Message):
     def run_result(self) -> Global___RunResult:
         """final result of a run"""
 
+    @_builtins.property
+    def session_approval(self) -> Global___SessionApproval:
+        """a remote session approved on the host"""
+
     def __init__(
         self,
         *,
@@ -165,12 +170,13 @@ class AgentMessage(_message.Message):
         run_update: Global___RunUpdate | None = ...,
         run_output: Global___RunOutput | None = ...,
         run_result: Global___RunResult | None = ...,
+        session_approval: Global___SessionApproval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap", "run_update", "run_output", "run_result"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap", "run_update", "run_output", "run_result", "session_approval"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -185,12 +191,18 @@ class Hello(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    SESSION_APPROVAL_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     hostname: _builtins.str
     platform: _builtins.str
     """e.g. "Linux-6.1-x86_64" """
     interval_seconds: _builtins.float
     """configured collection interval"""
+    session_approval: _builtins.str
+    """Remote sessions under the host's policy: "collector" (a customer user approves
+    through the collector), "local" (only `aftercare-agent approve-session` on the
+    host counts), "either", or "disabled" (no remote sessions; also when empty).
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -201,10 +213,11 @@ class Hello(_message.Message):
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
         platform: _builtins.str = ...,
         interval_seconds: _builtins.float = ...,
+        session_approval: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "interval_seconds", b"interval_seconds", "platform", b"platform"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "interval_seconds", b"interval_seconds", "platform", b"platform", "session_approval", b"session_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,6 +380,9 @@ class CollectorMessage(_message.Message):
     RUN_REQUEST_FIELD_NUMBER: _builtins.int
     RUN_APPROVAL_FIELD_NUMBER: _builtins.int
     RUN_CANCEL_FIELD_NUMBER: _builtins.int
+    SESSION_REQUESTED_FIELD_NUMBER: _builtins.int
+    SESSION_OPEN_FIELD_NUMBER: _builtins.int
+    SESSION_CLOSE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -377,6 +393,12 @@ class CollectorMessage(_message.Message):
     def run_approval(self) -> Global___RunApproval: ...
     @_builtins.property
     def run_cancel(self) -> Global___RunCancel: ...
+    @_builtins.property
+    def session_requested(self) -> Global___SessionRequested: ...
+    @_builtins.property
+    def session_open(self) -> Global___SessionOpen: ...
+    @_builtins.property
+    def session_close(self) -> Global___SessionClose: ...
     def __init__(
         self,
         *,
@@ -385,16 +407,445 @@ class CollectorMessage(_message.Message):
         run_request: Global___RunRequest | None = ...,
         run_approval: Global___RunApproval | None = ...,
         run_cancel: Global___RunCancel | None = ...,
+        session_requested: Global___SessionRequested | None = ...,
+        session_open: Global___SessionOpen | None = ...,
+        session_close: Global___SessionClose | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel", "session_requested", "session_open", "session_close"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CollectorMessage: _TypeAlias = CollectorMessage  # noqa: Y015
+
+@_typing.final
+class SessionRequested(_message.Message):
+    """A remote session for this host waits for a decision (sent when requested and on
+    every connect while pending), so `aftercare-agent sessions` can show it and
+    `aftercare-agent approve-session` can approve it on the host.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    PENDING_EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    engineer: _builtins.str
+    reason: _builtins.str
+    duration_ms: _builtins.int
+    pending_expires_unix_ms: _builtins.int
+    ticket_id: _builtins.int
+    """0: none"""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        pending_expires_unix_ms: _builtins.int = ...,
+        ticket_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "engineer", b"engineer", "pending_expires_unix_ms", b"pending_expires_unix_ms", "reason", b"reason", "session_id", b"session_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionRequested: _TypeAlias = SessionRequested  # noqa: Y015
+
+@_typing.final
+class SessionOpen(_message.Message):
+    """The engineer is logging in: open a Tunnel with this tunnel_id. The agent checks
+    the window (and, where its policy says local, its own approval) and ends the
+    login at window_end_unix_ms on its own, whatever the collector does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    WINDOW_END_UNIX_MS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    tunnel_id: _builtins.str
+    engineer: _builtins.str
+    window_end_unix_ms: _builtins.int
+    approved_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        tunnel_id: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        window_end_unix_ms: _builtins.int = ...,
+        approved_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "engineer", b"engineer", "session_id", b"session_id", "tunnel_id", b"tunnel_id", "window_end_unix_ms", b"window_end_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionOpen: _TypeAlias = SessionOpen  # noqa: Y015
+
+@_typing.final
+class SessionClose(_message.Message):
+    """End every login of the session now (terminated, window over, ticket closed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionClose: _TypeAlias = SessionClose  # noqa: Y015
+
+@_typing.final
+class SessionApproval(_message.Message):
+    """Approval given on the host (`aftercare-agent approve-session ID`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    UNTIL_UNIX_MS_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    approved_by: _builtins.str
+    """the local account that approved"""
+    until_unix_ms: _builtins.int
+    """0: the requested duration from approval"""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
+        until_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "session_id", b"session_id", "until_unix_ms", b"until_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionApproval: _TypeAlias = SessionApproval  # noqa: Y015
+
+@_typing.final
+class TunnelFrame(_message.Message):
+    """One frame of a session tunnel. Channels mirror the SSH channels the engineer
+    opened on the gateway; ``channel`` numbers are chosen by the collector.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACH_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    EOF_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    EXIT_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attach(self) -> Global___TunnelAttach:
+        """agent -> collector, the first frame"""
+
+    @_builtins.property
+    def open(self) -> Global___ChannelOpen:
+        """collector -> agent"""
+
+    @_builtins.property
+    def opened(self) -> Global___ChannelOpened:
+        """agent -> collector: ready, or why not"""
+
+    @_builtins.property
+    def data(self) -> Global___ChannelData:
+        """both ways"""
+
+    @_builtins.property
+    def eof(self) -> Global___ChannelEof:
+        """both ways: no more data from this side"""
+
+    @_builtins.property
+    def resize(self) -> Global___ChannelResize:
+        """collector -> agent: the terminal size changed"""
+
+    @_builtins.property
+    def exit(self) -> Global___ChannelExit:
+        """agent -> collector: the shell or command exited"""
+
+    @_builtins.property
+    def close(self) -> Global___ChannelClose:
+        """both ways: the channel is gone"""
+
+    @_builtins.property
+    def end(self) -> Global___TunnelEnd:
+        """agent -> collector: the agent ended the login"""
+
+    def __init__(
+        self,
+        *,
+        attach: Global___TunnelAttach | None = ...,
+        open: Global___ChannelOpen | None = ...,
+        opened: Global___ChannelOpened | None = ...,
+        data: Global___ChannelData | None = ...,
+        eof: Global___ChannelEof | None = ...,
+        resize: Global___ChannelResize | None = ...,
+        exit: Global___ChannelExit | None = ...,
+        close: Global___ChannelClose | None = ...,
+        end: Global___TunnelEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attach", b"attach", "close", b"close", "data", b"data", "end", b"end", "eof", b"eof", "exit", b"exit", "kind", b"kind", "open", b"open", "opened", b"opened", "resize", b"resize"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attach", b"attach", "close", b"close", "data", b"data", "end", b"end", "eof", b"eof", "exit", b"exit", "kind", b"kind", "open", b"open", "opened", b"opened", "resize", b"resize"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attach", "open", "opened", "data", "eof", "resize", "exit", "close", "end"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___TunnelFrame: _TypeAlias = TunnelFrame  # noqa: Y015
+
+@_typing.final
+class TunnelAttach(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    tunnel_id: _builtins.str
+    """from SessionOpen"""
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tunnel_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "tunnel_id", b"tunnel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TunnelAttach: _TypeAlias = TunnelAttach  # noqa: Y015
+
+@_typing.final
+class ChannelOpen(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    PTY_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    kind: _builtins.str
+    """shell | exec | subsystem"""
+    command: _builtins.str
+    """exec: the command line; subsystem: its name ("sftp")"""
+    pty: _builtins.bool
+    term: _builtins.str
+    """with pty, e.g. "xterm-256color" """
+    cols: _builtins.int
+    rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        command: _builtins.str = ...,
+        pty: _builtins.bool = ...,
+        term: _builtins.str = ...,
+        cols: _builtins.int = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "cols", b"cols", "command", b"command", "kind", b"kind", "pty", b"pty", "rows", b"rows", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelOpen: _TypeAlias = ChannelOpen  # noqa: Y015
+
+@_typing.final
+class ChannelOpened(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    error: _builtins.str
+    """empty: the channel is open"""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "error", b"error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelOpened: _TypeAlias = ChannelOpened  # noqa: Y015
+
+@_typing.final
+class ChannelData(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    data: _builtins.bytes
+    stderr: _builtins.bool
+    """agent -> collector: extended data (stderr)"""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        stderr: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "data", b"data", "stderr", b"stderr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelData: _TypeAlias = ChannelData  # noqa: Y015
+
+@_typing.final
+class ChannelEof(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelEof: _TypeAlias = ChannelEof  # noqa: Y015
+
+@_typing.final
+class ChannelResize(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    cols: _builtins.int
+    rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+        cols: _builtins.int = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelResize: _TypeAlias = ChannelResize  # noqa: Y015
+
+@_typing.final
+class ChannelExit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    status: _builtins.int
+    signal: _builtins.str
+    """set instead of status when killed by a signal, e.g. "TERM" """
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+        status: _builtins.int = ...,
+        signal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "signal", b"signal", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelExit: _TypeAlias = ChannelExit  # noqa: Y015
+
+@_typing.final
+class ChannelClose(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelClose: _TypeAlias = ChannelClose  # noqa: Y015
+
+@_typing.final
+class TunnelEnd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """e.g. "access window ended", "terminated by carol" """
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TunnelEnd: _TypeAlias = TunnelEnd  # noqa: Y015
 
 @_typing.final
 class RunRequest(_message.Message):

@@ -117,6 +117,11 @@ class AgentStreamStub:
                 request_serializer=proto_dot_agent__pb2.RenewRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.RenewResponse.FromString,
                 _registered_method=True)
+        self.Tunnel = channel.stream_stream(
+                '/aftercare.v1.AgentStream/Tunnel',
+                request_serializer=proto_dot_agent__pb2.TunnelFrame.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.TunnelFrame.FromString,
+                _registered_method=True)
 
 
 class AgentStreamServicer:
@@ -137,6 +142,15 @@ class AgentStreamServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tunnel(self, request_iterator, context):
+        """One per engineer connection of a remote session, opened by the agent after a
+        SessionOpen on its control stream (first frame: TunnelAttach). It carries the
+        session's channels, so bulk bytes never delay metrics on the control stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentStreamServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +163,11 @@ def add_AgentStreamServicer_to_server(servicer, server):
                     servicer.RenewCertificate,
                     request_deserializer=proto_dot_agent__pb2.RenewRequest.FromString,
                     response_serializer=proto_dot_agent__pb2.RenewResponse.SerializeToString,
+            ),
+            'Tunnel': grpc.stream_stream_rpc_method_handler(
+                    servicer.Tunnel,
+                    request_deserializer=proto_dot_agent__pb2.TunnelFrame.FromString,
+                    response_serializer=proto_dot_agent__pb2.TunnelFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -205,6 +224,33 @@ class AgentStream:
             '/aftercare.v1.AgentStream/RenewCertificate',
             proto_dot_agent__pb2.RenewRequest.SerializeToString,
             proto_dot_agent__pb2.RenewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tunnel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/aftercare.v1.AgentStream/Tunnel',
+            proto_dot_agent__pb2.TunnelFrame.SerializeToString,
+            proto_dot_agent__pb2.TunnelFrame.FromString,
             options,
             channel_credentials,
             insecure,

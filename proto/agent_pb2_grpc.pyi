@@ -70,6 +70,11 @@ class AgentStreamStub:
     """
     RenewCertificate: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RenewRequest, _agent_pb2.RenewResponse]
     """Swap the current certificate (proved by mutual TLS) for a fresh one."""
+    Tunnel: _grpc.StreamStreamMultiCallable[_agent_pb2.TunnelFrame, _agent_pb2.TunnelFrame]
+    """One per engineer connection of a remote session, opened by the agent after a
+    SessionOpen on its control stream (first frame: TunnelAttach). It carries the
+    session's channels, so bulk bytes never delay metrics on the control stream.
+    """
 
 @_typing.type_check_only
 class AgentStreamAsyncStub(AgentStreamStub):
@@ -80,6 +85,11 @@ class AgentStreamAsyncStub(AgentStreamStub):
     """
     RenewCertificate: _aio.UnaryUnaryMultiCallable[_agent_pb2.RenewRequest, _agent_pb2.RenewResponse]  # type: ignore[assignment]
     """Swap the current certificate (proved by mutual TLS) for a fresh one."""
+    Tunnel: _aio.StreamStreamMultiCallable[_agent_pb2.TunnelFrame, _agent_pb2.TunnelFrame]  # type: ignore[assignment]
+    """One per engineer connection of a remote session, opened by the agent after a
+    SessionOpen on its control stream (first frame: TunnelAttach). It carries the
+    session's channels, so bulk bytes never delay metrics on the control stream.
+    """
 
 class AgentStreamServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -99,5 +109,16 @@ class AgentStreamServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.RenewResponse, _abc.Awaitable[_agent_pb2.RenewResponse]]:
         """Swap the current certificate (proved by mutual TLS) for a fresh one."""
+
+    @_abc_1.abstractmethod
+    def Tunnel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.TunnelFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.TunnelFrame], _abc.AsyncIterator[_agent_pb2.TunnelFrame]]:
+        """One per engineer connection of a remote session, opened by the agent after a
+        SessionOpen on its control stream (first frame: TunnelAttach). It carries the
+        session's channels, so bulk bytes never delay metrics on the control stream.
+        """
 
 def add_AgentStreamServicer_to_server(servicer: AgentStreamServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -119,6 +119,36 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.DecideSessionRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.SessionInfo.FromString,
                 _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/aftercare.v1.Api/GetSession',
+                request_serializer=proto_dot_api__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.SessionDetail.FromString,
+                _registered_method=True)
+        self.GetRecording = channel.unary_stream(
+                '/aftercare.v1.Api/GetRecording',
+                request_serializer=proto_dot_api__pb2.GetRecordingRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RecordingChunk.FromString,
+                _registered_method=True)
+        self.WatchSession = channel.unary_stream(
+                '/aftercare.v1.Api/WatchSession',
+                request_serializer=proto_dot_api__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.WatchEvent.FromString,
+                _registered_method=True)
+        self.AddSshKey = channel.unary_unary(
+                '/aftercare.v1.Api/AddSshKey',
+                request_serializer=proto_dot_api__pb2.AddSshKeyRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.SshKey.FromString,
+                _registered_method=True)
+        self.ListSshKeys = channel.unary_unary(
+                '/aftercare.v1.Api/ListSshKeys',
+                request_serializer=proto_dot_api__pb2.ListSshKeysRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListSshKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveSshKey = channel.unary_unary(
+                '/aftercare.v1.Api/RemoveSshKey',
+                request_serializer=proto_dot_api__pb2.RemoveSshKeyRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.SshKey.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -229,6 +259,47 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecording(self, request, context):
+        """A finished or live recording (asciicast v2), in chunks; engineers and the
+        session's customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSession(self, request, context):
+        """The live terminal of an active session, read-only: what was shown so far, then
+        every new event until the session ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSshKey(self, request, context):
+        """The caller's SSH public keys for the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSshKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSshKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +387,36 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.DecideSession,
                     request_deserializer=proto_dot_api__pb2.DecideSessionRequest.FromString,
                     response_serializer=proto_dot_api__pb2.SessionInfo.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=proto_dot_api__pb2.GetSessionRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.SessionDetail.SerializeToString,
+            ),
+            'GetRecording': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetRecording,
+                    request_deserializer=proto_dot_api__pb2.GetRecordingRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RecordingChunk.SerializeToString,
+            ),
+            'WatchSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSession,
+                    request_deserializer=proto_dot_api__pb2.GetSessionRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'AddSshKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSshKey,
+                    request_deserializer=proto_dot_api__pb2.AddSshKeyRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.SshKey.SerializeToString,
+            ),
+            'ListSshKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSshKeys,
+                    request_deserializer=proto_dot_api__pb2.ListSshKeysRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListSshKeysResponse.SerializeToString,
+            ),
+            'RemoveSshKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSshKey,
+                    request_deserializer=proto_dot_api__pb2.RemoveSshKeyRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.SshKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +878,168 @@ class Api:
             '/aftercare.v1.Api/DecideSession',
             proto_dot_api__pb2.DecideSessionRequest.SerializeToString,
             proto_dot_api__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetSession',
+            proto_dot_api__pb2.GetSessionRequest.SerializeToString,
+            proto_dot_api__pb2.SessionDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecording(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.Api/GetRecording',
+            proto_dot_api__pb2.GetRecordingRequest.SerializeToString,
+            proto_dot_api__pb2.RecordingChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.Api/WatchSession',
+            proto_dot_api__pb2.GetSessionRequest.SerializeToString,
+            proto_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSshKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/AddSshKey',
+            proto_dot_api__pb2.AddSshKeyRequest.SerializeToString,
+            proto_dot_api__pb2.SshKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSshKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListSshKeys',
+            proto_dot_api__pb2.ListSshKeysRequest.SerializeToString,
+            proto_dot_api__pb2.ListSshKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSshKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/RemoveSshKey',
+            proto_dot_api__pb2.RemoveSshKeyRequest.SerializeToString,
+            proto_dot_api__pb2.SshKey.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,19 @@ class ApiStub:
     """Remote sessions: requested by engineers, decided by the host's customer."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListSessionsRequest, _api_pb2.ListSessionsResponse]
     DecideSession: _grpc.UnaryUnaryMultiCallable[_api_pb2.DecideSessionRequest, _api_pb2.SessionInfo]
+    GetSession: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetSessionRequest, _api_pb2.SessionDetail]
+    GetRecording: _grpc.UnaryStreamMultiCallable[_api_pb2.GetRecordingRequest, _api_pb2.RecordingChunk]
+    """A finished or live recording (asciicast v2), in chunks; engineers and the
+    session's customer.
+    """
+    WatchSession: _grpc.UnaryStreamMultiCallable[_api_pb2.GetSessionRequest, _api_pb2.WatchEvent]
+    """The live terminal of an active session, read-only: what was shown so far, then
+    every new event until the session ends.
+    """
+    AddSshKey: _grpc.UnaryUnaryMultiCallable[_api_pb2.AddSshKeyRequest, _api_pb2.SshKey]
+    """The caller's SSH public keys for the gateway."""
+    ListSshKeys: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListSshKeysRequest, _api_pb2.ListSshKeysResponse]
+    RemoveSshKey: _grpc.UnaryUnaryMultiCallable[_api_pb2.RemoveSshKeyRequest, _api_pb2.SshKey]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -80,6 +93,19 @@ class ApiAsyncStub(ApiStub):
     """Remote sessions: requested by engineers, decided by the host's customer."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_api_pb2.ListSessionsRequest, _api_pb2.ListSessionsResponse]  # type: ignore[assignment]
     DecideSession: _aio.UnaryUnaryMultiCallable[_api_pb2.DecideSessionRequest, _api_pb2.SessionInfo]  # type: ignore[assignment]
+    GetSession: _aio.UnaryUnaryMultiCallable[_api_pb2.GetSessionRequest, _api_pb2.SessionDetail]  # type: ignore[assignment]
+    GetRecording: _aio.UnaryStreamMultiCallable[_api_pb2.GetRecordingRequest, _api_pb2.RecordingChunk]  # type: ignore[assignment]
+    """A finished or live recording (asciicast v2), in chunks; engineers and the
+    session's customer.
+    """
+    WatchSession: _aio.UnaryStreamMultiCallable[_api_pb2.GetSessionRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    """The live terminal of an active session, read-only: what was shown so far, then
+    every new event until the session ends.
+    """
+    AddSshKey: _aio.UnaryUnaryMultiCallable[_api_pb2.AddSshKeyRequest, _api_pb2.SshKey]  # type: ignore[assignment]
+    """The caller's SSH public keys for the gateway."""
+    ListSshKeys: _aio.UnaryUnaryMultiCallable[_api_pb2.ListSshKeysRequest, _api_pb2.ListSshKeysResponse]  # type: ignore[assignment]
+    RemoveSshKey: _aio.UnaryUnaryMultiCallable[_api_pb2.RemoveSshKeyRequest, _api_pb2.SshKey]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -203,5 +229,54 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.DecideSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.SessionInfo, _abc.Awaitable[_api_pb2.SessionInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _api_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.SessionDetail, _abc.Awaitable[_api_pb2.SessionDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRecording(
+        self,
+        request: _api_pb2.GetRecordingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.RecordingChunk], _abc.AsyncIterator[_api_pb2.RecordingChunk]]:
+        """A finished or live recording (asciicast v2), in chunks; engineers and the
+        session's customer.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchSession(
+        self,
+        request: _api_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]:
+        """The live terminal of an active session, read-only: what was shown so far, then
+        every new event until the session ends.
+        """
+
+    @_abc_1.abstractmethod
+    def AddSshKey(
+        self,
+        request: _api_pb2.AddSshKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.SshKey, _abc.Awaitable[_api_pb2.SshKey]]:
+        """The caller's SSH public keys for the gateway."""
+
+    @_abc_1.abstractmethod
+    def ListSshKeys(
+        self,
+        request: _api_pb2.ListSshKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListSshKeysResponse, _abc.Awaitable[_api_pb2.ListSshKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveSshKey(
+        self,
+        request: _api_pb2.RemoveSshKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.SshKey, _abc.Awaitable[_api_pb2.SshKey]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

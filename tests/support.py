@@ -86,6 +86,7 @@ class Collector:
     agent_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    ssh_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,6 +124,8 @@ class Collector:
                 self.api,
                 "--metrics-listen",
                 f"127.0.0.1:{self.metrics_port}",
+                "--ssh-listen",
+                f"127.0.0.1:{self.ssh_port}",
                 *self.extra_args,
             ],
             stdout=log,

@@ -25,6 +25,7 @@ from collector.rules import HostRef, RuleEngine
 from collector.server import status
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
+from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
@@ -33,12 +34,25 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 30.0
 RUN_MESSAGES = frozenset({"run_update", "run_output", "run_result"})
+SESSION_APPROVALS = frozenset({"collector", "local", "either", "disabled"})
 
 
 class RunMessageSink(Protocol):
     """Where playbook run messages from agents go (collector.runs.RunService)."""
 
     async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None: ...
+
+
+class SessionAgentHooks(Protocol):
+    """What the control stream tells the session service (collector.sessions.SessionService)."""
+
+    async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None:
+        """A session message from the agent (an approval given on the host)."""
+        ...
+
+    async def agent_connected(self, agent_id: str) -> None:
+        """The agent's stream is open: tell it the requests waiting for a decision."""
+        ...
 
 
 MAX_SAMPLES_PER_BATCH = 20_000
@@ -57,6 +71,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         engine: RuleEngine,
         streams: Streams,
         runs: RunMessageSink,
+        sessions: SessionAgentHooks,
+        tunnels: TunnelBroker,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
     ) -> None:
@@ -67,6 +83,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._engine = engine
         self._streams = streams
         self._runs = runs
+        self._sessions = sessions
+        self._tunnels = tunnels
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
 
@@ -97,8 +115,14 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
     ) -> AsyncIterator[agent_pb2.CollectorMessage]:
         now = self._clock_ms()
         hostname = hello.hostname.strip()[:253] or agent.hostname
+        approval = hello.session_approval if hello.session_approval in SESSION_APPROVALS else ""
         await self._db.call(
-            self._db.store.record_hello, agent.agent_id, hostname, hello.agent_version[:64], now
+            self._db.store.record_hello,
+            agent.agent_id,
+            hostname,
+            hello.agent_version[:64],
+            now,
+            approval or "disabled",
         )
         last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
         self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
@@ -120,6 +144,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                     agent_id=agent.agent_id, customer=agent.customer, last_sequence=last
                 )
             )
+            await self._sessions.agent_connected(agent.agent_id)
             while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
             error = await reader
@@ -177,6 +202,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         elif kind in RUN_MESSAGES:
             await self._runs.on_agent_message(host, message)
             return None
+        elif kind == "session_approval":
+            await self._sessions.on_agent_message(host, message)
+            return None
         else:
             raise InvalidRequest(
                 f"unknown or empty message type {kind!r} on the agent stream; "
@@ -231,6 +259,30 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 "agent %s lost %d batches (%s)", host.agent_id, gap.lost_batches, gap.reason
             )
         return bool(stored)
+
+    async def Tunnel(  # type: ignore[override]  # reader/writer style: returns no iterator
+        self,
+        request_iterator: AsyncIterator[agent_pb2.TunnelFrame],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Attach the agent's tunnel to the gateway connection waiting for it; serve
+        until either side closes it."""
+        try:
+            agent = await authenticate_agent(context, self._db)
+            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT_SECONDS)
+            if not isinstance(first, agent_pb2.TunnelFrame) or first.WhichOneof("kind") != "attach":
+                raise InvalidRequest("a tunnel must start with a TunnelAttach frame")
+            tunnel = self._tunnels.attach(agent.agent_id, first.attach, context)
+        except TimeoutError:
+            await status.abort(context, InvalidRequest("no TunnelAttach frame in time"))
+        except CollectorError as exc:
+            await status.abort(context, exc)
+
+        def rpc_done(_: grpc.aio.ServicerContext[Any, Any]) -> None:
+            tunnel.close()
+
+        context.add_done_callback(rpc_done)  # type: ignore[arg-type]  # stub: plain callable
+        await tunnel.closed.wait()
 
     @status.unary
     async def RenewCertificate(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,18 +12,29 @@ import grpc
 from collector.auth import Principal
 from collector.errors import CollectorError, InvalidRequest, NotFound
 from collector.fleet import Fleet
+from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.runs import RunService
 from collector.server import status
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
-from collector.server.session_messages import session_info
+from collector.server.session_messages import (
+    recording_info,
+    session_event_info,
+    session_info,
+    ssh_key_message,
+)
 from collector.server.ticket_messages import ticket_detail, ticket_message
+from collector.sessions.keys import SshKeys
+from collector.sessions.model import FINAL_SESSION_STATES
 from collector.sessions.service import SessionService
 from collector.store import AgentRecord, StoredSample
+from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
 from collector.tickets.service import ManualTicket, TicketActionRequest, TicketService
 from proto import agent_pb2, api_pb2, api_pb2_grpc
+
+RECORDING_CHUNK = 256 * 1024
 
 
 class ApiServicer(api_pb2_grpc.ApiServicer):
@@ -35,12 +47,20 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         tickets: TicketService,
         runs: RunService,
         sessions: SessionService,
+        keys: SshKeys,
+        watch_hub: WatchHub,
+        data_dir: Path,
+        gateway_address: Callable[[], str],
     ) -> None:
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
         self._runs = runs
         self._sessions = sessions
+        self._keys = keys
+        self._watch_hub = watch_hub
+        self._data_dir = data_dir
+        self._gateway_address = gateway_address
 
     @status.unary
     async def WhoAmI(
@@ -258,6 +278,84 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         else:
             raise InvalidRequest(f"unknown decision {request.decision!r}: approve, deny, terminate")
         return session_info(session)
+
+    @status.unary
+    async def GetSession(
+        self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.SessionDetail:
+        who = await authenticate_user(context, self._db)
+        session, events = await self._sessions.get(who, request.session_id)
+        _, recordings = await self._sessions.recordings(who, request.session_id)
+        return api_pb2.SessionDetail(
+            session=session_info(session),
+            events=[session_event_info(e) for e in events],
+            recordings=[recording_info(r) for r in recordings],
+            gateway=self._gateway_address(),
+        )
+
+    async def GetRecording(
+        self, request: api_pb2.GetRecordingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[api_pb2.RecordingChunk]:
+        try:
+            who = await authenticate_user(context, self._db)
+            _, recordings = await self._sessions.recordings(who, request.session_id)
+            part = request.part or 1
+            chosen = [r for r in recordings if r.part == part]
+            if not chosen:
+                raise NotFound(
+                    f"session {request.session_id} has no recording part {part} "
+                    f"({len(recordings)} recorded; `aftercare session show` lists them)"
+                )
+            path = self._data_dir / chosen[0].path
+            with path.open("rb") as file:
+                while chunk := file.read(RECORDING_CHUNK):
+                    yield api_pb2.RecordingChunk(data=chunk)
+        except OSError as exc:
+            await status.abort(context, NotFound(f"the recording file is missing: {exc}"))
+        except CollectorError as exc:
+            await status.abort(context, exc)
+
+    async def WatchSession(
+        self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[api_pb2.WatchEvent]:
+        try:
+            who = await authenticate_user(context, self._db)
+            await self._sessions.recordings(who, request.session_id)  # visible to who?
+
+            async def load() -> tuple[list[RecordingRecord], bool]:
+                session, recordings = await self._sessions.recordings(who, request.session_id)
+                return recordings, session.state in FINAL_SESSION_STATES
+
+            async for item in replay_then_follow(
+                self._watch_hub, request.session_id, load, self._data_dir
+            ):
+                yield api_pb2.WatchEvent(
+                    part=item.part, time=item.time, type=item.type, data=item.data
+                )
+        except CollectorError as exc:
+            await status.abort(context, exc)
+
+    @status.unary
+    async def AddSshKey(
+        self, request: api_pb2.AddSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.SshKey:
+        who = await authenticate_user(context, self._db)
+        return ssh_key_message(await self._keys.add(who, request.public_key))
+
+    @status.unary
+    async def ListSshKeys(
+        self, request: api_pb2.ListSshKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListSshKeysResponse:
+        who = await authenticate_user(context, self._db)
+        keys = await self._keys.list(who)
+        return api_pb2.ListSshKeysResponse(keys=[ssh_key_message(k) for k in keys])
+
+    @status.unary
+    async def RemoveSshKey(
+        self, request: api_pb2.RemoveSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.SshKey:
+        who = await authenticate_user(context, self._db)
+        return ssh_key_message(await self._keys.remove(who, request.fingerprint))
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.

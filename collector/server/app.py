@@ -29,6 +29,11 @@ from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
 from collector.errors import CollectorError, ConfigError
 from collector.fleet import Fleet
+from collector.gateway.access import GatewayAccess, GatewaySettings
+from collector.gateway.bridge import LoopBridge
+from collector.gateway.hostkey import load_or_create_host_key
+from collector.gateway.recording import WatchHub
+from collector.gateway.server import SshGateway
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
@@ -49,7 +54,10 @@ from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
+from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
 from collector.server.streams import Streams
+from collector.server.tunnels import TunnelBroker
+from collector.sessions.keys import SshKeys
 from collector.sessions.service import SessionService
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
@@ -82,6 +90,7 @@ class Addresses:
     api: str
     metrics: str
     advertise: str
+    ssh: str = ""  # the SSH gateway ("" when not served)
 
 
 class CollectorServer:
@@ -103,6 +112,11 @@ class CollectorServer:
         self.streams = Streams()
         self.runs: RunService | None = None
         self.sessions: SessionService | None = None
+        self.keys: SshKeys | None = None
+        self.watch_hub = WatchHub()
+        self.tunnels = TunnelBroker(self.streams)
+        self._signals = LiveSessionSignals(self.streams, self.watch_hub)
+        self.gateway: SshGateway | None = None
         self._metrics: CollectorMetrics | None = None
         self._runs_checked_ms = 0
 
@@ -132,6 +146,7 @@ class CollectorServer:
             api=f"{api_host}:{api_port}",
             metrics=metrics_address,
             advertise=advertise,
+            ssh=self._start_gateway(metrics),
         )
         self._tasks = [
             asyncio.create_task(self._prune_forever()),
@@ -166,8 +181,41 @@ class CollectorServer:
             now_ms,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
-        self.sessions = SessionService(self._db, now_ms)
+        self.sessions = SessionService(self._db, now_ms, self._signals)
+        self.keys = SshKeys(self._db, now_ms)
         return metrics
+
+    def _start_gateway(self, metrics: CollectorMetrics) -> str:
+        """Serve the SSH gateway on ``--ssh-listen``; returns its address ("" if off)."""
+        if not self.config.ssh_listen:
+            return ""
+        assert self._db and self.sessions and self.keys
+        host, port = split_host_port(self.config.ssh_listen, "--ssh-listen")
+        access = GatewayAccess(
+            LoopBridge(asyncio.get_running_loop()),
+            self._db,
+            self.sessions,
+            self.keys,
+            self.tunnels,
+            self.watch_hub,
+            metrics,
+            GatewaySettings(
+                data_dir=self.data_dir.root,
+                record_input=self.config.record_input,
+                warning_ms=int(self.config.session_warning.total_seconds() * 1000),
+            ),
+            now_ms,
+        )
+        try:
+            gateway = SshGateway(host, port, load_or_create_host_key(self.data_dir.root), access)
+        except OSError as exc:
+            raise ConfigError(
+                f"--ssh-listen {self.config.ssh_listen}: {exc.strerror or exc}"
+            ) from exc
+        gateway.start()
+        self.gateway = self._signals.gateway = gateway
+        bound_host, bound_port = gateway.address
+        return f"{bound_host}:{bound_port}"
 
     def _grpc_server(self, ca: CertificateAuthority) -> tuple[grpc.aio.Server, int, int]:
         """The server with the agent port (mutual TLS) and the API port (TLS) bound."""
@@ -190,10 +238,21 @@ class CollectorServer:
         advertise: str,
     ) -> None:
         assert self._db and self.engine and self.tickets and self.runs and self.sessions
+        assert self.keys is not None
         ttl = self.config.agent_cert_ttl
         agent_pb2_grpc.add_AgentStreamServicer_to_server(
             AgentStreamServicer(
-                self._db, ca, self.fleet, metrics, self.engine, self.streams, self.runs, ttl, now_ms
+                self._db,
+                ca,
+                self.fleet,
+                metrics,
+                self.engine,
+                self.streams,
+                self.runs,
+                SessionAgentMessages(self.sessions),
+                self.tunnels,
+                ttl,
+                now_ms,
             ),
             server,
         )
@@ -201,7 +260,18 @@ class CollectorServer:
             EnrollmentServicer(self._db, ca, metrics, advertise, ttl, now_ms), server
         )
         api_pb2_grpc.add_ApiServicer_to_server(
-            ApiServicer(self._db, self.fleet, self.tickets, self.runs, self.sessions), server
+            ApiServicer(
+                self._db,
+                self.fleet,
+                self.tickets,
+                self.runs,
+                self.sessions,
+                self.keys,
+                self.watch_hub,
+                self.data_dir.root,
+                lambda: self.addresses.ssh if self.addresses else "",
+            ),
+            server,
         )
 
     async def wait(self) -> None:
@@ -214,6 +284,8 @@ class CollectorServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.gateway is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.gateway.stop)
         if self._server is not None:
             await self._server.stop(grace)
         if self._http is not None:

@@ -86,6 +86,8 @@ class LocalApprovalRequired(PermissionDenied):
 
 
 LoginRefusal = Literal[
+    "unknown_key",
+    "unknown_session",
     "not_your_session",
     "pending",
     "denied",

@@ -17,7 +17,8 @@ approval given on the host) or "system" (expiry).
     expire_if_due     the collector, at pending_expires_ms  pending       expired
     connected         the gateway, engineer logged in       approved      active
                       (a further connection while active: event only)
-    disconnected      the gateway, last connection closed   active        ended
+    disconnected      the gateway, a connection closed      (event only: reconnecting is
+                                                            allowed inside the window)
     terminate         a user of the customer, or the        approved,     terminated
                       engineer
                                                             active
@@ -77,7 +78,6 @@ DEFAULT_PENDING_TTL_MS = HOUR_MS
 MAX_PENDING_TTL_MS = 24 * HOUR_MS
 SYSTEM_ACTOR = "system"
 
-END_DISCONNECTED = "engineer disconnected"
 END_WINDOW_EXPIRED = "window expired"
 _REQUEST_AGAIN = "request a new session with `aftercare session request`"
 
@@ -370,7 +370,7 @@ def check_login(session: RemoteSession, engineer: str, now_ms: int) -> None:
         raise refuse(
             "ended",
             f"session {sid} has ended ({session.end_reason}){_at(session.ended_ms)}; "
-            f"a session is used once: {_REQUEST_AGAIN}",
+            f"{_REQUEST_AGAIN}",
         )
     start, end = session.window_start_ms, session.window_end_ms
     if start is None or end is None or now_ms < start:
@@ -418,14 +418,18 @@ def connected(session: RemoteSession, at_ms: int) -> SessionTransition:
     return SessionTransition(new, [event])
 
 
-def disconnected(session: RemoteSession, at_ms: int) -> SessionTransition:
-    """The engineer's last connection closed: active → ended ("engineer
-    disconnected"). The gateway calls this when no connection of the session is left."""
-    if session.state != "active":
+def disconnected(session: RemoteSession, at_ms: int, **details: Any) -> SessionTransition:
+    """One of the engineer's connections closed: an event only (``details`` such as
+    bytes relayed go on it). The session keeps its state: the engineer may connect
+    again (an scp after the shell, a dropped link) until the window ends or someone
+    terminates it. Raises InvalidSessionTransition if the session never connected."""
+    if session.connected_ms is None:
         raise InvalidSessionTransition(
-            session.session_id, session.state, "disconnected", "only an active session can"
+            session.session_id, session.state, "disconnected", "it never connected"
         )
-    return _end(session, _user(session.engineer), at_ms, END_DISCONNECTED, "disconnected")
+    return SessionTransition(
+        session, [_event("disconnected", _user(session.engineer), at_ms, **details)]
+    )
 
 
 def terminate(

@@ -3,10 +3,13 @@
 States::
 
     pending ──approve / approve_locally──▶ approved ──connected──▶ active
-      │  │                                   │  │                   │ │ │
-      │  └─deny──▶ denied                    │  └─terminate─┐       │ │ └─disconnected─▶ ended
-      └─expire_if_due──▶ expired             │              ▼       │ └─terminate──▶ terminated
+      │  │                                   │  │                   │ │
+      │  └─deny──▶ denied                    │  └─terminate─┐       │ └─terminate──▶ terminated
+      └─expire_if_due──▶ expired             │              ▼       │
                                              └─window end─▶ ended ◀─┘ window end
+
+Connections come and go inside the window (``connected`` / ``disconnected`` events);
+only the window's end or a termination ends the session.
 
 The access window starts at approval (``window_start_ms = approved_ms``) and ends at
 ``window_end_ms`` (approval + requested duration, or the earlier ``--until`` the
@@ -88,7 +91,7 @@ class RemoteSession:
     deny_reason: str = ""
     connected_ms: int | None = None  # the engineer's first login
     ended_ms: int | None = None  # ended, terminated, or the request expired
-    end_reason: str | None = None  # "engineer disconnected" | "terminated by X" | ...
+    end_reason: str | None = None  # "access window expired" | "terminated by X" | ...
     terminated_by: str | None = None
     version: int = 1  # bumped by the store on every update (optimistic concurrency)
 

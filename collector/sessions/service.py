@@ -1,28 +1,34 @@
-"""The session service: requests, approvals, denials, terminations and expiry, recorded.
+"""The session service: requests, decisions, logins and ends, recorded.
 
 Every step goes to the audit log and, when the session belongs to a ticket, onto the
 ticket's timeline (``remote_*`` events, which drive the ticket's remote-response SLA
 clock). Customers see and decide only their own customer's sessions; engineers see
-every session and terminate their own. The SSH gateway (not built yet) will call
-``lifecycle.check_login`` / ``connected`` / ``disconnected`` through this service.
+every session and terminate their own. The SSH gateway asks ``authorize_login``
+before a login and reports ``connected`` / ``disconnected``; agents report
+approvals given on the host. ``SessionSignals`` carries the outcomes to the live
+parts (the agent's control stream and the gateway's connections).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from collector.auth import Principal
-from collector.errors import InvalidRequest
+from collector.errors import CollectorError, InvalidRequest
 from collector.sessions import lifecycle
-from collector.sessions.errors import SessionNotFound
+from collector.sessions.errors import LoginRefused, SessionNotFound
 from collector.sessions.model import (
     ACCESS_STATES,
+    FINAL_SESSION_STATES,
+    SESSION_ID_PATTERN,
     NewSessionEvent,
     RemoteSession,
     SessionEvent,
 )
 from collector.store import AgentRecord
+from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import EventKind, NewEvent
 
@@ -37,13 +43,44 @@ TICKET_EVENTS: dict[str, EventKind] = {
 }
 
 
-class SessionService:
-    """Session operations for the API; all store access goes through the single writer."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, db: StoreThread, clock_ms: Callable[[], int]) -> None:
+
+class SessionSignals(Protocol):
+    """Tells the live parts about sessions (implemented over the agents' streams and
+    the gateway; tests pass a recorder)."""
+
+    def requested(self, session: RemoteSession) -> None:
+        """A request for the session's host waits for a decision."""
+        ...
+
+    def over(self, session: RemoteSession) -> None:
+        """The session is over (terminated, window ended): end every live login now."""
+        ...
+
+
+class _NoSignals:
+    def requested(self, session: RemoteSession) -> None:
+        pass
+
+    def over(self, session: RemoteSession) -> None:
+        pass
+
+
+class SessionService:
+    """Session operations for the API and the gateway; all store access goes through
+    the single writer."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        clock_ms: Callable[[], int],
+        signals: SessionSignals | None = None,
+    ) -> None:
         self._db = db
         self._store = db.store
         self._clock_ms = clock_ms
+        self.signals: SessionSignals = signals or _NoSignals()
 
     async def request(
         self,
@@ -55,6 +92,13 @@ class SessionService:
     ) -> RemoteSession:
         """An engineer asks to log in to ``agent``'s host for ``duration_ms`` once approved."""
         who.require("engineer", "admin")
+        policy = agent.session_approval  # "" until the agent's first hello
+        if policy == "disabled":
+            raise InvalidRequest(
+                f"host {agent.hostname!r} does not accept remote sessions: its agent has no "
+                "session backend configured, or the customer's policy disables them "
+                "([sessions] in the agent config and in policy.toml)"
+            )
         if ticket_id is not None:
             ticket = await self._db.call(self._store.get_ticket, ticket_id)
             if ticket is None or ticket.customer != agent.customer:
@@ -68,11 +112,13 @@ class SessionService:
             duration_ms=duration_ms,
             at_ms=self._clock_ms(),
             ticket_id=ticket_id,
+            local_approval_required=policy == "local",
         )
         session = await self._db.call(
             self._store.create_session, transition.session, transition.events[0]
         )
         await self._record(session, transition.events)
+        self.signals.requested(session)
         return session
 
     async def list_sessions(self, who: Principal, limit: int = 100) -> list[RemoteSession]:
@@ -87,6 +133,13 @@ class SessionService:
         session = await self._visible(who, session_id)
         events = await self._db.call(self._store.session_events, session_id)
         return session, events
+
+    async def recordings(
+        self, who: Principal, session_id: str
+    ) -> tuple[RemoteSession, list[RecordingRecord]]:
+        """The session (if ``who`` may see it) and its recordings by part."""
+        session = await self._visible(who, session_id)
+        return session, await self._db.call(self._store.list_recordings, session_id)
 
     async def approve(self, who: Principal, session_id: str, until_ms: int | None) -> RemoteSession:
         session = await self._visible(who, session_id)
@@ -121,11 +174,87 @@ class SessionService:
                 expired += 1
         return expired
 
+    # -- the gateway and the agents ----------------------------------------------------
+
+    async def authorize_login(self, session_id: str, user: str | None) -> RemoteSession:
+        """May ``user`` (the owner of the offered key; None: unregistered key) log in
+        through ``session_id`` now? Returns the session or raises LoginRefused; every
+        refusal is audited."""
+        try:
+            if user is None:
+                raise LoginRefused(
+                    session_id,
+                    "unknown_key",
+                    "this SSH key is not registered: add it with `aftercare keys add FILE`",
+                )
+            session = None
+            if SESSION_ID_PATTERN.match(session_id):
+                session = await self._db.call(self._store.get_session, session_id)
+            if session is None:
+                raise LoginRefused(
+                    session_id,
+                    "unknown_session",
+                    f"no session {session_id!r}: log in as the session id "
+                    "(`ssh -p PORT ses-...@gateway`)",
+                )
+            lifecycle.check_login(session, user, self._clock_ms())
+        except LoginRefused as exc:
+            await self._db.call(
+                self._store.append_audit,
+                f"user:{user}" if user else "unknown",
+                "session.login_refused",
+                session_id[:40],
+                {"reason": exc.reason, "message": str(exc)},
+                self._clock_ms(),
+            )
+            raise
+        return session
+
+    async def connected(self, session_id: str) -> RemoteSession:
+        """An engineer's connection reached the host (approved → active on the first)."""
+        session = await self._get(session_id)
+        return await self._apply(lifecycle.connected(session, self._clock_ms()))
+
+    async def disconnected(self, session_id: str, **details: Any) -> RemoteSession:
+        session = await self._get(session_id)
+        return await self._apply(lifecycle.disconnected(session, self._clock_ms(), **details))
+
+    async def agent_connected(self, agent_id: str) -> None:
+        """Tell a (re)connected agent about the requests for its host still pending."""
+        pending = await self._db.call(self._store.list_sessions, None, None, {"pending"}, 1000)
+        now = self._clock_ms()
+        for session in pending:
+            if session.agent_id == agent_id and now < session.pending_expires_ms:
+                self.signals.requested(session)
+
+    async def approved_on_host(
+        self, agent_id: str, session_id: str, approver: str, until_ms: int | None
+    ) -> RemoteSession | None:
+        """An approval given on the host, reported by its agent; None (logged) if it
+        does not apply (another host's session, already decided, expired)."""
+        try:
+            session = await self._get(session_id)
+            transition = lifecycle.approve_locally(
+                session, agent_id, approver, self._clock_ms(), until_ms
+            )
+            return await self._apply(transition)
+        except CollectorError as exc:
+            log.warning("approval of %s from agent %s ignored: %s", session_id, agent_id, exc)
+            return None
+
+    async def _get(self, session_id: str) -> RemoteSession:
+        session = await self._db.call(self._store.get_session, session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
     async def _apply(self, transition: lifecycle.SessionTransition) -> RemoteSession:
         session = await self._db.call(
             self._store.update_session, transition.session, transition.events
         )
         await self._record(session, transition.events)
+        if session.state in FINAL_SESSION_STATES and session.state != "denied":
+            self.signals.over(session)
         return session
 
     async def _record(self, session: RemoteSession, events: Sequence[NewSessionEvent]) -> None:

@@ -42,9 +42,11 @@ __all__ = [
     "LatestBatch",
     "MigrationError",
     "NotFound",
+    "RecordingRecord",
     "Role",
     "RunRecord",
     "RunState",
+    "SshKeyRecord",
     "Store",
     "StoreError",
     "StoredFailure",
@@ -85,6 +87,7 @@ class AgentRecord:
     revoked_ms: int | None = None
     agent_version: str = ""
     last_seen_ms: int | None = None
+    session_approval: str = ""  # host policy from the hello: collector|local|either|disabled
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,34 @@ class RunRecord:
     approved_by: str | None = None
 
 
+@dataclass(frozen=True)
+class SshKeyRecord:
+    """A user's SSH public key for the gateway."""
+
+    fingerprint: str  # "SHA256:" + unpadded base64 of the key blob's digest
+    user: str
+    key_type: str  # e.g. "ssh-ed25519"
+    key_base64: str  # the public key blob as in authorized_keys
+    comment: str
+    added_ms: int
+
+
+@dataclass(frozen=True)
+class RecordingRecord:
+    """One recorded channel of a session: an asciicast v2 file under the data directory."""
+
+    session_id: str
+    part: int  # 1, 2, ... per session
+    kind: str  # shell | exec
+    command: str
+    path: str  # relative to the data directory
+    started_ms: int
+    ended_ms: int | None = None
+    size_bytes: int = 0
+    sha256: str = ""  # set when finished
+    input_recorded: bool = False
+
+
 class Store(Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
@@ -261,8 +292,16 @@ class Store(Protocol):
         """Record a renewed client certificate. Raises UnknownAgent."""
         ...
 
-    def record_hello(self, agent_id: str, hostname: str, agent_version: str, now_ms: int) -> None:
-        """Update hostname, version and last_seen from the agent's hello. Raises UnknownAgent."""
+    def record_hello(
+        self,
+        agent_id: str,
+        hostname: str,
+        agent_version: str,
+        now_ms: int,
+        session_approval: str = "",
+    ) -> None:
+        """Update hostname, version, session policy and last_seen from the agent's hello.
+        Raises UnknownAgent."""
         ...
 
     # -- ingest: exactly-once by (agent_id, sequence); batches and gaps share it ------
@@ -480,6 +519,39 @@ class Store(Protocol):
 
     def session_events(self, session_id: str) -> list[SessionEvent]:
         """The session's timeline in id (insertion) order; empty for an unknown one."""
+        ...
+
+    # -- SSH keys and session recordings (the gateway) ---------------------------------
+
+    def add_ssh_key(self, key: SshKeyRecord) -> SshKeyRecord:
+        """Register a key. Raises Conflict if the fingerprint is registered (to anyone)."""
+        ...
+
+    def ssh_key(self, fingerprint: str) -> SshKeyRecord | None:
+        """The key with this fingerprint, if registered."""
+        ...
+
+    def list_ssh_keys(self, user: str | None = None) -> list[SshKeyRecord]:
+        """Keys of ``user`` (all users when None), by user then time added."""
+        ...
+
+    def remove_ssh_key(self, fingerprint: str, user: str | None = None) -> SshKeyRecord:
+        """Delete a key (only ``user``'s when given). Raises NotFound."""
+        ...
+
+    def add_recording(self, recording: RecordingRecord) -> RecordingRecord:
+        """Insert a recording as the session's next part (``recording.part`` is ignored);
+        return it as stored. Raises NotFound for an unknown session."""
+        ...
+
+    def finish_recording(
+        self, session_id: str, part: int, ended_ms: int, size_bytes: int, sha256: str
+    ) -> RecordingRecord:
+        """Record the end, size and digest of a recording. Raises NotFound."""
+        ...
+
+    def list_recordings(self, session_id: str) -> list[RecordingRecord]:
+        """The session's recordings by part."""
         ...
 
     def close(self) -> None:

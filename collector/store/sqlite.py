@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import astuple, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from collector.errors import (
     ConfigError,
     Conflict,
     InvalidRequest,
+    NotFound,
     StoreError,
     TokenExpired,
     TokenUnknown,
@@ -48,9 +50,11 @@ from collector.store.base import (
     AuditEntry,
     GapRecord,
     LatestBatch,
+    RecordingRecord,
     Role,
     RunRecord,
     RunState,
+    SshKeyRecord,
     StoredFailure,
     StoredSample,
     UnknownRun,
@@ -100,7 +104,12 @@ _Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
 _AGENT_COLUMNS = (
     "agent_id, customer, hostname, enrolled_ms, cert_serial, cert_not_after_ms, "
-    "revoked_ms, agent_version, last_seen_ms"
+    "revoked_ms, agent_version, last_seen_ms, session_approval"
+)
+_SSH_KEY_COLUMNS = "fingerprint, user_name, key_type, key_base64, comment, added_ms"
+_RECORDING_COLUMNS = (
+    "session_id, part, kind, command, path, started_ms, ended_ms, size_bytes, sha256, "
+    "input_recorded"
 )
 _USER_COLUMNS = "name, role, customer, created_ms"
 _GAP_COLUMNS = (
@@ -292,7 +301,7 @@ class SQLiteStore:
         with self._write() as db:
             try:
                 db.execute(
-                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ({_marks(10)})",
                     _agent_row(agent),
                 )
             except sqlite3.IntegrityError as exc:
@@ -335,11 +344,18 @@ class SQLiteStore:
             (cert_serial, cert_not_after_ms),
         )
 
-    def record_hello(self, agent_id: str, hostname: str, agent_version: str, now_ms: int) -> None:
+    def record_hello(
+        self,
+        agent_id: str,
+        hostname: str,
+        agent_version: str,
+        now_ms: int,
+        session_approval: str = "",
+    ) -> None:
         self._update_agent(
             agent_id,
-            "hostname = ?, agent_version = ?, last_seen_ms = ?",
-            (hostname, agent_version, now_ms),
+            "hostname = ?, agent_version = ?, last_seen_ms = ?, session_approval = ?",
+            (hostname, agent_version, now_ms, session_approval),
         )
 
     def _update_agent(self, agent_id: str, assignments: str, values: tuple[Any, ...]) -> None:
@@ -715,6 +731,98 @@ class SQLiteStore:
             ).fetchall()
         return [session_event_from_row(row) for row in rows]
 
+    # -- SSH keys and session recordings ----------------------------------------------
+
+    def add_ssh_key(self, key: SshKeyRecord) -> SshKeyRecord:
+        with self._write() as db:
+            try:
+                db.execute(
+                    f"INSERT INTO ssh_keys ({_SSH_KEY_COLUMNS}) VALUES ({_marks(6)})",
+                    (
+                        key.fingerprint,
+                        key.user,
+                        key.key_type,
+                        key.key_base64,
+                        key.comment,
+                        key.added_ms,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(
+                    f"key {key.fingerprint} is already registered; each key belongs to one "
+                    f"user (`aftercare keys list` shows yours)"
+                ) from exc
+        return key
+
+    def ssh_key(self, fingerprint: str) -> SshKeyRecord | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_SSH_KEY_COLUMNS} FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+        return SshKeyRecord(*row) if row else None
+
+    def list_ssh_keys(self, user: str | None = None) -> list[SshKeyRecord]:
+        query = f"SELECT {_SSH_KEY_COLUMNS} FROM ssh_keys"
+        params: tuple[str, ...] = ()
+        if user is not None:
+            query += " WHERE user_name = ?"
+            params = (user,)
+        with self._read() as db:
+            rows = db.execute(query + " ORDER BY user_name, added_ms, fingerprint", params)
+            return [SshKeyRecord(*row) for row in rows.fetchall()]
+
+    def remove_ssh_key(self, fingerprint: str, user: str | None = None) -> SshKeyRecord:
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_SSH_KEY_COLUMNS} FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None or (user is not None and row[1] != user):
+                raise NotFound(f"no key {fingerprint} is registered for you")
+            db.execute("DELETE FROM ssh_keys WHERE fingerprint = ?", (fingerprint,))
+        return SshKeyRecord(*row)
+
+    def add_recording(self, recording: RecordingRecord) -> RecordingRecord:
+        with self._write() as db:
+            if _session_row(db, recording.session_id) is None:
+                raise SessionNotFound(recording.session_id)
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(part), 0) FROM session_recordings WHERE session_id = ?",
+                (recording.session_id,),
+            ).fetchone()
+            stored = replace(recording, part=int(last) + 1)
+            db.execute(
+                f"INSERT INTO session_recordings ({_RECORDING_COLUMNS}) VALUES ({_marks(10)})",
+                astuple(stored),
+            )
+        return stored
+
+    def finish_recording(
+        self, session_id: str, part: int, ended_ms: int, size_bytes: int, sha256: str
+    ) -> RecordingRecord:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE session_recordings SET ended_ms = ?, size_bytes = ?, sha256 = ? "
+                "WHERE session_id = ? AND part = ?",
+                (ended_ms, size_bytes, sha256, session_id, part),
+            )
+            if cursor.rowcount != 1:
+                raise NotFound(f"session {session_id} has no recording part {part}")
+            row = db.execute(
+                f"SELECT {_RECORDING_COLUMNS} FROM session_recordings "
+                "WHERE session_id = ? AND part = ?",
+                (session_id, part),
+            ).fetchone()
+        return _recording(row)
+
+    def list_recordings(self, session_id: str) -> list[RecordingRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_RECORDING_COLUMNS} FROM session_recordings "
+                "WHERE session_id = ? ORDER BY part",
+                (session_id,),
+            ).fetchall()
+        return [_recording(row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
@@ -840,6 +948,13 @@ def _user(row: Sequence[Any]) -> User:
     return User(name=row[0], role=_as_role(row[1]), customer=row[2], created_ms=row[3])
 
 
+def _recording(row: Sequence[Any]) -> RecordingRecord:
+    session_id, part, kind, command, path, started, ended, size, sha256, input_recorded = row
+    return RecordingRecord(
+        session_id, part, kind, command, path, started, ended, size, sha256, bool(input_recorded)
+    )
+
+
 def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
     return (
         agent.agent_id,
@@ -851,6 +966,7 @@ def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
         agent.revoked_ms,
         agent.agent_version,
         agent.last_seen_ms,
+        agent.session_approval,
     )
 
 

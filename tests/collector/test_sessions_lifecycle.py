@@ -326,12 +326,12 @@ def test_login_refused_when_terminated() -> None:
 
 
 def test_login_refused_when_ended() -> None:
-    s = disconnected(active(), T0 + 10 * MIN).session
+    s = replace(active(), state="ended", ended_ms=T0 + 10 * MIN, end_reason="ticket 7 closed")
     e = refusal(s, "erin", T0 + 11 * MIN)
     assert e.reason == "ended"
     assert str(e) == (
-        f"session {SID} has ended (engineer disconnected) at 2023-11-14T22:23:20+00:00; "
-        "a session is used once: request a new session with `aftercare session request`"
+        f"session {SID} has ended (ticket 7 closed) at 2023-11-14T22:23:20+00:00; "
+        "request a new session with `aftercare session request`"
     )
 
 
@@ -358,12 +358,17 @@ def test_connected_refused_outside_the_window() -> None:
         connected(approved(), T0 + MIN + 2 * HOUR)
 
 
-def test_disconnected_ends_the_session() -> None:
-    t = disconnected(active(), T0 + 30 * MIN)
-    s = t.session
-    assert (s.state, s.ended_ms, s.end_reason) == ("ended", T0 + 30 * MIN, "engineer disconnected")
-    assert kinds(t) == ["disconnected", "ended"]
-    with pytest.raises(InvalidSessionTransition, match="only an active session"):
+def test_disconnected_is_an_event_and_the_engineer_may_reconnect() -> None:
+    live = active()
+    t = disconnected(live, T0 + 30 * MIN, bytes_to_host=10)
+    assert t.session == live
+    assert kinds(t) == ["disconnected"] and t.events[0].details == {"bytes_to_host": 10}
+    check_login(t.session, "erin", T0 + 31 * MIN)  # still inside the window
+    assert connected(t.session, T0 + 31 * MIN).events[0].details == {"first": False}
+    # A connection that outlived a termination is still recorded.
+    over = terminate(live, "carol", "acme", T0 + 20 * MIN).session
+    assert kinds(disconnected(over, T0 + 21 * MIN)) == ["disconnected"]
+    with pytest.raises(InvalidSessionTransition, match="never connected"):
         disconnected(approved(), T0 + 30 * MIN)
 
 
@@ -396,7 +401,7 @@ def test_terminate_by_another_customer_or_engineer_is_denied() -> None:
 def test_terminate_refused_when_not_approved_or_active() -> None:
     with pytest.raises(InvalidSessionTransition, match="deny the request instead"):
         terminate(requested(), "carol", "acme", T0 + MIN)
-    over = disconnected(active(), T0 + 10 * MIN).session
+    over = terminate(active(), "carol", "acme", T0 + 10 * MIN).session
     with pytest.raises(InvalidSessionTransition, match="already over"):
         terminate(over, "carol", "acme", T0 + 11 * MIN)
 

@@ -13,6 +13,7 @@ from collector.sessions.lifecycle import (
     connected,
     deny,
     disconnected,
+    expire_window_if_due,
     request,
     terminate,
 )
@@ -172,9 +173,13 @@ def test_update_through_the_lifecycle(store: Store) -> None:
     live = store.update_session(t.session, t.events)
     assert (live.state, live.connected_ms, live.version) == ("active", T0 + 4 * MIN, 3)
     t = disconnected(live, T0 + 30 * MIN)
+    still = store.update_session(t.session, t.events)
+    assert (still.state, still.version) == ("active", 4)
+    t = expire_window_if_due(still, T0 + 3 * HOUR)
+    assert t is not None
     ended = store.update_session(t.session, t.events)
     assert store.get_session(session.session_id) == ended
-    assert (ended.state, ended.end_reason, ended.version) == ("ended", "engineer disconnected", 4)
+    assert (ended.state, ended.end_reason, ended.version) == ("ended", "window expired", 5)
     events = store.session_events(session.session_id)
     assert [e.kind for e in events] == [
         "requested",

@@ -1,0 +1,82 @@
+"""Sessions meet the live parts: agents' control streams, the gateway, watchers.
+
+``LiveSessionSignals`` implements ``SessionSignals``: a new request is announced to
+the host's agent; a session that is over is closed on the agent (which ends its
+logins on its own), on the gateway (every live connection, reason shown to the
+engineer) and for watchers. ``SessionAgentMessages`` turns the agents' session
+messages into ``SessionService`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from collector.gateway.recording import WatchHub
+from collector.rules import HostRef
+from collector.server.streams import Streams
+from collector.sessions.model import RemoteSession
+from collector.sessions.service import SessionService
+from proto import agent_pb2
+
+
+class LiveGateway(Protocol):
+    def end_session(self, session_id: str, reason: str) -> None: ...
+
+
+class LiveSessionSignals:
+    """SessionSignals over the control streams, the gateway and the watch hub."""
+
+    def __init__(self, streams: Streams, hub: WatchHub) -> None:
+        self._streams = streams
+        self._hub = hub
+        self.gateway: LiveGateway | None = None
+
+    def requested(self, session: RemoteSession) -> None:
+        self._streams.send(
+            session.agent_id,
+            agent_pb2.CollectorMessage(
+                session_requested=agent_pb2.SessionRequested(
+                    session_id=session.session_id,
+                    engineer=session.engineer,
+                    reason=session.reason,
+                    duration_ms=session.requested_duration_ms,
+                    pending_expires_unix_ms=session.pending_expires_ms,
+                    ticket_id=session.ticket_id or 0,
+                )
+            ),
+        )
+
+    def over(self, session: RemoteSession) -> None:
+        reason = session.end_reason or f"the session is {session.state}"
+        self._streams.send(
+            session.agent_id,
+            agent_pb2.CollectorMessage(
+                session_close=agent_pb2.SessionClose(session_id=session.session_id, reason=reason)
+            ),
+        )
+        self._hub.end(session.session_id)
+        gateway = self.gateway
+        if gateway is not None:  # closing transports blocks: not on the event loop
+            asyncio.get_running_loop().run_in_executor(
+                None, gateway.end_session, session.session_id, reason
+            )
+
+
+class SessionAgentMessages:
+    """The agents' side of sessions (implements agent_stream.SessionAgentHooks)."""
+
+    def __init__(self, sessions: SessionService) -> None:
+        self._sessions = sessions
+
+    async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None:
+        approval = message.session_approval
+        await self._sessions.approved_on_host(
+            host.agent_id,
+            approval.session_id,
+            approval.approved_by,
+            approval.until_unix_ms or None,
+        )
+
+    async def agent_connected(self, agent_id: str) -> None:
+        await self._sessions.agent_connected(agent_id)

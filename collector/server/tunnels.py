@@ -1,0 +1,138 @@
+"""Session tunnels: pairs the gateway's request for a tunnel with the agent's Tunnel RPC.
+
+The gateway asks ``TunnelBroker.open``: the broker sends ``SessionOpen`` (with a
+fresh ``tunnel_id``) on the agent's control stream and waits for that agent to call
+``AgentStream.Tunnel`` with a ``TunnelAttach`` naming the id. Only the agent the
+tunnel was asked of can attach it (its identity comes from its certificate), only
+once, and only before the wait times out. The attached RPC is then an
+``AgentTunnel``: frames in both directions until either side closes it.
+
+Everything here runs on the event loop; the gateway's threads use
+``collector.gateway.bridge`` to reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from collector.errors import CollectorError, NotFound, PermissionDenied
+from collector.server.streams import Streams
+from proto import agent_pb2
+
+log = logging.getLogger(__name__)
+
+ATTACH_TIMEOUT_SECONDS = 20.0
+
+
+class TunnelUnavailable(CollectorError):
+    """The agent could not be reached, or did not open the tunnel in time."""
+
+
+class AgentTunnel:
+    """One attached Tunnel RPC: read and write frames; ``close`` ends the RPC.
+
+    ``read`` returns None once the agent closed its side (or the RPC broke). Writes
+    are serialised; a write after the end raises TunnelUnavailable.
+    """
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], session_id: str) -> None:
+        self._context = context
+        self.session_id = session_id
+        self.closed = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+
+    async def read(self) -> agent_pb2.TunnelFrame | None:
+        if self.closed.is_set():
+            return None
+        try:
+            frame = await self._context.read()
+        except (grpc.aio.AioRpcError, RuntimeError):
+            frame = None
+        if not isinstance(frame, agent_pb2.TunnelFrame):
+            self.close()
+            return None
+        return frame
+
+    async def write(self, frame: agent_pb2.TunnelFrame) -> None:
+        if self.closed.is_set():
+            raise TunnelUnavailable("the tunnel to the agent is closed")
+        try:
+            async with self._write_lock:
+                await self._context.write(frame)
+        except (grpc.aio.AioRpcError, RuntimeError) as exc:
+            self.close()
+            raise TunnelUnavailable(f"the tunnel to the agent broke: {exc}") from exc
+
+    def close(self) -> None:
+        """End the RPC (the servicer returns once this is set). Idempotent."""
+        self.closed.set()
+
+
+@dataclass
+class _Waiting:
+    agent_id: str
+    session_id: str
+    attached: asyncio.Future[AgentTunnel] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class TunnelBroker:
+    """Open tunnels to agents through their control streams."""
+
+    def __init__(self, streams: Streams, attach_timeout: float = ATTACH_TIMEOUT_SECONDS) -> None:
+        self._streams = streams
+        self._attach_timeout = attach_timeout
+        self._waiting: dict[str, _Waiting] = {}
+
+    async def open(
+        self, agent_id: str, session_id: str, engineer: str, window_end_ms: int, approved_by: str
+    ) -> AgentTunnel:
+        """Ask the agent for a tunnel and wait for it. Raises TunnelUnavailable."""
+        tunnel_id = "tun-" + secrets.token_hex(8)
+        waiting = _Waiting(agent_id, session_id)
+        opening = agent_pb2.SessionOpen(
+            session_id=session_id,
+            tunnel_id=tunnel_id,
+            engineer=engineer,
+            window_end_unix_ms=window_end_ms,
+            approved_by=approved_by,
+        )
+        self._waiting[tunnel_id] = waiting
+        try:
+            if not self._streams.send(agent_id, agent_pb2.CollectorMessage(session_open=opening)):
+                raise TunnelUnavailable(
+                    "the host's agent is not connected to the collector; the session can "
+                    "be used once it reconnects (`aftercare agents` shows its state)"
+                )
+            return await asyncio.wait_for(waiting.attached, self._attach_timeout)
+        except TimeoutError as exc:
+            raise TunnelUnavailable(
+                f"the host's agent did not open the tunnel within {self._attach_timeout:g}s"
+            ) from exc
+        finally:
+            del self._waiting[tunnel_id]
+
+    def attach(
+        self,
+        agent_id: str,
+        attach: agent_pb2.TunnelAttach,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AgentTunnel:
+        """The agent's Tunnel RPC arrived. Raises NotFound (unknown or already used
+        tunnel id) or PermissionDenied (asked of another agent)."""
+        waiting = self._waiting.get(attach.tunnel_id)
+        if waiting is None or waiting.attached.done():
+            raise NotFound(f"no tunnel {attach.tunnel_id!r} is waiting for this agent")
+        if waiting.agent_id != agent_id or waiting.session_id != attach.session_id:
+            log.warning("agent %s tried to attach another agent's tunnel", agent_id)
+            raise PermissionDenied("this tunnel was not asked of this agent")
+        tunnel = AgentTunnel(context, waiting.session_id)
+        waiting.attached.set_result(tunnel)
+        return tunnel
