@@ -390,6 +390,8 @@ class CollectorServer:
             self._runs_checked_ms = now
             await self.runs.expire_stale(now)
         await self.sessions.expire_due(now)
+        for state, count in (await self.sessions.open_counts()).items():
+            self._metrics.sessions.labels(state).set(count)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")

@@ -248,6 +248,17 @@ class SessionService:
             raise SessionNotFound(session_id)
         return session
 
+    async def open_counts(self) -> dict[str, int]:
+        """How many sessions are pending, approved and active (for /metrics)."""
+        states = ("pending", *sorted(ACCESS_STATES))
+        open_sessions = await self._db.call(
+            self._store.list_sessions, None, None, set(states), 100_000
+        )
+        counts: dict[str, int] = dict.fromkeys(states, 0)
+        for session in open_sessions:
+            counts[session.state] += 1
+        return counts
+
     async def _apply(self, transition: lifecycle.SessionTransition) -> RemoteSession:
         session = await self._db.call(
             self._store.update_session, transition.session, transition.events
