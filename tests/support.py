@@ -179,16 +179,18 @@ class Collector:
 
     def client(self, token: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the ``aftercare`` client as the user holding ``token``."""
-        return run(
-            "collector.client.cli",
+        return run("collector.client.cli", *self.client_options(token), *args)
+
+    def client_options(self, token: str) -> list[str]:
+        """The ``aftercare`` options that reach this collector as ``token``'s user."""
+        return [
             "--collector",
             self.api,
             "--token",
             token,
             "--ca-file",
             str(self.data_dir / "ca.pem"),
-            *args,
-        )
+        ]
 
     def client_json(self, token: str, *args: str) -> Any:
         result = self.client(token, *args, "--json")

@@ -19,7 +19,17 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from collector import __version__
-from collector.client import playbooks_cli, runs, sessions, tickets
+from collector.client import (
+    keys,
+    playbooks_cli,
+    recordings,
+    runs,
+    session_show,
+    sessions,
+    ssh,
+    tickets,
+    watch,
+)
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso
 from proto import api_pb2
@@ -28,7 +38,7 @@ STALE_AFTER_SECONDS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if getattr(args, "local", False):  # vendor tools: no collector needed
         local_result: int = args.handler(None, args)
         return local_result
@@ -46,6 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         client.close()
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line. Commands marked ``passthrough`` (``ssh``) get the words
+    they do not define (a remote command, or anything after ``--``) as ``extra_args``;
+    any other command refuses them, as ``parse_args`` does."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    args.extra_args = rest
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets.add_commands(commands)
     runs.add_commands(commands)
-    sessions.add_commands(commands)
+    session_actions = sessions.add_commands(commands)
+    session_show.add_actions(session_actions)
+    recordings.add_actions(session_actions)
+    watch.add_actions(session_actions)
+    ssh.add_commands(commands)
+    keys.add_commands(commands)
     playbooks_cli.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")

@@ -1,14 +1,16 @@
 """How the client reaches the collector: address, API token and CA, from flags or environment.
 
-This is the only client module that reads the environment.
+This is the only client module that reads the environment. Commands take the small
+``Api`` surface (``call``, ``stream``), so tests can hand them a fake.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -57,10 +59,29 @@ class ClientSettings:
         return cls(address, secret, ca_pem)
 
 
+class ReplyStream(Protocol):
+    """The replies of a server-streaming call: iterate them; ``cancel()`` stops the call."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def cancel(self) -> bool: ...
+
+
+class Api(Protocol):
+    """What the commands need from a client (``ApiClient``, or a fake in tests)."""
+
+    address: str
+
+    def call(self, method: str, request: Any) -> Any: ...
+
+    def stream(self, method: str, request: Any) -> ReplyStream: ...
+
+
 class ApiClient:
     """A blocking API stub that sends the bearer token with every call."""
 
     def __init__(self, settings: ClientSettings) -> None:
+        self.address = settings.collector
         credentials = grpc.ssl_channel_credentials(root_certificates=settings.ca_pem)
         self._channel = grpc.secure_channel(settings.collector, credentials)
         self.metadata = (("authorization", f"Bearer {settings.token}"),)
@@ -70,6 +91,13 @@ class ApiClient:
         """Invoke ``method`` (e.g. "ListAgents"); grpc.RpcError propagates."""
         rpc = getattr(self.stub, method)
         return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
+
+    def stream(self, method: str, request: Any) -> ReplyStream:
+        """Invoke the server-streaming ``method`` without a deadline; grpc.RpcError
+        propagates while iterating."""
+        rpc = getattr(self.stub, method)
+        replies: ReplyStream = rpc(request, metadata=self.metadata)
+        return replies
 
     def close(self) -> None:
         self._channel.close()

@@ -1,4 +1,4 @@
-"""Formatting shared by the client's commands: API times as ISO 8601."""
+"""Formatting shared by the client's commands: API times as ISO 8601, durations, sizes."""
 
 from __future__ import annotations
 
@@ -18,3 +18,28 @@ def with_times(info: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in info if k.endswith("_unix_ms")]:
         info[key.removesuffix("_unix_ms")] = iso(int(info.pop(key)))
     return info
+
+
+def duration_text(ms: int) -> str:
+    """Milliseconds as "2h", "1h30m", "45s" (whole seconds; "0s" for less)."""
+    seconds = max(0, ms) // 1000
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return "".join(parts)
+
+
+def size_text(size: int) -> str:
+    """Bytes as "512 B", "12.3 KiB", "4.0 MiB"."""
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"

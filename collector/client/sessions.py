@@ -1,8 +1,11 @@
-"""``aftercare session ...`` and ``aftercare sessions``: remote support sessions.
+"""``aftercare sessions`` and ``aftercare session request|approve|deny|terminate``.
 
 Engineers request access to a host; customer users of that host's customer approve
-(optionally ending the window earlier), deny or terminate. Logging in through the
-SSH gateway is not available yet.
+(optionally ending the window earlier), deny or terminate. The other session commands
+live beside this module and register on the same ``session`` parser: ``show``
+(``session_show``), ``replay`` and ``log`` (``recordings``), ``watch`` (``watch``);
+logging in is ``aftercare ssh`` (``ssh``) with keys from ``aftercare keys`` (``keys``).
+See docs/sessions.md.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from collector.client.output import iso, with_times
 from proto import api_pb2
 
 
-def add_commands(commands: Any) -> None:
-    """Register ``session`` and ``sessions`` on the client's sub-command parser."""
+def add_commands(commands: Any) -> Any:
+    """Register ``session`` and ``sessions`` on the client's sub-command parser; return
+    the ``session`` parser's actions, for the modules that add more."""
     p = commands.add_parser(
         "sessions", help="list remote sessions", description="Remote sessions, newest first."
     )
@@ -30,7 +34,9 @@ def add_commands(commands: Any) -> None:
     p.set_defaults(handler=_list)
 
     session = commands.add_parser(
-        "session", help="request or decide a remote session", description="Remote sessions."
+        "session",
+        help="request, decide, inspect, replay or watch a remote session",
+        description="Remote sessions (see also `aftercare ssh` and `aftercare keys`).",
     )
     sub = session.add_subparsers(dest="session_command", required=True, metavar="ACTION")
     request = sub.add_parser(
@@ -53,6 +59,7 @@ def add_commands(commands: Any) -> None:
     deny = _decision(sub, "deny", "deny a pending request (customer users)")
     deny.add_argument("--reason", required=True, help="why")
     _decision(sub, "terminate", "end an approved or active session now")
+    return sub
 
 
 def _decision(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -95,7 +102,7 @@ def _decide(client: ApiClient, args: argparse.Namespace) -> int:
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
     reply = client.call("ListSessions", api_pb2.ListSessionsRequest())
     if args.json:
-        print(json.dumps([_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
+        print(json.dumps([session_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
         return 0
     for s in reply.sessions:
         window = f"until {iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
@@ -108,7 +115,7 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(_dict(info), indent=2, ensure_ascii=False))
+        print(json.dumps(session_dict(info), indent=2, ensure_ascii=False))
         return
     window = f", window until {iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
     print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
@@ -126,7 +133,8 @@ def _until_ms(text: str) -> int:
         return int(moment.timestamp() * 1000)
 
 
-def _dict(info: api_pb2.SessionInfo) -> dict[str, Any]:
+def session_dict(info: api_pb2.SessionInfo) -> dict[str, Any]:
+    """A session as JSON: times as ISO 8601, every field present."""
     data = MessageToDict(
         info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

@@ -24,7 +24,7 @@ from collector.gateway.access import GatewayAccess, Login
 from collector.gateway.connection import EngineerConnection
 from collector.gateway.relay import ChannelRelay, ChannelRequest, Pty
 from collector.sessions.errors import LoginRefused
-from collector.sessions.keys import fingerprint
+from collector.sessions.pubkey import fingerprint
 
 log = logging.getLogger(__name__)
 
