@@ -24,6 +24,8 @@ approval given on the host) or "system" (expiry).
                                                             active
     expire_window_if_due  the collector, at window_end_ms   approved,     ended
                                                             active
+    end_with_ticket   the collector, the ticket resolved    approved,     ended
+                      or closed                             active
 
 ``check_login`` is what the SSH gateway asks before opening a login.
 """
@@ -64,6 +66,7 @@ __all__ = [
     "deny",
     "disconnected",
     "expire_if_due",
+    "end_with_ticket",
     "expire_window_if_due",
     "remote_response_ms",
     "request",
@@ -464,6 +467,21 @@ def expire_window_if_due(session: RemoteSession, now_ms: int) -> SessionTransiti
     if now_ms < session.window_end_ms:
         return None
     return _end(session, SYSTEM_ACTOR, now_ms, END_WINDOW_EXPIRED, None)
+
+
+def end_with_ticket(
+    session: RemoteSession, ticket_state: str, at_ms: int
+) -> SessionTransition | None:
+    """Access ends with the work it was for: approved/active → ended ("ticket N
+    resolved") once the session's ticket is resolved or closed; None otherwise."""
+    if (
+        session.state not in ("approved", "active")
+        or session.ticket_id is None
+        or ticket_state not in ("resolved", "closed")
+    ):
+        return None
+    reason = f"ticket {session.ticket_id} {ticket_state}"
+    return _end(session, SYSTEM_ACTOR, at_ms, reason, None)
 
 
 def _end(

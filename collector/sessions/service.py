@@ -160,7 +160,8 @@ class SessionService:
         )
 
     async def expire_due(self, now_ms: int) -> int:
-        """Expire pending requests and access windows that are over; returns how many."""
+        """Expire pending requests and access windows that are over, and end access
+        whose ticket is resolved or closed; returns how many."""
         candidates = await self._db.call(
             self._store.list_sessions, None, None, {"pending", *ACCESS_STATES}, 1000
         )
@@ -169,6 +170,10 @@ class SessionService:
             transition = lifecycle.expire_if_due(session, now_ms) or lifecycle.expire_window_if_due(
                 session, now_ms
             )
+            if transition is None and session.ticket_id is not None and session.state != "pending":
+                ticket = await self._db.call(self._store.get_ticket, session.ticket_id)
+                if ticket is not None:
+                    transition = lifecycle.end_with_ticket(session, ticket.state, now_ms)
             if transition is not None:
                 await self._apply(transition)
                 expired += 1

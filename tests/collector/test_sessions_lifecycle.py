@@ -25,6 +25,7 @@ from collector.sessions.lifecycle import (
     connected,
     deny,
     disconnected,
+    end_with_ticket,
     expire_if_due,
     expire_window_if_due,
     remote_response_ms,
@@ -423,3 +424,14 @@ def test_expire_window_if_due() -> None:
     assert unused is not None and unused.session.state == "ended"
     assert expire_window_if_due(requested(), end) is None
     assert expire_window_if_due(t.session, end + HOUR) is None
+
+
+def test_access_ends_with_its_ticket() -> None:
+    live = replace(active(), ticket_id=12)
+    assert end_with_ticket(live, "acknowledged", T0 + HOUR) is None
+    assert end_with_ticket(replace(active(), ticket_id=None), "closed", T0 + HOUR) is None
+    t = end_with_ticket(live, "resolved", T0 + HOUR)
+    assert t is not None
+    assert (t.session.state, t.session.end_reason) == ("ended", "ticket 12 resolved")
+    assert kinds(t) == ["ended"] and t.events[0].actor == "system"
+    assert end_with_ticket(replace(requested(), ticket_id=12), "closed", T0 + HOUR) is None
