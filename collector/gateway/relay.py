@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK = 32 * 1024
+CHUNK = 256 * 1024  # several SSH packets per tunnel frame when data is queued
 OPEN_TIMEOUT_SECONDS = 30.0
 FILE_TRANSFER_PREFIXES = ("scp ", "rsync --server", "sftp-server")
 

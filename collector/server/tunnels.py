@@ -52,7 +52,7 @@ class AgentTunnel:
             return None
         try:
             frame = await self._context.read()
-        except (grpc.aio.AioRpcError, RuntimeError):
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError):  # the RPC is over
             frame = None
         if not isinstance(frame, agent_pb2.TunnelFrame):
             self.close()
@@ -65,7 +65,7 @@ class AgentTunnel:
         try:
             async with self._write_lock:
                 await self._context.write(frame)
-        except (grpc.aio.AioRpcError, RuntimeError) as exc:
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as exc:
             self.close()
             raise TunnelUnavailable(f"the tunnel to the agent broke: {exc}") from exc
 
