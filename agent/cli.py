@@ -1,4 +1,4 @@
-"""``aftercare-agent``: enrol this host, run the agent, show its state.
+"""``aftercare-agent``: enrol this host, run the agent, show its state, approve on the host.
 
 Exit codes: 0 ok, 1 refused or failed (message on stderr), 2 usage error.
 """
@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -93,6 +94,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_approve)
 
     p = commands.add_parser(
+        "approve-session",
+        help="approve a remote session on this host",
+        description="Approve an engineer's pending remote-session request on this host "
+        "(`aftercare-agent sessions` lists them). Counts where the host's policy says "
+        '[sessions] approval = "local" or "either"; the running agent reports it to the '
+        "collector. The access window starts now and lasts the requested duration, or "
+        "until --until.",
+    )
+    _state_dir_arg(p)
+    p.add_argument("session_id", help="the session to approve, e.g. ses-0123456789ab")
+    p.add_argument(
+        "--until",
+        default="",
+        help="end of the access window: a duration from now (45m, 2h) or an ISO time "
+        "(2030-01-31T18:00); default: the requested duration",
+    )
+    _json_arg(p)
+    p.set_defaults(handler=_approve_session)
+
+    p = commands.add_parser(
+        "sessions",
+        help="list remote-session requests waiting for a decision",
+        description="List the remote-session requests the collector told this host about "
+        "that still wait for a decision: id, engineer, reason, requested duration, when the "
+        "request expires, and whether it was approved on this host.",
+    )
+    _state_dir_arg(p)
+    _json_arg(p)
+    p.set_defaults(handler=_sessions)
+
+    p = commands.add_parser(
         "status",
         help="show identity and spool state",
         description="Print this agent's identity and how much is waiting in its spool.",
@@ -163,6 +195,76 @@ def _approve(args: argparse.Namespace) -> int:
         f"approved {args.run_id} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))}"
     )
     return 0
+
+
+def _approve_session(args: argparse.Namespace) -> int:
+    from agent.session.requests import SessionRequests, parse_until
+
+    now = time.time()
+    until = parse_until(args.until, now) if args.until else None
+    by = os.environ.get("SUDO_USER") or getpass.getuser()
+    approval = SessionRequests(args.state_dir).approve(args.session_id, until, by, now)
+    if args.json:
+        _print_json(
+            {
+                "session_id": args.session_id,
+                "approved_by": by,
+                "until": _iso(approval.until),
+                "until_unix_ms": int(approval.until * 1000),
+            }
+        )
+    else:
+        print(
+            f"approved {args.session_id} until {_iso(approval.until)}; the agent reports it to "
+            "the collector within seconds"
+        )
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from agent.session.requests import SessionRequests
+
+    now = time.time()
+    book = SessionRequests(args.state_dir)
+    rows: list[dict[str, Any]] = []
+    for request in book.pending(now):
+        approval = book.approvals.approval(request.session_id, now)
+        rows.append(
+            {
+                "session_id": request.session_id,
+                "engineer": request.engineer,
+                "reason": request.reason,
+                "duration_ms": request.duration_ms,
+                "ticket_id": request.ticket_id,
+                "pending_expires": _iso(request.pending_expires_ms / 1000),
+                "approved_locally": approval is not None,
+                "approved_until": _iso(approval.until) if approval else None,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no remote-session requests are waiting for a decision on this host")
+        return 0
+    for row in rows:
+        approved = f"approved until {row['approved_until']}" if row["approved_locally"] else ""
+        ticket = f" ticket {row['ticket_id']}" if row["ticket_id"] else ""
+        print(
+            f"{row['session_id']}  {row['engineer']}  for {_duration(row['duration_ms'])}"
+            f"{ticket}  expires {row['pending_expires']}  {approved}".rstrip()
+        )
+        print(f"    {row['reason']}")
+    return 0
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
+
+
+def _duration(milliseconds: int) -> str:
+    minutes = milliseconds // 60_000
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ only agent module that reads configuration from outside the process.
 from __future__ import annotations
 
 import difflib
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -21,15 +22,18 @@ from agent.errors import ConfigError
 
 __all__ = [
     "LOG_LEVELS",
+    "SESSION_BACKENDS",
     "AgentConfig",
     "LogConfig",
     "PlaybooksConfig",
+    "SessionsConfig",
     "SpoolConfig",
     "StreamConfig",
     "load_config",
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SESSION_BACKENDS = ("none", "sshd", "pty")
 _MIB = 1024 * 1024
 _DEFAULT_INTERVAL = 15.0
 _DEFAULT_CHECK_TIMEOUT = 5.0
@@ -113,6 +117,74 @@ class PlaybooksConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """``[sessions]``: how an engineer's remote session logs in on this host.
+
+    ``backend`` "none" serves no sessions; "sshd" logs in through the host's own
+    sshd as ``user`` with ``key_file``; "pty" starts a login shell on a PTY. Empty
+    strings mean "the default" (documented per key in docs/agent-config.md).
+    """
+
+    backend: str = "none"
+    sshd_address: str = "127.0.0.1:22"  # HOST:PORT of this host's sshd
+    user: str = ""  # the support account; pty: empty = the agent's own user
+    key_file: str = ""  # sshd: private key authorised for ``user``
+    host_key_files: tuple[str, ...] = ()  # sshd's public host keys; empty: /etc/ssh ones
+    shell: str = ""  # pty: empty = the user's login shell
+    sftp_server: str = ""  # pty: empty = /usr/lib/openssh/sftp-server if installed
+    record_input: bool = False  # the customer's copy also records what is typed
+    recordings_dir: str = ""  # empty: <state dir>/recordings
+
+    def __post_init__(self) -> None:
+        _require(
+            self.backend in SESSION_BACKENDS,
+            "sessions.backend",
+            f"must be one of {', '.join(SESSION_BACKENDS)}, got {self.backend!r}",
+        )
+        split_address(self.sshd_address, "sessions.sshd_address")
+        _require(
+            self.user == "" or _USER_NAME.fullmatch(self.user) is not None,
+            "sessions.user",
+            f"{self.user!r} is not a user name",
+        )
+        if self.backend == "sshd":
+            _require(bool(self.user), "sessions.user", 'is required with backend = "sshd"')
+            _require(bool(self.key_file), "sessions.key_file", 'is required with backend = "sshd"')
+        for key, value in (
+            ("key_file", self.key_file),
+            ("shell", self.shell),
+            ("sftp_server", self.sftp_server),
+            ("recordings_dir", self.recordings_dir),
+            *(("host_key_files", path) for path in self.host_key_files),
+        ):
+            _require(
+                value == "" or value.startswith("/"),
+                f"sessions.{key}",
+                f"must be an absolute path, got {value!r}",
+            )
+
+    @property
+    def sshd_host(self) -> str:
+        return split_address(self.sshd_address, "sessions.sshd_address")[0]
+
+    @property
+    def sshd_port(self) -> int:
+        return split_address(self.sshd_address, "sessions.sshd_address")[1]
+
+
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def split_address(address: str, key: str) -> tuple[str, int]:
+    """``("host", port)`` from ``"HOST:PORT"`` or ``"[v6]:PORT"``; ConfigError naming ``key``."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"expected HOST:PORT such as 127.0.0.1:22, got {address!r}", key=key)
+    return host, int(port)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent reads from its config file; durations are in seconds."""
 
@@ -123,6 +195,7 @@ class AgentConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     log: LogConfig = field(default_factory=LogConfig)
     playbooks: PlaybooksConfig = field(default_factory=PlaybooksConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.interval <= 3600, "interval", "must be between 1s and 1h")
@@ -196,6 +269,12 @@ def _string_list(key: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _boolean(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _wrong_type(key, value, "true or false")
+    return value
+
+
 def _log_level(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise _wrong_type(key, value, 'a log level such as "info"')
@@ -236,6 +315,17 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "policy": _string,
         "max_concurrent_runs": _integer,
         "workdir": _string,
+    },
+    "sessions": {
+        "backend": _string,
+        "sshd_address": _string,
+        "user": _string,
+        "key_file": _string,
+        "host_key_files": _string_list,
+        "shell": _string,
+        "sftp_server": _string,
+        "record_input": _boolean,
+        "recordings_dir": _string,
     },
 }
 _SECTIONS = tuple(name for name in _SCHEMA if name)
@@ -278,6 +368,7 @@ def _build(document: Mapping[str, Any]) -> AgentConfig:
         stream=StreamConfig(**values["stream"]),
         log=LogConfig(**values["log"]),
         playbooks=PlaybooksConfig(**values["playbooks"]),
+        sessions=SessionsConfig(**values["sessions"]),
     )
 
 

@@ -1,7 +1,9 @@
 """``aftercare-agent run``: sample every interval, spool durably, stream to the collector.
 
 Sampling never waits for the network: each cycle is appended to the spool, and
-the collector link drains the spool whenever it is connected.
+the collector link drains the spool whenever it is connected. Messages from the
+collector go to the playbook run handler or, for ``session_*`` messages, to the
+remote-session endpoint.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ import contextlib
 import logging
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig
 from agent.identity import load_identity
-from agent.runs import build_run_handler
+from agent.playbook.policy import Policy, load_policy
+from agent.runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
+from agent.session.endpoint import SessionEndpoint
+from agent.session.setup import build_session_endpoint, session_approval_mode
+from agent.session.tunnel_io import GrpcTunnelIO
 from agent.stream import CollectorLink, SpoolWorker
 from proto import agent_pb2
 
@@ -38,14 +45,31 @@ def cycle_to_batch(cycle: Cycle) -> agent_pb2.MetricBatch:
     return batch
 
 
-def hello_for(config: AgentConfig) -> agent_pb2.Hello:
+def hello_for(config: AgentConfig, policy: Policy | None = None) -> agent_pb2.Hello:
+    """The hello: identity, capabilities ("sessions" when served), the session approval mode."""
+    policy = policy or Policy()
+    served = config.sessions.backend != "none"
     return agent_pb2.Hello(
         agent_version=__version__,
         hostname=config.hostname,
-        capabilities=CAPABILITIES,
+        capabilities=(*CAPABILITIES, "sessions") if served else CAPABILITIES,
         platform=platform.platform(terse=True),
         interval_seconds=config.interval,
+        session_approval=session_approval_mode(config.sessions, policy),
     )
+
+
+Handler = Callable[[agent_pb2.CollectorMessage], None]
+
+
+def dispatch(runs: Handler, sessions: Handler) -> Handler:
+    """The link's ``on_message``: ``session_*`` messages to ``sessions``, the rest to ``runs``."""
+
+    def on_message(message: agent_pb2.CollectorMessage) -> None:
+        kind = message.WhichOneof("kind") or ""
+        (sessions if kind.startswith("session_") else runs)(message)
+
+    return on_message
 
 
 async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -> None:
@@ -59,18 +83,41 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
     )
     spool = SpoolWorker(state_dir / SPOOL_FILE, config.spool.max_size, config.spool.max_age)
     sampler = Sampler(check_timeout=config.check_timeout)
-    link = CollectorLink(state_dir, spool, config.stream, hello_for(config))
-    runs = build_run_handler(state_dir, config.playbooks, link.send_live)
-    link.on_message = runs.on_message
+    try:
+        link, runs, sessions = _wire(state_dir, config, spool)
+    except BaseException:  # a bad policy or [sessions]: release what was opened
+        sampler.close()
+        spool.close()
+        raise
+    sessions.start()
     link_task = asyncio.create_task(link.run_forever())
     try:
         await _sample_until(stop, sampler, spool, link, config.interval)
     finally:
+        await sessions.close()
         await runs.close()
         link_task.cancel()
         await asyncio.gather(link_task, return_exceptions=True)
         sampler.close()
         spool.close()
+
+
+def _wire(
+    state_dir: Path, config: AgentConfig, spool: SpoolWorker
+) -> tuple[CollectorLink, RunHandler, SessionEndpoint]:
+    """The link and what handles the collector's messages. Raises ConfigError."""
+    policy = load_policy(Path(config.playbooks.policy))
+    link = CollectorLink(state_dir, spool, config.stream, hello_for(config, policy))
+    runs = build_run_handler(state_dir, config.playbooks, link.send_live, policy)
+    sessions = build_session_endpoint(
+        state_dir,
+        config.sessions,
+        policy,
+        link.send_live,
+        lambda: GrpcTunnelIO(link.open_tunnel()),
+    )
+    link.on_message = dispatch(runs.on_message, sessions.on_message)
+    return link, runs, sessions
 
 
 async def _sample_until(

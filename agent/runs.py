@@ -280,9 +280,12 @@ def _result(run_id: str, result: ExecutionResult) -> agent_pb2.RunResult:
     )
 
 
-def build_run_handler(state_dir: Path, config: PlaybooksConfig, send: Send) -> RunHandler:
+def build_run_handler(
+    state_dir: Path, config: PlaybooksConfig, send: Send, policy: Policy | None = None
+) -> RunHandler:
     """The run handler as configured: pinned keys, the customer's policy, the executor.
 
+    ``policy`` is the already loaded policy (default: read from ``config.policy``).
     Raises ConfigError (policy, keys) so a bad file stops the agent at start.
     """
     keys = []
@@ -294,7 +297,8 @@ def build_run_handler(state_dir: Path, config: PlaybooksConfig, send: Send) -> R
                 f"cannot read vendor key {path}: {exc.strerror or exc}",
                 key="playbooks.trusted_keys",
             ) from exc
-    policy = load_policy(Path(config.policy))
+    if policy is None:
+        policy = load_policy(Path(config.policy))
     executor = Executor(
         max_concurrent_runs=config.max_concurrent_runs,
         workdir=Path(config.workdir),

@@ -103,6 +103,7 @@ class CollectorLink:
         self.status = StreamStatus()
         self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
         self._call: Any = None
+        self._channel: grpc.aio.Channel | None = None
         self._write_lock = asyncio.Lock()
         self._backlog: collections.deque[bytes] = collections.deque(maxlen=LIVE_BACKLOG)
 
@@ -124,6 +125,18 @@ class CollectorLink:
                 log.info("live message not sent: the stream is down")
         if message.WhichOneof("kind") != "run_output":
             self._backlog.append(payload)
+
+    def open_tunnel(self) -> Any:
+        """A new ``AgentStream.Tunnel`` call on the current channel (the control stream's).
+
+        Returns the grpc.aio stream-stream call (write/read/done_writing/cancel); it
+        ends with the channel when the connection drops. Raises ConnectionError while
+        not connected.
+        """
+        channel = self._channel
+        if channel is None or not self.status.connected:
+            raise ConnectionError("not connected to the collector")
+        return agent_pb2_grpc.AgentStreamStub(channel).Tunnel()  # type: ignore[call-arg]
 
     def notify(self) -> None:
         """Something was appended to the spool: send it if connected."""
@@ -150,6 +163,7 @@ class CollectorLink:
                 attempt = 0  # the last session got through: start the backoff afresh
             self.status.connected = False
             self._call = None
+            self._channel = None
             delay = backoff_delay(attempt, self._config.initial_backoff, self._config.max_backoff)
             attempt += 1
             self.status.reconnects += 1
@@ -187,6 +201,7 @@ class CollectorLink:
                 self._spool.spool.advance_sequence, welcome.welcome.last_sequence
             )
             self._call = call
+            self._channel = channel
             while self._backlog:
                 await call.write(self._backlog.popleft())
             self.status.connected = True

@@ -47,6 +47,8 @@ COMMANDS = [
     ("collector.client.cli", ["keys", "remove"]),
     ("collector.cli", ["rules", "check"]),
     ("agent.cli", ["approve"]),
+    ("agent.cli", ["approve-session"]),
+    ("agent.cli", ["sessions"]),
 ]
 
 

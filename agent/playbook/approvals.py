@@ -12,6 +12,10 @@ another run's approval, an expired one, an unreadable, foreign-owned or
 group/world-writable file - does not count. Run ids are restricted to
 ``[A-Za-z0-9][A-Za-z0-9._-]*`` (max 128), so they can never name another path.
 Clocks are passed in (``now``), so tests need no waiting.
+
+The same book, in its own directory (``<state dir>/session-approvals``), keeps the
+approvals of remote sessions given with ``aftercare-agent approve-session``;
+``approval(id, now)`` also tells until when and by whom.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import os
 import re
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.playbook.errors import ApprovalError
 
-__all__ = ["APPROVALS_DIR", "ApprovalBook", "valid_run_id"]
+__all__ = ["APPROVALS_DIR", "ApprovalBook", "LocalApproval", "valid_run_id"]
 
 APPROVALS_DIR = "approvals"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -35,6 +40,15 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def valid_run_id(run_id: str) -> bool:
     """Whether ``run_id`` can name an approval file (no path separators, no dot-dot)."""
     return bool(_RUN_ID.fullmatch(run_id)) and ".." not in run_id
+
+
+@dataclass(frozen=True)
+class LocalApproval:
+    """One recorded approval: of ``run_id``, until ``until`` (Unix seconds), given ``by``."""
+
+    run_id: str
+    until: float
+    by: str
 
 
 class ApprovalBook:
@@ -64,10 +78,14 @@ class ApprovalBook:
 
     def is_approved(self, run_id: str, now: float) -> bool:
         """True only for an approval of exactly ``run_id`` that expires after ``now``."""
+        return self.approval(run_id, now) is not None
+
+    def approval(self, run_id: str, now: float) -> LocalApproval | None:
+        """The approval of exactly ``run_id`` if it counts at ``now`` (see is_approved)."""
         if not valid_run_id(run_id):
-            return False
-        until = self._expiry(self.directory / run_id, run_id)
-        return until is not None and now < until
+            return None
+        found = self._load(self.directory / run_id, run_id)
+        return found if found is not None and now < found.until else None
 
     def revoke(self, run_id: str) -> bool:
         """Remove ``run_id``'s approval; False if there was none."""
@@ -90,8 +108,8 @@ class ApprovalBook:
             raise ApprovalError(f"cannot list {self.directory}: {exc}") from exc
         removed = 0
         for name in names:
-            until = self._expiry(self.directory / name, name) if valid_run_id(name) else None
-            if until is None or until <= now:
+            found = self._load(self.directory / name, name) if valid_run_id(name) else None
+            if found is None or found.until <= now:
                 with contextlib.suppress(OSError):
                     (self.directory / name).unlink()
                     removed += 1
@@ -105,8 +123,8 @@ class ApprovalBook:
             )
 
     @staticmethod
-    def _expiry(path: Path, run_id: str) -> float | None:
-        """The expiry recorded in ``path`` if it is a trustworthy approval of ``run_id``."""
+    def _load(path: Path, run_id: str) -> LocalApproval | None:
+        """The approval recorded in ``path`` if it is a trustworthy approval of ``run_id``."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as file:
@@ -124,7 +142,7 @@ class ApprovalBook:
             return None
         if not isinstance(record, dict) or record.get("run_id") != run_id:
             return None
-        until = record.get("until")
+        until, by = record.get("until"), record.get("by", "")
         if isinstance(until, bool) or not isinstance(until, int | float):
             return None
-        return float(until)
+        return LocalApproval(run_id, float(until), by if isinstance(by, str) else "")

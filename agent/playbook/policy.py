@@ -1,4 +1,4 @@
-"""The customer's playbook policy: which signed playbooks may run on this host, and how.
+"""The customer's policy: which signed playbooks may run on this host, and remote sessions.
 
 The policy is a TOML file the customer owns (default ``/etc/aftercare/policy.toml``;
 docs/policy.md documents every key). ``load_policy`` reads it once into a frozen
@@ -16,6 +16,11 @@ decision looser than the ``mutating`` default only if it says ``mode = "mutating
 - so an entry written for a read-only playbook never lets a later, mutating
 version of the same name run unattended. Without a file the built-in defaults
 apply: read-only allow, mutating approve, approvals through the collector.
+
+Remote sessions: ``[sessions] approval`` (``Policy.session_approval``) says whose
+approval opens an engineer's login here: ``collector`` (a customer user through the
+collector, the default), ``local`` (only ``aftercare-agent approve-session`` on this
+host), ``either``, or ``disabled`` (no remote sessions at all).
 
 Validation is strict like the agent config: unknown keys and values are errors
 naming the file and the dotted key (PolicyError). The file must not be writable by
@@ -41,9 +46,11 @@ __all__ = [
     "APPROVAL_SOURCES",
     "DECISIONS",
     "DEFAULT_POLICY_PATH",
+    "SESSION_APPROVALS",
     "Decision",
     "PlaybookRule",
     "Policy",
+    "SessionApprovalMode",
     "load_policy",
 ]
 
@@ -56,6 +63,8 @@ PlaybookMode = Literal["read-only", "mutating"]
 DECISIONS: tuple[DecisionKind, ...] = ("allow", "approve", "deny")  # loosest first
 APPROVAL_SOURCES: tuple[ApprovalSource, ...] = ("collector", "local", "either")
 MODES: tuple[PlaybookMode, ...] = ("read-only", "mutating")
+SessionApprovalMode = Literal["collector", "local", "either", "disabled"]
+SESSION_APPROVALS: tuple[SessionApprovalMode, ...] = ("collector", "local", "either", "disabled")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -90,6 +99,7 @@ class Policy:
     approval: ApprovalSource = "collector"
     playbooks: Mapping[str, PlaybookRule] = field(default_factory=dict)
     path: Path | None = None
+    session_approval: SessionApprovalMode = "collector"  # ``[sessions] approval``
 
     def decide(self, playbook_name: str, mode: str) -> Decision:
         """The decision for a run of ``playbook_name`` (a playbook of ``mode``)."""
@@ -164,16 +174,19 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def _build(document: Mapping[str, Any], path: Path) -> Policy:
-    _known(document, ("defaults", "playbooks"), "")
+    _known(document, ("defaults", "playbooks", "sessions"), "")
     defaults = _table(document, "defaults")
     _known(defaults, ("read-only", "mutating", "approval"), "defaults")
     playbooks = _table(document, "playbooks")
+    sessions = _table(document, "sessions")
+    _known(sessions, ("approval",), "sessions")
     return Policy(
         read_only=_choice(defaults, "read-only", DECISIONS, "defaults", "allow"),
         mutating=_choice(defaults, "mutating", DECISIONS, "defaults", "approve"),
         approval=_choice(defaults, "approval", APPROVAL_SOURCES, "defaults", "collector"),
         playbooks={name: _rule(playbooks, name) for name in playbooks},
         path=path,
+        session_approval=_choice(sessions, "approval", SESSION_APPROVALS, "sessions", "collector"),
     )
 
 

@@ -13,6 +13,7 @@ from agent.config import (
     AgentConfig,
     LogConfig,
     PlaybooksConfig,
+    SessionsConfig,
     SpoolConfig,
     StreamConfig,
     load_config,
@@ -45,6 +46,7 @@ SECTIONS = {
     "stream": StreamConfig,
     "log": LogConfig,
     "playbooks": PlaybooksConfig,
+    "sessions": SessionsConfig,
 }
 
 
@@ -286,6 +288,72 @@ def test_building_the_dataclass_directly_is_validated_too() -> None:
 def test_the_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         AgentConfig().interval = 1  # type: ignore[misc]
+
+
+# --- [sessions] ------------------------------------------------------------------------
+
+
+def test_sessions_default_to_not_served() -> None:
+    sessions = load_config(None).sessions
+    assert sessions == SessionsConfig()
+    assert sessions.backend == "none" and sessions.record_input is False
+    assert (sessions.sshd_host, sessions.sshd_port) == ("127.0.0.1", 22)
+
+
+def test_every_sessions_key_is_read(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+            [sessions]
+            backend = "sshd"
+            sshd_address = "[::1]:2022"
+            user = "support"
+            key_file = "/etc/aftercare/support_ed25519"
+            host_key_files = ["/etc/ssh/ssh_host_ed25519_key.pub"]
+            shell = "/bin/bash"
+            sftp_server = "/usr/lib/sftp-server"
+            record_input = true
+            recordings_dir = "/var/log/aftercare/recordings"
+            """,
+        )
+    )
+    assert config.sessions == SessionsConfig(
+        backend="sshd",
+        sshd_address="[::1]:2022",
+        user="support",
+        key_file="/etc/aftercare/support_ed25519",
+        host_key_files=("/etc/ssh/ssh_host_ed25519_key.pub",),
+        shell="/bin/bash",
+        sftp_server="/usr/lib/sftp-server",
+        record_input=True,
+        recordings_dir="/var/log/aftercare/recordings",
+    )
+    assert (config.sessions.sshd_host, config.sessions.sshd_port) == ("::1", 2022)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('backend = "ssh"\n', "sessions.backend", "must be one of none, sshd, pty"),
+        ('backend = "sshd"\nkey_file = "/k"\n', "sessions.user", 'required with backend = "sshd"'),
+        ('backend = "sshd"\nuser = "s"\n', "sessions.key_file", 'required with backend = "sshd"'),
+        ('sshd_address = "localhost"\n', "sessions.sshd_address", "expected HOST:PORT"),
+        ('sshd_address = "h:99999"\n', "sessions.sshd_address", "expected HOST:PORT"),
+        ('user = "bob smith"\n', "sessions.user", "is not a user name"),
+        ('key_file = "id_ed25519"\n', "sessions.key_file", "must be an absolute path"),
+        ('host_key_files = ["k.pub"]\n', "sessions.host_key_files", "absolute path"),
+        ('recordings_dir = "rec"\n', "sessions.recordings_dir", "absolute path"),
+        ('record_input = "yes"\n', "sessions.record_input", "expected true or false"),
+        ('backend = "pty"\nshel = "/bin/sh"\n', "sessions.shel", "did you mean 'shell'?"),
+    ],
+)
+def test_bad_sessions_values_name_the_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    error = config_error(tmp_path, "[sessions]\n" + text)
+    assert error.key == key
+    assert problem in str(error)
 
 
 # --- durations and sizes ---------------------------------------------------------------

@@ -114,6 +114,18 @@ def test_where_approvals_count() -> None:
 def test_the_shipped_example_is_valid() -> None:
     policy = load_policy(REPO / "deploy" / "policy.example.toml")
     assert policy.decide("anything", "mutating").kind == "approve"
+    assert policy.session_approval == "collector"
+
+
+@pytest.mark.parametrize("mode", ["collector", "local", "either", "disabled"])
+def test_session_approval_modes(tmp_path: Path, mode: str) -> None:
+    policy = load_policy(policy_file(tmp_path, f"[sessions]\napproval = '{mode}'\n"))
+    assert policy.session_approval == mode
+
+
+def test_sessions_default_to_collector_approval(tmp_path: Path) -> None:
+    assert load_policy(None).session_approval == "collector"
+    assert load_policy(policy_file(tmp_path, "")).session_approval == "collector"
 
 
 # --- validation -----------------------------------------------------------------------
@@ -134,6 +146,9 @@ def test_the_shipped_example_is_valid() -> None:
         ("[playbooks.'../x']\ndecision = 'allow'\n", "is not a playbook name"),
         ("defaults = 3\n", "defaults: expected a table"),
         ("[defaults\n", "not valid TOML"),
+        ("[sessions]\napproval = 'host'\n", "sessions.approval: must be one of"),
+        ("[sessions]\napprove = 'local'\n", "sessions.approve: unknown key"),
+        ("sessions = 'local'\n", "sessions: expected a table"),
     ],
 )
 def test_invalid_files_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:

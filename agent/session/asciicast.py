@@ -1,0 +1,139 @@
+"""asciicast v2 recordings of terminal sessions (https://docs.asciinema.org, plays in asciinema).
+
+Shared by the agent (the customer's own copy on the host) and the collector's SSH
+gateway, so this module imports nothing from either: standard library only.
+
+A recording is one file: a JSON header line, then one JSON array per event,
+``[time, code, data]`` with ``time`` in seconds since the start (rounded to 6
+decimals, never decreasing) and ``code`` ``"o"`` (output), ``"i"`` (input) or
+``"r"`` (resize, data ``"COLSxROWS"``). Bytes are decoded as UTF-8 incrementally,
+so a character split across two chunks comes out whole; undecodable bytes become
+U+FFFD. Every event is flushed as it is written, so a crash loses at most the event
+being written; ``close`` fsyncs and returns the file's SHA-256 and size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CastWriter", "RecordingSummary"]
+
+_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class RecordingSummary:
+    """A finished recording: ``sha256`` (hex) and ``size`` (bytes) of the whole file."""
+
+    sha256: str
+    size: int
+
+
+class CastWriter:
+    """Writes one asciicast v2 recording (header line + one JSON event per line), flushed per event.
+
+    The file is created with mode 0600 and O_EXCL (an existing file is an error,
+    FileExistsError); its parent directory must exist. ``clock`` is monotonic
+    seconds (event times are differences of it); ``started_unix`` is the header's
+    ``timestamp`` (default: now). Not thread-safe: call it from one thread or task.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        title: str = "",
+        command: str = "",
+        record_input: bool = False,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        started_unix: float | None = None,
+    ) -> None:
+        self.path = path
+        self.record_input = record_input
+        self._clock = clock
+        self._start = clock()
+        self._last = 0.0
+        self._output = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._input = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._summary: RecordingSummary | None = None
+        header: dict[str, Any] = {
+            "version": 2,
+            "width": max(1, int(width)),
+            "height": max(1, int(height)),
+            "timestamp": int(time.time() if started_unix is None else started_unix),
+        }
+        if title:
+            header["title"] = title
+        if command:
+            header["command"] = command
+        if env:
+            header["env"] = dict(env)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._write_line(header)
+
+    @property
+    def closed(self) -> bool:
+        return self._summary is not None
+
+    def output(self, data: bytes) -> tuple[float, str] | None:
+        """Record terminal output; returns the event written, None if nothing decodable yet."""
+        return self._event("o", self._output.decode(data))
+
+    def input(self, data: bytes) -> tuple[float, str] | None:
+        """Record typed input (only with ``record_input``; otherwise a no-op returning None)."""
+        if not self.record_input:
+            return None
+        return self._event("i", self._input.decode(data))
+
+    def resize(self, cols: int, rows: int) -> tuple[float, str]:
+        """Record a terminal size change as ``"COLSxROWS"`` (not written after close)."""
+        text = f"{int(cols)}x{int(rows)}"
+        return self._event("r", text, always=True) or (self._last, text)
+
+    def close(self) -> RecordingSummary:
+        """Flush what a split UTF-8 sequence left pending (as U+FFFD), fsync, close.
+
+        Idempotent: later calls return the same summary. Events after close are
+        ignored (they return None).
+        """
+        if self._summary is not None:
+            return self._summary
+        self._event("o", self._output.decode(b"", final=True))
+        if self.record_input:
+            self._event("i", self._input.decode(b"", final=True))
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+            self._summary = RecordingSummary(self._hash.hexdigest(), self._size)
+        return self._summary
+
+    def _event(self, code: str, text: str, *, always: bool = False) -> tuple[float, str] | None:
+        if self._summary is not None or (not text and not always):
+            return None
+        at = max(self._last, round(self._clock() - self._start, 6))
+        self._last = at
+        self._write_line([at, code, text])
+        return at, text
+
+    def _write_line(self, value: object) -> None:
+        line = json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).encode() + b"\n"
+        self._file.write(line)
+        self._file.flush()
+        self._hash.update(line)
+        self._size += len(line)

@@ -1,0 +1,76 @@
+"""Build the session endpoint from the agent's config and the customer's policy, at start.
+
+Everything that can be wrong with ``[sessions]`` is found here, before the agent
+connects: an unknown user, a user the agent cannot switch to, an unreadable key or
+host key, a shell that cannot log in - each a ConfigError naming the key. The
+backend modules are imported only when configured, so an agent without sessions
+(or with the PTY backend) never loads paramiko.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import SessionsConfig
+from agent.playbook.policy import Policy
+from agent.session.backend import Backend
+from agent.session.endpoint import OpenTunnel, Send, SessionEndpoint
+from agent.session.journal import JOURNAL_FILE, SessionJournal
+from agent.session.recording import CustomerCopy
+from agent.session.requests import SessionRequests
+
+__all__ = ["RECORDINGS_DIR", "build_backend", "build_session_endpoint", "session_approval_mode"]
+
+RECORDINGS_DIR = "recordings"
+
+
+def session_approval_mode(config: SessionsConfig, policy: Policy) -> str:
+    """``Hello.session_approval``: the policy's mode, or "disabled" without a backend."""
+    return "disabled" if config.backend == "none" else policy.session_approval
+
+
+def build_backend(config: SessionsConfig) -> Backend | None:
+    """The configured backend (None for "none"); raises ConfigError naming the key."""
+    if config.backend == "sshd":
+        from agent.session import sshd_backend
+
+        host_key_files = config.host_key_files or sshd_backend.default_host_key_files()
+        return sshd_backend.SshdBackend(
+            config.sshd_host,
+            config.sshd_port,
+            config.user,
+            sshd_backend.load_client_key(config.key_file),
+            sshd_backend.load_host_keys(host_key_files),
+        )
+    if config.backend == "pty":
+        from agent.session import pty_backend
+
+        return pty_backend.PtyBackend(
+            pty_backend.pty_account(config.user, config.shell),
+            pty_backend.find_sftp_server(config.sftp_server),
+        )
+    return None
+
+
+def build_session_endpoint(
+    state_dir: Path,
+    config: SessionsConfig,
+    policy: Policy,
+    send: Send,
+    open_tunnel: OpenTunnel,
+) -> SessionEndpoint:
+    """The endpoint as configured. Raises ConfigError for a bad ``[sessions]``."""
+    backend = build_backend(config)
+    mode = session_approval_mode(config, policy)
+    recordings = (
+        Path(config.recordings_dir) if config.recordings_dir else state_dir / RECORDINGS_DIR
+    )
+    return SessionEndpoint(
+        policy=policy.session_approval,
+        backend=backend,
+        requests=SessionRequests(state_dir, mode),
+        send=send,
+        open_tunnel=open_tunnel,
+        copy=CustomerCopy(recordings, record_input=config.record_input),
+        journal=SessionJournal(state_dir / JOURNAL_FILE),
+    )
