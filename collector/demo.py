@@ -46,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
             _enroll(bin_dir, data_dir, state_dir)
         config = var / "agent.toml"
         policy = var / "policy.toml"
-        policy.write_text("# empty: read-only playbooks run, mutating ones need approval\n")
+        policy.write_text(
+            "# read-only playbooks run, mutating ones need approval (the defaults)\n"
+            '[sessions]\napproval = "collector"  # a customer user approves remote sessions\n'
+        )
         policy.chmod(0o600)
         config.write_text(
             f'interval = "{args.interval}"\n\n[playbooks]\n'
             "# the DEVELOPMENT vendor key that signs the shipped catalogue; a vendor pins its own\n"
-            f'trusted_keys = ["{dev_public_key_path()}"]\npolicy = "{policy}"\n'
+            f'trusted_keys = ["{dev_public_key_path()}"]\npolicy = "{policy}"\n\n'
+            "# remote sessions open a PTY shell as you (a real install logs in through sshd)\n"
+            '[sessions]\nbackend = "pty"\n'
         )
         agent = _spawn(
             [
@@ -156,6 +161,16 @@ aftercare demo is running (logs: {var}/collector.log, {var}/agent.log). In anoth
   curl -s http://127.0.0.1:9464/metrics | grep aftercare_host_memory
   aftercare-collector token create --data-dir {data_dir} --customer acme
   aftercare-collector audit verify --data-dir {data_dir}
+
+  # a remote session: you request it, a user of demo-customer approves, you log in
+  aftercare keys add ~/.ssh/id_ed25519.pub     # any OpenSSH public key of yours
+  SID=$(aftercare session request --host $(hostname) --reason try --duration 10m --json \\
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])')
+  CAROL=$(aftercare-collector user add carol --role customer --customer demo-customer \\
+          --data-dir {data_dir})
+  AFTERCARE_TOKEN=$CAROL aftercare session approve $SID
+  aftercare ssh $SID                           # or: ssh -p 2222 $SID@127.0.0.1
+  AFTERCARE_TOKEN=$CAROL aftercare session watch $SID   # in a third shell
 
 Press Ctrl-C to stop.""",
         flush=True,

@@ -29,18 +29,12 @@ class World:
     def client_json(self, user: str, *args: str) -> object:
         return self.collector.client_json(self.tokens[user], *args)
 
-    def request(self, engineer: str = "erin", duration: str = "1h") -> str:
+    def request(self, engineer: str = "erin", duration: str = "1h", ticket: int = 0) -> str:
+        """A new session request for db-1 (on ``ticket`` if given); its id."""
         session = self.client_json(
-            engineer,
-            "session",
-            "request",
-            "--host",
-            "db-1",
-            "--reason",
-            "slow queries",
-            "--duration",
-            duration,
-        )
+            engineer, "session", "request", "--host", "db-1", "--reason", "slow queries",
+            "--duration", duration, "--ticket", str(ticket),
+        )  # fmt: skip
         assert isinstance(session, dict)
         return str(session["session_id"])
 

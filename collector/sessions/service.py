@@ -269,7 +269,7 @@ class SessionService:
             self._store.update_session, transition.session, transition.events
         )
         await self._record(session, transition.events)
-        if session.state in FINAL_SESSION_STATES and session.state != "denied":
+        if session.state in FINAL_SESSION_STATES:  # also clears the request on the host
             self.signals.over(session)
         return session
 

@@ -33,7 +33,12 @@ def world(
 
 
 def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) -> None:
-    sid = world.request()
+    ticket = world.client_json(
+        "erin", "ticket", "create", "db slow", "--customer", "acme", "--host", "db-1",
+        "--level", "2",
+    )  # fmt: skip
+    assert isinstance(ticket, dict)
+    sid = world.request(ticket=ticket["ticket"]["id"])
     world.approve(sid)
 
     done = world.ssh("erin", sid, "echo hello-from-$(whoami); echo oops >&2; exit 3")
@@ -88,6 +93,13 @@ def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) 
     audit = world.collector.admin("audit", "list", "--json")
     actions = [e["action"] for e in json.loads(audit.stdout)]
     assert "session.connected" in actions and "session.disconnected" in actions
+
+    # The ticket's timeline has the login, which stops its remote-response clock.
+    shown = world.client_json("erin", "ticket", "show", str(ticket["ticket"]["id"]))
+    assert isinstance(shown, dict)
+    connected = [e for e in shown["events"] if e["kind"] == "remote_connected"]
+    assert connected and connected[0]["details"]["first"] is True
+    assert connected[0]["details"]["remote_response_ms"] >= 0
 
 
 def test_logins_are_refused_unless_approved_mine_and_in_the_window(world: World) -> None:
