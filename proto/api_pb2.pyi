@@ -1351,8 +1351,11 @@ class SessionDetail(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     RECORDINGS_FIELD_NUMBER: _builtins.int
     GATEWAY_FIELD_NUMBER: _builtins.int
+    GATEWAY_HOST_KEY_FIELD_NUMBER: _builtins.int
     gateway: _builtins.str
     """HOST:PORT of the SSH gateway ("" when not served)"""
+    gateway_host_key: _builtins.str
+    """its host key, "TYPE BASE64", for known_hosts pinning"""
     @_builtins.property
     def session(self) -> Global___SessionInfo: ...
     @_builtins.property
@@ -1366,10 +1369,11 @@ class SessionDetail(_message.Message):
         events: _abc.Iterable[Global___SessionEventInfo] | None = ...,
         recordings: _abc.Iterable[Global___RecordingInfo] | None = ...,
         gateway: _builtins.str = ...,
+        gateway_host_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway", b"gateway", "recordings", b"recordings", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway", b"gateway", "gateway_host_key", b"gateway_host_key", "recordings", b"recordings", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,6 +7,9 @@ gateway's port and the session id as the user name::
     ssh -p PORT [-i FILE] SESSION_ID@HOST [SSH_ARGS/COMMAND...]
 
 The gateway decides in the end; the checks here only turn a refusal into advice.
+The gateway's host key comes from the API (authenticated by TLS), is written to
+``$XDG_CONFIG_HOME/aftercare/known_hosts`` (default ``~/.config/...``) and ssh is
+told to accept only it — no trust-on-first-use prompt, no man in the middle.
 scp and sftp need no wrapper: ``scp -P PORT FILE SESSION_ID@HOST:PATH``.
 """
 
@@ -86,7 +89,8 @@ def login(
     if identity is not None and not Path(identity).is_file():
         print(f"error: --identity {identity}: no such file", file=sys.stderr)
         return 1
-    argv = ssh_argv(detail.session.session_id or session_id, host, port, identity, extra)
+    pinned = pin_host_key(known_hosts_path(), host, port, detail.gateway_host_key)
+    argv = ssh_argv(detail.session.session_id or session_id, host, port, identity, extra, pinned)
     if print_only:
         print(shlex.join(argv))
         return 0
@@ -104,13 +108,49 @@ def login(
 
 
 def ssh_argv(
-    session_id: str, host: str, port: int, identity: str | None, extra: Sequence[str]
+    session_id: str,
+    host: str,
+    port: int,
+    identity: str | None,
+    extra: Sequence[str],
+    known_hosts: Path | None = None,
 ) -> list[str]:
-    """The OpenSSH command line for a session."""
+    """The OpenSSH command line for a session (accepting only the pinned host key
+    when ``known_hosts`` is given)."""
     argv = ["ssh", "-p", str(port)]
+    if known_hosts is not None:
+        argv += [
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        ]  # fmt: skip
     if identity:
         argv += ["-i", identity]
     return [*argv, f"{session_id}@{host}", *extra]
+
+
+def known_hosts_path() -> Path:
+    """Where the client keeps the gateways' host keys."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "aftercare" / "known_hosts"
+
+
+def pin_host_key(path: Path, host: str, port: int, key_line: str) -> Path | None:
+    """Record ``key_line`` as the only key of ``[host]:port`` in ``path``; returns the
+    file, or None when there is no key to pin or the file cannot be written (ssh
+    then uses the user's own known_hosts)."""
+    if not key_line:
+        return None
+    name = f"[{host}]:{port}"
+    try:
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in lines if line.split(" ", 1)[0] != name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text("\n".join([*kept, f"{name} {key_line}"]) + "\n")
+        temporary.replace(path)
+    except OSError as exc:
+        print(f"warning: cannot pin the gateway's host key in {path}: {exc}", file=sys.stderr)
+        return None
+    return path
 
 
 def gateway_address(gateway: str, collector_address: str) -> tuple[str, int]:

@@ -15,6 +15,7 @@ import paramiko
 
 from collector.gateway.access import GatewayAccess
 from collector.gateway.connection import EngineerConnection
+from collector.gateway.hostkey import host_key_line
 from collector.gateway.interface import GatewayInterface
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class SshGateway:
         self, host: str, port: int, host_key: paramiko.PKey, access: GatewayAccess
     ) -> None:
         self._host_key = host_key
+        self.host_key_line = host_key_line(host_key)
         self._access = access
         self._sock = socket.create_server((host, port), backlog=128, reuse_port=False)
         self.address: tuple[str, int] = self._sock.getsockname()[:2]

@@ -50,7 +50,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         keys: SshKeys,
         watch_hub: WatchHub,
         data_dir: Path,
-        gateway_address: Callable[[], str],
+        gateway: Callable[[], tuple[str, str]],
     ) -> None:
         self._db = db
         self._fleet = fleet
@@ -60,7 +60,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self._keys = keys
         self._watch_hub = watch_hub
         self._data_dir = data_dir
-        self._gateway_address = gateway_address
+        self._gateway = gateway  # () -> (HOST:PORT, host key line); ("", "") when off
 
     @status.unary
     async def WhoAmI(
@@ -290,7 +290,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             session=session_info(session),
             events=[session_event_info(e) for e in events],
             recordings=[recording_info(r) for r in recordings],
-            gateway=self._gateway_address(),
+            gateway=self._gateway()[0],
+            gateway_host_key=self._gateway()[1],
         )
 
     async def GetRecording(

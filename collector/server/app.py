@@ -217,6 +217,12 @@ class CollectorServer:
         bound_host, bound_port = gateway.address
         return f"{bound_host}:{bound_port}"
 
+    def _gateway_identity(self) -> tuple[str, str]:
+        """The gateway's address and host key line for clients; ("", "") when off."""
+        if self.gateway is None or self.addresses is None:
+            return "", ""
+        return self.addresses.ssh, self.gateway.host_key_line
+
     def _grpc_server(self, ca: CertificateAuthority) -> tuple[grpc.aio.Server, int, int]:
         """The server with the agent port (mutual TLS) and the API port (TLS) bound."""
         server = grpc.aio.server(options=self._grpc_options())
@@ -269,7 +275,7 @@ class CollectorServer:
                 self.keys,
                 self.watch_hub,
                 self.data_dir.root,
-                lambda: self.addresses.ssh if self.addresses else "",
+                self._gateway_identity,
             ),
             server,
         )

@@ -749,3 +749,20 @@ def test_watch_error_status_propagates_to_the_cli() -> None:
     error = grpc.RpcError("NOT_FOUND")
     with pytest.raises(grpc.RpcError):
         run(FakeApi(WatchSession=watch_events(("o", "x"), error)), "session", "watch", SID)
+
+
+def test_gateway_host_key_is_pinned_and_replaced(tmp_path: Path) -> None:
+    known = tmp_path / "aftercare" / "known_hosts"
+    assert ssh.pin_host_key(known, "gw", 2222, "") is None
+    assert ssh.pin_host_key(known, "gw", 2222, "ssh-ed25519 AAAAold") == known
+    ssh.pin_host_key(known, "other", 22, "ssh-ed25519 AAAAother")
+    ssh.pin_host_key(known, "gw", 2222, "ssh-ed25519 AAAAnew")
+    assert known.read_text().splitlines() == [
+        "[other]:22 ssh-ed25519 AAAAother",
+        "[gw]:2222 ssh-ed25519 AAAAnew",
+    ]
+    argv = ssh.ssh_argv("ses-0123456789ab", "gw", 2222, None, ["uptime"], known)
+    assert argv == [
+        "ssh", "-p", "2222", "-o", f"UserKnownHostsFile={known}",
+        "-o", "StrictHostKeyChecking=yes", "ses-0123456789ab@gw", "uptime",
+    ]  # fmt: skip

@@ -45,6 +45,22 @@ def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) 
     assert done.stdout.strip() == f"hello-from-{world.sshd.user}", done.stderr
     assert "oops" in done.stderr and done.returncode == 3
 
+    # `aftercare ssh` runs OpenSSH accepting only the gateway key the API vouched for.
+    config_home = world.tmp / "xdg"
+    wrapped = subprocess.run(
+        [
+            PYTHON, "-m", "collector.client.cli",
+            *world.collector.client_options(world.tokens["erin"]), "ssh", sid,
+            "--identity", str(world.keys["erin"]), "--",
+            "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "echo pinned-ok",
+        ],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "XDG_CONFIG_HOME": str(config_home)},
+    )  # fmt: skip
+    assert wrapped.stdout.strip() == "pinned-ok", wrapped.stderr
+    pinned = (config_home / "aftercare" / "known_hosts").read_text()
+    assert pinned.startswith(f"[127.0.0.1]:{world.collector.ssh_port} ssh-ed25519 ")
+
     shell = world.ssh("erin", sid, stdin="echo typed-$((6*7))\nexit\n", tty=True)
     assert "typed-42" in shell.stdout, shell.stdout + shell.stderr
 
@@ -64,10 +80,10 @@ def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) 
     recordings = detail["recordings"]
     assert isinstance(recordings, list)
     kinds = [r["kind"] for r in recordings]
-    assert kinds == ["exec", "shell"], "file transfers are counted, not recorded"
+    assert kinds == ["exec", "exec", "shell"], "file transfers are counted, not recorded"
     assert all(len(r["sha256"]) == 64 for r in recordings)
 
-    cast = world.client("alice", "session", "replay", sid, "--part", "2", "--raw")
+    cast = world.client("alice", "session", "replay", sid, "--part", "3", "--raw")
     assert cast.returncode == 0, cast.stderr
     header, *events = [json.loads(line) for line in cast.stdout.splitlines()]
     assert header["version"] == 2 and header["width"] > 0
@@ -87,7 +103,7 @@ def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) 
     assert metric(metrics, "aftercare_gateway_relayed_bytes_total", 'direction="to_host"') > (
         2 * len(payload)
     )
-    assert metric(metrics, "aftercare_gateway_logins_total", 'result="accepted"') >= 5
+    assert metric(metrics, "aftercare_gateway_logins_total", 'result="accepted"') >= 6
     assert metric(metrics, "aftercare_remote_sessions", 'state="active"') == 1
 
     audit = world.collector.admin("audit", "list", "--json")
