@@ -9,7 +9,9 @@ tunnel's writes are backed up (gRPC flow control reaches the engineer's SSH wind
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -19,6 +21,7 @@ from proto import agent_pb2
 T = TypeVar("T")
 
 CALL_TIMEOUT_SECONDS = 60.0
+MAX_WRITES_IN_FLIGHT = 8
 
 
 class LoopBridge:
@@ -37,18 +40,36 @@ class LoopBridge:
 
 
 class ThreadTunnel:
-    """An AgentTunnel used from gateway threads."""
+    """An AgentTunnel used from gateway threads.
+
+    ``send`` does not wait for each write: up to ``MAX_WRITES_IN_FLIGHT`` frames are
+    queued on the loop (in order), so reading the engineer's next bytes overlaps with
+    writing the last ones; beyond that it blocks. A failed write makes the next
+    ``send`` raise.
+    """
 
     def __init__(self, tunnel: AgentTunnel, bridge: LoopBridge) -> None:
         self._tunnel = tunnel
         self._bridge = bridge
+        self._slots = threading.BoundedSemaphore(MAX_WRITES_IN_FLIGHT)
+        self._failure: BaseException | None = None
 
     def send(self, frame: agent_pb2.TunnelFrame) -> None:
-        """Write one frame; raises TunnelUnavailable once the tunnel is over."""
+        """Queue one frame; raises TunnelUnavailable once the tunnel is over."""
+        if self._failure is not None:
+            raise TunnelUnavailable(str(self._failure)) from self._failure
+        self._slots.acquire()
         try:
-            self._bridge.call(self._tunnel.write(frame), timeout=None)
+            future = asyncio.run_coroutine_threadsafe(self._tunnel.write(frame), self._bridge.loop)
         except RuntimeError as exc:  # the loop is gone: the collector is stopping
+            self._slots.release()
             raise TunnelUnavailable("the collector is stopping") from exc
+        future.add_done_callback(self._written)
+
+    def _written(self, future: concurrent.futures.Future[None]) -> None:
+        self._slots.release()
+        if not future.cancelled() and future.exception() is not None:
+            self._failure = future.exception()
 
     def receive(self) -> agent_pb2.TunnelFrame | None:
         try:
