@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import queue
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ T = TypeVar("T")
 
 CALL_TIMEOUT_SECONDS = 60.0
 MAX_WRITES_IN_FLIGHT = 8
+READ_AHEAD = 64
 
 
 class LoopBridge:
@@ -45,7 +47,8 @@ class ThreadTunnel:
     ``send`` does not wait for each write: up to ``MAX_WRITES_IN_FLIGHT`` frames are
     queued on the loop (in order), so reading the engineer's next bytes overlaps with
     writing the last ones; beyond that it blocks. A failed write makes the next
-    ``send`` raise.
+    ``send`` raise. ``receive`` takes frames a loop task has read ahead. One thread
+    receives; any thread may send.
     """
 
     def __init__(self, tunnel: AgentTunnel, bridge: LoopBridge) -> None:
@@ -53,6 +56,8 @@ class ThreadTunnel:
         self._bridge = bridge
         self._slots = threading.BoundedSemaphore(MAX_WRITES_IN_FLIGHT)
         self._failure: BaseException | None = None
+        self._inbox: queue.Queue[agent_pb2.TunnelFrame | None] = queue.Queue(READ_AHEAD)
+        self._reading = False
 
     def send(self, frame: agent_pb2.TunnelFrame) -> None:
         """Queue one frame; raises TunnelUnavailable once the tunnel is over."""
@@ -72,10 +77,26 @@ class ThreadTunnel:
             self._failure = future.exception()
 
     def receive(self) -> agent_pb2.TunnelFrame | None:
-        try:
-            return self._bridge.call(self._tunnel.read(), timeout=None)
-        except RuntimeError:
-            return None
+        """The next frame from the agent (None once the tunnel is over). Frames are
+        read ahead on the loop, at most ``READ_AHEAD`` waiting here."""
+        if not self._reading:
+            self._reading = True
+            try:
+                asyncio.run_coroutine_threadsafe(self._read_ahead(), self._bridge.loop)
+            except RuntimeError:
+                return None
+        return self._inbox.get()
+
+    async def _read_ahead(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await self._tunnel.read()
+            if self._inbox.full():  # the engineer is slower: wait off the loop
+                await loop.run_in_executor(None, self._inbox.put, frame)
+            else:
+                self._inbox.put_nowait(frame)
+            if frame is None:
+                return
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed
