@@ -400,10 +400,16 @@ class SshdChannel:
 # AES-GCM first: no separate per-packet HMAC pass in Python (CTR stays as a fallback).
 _CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 WINDOW_BYTES = 8 * 1024 * 1024
+MAX_PACKET_BYTES = 256 * 1024  # sshd may send bigger packets: fewer frames to relay
 
 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
-    """The client transport to sshd: a large window and AES-GCM preferred."""
-    transport = paramiko.Transport(sock, default_window_size=WINDOW_BYTES, **kwargs)
+    """The client transport to sshd: a large window and packets, AES-GCM preferred."""
+    transport = paramiko.Transport(
+        sock,
+        default_window_size=WINDOW_BYTES,
+        default_max_packet_size=MAX_PACKET_BYTES,
+        **kwargs,
+    )
     transport.get_security_options().ciphers = _CIPHERS
     return transport

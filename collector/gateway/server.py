@@ -21,7 +21,7 @@ from collector.gateway.interface import GatewayInterface
 log = logging.getLogger(__name__)
 
 WINDOW_SIZE = 8 * 1024 * 1024
-MAX_PACKET_SIZE = 32 * 1024
+MAX_PACKET_SIZE = 256 * 1024  # lets clients send bigger packets: fewer frames
 HANDSHAKE_TIMEOUT_SECONDS = 30.0
 # AES-GCM needs no separate MAC pass (paramiko's HMAC is per-packet Python work), so
 # it is offered first; the client's order decides between the ones both sides have,
