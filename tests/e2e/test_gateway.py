@@ -4,10 +4,16 @@ stock OpenSSH client (ssh, scp) on the engineer's side."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import shutil
+import signal
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -256,3 +262,50 @@ def test_local_approval_policy_only_counts_approval_on_the_host(world: World) ->
     assert local.returncode == 0, local.stderr
     wait_for(lambda: world.session(sid)["state"] == "approved", 20, "local approval")
     assert world.ssh("erin", sid, "echo local-ok").stdout.strip() == "local-ok"
+
+
+def test_interactive_shell_follows_the_engineers_window_size(world: World) -> None:
+    sid = world.request()
+    world.approve(sid)
+    controller, terminal = pty.openpty()
+    _set_size(terminal, rows=30, cols=100)
+    shell = subprocess.Popen(
+        world.ssh_args("erin", sid, tty=True),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+
+    def type_and_wait(text: str, expected: bytes) -> None:
+        nonlocal seen
+        os.write(controller, text.encode())
+        deadline = time.monotonic() + 20
+        while expected not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")[-500:]
+            if select.select([controller], [], [], 0.5)[0]:
+                seen += os.read(controller, 65536)
+
+    try:
+        type_and_wait("echo size=$(stty size | tr ' ' x)\r", b"size=30x100")
+        _set_size(controller, rows=40, cols=120)
+        os.killpg(shell.pid, signal.SIGWINCH)  # as a terminal emulator would
+        time.sleep(1.0)
+        type_and_wait("echo size=$(stty size | tr ' ' x)\r", b"size=40x120")
+        type_and_wait("exit\r", b"exit")
+        shell.wait(timeout=20)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        os.close(controller)
+    parts = world.session(sid)["recordings"]
+    assert isinstance(parts, list)
+    cast = world.client("erin", "session", "replay", sid, "--part", str(parts[-1]["part"]), "--raw")
+    events = [json.loads(line) for line in cast.stdout.splitlines()[1:]]
+    assert [e[2] for e in events if e[1] == "r"] == ["120x40"]
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
