@@ -4,7 +4,8 @@
 variables, which may not set PATH or LD_*); ``identity`` turns ``run_as`` into the
 ``user``/``group``/``extra_groups`` arguments of ``create_subprocess_exec`` (the
 user's primary group, no supplementary groups; only root can switch users).
-``group_members`` lists the live processes of a process group from /proc (zombies
+``group_members`` and ``session_members`` list the live processes of a process group
+or session from /proc (zombies
 left to a non-reaping init do not count) and ``signal_group`` signals them all.
 Problems that keep a step from starting raise SetupError, whose message becomes the
 step's error.
@@ -26,6 +27,7 @@ __all__ = [
     "environment",
     "group_members",
     "identity",
+    "session_members",
     "signal_group",
     "signal_name",
 ]
@@ -65,6 +67,20 @@ def identity(run_as: str | None) -> dict[str, Any]:
 
 def group_members(group: int, proc: str = "/proc") -> list[int]:
     """Pids of live (non-zombie) processes in process group ``group``."""
+    return _live_with(_PGRP, group, proc)
+
+
+def session_members(session: int, proc: str = "/proc") -> list[int]:
+    """Pids of live (non-zombie) processes whose session id is ``session``."""
+    return _live_with(_SESSION, session, proc)
+
+
+# Fields of /proc/PID/stat after the ")" closing the command name.
+_STATE, _PGRP, _SESSION = 0, 2, 3
+
+
+def _live_with(field: int, value: int, proc: str) -> list[int]:
+    wanted = str(value).encode()
     members = []
     for entry in os.listdir(proc):
         if not entry.isdigit():
@@ -74,7 +90,7 @@ def group_members(group: int, proc: str = "/proc") -> list[int]:
                 fields = stat.read().rpartition(b")")[2].split()
         except OSError:
             continue
-        if len(fields) > 2 and fields[2] == str(group).encode() and fields[0] != b"Z":
+        if len(fields) > field and fields[field] == wanted and fields[_STATE] != b"Z":
             members.append(int(entry))
     return members
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
-from agent.playbook.process import signal_group
+from agent.playbook.process import session_members, signal_group
 from agent.session.backend import ChannelRequest, ChannelSink
 from agent.session.errors import ChannelRefused
 
@@ -363,22 +363,6 @@ def _signal_session(session: int, signum: signal.Signals) -> None:
     for pid in session_members(session):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
-
-
-def session_members(session: int, proc: str = "/proc") -> list[int]:
-    """Pids of live (non-zombie) processes whose session id is ``session``."""
-    members = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 3 and fields[3] == str(session).encode() and fields[0] != b"Z":
-            members.append(int(entry))
-    return members
 
 
 def _set_size(fd: int, cols: int, rows: int) -> None:
