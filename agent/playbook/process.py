@@ -5,8 +5,8 @@ variables, which may not set PATH or LD_*); ``identity`` turns ``run_as`` into t
 ``user``/``group``/``extra_groups`` arguments of ``create_subprocess_exec`` (the
 user's primary group, no supplementary groups; only root can switch users).
 ``group_members`` and ``session_members`` list the live processes of a process group
-or session from /proc (zombies
-left to a non-reaping init do not count) and ``signal_group`` signals them all.
+or session from /proc (zombies left to a non-reaping init do not count) and
+``signal_group`` signals them all.
 Problems that keep a step from starting raise SetupError, whose message becomes the
 step's error.
 """
