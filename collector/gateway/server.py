@@ -97,10 +97,6 @@ class SshGateway:
         for connection in connections:
             connection.end(reason)
 
-    def live_sessions(self) -> set[str]:
-        with self._lock:
-            return set(self._live)
-
     def stop(self) -> None:
         self._stopping.set()
         self._sock.close()
