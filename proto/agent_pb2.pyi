@@ -383,6 +383,7 @@ class CollectorMessage(_message.Message):
     SESSION_REQUESTED_FIELD_NUMBER: _builtins.int
     SESSION_OPEN_FIELD_NUMBER: _builtins.int
     SESSION_CLOSE_FIELD_NUMBER: _builtins.int
+    SESSION_DECIDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -399,6 +400,8 @@ class CollectorMessage(_message.Message):
     def session_open(self) -> Global___SessionOpen: ...
     @_builtins.property
     def session_close(self) -> Global___SessionClose: ...
+    @_builtins.property
+    def session_decided(self) -> Global___SessionDecided: ...
     def __init__(
         self,
         *,
@@ -410,12 +413,13 @@ class CollectorMessage(_message.Message):
         session_requested: Global___SessionRequested | None = ...,
         session_open: Global___SessionOpen | None = ...,
         session_close: Global___SessionClose | None = ...,
+        session_decided: Global___SessionDecided | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel", "session_requested", "session_open", "session_close"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel", "session_requested", "session_open", "session_close", "session_decided"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -496,6 +500,37 @@ class SessionOpen(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionOpen: _TypeAlias = SessionOpen  # noqa: Y015
+
+@_typing.final
+class SessionDecided(_message.Message):
+    """A request for this host was decided (approved, denied, or it expired): the host
+    stops listing it as pending.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    decision: _builtins.str
+    """approved | denied | expired"""
+    by: _builtins.str
+    """who decided ("system" for expiry)"""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "decision", b"decision", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionDecided: _TypeAlias = SessionDecided  # noqa: Y015
 
 @_typing.final
 class SessionClose(_message.Message):

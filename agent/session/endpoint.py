@@ -7,6 +7,7 @@
 * ``session_open`` - opens one Tunnel RPC (``open_tunnel``), attaches it, decides
   (``window.admit``: policy, local approval, window) and either serves it with a
   ``TunnelRelay`` until it ends or sends ``end{reason}`` and closes it;
+* ``session_decided`` - the request was approved, denied or expired: no longer pending.
 * ``session_close`` - ends every tunnel of that session at once with its reason,
   and forgets the session's pending request.
 
@@ -95,19 +96,25 @@ class SessionEndpoint:
             self._remember(message.session_requested)
         elif kind == "session_open":
             self._spawn(self._serve(message.session_open))
+        elif kind == "session_decided":
+            self._forget(message.session_decided.session_id)
         elif kind == "session_close":
             self.close_session(message.session_close.session_id, message.session_close.reason)
 
     def close_session(self, session_id: str, reason: str) -> int:
         """End every tunnel of ``session_id`` now; returns how many there were."""
-        try:
-            self._requests.forget(session_id, self._clock())
-        except RequestError as exc:
-            log.error("cannot forget session request %s: %s", session_id, exc)
+        self._forget(session_id)
         relays = [r for r in self._relays.values() if r.info.session_id == session_id]
         for relay in relays:
             relay.end(reason or "the session was closed by the collector")
         return len(relays)
+
+    def _forget(self, session_id: str) -> None:
+        """The request is no longer pending (decided, or the session closed)."""
+        try:
+            self._requests.forget(session_id, self._clock())
+        except RequestError as exc:
+            log.error("cannot forget session request %s: %s", session_id, exc)
 
     async def close(self) -> None:
         """End every tunnel ("the agent is stopping") and stop polling."""

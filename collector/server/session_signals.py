@@ -1,9 +1,9 @@
 """Sessions meet the live parts: agents' control streams, the gateway, watchers.
 
 ``LiveSessionSignals`` implements ``SessionSignals``: a new request is announced to
-the host's agent; a session that is over is closed on the agent (which ends its
-logins on its own), on the gateway (every live connection, reason shown to the
-engineer) and for watchers. ``SessionAgentMessages`` turns the agents' session
+the host's agent, and so is its decision; a session that is over is closed on the
+agent (which ends its logins on its own), on the gateway (every live connection,
+reason shown to the engineer) and for watchers. ``SessionAgentMessages`` turns the agents' session
 messages into ``SessionService`` calls.
 """
 
@@ -43,6 +43,16 @@ class LiveSessionSignals:
                     duration_ms=session.requested_duration_ms,
                     pending_expires_unix_ms=session.pending_expires_ms,
                     ticket_id=session.ticket_id or 0,
+                )
+            ),
+        )
+
+    def decided(self, session: RemoteSession, decision: str, by: str) -> None:
+        self._streams.send(
+            session.agent_id,
+            agent_pb2.CollectorMessage(
+                session_decided=agent_pb2.SessionDecided(
+                    session_id=session.session_id, decision=decision, by=by
                 )
             ),
         )

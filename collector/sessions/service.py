@@ -21,7 +21,6 @@ from collector.sessions import lifecycle
 from collector.sessions.errors import LoginRefused, SessionNotFound
 from collector.sessions.model import (
     ACCESS_STATES,
-    FINAL_SESSION_STATES,
     SESSION_ID_PATTERN,
     NewSessionEvent,
     RemoteSession,
@@ -54,6 +53,10 @@ class SessionSignals(Protocol):
         """A request for the session's host waits for a decision."""
         ...
 
+    def decided(self, session: RemoteSession, decision: str, by: str) -> None:
+        """A pending request was approved, denied or expired."""
+        ...
+
     def over(self, session: RemoteSession) -> None:
         """The session is over (terminated, window ended): end every live login now."""
         ...
@@ -61,6 +64,9 @@ class SessionSignals(Protocol):
 
 class _NoSignals:
     def requested(self, session: RemoteSession) -> None:
+        pass
+
+    def decided(self, session: RemoteSession, decision: str, by: str) -> None:
         pass
 
     def over(self, session: RemoteSession) -> None:
@@ -269,7 +275,10 @@ class SessionService:
             self._store.update_session, transition.session, transition.events
         )
         await self._record(session, transition.events)
-        if session.state in FINAL_SESSION_STATES:  # also clears the request on the host
+        for event in transition.events:
+            if event.kind in ("approved", "denied", "expired"):
+                self.signals.decided(session, event.kind, event.actor)
+        if session.state in ("terminated", "ended"):
             self.signals.over(session)
         return session
 

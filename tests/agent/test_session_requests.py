@@ -233,3 +233,16 @@ def test_a_closed_session_is_no_longer_pending_on_the_host(tmp_path: Path) -> No
         await agent.endpoint.close()
 
     asyncio.run(test())
+
+
+def test_a_decided_request_is_no_longer_pending_on_the_host(tmp_path: Path) -> None:
+    async def test() -> None:
+        agent = Endpoint(tmp_path, backend=_NoLogin(), policy="either")
+        agent.endpoint.on_message(agent_pb2.CollectorMessage(session_requested=requested()))
+        assert [r.session_id for r in agent.requests.pending(time.time())] == [SESSION]
+        decided = agent_pb2.SessionDecided(session_id=SESSION, decision="approved", by="user:al")
+        agent.endpoint.on_message(agent_pb2.CollectorMessage(session_decided=decided))
+        assert agent.requests.pending(time.time()) == []
+        await agent.endpoint.close()
+
+    asyncio.run(test())

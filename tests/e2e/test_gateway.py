@@ -45,7 +45,14 @@ def test_approved_session_runs_exec_shell_and_scp_and_is_recorded(world: World) 
     )  # fmt: skip
     assert isinstance(ticket, dict)
     sid = world.request(ticket=ticket["ticket"]["id"])
+    state_dir = str(world.agent.state_dir)
+
+    def pending_on_host() -> str:
+        return run("agent.cli", "sessions", "--state-dir", state_dir).stdout
+
+    wait_for(lambda: sid in pending_on_host(), 20, "the request listed on the host")
     world.approve(sid)
+    wait_for(lambda: sid not in pending_on_host(), 20, "the decision reaching the host")
 
     done = world.ssh("erin", sid, "echo hello-from-$(whoami); echo oops >&2; exit 3")
     assert done.stdout.strip() == f"hello-from-{world.sshd.user}", done.stderr
