@@ -1,7 +1,8 @@
 """asciicast v2 recordings of terminal sessions (https://docs.asciinema.org, plays in asciinema).
 
-Shared by the agent (the customer's own copy on the host) and the collector's SSH
-gateway, so this module imports nothing from either: standard library only.
+Shared by the agent (the customer's own copy on the host), the collector's SSH
+gateway and the ``aftercare`` client (``parse_cast`` reads what ``CastWriter``
+writes), so this module imports nothing from them: standard library only.
 
 A recording is one file: a JSON header line, then one JSON array per event,
 ``[time, code, data]`` with ``time`` in seconds since the start (rounded to 6
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CastWriter", "RecordingSummary"]
+__all__ = ["CastWriter", "Event", "RecordingSummary", "parse_cast"]
+
+Event = tuple[float, str, str]  # (seconds since start, code, data)
 
 _FILE_MODE = 0o600
 
@@ -137,3 +140,61 @@ class CastWriter:
         self._file.flush()
         self._hash.update(line)
         self._size += len(line)
+
+
+def parse_cast(data: bytes) -> tuple[dict[str, Any], list[Event]]:
+    """Split an asciicast v2 file into its header and events.
+
+    Raises ValueError saying what is wrong (with the line number) for anything that
+    is not asciicast v2. A last line without its newline that is not valid JSON is
+    taken as a recording still being written and left out.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not an asciicast file: not UTF-8 text ({exc})") from None
+    lines = text.split("\n")
+    complete = text.endswith("\n")
+    if not text.strip():
+        raise ValueError("empty recording: no asciicast header")
+    header = _parse_header(lines[0])
+    events: list[Event] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not complete:
+                break  # the recording is still being written
+            raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+        events.append(_event(value, number))
+    return header, events
+
+
+def _parse_header(line: str) -> dict[str, Any]:
+    try:
+        header = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line 1: the asciicast header is not JSON ({exc.msg})") from None
+    if isinstance(header, list):
+        raise ValueError("line 1: missing asciicast header (the file starts with an event)")
+    if not isinstance(header, dict):
+        raise ValueError("line 1: the asciicast header is not a JSON object")
+    version = header.get("version")
+    if version != 2:
+        raise ValueError(
+            f"line 1: asciicast version {version!r} is not supported (expected version 2)"
+        )
+    return header
+
+
+def _event(value: Any, number: int) -> Event:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError(f"line {number}: an event must be [time, code, data]")
+    time, code, data = value
+    if isinstance(time, bool) or not isinstance(time, int | float) or time < 0:
+        raise ValueError(f"line {number}: the event time {time!r} is not a number of seconds")
+    if not isinstance(code, str) or not isinstance(data, str):
+        raise ValueError(f"line {number}: the event code and data must be strings")
+    return float(time), code, data

@@ -1,7 +1,8 @@
 """Reading session recordings (asciicast v2): parse, replay with timing, typed lines.
 
-Pure functions, no I/O: the commands in ``recordings`` fetch the bytes and pass
-``write``/``sleep`` in. An asciicast v2 file is a JSON header object on the first line
+Pure functions, no I/O: the commands in ``recordings`` fetch the bytes, parse them
+with ``agent.session.asciicast.parse_cast`` and pass ``write``/``sleep`` in. An
+asciicast v2 file is a JSON header object on the first line
 (``version`` 2, ``width``, ``height``, optional ``timestamp`` in unix seconds) and then
 one ``[time, code, data]`` array per line: ``time`` in seconds since the start, ``code``
 "o" (output), "i" (input), "r" (resize, data "COLSxROWS") or "m" (marker).
@@ -13,13 +14,13 @@ did, so lines that used them are marked ``uncertain``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-__all__ = ["Event", "TypedLine", "parse_cast", "play", "typed_entries", "typed_lines"]
+from agent.session.asciicast import Event
 
-Event = tuple[float, str, str]  # (seconds since start, code, data)
+__all__ = ["TypedLine", "play", "typed_entries", "typed_lines"]
+
 
 _ESC = "\x1b"
 _ENTER = "\r\n"
@@ -38,64 +39,6 @@ class TypedLine(NamedTuple):
     time: float  # the Enter key's event time, seconds since the recording started
     text: str
     uncertain: bool  # tab completion, history recall or cursor keys were used
-
-
-def parse_cast(data: bytes) -> tuple[dict[str, Any], list[Event]]:
-    """Split an asciicast v2 file into its header and events.
-
-    Raises ValueError saying what is wrong (with the line number) for anything that
-    is not asciicast v2. A last line without its newline that is not valid JSON is
-    taken as a recording still being written and left out.
-    """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not an asciicast file: not UTF-8 text ({exc})") from None
-    lines = text.split("\n")
-    complete = text.endswith("\n")
-    if not text.strip():
-        raise ValueError("empty recording: no asciicast header")
-    header = _parse_header(lines[0])
-    events: list[Event] = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not complete:
-                break  # the recording is still being written
-            raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
-        events.append(_event(value, number))
-    return header, events
-
-
-def _parse_header(line: str) -> dict[str, Any]:
-    try:
-        header = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"line 1: the asciicast header is not JSON ({exc.msg})") from None
-    if isinstance(header, list):
-        raise ValueError("line 1: missing asciicast header (the file starts with an event)")
-    if not isinstance(header, dict):
-        raise ValueError("line 1: the asciicast header is not a JSON object")
-    version = header.get("version")
-    if version != 2:
-        raise ValueError(
-            f"line 1: asciicast version {version!r} is not supported (expected version 2)"
-        )
-    return header
-
-
-def _event(value: Any, number: int) -> Event:
-    if not isinstance(value, list) or len(value) != 3:
-        raise ValueError(f"line {number}: an event must be [time, code, data]")
-    time, code, data = value
-    if isinstance(time, bool) or not isinstance(time, int | float) or time < 0:
-        raise ValueError(f"line {number}: the event time {time!r} is not a number of seconds")
-    if not isinstance(code, str) or not isinstance(data, str):
-        raise ValueError(f"line {number}: the event code and data must be strings")
-    return float(time), code, data
 
 
 def play(

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.client.asciicast_read import parse_cast, play, typed_entries
+from agent.session.asciicast import parse_cast
+from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
 from collector.client.output import iso, size_text
 from proto import api_pb2

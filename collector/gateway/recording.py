@@ -11,13 +11,12 @@ to the session's watchers.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.session.asciicast import CastWriter
+from agent.session.asciicast import CastWriter, Event, parse_cast
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
 
@@ -66,21 +65,14 @@ class WatchHub:
             queue.put_nowait(WatchItem(0, 0.0, "end"))
 
 
-def recorded_events(path: Path) -> list[tuple[float, str, str]]:
-    """The (time, type, data) events of an asciicast file so far; a torn last line
-    (being written) is skipped."""
-    events: list[tuple[float, str, str]] = []
+def recorded_events(path: Path) -> list[Event]:
+    """The events of an asciicast file so far: only its complete lines count (the
+    gateway may be writing the next one); a missing or unreadable file has none."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return events
-    for line in lines[1:]:
-        try:
-            time, kind, data = json.loads(line)
-        except (ValueError, TypeError):
-            continue
-        events.append((float(time), str(kind), str(data)))
-    return events
+        data = path.read_bytes()
+        return parse_cast(data[: data.rfind(b"\n") + 1])[1]
+    except (OSError, ValueError):
+        return []
 
 
 async def replay_then_follow(
