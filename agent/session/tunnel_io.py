@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import grpc
@@ -52,25 +53,16 @@ class GrpcTunnelIO:
 
     async def write(self, frame: agent_pb2.TunnelFrame) -> None:
         try:
-            await self._call.write(frame)
-        except grpc.aio.AioRpcError as exc:
-            raise ConnectionError(f"{exc.code().name}: {exc.details()}") from exc
-        except asyncio.CancelledError:
-            if _we_are_cancelled():
-                raise
-            raise ConnectionError("the tunnel RPC was cancelled") from None
+            with _rpc_errors():
+                await self._call.write(frame)
+        except ConnectionError:
+            raise
         except Exception as exc:  # InvalidStateError etc.: the RPC already finished
             raise ConnectionError(f"the tunnel is closed: {exc!r}") from exc
 
     async def read(self) -> agent_pb2.TunnelFrame | None:
-        try:
+        with _rpc_errors():
             frame = await self._call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise ConnectionError(f"{exc.code().name}: {exc.details()}") from exc
-        except asyncio.CancelledError:
-            if _we_are_cancelled():
-                raise
-            raise ConnectionError("the tunnel RPC was cancelled") from None
         if isinstance(frame, agent_pb2.TunnelFrame):
             return frame
         code = await self._call.code()  # grpc.aio.EOF: the collector finished the RPC
@@ -84,6 +76,19 @@ class GrpcTunnelIO:
 
     def cancel(self) -> None:
         self._call.cancel()
+
+
+@contextlib.contextmanager
+def _rpc_errors() -> Iterator[None]:
+    """A broken or cancelled call raises ConnectionError (our own cancellation passes)."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise ConnectionError(f"{exc.code().name}: {exc.details()}") from exc
+    except asyncio.CancelledError:
+        if _we_are_cancelled():
+            raise
+        raise ConnectionError("the tunnel RPC was cancelled") from None
 
 
 def _we_are_cancelled() -> bool:
