@@ -395,8 +395,7 @@ class CollectorServer:
         if now - self._runs_checked_ms >= 60_000:
             self._runs_checked_ms = now
             await self.runs.expire_stale(now)
-        await self.sessions.expire_due(now)
-        for state, count in (await self.sessions.open_counts()).items():
+        for state, count in (await self.sessions.expire_due(now)).items():
             self._metrics.sessions.labels(state).set(count)
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:

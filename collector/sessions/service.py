@@ -44,6 +44,9 @@ TICKET_EVENTS: dict[str, EventKind] = {
 
 log = logging.getLogger(__name__)
 
+OPEN_STATES = ("pending", *sorted(ACCESS_STATES))  # not over yet
+OPEN_SESSIONS_LIMIT = 10_000  # looked at per evaluation
+
 
 class SessionSignals(Protocol):
     """Tells the live parts about sessions (implemented over the agents' streams and
@@ -165,13 +168,14 @@ class SessionService:
             lifecycle.terminate(session, who.name, who.customer, self._clock_ms())
         )
 
-    async def expire_due(self, now_ms: int) -> int:
+    async def expire_due(self, now_ms: int) -> dict[str, int]:
         """Expire pending requests and access windows that are over, and end access
-        whose ticket is resolved or closed; returns how many."""
+        whose ticket is resolved or closed. Returns how many sessions are then
+        pending, approved and active (for /metrics)."""
         candidates = await self._db.call(
-            self._store.list_sessions, None, None, {"pending", *ACCESS_STATES}, 1000
+            self._store.list_sessions, None, None, set(OPEN_STATES), OPEN_SESSIONS_LIMIT
         )
-        expired = 0
+        counts: dict[str, int] = dict.fromkeys(OPEN_STATES, 0)
         for session in candidates:
             transition = lifecycle.expire_if_due(session, now_ms) or lifecycle.expire_window_if_due(
                 session, now_ms
@@ -181,9 +185,10 @@ class SessionService:
                 if ticket is not None:
                     transition = lifecycle.end_with_ticket(session, ticket.state, now_ms)
             if transition is not None:
-                await self._apply(transition)
-                expired += 1
-        return expired
+                session = await self._apply(transition)
+            if session.state in counts:
+                counts[session.state] += 1
+        return counts
 
     # -- the gateway and the agents ----------------------------------------------------
 
@@ -258,17 +263,6 @@ class SessionService:
         if session is None:
             raise SessionNotFound(session_id)
         return session
-
-    async def open_counts(self) -> dict[str, int]:
-        """How many sessions are pending, approved and active (for /metrics)."""
-        states = ("pending", *sorted(ACCESS_STATES))
-        open_sessions = await self._db.call(
-            self._store.list_sessions, None, None, set(states), 100_000
-        )
-        counts: dict[str, int] = dict.fromkeys(states, 0)
-        for session in open_sessions:
-            counts[session.state] += 1
-        return counts
 
     async def _apply(self, transition: lifecycle.SessionTransition) -> RemoteSession:
         session = await self._db.call(
