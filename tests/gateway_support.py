@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sshd import RealSshd
+from tests.sshd import RealSshd, keygen
 from tests.support import Agent, Collector, wait_for
 
 
@@ -81,11 +81,6 @@ def ssh_options(key: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
-
-
 def metric(text: str, name: str, labels: str = "") -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
     match = re.search(r"^" + pattern + "$", text, re.MULTILINE)
@@ -124,7 +119,9 @@ def make_world(
             "alice": collector.add_user("alice", "customer", customer="acme"),
             "mallory": collector.add_user("mallory", "customer", customer="globex"),
         }
-        keys = {name: keygen(tmp_path / f"{name}_key") for name in ("erin", "bob", "stranger")}
+        keys = {
+            name: keygen(tmp_path / f"{name}_key", name) for name in ("erin", "bob", "stranger")
+        }
         for name in ("erin", "bob"):
             added = collector.client(tokens[name], "keys", "add", str(keys[name]) + ".pub")
             assert added.returncode == 0, added.stderr

@@ -85,9 +85,9 @@ class RealSshd:
             pytest.skip(missing)
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.host_key.exists():
-            _keygen(self.host_key, "aftercare-test-sshd")
+            keygen(self.host_key, "aftercare-test-sshd")
         if not self.client_key.exists():
-            _keygen(self.client_key, "aftercare-test-client")
+            keygen(self.client_key, "aftercare-test-client")
             self.authorize(self.client_key_pub)
         self.config_path.write_text(self._config())
         if os.geteuid() == 0:
@@ -203,9 +203,11 @@ class RealSshd:
                 time.sleep(0.05)
 
 
-def _keygen(path: Path, comment: str) -> None:
+def keygen(path: Path, comment: str) -> Path:
+    """A new passphrase-less Ed25519 key pair at ``path`` and ``path``.pub."""
     subprocess.run(
         [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
         check=True,
         capture_output=True,
     )
+    return path

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from collector.errors import InvalidRequest
 from collector.sessions.keys import parse_public_key
+from tests.sshd import keygen
 
 
 def test_a_good_key_line_is_parsed(tmp_path: Path) -> None:
     if shutil.which("ssh-keygen") is None:
         pytest.skip("ssh-keygen is not installed (Debian package openssh-client)")
-    path = tmp_path / "id_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "erin@laptop", "-f", str(path)],
-        check=True,
-    )
+    path = keygen(tmp_path / "id_ed25519", "erin@laptop")
     key = parse_public_key(path.with_suffix(".pub").read_text())
     assert (key.key_type, key.comment) == ("ssh-ed25519", "erin@laptop")
     assert key.fingerprint.startswith("SHA256:")
