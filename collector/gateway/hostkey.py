@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.datadir import write_secret
 from collector.errors import ConfigError
 
 HOST_KEY_FILE = "ssh_host_ed25519_key"
@@ -23,9 +23,7 @@ def load_or_create_host_key(data_dir: Path) -> paramiko.PKey:
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(pem)
+        write_secret(path, pem)
     try:
         return paramiko.Ed25519Key.from_private_key_file(str(path))
     except (OSError, paramiko.SSHException) as exc:
