@@ -7,20 +7,28 @@ token over TLS verified against that CA → check the answer → save the identi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
-import grpc
-
 from agent.errors import AlreadyEnrolled, CollectorUnreachable, EnrollmentError, TokenRejected
-from agent.identity import Identity, fetch_pinned_ca, is_enrolled, new_key_and_csr, save_identity
-from proto import agent_pb2, agent_pb2_grpc
+from agent.identity import (
+    Identity,
+    fetch_pinned_ca,
+    is_enrolled,
+    new_key_and_csr,
+    save_identity,
+    split_endpoint,
+)
+from agent.rpc import Channel, RpcError, StatusCode, client_context
+from proto import agent_pb2
 
+ENROLL_METHOD = "/aftercare.v1.Enrollment/Enroll"
 ENROLL_TIMEOUT_SECONDS = 15.0
 _TOKEN_CODES = {
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.INVALID_ARGUMENT,
+    StatusCode.UNAUTHENTICATED,
+    StatusCode.PERMISSION_DENIED,
+    StatusCode.INVALID_ARGUMENT,
 }
 
 
@@ -39,13 +47,10 @@ def enroll(
     ca_pem = fetch_pinned_ca(collector, ca_hash)
     key_pem, csr_pem = new_key_and_csr(hostname)
     request = agent_pb2.EnrollRequest(token=token, csr_pem=csr_pem, hostname=hostname)
-    credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-    with grpc.secure_channel(collector, credentials) as channel:
-        stub = agent_pb2_grpc.EnrollmentStub(channel)
-        try:
-            reply: agent_pb2.EnrollResponse = stub.Enroll(request, timeout=ENROLL_TIMEOUT_SECONDS)
-        except grpc.RpcError as exc:
-            raise _enroll_error(collector, exc) from exc
+    try:
+        reply = asyncio.run(_call_enroll(collector, ca_pem, request))
+    except RpcError as exc:
+        raise _enroll_error(collector, exc) from exc
     if reply.ca_pem.strip() != ca_pem.strip():
         raise EnrollmentError("the collector answered with a different CA than the pinned one")
     identity = Identity(
@@ -63,9 +68,22 @@ def enroll(
     return identity
 
 
-def _enroll_error(collector: str, exc: grpc.RpcError) -> EnrollmentError:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    if code in _TOKEN_CODES:
-        return TokenRejected(f"the collector refused the join token: {details}")
-    return CollectorUnreachable(f"enrolment at {collector} failed ({code}): {details}")
+async def _call_enroll(
+    collector: str, ca_pem: bytes, request: agent_pb2.EnrollRequest
+) -> agent_pb2.EnrollResponse:
+    """One Enroll call over TLS verified against the pinned CA (no client certificate yet)."""
+    host, port = split_endpoint(collector)
+    tls = client_context(ca_pem)
+    async with await Channel.connect(host, port, tls, timeout=ENROLL_TIMEOUT_SECONDS) as channel:
+        return await channel.unary(
+            ENROLL_METHOD,
+            request.SerializeToString(),
+            agent_pb2.EnrollResponse.FromString,
+            timeout=ENROLL_TIMEOUT_SECONDS,
+        )
+
+
+def _enroll_error(collector: str, exc: RpcError) -> EnrollmentError:
+    if exc.code in _TOKEN_CODES:
+        return TokenRejected(f"the collector refused the join token: {exc.details}")
+    return CollectorUnreachable(f"enrolment at {collector} failed ({exc.code.name}): {exc.details}")

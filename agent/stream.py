@@ -21,14 +21,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
-
-import grpc
+from typing import ParamSpec, TypeVar
 
 from agent.config import StreamConfig
-from agent.identity import Identity, load_identity, replace_certificate
+from agent.identity import Identity, load_identity, replace_certificate, split_endpoint
+from agent.rpc import Channel, Keepalive, RpcError, StatusCode, StreamCall, client_context
 from agent.spool import Spool
-from proto import agent_pb2, agent_pb2_grpc
+from proto import agent_pb2
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,14 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
+RENEW_METHOD = "/aftercare.v1.AgentStream/RenewCertificate"
+TUNNEL_METHOD = "/aftercare.v1.AgentStream/Tunnel"
 LIVE_BACKLOG = 1000  # run updates/results kept while disconnected
 WELCOME_TIMEOUT_SECONDS = 30.0
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+CONNECT_TIMEOUT_SECONDS = 20.0
+KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)
+
+ControlCall = StreamCall[agent_pb2.CollectorMessage]
 
 
 class _Renewed(Exception):
@@ -102,8 +101,8 @@ class CollectorLink:
         self._new_data = asyncio.Event()
         self.status = StreamStatus()
         self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
-        self._call: Any = None
-        self._channel: grpc.aio.Channel | None = None
+        self._call: ControlCall | None = None
+        self._channel: Channel | None = None
         self._write_lock = asyncio.Lock()
         self._backlog: collections.deque[bytes] = collections.deque(maxlen=LIVE_BACKLOG)
 
@@ -126,17 +125,19 @@ class CollectorLink:
         if message.WhichOneof("kind") != "run_output":
             self._backlog.append(payload)
 
-    def open_tunnel(self) -> Any:
-        """A new ``AgentStream.Tunnel`` call on the current channel (the control stream's).
+    def open_tunnel(self) -> StreamCall[agent_pb2.TunnelFrame]:
+        """A new ``AgentStream.Tunnel`` call on the control stream's connection.
 
-        Returns the grpc.aio stream-stream call (write/read/done_writing/cancel); it
-        ends with the channel when the connection drops. Raises ConnectionError while
-        not connected.
+        It ends with the connection when that drops. Raises ConnectionError while not
+        connected.
         """
         channel = self._channel
         if channel is None or not self.status.connected:
             raise ConnectionError("not connected to the collector")
-        return agent_pb2_grpc.AgentStreamStub(channel).Tunnel()  # type: ignore[call-arg]
+        try:
+            return channel.stream(TUNNEL_METHOD, agent_pb2.TunnelFrame.FromString)
+        except RpcError as exc:
+            raise ConnectionError(str(exc)) from exc
 
     def notify(self) -> None:
         """Something was appended to the spool: send it if connected."""
@@ -152,8 +153,8 @@ class CollectorLink:
             except _Renewed:
                 attempt = 0
                 continue
-            except grpc.aio.AioRpcError as exc:
-                self._note_error(f"{exc.code().name}: {exc.details()}", exc.code())
+            except RpcError as exc:
+                self._note_error(str(exc), exc.code)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 self._note_error(str(exc) or type(exc).__name__, None)
             except Exception as exc:  # a bug must not stop delivery for good: log and retry
@@ -170,32 +171,24 @@ class CollectorLink:
             log.info("reconnecting in %.1fs", delay)
             await self._sleep(delay)
 
-    def _note_error(self, text: str, code: grpc.StatusCode | None) -> None:
+    def _note_error(self, text: str, code: StatusCode | None) -> None:
         self.status.last_error = text
-        if code == grpc.StatusCode.PERMISSION_DENIED:
+        if code == StatusCode.PERMISSION_DENIED:
             log.error("collector refused this agent: %s", text)
         else:
             log.warning("collector stream failed: %s", text)
 
     async def _session(self, identity: Identity) -> None:
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=identity.ca_pem,
-            private_key=identity.key_pem,
-            certificate_chain=identity.cert_pem,
+        host, port = split_endpoint(identity.agent_endpoint)
+        tls = client_context(identity.ca_pem, identity.cert_pem, identity.key_pem)
+        channel = await Channel.connect(
+            host, port, tls, timeout=CONNECT_TIMEOUT_SECONDS, keepalive=KEEPALIVE
         )
-        async with grpc.aio.secure_channel(
-            identity.agent_endpoint, credentials, options=CHANNEL_OPTIONS
-        ) as channel:
-            connect = channel.stream_stream(
-                CONNECT_METHOD,
-                request_serializer=_raw_bytes,  # spool entries are already serialized
-                response_deserializer=agent_pb2.CollectorMessage.FromString,
-            )
-            call: Any = connect()  # type: ignore[call-arg]  # aio: the iterator is optional
+        async with channel:
+            call = channel.stream(CONNECT_METHOD, agent_pb2.CollectorMessage.FromString)
             await call.write(agent_pb2.AgentMessage(hello=self._hello).SerializeToString())
             welcome = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
-            if not _is_message(welcome) or welcome.WhichOneof("kind") != "welcome":
-                await call.code()  # surfaces the server's status as AioRpcError
+            if welcome is None or welcome.WhichOneof("kind") != "welcome":
                 raise ConnectionError("collector closed the stream without a welcome")
             await self._spool.call(
                 self._spool.spool.advance_sequence, welcome.welcome.last_sequence
@@ -207,19 +200,16 @@ class CollectorLink:
             self.status.connected = True
             self.status.last_error = ""
             log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
-            stub = agent_pb2_grpc.AgentStreamStub(channel)  # typed as AgentStreamAsyncStub
-            await self._pump(call, stub, identity)
+            await self._pump(call, channel, identity)
 
-    async def _pump(
-        self, call: Any, stub: agent_pb2_grpc.AgentStreamAsyncStub, identity: Identity
-    ) -> None:
+    async def _pump(self, call: ControlCall, channel: Channel, identity: Identity) -> None:
         """Send, read acks and renew concurrently; return or raise when the first one stops."""
         in_flight: set[int] = set()
         window_open = asyncio.Event()
         tasks = {
             asyncio.create_task(self._send_pending(call, in_flight, window_open)),
             asyncio.create_task(self._read_acks(call, in_flight, window_open)),
-            asyncio.create_task(self._renew_when_due(stub, identity)),
+            asyncio.create_task(self._renew_when_due(channel, identity)),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -232,7 +222,7 @@ class CollectorLink:
         raise ConnectionError("collector stream ended")
 
     async def _send_pending(
-        self, call: Any, in_flight: set[int], window_open: asyncio.Event
+        self, call: ControlCall, in_flight: set[int], window_open: asyncio.Event
     ) -> None:
         """Write spooled messages in order, at most ``max_in_flight`` unacknowledged."""
         last_sent = 0
@@ -254,11 +244,12 @@ class CollectorLink:
             elif not entries:
                 await self._new_data.wait()
 
-    async def _read_acks(self, call: Any, in_flight: set[int], window_open: asyncio.Event) -> None:
+    async def _read_acks(
+        self, call: ControlCall, in_flight: set[int], window_open: asyncio.Event
+    ) -> None:
         while True:
             message = await call.read()
-            if not _is_message(message):
-                await call.code()
+            if message is None:
                 raise ConnectionError("collector ended the stream")
             if message.WhichOneof("kind") != "ack":
                 if self.on_message is not None:
@@ -270,16 +261,19 @@ class CollectorLink:
             self.status.acked_total += 1
             window_open.set()
 
-    async def _renew_when_due(
-        self, stub: agent_pb2_grpc.AgentStreamAsyncStub, identity: Identity
-    ) -> None:
+    async def _renew_when_due(self, channel: Channel, identity: Identity) -> None:
         not_before, not_after = identity.cert_validity()
         due = not_before + (not_after - not_before) * self._config.renew_at_fraction
         wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
         key_pem, csr_pem = await _key_and_csr_in_child(self._hello.hostname)
-        reply = await stub.RenewCertificate(agent_pb2.RenewRequest(csr_pem=csr_pem), timeout=30)
+        reply = await channel.unary(
+            RENEW_METHOD,
+            agent_pb2.RenewRequest(csr_pem=csr_pem).SerializeToString(),
+            agent_pb2.RenewResponse.FromString,
+            timeout=30,
+        )
         replace_certificate(
             self._state_dir,
             key_pem,
@@ -307,12 +301,3 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff with jitter: between half and all of ``initial * 2**attempt``, capped."""
     ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
     return random.uniform(ceiling / 2, ceiling)
-
-
-def _is_message(value: object) -> bool:
-    """False for grpc.aio.EOF (the end of the response stream)."""
-    return isinstance(value, agent_pb2.CollectorMessage)
-
-
-def _raw_bytes(payload: bytes) -> bytes:
-    return payload

@@ -1,14 +1,15 @@
 """Sessions wired into the agent: the hello, message dispatch, and a real gRPC Tunnel RPC.
 
-The Tunnel tests run a real grpc.aio server on a free port whose ``Tunnel`` handler
-plays the collector's part; the agent side is the real endpoint with ``GrpcTunnelIO``
-and the PTY backend.
+The Tunnel tests run a real grpc.aio server (TLS) on a free port whose ``Tunnel``
+handler plays the collector's part; the agent side is the real endpoint with
+``GrpcTunnelIO`` on the agent's own gRPC client (``agent.rpc``) and the PTY backend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ import pytest
 
 from agent.config import AgentConfig, SessionsConfig
 from agent.playbook.policy import Policy
+from agent.rpc import Channel, client_context
 from agent.runner import dispatch, hello_for
 from agent.session.endpoint import SessionEndpoint
 from agent.session.journal import SessionJournal
@@ -28,8 +30,9 @@ from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from agent.session.setup import build_backend
 from agent.session.tunnel_io import GrpcTunnelIO
-from agent.stream import CollectorLink
-from proto import agent_pb2, agent_pb2_grpc
+from agent.stream import TUNNEL_METHOD, CollectorLink
+from collector.pki import CertificateAuthority
+from proto import agent_pb2
 from tests.agent.session_support import SESSION
 
 pytestmark = pytest.mark.timeout(60)
@@ -121,21 +124,22 @@ async def read_until(context: grpc.aio.ServicerContext[Any, Any], kind: str) -> 
 @contextlib.asynccontextmanager
 async def rig(
     tmp_path: Path, script: Script, window_seconds: float
-) -> AsyncIterator[tuple[TunnelServer, grpc.aio.Channel, SessionEndpoint]]:
+) -> AsyncIterator[tuple[TunnelServer, Channel, SessionEndpoint]]:
     """A collector stand-in, the agent's channel to it, and an endpoint that got SessionOpen."""
+    ca = CertificateAuthority.create()
+    cert_pem, key_pem = ca.issue_server_certificate(["127.0.0.1"], dt.timedelta(hours=1))
     server = grpc.aio.server()
     collector = TunnelServer(script)
     server.add_generic_rpc_handlers([collector.handler()])
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = agent_pb2_grpc.AgentStreamStub(channel)
+    channel = await Channel.connect("127.0.0.1", port, client_context(ca.cert_pem))
     endpoint = SessionEndpoint(
         policy="collector",
         backend=build_backend(SessionsConfig(backend="pty", shell="/bin/sh")),
         requests=SessionRequests(tmp_path, "collector"),
         send=_ignore,
-        open_tunnel=lambda: GrpcTunnelIO(stub.Tunnel()),  # type: ignore[call-arg]
+        open_tunnel=lambda: GrpcTunnelIO(channel.stream(TUNNEL_METHOD, Frame.FromString)),
         copy=CustomerCopy(tmp_path / "recordings", record_input=False),
         journal=SessionJournal(tmp_path / "sessions.log"),
     )
@@ -148,7 +152,7 @@ async def rig(
         yield collector, channel, endpoint
         await endpoint.close()
     finally:
-        await channel.close(None)
+        await channel.aclose()
         await server.stop(None)
 
 
@@ -237,7 +241,7 @@ def test_a_tunnel_whose_channel_closes_ends_the_login_at_once(tmp_path: Path) ->
     async def test() -> None:
         async with rig(tmp_path, script, window_seconds=60) as (collector, channel, _):
             await asyncio.wait_for(started.wait(), 10)
-            await channel.close(None)
+            await channel.aclose()
             ended = await tunnel_ended(tmp_path)
             assert str(ended["reason"]).startswith("the tunnel broke: ")
             frames = await asyncio.wait_for(collector.frames, 10)
