@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import ssl
@@ -34,6 +35,8 @@ from agent.rpc.call import StreamCall
 from agent.rpc.status import RpcError, StatusCode
 
 __all__ = ["Channel", "Keepalive"]
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
@@ -263,6 +266,9 @@ class Channel:
             )
         except OSError as exc:
             self._close_with(RpcError(StatusCode.UNAVAILABLE, f"connection lost: {_describe(exc)}"))
+        except Exception as exc:  # a bug here must not leave calls waiting forever
+            log.exception("gRPC channel reader failed")
+            self._close_with(RpcError(StatusCode.INTERNAL, f"gRPC client error: {exc!r}"))
 
     async def _keepalive_loop(self) -> None:
         loop = asyncio.get_running_loop()

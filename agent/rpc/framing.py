@@ -31,10 +31,12 @@ class MessageBuffer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return the messages it completed (possibly none)."""
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         messages = []
-        while len(self._buffer) >= _PREFIX.size:
-            compressed, length = _PREFIX.unpack_from(self._buffer)
+        offset = 0
+        while len(buffer) - offset >= _PREFIX.size:
+            compressed, length = _PREFIX.unpack_from(buffer, offset)
             if compressed:
                 raise RpcError(StatusCode.INTERNAL, "the server sent a compressed message")
             if length > self._max:
@@ -42,11 +44,12 @@ class MessageBuffer:
                     StatusCode.RESOURCE_EXHAUSTED,
                     f"the server sent a {length}-byte message (limit {self._max})",
                 )
-            end = _PREFIX.size + length
-            if len(self._buffer) < end:
+            end = offset + _PREFIX.size + length
+            if len(buffer) < end:
                 break
-            messages.append(bytes(self._buffer[_PREFIX.size : end]))
-            del self._buffer[:end]
+            messages.append(bytes(buffer[offset + _PREFIX.size : end]))
+            offset = end
+        del buffer[:offset]
         return messages
 
     @property
