@@ -75,7 +75,12 @@ class StreamCall(Generic[R]):
                 raise self._ended_error()
             if self._half_closed:
                 raise RpcError(StatusCode.INTERNAL, "write after done_writing")
-            await self._connection.send(self._stream_id, frame(message), False)
+            try:
+                await self._connection.send(self._stream_id, frame(message), False)
+            except RpcError:
+                if self._status is not None:  # the call ended meanwhile: report how
+                    raise self._ended_error() from None
+                raise
 
     async def done_writing(self) -> None:
         """Half-close: tell the server no more messages follow (idempotent)."""

@@ -55,6 +55,17 @@ _RESET_CODES = {
 }
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2 closes its state machine on any GOAWAY; RFC 9113 6.8 lets streams <= last id finish."""
+
+    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
+        before = self.state_machine.state
+        frames, events = super()._receive_goaway_frame(frame)
+        if before != h2.connection.ConnectionState.CLOSED:
+            self.state_machine.state = before
+        return frames, events
+
+
 @dataclass(frozen=True)
 class Keepalive:
     """Ping the server every ``interval`` seconds; give up after ``timeout`` without an answer."""
@@ -79,14 +90,13 @@ class Channel:
         self._authority = authority.encode()
         self._keepalive = keepalive
         self._max_message_bytes = max_message_bytes
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        self._h2 = _H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._calls: dict[int, StreamCall[object]] = {}
         self._window_open = asyncio.Event()
         self._ping_answered: asyncio.Future[None] | None = None
         self._error: RpcError | None = None  # set once: the channel is closed
         self._goaway: RpcError | None = None
+        self._server_spoke = False  # its first frame arrived and was SETTINGS
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -111,6 +121,10 @@ class Channel:
             raise RpcError(
                 StatusCode.UNAVAILABLE, f"cannot connect to {target}: {_describe(exc)}"
             ) from exc
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+            writer.transport.abort()
+            raise RpcError(StatusCode.UNAVAILABLE, f"{target} did not negotiate HTTP/2 (ALPN h2)")
         channel = cls(reader, writer, target, keepalive, max_message_bytes)
         channel._start()
         return channel
@@ -177,6 +191,9 @@ class Channel:
             raise RpcError(
                 StatusCode.DEADLINE_EXCEEDED, f"{method} got no answer in {timeout:g} s"
             ) from None
+        finally:
+            if not call.finished:
+                call.cancel()
 
     async def aclose(self) -> None:
         """Say goodbye to the server and close the connection; open calls fail CANCELLED."""
@@ -199,6 +216,8 @@ class Channel:
         offset = 0
         while offset < len(data):
             self._raise_if_closed()
+            if stream_id not in self._calls:
+                raise RpcError(StatusCode.CANCELLED, "the call has ended")
             self._window_open.clear()
             size = min(
                 len(data) - offset, self._h2.max_outbound_frame_size, self._window(stream_id)
@@ -214,12 +233,13 @@ class Channel:
         try:
             await self._writer.drain()
         except OSError as exc:
-            raise RpcError(StatusCode.UNAVAILABLE, f"connection lost: {_describe(exc)}") from exc
+            raise self._lost(f"connection lost: {_describe(exc)}") from exc
         self._raise_if_closed()
 
     def reset(self, stream_id: int) -> None:
         """Abort a stream (RST_STREAM CANCEL) and forget its call."""
         self._calls.pop(stream_id, None)
+        self._window_open.set()  # a write waiting on this stream must notice
         if self._error is None:
             with contextlib.suppress(h2.exceptions.H2Error):
                 self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
@@ -252,10 +272,11 @@ class Channel:
 
     async def _read_loop(self) -> None:
         try:
+            await self._read_preface()
             while True:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
-                    raise RpcError(StatusCode.UNAVAILABLE, "the server closed the connection")
+                    raise self._lost("the server closed the connection")
                 self._dispatch(self._h2.receive_data(data))
                 self._flush()
         except RpcError as error:
@@ -265,10 +286,39 @@ class Channel:
                 RpcError(StatusCode.INTERNAL, f"HTTP/2 protocol error from the server: {exc!r}")
             )
         except OSError as exc:
-            self._close_with(RpcError(StatusCode.UNAVAILABLE, f"connection lost: {_describe(exc)}"))
+            self._close_with(self._lost(f"connection lost: {_describe(exc)}"))
         except Exception as exc:  # a bug here must not leave calls waiting forever
             log.exception("gRPC channel reader failed")
             self._close_with(RpcError(StatusCode.INTERNAL, f"gRPC client error: {exc!r}"))
+
+    async def _read_preface(self) -> None:
+        """Check that the server's first frame is SETTINGS before trusting it as HTTP/2.
+
+        Without this, a server answering in another protocol would pass for the start
+        of one huge frame and hang the calls until the keepalive gave up.
+        """
+        preface = b""
+        while len(preface) < 9:
+            data = await self._reader.read(9 - len(preface))
+            if not data:
+                raise self._lost("the server closed the connection")
+            preface += data
+        if preface[3] != 0x4 or preface[4] & 0x1 or preface[5:9] != bytes(4):
+            raise RpcError(
+                StatusCode.UNAVAILABLE, f"the server does not speak HTTP/2 (it sent {preface!r})"
+            )
+        self._server_spoke = True
+        self._dispatch(self._h2.receive_data(preface))
+        self._flush()
+
+    def _lost(self, what: str) -> RpcError:
+        """UNAVAILABLE for a dropped connection, with a hint if it dropped during set-up."""
+        if not self._server_spoke:
+            what += (
+                " before the server spoke HTTP/2 (a server refusing this client's"
+                " certificate does that: check it is valid and not revoked)"
+            )
+        return RpcError(StatusCode.UNAVAILABLE, what)
 
     async def _keepalive_loop(self) -> None:
         loop = asyncio.get_running_loop()
