@@ -5,8 +5,8 @@ names, see docs/metrics.md) plus a ``CheckFailure`` for each check that raised o
 overran its time limit. Modules, one concern each:
 
     model         value types, the ``Check`` protocol
-    runner        ``Sampler``: time limits, hung-probe tracking, cycle assembly
-    batch         one cycle's probes, drained in order by as few threads as possible
+    runner        ``Sampler``: inline and pooled probes, time limits, hung probes, cycles
+    batch         one cycle's blocking probes, drained by as few threads as possible
     pool          persistent daemon worker threads
     checks        the default check set
     procfs        cheap /proc readers

@@ -1,8 +1,8 @@
-"""One cycle's probes, drained in order by as few worker threads ("lanes") as possible.
+"""One cycle's blocking probes, drained in order by as few worker threads ("lanes") as possible.
 
 Running every probe on its own thread costs more CPU in thread hand-offs and GIL
-contention than the probes themselves (most read one small /proc file). So a cycle
-starts with one lane that runs the probes one after another. The runner watches the
+contention than the probes themselves (one ``statvfs`` each). So a cycle starts with
+one lane that runs the probes one after another. The runner watches the
 lanes: when every lane has been stuck on one probe for longer than the stall limit
 while probes are still waiting, it adds a lane, so a hung probe delays the rest by
 at most that limit and then keeps only its own thread.
@@ -47,14 +47,47 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_probe(probe: Probe) -> Outcome:
-    """Run ``probe`` to completion; anything it raises becomes the outcome's error."""
+def run_probe(probe: Probe, contain: type[BaseException] = BaseException) -> Outcome:
+    """Run ``probe`` to completion; what it raises (of ``contain``) becomes the error.
+
+    Lanes contain everything: a check must never take its worker down. The collecting
+    thread contains only ``Exception`` so that ``KeyboardInterrupt`` still reaches it.
+    """
     start = time.perf_counter()
     try:
         samples = list(probe())
-    except BaseException as exc:  # a check must never take its worker down
+    except contain as exc:
         return Outcome([], describe(exc), time.perf_counter() - start)
     return Outcome(samples, None, time.perf_counter() - start)
+
+
+class Latch:
+    """A one-shot flag with a single waiter: ``threading.Event`` without its Condition.
+
+    A lock held from the start, released by ``set()`` (to be called at most once). Made
+    once per cycle, it costs a fraction of an Event, whose Condition constructor raises
+    and catches three AttributeErrors - dear once the caches have gone cold between
+    cycles. Only the runner thread calls ``wait`` and ``is_set``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Raise the flag, waking the waiter."""
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        """Whether ``set()`` was called."""
+        return not self._lock.locked()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the flag is raised or ``timeout`` seconds pass; return the flag."""
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+            return True
+        return False
 
 
 class Batch:
@@ -68,7 +101,7 @@ class Batch:
         self._remaining = len(self._pending)
         self._open = True
         self._outcomes: dict[str, Outcome] = {}
-        self.done = threading.Event()
+        self.done = Latch()
         if not self._remaining:
             self.done.set()
 

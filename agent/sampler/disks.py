@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from agent.sampler.model import Sample
-from agent.sampler.procfs import PROC, read_text
+from agent.sampler.procfs import PROC, ProcFile
 
 DEFAULT_EXCLUDE = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]+|nvme\d+n\d+p|mmcblk\d+p)\d+$")
 _SECTOR = 512
@@ -29,17 +29,22 @@ class DiskCheck:
     """Reads /proc/diskstats each cycle, keeping devices whose name is not excluded."""
 
     def __init__(self, *, proc: str = PROC, exclude: re.Pattern[str] = DEFAULT_EXCLUDE) -> None:
-        self._path = f"{proc}/diskstats"
+        self._diskstats = ProcFile(f"{proc}/diskstats")
         self._exclude = exclude
 
     def __call__(self) -> list[Sample]:
         """Counters per device, labelled ``{device}``."""
         samples: list[Sample] = []
-        for line in read_text(self._path).splitlines():
-            fields = line.split()
-            if len(fields) < 14 or self._exclude.match(fields[2]):
+        for line in self._diskstats.read_text().splitlines():
+            # "major minor name stats...": split the stats only for the devices kept
+            head = line.split(None, 3)
+            if len(head) < 4 or self._exclude.match(device := head[2]):
                 continue
-            device, stats = fields[2], fields[3:]
-            for name, index, scale in _FIELDS:
-                samples.append(Sample(name, {"device": device}, int(stats[index]) * scale))
+            stats = head[3].split()
+            if len(stats) < 11:
+                continue
+            samples += [
+                Sample(name, {"device": device}, int(stats[index]) * scale)
+                for name, index, scale in _FIELDS
+            ]
         return samples

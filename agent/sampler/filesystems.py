@@ -4,6 +4,9 @@
 mountpoint is its own probe, keyed ``"filesystems:<mountpoint>"``: the runner gives
 each its own time limit and never starts a second call while one is still stuck.
 
+The mount table is re-read and the probes re-planned only when the kernel reports a
+mount or unmount (``MountTable``); other cycles plan from the previous reading.
+
 Which mounts count (see docs/metrics.md): everything in /proc/self/mounts except
 the pseudo and volatile filesystem types in ``DEFAULT_EXCLUDED_FSTYPES`` (tmpfs
 included - RAM-backed, not capacity) and mountpoints under /proc, /sys, /dev and
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+import select
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -71,8 +76,41 @@ def parse_mounts(text: str) -> list[Mount]:
     return mounts
 
 
+class MountTable:
+    """Reads a mount table file, again only after the kernel flags a change.
+
+    An open descriptor of /proc/self/mounts polls POLLPRI | POLLERR after every mount
+    or unmount in the namespace (proc(5)); polling takes that flag down. So each call
+    polls first and re-reads if flagged (or if the last read failed): a change after
+    the poll flags the next call. Any other file (a test fixture) polls POLLOUT, so it
+    is re-read on every call. The descriptor closes when the table is collected.
+    """
+
+    _WATCHED = select.POLLPRI | select.POLLOUT
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._poll: select.poll | None = None
+        self._stale = True
+        self._mounts: list[Mount] = []
+
+    def __call__(self) -> list[Mount]:
+        """The mounts, parsed anew if the table changed since the previous call."""
+        if self._poll is None:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            weakref.finalize(self, os.close, fd)
+            self._poll = select.poll()
+            self._poll.register(fd, self._WATCHED)
+        if self._poll.poll(0):
+            self._stale = True
+        if self._stale:
+            self._mounts = parse_mounts(read_text(self._path))
+            self._stale = False
+        return self._mounts
+
+
 def select_mounts(
-    mounts: list[Mount], excluded_fstypes: frozenset[str], excluded_mountpoints: re.Pattern[str]
+    mounts: Sequence[Mount], excluded_fstypes: frozenset[str], excluded_mountpoints: re.Pattern[str]
 ) -> list[Mount]:
     """Drop excluded mounts (never "/"); keep the last mount on each mountpoint."""
     visible: dict[str, Mount] = {}
@@ -107,32 +145,40 @@ def filesystem_samples(mount: Mount, st: os.statvfs_result) -> list[Sample]:
 
 
 class FilesystemCheck:
-    """Plans one probe per selected mount; ``statvfs`` and ``mounts`` are injectable."""
+    """Plans one probe per selected mount; ``statvfs`` and ``mounts`` are injectable.
+
+    The probes are re-planned only when ``mounts()`` returns a different list.
+    """
 
     name = "filesystems"
+    blocking = True  # statvfs on a network filesystem can hang
 
     def __init__(
         self,
         *,
         proc: str = PROC,
         statvfs: Statvfs = os.statvfs,
-        mounts: Callable[[], list[Mount]] | None = None,
+        mounts: Callable[[], Sequence[Mount]] | None = None,
         excluded_fstypes: frozenset[str] = DEFAULT_EXCLUDED_FSTYPES,
         excluded_mountpoints: re.Pattern[str] = DEFAULT_EXCLUDED_MOUNTPOINTS,
     ) -> None:
-        self._mounts_path = f"{proc}/self/mounts"
         self._statvfs = statvfs
-        self._mounts = mounts if mounts is not None else self._read_mounts
+        self._mounts = mounts if mounts is not None else MountTable(f"{proc}/self/mounts")
         self._excluded_fstypes = excluded_fstypes
         self._excluded_mountpoints = excluded_mountpoints
+        self._planned: list[Mount] | None = None
+        self._probes: dict[str, Probe] = {}
 
     def plan(self) -> Mapping[str, Probe]:
         """``{"filesystems:<mountpoint>": probe}`` for each selected mount."""
-        selected = select_mounts(self._mounts(), self._excluded_fstypes, self._excluded_mountpoints)
-        return {f"{self.name}:{m.mountpoint}": partial(self._probe, m) for m in selected}
-
-    def _read_mounts(self) -> list[Mount]:
-        return parse_mounts(read_text(self._mounts_path))
+        mounts = list(self._mounts())
+        if mounts != self._planned:
+            selected = select_mounts(mounts, self._excluded_fstypes, self._excluded_mountpoints)
+            self._probes = {
+                f"{self.name}:{m.mountpoint}": partial(self._probe, m) for m in selected
+            }
+            self._planned = mounts
+        return dict(self._probes)
 
     def _probe(self, mount: Mount) -> list[Sample]:
         return filesystem_samples(mount, self._statvfs(mount.mountpoint))

@@ -1,10 +1,13 @@
 """Value types shared by every check and the runner: samples, failures, cycles, checks.
 
 A *check* is a named source of samples (``cpu``, ``filesystems`` ...). Each cycle the
-runner asks every check for its *probes* - zero-argument callables keyed by a check id -
-and runs each probe on a worker thread under its own time limit. Simple checks plan one
-probe keyed by their own name; fan-out checks (filesystems) plan one probe per target,
-keyed ``"<check>:<target>"``, so one hung target never hides the others.
+runner asks every check for its *probes* - zero-argument callables keyed by a check id.
+Probes of a *blocking* check (the default: anything that may wait on a disk, a network
+filesystem, a device or another process) run on worker threads, each under its own time
+limit. Probes of a non-blocking check only read memory-backed kernel state (/proc files,
+clocks) and run in the collecting thread, saving the thread hand-off. Simple checks plan
+one probe keyed by their own name; fan-out checks (filesystems) plan one probe per
+target, keyed ``"<check>:<target>"``, so one hung target never hides the others.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class Check(Protocol):
         """Check id used in failures when planning itself fails."""
         ...
 
+    @property
+    def blocking(self) -> bool:
+        """Whether a probe may block; ``False`` runs them in the collecting thread."""
+        ...
+
     def plan(self) -> Mapping[str, Probe]:
         """Return this cycle's probes keyed by check id; must be quick and not block."""
         ...
@@ -61,6 +69,7 @@ class SimpleCheck:
 
     name: str
     probe: Probe
+    blocking: bool = True
 
     def plan(self) -> Mapping[str, Probe]:
         """Plan the single probe."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from agent.sampler.model import Sample
-from agent.sampler.procfs import PROC, read_text
+from agent.sampler.procfs import PROC, ProcFile
 
 DEFAULT_EXCLUDE = re.compile(r"^(lo|veth.*)$")
 
@@ -30,13 +30,13 @@ class NetworkCheck:
     """Reads /proc/net/dev each cycle, keeping interfaces whose name is not excluded."""
 
     def __init__(self, *, proc: str = PROC, exclude: re.Pattern[str] = DEFAULT_EXCLUDE) -> None:
-        self._path = f"{proc}/net/dev"
+        self._net_dev = ProcFile(f"{proc}/net/dev")
         self._exclude = exclude
 
     def __call__(self) -> list[Sample]:
         """Counters per interface, labelled ``{interface}``."""
         samples: list[Sample] = []
-        for line in read_text(self._path).splitlines()[2:]:
+        for line in self._net_dev.read_text().splitlines()[2:]:
             interface, sep, rest = line.partition(":")
             interface = interface.strip()
             if not sep or self._exclude.match(interface):

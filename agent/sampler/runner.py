@@ -1,12 +1,14 @@
-"""The ``Sampler``: runs every check's probes on worker threads under a time limit.
+"""The ``Sampler``: runs every check's probes, blocking ones under a time limit.
 
-One cycle: ask each check for its probes, hand them to a ``Batch`` drained by pooled
-worker threads (one lane normally, more when a probe stalls), wait until all finish
-or ``check_timeout`` has passed since the cycle began, and return what arrived.
+One cycle: ask each check for its probes; hand the probes of blocking checks to a
+``Batch`` drained by pooled worker threads (one lane normally, more when a probe
+stalls); meanwhile run the non-blocking probes (memory-backed /proc reads, clocks) in
+the collecting thread; then wait until the batch is done or ``check_timeout`` has
+passed since the cycle began, and return what arrived, in check order.
 
 - A probe that raises becomes a ``CheckFailure`` with the exception text.
-- A probe still running at the deadline becomes ``"timed out after Xs"`` and is
-  remembered as in flight. While it stays in flight its check id is not started
+- A blocking probe still running at the deadline becomes ``"timed out after Xs"`` and
+  is remembered as in flight. While it stays in flight its check id is not started
   again - each later cycle reports ``"still hung from a previous cycle"`` - so a
   stuck ``statvfs`` ties up one thread, not one per cycle. Its late result is dropped.
 - Each completed probe also yields ``agent_check_duration_seconds{check}``.
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from agent.sampler.batch import Batch, Settled, describe
+from agent.sampler.batch import Batch, Outcome, Settled, describe, run_probe
 from agent.sampler.checks import default_checks
 from agent.sampler.errors import SamplerClosed
 from agent.sampler.model import Check, CheckFailure, Cycle, Probe, Sample
@@ -67,10 +69,13 @@ class Sampler:
             deadline = time.monotonic() + self._timeout
             collected_unix_ms = int(self._wall_clock() * 1000)
             failures: list[CheckFailure] = []
-            probes = self._plan(failures)
-            batch = Batch(self._skip_in_flight(probes, failures))
+            order, inline, pooled = self._plan(failures)
+            batch = Batch(self._skip_in_flight(pooled, failures))
+            if not batch.done.is_set():
+                self._pool.submit(batch.add_lane())  # first, so it overlaps the inline probes
+            outcomes = {key: run_probe(probe, contain=Exception) for key, probe in inline.items()}
             self._run(batch, deadline)
-            samples = self._settle(batch, batch.close(), failures)
+            samples = self._settle(order, outcomes, batch, batch.close(), failures)
             return Cycle(collected_unix_ms, samples, failures)
 
     def close(self) -> None:
@@ -85,14 +90,22 @@ class Sampler:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _plan(self, failures: list[CheckFailure]) -> dict[str, Probe]:
-        probes: dict[str, Probe] = {}
+    def _plan(
+        self, failures: list[CheckFailure]
+    ) -> tuple[list[str], dict[str, Probe], dict[str, Probe]]:
+        """Every check's probes: all keys in check order, non-blocking ones, blocking ones."""
+        inline: dict[str, Probe] = {}
+        pooled: dict[str, Probe] = {}
+        order: list[str] = []
         for check in self._checks:
             try:
-                probes.update(check.plan())
+                probes = check.plan()
             except Exception as exc:
                 failures.append(CheckFailure(check.name, describe(exc)))
-        return probes
+                continue
+            (pooled if check.blocking else inline).update(probes)
+            order.extend(probes)
+        return order, inline, pooled
 
     def _skip_in_flight(
         self, probes: dict[str, Probe], failures: list[CheckFailure]
@@ -107,30 +120,39 @@ class Sampler:
         return probes
 
     def _run(self, batch: Batch, deadline: float) -> None:
-        """Drive ``batch`` until done or ``deadline``, adding lanes when it stalls."""
-        if batch.done.is_set():
-            return
-        self._pool.submit(batch.add_lane())
-        while (remaining := deadline - time.monotonic()) > 0:
+        """Wait for ``batch`` until done or ``deadline``, adding a lane when it stalls."""
+        while not batch.done.is_set() and (remaining := deadline - time.monotonic()) > 0:
             if batch.done.wait(min(remaining, self._stall_after)):
                 return
             if batch.stalled(self._stall_after):
                 self._pool.submit(batch.add_lane())
 
-    def _settle(self, batch: Batch, settled: Settled, failures: list[CheckFailure]) -> list[Sample]:
-        """Turn a closed batch into samples and failures; remember still-running probes."""
+    def _settle(
+        self,
+        order: list[str],
+        outcomes: dict[str, Outcome],
+        batch: Batch,
+        settled: Settled,
+        failures: list[CheckFailure],
+    ) -> list[Sample]:
+        """Samples and failures in check order; remember the batch's still-running probes."""
+        outcomes.update(settled.outcomes)
+        unstarted = set(settled.unstarted)
         samples: list[Sample] = []
-        for key, outcome in settled.outcomes.items():
-            if outcome.error is not None:
-                failures.append(CheckFailure(key, outcome.error))
-                continue
-            samples += outcome.samples
-            samples.append(Sample("agent_check_duration_seconds", {"check": key}, outcome.seconds))
-        for key in settled.running:
-            failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s"))
-            self._in_flight[key] = batch
-        for key in settled.unstarted:
-            failures.append(
-                CheckFailure(key, f"timed out after {self._timeout:.1f}s before it could start")
-            )
+        for key in order:
+            if (outcome := outcomes.get(key)) is not None:
+                if outcome.error is not None:
+                    failures.append(CheckFailure(key, outcome.error))
+                    continue
+                samples += outcome.samples
+                samples.append(
+                    Sample("agent_check_duration_seconds", {"check": key}, outcome.seconds)
+                )
+            elif key in settled.running:
+                failures.append(CheckFailure(key, f"timed out after {self._timeout:.1f}s"))
+                self._in_flight[key] = batch
+            elif key in unstarted:
+                failures.append(
+                    CheckFailure(key, f"timed out after {self._timeout:.1f}s before it could start")
+                )
         return samples

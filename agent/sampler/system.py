@@ -1,30 +1,48 @@
-"""Kernel-wide scalar gauges: load average, CPU count, uptime, file descriptor table.
+"""Kernel-wide scalar gauges: load average, uptime, file descriptor table.
 
-Each function is one check. They read a single small file or a clock, so they are
-cheap enough to run every cycle.
+Each is one check reading a single small file or a clock, cheap enough to run every
+cycle. (``cpu_cores``, the scale for load averages, comes with the CPU check: it
+counts the CPUs /proc/stat lists.)
 """
 
 from __future__ import annotations
 
-import os
 import time
 
-from agent.sampler.model import Sample, gauge, ratio
-from agent.sampler.procfs import PROC, read_text
+from agent.sampler.model import Sample, ratio
+from agent.sampler.procfs import PROC, ProcFile
 
 
-def load(*, proc: str = PROC) -> list[Sample]:
-    """``load_average{period}`` for 1m/5m/15m from /proc/loadavg, and ``cpu_count``.
+class LoadCheck:
+    """``load_average{period}`` for 1m/5m/15m from /proc/loadavg."""
 
-    ``cpu_count`` is the number of online logical CPUs, the scale for load averages.
-    """
-    one, five, fifteen = read_text(f"{proc}/loadavg").split()[:3]
-    return [
-        gauge("load_average", float(one), period="1m"),
-        gauge("load_average", float(five), period="5m"),
-        gauge("load_average", float(fifteen), period="15m"),
-        gauge("cpu_cores", os.cpu_count() or 0),
-    ]
+    def __init__(self, *, proc: str = PROC) -> None:
+        self._loadavg = ProcFile(f"{proc}/loadavg")
+
+    def __call__(self) -> list[Sample]:
+        """The three load averages."""
+        one, five, fifteen = self._loadavg.read().split()[:3]
+        return [
+            Sample("load_average", {"period": "1m"}, float(one)),
+            Sample("load_average", {"period": "5m"}, float(five)),
+            Sample("load_average", {"period": "15m"}, float(fifteen)),
+        ]
+
+
+class FileDescriptorCheck:
+    """Allocated file handles and the system limit from /proc/sys/fs/file-nr."""
+
+    def __init__(self, *, proc: str = PROC) -> None:
+        self._file_nr = ProcFile(f"{proc}/sys/fs/file-nr")
+
+    def __call__(self) -> list[Sample]:
+        """``file_descriptors_allocated``, ``_limit`` and ``_used_ratio``."""
+        allocated, _unused, limit = map(int, self._file_nr.read().split())
+        return [
+            Sample("file_descriptors_allocated", {}, float(allocated)),
+            Sample("file_descriptors_limit", {}, float(limit)),
+            Sample("file_descriptors_used_ratio", {}, ratio(allocated, limit)),
+        ]
 
 
 def uptime() -> list[Sample]:
@@ -34,14 +52,7 @@ def uptime() -> list[Sample]:
     ``btime`` in /proc/stat, without reading a file.
     """
     up = time.clock_gettime(time.CLOCK_BOOTTIME)
-    return [gauge("uptime_seconds", up), gauge("boot_time_seconds", time.time() - up)]
-
-
-def file_descriptors(*, proc: str = PROC) -> list[Sample]:
-    """Allocated file handles and the system limit from /proc/sys/fs/file-nr."""
-    allocated, _unused, limit = (int(v) for v in read_text(f"{proc}/sys/fs/file-nr").split())
     return [
-        gauge("file_descriptors_allocated", allocated),
-        gauge("file_descriptors_limit", limit),
-        gauge("file_descriptors_used_ratio", ratio(allocated, limit)),
+        Sample("uptime_seconds", {}, up),
+        Sample("boot_time_seconds", {}, time.time() - up),
     ]

@@ -3,7 +3,9 @@
 Only planned where systemd is the running init (``/run/systemd/system`` exists).
 Starting ``systemctl`` costs far more than the rest of a cycle, so its answer - or
 its error - is cached for ``refresh_seconds`` and replayed in between; the command
-runs with a timeout. Yields ``systemd_units_failed`` and ``systemd_unit_failed{unit}``.
+runs with a timeout. Whether systemd runs is looked up again as often (the init
+system does not change under a running host). Yields ``systemd_units_failed`` and
+``systemd_unit_failed{unit}``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class SystemdCheck:
     """
 
     name = "systemd"
+    blocking = True  # runs systemctl
 
     def __init__(
         self,
@@ -86,10 +89,16 @@ class SystemdCheck:
         self._fetched_at: float | None = None
         self._units: list[str] = []
         self._error: str | None = None
+        self._looked_at: float | None = None
+        self._is_present = False
 
     def plan(self) -> Mapping[str, Probe]:
         """One probe when systemd runs this host, none otherwise."""
-        return {self.name: self.collect} if self._present() else {}
+        now = self._clock()
+        if self._looked_at is None or now - self._looked_at >= self._refresh:
+            self._looked_at = now
+            self._is_present = self._present()
+        return {self.name: self.collect} if self._is_present else {}
 
     def collect(self) -> list[Sample]:
         """Samples from the cached unit list, refreshing it first when stale."""

@@ -1,13 +1,17 @@
 """Hardware temperatures via ``psutil.sensors_temperatures`` (hwmon / thermal zones).
 
-Hosts without sensors (most VMs) yield no samples, which is not a failure. The
-``label`` is the sensor's own label, or ``temp<N>`` (1-based position) when it has
-none; a repeated (sensor, label) pair gets `` #2``, `` #3``... so series stay unique.
+Hosts without sensors (most VMs) yield no samples, which is not a failure. Whether
+there is sensor hardware at all (any hwmon device or thermal zone) is looked up at
+most once per ``refresh_seconds``; psutil, which globs several sysfs patterns per
+call, is only asked where there is. The ``label`` is the sensor's own label, or
+``temp<N>`` (1-based position) when it has none; a repeated (sensor, label) pair gets
+`` #2``, `` #3``... so series stay unique.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -36,25 +40,47 @@ def _has_entries(directory: str, prefix: str = "") -> bool:
         return False
 
 
-def read_sensors(sys: str = "/sys") -> Mapping[str, Sequence[Reading]]:
-    """``psutil.sensors_temperatures()``, skipped when no hwmon/thermal device exists.
+def read_sensors() -> Mapping[str, Sequence[Reading]]:
+    """``psutil.sensors_temperatures()``: globs and reads hwmon (or thermal zone) files."""
+    return psutil.sensors_temperatures()
 
-    psutil globs several sysfs patterns on every call; two directory listings settle
-    the common sensorless case (virtual machines) far more cheaply.
-    """
-    if _has_entries(f"{sys}/class/hwmon") or _has_entries(f"{sys}/class/thermal", "thermal_zone"):
-        return psutil.sensors_temperatures()
-    return {}
+
+def sensors_present(sys: str = "/sys") -> bool:
+    """Whether any hwmon device or thermal zone exists: what psutil reads from."""
+    return _has_entries(f"{sys}/class/hwmon") or _has_entries(
+        f"{sys}/class/thermal", "thermal_zone"
+    )
 
 
 class TemperatureCheck:
-    """Yields ``temperature_celsius{sensor, label}``; ``reader`` is injectable for tests."""
+    """Yields ``temperature_celsius{sensor, label}``.
 
-    def __init__(self, *, reader: Reader = read_sensors) -> None:
+    ``reader``, ``present`` and ``clock`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        reader: Reader = read_sensors,
+        present: Callable[[], bool] = sensors_present,
+        refresh_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._reader = reader
+        self._present = present
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._looked_at: float | None = None
+        self._is_present = False
 
     def __call__(self) -> list[Sample]:
         """One sample per sensor entry that reports a current value."""
+        now = self._clock()
+        if self._looked_at is None or now - self._looked_at >= self._refresh:
+            self._looked_at = now
+            self._is_present = self._present()
+        if not self._is_present:
+            return []
         samples: list[Sample] = []
         seen: dict[tuple[str, str], int] = {}
         for sensor, entries in self._reader().items():

@@ -197,6 +197,31 @@ def test_a_check_whose_planning_fails_is_reported_under_its_name() -> None:
     assert values(cycle, "ok_total") == [1.0]
 
 
+def test_non_blocking_checks_run_in_the_collecting_thread_in_check_order() -> None:
+    threads: dict[str, threading.Thread] = {}
+
+    def probe(name: str, fail: bool = False) -> SimpleCheck:
+        def run() -> list[Sample]:
+            threads[name] = threading.current_thread()
+            if fail:
+                raise OSError(f"no {name}")
+            return [Sample(f"{name}_total", {}, 1.0)]
+
+        return SimpleCheck(name, run, blocking=name.startswith("pooled"))
+
+    checks = [probe("pooled_a"), probe("inline_b"), probe("pooled_c"), probe("inline_d", True)]
+    with Sampler(checks=checks) as sampler:
+        cycle = sampler.collect()
+    assert threads["inline_b"] is threads["inline_d"] is threading.current_thread()
+    assert threads["pooled_a"] is not threading.current_thread()
+    assert [s.name for s in cycle.samples if s.name != "agent_check_duration_seconds"] == [
+        "pooled_a_total",
+        "inline_b_total",
+        "pooled_c_total",
+    ]
+    assert cycle.failures == [CheckFailure("inline_d", "OSError: no inline_d")]
+
+
 class HangingStatvfs:
     """statvfs that blocks on ``release`` for one mountpoint and counts its calls."""
 

@@ -14,17 +14,51 @@ from agent.sampler.disks import DiskCheck
 from agent.sampler.filesystems import (
     DEFAULT_EXCLUDED_FSTYPES,
     DEFAULT_EXCLUDED_MOUNTPOINTS,
+    FilesystemCheck,
     Mount,
+    MountTable,
     filesystem_samples,
     parse_mounts,
     select_mounts,
 )
-from agent.sampler.memory import memory
+from agent.sampler.memory import MemoryCheck
 from agent.sampler.model import Sample
 from agent.sampler.network import NetworkCheck
 from agent.sampler.processes import ProcessCheck
-from agent.sampler.system import file_descriptors, load
-from agent.sampler.temperatures import TemperatureCheck, read_sensors
+from agent.sampler.procfs import ProcFile, read_bytes
+from agent.sampler.system import FileDescriptorCheck, LoadCheck
+from agent.sampler.temperatures import TemperatureCheck, sensors_present
+
+
+def test_proc_file_reads_the_current_content_each_time(tmp_path: Path) -> None:
+    path = tmp_path / "loadavg"
+    file = ProcFile(str(path))
+    with pytest.raises(FileNotFoundError):
+        file.read()
+    path.write_text("0.50 1.25 2.00 3/400 1234\n")
+    assert file.read() == b"0.50 1.25 2.00 3/400 1234\n"
+    path.write_text("0.10 0.20 0.30 1/90 99\n")  # rewritten in place, shorter
+    assert file.read_text() == "0.10 0.20 0.30 1/90 99\n"
+    assert ProcFile("/proc/loadavg").read().count(b" ") == 4
+    directory = ProcFile(str(tmp_path))  # opens, but every read fails: closed each time
+    for _ in range(2):
+        with pytest.raises(IsADirectoryError):
+            directory.read()
+
+
+def test_reads_go_on_past_the_kernels_page_sized_pieces() -> None:
+    # /proc files generated record by record come about a page per read(), however
+    # large the buffer; only an empty read means the end.
+    path = "/proc/self/smaps"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    mappings = len(read_bytes("/proc/self/maps").splitlines())
+    for whole in (read_bytes(path), ProcFile(path).read()):
+        assert len(whole) > len(first)
+        assert abs(whole.count(b"\nVmFlags:") - mappings) <= 5
 
 
 def write(root: Path, relative: str, text: str) -> None:
@@ -77,6 +111,13 @@ def test_cpu_first_cycle_reports_since_boot_then_deltas(tmp_path: Path) -> None:
     assert usage["total"] == pytest.approx(150 / 300)
 
 
+def test_cpu_cores_counts_the_cpus_stat_lists(tmp_path: Path) -> None:
+    write(tmp_path, "stat", STAT_BOOT)
+    got = by_key(CpuCheck(proc=str(tmp_path))())
+    assert got[("cpu_cores",)] == 2
+    assert by_key(CpuCheck()())[("cpu_cores",)] == os.cpu_count()
+
+
 def test_cpu_repeats_previous_ratios_when_no_tick_elapsed(tmp_path: Path) -> None:
     write(tmp_path, "stat", STAT_BOOT)
     check = CpuCheck(proc=str(tmp_path))
@@ -111,7 +152,7 @@ SwapFree:        1500000 kB
 def test_memory_and_swap_from_meminfo_and_vmstat(tmp_path: Path) -> None:
     write(tmp_path, "meminfo", MEMINFO)
     write(tmp_path, "vmstat", "nr_free_pages 5\npswpin 10\npswpout 20\noom_kill 3\n")
-    got = by_key(memory(proc=str(tmp_path)))
+    got = by_key(MemoryCheck(proc=str(tmp_path))())
     page = os.sysconf("SC_PAGE_SIZE")
     assert got[("memory_total_bytes",)] == 8000000 * 1024
     assert got[("memory_available_bytes",)] == 6000000 * 1024
@@ -126,7 +167,7 @@ def test_memory_and_swap_from_meminfo_and_vmstat(tmp_path: Path) -> None:
 def test_memory_without_memavailable_or_oom_kill(tmp_path: Path) -> None:
     write(tmp_path, "meminfo", MEMINFO.replace("MemAvailable:    6000000 kB\n", ""))
     write(tmp_path, "vmstat", "pswpin 0\npswpout 0\n")
-    got = by_key(memory(proc=str(tmp_path)))
+    got = by_key(MemoryCheck(proc=str(tmp_path))())
     assert got[("memory_available_bytes",)] == (1000000 + 100000 + 2000000) * 1024
     assert ("oom_kills_total",) not in got
 
@@ -228,13 +269,13 @@ def test_cheap_counts_run_every_cycle_and_stale_ones_are_capped(tmp_path: Path) 
 def test_file_descriptors_and_load(tmp_path: Path) -> None:
     write(tmp_path, "sys/fs/file-nr", "2000\t0\t100000\n")
     write(tmp_path, "loadavg", "0.50 1.25 2.00 3/400 1234\n")
-    fds = by_key(file_descriptors(proc=str(tmp_path)))
+    fds = by_key(FileDescriptorCheck(proc=str(tmp_path))())
     assert fds == {
         ("file_descriptors_allocated",): 2000,
         ("file_descriptors_limit",): 100000,
         ("file_descriptors_used_ratio",): pytest.approx(0.02),
     }
-    loads = by_key([s for s in load(proc=str(tmp_path)) if s.labels], "period")
+    loads = by_key(LoadCheck(proc=str(tmp_path))(), "period")
     assert loads == {("load_average", "1m"): 0.5, ("load_average", "5m"): 1.25,
                      ("load_average", "15m"): 2.0}  # fmt: skip
 
@@ -262,6 +303,31 @@ def test_mount_selection() -> None:
         Mount("/dev/vdc", "/srv/my data", "ext4"),  # the later mount hides the earlier
         Mount("server:/export", "/mnt/nfs", "nfs4"),
     ]
+
+
+def test_mount_table_rereads_a_plain_file_every_time(tmp_path: Path) -> None:
+    write(tmp_path, "self/mounts", "/dev/vda / ext4 rw 0 0\n")
+    table = MountTable(str(tmp_path / "self/mounts"))
+    assert table() == [Mount("/dev/vda", "/", "ext4")]
+    write(tmp_path, "self/mounts", "/dev/vda / ext4 rw 0 0\n/dev/vdb /srv xfs rw 0 0\n")
+    assert table() == [Mount("/dev/vda", "/", "ext4"), Mount("/dev/vdb", "/srv", "xfs")]
+
+
+def test_mount_table_of_this_process_reads_again_only_after_a_change() -> None:
+    table = MountTable("/proc/self/mounts")
+    first = table()
+    assert first == parse_mounts(read_bytes("/proc/self/mounts").decode())
+    assert table() is first  # no mount or unmount since: the kernel flagged nothing
+
+
+def test_filesystems_replan_when_the_mounts_change() -> None:
+    mounts = [Mount("/dev/vda", "/", "ext4")]
+    check = FilesystemCheck(mounts=lambda: mounts)
+    assert list(check.plan()) == ["filesystems:/"]
+    mounts.append(Mount("/dev/vdb", "/srv", "xfs"))
+    assert list(check.plan()) == ["filesystems:/", "filesystems:/srv"]
+    mounts.pop(0)
+    assert list(check.plan()) == ["filesystems:/srv"]
 
 
 def test_root_is_kept_even_on_an_excluded_type() -> None:
@@ -312,7 +378,7 @@ def test_temperatures_label_fallback_and_duplicates() -> None:
             ],
         }
 
-    got = by_key(TemperatureCheck(reader=reader)(), "sensor", "label")
+    got = by_key(TemperatureCheck(reader=reader, present=lambda: True)(), "sensor", "label")
     assert got == {
         ("temperature_celsius", "coretemp", "Package id 0"): 48.0,
         ("temperature_celsius", "nvme", "Composite"): 35.0,
@@ -322,11 +388,36 @@ def test_temperatures_label_fallback_and_duplicates() -> None:
 
 
 def test_no_temperature_hardware_means_no_samples(tmp_path: Path) -> None:
-    assert TemperatureCheck(reader=dict)() == []
+    assert TemperatureCheck(reader=dict, present=lambda: True)() == []
     (tmp_path / "class/hwmon").mkdir(parents=True)
     (tmp_path / "class/thermal/cooling_device0").mkdir(parents=True)
-    assert read_sensors(str(tmp_path)) == {}  # nothing to ask psutil about
+    assert not sensors_present(str(tmp_path))  # nothing to ask psutil about
+    (tmp_path / "class/thermal/thermal_zone0").mkdir()
+    assert sensors_present(str(tmp_path))
     assert isinstance(TemperatureCheck()(), list)  # this host, whatever its sensors
+
+
+def test_sensor_hardware_is_looked_up_once_per_refresh_period() -> None:
+    now, lookups, reads = [1000.0], [], []
+
+    def present() -> bool:
+        lookups.append(now[0])
+        return len(lookups) > 1
+
+    def reader() -> dict[str, list[SimpleNamespace]]:
+        reads.append(now[0])
+        return {"acpitz": [SimpleNamespace(label="", current=27.8)]}
+
+    check = TemperatureCheck(reader=reader, present=present, clock=lambda: now[0])
+    assert check() == []
+    now[0] += 59
+    assert check() == []
+    now[0] += 1
+    assert by_key(check(), "sensor") == {("temperature_celsius", "acpitz"): 27.8}
+    now[0] += 1
+    check()
+    assert lookups == [1000.0, 1060.0]
+    assert reads == [1060.0, 1061.0]
 
 
 def fake_adjtimex(state: int, status: int, offset: int) -> ClockCheck:

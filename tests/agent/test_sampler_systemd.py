@@ -90,6 +90,22 @@ def test_planned_only_where_systemd_runs() -> None:
     assert list(SystemdCheck(present=lambda: True).plan()) == ["systemd"]
 
 
+def test_whether_systemd_runs_is_looked_up_once_per_refresh_period() -> None:
+    clock, lookups = FakeClock(), []
+
+    def present() -> bool:
+        lookups.append(clock.now)
+        return len(lookups) > 1
+
+    check = SystemdCheck(present=present, clock=clock)
+    assert check.plan() == {}
+    clock.now += 59
+    assert check.plan() == {}
+    clock.now += 1
+    assert list(check.plan()) == ["systemd"]
+    assert lookups == [1000.0, 1060.0]
+
+
 def test_run_systemctl_maps_timeout_exit_status_and_missing_binary() -> None:
     start = time.monotonic()
     with pytest.raises(SystemctlError, match=r"timed out after 0\.2s"):

@@ -2,8 +2,8 @@
 
 Not a pytest test; prints figures (``--json`` for machine-readable output).
 
-Agent: a fresh Python subprocess imports what ``aftercare-agent run`` imports (grpc,
-protobuf, psutil, the generated protocol, the sampler), warms up, then runs
+Agent: a fresh Python subprocess imports what ``aftercare-agent run`` imports (its own
+gRPC client on h2, protobuf, psutil, the generated protocol, the sampler), warms up, then runs
 ``--cycles`` cycles ``--interval`` apart, each serialised as a ``MetricBatch``. CPU is
 the process's CPU time (all threads) per cycle; RSS is VmRSS / VmHWM at the end.
 
@@ -53,20 +53,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 AGENT_CHILD = r"""
 import json, sys, time
-import grpc, grpc.aio, google.protobuf, psutil
-from proto import agent_pb2, agent_pb2_grpc
+import agent.cli  # everything `aftercare-agent run` imports (agent.rpc, h2, protobuf, psutil)
+from agent.runner import cycle_to_batch
 from agent.sampler import Sampler
 
 cycles, interval, warmup = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 
 def batch(sequence, cycle):
-    return agent_pb2.MetricBatch(
-        sequence=sequence,
-        collected_unix_ms=cycle.collected_unix_ms,
-        samples=[agent_pb2.Sample(name=s.name, labels=s.labels, value=s.value)
-                 for s in cycle.samples],
-        failures=[agent_pb2.CheckFailure(check=f.check, error=f.error) for f in cycle.failures],
-    ).SerializeToString()
+    message = cycle_to_batch(cycle)
+    message.sequence = sequence
+    return message.SerializeToString()
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -280,18 +276,22 @@ def verdict(agent: dict[str, Any], exporter: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def real_verdict(real: dict[str, Any]) -> dict[str, Any]:
-    """The real agent process against the RSS target."""
+def real_verdict(real: dict[str, Any], exporter: dict[str, Any]) -> dict[str, Any]:
+    """The real agent process against both targets."""
     if "peak_rss_mib" not in real:
-        return {"rss_ok": None}
-    return {"rss_ok": real["peak_rss_mib"] <= RSS_LIMIT_MIB}
+        return {"rss_ok": None, "cpu_ok": None}
+    result: dict[str, Any] = {"rss_ok": real["peak_rss_mib"] <= RSS_LIMIT_MIB, "cpu_ok": None}
+    if "cpu_ms_per_scrape" in exporter:
+        result["cpu_budget_ms"] = CPU_FACTOR * exporter["cpu_ms_per_scrape"]
+        result["cpu_ok"] = real["cpu_ms_per_cycle"] <= result["cpu_budget_ms"]
+    return result
 
 
 def print_real(real: dict[str, Any], result: dict[str, Any]) -> None:
     """Human-readable report of the real agent process."""
     if "peak_rss_mib" not in real:
         print(f"real agent: {real.get('skipped') or real.get('error')}")
-        print("verdict (real agent process): RSS n/a")
+        print("verdict (real agent process): CPU n/a; RSS n/a")
         return
     print(
         f"real agent (aftercare-agent run, interval {real['interval']}, streaming to a real "
@@ -303,9 +303,15 @@ def print_real(real: dict[str, Any], result: dict[str, Any]) -> None:
         f"real agent memory: VmRSS {real['rss_mib']:.1f} MiB (RssAnon {real['rss_anon_mib']:.1f}"
         f", RssFile {real['rss_file_mib']:.1f}), VmHWM {real['peak_rss_mib']:.1f} MiB"
     )
+    cpu = {True: "PASS", False: "FAIL", None: "n/a"}[result["cpu_ok"]]
+    cpu_detail = (
+        f"{real['cpu_ms_per_cycle']:.2f} ms <= {result['cpu_budget_ms']:.2f} ms"
+        if "cpu_budget_ms" in result
+        else "no node_exporter to compare with"
+    )
     rss = "PASS" if result["rss_ok"] else "FAIL"
     print(
-        f"verdict (real agent process): RSS {rss} "
+        f"verdict (real agent process): CPU {cpu} ({cpu_detail}); RSS {rss} "
         f"({real['peak_rss_mib']:.1f} MiB <= {RSS_LIMIT_MIB:.0f} MiB)"
     )
 
@@ -358,7 +364,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between cycles")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured cycles/scrapes first")
     parser.add_argument(
-        "--agent-cycles", type=int, default=20, help="real agent cycles measured (0: skip)"
+        "--agent-cycles", type=int, default=40, help="real agent cycles measured (0: skip)"
     )
     parser.add_argument("--agent-interval", default="1s", help="real agent interval")
     parser.add_argument(
@@ -372,7 +378,7 @@ def main() -> int:
     real: dict[str, Any] = {"skipped": "--agent-cycles 0"}
     if args.agent_cycles > 0:
         real = measure_real_agent(args.agent_cycles, args.agent_interval, args.agent_warmup)
-    real_result = real_verdict(real)
+    real_result = real_verdict(real, exporter)
     if args.json:
         print(
             json.dumps(
