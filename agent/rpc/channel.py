@@ -32,11 +32,13 @@ import h2.exceptions
 import h2.settings
 
 from agent.rpc.call import StreamCall
+from agent.rpc.h2_workarounds import H2Connection, install_cheap_data_repr
 from agent.rpc.status import RpcError, StatusCode
 
 __all__ = ["Channel", "Keepalive"]
 
 log = logging.getLogger(__name__)
+install_cheap_data_repr()
 
 R = TypeVar("R")
 
@@ -53,17 +55,6 @@ _RESET_CODES = {
     h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
     h2.errors.ErrorCodes.INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
 }
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2 closes its state machine on any GOAWAY; RFC 9113 6.8 lets streams <= last id finish."""
-
-    def _receive_goaway_frame(self, frame):  # type: ignore[no-untyped-def]
-        before = self.state_machine.state
-        frames, events = super()._receive_goaway_frame(frame)
-        if before != h2.connection.ConnectionState.CLOSED:
-            self.state_machine.state = before
-        return frames, events
 
 
 @dataclass(frozen=True)
@@ -90,7 +81,7 @@ class Channel:
         self._authority = authority.encode()
         self._keepalive = keepalive
         self._max_message_bytes = max_message_bytes
-        self._h2 = _H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self._h2 = H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._calls: dict[int, StreamCall[object]] = {}
         self._window_open = asyncio.Event()
         self._ping_answered: asyncio.Future[None] | None = None

@@ -47,7 +47,8 @@ class MessageBuffer:
             end = offset + _PREFIX.size + length
             if len(buffer) < end:
                 break
-            messages.append(bytes(buffer[offset + _PREFIX.size : end]))
+            with memoryview(buffer) as view:  # one copy, not slice-then-bytes
+                messages.append(view[offset + _PREFIX.size : end].tobytes())
             offset = end
         del buffer[:offset]
         return messages

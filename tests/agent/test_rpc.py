@@ -8,6 +8,7 @@ what a grpcio server never does.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import datetime as dt
 import os
 import socket
@@ -20,10 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import hyperframe.frame
 import pytest
 
 from agent.identity import new_key_and_csr
-from agent.rpc import Channel, Keepalive, RpcError, StatusCode, StreamCall, client_context
+from agent.rpc import (
+    Channel,
+    Keepalive,
+    RpcError,
+    StatusCode,
+    StreamCall,
+    client_context,
+    h2_workarounds,
+)
 from collector.pki import CertificateAuthority
 
 pytestmark = pytest.mark.timeout(60)
@@ -768,3 +778,16 @@ def test_a_tls_server_not_selecting_http2_is_refused(
         assert caught.value.code == StatusCode.UNAVAILABLE
 
     run(test)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"abc", b"0123456789", b"0123456789a", bytes(range(256)) * 64]
+)
+def test_the_cheap_frame_repr_reads_as_hyperframes(data: bytes) -> None:
+    """The workaround hexlifies only what it shows, and shows what hyperframe showed."""
+    hexed = binascii.hexlify(data).decode("ascii")  # hyperframe: whole payload, then cut
+    expected = (
+        "None" if not data else "<hex:" + (hexed[:20] + "..." if len(hexed) > 20 else hexed) + ">"
+    )
+    assert h2_workarounds._raw_data_repr(data) == expected
+    assert hyperframe.frame._raw_data_repr is h2_workarounds._raw_data_repr  # installed
