@@ -1,6 +1,6 @@
 """The agent's exception tree: every error the agent raises on purpose.
 
-Third-party errors (sqlite3, tomllib, grpc, cryptography, ...) are mapped to these at
+Third-party errors (sqlite3, tomllib, agent.rpc.RpcError, cryptography, ...) are mapped to these at
 the boundary with ``raise ... from exc``. Messages say what to do where there is
 something to do.
 
