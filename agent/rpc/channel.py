@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import TypeVar
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
