@@ -10,6 +10,7 @@ overran its time limit. Modules, one concern each:
     pool          persistent daemon worker threads
     checks        the default check set
     procfs        cheap /proc readers
+    refresh       when a cached lookup (systemd, sensor presence) is due again
     cpu, system, memory, filesystems, disks, network, processes,
     temperatures, systemd, clock      one check family each
     errors        the package's exception tree

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from agent.sampler.errors import SystemctlError
 from agent.sampler.model import Probe, Sample, gauge
+from agent.sampler.refresh import Refresh
 
 RUN_DIR = "/run/systemd/system"
 COMMAND = (
@@ -82,29 +83,23 @@ class SystemdCheck:
         present: Callable[[], bool] = lambda: os.path.isdir(RUN_DIR),
     ) -> None:
         self._timeout = timeout
-        self._refresh = refresh_seconds
         self._runner = runner
-        self._clock = clock
         self._present = present
-        self._fetched_at: float | None = None
+        self._look = Refresh(refresh_seconds, clock)  # is systemd the init?
+        self._is_present = False
+        self._fetch = Refresh(refresh_seconds, clock)  # run systemctl again?
         self._units: list[str] = []
         self._error: str | None = None
-        self._looked_at: float | None = None
-        self._is_present = False
 
     def plan(self) -> Mapping[str, Probe]:
         """One probe when systemd runs this host, none otherwise."""
-        now = self._clock()
-        if self._looked_at is None or now - self._looked_at >= self._refresh:
-            self._looked_at = now
+        if self._look.due():
             self._is_present = self._present()
         return {self.name: self.collect} if self._is_present else {}
 
     def collect(self) -> list[Sample]:
         """Samples from the cached unit list, refreshing it first when stale."""
-        now = self._clock()
-        if self._fetched_at is None or now - self._fetched_at >= self._refresh:
-            self._fetched_at = now
+        if self._fetch.due():
             try:
                 self._units, self._error = parse_failed_units(self._runner(self._timeout)), None
             except Exception as exc:

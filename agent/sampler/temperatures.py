@@ -18,6 +18,7 @@ from typing import Protocol
 import psutil
 
 from agent.sampler.model import Sample
+from agent.sampler.refresh import Refresh
 
 
 class Reading(Protocol):
@@ -68,16 +69,12 @@ class TemperatureCheck:
     ) -> None:
         self._reader = reader
         self._present = present
-        self._refresh = refresh_seconds
-        self._clock = clock
-        self._looked_at: float | None = None
+        self._look = Refresh(refresh_seconds, clock)
         self._is_present = False
 
     def __call__(self) -> list[Sample]:
         """One sample per sensor entry that reports a current value."""
-        now = self._clock()
-        if self._looked_at is None or now - self._looked_at >= self._refresh:
-            self._looked_at = now
+        if self._look.due():
             self._is_present = self._present()
         if not self._is_present:
             return []

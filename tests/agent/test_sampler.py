@@ -19,6 +19,7 @@ from agent.sampler import (
     SimpleCheck,
 )
 from agent.sampler.filesystems import FilesystemCheck, Mount
+from agent.sampler.refresh import Refresh
 
 CORE_NAMES = {
     "cpu_usage_ratio",
@@ -322,3 +323,13 @@ def test_close_is_idempotent_and_stops_collecting() -> None:
 def test_check_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="check_timeout"):
         Sampler(check_timeout=0)
+
+
+def test_refresh_is_due_at_first_then_once_per_period() -> None:
+    now = [100.0]
+    refresh = Refresh(60.0, clock=lambda: now[0])
+    answers = []
+    for t in (100.0, 130.0, 159.9, 160.0, 200.0, 220.0):
+        now[0] = t
+        answers.append(refresh.due())
+    assert answers == [True, False, False, True, False, True]
