@@ -103,7 +103,6 @@ class CollectorLink:
         self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
         self._call: ControlCall | None = None
         self._channel: Channel | None = None
-        self._write_lock = asyncio.Lock()
         self._backlog: collections.deque[bytes] = collections.deque(maxlen=LIVE_BACKLOG)
 
     async def send_live(self, message: agent_pb2.AgentMessage) -> None:
@@ -117,8 +116,7 @@ class CollectorLink:
         call = self._call
         if call is not None and self.status.connected:
             try:
-                async with self._write_lock:
-                    await call.write(payload)
+                await call.write(payload)  # StreamCall.write never interleaves messages
                 return
             except Exception:  # the stream just broke: fall through to the backlog
                 log.info("live message not sent: the stream is down")
@@ -235,8 +233,7 @@ class CollectorLink:
                 entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
             for entry in entries:
                 in_flight.add(entry.sequence)
-                async with self._write_lock:
-                    await call.write(entry.payload)
+                await call.write(entry.payload)
                 last_sent = entry.sequence
             if len(in_flight) >= limit:
                 window_open.clear()

@@ -60,10 +60,6 @@ class StreamCall(Generic[R]):
         self._trailers: RpcError | None = None
 
     @property
-    def stream_id(self) -> int:
-        return self._stream_id
-
-    @property
     def finished(self) -> bool:
         """Whether the call has its final status (it may still hold unread messages)."""
         return self._status is not None
@@ -107,9 +103,7 @@ class StreamCall(Generic[R]):
 
     def cancel(self) -> None:
         """Abort the call (RST_STREAM CANCEL); later reads and writes raise CANCELLED."""
-        if self._status is None:
-            self._connection.reset(self._stream_id)
-            self._fail(RpcError(StatusCode.CANCELLED, "the call was cancelled"))
+        self._abort(RpcError(StatusCode.CANCELLED, "the call was cancelled"))
 
     # The channel's side.
 

@@ -177,12 +177,11 @@ class Channel:
                 await call.read()  # the status: None when OK, RpcError otherwise
                 return reply
         except TimeoutError:
-            call.cancel()
             raise RpcError(
                 StatusCode.DEADLINE_EXCEEDED, f"{method} got no answer in {timeout:g} s"
             ) from None
         finally:
-            if not call.finished:
+            if not call.finished:  # deadline, failure, or our task cancelled: end it
                 call.cancel()
 
     async def aclose(self) -> None:
