@@ -24,8 +24,8 @@ test: $(STAMP)   ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)   ## ruff format check and lint
-	$(BIN)/ruff format --check agent collector playbooks proto tests
-	$(BIN)/ruff check agent collector playbooks proto tests
+	$(BIN)/ruff format --check agent collector common playbooks proto tests
+	$(BIN)/ruff check agent collector common playbooks proto tests
 
 typecheck: $(STAMP)  ## mypy --strict on the packages
 	$(BIN)/mypy

@@ -139,6 +139,7 @@ class AgentMessage(_message.Message):
     RUN_OUTPUT_FIELD_NUMBER: _builtins.int
     RUN_RESULT_FIELD_NUMBER: _builtins.int
     SESSION_APPROVAL_FIELD_NUMBER: _builtins.int
+    AUDIT_WITNESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -161,6 +162,10 @@ class AgentMessage(_message.Message):
     def session_approval(self) -> Global___SessionApproval:
         """a remote session approved on the host"""
 
+    @_builtins.property
+    def audit_witness(self) -> Global___AuditWitness:
+        """the audit checkpoint the agent holds now"""
+
     def __init__(
         self,
         *,
@@ -171,12 +176,13 @@ class AgentMessage(_message.Message):
         run_output: Global___RunOutput | None = ...,
         run_result: Global___RunResult | None = ...,
         session_approval: Global___SessionApproval | None = ...,
+        audit_witness: Global___AuditWitness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_witness", b"audit_witness", "batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_witness", b"audit_witness", "batch", b"batch", "gap", b"gap", "hello", b"hello", "kind", b"kind", "run_output", b"run_output", "run_result", b"run_result", "run_update", b"run_update", "session_approval", b"session_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap", "run_update", "run_output", "run_result", "session_approval"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "batch", "gap", "run_update", "run_output", "run_result", "session_approval", "audit_witness"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -192,6 +198,9 @@ class Hello(_message.Message):
     PLATFORM_FIELD_NUMBER: _builtins.int
     INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     SESSION_APPROVAL_FIELD_NUMBER: _builtins.int
+    APPROVAL_ROOT_FIELD_NUMBER: _builtins.int
+    AUDIT_CHECKPOINT_COUNT_FIELD_NUMBER: _builtins.int
+    AUDIT_CHECKPOINT_HEAD_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     hostname: _builtins.str
     platform: _builtins.str
@@ -203,6 +212,15 @@ class Hello(_message.Message):
     through the collector), "local" (only `aftercare-agent approve-session` on the
     host counts), "either", or "disabled" (no remote sessions; also when empty).
     """
+    approval_root: _builtins.str
+    """"sha256:HEX" of the customer's approval root pinned on this host ("" if none):
+    approvals must then be signed statements that verify against it.
+    """
+    audit_checkpoint_count: _builtins.int
+    """The audit checkpoint the agent holds (0/"" if none): the collector sends the
+    next one with the proof that it extends this one.
+    """
+    audit_checkpoint_head: _builtins.str
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -214,10 +232,13 @@ class Hello(_message.Message):
         platform: _builtins.str = ...,
         interval_seconds: _builtins.float = ...,
         session_approval: _builtins.str = ...,
+        approval_root: _builtins.str = ...,
+        audit_checkpoint_count: _builtins.int = ...,
+        audit_checkpoint_head: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "interval_seconds", b"interval_seconds", "platform", b"platform", "session_approval", b"session_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "approval_root", b"approval_root", "audit_checkpoint_count", b"audit_checkpoint_count", "audit_checkpoint_head", b"audit_checkpoint_head", "capabilities", b"capabilities", "hostname", b"hostname", "interval_seconds", b"interval_seconds", "platform", b"platform", "session_approval", b"session_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -384,6 +405,8 @@ class CollectorMessage(_message.Message):
     SESSION_OPEN_FIELD_NUMBER: _builtins.int
     SESSION_CLOSE_FIELD_NUMBER: _builtins.int
     SESSION_DECIDED_FIELD_NUMBER: _builtins.int
+    APPROVER_REVOCATIONS_FIELD_NUMBER: _builtins.int
+    AUDIT_CHECKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -402,6 +425,10 @@ class CollectorMessage(_message.Message):
     def session_close(self) -> Global___SessionClose: ...
     @_builtins.property
     def session_decided(self) -> Global___SessionDecided: ...
+    @_builtins.property
+    def approver_revocations(self) -> Global___ApproverRevocations: ...
+    @_builtins.property
+    def audit_checkpoint(self) -> Global___AuditCheckpoint: ...
     def __init__(
         self,
         *,
@@ -414,16 +441,111 @@ class CollectorMessage(_message.Message):
         session_open: Global___SessionOpen | None = ...,
         session_close: Global___SessionClose | None = ...,
         session_decided: Global___SessionDecided | None = ...,
+        approver_revocations: Global___ApproverRevocations | None = ...,
+        audit_checkpoint: Global___AuditCheckpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "approver_revocations", b"approver_revocations", "audit_checkpoint", b"audit_checkpoint", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "approver_revocations", b"approver_revocations", "audit_checkpoint", b"audit_checkpoint", "kind", b"kind", "run_approval", b"run_approval", "run_cancel", b"run_cancel", "run_request", b"run_request", "session_close", b"session_close", "session_decided", b"session_decided", "session_open", b"session_open", "session_requested", b"session_requested", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel", "session_requested", "session_open", "session_close", "session_decided"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "run_request", "run_approval", "run_cancel", "session_requested", "session_open", "session_close", "session_decided", "approver_revocations", "audit_checkpoint"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___CollectorMessage: _TypeAlias = CollectorMessage  # noqa: Y015
+
+@_typing.final
+class ApproverRevocations(_message.Message):
+    """Approver certificates the customer's approval root has revoked (each a signed
+    revocation, docs/approvals.md). Sent on connect and whenever one is added; the
+    agent keeps every valid one it has seen.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOCATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def revocations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        revocations: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revocations", b"revocations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproverRevocations: _TypeAlias = ApproverRevocations  # noqa: Y015
+
+@_typing.final
+class AuditCheckpoint(_message.Message):
+    """A signed checkpoint of the collector's audit chain (docs/audit.md) and the proof
+    that it extends the checkpoint the agent holds: the hashes of the entries after
+    that one, in order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    PROOF_FROM_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    checkpoint: _builtins.bytes
+    """canonical JSON, as signed"""
+    signature: _builtins.bytes
+    """Ed25519 by the collector's audit key"""
+    proof_from: _builtins.int
+    """the entry count the proof starts after"""
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """entry hashes proof_from+1 .. count (32 bytes each)"""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        proof_from: _builtins.int = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "proof", b"proof", "proof_from", b"proof_from", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditCheckpoint: _TypeAlias = AuditCheckpoint  # noqa: Y015
+
+@_typing.final
+class AuditWitness(_message.Message):
+    """The agent's answer to an AuditCheckpoint: what it holds now, and why it refused
+    the one it was sent (empty: accepted).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    head: _builtins.str
+    refused: _builtins.str
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        head: _builtins.str = ...,
+        refused: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "head", b"head", "refused", b"refused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditWitness: _TypeAlias = AuditWitness  # noqa: Y015
 
 @_typing.final
 class SessionRequested(_message.Message):
@@ -479,11 +601,16 @@ class SessionOpen(_message.Message):
     ENGINEER_FIELD_NUMBER: _builtins.int
     WINDOW_END_UNIX_MS_FIELD_NUMBER: _builtins.int
     APPROVED_BY_FIELD_NUMBER: _builtins.int
+    SIGNED_APPROVAL_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     tunnel_id: _builtins.str
     engineer: _builtins.str
     window_end_unix_ms: _builtins.int
     approved_by: _builtins.str
+    signed_approval: _builtins.bytes
+    """The customer's signed approval (docs/approvals.md); required by hosts that pin
+    an approval root.
+    """
     def __init__(
         self,
         *,
@@ -492,10 +619,11 @@ class SessionOpen(_message.Message):
         engineer: _builtins.str = ...,
         window_end_unix_ms: _builtins.int = ...,
         approved_by: _builtins.str = ...,
+        signed_approval: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "engineer", b"engineer", "session_id", b"session_id", "tunnel_id", b"tunnel_id", "window_end_unix_ms", b"window_end_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "engineer", b"engineer", "session_id", b"session_id", "signed_approval", b"signed_approval", "tunnel_id", b"tunnel_id", "window_end_unix_ms", b"window_end_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -964,19 +1092,25 @@ class RunApproval(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     APPROVED_BY_FIELD_NUMBER: _builtins.int
     EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    SIGNED_APPROVAL_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     approved_by: _builtins.str
     expires_unix_ms: _builtins.int
+    signed_approval: _builtins.bytes
+    """The customer's signed approval (docs/approvals.md); required by hosts that pin
+    an approval root.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         approved_by: _builtins.str = ...,
         expires_unix_ms: _builtins.int = ...,
+        signed_approval: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "expires_unix_ms", b"expires_unix_ms", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "expires_unix_ms", b"expires_unix_ms", "run_id", b"run_id", "signed_approval", b"signed_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

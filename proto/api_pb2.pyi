@@ -131,6 +131,7 @@ class AgentInfo(_message.Message):
     REVOKED_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     ENROLLED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    APPROVAL_ROOT_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     customer: _builtins.str
     hostname: _builtins.str
@@ -140,6 +141,8 @@ class AgentInfo(_message.Message):
     agent_version: _builtins.str
     revoked: _builtins.bool
     enrolled_unix_ms: _builtins.int
+    approval_root: _builtins.str
+    """"sha256:HEX" pinned on the host; "" if none"""
     @_builtins.property
     def health(self) -> Global___HealthSummary: ...
     def __init__(
@@ -154,10 +157,11 @@ class AgentInfo(_message.Message):
         revoked: _builtins.bool = ...,
         health: Global___HealthSummary | None = ...,
         enrolled_unix_ms: _builtins.int = ...,
+        approval_root: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "connected", b"connected", "customer", b"customer", "enrolled_unix_ms", b"enrolled_unix_ms", "health", b"health", "hostname", b"hostname", "last_seen_unix_ms", b"last_seen_unix_ms", "revoked", b"revoked"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "approval_root", b"approval_root", "connected", b"connected", "customer", b"customer", "enrolled_unix_ms", b"enrolled_unix_ms", "health", b"health", "hostname", b"hostname", "last_seen_unix_ms", b"last_seen_unix_ms", "revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -884,6 +888,26 @@ class RunInfo(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class BoundParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     PLAYBOOK_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
@@ -898,6 +922,8 @@ class RunInfo(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    PLAYBOOK_DIGEST_FIELD_NUMBER: _builtins.int
+    BOUND_PARAMS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     playbook: _builtins.str
     version: _builtins.str
@@ -912,9 +938,15 @@ class RunInfo(_message.Message):
     ticket_id: _builtins.int
     message: _builtins.str
     mode: _builtins.str
+    playbook_digest: _builtins.str
+    """"sha256:HEX" of the playbook file"""
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """secret values shown as "***" """
+
+    @_builtins.property
+    def bound_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """What a signed approval binds: every parameter value, secret ones as "sha256:HEX"."""
 
     def __init__(
         self,
@@ -933,10 +965,12 @@ class RunInfo(_message.Message):
         params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         message: _builtins.str = ...,
         mode: _builtins.str = ...,
+        playbook_digest: _builtins.str = ...,
+        bound_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "customer", b"customer", "finished_unix_ms", b"finished_unix_ms", "hostname", b"hostname", "message", b"message", "mode", b"mode", "params", b"params", "playbook", b"playbook", "requested_by", b"requested_by", "requested_unix_ms", b"requested_unix_ms", "run_id", b"run_id", "state", b"state", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "bound_params", b"bound_params", "customer", b"customer", "finished_unix_ms", b"finished_unix_ms", "hostname", b"hostname", "message", b"message", "mode", b"mode", "params", b"params", "playbook", b"playbook", "playbook_digest", b"playbook_digest", "requested_by", b"requested_by", "requested_unix_ms", b"requested_unix_ms", "run_id", b"run_id", "state", b"state", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1039,15 +1073,19 @@ class ApproveRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
+    SIGNED_APPROVAL_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    signed_approval: _builtins.bytes
+    """required where the host pins an approval root"""
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
+        signed_approval: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "signed_approval", b"signed_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1226,6 +1264,7 @@ class DecideSessionRequest(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     UNTIL_UNIX_MS_FIELD_NUMBER: _builtins.int
+    SIGNED_APPROVAL_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     decision: _builtins.str
     """approve | deny | terminate"""
@@ -1233,6 +1272,10 @@ class DecideSessionRequest(_message.Message):
     """deny: required"""
     until_unix_ms: _builtins.int
     """approve: end the window earlier (0: full duration)"""
+    signed_approval: _builtins.bytes
+    """approve: the customer's signed approval (its window end is the window's end);
+    required where the host pins an approval root.
+    """
     def __init__(
         self,
         *,
@@ -1240,10 +1283,11 @@ class DecideSessionRequest(_message.Message):
         decision: _builtins.str = ...,
         reason: _builtins.str = ...,
         until_unix_ms: _builtins.int = ...,
+        signed_approval: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "session_id", b"session_id", "until_unix_ms", b"until_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "session_id", b"session_id", "signed_approval", b"signed_approval", "until_unix_ms", b"until_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1556,3 +1600,129 @@ class RemoveSshKeyRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveSshKeyRequest: _TypeAlias = RemoveSshKeyRequest  # noqa: Y015
+
+@_typing.final
+class AddApproverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    """a signed approver certificate"""
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddApproverRequest: _TypeAlias = AddApproverRequest  # noqa: Y015
+
+@_typing.final
+class ApproverInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    ROOT_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    ISSUED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    REVOKED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    ADDED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    name: _builtins.str
+    key_fingerprint: _builtins.str
+    """"sha256:HEX" of the approver's public key"""
+    root_fingerprint: _builtins.str
+    """"sha256:HEX" of the root that signed it"""
+    issued_unix_ms: _builtins.int
+    expires_unix_ms: _builtins.int
+    revoked_unix_ms: _builtins.int
+    """0: not revoked"""
+    certificate: _builtins.bytes
+    added_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        name: _builtins.str = ...,
+        key_fingerprint: _builtins.str = ...,
+        root_fingerprint: _builtins.str = ...,
+        issued_unix_ms: _builtins.int = ...,
+        expires_unix_ms: _builtins.int = ...,
+        revoked_unix_ms: _builtins.int = ...,
+        certificate: _builtins.bytes = ...,
+        added_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_unix_ms", b"added_unix_ms", "certificate", b"certificate", "customer", b"customer", "expires_unix_ms", b"expires_unix_ms", "issued_unix_ms", b"issued_unix_ms", "key_fingerprint", b"key_fingerprint", "name", b"name", "revoked_unix_ms", b"revoked_unix_ms", "root_fingerprint", b"root_fingerprint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproverInfo: _TypeAlias = ApproverInfo  # noqa: Y015
+
+@_typing.final
+class ListApproversRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    """engineers/admins: optional filter"""
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApproversRequest: _TypeAlias = ListApproversRequest  # noqa: Y015
+
+@_typing.final
+class ListApproversResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApproverInfo]: ...
+    def __init__(
+        self,
+        *,
+        approvers: _abc.Iterable[Global___ApproverInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvers", b"approvers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApproversResponse: _TypeAlias = ListApproversResponse  # noqa: Y015
+
+@_typing.final
+class RevokeApproverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOCATION_FIELD_NUMBER: _builtins.int
+    revocation: _builtins.bytes
+    """a signed revocation"""
+    def __init__(
+        self,
+        *,
+        revocation: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revocation", b"revocation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeApproverRequest: _TypeAlias = RevokeApproverRequest  # noqa: Y015

@@ -149,6 +149,21 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.RemoveSshKeyRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.SshKey.FromString,
                 _registered_method=True)
+        self.AddApprover = channel.unary_unary(
+                '/aftercare.v1.Api/AddApprover',
+                request_serializer=proto_dot_api__pb2.AddApproverRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ApproverInfo.FromString,
+                _registered_method=True)
+        self.ListApprovers = channel.unary_unary(
+                '/aftercare.v1.Api/ListApprovers',
+                request_serializer=proto_dot_api__pb2.ListApproversRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListApproversResponse.FromString,
+                _registered_method=True)
+        self.RevokeApprover = channel.unary_unary(
+                '/aftercare.v1.Api/RevokeApprover',
+                request_serializer=proto_dot_api__pb2.RevokeApproverRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ApproverInfo.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -300,6 +315,27 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddApprover(self, request, context):
+        """Customer approvers: certificates and revocations signed by a customer's
+        approval root (docs/approvals.md). The collector stores and forwards them; it
+        cannot make them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApprovers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApprover(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -417,6 +453,21 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.RemoveSshKey,
                     request_deserializer=proto_dot_api__pb2.RemoveSshKeyRequest.FromString,
                     response_serializer=proto_dot_api__pb2.SshKey.SerializeToString,
+            ),
+            'AddApprover': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddApprover,
+                    request_deserializer=proto_dot_api__pb2.AddApproverRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ApproverInfo.SerializeToString,
+            ),
+            'ListApprovers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApprovers,
+                    request_deserializer=proto_dot_api__pb2.ListApproversRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListApproversResponse.SerializeToString,
+            ),
+            'RevokeApprover': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApprover,
+                    request_deserializer=proto_dot_api__pb2.RevokeApproverRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ApproverInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1040,6 +1091,87 @@ class Api:
             '/aftercare.v1.Api/RemoveSshKey',
             proto_dot_api__pb2.RemoveSshKeyRequest.SerializeToString,
             proto_dot_api__pb2.SshKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddApprover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/AddApprover',
+            proto_dot_api__pb2.AddApproverRequest.SerializeToString,
+            proto_dot_api__pb2.ApproverInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApprovers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListApprovers',
+            proto_dot_api__pb2.ListApproversRequest.SerializeToString,
+            proto_dot_api__pb2.ListApproversResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApprover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/RevokeApprover',
+            proto_dot_api__pb2.RevokeApproverRequest.SerializeToString,
+            proto_dot_api__pb2.ApproverInfo.FromString,
             options,
             channel_credentials,
             insecure,

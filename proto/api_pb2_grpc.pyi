@@ -69,6 +69,13 @@ class ApiStub:
     """The caller's SSH public keys for the gateway."""
     ListSshKeys: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListSshKeysRequest, _api_pb2.ListSshKeysResponse]
     RemoveSshKey: _grpc.UnaryUnaryMultiCallable[_api_pb2.RemoveSshKeyRequest, _api_pb2.SshKey]
+    AddApprover: _grpc.UnaryUnaryMultiCallable[_api_pb2.AddApproverRequest, _api_pb2.ApproverInfo]
+    """Customer approvers: certificates and revocations signed by a customer's
+    approval root (docs/approvals.md). The collector stores and forwards them; it
+    cannot make them.
+    """
+    ListApprovers: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListApproversRequest, _api_pb2.ListApproversResponse]
+    RevokeApprover: _grpc.UnaryUnaryMultiCallable[_api_pb2.RevokeApproverRequest, _api_pb2.ApproverInfo]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -106,6 +113,13 @@ class ApiAsyncStub(ApiStub):
     """The caller's SSH public keys for the gateway."""
     ListSshKeys: _aio.UnaryUnaryMultiCallable[_api_pb2.ListSshKeysRequest, _api_pb2.ListSshKeysResponse]  # type: ignore[assignment]
     RemoveSshKey: _aio.UnaryUnaryMultiCallable[_api_pb2.RemoveSshKeyRequest, _api_pb2.SshKey]  # type: ignore[assignment]
+    AddApprover: _aio.UnaryUnaryMultiCallable[_api_pb2.AddApproverRequest, _api_pb2.ApproverInfo]  # type: ignore[assignment]
+    """Customer approvers: certificates and revocations signed by a customer's
+    approval root (docs/approvals.md). The collector stores and forwards them; it
+    cannot make them.
+    """
+    ListApprovers: _aio.UnaryUnaryMultiCallable[_api_pb2.ListApproversRequest, _api_pb2.ListApproversResponse]  # type: ignore[assignment]
+    RevokeApprover: _aio.UnaryUnaryMultiCallable[_api_pb2.RevokeApproverRequest, _api_pb2.ApproverInfo]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -278,5 +292,30 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.RemoveSshKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.SshKey, _abc.Awaitable[_api_pb2.SshKey]]: ...
+
+    @_abc_1.abstractmethod
+    def AddApprover(
+        self,
+        request: _api_pb2.AddApproverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ApproverInfo, _abc.Awaitable[_api_pb2.ApproverInfo]]:
+        """Customer approvers: certificates and revocations signed by a customer's
+        approval root (docs/approvals.md). The collector stores and forwards them; it
+        cannot make them.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApprovers(
+        self,
+        request: _api_pb2.ListApproversRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListApproversResponse, _abc.Awaitable[_api_pb2.ListApproversResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeApprover(
+        self,
+        request: _api_pb2.RevokeApproverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ApproverInfo, _abc.Awaitable[_api_pb2.ApproverInfo]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Code that the agent, the collector and the playbook format share (standard library only)."""
