@@ -15,17 +15,22 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.config import load_config
+from agent.consent.root import check_root, pin_root
 from agent.durations import parse_duration
 from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
+
+if TYPE_CHECKING:
+    from agent.playbook.waiting import WaitingRun
 
 DEFAULT_STATE_DIR = Path("/var/lib/aftercare-agent")
 EMPTY_SPOOL = SpoolStats(
@@ -70,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-hash", required=True, help="sha256:HEX of the collector's CA")
     p.add_argument("--hostname", default=socket.gethostname(), help="name shown to engineers")
     p.add_argument("--force", action="store_true", help="replace an existing enrolment")
+    p.add_argument(
+        "--approver-root",
+        default="",
+        metavar="sha256:HEX",
+        help="pin the customer's approval root (printed by `aftercare approvers init`): "
+        "sessions and approval-needing playbooks then need approvals signed under it",
+    )
     _json_arg(p)
     p.set_defaults(handler=_enroll)
 
@@ -85,12 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "approve",
         help="approve one playbook run on this host",
-        description="Approve a waiting playbook run by id (shown by `aftercare runs` or in the "
-        "agent log). Counts where the host's policy accepts local approvals.",
+        description="Show a playbook run waiting for approval on this host (playbook, "
+        "version, mode, file digest, every parameter) and approve exactly that. Counts "
+        'where the host\'s policy accepts local approvals (approval = "local" or "either"); '
+        "a run with another playbook, version or parameters under the same id does not "
+        "count.",
     )
     _state_dir_arg(p)
     p.add_argument("run_id", help="the run to approve, e.g. run-0123456789abcdef")
     p.add_argument("--for", dest="valid_for", default="1h", help="approval validity (1h)")
+    p.add_argument("--yes", action="store_true", help="approve without asking")
+    _json_arg(p)
     p.set_defaults(handler=_approve)
 
     p = commands.add_parser(
@@ -126,10 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "status",
-        help="show identity and spool state",
-        description="Print this agent's identity and how much is waiting in its spool.",
+        help="show identity, spool and approval state",
+        description="Print this agent's identity, how much is waiting in its spool, and "
+        "the customer approval root it pins.",
     )
     _state_dir_arg(p)
+    p.add_argument("--config", type=Path, default=None, help="agent TOML config file")
     _json_arg(p)
     p.set_defaults(handler=_status)
     return parser
@@ -149,9 +168,12 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    if args.approver_root:  # malformed: refuse before the token is spent
+        check_root(args.approver_root)
     identity = enroll(
         args.state_dir, args.collector, args.token, args.ca_hash, args.hostname, args.force
     )
+    root = pin_root(args.state_dir, args.approver_root) if args.approver_root else ""
     if args.json:
         _print_json(
             {
@@ -159,6 +181,7 @@ def _enroll(args: argparse.Namespace) -> int:
                 "customer": identity.customer,
                 "agent_endpoint": identity.agent_endpoint,
                 "state_dir": str(args.state_dir),
+                "approval_root": root,
             }
         )
     else:
@@ -187,14 +210,45 @@ def _run(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
+    from agent.playbook.waiting import WaitingRuns
 
+    run = WaitingRuns(args.state_dir).get(args.run_id)
+    if run is None:
+        raise AgentError(
+            f"no run {args.run_id} waits for approval on this host; is the agent running? "
+            "(`aftercare runs` lists runs and their state)"
+        )
+    if not args.json:
+        _show_waiting_run(run)
+    if not args.yes and not _confirm(f"approve run {run.run_id} of {run.playbook}?"):
+        print("not approved", file=sys.stderr)
+        return 1
     until = time.time() + parse_duration(args.valid_for)
-    by = f"os-user:{getpass.getuser()}"
-    ApprovalBook(args.state_dir / APPROVALS_DIR).approve(args.run_id, until, by=by)
-    print(
-        f"approved {args.run_id} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))}"
-    )
+    by = f"os-user:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+    book = ApprovalBook(args.state_dir / APPROVALS_DIR)
+    book.approve(run.run_id, until, by=by, binding=run.binding)
+    if args.json:
+        _print_json({**asdict(run), "approved_by": by, "until": _iso(until)})
+    else:
+        print(f"approved {run.run_id} until {_iso(until)}")
     return 0
+
+
+def _show_waiting_run(run: WaitingRun) -> None:
+    print(f"run        {run.run_id}  (requested by {run.requested_by or '?'})")
+    print(f"playbook   {run.playbook} {run.version}  [{run.mode}]")
+    print(f"           {run.description.strip()}")
+    print(f"digest     {run.digest}")
+    for name, value in sorted(run.params.items()):
+        print(f"param      {name} = {value}")
+    if run.ticket_id:
+        print(f"ticket     {run.ticket_id}")
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise AgentError("not approved: no terminal to ask on; pass --yes to approve")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _approve_session(args: argparse.Namespace) -> int:
@@ -268,7 +322,13 @@ def _duration(milliseconds: int) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from agent.consent.memory import ConsentMemory
+    from agent.consent.root import pinned_root
+
     identity = load_identity(args.state_dir)
+    config = load_config(args.config)
+    root = pinned_root(args.state_dir, config.approvals)
+    revoked = sorted(ConsentMemory(args.state_dir).revoked_keys())
     _, not_after = identity.cert_validity()
     spool_path = args.state_dir / SPOOL_FILE
     stats = read_stats(spool_path) if spool_path.exists() else EMPTY_SPOOL
@@ -284,6 +344,8 @@ def _status(args: argparse.Namespace) -> int:
             "next_sequence": stats.next_sequence,
             "dropped_batches_total": stats.dropped_batches_total,
         },
+        "approval_root": root,
+        "revoked_approver_keys": revoked,
     }
     if args.json:
         _print_json(info)
@@ -296,6 +358,12 @@ def _status(args: argparse.Namespace) -> int:
         print(
             f"spool: {stats.entries} waiting ({stats.bytes} bytes), "
             f"{stats.dropped_batches_total} dropped, next sequence {stats.next_sequence}"
+        )
+        print(
+            f"approval root: {root} ({len(revoked)} approver keys revoked)"
+            if root
+            else "approval root: none pinned (sessions and approval-needing runs are refused "
+            'unless the policy says approval = "local" or "collector")'
         )
     return 0
 

@@ -37,6 +37,7 @@ SESSION_BACKENDS = ("none", "sshd", "pty")
 _MIB = 1024 * 1024
 _DEFAULT_INTERVAL = 15.0
 _DEFAULT_CHECK_TIMEOUT = 5.0
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _require(ok: bool, key: str, problem: str) -> None:
@@ -114,6 +115,21 @@ class PlaybooksConfig:
             f"must be between 1 and 16, got {self.max_concurrent_runs}",
         )
         _require(self.workdir.startswith("/"), "playbooks.workdir", "must be an absolute path")
+
+
+@dataclass(frozen=True)
+class ApprovalsConfig:
+    """``[approvals]``: the customer's approval root pinned on this host (docs/approvals.md)."""
+
+    root: str = ""  # "sha256:HEX" of the root public key; "" falls back to the enrolment's pin
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.root or bool(_FINGERPRINT.fullmatch(self.root)),
+            "approvals.root",
+            f"must be sha256: and 64 lower-case hex digits (as `aftercare approvers init` "
+            f"prints), got {self.root!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,7 @@ class AgentConfig:
     log: LogConfig = field(default_factory=LogConfig)
     playbooks: PlaybooksConfig = field(default_factory=PlaybooksConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.interval <= 3600, "interval", "must be between 1s and 1h")
@@ -327,6 +344,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "record_input": _boolean,
         "recordings_dir": _string,
     },
+    "approvals": {"root": _string},
 }
 _SECTIONS = tuple(name for name in _SCHEMA if name)
 
@@ -369,6 +387,7 @@ def _build(document: Mapping[str, Any]) -> AgentConfig:
         log=LogConfig(**values["log"]),
         playbooks=PlaybooksConfig(**values["playbooks"]),
         sessions=SessionsConfig(**values["sessions"]),
+        approvals=ApprovalsConfig(**values["approvals"]),
     )
 
 

@@ -12,7 +12,9 @@ something to do.
     │   ├── TokenRejected        the collector refused the join token
     │   ├── AlreadyEnrolled      this agent already holds an identity
     │   └── CollectorUnreachable the collector could not be reached
-    └── NotEnrolledError         the agent has no identity yet; run the join command
+    ├── NotEnrolledError         the agent has no identity yet; run the join command
+    └── ApprovalRefused          a customer approval does not count on this host; the
+                                 message is the precise reason (host log, collector)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "AgentError",
     "AlreadyEnrolled",
+    "ApprovalRefused",
     "CAHashMismatch",
     "CollectorUnreachable",
     "ConfigError",
@@ -85,3 +88,7 @@ class CollectorUnreachable(EnrollmentError):
 
 class NotEnrolledError(AgentError):
     """The agent has no identity yet; it must be enrolled with a join token first."""
+
+
+class ApprovalRefused(AgentError):
+    """An approval (signed statement, collector's word or local) does not count here."""

@@ -2,8 +2,9 @@
 
 Sampling never waits for the network: each cycle is appended to the spool, and
 the collector link drains the spool whenever it is connected. Messages from the
-collector go to the playbook run handler or, for ``session_*`` messages, to the
-remote-session endpoint.
+collector go to the playbook run handler, ``session_*`` messages to the
+remote-session endpoint, and the customer root's revocations to the consent
+verifier (``agent.consent``), which both consult.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.identity import load_identity
+from agent.consent.memory import ConsentMemory
+from agent.consent.root import pinned_root
+from agent.consent.verify import ConsentVerifier
+from agent.errors import AgentError
+from agent.identity import Identity, load_identity
 from agent.playbook.policy import Policy, load_policy
 from agent.runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
@@ -45,8 +50,10 @@ def cycle_to_batch(cycle: Cycle) -> agent_pb2.MetricBatch:
     return batch
 
 
-def hello_for(config: AgentConfig, policy: Policy | None = None) -> agent_pb2.Hello:
-    """The hello: identity, capabilities ("sessions" when served), the session approval mode."""
+def hello_for(
+    config: AgentConfig, policy: Policy | None = None, approval_root: str = ""
+) -> agent_pb2.Hello:
+    """The hello: identity, capabilities ("sessions" when served), how approvals count here."""
     policy = policy or Policy()
     served = config.sessions.backend != "none"
     return agent_pb2.Hello(
@@ -56,18 +63,23 @@ def hello_for(config: AgentConfig, policy: Policy | None = None) -> agent_pb2.He
         platform=platform.platform(terse=True),
         interval_seconds=config.interval,
         session_approval=session_approval_mode(config.sessions, policy),
+        approval_root=approval_root,
     )
 
 
 Handler = Callable[[agent_pb2.CollectorMessage], None]
 
 
-def dispatch(runs: Handler, sessions: Handler) -> Handler:
-    """The link's ``on_message``: ``session_*`` messages to ``sessions``, the rest to ``runs``."""
+def dispatch(runs: Handler, sessions: Handler, consent: ConsentVerifier) -> Handler:
+    """The link's ``on_message``: ``session_*`` messages to ``sessions``, revocations to
+    ``consent``, the rest to ``runs``."""
 
     def on_message(message: agent_pb2.CollectorMessage) -> None:
         kind = message.WhichOneof("kind") or ""
-        (sessions if kind.startswith("session_") else runs)(message)
+        if kind == "approver_revocations":
+            _revoke(consent, message.approver_revocations)
+        else:
+            (sessions if kind.startswith("session_") else runs)(message)
 
     return on_message
 
@@ -84,7 +96,7 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
     spool = SpoolWorker(state_dir / SPOOL_FILE, config.spool.max_size, config.spool.max_age)
     sampler = Sampler(check_timeout=config.check_timeout)
     try:
-        link, runs, sessions = _wire(state_dir, config, spool)
+        link, runs, sessions = _wire(state_dir, identity, config, spool)
     except BaseException:  # a bad policy or [sessions]: release what was opened
         sampler.close()
         spool.close()
@@ -103,21 +115,34 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
 
 
 def _wire(
-    state_dir: Path, config: AgentConfig, spool: SpoolWorker
+    state_dir: Path, identity: Identity, config: AgentConfig, spool: SpoolWorker
 ) -> tuple[CollectorLink, RunHandler, SessionEndpoint]:
     """The link and what handles the collector's messages. Raises ConfigError."""
     policy = load_policy(Path(config.playbooks.policy))
-    link = CollectorLink(state_dir, spool, config.stream, hello_for(config, policy))
-    runs = build_run_handler(state_dir, config.playbooks, link.send_live, policy)
+    root = pinned_root(state_dir, config.approvals)
+    consent = ConsentVerifier(root, identity.customer, identity.agent_id, ConsentMemory(state_dir))
+    link = CollectorLink(state_dir, spool, config.stream, hello_for(config, policy, root))
+    runs = build_run_handler(state_dir, config.playbooks, link.send_live, consent, policy)
     sessions = build_session_endpoint(
         state_dir,
         config.sessions,
         policy,
         link.send_live,
         lambda: GrpcTunnelIO(link.open_tunnel()),
+        consent,
     )
-    link.on_message = dispatch(runs.on_message, sessions.on_message)
+    link.on_message = dispatch(runs.on_message, sessions.on_message, consent)
     return link, runs, sessions
+
+
+def _revoke(consent: ConsentVerifier, message: agent_pb2.ApproverRevocations) -> None:
+    try:
+        added = consent.add_revocations(bytes(doc) for doc in message.revocations)
+    except AgentError as exc:
+        log.error("cannot record approver revocations: %s", exc)
+        return
+    if added:
+        log.warning("%d approver key(s) revoked by the customer's approval root", added)
 
 
 async def _sample_until(

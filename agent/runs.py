@@ -7,16 +7,23 @@ Order, for every RunRequest (nothing is parsed before its signature is checked):
 2. the playbook file's SHA-256 against the manifest, then parsing;
 3. the parameters against the playbook's declared types and patterns;
 4. the customer's local policy: allow, approve (per run) or deny;
-5. execution, output redacted before it leaves the host.
+5. for ``approve``: an approval that counts under the policy's source - a
+   statement signed by a customer approver that binds exactly this run
+   (``agent.consent``), an approval on the host bound to the same digest
+   (``aftercare-agent approve``), or, only where the customer opted in with
+   ``approval = "collector"``, the collector's word;
+6. execution, output redacted before it leaves the host.
 
-A refusal at any step is reported to the collector (which audits it) with the
-reason, and nothing runs.
+A refusal at any step - an approval that does not count included - is reported
+to the collector (which audits it) with the reason, written to the host's own
+``runs.log``, and nothing runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -27,12 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import PlaybooksConfig
-from agent.errors import ConfigError
+from agent.consent.verify import ConsentVerifier
+from agent.errors import ApprovalRefused, ConfigError
+from agent.journal import RUNS_JOURNAL_FILE, Journal
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
 from agent.playbook.executor import RunResult as ExecutionResult
-from agent.playbook.policy import Policy, load_policy
+from agent.playbook.policy import Decision, Policy, load_policy
 from agent.playbook.redact import Redactor, secret_values
+from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
+from common.approval_format import RunSubject, bound_params
 from playbooks.errors import PlaybookError
 from playbooks.model import BuiltinStep, ExecStep, Playbook
 from proto import agent_pb2
@@ -53,6 +64,7 @@ class _Pending:
     request: agent_pb2.RunRequest
     approved: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    approval: agent_pb2.RunApproval | None = None  # the latest one the collector sent
 
 
 class RunHandler:
@@ -66,6 +78,8 @@ class RunHandler:
         approvals: ApprovalBook,
         executor: Executor,
         send: Send,
+        consent: ConsentVerifier,
+        journal: Journal,
     ) -> None:
         self._state_dir = state_dir
         self._trusted_keys = list(trusted_keys)
@@ -73,6 +87,9 @@ class RunHandler:
         self._approvals = approvals
         self._executor = executor
         self._send = send
+        self._consent = consent
+        self._journal = journal
+        self._waiting = WaitingRuns(state_dir)
         self._runs: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -88,6 +105,7 @@ class RunHandler:
         elif kind == "run_approval":
             run = self._runs.get(message.run_approval.run_id)
             if run is not None:
+                run.approval = message.run_approval
                 run.approved.set()
         elif kind == "run_cancel":
             run = self._runs.get(message.run_cancel.run_id)
@@ -101,6 +119,13 @@ class RunHandler:
 
     async def _run(self, pending: _Pending) -> None:
         request = pending.request
+        self._journal.write(
+            "run_received",
+            run_id=request.run_id,
+            playbook=request.playbook,
+            requested_by=request.requested_by,
+            ticket_id=request.ticket_id,
+        )
         if not self._trusted_keys:
             await self._refuse(
                 request, "this agent trusts no vendor key: set playbooks.trusted_keys in its config"
@@ -115,7 +140,9 @@ class RunHandler:
             if not await self._allowed(pending, playbook):
                 return
             await self._update(request.run_id, "running", "")
+            self._journal.write("run_started", run_id=request.run_id, version=playbook.version)
             result = await self._execute(pending, playbook, values)
+            self._journal.write("run_finished", run_id=request.run_id, status=result.status)
             await self._send(agent_pb2.AgentMessage(run_result=_result(request.run_id, result)))
         except Exception as exc:  # report, never crash the agent
             log.exception("run %s failed", request.run_id)
@@ -156,30 +183,65 @@ class RunHandler:
             return False
         if decision.kind == "allow":
             return True
-        await self._update(
-            request.run_id,
-            "waiting_approval",
-            f"{playbook.mode} playbook needs approval ({decision.approval_source}); on the host: "
-            f"aftercare-agent approve {request.run_id}",
+        subject = run_subject(request, playbook)
+        self._waiting.add(_waiting_run(request, playbook, subject))
+        await self._update(request.run_id, "waiting_approval", _how_to_approve(decision, request))
+        self._journal.write(
+            "run_waiting_approval", run_id=request.run_id, source=decision.approval_source
         )
-        approved = await self._wait_for_approval(pending, decision.approval_source)
-        if not approved:
+        try:
+            approved_by = await self._wait_for_approval(pending, decision, subject)
+        except ApprovalRefused as exc:
+            await self._refuse(request, f"approval refused: {exc}")
+            return False
+        finally:
+            self._waiting.remove(request.run_id)
+        if approved_by is None:
             await self._refuse(request, "not approved in time (approval expired)")
-        return approved
+            return False
+        self._journal.write("run_approved", run_id=request.run_id, approved=approved_by)
+        return True
 
-    async def _wait_for_approval(self, pending: _Pending, source: str) -> bool:
+    async def _wait_for_approval(
+        self, pending: _Pending, decision: Decision, subject: RunSubject
+    ) -> str | None:
+        """How the run was approved; None if not in time. Raises ApprovalRefused."""
         deadline = time.monotonic() + APPROVAL_TIMEOUT_SECONDS
         run_id = pending.request.run_id
+        binding = run_binding(subject)
         while time.monotonic() < deadline and not pending.cancel.is_set():
-            if source in ("collector", "either") and pending.approved.is_set():
-                return True
-            if source in ("local", "either") and self._approvals.is_approved(run_id, time.time()):
-                return True
+            if pending.approved.is_set() and pending.approval is not None:
+                pending.approved.clear()
+                how = self._collector_approval(pending.approval, decision, subject)
+                if how:
+                    return how
+            if decision.counts("local"):
+                local = self._approvals.approval(run_id, time.time(), binding)
+                if local is not None:
+                    return f"on the host by {local.by}"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.approved.wait(), APPROVAL_POLL_SECONDS)
-            if source == "local":
-                pending.approved.clear()  # collector approvals do not count here
-        return False
+        return None
+
+    def _collector_approval(
+        self, message: agent_pb2.RunApproval, decision: Decision, subject: RunSubject
+    ) -> str:
+        """How an approval the collector delivered counts ("" if the policy ignores it).
+
+        Raises ApprovalRefused when it should count but does not verify.
+        """
+        signed = bytes(message.signed_approval)
+        if decision.counts("collector") and not (signed and self._consent.root):
+            return f"through the collector by {message.approved_by or 'unnamed'} (trusted)"
+        if not decision.counts("signed"):
+            self._journal.write(
+                "approval_ignored",
+                run_id=subject.run_id,
+                reason="the host's policy counts only approvals given on the host",
+            )
+            return ""
+        approval = self._consent.check(signed, subject)
+        return f"signed by {approval.approver} of {approval.customer}"
 
     async def _execute(
         self, pending: _Pending, playbook: Playbook, values: dict[str, str | int]
@@ -204,6 +266,9 @@ class RunHandler:
 
     async def _refuse(self, request: agent_pb2.RunRequest, reason: str) -> None:
         log.warning("run %s of %r refused: %s", request.run_id, request.playbook, reason)
+        self._journal.write(
+            "run_refused", run_id=request.run_id, playbook=request.playbook, reason=reason
+        )
         await self._update(request.run_id, "refused", reason)
 
     async def _update(self, run_id: str, state: str, message: str) -> None:
@@ -230,6 +295,49 @@ class RunHandler:
         tmp = self._state_dir / (SEEN_FILE + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         tmp.replace(self._state_dir / SEEN_FILE)
+
+
+def run_subject(request: agent_pb2.RunRequest, playbook: Playbook) -> RunSubject:
+    """What an approval of ``request`` must bind: playbook, version, file digest, parameters."""
+    secret = frozenset(p.name for p in playbook.parameters if p.secret)
+    return RunSubject(
+        run_id=request.run_id,
+        playbook=playbook.name,
+        version=playbook.version,
+        digest="sha256:" + hashlib.sha256(request.playbook_yaml).hexdigest(),
+        params=bound_params(dict(request.params), secret),
+    )
+
+
+def _waiting_run(
+    request: agent_pb2.RunRequest, playbook: Playbook, subject: RunSubject
+) -> WaitingRun:
+    secret = {p.name for p in playbook.parameters if p.secret}
+    return WaitingRun(
+        run_id=request.run_id,
+        playbook=playbook.name,
+        version=playbook.version,
+        mode=playbook.mode,
+        description=playbook.description,
+        digest=subject.digest,
+        params={k: "***" if k in secret else v for k, v in request.params.items()},
+        requested_by=request.requested_by,
+        ticket_id=request.ticket_id,
+        binding=run_binding(subject),
+    )
+
+
+def _how_to_approve(decision: Decision, request: agent_pb2.RunRequest) -> str:
+    signed = f"a customer approver signs it: aftercare run approve {request.run_id}"
+    local = f"on the host: aftercare-agent approve {request.run_id}"
+    ways = {
+        "signed": signed,
+        "local": local,
+        "either": f"{signed}; or {local}",
+        "collector": f"a customer user approves it: aftercare run approve {request.run_id}",
+    }
+    source = decision.approval_source
+    return f"{request.playbook} needs approval ({source}): {ways[source]}"
 
 
 def _render(
@@ -281,10 +389,15 @@ def _result(run_id: str, result: ExecutionResult) -> agent_pb2.RunResult:
 
 
 def build_run_handler(
-    state_dir: Path, config: PlaybooksConfig, send: Send, policy: Policy | None = None
+    state_dir: Path,
+    config: PlaybooksConfig,
+    send: Send,
+    consent: ConsentVerifier,
+    policy: Policy | None = None,
 ) -> RunHandler:
     """The run handler as configured: pinned keys, the customer's policy, the executor.
 
+    ``consent`` verifies signed approvals against the host's pinned approval root;
     ``policy`` is the already loaded policy (default: read from ``config.policy``).
     Raises ConfigError (policy, keys) so a bad file stops the agent at start.
     """
@@ -306,4 +419,5 @@ def build_run_handler(
     )
     approvals = ApprovalBook(state_dir / APPROVALS_DIR)
     approvals.prune(time.time())
-    return RunHandler(state_dir, keys, policy, approvals, executor, send)
+    journal = Journal(state_dir / RUNS_JOURNAL_FILE)
+    return RunHandler(state_dir, keys, policy, approvals, executor, send, consent, journal)

@@ -53,6 +53,7 @@ __all__ = [
     "canonical",
     "fingerprint",
     "parse_fingerprint",
+    "parse_key",
     "seal",
     "unbundle",
 ]
@@ -89,6 +90,11 @@ def parse_fingerprint(text: str) -> str:
     if not _FINGERPRINT.fullmatch(value):
         raise FormatError(f"{text!r} is not a key fingerprint (sha256: and 64 hex digits)")
     return value
+
+
+def parse_key(value: Any, what: str = "key") -> bytes:
+    """A raw Ed25519 public key from its base64 text; FormatError naming ``what``."""
+    return _key(value, what)
 
 
 @dataclass(frozen=True)

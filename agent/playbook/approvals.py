@@ -2,20 +2,22 @@
 
 Where the customer's policy lets approvals count locally (``approval = "local"`` or
 ``"either"``), a run waiting for approval may start once someone with root on the
-host has approved *that run id*. ``ApprovalBook`` keeps those approvals as small
-JSON files ``<state dir>/approvals/<RUN_ID>`` (directory 0700, files 0600, written
-atomically), each naming its run id and an expiry (Unix seconds).
+host has approved *that run*. ``ApprovalBook`` keeps those approvals as small JSON
+files ``<state dir>/approvals/<RUN_ID>`` (directory 0700, files 0600, written
+atomically), each naming its run id, an expiry (Unix seconds), who approved, and
+the **binding**: what exactly was approved (for a run, the digest of its playbook,
+version and parameters; for a session, the engineer), so that a collector cannot
+reuse the id for something else.
 
-``is_approved(run_id, now)`` is true only for a file of exactly that run id whose
-recorded run id matches and whose expiry is still ahead of ``now``; anything else -
-another run's approval, an expired one, an unreadable, foreign-owned or
-group/world-writable file - does not count. Run ids are restricted to
-``[A-Za-z0-9][A-Za-z0-9._-]*`` (max 128), so they can never name another path.
+``approval(run_id, now, binding)`` counts only a file of exactly that run id whose
+recorded run id and binding match and whose expiry is still ahead of ``now``;
+anything else - another run's approval, an expired one, an unreadable,
+foreign-owned or group/world-writable file - does not count. Run ids are restricted
+to ``[A-Za-z0-9][A-Za-z0-9._-]*`` (max 128), so they can never name another path.
 Clocks are passed in (``now``), so tests need no waiting.
 
 The same book, in its own directory (``<state dir>/session-approvals``), keeps the
-approvals of remote sessions given with ``aftercare-agent approve-session``;
-``approval(id, now)`` also tells until when and by whom.
+approvals of remote sessions given with ``aftercare-agent approve-session``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class LocalApproval:
     run_id: str
     until: float
     by: str
+    binding: str = ""
 
 
 class ApprovalBook:
@@ -57,12 +60,12 @@ class ApprovalBook:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def approve(self, run_id: str, until: float, *, by: str = "") -> Path:
-        """Record that ``run_id`` may run until ``until`` (Unix seconds); returns the file."""
+    def approve(self, run_id: str, until: float, *, by: str = "", binding: str = "") -> Path:
+        """Record that ``run_id`` (exactly ``binding``) may run until ``until`` (Unix s)."""
         self._check(run_id)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            record = {"run_id": run_id, "until": float(until), "by": by}
+            record = {"run_id": run_id, "until": float(until), "by": by, "binding": binding}
             path = self.directory / run_id
             fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".approval-")
             with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -76,16 +79,18 @@ class ApprovalBook:
             raise ApprovalError(f"cannot record the approval in {self.directory}: {exc}") from exc
         return path
 
-    def is_approved(self, run_id: str, now: float) -> bool:
-        """True only for an approval of exactly ``run_id`` that expires after ``now``."""
-        return self.approval(run_id, now) is not None
+    def is_approved(self, run_id: str, now: float, binding: str | None = None) -> bool:
+        """True only for an approval of exactly ``run_id`` that counts at ``now``."""
+        return self.approval(run_id, now, binding) is not None
 
-    def approval(self, run_id: str, now: float) -> LocalApproval | None:
-        """The approval of exactly ``run_id`` if it counts at ``now`` (see is_approved)."""
+    def approval(self, run_id: str, now: float, binding: str | None = None) -> LocalApproval | None:
+        """The approval of exactly ``run_id`` (and ``binding``, unless None) at ``now``."""
         if not valid_run_id(run_id):
             return None
         found = self._load(self.directory / run_id, run_id)
-        return found if found is not None and now < found.until else None
+        if found is None or now >= found.until:
+            return None
+        return found if binding is None or found.binding == binding else None
 
     def revoke(self, run_id: str) -> bool:
         """Remove ``run_id``'s approval; False if there was none."""
@@ -142,7 +147,9 @@ class ApprovalBook:
             return None
         if not isinstance(record, dict) or record.get("run_id") != run_id:
             return None
-        until, by = record.get("until"), record.get("by", "")
+        until, by, binding = record.get("until"), record.get("by", ""), record.get("binding", "")
         if isinstance(until, bool) or not isinstance(until, int | float):
             return None
-        return LocalApproval(run_id, float(until), by if isinstance(by, str) else "")
+        if not isinstance(by, str) or not isinstance(binding, str):
+            return None
+        return LocalApproval(run_id, float(until), by, binding)

@@ -6,21 +6,30 @@ docs/policy.md documents every key). ``load_policy`` reads it once into a frozen
 
 * ``allow``   run unattended;
 * ``approve`` run only after a per-run approval, counted only from the place
-  ``approval_source`` names (``collector``: a customer user through the collector;
-  ``local``: ``aftercare-agent approve RUN_ID`` on this host; ``either``);
+  ``approval_source`` names (see ``accepts``);
 * ``deny``    never run.
+
+Approval sources (``[defaults] approval``, ``[playbooks.NAME] approval`` and
+``[sessions] approval``), secure by default:
+
+* ``signed``    (default) a statement signed by an approver certified by the
+  customer's approval root pinned on this host (docs/approvals.md); without a
+  pinned root nothing is approved;
+* ``local``     only an approval given on this host (``aftercare-agent approve``);
+* ``either``    signed or local;
+* ``collector`` trusts the vendor's server: the collector's word counts as the
+  customer's approval (signed ones too). Only a customer who writes it gets it.
 
 Rules: a ``[playbooks.NAME]`` entry overrides the default for the playbook's mode.
 An entry may always make a decision stricter. It may make a *mutating* playbook's
 decision looser than the ``mutating`` default only if it says ``mode = "mutating"``
 - so an entry written for a read-only playbook never lets a later, mutating
 version of the same name run unattended. Without a file the built-in defaults
-apply: read-only allow, mutating approve, approvals through the collector.
+apply: read-only allow, mutating approve, approvals signed by the customer.
 
 Remote sessions: ``[sessions] approval`` (``Policy.session_approval``) says whose
-approval opens an engineer's login here: ``collector`` (a customer user through the
-collector, the default), ``local`` (only ``aftercare-agent approve-session`` on this
-host), ``either``, or ``disabled`` (no remote sessions at all).
+approval opens an engineer's login here: the sources above (``local`` means
+``aftercare-agent approve-session``), or ``disabled`` (no remote sessions at all).
 
 Validation is strict like the agent config: unknown keys and values are errors
 naming the file and the dotted key (PolicyError). The file must not be writable by
@@ -51,6 +60,7 @@ __all__ = [
     "PlaybookRule",
     "Policy",
     "SessionApprovalMode",
+    "accepts",
     "load_policy",
 ]
 
@@ -58,13 +68,34 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLICY_PATH = Path("/etc/aftercare/policy.toml")
 DecisionKind = Literal["allow", "approve", "deny"]
-ApprovalSource = Literal["collector", "local", "either"]
+ApprovalSource = Literal["signed", "local", "either", "collector"]
+Origin = Literal["signed", "collector", "local"]  # where one approval comes from
 PlaybookMode = Literal["read-only", "mutating"]
 DECISIONS: tuple[DecisionKind, ...] = ("allow", "approve", "deny")  # loosest first
-APPROVAL_SOURCES: tuple[ApprovalSource, ...] = ("collector", "local", "either")
+APPROVAL_SOURCES: tuple[ApprovalSource, ...] = ("signed", "local", "either", "collector")
 MODES: tuple[PlaybookMode, ...] = ("read-only", "mutating")
-SessionApprovalMode = Literal["collector", "local", "either", "disabled"]
-SESSION_APPROVALS: tuple[SessionApprovalMode, ...] = ("collector", "local", "either", "disabled")
+SessionApprovalMode = Literal["signed", "local", "either", "collector", "disabled"]
+SESSION_APPROVALS: tuple[SessionApprovalMode, ...] = (
+    "signed",
+    "local",
+    "either",
+    "collector",
+    "disabled",
+)
+_ACCEPTED: dict[str, frozenset[Origin]] = {
+    "signed": frozenset({"signed"}),
+    "local": frozenset({"local"}),
+    "either": frozenset({"signed", "local"}),
+    "collector": frozenset({"signed", "collector"}),
+    "disabled": frozenset(),
+}
+
+
+def accepts(mode: str, origin: Origin) -> bool:
+    """Whether an approval from ``origin`` counts under the approval source ``mode``."""
+    return origin in _ACCEPTED.get(mode, frozenset())
+
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -76,9 +107,9 @@ class Decision:
     approval_source: ApprovalSource
     reason: str = ""
 
-    def counts(self, source: Literal["collector", "local"]) -> bool:
-        """Whether an approval given at ``source`` counts for this decision."""
-        return self.kind == "approve" and self.approval_source in (source, "either")
+    def counts(self, origin: Origin) -> bool:
+        """Whether an approval from ``origin`` counts for this decision."""
+        return self.kind == "approve" and accepts(self.approval_source, origin)
 
 
 @dataclass(frozen=True)
@@ -96,10 +127,10 @@ class Policy:
 
     read_only: DecisionKind = "allow"
     mutating: DecisionKind = "approve"
-    approval: ApprovalSource = "collector"
+    approval: ApprovalSource = "signed"
     playbooks: Mapping[str, PlaybookRule] = field(default_factory=dict)
     path: Path | None = None
-    session_approval: SessionApprovalMode = "collector"  # ``[sessions] approval``
+    session_approval: SessionApprovalMode = "signed"  # ``[sessions] approval``
 
     def decide(self, playbook_name: str, mode: str) -> Decision:
         """The decision for a run of ``playbook_name`` (a playbook of ``mode``)."""
@@ -134,7 +165,7 @@ def load_policy(path: Path | None) -> Policy:
         if text is None:
             log.warning(
                 "policy file %s not found; using the built-in defaults: read-only playbooks "
-                "allowed, mutating playbooks need approval through the collector",
+                "allowed, mutating playbooks and sessions need an approval signed by the customer",
                 path,
             )
             return Policy()
@@ -183,10 +214,10 @@ def _build(document: Mapping[str, Any], path: Path) -> Policy:
     return Policy(
         read_only=_choice(defaults, "read-only", DECISIONS, "defaults", "allow"),
         mutating=_choice(defaults, "mutating", DECISIONS, "defaults", "approve"),
-        approval=_choice(defaults, "approval", APPROVAL_SOURCES, "defaults", "collector"),
+        approval=_choice(defaults, "approval", APPROVAL_SOURCES, "defaults", "signed"),
         playbooks={name: _rule(playbooks, name) for name in playbooks},
         path=path,
-        session_approval=_choice(sessions, "approval", SESSION_APPROVALS, "sessions", "collector"),
+        session_approval=_choice(sessions, "approval", SESSION_APPROVALS, "sessions", "signed"),
     )
 
 

@@ -24,10 +24,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from agent.playbook.policy import SessionApprovalMode
+from agent.consent.verify import ConsentVerifier
+from agent.journal import Journal
+from agent.playbook.policy import SessionApprovalMode, accepts
 from agent.session.backend import Backend
 from agent.session.errors import RequestError
-from agent.session.journal import SessionJournal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from agent.session.tunnel import TunnelInfo, TunnelRelay, refuse_tunnel
@@ -58,7 +59,8 @@ class SessionEndpoint:
         send: Send,
         open_tunnel: OpenTunnel,
         copy: CustomerCopy | None,
-        journal: SessionJournal,
+        journal: Journal,
+        consent: ConsentVerifier,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = APPROVAL_POLL_SECONDS,
     ) -> None:
@@ -69,6 +71,7 @@ class SessionEndpoint:
         self._open_tunnel = open_tunnel
         self._copy = copy
         self._journal = journal
+        self._consent = consent
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._relays: dict[str, TunnelRelay] = {}
@@ -82,7 +85,7 @@ class SessionEndpoint:
 
     @property
     def local_approvals_count(self) -> bool:
-        return self.approval_mode in ("local", "either")
+        return accepts(self.approval_mode, "local")
 
     def start(self) -> None:
         """Start polling for local approvals (call on the running event loop)."""
@@ -210,6 +213,7 @@ class SessionEndpoint:
             self._policy,
             self._backend is not None,
             self._requests.approvals,
+            self._consent,
             self._clock(),
         )
         if not admission.admitted or self._backend is None:
@@ -227,7 +231,7 @@ class SessionEndpoint:
             session_id=opening.session_id,
             tunnel_id=opening.tunnel_id,
             engineer=opening.engineer,
-            approved_by=opening.approved_by,
+            approved_by=admission.approved,
             window_end=admission.window_end,
         )
         relay = TunnelRelay(io, info, self._backend, self._copy, self._journal, self._clock)

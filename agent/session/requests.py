@@ -146,11 +146,11 @@ class SessionRequests:
         if not valid_session_id(session_id):
             raise RequestError(f"{session_id!r} is not a session id (such as ses-0123456789ab)")
         mode = self._load()[1]
-        if mode in ("collector", "disabled"):
+        if mode in ("signed", "collector", "disabled"):
             raise RequestError(
                 f'this host\'s policy ([sessions] approval = "{mode}") does not count approvals '
                 "given on the host"
-                + (": a customer user approves through aftercare" if mode == "collector" else "")
+                + (": a customer user approves through aftercare" if mode != "disabled" else "")
             )
         request = next((r for r in self.pending(now) if r.session_id == session_id), None)
         if request is None:
@@ -161,8 +161,8 @@ class SessionRequests:
         end = now + request.duration_ms / 1000 if until is None else until
         if end <= now:
             raise RequestError(f"the approval must end in the future, not at {_iso(end)}")
-        self.approvals.approve(session_id, end, by=by)
-        return LocalApproval(session_id, end, by)
+        self.approvals.approve(session_id, end, by=by, binding=request.engineer)
+        return LocalApproval(session_id, end, by, request.engineer)
 
     # -- the file -----------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import SessionsConfig
+from agent.consent.verify import ConsentVerifier
+from agent.journal import SESSIONS_JOURNAL_FILE, Journal
 from agent.playbook.policy import Policy
 from agent.session.backend import Backend
 from agent.session.endpoint import OpenTunnel, Send, SessionEndpoint
-from agent.session.journal import JOURNAL_FILE, SessionJournal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 
@@ -58,6 +59,7 @@ def build_session_endpoint(
     policy: Policy,
     send: Send,
     open_tunnel: OpenTunnel,
+    consent: ConsentVerifier,
 ) -> SessionEndpoint:
     """The endpoint as configured. Raises ConfigError for a bad ``[sessions]``."""
     backend = build_backend(config)
@@ -72,5 +74,6 @@ def build_session_endpoint(
         send=send,
         open_tunnel=open_tunnel,
         copy=CustomerCopy(recordings, record_input=config.record_input),
-        journal=SessionJournal(state_dir / JOURNAL_FILE),
+        journal=Journal(state_dir / SESSIONS_JOURNAL_FILE),
+        consent=consent,
     )

@@ -32,11 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.journal import Journal
 from agent.session.asciicast import CastWriter
 from agent.session.backend import Backend, BackendChannel, ChannelRequest, Login
 from agent.session.errors import ChannelRefused, LoginFailed
 from agent.session.fifo import Fifo
-from agent.session.journal import SessionJournal
 from agent.session.recording import CustomerCopy
 from agent.session.tunnel_io import TunnelIO
 from agent.session.window import iso_time, window_ended
@@ -118,7 +118,7 @@ class TunnelRelay:
         info: TunnelInfo,
         backend: Backend,
         copy: CustomerCopy | None,
-        journal: SessionJournal,
+        journal: Journal,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._io = io

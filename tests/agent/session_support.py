@@ -17,7 +17,7 @@ from typing import Any
 from agent.playbook.policy import SessionApprovalMode
 from agent.session.backend import Backend
 from agent.session.endpoint import SessionEndpoint
-from agent.session.journal import SessionJournal
+from agent.journal import Journal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from proto import agent_pb2
@@ -231,7 +231,7 @@ class Endpoint:
             send=self._send,
             open_tunnel=self._open_tunnel,
             copy=CustomerCopy(self.recordings, record_input=record_input),
-            journal=SessionJournal(self.journal_path),
+            journal=Journal(self.journal_path),
             poll_seconds=poll_seconds,
         )
 

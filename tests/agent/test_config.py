@@ -11,6 +11,7 @@ import pytest
 
 from agent.config import (
     AgentConfig,
+    ApprovalsConfig,
     LogConfig,
     PlaybooksConfig,
     SessionsConfig,
@@ -47,6 +48,7 @@ SECTIONS = {
     "log": LogConfig,
     "playbooks": PlaybooksConfig,
     "sessions": SessionsConfig,
+    "approvals": ApprovalsConfig,
 }
 
 

@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 import agent.runs as runs_module
+from agent.consent.memory import ConsentMemory
+from agent.consent.verify import ConsentVerifier
+from agent.journal import Journal
 from agent.playbook.approvals import ApprovalBook
 from agent.playbook.executor import Executor
 from agent.playbook.policy import load_policy
 from agent.playbook.redact import Redactor
+from agent.playbook.waiting import WaitingRuns, run_binding
 from agent.runs import RunHandler
+from common.approval_format import RunSubject
 from playbooks.signing import generate_keypair, sign_catalogue
 from proto import agent_pb2
+from tests.consent_support import Approver, CustomerRoot, now_ms
 
 TOUCH = """name: touch-marker
 version: {version}
@@ -53,6 +62,7 @@ steps:
 """
 
 Sent = list[agent_pb2.AgentMessage]
+CUSTOMER, AGENT_ID = "acme", "agt-1"
 
 
 class Fixture:
@@ -86,7 +96,9 @@ class Fixture:
             now=now,
         )
 
-    def handler(self, policy: str = "", trusted: list[bytes] | None = None) -> RunHandler:
+    def handler(
+        self, policy: str = "", trusted: list[bytes] | None = None, root: str = ""
+    ) -> RunHandler:
         policy_path = self.tmp / "policy.toml"
         policy_path.write_text(policy)
         policy_path.chmod(0o600)
@@ -103,6 +115,8 @@ class Fixture:
             ApprovalBook(self.tmp / "approvals"),
             executor,
             send,
+            ConsentVerifier(root, CUSTOMER, AGENT_ID, ConsentMemory(self.tmp)),
+            Journal(self.tmp / "runs.log"),
         )
 
     def request(
@@ -131,6 +145,20 @@ class Fixture:
                 requested_by="user:erin",
             )
         )
+
+    def subject(self, run_id: str = "run-1", word: str = "hello") -> RunSubject:
+        """What an approval of the touch-marker run must bind."""
+        data = (self.catalogue / "touch-marker.yaml").read_bytes()
+        return RunSubject(
+            run_id=run_id,
+            playbook="touch-marker",
+            version=yaml.safe_load(data)["version"],
+            digest="sha256:" + hashlib.sha256(data).hexdigest(),
+            params={"word": word},
+        )
+
+    def binding(self, word: str = "hello") -> str:
+        return run_binding(self.subject(word=word))
 
     def updates(self, run_id: str = "run-1") -> list[tuple[str, str]]:
         return [
@@ -167,16 +195,27 @@ def drive(
     *messages: agent_pb2.CollectorMessage,
     until: Callable[[], bool],
     timeout: float = 20.0,
+    alongside: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Feed ``messages`` to ``handler`` (and run ``alongside``) until ``until()``."""
+
     async def main() -> None:
         for message in messages:
             handler.on_message(message)
+        helper = asyncio.create_task(alongside()) if alongside else None
         deadline = asyncio.get_running_loop().time() + timeout
         while not until() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        if helper is not None:
+            helper.cancel()
         await handler.close()
 
     asyncio.run(main())
+
+
+def refused_or_none(fx: Fixture) -> bool:
+    """The run ended one way or the other (refused, or a result)."""
+    return any(s == "refused" for s, _ in fx.updates()) or fx.result() is not None
 
 
 def refused(fx: Fixture, run_id: str = "run-1") -> str:
@@ -294,14 +333,31 @@ def test_mutating_without_approval_waits_then_expires(
     assert "approval" in refused(fx)
 
 
-def test_collector_approval_runs_a_mutating_playbook(fx: Fixture) -> None:
+def test_collector_approval_runs_a_mutating_playbook_only_where_the_customer_trusts_it(
+    fx: Fixture,
+) -> None:
     fx.write(mode="mutating")
     approval = agent_pb2.CollectorMessage(
         run_approval=agent_pb2.RunApproval(run_id="run-1", approved_by="user:alice")
     )
-    drive(fx.handler(), fx.request(fx.sign()), approval, until=lambda: fx.result() is not None)
+    policy = '[defaults]\napproval = "collector"\n'
+    drive(
+        fx.handler(policy), fx.request(fx.sign()), approval, until=lambda: fx.result() is not None
+    )
     assert fx.result().status == "ok"  # type: ignore[union-attr]
     assert fx.marker.exists()
+
+
+def test_by_default_the_collectors_word_does_not_approve(fx: Fixture) -> None:
+    """Secure by default: no pinned root and no policy file - an unsigned approval from
+    the collector (as a breached collector would send) is refused and nothing runs."""
+    fx.write(mode="mutating")
+    forged = agent_pb2.CollectorMessage(
+        run_approval=agent_pb2.RunApproval(run_id="run-1", approved_by="user:alice")
+    )
+    drive(fx.handler(), fx.request(fx.sign()), forged, until=lambda: refused_or_none(fx))
+    assert "pins no customer approval root" in refused(fx)
+    assert not fx.marker.exists()
 
 
 def test_local_policy_ignores_collector_approvals_and_other_runs_approvals(
@@ -311,8 +367,8 @@ def test_local_policy_ignores_collector_approvals_and_other_runs_approvals(
     fx.write(mode="mutating")
     policy = '[defaults]\napproval = "local"\n'
     book = ApprovalBook(fx.tmp / "approvals")
-    book.approve("run-other", 1e12)  # approval for another run
-    book.approve("run-1", 1.0)  # expired long ago
+    book.approve("run-other", 1e12, binding=fx.binding())  # approval for another run
+    book.approve("run-1", 1.0, binding=fx.binding())  # expired long ago
     forged = agent_pb2.CollectorMessage(
         run_approval=agent_pb2.RunApproval(run_id="run-1", approved_by="user:mallory")
     )
@@ -328,9 +384,41 @@ def test_local_policy_ignores_collector_approvals_and_other_runs_approvals(
 def test_local_approval_of_this_run_counts(fx: Fixture) -> None:
     fx.write(mode="mutating")
     policy = '[defaults]\napproval = "local"\n'
-    ApprovalBook(fx.tmp / "approvals").approve("run-1", 1e12)
-    drive(fx.handler(policy), fx.request(fx.sign()), until=lambda: fx.result() is not None)
+
+    async def approve_on_the_host() -> None:
+        """What `aftercare-agent approve run-1 --yes` does: bind to what waits."""
+        waiting = WaitingRuns(fx.tmp)
+        while (run := waiting.get("run-1")) is None:
+            await asyncio.sleep(0.05)
+        assert (run.playbook, run.version, run.mode) == ("touch-marker", "1.0.0", "mutating")
+        assert run.params == {"word": "hello"} and run.digest.startswith("sha256:")
+        ApprovalBook(fx.tmp / "approvals").approve("run-1", 1e12, binding=run.binding)
+
+    drive(
+        fx.handler(policy),
+        fx.request(fx.sign()),
+        until=lambda: fx.result() is not None,
+        alongside=approve_on_the_host,
+    )
     assert fx.result().status == "ok"  # type: ignore[union-attr]
+    assert "on the host by" in (fx.tmp / "runs.log").read_text()
+
+
+def test_a_local_approval_does_not_count_for_other_parameters_under_the_same_run_id(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host approved run-1 with word=hello; the collector reuses the id with word=bye."""
+    monkeypatch.setattr(runs_module, "APPROVAL_TIMEOUT_SECONDS", 2.0)
+    fx.write(mode="mutating")
+    policy = '[defaults]\napproval = "local"\n'
+    ApprovalBook(fx.tmp / "approvals").approve("run-1", 1e12, binding=fx.binding())
+    drive(
+        fx.handler(policy),
+        fx.request(fx.sign(), word="bye"),
+        until=lambda: refused_or_none(fx),
+    )
+    assert "not approved in time" in refused(fx)
+    assert not fx.marker.exists()
 
 
 def test_secrets_in_output_are_redacted_before_they_leave(fx: Fixture) -> None:
@@ -343,3 +431,170 @@ def test_secrets_in_output_are_redacted_before_they_leave(fx: Fixture) -> None:
     assert b"hunter2" not in output and b"abc123" not in output
     assert b"[REDACTED]" in output and b"ok" in output
     assert fx.result().redactions >= 2  # type: ignore[union-attr]
+
+
+# --- customer-signed approvals: what a breached collector cannot forge -------------------
+
+SIGNED = '[defaults]\napproval = "signed"\n'
+
+
+def approval_message(signed: bytes, run_id: str = "run-1") -> agent_pb2.CollectorMessage:
+    return agent_pb2.CollectorMessage(
+        run_approval=agent_pb2.RunApproval(
+            run_id=run_id, approved_by="user:alice", signed_approval=signed
+        )
+    )
+
+
+def test_a_signed_approval_of_exactly_this_run_runs_it(fx: Fixture) -> None:
+    root = CustomerRoot(CUSTOMER)
+    alice = root.certify("alice")
+    fx.write(mode="mutating")
+    signed = alice.approve(AGENT_ID, fx.subject())
+    drive(
+        fx.handler(root=root.fingerprint),
+        fx.request(fx.sign()),
+        approval_message(signed),
+        until=lambda: fx.result() is not None,
+    )
+    assert fx.result().status == "ok"  # type: ignore[union-attr]
+    log = (fx.tmp / "runs.log").read_text()
+    assert "signed by alice of acme" in log
+
+
+def _attack(name: str, root: CustomerRoot, alice: Approver, fx: Fixture) -> tuple[bytes, str]:
+    """(signed approval bytes, expected reason) for one attack by a breached collector."""
+    other_root = CustomerRoot(CUSTOMER)
+    subject = fx.subject()
+    if name == "unsigned":
+        return b"", "not signed by a customer approver"
+    if name == "forged signature":
+        signed = alice.approve(AGENT_ID, subject, signer=other_root.key)
+        return signed, "signature does not verify"
+    if name == "uncertified key":
+        return other_root.certify("alice").approve(AGENT_ID, subject), "not by the root this host"
+    if name == "another host":
+        return alice.approve("agt-other", subject), "host agent id 'agt-other'"
+    if name == "another customer":
+        mallory = root.certify("mallory", customer="globex")
+        return mallory.approve(AGENT_ID, subject), "certificate is for customer 'globex'"
+    if name == "another run id":
+        return alice.approve(AGENT_ID, fx.subject(run_id="run-2")), "run_id 'run-2'"
+    if name == "other parameters":
+        return alice.approve(AGENT_ID, fx.subject(word="bye")), "params"
+    if name == "another playbook version":
+        older = RunSubject(
+            subject.run_id, subject.playbook, "0.9.0", subject.digest, subject.params
+        )
+        return alice.approve(AGENT_ID, older), "version '0.9.0'"
+    if name == "another playbook file":
+        other = RunSubject(
+            subject.run_id, subject.playbook, subject.version, "sha256:" + "0" * 64, subject.params
+        )
+        return alice.approve(AGENT_ID, other), "digest"
+    if name == "expired":
+        return alice.approve(
+            AGENT_ID, subject, issued_ms=now_ms() - 7_200_000, expires_ms=now_ms() - 1
+        ), "expired"
+    if name == "expired certificate":
+        old = root.certify("alice", issued_ms=now_ms() - 7_200_000, expires_ms=now_ms() - 1)
+        return old.approve(AGENT_ID, subject), "not valid now"
+    if name == "approver name not the certificate's":
+        return alice.approve(AGENT_ID, subject, approver="bob"), "approver 'bob'"
+    if name == "garbage":
+        return b'{"approval": 1}', "malformed signed approval"
+    raise AssertionError(name)
+
+
+ATTACKS = [
+    "unsigned",
+    "forged signature",
+    "uncertified key",
+    "another host",
+    "another customer",
+    "another run id",
+    "other parameters",
+    "another playbook version",
+    "another playbook file",
+    "expired",
+    "expired certificate",
+    "approver name not the certificate's",
+    "garbage",
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_breached_collector_cannot_approve_a_run(fx: Fixture, attack: str) -> None:
+    root = CustomerRoot(CUSTOMER)
+    alice = root.certify("alice")
+    fx.write(mode="mutating")
+    signed, reason = _attack(attack, root, alice, fx)
+    drive(
+        fx.handler(SIGNED, root=root.fingerprint),
+        fx.request(fx.sign()),
+        approval_message(signed),
+        until=lambda: refused_or_none(fx),
+    )
+    message = refused(fx)
+    assert message.startswith("approval refused: ") and reason in message, message
+    host_log = [json.loads(line) for line in (fx.tmp / "runs.log").read_text().splitlines()]
+    assert any(e["event"] == "run_refused" and reason in e["reason"] for e in host_log)
+
+
+def test_a_revoked_approver_cannot_approve(fx: Fixture) -> None:
+    root = CustomerRoot(CUSTOMER)
+    alice = root.certify("alice")
+    fx.write(mode="mutating")
+    handler = fx.handler(SIGNED, root=root.fingerprint)
+    revocations = agent_pb2.ApproverRevocations(
+        revocations=[CustomerRoot(CUSTOMER).revoke(alice), root.revoke(alice)]
+    )
+    verifier = ConsentVerifier(root.fingerprint, CUSTOMER, AGENT_ID, ConsentMemory(fx.tmp))
+    assert verifier.add_revocations(revocations.revocations) == 1  # the other root's is ignored
+    drive(
+        handler,
+        fx.request(fx.sign()),
+        approval_message(alice.approve(AGENT_ID, fx.subject())),
+        until=lambda: refused_or_none(fx),
+    )
+    assert "was revoked by the customer's root" in refused(fx)
+
+
+def test_a_replayed_approval_is_refused(fx: Fixture) -> None:
+    """The run happened; the collector sends the same request and approval again."""
+    root = CustomerRoot(CUSTOMER)
+    fx.write(mode="mutating")
+    signed = root.certify("alice").approve(AGENT_ID, fx.subject())
+    drive(
+        fx.handler(SIGNED, root=root.fingerprint),
+        fx.request(fx.sign()),
+        approval_message(signed),
+        until=lambda: fx.result() is not None,
+    )
+    assert fx.result().status == "ok"  # type: ignore[union-attr]
+    fx.marker.unlink()
+    fx.sent.clear()
+    drive(
+        fx.handler(SIGNED, root=root.fingerprint),
+        fx.request(fx.sign()),
+        approval_message(signed),
+        until=lambda: refused_or_none(fx),
+    )
+    assert "already used" in refused(fx)
+
+
+def test_a_signed_approval_under_a_local_only_policy_is_ignored(
+    fx: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_module, "APPROVAL_TIMEOUT_SECONDS", 1.5)
+    root = CustomerRoot(CUSTOMER)
+    fx.write(mode="mutating")
+    signed = root.certify("alice").approve(AGENT_ID, fx.subject())
+    drive(
+        fx.handler('[defaults]\napproval = "local"\n', root=root.fingerprint),
+        fx.request(fx.sign()),
+        approval_message(signed),
+        until=lambda: refused_or_none(fx),
+    )
+    assert "not approved in time" in refused(fx)
+    assert "approval_ignored" in (fx.tmp / "runs.log").read_text()

@@ -25,7 +25,7 @@ from agent.playbook.policy import Policy
 from agent.rpc import Channel, client_context
 from agent.runner import dispatch, hello_for
 from agent.session.endpoint import SessionEndpoint
-from agent.session.journal import SessionJournal
+from agent.journal import Journal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from agent.session.setup import build_backend
@@ -141,7 +141,7 @@ async def rig(
         send=_ignore,
         open_tunnel=lambda: GrpcTunnelIO(channel.stream(TUNNEL_METHOD, Frame.FromString)),
         copy=CustomerCopy(tmp_path / "recordings", record_input=False),
-        journal=SessionJournal(tmp_path / "sessions.log"),
+        journal=Journal(tmp_path / "sessions.log"),
     )
     window_end = int((time.time() + window_seconds) * 1000)
     opening = agent_pb2.SessionOpen(

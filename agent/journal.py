@@ -1,10 +1,12 @@
-"""The customer's trace of remote sessions on the host: ``<state dir>/sessions.log``.
+"""The customer's own record on the host: ``sessions.log`` and ``runs.log`` in the state dir.
 
 One JSON object per line (``{"time": ISO, "event": ..., ...}``), appended, mode
-0600: tunnels opened, refused and ended (with the reason), channels opened (kind,
-command, recording) and closed (bytes each way, exit). The collector keeps its own
-audit log; this one stays with the customer. A journal that cannot be written is
-logged as an error but never stops a session from being ended or served.
+0600. ``sessions.log``: tunnels opened, refused and ended (with the reason),
+channels opened (kind, command, recording) and closed (bytes each way, exit).
+``runs.log``: playbook runs received, refused (with the reason), waiting for
+approval, approved (by whom, how), started and finished, and approvals refused.
+The collector keeps its own audit log; these stay with the customer. A journal
+that cannot be written is logged as an error but never stops work.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["JOURNAL_FILE", "SessionJournal"]
+__all__ = ["RUNS_JOURNAL_FILE", "SESSIONS_JOURNAL_FILE", "Journal"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_FILE = "sessions.log"
+SESSIONS_JOURNAL_FILE = "sessions.log"
+RUNS_JOURNAL_FILE = "runs.log"
 
 
-class SessionJournal:
+class Journal:
     """Appends events to ``path``; ``clock`` is Unix seconds."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
@@ -43,4 +46,4 @@ class SessionJournal:
             finally:
                 os.close(fd)
         except OSError as exc:
-            log.error("cannot write the session journal %s: %s", self.path, exc)
+            log.error("cannot write the journal %s: %s", self.path, exc)
