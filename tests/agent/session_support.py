@@ -14,16 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.consent.memory import ConsentMemory
+from agent.consent.verify import ConsentVerifier
+from agent.journal import Journal
 from agent.playbook.policy import SessionApprovalMode
 from agent.session.backend import Backend
 from agent.session.endpoint import SessionEndpoint
-from agent.journal import Journal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from proto import agent_pb2
 
 Frame = agent_pb2.TunnelFrame
 SESSION = "ses-0123456789ab"
+CUSTOMER, AGENT_ID = "acme", "agt-1"
 _BROKEN = object()
 _DONE = object()
 
@@ -216,6 +219,7 @@ class Endpoint:
         clock: object = time.time,
         poll_seconds: float = 0.05,
         stall_after: int | None = None,
+        root: str = "",
     ) -> None:
         self.state_dir = state_dir
         self.stall_after = stall_after
@@ -232,6 +236,7 @@ class Endpoint:
             open_tunnel=self._open_tunnel,
             copy=CustomerCopy(self.recordings, record_input=record_input),
             journal=Journal(self.journal_path),
+            consent=ConsentVerifier(root, CUSTOMER, AGENT_ID, ConsentMemory(state_dir)),
             poll_seconds=poll_seconds,
         )
 
@@ -250,6 +255,7 @@ class Endpoint:
         tunnel_id: str = "tun-0001",
         window_seconds: float = 300.0,
         engineer: str = "erin",
+        signed_approval: bytes = b"",
     ) -> FakeTunnel:
         """Send SessionOpen; returns the tunnel the agent opened, attach already checked."""
         window_end = int((time.time() + window_seconds) * 1000)
@@ -261,6 +267,7 @@ class Endpoint:
                     engineer=engineer,
                     window_end_unix_ms=window_end,
                     approved_by="alice",
+                    signed_approval=signed_approval,
                 )
             )
         )

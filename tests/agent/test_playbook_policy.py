@@ -34,7 +34,7 @@ def test_missing_file_gives_the_defaults_and_says_so(
     assert policy == Policy()
     assert "absent.toml not found" in caplog.text
     assert policy.decide("disk-usage", "read-only") == Decision(
-        "allow", "collector", "[defaults] read-only"
+        "allow", "signed", "[defaults] read-only"
     )
     assert policy.decide("restart-service", "mutating").kind == "approve"
 
@@ -100,32 +100,43 @@ def test_an_entry_without_mode_mutating_cannot_loosen_a_mutating_playbook(tmp_pa
     assert strict.decide("x", "mutating").kind == "deny"
 
 
-def test_where_approvals_count() -> None:
-    assert Decision("approve", "collector").counts("collector")
-    assert not Decision("approve", "collector").counts("local")
-    assert Decision("approve", "local").counts("local")
-    assert not Decision("approve", "local").counts("collector")
-    assert Decision("approve", "either").counts("local")
-    assert Decision("approve", "either").counts("collector")
-    assert not Decision("deny", "either").counts("local")
-    assert not Decision("allow", "either").counts("local")
+@pytest.mark.parametrize(
+    ("source", "counted"),
+    [
+        ("signed", {"signed"}),
+        ("local", {"local"}),
+        ("either", {"signed", "local"}),
+        ("collector", {"signed", "collector"}),
+    ],
+)
+def test_where_approvals_count(source: str, counted: set[str]) -> None:
+    """Only ``collector`` - written by the customer - lets the collector's word count."""
+    decision = Decision("approve", source)  # type: ignore[arg-type]
+    origins = ("signed", "collector", "local")
+    assert {o for o in origins if decision.counts(o)} == counted  # type: ignore[arg-type]
+    assert not Decision("deny", source).counts("local")  # type: ignore[arg-type]
+    assert not Decision("allow", source).counts("signed")  # type: ignore[arg-type]
 
 
 def test_the_shipped_example_is_valid() -> None:
     policy = load_policy(REPO / "deploy" / "policy.example.toml")
     assert policy.decide("anything", "mutating").kind == "approve"
-    assert policy.session_approval == "collector"
+    assert policy.session_approval == "signed"
 
 
-@pytest.mark.parametrize("mode", ["collector", "local", "either", "disabled"])
+@pytest.mark.parametrize("mode", ["signed", "collector", "local", "either", "disabled"])
 def test_session_approval_modes(tmp_path: Path, mode: str) -> None:
     policy = load_policy(policy_file(tmp_path, f"[sessions]\napproval = '{mode}'\n"))
     assert policy.session_approval == mode
 
 
-def test_sessions_default_to_collector_approval(tmp_path: Path) -> None:
-    assert load_policy(None).session_approval == "collector"
-    assert load_policy(policy_file(tmp_path, "")).session_approval == "collector"
+def test_sessions_and_runs_default_to_signed_approval(tmp_path: Path) -> None:
+    """Secure by default: without a policy the collector's word approves nothing."""
+    for policy in (load_policy(None), load_policy(policy_file(tmp_path, ""))):
+        assert policy.session_approval == "signed"
+        assert policy.decide("fix-it", "mutating") == Decision(
+            "approve", "signed", "[defaults] mutating"
+        )
 
 
 # --- validation -----------------------------------------------------------------------

@@ -21,19 +21,23 @@ import psutil
 import pytest
 
 from agent.config import AgentConfig, SessionsConfig
+from agent.consent.memory import ConsentMemory
+from agent.consent.verify import ConsentVerifier
+from agent.journal import Journal
 from agent.playbook.policy import Policy
 from agent.rpc import Channel, client_context
 from agent.runner import dispatch, hello_for
 from agent.session.endpoint import SessionEndpoint
-from agent.journal import Journal
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
 from agent.session.setup import build_backend
 from agent.session.tunnel_io import GrpcTunnelIO
 from agent.stream import TUNNEL_METHOD, CollectorLink
 from collector.pki import CertificateAuthority
+from common.approval_format import fingerprint
 from proto import agent_pb2
 from tests.agent.session_support import SESSION
+from tests.consent_support import CustomerRoot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,16 +55,27 @@ def test_hello_with_a_backend_carries_the_policy_mode() -> None:
     hello = hello_for(config, Policy(session_approval="local"))
     assert hello.session_approval == "local"
     assert "sessions" in hello.capabilities and "metrics" in hello.capabilities
-    assert hello_for(config).session_approval == "collector"
+    assert hello_for(config).session_approval == "signed"  # secure by default
+    assert hello_for(config, approval_root="sha256:" + "a" * 64).approval_root.endswith("a" * 64)
 
 
-def test_dispatch_sends_session_messages_to_the_session_endpoint() -> None:
+def test_dispatch_sends_session_messages_to_the_session_endpoint(tmp_path: Path) -> None:
     runs: list[str] = []
     sessions: list[str] = []
+    root = CustomerRoot("acme")
+    consent = ConsentVerifier(root.fingerprint, "acme", "agt-1", ConsentMemory(tmp_path))
     on_message = dispatch(
         lambda m: runs.append(str(m.WhichOneof("kind"))),
         lambda m: sessions.append(str(m.WhichOneof("kind"))),
+        consent,
     )
+    revoked = root.certify("alice")
+    on_message(
+        agent_pb2.CollectorMessage(
+            approver_revocations=agent_pb2.ApproverRevocations(revocations=[root.revoke(revoked)])
+        )
+    )
+    assert ConsentMemory(tmp_path).revoked_keys() == {fingerprint(revoked.public)}
     for message in (
         agent_pb2.CollectorMessage(run_request=agent_pb2.RunRequest(run_id="r")),
         agent_pb2.CollectorMessage(session_open=agent_pb2.SessionOpen(session_id=SESSION)),
@@ -142,6 +157,7 @@ async def rig(
         open_tunnel=lambda: GrpcTunnelIO(channel.stream(TUNNEL_METHOD, Frame.FromString)),
         copy=CustomerCopy(tmp_path / "recordings", record_input=False),
         journal=Journal(tmp_path / "sessions.log"),
+        consent=ConsentVerifier("", "acme", "agt-1", ConsentMemory(tmp_path)),
     )
     window_end = int((time.time() + window_seconds) * 1000)
     opening = agent_pb2.SessionOpen(
