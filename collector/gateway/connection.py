@@ -165,6 +165,7 @@ class EngineerConnection:
                     bytes_to_host=self.bytes_to_host,
                     bytes_to_engineer=self.bytes_to_engineer,
                     channels=self.channels_opened,
+                    reason=self._end_reason,
                 )
             except Exception:
                 log.exception("could not record the disconnection of %s", self.login.session_id)

@@ -162,6 +162,7 @@ def test_parameter_injection_is_refused_before_it_leaves_the_collector(
 def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
 ) -> None:
+    """Where the customer trusts the collector's word (approval = "collector")."""
     private, public = generate_keypair()
     (tmp_path / "vendor.pub").write_bytes(public)
     catalogue = tmp_path / "catalogue"
@@ -170,7 +171,8 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     (catalogue / "rotate-marker.yaml").write_text(MUTATING.format(marker=marker))
     write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
     collector = started("--playbooks", str(catalogue))
-    _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"])
+    trusting = '[defaults]\napproval = "collector"\n'
+    _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"], trusting)
     engineer = collector.add_user("erin", "engineer")
     alice = collector.add_user("alice", "customer", customer="acme")
     mallory = collector.add_user("mallory", "customer", customer="globex")
