@@ -262,6 +262,7 @@ def _approve_session(args: argparse.Namespace) -> int:
         _print_json(
             {
                 "session_id": args.session_id,
+                "engineer": approval.binding,
                 "approved_by": by,
                 "until": _iso(approval.until),
                 "until_unix_ms": int(approval.until * 1000),
@@ -269,8 +270,9 @@ def _approve_session(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"approved {args.session_id} until {_iso(approval.until)}; the agent reports it to "
-            "the collector within seconds"
+            f"approved {args.session_id} for engineer {approval.binding} until "
+            f"{_iso(approval.until)}; only {approval.binding} may log in with it. The agent "
+            "reports it to the collector within seconds"
         )
     return 0
 

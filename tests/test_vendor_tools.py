@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from agent.playbook.approvals import ApprovalBook
+from agent.playbook.waiting import WaitingRun, WaitingRuns
 from playbooks.shipped import catalogue_dir
 from playbooks.signing import verify_catalogue
 from tests.support import run
@@ -57,15 +58,38 @@ def test_lint_reports_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:8" in result.stdout
 
 
-def test_agent_approve_records_an_approval_for_that_run_only(tmp_path: Path) -> None:
-    result = run("agent.cli", "approve", "--state-dir", str(tmp_path), "run-abc123", "--for", "10m")
+def test_agent_approve_shows_the_run_and_binds_the_approval_to_it(tmp_path: Path) -> None:
+    waiting = WaitingRun(
+        run_id="run-abc123",
+        playbook="restart-service",
+        version="1.2.0",
+        mode="mutating",
+        description="Restart one systemd unit.",
+        digest="sha256:" + "ab" * 32,
+        params={"unit": "nginx.service", "token": "***"},
+        requested_by="user:erin",
+        binding="cd" * 32,
+    )
+    WaitingRuns(tmp_path).add(waiting)
+    asked = run("agent.cli", "approve", "--state-dir", str(tmp_path), "run-abc123")
+    assert asked.returncode == 1 and "pass --yes" in asked.stderr  # no terminal to ask on
+    assert "restart-service 1.2.0  [mutating]" in asked.stdout
+    assert "unit = nginx.service" in asked.stdout and "sha256:abab" in asked.stdout
+    assert not (tmp_path / "approvals" / "run-abc123").exists()
+
+    args = ("approve", "--state-dir", str(tmp_path), "run-abc123", "--for", "10m", "--yes")
+    result = run("agent.cli", *args)
     assert result.returncode == 0, result.stderr
     book = ApprovalBook(tmp_path / "approvals")
     now = time.time()
-    assert book.is_approved("run-abc123", now)
+    assert book.is_approved("run-abc123", now, "cd" * 32)
+    assert not book.is_approved("run-abc123", now, "ef" * 32)  # the same id, another run
     assert not book.is_approved("run-other", now)
     assert not book.is_approved("run-abc123", now + 601)
     record = json.loads((tmp_path / "approvals" / "run-abc123").read_text())
-    assert record["by"].startswith("os-user:")
-    bad = run("agent.cli", "approve", "--state-dir", str(tmp_path), "../../etc/passwd")
+    assert record["by"].startswith("os-user:") and record["binding"] == "cd" * 32
+
+    unknown = run("agent.cli", "approve", "--state-dir", str(tmp_path), "run-nope", "--yes")
+    assert unknown.returncode == 1 and "no run run-nope waits for approval" in unknown.stderr
+    bad = run("agent.cli", "approve", "--state-dir", str(tmp_path), "../../etc/passwd", "--yes")
     assert bad.returncode == 1
