@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import text_format
 
 from common.approval_format import RunSubject, SessionSubject
 from playbooks.signing import generate_keypair, sign_catalogue
@@ -114,6 +115,10 @@ class FakeCollector:
             response_serializer=Frame.SerializeToString,
         )
         return grpc.method_handlers_generic_handler(SERVICE, {"Connect": connect, "Tunnel": tunnel})
+
+    @property
+    def connected(self) -> bool:
+        return self._outgoing is not None
 
     def send(self, **kind: Any) -> None:
         """Send one ``CollectorMessage(**kind)`` on the agent's current control stream."""
@@ -234,6 +239,10 @@ async def until(predicate: Callable[[], Any], what: str, explain: Callable[[], s
         await asyncio.sleep(0.05)
 
 
+def one_line(message: Any) -> str:
+    return str(text_format.MessageToString(message, as_one_line=True))
+
+
 def journal(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -249,12 +258,11 @@ class Scene:
     run_marker: Path
 
     def explain(self) -> str:
-        sent = "\n".join(
-            f"  {m.WhichOneof('kind')}: {str(getattr(m, str(m.WhichOneof('kind')))).strip()!r}"
-            for m in self.fake.received
-        )
+        """What the agent sent the fake collector, its tunnels and its log: for failures."""
+        sent = "\n".join(f"  {one_line(m)}" for m in self.fake.received)
         tunnels = "\n".join(
-            f"  {t}: {r.kinds} end={r.end_reason()!r}" for t, r in self.fake.tunnels.items()
+            f"  {tunnel_id}: {[one_line(f) for f in record.frames]}"
+            for tunnel_id, record in self.fake.tunnels.items()
         )
         return (
             f"the agent sent the fake collector ({self.fake.acked} batches acked):\n{sent}\n"
@@ -312,7 +320,8 @@ class Scene:
             self.explain,
         )
         expected = f"approval refused: {reason}"
-        assert update == expected, f"run {run_id}: got {update!r}, expected {expected!r}\n" + (
+        got = update if isinstance(update, str) else f"a result, it ran: {one_line(update)}"
+        assert got == expected, f"run {run_id}: got {got!r}, expected {expected!r}\n" + (
             self.explain()
         )
         states = [s for s, _ in self.fake.updates(run_id)]
@@ -344,34 +353,57 @@ class Scene:
         assert record.attach.session_id == opening.session_id, record.attach
         return record
 
+    async def refused_login(
+        self, opening: agent_pb2.SessionOpen, marker: Path, reason: str
+    ) -> None:
+        """The login is refused with exactly ``reason``: the tunnel's end, the host's
+        ``sessions.log``; the exec the collector sent never ran."""
+        tunnel = await self.login(opening, marker)
+        assert tunnel.end_reason() == reason, (
+            f"tunnel {opening.tunnel_id}: got {tunnel.kinds} end={tunnel.end_reason()!r}, "
+            f"expected end={reason!r}\n{self.explain()}"
+        )
+        assert tunnel.kinds == ["end"], f"the agent served the tunnel: {tunnel.kinds}"
+        await asyncio.sleep(0.3)  # a command that had started would have touched by now
+        assert not marker.exists(), f"the login ran a command after all\n{self.explain()}"
+        events = [
+            e
+            for e in journal(self.agent.state_dir / "sessions.log")
+            if e.get("tunnel_id") == opening.tunnel_id
+        ]
+        assert [e["event"] for e in events] == ["tunnel_refused"], events
+        assert events[0]["session_id"] == opening.session_id, events
+        assert events[0]["engineer"] == opening.engineer, events
+        assert events[0]["reason"] == reason, events
+
 
 async def attacks(scene: Scene, root: CustomerRoot) -> None:
     """The breached collector's script against the connected agent, then the genuine path."""
     fake, agent, agent_id = scene.fake, scene.agent, scene.fake.agent_id
     tmp_path = agent.state_dir.parent
     alice = root.certify("alice")
-    await until(lambda: fake._outgoing is not None, "the agent to connect", scene.explain)
+    await until(lambda: fake.connected, "the agent to connect", scene.explain)
     [hello] = fake.hellos
     assert hello.approval_root == root.fingerprint, hello
     assert hello.session_approval == "signed" and "sessions" in hello.capabilities, hello
 
-    # (a) the collector's word alone: an approval with no signature
-    await scene.refused_run(
-        "run-0000000000000a1",
-        b"",
+    unsigned = (
         "the approval is not signed by a customer approver; the host's policy requires "
         "a signed approval (aftercare session approve / run approve with an approval "
-        "key certified by the customer's root)",
+        "key certified by the customer's root)"
     )
-    # (b) signed by an approver the attacker certified under a root of its own
-    impostor = CustomerRoot(CUSTOMER)
-    run_b = "run-0000000000000b2"
-    await scene.refused_run(
-        run_b,
-        impostor.certify("alice").approve(agent_id, scene.subject(run_b)),
+    impostor = CustomerRoot(CUSTOMER)  # the attacker's own "customer root"
+    not_pinned = (
         f"the approver certificate is signed by root {impostor.fingerprint}, not by "
-        f"the root this host pins ({root.fingerprint})",
+        f"the root this host pins ({root.fingerprint})"
     )
+
+    # (a) the collector's word alone: an approval with no signature
+    await scene.refused_run("run-0000000000000a1", b"", unsigned)
+    # (b) signed by an approver the attacker certified under a root of its own
+    run_b = "run-0000000000000b2"
+    forged = impostor.certify("alice").approve(agent_id, scene.subject(run_b))
+    await scene.refused_run(run_b, forged, not_pinned)
     # (c) alice's genuine approval, but of other parameters
     run_c = "run-0000000000000c3"
     await scene.refused_run(
@@ -381,28 +413,29 @@ async def attacks(scene: Scene, root: CustomerRoot) -> None:
         "(this request: {'word': 'hello'})",
     )
 
-    # (d) a login nobody requested, unsigned: the agent attaches, then ends it
+    # (d) a login nobody requested, unsigned: the agent attaches the tunnel, then ends it
     session_marker = tmp_path / "session-marker"
+    window_end = now_ms() + 600_000
     opening = agent_pb2.SessionOpen(
         session_id="ses-00000000000d",
         tunnel_id="tun-00000000000d",
         engineer="mallory",
-        window_end_unix_ms=now_ms() + 600_000,
+        window_end_unix_ms=window_end,
         approved_by="user:alice",
     )
-    tunnel = await scene.login(opening, session_marker)
-    reason = tunnel.end_reason()
-    assert reason is not None and reason.startswith(
-        "the approval is not signed by a customer approver"
-    ), f"{tunnel.kinds} {reason!r}\n{scene.explain()}"
-    assert tunnel.kinds == ["end"], f"the agent served the tunnel: {tunnel.kinds}"
-    await asyncio.sleep(0.5)  # a command that had started would have touched by now
-    assert not session_marker.exists(), scene.explain()
-    [refusal] = [
-        e for e in journal(agent.state_dir / "sessions.log") if e["event"] == "tunnel_refused"
-    ]
-    assert refusal["session_id"] == opening.session_id, refusal
-    assert refusal["engineer"] == "mallory" and refusal["reason"] == reason, refusal
+    await scene.refused_login(opening, session_marker, unsigned)
+    # ... and one "approved" under the attacker's own root
+    opening = agent_pb2.SessionOpen(
+        session_id="ses-0000000000d2",
+        tunnel_id="tun-0000000000d2",
+        engineer="mallory",
+        window_end_unix_ms=window_end,
+        approved_by="user:alice",
+        signed_approval=impostor.certify("alice").approve(
+            agent_id, SessionSubject("ses-0000000000d2", "mallory", window_end)
+        ),
+    )
+    await scene.refused_login(opening, session_marker, not_pinned)
 
     # (e) the genuine path: alice signs exactly this run -> it runs
     run_e = "run-0000000000000e5"
@@ -410,7 +443,7 @@ async def attacks(scene: Scene, root: CustomerRoot) -> None:
     await scene.approve(run_e, alice.approve(agent_id, scene.subject(run_e)))
     result = await until(lambda: fake.result(run_e), f"run {run_e} result", scene.explain)
     assert result.status == "ok", f"{result}\n{scene.explain()}"
-    assert run_marker.exists(), scene.explain()
+    assert scene.run_marker.exists(), scene.explain()
     assert b"hello" in fake.output(run_e), scene.explain()
     approved = [
         e
@@ -452,7 +485,6 @@ def test_a_collector_with_stolen_keys_cannot_consent_for_the_customer(
 ) -> None:
     started = time.monotonic()
     root = CustomerRoot(CUSTOMER)
-    alice = root.certify("alice")
 
     # the vendor's signed catalogue with a mutating playbook that leaves a marker
     private, public = generate_keypair()
