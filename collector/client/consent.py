@@ -173,9 +173,13 @@ def _certificate(
     if beside.exists():
         return read_certificate(beside)
     reply = client.call("ListApprovers", api_pb2.ListApproversRequest())
-    mine = [
-        a for a in reply.approvers if a.key_fingerprint == key_fingerprint and not a.revoked_unix_ms
-    ]
+    ours = [a for a in reply.approvers if a.key_fingerprint == key_fingerprint]
+    mine = [a for a in ours if not a.revoked_unix_ms]
+    if ours and not mine:
+        raise ConsentError(
+            f"your approval key {key_fingerprint} was revoked by your customer's admin: "
+            "make a new one with `aftercare approvers key --out FILE` and have it certified"
+        )
     if not mine:
         raise ConsentError(
             f"no certificate for your approval key {key_fingerprint}: not in {beside} and "
