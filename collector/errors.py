@@ -40,6 +40,7 @@ __all__ = [
     "CollectorError",
     "ConfigError",
     "Conflict",
+    "FailedPrecondition",
     "InvalidRequest",
     "MigrationError",
     "NotFound",
@@ -175,6 +176,10 @@ class AgentRevoked(CollectorError):
 
 class InvalidRequest(CollectorError):
     """Bad input from an agent or a user (malformed CSR, out-of-range value, ...)."""
+
+
+class FailedPrecondition(CollectorError):
+    """The action needs something the caller did not bring (e.g. a signed approval)."""
 
 
 class ConfigError(CollectorError):

@@ -22,13 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.approval_check import check_pinned_root, check_run, verify_bundle
 from collector.auth import Principal
-from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from collector.rules import HostRef
 from collector.store import AgentRecord
 from collector.store.base import FINISHED_RUN_STATES, RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
+from common.approval_format import bound_params
 from playbooks.errors import PlaybookError
 from playbooks.loader import load_playbook_bytes
 from playbooks.model import Playbook
@@ -127,6 +135,8 @@ class RunService:
         playbook = self._playbook(playbook_name)
         masked = _mask(playbook, params)
         self._check_params(playbook, params)
+        assert self.catalogue is not None
+        playbook_yaml = self.catalogue.files[playbook.name]
         now = self._clock_ms()
         run = RunRecord(
             run_id="run-" + secrets.token_hex(8),
@@ -141,17 +151,18 @@ class RunService:
             requested_ms=now,
             ticket_id=ticket_id,
             updated_ms=now,
+            playbook_digest="sha256:" + hashlib.sha256(playbook_yaml).hexdigest(),
+            bound_params=bound_params(params, _secret_names(playbook)),
         )
         run = await self._db.call(self._store.create_run, run)
         await self._audit(requested_by, "playbook.run_requested", run, {"params": dict(masked)})
-        assert self.catalogue is not None
         request = agent_pb2.RunRequest(
             run_id=run.run_id,
             playbook=playbook.name,
             params=dict(params),
             manifest=self.catalogue.manifest,
             manifest_signature=self.catalogue.signature,
-            playbook_yaml=self.catalogue.files[playbook.name],
+            playbook_yaml=playbook_yaml,
             requested_by=requested_by,
             ticket_id=ticket_id or 0,
         )
@@ -159,18 +170,59 @@ class RunService:
             return await self._update(run.run_id, state="sent")
         return await self._finish(run.run_id, "undeliverable", "the host is not connected")
 
-    async def approve(self, who: Principal, run_id: str) -> RunRecord:
-        """A customer user of the run's customer approves a run that waits for approval."""
+    async def approve(self, who: Principal, run_id: str, signed_approval: bytes = b"") -> RunRecord:
+        """A customer user of the run's customer approves a run that waits for approval.
+
+        ``signed_approval`` (a bundle, docs/approvers-cli.md) must name exactly this run
+        and verify (checked here for early errors; the host checks again); it is stored
+        with the run and forwarded to the host. Without one, the approval is accepted
+        only if the host pins no approval root (its own policy then decides).
+        """
         if who.role != "customer":
             raise PermissionDenied("only a customer user of this host's customer can approve")
         run = await self.get(who, run_id)
         if run.state != "waiting_approval":
             raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
-        approval = agent_pb2.RunApproval(run_id=run_id, approved_by=f"user:{who.name}")
+        agent = await self._db.call(self._store.get_agent, run.agent_id)
+        pinned = agent.approval_root if agent is not None else ""
+        approved_by, expires_ms, details = f"user:{who.name}", 0, {}
+        if signed_approval:
+            revoked = {
+                r.key_fingerprint
+                for r in await self._db.call(self._store.list_revocations, run.customer)
+            }
+            signed = verify_bundle(signed_approval, self._clock_ms(), revoked)
+            check_pinned_root(signed, pinned, run.hostname)
+            check_run(signed, run)
+            approved_by, expires_ms = signed.certificate.approver, signed.approval.expires_ms
+            details = {
+                "approver": approved_by,
+                "key_fingerprint": signed.key_fingerprint,
+                "nonce": signed.approval.nonce,
+            }
+        elif pinned:
+            raise FailedPrecondition(
+                f"host {run.hostname!r} pins the customer's approval root {pinned}: approve "
+                "with a signed approval (create your key with `aftercare approvers key` and "
+                "ask your admin to certify it with `aftercare approvers add`)"
+            )
+        approval = agent_pb2.RunApproval(
+            run_id=run_id,
+            approved_by=approved_by,
+            expires_unix_ms=expires_ms,
+            signed_approval=signed_approval,
+        )
         if not self._send(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
             raise Conflict(f"the host of run {run_id} is not connected; approve on the host")
-        await self._audit(f"user:{who.name}", "playbook.run_approved", run, {})
-        return await self._update(run_id, approved_by=f"user:{who.name}")
+        await self._audit(
+            f"user:{who.name}",
+            "playbook.run_approved",
+            run,
+            {"signed": bool(signed_approval), **details},
+        )
+        return await self._update(
+            run_id, approved_by=approved_by, signed_approval=signed_approval or None
+        )
 
     async def get(self, who: Principal, run_id: str) -> RunRecord:
         run = await self._db.call(self._store.get_run, run_id)
@@ -363,8 +415,12 @@ class RunService:
         return self._output_dir / f"{run_id}.out"
 
 
+def _secret_names(playbook: Playbook) -> frozenset[str]:
+    return frozenset(p.name for p in playbook.parameters if p.secret)
+
+
 def _mask(playbook: Playbook, params: Mapping[str, str]) -> dict[str, str]:
-    secret = {p.name for p in playbook.parameters if p.secret}
+    secret = _secret_names(playbook)
     return {k: SECRET_MASK if k in secret else v for k, v in params.items()}
 
 

@@ -20,6 +20,7 @@ from google.protobuf.json_format import MessageToDict
 
 from collector import __version__
 from collector.client import (
+    approvers,
     keys,
     playbooks_cli,
     recordings,
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = ClientSettings.resolve(args.collector, args.token, args.ca_file)
         client = ApiClient(settings)
     except ClientSetupError as exc:
+        if getattr(args, "client_optional", False):  # works without a collector too
+            optional_result: int = args.handler(None, args)
+            return optional_result
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -110,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_actions(session_actions)
     ssh.add_commands(commands)
     keys.add_commands(commands)
+    approvers.add_commands(commands)
     playbooks_cli.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")

@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from collector.client.connection import ApiClient
+from collector.client.connection import Api, ApiClient
+from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso
+from common.approval_format import RunSubject
 from proto import api_pb2
 
 RUN_ACTIONS = ("show", "approve")
+RUN_APPROVAL_MS = 3600 * 1000  # a signed run approval expires after an hour
 
 
 def add_commands(commands: Any) -> None:
@@ -27,8 +31,8 @@ def add_commands(commands: Any) -> None:
         "run",
         help="run a signed playbook on a host, or show/approve a run",
         description="`aftercare run PLAYBOOK --host H [--param k=v ...] [--ticket N] [--follow]` "
-        "starts a run; `aftercare run show RUN_ID` shows one; `aftercare run approve RUN_ID` "
-        "approves it (customer users).",
+        "starts a run; `aftercare run show RUN_ID` shows one; `aftercare run approve RUN_ID "
+        "[--yes]` shows exactly what is approved, asks, signs and approves it (customer users).",
     )
     p.add_argument("target", help="playbook name, or show / approve")
     p.add_argument("run_id", nargs="?", help="run id (for show / approve)")
@@ -36,6 +40,8 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--ticket", type=int, default=0, help="attach the output to this ticket")
     p.add_argument("--follow", action="store_true", help="stream the output until it finishes")
+    p.add_argument("--yes", action="store_true", help="approve: do not ask for confirmation")
+    add_approval_key_args(p)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_run)
 
@@ -55,9 +61,7 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
             return 2
         if args.target == "show":
             return _show(client, args.run_id, args.json)
-        info = client.call("ApproveRun", api_pb2.ApproveRunRequest(run_id=args.run_id))
-        _print_info(info, args.json)
-        return 0
+        return _approve(client, args)
     if not args.host:
         print("error: name the host with --host", file=sys.stderr)
         return 2
@@ -78,6 +82,67 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
         _print_info(info, args.json)
         return 0 if info.state != "undeliverable" else 1
     return _follow(client, info.run_id, args.json)
+
+
+def _approve(client: Api, args: argparse.Namespace) -> int:
+    """Show what is approved, confirm, sign (where a key or the host asks for it), send."""
+    run = client.call("GetRun", api_pb2.GetRunRequest(run_id=args.run_id)).run
+    host = client.call("GetHost", api_pb2.GetHostRequest(host=run.agent_id)).agent
+    out = sys.stderr if args.json else sys.stdout
+    _describe_approval(run, host.approval_root, out)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                "error: not approved: confirmation needs a terminal; check the above and "
+                "pass --yes",
+                file=sys.stderr,
+            )
+            return 1
+        answer = input(f"approve run {run.run_id}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not approved", file=sys.stderr)
+            return 1
+    now = int(time.time() * 1000)
+    try:
+        approver = load_approver(
+            client, args.approval_key, args.approval_cert, host.approval_root, run.customer, now
+        )
+    except ConsentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    signed = b""
+    if approver is not None:
+        subject = RunSubject(
+            run_id=run.run_id,
+            playbook=run.playbook,
+            version=run.version,
+            digest=run.playbook_digest,
+            params=dict(run.bound_params),
+        )
+        signed = approver.sign(
+            agent_id=run.agent_id, subject=subject, issued_ms=now, expires_ms=now + RUN_APPROVAL_MS
+        )
+    info = client.call(
+        "ApproveRun", api_pb2.ApproveRunRequest(run_id=run.run_id, signed_approval=signed)
+    )
+    _print_info(info, args.json)
+    return 0
+
+
+def _describe_approval(run: api_pb2.RunInfo, root: str, out: TextIO) -> None:
+    print(f"run {run.run_id} on {run.hostname} ({run.agent_id}, customer {run.customer})", file=out)
+    print(f"  playbook   {run.playbook} {run.version} ({run.mode})", file=out)
+    print(f"  digest     {run.playbook_digest or '-'}", file=out)
+    print(f"  requested  by {run.requested_by} at {iso(run.requested_unix_ms)}", file=out)
+    if not run.bound_params and not run.params:
+        print("  parameters none", file=out)
+    for name in sorted(set(run.bound_params) | set(run.params)):
+        shown = run.params.get(name, "")
+        bound = run.bound_params.get(name, "")
+        extra = f"  (secret, bound as {bound})" if bound and bound != shown else ""
+        print(f"  param      {name} = {shown}{extra}", file=out)
+    how = f"signed for the host's approval root {root}" if root else "host pins no approval root"
+    print(f"  approval   {how}", file=out)
 
 
 def _follow(client: ApiClient, run_id: str, as_json: bool) -> int:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 import time
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from agent.durations import parse_duration
-from collector.client.connection import ApiClient
+from collector.client.connection import Api
+from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso, with_times
+from common.approval_format import SessionSubject
 from proto import api_pb2
 
 
@@ -56,6 +59,7 @@ def add_commands(commands: Any) -> Any:
     approve.add_argument(
         "--until", default="", help="end the window earlier: a duration from now (45m) or ISO time"
     )
+    add_approval_key_args(approve)
     deny = _decision(sub, "deny", "deny a pending request (customer users)")
     deny.add_argument("--reason", required=True, help="why")
     _decision(sub, "terminate", "end an approved or active session now")
@@ -70,7 +74,7 @@ def _decision(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     return p
 
 
-def _request(client: ApiClient, args: argparse.Namespace) -> int:
+def _request(client: Api, args: argparse.Namespace) -> int:
     info = client.call(
         "RequestSession",
         api_pb2.RequestSessionRequest(
@@ -84,8 +88,15 @@ def _request(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _decide(client: ApiClient, args: argparse.Namespace) -> int:
+def _decide(client: Api, args: argparse.Namespace) -> int:
     until = _until_ms(getattr(args, "until", ""))
+    signed = b""
+    if args.decision == "approve":
+        try:
+            signed = _sign_session(client, args, until)
+        except ConsentError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     info = client.call(
         "DecideSession",
         api_pb2.DecideSessionRequest(
@@ -93,13 +104,40 @@ def _decide(client: ApiClient, args: argparse.Namespace) -> int:
             decision=args.decision,
             reason=getattr(args, "reason", "") or "",
             until_unix_ms=until,
+            signed_approval=signed,
         ),
     )
     _print(info, args.json)
     return 0
 
 
-def _list(client: ApiClient, args: argparse.Namespace) -> int:
+def _sign_session(client: Api, args: argparse.Namespace, until_ms: int) -> bytes:
+    """The signed approval of the session (b"": unsigned, where the host allows it).
+
+    The window ends after the requested duration from now, or at ``--until`` if earlier.
+    """
+    session = client.call("GetSession", api_pb2.GetSessionRequest(session_id=args.session_id))
+    info = session.session
+    host = client.call("GetHost", api_pb2.GetHostRequest(host=info.agent_id))
+    now = int(time.time() * 1000)
+    approver = load_approver(
+        client,
+        args.approval_key,
+        args.approval_cert,
+        host.agent.approval_root,
+        info.customer,
+        now,
+    )
+    if approver is None:
+        return b""
+    end = now + info.requested_duration_ms
+    if until_ms:
+        end = min(end, until_ms)
+    subject = SessionSubject(info.session_id, info.engineer, end)
+    return approver.sign(agent_id=info.agent_id, subject=subject, issued_ms=now, expires_ms=end)
+
+
+def _list(client: Api, args: argparse.Namespace) -> int:
     reply = client.call("ListSessions", api_pb2.ListSessionsRequest())
     if args.json:
         print(json.dumps([session_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))

@@ -41,6 +41,7 @@ class Login:
     hostname: str
     window_end_ms: int
     approved_by: str
+    signed_approval: bytes = b""  # the customer's bundle, sent to the host with SessionOpen
 
     @classmethod
     def of(cls, session: RemoteSession) -> Login:
@@ -52,6 +53,7 @@ class Login:
             hostname=session.hostname,
             window_end_ms=session.window_end_ms or 0,
             approved_by=session.approved_by or "",
+            signed_approval=session.signed_approval or b"",
         )
 
 
@@ -107,6 +109,7 @@ class GatewayAccess:
                 login.engineer,
                 login.window_end_ms,
                 login.approved_by,
+                login.signed_approval,
             ),
             timeout=None,
         )

@@ -28,6 +28,7 @@ from collector.server.streams import OpenStream, Streams
 from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
+from common.approval_format import FormatError, parse_fingerprint
 from proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ class SessionAgentHooks(Protocol):
         ...
 
 
+class ApproverAgentHooks(Protocol):
+    """What the control stream asks about customer approvers (collector.approvers)."""
+
+    async def revocations_message(self, customer: str) -> agent_pb2.CollectorMessage | None:
+        """The customer's signed revocations for a host that just connected (None: none)."""
+        ...
+
+
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_TEXT = 1024
 
@@ -75,6 +84,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         tunnels: TunnelBroker,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
+        approvers: ApproverAgentHooks,
     ) -> None:
         self._db = db
         self._ca = ca
@@ -87,6 +97,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._tunnels = tunnels
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
+        self._approvers = approvers
 
     async def Connect(
         self,
@@ -123,6 +134,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             hello.agent_version[:64],
             now,
             approval or "disabled",
+            _approval_root(hello.approval_root),
         )
         last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
         self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
@@ -144,6 +156,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                     agent_id=agent.agent_id, customer=agent.customer, last_sequence=last
                 )
             )
+            revocations = await self._approvers.revocations_message(agent.customer)
+            if revocations is not None:
+                yield revocations
             await self._sessions.agent_connected(agent.agent_id)
             while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
@@ -307,6 +322,18 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         return agent_pb2.RenewResponse(
             certificate_pem=issued.cert_pem, certificate_not_after_unix_ms=not_after_ms
         )
+
+
+def _approval_root(text: str) -> str:
+    """The pinned root's fingerprint from the hello; "" if none (or not a fingerprint,
+    logged: the host then gets no signed-approval handling from the collector)."""
+    if not text:
+        return ""
+    try:
+        return parse_fingerprint(text)
+    except FormatError:
+        log.warning("agent sent an approval root that is not a fingerprint: %.80r", text)
+        return ""
 
 
 def _check_batch(batch: agent_pb2.MetricBatch) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from collector.approvers import ApproverService
 from collector.auth import Principal
 from collector.errors import CollectorError, InvalidRequest, NotFound
 from collector.fleet import Fleet
@@ -16,6 +17,7 @@ from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.runs import RunService
 from collector.server import status
+from collector.server.approver_messages import approver_info
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
 from collector.server.session_messages import (
@@ -51,6 +53,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         watch_hub: WatchHub,
         data_dir: Path,
         gateway: Callable[[], tuple[str, str]],
+        approvers: ApproverService,
     ) -> None:
         self._db = db
         self._fleet = fleet
@@ -61,6 +64,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self._watch_hub = watch_hub
         self._data_dir = data_dir
         self._gateway = gateway  # () -> (HOST:PORT, host key line); ("", "") when off
+        self._approvers = approvers
 
     @status.unary
     async def WhoAmI(
@@ -232,7 +236,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
         who = await authenticate_user(context, self._db)
-        return run_info(await self._runs.approve(who, request.run_id))
+        return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
 
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -270,7 +274,9 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         who = await authenticate_user(context, self._db)
         if request.decision == "approve":
             until = request.until_unix_ms or None
-            session = await self._sessions.approve(who, request.session_id, until)
+            session = await self._sessions.approve(
+                who, request.session_id, until, request.signed_approval
+            )
         elif request.decision == "deny":
             session = await self._sessions.deny(who, request.session_id, request.reason)
         elif request.decision == "terminate":
@@ -358,6 +364,28 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         who = await authenticate_user(context, self._db)
         return ssh_key_message(await self._keys.remove(who, request.fingerprint))
 
+    @status.unary
+    async def AddApprover(
+        self, request: api_pb2.AddApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ApproverInfo:
+        who = await authenticate_user(context, self._db)
+        return approver_info(await self._approvers.add(who, request.certificate))
+
+    @status.unary
+    async def ListApprovers(
+        self, request: api_pb2.ListApproversRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ListApproversResponse:
+        who = await authenticate_user(context, self._db)
+        approvers = await self._approvers.list_approvers(who, request.customer or None)
+        return api_pb2.ListApproversResponse(approvers=[approver_info(a) for a in approvers])
+
+    @status.unary
+    async def RevokeApprover(
+        self, request: api_pb2.RevokeApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ApproverInfo:
+        who = await authenticate_user(context, self._db)
+        return approver_info(await self._approvers.revoke(who, request.revocation))
+
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.
 
@@ -391,6 +419,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             agent_version=agent.agent_version,
             revoked=agent.revoked_ms is not None,
             enrolled_unix_ms=agent.enrolled_ms,
+            approval_root=agent.approval_root,
             health=api_pb2.HealthSummary(
                 has_data=health.has_data,
                 cpu_usage_ratio=health.cpu_usage_ratio,

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 import playbooks
+from collector.approvers import ApproverService
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
 from collector.errors import CollectorError, ConfigError
@@ -113,6 +114,7 @@ class CollectorServer:
         self.runs: RunService | None = None
         self.sessions: SessionService | None = None
         self.keys: SshKeys | None = None
+        self.approvers: ApproverService | None = None
         self.watch_hub = WatchHub()
         self.tunnels = TunnelBroker(self.streams)
         self._signals = LiveSessionSignals(self.streams, self.watch_hub)
@@ -183,6 +185,7 @@ class CollectorServer:
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.keys = SshKeys(self._db, now_ms)
+        self.approvers = ApproverService(self._db, self.streams.send, now_ms)
         return metrics
 
     def _start_gateway(self, metrics: CollectorMetrics) -> str:
@@ -244,7 +247,7 @@ class CollectorServer:
         advertise: str,
     ) -> None:
         assert self._db and self.engine and self.tickets and self.runs and self.sessions
-        assert self.keys is not None
+        assert self.keys is not None and self.approvers is not None
         ttl = self.config.agent_cert_ttl
         agent_pb2_grpc.add_AgentStreamServicer_to_server(
             AgentStreamServicer(
@@ -259,6 +262,7 @@ class CollectorServer:
                 self.tunnels,
                 ttl,
                 now_ms,
+                self.approvers,
             ),
             server,
         )
@@ -276,6 +280,7 @@ class CollectorServer:
                 self.watch_hub,
                 self.data_dir.root,
                 self._gateway_identity,
+                self.approvers,
             ),
             server,
         )

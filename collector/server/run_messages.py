@@ -47,6 +47,8 @@ def run_info(run: RunRecord) -> api_pb2.RunInfo:
         params=dict(run.params),
         message=run.message,
         mode=run.mode,
+        playbook_digest=run.playbook_digest,
+        bound_params=dict(run.bound_params),
     )
 
 

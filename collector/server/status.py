@@ -25,6 +25,7 @@ _CODES: tuple[tuple[type[errors.CollectorError], grpc.StatusCode], ...] = (
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.Conflict, grpc.StatusCode.ALREADY_EXISTS),
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreError, grpc.StatusCode.UNAVAILABLE),
 )
 

@@ -92,9 +92,16 @@ class TunnelBroker:
         self._waiting: dict[str, _Waiting] = {}
 
     async def open(
-        self, agent_id: str, session_id: str, engineer: str, window_end_ms: int, approved_by: str
+        self,
+        agent_id: str,
+        session_id: str,
+        engineer: str,
+        window_end_ms: int,
+        approved_by: str,
+        signed_approval: bytes = b"",
     ) -> AgentTunnel:
-        """Ask the agent for a tunnel and wait for it. Raises TunnelUnavailable."""
+        """Ask the agent for a tunnel (SessionOpen carries the customer's signed
+        approval, if any) and wait for it. Raises TunnelUnavailable."""
         tunnel_id = "tun-" + secrets.token_hex(8)
         waiting = _Waiting(agent_id, session_id)
         opening = agent_pb2.SessionOpen(
@@ -103,6 +110,7 @@ class TunnelBroker:
             engineer=engineer,
             window_end_unix_ms=window_end_ms,
             approved_by=approved_by,
+            signed_approval=signed_approval,
         )
         self._waiting[tunnel_id] = waiting
         try:

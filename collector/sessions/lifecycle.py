@@ -59,6 +59,7 @@ __all__ = [
     "MIN_DURATION_MS",
     "SYSTEM_ACTOR",
     "SessionTransition",
+    "SignedConsent",
     "approve",
     "approve_locally",
     "check_login",
@@ -91,6 +92,17 @@ class SessionTransition:
 
     session: RemoteSession
     events: list[NewSessionEvent]
+
+
+@dataclass(frozen=True)
+class SignedConsent:
+    """A customer's signed approval of a session, already checked against it
+    (``collector.approval_check.check_session``): who signed, the window end it
+    states, and the bundle bytes the host will verify."""
+
+    approver: str
+    window_end_ms: int
+    data: bytes
 
 
 def _event(kind: SessionEventKind, actor: str, at_ms: int, **details: Any) -> NewSessionEvent:
@@ -253,11 +265,14 @@ def approve(
     approver_customer: str | None,
     at_ms: int,
     until_ms: int | None = None,
+    signed: SignedConsent | None = None,
 ) -> SessionTransition:
     """A customer user approves on the collector: pending → approved.
 
     The window starts now and ends after the requested duration, or at ``until_ms``
-    if earlier (it can only shorten the window). Raises NotAllowed unless
+    if earlier (it can only shorten the window). With ``signed``, the window ends
+    where the signed approval says (``until_ms`` is then ignored), the session keeps
+    the bundle and ``approved_by`` is the certified approver. Raises NotAllowed unless
     ``approver_customer`` is the session's customer (engineers and admins have none),
     LocalApprovalRequired where the host's policy wants approval on the host,
     RequestExpired after the pending expiry, InvalidSessionTransition if already
@@ -267,7 +282,20 @@ def approve(
     if session.local_approval_required:
         raise LocalApprovalRequired(session.session_id, session.hostname)
     _require_pending(session, "approve", at_ms)
-    return _approved(session, approver, _user(approver), at_ms, until_ms, local=False)
+    if signed is None:
+        return _approved(session, approver, _user(approver), at_ms, until_ms, local=False)
+    if signed.window_end_ms <= at_ms:
+        raise InvalidRequest("the signed approval's window has already ended; approve again")
+    full = at_ms + session.requested_duration_ms
+    transition = _approved(
+        session, signed.approver, _user(approver), at_ms, min(full, signed.window_end_ms), False
+    )
+    new = replace(
+        transition.session, window_end_ms=signed.window_end_ms, signed_approval=signed.data
+    )
+    [event] = transition.events
+    details = {**event.details, "window_end_ms": signed.window_end_ms, "signed": True}
+    return SessionTransition(new, [replace(event, details=details)])
 
 
 def approve_locally(

@@ -93,6 +93,7 @@ class RemoteSession:
     ended_ms: int | None = None  # ended, terminated, or the request expired
     end_reason: str | None = None  # "access window expired" | "terminated by X" | ...
     terminated_by: str | None = None
+    signed_approval: bytes | None = None  # the customer's bundle, sent with every SessionOpen
     version: int = 1  # bumped by the store on every update (optimistic concurrency)
 
 

@@ -15,8 +15,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from collector.approval_check import check_pinned_root, check_session, verify_bundle
 from collector.auth import Principal
-from collector.errors import CollectorError, InvalidRequest
+from collector.errors import CollectorError, FailedPrecondition, InvalidRequest
 from collector.sessions import lifecycle
 from collector.sessions.errors import LoginRefused, SessionNotFound
 from collector.sessions.model import (
@@ -150,10 +151,35 @@ class SessionService:
         session = await self._visible(who, session_id)
         return session, await self._db.call(self._store.list_recordings, session_id)
 
-    async def approve(self, who: Principal, session_id: str, until_ms: int | None) -> RemoteSession:
+    async def approve(
+        self,
+        who: Principal,
+        session_id: str,
+        until_ms: int | None,
+        signed_approval: bytes = b"",
+    ) -> RemoteSession:
+        """A customer user approves. ``signed_approval`` (a bundle) must name exactly this
+        session; its window end becomes the window's end and it goes to the host with
+        every SessionOpen. Without one, refused where the host pins an approval root."""
         session = await self._visible(who, session_id)
+        now = self._clock_ms()
+        signed: lifecycle.SignedConsent | None = None
+        agent = await self._db.call(self._store.get_agent, session.agent_id)
+        pinned = agent.approval_root if agent is not None else ""
+        if signed_approval:
+            revocations = await self._db.call(self._store.list_revocations, session.customer)
+            checked = verify_bundle(signed_approval, now, {r.key_fingerprint for r in revocations})
+            check_pinned_root(checked, pinned, session.hostname)
+            end = check_session(checked, session, now)
+            signed = lifecycle.SignedConsent(checked.certificate.approver, end, signed_approval)
+        elif pinned and who.customer == session.customer:
+            raise FailedPrecondition(
+                f"host {session.hostname!r} pins the customer's approval root {pinned}: "
+                "approve with a signed approval (create your key with `aftercare approvers "
+                "key` and ask your admin to certify it with `aftercare approvers add`)"
+            )
         return await self._apply(
-            lifecycle.approve(session, who.name, who.customer, self._clock_ms(), until_ms)
+            lifecycle.approve(session, who.name, who.customer, now, until_ms, signed)
         )
 
     async def deny(self, who: Principal, session_id: str, reason: str) -> RemoteSession:

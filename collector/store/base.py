@@ -35,6 +35,7 @@ __all__ = [
     "RUN_MODES",
     "RUN_STATES",
     "AgentRecord",
+    "ApproverRecord",
     "AuditEntry",
     "Conflict",
     "GapRecord",
@@ -43,6 +44,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "RecordingRecord",
+    "RevocationRecord",
     "Role",
     "RunRecord",
     "RunState",
@@ -88,6 +90,7 @@ class AgentRecord:
     agent_version: str = ""
     last_seen_ms: int | None = None
     session_approval: str = ""  # host policy from the hello: collector|local|either|disabled
+    approval_root: str = ""  # "sha256:HEX" of the customer's approval root pinned on the host
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,42 @@ class RunRecord:
     output_bytes: int = 0
     output_sha256: str = ""
     approved_by: str | None = None
+    playbook_digest: str = ""  # "sha256:HEX" of the playbook file sent to the host
+    bound_params: Mapping[str, str] = field(default_factory=dict)  # secrets as sha256:HEX
+    signed_approval: bytes | None = None  # the customer's bundle (approval + certificate)
+
+
+@dataclass(frozen=True)
+class ApproverRecord:
+    """A customer approver's certificate, signed by the customer's approval root.
+
+    ``certificate`` is the signed document exactly as uploaded; the other fields are
+    what it says (the collector verified it, hosts verify it again).
+    """
+
+    customer: str
+    key_fingerprint: str  # "sha256:HEX" of the approver's public key
+    name: str
+    root_fingerprint: str
+    issued_ms: int
+    expires_ms: int
+    certificate: bytes
+    added_ms: int
+    added_by: str  # "user:NAME"
+    revoked_ms: int | None = None  # from the revocation, if one is stored
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    """A signed revocation of one approver key, exactly as uploaded."""
+
+    customer: str
+    key_fingerprint: str
+    root_fingerprint: str
+    revoked_ms: int
+    revocation: bytes
+    added_ms: int
+    added_by: str
 
 
 @dataclass(frozen=True)
@@ -299,9 +338,10 @@ class Store(Protocol):
         agent_version: str,
         now_ms: int,
         session_approval: str = "",
+        approval_root: str = "",
     ) -> None:
-        """Update hostname, version, session policy and last_seen from the agent's hello.
-        Raises UnknownAgent."""
+        """Update hostname, version, session policy, pinned approval root and last_seen
+        from the agent's hello. Raises UnknownAgent."""
         ...
 
     # -- ingest: exactly-once by (agent_id, sequence); batches and gaps share it ------
@@ -463,6 +503,7 @@ class Store(Protocol):
         output_bytes: int | None = None,
         output_sha256: str | None = None,
         approved_by: str | None = None,
+        signed_approval: bytes | None = None,
     ) -> RunRecord:
         """Set only the fields given (not None) and ``updated_ms = at_ms``, atomically;
         return the stored run. Moving to a finished state without ``finished_ms``
@@ -519,6 +560,30 @@ class Store(Protocol):
 
     def session_events(self, session_id: str) -> list[SessionEvent]:
         """The session's timeline in id (insertion) order; empty for an unknown one."""
+        ...
+
+    # -- customer approvers: certificates and revocations (signed documents) ----------
+
+    def add_approver(self, approver: ApproverRecord) -> ApproverRecord:
+        """Store a certificate, replacing an earlier one for the same (customer,
+        key_fingerprint); return it as stored (with ``revoked_ms`` if revoked).
+
+        Raises Conflict if that key is revoked (a revoked key stays revoked), or
+        InvalidRequest for an empty customer, name or fingerprint or empty certificate.
+        """
+        ...
+
+    def list_approvers(self, customer: str | None = None) -> list[ApproverRecord]:
+        """Certificates (optionally of one customer), by customer, name, key."""
+        ...
+
+    def add_revocation(self, revocation: RevocationRecord) -> RevocationRecord:
+        """Store a revocation; the first one stored for a (customer, key_fingerprint)
+        stays and is returned. Raises InvalidRequest for empty fields."""
+        ...
+
+    def list_revocations(self, customer: str | None = None) -> list[RevocationRecord]:
+        """Revocations (optionally of one customer), by customer, then time added."""
         ...
 
     # -- SSH keys and session recordings (the gateway) ---------------------------------

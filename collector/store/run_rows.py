@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
-_JSON_COLUMNS = ("params", "result")
+_JSON_COLUMNS = ("params", "result", "bound_params")
 
 
 # -- input (InvalidRequest) ------------------------------------------------------------
@@ -50,6 +50,7 @@ def new_run_values(run: RunRecord) -> tuple[RunRecord, tuple[Any, ...]]:
     if run.mode not in RUN_MODES:
         raise InvalidRequest(f"{where}: mode {run.mode!r} is not one of {', '.join(RUN_MODES)}")
     params_json = _params_json(where, run.params)
+    bound_json = _params_json(where, run.bound_params, "bound_params")
     result_json = _result_json(where, run.result)
     _check_output_bytes(where, run.output_bytes)
     updated_ms = run.updated_ms or run.requested_ms
@@ -63,9 +64,10 @@ def new_run_values(run: RunRecord) -> tuple[RunRecord, tuple[Any, ...]]:
         updated_ms=updated_ms,
         finished_ms=finished_ms,
         params=json.loads(params_json),
+        bound_params=json.loads(bound_json),
         result=json.loads(result_json),
     )
-    encoded = {"params": params_json, "result": result_json}
+    encoded = {"params": params_json, "result": result_json, "bound_params": bound_json}
     return stored, tuple(encoded.get(c, getattr(stored, c)) for c in RUN_COLUMNS)
 
 
@@ -81,6 +83,7 @@ def run_update_values(
     output_bytes: int | None,
     output_sha256: str | None,
     approved_by: str | None,
+    signed_approval: bytes | None = None,
 ) -> dict[str, Any]:
     """Column values to set for an ``update_run`` of a run now in ``current_state``
     (which must not be finished), after checking them."""
@@ -105,6 +108,10 @@ def run_update_values(
         values["output_sha256"] = output_sha256
     if approved_by is not None:
         values["approved_by"] = approved_by
+    if signed_approval is not None:
+        if not signed_approval:
+            raise InvalidRequest(f"{where}: signed_approval must not be empty")
+        values["signed_approval"] = bytes(signed_approval)
     values["updated_ms"] = at_ms
     return values
 
@@ -130,13 +137,13 @@ def _check_output_bytes(where: str, value: int) -> None:
         raise InvalidRequest(f"{where}: output_bytes cannot be negative, got {value}")
 
 
-def _params_json(where: str, value: Mapping[str, str]) -> str:
+def _params_json(where: str, value: Mapping[str, str], what: str = "params") -> str:
     if not isinstance(value, Mapping):
-        raise InvalidRequest(f"{where}: params: expected a mapping of strings to strings")
+        raise InvalidRequest(f"{where}: {what}: expected a mapping of strings to strings")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise InvalidRequest(
-                f"{where}: params: expected strings to strings, got {key!r}: {item!r}"
+                f"{where}: {what}: expected strings to strings, got {key!r}: {item!r}"
             )
     return canonical_json(dict(value))
 
@@ -158,6 +165,8 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
     values = dict(zip(RUN_COLUMNS, row, strict=True))
     where = f"run {values['run_id']!r}"
     decoded: dict[str, Any] = {c: decode_json(where, c, values[c]) for c in _JSON_COLUMNS}
+    if values["signed_approval"] is not None:
+        decoded["signed_approval"] = bytes(values["signed_approval"])
     return RunRecord(
         **{**values, **decoded, "state": decode_choice(where, "state", values["state"], RUN_STATES)}
     )

@@ -160,6 +160,9 @@ def session_from_row(row: Sequence[Any]) -> RemoteSession:
             **values,
             "state": decode_choice(where, "state", values["state"], SESSION_STATES),
             "local_approval_required": bool(values["local_approval_required"]),
+            "signed_approval": None
+            if values["signed_approval"] is None
+            else bytes(values["signed_approval"]),
         }
     )
 

@@ -47,10 +47,12 @@ from collector.store.base import (
     FINISHED_RUN_STATES,
     ROLES,
     AgentRecord,
+    ApproverRecord,
     AuditEntry,
     GapRecord,
     LatestBatch,
     RecordingRecord,
+    RevocationRecord,
     Role,
     RunRecord,
     RunState,
@@ -104,7 +106,20 @@ _Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
 _AGENT_COLUMNS = (
     "agent_id, customer, hostname, enrolled_ms, cert_serial, cert_not_after_ms, "
-    "revoked_ms, agent_version, last_seen_ms, session_approval"
+    "revoked_ms, agent_version, last_seen_ms, session_approval, approval_root"
+)
+_APPROVER_COLUMNS = (
+    "customer, key_fingerprint, name, root_fingerprint, issued_ms, expires_ms, "
+    "certificate, added_ms, added_by"
+)
+_REVOCATION_COLUMNS = (
+    "customer, key_fingerprint, root_fingerprint, revoked_ms, revocation, added_ms, added_by"
+)
+_SELECT_APPROVERS = (
+    "SELECT "
+    + ", ".join(f"a.{c.strip()}" for c in _APPROVER_COLUMNS.split(","))
+    + ", r.revoked_ms FROM approvers AS a LEFT JOIN approver_revocations AS r "
+    "ON r.customer = a.customer AND r.key_fingerprint = a.key_fingerprint"
 )
 _SSH_KEY_COLUMNS = "fingerprint, user_name, key_type, key_base64, comment, added_ms"
 _RECORDING_COLUMNS = (
@@ -301,7 +316,7 @@ class SQLiteStore:
         with self._write() as db:
             try:
                 db.execute(
-                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ({_marks(10)})",
+                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ({_marks(11)})",
                     _agent_row(agent),
                 )
             except sqlite3.IntegrityError as exc:
@@ -351,11 +366,13 @@ class SQLiteStore:
         agent_version: str,
         now_ms: int,
         session_approval: str = "",
+        approval_root: str = "",
     ) -> None:
         self._update_agent(
             agent_id,
-            "hostname = ?, agent_version = ?, last_seen_ms = ?, session_approval = ?",
-            (hostname, agent_version, now_ms, session_approval),
+            "hostname = ?, agent_version = ?, last_seen_ms = ?, session_approval = ?, "
+            "approval_root = ?",
+            (hostname, agent_version, now_ms, session_approval, approval_root),
         )
 
     def _update_agent(self, agent_id: str, assignments: str, values: tuple[Any, ...]) -> None:
@@ -626,6 +643,7 @@ class SQLiteStore:
         output_bytes: int | None = None,
         output_sha256: str | None = None,
         approved_by: str | None = None,
+        signed_approval: bytes | None = None,
     ) -> RunRecord:
         with self._write() as db:
             current = _select_run(db, run_id)
@@ -642,6 +660,7 @@ class SQLiteStore:
                 output_bytes=output_bytes,
                 output_sha256=output_sha256,
                 approved_by=approved_by,
+                signed_approval=signed_approval,
             )
             # The state guard keeps a finished run final even where another writer
             # could finish it between the read and the update (PostgreSQL).
@@ -730,6 +749,66 @@ class SQLiteStore:
                 f"{_SELECT_SESSION_EVENTS} WHERE session_id = ? ORDER BY id", (session_id,)
             ).fetchall()
         return [session_event_from_row(row) for row in rows]
+
+    # -- customer approvers -----------------------------------------------------------
+
+    def add_approver(self, approver: ApproverRecord) -> ApproverRecord:
+        _check_approver(approver)
+        with self._write() as db:
+            revoked = db.execute(
+                "SELECT revoked_ms FROM approver_revocations "
+                "WHERE customer = ? AND key_fingerprint = ?",
+                (approver.customer, approver.key_fingerprint),
+            ).fetchone()
+            if revoked:
+                raise Conflict(
+                    f"approver key {approver.key_fingerprint} of {approver.customer} is "
+                    "revoked; certify a new key (`aftercare approvers key`)"
+                )
+            db.execute(
+                "DELETE FROM approvers WHERE customer = ? AND key_fingerprint = ?",
+                (approver.customer, approver.key_fingerprint),
+            )
+            db.execute(
+                f"INSERT INTO approvers ({_APPROVER_COLUMNS}) VALUES ({_marks(9)})",
+                astuple(replace(approver, revoked_ms=None))[:9],
+            )
+        return replace(approver, revoked_ms=None)
+
+    def list_approvers(self, customer: str | None = None) -> list[ApproverRecord]:
+        where, params = (" WHERE a.customer = ?", (customer,)) if customer is not None else ("", ())
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_APPROVERS}{where} ORDER BY a.customer, a.name, a.key_fingerprint",
+                params,
+            ).fetchall()
+        return [_approver(row) for row in rows]
+
+    def add_revocation(self, revocation: RevocationRecord) -> RevocationRecord:
+        _check_revocation(revocation)
+        key = (revocation.customer, revocation.key_fingerprint)
+        with self._write() as db:
+            db.execute(
+                f"INSERT INTO approver_revocations ({_REVOCATION_COLUMNS}) "
+                f"VALUES ({_marks(7)}) ON CONFLICT (customer, key_fingerprint) DO NOTHING",
+                astuple(revocation),
+            )
+            row = db.execute(
+                f"SELECT {_REVOCATION_COLUMNS} FROM approver_revocations "
+                "WHERE customer = ? AND key_fingerprint = ?",
+                key,
+            ).fetchone()
+        return _revocation(row)
+
+    def list_revocations(self, customer: str | None = None) -> list[RevocationRecord]:
+        where, params = (" WHERE customer = ?", (customer,)) if customer is not None else ("", ())
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_REVOCATION_COLUMNS} FROM approver_revocations{where} "
+                "ORDER BY customer, added_ms, key_fingerprint",
+                params,
+            ).fetchall()
+        return [_revocation(row) for row in rows]
 
     # -- SSH keys and session recordings ----------------------------------------------
 
@@ -967,7 +1046,36 @@ def _agent_row(agent: AgentRecord) -> tuple[Any, ...]:
         agent.agent_version,
         agent.last_seen_ms,
         agent.session_approval,
+        agent.approval_root,
     )
+
+
+def _check_approver(approver: ApproverRecord) -> None:
+    for name in ("customer", "key_fingerprint", "name", "root_fingerprint", "added_by"):
+        if not getattr(approver, name):
+            raise InvalidRequest(f"approver: {name} must not be empty")
+    if not approver.certificate:
+        raise InvalidRequest("approver: certificate must not be empty")
+
+
+def _check_revocation(revocation: RevocationRecord) -> None:
+    for name in ("customer", "key_fingerprint", "root_fingerprint", "added_by"):
+        if not getattr(revocation, name):
+            raise InvalidRequest(f"revocation: {name} must not be empty")
+    if not revocation.revocation:
+        raise InvalidRequest("revocation: the signed document must not be empty")
+
+
+def _approver(row: Sequence[Any]) -> ApproverRecord:
+    values = list(row)
+    values[6] = bytes(values[6])
+    return ApproverRecord(*values)
+
+
+def _revocation(row: Sequence[Any]) -> RevocationRecord:
+    values = list(row)
+    values[4] = bytes(values[4])
+    return RevocationRecord(*values)
 
 
 def _select_agent(db: sqlite3.Connection, agent_id: str) -> AgentRecord | None:

@@ -101,3 +101,46 @@ def test_open_fails_clearly_when_the_agent_is_away_or_silent() -> None:
             await broker.open("agent-1", "ses-1", "erin", 10**13, "alice")
 
     asyncio.run(scenario())
+
+
+def test_every_session_open_carries_the_customers_signed_approval() -> None:
+    from collector.gateway.access import Login
+    from collector.sessions.model import RemoteSession
+
+    session = RemoteSession(
+        session_id="ses-0123456789ab",
+        agent_id="agent-1",
+        customer="acme",
+        hostname="db-1",
+        engineer="erin",
+        reason="r",
+        requested_duration_ms=3_600_000,
+        requested_ms=1,
+        pending_expires_ms=2,
+        state="approved",
+        approved_by="alice",
+        window_end_ms=10**13,
+        signed_approval=b'{"approval":{},"certificate":{}}',
+    )
+    login = Login.of(session)
+
+    async def scenario() -> None:
+        streams = Streams()
+        stream = streams.open("agent-1")
+        broker = TunnelBroker(streams, attach_timeout=0.05)
+        for _ in range(2):  # the first login and a reconnection
+            with pytest.raises(TunnelUnavailable):
+                await broker.open(
+                    login.agent_id,
+                    login.session_id,
+                    login.engineer,
+                    login.window_end_ms,
+                    login.approved_by,
+                    login.signed_approval,
+                )
+            message = stream.outbound.get_nowait()
+            assert message is not None
+            assert message.session_open.signed_approval == session.signed_approval
+            assert message.session_open.approved_by == "alice"
+
+    asyncio.run(scenario())

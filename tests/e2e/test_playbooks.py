@@ -184,10 +184,12 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
         "waiting for approval",
     )
     assert not marker.exists()
-    assert collector.client(engineer, "run", "approve", run_id).returncode == 1
-    assert collector.client(mallory, "run", "approve", run_id).returncode == 1
+    assert collector.client(engineer, "run", "approve", run_id, "--yes").returncode == 1
+    assert collector.client(mallory, "run", "approve", run_id, "--yes").returncode == 1
+    unconfirmed = collector.client(alice, "run", "approve", run_id)
+    assert unconfirmed.returncode == 1 and "pass --yes" in unconfirmed.stderr
     assert not marker.exists()
-    approved = collector.client(alice, "run", "approve", run_id)
+    approved = collector.client(alice, "run", "approve", run_id, "--yes")
     assert approved.returncode == 0, approved.stderr
     shown = wait_for(lambda: _finished(collector, engineer, run_id), 30, "run finished")
     assert shown["run"]["state"] == "ok"
