@@ -55,6 +55,17 @@ class SessionAgentHooks(Protocol):
         ...
 
 
+class AuditAgentHooks(Protocol):
+    """What the control stream tells the audit checkpoint sender
+    (collector.server.audit_checkpoints.AuditCheckpoints)."""
+
+    async def agent_connected(self, agent_id: str, count: int, head: str) -> None: ...
+
+    def agent_disconnected(self, agent_id: str) -> None: ...
+
+    def on_witness(self, agent_id: str, witness: agent_pb2.AuditWitness) -> None: ...
+
+
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_TEXT = 1024
 
@@ -75,6 +86,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         tunnels: TunnelBroker,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
+        audit: AuditAgentHooks | None = None,
     ) -> None:
         self._db = db
         self._ca = ca
@@ -87,6 +99,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._tunnels = tunnels
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
+        self._audit = audit
 
     async def Connect(
         self,
@@ -145,6 +158,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 )
             )
             await self._sessions.agent_connected(agent.agent_id)
+            if self._audit is not None:
+                await self._audit.agent_connected(
+                    agent.agent_id, hello.audit_checkpoint_count, hello.audit_checkpoint_head
+                )
             while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
             error = await reader
@@ -154,6 +171,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         finally:
             reader.cancel()
             self._streams.close(stream)
+            if self._audit is not None and not self._streams.connected(agent.agent_id):
+                self._audit.agent_disconnected(agent.agent_id)
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
             log.info("agent %s disconnected", agent.agent_id)
@@ -204,6 +223,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             return None
         elif kind == "session_approval":
             await self._sessions.on_agent_message(host, message)
+            return None
+        elif kind == "audit_witness":
+            if self._audit is not None:
+                self._audit.on_witness(host.agent_id, message.audit_witness)
             return None
         else:
             raise InvalidRequest(
