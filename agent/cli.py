@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, audit_witness
 from agent.config import load_config
 from agent.durations import parse_duration
 from agent.enroll import enroll
@@ -26,6 +26,7 @@ from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
+from common.audit_checkpoint import CheckpointError, SignedCheckpoint
 
 DEFAULT_STATE_DIR = Path("/var/lib/aftercare-agent")
 EMPTY_SPOOL = SpoolStats(
@@ -284,6 +285,7 @@ def _status(args: argparse.Namespace) -> int:
             "next_sequence": stats.next_sequence,
             "dropped_batches_total": stats.dropped_batches_total,
         },
+        "audit_checkpoint": audit_witness.describe(_held_checkpoint(args.state_dir)),
     }
     if args.json:
         _print_json(info)
@@ -297,7 +299,23 @@ def _status(args: argparse.Namespace) -> int:
             f"spool: {stats.entries} waiting ({stats.bytes} bytes), "
             f"{stats.dropped_batches_total} dropped, next sequence {stats.next_sequence}"
         )
+        held = info["audit_checkpoint"]
+        if held is None:
+            print("audit checkpoint: none witnessed yet")
+        else:
+            print(
+                f"audit checkpoint: {held['count']} entries, head {held['head'][:16]}..., "
+                f"signed {held['at']} by {held['key']}"
+            )
     return 0
+
+
+def _held_checkpoint(state_dir: Path) -> SignedCheckpoint | None:
+    try:
+        return audit_witness.load_held(state_dir)
+    except CheckpointError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return None
 
 
 def _print_json(value: Any) -> None:

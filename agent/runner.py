@@ -2,8 +2,8 @@
 
 Sampling never waits for the network: each cycle is appended to the spool, and
 the collector link drains the spool whenever it is connected. Messages from the
-collector go to the playbook run handler or, for ``session_*`` messages, to the
-remote-session endpoint.
+collector go to the playbook run handler, ``session_*`` messages to the
+remote-session endpoint, and audit checkpoints to the audit witness.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent import __version__
+from agent.audit_witness import AuditWitness
 from agent.config import AgentConfig
 from agent.identity import load_identity
 from agent.playbook.policy import Policy, load_policy
@@ -62,11 +63,16 @@ def hello_for(config: AgentConfig, policy: Policy | None = None) -> agent_pb2.He
 Handler = Callable[[agent_pb2.CollectorMessage], None]
 
 
-def dispatch(runs: Handler, sessions: Handler) -> Handler:
-    """The link's ``on_message``: ``session_*`` messages to ``sessions``, the rest to ``runs``."""
+def dispatch(runs: Handler, sessions: Handler, audit: Handler | None = None) -> Handler:
+    """The link's ``on_message``: ``session_*`` messages to ``sessions``,
+    ``audit_checkpoint`` to ``audit`` (dropped without one), the rest to ``runs``."""
 
     def on_message(message: agent_pb2.CollectorMessage) -> None:
         kind = message.WhichOneof("kind") or ""
+        if kind == "audit_checkpoint":
+            if audit is not None:
+                audit(message)
+            return
         (sessions if kind.startswith("session_") else runs)(message)
 
     return on_message
@@ -107,7 +113,9 @@ def _wire(
 ) -> tuple[CollectorLink, RunHandler, SessionEndpoint]:
     """The link and what handles the collector's messages. Raises ConfigError."""
     policy = load_policy(Path(config.playbooks.policy))
-    link = CollectorLink(state_dir, spool, config.stream, hello_for(config, policy))
+    hello = hello_for(config, policy)
+    link = CollectorLink(state_dir, spool, config.stream, hello)
+    witness = AuditWitness(state_dir, link.send_live, hello)  # keeps hello's audit fields
     runs = build_run_handler(state_dir, config.playbooks, link.send_live, policy)
     sessions = build_session_endpoint(
         state_dir,
@@ -116,7 +124,7 @@ def _wire(
         link.send_live,
         lambda: GrpcTunnelIO(link.open_tunnel()),
     )
-    link.on_message = dispatch(runs.on_message, sessions.on_message)
+    link.on_message = dispatch(runs.on_message, sessions.on_message, witness.on_message)
     return link, runs, sessions
 
 
