@@ -19,6 +19,7 @@ def test_audit_verify_detects_an_edited_entry(collector: Collector) -> None:
     entries = json.loads(collector.admin("audit", "list", "--json").stdout)
     victim = next(e for e in entries if e["target"] == "erin")
     with sqlite3.connect(collector.data_dir / "aftercare.db") as db:
+        db.execute("DROP TRIGGER audit_log_no_update")  # as an attacker with the data dir can
         db.execute(
             "UPDATE audit_log SET details = ? WHERE id = ?",
             (json.dumps({"role": "admin", "customer": None}), victim["id"]),
