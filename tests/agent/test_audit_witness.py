@@ -187,7 +187,7 @@ def test_witness_accepts_extensions_and_keeps_the_newest(tmp_path: Path, log: Lo
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     held = load_held(tmp_path)
     assert held is not None and held.checkpoint.count == 7
-    again, hello_again = witness(tmp_path)  # a restarted agent reports what it holds
+    _, hello_again = witness(tmp_path)  # a restarted agent reports what it holds
     assert hello_again.audit_checkpoint_count == 7
     status = describe(held)
     assert status is not None and status["key"].startswith("sha256:")
