@@ -27,12 +27,13 @@ from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
 from agent.session.tunnel_io import GrpcTunnelIO
 from agent.stream import CollectorLink, SpoolWorker
+from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
 
 SPOOL_FILE = "spool.db"
-CAPABILITIES = ("metrics", "gaps")
+CAPABILITIES = ("metrics", "gaps", AUDIT_WITNESS)
 
 
 def cycle_to_batch(cycle: Cycle) -> agent_pb2.MetricBatch:

@@ -38,6 +38,7 @@ from typing import Any
 from common.approval_format import canonical, fingerprint
 
 __all__ = [
+    "CAPABILITY",
     "CHECKPOINT",
     "GENESIS",
     "MAX_PROOF",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 CHECKPOINT = "aftercare.audit-checkpoint/v1"
+CAPABILITY = "audit-witness"  # in the Hello: the agent witnesses checkpoints, send them
 GENESIS = "0" * 64
 MAX_PROOF = 100_000  # entry hashes per message; further behind: intermediate checkpoints
 _HEX = re.compile(r"[0-9a-f]{64}")

@@ -28,6 +28,7 @@ from collector.server.streams import OpenStream, Streams
 from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
+from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 )
             )
             await self._sessions.agent_connected(agent.agent_id)
-            if self._audit is not None:
+            if self._audit is not None and AUDIT_WITNESS in hello.capabilities:
                 await self._audit.agent_connected(
                     agent.agent_id, hello.audit_checkpoint_count, hello.audit_checkpoint_head
                 )

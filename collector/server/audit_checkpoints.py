@@ -1,8 +1,8 @@
 """Sends signed audit checkpoints to connected agents, which witness them.
 
-After an agent's hello the collector sends the current checkpoint with the proof from
-the count the agent holds; then, every ``interval`` seconds when the log grew, to every
-connected agent. The agent answers with an AuditWitness (what it holds, and why it
+After the hello of an agent that witnesses (capability ``audit-witness``) the
+collector sends the current checkpoint with the proof from the count the agent holds;
+then, every ``interval`` seconds when the log grew, to every such connected agent. The agent answers with an AuditWitness (what it holds, and why it
 refused, if it did); a refusal is logged as a warning here. The only place audit
 checkpoints meet protobuf.
 """
