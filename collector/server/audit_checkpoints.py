@@ -2,9 +2,10 @@
 
 After the hello of an agent that witnesses (capability ``audit-witness``) the
 collector sends the current checkpoint with the proof from the count the agent holds;
-then, every ``interval`` seconds when the log grew, to every such connected agent. The agent answers with an AuditWitness (what it holds, and why it
-refused, if it did); a refusal is logged as a warning here. The only place audit
-checkpoints meet protobuf.
+then, every ``interval`` seconds when the log grew, to every such connected agent.
+The agent answers with an AuditWitness (what it holds, and why it refused, if it
+did); a refusal is logged as a warning here. The only place audit checkpoints meet
+protobuf.
 """
 
 from __future__ import annotations
