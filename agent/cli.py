@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import __version__
+from agent import __version__, audit_witness
 from agent.config import load_config
 from agent.consent.root import check_root, pin_root
 from agent.durations import parse_duration
@@ -28,6 +28,7 @@ from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
+from common.audit_checkpoint import CheckpointError, SignedCheckpoint
 
 if TYPE_CHECKING:
     from agent.playbook.waiting import WaitingRun
@@ -348,6 +349,7 @@ def _status(args: argparse.Namespace) -> int:
         },
         "approval_root": root,
         "revoked_approver_keys": revoked,
+        "audit_checkpoint": audit_witness.describe(_held_checkpoint(args.state_dir)),
     }
     if args.json:
         _print_json(info)
@@ -367,7 +369,23 @@ def _status(args: argparse.Namespace) -> int:
             else "approval root: none pinned (sessions and approval-needing runs are refused "
             'unless the policy says approval = "local" or "collector")'
         )
+        held = info["audit_checkpoint"]
+        if held is None:
+            print("audit checkpoint: none witnessed yet")
+        else:
+            print(
+                f"audit checkpoint: {held['count']} entries, head {held['head'][:16]}..., "
+                f"signed {held['at']} by {held['key']}"
+            )
     return 0
+
+
+def _held_checkpoint(state_dir: Path) -> SignedCheckpoint | None:
+    try:
+        return audit_witness.load_held(state_dir)
+    except CheckpointError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return None
 
 
 def _print_json(value: Any) -> None:

@@ -3,8 +3,8 @@
 Sampling never waits for the network: each cycle is appended to the spool, and
 the collector link drains the spool whenever it is connected. Messages from the
 collector go to the playbook run handler, ``session_*`` messages to the
-remote-session endpoint, and the customer root's revocations to the consent
-verifier (``agent.consent``), which both consult.
+remote-session endpoint, the customer root's revocations to the consent verifier
+(``agent.consent``), which both consult, and audit checkpoints to the audit witness.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent import __version__
+from agent.audit_witness import AuditWitness
 from agent.config import AgentConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.root import pinned_root
@@ -31,12 +32,13 @@ from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
 from agent.session.tunnel_io import GrpcTunnelIO
 from agent.stream import CollectorLink, SpoolWorker
+from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
 
 SPOOL_FILE = "spool.db"
-CAPABILITIES = ("metrics", "gaps")
+CAPABILITIES = ("metrics", "gaps", AUDIT_WITNESS)
 
 
 def cycle_to_batch(cycle: Cycle) -> agent_pb2.MetricBatch:
@@ -70,14 +72,19 @@ def hello_for(
 Handler = Callable[[agent_pb2.CollectorMessage], None]
 
 
-def dispatch(runs: Handler, sessions: Handler, consent: ConsentVerifier) -> Handler:
+def dispatch(
+    runs: Handler, sessions: Handler, consent: ConsentVerifier, audit: Handler | None = None
+) -> Handler:
     """The link's ``on_message``: ``session_*`` messages to ``sessions``, revocations to
-    ``consent``, the rest to ``runs``."""
+    ``consent``, ``audit_checkpoint`` to ``audit`` (dropped without one), the rest to ``runs``."""
 
     def on_message(message: agent_pb2.CollectorMessage) -> None:
         kind = message.WhichOneof("kind") or ""
         if kind == "approver_revocations":
             _revoke(consent, message.approver_revocations)
+        elif kind == "audit_checkpoint":
+            if audit is not None:
+                audit(message)
         else:
             (sessions if kind.startswith("session_") else runs)(message)
 
@@ -121,7 +128,9 @@ def _wire(
     policy = load_policy(Path(config.playbooks.policy))
     root = pinned_root(state_dir, config.approvals)
     consent = ConsentVerifier(root, identity.customer, identity.agent_id, ConsentMemory(state_dir))
-    link = CollectorLink(state_dir, spool, config.stream, hello_for(config, policy, root))
+    hello = hello_for(config, policy, root)
+    link = CollectorLink(state_dir, spool, config.stream, hello)
+    witness = AuditWitness(state_dir, link.send_live, hello)  # keeps hello's audit fields
     runs = build_run_handler(state_dir, config.playbooks, link.send_live, consent, policy)
     sessions = build_session_endpoint(
         state_dir,
@@ -131,7 +140,7 @@ def _wire(
         lambda: GrpcTunnelIO(link.open_tunnel()),
         consent,
     )
-    link.on_message = dispatch(runs.on_message, sessions.on_message, consent)
+    link.on_message = dispatch(runs.on_message, sessions.on_message, consent, witness.on_message)
     return link, runs, sessions
 
 

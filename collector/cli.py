@@ -24,6 +24,8 @@ import prometheus_client
 from agent.durations import parse_duration, parse_size
 from collector import __version__, admin
 from collector.audit import verify_chain
+from collector.audit_checkpoint import ed25519_verify, log_problem
+from collector.audit_ledger import AuditLedger
 from collector.config import (
     DEFAULT_API_LISTEN,
     DEFAULT_LISTEN,
@@ -35,6 +37,7 @@ from collector.datadir import DataDir
 from collector.errors import CollectorError, ConfigError
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
+from common.audit_checkpoint import CheckpointError, SignedCheckpoint
 
 ENDPOINTS_FILE = "endpoints.json"
 
@@ -364,12 +367,32 @@ def _add_audit(commands: Any) -> None:
     sub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = sub.add_parser(
         "verify",
-        help="check the hash chain and report the first tampered entry",
-        description="Exit 0 if the audit log chain is intact, 1 naming the first bad entry.",
+        help="check the hash chain (and that it contains a kept checkpoint)",
+        description="Exit 0 if the audit log chain is intact, 1 naming the first bad entry. "
+        "With --checkpoint, also 1 unless the log still contains that signed checkpoint "
+        "(a tail cut, a rewritten suffix or entries forged in place of witnessed ones "
+        "fail). docs/audit.md",
     )
     _data_dir_arg(verify)
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="a checkpoint kept outside the collector: the output of `audit checkpoint "
+        "--json`, or of `aftercare-agent status --json` on a host",
+    )
     _json_arg(verify)
     verify.set_defaults(handler=_audit_verify)
+    checkpoint = sub.add_parser(
+        "checkpoint",
+        help="print the current signed checkpoint (entry count, head hash, accumulator)",
+        description="Print the audit log's current checkpoint, signed with the collector's "
+        "audit key, as a JSON document that `audit verify --checkpoint` accepts. "
+        "Without --json a summary goes to stderr too.",
+    )
+    _data_dir_arg(checkpoint)
+    _json_arg(checkpoint)
+    checkpoint.set_defaults(handler=_audit_checkpoint)
     show = sub.add_parser("list", help="print the audit log", description="Print audit entries.")
     _data_dir_arg(show)
     _json_arg(show)
@@ -377,25 +400,77 @@ def _add_audit(commands: Any) -> None:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    entries = _with_store(DataDir(args.data_dir), lambda s: s.audit_entries())
+    data_dir = DataDir(args.data_dir)
+    kept = _read_checkpoint(args.checkpoint) if args.checkpoint else None
+    entries = _with_store(data_dir, lambda s: s.audit_entries())
     verdict = verify_chain(entries)
+    problem = ""
+    if kept is not None:
+        audit_key = data_dir.load_audit_key().public
+        problem = log_problem(kept.checkpoint, [e.hash for e in entries], audit_key)
+    ok = verdict.ok and not problem
     if args.json:
-        _print_json(
-            {
-                "ok": verdict.ok,
-                "checked": verdict.checked,
-                "first_bad_id": verdict.first_bad_id,
-                "reason": verdict.reason,
+        report: dict[str, Any] = {
+            "ok": ok,
+            "checked": verdict.checked,
+            "first_bad_id": verdict.first_bad_id,
+            "reason": verdict.reason,
+        }
+        if kept is not None:
+            report["checkpoint"] = {
+                "contained": not problem,
+                "count": kept.checkpoint.count,
+                "head": kept.checkpoint.head,
+                "at": _iso(kept.checkpoint.at_ms),
+                "reason": problem or "the log contains the checkpoint",
             }
-        )
-    elif verdict.ok:
+        _print_json(report)
+        return 0 if ok else 1
+    if verdict.ok:
         print(f"audit log intact: {verdict.checked} entries verified")
     else:
         print(
             f"audit log TAMPERED at entry {verdict.first_bad_id}: {verdict.reason} "
             f"({verdict.checked} entries checked)"
         )
-    return 0 if verdict.ok else 1
+    if kept is not None:
+        what = f"checkpoint of {kept.checkpoint.count} entries signed {_iso(kept.checkpoint.at_ms)}"
+        if problem:
+            print(f"audit log does NOT contain the {what}: {problem}")
+        else:
+            print(f"audit log contains the {what}")
+    return 0 if ok else 1
+
+
+def _read_checkpoint(path: Path) -> SignedCheckpoint:
+    """A kept checkpoint document, or one inside an agent's ``status --json`` output."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--checkpoint {path}: cannot read JSON ({exc})") from exc
+    if isinstance(value, dict) and "audit_checkpoint" in value:  # agent status --json
+        value = (value["audit_checkpoint"] or {}).get("document")
+    try:
+        return SignedCheckpoint.from_document(value, ed25519_verify)
+    except CheckpointError as exc:
+        raise ConfigError(f"--checkpoint {path}: {exc}") from exc
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    data_dir = DataDir(args.data_dir)
+    key = data_dir.load_audit_key()
+    rows = _with_store(data_dir, lambda s: s.audit_hashes(0, 2**62))
+    ledger = AuditLedger()
+    ledger.extend(rows)
+    signed = key.sign(ledger.count, ledger.head, ledger.accumulator, now_ms())
+    _print_json(signed.document())
+    if not args.json:
+        print(
+            f"checkpoint of {ledger.count} audit entries, head {ledger.head[:16]}..., "
+            f"signed by {signed.checkpoint.key_fingerprint}",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _audit_list(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ Layout (created on first start, secrets mode 0600)::
     DIR/server.pem     collector TLS certificate (re-issued at every start)
     DIR/server-key.pem collector TLS key                       0600
     DIR/admin-token    the first admin's API token             0600
+    DIR/audit-key.pem  key signing audit checkpoints (Ed25519) 0600
     DIR/aftercare.db   the SQLite store
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.audit_checkpoint import AuditKey, new_audit_key_pem
 from collector.auth import hash_token, new_api_token
 from collector.errors import ConfigError
 from collector.pki import CertificateAuthority
@@ -54,6 +56,10 @@ class DataDir:
     def admin_token(self) -> Path:
         return self.root / "admin-token"
 
+    @property
+    def audit_key(self) -> Path:
+        return self.root / "audit-key.pem"
+
     def is_initialised(self) -> bool:
         return self.ca_cert.exists() and self.ca_key.exists()
 
@@ -65,6 +71,22 @@ class DataDir:
                 f"start `aftercare-collector serve --data-dir {self.root}` once to create it"
             )
         return CertificateAuthority(self.ca_cert.read_bytes(), self.ca_key.read_bytes())
+
+    def ensure_audit_key(self) -> AuditKey:
+        """The audit checkpoint key, created (0600) if this directory has none yet."""
+        if not self.audit_key.exists():
+            write_secret(self.audit_key, new_audit_key_pem())
+        return self.load_audit_key()
+
+    def load_audit_key(self) -> AuditKey:
+        """The audit checkpoint key; ConfigError if there is none."""
+        try:
+            pem = self.audit_key.read_bytes()
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"{self.audit_key} is missing: start the collector once to create it"
+            ) from exc
+        return AuditKey.from_pem(pem, str(self.audit_key))
 
     def open_store(self) -> Store:
         """Open the store, refusing an uninitialised directory."""
@@ -81,9 +103,10 @@ class InitResult:
 
 
 def initialise(data_dir: DataDir, now_ms: int) -> InitResult:
-    """Create the CA, store and admin token if missing; idempotent afterwards."""
+    """Create the CA, store, admin token and audit key if missing; idempotent afterwards."""
     data_dir.root.mkdir(parents=True, exist_ok=True)
     if data_dir.is_initialised():
+        data_dir.ensure_audit_key()  # data directories from before audit checkpoints
         return InitResult(data_dir.load_ca(), None)
     ca = CertificateAuthority.create()
     token = new_api_token()
@@ -94,6 +117,7 @@ def initialise(data_dir: DataDir, now_ms: int) -> InitResult:
     finally:
         store.close()
     write_secret(data_dir.admin_token, (token + "\n").encode())
+    data_dir.ensure_audit_key()
     data_dir.ca_cert.write_bytes(ca.cert_pem)
     write_secret(data_dir.ca_key, ca.key_pem)  # last: marks the directory initialised
     return InitResult(ca, token)

@@ -29,6 +29,7 @@ from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint
+from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,17 @@ class ApproverAgentHooks(Protocol):
         ...
 
 
+class AuditAgentHooks(Protocol):
+    """What the control stream tells the audit checkpoint sender
+    (collector.server.audit_checkpoints.AuditCheckpoints)."""
+
+    async def agent_connected(self, agent_id: str, count: int, head: str) -> None: ...
+
+    def agent_disconnected(self, agent_id: str) -> None: ...
+
+    def on_witness(self, agent_id: str, witness: agent_pb2.AuditWitness) -> None: ...
+
+
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_TEXT = 1024
 
@@ -85,6 +97,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
         approvers: ApproverAgentHooks,
+        audit: AuditAgentHooks | None = None,
     ) -> None:
         self._db = db
         self._ca = ca
@@ -98,6 +111,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._cert_ttl = cert_ttl
         self._clock_ms = clock_ms
         self._approvers = approvers
+        self._audit = audit
 
     async def Connect(
         self,
@@ -160,6 +174,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             if revocations is not None:
                 yield revocations
             await self._sessions.agent_connected(agent.agent_id)
+            if self._audit is not None and AUDIT_WITNESS in hello.capabilities:
+                await self._audit.agent_connected(
+                    agent.agent_id, hello.audit_checkpoint_count, hello.audit_checkpoint_head
+                )
             while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
             error = await reader
@@ -169,6 +187,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         finally:
             reader.cancel()
             self._streams.close(stream)
+            if self._audit is not None and not self._streams.connected(agent.agent_id):
+                self._audit.agent_disconnected(agent.agent_id)
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
             log.info("agent %s disconnected", agent.agent_id)
@@ -219,6 +239,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             return None
         elif kind == "session_approval":
             await self._sessions.on_agent_message(host, message)
+            return None
+        elif kind == "audit_witness":
+            if self._audit is not None:
+                self._audit.on_witness(host.agent_id, message.audit_witness)
             return None
         else:
             raise InvalidRequest(

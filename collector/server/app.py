@@ -53,6 +53,7 @@ from collector.server.agent_stream import AgentStreamServicer
 from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
 from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
+from collector.server.audit_checkpoints import AuditCheckpoints
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
@@ -121,6 +122,7 @@ class CollectorServer:
         self.gateway: SshGateway | None = None
         self._metrics: CollectorMetrics | None = None
         self._runs_checked_ms = 0
+        self.audit_checkpoints: AuditCheckpoints | None = None
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -154,6 +156,8 @@ class CollectorServer:
             asyncio.create_task(self._prune_forever()),
             asyncio.create_task(self._evaluate_forever()),
         ]
+        if self.audit_checkpoints is not None:
+            self._tasks.append(asyncio.create_task(self.audit_checkpoints.run_forever()))
         log.info("collector started: %s", self.addresses)
         return self.addresses
 
@@ -186,6 +190,10 @@ class CollectorServer:
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.keys = SshKeys(self._db, now_ms)
         self.approvers = ApproverService(self._db, self.streams.send, now_ms)
+        self.audit_checkpoints = AuditCheckpoints(
+            self._db, self.data_dir.load_audit_key(), self.streams, now_ms
+        )
+        await self.audit_checkpoints.refresh()
         return metrics
 
     def _start_gateway(self, metrics: CollectorMetrics) -> str:
@@ -263,6 +271,7 @@ class CollectorServer:
                 ttl,
                 now_ms,
                 self.approvers,
+                audit=self.audit_checkpoints,
             ),
             server,
         )

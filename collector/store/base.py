@@ -402,6 +402,11 @@ class Store(Protocol):
         """Entries with id > after_id, in id order."""
         ...
 
+    def audit_hashes(self, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """``(id, prev_hash, hash)`` of at most ``limit`` entries with id > after_id, in
+        id order (for checkpoints and their proofs: never the entries' contents)."""
+        ...
+
     # -- tickets and their timelines --------------------------------------------------
     #
     # One fault, one ticket: at most one ticket that is not closed exists per

@@ -8,7 +8,8 @@ newest file this code ships is refused (an older collector must not write to it)
 
 The runner is backend-neutral: a backend supplies a ``MigrationTarget`` that knows how
 to read the applied version and apply one migration atomically. Files are split on
-``;`` after removing ``--`` comments, so keep semicolons and ``--`` out of literals.
+``;`` after removing ``--`` comments, so keep semicolons and ``--`` out of literals;
+a ``CREATE TRIGGER`` statement's ``BEGIN ... END`` body stays one statement.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ VERSION_TABLE_DDL = (
 )
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_TRIGGER_START = re.compile(r"CREATE\s+(TEMP\s+|TEMPORARY\s+)?TRIGGER\b", re.IGNORECASE)
+_TRIGGER_END = re.compile(r"(^|\s)END$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,17 @@ class MigrationTarget(Protocol):
 def split_statements(sql: str) -> list[str]:
     """Split a migration file into statements (``--`` comments removed)."""
     lines = [line.split("--", 1)[0] for line in sql.splitlines()]
-    return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+    statements: list[str] = []
+    open_trigger = False  # inside a CREATE TRIGGER body: join until its END
+    for part in "\n".join(lines).split(";"):
+        stmt = part.strip()
+        if open_trigger:
+            statements[-1] += ";\n" + stmt
+            open_trigger = not _TRIGGER_END.search(stmt)
+        elif stmt:
+            statements.append(stmt)
+            open_trigger = bool(_TRIGGER_START.match(stmt))
+    return statements
 
 
 def load_migrations(dialect: str) -> list[Migration]:

@@ -515,6 +515,14 @@ class SQLiteStore:
             ).fetchall()
         return [_audit_entry(row) for row in rows]
 
+    def audit_hashes(self, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, prev_hash, hash FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [(int(row[0]), str(row[1]), str(row[2])) for row in rows]
+
     # -- tickets ----------------------------------------------------------------------
 
     def create_ticket(self, new: NewTicket, opened: NewEvent) -> Ticket:

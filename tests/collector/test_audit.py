@@ -154,8 +154,18 @@ def db_path(tmp_path: Path) -> Path:
     return path
 
 
+DROP_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS audit_log_no_update",
+    "DROP TRIGGER IF EXISTS audit_log_no_delete",
+)
+
+
 def tamper(path: Path, sql: str) -> None:
+    """Change the database behind the store's back, as an attacker holding the data
+    directory can: the append-only triggers are dropped first."""
     with closing(sqlite3.connect(path)) as conn, conn:
+        for drop in DROP_TRIGGERS:
+            conn.execute(drop)
         conn.execute(sql)
 
 
