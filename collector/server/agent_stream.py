@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 30.0
 RUN_MESSAGES = frozenset({"run_update", "run_output", "run_result"})
-SESSION_APPROVALS = frozenset({"collector", "local", "either", "disabled"})
+SESSION_APPROVALS = frozenset({"signed", "collector", "local", "either", "disabled"})
 
 
 class RunMessageSink(Protocol):

@@ -109,6 +109,12 @@ class SessionService:
                 "session backend configured, or the customer's policy disables them "
                 "([sessions] in the agent config and in policy.toml)"
             )
+        if policy == "signed" and not agent.approval_root:
+            raise InvalidRequest(
+                f"host {agent.hostname!r} accepts only sessions approved with a signature of its "
+                "customer, but pins no customer approval root yet: the customer pins one "
+                "(`aftercare approvers init`, then [approvals] root on the host; docs/approvals.md)"
+            )
         if ticket_id is not None:
             ticket = await self._db.call(self._store.get_ticket, ticket_id)
             if ticket is None or ticket.customer != agent.customer:
