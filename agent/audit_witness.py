@@ -8,8 +8,8 @@ answered with an AuditWitness saying what is held and, if refused, why (also log
 a warning). The held checkpoint is reported in the hello so the collector sends the
 proof from there.
 
-cryptography is imported on the first checkpoint only (verification), as for
-playbooks; the rest of the agent never loads it.
+Signatures are verified with ``common.ed25519`` (pure Python, a few ms each), so
+witnessing never loads the cryptography library into the agent.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from common import ed25519
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint, extension_problem
 from proto import agent_pb2
 
@@ -35,14 +36,7 @@ Send = Callable[[agent_pb2.AgentMessage], Coroutine[Any, Any, None]]
 
 def ed25519_verify(public_key: bytes, data: bytes, signature: bytes) -> bool:
     """True iff ``signature`` is a valid Ed25519 signature of ``data`` by ``public_key``."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return ed25519.verify(public_key, data, signature)
 
 
 def load_held(state_dir: Path) -> SignedCheckpoint | None:

@@ -17,7 +17,8 @@ only if, in this order:
 
 Anything else raises ``ApprovalRefused`` whose message is the precise reason. The
 only field read before a signature check is the certificate's ``root`` key, to
-compare its fingerprint with the pin. ``cryptography`` is imported on first use.
+compare its fingerprint with the pin. Signatures are checked with ``common.ed25519``
+(pure Python), so the agent does not keep ``cryptography`` resident for them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from agent.consent.memory import ConsentMemory
 from agent.errors import ApprovalRefused
+from common import ed25519
 from common.approval_format import (
     Approval,
     ApproverCertificate,
@@ -214,15 +216,8 @@ def _require_subject(got: SessionSubject | RunSubject, expected: Subject) -> Non
 
 
 def _verify(public_raw: bytes, document: SignedDocument, what: str) -> None:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        Ed25519PublicKey.from_public_bytes(public_raw).verify(document.signature, document.body)
-    except (InvalidSignature, ValueError) as exc:
-        raise ApprovalRefused(
-            f"the {what}'s signature does not verify (forged or altered)"
-        ) from exc
+    if not ed25519.verify(public_raw, document.body, document.signature):
+        raise ApprovalRefused(f"the {what}'s signature does not verify (forged or altered)")
 
 
 def _iso(ms: int) -> str:
