@@ -103,15 +103,17 @@ def test_approve_session_records_who_and_until_when(tmp_path: Path) -> None:
     assert code == 0, err
     answer = json.loads(out)
     assert answer["session_id"] == SESSION and answer["approved_by"] == "alice"
+    assert answer["engineer"] == requested().engineer  # the approval admits only them
     approval = SessionRequests(tmp_path).approvals.approval(SESSION, time.time())
     assert approval is not None and approval.by == "alice"
+    assert approval.binding == requested().engineer
     assert before + 7200 <= approval.until <= time.time() + 7200  # the requested 2h from now
     assert answer["until_unix_ms"] == int(approval.until * 1000)
     directory = tmp_path / "session-approvals"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
     code, out, _ = cli(tmp_path, "approve-session", SESSION, "--until", "30m")
-    assert code == 0 and out.startswith(f"approved {SESSION} until ")
+    assert code == 0 and out.startswith(f"approved {SESSION} for engineer ")
     shorter = SessionRequests(tmp_path).approvals.approval(SESSION, time.time())
     assert shorter is not None and shorter.until <= time.time() + 1800
 
