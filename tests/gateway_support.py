@@ -88,8 +88,13 @@ def metric(text: str, name: str, labels: str = "") -> float:
 
 
 def make_world(
-    tmp_path: Path, make_agent: Callable[..., Agent], approval: str = "collector"
+    tmp_path: Path,
+    make_agent: Callable[..., Agent],
+    approval: str = "collector",
+    approval_root: str = "",
 ) -> Iterator[World]:
+    """``approval``: the host's ``[sessions] approval``; ``approval_root``: the customer
+    approval root it pins (``[approvals] root``, "" for none)."""
     sshd = RealSshd(tmp_path / "sshd")
     sshd.start()
     collector = Collector(
@@ -110,6 +115,7 @@ def make_world(
                 "key_file": str(sshd.client_key),
                 "host_key_files": [str(sshd.host_key_pub)],
             },
+            approvals={"root": approval_root},
         )
         assert agent.enroll(collector.join_command("acme")).returncode == 0
         agent.start()
