@@ -350,7 +350,7 @@ def test_local_policy_needs_an_approval_on_the_host(tmp_path: Path, sshd: RealSs
         await asyncio.wait_for(refused.finished.wait(), 5)
         assert agent.journal()[-1]["event"] == "tunnel_refused"
 
-        agent.requests.approvals.approve(SESSION, time.time() + 2.5, by="carol")
+        agent.requests.approvals.approve(SESSION, time.time() + 2.5, by="carol", binding="erin")
         tunnel = await agent.open(tunnel_id="tun-2", window_seconds=3600)
         assert await tunnel.open_channel(1, "exec", "echo approved") == ""
         assert (await tunnel.until_closed(1)).stdout(1) == b"approved\n"
