@@ -267,7 +267,7 @@ _SECRET_WORDS = (
     b"apikey", b"privatekey", b"privkey", b"accesskey", b"authkey", b"secretkey",
     b"clientkey", b"sessionkey", b"signingkey", b"encryptionkey", b"masterkey",
     b"accountkey", b"servicekey", b"appkey", b"applicationkey", b"dbkey",
-    b"databasekey", b"sharedkey", b"storagekey", b"licensekey", b"webhookkey",
+    b"databasekey", b"sharedkey", b"storagekey", b"licensekey", b"webhookkey", b"contrase",
 )  # fmt: skip
 # A key ending in one of these names something about the secret, not the secret.
 _NOT_SECRET_LAST = frozenset(
@@ -280,7 +280,7 @@ _NOT_SECRET_LAST = frozenset(
     b"column id ids".split()
 )
 _NOT_SECRET_FIRST = frozenset(b"no max min num total count".split())
-_WORDS = re.compile(rb"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORDS = re.compile(rb"[A-Z]+(?![a-z])|[A-Z]?[a-z\x80-\xff]+|[0-9]+")  # UTF-8 in words
 
 
 def secret_key(key: bytes) -> bool:
@@ -328,7 +328,7 @@ def value_is_secret(value: bytes) -> bool:
 _KV_GATE = (b"pass", b"pw", b"secret", b"token", b"key", b"cred", b"auth", b"sig", b"cookie",
             b"jwt", b"contrase")  # fmt: skip
 _KV_KEY = re.compile(
-    rb"(?<![\w.$@-])(-{0,2}[A-Za-z_][\w.-]{0,79})([\"']?)"
+    rb"(?<![\w.$@\x80-\xff-])(-{0,2}[A-Za-z_\x80-\xff][\w.\x80-\xff-]{0,79})([\"']?)"
     rb"(?:[ \t]*(=>?|:=?(?!//))([ \t]*)|([ \t]+))"
 )
 _UNQUOTED = rb"[^\s\"'`;&,]{1,4096}(?:,[^\s\"'`;&,]{1,4096}){0,64}"
