@@ -181,8 +181,8 @@ class Redactor:
         self._defaults = defaults
         compiled: list[Rule] = [PatternRule(_compile(p)) for p in self._extra]
         if self._literals:
-            literals = re.compile(b"|".join(re.escape(v) for v in self._literals))
-            compiled.insert(0, PatternRule(literals))
+            exact = re.compile(b"|".join(re.escape(v) for v in self._literals))
+            compiled.insert(0, PatternRule(exact))
         builtin = default_rules() if defaults else ()
         self._rules = _Rules((*compiled, *builtin))
 

@@ -333,9 +333,13 @@ _KV_KEY = re.compile(
 )
 _UNQUOTED = rb"[^\s\"'`;&,]{1,4096}(?:,[^\s\"'`;&,]{1,4096}){0,64}"
 _VALUE = re.compile(
-    rb"\"((?:[^\"\\\n]|\\.){1,4096})\"?|'([^'\n]{1,4096})'?|`([^`\n]{1,4096})`?|(" + _UNQUOTED + rb")"
+    rb"\"((?:[^\"\\\n]|\\.){1,4096})\"?|'([^'\n]{1,4096})'?|`([^`\n]{1,4096})`?|("
+    + _UNQUOTED
+    + rb")"
 )
-_FLAG_VALUE = re.compile(rb"\"((?:[^\"\\\n]|\\.){1,4096})\"?|'([^'\n]{1,4096})'?|([^\s-]\S{0,4095})")
+_FLAG_VALUE = re.compile(
+    rb"\"((?:[^\"\\\n]|\\.){1,4096})\"?|'([^'\n]{1,4096})'?|([^\s-]\S{0,4095})"
+)
 
 
 class KeyValueRule:
@@ -474,11 +478,14 @@ _CONTEXT_RULES: tuple[_Context, ...] = (
         True,
     ),
     (
-        _option(rb"sshpass|mongo|mongosh|mongodump|mongorestore|mongoexport|mongoimport"
-                rb"|mongostat|mongotop|mongofiles", rb"-p"),
+        _option(
+            rb"sshpass|mongo|mongosh|mongodump|mongorestore|mongoexport|mongoimport"
+            rb"|mongostat|mongotop|mongofiles",
+            rb"-p",
+        ),
         (b"sshpass", b"mongo"),
         True,
-    ),  # fmt: skip
+    ),
     (_option(rb"redis-cli|valkey-cli|keydb-cli", rb"-a"), (b"-cli",), True),
     (
         rb"(?:docker|podman|buildah|skopeo|nerdctl|helm|oras|crane|regctl)"

@@ -184,7 +184,7 @@ ADVERSARIAL = [
     b"x_token_",
     b"a:",
     b"://a:",
-    b"password=\"\\",
+    b'password="\\',
     b"eyJ",
     b"Authorization: ",
     b"<a>",
@@ -225,7 +225,9 @@ def test_memory_pressure_process_list_redacts_command_line_passwords(tmp_path: P
         _wait_for_rss(programs, 32 << 20)
         playbook = load_playbook(catalogue_dir() / "memory-pressure.yaml")
         step = next(
-            s for s in playbook.steps if isinstance(s, BuiltinStep) and s.function == "top_processes"
+            s
+            for s in playbook.steps
+            if isinstance(s, BuiltinStep) and s.function == "top_processes"
         )
         values = {"limit": 100, "since": "1h"}
         rendered = RenderedBuiltin(step.name, step.function, render_builtin(step, values))
@@ -235,9 +237,7 @@ def test_memory_pressure_process_list_redacts_command_line_passwords(tmp_path: P
             chunks.append(chunk)
 
         executor = Executor(redactor=Redactor(), builtins=default_builtins())
-        result = asyncio.run(
-            executor.run(playbook, [rendered], collect, asyncio.Event(), 60.0)
-        )
+        result = asyncio.run(executor.run(playbook, [rendered], collect, asyncio.Event(), 60.0))
     finally:
         for process in programs:
             process.kill()
@@ -255,7 +255,9 @@ def _wait_for_rss(processes: list[subprocess.Popen[bytes]], size: int) -> None:
     for process in processes:
         while time.monotonic() < deadline:
             status = Path(f"/proc/{process.pid}/status").read_text()
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+            rss = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
+            )
             if rss * 1024 >= size:
                 break
             time.sleep(0.05)
