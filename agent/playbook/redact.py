@@ -1,8 +1,10 @@
 """Secret redaction applied on the agent to every byte of playbook output before it leaves.
 
-A ``Redactor`` is an immutable set of rules: the default patterns (passwords,
-tokens, private keys), a playbook's own ``redact`` regexes and the literal values of
-its ``secret`` parameters (``Redactor.extended``). Output arrives in arbitrary
+A ``Redactor`` is an immutable set of rules: the built-in rules of
+``agent.playbook.redact_rules`` (secret keys and flags, program password options,
+URL credentials, HTTP authorization, token formats; listed in docs/playbooks.md), a
+playbook's own ``redact`` regexes and the literal values of its ``secret`` parameters
+(``Redactor.extended``). Output arrives in arbitrary
 chunks, so redaction runs through a per-stream ``StreamRedactor`` that
 
 * redacts complete lines only and carries the partial last line into the next

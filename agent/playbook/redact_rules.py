@@ -437,8 +437,7 @@ _CONTEXT_RULES: tuple[_Context, ...] = (
     # HTTP authorization, whatever the scheme (Basic, Bearer, Token, Digest...)
     (
         rb"(?i)" + _word(rb"authorization") + rb"[\"']?[ \t]*[:=][ \t]*[\"']?"
-        rb"(?:(?:basic|bearer|token|digest|negotiate|ntlm|apikey|sso-key|aws4-hmac-sha256)"
-        rb"[ \t]+)?([^\s\"']{1,8192})",
+        rb"(?:[a-z][\w-]{0,30}[ \t]+)?([^\s\"']{1,8192})",  # the scheme (Basic...) stays
         (b"authorization",),
         False,
     ),
