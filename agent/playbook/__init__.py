@@ -11,6 +11,7 @@ returns a ``RunResult``. Modules, one concern each:
     output      a step's pipes, redaction per stream, output cap, ordered delivery
     builtins    the read-only builtin functions (imported lazily: it needs psutil)
     redact      secret redaction applied to output before it leaves the host
+    redact_rules  the built-in secret rules: keys, program options, token formats
     policy      the customer's policy file and its decisions
     approvals   approvals given on the host (``aftercare-agent approve``)
     errors      the package's exception tree

@@ -1,8 +1,10 @@
 """Secret redaction applied on the agent to every byte of playbook output before it leaves.
 
-A ``Redactor`` is an immutable set of rules: the default patterns (passwords,
-tokens, private keys), a playbook's own ``redact`` regexes and the literal values of
-its ``secret`` parameters (``Redactor.extended``). Output arrives in arbitrary
+A ``Redactor`` is an immutable set of rules: the built-in rules of
+``agent.playbook.redact_rules`` (secret keys and flags, program password options,
+URL credentials, HTTP authorization, token formats; listed in docs/playbooks.md), a
+playbook's own ``redact`` regexes and the literal values of its ``secret`` parameters
+(``Redactor.extended``). Output arrives in arbitrary
 chunks, so redaction runs through a per-stream ``StreamRedactor`` that
 
 * redacts complete lines only and carries the partial last line into the next
@@ -31,12 +33,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from agent.playbook.errors import RedactPatternError
+from agent.playbook.redact_rules import MARKER, PatternRule, Rule, all_spans, default_rules
 
 if TYPE_CHECKING:  # keeps the playbooks package (YAML, signatures) out of the agent at run time
     from playbooks.model import Playbook
 
 __all__ = [
-    "DEFAULT_PATTERNS",
     "HOLD",
     "MARKER",
     "MAX_LINE",
@@ -45,66 +47,34 @@ __all__ = [
     "secret_values",
 ]
 
-MARKER = b"[REDACTED]"
 MAX_LINE = 64 * 1024  # a partial line longer than this is flushed in pieces
-HOLD = 4096  # bytes held back at such a flush; longer than any marker or token rule
+HOLD = 4096  # bytes held back at such a flush; longer than any key, marker or token
 _PEM_TAIL = 128  # bytes kept while discarding a PEM body: longer than an END line
 
-_KEY_WORDS = (
-    rb"passw(?:or)?d|passphrase|secret|token|api[_-]?key|access[_-]?key"
-    rb"|private[_-]?key|credentials?|auth[_-]?key"
-)
-# Quantifiers before the interesting part are bounded so that no rule can go
-# quadratic on a long line of word characters.
-DEFAULT_PATTERNS: tuple[bytes, ...] = (
-    # user:password@ in URLs
-    rb"\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s:/@]{1,256}:([^\s@/]+)@",
-    # HTTP authorization schemes
-    rb"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]+=*)",
-    rb"(?i)\bauthorization[ \t]*[:=][ \t]*basic[ \t]+([A-Za-z0-9+/]+=*)",
-    # AWS access key ids
-    rb"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",
-    # GitHub tokens
-    rb"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
-    # Slack tokens
-    rb"\bxox[abposr]-[A-Za-z0-9-]{10,}",
-    # JSON web tokens
-    rb"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-    # key = value, key: value, "key": "value" for password/token/secret/api key names
-    rb"(?i)\b[\w.-]{0,40}?(?:" + _KEY_WORDS + rb")[\w.-]{0,40}"
-    rb"[\"']?[ \t]*[:=][ \t]*"
-    rb"(?:\"((?:[^\"\\\n]|\\.)*)\"?|'([^'\n]*)'?|([^\s\"',;&]+))",
-    # Pwd= in ODBC/ADO connection strings (not PWD=/a/path, the working directory)
-    rb"(?im)(?:^|[;\s])pwd[ \t]*=[ \t]*(?!/)([^;\s]+)",
-)
 _PEM_BEGIN = re.compile(rb"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(rb"-----END (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
 
 
 class _Rules:
-    """Compiled line-local rules, applied one after the other."""
+    """Line-local rules (``agent.playbook.redact_rules``), applied one after the other."""
 
-    def __init__(self, patterns: tuple[re.Pattern[bytes], ...]) -> None:
-        self.patterns = patterns
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
 
     def apply(self, text: bytes) -> tuple[bytes, int]:
         """``text`` with every match redacted, and the number of replacements."""
+        if not text:
+            return text, 0
+        lowered = text.lower()  # for the rules' trigger words; redaction adds none
         count = 0
-
-        def replace(match: re.Match[bytes]) -> bytes:
-            nonlocal count
-            redacted, n = _replace_match(match)
+        for rule in self.rules:
+            text, n = rule.apply(text, lowered)
             count += n
-            return redacted
-
-        for pattern in self.patterns:
-            if text:
-                text = pattern.sub(replace, text)
         return text, count
 
     def cut_point(self, text: bytes, cut: int) -> int:
         """The largest position ``<= cut`` that lies inside no match of any rule."""
-        spans = [m.span() for p in self.patterns for m in p.finditer(text)]
+        spans = all_spans(self.rules, text)
         moved = True
         while moved:
             moved = False
@@ -112,22 +82,6 @@ class _Rules:
                 if start < cut < end:
                     cut, moved = start, True
         return cut
-
-
-def _replace_match(match: re.Match[bytes]) -> tuple[bytes, int]:
-    whole = match.group()
-    if match.re.groups == 0:
-        return (whole, 0) if whole == MARKER else (MARKER, 1)
-    base, last, count = match.start(), 0, 0
-    parts: list[bytes] = []
-    for group in range(1, match.re.groups + 1):
-        start, end = match.span(group)
-        if start < 0 or start == end or start - base < last or match.group(group) == MARKER:
-            continue
-        parts += [whole[last : start - base], MARKER]
-        last, count = end - base, count + 1
-    parts.append(whole[last:])
-    return b"".join(parts), count
 
 
 class StreamRedactor:
@@ -211,7 +165,7 @@ class StreamRedactor:
 class Redactor:
     """An immutable rule set; ``stream()`` starts redacting one output stream.
 
-    ``patterns`` are extra regexes (str or bytes) on top of ``DEFAULT_PATTERNS``
+    ``patterns`` are extra regexes (str or bytes) on top of the built-in rules
     (unless ``defaults`` is False); ``literals`` are exact values to redact (secret
     parameters). Raises RedactPatternError for a pattern that does not compile or
     that matches the empty string.
@@ -227,10 +181,11 @@ class Redactor:
         self._extra = tuple(_as_bytes(p) for p in patterns)
         self._literals = tuple(sorted({_as_bytes(v) for v in literals if v}, key=len, reverse=True))
         self._defaults = defaults
-        compiled = [_compile(p) for p in self._extra]
+        compiled: list[Rule] = [PatternRule(_compile(p)) for p in self._extra]
         if self._literals:
-            compiled.insert(0, re.compile(b"|".join(re.escape(v) for v in self._literals)))
-        builtin = [re.compile(p) for p in DEFAULT_PATTERNS] if defaults else []
+            exact = re.compile(b"|".join(re.escape(v) for v in self._literals))
+            compiled.insert(0, PatternRule(exact))
+        builtin = default_rules() if defaults else ()
         self._rules = _Rules((*compiled, *builtin))
 
     def extended(
