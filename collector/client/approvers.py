@@ -188,7 +188,10 @@ def _add(client: Api | None, args: argparse.Namespace) -> int:
         return _fail(exc)
     data = document.encode()
     if args.out:
-        Path(args.out).expanduser().write_bytes(data + b"\n")
+        try:
+            Path(args.out).expanduser().write_bytes(data + b"\n")
+        except OSError as exc:
+            return _fail(f"cannot write {args.out}: {exc.strerror or exc}")
     reply: api_pb2.ApproverInfo | None = None
     note = ""
     if client is not None and not args.local:

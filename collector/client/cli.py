@@ -2,8 +2,8 @@
 
 Engineers and admins see all customers; customer users see their own.
 
-Connection: ``--collector``/``--token``/``--ca-file`` or AFTERCARE_COLLECTOR,
-AFTERCARE_TOKEN, AFTERCARE_CA_FILE. Every command has ``--json``.
+Connection: ``--collector``/``--token`` (or ``--token-file``)/``--ca-file`` or
+AFTERCARE_COLLECTOR, AFTERCARE_TOKEN (or AFTERCARE_TOKEN_FILE), AFTERCARE_CA_FILE. Every command has ``--json``.
 Exit codes: 0 ok, 1 refused or failed, 2 usage error.
 """
 
@@ -33,18 +33,34 @@ from collector.client import (
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso
+from common.safe_text import guarded_output, reader_gone, safe
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    """Run one command. What others wrote (hostnames, titles, reasons, ...) reaches the
+    terminal escaped (``common.safe_text``); ``--json`` output keeps the original. A
+    reader that goes away (``| head``) ends the command quietly with 141, as SIGPIPE
+    would; Ctrl-C with 130."""
+    try:
+        with guarded_output(stdout=False):  # usage errors may echo anything
+            args = parse_args(build_parser(), argv)
+        with guarded_output(stdout=not getattr(args, "json", False)):
+            return _dispatch(args)
+    except BrokenPipeError:
+        return reader_gone()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "local", False):  # vendor tools: no collector needed
         local_result: int = args.handler(None, args)
         return local_result
     try:
-        settings = ClientSettings.resolve(args.collector, args.token, args.ca_file)
+        settings = ClientSettings.resolve(args.collector, args.token, args.ca_file, args.token_file)
         client = ApiClient(settings)
     except ClientSetupError as exc:
         if getattr(args, "client_optional", False):  # works without a collector too
@@ -58,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"error: {_describe_rpc_error(exc, args.collector)}", file=sys.stderr)
         return 1
+    except UnicodeEncodeError as exc:  # undecodable bytes in an argument, for the API
+        print(
+            f"error: {safe(exc.object[exc.start : exc.end])} in an argument is not valid "
+            "UTF-8 text; the collector takes UTF-8 only",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         client.close()
 
@@ -83,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--collector", help="collector API address HOST:PORT (AFTERCARE_COLLECTOR)")
     parser.add_argument("--token", help="your API token (AFTERCARE_TOKEN)")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read your API token from FILE (AFTERCARE_TOKEN_FILE)",
+    )
     parser.add_argument("--ca-file", help="the collector's CA certificate (AFTERCARE_CA_FILE)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

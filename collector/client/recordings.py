@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.session.asciicast import parse_cast
+from collector.client import arguments
 from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
 from collector.client.output import iso, size_text
@@ -39,7 +40,9 @@ def add_actions(sub: Any) -> None:
         "Parts are listed by `aftercare session show`.",
     )
     p.add_argument("session_id", help="e.g. ses-0123456789ab")
-    p.add_argument("--part", type=int, default=0, help="recording part (default: the first)")
+    p.add_argument(
+        "--part", type=arguments.part, default=0, help="recording part (default: the first)"
+    )
     p.add_argument("--raw", action="store_true", help="write the asciicast file to stdout")
     p.add_argument("-o", "--output", metavar="FILE", help="write the asciicast file to FILE")
     p.add_argument("--speed", type=_positive, default=1.0, help="playback speed factor (1)")

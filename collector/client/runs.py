@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
+from collector.client import arguments
 from collector.client.connection import Api, ApiClient
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso
@@ -38,7 +39,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("run_id", nargs="?", help="run id (for show / approve)")
     p.add_argument("--host", default="", help="hostname or agent id")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--ticket", type=int, default=0, help="attach the output to this ticket")
+    p.add_argument(
+        "--ticket",
+        type=arguments.optional_ticket_id,
+        default=0,
+        help="attach the output to this ticket",
+    )
     p.add_argument("--follow", action="store_true", help="stream the output until it finishes")
     p.add_argument("--yes", action="store_true", help="approve: do not ask for confirmation")
     add_approval_key_args(p)
@@ -49,7 +55,7 @@ def add_commands(commands: Any) -> None:
         "runs", help="list playbook runs", description="List runs, newest first."
     )
     p.add_argument("--host", default="", help="only this host")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=arguments.count, default=50)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_runs)
 

@@ -11,7 +11,6 @@ See docs/sessions.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from agent.durations import parse_duration
+from collector.client import arguments
 from collector.client.connection import Api
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso, with_times
@@ -50,14 +49,24 @@ def add_commands(commands: Any) -> Any:
     )
     request.add_argument("--host", required=True, help="hostname or agent id")
     request.add_argument("--reason", required=True, help="why access is needed")
-    request.add_argument("--duration", default="1h", help="access window once approved (1h)")
-    request.add_argument("--ticket", type=int, default=0, help="the ticket it belongs to")
+    request.add_argument(
+        "--duration",
+        type=arguments.duration_ms,
+        default="1h",
+        help="access window once approved (1h)",
+    )
+    request.add_argument(
+        "--ticket", type=arguments.optional_ticket_id, default=0, help="the ticket it belongs to"
+    )
     request.add_argument("--json", action="store_true", help="print machine-readable JSON")
     request.set_defaults(handler=_request)
 
     approve = _decision(sub, "approve", "approve a pending request (customer users)")
     approve.add_argument(
-        "--until", default="", help="end the window earlier: a duration from now (45m) or ISO time"
+        "--until",
+        type=arguments.until_ms,
+        default="",
+        help="end the window earlier: a duration from now (45m) or ISO time",
     )
     add_approval_key_args(approve)
     deny = _decision(sub, "deny", "deny a pending request (customer users)")
@@ -80,7 +89,7 @@ def _request(client: Api, args: argparse.Namespace) -> int:
         api_pb2.RequestSessionRequest(
             host=args.host,
             reason=args.reason,
-            duration_ms=int(parse_duration(args.duration) * 1000),
+            duration_ms=args.duration,
             ticket_id=args.ticket,
         ),
     )
@@ -89,7 +98,7 @@ def _request(client: Api, args: argparse.Namespace) -> int:
 
 
 def _decide(client: Api, args: argparse.Namespace) -> int:
-    until = _until_ms(getattr(args, "until", ""))
+    until: int = getattr(args, "until", 0)
     signed = b""
     if args.decision == "approve":
         try:
@@ -157,18 +166,6 @@ def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
         return
     window = f", window until {iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
     print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
-
-
-def _until_ms(text: str) -> int:
-    if not text:
-        return 0
-    try:
-        return int((time.time() + parse_duration(text)) * 1000)
-    except ValueError:
-        moment = dt.datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.astimezone()
-        return int(moment.timestamp() * 1000)
 
 
 def session_dict(info: api_pb2.SessionInfo) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from collector.client import arguments
 from collector.client.connection import ApiClient
 from collector.client.output import iso, with_times
 from proto import api_pb2
@@ -81,7 +82,7 @@ def add_commands(commands: Any) -> None:
 
 def _simple(sub: Any, name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("id", type=int, help="ticket number")
+    p.add_argument("id", type=arguments.ticket_id, help="ticket number")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=handler)
     return p
