@@ -7,7 +7,7 @@ CLIs show such text only after escaping it *visibly*, so nothing is hidden eithe
 
 - ``safe(text)``: one line (a table cell, a name, a reason). Every C0 control
   (``\\n`` and ``\\t`` included), DEL, every C1 control, the bidi controls
-  U+202A–U+202E and U+2066–U+2069, U+2028/U+2029 and lone surrogates (undecodable
+  U+202A..U+202E and U+2066..U+2069, U+2028/U+2029 and lone surrogates (undecodable
   bytes) become ``\\x1b``, ``\\u202e``, ``\\udcff`` style escapes (``\\n``, ``\\t``,
   ``\\r`` for those three).
 - ``safe_block(text)``: a block of text (a description, playbook output): the same,
@@ -100,9 +100,9 @@ def guarded_output(*, stdout: bool = True) -> Iterator[None]:
     ``--json``) ``sys.stdout`` for the duration; both are flushed and restored after."""
     saved = sys.stdout, sys.stderr
     if stdout and not isinstance(sys.stdout, SafeStream):
-        sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = SafeStream(sys.stdout)
     if not isinstance(sys.stderr, SafeStream):
-        sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = SafeStream(sys.stderr)
     try:
         yield
         sys.stdout.flush()

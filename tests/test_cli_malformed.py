@@ -184,7 +184,7 @@ def _run(main: Callable[..., int], argv: list[str]) -> Outcome:
             error = f"SystemExit({exc.code!r})"
     except Started:
         code = 0
-    except BaseException as exc:  # noqa: BLE001 - what the test is looking for
+    except BaseException as exc:  # what the test is looking for
         error = f"{type(exc).__name__}: {exc}"
     finally:
         sys.stdout, sys.stderr, sys.stdin = saved

@@ -3,8 +3,9 @@
 Engineers and admins see all customers; customer users see their own.
 
 Connection: ``--collector``/``--token`` (or ``--token-file``)/``--ca-file`` or
-AFTERCARE_COLLECTOR, AFTERCARE_TOKEN (or AFTERCARE_TOKEN_FILE), AFTERCARE_CA_FILE. Every command has ``--json``.
-Exit codes: 0 ok, 1 refused or failed, 2 usage error.
+AFTERCARE_COLLECTOR, AFTERCARE_TOKEN (or AFTERCARE_TOKEN_FILE), AFTERCARE_CA_FILE.
+Every command has ``--json``. Exit codes: 0 ok, 1 refused or failed, 2 usage error,
+141 the reader of the output went away (``| head``), 130 interrupted.
 """
 
 from __future__ import annotations
