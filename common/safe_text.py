@@ -29,7 +29,15 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-__all__ = ["SafeStream", "guarded_output", "raw", "reader_gone", "safe", "safe_block"]
+__all__ = [
+    "SafeStream",
+    "guarded_output",
+    "raw",
+    "reader_gone",
+    "safe",
+    "safe_block",
+    "terminal_display",
+]
 
 _UNSAFE = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 _UNSAFE_LINE = re.compile(f"[{_UNSAFE}]")
@@ -119,3 +127,20 @@ def reader_gone() -> int:
         os.dup2(devnull, raw(sys.stdout).fileno())
         os.close(devnull)
     return 141
+
+
+# Terminal recordings (``session replay``, ``session watch``) are shown as a terminal
+# shows them, so colours and cursor movement stay. Removed: the string sequences (OSC
+# retitles, sets the clipboard, makes hyperlinks; DCS, APC, PM, SOS) and the CSI
+# requests a terminal answers by typing into its input (device status, attributes,
+# window reports) - what a recorded host could use against the person replaying it.
+_STRING_SEQUENCE = re.compile(
+    "(?:\x1b[P\\]X^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x9c|\x1b\\\\|$)", re.DOTALL
+)
+_ANSWERED_CSI = re.compile("(?:\x1b\\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[nct]")
+
+
+def terminal_display(text: str) -> str:
+    """A terminal recording's output without the sequences that act beyond the screen
+    (best effort per chunk: a sequence split across two chunks loses its start only)."""
+    return _ANSWERED_CSI.sub("", _STRING_SEQUENCE.sub("", text))

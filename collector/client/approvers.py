@@ -213,7 +213,7 @@ def _add(client: Api | None, args: argparse.Namespace) -> int:
     where = f", written to {args.out}" if args.out else ""
     status = "uploaded to the collector" if reply is not None else (note or "not uploaded")
     print(
-        f"certified {args.name} ({fingerprint(public)}) of {args.customer} until "
+        f"certified {safe(args.name)} ({fingerprint(public)}) of {safe(args.customer)} until "
         f"{iso(certificate.expires_ms)}: {status}{where}",
         file=sys.stderr,
     )
@@ -234,7 +234,7 @@ def _list(client: Api, args: argparse.Namespace) -> int:
         if not a.revoked_unix_ms and a.expires_unix_ms <= time.time() * 1000:
             state = "expired"
         print(
-            f"{a.customer:<14} {a.name:<20} {a.key_fingerprint[:23]:<24} "
+            f"{safe(a.customer):<14} {safe(a.name):<20} {safe(a.key_fingerprint[:23]):<24} "
             f"{iso(a.expires_unix_ms) or '-':<26} {state}"
         )
     return 0
@@ -282,7 +282,9 @@ def _revoke(client: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(_info_dict(reply))
     else:
-        print(f"revoked {reply.name} ({reply.key_fingerprint}) of {reply.customer}")
+        print(
+            f"revoked {safe(reply.name)} ({safe(reply.key_fingerprint)}) of {safe(reply.customer)}"
+        )
     return 0
 
 

@@ -33,7 +33,7 @@ from collector.client import (
     watch,
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
-from collector.client.output import iso
+from collector.client.output import iso, safe
 from common.safe_text import guarded_output, reader_gone, safe
 from proto import api_pb2
 
@@ -180,8 +180,9 @@ def _agents(client: ApiClient, args: argparse.Namespace) -> int:
             else "-"
         )
         print(
-            f"{agent.customer:<14} {agent.hostname:<20} {agent.agent_id:<20} "
-            f"{_state(agent):<16} {agent.agent_version:<8} {cpu:>5} {mem:>5}  {worst}"
+            f"{safe(agent.customer):<14} {safe(agent.hostname):<20} {safe(agent.agent_id):<20} "
+            f"{_state(agent):<16} {safe(agent.agent_version):<8} {cpu:>5} {mem:>5}  "
+            f"{safe(worst)}"
         )
     return 0
 
@@ -205,20 +206,21 @@ def _host(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     agent = detail.agent
     print(
-        f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
-        f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored"
+        f"{safe(agent.hostname)} ({safe(agent.agent_id)}) customer {safe(agent.customer)}: "
+        f"{_state(agent)}, agent {safe(agent.agent_version or '?')}, "
+        f"{detail.batches_stored} batches stored"
     )
     print(f"latest batch collected {iso(detail.collected_unix_ms) or 'never'}")
     for sample in sorted(detail.samples, key=lambda s: (s.name, sorted(s.labels.items()))):
-        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-        print(f"  {sample.name}{'{' + labels + '}' if labels else ''} {sample.value:g}")
+        labels = ",".join(f"{safe(k)}={safe(v)}" for k, v in sorted(sample.labels.items()))
+        print(f"  {safe(sample.name)}{'{' + labels + '}' if labels else ''} {sample.value:g}")
     for failure in detail.failures:
-        print(f"  check failed: {failure.check}: {failure.error}")
+        print(f"  check failed: {safe(failure.check)}: {safe(failure.error)}")
     if detail.gaps:
         print("gaps (data the agent could not keep):")
         for gap in detail.gaps:
             g = _gap_dict(gap)
-            print(f"  {g['lost_batches']} batches {g['start']} .. {g['end']} ({g['reason']})")
+            print(f"  {g['lost_batches']} batches {g['start']} .. {g['end']} ({safe(g['reason'])})")
     else:
         print("gaps: none")
     return 0
@@ -229,7 +231,8 @@ def _whoami(client: ApiClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"user": reply.user, "role": reply.role, "customer": reply.customer or None})
     else:
-        print(f"{reply.user} ({reply.role}{', ' + reply.customer if reply.customer else ''})")
+        customer = f", {safe(reply.customer)}" if reply.customer else ""
+        print(f"{safe(reply.user)} ({safe(reply.role)}{customer})")
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from collector.client import arguments
 from collector.client.connection import ApiClient
+from collector.client.output import safe
 from proto import api_pb2
 
 
@@ -92,9 +93,11 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for p in reply.playbooks:
-        params = " ".join(f"{q.name}={q.default or '<' + q.type + '>'}" for q in p.parameters)
+        params = " ".join(
+            f"{safe(q.name)}={safe(q.default or '<' + q.type + '>')}" for q in p.parameters
+        )
         print(
-            f"{p.name:<22} {p.version:<8} {p.mode:<10} {p.description}"
+            f"{safe(p.name):<22} {safe(p.version):<8} {safe(p.mode):<10} {safe(p.description)}"
             f"{'  [' + params + ']' if params else ''}"
         )
     return 0

@@ -21,7 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from collector.client import arguments
 from collector.client.connection import Api
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
-from collector.client.output import iso, with_times
+from collector.client.output import iso, safe, with_times
 from common.approval_format import SessionSubject
 from proto import api_pb2
 
@@ -151,11 +151,18 @@ def _list(client: Api, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([session_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
         return 0
+    if not reply.sessions:
+        print("no sessions (engineers ask for one with `aftercare session request`)")
+        return 0
+    print(
+        f"{'SESSION':<17} {'STATE':<11} {'CUSTOMER':<12} {'HOST':<16} {'ENGINEER':<10} "
+        f"{'WINDOW':<34} REASON"
+    )
     for s in reply.sessions:
         window = f"until {iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
         print(
-            f"{s.session_id:<17} {s.state:<11} {s.customer:<12} {s.hostname:<16} "
-            f"{s.engineer:<10} {window:<34} {s.reason}"
+            f"{safe(s.session_id):<17} {safe(s.state):<11} {safe(s.customer):<12} "
+            f"{safe(s.hostname):<16} {safe(s.engineer):<10} {window:<34} {safe(s.reason)}"
         )
     return 0
 
@@ -165,7 +172,10 @@ def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
         print(json.dumps(session_dict(info), indent=2, ensure_ascii=False))
         return
     window = f", window until {iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
-    print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
+    print(
+        f"{safe(info.session_id)}: {safe(info.state)} ({safe(info.hostname)}, "
+        f"{safe(info.customer)}{window})"
+    )
 
 
 def session_dict(info: api_pb2.SessionInfo) -> dict[str, Any]:
