@@ -32,7 +32,7 @@ from collector.client.approval_keys import (
     verify_certificate,
 )
 from collector.client.connection import Api
-from collector.client.output import iso
+from collector.client.output import iso, safe
 from common.approval_format import (
     ApproverCertificate,
     FormatError,

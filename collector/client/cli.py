@@ -34,7 +34,7 @@ from collector.client import (
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso, safe
-from common.safe_text import guarded_output, reader_gone, safe
+from common.safe_text import guarded_output, reader_gone
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120

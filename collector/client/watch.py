@@ -3,9 +3,10 @@
 Writes the terminal output of every part to stdout as it arrives (what was shown so
 far first), without the sequences that act beyond the screen
 (``common.safe_text.terminal_display``); never sends input. A session nobody has
-logged in to yet is said to be waiting (for approval, or for the engineer) on stderr. Ends with the session ("session … ended" on stderr,
-exit 0), when the collector closes the stream (exit 0; an error status exits 1), or
-on Ctrl-C (exit 0). ``--json`` prints one JSON object per event instead.
+logged in to yet is said to be waiting (for approval, or for the engineer) on stderr.
+Ends with the session ("session … ended" on stderr, exit 0), when the collector
+closes the stream (exit 0; an error status exits 1), or on Ctrl-C (exit 0). ``--json``
+prints one JSON object per event instead.
 """
 
 from __future__ import annotations

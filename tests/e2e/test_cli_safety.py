@@ -85,8 +85,13 @@ def test_agent_and_audit_text_reach_the_terminal_escaped(
 def test_reader_going_away_ends_quietly(collector: Collector) -> None:
     """`aftercare host H | head`: the pipe is closed before anything is written."""
     process = subprocess.Popen(
-        [PYTHON, "-m", "collector.client.cli", *collector.client_options(collector.admin_token)]
-        + ["agents"],
+        [
+            PYTHON,
+            "-m",
+            "collector.client.cli",
+            *collector.client_options(collector.admin_token),
+            "agents",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
