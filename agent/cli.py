@@ -29,6 +29,7 @@ from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
+from common.safe_text import guarded_output, reader_gone, safe
 
 if TYPE_CHECKING:
     from agent.playbook.waiting import WaitingRun
@@ -40,18 +41,37 @@ EMPTY_SPOOL = SpoolStats(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Run one command. What came from the collector (engineers' names, reasons, run
+    descriptions) is shown escaped (``common.safe_text``); ``--json`` keeps the
+    original. ``run`` writes its log as before."""
+    try:
+        with guarded_output(stdout=False):  # usage errors may echo anything
+            args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=getattr(logging, args.log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.handler is _run:  # the log keeps the stderr it was given above
+            with guarded_output(stdout=False):
+                return _run_handler(args)
+        with guarded_output(stdout=not getattr(args, "json", False)):
+            return _run_handler(args)
+    except BrokenPipeError:
+        return reader_gone()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_handler(args: argparse.Namespace) -> int:
     try:
         result: int = args.handler(args)
         return result
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # malformed option values (addresses, durations)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +241,7 @@ def _approve(args: argparse.Namespace) -> int:
         )
     if not args.json:
         _show_waiting_run(run)
-    if not args.yes and not _confirm(f"approve run {run.run_id} of {run.playbook}?"):
+    if not args.yes and not _confirm(f"approve run {safe(run.run_id)} of {safe(run.playbook)}?"):
         print("not approved", file=sys.stderr)
         return 1
     until = time.time() + parse_duration(args.valid_for)
@@ -236,14 +256,14 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _show_waiting_run(run: WaitingRun) -> None:
-    print(f"run        {run.run_id}  (requested by {run.requested_by or '?'})")
-    print(f"playbook   {run.playbook} {run.version}  [{run.mode}]")
-    print(f"           {run.description.strip()}")
-    print(f"digest     {run.digest}")
+    print(f"run        {safe(run.run_id)}  (requested by {safe(run.requested_by or '?')})")
+    print(f"playbook   {safe(run.playbook)} {safe(run.version)}  [{safe(run.mode)}]")
+    print(f"           {safe(run.description.strip())}")
+    print(f"digest     {safe(run.digest)}")
     for name, value in sorted(run.params.items()):
-        print(f"param      {name} = {value}")
+        print(f"param      {safe(name)} = {safe(value)}")
     if run.ticket_id:
-        print(f"ticket     {run.ticket_id}")
+        print(f"ticket     {safe(run.ticket_id)}")
 
 
 def _confirm(question: str) -> bool:
@@ -270,9 +290,10 @@ def _approve_session(args: argparse.Namespace) -> int:
             }
         )
     else:
+        engineer = safe(approval.binding)
         print(
-            f"approved {args.session_id} for engineer {approval.binding} until "
-            f"{_iso(approval.until)}; only {approval.binding} may log in with it. The agent "
+            f"approved {safe(args.session_id)} for engineer {engineer} until "
+            f"{_iso(approval.until)}; only {engineer} may log in with it. The agent "
             "reports it to the collector within seconds"
         )
     return 0
@@ -308,10 +329,11 @@ def _sessions(args: argparse.Namespace) -> int:
         approved = f"approved until {row['approved_until']}" if row["approved_locally"] else ""
         ticket = f" ticket {row['ticket_id']}" if row["ticket_id"] else ""
         print(
-            f"{row['session_id']}  {row['engineer']}  for {_duration(row['duration_ms'])}"
-            f"{ticket}  expires {row['pending_expires']}  {approved}".rstrip()
+            f"{safe(row['session_id'])}  {safe(row['engineer'])}  for "
+            f"{_duration(row['duration_ms'])}{ticket}  expires {row['pending_expires']}  "
+            f"{approved}".rstrip()
         )
-        print(f"    {row['reason']}")
+        print(f"    {safe(row['reason'])}")
     return 0
 
 

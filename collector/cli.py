@@ -38,24 +38,41 @@ from collector.errors import CollectorError, ConfigError
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
+from common.safe_text import guarded_output, reader_gone, safe
 
 ENDPOINTS_FILE = "endpoints.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Run one command. Output of the admin commands shows what agents and people wrote
+    (hostnames, audit details) escaped (``common.safe_text``); ``--json`` keeps the
+    original. ``serve`` writes its log as before."""
+    try:
+        with guarded_output(stdout=False):  # usage errors may echo anything
+            args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=getattr(logging, args.log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.handler is _serve:  # the log keeps the stderr it was given above
+            with guarded_output(stdout=False):
+                return _run_handler(args)
+        with guarded_output(stdout=not getattr(args, "json", False)):
+            return _run_handler(args)
+    except BrokenPipeError:
+        return reader_gone()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_handler(args: argparse.Namespace) -> int:
     try:
         result: int = args.handler(args)
         return result
     except CollectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # bad durations/sizes in options
+    except (ValueError, OverflowError) as exc:  # bad durations/sizes in options
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -358,7 +375,7 @@ def _agent_revoke(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"agent_id": record.agent_id, "revoked": True, "customer": record.customer})
     else:
-        print(f"revoked {record.agent_id} ({record.customer}/{record.hostname})")
+        print(f"revoked {record.agent_id} ({safe(record.customer)}/{safe(record.hostname)})")
     return 0
 
 
@@ -491,8 +508,8 @@ def _audit_list(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(
-                f"{row['id']:>5}  {row['at']}  {row['actor']:<20} {row['action']:<26} "
-                f"{row['target']}"
+                f"{row['id']:>5}  {row['at']}  {safe(row['actor']):<20} "
+                f"{safe(row['action']):<26} {safe(row['target'])}"
             )
     return 0
 

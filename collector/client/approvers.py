@@ -32,7 +32,7 @@ from collector.client.approval_keys import (
     verify_certificate,
 )
 from collector.client.connection import Api
-from collector.client.output import iso
+from collector.client.output import iso, safe
 from common.approval_format import (
     ApproverCertificate,
     FormatError,
@@ -188,7 +188,10 @@ def _add(client: Api | None, args: argparse.Namespace) -> int:
         return _fail(exc)
     data = document.encode()
     if args.out:
-        Path(args.out).expanduser().write_bytes(data + b"\n")
+        try:
+            Path(args.out).expanduser().write_bytes(data + b"\n")
+        except OSError as exc:
+            return _fail(f"cannot write {args.out}: {exc.strerror or exc}")
     reply: api_pb2.ApproverInfo | None = None
     note = ""
     if client is not None and not args.local:
@@ -210,7 +213,7 @@ def _add(client: Api | None, args: argparse.Namespace) -> int:
     where = f", written to {args.out}" if args.out else ""
     status = "uploaded to the collector" if reply is not None else (note or "not uploaded")
     print(
-        f"certified {args.name} ({fingerprint(public)}) of {args.customer} until "
+        f"certified {safe(args.name)} ({fingerprint(public)}) of {safe(args.customer)} until "
         f"{iso(certificate.expires_ms)}: {status}{where}",
         file=sys.stderr,
     )
@@ -231,7 +234,7 @@ def _list(client: Api, args: argparse.Namespace) -> int:
         if not a.revoked_unix_ms and a.expires_unix_ms <= time.time() * 1000:
             state = "expired"
         print(
-            f"{a.customer:<14} {a.name:<20} {a.key_fingerprint[:23]:<24} "
+            f"{safe(a.customer):<14} {safe(a.name):<20} {safe(a.key_fingerprint[:23]):<24} "
             f"{iso(a.expires_unix_ms) or '-':<26} {state}"
         )
     return 0
@@ -279,7 +282,9 @@ def _revoke(client: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(_info_dict(reply))
     else:
-        print(f"revoked {reply.name} ({reply.key_fingerprint}) of {reply.customer}")
+        print(
+            f"revoked {safe(reply.name)} ({safe(reply.key_fingerprint)}) of {safe(reply.customer)}"
+        )
     return 0
 
 

@@ -2,9 +2,10 @@
 
 Engineers and admins see all customers; customer users see their own.
 
-Connection: ``--collector``/``--token``/``--ca-file`` or AFTERCARE_COLLECTOR,
-AFTERCARE_TOKEN, AFTERCARE_CA_FILE. Every command has ``--json``.
-Exit codes: 0 ok, 1 refused or failed, 2 usage error.
+Connection: ``--collector``/``--token`` (or ``--token-file``)/``--ca-file`` or
+AFTERCARE_COLLECTOR, AFTERCARE_TOKEN (or AFTERCARE_TOKEN_FILE), AFTERCARE_CA_FILE.
+Every command has ``--json``. Exit codes: 0 ok, 1 refused or failed, 2 usage error,
+141 the reader of the output went away (``| head``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -32,19 +33,35 @@ from collector.client import (
     watch,
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
-from collector.client.output import iso
+from collector.client.output import iso, safe
+from common.safe_text import guarded_output, reader_gone
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    """Run one command. What others wrote (hostnames, titles, reasons, ...) reaches the
+    terminal escaped (``common.safe_text``); ``--json`` output keeps the original. A
+    reader that goes away (``| head``) ends the command quietly with 141, as SIGPIPE
+    would; Ctrl-C with 130."""
+    try:
+        with guarded_output(stdout=False):  # usage errors may echo anything
+            args = parse_args(build_parser(), argv)
+        with guarded_output(stdout=not getattr(args, "json", False)):
+            return _dispatch(args)
+    except BrokenPipeError:
+        return reader_gone()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "local", False):  # vendor tools: no collector needed
         local_result: int = args.handler(None, args)
         return local_result
     try:
-        settings = ClientSettings.resolve(args.collector, args.token, args.ca_file)
+        settings = ClientSettings.resolve(args.collector, args.token, args.ca_file, args.token_file)
         client = ApiClient(settings)
     except ClientSetupError as exc:
         if getattr(args, "client_optional", False):  # works without a collector too
@@ -58,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"error: {_describe_rpc_error(exc, args.collector)}", file=sys.stderr)
         return 1
+    except UnicodeEncodeError as exc:  # undecodable bytes in an argument, for the API
+        print(
+            f"error: {safe(exc.object[exc.start : exc.end])} in an argument is not valid "
+            "UTF-8 text; the collector takes UTF-8 only",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         client.close()
 
@@ -83,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--collector", help="collector API address HOST:PORT (AFTERCARE_COLLECTOR)")
     parser.add_argument("--token", help="your API token (AFTERCARE_TOKEN)")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read your API token from FILE (AFTERCARE_TOKEN_FILE)",
+    )
     parser.add_argument("--ca-file", help="the collector's CA certificate (AFTERCARE_CA_FILE)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -151,8 +180,9 @@ def _agents(client: ApiClient, args: argparse.Namespace) -> int:
             else "-"
         )
         print(
-            f"{agent.customer:<14} {agent.hostname:<20} {agent.agent_id:<20} "
-            f"{_state(agent):<16} {agent.agent_version:<8} {cpu:>5} {mem:>5}  {worst}"
+            f"{safe(agent.customer):<14} {safe(agent.hostname):<20} {safe(agent.agent_id):<20} "
+            f"{_state(agent):<16} {safe(agent.agent_version):<8} {cpu:>5} {mem:>5}  "
+            f"{safe(worst)}"
         )
     return 0
 
@@ -176,20 +206,21 @@ def _host(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     agent = detail.agent
     print(
-        f"{agent.hostname} ({agent.agent_id}) customer {agent.customer}: {_state(agent)}, "
-        f"agent {agent.agent_version or '?'}, {detail.batches_stored} batches stored"
+        f"{safe(agent.hostname)} ({safe(agent.agent_id)}) customer {safe(agent.customer)}: "
+        f"{_state(agent)}, agent {safe(agent.agent_version or '?')}, "
+        f"{detail.batches_stored} batches stored"
     )
     print(f"latest batch collected {iso(detail.collected_unix_ms) or 'never'}")
     for sample in sorted(detail.samples, key=lambda s: (s.name, sorted(s.labels.items()))):
-        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-        print(f"  {sample.name}{'{' + labels + '}' if labels else ''} {sample.value:g}")
+        labels = ",".join(f"{safe(k)}={safe(v)}" for k, v in sorted(sample.labels.items()))
+        print(f"  {safe(sample.name)}{'{' + labels + '}' if labels else ''} {sample.value:g}")
     for failure in detail.failures:
-        print(f"  check failed: {failure.check}: {failure.error}")
+        print(f"  check failed: {safe(failure.check)}: {safe(failure.error)}")
     if detail.gaps:
         print("gaps (data the agent could not keep):")
         for gap in detail.gaps:
             g = _gap_dict(gap)
-            print(f"  {g['lost_batches']} batches {g['start']} .. {g['end']} ({g['reason']})")
+            print(f"  {g['lost_batches']} batches {g['start']} .. {g['end']} ({safe(g['reason'])})")
     else:
         print("gaps: none")
     return 0
@@ -200,7 +231,8 @@ def _whoami(client: ApiClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"user": reply.user, "role": reply.role, "customer": reply.customer or None})
     else:
-        print(f"{reply.user} ({reply.role}{', ' + reply.customer if reply.customer else ''})")
+        customer = f", {safe(reply.customer)}" if reply.customer else ""
+        print(f"{safe(reply.user)} ({safe(reply.role)}{customer})")
     return 0
 
 

@@ -14,11 +14,14 @@ from typing import Any, Protocol
 
 import grpc
 
+from common.safe_text import safe
 from proto import api_pb2_grpc
 
 ENV_COLLECTOR = "AFTERCARE_COLLECTOR"
 ENV_TOKEN = "AFTERCARE_TOKEN"
 ENV_CA_FILE = "AFTERCARE_CA_FILE"
+ENV_TOKEN_FILE = "AFTERCARE_TOKEN_FILE"
+MAX_TOKEN_BYTES = 4096
 DEFAULT_COLLECTOR = "127.0.0.1:7444"
 CALL_TIMEOUT_SECONDS = 15.0
 
@@ -29,7 +32,8 @@ class ClientSetupError(Exception):
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Resolved connection settings (flags win over environment)."""
+    """Resolved connection settings (flags win over environment); the token is checked
+    to be sendable as a header (``check_token``)."""
 
     collector: str
     token: str
@@ -37,15 +41,26 @@ class ClientSettings:
 
     @classmethod
     def resolve(
-        cls, collector: str | None, token: str | None, ca_file: str | None
+        cls,
+        collector: str | None,
+        token: str | None,
+        ca_file: str | None,
+        token_file: str | None = None,
     ) -> ClientSettings:
         address = collector or os.environ.get(ENV_COLLECTOR) or DEFAULT_COLLECTOR
-        secret = token or os.environ.get(ENV_TOKEN, "")
+        if safe(address) != address or " " in address:
+            where = "--collector" if collector else ENV_COLLECTOR
+            raise ClientSetupError(
+                f"the collector address {safe(address)!r} from {where} is malformed "
+                "(use HOST:PORT, e.g. collector.example.com:7444)"
+            )
+        secret, source = _token(token, token_file)
         if not secret:
             raise ClientSetupError(
-                f"no API token: pass --token or set {ENV_TOKEN} "
-                "(an admin creates one with `aftercare-collector user add`)"
+                f"no API token: pass --token or --token-file, or set {ENV_TOKEN} or "
+                f"{ENV_TOKEN_FILE} (an admin creates one with `aftercare-collector user add`)"
             )
+        check_token(secret, source)
         ca_path = ca_file or os.environ.get(ENV_CA_FILE, "")
         if not ca_path:
             raise ClientSetupError(
@@ -55,8 +70,81 @@ class ClientSettings:
         try:
             ca_pem = Path(ca_path).read_bytes()
         except OSError as exc:
-            raise ClientSetupError(f"cannot read the collector CA {ca_path}: {exc}") from exc
+            raise ClientSetupError(
+                f"cannot read the collector CA {safe(ca_path)}: {exc.strerror or exc}"
+            ) from exc
+        if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise ClientSetupError(
+                f"the collector CA {safe(ca_path)} holds no PEM certificate "
+                "(use DATA_DIR/ca.pem from the collector)"
+            )
         return cls(address, secret, ca_pem)
+
+
+def _token(flag: str | None, flag_file: str | None) -> tuple[str, str]:
+    """The token and where it came from: --token, --token-file, AFTERCARE_TOKEN,
+    AFTERCARE_TOKEN_FILE, in that order. One trailing newline (as ``echo`` and
+    editors leave it) is dropped from the environment and from files."""
+    if flag:
+        return flag, "--token"
+    if flag_file:
+        return _read_token_file(flag_file, f"--token-file {safe(flag_file)}")
+    env = os.environ.get(ENV_TOKEN, "")
+    if env:
+        return _drop_newline(env), ENV_TOKEN
+    path = os.environ.get(ENV_TOKEN_FILE, "")
+    if path:
+        return _read_token_file(path, f"{ENV_TOKEN_FILE} {safe(path)}")
+    return "", ""
+
+
+def _read_token_file(path: str, source: str) -> tuple[str, str]:
+    try:
+        with Path(path).expanduser().open("rb") as handle:
+            data = handle.read(MAX_TOKEN_BYTES + 3)
+    except OSError as exc:
+        raise ClientSetupError(f"cannot read the API token from {source}: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClientSetupError(
+            f"the API token from {source} is malformed (not UTF-8 text)"
+        ) from None
+    return _drop_newline(text), source
+
+
+def _drop_newline(text: str) -> str:
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")
+
+
+def check_token(token: str, source: str) -> None:
+    """Refuse a token gRPC cannot send as an ``authorization`` header (printable ASCII,
+    no spaces), saying where it came from; the token itself is never echoed."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ClientSetupError(
+            f"the API token from {source} is malformed (longer than {MAX_TOKEN_BYTES} "
+            "characters; is it the right file?)"
+        )
+    for position, char in enumerate(token, 1):
+        if not "!" <= char <= "~":
+            what = _CHAR_NAMES.get(char) or (
+                f"a control character ({safe(char)})" if char.isascii() else "a non-ASCII character"
+            )
+            raise ClientSetupError(
+                f"the API token from {source} is malformed ({what} at position {position}; "
+                "a token is one word of printable ASCII, as `aftercare-collector user add` "
+                "printed it)"
+            )
+
+
+_CHAR_NAMES = {
+    "\n": "a newline",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    " ": "a space",
+}
 
 
 class ReplyStream(Protocol):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.client.connection import Api
-from collector.client.output import iso
+from collector.client.output import iso, safe
 from collector.sessions.pubkey import normalize_fingerprint, parse_public_key
 from proto import api_pb2
 
@@ -84,8 +84,8 @@ def _list(client: Api, args: argparse.Namespace) -> int:
     print(f"{'FINGERPRINT':<51} {'TYPE':<20} {'ADDED':<25} COMMENT")
     for key in reply.keys:
         print(
-            f"{key.fingerprint:<51} {key.key_type:<20} {iso(key.added_unix_ms) or '-':<25} "
-            f"{key.comment}"
+            f"{safe(key.fingerprint):<51} {safe(key.key_type):<20} "
+            f"{iso(key.added_unix_ms) or '-':<25} {safe(key.comment)}"
         )
     return 0
 
@@ -128,9 +128,9 @@ def _fingerprint_arg(text: str) -> str:
 
 
 def _describe(key: api_pb2.SshKey) -> str:
-    comment = f", {key.comment}" if key.comment else ""
-    owner = f" for {key.user}" if key.user else ""
-    return f"{key.fingerprint} ({key.key_type}{comment}){owner}"
+    comment = f", {safe(key.comment)}" if key.comment else ""
+    owner = f" for {safe(key.user)}" if key.user else ""
+    return f"{safe(key.fingerprint)} ({safe(key.key_type)}{comment}){owner}"
 
 
 def key_dict(key: api_pb2.SshKey) -> dict[str, Any]:

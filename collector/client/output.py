@@ -1,9 +1,36 @@
-"""Formatting shared by the client's commands: API times as ISO 8601, durations, sizes."""
+"""Formatting shared by the client's commands: API times as ISO 8601, durations, sizes,
+and text from others made safe for the terminal.
+
+``safe(text)`` escapes every control character (a table cell, a name: one line);
+``safe_block(text)`` keeps newlines and tabs (a description, playbook output). Every
+command's stdout and stderr also pass through ``common.safe_text.SafeStream`` (set up
+in ``cli.main``), so nothing raw reaches the terminal even where a field was missed;
+``safe`` around fields adds that a newline cannot forge a line. ``--json`` output and
+``--raw`` bytes keep the original (``raw_stdout``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import sys
+from typing import Any, TextIO
+
+from common.safe_text import raw, safe, safe_block
+
+__all__ = [
+    "duration_text",
+    "iso",
+    "raw_stdout",
+    "safe",
+    "safe_block",
+    "size_text",
+    "with_times",
+]
+
+
+def raw_stdout() -> TextIO:
+    """stdout without the escaping: for output that must keep the original bytes."""
+    return raw(sys.stdout)
 
 
 def iso(ms: int) -> str | None:

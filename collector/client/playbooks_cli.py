@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration
+from collector.client import arguments
 from collector.client.connection import ApiClient
+from collector.client.output import safe
 from proto import api_pb2
 
 
@@ -58,7 +59,9 @@ def add_commands(commands: Any) -> None:
         default=0,
         help="monotonic catalogue version (default: previous + 1)",
     )
-    sign.add_argument("--valid-for", default="365d", help="manifest validity (365d)")
+    sign.add_argument(
+        "--valid-for", type=arguments.duration_ms, default="365d", help="manifest validity (365d)"
+    )
     sign.set_defaults(handler=_sign, local=True)
 
 
@@ -90,9 +93,11 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for p in reply.playbooks:
-        params = " ".join(f"{q.name}={q.default or '<' + q.type + '>'}" for q in p.parameters)
+        params = " ".join(
+            f"{safe(q.name)}={safe(q.default or '<' + q.type + '>')}" for q in p.parameters
+        )
         print(
-            f"{p.name:<22} {p.version:<8} {p.mode:<10} {p.description}"
+            f"{safe(p.name):<22} {safe(p.version):<8} {safe(p.mode):<10} {safe(p.description)}"
             f"{'  [' + params + ']' if params else ''}"
         )
     return 0
@@ -110,9 +115,17 @@ def _lint(_: None, args: argparse.Namespace) -> int:
 
 
 def _keygen(_: None, args: argparse.Namespace) -> int:
+    from playbooks.errors import PlaybookError
     from playbooks.signing import write_keypair
 
-    private, public = write_keypair(args.out)
+    try:
+        private, public = write_keypair(args.out)
+    except PlaybookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write the keys to {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"wrote {private} (keep it secret) and {public} (pin it on agents)")
     return 0
 
@@ -126,7 +139,7 @@ def _sign(_: None, args: argparse.Namespace) -> int:
             args.directory,
             read_private_key(args.key),
             catalogue_version=args.catalogue_version or None,
-            valid_for=dt.timedelta(seconds=parse_duration(args.valid_for)),
+            valid_for=dt.timedelta(milliseconds=args.valid_for),
         )
     except PlaybookError as exc:
         print(f"error: {exc}", file=sys.stderr)

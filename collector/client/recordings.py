@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.session.asciicast import parse_cast
+from collector.client import arguments
 from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
-from collector.client.output import iso, size_text
+from collector.client.output import iso, raw_stdout, safe, size_text
+from common.safe_text import terminal_display
 from proto import api_pb2
 
 UNCERTAIN_MARK = "[?]"
@@ -39,7 +41,9 @@ def add_actions(sub: Any) -> None:
         "Parts are listed by `aftercare session show`.",
     )
     p.add_argument("session_id", help="e.g. ses-0123456789ab")
-    p.add_argument("--part", type=int, default=0, help="recording part (default: the first)")
+    p.add_argument(
+        "--part", type=arguments.part, default=0, help="recording part (default: the first)"
+    )
     p.add_argument("--raw", action="store_true", help="write the asciicast file to stdout")
     p.add_argument("-o", "--output", metavar="FILE", help="write the asciicast file to FILE")
     p.add_argument("--speed", type=_positive, default=1.0, help="playback speed factor (1)")
@@ -146,8 +150,11 @@ def _replay(client: Api, args: argparse.Namespace) -> int:
 
 
 def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    """Replayed output goes to the terminal as recorded (colours, cursor movement),
+    without the sequences that act beyond the screen (``terminal_display``)."""
+    out = raw_stdout()
+    out.write(terminal_display(text))
+    out.flush()
 
 
 def _warn_if_small_terminal(header: dict[str, Any]) -> None:
@@ -168,7 +175,8 @@ def _warn_if_small_terminal(header: dict[str, Any]) -> None:
 
 def _part_list(parts: list[api_pb2.RecordingInfo]) -> str:
     return ", ".join(
-        f"{r.part} ({r.kind}{' `' + r.command + '`' if r.command else ''})" for r in parts
+        f"{r.part} ({safe(r.kind)}{' `' + safe(r.command) + '`' if r.command else ''})"
+        for r in parts
     )
 
 
@@ -274,9 +282,9 @@ def _input_notes(detail: api_pb2.SessionDetail, no_input: list[int]) -> list[str
 
 def _entry_text(entry: LogEntry) -> str:
     if entry.kind == "exec":
-        command = f"exec: {entry.command}"
+        command = f"exec: {safe(entry.command)}"
     else:
-        command = entry.command or "(a line recalled from history or completed)"
+        command = safe(entry.command) or "(a line recalled from history or completed)"
     mark = f"  {UNCERTAIN_MARK}" if entry.uncertain else ""
     return f"{iso(entry.at_ms) or '-'}  part {entry.part}  {command}{mark}"
 

@@ -15,9 +15,10 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
+from collector.client import arguments
 from collector.client.connection import Api, ApiClient
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
-from collector.client.output import iso
+from collector.client.output import iso, raw_stdout, safe, safe_block
 from common.approval_format import RunSubject
 from proto import api_pb2
 
@@ -38,9 +39,20 @@ def add_commands(commands: Any) -> None:
     p.add_argument("run_id", nargs="?", help="run id (for show / approve)")
     p.add_argument("--host", default="", help="hostname or agent id")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--ticket", type=int, default=0, help="attach the output to this ticket")
+    p.add_argument(
+        "--ticket",
+        type=arguments.optional_ticket_id,
+        default=0,
+        help="attach the output to this ticket",
+    )
     p.add_argument("--follow", action="store_true", help="stream the output until it finishes")
     p.add_argument("--yes", action="store_true", help="approve: do not ask for confirmation")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="show / --follow: write the output as the host produced it, control characters "
+        "included (default: escaped as \\x1b etc., so it cannot drive your terminal)",
+    )
     add_approval_key_args(p)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_run)
@@ -49,7 +61,7 @@ def add_commands(commands: Any) -> None:
         "runs", help="list playbook runs", description="List runs, newest first."
     )
     p.add_argument("--host", default="", help="only this host")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=arguments.count, default=50)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_runs)
 
@@ -60,7 +72,7 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
             print(f"error: `aftercare run {args.target}` needs a RUN_ID", file=sys.stderr)
             return 2
         if args.target == "show":
-            return _show(client, args.run_id, args.json)
+            return _show(client, args.run_id, args.json, args.raw)
         return _approve(client, args)
     if not args.host:
         print("error: name the host with --host", file=sys.stderr)
@@ -81,7 +93,7 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.follow:
         _print_info(info, args.json)
         return 0 if info.state != "undeliverable" else 1
-    return _follow(client, info.run_id, args.json)
+    return _follow(client, info.run_id, args.json, args.raw)
 
 
 def _approve(client: Api, args: argparse.Namespace) -> int:
@@ -98,7 +110,7 @@ def _approve(client: Api, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        answer = input(f"approve run {run.run_id}? [y/N] ")
+        answer = input(f"approve run {safe(run.run_id)}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not approved", file=sys.stderr)
             return 1
@@ -130,22 +142,30 @@ def _approve(client: Api, args: argparse.Namespace) -> int:
 
 
 def _describe_approval(run: api_pb2.RunInfo, root: str, out: TextIO) -> None:
-    print(f"run {run.run_id} on {run.hostname} ({run.agent_id}, customer {run.customer})", file=out)
-    print(f"  playbook   {run.playbook} {run.version} ({run.mode})", file=out)
-    print(f"  digest     {run.playbook_digest or '-'}", file=out)
-    print(f"  requested  by {run.requested_by} at {iso(run.requested_unix_ms)}", file=out)
+    print(
+        f"run {safe(run.run_id)} on {safe(run.hostname)} ({safe(run.agent_id)}, "
+        f"customer {safe(run.customer)})",
+        file=out,
+    )
+    print(f"  playbook   {safe(run.playbook)} {safe(run.version)} ({safe(run.mode)})", file=out)
+    print(f"  digest     {safe(run.playbook_digest or '-')}", file=out)
+    print(f"  requested  by {safe(run.requested_by)} at {iso(run.requested_unix_ms)}", file=out)
     if not run.bound_params and not run.params:
         print("  parameters none", file=out)
     for name in sorted(set(run.bound_params) | set(run.params)):
         shown = run.params.get(name, "")
         bound = run.bound_params.get(name, "")
-        extra = f"  (secret, bound as {bound})" if bound and bound != shown else ""
-        print(f"  param      {name} = {shown}{extra}", file=out)
-    how = f"signed for the host's approval root {root}" if root else "host pins no approval root"
+        extra = f"  (secret, bound as {safe(bound)})" if bound and bound != shown else ""
+        print(f"  param      {safe(name)} = {safe(shown)}{extra}", file=out)
+    how = (
+        f"signed for the host's approval root {safe(root)}"
+        if root
+        else "host pins no approval root"
+    )
     print(f"  approval   {how}", file=out)
 
 
-def _follow(client: ApiClient, run_id: str, as_json: bool) -> int:
+def _follow(client: ApiClient, run_id: str, as_json: bool, raw: bool = False) -> int:
     final = "pending"
     stream = client.stub.FollowRun(api_pb2.GetRunRequest(run_id=run_id), metadata=client.metadata)
     for event in stream:
@@ -161,22 +181,21 @@ def _follow(client: ApiClient, run_id: str, as_json: bool) -> int:
                     )
                 )
             else:
-                sys.stdout.write(event.output.data.decode("utf-8", "replace"))
-                sys.stdout.flush()
+                _write_output(event.output.data, raw)
         else:
             final = event.info.state
             if as_json:
                 print(json.dumps(_info_dict(event.info)))
             else:
                 print(
-                    f"[{event.info.run_id}: {event.info.state}"
-                    f"{' - ' + event.info.message if event.info.message else ''}]",
+                    f"[{safe(event.info.run_id)}: {safe(event.info.state)}"
+                    f"{' - ' + safe(event.info.message) if event.info.message else ''}]",
                     file=sys.stderr,
                 )
     return 0 if final == "ok" else 1
 
 
-def _show(client: ApiClient, run_id: str, as_json: bool) -> int:
+def _show(client: ApiClient, run_id: str, as_json: bool, raw: bool = False) -> int:
     detail = client.call("GetRun", api_pb2.GetRunRequest(run_id=run_id))
     result = json.loads(detail.result_json or "{}")
     if as_json:
@@ -195,14 +214,28 @@ def _show(client: ApiClient, run_id: str, as_json: bool) -> int:
     _print_info(detail.run, False)
     for step in result.get("steps", []):
         print(
-            f"  step {step['name']:<24} {step['status']:<10} exit {step['exit_code']} "
-            f"{step['duration_ms']} ms{' (truncated)' if step['truncated'] else ''}"
-            f"{' ' + step['error'] if step['error'] else ''}"
+            f"  step {safe(step['name']):<24} {safe(step['status']):<10} "
+            f"exit {safe(step['exit_code'])} {safe(step['duration_ms'])} ms"
+            f"{' (truncated)' if step['truncated'] else ''}"
+            f"{' ' + safe(step['error']) if step['error'] else ''}"
         )
     if result.get("redactions"):
-        print(f"  {result['redactions']} secrets redacted on the host")
-    print(detail.output.decode("utf-8", "replace"), end="")
+        print(f"  {safe(result['redactions'])} secrets redacted on the host")
+    _write_output(detail.output, raw)
     return 0
+
+
+def _write_output(data: bytes, raw: bool) -> None:
+    """Playbook output: escaped (``safe_block``: newlines and tabs kept) unless ``raw``,
+    then the bytes exactly as the host sent them."""
+    if raw:
+        out = raw_stdout()
+        out.flush()
+        out.buffer.write(data)
+        out.buffer.flush()
+        return
+    sys.stdout.write(safe_block(data.decode("utf-8", "replace")))
+    sys.stdout.flush()
 
 
 def _runs(client: ApiClient, args: argparse.Namespace) -> int:
@@ -212,8 +245,8 @@ def _runs(client: ApiClient, args: argparse.Namespace) -> int:
         return 0
     for run in reply.runs:
         print(
-            f"{run.run_id:<22} {run.playbook:<20} {run.hostname:<16} {run.state:<16} "
-            f"{iso(run.requested_unix_ms)}  {run.requested_by}"
+            f"{safe(run.run_id):<22} {safe(run.playbook):<20} {safe(run.hostname):<16} "
+            f"{safe(run.state):<16} {iso(run.requested_unix_ms)}  {safe(run.requested_by)}"
         )
     return 0
 
@@ -223,8 +256,9 @@ def _print_info(info: api_pb2.RunInfo, as_json: bool) -> None:
         print(json.dumps(_info_dict(info), indent=2))
     else:
         print(
-            f"{info.run_id}: {info.playbook} {info.version} on {info.hostname} - {info.state}"
-            f"{' (' + info.message + ')' if info.message else ''}"
+            f"{safe(info.run_id)}: {safe(info.playbook)} {safe(info.version)} on "
+            f"{safe(info.hostname)} - {safe(info.state)}"
+            f"{' (' + safe(info.message) + ')' if info.message else ''}"
         )
 
 

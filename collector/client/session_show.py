@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from collector.client.connection import Api
-from collector.client.output import duration_text, iso, size_text
+from collector.client.output import duration_text, iso, safe, size_text
 from collector.client.sessions import session_dict
 from proto import api_pb2
 
@@ -67,12 +67,12 @@ def recording_dict(rec: api_pb2.RecordingInfo) -> dict[str, Any]:
 def detail_lines(detail: api_pb2.SessionDetail) -> list[str]:
     """The session detail as text, for people."""
     s = detail.session
-    agent = f" ({s.agent_id})" if s.agent_id else ""
+    agent = f" ({safe(s.agent_id)})" if s.agent_id else ""
     lines = [
-        f"{s.session_id}: {s.state}",
-        f"  host       {s.hostname}{agent}, customer {s.customer}",
-        f"  engineer   {s.engineer}",
-        f"  reason     {s.reason}",
+        f"{safe(s.session_id)}: {safe(s.state)}",
+        f"  host       {safe(s.hostname)}{agent}, customer {safe(s.customer)}",
+        f"  engineer   {safe(s.engineer)}",
+        f"  reason     {safe(s.reason)}",
     ]
     if s.ticket_id:
         lines.append(f"  ticket     #{s.ticket_id}")
@@ -85,21 +85,22 @@ def detail_lines(detail: api_pb2.SessionDetail) -> list[str]:
         )
     )
     if s.approved_by:
-        lines.append(f"  approved   by {s.approved_by}")
+        lines.append(f"  approved   by {safe(s.approved_by)}")
     if s.window_start_unix_ms:
         lines.append(
             f"  window     {iso(s.window_start_unix_ms)} .. {iso(s.window_end_unix_ms) or '?'}"
         )
     if s.deny_reason:
-        lines.append(f"  denied     {s.deny_reason}")
+        lines.append(f"  denied     {safe(s.deny_reason)}")
     if s.end_reason:
-        lines.append(f"  ended      {s.end_reason}")
-    lines.append(f"  gateway    {detail.gateway or 'not served by this collector'}")
+        lines.append(f"  ended      {safe(s.end_reason)}")
+    lines.append(f"  gateway    {safe(detail.gateway or 'not served by this collector')}")
     lines.append("timeline:")
     for event in detail.events:
-        details = " ".join(f"{k}={v}" for k, v in _detail_texts(event))
+        details = " ".join(f"{safe(k)}={safe(v)}" for k, v in _detail_texts(event))
         lines.append(
-            f"  {iso(event.at_unix_ms)}  {event.kind:<12} {event.actor:<16} {details}".rstrip()
+            f"  {iso(event.at_unix_ms)}  {safe(event.kind):<12} {safe(event.actor):<16} "
+            f"{details}".rstrip()
         )
     lines.append("recordings:" if detail.recordings else "recordings: none")
     for rec in detail.recordings:
@@ -108,13 +109,13 @@ def detail_lines(detail: api_pb2.SessionDetail) -> list[str]:
 
 
 def _recording_lines(rec: api_pb2.RecordingInfo) -> list[str]:
-    what = f"{rec.kind} `{rec.command}`" if rec.command else rec.kind
+    what = f"{safe(rec.kind)} `{safe(rec.command)}`" if rec.command else safe(rec.kind)
     ended = iso(rec.ended_unix_ms) or "still recording"
     input_text = "input recorded" if rec.input_recorded else "output only"
     return [
         f"  part {rec.part}  {what}  {iso(rec.started_unix_ms)} .. {ended}  "
         f"{size_text(rec.size_bytes)}  {input_text}",
-        f"          sha256 {rec.sha256 or '(when finished)'}",
+        f"          sha256 {safe(rec.sha256 or '(when finished)')}",
     ]
 
 

@@ -11,7 +11,6 @@ See docs/sessions.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -19,10 +18,10 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from agent.durations import parse_duration
+from collector.client import arguments
 from collector.client.connection import Api
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
-from collector.client.output import iso, with_times
+from collector.client.output import iso, safe, with_times
 from common.approval_format import SessionSubject
 from proto import api_pb2
 
@@ -50,14 +49,24 @@ def add_commands(commands: Any) -> Any:
     )
     request.add_argument("--host", required=True, help="hostname or agent id")
     request.add_argument("--reason", required=True, help="why access is needed")
-    request.add_argument("--duration", default="1h", help="access window once approved (1h)")
-    request.add_argument("--ticket", type=int, default=0, help="the ticket it belongs to")
+    request.add_argument(
+        "--duration",
+        type=arguments.duration_ms,
+        default="1h",
+        help="access window once approved (1h)",
+    )
+    request.add_argument(
+        "--ticket", type=arguments.optional_ticket_id, default=0, help="the ticket it belongs to"
+    )
     request.add_argument("--json", action="store_true", help="print machine-readable JSON")
     request.set_defaults(handler=_request)
 
     approve = _decision(sub, "approve", "approve a pending request (customer users)")
     approve.add_argument(
-        "--until", default="", help="end the window earlier: a duration from now (45m) or ISO time"
+        "--until",
+        type=arguments.until_ms,
+        default="",
+        help="end the window earlier: a duration from now (45m) or ISO time",
     )
     add_approval_key_args(approve)
     deny = _decision(sub, "deny", "deny a pending request (customer users)")
@@ -80,7 +89,7 @@ def _request(client: Api, args: argparse.Namespace) -> int:
         api_pb2.RequestSessionRequest(
             host=args.host,
             reason=args.reason,
-            duration_ms=int(parse_duration(args.duration) * 1000),
+            duration_ms=args.duration,
             ticket_id=args.ticket,
         ),
     )
@@ -89,7 +98,7 @@ def _request(client: Api, args: argparse.Namespace) -> int:
 
 
 def _decide(client: Api, args: argparse.Namespace) -> int:
-    until = _until_ms(getattr(args, "until", ""))
+    until: int = getattr(args, "until", 0)
     signed = b""
     if args.decision == "approve":
         try:
@@ -142,11 +151,18 @@ def _list(client: Api, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([session_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
         return 0
+    if not reply.sessions:
+        print("no sessions (engineers ask for one with `aftercare session request`)")
+        return 0
+    print(
+        f"{'SESSION':<17} {'STATE':<11} {'CUSTOMER':<12} {'HOST':<16} {'ENGINEER':<10} "
+        f"{'WINDOW':<34} REASON"
+    )
     for s in reply.sessions:
         window = f"until {iso(s.window_end_unix_ms)}" if s.window_end_unix_ms else ""
         print(
-            f"{s.session_id:<17} {s.state:<11} {s.customer:<12} {s.hostname:<16} "
-            f"{s.engineer:<10} {window:<34} {s.reason}"
+            f"{safe(s.session_id):<17} {safe(s.state):<11} {safe(s.customer):<12} "
+            f"{safe(s.hostname):<16} {safe(s.engineer):<10} {window:<34} {safe(s.reason)}"
         )
     return 0
 
@@ -156,19 +172,10 @@ def _print(info: api_pb2.SessionInfo, as_json: bool) -> None:
         print(json.dumps(session_dict(info), indent=2, ensure_ascii=False))
         return
     window = f", window until {iso(info.window_end_unix_ms)}" if info.window_end_unix_ms else ""
-    print(f"{info.session_id}: {info.state} ({info.hostname}, {info.customer}{window})")
-
-
-def _until_ms(text: str) -> int:
-    if not text:
-        return 0
-    try:
-        return int((time.time() + parse_duration(text)) * 1000)
-    except ValueError:
-        moment = dt.datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.astimezone()
-        return int(moment.timestamp() * 1000)
+    print(
+        f"{safe(info.session_id)}: {safe(info.state)} ({safe(info.hostname)}, "
+        f"{safe(info.customer)}{window})"
+    )
 
 
 def session_dict(info: api_pb2.SessionInfo) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from collector.client import ssh_keys_check
 from collector.client.connection import Api
-from collector.client.output import iso
+from collector.client.output import iso, safe
 from proto import api_pb2
 
 __all__ = ["add_commands", "gateway_address", "ssh_argv", "unusable_reason"]
@@ -73,14 +74,22 @@ def login(
     extra: Sequence[str] = (),
     print_only: bool = False,
     execvp: Callable[[str, list[str]], object] | None = None,
+    find_keys: Callable[[str | None], dict[str, str]] = ssh_keys_check.local_keys,
 ) -> int:
-    """Check the session and run (or with ``print_only`` print) the ssh command;
-    ``execvp`` (default ``os.execvp``) replaces this process with ssh."""
+    """Check the session (state, window, that it is the caller's, that a registered key
+    will be offered: ``ssh_keys_check``) and run (or with ``print_only`` print) the ssh
+    command; ``execvp`` (default ``os.execvp``) replaces this process with ssh."""
     detail = client.call("GetSession", api_pb2.GetSessionRequest(session_id=session_id))
     reason = unusable_reason(detail, int(time.time() * 1000))
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 1
+    verdict = ssh_keys_check.check(client, detail, identity, find_keys)
+    if verdict.error:
+        print(f"error: {verdict.error}", file=sys.stderr)
+        return 1
+    if verdict.warning:
+        print(f"warning: {verdict.warning}", file=sys.stderr)
     try:
         host, port = gateway_address(detail.gateway, client.address)
     except ValueError as exc:
@@ -178,26 +187,26 @@ def _split(address: str) -> tuple[str, str]:
 def unusable_reason(detail: api_pb2.SessionDetail, now_ms: int) -> str | None:
     """Why the session cannot be used for a login at ``now_ms`` and what to do, or None."""
     s = detail.session
-    sid = s.session_id
+    sid = safe(s.session_id)
     if s.state == "pending":
         if s.pending_expires_unix_ms and now_ms >= s.pending_expires_unix_ms:
             return f"{sid} expired at {iso(s.pending_expires_unix_ms)} unapproved; {_REQUEST_AGAIN}"
         return _pending_text(detail)
     if s.state == "denied":
         by = _actor_of(detail, "denied")
-        why = f": {s.deny_reason}" if s.deny_reason else ""
-        return f"{sid} was denied{' by ' + by if by else ''}{why}; it cannot be used"
+        why = f": {safe(s.deny_reason)}" if s.deny_reason else ""
+        return f"{sid} was denied{' by ' + safe(by) if by else ''}{why}; it cannot be used"
     if s.state == "expired":
         return (
             f"{sid} expired at {iso(s.pending_expires_unix_ms)} before anyone approved it; "
             f"{_REQUEST_AGAIN}"
         )
     if s.state in ("ended", "terminated"):
-        why = f" ({s.end_reason})" if s.end_reason else ""
+        why = f" ({safe(s.end_reason)})" if s.end_reason else ""
         when = _ended_at(detail)
-        return f"{sid} is {s.state}{why}{when}; a session is used once: {_REQUEST_AGAIN}"
+        return f"{sid} is {safe(s.state)}{why}{when}; a session is used once: {_REQUEST_AGAIN}"
     if s.state not in ("approved", "active"):
-        return f"{sid} is {s.state or 'in an unknown state'}; it cannot be used for a login"
+        return f"{sid} is {safe(s.state or 'in an unknown state')}; it cannot be used for a login"
     if not s.window_start_unix_ms or now_ms < s.window_start_unix_ms:
         return f"{sid}'s access window has not started yet; it starts at approval"
     if s.window_end_unix_ms and now_ms >= s.window_end_unix_ms:
@@ -207,15 +216,16 @@ def unusable_reason(detail: api_pb2.SessionDetail, now_ms: int) -> str | None:
 
 def _pending_text(detail: api_pb2.SessionDetail) -> str:
     s = detail.session
+    sid, customer, hostname = safe(s.session_id), safe(s.customer), safe(s.hostname)
     text = (
-        f"{s.session_id} is pending: ask a user of customer {s.customer} to run "
-        f"`aftercare session approve {s.session_id}`"
+        f"{sid} is pending: ask a user of customer {customer} to run "
+        f"`aftercare session approve {sid}`"
     )
     if _requested_details(detail).get("local_approval_required"):
         text = (
-            f"{s.session_id} is pending and {s.hostname}'s policy wants approval on the host: "
-            f"ask someone at customer {s.customer} to run "
-            f"`aftercare-agent approve-session {s.session_id}` on {s.hostname}"
+            f"{sid} is pending and {hostname}'s policy wants approval on the host: "
+            f"ask someone at customer {customer} to run "
+            f"`aftercare-agent approve-session {sid}` on {hostname}"
         )
     if s.pending_expires_unix_ms:
         text += f" (the request lapses at {iso(s.pending_expires_unix_ms)})"

@@ -12,8 +12,9 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from collector.client import arguments
 from collector.client.connection import ApiClient
-from collector.client.output import iso, with_times
+from collector.client.output import iso, raw_stdout, safe, safe_block, with_times
 from proto import api_pb2
 
 STATES = ("open", "acknowledged", "recovered", "resolved", "closed", "reopened")
@@ -81,7 +82,7 @@ def add_commands(commands: Any) -> None:
 
 def _simple(sub: Any, name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("id", type=int, help="ticket number")
+    p.add_argument("id", type=arguments.ticket_id, help="ticket number")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=handler)
     return p
@@ -115,8 +116,8 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
     print(f"{'#':>5} {'LVL':<7} {'STATE':<13} {'CUSTOMER':<12} {'HOST':<16} {'SLA':<22} TITLE")
     for t in reply.tickets:
         print(
-            f"{t.id:>5} {t.level:<7} {t.state:<13} {t.customer:<12} {t.hostname or '-':<16} "
-            f"{_sla_summary(t):<22} {t.title}"
+            f"{t.id:>5} {safe(t.level):<7} {safe(t.state):<13} {safe(t.customer):<12} "
+            f"{safe(t.hostname or '-'):<16} {safe(_sla_summary(t)):<22} {safe(t.title)}"
         )
     return 0
 
@@ -142,7 +143,7 @@ def _act(client: ApiClient, args: argparse.Namespace) -> int:
         _print_detail(detail, True)
     else:
         t = detail.ticket
-        print(f"ticket {t.id}: {t.state}")
+        print(f"ticket {t.id}: {safe(t.state)}")
     return 0
 
 
@@ -160,7 +161,7 @@ def _create(client: ApiClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_detail(detail, True)
     else:
-        print(f"ticket {detail.ticket.id} opened (level {detail.ticket.level})")
+        print(f"ticket {detail.ticket.id} opened (level {safe(detail.ticket.level)})")
     return 0
 
 
@@ -168,7 +169,10 @@ def _report(client: ApiClient, args: argparse.Namespace) -> int:
     reply = client.call(
         "GetTicketReport", api_pb2.TicketReportRequest(id=args.id, format=args.format)
     )
-    print(reply.content)
+    if args.format == "json":  # a document: the original, like --json
+        print(reply.content, file=raw_stdout())
+    else:
+        print(safe_block(reply.content))
     return 0
 
 
@@ -191,20 +195,21 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
         )
         return
     t = detail.ticket
-    print(f"ticket {t.id} [{t.state}] level {t.level} - {t.title}")
+    print(f"ticket {t.id} [{safe(t.state)}] level {safe(t.level)} - {safe(t.title)}")
     print(
-        f"customer {t.customer}  host {t.hostname or '-'}  source {t.source}"
-        f"{'  rule ' + t.rule if t.rule else ''}  assignee {t.assignee or '-'}"
+        f"customer {safe(t.customer)}  host {safe(t.hostname or '-')}  source {safe(t.source)}"
+        f"{'  rule ' + safe(t.rule) if t.rule else ''}  assignee {safe(t.assignee or '-')}"
     )
     if t.description:
-        print(t.description)
+        print(safe_block(t.description))
     for clock in t.sla:
-        print(f"  SLA {clock.name:<16} {clock.state:<14} due {iso(clock.due_unix_ms) or '-'}")
+        due = iso(clock.due_unix_ms) or "-"
+        print(f"  SLA {safe(clock.name):<16} {safe(clock.state):<14} due {due}")
     print("timeline:")
     for e in detail.events:
         details = json.loads(e.details_json or "{}")
         summary = details.get("text") or details.get("summary") or details.get("reason") or ""
-        print(f"  {iso(e.at_unix_ms)}  {e.kind:<13} {e.actor:<28} {summary}")
+        print(f"  {iso(e.at_unix_ms)}  {safe(e.kind):<13} {safe(e.actor):<28} {safe(summary)}")
 
 
 def _sla_summary(t: api_pb2.Ticket) -> str:

@@ -1,9 +1,12 @@
 """``aftercare session watch ID``: follow a session's terminal live, read-only.
 
 Writes the terminal output of every part to stdout as it arrives (what was shown so
-far first); never sends input. Ends with the session ("session … ended" on stderr,
-exit 0), when the collector closes the stream (exit 0; an error status exits 1), or
-on Ctrl-C (exit 0). ``--json`` prints one JSON object per event instead.
+far first), without the sequences that act beyond the screen
+(``common.safe_text.terminal_display``); never sends input. A session nobody has
+logged in to yet is said to be waiting (for approval, or for the engineer) on stderr.
+Ends with the session ("session … ended" on stderr, exit 0), when the collector
+closes the stream (exit 0; an error status exits 1), or on Ctrl-C (exit 0). ``--json``
+prints one JSON object per event instead.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ import sys
 from typing import Any
 
 from collector.client.connection import Api
+from collector.client.output import raw_stdout, safe
+from common.safe_text import terminal_display
 from proto import api_pb2
+
+_WAITING = {
+    "pending": "is waiting for a customer to approve it",
+    "approved": "is approved; nobody has logged in yet",
+}
 
 
 def add_actions(sub: Any) -> None:
@@ -33,25 +43,35 @@ def add_actions(sub: Any) -> None:
 
 def _watch(client: Api, args: argparse.Namespace) -> int:
     sid = args.session_id
+    detail = client.call("GetSession", api_pb2.GetSessionRequest(session_id=sid))
+    waiting = _WAITING.get(detail.session.state)
+    if waiting:
+        print(
+            f"{safe(sid)} {waiting}: watching from when the engineer logs in "
+            "(Ctrl-C stops watching)",
+            file=sys.stderr,
+            flush=True,
+        )
     stream = client.stream("WatchSession", api_pb2.GetSessionRequest(session_id=sid))
     try:
         for event in stream:
             if args.json:
                 print(json.dumps(event_dict(event), ensure_ascii=False), flush=True)
             elif event.type == "o":
-                sys.stdout.write(event.data)
-                sys.stdout.flush()
+                out = raw_stdout()
+                out.write(terminal_display(event.data))
+                out.flush()
             if event.type == "end":
                 if not args.json:
-                    why = f": {event.data}" if event.data else ""
-                    print(f"{_fresh_line()}session {sid} ended{why}", file=sys.stderr)
+                    why = f": {safe(event.data)}" if event.data else ""
+                    print(f"{_fresh_line()}session {safe(sid)} ended{why}", file=sys.stderr)
                 stream.cancel()
                 return 0
     except KeyboardInterrupt:
         stream.cancel()
         return 0
     if not args.json:
-        print(f"{_fresh_line()}the collector closed the watch of {sid}", file=sys.stderr)
+        print(f"{_fresh_line()}the collector closed the watch of {safe(sid)}", file=sys.stderr)
     return 0
 
 

@@ -55,7 +55,13 @@ class FakeApi:
     address = "collector.example.com:7444"
 
     def __init__(self, **replies: Any) -> None:
-        self.replies = replies
+        self.replies = {  # the caller is erin, with one registered key
+            "WhoAmI": api_pb2.WhoAmIResponse(user="erin", role="engineer"),
+            "ListSshKeys": api_pb2.ListSshKeysResponse(
+                keys=[api_pb2.SshKey(fingerprint=ED25519_FP, key_type="ssh-ed25519")]
+            ),
+            **replies,
+        }
         self.calls: list[tuple[str, Any]] = []
         self.streams: list[FakeStream] = []
 
@@ -73,6 +79,13 @@ class FakeApi:
 
     def methods(self) -> list[str]:
         return [method for method, _ in self.calls]
+
+
+@pytest.fixture(autouse=True)
+def no_local_ssh_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aftercare ssh` looks for the caller's keys: none here unless a test adds them."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
 
 
 def run(api: FakeApi, *argv: str) -> int:
@@ -699,6 +712,9 @@ def test_log_goes_on_past_a_broken_part(capsys: pytest.CaptureFixture[str]) -> N
 # -- session watch ---------------------------------------------------------------------
 
 
+ACTIVE = detail(session("active"))
+
+
 def watch_events(*items: tuple[str, str] | BaseException) -> list[Any]:
     events: list[Any] = []
     for n, item in enumerate(items):
@@ -713,7 +729,7 @@ def test_watch_writes_output_until_the_session_ends(capsys: pytest.CaptureFixtur
     events = watch_events(
         ("o", "$ "), ("r", "100x30"), ("o", "uptime\r\n"), ("x", ""), ("end", ""), ("o", "late")
     )
-    api = FakeApi(WatchSession=events)
+    api = FakeApi(GetSession=ACTIVE, WatchSession=events)
     assert run(api, "session", "watch", SID) == 0
     out, err = capsys.readouterr()
     assert out == "$ uptime\r\n"
@@ -723,7 +739,9 @@ def test_watch_writes_output_until_the_session_ends(capsys: pytest.CaptureFixtur
 
 
 def test_watch_json(capsys: pytest.CaptureFixture[str]) -> None:
-    api = FakeApi(WatchSession=watch_events(("o", "hi"), ("end", "terminated by carol")))
+    api = FakeApi(
+        GetSession=ACTIVE, WatchSession=watch_events(("o", "hi"), ("end", "terminated by carol"))
+    )
     assert run(api, "session", "watch", SID, "--json") == 0
     out, err = capsys.readouterr()
     assert [json.loads(line) for line in out.splitlines()] == [
@@ -734,21 +752,36 @@ def test_watch_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_watch_ctrl_c_exits_quietly(capsys: pytest.CaptureFixture[str]) -> None:
-    api = FakeApi(WatchSession=watch_events(("o", "top\r\n"), KeyboardInterrupt()))
+    api = FakeApi(
+        GetSession=ACTIVE, WatchSession=watch_events(("o", "top\r\n"), KeyboardInterrupt())
+    )
     assert run(api, "session", "watch", SID) == 0
     assert capsys.readouterr() == ("top\r\n", "")
     assert api.streams[0].cancelled
 
 
 def test_watch_stream_closed_by_the_collector(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(FakeApi(WatchSession=watch_events(("o", "x"))), "session", "watch", SID) == 0
+    assert (
+        run(
+            FakeApi(GetSession=ACTIVE, WatchSession=watch_events(("o", "x"))),
+            "session",
+            "watch",
+            SID,
+        )
+        == 0
+    )
     assert capsys.readouterr() == ("x", f"the collector closed the watch of {SID}\n")
 
 
 def test_watch_error_status_propagates_to_the_cli() -> None:
     error = grpc.RpcError("NOT_FOUND")
     with pytest.raises(grpc.RpcError):
-        run(FakeApi(WatchSession=watch_events(("o", "x"), error)), "session", "watch", SID)
+        run(
+            FakeApi(GetSession=ACTIVE, WatchSession=watch_events(("o", "x"), error)),
+            "session",
+            "watch",
+            SID,
+        )
 
 
 def test_gateway_host_key_is_pinned_and_replaced(tmp_path: Path) -> None:
