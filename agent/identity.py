@@ -24,6 +24,7 @@ before this journal existed are completed or discarded the same way.
 from __future__ import annotations
 
 import _ssl  # ENCODING_DER for the certificates of get_unverified_chain()
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -252,15 +253,12 @@ def _complete_renewal(state_dir: Path) -> None:
     """Move what is left in ``renewal/`` into place, then remove the directory."""
     journal = state_dir / RENEWAL_DIR
     for name in RENEWED_FILES:
-        try:
+        # a file already moved before an interruption (or by another reader) is gone
+        with contextlib.suppress(FileNotFoundError):
             os.replace(journal / name, state_dir / name)
-        except FileNotFoundError:  # moved before an interruption (or by another reader)
-            pass
     _fsync_dir(state_dir)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.rmdir(journal)
-    except FileNotFoundError:
-        pass
     _fsync_dir(state_dir)
 
 
@@ -283,7 +281,7 @@ def _recover_legacy(state_dir: Path) -> str:
 
 
 def _pair_problem(cert_path: Path, key_path: Path) -> str:
-    """"" if the private key belongs to the certificate, else why not (OpenSSL's check)."""
+    """ "" if the private key belongs to the certificate, else why not (OpenSSL's check)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_cert_chain(cert_path, key_path)

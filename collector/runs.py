@@ -31,6 +31,7 @@ from collector.errors import (
     NotFound,
     PermissionDenied,
 )
+from collector.revocation import require_not_revoked
 from collector.rules import HostRef
 from collector.store import AgentRecord
 from collector.store.base import FINISHED_RUN_STATES, RunRecord
@@ -131,7 +132,10 @@ class RunService:
         params: Mapping[str, str],
         ticket_id: int | None,
     ) -> RunRecord:
-        """Record a run and send it to the agent; ``undeliverable`` if it is not connected."""
+        """Record a run and send it to the agent; ``undeliverable`` if it is not connected.
+
+        FailedPrecondition ("agent revoked") for a revoked agent."""
+        require_not_revoked(agent, "run a playbook on it")
         playbook = self._playbook(playbook_name)
         masked = _mask(playbook, params)
         self._check_params(playbook, params)
@@ -184,6 +188,8 @@ class RunService:
         if run.state != "waiting_approval":
             raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
         agent = await self._db.call(self._store.get_agent, run.agent_id)
+        if agent is not None:
+            require_not_revoked(agent, "approve a run on it")
         pinned = agent.approval_root if agent is not None else ""
         approved_by, expires_ms, details = f"user:{who.name}", 0, {}
         if signed_approval:

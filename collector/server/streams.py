@@ -1,7 +1,8 @@
 """Connected agents' control streams, so other services can send to an agent.
 
 Each open stream has an outbound queue; ``send`` puts a message on the newest
-stream of that agent. Only touched from the event loop.
+stream of that agent; ``cut_off`` ends an agent's stream with an error (revoked).
+Only touched from the event loop.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from collector.errors import CollectorError
 from proto import agent_pb2
 
 Outbound = asyncio.Queue[agent_pb2.CollectorMessage | None]
@@ -16,10 +18,15 @@ Outbound = asyncio.Queue[agent_pb2.CollectorMessage | None]
 
 @dataclass(eq=False)
 class OpenStream:
-    """One open control stream; ``None`` on the queue ends it."""
+    """One open control stream; ``None`` on the queue ends it.
+
+    ``ended`` is set (with ``None`` queued) when the collector cuts the stream off:
+    from then on nothing the agent sends is handled, and the stream ends with it.
+    """
 
     agent_id: str
     outbound: Outbound = field(default_factory=asyncio.Queue)
+    ended: CollectorError | None = None
 
 
 class Streams:
@@ -37,6 +44,15 @@ class Streams:
     def close(self, stream: OpenStream) -> None:
         if self._streams.get(stream.agent_id) is stream:
             del self._streams[stream.agent_id]
+
+    def cut_off(self, agent_id: str, reason: CollectorError) -> bool:
+        """End the agent's stream with ``reason``; False if it has none here."""
+        stream = self._streams.pop(agent_id, None)
+        if stream is None:
+            return False
+        stream.ended = reason
+        stream.outbound.put_nowait(None)
+        return True
 
     def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
         """Queue ``message`` for the agent; False if it is not connected here."""

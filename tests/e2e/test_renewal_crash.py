@@ -133,7 +133,8 @@ def test_a_crash_at_any_step_of_renewal_leaves_a_working_identity(
         assert pair in (old, new_pair), f"crash before call {k}: key and cert do not match"
         outcomes.append("new" if pair == new_pair else "old")
         if pair == new_pair:  # identity.json moved with them
-            assert (identity.cert_obtained_ms, identity.cert_not_after_ms) == (new["now"], new["not_after"])
+            times = (identity.cert_obtained_ms, identity.cert_not_after_ms)
+            assert times == (new["now"], new["not_after"])
         assert not (state / "renewal").exists() and not (state / ".renewal-tmp").exists()
         assert _welcome(collector, ca, identity.key_pem, identity.cert_pem) == agent.agent_id
         if code == 0:
