@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -115,7 +116,7 @@ class RunService:
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- engineers ----------------------------------------------------------------------
 
@@ -306,7 +307,8 @@ class RunService:
         size = path.stat().st_size if path.exists() else 0
         room = MAX_OUTPUT_BYTES - size
         if room > 0:
-            with path.open("ab") as handle:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as handle:
                 handle.write(chunk.data[:room])
         self._publish(run.run_id, chunk)
 
