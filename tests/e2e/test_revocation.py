@@ -5,10 +5,15 @@ sessions any more."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
+from tests.gateway_support import World, make_world
 from tests.support import Agent, Collector, wait_for
 
 
@@ -72,3 +77,34 @@ def test_revoke_ends_the_live_stream_and_refuses_runs_and_sessions(
     finally:
         collector.stop()
         print("--- collector log ---\n" + collector.log_text()[-5000:])
+
+
+@pytest.fixture
+def world(tmp_path: Path, make_agent: Callable[..., Agent]) -> Iterator[World]:
+    yield from make_world(tmp_path, make_agent)
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="the OpenSSH client is not installed")
+def test_revoke_ends_a_live_remote_session(world: World) -> None:
+    """An engineer logged in through the gateway (real sshd, stock ssh) is cut off when
+    the host's agent is revoked: its tunnel closes with the control stream."""
+    sid = world.request()
+    world.approve(sid)
+    shell = subprocess.Popen(
+        world.ssh_args("erin", sid, tty=True),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: world.session(sid)["state"] == "active", 30, "engineer logged in")
+        revoked = world.collector.admin("agent", "revoke", world.agent.agent_id)
+        assert revoked.returncode == 0, revoked.stderr
+        shell.communicate(timeout=30)  # the login ends without the engineer's doing
+        assert "closed its control stream and 1 tunnel(s)" in world.collector.log_text()
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+    again = world.ssh("erin", sid, "true")
+    assert again.returncode == 255, again.stdout + again.stderr
