@@ -421,8 +421,9 @@ class CollectorServer:
         tunnels = self.tunnels.close_agent(agent_id, str(revoked))
         if streams or tunnels:
             log.warning(
-                "agent %s is revoked: closed its control stream and %d tunnel(s)",
+                "agent %s is revoked: closed its control stream (%d) and %d tunnel(s)",
                 agent_id,
+                streams,
                 tunnels,
             )
 

@@ -34,25 +34,32 @@ class Streams:
 
     def __init__(self) -> None:
         self._streams: dict[str, OpenStream] = {}
+        self._all: dict[str, set[OpenStream]] = {}  # superseded ones too, until they end
 
     def open(self, agent_id: str) -> OpenStream:
         """Register a new stream; it supersedes an older one of the same agent."""
         stream = OpenStream(agent_id)
         self._streams[agent_id] = stream
+        self._all.setdefault(agent_id, set()).add(stream)
         return stream
 
     def close(self, stream: OpenStream) -> None:
         if self._streams.get(stream.agent_id) is stream:
             del self._streams[stream.agent_id]
+        streams = self._all.get(stream.agent_id)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self._all[stream.agent_id]
 
-    def cut_off(self, agent_id: str, reason: CollectorError) -> bool:
-        """End the agent's stream with ``reason``; False if it has none here."""
-        stream = self._streams.pop(agent_id, None)
-        if stream is None:
-            return False
-        stream.ended = reason
-        stream.outbound.put_nowait(None)
-        return True
+    def cut_off(self, agent_id: str, reason: CollectorError) -> int:
+        """End every open stream of the agent with ``reason``; how many there were."""
+        self._streams.pop(agent_id, None)
+        streams = self._all.pop(agent_id, set())
+        for stream in streams:
+            stream.ended = reason
+            stream.outbound.put_nowait(None)
+        return len(streams)
 
     def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
         """Queue ``message`` for the agent; False if it is not connected here."""
