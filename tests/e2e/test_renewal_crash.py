@@ -20,8 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 
-from agent.identity import load_identity, new_key_and_csr
+from agent.errors import BrokenIdentity
+from agent.identity import load_identity, new_key_and_csr, replace_certificate
 from proto import agent_pb2, agent_pb2_grpc
 from tests.support import REPO, Agent, Collector, wait_for
 
@@ -192,3 +194,25 @@ def test_renewal_files_left_by_the_former_agent_are_completed_or_discarded(
         assert not list(target.glob("*.new"))
         ca = (target / "ca.pem").read_bytes()
         assert _welcome(collector, ca, identity.key_pem, identity.cert_pem) == agent.agent_id
+
+
+def test_a_key_that_does_not_match_the_certificate_is_named_not_retried(
+    collector: Collector, make_agent: Callable[..., Agent], tmp_path: Path
+) -> None:
+    """A certificate the collector issued for another key is refused before anything
+    changes; a state directory edited by hand into a mismatch stops the agent with
+    BrokenIdentity instead of a reconnect loop."""
+    agent = make_agent("web-1")
+    assert agent.enroll(collector.join_command("acme")).returncode == 0
+    state = agent.state_dir
+    before = {name: (state / name).read_bytes() for name in ("key.pem", "cert.pem")}
+    new = _renew_over_grpc(collector, state)
+    other_key, _ = new_key_and_csr("web-1")
+    with pytest.raises(ValueError, match="does not belong"):
+        replace_certificate(state, other_key, str(new["cert"]).encode(), 1, 1)
+    assert {name: (state / name).read_bytes() for name in before} == before
+    assert not (state / ".renewal-tmp").exists() and not (state / "renewal").exists()
+
+    (state / "key.pem").write_bytes(other_key)
+    with pytest.raises(BrokenIdentity, match=r"key\.pem does not belong to cert\.pem"):
+        load_identity(state)
