@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.durations import parse_duration, parse_size
 from agent.errors import ConfigError
+from agent.trusted_file import ownership_problem
 
 __all__ = [
     "LOG_LEVELS",
@@ -363,7 +364,11 @@ def load_config(path: Path | None) -> AgentConfig:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``, which only root or the agent's user may change."""
     try:
+        problem = ownership_problem(path.stat())
+        if problem:
+            raise ConfigError(problem)
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read the config file: {exc.strerror or exc}") from exc

@@ -13,6 +13,7 @@ something to do.
     │   ├── AlreadyEnrolled      this agent already holds an identity
     │   └── CollectorUnreachable the collector could not be reached
     ├── NotEnrolledError         the agent has no identity yet; run the join command
+    ├── BrokenIdentity           the key and certificate in the state dir do not match
     └── ApprovalRefused          a customer approval does not count on this host; the
                                  message is the precise reason (host log, collector)
 """
@@ -25,6 +26,7 @@ __all__ = [
     "AgentError",
     "AlreadyEnrolled",
     "ApprovalRefused",
+    "BrokenIdentity",
     "CAHashMismatch",
     "CollectorUnreachable",
     "ConfigError",
@@ -88,6 +90,11 @@ class CollectorUnreachable(EnrollmentError):
 
 class NotEnrolledError(AgentError):
     """The agent has no identity yet; it must be enrolled with a join token first."""
+
+
+class BrokenIdentity(AgentError):
+    """The state directory's key and certificate do not belong together (changed by
+    hand: an interrupted renewal is completed or rolled back before this check)."""
 
 
 class ApprovalRefused(AgentError):

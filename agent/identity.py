@@ -7,14 +7,28 @@ State directory layout (written only after a successful enrolment, atomically)::
     STATE/ca.pem         collector CA, verified against the join command's hash
     STATE/identity.json  agent id, customer, agent endpoint, API endpoint
     STATE/spool.db       the store-and-forward spool (see agent.spool)
+
+Renewal replaces key.pem, cert.pem and identity.json together, crash-safely, through
+a small redo journal (see ``replace_certificate``)::
+
+    STATE/.renewal-tmp/  the new files being written; discarded if found at load
+    STATE/renewal/       the new files, complete and synced: the renewal is
+                         committed; ``load_identity`` moves the files still in it
+                         into place, then removes the directory
+
+So whenever the agent stops, the next ``load_identity`` sees the old identity or the
+new one, never the new key with the old certificate. ``*.new`` files left by agents
+before this journal existed are completed or discarded the same way.
 """
 
 from __future__ import annotations
 
 import _ssl  # ENCODING_DER for the certificates of get_unverified_chain()
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,9 +38,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CAHashMismatch, CollectorUnreachable, NotEnrolledError
+from agent.errors import BrokenIdentity, CAHashMismatch, CollectorUnreachable, NotEnrolledError
 
 IDENTITY_FILES = ("key.pem", "cert.pem", "ca.pem", "identity.json")
+RENEWED_FILES = ("key.pem", "cert.pem", "identity.json")  # key first: see _recover_legacy
+RENEWAL_DIR = "renewal"  # committed renewal: complete it
+RENEWAL_STAGING = ".renewal-tmp"  # uncommitted renewal: discard it
+log = logging.getLogger(__name__)
+_MODES = {"key.pem": 0o600, "cert.pem": 0o644, "identity.json": 0o644}
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,15 @@ def fetch_pinned_ca(endpoint: str, expected_hash: str, timeout: float = 10.0) ->
 
 
 def load_identity(state_dir: Path) -> Identity:
-    """Read the identity from ``state_dir``; NotEnrolledError if it is missing."""
+    """Read the identity from ``state_dir``; NotEnrolledError if it is missing.
+
+    An interrupted renewal is first completed (it was committed) or discarded (it
+    was not), so the key and certificate read always belong together; BrokenIdentity
+    if they still do not (files changed by hand).
+    """
+    recovered = recover_renewal(state_dir)
+    if recovered:
+        log.warning("an interrupted certificate renewal in %s was %s", state_dir, recovered)
     missing = [name for name in IDENTITY_FILES if not (state_dir / name).exists()]
     if missing:
         raise NotEnrolledError(
@@ -126,7 +153,7 @@ def load_identity(state_dir: Path) -> Identity:
             "run `aftercare-agent enroll` with the join command from your collector admin"
         )
     meta = json.loads((state_dir / "identity.json").read_text())
-    return Identity(
+    identity = Identity(
         agent_id=meta["agent_id"],
         customer=meta["customer"],
         agent_endpoint=meta["agent_endpoint"],
@@ -137,6 +164,13 @@ def load_identity(state_dir: Path) -> Identity:
         cert_obtained_ms=int(meta["cert_obtained_ms"]),
         cert_not_after_ms=int(meta["cert_not_after_ms"]),
     )
+    problem = _pair_problem(state_dir / "cert.pem", state_dir / "key.pem")
+    if problem:
+        raise BrokenIdentity(
+            f"{state_dir}: {problem}; restore the state directory from a backup or "
+            "enrol again (revoke this agent, then `aftercare-agent enroll`)"
+        )
+    return identity
 
 
 def is_enrolled(state_dir: Path) -> bool:
@@ -162,21 +196,108 @@ def save_identity(state_dir: Path, identity: Identity) -> None:
 
 
 def replace_certificate(
-    state_dir: Path, key_pem: bytes, cert_pem: bytes, not_after_ms: int, now_ms: int
+    state_dir: Path,
+    key_pem: bytes,
+    cert_pem: bytes,
+    not_after_ms: int,
+    now_ms: int,
 ) -> None:
-    """Install a renewed key and certificate and record its times (files replaced atomically)."""
+    """Install a renewed key and certificate and record its times, crash-safely.
+
+    Steps: write the three new files into ``.renewal-tmp/`` and sync them; check
+    that the key and certificate belong together (ValueError if not: nothing
+    changes); rename the directory to ``renewal/`` — the commit point — and then
+    move its files into place (``_complete_renewal``). A crash before the commit
+    leaves the old identity; after it, ``load_identity`` completes the renewal.
+    """
     renewed = replace(
-        load_identity(state_dir),
+        load_identity(state_dir),  # also finishes any earlier interrupted renewal
         key_pem=key_pem,
         cert_pem=cert_pem,
         cert_obtained_ms=now_ms,
         cert_not_after_ms=not_after_ms,
     )
-    _write(state_dir / "key.pem.new", key_pem, 0o600)
-    _write(state_dir / "cert.pem.new", cert_pem, 0o644)
-    _write(state_dir / "identity.json.new", _meta_json(renewed), 0o644)
-    for name in ("key.pem", "cert.pem", "identity.json"):
+    staging = state_dir / RENEWAL_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    contents = {"key.pem": key_pem, "cert.pem": cert_pem, "identity.json": _meta_json(renewed)}
+    for name in RENEWED_FILES:
+        _write(staging / name, contents[name], _MODES[name])
+    problem = _pair_problem(staging / "cert.pem", staging / "key.pem")
+    if problem:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValueError(f"renewed certificate refused: {problem}")
+    _fsync_dir(staging)
+    os.rename(staging, state_dir / RENEWAL_DIR)  # the commit point
+    _fsync_dir(state_dir)
+    _complete_renewal(state_dir)
+
+
+def recover_renewal(state_dir: Path) -> str:
+    """Finish a committed renewal or discard an uncommitted one; say which.
+
+    Returns "completed", "discarded" or "" (nothing to do). Idempotent, and safe to
+    interrupt: it can be called again from the start.
+    """
+    if (state_dir / RENEWAL_DIR).is_dir():
+        _complete_renewal(state_dir)
+        return "completed"
+    if (state_dir / RENEWAL_STAGING).exists():
+        shutil.rmtree(state_dir / RENEWAL_STAGING, ignore_errors=True)
+        _fsync_dir(state_dir)
+        return "discarded"
+    return _recover_legacy(state_dir)
+
+
+def _complete_renewal(state_dir: Path) -> None:
+    """Move what is left in ``renewal/`` into place, then remove the directory."""
+    journal = state_dir / RENEWAL_DIR
+    for name in RENEWED_FILES:
+        # a file already moved before an interruption (or by another reader) is gone
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(journal / name, state_dir / name)
+    _fsync_dir(state_dir)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(journal)
+    _fsync_dir(state_dir)
+
+
+def _recover_legacy(state_dir: Path) -> str:
+    """``*.new`` files of the former renewal (which replaced key, cert, identity.json
+    in that order, after writing and syncing all three): while ``key.pem.new`` exists
+    nothing was replaced yet, so discard; otherwise the key is new, so finish."""
+    pending = [name for name in RENEWED_FILES if (state_dir / f"{name}.new").exists()]
+    if not pending:
+        return ""
+    if "key.pem" in pending:
+        for name in pending:
+            (state_dir / f"{name}.new").unlink(missing_ok=True)
+        _fsync_dir(state_dir)
+        return "discarded"
+    for name in pending:
         os.replace(state_dir / f"{name}.new", state_dir / name)
+    _fsync_dir(state_dir)
+    return "completed"
+
+
+def _pair_problem(cert_path: Path, key_path: Path) -> str:
+    """ "" if the private key belongs to the certificate, else why not (OpenSSL's check)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(cert_path, key_path)
+    except ssl.SSLError as exc:
+        return f"{key_path.name} does not belong to {cert_path.name} ({exc.reason or exc})"
+    except OSError as exc:
+        return f"cannot read {cert_path.name} and {key_path.name}: {exc.strerror or exc}"
+    return ""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _meta_json(identity: Identity) -> bytes:

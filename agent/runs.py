@@ -43,7 +43,9 @@ from agent.playbook.executor import RunResult as ExecutionResult
 from agent.playbook.policy import Decision, Policy, load_policy
 from agent.playbook.redact import Redactor, secret_values
 from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
+from agent.trusted_file import ownership_problem
 from common.approval_format import RunSubject, bound_params
+from common.atomic import write_atomic
 from playbooks.errors import PlaybookError
 from playbooks.model import BuiltinStep, ExecStep, Playbook
 from proto import agent_pb2
@@ -292,9 +294,8 @@ class RunHandler:
             "catalogue_version": max(catalogue_version, seen.get("catalogue_version", 0)),
             "versions": versions,
         }
-        tmp = self._state_dir / (SEEN_FILE + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self._state_dir / SEEN_FILE)
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_atomic(self._state_dir / SEEN_FILE, text.encode(), 0o600)
 
 
 def run_subject(request: agent_pb2.RunRequest, playbook: Playbook) -> RunSubject:
@@ -404,12 +405,15 @@ def build_run_handler(
     keys = []
     for path in config.trusted_keys:
         try:
+            problem = ownership_problem(Path(path).stat())
             keys.append(Path(path).read_bytes())
         except OSError as exc:
             raise ConfigError(
                 f"cannot read vendor key {path}: {exc.strerror or exc}",
                 key="playbooks.trusted_keys",
             ) from exc
+        if problem:
+            raise ConfigError(f"vendor key {path} {problem}", key="playbooks.trusted_keys")
     if policy is None:
         policy = load_policy(Path(config.policy))
     executor = Executor(

@@ -271,13 +271,16 @@ class CollectorLink:
             agent_pb2.RenewResponse.FromString,
             timeout=30,
         )
-        replace_certificate(
-            self._state_dir,
-            key_pem,
-            reply.certificate_pem,
-            reply.certificate_not_after_unix_ms,
-            time.time_ns() // 1_000_000,
-        )
+        try:  # crash-safe: a stop at any point leaves the old identity or the new one
+            replace_certificate(
+                self._state_dir,
+                key_pem,
+                reply.certificate_pem,
+                reply.certificate_not_after_unix_ms,
+                time.time_ns() // 1_000_000,
+            )
+        except ValueError as exc:  # the certificate is not for our new key: keep the old
+            raise ConnectionError(str(exc)) from exc
         log.info("client certificate renewed (was valid until %s)", not_after.isoformat())
         raise _Renewed
 

@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -202,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
         session_warning=dt.timedelta(seconds=parse_duration(args.session_warning)),
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
+    os.umask(0o077)  # data dir, store, run outputs, recordings: owner only, however started
     asyncio.run(_run_server(config))
     return 0
 

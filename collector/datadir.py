@@ -8,14 +8,23 @@ Layout (created on first start, secrets mode 0600)::
     DIR/server-key.pem collector TLS key                       0600
     DIR/admin-token    the first admin's API token             0600
     DIR/audit-key.pem  key signing audit checkpoints (Ed25519) 0600
-    DIR/aftercare.db   the SQLite store
+    DIR/aftercare.db   the SQLite store (and its -wal, -shm)     0600
+    DIR/runs/          playbook run outputs                    0700, files 0600
+    DIR/recordings/    session recordings                      0700, files 0600
+
+The directory itself is 0700: ``initialise`` creates it so, and tightens a directory
+made by hand (``mkdir``, 0755) or by an older collector, with its top-level files
+and subdirectories (``restrict``). ``aftercare-collector serve`` also runs with
+umask 077, so whatever it creates later is private too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +35,10 @@ from collector.errors import ConfigError
 from collector.pki import CertificateAuthority
 from collector.store import Store, open_store
 
+log = logging.getLogger(__name__)
+
 ADMIN_USER = "admin"
+PRIVATE = stat.S_IRWXG | stat.S_IRWXO  # the bits a data directory entry must not have
 SERVER_CERT_VALIDITY = dt.timedelta(days=365)
 
 
@@ -103,8 +115,12 @@ class InitResult:
 
 
 def initialise(data_dir: DataDir, now_ms: int) -> InitResult:
-    """Create the CA, store, admin token and audit key if missing; idempotent afterwards."""
-    data_dir.root.mkdir(parents=True, exist_ok=True)
+    """Create the CA, store, admin token and audit key if missing; idempotent afterwards.
+
+    The directory is made (or made again) private first: see ``restrict``.
+    """
+    data_dir.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    restrict(data_dir.root)
     if data_dir.is_initialised():
         data_dir.ensure_audit_key()  # data directories from before audit checkpoints
         return InitResult(data_dir.load_ca(), None)
@@ -131,6 +147,45 @@ def issue_server_certificate(
     cert_pem, key_pem = ca.issue_server_certificate(names, SERVER_CERT_VALIDITY)
     write_secret(data_dir.server_key, key_pem)
     data_dir.server_cert.write_bytes(cert_pem + ca.cert_pem)  # chain: leaf then CA
+
+
+def restrict(root: Path) -> list[Path]:
+    """Take group and other permissions off ``root``, the entries directly in it and
+    those of its subdirectories; return what changed (logged). Deeper entries are
+    behind a 0700 directory. Entries of other owners are left alone (ConfigError
+    for ``root`` itself: the collector must own its data directory)."""
+    changed: list[Path] = []
+    entries = [root, *_children(root)]
+    for sub in [e for e in entries[1:] if e.is_dir() and not e.is_symlink()]:
+        entries.extend(_children(sub))
+    for path in entries:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode) or not info.st_mode & PRIVATE:
+            continue
+        if info.st_uid != os.geteuid():
+            if path == root:
+                raise ConfigError(
+                    f"{root} belongs to uid {info.st_uid} and is open to others; "
+                    "run the collector as its owner or chown it to the collector's user"
+                )
+            continue
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~PRIVATE)
+        changed.append(path)
+    if changed:
+        log.warning(
+            "took group/other permissions off %d entries of %s (now owner only): %s",
+            len(changed),
+            root,
+            ", ".join(str(p.relative_to(root)) if p != root else "." for p in changed[:8]),
+        )
+    return changed
+
+
+def _children(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
 
 
 def write_secret(path: Path, data: bytes) -> None:

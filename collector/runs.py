@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -31,6 +32,7 @@ from collector.errors import (
     NotFound,
     PermissionDenied,
 )
+from collector.revocation import require_not_revoked
 from collector.rules import HostRef
 from collector.store import AgentRecord
 from collector.store.base import FINISHED_RUN_STATES, RunRecord
@@ -114,7 +116,7 @@ class RunService:
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- engineers ----------------------------------------------------------------------
 
@@ -131,7 +133,10 @@ class RunService:
         params: Mapping[str, str],
         ticket_id: int | None,
     ) -> RunRecord:
-        """Record a run and send it to the agent; ``undeliverable`` if it is not connected."""
+        """Record a run and send it to the agent; ``undeliverable`` if it is not connected.
+
+        FailedPrecondition ("agent revoked") for a revoked agent."""
+        require_not_revoked(agent, "run a playbook on it")
         playbook = self._playbook(playbook_name)
         masked = _mask(playbook, params)
         self._check_params(playbook, params)
@@ -184,6 +189,8 @@ class RunService:
         if run.state != "waiting_approval":
             raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
         agent = await self._db.call(self._store.get_agent, run.agent_id)
+        if agent is not None:
+            require_not_revoked(agent, "approve a run on it")
         pinned = agent.approval_root if agent is not None else ""
         approved_by, expires_ms, details = f"user:{who.name}", 0, {}
         if signed_approval:
@@ -300,7 +307,8 @@ class RunService:
         size = path.stat().st_size if path.exists() else 0
         room = MAX_OUTPUT_BYTES - size
         if room > 0:
-            with path.open("ab") as handle:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as handle:
                 handle.write(chunk.data[:room])
         self._publish(run.run_id, chunk)
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from agent.playbook.errors import PolicyError
+from agent.trusted_file import ownership_problem
 
 __all__ = [
     "APPROVAL_SOURCES",
@@ -189,12 +189,9 @@ def _read(path: Path) -> str | None:
 
 
 def _check_ownership(info: os.stat_result) -> None:
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PolicyError("is writable by group or others; run chmod go-w on it")
-    if info.st_uid not in (0, os.geteuid()):
-        raise PolicyError(
-            f"belongs to uid {info.st_uid}; it must belong to root or the agent's user"
-        )
+    problem = ownership_problem(info)
+    if problem:
+        raise PolicyError(problem)
 
 
 def _parse(text: str) -> dict[str, Any]:

@@ -180,6 +180,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 )
             while (outgoing := await stream.outbound.get()) is not None:
                 yield outgoing
+            if stream.ended is not None:  # cut off by the collector (revoked)
+                log.warning("ending the stream of agent %s: %s", agent.agent_id, stream.ended)
+                await status.abort(context, stream.ended)
             error = await reader
             if error is not None:
                 self._metrics.rejected.labels("protocol").inc()
@@ -213,6 +216,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         """Handle every agent message; queue acks. Returns the error that ends the stream."""
         try:
             async for message in request_iterator:
+                if stream.ended is not None:  # cut off: store and acknowledge nothing more
+                    return None
                 reply = await self._handle(host, message)
                 if reply is not None:
                     stream.outbound.put_nowait(reply)
@@ -321,7 +326,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             tunnel.close()
 
         context.add_done_callback(rpc_done)  # type: ignore[arg-type]  # stub: plain callable
-        await tunnel.closed.wait()
+        try:
+            await tunnel.closed.wait()
+        finally:
+            self._tunnels.detach(agent.agent_id, tunnel)
 
     @status.unary
     async def RenewCertificate(

@@ -28,7 +28,7 @@ import playbooks
 from collector.approvers import ApproverService
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
-from collector.errors import CollectorError, ConfigError
+from collector.errors import AgentRevoked, CollectorError, ConfigError
 from collector.fleet import Fleet
 from collector.gateway.access import GatewayAccess, GatewaySettings
 from collector.gateway.bridge import LoopBridge
@@ -398,8 +398,7 @@ class CollectorServer:
         assert self.runs and self.sessions
         for agent in await self._db.call(self._db.store.list_agents, None):
             if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
-                self.engine.forget(agent.agent_id)
-                self.fleet.forget(agent.agent_id)
+                self._cut_off(agent.agent_id, agent.revoked_ms)
         now = now_ms()
         started = time.perf_counter()
         alerts = self.engine.evaluate(now)
@@ -411,6 +410,22 @@ class CollectorServer:
             await self.runs.expire_stale(now)
         for state, count in (await self.sessions.expire_due(now)).items():
             self._metrics.sessions.labels(state).set(count)
+
+    def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
+        """A revoked agent: end its control stream and tunnels here, stop alerting on it."""
+        assert self.engine is not None
+        self.engine.forget(agent_id)
+        self.fleet.forget(agent_id)
+        revoked = AgentRevoked(agent_id, revoked_ms)
+        streams = self.streams.cut_off(agent_id, revoked)
+        tunnels = self.tunnels.close_agent(agent_id, str(revoked))
+        if streams or tunnels:
+            log.warning(
+                "agent %s is revoked: closed its control stream (%d) and %d tunnel(s)",
+                agent_id,
+                streams,
+                tunnels,
+            )
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")

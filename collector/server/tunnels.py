@@ -6,6 +6,7 @@ fresh ``tunnel_id``) on the agent's control stream and waits for that agent to c
 tunnel was asked of can attach it (its identity comes from its certificate), only
 once, and only before the wait times out. The attached RPC is then an
 ``AgentTunnel``: frames in both directions until either side closes it.
+``close_agent`` closes every tunnel of an agent (revoked), attached or awaited.
 
 Everything here runs on the event loop; the gateway's threads use
 ``collector.gateway.bridge`` to reach it.
@@ -90,6 +91,7 @@ class TunnelBroker:
         self._streams = streams
         self._attach_timeout = attach_timeout
         self._waiting: dict[str, _Waiting] = {}
+        self._attached: dict[str, set[AgentTunnel]] = {}
 
     async def open(
         self,
@@ -143,4 +145,25 @@ class TunnelBroker:
             raise PermissionDenied("this tunnel was not asked of this agent")
         tunnel = AgentTunnel(context, waiting.session_id)
         waiting.attached.set_result(tunnel)
+        self._attached.setdefault(agent_id, set()).add(tunnel)
         return tunnel
+
+    def detach(self, agent_id: str, tunnel: AgentTunnel) -> None:
+        """The tunnel's RPC is over: forget it."""
+        tunnels = self._attached.get(agent_id)
+        if tunnels is not None:
+            tunnels.discard(tunnel)
+            if not tunnels:
+                del self._attached[agent_id]
+
+    def close_agent(self, agent_id: str, reason: str) -> int:
+        """Close every tunnel of the agent and fail those it was asked for; how many."""
+        closed = 0
+        for waiting in self._waiting.values():
+            if waiting.agent_id == agent_id and not waiting.attached.done():
+                waiting.attached.set_exception(TunnelUnavailable(reason))
+                closed += 1
+        for tunnel in self._attached.pop(agent_id, set()):
+            tunnel.close()
+            closed += 1
+        return closed

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from collector.approval_check import check_pinned_root, check_session, verify_bundle
 from collector.auth import Principal
 from collector.errors import CollectorError, FailedPrecondition, InvalidRequest
+from collector.revocation import require_not_revoked
 from collector.sessions import lifecycle
 from collector.sessions.errors import LoginRefused, SessionNotFound
 from collector.sessions.model import (
@@ -102,6 +103,7 @@ class SessionService:
     ) -> RemoteSession:
         """An engineer asks to log in to ``agent``'s host for ``duration_ms`` once approved."""
         who.require("engineer", "admin")
+        require_not_revoked(agent, "open a remote session to it")
         policy = agent.session_approval  # "" until the agent's first hello
         if policy == "disabled":
             raise InvalidRequest(
@@ -171,6 +173,8 @@ class SessionService:
         now = self._clock_ms()
         signed: lifecycle.SignedConsent | None = None
         agent = await self._db.call(self._store.get_agent, session.agent_id)
+        if agent is not None:
+            require_not_revoked(agent, "approve a remote session to it")
         pinned = agent.approval_root if agent is not None else ""
         if signed_approval:
             revocations = await self._db.call(self._store.list_revocations, session.customer)

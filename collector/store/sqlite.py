@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -951,6 +952,7 @@ def _connect(path: Path, synchronous: Synchronous, busy_timeout_s: float) -> sql
     if synchronous not in ("FULL", "NORMAL"):
         raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
     try:
+        _create_private(path)  # SQLite gives -wal and -shm the database file's mode
         conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -971,6 +973,18 @@ def _connect(path: Path, synchronous: Synchronous, busy_timeout_s: float) -> sql
         conn.close()
         raise
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file with mode 0600 (an existing one is left as is)."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot create {path}: {exc.strerror or exc}") from exc
 
 
 def _enable_wal(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
