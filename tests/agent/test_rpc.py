@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import datetime as dt
 import os
 import socket
@@ -25,6 +26,7 @@ import hyperframe.frame
 import pytest
 
 from agent.identity import new_key_and_csr
+from agent.rpc.channel import STREAM_WINDOW
 from agent.rpc import (
     Channel,
     Keepalive,
@@ -96,6 +98,7 @@ class Server:
         self.proceed = threading.Event()  # lets DenyUnread abort
         self.peers: list[Any] = []  # auth contexts seen by Echo
         self.produced = 0  # messages the Flood handler has generated
+        self.produced_by: collections.Counter[bytes] = collections.Counter()  # TaggedFlood
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc-test")
         self.grpc = grpc.server(
             self._executor,
@@ -121,6 +124,7 @@ class Server:
             "DenyUnread": streams(self.deny_unread),
             "Collect": streams(self.collect),
             "Flood": streams(self.flood),
+            "TaggedFlood": streams(self.tagged_flood),
         }
         self.grpc.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler("test.Test", handlers)]
@@ -235,6 +239,16 @@ class Server:
         count = int(next(requests))
         for index in range(count):
             self.produced += 1
+            yield bytes([index % 256]) * MiB
+
+
+    def tagged_flood(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        """First request b"TAG:COUNT": COUNT 1 MiB messages, counted in ``produced_by[TAG]``."""
+        tag, count = next(requests).split(b":")
+        for index in range(int(count)):
+            if self.released.is_set():
+                return
+            self.produced_by[tag] += 1
             yield bytes([index % 256]) * MiB
 
 
@@ -636,6 +650,67 @@ def test_a_slow_reader_holds_back_a_fast_sender(server: Server, client_tls: ssl.
                 assert await call.read() == bytes([index]) * MiB
             assert await call.read() is None
             assert server.produced == total
+
+    run(test)
+
+
+def test_stalled_calls_never_stop_the_other_calls(
+    server: Server, client_tls: ssl.SSLContext
+) -> None:
+    """8 calls nobody reads (stalled tunnels), each flooded with 1 MiB messages: they fill
+    only their own 4 MiB stream windows (memory bounded); unary calls and another
+    streaming call moving 24 MiB each way keep flowing; the stalled calls then resume
+    and deliver everything in order.
+
+    8 x 4 MiB is twice the 16 MiB connection window: a client that returns connection
+    window only when a call is read freezes here.
+    """
+    stalled, count = 8, 12
+
+    async def test() -> None:
+        async with await connect(server.port, client_tls) as channel:
+            calls = []
+            for index in range(stalled):
+                call = channel.stream(method("TaggedFlood"), raw)
+                await call.write(b"%d:%d" % (index, count))
+                await call.done_writing()
+                calls.append(call)
+
+            def filled() -> bool:  # every stalled call got (about) its stream window's worth
+                return all(call.buffered_bytes >= STREAM_WINDOW - MiB for call in calls)
+
+            try:
+                async with asyncio.timeout(30):
+                    while not filled():
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                held = [call.buffered_bytes for call in calls]
+                pytest.fail(f"the stalled calls stopped short of their windows: {held}")
+
+            # Other calls flow while the 8 calls stay unread.
+            for index in range(5):
+                reply = await channel.unary(method("Echo"), b"ack %d" % index, raw, timeout=10)
+                assert reply == b"ag-1:ack %d" % index
+            other = channel.stream(method("EchoStream"), raw)
+            for index in range(24):
+                message = bytes([index]) * MiB
+                await asyncio.wait_for(other.write(message), 10)
+                assert await asyncio.wait_for(other.read(), 10) == message
+            await other.done_writing()
+            assert await other.read() is None
+
+            # Memory stays bounded: each stalled call holds its stream window, not more,
+            # and the server could not get far ahead of the reader.
+            for call in calls:
+                assert call.buffered_bytes <= STREAM_WINDOW + MiB, call.buffered_bytes
+            for index in range(stalled):
+                assert server.produced_by[b"%d" % index] < count, server.produced_by
+
+            # The stalled calls resume: everything arrives, in order, then OK.
+            for call in calls:
+                for index in range(count):
+                    assert await call.read() == bytes([index]) * MiB
+                assert await call.read() is None
 
     run(test)
 
