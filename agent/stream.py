@@ -48,7 +48,7 @@ TUNNEL_METHOD = "/aftercare.v1.AgentStream/Tunnel"
 LIVE_BACKLOG = 1000  # run updates/results kept while disconnected
 WELCOME_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 20.0
-KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)  # the collector allows it: tests/agent/test_rpc.py
+KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)  # within the collector's ping policy (tested)
 
 ControlCall = StreamCall[agent_pb2.CollectorMessage]
 

@@ -98,5 +98,5 @@ def test_no_proxy_lists(host: str, no_proxy: str, bypassed: bool) -> None:
 
 
 def test_a_malformed_environment_proxy_names_the_variable() -> None:
-    with pytest.raises(ValueError, match="environment variable https_proxy: .*no port"):
+    with pytest.raises(ValueError, match=r"environment variable https_proxy: .*no port"):
         proxy_for("c.example", "", {"https_proxy": "http://proxy.example"})

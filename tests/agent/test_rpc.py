@@ -26,7 +26,6 @@ import hyperframe.frame
 import pytest
 
 from agent.identity import new_key_and_csr
-from agent.rpc.channel import STREAM_WINDOW
 from agent.rpc import (
     Channel,
     Keepalive,
@@ -37,7 +36,7 @@ from agent.rpc import (
     h2_workarounds,
     parse_proxy,
 )
-from agent.rpc.channel import MAX_KEEPALIVE_INTERVAL
+from agent.rpc.channel import MAX_KEEPALIVE_INTERVAL, STREAM_WINDOW
 from agent.stream import KEEPALIVE
 from collector.config import ServeConfig
 from collector.pki import CertificateAuthority
@@ -253,7 +252,6 @@ class Server:
         for index in range(count):
             self.produced += 1
             yield bytes([index % 256]) * MiB
-
 
     def tagged_flood(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
         """First request b"TAG:COUNT": COUNT 1 MiB messages, counted in ``produced_by[TAG]``."""
