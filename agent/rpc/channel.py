@@ -43,7 +43,7 @@ import h2.settings
 
 from agent.rpc.call import StreamCall
 from agent.rpc.h2_workarounds import H2Connection, install_cheap_data_repr
-from agent.rpc.proxy import Proxy, open_tunnel
+from agent.rpc.proxy import Proxy, ProxyError, open_tunnel
 from agent.rpc.status import RpcError, StatusCode
 
 __all__ = ["MAX_KEEPALIVE_INTERVAL", "Channel", "Keepalive"]
@@ -145,8 +145,9 @@ class Channel:
                         writer.transport.abort()
                         raise
         except (OSError, TimeoutError) as exc:
+            where = target if isinstance(exc, ProxyError) else target + via  # it names the proxy
             raise RpcError(
-                StatusCode.UNAVAILABLE, f"cannot connect to {target}{via}: {_describe(exc)}"
+                StatusCode.UNAVAILABLE, f"cannot connect to {where}: {_describe(exc)}"
             ) from exc
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
