@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname", default=socket.gethostname(), help="name shown to engineers")
     p.add_argument("--force", action="store_true", help="replace an existing enrolment")
     p.add_argument(
+        "--proxy",
+        default="",
+        metavar="URL",
+        help="reach the collector through this HTTP proxy, http://[USER:PASSWORD@]HOST:PORT "
+        "(default: the https_proxy/grpc_proxy environment variables, honouring no_proxy)",
+    )
+    p.add_argument(
         "--approver-root",
         default="",
         metavar="sha256:HEX",
@@ -192,7 +199,13 @@ def _enroll(args: argparse.Namespace) -> int:
     if args.approver_root:  # malformed: refuse before the token is spent
         check_root(args.approver_root)
     identity = enroll(
-        args.state_dir, args.collector, args.token, args.ca_hash, args.hostname, args.force
+        args.state_dir,
+        args.collector,
+        args.token,
+        args.ca_hash,
+        args.hostname,
+        args.force,
+        proxy=args.proxy,
     )
     root = pin_root(args.state_dir, args.approver_root) if args.approver_root else ""
     if args.json:

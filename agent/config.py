@@ -3,7 +3,8 @@
 ``load_config`` reads the file (docs/agent-config.md documents every key), rejects
 unknown keys and wrong types, fills defaults and validates ranges and cross-field
 rules. Every error is a ConfigError naming the file and the dotted key. This is the
-only agent module that reads configuration from outside the process.
+only agent module that reads configuration files (the standard proxy environment
+variables are read where connections are made: ``agent.rpc.proxy.proxy_for``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from agent.durations import parse_duration, parse_size
 from agent.errors import ConfigError
+from agent.rpc.proxy import parse_proxy
 from agent.trusted_file import ownership_problem
 
 __all__ = [
@@ -66,8 +68,14 @@ class StreamConfig:
     initial_backoff: float = 1.0  # seconds before the first reconnect attempt
     max_backoff: float = 60.0  # ceiling of the exponential reconnect backoff
     renew_at_fraction: float = 0.67  # renew the certificate after this share of its life
+    proxy: str = ""  # http://[user:password@]host:port; "": the environment decides
 
     def __post_init__(self) -> None:
+        if self.proxy:
+            try:
+                parse_proxy(self.proxy)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key="stream.proxy") from None
         _require(
             1 <= self.max_in_flight <= 10_000,
             "stream.max_in_flight",
@@ -326,6 +334,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "initial_backoff": _duration,
         "max_backoff": _duration,
         "renew_at_fraction": _fraction,
+        "proxy": _string,
     },
     "log": {"level": _log_level},
     "playbooks": {

@@ -20,7 +20,7 @@ from agent.identity import (
     save_identity,
     split_endpoint,
 )
-from agent.rpc import Channel, RpcError, StatusCode, client_context
+from agent.rpc import Channel, Proxy, RpcError, StatusCode, client_context, proxy_for
 from proto import agent_pb2
 
 ENROLL_METHOD = "/aftercare.v1.Enrollment/Enroll"
@@ -33,22 +33,36 @@ _TOKEN_CODES = {
 
 
 def enroll(
-    state_dir: Path, collector: str, token: str, ca_hash: str, hostname: str, force: bool = False
+    state_dir: Path,
+    collector: str,
+    token: str,
+    ca_hash: str,
+    hostname: str,
+    force: bool = False,
+    proxy: str = "",
 ) -> Identity:
     """Enrol this host with the collector at ``collector`` (its API address, HOST:PORT).
 
+    ``proxy`` (``http://[user:password@]host:port``) is the HTTP proxy to go through;
+    empty: the standard environment variables decide (``agent.rpc.proxy_for``).
     Raises AlreadyEnrolled (unless ``force``), CAHashMismatch, TokenRejected or
-    CollectorUnreachable; on any error the state directory is left untouched.
+    CollectorUnreachable (also for a malformed or refusing proxy); on any error the
+    state directory is left untouched.
     """
     if is_enrolled(state_dir) and not force:
         raise AlreadyEnrolled(
             f"{state_dir} is already enrolled; use --force to enrol again with a new identity"
         )
-    ca_pem = fetch_pinned_ca(collector, ca_hash)
+    host, _ = split_endpoint(collector)
+    try:
+        via = proxy_for(host, proxy)
+    except ValueError as exc:
+        raise CollectorUnreachable(f"cannot use the proxy: {exc}") from exc
+    ca_pem = fetch_pinned_ca(collector, ca_hash, proxy=via)
     key_pem, csr_pem = new_key_and_csr(hostname)
     request = agent_pb2.EnrollRequest(token=token, csr_pem=csr_pem, hostname=hostname)
     try:
-        reply = asyncio.run(_call_enroll(collector, ca_pem, request))
+        reply = asyncio.run(_call_enroll(collector, ca_pem, request, via))
     except RpcError as exc:
         raise _enroll_error(collector, exc) from exc
     if reply.ca_pem.strip() != ca_pem.strip():
@@ -69,12 +83,14 @@ def enroll(
 
 
 async def _call_enroll(
-    collector: str, ca_pem: bytes, request: agent_pb2.EnrollRequest
+    collector: str, ca_pem: bytes, request: agent_pb2.EnrollRequest, proxy: Proxy | None
 ) -> agent_pb2.EnrollResponse:
     """One Enroll call over TLS verified against the pinned CA (no client certificate yet)."""
     host, port = split_endpoint(collector)
     tls = client_context(ca_pem)
-    async with await Channel.connect(host, port, tls, timeout=ENROLL_TIMEOUT_SECONDS) as channel:
+    async with await Channel.connect(
+        host, port, tls, timeout=ENROLL_TIMEOUT_SECONDS, proxy=proxy
+    ) as channel:
         return await channel.unary(
             ENROLL_METHOD,
             request.SerializeToString(),

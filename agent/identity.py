@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import BrokenIdentity, CAHashMismatch, CollectorUnreachable, NotEnrolledError
+from agent.rpc.proxy import Proxy, open_tunnel_socket
 
 IDENTITY_FILES = ("key.pem", "cert.pem", "ca.pem", "identity.json")
 RENEWED_FILES = ("key.pem", "cert.pem", "identity.json")  # key first: see _recover_legacy
@@ -103,12 +104,15 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def fetch_pinned_ca(endpoint: str, expected_hash: str, timeout: float = 10.0) -> bytes:
+def fetch_pinned_ca(
+    endpoint: str, expected_hash: str, timeout: float = 10.0, proxy: Proxy | None = None
+) -> bytes:
     """Return the collector's CA certificate (PEM) if its SHA-256 matches ``expected_hash``.
 
     Connects with TLS without trusting anything yet, reads the certificate chain the
     collector presents and picks the certificate whose DER hash is pinned. Nothing
     else is trusted: the gRPC channel is later built with this CA as the only root.
+    With ``proxy`` the connection goes through that HTTP proxy (CONNECT).
     Raises CAHashMismatch or CollectorUnreachable.
     """
     want = expected_hash.lower().removeprefix("sha256:")
@@ -119,7 +123,11 @@ def fetch_pinned_ca(endpoint: str, expected_hash: str, timeout: float = 10.0) ->
     context.set_alpn_protocols(["h2"])
     try:
         with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
+            (
+                socket.create_connection((host, port), timeout=timeout)
+                if proxy is None
+                else open_tunnel_socket(proxy, host, port, timeout)
+            ) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
             sslobj: Any = tls._sslobj  # type: ignore[attr-defined]  # public from 3.13 on

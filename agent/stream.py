@@ -25,7 +25,15 @@ from typing import ParamSpec, TypeVar
 
 from agent.config import StreamConfig
 from agent.identity import Identity, load_identity, replace_certificate, split_endpoint
-from agent.rpc import Channel, Keepalive, RpcError, StatusCode, StreamCall, client_context
+from agent.rpc import (
+    Channel,
+    Keepalive,
+    RpcError,
+    StatusCode,
+    StreamCall,
+    client_context,
+    proxy_for,
+)
 from agent.spool import Spool
 from proto import agent_pb2
 
@@ -40,7 +48,7 @@ TUNNEL_METHOD = "/aftercare.v1.AgentStream/Tunnel"
 LIVE_BACKLOG = 1000  # run updates/results kept while disconnected
 WELCOME_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 20.0
-KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)
+KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)  # within the collector's ping policy (tested)
 
 ControlCall = StreamCall[agent_pb2.CollectorMessage]
 
@@ -104,6 +112,7 @@ class CollectorLink:
         self._call: ControlCall | None = None
         self._channel: Channel | None = None
         self._backlog: collections.deque[bytes] = collections.deque(maxlen=LIVE_BACKLOG)
+        self.keepalive = KEEPALIVE  # doubled for later connections after "too_many_pings"
 
     async def send_live(self, message: agent_pb2.AgentMessage) -> None:
         """Send a message that is not spooled (run updates, output, results).
@@ -180,7 +189,13 @@ class CollectorLink:
         host, port = split_endpoint(identity.agent_endpoint)
         tls = client_context(identity.ca_pem, identity.cert_pem, identity.key_pem)
         channel = await Channel.connect(
-            host, port, tls, timeout=CONNECT_TIMEOUT_SECONDS, keepalive=KEEPALIVE
+            host,
+            port,
+            tls,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            keepalive=self.keepalive,
+            proxy=proxy_for(host, self._config.proxy),
+            on_too_many_pings=self._back_off_keepalive,
         )
         async with channel:
             call = channel.stream(CONNECT_METHOD, agent_pb2.CollectorMessage.FromString)
@@ -199,6 +214,10 @@ class CollectorLink:
             self.status.last_error = ""
             log.info("connected to %s as %s", identity.agent_endpoint, welcome.welcome.agent_id)
             await self._pump(call, channel, identity)
+
+    def _back_off_keepalive(self) -> None:
+        """The collector said we ping too often: ping half as often from now on."""
+        self.keepalive = self.keepalive.backed_off()
 
     async def _pump(self, call: ControlCall, channel: Channel, identity: Identity) -> None:
         """Send, read acks and renew concurrently; return or raise when the first one stops."""

@@ -4,9 +4,11 @@ Contract for callers: ``write`` sends one serialized request message; ``read``
 returns the next response message, None once the server ended the call with OK,
 and raises ``RpcError`` once it ended otherwise (after the messages that came before
 the error); ``done_writing`` half-closes; ``cancel`` aborts at once. Writes on one
-call never interleave. Received bytes are acknowledged to the server (opening its
-flow-control window) only while no whole message waits unread, so a slow reader
-holds back a fast sender instead of growing memory.
+call never interleave. Received bytes are acknowledged to the server (opening the
+stream's flow-control window) only while no whole message waits unread, so a slow
+reader holds back a fast sender instead of growing memory: an unread call buffers at
+most its stream window plus one partly received message (``buffered_bytes``). The
+connection's window is the channel's business and never waits for a reader.
 
 The channel drives the other side: ``_on_headers``, ``_on_data``, ``_on_trailers``,
 ``_on_end`` and ``_fail`` are called from its reader task.
@@ -58,6 +60,11 @@ class StreamCall(Generic[R]):
         self._half_closed = False
         self._status: RpcError | None = None  # set once: the call's final status
         self._trailers: RpcError | None = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received on this call and not yet read (whole and partial messages)."""
+        return sum(map(len, self._messages)) + self._buffer.buffered_bytes
 
     @property
     def finished(self) -> bool:

@@ -5,10 +5,21 @@ speaks the gRPC-over-HTTP/2 wire protocol with the ``h2`` state machine on async
 which keeps the long-running agent far lighter than grpcio's C core.
 
 Contract: ``Channel.connect`` returns a connected channel or raises ``RpcError``
-(UNAVAILABLE for refused connections and TLS failures). Calls opened with ``stream``
-or made with ``unary`` end with the channel: when the connection breaks, the server
-goes away, a keepalive ping goes unanswered, or the channel is closed, every open
-call fails with that error. A channel is used from one event loop.
+(UNAVAILABLE for refused connections, proxy refusals and TLS failures). Calls opened
+with ``stream`` or made with ``unary`` end with the channel: when the connection
+breaks, the server goes away, a keepalive ping goes unanswered, or the channel is
+closed, every open call fails with that error. A channel is used from one event loop.
+
+Flow control: received bytes are given back to the connection's window as soon as
+they arrive, and to their stream's window only when the call's reader consumes them.
+So a call nobody reads (a stalled tunnel) holds at most its stream window (plus one
+partly received message) in memory and stops only its own sender; the connection
+window, which every call shares, never fills up.
+
+Keepalive: the channel pings every ``Keepalive.interval``. A server that finds that
+too often answers GOAWAY ENHANCE_YOUR_CALM "too_many_pings"; like grpc-core, the
+channel then reports it (``on_too_many_pings``) so the caller connects next time with
+``Keepalive.backed_off()`` (the interval doubled).
 """
 
 from __future__ import annotations
@@ -32,9 +43,10 @@ import h2.settings
 
 from agent.rpc.call import StreamCall
 from agent.rpc.h2_workarounds import H2Connection, install_cheap_data_repr
+from agent.rpc.proxy import Proxy, ProxyError, open_tunnel
 from agent.rpc.status import RpcError, StatusCode
 
-__all__ = ["Channel", "Keepalive"]
+__all__ = ["MAX_KEEPALIVE_INTERVAL", "Channel", "Keepalive"]
 
 log = logging.getLogger(__name__)
 install_cheap_data_repr()
@@ -47,6 +59,8 @@ STREAM_WINDOW = 4 * 1024 * 1024  # what the server may send on one call before w
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_FRAME_SIZE = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_KEEPALIVE_INTERVAL = 3600.0  # the backoff after "too_many_pings" stops doubling here
+TOO_MANY_PINGS = b"too_many_pings"  # grpc-core's GOAWAY debug data for ping abuse
 
 _RESET_CODES = {
     h2.errors.ErrorCodes.CANCEL: StatusCode.CANCELLED,
@@ -63,6 +77,10 @@ class Keepalive:
     interval: float = 30.0
     timeout: float = 10.0
 
+    def backed_off(self) -> Keepalive:
+        """The keepalive after a server said "too_many_pings": the interval doubled (capped)."""
+        return Keepalive(min(self.interval * 2, MAX_KEEPALIVE_INTERVAL), self.timeout)
+
 
 class Channel:
     """An HTTP/2 connection to one gRPC server (create with ``Channel.connect``)."""
@@ -74,11 +92,13 @@ class Channel:
         authority: str,
         keepalive: Keepalive,
         max_message_bytes: int,
+        on_too_many_pings: Callable[[], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._authority = authority.encode()
         self._keepalive = keepalive
+        self._on_too_many_pings = on_too_many_pings
         self._max_message_bytes = max_message_bytes
         self._h2 = H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._calls: dict[int, StreamCall[object]] = {}
@@ -86,6 +106,7 @@ class Channel:
         self._ping_answered: asyncio.Future[None] | None = None
         self._error: RpcError | None = None  # set once: the channel is closed
         self._goaway: RpcError | None = None
+        self._pinged_too_often = False
         self._server_spoke = False  # its first frame arrived and was SETTINGS
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -99,23 +120,40 @@ class Channel:
         timeout: float = 10.0,
         keepalive: Keepalive = Keepalive(),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        proxy: Proxy | None = None,
+        on_too_many_pings: Callable[[], None] | None = None,
     ) -> Channel:
-        """Connect to ``host:port`` over TLS (the TLS handshake included in ``timeout``)."""
+        """Connect to ``host:port`` over TLS (the TLS handshake included in ``timeout``).
+
+        With ``proxy``, the TCP connection goes to the proxy, which is asked to CONNECT
+        to ``host:port``; TLS (still verified against ``host``) runs inside that tunnel.
+        ``on_too_many_pings`` is called if the server complains about keepalive pings.
+        """
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        via = f" through the proxy {proxy}" if proxy is not None else ""
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host, limit=READ_SIZE
-                )
+                if proxy is None:
+                    reader, writer = await asyncio.open_connection(
+                        host, port, ssl=tls, server_hostname=host, limit=READ_SIZE
+                    )
+                else:
+                    reader, writer = await open_tunnel(proxy, host, port, READ_SIZE)
+                    try:
+                        await writer.start_tls(tls, server_hostname=host)
+                    except BaseException:
+                        writer.transport.abort()
+                        raise
         except (OSError, TimeoutError) as exc:
+            where = target if isinstance(exc, ProxyError) else target + via  # it names the proxy
             raise RpcError(
-                StatusCode.UNAVAILABLE, f"cannot connect to {target}: {_describe(exc)}"
+                StatusCode.UNAVAILABLE, f"cannot connect to {where}: {_describe(exc)}"
             ) from exc
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
             writer.transport.abort()
             raise RpcError(StatusCode.UNAVAILABLE, f"{target} did not negotiate HTTP/2 (ALPN h2)")
-        channel = cls(reader, writer, target, keepalive, max_message_bytes)
+        channel = cls(reader, writer, target, keepalive, max_message_bytes, on_too_many_pings)
         channel._start()
         return channel
 
@@ -235,10 +273,13 @@ class Channel:
             self._flush()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
-        """Give ``size`` received bytes back to the server's send windows."""
+        """Give ``size`` bytes the call consumed back to its stream's window.
+
+        (The connection's window got them back when they arrived: see ``_on_data``.)
+        """
         if self._error is None:
             with contextlib.suppress(h2.exceptions.H2Error):
-                self._h2.acknowledge_received_data(size, stream_id)
+                self._h2.acknowledge_stream_data(size, stream_id)
             self._flush()
 
     # The connection's own work.
@@ -357,6 +398,9 @@ class Channel:
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id or 0
         size = event.flow_controlled_length or 0
+        # The bytes are held by their call now (bounded by its stream window): the
+        # connection's window gets them back at once, whether or not the call is read.
+        self._h2.acknowledge_connection_data(size)
         call = self._calls.get(stream_id)
         if call is None:
             self.acknowledge(stream_id, size)
@@ -378,6 +422,20 @@ class Channel:
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """The server is going away: no new calls; calls it did not take fail now."""
+        if (
+            event.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+            and event.additional_data == TOO_MANY_PINGS
+            and not self._pinged_too_often  # once, however often the server says it
+        ):
+            self._pinged_too_often = True
+            log.warning(
+                "the server %s says this client pings too often (too_many_pings); "
+                "keepalive interval %g s will be doubled for the next connection",
+                self._authority.decode(),
+                self._keepalive.interval,
+            )
+            if self._on_too_many_pings is not None:
+                self._on_too_many_pings()
         self._goaway = RpcError(
             StatusCode.UNAVAILABLE,
             f"the server is closing the connection ({event.error_code!r}"

@@ -54,6 +54,11 @@ class MessageBuffer:
         return messages
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes of an incomplete message held here."""
+        return len(self._buffer)
+
+    @property
     def partial(self) -> bool:
         """Whether an incomplete message is buffered (a stream must not end here)."""
         return bool(self._buffer)

@@ -100,6 +100,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         initial_backoff = "250ms"
         max_backoff = "5m"
         renew_at_fraction = 0.5
+        proxy = "http://proxy.example:3128"
 
         [log]
         level = "DEBUG"
@@ -111,7 +112,11 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         check_timeout=10.0,
         spool=SpoolConfig(max_size=1024 * MIB, max_age=2.5 * 86400),
         stream=StreamConfig(
-            max_in_flight=8, initial_backoff=0.25, max_backoff=300.0, renew_at_fraction=0.5
+            max_in_flight=8,
+            initial_backoff=0.25,
+            max_backoff=300.0,
+            renew_at_fraction=0.5,
+            proxy="http://proxy.example:3128",
         ),
         log=LogConfig(level="debug"),
     )
@@ -265,6 +270,10 @@ def test_an_explicit_check_timeout_not_shorter_than_interval_is_an_error(tmp_pat
         ('[stream]\ninitial_backoff = "0s"\n', "stream.initial_backoff", "at least 10ms"),
         ('[stream]\nmax_backoff = "500ms"\n', "stream.max_backoff", "initial_backoff"),
         ("[stream]\nrenew_at_fraction = 1\n", "stream.renew_at_fraction", "between 0.1 and 0.95"),
+        ('[stream]\nproxy = "https://p.example:3128"\n', "stream.proxy", "not supported"),
+        ('[stream]\nproxy = "http://p.example"\n', "stream.proxy", "names no port"),
+        ('[stream]\nproxy = "http://:3128"\n', "stream.proxy", "names no host"),
+        ('[stream]\nproxy = "http://p.example:3128/x"\n', "stream.proxy", "no path"),
         ('[log]\nlevel = "verbose"\n', "log.level", "debug, info, warning, error"),
         ('hostname = ""\n', "hostname", "must not be empty"),
         ('hostname = "db01\\n"\n', "hostname", "control characters"),
@@ -276,6 +285,12 @@ def test_out_of_range_values_name_the_key(
     error = config_error(tmp_path, text)
     assert error.key == key
     assert problem in str(error)
+
+
+def test_a_bad_proxy_url_never_repeats_its_password(tmp_path: Path) -> None:
+    error = config_error(tmp_path, '[stream]\nproxy = "ftp://bob:s3cret@p.example:21"\n')
+    assert error.key == "stream.proxy"
+    assert "s3cret" not in str(error)
 
 
 def test_building_the_dataclass_directly_is_validated_too() -> None:

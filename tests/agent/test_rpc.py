@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import datetime as dt
 import os
 import socket
@@ -33,8 +34,15 @@ from agent.rpc import (
     StreamCall,
     client_context,
     h2_workarounds,
+    parse_proxy,
 )
+from agent.rpc.channel import MAX_KEEPALIVE_INTERVAL, STREAM_WINDOW
+from agent.stream import KEEPALIVE
+from collector.config import ServeConfig
 from collector.pki import CertificateAuthority
+from collector.server.app import CollectorServer
+from tests.connect_proxy import ProxyProcess
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,13 +97,19 @@ class Server:
     (at teardown), so no server thread outlives the test.
     """
 
-    def __init__(self, ca: CertificateAuthority, server_pem: tuple[bytes, bytes]) -> None:
+    def __init__(
+        self,
+        ca: CertificateAuthority,
+        server_pem: tuple[bytes, bytes],
+        options: list[tuple[str, int]] | None = None,
+    ) -> None:
         self.released = threading.Event()
         self.started = threading.Event()  # a waiting handler has begun
         self.saw_cancel = threading.Event()  # a handler saw its call cancelled
         self.proceed = threading.Event()  # lets DenyUnread abort
         self.peers: list[Any] = []  # auth contexts seen by Echo
         self.produced = 0  # messages the Flood handler has generated
+        self.produced_by: collections.Counter[bytes] = collections.Counter()  # TaggedFlood
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc-test")
         self.grpc = grpc.server(
             self._executor,
@@ -105,6 +119,7 @@ class Server:
                 # Keep grpcio's receive windows small (no bandwidth probing), so client
                 # writes often wait for window in the middle of a message.
                 ("grpc.http2.bdp_probe", 0),
+                *(options or []),
             ],
         )
         unary = grpc.unary_unary_rpc_method_handler
@@ -121,6 +136,7 @@ class Server:
             "DenyUnread": streams(self.deny_unread),
             "Collect": streams(self.collect),
             "Flood": streams(self.flood),
+            "TaggedFlood": streams(self.tagged_flood),
         }
         self.grpc.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler("test.Test", handlers)]
@@ -235,6 +251,15 @@ class Server:
         count = int(next(requests))
         for index in range(count):
             self.produced += 1
+            yield bytes([index % 256]) * MiB
+
+    def tagged_flood(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        """First request b"TAG:COUNT": COUNT 1 MiB messages, counted in ``produced_by[TAG]``."""
+        tag, count = next(requests).split(b":")
+        for index in range(int(count)):
+            if self.released.is_set():
+                return
+            self.produced_by[tag] += 1
             yield bytes([index % 256]) * MiB
 
 
@@ -640,6 +665,67 @@ def test_a_slow_reader_holds_back_a_fast_sender(server: Server, client_tls: ssl.
     run(test)
 
 
+def test_stalled_calls_never_stop_the_other_calls(
+    server: Server, client_tls: ssl.SSLContext
+) -> None:
+    """8 calls nobody reads (stalled tunnels), each flooded with 1 MiB messages: they fill
+    only their own 4 MiB stream windows (memory bounded); unary calls and another
+    streaming call moving 24 MiB each way keep flowing; the stalled calls then resume
+    and deliver everything in order.
+
+    8 x 4 MiB is twice the 16 MiB connection window: a client that returns connection
+    window only when a call is read freezes here.
+    """
+    stalled, count = 8, 12
+
+    async def test() -> None:
+        async with await connect(server.port, client_tls) as channel:
+            calls = []
+            for index in range(stalled):
+                call = channel.stream(method("TaggedFlood"), raw)
+                await call.write(b"%d:%d" % (index, count))
+                await call.done_writing()
+                calls.append(call)
+
+            def filled() -> bool:  # every stalled call got (about) its stream window's worth
+                return all(call.buffered_bytes >= STREAM_WINDOW - MiB for call in calls)
+
+            try:
+                async with asyncio.timeout(30):
+                    while not filled():
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                held = [call.buffered_bytes for call in calls]
+                pytest.fail(f"the stalled calls stopped short of their windows: {held}")
+
+            # Other calls flow while the 8 calls stay unread.
+            for index in range(5):
+                reply = await channel.unary(method("Echo"), b"ack %d" % index, raw, timeout=10)
+                assert reply == b"ag-1:ack %d" % index
+            other = channel.stream(method("EchoStream"), raw)
+            for index in range(24):
+                message = bytes([index]) * MiB
+                await asyncio.wait_for(other.write(message), 10)
+                assert await asyncio.wait_for(other.read(), 10) == message
+            await other.done_writing()
+            assert await other.read() is None
+
+            # Memory stays bounded: each stalled call holds its stream window, not more,
+            # and the server could not get far ahead of the reader.
+            for call in calls:
+                assert call.buffered_bytes <= STREAM_WINDOW + MiB, call.buffered_bytes
+            for index in range(stalled):
+                assert server.produced_by[b"%d" % index] < count, server.produced_by
+
+            # The stalled calls resume: everything arrives, in order, then OK.
+            for call in calls:
+                for index in range(count):
+                    assert await call.read() == bytes([index]) * MiB
+                assert await call.read() is None
+
+    run(test)
+
+
 # The server or the connection fails.
 
 
@@ -791,3 +877,176 @@ def test_the_cheap_frame_repr_reads_as_hyperframes(data: bytes) -> None:
     )
     assert h2_workarounds._raw_data_repr(data) == expected
     assert hyperframe.frame._raw_data_repr is h2_workarounds._raw_data_repr  # installed
+
+
+# Keepalive: the server's ping policy.
+
+PING_POLICY = [  # grpc-core's ping abuse policy, scaled down to seconds
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_ping_strikes", 2),
+]
+
+
+@pytest.fixture
+def strict_server(ca: CertificateAuthority, server_pem: tuple[bytes, bytes]) -> Iterator[Server]:
+    running = Server(ca, server_pem, options=PING_POLICY)
+    yield running
+    running.close()
+
+
+def test_too_many_pings_backs_the_keepalive_off_for_the_next_connection(
+    strict_server: Server, client_tls: ssl.SSLContext
+) -> None:
+    """Pinging 10 times as often as allowed: grpcio answers GOAWAY ENHANCE_YOUR_CALM
+    "too_many_pings"; the channel reports it once and fails new calls, and the next
+    connection's interval is doubled (capped), as grpc-core does."""
+    told: list[str] = []
+
+    async def test() -> None:
+        keepalive = Keepalive(interval=0.1, timeout=5)
+        async with await connect(
+            strict_server.port,
+            client_tls,
+            keepalive=keepalive,
+            on_too_many_pings=lambda: told.append("too many pings"),
+        ) as channel:
+            assert await channel.unary(method("Echo"), b"x", raw, timeout=10) == b"ag-1:x"
+            async with asyncio.timeout(30):
+                while not told:
+                    await asyncio.sleep(0.05)
+            with pytest.raises(RpcError) as caught:
+                await channel.unary(method("Echo"), b"y", raw, timeout=10)
+            assert caught.value.code == StatusCode.UNAVAILABLE
+            assert "too_many_pings" in caught.value.details
+        assert told == ["too many pings"]
+        assert keepalive.backed_off() == Keepalive(interval=0.2, timeout=5)
+        slow = Keepalive(interval=MAX_KEEPALIVE_INTERVAL * 0.75, timeout=5)
+        assert slow.backed_off().interval == MAX_KEEPALIVE_INTERVAL
+
+    run(test)
+
+
+def test_pinging_no_faster_than_the_policy_allows_is_never_refused(
+    strict_server: Server, client_tls: ssl.SSLContext
+) -> None:
+    """The same server and an interval just above its minimum: 5 pings, no complaint."""
+    told: list[str] = []
+
+    async def test() -> None:
+        keepalive = Keepalive(interval=1.2, timeout=5)
+        async with await connect(
+            strict_server.port,
+            client_tls,
+            keepalive=keepalive,
+            on_too_many_pings=lambda: told.append("too many pings"),
+        ) as channel:
+            await asyncio.sleep(6.5)
+            assert await channel.unary(method("Echo"), b"x", raw, timeout=10) == b"ag-1:x"
+        assert told == []
+
+    run(test)
+
+
+def test_the_agent_pings_no_more_often_than_the_collector_allows(tmp_path: Any) -> None:
+    """The invariant between the collector's ping policy and the agent's keepalive.
+
+    grpc-core counts a ping arriving sooner than min_ping_interval_without_data after
+    the previous one as a strike (always, with keepalive_permit_without_calls; with
+    no call open otherwise) and sends GOAWAY too_many_pings after max_ping_strikes
+    (default 2). The agent pings every KEEPALIVE.interval; a second of slack covers a
+    late ping followed by a punctual one. If this fails, a change to either side
+    would make the collector disconnect every agent.
+    """
+    options = dict(CollectorServer(ServeConfig(data_dir=tmp_path))._grpc_options())
+    min_ping_ms = options.get("grpc.http2.min_ping_interval_without_data_ms", 300_000)
+    assert KEEPALIVE.interval * 1000 >= min_ping_ms + 1000, (KEEPALIVE, min_ping_ms)
+    # The agent pings even between calls (it always has its control stream, but
+    # enrolment and reconnects do not): the collector must allow that.
+    assert options.get("grpc.keepalive_permit_without_calls") == 1
+    assert options.get("grpc.http2.max_ping_strikes", 2) >= 1
+    # The agent answers the collector's own pings and dies only after its timeout.
+    assert KEEPALIVE.timeout < KEEPALIVE.interval
+    assert options["grpc.keepalive_timeout_ms"] < options["grpc.keepalive_time_ms"]
+
+
+# HTTP CONNECT proxies: a real proxy process on loopback.
+
+
+@pytest.fixture
+def proxy_factory(tmp_path: Any) -> Iterator[Callable[..., ProxyProcess]]:
+    started: list[ProxyProcess] = []
+
+    def start(status: int = 200, auth: str = "") -> ProxyProcess:
+        started.append(ProxyProcess(tmp_path / f"proxy-{len(started)}.log", status, auth))
+        return started[-1]
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def test_calls_go_through_a_connect_proxy_with_tls_end_to_end(
+    server: Server, client_tls: ssl.SSLContext, proxy_factory: Callable[..., ProxyProcess]
+) -> None:
+    """Through a proxy with basic auth: the proxy saw one CONNECT to the server's port
+    (authenticated); mutual TLS still reached the server (it saw the agent's CN)."""
+    proxy = proxy_factory(auth="bob:p@ss:w0rd")
+
+    async def test() -> None:
+        via = parse_proxy(proxy.url("bob:p%40ss%3Aw0rd"))
+        async with await connect(server.port, client_tls, proxy=via) as channel:
+            assert await channel.unary(method("Echo"), b"hi", raw, timeout=10) == b"ag-1:hi"
+            call = channel.stream(method("EchoStream"), raw)
+            for index in range(3):
+                await call.write(bytes([index]) * MiB)
+                assert await call.read() == bytes([index]) * MiB
+
+    run(test)
+    assert proxy.connects() == [
+        {"target": f"{HOST}:{server.port}", "status": 200, "authenticated": True}
+    ]
+    assert server.peers[0]["x509_common_name"] == [b"ag-1"]
+
+
+@pytest.mark.parametrize(
+    ("status", "auth", "credentials", "expected"),
+    [
+        (403, "", "", "refused CONNECT 127.0.0.1:{port}: HTTP 403 Forbidden"),
+        (200, "bob:right", "bob:wrong", "HTTP 407 Proxy Authentication Required"),
+    ],
+)
+def test_a_refusing_proxy_fails_the_connect_naming_the_proxy_and_status(
+    server: Server,
+    client_tls: ssl.SSLContext,
+    proxy_factory: Callable[..., ProxyProcess],
+    status: int,
+    auth: str,
+    credentials: str,
+    expected: str,
+) -> None:
+    proxy = proxy_factory(status=status, auth=auth)
+
+    async def test() -> None:
+        with pytest.raises(RpcError) as caught:
+            await connect(server.port, client_tls, proxy=parse_proxy(proxy.url(credentials)))
+        assert caught.value.code == StatusCode.UNAVAILABLE
+        details = caught.value.details
+        assert f"the proxy http://127.0.0.1:{proxy.port}" in details, details
+        assert expected.format(port=server.port) in details, details
+        assert "wrong" not in details  # credentials are never shown
+
+    run(test)
+    assert len(proxy.connects()) == 1
+
+
+def test_an_unreachable_proxy_is_named(server: Server, client_tls: ssl.SSLContext) -> None:
+    port = free_port()  # nothing listens there
+
+    async def test() -> None:
+        with pytest.raises(RpcError) as caught:
+            await connect(server.port, client_tls, proxy=parse_proxy(f"http://{HOST}:{port}"))
+        assert caught.value.code == StatusCode.UNAVAILABLE
+        assert f"cannot reach the proxy http://{HOST}:{port}" in caught.value.details
+
+    run(test)
