@@ -150,6 +150,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 customer=request.customer or (host.customer if host else ""),
                 agent_id=host.agent_id if host else None,
                 hostname=host.hostname if host else "",
+                host_customer=host.customer if host else "",
             ),
         )
         return ticket_detail(await self._tickets.get(who, ticket_id))

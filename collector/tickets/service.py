@@ -105,6 +105,7 @@ class ManualTicket:
     customer: str
     agent_id: str | None = None
     hostname: str = ""
+    host_customer: str = ""  # the customer the host is enrolled under (with agent_id)
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,11 @@ class TicketService:
             raise InvalidRequest("name the customer (--customer) or a host (--host)")
         if not who.can_see(customer):
             raise PermissionDenied(f"user {who.name!r} may not open tickets for {customer!r}")
+        if manual.agent_id is not None and manual.host_customer != customer:
+            raise InvalidRequest(
+                f"host {manual.hostname or manual.agent_id!r} does not belong to customer "
+                f"{customer!r}; a ticket's host must be one of its customer's hosts"
+            )
         title = manual.title.strip()
         if not title:
             raise InvalidRequest("a ticket needs a title")
