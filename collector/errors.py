@@ -24,6 +24,7 @@ in exactly one place. Messages say what to do where there is something to do.
     │   ├── Unauthenticated
     │   └── PermissionDenied
     ├── AgentRevoked
+    ├── RateLimited                 too many failed attempts from one source (auth_failures)
     ├── InvalidRequest              bad input from an agent or a user (e.g. a bad CSR)
     │   └── RuleFileError           alert rule files, FILE:LINE problems (collector.rules.errors)
     └── ConfigError                 invalid configuration, found at start
@@ -45,6 +46,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "StoreError",
     "TokenError",
     "TokenExpired",
@@ -159,6 +161,10 @@ class Unauthenticated(AuthError):
 
 class PermissionDenied(AuthError):
     """The authenticated user's role or customer does not allow the action."""
+
+
+class RateLimited(CollectorError):
+    """Too many failed unauthenticated attempts from one source; try again later."""
 
 
 class AgentRevoked(CollectorError):

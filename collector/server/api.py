@@ -11,13 +11,14 @@ import grpc
 
 from collector.approvers import ApproverService
 from collector.auth import Principal
-from collector.errors import CollectorError, InvalidRequest, NotFound
+from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
+from collector.server.auth_failures import AuthFailures
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
 from collector.server.session_messages import (
@@ -54,7 +55,9 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         data_dir: Path,
         gateway: Callable[[], tuple[str, str]],
         approvers: ApproverService,
+        failures: AuthFailures,
     ) -> None:
+        self._failures = failures
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
@@ -70,14 +73,14 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def WhoAmI(
         self, request: api_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.WhoAmIResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return api_pb2.WhoAmIResponse(user=who.name, role=who.role, customer=who.customer or "")
 
     @status.unary
     async def ListAgents(
         self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListAgentsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         customer = who.visible_customer(request.customer)
         agents = await self._db.call(self._db.store.list_agents, customer)
         return api_pb2.ListAgentsResponse(agents=[self._agent_info(a) for a in agents])
@@ -86,7 +89,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetHost(
         self, request: api_pb2.GetHostRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.HostDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         agent = await self._find_host(who, request.host)
         latest = await self._db.call(self._db.store.latest, agent.agent_id)
         gaps = await self._db.call(self._db.store.gaps, agent.agent_id)
@@ -122,7 +125,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListTickets(
         self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListTicketsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         views = await self._tickets.list_tickets(
             who, list(request.states), request.level or None, request.customer or None
         )
@@ -132,14 +135,14 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetTicket(
         self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return ticket_detail(await self._tickets.get(who, request.id))
 
     @status.unary
     async def CreateTicket(
         self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         host = await self._find_host(who, request.host) if request.host else None
         ticket_id = await self._tickets.create(
             who,
@@ -159,7 +162,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ActOnTicket(
         self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         action = TicketActionRequest(
             action=request.action,
             text=request.text,
@@ -175,7 +178,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetTicketReport(
         self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketReport:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         fmt = request.format or "md"
         content = await self._tickets.report(who, request.id, fmt)
         return api_pb2.TicketReport(format=fmt, content=content)
@@ -184,7 +187,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListPlaybooks(
         self, request: api_pb2.ListPlaybooksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListPlaybooksResponse:
-        await authenticate_user(context, self._db)
+        await self._who(context)
         catalogue = self._runs.catalogue
         return api_pb2.ListPlaybooksResponse(
             playbooks=[playbook_info(p) for p in self._runs.list_playbooks()],
@@ -196,7 +199,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def StartRun(
         self, request: api_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         who.require("engineer", "admin")
         agent = await self._find_host(who, request.host)
         ticket_id = request.ticket_id or None
@@ -213,7 +216,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListRuns(
         self, request: api_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListRunsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         agent_id = (await self._find_host(who, request.host)).agent_id if request.host else None
         runs = await self._runs.list_runs(who, agent_id, request.limit or 100)
         return api_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
@@ -222,7 +225,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         run = await self._runs.get(who, request.run_id)
         output, truncated = self._runs.output(run.run_id)
         return api_pb2.RunDetail(
@@ -236,14 +239,14 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ApproveRun(
         self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
 
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RunEvent]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             async for item in self._runs.follow(who, request.run_id):
                 yield run_event(item)
         except CollectorError as exc:
@@ -253,7 +256,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def RequestSession(
         self, request: api_pb2.RequestSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         agent = await self._find_host(who, request.host)
         session = await self._sessions.request(
             who, agent, request.reason, request.duration_ms, request.ticket_id or None
@@ -264,7 +267,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListSessions(
         self, request: api_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSessionsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         sessions = await self._sessions.list_sessions(who, request.limit or 100)
         return api_pb2.ListSessionsResponse(sessions=[session_info(s) for s in sessions])
 
@@ -272,7 +275,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def DecideSession(
         self, request: api_pb2.DecideSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         if request.decision == "approve":
             until = request.until_unix_ms or None
             session = await self._sessions.approve(
@@ -290,7 +293,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         session, events = await self._sessions.get(who, request.session_id)
         _, recordings = await self._sessions.recordings(who, request.session_id)
         return api_pb2.SessionDetail(
@@ -305,7 +308,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetRecordingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RecordingChunk]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             _, recordings = await self._sessions.recordings(who, request.session_id)
             part = request.part or 1
             chosen = [r for r in recordings if r.part == part]
@@ -327,7 +330,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             await self._sessions.recordings(who, request.session_id)  # visible to who?
 
             async def load() -> tuple[list[RecordingRecord], bool]:
@@ -347,14 +350,14 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def AddSshKey(
         self, request: api_pb2.AddSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return ssh_key_message(await self._keys.add(who, request.public_key))
 
     @status.unary
     async def ListSshKeys(
         self, request: api_pb2.ListSshKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSshKeysResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         keys = await self._keys.list(who)
         return api_pb2.ListSshKeysResponse(keys=[ssh_key_message(k) for k in keys])
 
@@ -362,21 +365,21 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def RemoveSshKey(
         self, request: api_pb2.RemoveSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return ssh_key_message(await self._keys.remove(who, request.fingerprint))
 
     @status.unary
     async def AddApprover(
         self, request: api_pb2.AddApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return approver_info(await self._approvers.add(who, request.certificate))
 
     @status.unary
     async def ListApprovers(
         self, request: api_pb2.ListApproversRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListApproversResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         approvers = await self._approvers.list_approvers(who, request.customer or None)
         return api_pb2.ListApproversResponse(approvers=[approver_info(a) for a in approvers])
 
@@ -384,8 +387,17 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def RevokeApprover(
         self, request: api_pb2.RevokeApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return approver_info(await self._approvers.revoke(who, request.revocation))
+
+    async def _who(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        """The caller; a refused token is counted and rate-limited per source."""
+        self._failures.check("api_token", context.peer())
+        try:
+            return await authenticate_user(context, self._db)
+        except Unauthenticated as exc:
+            await self._failures.record("api_token", context.peer(), str(exc))
+            raise
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.

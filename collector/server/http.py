@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, dict[str, Any]]]
 MAX_BODY_BYTES = 1 << 20
+PEER_HEADER = "x-aftercare-peer"  # set by the server to the sender's address, never trusted from it
 MAX_CONCURRENT_BODIES = 8
 BODY_DEADLINE_SECONDS = 30.0
 SOCKET_TIMEOUT_SECONDS = 10.0
@@ -55,7 +56,9 @@ def expected_length(headers: Mapping[str, str]) -> int:
         raise BodyRefused(411, "Content-Length is required")
     raw = raw.strip()
     if not _DIGITS.fullmatch(raw):
-        raise BodyRefused(400, f"Content-Length must be a decimal number of bytes, not {raw[:32]!r}")
+        raise BodyRefused(
+            400, f"Content-Length must be a decimal number of bytes, not {raw[:32]!r}"
+        )
     length = int(raw)
     if length > MAX_BODY_BYTES:
         raise BodyRefused(413, f"body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
@@ -125,6 +128,8 @@ def _handler_class(
                 self._json(404, {"error": f"no webhook at {path}"})
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            address = str(self.client_address[0])
+            headers[PEER_HEADER] = f"{'ipv6' if ':' in address else 'ipv4'}:{address}"
             if not bodies.acquire(blocking=False):
                 self._refuse(503, "too many webhook bodies being received; retry later")
                 return

@@ -27,6 +27,7 @@ _CODES: tuple[tuple[type[errors.CollectorError], grpc.StatusCode], ...] = (
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreError, grpc.StatusCode.UNAVAILABLE),
+    (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 
@@ -41,7 +42,9 @@ def status_code(exc: errors.CollectorError) -> grpc.StatusCode:
 async def abort(context: Context, exc: errors.CollectorError) -> NoReturn:
     """Abort the RPC with the status for ``exc`` and its message as details."""
     code = status_code(exc)
-    log.info("rpc refused (%s): %s", code.name, exc)
+    # a rate-limited flood must not flood the log too (auth_failures counts it)
+    level = logging.DEBUG if isinstance(exc, errors.RateLimited) else logging.INFO
+    log.log(level, "rpc refused (%s): %s", code.name, exc)
     await context.abort(code, str(exc))
     raise AssertionError("context.abort returned")  # pragma: no cover
 
