@@ -63,8 +63,12 @@ _NEW_TOKEN = "create a new one with `aftercare-collector token create`"
 
 
 def format_ms(ms: int) -> str:
-    """Render unix milliseconds as an ISO-8601 UTC timestamp for messages."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+    """Render unix milliseconds as an ISO-8601 UTC timestamp for messages (any int:
+    one outside the calendar is shown as a number, never an exception)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms after 1970 (out of range)"
 
 
 class CollectorError(Exception):

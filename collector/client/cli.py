@@ -33,6 +33,7 @@ from collector.client import (
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso
+from collector.client.paging import fetch_all
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120
@@ -128,7 +129,9 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _agents(client: ApiClient, args: argparse.Namespace) -> int:
-    reply = client.call("ListAgents", api_pb2.ListAgentsRequest(customer=args.customer))
+    reply = fetch_all(
+        client, "ListAgents", api_pb2.ListAgentsRequest(customer=args.customer), "agents"
+    )
     if args.json:
         _print_json([_agent_dict(a) for a in reply.agents])
         return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from collector import limits
 from collector.approvers import ApproverService
 from collector.auth import Principal
 from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthenticated
@@ -19,6 +20,7 @@ from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
 from collector.server.auth_failures import AuthFailures
+from collector.server.paging import page
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
 from collector.server.session_messages import (
@@ -81,9 +83,13 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListAgentsResponse:
         who = await self._who(context)
+        limits.text("customer", request.customer, limits.NAME)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         customer = who.visible_customer(request.customer)
         agents = await self._db.call(self._db.store.list_agents, customer)
-        return api_pb2.ListAgentsResponse(agents=[self._agent_info(a) for a in agents])
+        listed, token = page(agents, offset, size, self._agent_info)
+        return api_pb2.ListAgentsResponse(agents=listed, next_page_token=token)
 
     @status.unary
     async def GetHost(
@@ -126,23 +132,38 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListTicketsResponse:
         who = await self._who(context)
+        states = limits.items("states", request.states, limits.LIST_FILTER_ITEMS, limits.NAME)
+        limits.text("level", request.level, limits.NAME)
+        limits.text("customer", request.customer, limits.NAME)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         views = await self._tickets.list_tickets(
-            who, list(request.states), request.level or None, request.customer or None
+            who, states, request.level or None, request.customer or None, offset + size + 1
         )
-        return api_pb2.ListTicketsResponse(tickets=[ticket_message(v) for v in views])
+        listed, token = page(views, offset, size, ticket_message)
+        return api_pb2.ListTicketsResponse(tickets=listed, next_page_token=token)
 
     @status.unary
     async def GetTicket(
         self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await self._who(context)
-        return ticket_detail(await self._tickets.get(who, request.id))
+        offset = limits.page_token(request.events_page_token)
+        return ticket_detail(await self._tickets.get(who, request.id), offset)
 
     @status.unary
     async def CreateTicket(
         self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await self._who(context)
+        limits.text("title", request.title, limits.TICKET_TITLE * 4)
+        if len(request.title) > limits.TICKET_TITLE:
+            raise InvalidRequest(
+                f"title is {len(request.title)} characters; the limit is {limits.TICKET_TITLE}"
+            )
+        limits.text("description", request.description, limits.TICKET_DESCRIPTION)
+        limits.text("level", request.level, limits.NAME)
+        limits.text("customer", request.customer, limits.NAME)
         host = await self._find_host(who, request.host) if request.host else None
         ticket_id = await self._tickets.create(
             who,
@@ -163,6 +184,11 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
         who = await self._who(context)
+        limits.text("action", request.action, limits.NAME)
+        limits.text("text", request.text, limits.TICKET_TEXT)
+        limits.text("assignee", request.assignee, limits.NAME)
+        for name in ("cause", "actions", "prevention"):
+            limits.text(name, getattr(request, name), limits.RESOLUTION_FIELD)
         action = TicketActionRequest(
             action=request.action,
             text=request.text,
@@ -179,7 +205,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketReport:
         who = await self._who(context)
-        fmt = request.format or "md"
+        fmt = limits.text("format", request.format, limits.NAME) or "md"
         content = await self._tickets.report(who, request.id, fmt)
         return api_pb2.TicketReport(format=fmt, content=content)
 
@@ -201,6 +227,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     ) -> api_pb2.RunInfo:
         who = await self._who(context)
         who.require("engineer", "admin")
+        limits.text("playbook", request.playbook, limits.NAME)
+        limits.mapping("params", request.params, limits.RUN_PARAMS, limits.RUN_PARAM_VALUE)
         agent = await self._find_host(who, request.host)
         ticket_id = request.ticket_id or None
         if ticket_id is not None:
@@ -217,9 +245,12 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListRunsResponse:
         who = await self._who(context)
+        size = limits.page_size(request.limit)
+        offset = limits.page_token(request.page_token)
         agent_id = (await self._find_host(who, request.host)).agent_id if request.host else None
-        runs = await self._runs.list_runs(who, agent_id, request.limit or 100)
-        return api_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
+        runs = await self._runs.list_runs(who, agent_id, offset + size + 1)
+        listed, token = page(runs, offset, size, run_info)
+        return api_pb2.ListRunsResponse(runs=listed, next_page_token=token)
 
     @status.unary
     async def GetRun(
@@ -240,6 +271,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
         who = await self._who(context)
+        limits.text("run_id", request.run_id, limits.NAME)
+        limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
 
     async def FollowRun(
@@ -251,12 +284,17 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 yield run_event(item)
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "FollowRun", exc)
 
     @status.unary
     async def RequestSession(
         self, request: api_pb2.RequestSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
         who = await self._who(context)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
         agent = await self._find_host(who, request.host)
         session = await self._sessions.request(
             who, agent, request.reason, request.duration_ms, request.ticket_id or None
@@ -268,14 +306,22 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSessionsResponse:
         who = await self._who(context)
-        sessions = await self._sessions.list_sessions(who, request.limit or 100)
-        return api_pb2.ListSessionsResponse(sessions=[session_info(s) for s in sessions])
+        size = limits.page_size(request.limit)
+        offset = limits.page_token(request.page_token)
+        sessions = await self._sessions.list_sessions(who, offset + size + 1)
+        listed, token = page(sessions, offset, size, session_info)
+        return api_pb2.ListSessionsResponse(sessions=listed, next_page_token=token)
 
     @status.unary
     async def DecideSession(
         self, request: api_pb2.DecideSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
         who = await self._who(context)
+        limits.text("session_id", request.session_id, limits.NAME)
+        limits.text("decision", request.decision, limits.NAME)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
+        limits.number("until_unix_ms", request.until_unix_ms, 0, limits.MAX_UNIX_MS)
+        limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         if request.decision == "approve":
             until = request.until_unix_ms or None
             session = await self._sessions.approve(
@@ -325,6 +371,10 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             await status.abort(context, NotFound(f"the recording file is missing: {exc}"))
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "GetRecording", exc)
 
     async def WatchSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -345,12 +395,17 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 )
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "WatchSession", exc)
 
     @status.unary
     async def AddSshKey(
         self, request: api_pb2.AddSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
         who = await self._who(context)
+        limits.text("public_key", request.public_key, limits.KEY_OR_CERTIFICATE)
         return ssh_key_message(await self._keys.add(who, request.public_key))
 
     @status.unary
@@ -373,6 +428,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.AddApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
         who = await self._who(context)
+        limits.blob("certificate", request.certificate, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.add(who, request.certificate))
 
     @status.unary
@@ -388,6 +444,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.RevokeApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
         who = await self._who(context)
+        limits.blob("revocation", request.revocation, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.revoke(who, request.revocation))
 
     async def _who(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
@@ -406,6 +463,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         """
         if not host:
             raise InvalidRequest("name a host: its hostname or agent id")
+        limits.text("host", host, limits.NAME)
         agents = await self._db.call(self._db.store.list_agents, who.visible_customer(None))
         by_id = [a for a in agents if a.agent_id == host]
         matches = by_id or [a for a in agents if a.hostname == host]

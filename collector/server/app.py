@@ -52,10 +52,10 @@ from collector.rules import (
 from collector.runs import Catalogue, RunService, load_catalogue
 from collector.server.agent_stream import AgentStreamServicer
 from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
-from collector.server.auth_failures import AuthFailures
 from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
+from collector.server.auth_failures import AuthFailures
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages

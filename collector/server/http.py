@@ -16,8 +16,8 @@ of the collector's memory. Every refusal closes the connection.
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping

@@ -49,16 +49,31 @@ async def abort(context: Context, exc: errors.CollectorError) -> NoReturn:
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
+async def abort_unexpected(context: Context, method: str, exc: Exception) -> NoReturn:
+    """Abort with INTERNAL for a bug: logged with its traceback, never shown to the
+    caller (no request may end in UNKNOWN with a Python exception text)."""
+    log.error("%s failed unexpectedly", method, exc_info=exc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, "internal error in the collector; see the collector log"
+    )
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
 def unary(
     method: Callable[[S, Req, Context], Awaitable[T]],
 ) -> Callable[[S, Req, Context], Awaitable[T]]:
-    """Decorate a unary servicer method so CollectorError aborts with the mapped status."""
+    """Decorate a unary servicer method so CollectorError aborts with the mapped status
+    and anything else with INTERNAL (``abort_unexpected``)."""
 
     async def wrapper(self: S, request: Req, context: Context) -> T:
         try:
             return await method(self, request, context)
         except errors.CollectorError as exc:
             await abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort_unexpected(context, method.__name__, exc)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from collector import limits
+from collector.server.paging import page
+from collector.tickets.model import TicketEvent
 from collector.tickets.service import TicketView
 from proto import api_pb2
 
@@ -48,18 +51,20 @@ def ticket_message(view: TicketView) -> api_pb2.Ticket:
     )
 
 
-def ticket_detail(view: TicketView) -> api_pb2.TicketDetail:
-    """A ticket with its whole timeline."""
-    return api_pb2.TicketDetail(
-        ticket=ticket_message(view),
-        events=[
-            api_pb2.TicketEvent(
-                id=e.id,
-                at_unix_ms=e.at_ms,
-                actor=e.actor,
-                kind=e.kind,
-                details_json=json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True),
-            )
-            for e in view.events
-        ],
+def ticket_detail(view: TicketView, events_offset: int = 0) -> api_pb2.TicketDetail:
+    """A ticket with its timeline from ``events_offset`` on, as much as fits in a page
+    (``collector.server.paging``); ``next_events_page_token`` continues it."""
+    ticket = ticket_message(view)
+    budget = max(limits.PAGE_BYTES - ticket.ByteSize(), 64 * 1024)
+    events, token = page(view.events, events_offset, limits.MAX_INT64, _event, budget)
+    return api_pb2.TicketDetail(ticket=ticket, events=events, next_events_page_token=token)
+
+
+def _event(e: TicketEvent) -> api_pb2.TicketEvent:
+    return api_pb2.TicketEvent(
+        id=e.id,
+        at_unix_ms=e.at_ms,
+        actor=e.actor,
+        kind=e.kind,
+        details_json=json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True),
     )

@@ -179,12 +179,13 @@ class TicketService:
         states: Sequence[str],
         level: str | None,
         customer: str | None,
+        limit: int = 500,
     ) -> list[TicketView]:
-        """Tickets ``who`` may see, newest first, with their SLA status."""
+        """Tickets ``who`` may see, newest first (at most ``limit``), with their SLA status."""
         scope = who.visible_customer(customer)
         wanted = _states(states)
         checked = _level(level) if level is not None else None
-        tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, 500)
+        tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, limit)
         now = self._clock_ms()
         views = []
         for ticket in tickets:
