@@ -118,7 +118,9 @@ def test_a_truthful_small_body_reaches_the_parser(webhook_collector: Collector) 
         while b"missing" not in reply and (chunk := sock.recv(4096)):
             reply += chunk
         assert reply.startswith(b"HTTP/1.0 400") or reply.startswith(b"HTTP/1.1 400"), reply
-        assert b"version: missing" in reply, reply  # the payload parser's message: the body was read
+        assert b"version: missing" in reply, (
+            reply
+        )  # the payload parser's message: the body was read
     finally:
         sock.close()
 
