@@ -172,7 +172,13 @@ def test_no_api_request_ends_in_unknown(collector: Collector) -> None:
             api_pb2.CreateTicketRequest(title="t", level="3", customer="acme"), metadata=engineer
         ).ticket.id
         session = _request_session(api, engineer)
-        real = {"id": ticket, "ticket_id": ticket, "session_id": session, "host": "fake-1"}
+        real = {
+            "id": ticket,
+            "ticket_id": ticket,
+            "session_id": session,
+            "host": "fake-1",
+            "decision": "approve",
+        }
         for method in service.methods:
             input_type = getattr(api_pb2, method.input_type.name)
             output_type = getattr(api_pb2, method.output_type.name)
