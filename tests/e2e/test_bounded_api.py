@@ -295,7 +295,7 @@ def _agent_credentials(collector: Collector) -> dict[str, bytes]:
                 first_lost_sequence=1,
                 last_lost_sequence=2**64 - 1,
                 lost_batches=2**64 - 1,
-            )  # fmt: skip
+            )
         ),
         agent_pb2.AgentMessage(batch=agent_pb2.MetricBatch(sequence=1, collected_unix_ms=-(2**63))),
     ],
