@@ -315,3 +315,33 @@ def test_out_of_range_numbers_on_the_agent_stream_are_invalid_arguments(
                 pass
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT, failed.value.details()
     assert "out of range" in str(failed.value.details())
+
+
+def test_text_stored_before_the_limits_is_shown_truncated(collector: Collector) -> None:
+    """A 3 MiB description and a 3 MiB comment already in the store (written before
+    the limits, or by a source without them): the engineers' CLI still works."""
+    import time
+
+    from collector.datadir import DataDir
+    from collector.tickets.lifecycle import create_event
+    from collector.tickets.model import NewEvent, NewTicket
+
+    engineer = collector.add_user("erin", "engineer")
+    store = DataDir(collector.data_dir).open_store()
+    try:
+        now = int(time.time() * 1000)
+        for i in range(3):
+            new = NewTicket("acme", f"old {i}", "consult", "customer", "d" * (3 * MiB))
+            ticket = store.create_ticket(new, create_event(new, "user:carol", now))
+            comment = NewEvent(now, "user:carol", "comment", {"text": "c" * (3 * MiB)})
+            store.add_ticket_events(ticket.id, [comment])
+    finally:
+        store.close()
+    listed = collector.client(engineer, "tickets", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    tickets = json.loads(listed.stdout)
+    assert len(tickets) == 3
+    shown = collector.client(engineer, "ticket", "show", str(ticket.id), "--json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "more bytes not shown" in shown.stdout
+    assert collector.client(engineer, "ticket", "show", str(ticket.id)).returncode == 0
