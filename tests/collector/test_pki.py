@@ -65,7 +65,7 @@ def test_agent_csr_checks_accept_what_agents_generate_and_refuse_the_rest() -> N
     ed = _csr_with(ed25519.Ed25519PrivateKey.generate())
     check_agent_csr(ed)
     CertificateAuthority.create().sign_agent_csr(ed, "ag-1", "acme", dt.timedelta(days=1))
-    with pytest.raises(InvalidRequest, match="EC P-256 or Ed25519.*not RSA"):
+    with pytest.raises(InvalidRequest, match=r"EC P-256 or Ed25519.*not RSA"):
         check_agent_csr(_csr_with(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
     with pytest.raises(InvalidRequest, match="EC P-256 or Ed25519"):
         check_agent_csr(_csr_with(ec.generate_private_key(ec.SECP384R1())))
