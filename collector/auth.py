@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from collector.errors import PermissionDenied
+from collector.errors import PermissionDenied, Unauthenticated, format_ms
 
 Role = Literal["admin", "engineer", "customer"]
 ROLES: tuple[Role, ...] = ("admin", "engineer", "customer")
@@ -34,6 +34,26 @@ def new_join_token() -> str:
 def hash_token(token: str) -> str:
     """The stored form of a token: SHA-256 hex."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_token_usable(
+    name: str, disabled_ms: int | None, token_expires_ms: int | None, now_ms: int
+) -> None:
+    """Raise Unauthenticated saying why if user ``name``'s token may not be used now.
+
+    A disabled user's token is refused from the next call on; an expired token from
+    its expiry on. The message names the user (the caller holds its token) and what to do.
+    """
+    if disabled_ms is not None:
+        raise Unauthenticated(
+            f"the API token of user {name!r} is disabled (since {format_ms(disabled_ms)}); "
+            "ask an admin (`aftercare-collector user enable`)"
+        )
+    if token_expires_ms is not None and now_ms >= token_expires_ms:
+        raise Unauthenticated(
+            f"the API token of user {name!r} expired at {format_ms(token_expires_ms)}; "
+            "ask an admin for a new one (`aftercare-collector user rotate-token`)"
+        )
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,13 @@ def _api_endpoint(data_dir: Path) -> str:
 
 
 def _add_user(commands: Any) -> None:
-    p = commands.add_parser("user", help="API users (admins, engineers, customers)")
+    p = commands.add_parser(
+        "user",
+        help="API users (admins, engineers, customers)",
+        description="Manage API users. Every change is written to the audit log; a "
+        "disabled, removed or rotated user's old token is refused from its next call. "
+        "docs/users.md",
+    )
     sub = p.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
     add = sub.add_parser(
         "add",
@@ -344,17 +350,140 @@ def _add_user(commands: Any) -> None:
     add.add_argument("name", help="user name")
     add.add_argument("--role", required=True, choices=("admin", "engineer", "customer"))
     add.add_argument("--customer", default=None, help="the customer a customer user belongs to")
+    _ttl_arg(add)
+    _json_arg(add)
     add.set_defaults(handler=_user_add)
+    listing = sub.add_parser(
+        "list",
+        help="list users: role, customer, state, token expiry",
+        description="List every user (tokens are stored hashed and never shown).",
+    )
+    _data_dir_arg(listing)
+    _json_arg(listing)
+    listing.set_defaults(handler=_user_list)
+    for name, text, handler in (
+        ("disable", "refuse the user's token from its next call on", _user_disable),
+        ("enable", "accept a disabled user's token again", _user_enable),
+        ("remove", "delete the user and its SSH keys; its token stops working", _user_remove),
+    ):
+        command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _data_dir_arg(command)
+        command.add_argument("name", help="user name")
+        _json_arg(command)
+        command.set_defaults(handler=handler)
+    rotate = sub.add_parser(
+        "rotate-token",
+        help="issue a new API token (printed once); the old one stops working",
+        description="Replace the user's API token. Prints the new token on stdout.",
+    )
+    _data_dir_arg(rotate)
+    rotate.add_argument("name", help="user name")
+    _ttl_arg(rotate)
+    _json_arg(rotate)
+    rotate.set_defaults(handler=_user_rotate)
+
+
+def _ttl_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ttl",
+        default=None,
+        help="the token expires after this long, e.g. 90d (default: never; max 5 years)",
+    )
+
+
+def _ttl_ms(text: str | None) -> int | None:
+    return None if text is None else int(parse_duration(text) * 1000)
 
 
 def _user_add(args: argparse.Namespace) -> int:
     data_dir = DataDir(args.data_dir)
+    ttl_ms = _ttl_ms(args.ttl)
+    now = now_ms()
     token = _with_store(
         data_dir,
-        lambda s: admin.add_user(s, args.name, args.role, args.customer, _actor(), now_ms()),
+        lambda s: admin.add_user(s, args.name, args.role, args.customer, _actor(), now, ttl_ms),
     )
-    print(token)
+    if args.json:
+        user = _with_store(data_dir, lambda s: s.get_user(args.name))
+        _print_json({**_user_json(user, now), "token": token})
+    else:
+        print(token)
     return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    users = _with_store(DataDir(args.data_dir), admin.list_users)
+    now = now_ms()
+    rows = [_user_json(u, now) for u in users]
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'NAME':<24} {'ROLE':<9} {'CUSTOMER':<16} {'STATE':<9} TOKEN EXPIRES")
+    for row in rows:
+        print(
+            f"{row['name']:<24} {row['role']:<9} {row['customer'] or '-':<16} "
+            f"{row['state']:<9} {row['token_expires'] or 'never'}"
+        )
+    return 0
+
+
+def _user_disable(args: argparse.Namespace) -> int:
+    return _user_change(args, admin.disable_user, "disabled")
+
+
+def _user_enable(args: argparse.Namespace) -> int:
+    return _user_change(args, admin.enable_user, "enabled")
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    return _user_change(args, admin.remove_user, "removed")
+
+
+def _user_change(args: argparse.Namespace, action: Callable[..., Any], done: str) -> int:
+    now = now_ms()
+    user = _with_store(DataDir(args.data_dir), lambda s: action(s, args.name, _actor(), now))
+    if args.json:
+        row = _user_json(user, now)
+        if done == "removed":
+            row["state"] = "removed"
+        _print_json(row)
+    else:
+        print(f"user {user.name} {done}")
+    return 0
+
+
+def _user_rotate(args: argparse.Namespace) -> int:
+    ttl_ms = _ttl_ms(args.ttl)
+    now = now_ms()
+    user, token = _with_store(
+        DataDir(args.data_dir),
+        lambda s: admin.rotate_token(s, args.name, _actor(), now, ttl_ms),
+    )
+    if args.json:
+        _print_json({**_user_json(user, now), "token": token})
+    else:
+        print(token)
+    return 0
+
+
+def _user_json(user: Any, now: int) -> dict[str, Any]:
+    expires = user.token_expires_ms
+    if user.disabled_ms is not None:
+        state = "disabled"
+    elif expires is not None and now >= expires:
+        state = "expired"
+    else:
+        state = "active"
+    return {
+        "name": user.name,
+        "role": user.role,
+        "customer": user.customer,
+        "state": state,
+        "created": _iso(user.created_ms),
+        "disabled": _iso(user.disabled_ms) if user.disabled_ms is not None else None,
+        "token_created": _iso(user.token_created_ms or user.created_ms),
+        "token_expires": _iso(expires) if expires is not None else None,
+    }
 
 
 def _add_agent(commands: Any) -> None:

@@ -24,6 +24,7 @@ in exactly one place. Messages say what to do where there is something to do.
     │   ├── Unauthenticated
     │   └── PermissionDenied
     ├── AgentRevoked
+    ├── RateLimited                 too many failed attempts from one source (auth_failures)
     ├── InvalidRequest              bad input from an agent or a user (e.g. a bad CSR)
     │   └── RuleFileError           alert rule files, FILE:LINE problems (collector.rules.errors)
     └── ConfigError                 invalid configuration, found at start
@@ -45,6 +46,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "StoreError",
     "TokenError",
     "TokenExpired",
@@ -61,8 +63,12 @@ _NEW_TOKEN = "create a new one with `aftercare-collector token create`"
 
 
 def format_ms(ms: int) -> str:
-    """Render unix milliseconds as an ISO-8601 UTC timestamp for messages."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+    """Render unix milliseconds as an ISO-8601 UTC timestamp for messages (any int:
+    one outside the calendar is shown as a number, never an exception)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms after 1970 (out of range)"
 
 
 class CollectorError(Exception):
@@ -159,6 +165,10 @@ class Unauthenticated(AuthError):
 
 class PermissionDenied(AuthError):
     """The authenticated user's role or customer does not allow the action."""
+
+
+class RateLimited(CollectorError):
+    """Too many failed unauthenticated attempts from one source; try again later."""
 
 
 class AgentRevoked(CollectorError):

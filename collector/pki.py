@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector.errors import InvalidRequest
 
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate small clock skew between hosts
+MAX_CSR_BYTES = 16 * 1024
+MAX_CSR_SUBJECT_ATTRIBUTES = 8
+MAX_CSR_SUBJECT_VALUE = 256
+AgentPublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -137,15 +141,13 @@ class CertificateAuthority:
         Raises InvalidRequest if the CSR cannot be parsed or its signature is wrong.
         """
         csr = load_csr(csr_pem)
+        public_key = _agent_key(csr)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, agent_id),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, customer),
             ]
         )
-        public_key = csr.public_key()
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise InvalidRequest("the CSR's key must be an EC key (P-256)")
         builder = self._builder(subject, public_key, valid_for).add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
@@ -157,7 +159,7 @@ class CertificateAuthority:
         )
 
     def _builder(
-        self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, valid_for: dt.timedelta
+        self, subject: x509.Name, public_key: AgentPublicKey, valid_for: dt.timedelta
     ) -> x509.CertificateBuilder:
         now = dt.datetime.now(dt.UTC)
         return (
@@ -172,8 +174,52 @@ class CertificateAuthority:
         )
 
 
+def check_agent_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    """The CSR if an agent could have made it, else InvalidRequest saying why.
+
+    Checked (before a join token is spent): at most ``MAX_CSR_BYTES``, parses, its
+    self-signature is valid, the key is EC P-256 or Ed25519 (what agents generate),
+    and the subject is sane (at most ``MAX_CSR_SUBJECT_ATTRIBUTES`` printable values
+    of at most ``MAX_CSR_SUBJECT_VALUE`` characters). The subject is never copied
+    into the certificate; the collector decides it.
+    """
+    csr = load_csr(csr_pem)
+    _agent_key(csr)
+    attributes = list(csr.subject)
+    if len(attributes) > MAX_CSR_SUBJECT_ATTRIBUTES:
+        raise InvalidRequest(
+            f"the CSR's subject has {len(attributes)} attributes (max {MAX_CSR_SUBJECT_ATTRIBUTES})"
+        )
+    for attribute in attributes:
+        value = attribute.value
+        text = value if isinstance(value, str) else value.decode("latin-1")
+        if len(text) > MAX_CSR_SUBJECT_VALUE or not text.isprintable():
+            raise InvalidRequest(
+                f"the CSR's subject has a value that is not printable text of at most "
+                f"{MAX_CSR_SUBJECT_VALUE} characters"
+            )
+    return csr
+
+
+def _agent_key(csr: x509.CertificateSigningRequest) -> AgentPublicKey:
+    try:
+        key = csr.public_key()
+    except (ValueError, TypeError) as exc:  # unsupported key algorithm
+        raise InvalidRequest(f"the CSR's key cannot be read: {exc}") from exc
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    kind = type(key).__name__.removeprefix("_").replace("PublicKey", "")
+    raise InvalidRequest(
+        f"the CSR's key must be EC P-256 or Ed25519 (as aftercare-agent generates), not {kind}"
+    )
+
+
 def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM CSR and check its signature; InvalidRequest if either fails."""
+    if len(csr_pem) > MAX_CSR_BYTES:
+        raise InvalidRequest(f"certificate signing request larger than {MAX_CSR_BYTES} bytes")
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:

@@ -34,6 +34,7 @@ from collector.client import (
 )
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso, safe
+from collector.client.paging import fetch_all
 from common.safe_text import guarded_output, reader_gone
 from proto import api_pb2
 
@@ -157,7 +158,9 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _agents(client: ApiClient, args: argparse.Namespace) -> int:
-    reply = client.call("ListAgents", api_pb2.ListAgentsRequest(customer=args.customer))
+    reply = fetch_all(
+        client, "ListAgents", api_pb2.ListAgentsRequest(customer=args.customer), "agents"
+    )
     if args.json:
         _print_json([_agent_dict(a) for a in reply.agents])
         return 0

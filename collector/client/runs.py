@@ -19,6 +19,7 @@ from collector.client import arguments
 from collector.client.connection import Api, ApiClient
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso, raw_stdout, safe, safe_block
+from collector.client.paging import fetch_all
 from common.approval_format import RunSubject
 from proto import api_pb2
 
@@ -239,7 +240,13 @@ def _write_output(data: bytes, raw: bool) -> None:
 
 
 def _runs(client: ApiClient, args: argparse.Namespace) -> int:
-    reply = client.call("ListRuns", api_pb2.ListRunsRequest(host=args.host, limit=args.limit))
+    reply = fetch_all(
+        client,
+        "ListRuns",
+        api_pb2.ListRunsRequest(host=args.host, limit=min(max(args.limit, 1), 500)),
+        "runs",
+        limit=max(args.limit, 1),
+    )
     if args.json:
         print(json.dumps([_info_dict(r) for r in reply.runs], indent=2))
         return 0

@@ -22,6 +22,7 @@ from collector.client import arguments
 from collector.client.connection import Api
 from collector.client.consent import ConsentError, add_approval_key_args, load_approver
 from collector.client.output import iso, safe, with_times
+from collector.client.paging import fetch_all
 from common.approval_format import SessionSubject
 from proto import api_pb2
 
@@ -147,7 +148,7 @@ def _sign_session(client: Api, args: argparse.Namespace, until_ms: int) -> bytes
 
 
 def _list(client: Api, args: argparse.Namespace) -> int:
-    reply = client.call("ListSessions", api_pb2.ListSessionsRequest())
+    reply = fetch_all(client, "ListSessions", api_pb2.ListSessionsRequest(), "sessions")
     if args.json:
         print(json.dumps([session_dict(s) for s in reply.sessions], indent=2, ensure_ascii=False))
         return 0

@@ -15,6 +15,7 @@ from google.protobuf.json_format import MessageToDict
 from collector.client import arguments
 from collector.client.connection import ApiClient
 from collector.client.output import iso, raw_stdout, safe, safe_block, with_times
+from collector.client.paging import fetch_all
 from proto import api_pb2
 
 STATES = ("open", "acknowledged", "recovered", "resolved", "closed", "reopened")
@@ -101,11 +102,13 @@ def _action(
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
-    reply = client.call(
+    reply = fetch_all(
+        client,
         "ListTickets",
         api_pb2.ListTicketsRequest(
             states=args.state or [], level=args.level or "", customer=args.customer
         ),
+        "tickets",
     )
     if args.json:
         _print_json([_ticket_dict(t) for t in reply.tickets])
@@ -123,7 +126,14 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _show(client: ApiClient, args: argparse.Namespace) -> int:
-    detail = client.call("GetTicket", api_pb2.GetTicketRequest(id=args.id))
+    detail = fetch_all(
+        client,
+        "GetTicket",
+        api_pb2.GetTicketRequest(id=args.id),
+        "events",
+        "events_page_token",
+        "next_events_page_token",
+    )
     _print_detail(detail, args.json)
     return 0
 

@@ -78,6 +78,8 @@ class AuditAgentHooks(Protocol):
 
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_TEXT = 1024
+MAX_SEQUENCE = 2**63 - 1  # the store's BIGINT; larger numbers are refused, not wrapped
+MAX_UNIX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
@@ -283,8 +285,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         return bool(stored)
 
     async def _store_gap(self, host: HostRef, gap: agent_pb2.Gap) -> bool:
-        if gap.sequence == 0 or gap.last_lost_sequence < gap.first_lost_sequence:
-            raise InvalidRequest("gap with an invalid sequence range")
+        _check_gap(gap)
         record = GapRecord(
             sequence=gap.sequence,
             first_lost_sequence=gap.first_lost_sequence,
@@ -368,10 +369,22 @@ def _approval_root(text: str) -> str:
         return ""
 
 
+def _check_gap(gap: agent_pb2.Gap) -> None:
+    """Refuse gaps that cannot be right (InvalidRequest names the problem)."""
+    if gap.sequence == 0 or gap.last_lost_sequence < gap.first_lost_sequence:
+        raise InvalidRequest("gap with an invalid sequence range")
+    for name in ("sequence", "first_lost_sequence", "last_lost_sequence", "lost_batches"):
+        _check_range(f"gap.{name}", getattr(gap, name), 0, MAX_SEQUENCE)
+    for name in ("start_unix_ms", "end_unix_ms"):
+        _check_range(f"gap.{name}", getattr(gap, name), 0, MAX_UNIX_MS)
+
+
 def _check_batch(batch: agent_pb2.MetricBatch) -> None:
     """Refuse batches that cannot be right (InvalidRequest names the problem)."""
     if batch.sequence == 0:
         raise InvalidRequest("batch without a sequence number")
+    _check_range("batch.sequence", batch.sequence, 1, MAX_SEQUENCE)
+    _check_range("batch.collected_unix_ms", batch.collected_unix_ms, 0, MAX_UNIX_MS)
     if len(batch.samples) > MAX_SAMPLES_PER_BATCH:
         raise InvalidRequest(
             f"batch has {len(batch.samples)} samples (max {MAX_SAMPLES_PER_BATCH})"
@@ -379,3 +392,9 @@ def _check_batch(batch: agent_pb2.MetricBatch) -> None:
     for sample in batch.samples:
         if not sample.name or len(sample.name) > MAX_LABEL_TEXT:
             raise InvalidRequest("sample with an empty or over-long name")
+
+
+def _check_range(field: str, value: int, low: int, high: int) -> None:
+    """InvalidRequest naming ``field`` unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise InvalidRequest(f"{field} = {value} is out of range ({low}..{high})")

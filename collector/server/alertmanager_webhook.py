@@ -12,8 +12,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from collector.alertmanager import check_bearer, parse_payload
-from collector.errors import CollectorError, InvalidRequest, Unauthenticated
-from collector.server.http import PostHandler
+from collector.errors import CollectorError, InvalidRequest, RateLimited, Unauthenticated
+from collector.server.auth_failures import AuthFailures
+from collector.server.http import PEER_HEADER, PostHandler
 from collector.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,23 @@ def alertmanager_handler(
     loop: asyncio.AbstractEventLoop,
     tokens: Collection[str],
     clock_ms: Callable[[], int],
+    failures: AuthFailures | None = None,
 ) -> PostHandler:
     """The POST handler: 401 bad token, 400 malformed payload or unusable alerts, 200 ok."""
 
     def handle(body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        peer = headers.get(PEER_HEADER, "")
         try:
+            if failures is not None:
+                failures.check("alertmanager", peer)
             check_bearer(headers.get("authorization"), tokens)
+        except RateLimited as exc:
+            return 429, {"error": str(exc)}
         except Unauthenticated as exc:
+            if failures is not None:
+                asyncio.run_coroutine_threadsafe(
+                    failures.record("alertmanager", peer, str(exc)), loop
+                )
             return 401, {"error": str(exc)}
         try:
             payload = parse_payload(body)

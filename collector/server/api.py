@@ -9,15 +9,18 @@ from typing import Any
 
 import grpc
 
+from collector import limits
 from collector.approvers import ApproverService
 from collector.auth import Principal
-from collector.errors import CollectorError, InvalidRequest, NotFound
+from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
+from collector.server.auth_failures import AuthFailures
+from collector.server.paging import page
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
 from collector.server.session_messages import (
@@ -54,7 +57,9 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         data_dir: Path,
         gateway: Callable[[], tuple[str, str]],
         approvers: ApproverService,
+        failures: AuthFailures,
     ) -> None:
+        self._failures = failures
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
@@ -70,23 +75,27 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def WhoAmI(
         self, request: api_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.WhoAmIResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return api_pb2.WhoAmIResponse(user=who.name, role=who.role, customer=who.customer or "")
 
     @status.unary
     async def ListAgents(
         self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListAgentsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("customer", request.customer, limits.NAME)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         customer = who.visible_customer(request.customer)
         agents = await self._db.call(self._db.store.list_agents, customer)
-        return api_pb2.ListAgentsResponse(agents=[self._agent_info(a) for a in agents])
+        listed, token = page(agents, offset, size, self._agent_info)
+        return api_pb2.ListAgentsResponse(agents=listed, next_page_token=token)
 
     @status.unary
     async def GetHost(
         self, request: api_pb2.GetHostRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.HostDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         agent = await self._find_host(who, request.host)
         latest = await self._db.call(self._db.store.latest, agent.agent_id)
         gaps = await self._db.call(self._db.store.gaps, agent.agent_id)
@@ -122,24 +131,39 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListTickets(
         self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListTicketsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        states = limits.items("states", request.states, limits.LIST_FILTER_ITEMS, limits.NAME)
+        limits.text("level", request.level, limits.NAME)
+        limits.text("customer", request.customer, limits.NAME)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         views = await self._tickets.list_tickets(
-            who, list(request.states), request.level or None, request.customer or None
+            who, states, request.level or None, request.customer or None, offset + size + 1
         )
-        return api_pb2.ListTicketsResponse(tickets=[ticket_message(v) for v in views])
+        listed, token = page(views, offset, size, ticket_message)
+        return api_pb2.ListTicketsResponse(tickets=listed, next_page_token=token)
 
     @status.unary
     async def GetTicket(
         self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
-        return ticket_detail(await self._tickets.get(who, request.id))
+        who = await self._who(context)
+        offset = limits.page_token(request.events_page_token)
+        return ticket_detail(await self._tickets.get(who, request.id), offset)
 
     @status.unary
     async def CreateTicket(
         self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("title", request.title, limits.TICKET_TITLE * 4)
+        if len(request.title) > limits.TICKET_TITLE:
+            raise InvalidRequest(
+                f"title is {len(request.title)} characters; the limit is {limits.TICKET_TITLE}"
+            )
+        limits.text("description", request.description, limits.TICKET_DESCRIPTION)
+        limits.text("level", request.level, limits.NAME)
+        limits.text("customer", request.customer, limits.NAME)
         host = await self._find_host(who, request.host) if request.host else None
         ticket_id = await self._tickets.create(
             who,
@@ -150,6 +174,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 customer=request.customer or (host.customer if host else ""),
                 agent_id=host.agent_id if host else None,
                 hostname=host.hostname if host else "",
+                host_customer=host.customer if host else "",
             ),
         )
         return ticket_detail(await self._tickets.get(who, ticket_id))
@@ -158,7 +183,12 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ActOnTicket(
         self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("action", request.action, limits.NAME)
+        limits.text("text", request.text, limits.TICKET_TEXT)
+        limits.text("assignee", request.assignee, limits.NAME)
+        for name in ("cause", "actions", "prevention"):
+            limits.text(name, getattr(request, name), limits.RESOLUTION_FIELD)
         action = TicketActionRequest(
             action=request.action,
             text=request.text,
@@ -174,8 +204,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetTicketReport(
         self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketReport:
-        who = await authenticate_user(context, self._db)
-        fmt = request.format or "md"
+        who = await self._who(context)
+        fmt = limits.text("format", request.format, limits.NAME) or "md"
         content = await self._tickets.report(who, request.id, fmt)
         return api_pb2.TicketReport(format=fmt, content=content)
 
@@ -183,7 +213,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListPlaybooks(
         self, request: api_pb2.ListPlaybooksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListPlaybooksResponse:
-        await authenticate_user(context, self._db)
+        await self._who(context)
         catalogue = self._runs.catalogue
         return api_pb2.ListPlaybooksResponse(
             playbooks=[playbook_info(p) for p in self._runs.list_playbooks()],
@@ -195,8 +225,10 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def StartRun(
         self, request: api_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         who.require("engineer", "admin")
+        limits.text("playbook", request.playbook, limits.NAME)
+        limits.mapping("params", request.params, limits.RUN_PARAMS, limits.RUN_PARAM_VALUE)
         agent = await self._find_host(who, request.host)
         ticket_id = request.ticket_id or None
         if ticket_id is not None:
@@ -212,16 +244,19 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListRuns(
         self, request: api_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListRunsResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        size = limits.page_size(request.limit)
+        offset = limits.page_token(request.page_token)
         agent_id = (await self._find_host(who, request.host)).agent_id if request.host else None
-        runs = await self._runs.list_runs(who, agent_id, request.limit or 100)
-        return api_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
+        runs = await self._runs.list_runs(who, agent_id, offset + size + 1)
+        listed, token = page(runs, offset, size, run_info)
+        return api_pb2.ListRunsResponse(runs=listed, next_page_token=token)
 
     @status.unary
     async def GetRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         run = await self._runs.get(who, request.run_id)
         output, truncated = self._runs.output(run.run_id)
         return api_pb2.RunDetail(
@@ -235,24 +270,31 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ApproveRun(
         self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("run_id", request.run_id, limits.NAME)
+        limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
 
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RunEvent]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             async for item in self._runs.follow(who, request.run_id):
                 yield run_event(item)
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "FollowRun", exc)
 
     @status.unary
     async def RequestSession(
         self, request: api_pb2.RequestSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
         agent = await self._find_host(who, request.host)
         session = await self._sessions.request(
             who, agent, request.reason, request.duration_ms, request.ticket_id or None
@@ -263,15 +305,23 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def ListSessions(
         self, request: api_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSessionsResponse:
-        who = await authenticate_user(context, self._db)
-        sessions = await self._sessions.list_sessions(who, request.limit or 100)
-        return api_pb2.ListSessionsResponse(sessions=[session_info(s) for s in sessions])
+        who = await self._who(context)
+        size = limits.page_size(request.limit)
+        offset = limits.page_token(request.page_token)
+        sessions = await self._sessions.list_sessions(who, offset + size + 1)
+        listed, token = page(sessions, offset, size, session_info)
+        return api_pb2.ListSessionsResponse(sessions=listed, next_page_token=token)
 
     @status.unary
     async def DecideSession(
         self, request: api_pb2.DecideSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("session_id", request.session_id, limits.NAME)
+        limits.text("decision", request.decision, limits.NAME)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
+        limits.number("until_unix_ms", request.until_unix_ms, 0, limits.MAX_UNIX_MS)
+        limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         if request.decision == "approve":
             until = request.until_unix_ms or None
             session = await self._sessions.approve(
@@ -289,7 +339,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def GetSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionDetail:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         session, events = await self._sessions.get(who, request.session_id)
         _, recordings = await self._sessions.recordings(who, request.session_id)
         return api_pb2.SessionDetail(
@@ -304,7 +354,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetRecordingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RecordingChunk]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             _, recordings = await self._sessions.recordings(who, request.session_id)
             part = request.part or 1
             chosen = [r for r in recordings if r.part == part]
@@ -321,12 +371,16 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             await status.abort(context, NotFound(f"the recording file is missing: {exc}"))
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "GetRecording", exc)
 
     async def WatchSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
-            who = await authenticate_user(context, self._db)
+            who = await self._who(context)
             await self._sessions.recordings(who, request.session_id)  # visible to who?
 
             async def load() -> tuple[list[RecordingRecord], bool]:
@@ -341,19 +395,24 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                 )
         except CollectorError as exc:
             await status.abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await status.abort_unexpected(context, "WatchSession", exc)
 
     @status.unary
     async def AddSshKey(
         self, request: api_pb2.AddSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.text("public_key", request.public_key, limits.KEY_OR_CERTIFICATE)
         return ssh_key_message(await self._keys.add(who, request.public_key))
 
     @status.unary
     async def ListSshKeys(
         self, request: api_pb2.ListSshKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSshKeysResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         keys = await self._keys.list(who)
         return api_pb2.ListSshKeysResponse(keys=[ssh_key_message(k) for k in keys])
 
@@ -361,21 +420,22 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def RemoveSshKey(
         self, request: api_pb2.RemoveSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         return ssh_key_message(await self._keys.remove(who, request.fingerprint))
 
     @status.unary
     async def AddApprover(
         self, request: api_pb2.AddApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.blob("certificate", request.certificate, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.add(who, request.certificate))
 
     @status.unary
     async def ListApprovers(
         self, request: api_pb2.ListApproversRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListApproversResponse:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
         approvers = await self._approvers.list_approvers(who, request.customer or None)
         return api_pb2.ListApproversResponse(approvers=[approver_info(a) for a in approvers])
 
@@ -383,8 +443,18 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def RevokeApprover(
         self, request: api_pb2.RevokeApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
-        who = await authenticate_user(context, self._db)
+        who = await self._who(context)
+        limits.blob("revocation", request.revocation, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.revoke(who, request.revocation))
+
+    async def _who(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        """The caller; a refused token is counted and rate-limited per source."""
+        self._failures.check("api_token", context.peer())
+        try:
+            return await authenticate_user(context, self._db)
+        except Unauthenticated as exc:
+            await self._failures.record("api_token", context.peer(), str(exc))
+            raise
 
     async def _find_host(self, who: Principal, host: str) -> AgentRecord:
         """The agent named by id or hostname, among those ``who`` may see.
@@ -393,6 +463,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         """
         if not host:
             raise InvalidRequest("name a host: its hostname or agent id")
+        limits.text("host", host, limits.NAME)
         agents = await self._db.call(self._db.store.list_agents, who.visible_customer(None))
         by_id = [a for a in agents if a.agent_id == host]
         matches = by_id or [a for a in agents if a.hostname == host]

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -54,6 +55,7 @@ from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
 from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
+from collector.server.auth_failures import AuthFailures
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
@@ -123,6 +125,7 @@ class CollectorServer:
         self._metrics: CollectorMetrics | None = None
         self._runs_checked_ms = 0
         self.audit_checkpoints: AuditCheckpoints | None = None
+        self.auth_failures: AuthFailures | None = None
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -141,7 +144,11 @@ class CollectorServer:
         self._server = server
         assert self.tickets is not None
         webhook = alertmanager_handler(
-            self.tickets, asyncio.get_running_loop(), self.config.alertmanager_tokens, now_ms
+            self.tickets,
+            asyncio.get_running_loop(),
+            self.config.alertmanager_tokens,
+            now_ms,
+            self.auth_failures,
         )
         metrics_address = self._start_http({ALERTMANAGER_PATH: webhook})
         api_host, _ = split_host_port(self.config.api_listen, "--api-listen")
@@ -155,6 +162,7 @@ class CollectorServer:
         self._tasks = [
             asyncio.create_task(self._prune_forever()),
             asyncio.create_task(self._evaluate_forever()),
+            asyncio.create_task(self._flush_auth_failures_forever()),
         ]
         if self.audit_checkpoints is not None:
             self._tasks.append(asyncio.create_task(self.audit_checkpoints.run_forever()))
@@ -170,6 +178,12 @@ class CollectorServer:
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet)
         self._metrics = metrics
+        db = self._db
+
+        async def audit(actor: str, action: str, target: str, details: Any, at: int) -> Any:
+            return await db.call(db.store.append_audit, actor, action, target, details, at)
+
+        self.auth_failures = AuthFailures(self.registry, audit, now_ms)
         self.tickets = TicketService(
             self._db,
             tickets_config,
@@ -256,6 +270,7 @@ class CollectorServer:
     ) -> None:
         assert self._db and self.engine and self.tickets and self.runs and self.sessions
         assert self.keys is not None and self.approvers is not None
+        assert self.auth_failures is not None
         ttl = self.config.agent_cert_ttl
         agent_pb2_grpc.add_AgentStreamServicer_to_server(
             AgentStreamServicer(
@@ -276,7 +291,8 @@ class CollectorServer:
             server,
         )
         agent_pb2_grpc.add_EnrollmentServicer_to_server(
-            EnrollmentServicer(self._db, ca, metrics, advertise, ttl, now_ms), server
+            EnrollmentServicer(self._db, ca, metrics, advertise, ttl, now_ms, self.auth_failures),
+            server,
         )
         api_pb2_grpc.add_ApiServicer_to_server(
             ApiServicer(
@@ -290,6 +306,7 @@ class CollectorServer:
                 self.data_dir.root,
                 self._gateway_identity,
                 self.approvers,
+                self.auth_failures,
             ),
             server,
         )
@@ -310,6 +327,8 @@ class CollectorServer:
             await self._server.stop(grace)
         if self._http is not None:
             self._http.close()
+        if self.auth_failures is not None:
+            await self.auth_failures.flush(final=True)
         if self._db is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._db.close)
 
@@ -426,6 +445,13 @@ class CollectorServer:
                 streams,
                 tunnels,
             )
+
+    async def _flush_auth_failures_forever(self) -> None:
+        """Write the per-minute totals of refused unauthenticated attempts."""
+        assert self.auth_failures is not None
+        while True:
+            await asyncio.sleep(15)
+            await self.auth_failures.flush()
 
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")

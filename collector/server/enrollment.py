@@ -1,4 +1,12 @@
-"""Enrollment service: a single-use join token and a CSR buy an agent certificate."""
+"""Enrollment service: a single-use join token and a CSR buy an agent certificate.
+
+Everything that can be checked without the token is checked before the token is
+spent: the hostname, and the CSR (parses, self-signature valid, an EC P-256 or Ed25519
+key as the agent generates, a sane subject: ``collector.pki.check_agent_csr``). A
+refused request leaves the token usable. Refusals are unauthenticated failures:
+counted, rate-limited per source and aggregated in the audit log
+(``collector.server.auth_failures``), never a row per attempt.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +18,11 @@ from typing import Any
 import grpc
 
 from collector.auth import hash_token
-from collector.errors import CollectorError, InvalidRequest
+from collector.errors import CollectorError, InvalidRequest, RateLimited
 from collector.metrics import CollectorMetrics
-from collector.pki import CertificateAuthority, load_csr
+from collector.pki import CertificateAuthority, check_agent_csr
 from collector.server import status
+from collector.server.auth_failures import AuthFailures
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
@@ -32,7 +41,9 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
         agent_endpoint: str,
         cert_ttl: dt.timedelta,
         clock_ms: Callable[[], int],
+        failures: AuthFailures,
     ) -> None:
+        self._failures = failures
         self._db = db
         self._ca = ca
         self._metrics = metrics
@@ -44,20 +55,32 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.EnrollResponse:
         try:
+            self._failures.check("enrollment", context.peer())  # counts a refusal itself
+        except RateLimited as exc:
+            self._metrics.enrollments.labels("refused").inc()
+            await status.abort(context, exc)
+        try:
             reply = await self._enroll(request)
         except CollectorError as exc:
             self._metrics.enrollments.labels("refused").inc()
-            await self._audit_refusal(request, context, exc)
+            await self._failures.record(
+                "enrollment",
+                context.peer(),
+                f"{type(exc).__name__}: {exc}",
+                f"hostname={request.hostname[:MAX_HOSTNAME]}",
+            )
             await status.abort(context, exc)
         self._metrics.enrollments.labels("ok").inc()
         return reply
 
     async def _enroll(self, request: agent_pb2.EnrollRequest) -> agent_pb2.EnrollResponse:
         hostname = request.hostname.strip()
-        if not hostname or len(hostname) > MAX_HOSTNAME:
-            raise InvalidRequest("enrolment needs a hostname of 1-253 characters")
+        if not hostname or len(hostname) > MAX_HOSTNAME or not hostname.isprintable():
+            raise InvalidRequest(
+                "enrolment needs a hostname of 1-253 printable characters (no control characters)"
+            )
         agent_id = "ag-" + uuid.uuid4().hex[:16]
-        load_csr(request.csr_pem)  # refuse a bad CSR before spending the token
+        check_agent_csr(request.csr_pem)  # refuse a bad CSR before spending the token
         now = self._clock_ms()
         customer = await self._db.call(
             self._db.store.consume_join_token, hash_token(request.token), now
@@ -87,19 +110,4 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
             ca_pem=self._ca.cert_pem,
             agent_endpoint=self._agent_endpoint,
             certificate_not_after_unix_ms=record.cert_not_after_ms,
-        )
-
-    async def _audit_refusal(
-        self,
-        request: agent_pb2.EnrollRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-        exc: CollectorError,
-    ) -> None:
-        await self._db.call(
-            self._db.store.append_audit,
-            f"peer:{context.peer()}",
-            "agent.enroll_refused",
-            request.hostname[:MAX_HOSTNAME],
-            {"reason": str(exc), "error": type(exc).__name__},
-            self._clock_ms(),
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
-from collector.auth import Principal, hash_token
+from collector.auth import Principal, check_token_usable, hash_token
 from collector.errors import AgentRevoked, Unauthenticated
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
@@ -35,10 +37,20 @@ async def authenticate_agent(
     return agent
 
 
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 async def authenticate_user(
-    context: grpc.aio.ServicerContext[Any, Any], db: StoreThread
+    context: grpc.aio.ServicerContext[Any, Any],
+    db: StoreThread,
+    clock_ms: Callable[[], int] = _wall_ms,
 ) -> Principal:
-    """The user whose API token is in the ``authorization: Bearer`` metadata."""
+    """The user whose API token is in the ``authorization: Bearer`` metadata.
+
+    A disabled user's or an expired token is refused (Unauthenticated saying which),
+    checked against the store on every call, so disabling takes effect at once.
+    """
     token = ""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
@@ -51,4 +63,5 @@ async def authenticate_user(
     user = await db.call(db.store.user_by_token_hash, hash_token(token))
     if user is None:
         raise Unauthenticated("unknown API token: check --token / AFTERCARE_TOKEN")
+    check_token_usable(user.name, user.disabled_ms, user.token_expires_ms, clock_ms())
     return Principal(user.name, user.role, user.customer)

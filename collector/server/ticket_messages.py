@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from collector import limits
+from collector.server.paging import page
+from collector.tickets.model import TicketEvent
 from collector.tickets.service import TicketView
 from proto import api_pb2
 
@@ -20,7 +23,7 @@ def ticket_message(view: TicketView) -> api_pb2.Ticket:
         source=t.source,
         created_unix_ms=t.created_ms,
         updated_unix_ms=t.updated_ms,
-        description=t.description,
+        description=_capped(t.description, limits.TICKET_DESCRIPTION),
         agent_id=t.agent_id or "",
         hostname=t.hostname,
         rule=t.rule or "",
@@ -48,18 +51,35 @@ def ticket_message(view: TicketView) -> api_pb2.Ticket:
     )
 
 
-def ticket_detail(view: TicketView) -> api_pb2.TicketDetail:
-    """A ticket with its whole timeline."""
-    return api_pb2.TicketDetail(
-        ticket=ticket_message(view),
-        events=[
-            api_pb2.TicketEvent(
-                id=e.id,
-                at_unix_ms=e.at_ms,
-                actor=e.actor,
-                kind=e.kind,
-                details_json=json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True),
-            )
-            for e in view.events
-        ],
+def ticket_detail(view: TicketView, events_offset: int = 0) -> api_pb2.TicketDetail:
+    """A ticket with its timeline from ``events_offset`` on, as much as fits in a page
+    (``collector.server.paging``); ``next_events_page_token`` continues it."""
+    ticket = ticket_message(view)
+    budget = max(limits.PAGE_BYTES - ticket.ByteSize(), 64 * 1024)
+    events, token = page(view.events, events_offset, limits.MAX_INT64, _event, budget)
+    return api_pb2.TicketDetail(ticket=ticket, events=events, next_events_page_token=token)
+
+
+MAX_EVENT_JSON = 256 * 1024
+
+
+def _event(e: TicketEvent) -> api_pb2.TicketEvent:
+    details = json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True)
+    if len(details.encode()) > MAX_EVENT_JSON:  # stored before the write limits existed
+        details = json.dumps(
+            {"truncated": True, "text": _capped(details, limits.TICKET_TEXT)}, ensure_ascii=False
+        )
+    return api_pb2.TicketEvent(
+        id=e.id, at_unix_ms=e.at_ms, actor=e.actor, kind=e.kind, details_json=details
     )
+
+
+def _capped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes with a marker saying how much was left out
+    (only text stored before the API's write limits, or by a source without them)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    cut = data[:limit].decode("utf-8", "ignore")
+    left = len(data) - len(cut.encode())
+    return f"{cut}\n[... {left} more bytes not shown: the text exceeds {limit} bytes]"

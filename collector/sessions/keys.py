@@ -59,9 +59,17 @@ class SshKeys:
         return removed
 
     async def owner(self, key_fingerprint: str) -> str | None:
-        """The user a key belongs to (None if unregistered)."""
+        """The user a key belongs to (None if unregistered, or if its user is disabled,
+        removed or holds an expired token: such a user cannot log in either)."""
         record = await self._db.call(self._store.ssh_key, key_fingerprint)
-        return None if record is None else record.user
+        if record is None:
+            return None
+        user = await self._db.call(self._store.get_user, record.user)
+        if user is None or user.disabled_ms is not None:
+            return None
+        if user.token_expires_ms is not None and self._clock_ms() >= user.token_expires_ms:
+            return None
+        return record.user
 
     async def _audit(self, who: Principal, action: str, key: SshKeyRecord) -> None:
         await self._db.call(

@@ -74,6 +74,9 @@ class User:
     role: Role
     customer: str | None
     created_ms: int
+    disabled_ms: int | None = None  # set: the user's token is refused
+    token_expires_ms: int | None = None  # set: the token is refused from then on
+    token_created_ms: int | None = None  # when the current token was issued
 
 
 @dataclass(frozen=True)
@@ -293,10 +296,34 @@ class Store(Protocol):
     # -- users (API tokens stored hashed) ---------------------------------------------
 
     def add_user(
-        self, name: str, role: Role, customer: str | None, token_hash: str, now_ms: int
+        self,
+        name: str,
+        role: Role,
+        customer: str | None,
+        token_hash: str,
+        now_ms: int,
+        token_expires_ms: int | None = None,
     ) -> User:
         """Add a user. Raises UserExists, or InvalidRequest for a customer user
         without a customer."""
+        ...
+
+    def get_user(self, name: str) -> User | None:
+        """The user called ``name``, if any."""
+        ...
+
+    def set_user_disabled(self, name: str, disabled_ms: int | None) -> User:
+        """Disable (a time) or enable (None) a user. Raises UnknownUser."""
+        ...
+
+    def replace_user_token(
+        self, name: str, token_hash: str, token_expires_ms: int | None, now_ms: int
+    ) -> User:
+        """Give the user a new token (the old one stops working). Raises UnknownUser."""
+        ...
+
+    def remove_user(self, name: str) -> User:
+        """Delete the user and its SSH keys. Raises UnknownUser."""
         ...
 
     def user_by_token_hash(self, token_hash: str) -> User | None:

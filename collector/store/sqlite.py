@@ -40,6 +40,7 @@ from collector.errors import (
     TokenUnknown,
     TokenUsed,
     UnknownAgent,
+    UnknownUser,
     UserExists,
 )
 from collector.sessions.errors import SessionNotFound
@@ -127,7 +128,7 @@ _RECORDING_COLUMNS = (
     "session_id, part, kind, command, path, started_ms, ended_ms, size_bytes, sha256, "
     "input_recorded"
 )
-_USER_COLUMNS = "name, role, customer, created_ms"
+_USER_COLUMNS = "name, role, customer, created_ms, disabled_ms, token_expires_ms, token_created_ms"
 _GAP_COLUMNS = (
     "sequence, first_lost_sequence, last_lost_sequence, lost_batches, "
     "start_ms, end_ms, reason, reported_ms"
@@ -282,22 +283,80 @@ class SQLiteStore:
     # -- users ------------------------------------------------------------------------
 
     def add_user(
-        self, name: str, role: Role, customer: str | None, token_hash: str, now_ms: int
+        self,
+        name: str,
+        role: Role,
+        customer: str | None,
+        token_hash: str,
+        now_ms: int,
+        token_expires_ms: int | None = None,
     ) -> User:
         _check_user(role, customer)
+        user = User(name, role, customer, now_ms, None, token_expires_ms, now_ms)
         with self._write() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise UserExists(name)
             try:
                 db.execute(
-                    f"INSERT INTO users ({_USER_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?)",
-                    (name, role, customer, now_ms, token_hash),
+                    f"INSERT INTO users ({_USER_COLUMNS}, token_hash) VALUES ({_marks(8)})",
+                    (*_user_row(user), token_hash),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(
                     "this API token is already held by another user; generate a new token"
                 ) from exc
-        return User(name=name, role=role, customer=customer, created_ms=now_ms)
+        return user
+
+    def get_user(self, name: str) -> User | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return _user(row) if row else None
+
+    def set_user_disabled(self, name: str, disabled_ms: int | None) -> User:
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE users SET disabled_ms = ? WHERE name = ?", (disabled_ms, name)
+            )
+            if updated.rowcount == 0:
+                raise UnknownUser(name)
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return _user(row)
+
+    def replace_user_token(
+        self, name: str, token_hash: str, token_expires_ms: int | None, now_ms: int
+    ) -> User:
+        with self._write() as db:
+            try:
+                updated = db.execute(
+                    "UPDATE users SET token_hash = ?, token_expires_ms = ?, token_created_ms = ? "
+                    "WHERE name = ?",
+                    (token_hash, token_expires_ms, now_ms, name),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(
+                    "this API token is already held by another user; generate a new token"
+                ) from exc
+            if updated.rowcount == 0:
+                raise UnknownUser(name)
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return _user(row)
+
+    def remove_user(self, name: str) -> User:
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                raise UnknownUser(name)
+            db.execute("DELETE FROM ssh_keys WHERE user_name = ?", (name,))
+            db.execute("DELETE FROM users WHERE name = ?", (name,))
+        return _user(row)
 
     def user_by_token_hash(self, token_hash: str) -> User | None:
         with self._read() as db:
@@ -1046,7 +1105,27 @@ def _as_role(value: str) -> Role:
 
 
 def _user(row: Sequence[Any]) -> User:
-    return User(name=row[0], role=_as_role(row[1]), customer=row[2], created_ms=row[3])
+    return User(
+        name=row[0],
+        role=_as_role(row[1]),
+        customer=row[2],
+        created_ms=row[3],
+        disabled_ms=row[4],
+        token_expires_ms=row[5],
+        token_created_ms=row[6] if row[6] is not None else row[3],
+    )
+
+
+def _user_row(user: User) -> tuple[Any, ...]:
+    return (
+        user.name,
+        user.role,
+        user.customer,
+        user.created_ms,
+        user.disabled_ms,
+        user.token_expires_ms,
+        user.token_created_ms,
+    )
 
 
 def _recording(row: Sequence[Any]) -> RecordingRecord:

@@ -105,6 +105,7 @@ class ManualTicket:
     customer: str
     agent_id: str | None = None
     hostname: str = ""
+    host_customer: str = ""  # the customer the host is enrolled under (with agent_id)
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,13 @@ class TicketService:
         states: Sequence[str],
         level: str | None,
         customer: str | None,
+        limit: int = 500,
     ) -> list[TicketView]:
-        """Tickets ``who`` may see, newest first, with their SLA status."""
+        """Tickets ``who`` may see, newest first (at most ``limit``), with their SLA status."""
         scope = who.visible_customer(customer)
         wanted = _states(states)
         checked = _level(level) if level is not None else None
-        tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, 500)
+        tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, limit)
         now = self._clock_ms()
         views = []
         for ticket in tickets:
@@ -219,6 +221,11 @@ class TicketService:
             raise InvalidRequest("name the customer (--customer) or a host (--host)")
         if not who.can_see(customer):
             raise PermissionDenied(f"user {who.name!r} may not open tickets for {customer!r}")
+        if manual.agent_id is not None and manual.host_customer != customer:
+            raise InvalidRequest(
+                f"host {manual.hostname or manual.agent_id!r} does not belong to customer "
+                f"{customer!r}; a ticket's host must be one of its customer's hosts"
+            )
         title = manual.title.strip()
         if not title:
             raise InvalidRequest("a ticket needs a title")

@@ -43,3 +43,38 @@ def test_server_certificate_names_and_ca_hash_are_stable() -> None:
     assert ca.hash.startswith("sha256:") and len(ca.hash) == 7 + 64
     reloaded = CertificateAuthority(ca.cert_pem, ca.key_pem)
     assert reloaded.hash == ca.hash
+
+
+def _csr_with(key: object, names: list[x509.NameAttribute] | None = None) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    subject = x509.Name(names or [x509.NameAttribute(NameOID.COMMON_NAME, "host")])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    algorithm = None if type(key).__name__.startswith("Ed25519") else hashes.SHA256()
+    csr = builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def test_agent_csr_checks_accept_what_agents_generate_and_refuse_the_rest() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from collector.pki import check_agent_csr
+
+    _, agent_csr = new_key_and_csr("web-1")
+    check_agent_csr(agent_csr)
+    ed = _csr_with(ed25519.Ed25519PrivateKey.generate())
+    check_agent_csr(ed)
+    CertificateAuthority.create().sign_agent_csr(ed, "ag-1", "acme", dt.timedelta(days=1))
+    with pytest.raises(InvalidRequest, match=r"EC P-256 or Ed25519.*not RSA"):
+        check_agent_csr(_csr_with(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    with pytest.raises(InvalidRequest, match="EC P-256 or Ed25519"):
+        check_agent_csr(_csr_with(ec.generate_private_key(ec.SECP384R1())))
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    many = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"u{i}") for i in range(9)]
+    with pytest.raises(InvalidRequest, match="9 attributes"):
+        check_agent_csr(_csr_with(p256, many))
+    escape = [x509.NameAttribute(NameOID.COMMON_NAME, "a\x1b]0;x\x07")]
+    with pytest.raises(InvalidRequest, match="printable"):
+        check_agent_csr(_csr_with(p256, escape))
+    with pytest.raises(InvalidRequest, match="larger than"):
+        check_agent_csr(b"x" * 20_000)

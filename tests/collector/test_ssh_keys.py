@@ -27,3 +27,37 @@ def test_a_good_key_line_is_parsed(tmp_path: Path) -> None:
 def test_bad_key_lines_are_invalid_requests(text: str) -> None:
     with pytest.raises(InvalidRequest):
         parse_public_key(text)
+
+
+def test_a_disabled_or_removed_users_key_has_no_owner(tmp_path: Path) -> None:
+    """The gateway asks ``owner``: a disabled user cannot log in by SSH either."""
+    import asyncio
+
+    from collector import admin
+    from collector.auth import Principal
+    from collector.sessions.keys import SshKeys
+    from collector.store import SQLiteStore
+    from collector.store.writer import StoreThread
+
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen is not installed (Debian package openssh-client)")
+    line = keygen(tmp_path / "id_ed25519", "erin@laptop").with_suffix(".pub").read_text()
+    db = StoreThread(SQLiteStore(tmp_path / "a.db"))
+    admin.add_user(db.store, "erin", "engineer", None, "test", 1_000)
+    keys = SshKeys(db, lambda: 2_000)
+
+    async def scenario() -> list[str | None]:
+        key = await keys.add(Principal("erin", "engineer"), line)
+        owners = [await keys.owner(key.fingerprint)]
+        admin.disable_user(db.store, "erin", "test", 3_000)
+        owners.append(await keys.owner(key.fingerprint))
+        admin.enable_user(db.store, "erin", "test", 4_000)
+        owners.append(await keys.owner(key.fingerprint))
+        admin.remove_user(db.store, "erin", "test", 5_000)
+        owners.append(await keys.owner(key.fingerprint))
+        return owners
+
+    try:
+        assert asyncio.run(scenario()) == ["erin", None, "erin", None]
+    finally:
+        db.close()

@@ -110,7 +110,7 @@ def test_refusals_and_admin_actions_are_audited(
     for action in (
         "join_token.created",
         "agent.enrolled",
-        "agent.enroll_refused",
+        "auth.failed",  # the refusal, aggregated per source and minute
         "user.added",
         "agent.revoked",
     ):

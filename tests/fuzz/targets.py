@@ -145,7 +145,7 @@ def manifest(data: bytes) -> None:
 
 def agent_message(data: bytes) -> None:
     """Bytes off an agent's control stream into the collector's checks and store."""
-    from collector.server.agent_stream import _check_batch
+    from collector.server.agent_stream import _check_batch, _check_gap
     from collector.store import GapRecord, StoredFailure, StoredSample
     from proto import agent_pb2
 
@@ -160,6 +160,7 @@ def agent_message(data: bytes) -> None:
         store.store_batch("agt-1", batch.sequence, batch.collected_unix_ms, now, samples, failures)
     elif message.WhichOneof("kind") == "gap":
         gap = message.gap
+        _check_gap(gap)
         record = GapRecord(
             gap.sequence,
             gap.first_lost_sequence,
@@ -170,8 +171,7 @@ def agent_message(data: bytes) -> None:
             gap.reason[:1024],
             0,
         )
-        if gap.sequence and gap.last_lost_sequence >= gap.first_lost_sequence:
-            store.store_gap("agt-1", record)
+        store.store_gap("agt-1", record)
 
 
 @cache
@@ -239,9 +239,11 @@ def _protobuf_seeds(kind: str) -> tuple[bytes, ...]:
         batch = agent_pb2.MetricBatch(sequence=1, collected_unix_ms=1)
         batch.samples.add(name="cpu_usage_ratio", labels={"cpu": "0"}, value=0.5)
         gap = agent_pb2.Gap(sequence=2, first_lost_sequence=1, last_lost_sequence=1, lost_batches=1)
+        huge = agent_pb2.MetricBatch(sequence=2**63 + 5, collected_unix_ms=-1)
         return (
             agent_pb2.AgentMessage(batch=batch).SerializeToString(),
             agent_pb2.AgentMessage(gap=gap).SerializeToString(),
+            agent_pb2.AgentMessage(batch=huge).SerializeToString(),
         )
     approval_message = agent_pb2.RunApproval(run_id="r", signed_approval=b'{"approval":{}}')
     return (
