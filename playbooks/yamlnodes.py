@@ -191,7 +191,7 @@ class NodeReader:
         text = self.string(node, what)
         try:
             re.compile(text)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: Overflow
             raise self.error(node, f"{what} is not a valid regular expression: {exc}") from exc
         return text
 

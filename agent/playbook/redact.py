@@ -223,7 +223,7 @@ def _compile(pattern: bytes) -> re.Pattern[bytes]:
     shown = pattern.decode("utf-8", "replace")
     try:
         compiled = re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: Overflow
         raise RedactPatternError(f"redact pattern {shown!r} does not compile: {exc}") from exc
     if compiled.search(b"") is not None:
         raise RedactPatternError(f"redact pattern {shown!r} matches the empty string")

@@ -79,7 +79,7 @@ class Matcher:
             return cls(label, kind, value)
         try:
             return cls(label, kind, value, re.compile(value))
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}: Overflow
             raise ValueError(f"bad regular expression {value!r}: {exc}") from exc
 
     def matches(self, labels: Mapping[str, str]) -> bool:
