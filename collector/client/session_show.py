@@ -104,6 +104,24 @@ def detail_lines(detail: api_pb2.SessionDetail) -> list[str]:
     lines.append("recordings:" if detail.recordings else "recordings: none")
     for rec in detail.recordings:
         lines.extend(_recording_lines(rec))
+    lines.extend(_transfer_lines(detail))
+    return lines
+
+
+def _transfer_lines(detail: api_pb2.SessionDetail) -> list[str]:
+    """Files copied through the gateway (sftp, scp), from the timeline."""
+    transfers = [(e, _details(e)) for e in detail.events if e.kind == "file_transfer"]
+    if not transfers:
+        return []
+    lines = ["file transfers:"]
+    for event, d in transfers:
+        name = f" ({d['name']})" if d.get("name") else ""
+        cut = "  (cut short)" if d.get("complete") is False else ""
+        size = d.get("size_bytes")
+        lines.append(
+            f"  {iso(event.at_unix_ms)}  {d.get('direction', '?'):<8}  {d.get('protocol', '?'):<4}"
+            f"  {d.get('path', '?')}{name}  {size_text(size if isinstance(size, int) else 0)}{cut}"
+        )
     return lines
 
 
