@@ -88,6 +88,9 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+BASE_COLLECTOR_ARGS = ("--record-input", "--session-warning", "6s", "--evaluation-interval", "1s")
+
+
 def make_world(
     tmp_path: Path,
     make_agent: Callable[..., Agent],
@@ -102,14 +105,7 @@ def make_world(
     sshd.start()
     collector = Collector(
         tmp_path / "collector",
-        extra_args=[
-            "--record-input",
-            "--session-warning",
-            "6s",
-            "--evaluation-interval",
-            "1s",
-            *collector_args,
-        ],  # fmt: skip
+        extra_args=[*BASE_COLLECTOR_ARGS, *collector_args],
     ).start()
     try:
         policy = tmp_path / "policy.toml"
