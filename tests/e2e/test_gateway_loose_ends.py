@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import paramiko
 import pytest
 
 from tests.gateway_support import World, make_world, ssh_options
@@ -100,6 +101,34 @@ def test_a_refused_login_tells_the_engineer_why_through_ssh(world: World) -> Non
     assert "access window ended" in refused("erin", short)
     ok = _ssh_verbose(world, "erin", mine, "echo fine")
     assert ok.returncode == 0 and ok.stdout.strip() == "fine", ok.stderr
+
+
+def test_the_reason_is_told_only_to_whoever_holds_the_key(world: World) -> None:
+    """An attacker who has erin's public key (public keys are) but signs with another
+    key learns nothing about erin's sessions, and is of course not let in."""
+    sid = world.request()  # pending: erin herself would be told so
+
+    def attempt(sign_with: str) -> tuple[bool, str]:
+        key = paramiko.Ed25519Key.from_private_key_file(str(world.keys["erin"]))
+        if sign_with != "erin":
+            other = paramiko.Ed25519Key.from_private_key_file(str(world.keys[sign_with]))
+            key.sign_ssh_data = other.sign_ssh_data  # type: ignore[method-assign]
+        transport = paramiko.Transport(("127.0.0.1", world.collector.ssh_port))
+        try:
+            transport.start_client(timeout=20)
+            try:
+                transport.auth_publickey(sid, key)
+                accepted = True
+            except paramiko.AuthenticationException:
+                accepted = False
+            return accepted, str(transport.get_banner() or b"", "utf-8", "replace")
+        finally:
+            transport.close()
+
+    accepted, banner = attempt("stranger")
+    assert not accepted and "refused" not in banner and "approved" not in banner, banner
+    accepted, banner = attempt("erin")
+    assert not accepted and "not approved yet" in banner, banner
 
 
 def test_the_window_warning_is_shown_at_login_when_already_due(world: World) -> None:
