@@ -360,18 +360,23 @@ class SessionService:
         )
 
     async def ticket_over(self, ticket_id: int, ticket_state: str) -> None:
-        """The ticket was resolved or closed: end its sessions' access now."""
+        """The ticket was resolved or closed: end its sessions' access now (a session
+        that cannot be ended now is logged and ended by the next ``expire_due``)."""
         if ticket_state not in ("resolved", "closed"):
             return
         live = await self._db.call(
             self._store.list_sessions, None, None, set(ACCESS_STATES), OPEN_SESSIONS_LIMIT
         )
         for session in live:
-            if session.ticket_id == ticket_id:
+            if session.ticket_id != ticket_id:
+                continue
+            try:
                 await self._update(
                     session.session_id,
                     lambda s: lifecycle.end_with_ticket(s, ticket_state, self._clock_ms()),
                 )
+            except CollectorError as exc:  # the next evaluation ends it; the ticket is resolved
+                log.error("could not end session %s with its ticket: %s", session.session_id, exc)
 
     async def _current(self, session_id: str) -> RemoteSession | None:
         """The session as it stands, its access ended first if its ticket is over."""
