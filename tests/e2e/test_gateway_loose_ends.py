@@ -237,6 +237,8 @@ def test_scp_and_sftp_transfers_are_listed_with_names_sizes_and_direction(world:
     assert shown.returncode == 0, shown.stderr
     assert "file transfers:" in shown.stdout
     assert f"upload    sftp  {up_sftp}  " in shown.stdout, shown.stdout
+    log = world.client("erin", "session", "log", sid)
+    assert f"file: download  scp  {source} (report.bin)" in log.stdout, log.stdout + log.stderr
 
 
 def test_a_bare_tcp_connect_logs_one_line_at_most(world: World) -> None:
