@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +73,12 @@ class World:
         return detail
 
 
-def ssh_options(key: Path) -> list[str]:
+def ssh_options(key: Path, log_level: str = "ERROR") -> list[str]:
+    """``log_level``: OpenSSH prints the server's banners from INFO (its default) up."""
     return [
         "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+        "-o", f"LogLevel={log_level}", "-o", "ConnectTimeout=20",
     ]  # fmt: skip
 
 
@@ -87,19 +88,24 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+BASE_COLLECTOR_ARGS = ("--record-input", "--session-warning", "6s", "--evaluation-interval", "1s")
+
+
 def make_world(
     tmp_path: Path,
     make_agent: Callable[..., Agent],
     approval: str = "collector",
     approval_root: str = "",
+    collector_args: Sequence[str] = (),
 ) -> Iterator[World]:
     """``approval``: the host's ``[sessions] approval``; ``approval_root``: the customer
-    approval root it pins (``[approvals] root``, "" for none)."""
+    approval root it pins (``[approvals] root``, "" for none); ``collector_args``:
+    more options for ``aftercare-collector serve`` (later ones win)."""
     sshd = RealSshd(tmp_path / "sshd")
     sshd.start()
     collector = Collector(
         tmp_path / "collector",
-        extra_args=["--record-input", "--session-warning", "6s", "--evaluation-interval", "1s"],
+        extra_args=[*BASE_COLLECTOR_ARGS, *collector_args],
     ).start()
     try:
         policy = tmp_path / "policy.toml"

@@ -3,7 +3,8 @@
 Each channel of a session (the shell, every exec, scp or sftp) is a recording part in
 asciicast v2. ``replay`` plays one part in the terminal with its timing, or writes the
 file as is (for ``asciinema play``); ``log`` lists the commands run, best effort: exec
-commands as recorded, and the lines typed at the shell when input was recorded.
+commands as recorded, the lines typed at the shell when input was recorded, and the
+files copied with scp or sftp (from the timeline: they are not recorded).
 The parsing and reconstruction are in ``asciicast_read``.
 """
 
@@ -25,6 +26,7 @@ from collector.client import arguments
 from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
 from collector.client.output import iso, raw_stdout, safe, size_text
+from collector.client.session_show import transfer_text
 from common.safe_text import terminal_display
 from proto import api_pb2
 
@@ -59,8 +61,9 @@ def add_actions(sub: Any) -> None:
     p = sub.add_parser(
         "log",
         help="the commands run in a session (best effort)",
-        description="List the commands of a session: exec commands (ssh HOST CMD, scp, "
-        "sftp) as recorded, and lines typed at the shell, reconstructed from the recorded "
+        description="List the commands of a session: exec commands (ssh HOST CMD) as "
+        "recorded, the files copied with scp and sftp (name, direction, size), and lines "
+        "typed at the shell, reconstructed from the recorded "
         f"input. Lines marked {UNCERTAIN_MARK} used tab completion, history or cursor keys, "
         "which cannot be reconstructed. Nothing typed is listed when input was not recorded.",
     )
@@ -189,7 +192,7 @@ class LogEntry:
 
     at_ms: int
     part: int
-    kind: str  # "typed" (at the shell) | "exec"
+    kind: str  # "typed" (at the shell) | "exec" | "file" (a file copied; part 0)
     command: str
     uncertain: bool = False
 
@@ -234,6 +237,11 @@ def _log(client: Api, args: argparse.Namespace) -> int:
         for line in typed_entries(events):
             at_ms = base_ms + round(line.time * 1000)
             entries.append(LogEntry(at_ms, rec.part, "typed", line.text, line.uncertain))
+    entries += [
+        LogEntry(e.at_unix_ms, 0, "file", transfer_text(e))
+        for e in detail.events
+        if e.kind == "file_transfer"
+    ]
     entries.sort(key=lambda e: (e.at_ms, e.part))
     notes[:0] = _input_notes(detail, no_input)
     if any(e.uncertain for e in entries):
@@ -283,6 +291,8 @@ def _input_notes(detail: api_pb2.SessionDetail, no_input: list[int]) -> list[str
 def _entry_text(entry: LogEntry) -> str:
     if entry.kind == "exec":
         command = f"exec: {safe(entry.command)}"
+    elif entry.kind == "file":
+        return f"{iso(entry.at_ms) or '-'}  file: {safe(entry.command)}"
     else:
         command = safe(entry.command) or "(a line recalled from history or completed)"
     mark = f"  {UNCERTAIN_MARK}" if entry.uncertain else ""

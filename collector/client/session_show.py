@@ -105,7 +105,33 @@ def detail_lines(detail: api_pb2.SessionDetail) -> list[str]:
     lines.append("recordings:" if detail.recordings else "recordings: none")
     for rec in detail.recordings:
         lines.extend(_recording_lines(rec))
+    lines.extend(_transfer_lines(detail))
     return lines
+
+
+def _transfer_lines(detail: api_pb2.SessionDetail) -> list[str]:
+    """Files copied through the gateway (sftp, scp), from the timeline."""
+    transfers = [e for e in detail.events if e.kind == "file_transfer"]
+    if not transfers:
+        return []
+    return ["file transfers:"] + [
+        f"  {iso(e.at_unix_ms)}  {transfer_text(e, padded=True)}" for e in transfers
+    ]
+
+
+def transfer_text(event: api_pb2.SessionEventInfo, padded: bool = False) -> str:
+    """A ``file_transfer`` event as "upload sftp /path  2.0 KiB" (``padded``: aligned)."""
+    d = _details(event)
+    name = f" ({d['name']})" if d.get("name") else ""
+    cut = "  (cut short)" if d.get("complete") is False else ""
+    size = d.get("size_bytes")
+    direction, protocol = str(d.get("direction", "?")), str(d.get("protocol", "?"))
+    if padded:
+        direction, protocol = f"{direction:<8}", f"{protocol:<4}"
+    return (
+        f"{direction}  {protocol}  {d.get('path', '?')}{name}  "
+        f"{size_text(size if isinstance(size, int) else 0)}{cut}"
+    )
 
 
 def _recording_lines(rec: api_pb2.RecordingInfo) -> list[str]:

@@ -21,8 +21,10 @@ from collector.gateway.recording import (
     new_recording_path,
     start_recording,
 )
+from collector.gateway.transfers import FileTransfer
 from collector.metrics import CollectorMetrics
 from collector.server.tunnels import TunnelBroker
+from collector.sessions.errors import LoginRefused
 from collector.sessions.keys import SshKeys
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
@@ -92,13 +94,26 @@ class GatewayAccess:
         self.clock_ms = clock_ms
 
     def authorize(self, session_id: str, key_fingerprint: str) -> Login:
-        """The login the key may make as ``session_id``; raises LoginRefused."""
+        """The login the key may make as ``session_id``; raises LoginRefused (not
+        audited yet: see ``refused``)."""
 
         async def check() -> RemoteSession:
             user = await self._keys.owner(key_fingerprint)
             return await self._sessions.authorize_login(session_id, user)
 
         return Login.of(self._bridge.call(check()))
+
+    def refused(self, refusal: LoginRefused) -> None:
+        """Audit a refused login."""
+        self._bridge.call(self._sessions.login_refused(refusal))
+
+    def file_transfers(self, login: Login, transfers: list[FileTransfer]) -> None:
+        """Put files copied on the session's timeline, without waiting (the caller is
+        relaying bytes)."""
+        self._bridge.spawn(
+            self._sessions.file_transfers(login.session_id, [t.details() for t in transfers]),
+            f"the file transfers of {login.session_id}",
+        )
 
     def open_tunnel(self, login: Login) -> ThreadTunnel:
         """A tunnel to the session's agent; raises TunnelUnavailable."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Coroutine
@@ -20,6 +21,7 @@ from collector.server.tunnels import AgentTunnel, TunnelUnavailable
 from proto import agent_pb2
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_SECONDS = 60.0
 MAX_WRITES_IN_FLIGHT = 8
@@ -35,6 +37,19 @@ class LoopBridge:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = CALL_TIMEOUT_SECONDS) -> T:
         """Run ``coro`` on the loop and return its result (its exception is raised here)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run ``coro`` on the loop without waiting; a failure is logged, naming ``what``."""
+
+        def done(future: concurrent.futures.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.error("could not record %s: %s", what, future.exception())
+
+        try:
+            asyncio.run_coroutine_threadsafe(coro, self.loop).add_done_callback(done)
+        except RuntimeError:  # the loop is closed: the collector is stopping
+            coro.close()
+            log.warning("could not record %s: the collector is stopping", what)
 
     def soon(self, fn: Any, *args: Any) -> None:
         """Schedule a plain callable on the loop without waiting."""

@@ -3,7 +3,10 @@
 The tunnel is opened when the first channel starts and shared by every channel of
 the connection. A reader thread hands the host's frames to the channels. A watchdog
 thread warns the engineer before the access window ends and ends the connection at
-its end — the agent enforces the same end on its own. ``end`` (terminate, window
+its end — the agent enforces the same end on its own; a channel opened when less
+than the warning time is left gets the warning as it opens. Bytes are counted as
+they are relayed (``count``), so the disconnection reports every byte even while
+channels are still finishing. ``end`` (terminate, window
 over, the host ended the login) closes everything with the reason shown to the
 engineer; ``closed`` (the transport is gone) reports the disconnection once.
 """
@@ -45,6 +48,7 @@ class EngineerConnection:
         self._ended = threading.Event()
         self._end_reason = ""
         self._logged_in = False
+        self._warned: set[int] = set()  # channels shown the window warning
         self.bytes_to_host = 0
         self.bytes_to_engineer = 0
         self.channels_opened = 0
@@ -69,8 +73,9 @@ class EngineerConnection:
     def current_tunnel(self) -> ThreadTunnel | None:
         return self._tunnel
 
-    def logged_in(self) -> None:
-        """A channel is open on the host: the engineer is logged in (reported once)."""
+    def logged_in(self, relay: ChannelRelay | None = None) -> None:
+        """A channel (``relay``) is open on the host: the engineer is logged in
+        (reported once). Warns on that channel if the window ends soon."""
         with self._lock:
             first, self._logged_in = not self._logged_in, True
         if first:
@@ -78,6 +83,15 @@ class EngineerConnection:
                 self.access.connected(self.login)
             except CollectorError as exc:  # e.g. the window ended this very moment
                 self.end(str(exc))
+                return
+        if relay is not None and self.access.clock_ms() >= self._warn_at_ms():
+            self._warn([relay])
+
+    def count(self, to_host: int = 0, to_engineer: int = 0) -> None:
+        """Bytes relayed on one of the channels (called as they pass)."""
+        with self._lock:
+            self.bytes_to_host += to_host
+            self.bytes_to_engineer += to_engineer
 
     def _read_frames(self) -> None:
         tunnel = self._tunnel
@@ -110,8 +124,6 @@ class EngineerConnection:
         with self._lock:
             if self._relays.get(relay.number) is relay:
                 del self._relays[relay.number]
-            self.bytes_to_host += relay.bytes_to_host
-            self.bytes_to_engineer += relay.bytes_to_engineer
 
     def relay(self, number: int) -> ChannelRelay | None:
         return self._relays.get(number)
@@ -123,17 +135,31 @@ class EngineerConnection:
 
     # -- the window and the end --------------------------------------------------------
 
-    def _watch_window(self) -> None:
+    def _warn_at_ms(self) -> int:
+        return self.login.window_end_ms - self.access.settings.warning_ms
+
+    def _warn(self, relays: list[ChannelRelay]) -> None:
+        """Tell these channels (once each) that the window ends soon."""
         end_ms = self.login.window_end_ms
-        warn_ms = end_ms - self.access.settings.warning_ms
-        now = self.access.clock_ms()
-        if now < warn_ms and self._ended.wait((warn_ms - now) / 1000):
-            return
         minutes = max(1, round((end_ms - self.access.clock_ms()) / 60_000))
-        self.notice(
+        text = (
             f"this session's access window ends at {format_ms(end_ms)} (in about {minutes} "
             f"min); the connection will then close"
         )
+        for relay in relays:
+            with self._lock:
+                if relay.number in self._warned:
+                    continue
+                self._warned.add(relay.number)
+            relay.notice(text)
+
+    def _watch_window(self) -> None:
+        end_ms = self.login.window_end_ms
+        warn_ms = self._warn_at_ms()
+        now = self.access.clock_ms()
+        if now < warn_ms and self._ended.wait((warn_ms - now) / 1000):
+            return
+        self._warn(list(self._relays.values()))
         remaining = (end_ms - self.access.clock_ms()) / 1000
         if remaining > 0 and self._ended.wait(remaining):
             return

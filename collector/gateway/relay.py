@@ -4,7 +4,8 @@
 channel on the host, then copies the engineer's bytes to the host until EOF. Frames
 from the host arrive through ``on_frame`` (the connection's reader thread): output
 goes to the engineer, into the recording and to watchers. Shell and exec channels
-are recorded; file transfers (sftp, scp, rsync) are not — their sizes are counted.
+are recorded; file transfers (sftp, scp, rsync) are not — their sizes are counted,
+and the files copied by sftp and scp go onto the session's timeline (``transfers``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ import paramiko
 from collector.errors import CollectorError
 from collector.gateway.bridge import ThreadTunnel
 from collector.gateway.recording import ChannelRecording
+from collector.gateway.transfers import FileTransfer, TransferWatcher, watcher_for
 from proto import agent_pb2
 
 if TYPE_CHECKING:
@@ -76,6 +79,10 @@ class ChannelRelay:
         self._done = threading.Event()
         self._recording: ChannelRecording | None = None
         self._lock = threading.Lock()
+        self._transfers: TransferWatcher | None = (
+            watcher_for(request.kind, request.command) if request.is_file_transfer else None
+        )
+        self._transfers_lock = threading.Lock()  # fed from the pump and the reader thread
         self.bytes_to_host = 0
         self.bytes_to_engineer = 0
 
@@ -98,7 +105,7 @@ class ChannelRelay:
                 raise CollectorError("the host did not open the channel in time")
             if self._open_error:
                 raise CollectorError(f"the host refused: {self._open_error}")
-            self.connection.logged_in()
+            self.connection.logged_in(self)
             self._pump_to_host(tunnel)
         except CollectorError as exc:
             self.abort(str(exc))
@@ -128,7 +135,10 @@ class ChannelRelay:
             if not data:
                 break
             self.bytes_to_host += len(data)
+            self.connection.count(to_host=len(data))
             metrics.inc(len(data))
+            if self._transfers is not None:
+                self._watch(self._transfers.from_engineer, data)
             with self._lock:
                 if self._recording is not None:
                     self._recording.input(data)
@@ -164,7 +174,10 @@ class ChannelRelay:
 
     def _to_engineer(self, data: bytes, stderr: bool) -> None:
         self.bytes_to_engineer += len(data)
+        self.connection.count(to_engineer=len(data))
         self.connection.access.metrics.gateway_bytes.labels("to_engineer").inc(len(data))
+        if self._transfers is not None and not stderr:  # before the engineer can answer
+            self._watch(self._transfers.to_engineer, data)
         with self._lock:
             if self._recording is not None:
                 self._recording.output(data)
@@ -205,7 +218,32 @@ class ChannelRelay:
         self._done.set()
         self.channel.close()
 
+    def _watch(self, feed: Callable[[bytes], list[FileTransfer]], data: bytes) -> None:
+        """Feed the transfer watcher; put the files it completed onto the timeline."""
+        with self._transfers_lock:
+            try:
+                done = feed(data)
+            except Exception:  # watching must never break a copy
+                log.exception("file transfer watcher of channel %d failed", self.number)
+                self._transfers = None
+                return
+        if done:
+            self.connection.access.file_transfers(self.connection.login, done)
+
     def _finish(self) -> None:
+        watcher = self._transfers
+        if watcher is not None:
+            with self._transfers_lock:
+                left = watcher.close()
+            if left:
+                self.connection.access.file_transfers(self.connection.login, left)
+            if watcher.dropped:
+                log.warning(
+                    "session %s channel %d: %d more file transfers not listed",
+                    self.connection.login.session_id,
+                    self.number,
+                    watcher.dropped,
+                )
         with self._lock:
             recording, self._recording = self._recording, None
         if recording is not None:

@@ -3,6 +3,11 @@
 ``SshGateway.start`` binds and serves in background threads; ``end_session`` ends
 every live connection of a session (terminate, window over) with the reason shown
 to the engineer; ``stop`` closes the listener and all connections.
+
+paramiko logs a failed handshake (a port scan, a load balancer's health check, a
+bare TCP connect) as some twenty lines of traceback. The gateway's transports log
+to their own channel (``PARAMIKO_LOG``), kept quiet (CRITICAL) by default; the
+gateway writes one line per failed handshake or broken connection instead.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ HANDSHAKE_TIMEOUT_SECONDS = 30.0
 # it is offered first; the client's order decides between the ones both sides have,
 # hence CTR is left out while GCM is there (every OpenSSH since 6.2 has GCM).
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+PARAMIKO_LOG = "collector.gateway.paramiko"  # lower its level to debug paramiko itself
+logging.getLogger(PARAMIKO_LOG).setLevel(logging.CRITICAL)
 
 
 class SshGateway:
@@ -62,6 +69,7 @@ class SshGateway:
         transport = paramiko.Transport(
             conn, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE
         )
+        transport.set_log_channel(PARAMIKO_LOG)
         transport.banner_timeout = HANDSHAKE_TIMEOUT_SECONDS
         transport.auth_timeout = HANDSHAKE_TIMEOUT_SECONDS
         transport.add_server_key(self._host_key)
@@ -70,10 +78,13 @@ class SshGateway:
         try:
             transport.start_server(server=interface)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            log.info("SSH handshake with %s failed: %s", peer[0], exc)
+            log.info("SSH handshake with %s failed: %s", peer[0], str(exc)[:200] or type(exc))
             transport.close()
             return
         transport.join()  # until the engineer (or we) close it
+        failure = transport.get_exception()
+        if failure is not None and not isinstance(failure, EOFError):
+            log.info("SSH connection from %s broke: %s", peer[0], str(failure)[:200])
         if interface.connection is not None:
             interface.connection.closed()
 

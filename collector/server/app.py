@@ -35,6 +35,7 @@ from collector.gateway.access import GatewayAccess, GatewaySettings
 from collector.gateway.bridge import LoopBridge
 from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
+from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
@@ -135,6 +136,8 @@ class CollectorServer:
         rules = _load_rules(self.config.rules_path)
         tickets_config = load_tickets_config(self.config.tickets_config)
         metrics = await self._open_services(rules, tickets_config)
+        assert self._db is not None and self.sessions is not None
+        await recover(self._db, self.sessions, self.data_dir.root)  # before the gateway serves
         server, agent_port, api_port = self._grpc_server(init.ca)
         agent_host, _ = split_host_port(self.config.listen, "--listen")
         advertise = self.config.advertise or f"{_public_host(agent_host)}:{agent_port}"
@@ -202,6 +205,7 @@ class CollectorServer:
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.sessions = SessionService(self._db, now_ms, self._signals)
+        self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, now_ms)
         self.approvers = ApproverService(self._db, self.streams.send, now_ms)
         self.audit_checkpoints = AuditCheckpoints(

@@ -30,6 +30,7 @@ __all__ = [
     "NotAllowed",
     "RequestExpired",
     "SessionNotFound",
+    "no_such_session_text",
 ]
 
 _REQUEST_AGAIN = "request a new session with `aftercare session request`"
@@ -99,10 +100,33 @@ LoginRefusal = Literal[
 ]
 
 
+# Refusals that must not tell a session of another engineer from no session at all.
+_AS_UNKNOWN: frozenset[str] = frozenset({"unknown_session", "not_your_session"})
+
+
+def no_such_session_text(session_id: str) -> str:
+    """What the engineer is told for an unknown session and for another's session alike."""
+    return (
+        f"no session {session_id[:40]!r} of yours: log in as the id of a session you "
+        "requested (`aftercare sessions`, then `ssh -p PORT ses-...@gateway`)"
+    )
+
+
 class LoginRefused(PermissionDenied):
-    """The SSH gateway must refuse this login; ``reason`` is the machine-readable cause."""
+    """The SSH gateway must refuse this login; ``reason`` is the machine-readable cause,
+    ``user`` the owner of the offered key (None: an unregistered key), once known.
+    The message is for the audit log; ``engineer_text`` is what the engineer is told."""
 
     def __init__(self, session_id: str, reason: LoginRefusal, message: str) -> None:
         self.session_id = session_id
         self.reason: LoginRefusal = reason
+        self.user: str | None = None
         super().__init__(message)
+
+    @property
+    def engineer_text(self) -> str:
+        """The reason as the engineer may see it: another engineer's session reads
+        exactly like a session that does not exist."""
+        if self.reason in _AS_UNKNOWN:
+            return no_such_session_text(self.session_id)
+        return str(self)

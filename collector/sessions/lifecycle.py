@@ -19,6 +19,7 @@ approval given on the host) or "system" (expiry).
                       (a further connection while active: event only)
     disconnected      the gateway, a connection closed      (event only: reconnecting is
                                                             allowed inside the window)
+    files_transferred the gateway, files copied (sftp, scp) (events only)
     terminate         a user of the customer, or the        approved,     terminated
                       engineer
                                                             active
@@ -32,6 +33,7 @@ approval given on the host) or "system" (expiry).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -69,6 +71,7 @@ __all__ = [
     "end_with_ticket",
     "expire_if_due",
     "expire_window_if_due",
+    "files_transferred",
     "remote_response_ms",
     "request",
     "terminate",
@@ -460,6 +463,17 @@ def disconnected(session: RemoteSession, at_ms: int, **details: Any) -> SessionT
         )
     return SessionTransition(
         session, [_event("disconnected", _user(session.engineer), at_ms, **details)]
+    )
+
+
+def files_transferred(
+    session: RemoteSession, at_ms: int, transfers: Sequence[Mapping[str, Any]]
+) -> SessionTransition:
+    """Files the engineer copied through the gateway: one ``file_transfer`` event each
+    (``transfers``: protocol, direction, path, size_bytes, ...). Events only."""
+    actor = _user(session.engineer)
+    return SessionTransition(
+        session, [_event("file_transfer", actor, at_ms, **dict(t)) for t in transfers]
     )
 
 

@@ -56,6 +56,7 @@ SessionEventKind = Literal[
     "disconnected",
     "terminated",
     "ended",
+    "file_transfer",  # a file copied through the gateway (sftp, scp): path, size, direction
 ]
 SESSION_EVENT_KINDS: tuple[SessionEventKind, ...] = get_args(SessionEventKind)
 

@@ -153,6 +153,8 @@ class TicketService:
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
         self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
+        # told of a ticket's new state after a person's action (ends its remote sessions)
+        self.on_acted: Callable[[int, str], Awaitable[None]] | None = None
         self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
 
     async def start(self, settle_ms: int) -> None:
@@ -254,7 +256,10 @@ class TicketService:
             )
         ticket = await self._visible(who, ticket_id)
         transition = _transition(ticket, request, _actor(who), self._clock_ms())
-        return await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+        saved = await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+        if self.on_acted is not None:
+            await self.on_acted(saved.id, saved.state)
+        return saved
 
     # -- faults -------------------------------------------------------------------------
 
