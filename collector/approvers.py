@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from collector import limits
 from collector.approval_check import verify_certificate, verify_revocation
 from collector.auth import Principal
-from collector.errors import NotFound, PermissionDenied
+from collector.errors import InvalidRequest, NotFound, PermissionDenied
 from collector.store.base import ApproverRecord, RevocationRecord
 from collector.store.writer import StoreThread
 from common.approval_format import fingerprint
@@ -42,6 +43,12 @@ class ApproverService:
         who.require("customer", "admin")
         certificate = verify_certificate(data)
         _require_own_customer(who, certificate.customer, "add approvers")
+        held = await self._db.call(self._store.list_approvers, certificate.customer)
+        if len(held) >= limits.APPROVERS_PER_CUSTOMER:
+            raise InvalidRequest(
+                f"customer {certificate.customer} has {len(held)} approver certificates, the "
+                "limit; revoked and expired ones count too"
+            )
         now = self._clock_ms()
         record = ApproverRecord(
             customer=certificate.customer,

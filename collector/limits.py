@@ -28,6 +28,8 @@ RUN_PARAMS = 64
 RUN_PARAM_VALUE = 4 * KiB
 KEY_OR_CERTIFICATE = 16 * KiB  # SSH public keys, approver certificates, revocations
 SIGNED_APPROVAL = 64 * KiB
+SSH_KEYS_PER_USER = 100  # bounds ListSshKeys for a user (each key under 16 KiB)
+APPROVERS_PER_CUSTOMER = 200  # bounds ListApprovers for a customer (certificates ~1 KiB)
 
 MAX_UNIX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 MAX_INT64 = 2**63 - 1

@@ -1350,15 +1350,19 @@ class GetSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    events_page_token: _builtins.str
+    """GetSession: "" the first events; else a next_events_page_token"""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        events_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_page_token", b"events_page_token", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1448,10 +1452,13 @@ class SessionDetail(_message.Message):
     RECORDINGS_FIELD_NUMBER: _builtins.int
     GATEWAY_FIELD_NUMBER: _builtins.int
     GATEWAY_HOST_KEY_FIELD_NUMBER: _builtins.int
+    NEXT_EVENTS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     gateway: _builtins.str
     """HOST:PORT of the SSH gateway ("" when not served)"""
     gateway_host_key: _builtins.str
     """its host key, "TYPE BASE64", for known_hosts pinning"""
+    next_events_page_token: _builtins.str
+    """"" when no more events; else ask GetSession again"""
     @_builtins.property
     def session(self) -> Global___SessionInfo: ...
     @_builtins.property
@@ -1466,10 +1473,11 @@ class SessionDetail(_message.Message):
         recordings: _abc.Iterable[Global___RecordingInfo] | None = ...,
         gateway: _builtins.str = ...,
         gateway_host_key: _builtins.str = ...,
+        next_events_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway", b"gateway", "gateway_host_key", b"gateway_host_key", "recordings", b"recordings", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway", b"gateway", "gateway_host_key", b"gateway_host_key", "next_events_page_token", b"next_events_page_token", "recordings", b"recordings", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from collector.client import arguments
 from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
 from collector.client.output import iso, raw_stdout, safe, size_text
-from collector.client.session_show import transfer_text
+from collector.client.session_show import session_detail, transfer_text
 from common.safe_text import terminal_display
 from proto import api_pb2
 
@@ -207,7 +207,7 @@ class LogEntry:
 
 
 def _log(client: Api, args: argparse.Namespace) -> int:
-    detail = client.call("GetSession", api_pb2.GetSessionRequest(session_id=args.session_id))
+    detail = session_detail(client, args.session_id)
     entries: list[LogEntry] = []
     notes: list[str] = []
     no_input: list[int] = []

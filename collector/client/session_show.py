@@ -8,6 +8,7 @@ from typing import Any
 
 from collector.client.connection import Api
 from collector.client.output import duration_text, iso, safe, size_text
+from collector.client.paging import fetch_all
 from collector.client.sessions import session_dict
 from proto import api_pb2
 
@@ -28,8 +29,21 @@ def add_actions(sub: Any) -> None:
     p.set_defaults(handler=_show)
 
 
+def session_detail(client: Api, session_id: str) -> api_pb2.SessionDetail:
+    """The session with its whole timeline (every events page)."""
+    detail: api_pb2.SessionDetail = fetch_all(
+        client,
+        "GetSession",
+        api_pb2.GetSessionRequest(session_id=session_id),
+        "events",
+        "events_page_token",
+        "next_events_page_token",
+    )
+    return detail
+
+
 def _show(client: Api, args: argparse.Namespace) -> int:
-    detail = client.call("GetSession", api_pb2.GetSessionRequest(session_id=args.session_id))
+    detail = session_detail(client, args.session_id)
     if args.json:
         print(json.dumps(detail_dict(detail), indent=2, ensure_ascii=False))
     else:

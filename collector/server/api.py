@@ -340,15 +340,20 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionDetail:
         who = await self._who(context)
+        offset = limits.page_token(request.events_page_token)
         session, events = await self._sessions.get(who, request.session_id)
         _, recordings = await self._sessions.recordings(who, request.session_id)
-        return api_pb2.SessionDetail(
+        detail = api_pb2.SessionDetail(
             session=session_info(session),
-            events=[session_event_info(e) for e in events],
             recordings=[recording_info(r) for r in recordings],
             gateway=self._gateway()[0],
             gateway_host_key=self._gateway()[1],
         )
+        budget = max(limits.PAGE_BYTES - detail.ByteSize(), 64 * 1024)
+        listed, token = page(events, offset, limits.MAX_INT64, session_event_info, budget)
+        detail.events.extend(listed)
+        detail.next_events_page_token = token
+        return detail
 
     async def GetRecording(
         self, request: api_pb2.GetRecordingRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from collector import limits
 from collector.auth import Principal
 from collector.errors import InvalidRequest
 from collector.sessions import pubkey
@@ -36,6 +37,12 @@ class SshKeys:
 
     async def add(self, who: Principal, line: str) -> SshKeyRecord:
         key = parse_public_key(line)
+        held = await self._db.call(self._store.list_ssh_keys, who.name)
+        if len(held) >= limits.SSH_KEYS_PER_USER:
+            raise InvalidRequest(
+                f"{who.name} has {len(held)} SSH keys, the limit; remove one first "
+                "(`aftercare keys list`, `aftercare keys remove FINGERPRINT`)"
+            )
         record = SshKeyRecord(
             fingerprint=key.fingerprint,
             user=who.name,

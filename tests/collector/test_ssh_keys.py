@@ -61,3 +61,36 @@ def test_a_disabled_or_removed_users_key_has_no_owner(tmp_path: Path) -> None:
         assert asyncio.run(scenario()) == ["erin", None, "erin", None]
     finally:
         db.close()
+
+
+def test_a_user_holds_at_most_the_limit_of_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that ListSshKeys stays far below the client's message limit."""
+    import asyncio
+
+    from collector import admin, limits
+    from collector.auth import Principal
+    from collector.sessions.keys import SshKeys
+    from collector.store import SQLiteStore
+    from collector.store.writer import StoreThread
+
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen is not installed (Debian package openssh-client)")
+    monkeypatch.setattr(limits, "SSH_KEYS_PER_USER", 2)
+    lines = [keygen(tmp_path / f"id_{i}", "erin").with_suffix(".pub").read_text() for i in range(3)]
+    db = StoreThread(SQLiteStore(tmp_path / "a.db"))
+    admin.add_user(db.store, "erin", "engineer", None, "test", 1_000)
+    keys = SshKeys(db, lambda: 2_000)
+    erin = Principal("erin", "engineer")
+
+    async def scenario() -> None:
+        for line in lines[:2]:
+            await keys.add(erin, line)
+        with pytest.raises(InvalidRequest, match="the limit; remove one first"):
+            await keys.add(erin, lines[2])
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        db.close()

@@ -4,6 +4,7 @@ pinned approval root from the hello, and what runs and sessions keep of a signed
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,36 @@ def test_sessions_keep_the_signed_approval(store: Store) -> None:
     saved = store.update_session(approved, [])
     assert saved.signed_approval == b"bundle-bytes"
     assert store.get_session(session.session_id) == saved
+
+
+def test_a_customer_holds_at_most_the_limit_of_approver_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that ListApprovers stays far below the client's message limit."""
+    import asyncio
+    import time
+
+    from collector import limits
+    from collector.approvers import ApproverService
+    from collector.auth import Principal
+    from collector.errors import InvalidRequest
+    from collector.store import SQLiteStore
+    from collector.store.writer import StoreThread
+    from tests.consent_support import CustomerRoot
+
+    monkeypatch.setattr(limits, "APPROVERS_PER_CUSTOMER", 2)
+    root = CustomerRoot("acme")
+    db = StoreThread(SQLiteStore(tmp_path / "a.db"))
+    service = ApproverService(db, lambda agent, message: True, lambda: int(time.time() * 1000))
+    carol = Principal("carol", "customer", "acme")
+
+    async def scenario() -> None:
+        for name in ("alice", "bob"):
+            await service.add(carol, root.certify(name).certificate.encode())
+        with pytest.raises(InvalidRequest, match="approver certificates, the limit"):
+            await service.add(carol, root.certify("dave").certificate.encode())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        db.close()

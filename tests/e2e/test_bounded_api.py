@@ -345,3 +345,39 @@ def test_text_stored_before_the_limits_is_shown_truncated(collector: Collector) 
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "more bytes not shown" in shown.stdout
     assert collector.client(engineer, "ticket", "show", str(ticket.id)).returncode == 0
+
+
+def test_a_session_timeline_larger_than_a_message_is_paged(collector: Collector) -> None:
+    """An scp -r of thousands of files gives a session thousands of events: `session show`
+    and `session log` still get the whole timeline, page by page."""
+    import time
+
+    from collector.datadir import DataDir
+    from collector.sessions import lifecycle
+    from collector.sessions.model import NewSessionEvent
+    from collector.store import AgentRecord
+
+    engineer = collector.add_user("erin", "engineer")
+    store = DataDir(collector.data_dir).open_store()
+    try:
+        now = int(time.time() * 1000)
+        store.add_agent(AgentRecord("agt-1", "acme", "web-1", now, "1", now + 10**9))
+        requested = lifecycle.request(
+            agent_id="agt-1", customer="acme", hostname="web-1", engineer="erin",
+            reason="copy", duration_ms=3_600_000, at_ms=now,
+        )  # fmt: skip
+        session = store.create_session(requested.session, requested.events[0])
+        path = "/srv/" + "d" * 1500
+        copies = [
+            NewSessionEvent(now, "user:erin", "file_transfer", {"path": f"{path}/{i}", "size": i})
+            for i in range(4000)
+        ]
+        store.update_session(session, copies)
+    finally:
+        store.close()
+    shown = collector.client(engineer, "session", "show", session.session_id, "--json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    events = json.loads(shown.stdout)["events"]
+    assert len(events) == 4001 and len(shown.stdout) > 6 * MiB  # past one 4 MiB message
+    logged = collector.client(engineer, "session", "log", session.session_id)
+    assert logged.returncode == 0, logged.stderr[-2000:]
