@@ -29,7 +29,7 @@ from agent.identity import load_identity
 from agent.runner import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
-from common.safe_text import guarded_output, reader_gone, safe
+from common.safe_text import guarded_main, safe
 
 if TYPE_CHECKING:
     from agent.playbook.waiting import WaitingRun
@@ -43,23 +43,20 @@ EMPTY_SPOOL = SpoolStats(
 def main(argv: list[str] | None = None) -> int:
     """Run one command. What came from the collector (engineers' names, reasons, run
     descriptions) is shown escaped (``common.safe_text``); ``--json`` keeps the
-    original. ``run`` writes its log as before."""
-    try:
-        with guarded_output(stdout=False):  # usage errors may echo anything
-            args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=getattr(logging, args.log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        if args.handler is _run:  # the log keeps the stderr it was given above
-            with guarded_output(stdout=False):
-                return _run_handler(args)
-        with guarded_output(stdout=not getattr(args, "json", False)):
-            return _run_handler(args)
-    except BrokenPipeError:
-        return reader_gone()
-    except KeyboardInterrupt:
-        return 130
+    original, and ``run`` writes its log as before."""
+    return guarded_main(
+        lambda: build_parser().parse_args(argv),
+        _run_handler,
+        lambda args: args.handler is _run or bool(getattr(args, "json", False)),
+        _configure_logging,
+    )
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _run_handler(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from collector.errors import CollectorError, ConfigError
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
-from common.safe_text import guarded_output, reader_gone, safe
+from common.safe_text import guarded_main, safe
 
 ENDPOINTS_FILE = "endpoints.json"
 
@@ -47,23 +47,20 @@ ENDPOINTS_FILE = "endpoints.json"
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Output of the admin commands shows what agents and people wrote
     (hostnames, audit details) escaped (``common.safe_text``); ``--json`` keeps the
-    original. ``serve`` writes its log as before."""
-    try:
-        with guarded_output(stdout=False):  # usage errors may echo anything
-            args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=getattr(logging, args.log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        if args.handler is _serve:  # the log keeps the stderr it was given above
-            with guarded_output(stdout=False):
-                return _run_handler(args)
-        with guarded_output(stdout=not getattr(args, "json", False)):
-            return _run_handler(args)
-    except BrokenPipeError:
-        return reader_gone()
-    except KeyboardInterrupt:
-        return 130
+    original, and ``serve`` writes its log as before."""
+    return guarded_main(
+        lambda: build_parser().parse_args(argv),
+        _run_handler,
+        lambda args: args.handler is _serve or bool(getattr(args, "json", False)),
+        _configure_logging,
+    )
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _run_handler(args: argparse.Namespace) -> int:

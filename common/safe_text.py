@@ -26,11 +26,12 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 __all__ = [
     "SafeStream",
+    "guarded_main",
     "guarded_output",
     "raw",
     "reader_gone",
@@ -116,6 +117,29 @@ def guarded_output(*, stdout: bool = True) -> Iterator[None]:
         sys.stdout.flush()
     finally:
         sys.stdout, sys.stderr = saved
+
+
+def guarded_main(
+    parse: Callable[[], Any],
+    run: Callable[[Any], int],
+    raw_stdout: Callable[[Any], bool] = lambda args: bool(getattr(args, "json", False)),
+    prepare: Callable[[Any], None] = lambda args: None,
+) -> int:
+    """A command line program's ``main``: ``parse()``, ``prepare(args)`` (unguarded:
+    set up logging there, so a daemon's log is written as is), then ``run(args)``
+    with stderr and, unless ``raw_stdout(args)`` (``--json``, a daemon), stdout
+    escaped. Usage errors are escaped too. A reader that goes away (``| head``) ends
+    the program quietly with 141, as SIGPIPE would; Ctrl-C with 130."""
+    try:
+        with guarded_output(stdout=False):
+            args = parse()
+        prepare(args)
+        with guarded_output(stdout=not raw_stdout(args)):
+            return run(args)
+    except BrokenPipeError:
+        return reader_gone()
+    except KeyboardInterrupt:
+        return 130
 
 
 def reader_gone() -> int:

@@ -35,7 +35,7 @@ from collector.client import (
 from collector.client.connection import ApiClient, ClientSettings, ClientSetupError
 from collector.client.output import iso, safe
 from collector.client.paging import fetch_all
-from common.safe_text import guarded_output, reader_gone
+from common.safe_text import guarded_main
 from proto import api_pb2
 
 STALE_AFTER_SECONDS = 120
@@ -44,17 +44,8 @@ STALE_AFTER_SECONDS = 120
 def main(argv: list[str] | None = None) -> int:
     """Run one command. What others wrote (hostnames, titles, reasons, ...) reaches the
     terminal escaped (``common.safe_text``); ``--json`` output keeps the original. A
-    reader that goes away (``| head``) ends the command quietly with 141, as SIGPIPE
-    would; Ctrl-C with 130."""
-    try:
-        with guarded_output(stdout=False):  # usage errors may echo anything
-            args = parse_args(build_parser(), argv)
-        with guarded_output(stdout=not getattr(args, "json", False)):
-            return _dispatch(args)
-    except BrokenPipeError:
-        return reader_gone()
-    except KeyboardInterrupt:
-        return 130
+    reader that goes away (``| head``) ends the command quietly with 141; Ctrl-C 130."""
+    return guarded_main(lambda: parse_args(build_parser(), argv), _dispatch)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
