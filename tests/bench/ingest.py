@@ -105,6 +105,7 @@ class SimAgent:
     duplicate_latencies: list[float] = field(default_factory=list)
     duplicates_acked: int = 0
     welcome_last_sequence: int = -1  # what the Welcome of the second stream said
+    runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
     error: str = ""
 
 
@@ -272,12 +273,34 @@ async def start_stream(channel: grpc.aio.Channel, agent: SimAgent) -> tuple[Any,
     return call, int(welcome.welcome.last_sequence)
 
 
+# What the collector may send besides acks, and what a real agent does about it: a run
+# request (the default rules start diagnostics) is refused, the rest needs no answer.
+ANSWERED = frozenset({"run_request"})
+NO_ANSWER = frozenset(
+    {"run_approval", "run_cancel", "session_requested", "session_decided", "approver_revocations"}
+)
+
+
+def refusal(message: agent_pb2.CollectorMessage) -> bytes:
+    """The agent's answer to a run request: refused, as by a host that serves no playbooks."""
+    update = agent_pb2.RunUpdate(
+        run_id=message.run_request.run_id,
+        state="refused",
+        message="simulated agent (tests/bench/ingest.py): runs are not served",
+    )
+    return agent_pb2.AgentMessage(run_update=update).SerializeToString()
+
+
 async def end_stream(call: Any) -> None:
-    """Half-close and wait for the collector to finish the stream with OK."""
+    """Half-close and wait for the collector to finish the stream with OK (a run request
+    that crossed the half-close cannot be answered; the collector gives it up itself)."""
     await call.done_writing()
-    leftover = await asyncio.wait_for(call.read(), READ_TIMEOUT_SECONDS)
-    if isinstance(leftover, agent_pb2.CollectorMessage):
-        raise BenchError(f"unexpected {leftover.WhichOneof('kind')} after the last ack")
+    while isinstance(
+        leftover := await asyncio.wait_for(call.read(), READ_TIMEOUT_SECONDS),
+        agent_pb2.CollectorMessage,
+    ):
+        if leftover.WhichOneof("kind") not in ANSWERED | NO_ANSWER:
+            raise BenchError(f"unexpected {leftover.WhichOneof('kind')} after the last ack")
     code = await call.code()
     if code != grpc.StatusCode.OK:
         raise BenchError(f"stream ended with {code.name}: {await call.details()}")
@@ -289,16 +312,28 @@ async def send_window(
     window: int,
     latencies: list[float],
     expect_duplicate: bool,
+    agent: SimAgent,
 ) -> int:
     """Write ``batches`` with at most ``window`` unacknowledged; record write-to-ack times.
 
-    Returns how many acks had ``duplicate`` as expected; BenchError on anything else
-    (an ack out of order, a missing one, the stream ending).
+    Run requests between the acks are refused as an agent would (``agent.runs_refused``
+    counts them). Returns how many acks had ``duplicate`` as expected; BenchError on
+    anything else (an ack out of order, a missing one, the stream ending).
     """
     room = asyncio.Semaphore(window)
+    writing = asyncio.Lock()  # one write at a time: batches and answers share the call
     sent_at: dict[int, float] = {}
     expected = [sequence for sequence, _ in batches]
     as_expected = 0
+
+    async def answer(message: agent_pb2.CollectorMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind in ANSWERED:
+            async with writing:
+                await call.write(refusal(message))
+            agent.runs_refused += 1
+        elif kind not in NO_ANSWER:
+            raise BenchError(f"expected an Ack, got {kind}")
 
     async def writer() -> None:
         for sequence, payload in batches:
@@ -306,16 +341,16 @@ async def send_window(
                 await asyncio.wait_for(room.acquire(), READ_TIMEOUT_SECONDS)
             except TimeoutError as exc:
                 raise BenchError(f"window stayed full for {READ_TIMEOUT_SECONDS:.0f}s") from exc
-            sent_at[sequence] = time.perf_counter()
-            await call.write(payload)
+            async with writing:
+                sent_at[sequence] = time.perf_counter()
+                await call.write(payload)
 
     async def reader() -> None:
         nonlocal as_expected
         for want in expected:
-            message = await read_message(call, f"Ack {want}")
+            while (message := await read_message(call, f"Ack {want}")).WhichOneof("kind") != "ack":
+                await answer(message)
             now = time.perf_counter()
-            if message.WhichOneof("kind") != "ack":
-                raise BenchError(f"expected Ack {want}, got {message.WhichOneof('kind')}")
             if message.ack.sequence != want:
                 raise BenchError(f"expected Ack {want}, got Ack {message.ack.sequence}")
             latencies.append(now - sent_at.pop(want))
@@ -352,7 +387,7 @@ async def run_agent(
         await go.wait()
         batches = list(enumerate(agent.payloads, start=1))
         unexpected = len(batches) - await send_window(
-            call, batches, window, agent.latencies, expect_duplicate=False
+            call, batches, window, agent.latencies, expect_duplicate=False, agent=agent
         )
         if unexpected:
             raise BenchError(f"{unexpected} new batches acked as duplicates")
@@ -366,6 +401,7 @@ async def run_agent(
             window,
             agent.duplicate_latencies,
             expect_duplicate=True,
+            agent=agent,
         )
         await end_stream(call)
     finally:
@@ -794,6 +830,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "wall_seconds": round(figures["duplicates_wall"], 3),
             "ack_latency_ms": latency_ms([x for a in agents for x in a.duplicate_latencies]),
             "collector_cpu_seconds": round(figures["duplicates_collector_cpu"], 2),
+            "runs_refused": sum(a.runs_refused for a in agents),
         },
         collector={
             "rss_mib_before_connect": round(figures["status_before"].get("VmRSS", 0) / 1024, 1),
@@ -848,6 +885,8 @@ def report(result: dict[str, Any]) -> str:
         f"{col['peak_rss_mib']:.0f} MiB, {col['threads']} threads",
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
         f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])})",
+        f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
+        "agents, as a host that serves no playbooks would",
     ]
     if result["verified"]:
         lines.append(
