@@ -18,12 +18,12 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from common import ed25519
+from common.atomic import write_atomic
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint, extension_problem
 from proto import agent_pb2
 
@@ -125,14 +125,7 @@ class AuditWitness:
 
     def _store(self, signed: SignedCheckpoint) -> None:
         data = json.dumps(signed.document(), indent=2, sort_keys=True).encode() + b"\n"
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
+        write_atomic(self._path, data)
         self.held = signed
         self._update_hello()
         log.info(

@@ -27,11 +27,11 @@ import json
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.playbook.errors import ApprovalError
+from common.atomic import write_atomic
 
 __all__ = ["APPROVALS_DIR", "ApprovalBook", "LocalApproval", "valid_run_id"]
 
@@ -63,19 +63,12 @@ class ApprovalBook:
     def approve(self, run_id: str, until: float, *, by: str = "", binding: str = "") -> Path:
         """Record that ``run_id`` (exactly ``binding``) may run until ``until`` (Unix s)."""
         self._check(run_id)
+        record = {"run_id": run_id, "until": float(until), "by": by, "binding": binding}
+        path = self.directory / run_id
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            record = {"run_id": run_id, "until": float(until), "by": by, "binding": binding}
-            path = self.directory / run_id
-            fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".approval-")
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                json.dump(record, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            write_atomic(path, json.dumps(record).encode("utf-8"))
         except OSError as exc:
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(temporary)
             raise ApprovalError(f"cannot record the approval in {self.directory}: {exc}") from exc
         return path
 
