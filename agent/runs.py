@@ -186,13 +186,14 @@ class RunHandler:
         if decision.kind == "allow":
             return True
         subject = run_subject(request, playbook)
-        self._waiting.add(_waiting_run(request, playbook, subject))
+        waiting = _waiting_run(request, playbook, subject)
+        self._waiting.add(waiting)
         await self._update(request.run_id, "waiting_approval", _how_to_approve(decision, request))
         self._journal.write(
             "run_waiting_approval", run_id=request.run_id, source=decision.approval_source
         )
         try:
-            approved_by = await self._wait_for_approval(pending, decision, subject)
+            approved_by = await self._wait_for_approval(pending, decision, waiting, subject)
         except ApprovalRefused as exc:
             await self._refuse(request, f"approval refused: {exc}")
             return False
@@ -205,12 +206,10 @@ class RunHandler:
         return True
 
     async def _wait_for_approval(
-        self, pending: _Pending, decision: Decision, subject: RunSubject
+        self, pending: _Pending, decision: Decision, waiting: WaitingRun, subject: RunSubject
     ) -> str | None:
         """How the run was approved; None if not in time. Raises ApprovalRefused."""
         deadline = time.monotonic() + APPROVAL_TIMEOUT_SECONDS
-        run_id = pending.request.run_id
-        binding = run_binding(subject)
         while time.monotonic() < deadline and not pending.cancel.is_set():
             if pending.approved.is_set() and pending.approval is not None:
                 pending.approved.clear()
@@ -218,7 +217,7 @@ class RunHandler:
                 if how:
                     return how
             if decision.counts("local"):
-                local = self._approvals.approval(run_id, time.time(), binding)
+                local = self._approvals.approval(waiting.run_id, time.time(), waiting.binding)
                 if local is not None:
                     return f"on the host by {local.by}"
             with contextlib.suppress(TimeoutError):
@@ -300,20 +299,23 @@ class RunHandler:
 
 def run_subject(request: agent_pb2.RunRequest, playbook: Playbook) -> RunSubject:
     """What an approval of ``request`` must bind: playbook, version, file digest, parameters."""
-    secret = frozenset(p.name for p in playbook.parameters if p.secret)
     return RunSubject(
         run_id=request.run_id,
         playbook=playbook.name,
         version=playbook.version,
         digest="sha256:" + hashlib.sha256(request.playbook_yaml).hexdigest(),
-        params=bound_params(dict(request.params), secret),
+        params=bound_params(dict(request.params), _secret_names(playbook)),
     )
+
+
+def _secret_names(playbook: Playbook) -> frozenset[str]:
+    return frozenset(p.name for p in playbook.parameters if p.secret)
 
 
 def _waiting_run(
     request: agent_pb2.RunRequest, playbook: Playbook, subject: RunSubject
 ) -> WaitingRun:
-    secret = {p.name for p in playbook.parameters if p.secret}
+    secret = _secret_names(playbook)
     return WaitingRun(
         run_id=request.run_id,
         playbook=playbook.name,
