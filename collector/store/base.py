@@ -26,6 +26,7 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
+from collector.history.model import HistorySeries
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
@@ -39,6 +40,7 @@ __all__ = [
     "AuditEntry",
     "Conflict",
     "GapRecord",
+    "HistoryRollup",
     "InvalidRequest",
     "LatestBatch",
     "MigrationError",
@@ -135,6 +137,16 @@ class GapRecord:
     end_ms: int
     reason: str
     reported_ms: int
+
+
+@dataclass(frozen=True)
+class HistoryRollup:
+    """One step of the metric history's roll-up and retention (see ``roll_up_history``)."""
+
+    next_series_id: int | None  # pass as after_series_id to continue; None: all done
+    rolled_up: int  # 5-minute buckets folded into 1-hour buckets
+    dropped: int  # 1-hour buckets past the retention
+    series_dropped: int  # series left without buckets
 
 
 @dataclass(frozen=True)
@@ -413,6 +425,41 @@ class Store(Protocol):
     def prune_batches(self, older_than_ms: int) -> int:
         """Drop batch bookkeeping rows received before ``older_than_ms`` — never gaps,
         the latest batch, or an agent's highest sequence. Returns the count dropped."""
+        ...
+
+    # -- metric history (docs/metric-history.md) ------------------------------------
+    # store_batch also folds the batch's finite samples into 5-minute buckets, in the
+    # same transaction, for at most MAX_SERIES_PER_HOST series per host.
+
+    def metric_history(
+        self,
+        agent_id: str,
+        names: Collection[str],
+        since_ms: int,
+        until_ms: int,
+        labels: Mapping[str, str] | None = None,
+        step_ms: int | None = None,
+    ) -> list[HistorySeries]:
+        """The host's series named in ``names`` (all if empty) whose labels include
+        ``labels``, with buckets starting in ``[since_ms, until_ms)``, ordered by name
+        then labels. ``step_ms`` (one of ``collector.history.policy.STEPS``) re-buckets;
+        None returns stored buckets (5-minute, and 1-hour for old data). Raises
+        InvalidRequest for an empty period, an unknown step or more than
+        MAX_POINTS_PER_SERIES buckets per series."""
+        ...
+
+    def roll_up_history(
+        self, now_ms: int, after_series_id: int = 0, max_series: int = 1000
+    ) -> HistoryRollup:
+        """For the next ``max_series`` series after ``after_series_id``: roll 5-minute
+        buckets older than the fine retention into 1-hour buckets, drop 1-hour buckets
+        older than the coarse retention, drop series left empty. Call again with
+        ``next_series_id`` until it is None (short transactions on the writer)."""
+        ...
+
+    def history_refusals(self) -> Mapping[str, int]:
+        """Per agent id: samples left out of the history since this store was opened
+        because the host is at its series bound."""
         ...
 
     # -- audit log (append-only, hash chained) ----------------------------------------

@@ -18,6 +18,7 @@ there) and the type names in the migrations. No SQLite-only functions.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -43,6 +44,8 @@ from collector.errors import (
     UnknownUser,
     UserExists,
 )
+from collector.history.model import HistorySeries
+from collector.history.policy import MAX_SERIES_PER_HOST
 from collector.sessions.errors import SessionNotFound
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.base import (
@@ -52,6 +55,7 @@ from collector.store.base import (
     ApproverRecord,
     AuditEntry,
     GapRecord,
+    HistoryRollup,
     LatestBatch,
     RecordingRecord,
     RevocationRecord,
@@ -63,6 +67,13 @@ from collector.store.base import (
     StoredSample,
     UnknownRun,
     User,
+)
+from collector.store.history_rows import (
+    check_history_query,
+    read_history,
+    record_history,
+    roll_up_history,
+    series_ids,
 )
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.run_rows import (
@@ -102,6 +113,8 @@ from collector.tickets.errors import TicketNotFound
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = ["SQLiteStore", "Synchronous"]
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 _Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -204,8 +217,14 @@ class SQLiteStore:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_s: float = 10.0,
+        history_max_series: int = MAX_SERIES_PER_HOST,
     ) -> None:
         self._path = Path(path)
+        self._history_max_series = history_max_series
+        self._history_refusals: dict[str, int] = {}
+        # agent id -> its history series ids; written only after a commit, cleared when
+        # the roll-up drops series
+        self._series_cache: dict[str, dict[tuple[str, str], int]] = {}
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = _connect(self._path, synchronous, busy_timeout_s)
         try:
@@ -455,9 +474,10 @@ class SQLiteStore:
         failures: Sequence[StoredFailure],
     ) -> bool:
         _check_sequence(sequence)
+        keyed = [(s.name, canonical_json(dict(s.labels)), s.value) for s in samples]
         sample_rows = [
-            (agent_id, pos, s.name, canonical_json(dict(s.labels)), _value_in(s.value))
-            for pos, s in enumerate(samples)
+            (agent_id, pos, name, labels, _value_in(value))
+            for pos, (name, labels, value) in enumerate(keyed)
         ]
         failure_rows = [(agent_id, pos, f.check, f.error) for pos, f in enumerate(failures)]
         with self._write() as db:
@@ -472,7 +492,40 @@ class SQLiteStore:
                 db.execute("DELETE FROM latest_failures WHERE agent_id = ?", (agent_id,))
                 db.executemany(_INSERT_SAMPLE, sample_rows)
                 db.executemany(_INSERT_FAILURE, failure_rows)
-            return True
+            outcome = record_history(
+                db,
+                agent_id,
+                collected_ms,
+                received_ms,
+                keyed,
+                self._history_max_series,
+                self._series_cache.get(agent_id),
+            )
+        if outcome.created or agent_id not in self._series_cache:
+            cached = self._series_cache.setdefault(agent_id, {})
+            if not cached:
+                with self._read() as db:
+                    cached.update(series_ids(db, agent_id))
+            cached.update(outcome.created)
+        if outcome.refused_samples:
+            self._count_refusal(agent_id, outcome.refused_series, outcome.refused_samples)
+        return True
+
+    def _count_refusal(
+        self, agent_id: str, series: Sequence[tuple[str, str]], samples: int
+    ) -> None:
+        first = agent_id not in self._history_refusals
+        self._history_refusals[agent_id] = self._history_refusals.get(agent_id, 0) + samples
+        if first:
+            log.warning(
+                "metric history of agent %s is at its bound of %d series: %d new series "
+                "left out (first: %s %s); raise the bound or drop labels (docs/metric-history.md)",
+                agent_id,
+                self._history_max_series,
+                len(series),
+                series[0][0],
+                series[0][1],
+            )
 
     def store_gap(self, agent_id: str, gap: GapRecord) -> bool:
         _check_sequence(gap.sequence)
@@ -547,6 +600,33 @@ class SQLiteStore:
     def prune_batches(self, older_than_ms: int) -> int:
         with self._write() as db:
             return db.execute(_PRUNE_BATCHES, (older_than_ms,)).rowcount
+
+    # -- metric history ---------------------------------------------------------------
+
+    def metric_history(
+        self,
+        agent_id: str,
+        names: Collection[str],
+        since_ms: int,
+        until_ms: int,
+        labels: Mapping[str, str] | None = None,
+        step_ms: int | None = None,
+    ) -> list[HistorySeries]:
+        check_history_query(since_ms, until_ms, step_ms)
+        with self._read() as db:
+            return read_history(db, agent_id, set(names), labels or {}, since_ms, until_ms, step_ms)
+
+    def roll_up_history(
+        self, now_ms: int, after_series_id: int = 0, max_series: int = 1000
+    ) -> HistoryRollup:
+        with self._write() as db:
+            step = roll_up_history(db, now_ms, after_series_id, max_series)
+        if step.series_dropped:
+            self._series_cache.clear()
+        return step
+
+    def history_refusals(self) -> Mapping[str, int]:
+        return dict(self._history_refusals)
 
     # -- audit log --------------------------------------------------------------------
 
