@@ -164,6 +164,16 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.RevokeApproverRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.ApproverInfo.FromString,
                 _registered_method=True)
+        self.GetMetricHistory = channel.unary_unary(
+                '/aftercare.v1.Api/GetMetricHistory',
+                request_serializer=proto_dot_api__pb2.MetricHistoryRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.MetricHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetArchive = channel.unary_unary(
+                '/aftercare.v1.Api/GetArchive',
+                request_serializer=proto_dot_api__pb2.ArchiveRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ArchiveResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -336,6 +346,22 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetricHistory(self, request, context):
+        """--- insp-history ---
+        Downsampled history of one metric of a host (docs/metric-history.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArchive(self, request, context):
+        """The host's archive: one timeline of its enrolment, tickets, remote sessions,
+        playbook runs, gaps and audit entries, newest first (docs/archive.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -468,6 +494,16 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.RevokeApprover,
                     request_deserializer=proto_dot_api__pb2.RevokeApproverRequest.FromString,
                     response_serializer=proto_dot_api__pb2.ApproverInfo.SerializeToString,
+            ),
+            'GetMetricHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetricHistory,
+                    request_deserializer=proto_dot_api__pb2.MetricHistoryRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.MetricHistoryResponse.SerializeToString,
+            ),
+            'GetArchive': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArchive,
+                    request_deserializer=proto_dot_api__pb2.ArchiveRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ArchiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1172,6 +1208,60 @@ class Api:
             '/aftercare.v1.Api/RevokeApprover',
             proto_dot_api__pb2.RevokeApproverRequest.SerializeToString,
             proto_dot_api__pb2.ApproverInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetricHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetMetricHistory',
+            proto_dot_api__pb2.MetricHistoryRequest.SerializeToString,
+            proto_dot_api__pb2.MetricHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArchive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetArchive',
+            proto_dot_api__pb2.ArchiveRequest.SerializeToString,
+            proto_dot_api__pb2.ArchiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

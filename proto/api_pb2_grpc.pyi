@@ -76,6 +76,14 @@ class ApiStub:
     """
     ListApprovers: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListApproversRequest, _api_pb2.ListApproversResponse]
     RevokeApprover: _grpc.UnaryUnaryMultiCallable[_api_pb2.RevokeApproverRequest, _api_pb2.ApproverInfo]
+    GetMetricHistory: _grpc.UnaryUnaryMultiCallable[_api_pb2.MetricHistoryRequest, _api_pb2.MetricHistoryResponse]
+    """--- insp-history ---
+    Downsampled history of one metric of a host (docs/metric-history.md).
+    """
+    GetArchive: _grpc.UnaryUnaryMultiCallable[_api_pb2.ArchiveRequest, _api_pb2.ArchiveResponse]
+    """The host's archive: one timeline of its enrolment, tickets, remote sessions,
+    playbook runs, gaps and audit entries, newest first (docs/archive.md).
+    """
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -120,6 +128,14 @@ class ApiAsyncStub(ApiStub):
     """
     ListApprovers: _aio.UnaryUnaryMultiCallable[_api_pb2.ListApproversRequest, _api_pb2.ListApproversResponse]  # type: ignore[assignment]
     RevokeApprover: _aio.UnaryUnaryMultiCallable[_api_pb2.RevokeApproverRequest, _api_pb2.ApproverInfo]  # type: ignore[assignment]
+    GetMetricHistory: _aio.UnaryUnaryMultiCallable[_api_pb2.MetricHistoryRequest, _api_pb2.MetricHistoryResponse]  # type: ignore[assignment]
+    """--- insp-history ---
+    Downsampled history of one metric of a host (docs/metric-history.md).
+    """
+    GetArchive: _aio.UnaryUnaryMultiCallable[_api_pb2.ArchiveRequest, _api_pb2.ArchiveResponse]  # type: ignore[assignment]
+    """The host's archive: one timeline of its enrolment, tickets, remote sessions,
+    playbook runs, gaps and audit entries, newest first (docs/archive.md).
+    """
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -317,5 +333,25 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.RevokeApproverRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ApproverInfo, _abc.Awaitable[_api_pb2.ApproverInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMetricHistory(
+        self,
+        request: _api_pb2.MetricHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.MetricHistoryResponse, _abc.Awaitable[_api_pb2.MetricHistoryResponse]]:
+        """--- insp-history ---
+        Downsampled history of one metric of a host (docs/metric-history.md).
+        """
+
+    @_abc_1.abstractmethod
+    def GetArchive(
+        self,
+        request: _api_pb2.ArchiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ArchiveResponse, _abc.Awaitable[_api_pb2.ArchiveResponse]]:
+        """The host's archive: one timeline of its enrolment, tickets, remote sessions,
+        playbook runs, gaps and audit entries, newest first (docs/archive.md).
+        """
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

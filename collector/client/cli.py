@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from collector import __version__
 from collector.client import (
     approvers,
+    history,
     keys,
     playbooks_cli,
     recordings,
@@ -119,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "host",
-        help="latest metrics of one host, and any gaps in its data",
+        help="latest metrics of one host and any gaps in its data, or a metric's history",
         description="Show a host's latest metrics, failed checks and the gaps list "
-        "(empty when nothing was lost).",
+        "(empty when nothing was lost); with --metric NAME, that metric's downsampled "
+        "history (5-minute min/avg/max; docs/metric-history.md).",
     )
     p.add_argument("host", help="hostname or agent id")
+    history.add_host_options(p)
     _json_arg(p)
     p.set_defaults(handler=_host)
 
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_commands(commands)
     approvers.add_commands(commands)
     playbooks_cli.add_commands(commands)
+    history.add_commands(commands)
 
     p = commands.add_parser("whoami", help="show the user behind the token")
     _json_arg(p)
@@ -182,6 +186,8 @@ def _agents(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _host(client: ApiClient, args: argparse.Namespace) -> int:
+    if history.wants_history(args):
+        return history.show_history(client, args)
     detail = client.call("GetHost", api_pb2.GetHostRequest(host=args.host))
     if args.json:
         _print_json(

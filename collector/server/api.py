@@ -11,6 +11,7 @@ import grpc
 
 from collector import limits
 from collector.approvers import ApproverService
+from collector.archive import Archive, ArchiveEntry
 from collector.auth import Principal
 from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
@@ -20,6 +21,7 @@ from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
 from collector.server.auth_failures import AuthFailures
+from collector.server.history_messages import archive_entry, history_request, series_info
 from collector.server.paging import page
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
@@ -58,8 +60,10 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         gateway: Callable[[], tuple[str, str]],
         approvers: ApproverService,
         failures: AuthFailures,
+        archive: Archive | None = None,
     ) -> None:
         self._failures = failures
+        self._archive = archive or Archive(db)
         self._db = db
         self._fleet = fleet
         self._tickets = tickets
@@ -451,6 +455,53 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         who = await self._who(context)
         limits.blob("revocation", request.revocation, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.revoke(who, request.revocation))
+
+    # --- insp-history ---
+
+    @status.unary
+    async def GetMetricHistory(
+        self, request: api_pb2.MetricHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.MetricHistoryResponse:
+        who = await self._who(context)
+        query = history_request(request)
+        agent = await self._find_host(who, request.host)
+        series = await self._db.call(
+            self._db.store.metric_history,
+            agent.agent_id,
+            [query.metric],
+            query.since_ms,
+            query.until_ms,
+            query.labels,
+            query.step_ms,
+        )
+        query.check_answer(series)
+        return api_pb2.MetricHistoryResponse(
+            agent_id=agent.agent_id,
+            hostname=agent.hostname,
+            since_unix_ms=query.since_ms,
+            until_unix_ms=query.until_ms,
+            step_ms=query.step_ms,
+            series=[series_info(s) for s in series],
+        )
+
+    @status.unary
+    async def GetArchive(
+        self, request: api_pb2.ArchiveRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.ArchiveResponse:
+        who = await self._who(context)
+        limits.number("since_unix_ms", request.since_unix_ms, 0, limits.MAX_UNIX_MS)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
+        agent = await self._find_host(who, request.host)
+        entries: list[ArchiveEntry] = await self._archive.timeline(agent, request.since_unix_ms)
+        listed, token = page(entries, offset, size, archive_entry)
+        return api_pb2.ArchiveResponse(
+            agent_id=agent.agent_id,
+            hostname=agent.hostname,
+            customer=agent.customer,
+            entries=listed,
+            next_page_token=token,
+        )
 
     async def _who(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         """The caller; a refused token is counted and rate-limited per source."""

@@ -472,7 +472,27 @@ class CollectorServer:
             pruned = await self._db.call(self._db.store.prune_batches, now_ms() - retention_ms)
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
+            await self._roll_up_history(now_ms())
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def _roll_up_history(self, at_ms: int) -> None:
+        """Roll up and expire the metric history, a chunk of series per writer call."""
+        assert self._db is not None
+        rolled = dropped = series = 0
+        after: int | None = 0
+        while after is not None:
+            step = await self._db.call(self._db.store.roll_up_history, at_ms, after)
+            rolled, dropped = rolled + step.rolled_up, dropped + step.dropped
+            series += step.series_dropped
+            after = step.next_series_id
+        if rolled or dropped or series:
+            log.info(
+                "metric history: %d 5-minute buckets rolled up, %d hourly buckets and "
+                "%d empty series dropped",
+                rolled,
+                dropped,
+                series,
+            )
 
 
 def _load_rules(path: Path | None) -> RuleSet:

@@ -1,0 +1,46 @@
+"""Reading a host's metric history for the inspection analysis (injected into it).
+
+One call returns every series of the host over a period, re-bucketed to a step that
+keeps each series at most ``INSPECTION_MAX_POINTS`` buckets (a quarter: hourly), so the
+answer is bounded by ``MAX_SERIES_PER_HOST`` x ``INSPECTION_MAX_POINTS`` points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from collector.history.model import HistorySeries
+from collector.history.policy import auto_step
+from collector.store.writer import StoreThread
+
+__all__ = ["INSPECTION_MAX_POINTS", "HostHistory", "by_name"]
+
+INSPECTION_MAX_POINTS = 2200  # 90 days of hours is 2160
+
+
+class HostHistory:
+    """The metric history of whole hosts, read on the store thread."""
+
+    def __init__(self, db: StoreThread, max_points: int = INSPECTION_MAX_POINTS) -> None:
+        self._db = db
+        self._max_points = max_points
+
+    async def history(
+        self, agent_id: str, since_ms: int, until_ms: int
+    ) -> Mapping[str, Sequence[HistorySeries]]:
+        """Every series of the host with buckets in ``[since_ms, until_ms)``, by metric
+        name (series of one name ordered by labels). Raises InvalidRequest for an
+        empty period."""
+        step = auto_step(since_ms, until_ms, self._max_points)
+        series = await self._db.call(
+            self._db.store.metric_history, agent_id, (), since_ms, until_ms, None, step
+        )
+        return by_name(series)
+
+
+def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
+    """Series grouped by metric name, keeping their order."""
+    grouped: dict[str, list[HistorySeries]] = {}
+    for one in series:
+        grouped.setdefault(one.name, []).append(one)
+    return grouped
