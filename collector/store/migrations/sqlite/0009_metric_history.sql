@@ -15,7 +15,8 @@ CREATE TABLE history_series (
 );
 
 -- One bucket of one series: 5-minute (300000) or 1-hour (3600000) resolution.
--- avg = sum_value / sample_count. Only finite samples are counted.
+-- avg = sum_value / sample_count. Only finite samples are counted. WITHOUT ROWID
+-- (SQLite only; drop it in the PostgreSQL twin): the key is the row, ~45 bytes a bucket.
 CREATE TABLE history_points (
     series_id      INTEGER NOT NULL REFERENCES history_series (series_id),
     resolution_ms  BIGINT NOT NULL,
@@ -25,4 +26,4 @@ CREATE TABLE history_points (
     sum_value      DOUBLE PRECISION NOT NULL,
     max_value      DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (series_id, resolution_ms, start_ms)
-);
+) WITHOUT ROWID;
