@@ -12,9 +12,10 @@ from collector.history.model import HistorySeries
 from collector.history.policy import auto_step
 from proto import api_pb2
 
-# One answer holds at most this many series (x at most 10,000 buckets, ~40 bytes each,
-# under the client's 4 MiB with the default step of at most 1,000 buckets).
+# One answer holds at most this many series, and this many buckets in all (about 44
+# bytes each: 40,000 make 1.8 MB, under half the client's 4 MiB message limit).
 MAX_SERIES_PER_ANSWER = 64
+MAX_BUCKETS_PER_ANSWER = 40_000
 MAX_LABEL_FILTERS = 16
 
 
@@ -34,6 +35,12 @@ class HistoryQuery:
             raise InvalidRequest(
                 f"{len(series)} series of {self.metric!r} match (at most "
                 f"{MAX_SERIES_PER_ANSWER} per answer); narrow with labels (--label k=v)"
+            )
+        buckets = sum(len(s.points) for s in series)
+        if buckets > MAX_BUCKETS_PER_ANSWER:
+            raise InvalidRequest(
+                f"the answer would hold {buckets} buckets (at most {MAX_BUCKETS_PER_ANSWER}); "
+                "ask for a coarser step, a shorter period or fewer series (--label k=v)"
             )
 
 

@@ -142,7 +142,11 @@ def roll_up_all(store: Store, now_ms: int, chunk: int = 1000) -> tuple[int, int,
     after: int | None = 0
     while after is not None:
         step = store.roll_up_history(now_ms, after, chunk)
-        totals = [totals[0] + step.rolled_up, totals[1] + step.dropped, totals[2] + step.series_dropped]
+        totals = [
+            totals[0] + step.rolled_up,
+            totals[1] + step.dropped,
+            totals[2] + step.series_dropped,
+        ]
         after = step.next_series_id
     return totals[0], totals[1], totals[2]
 
