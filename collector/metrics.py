@@ -11,7 +11,7 @@ Two kinds:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,7 +28,12 @@ _HOST_LABELS = ("customer", "host", "agent_id")
 class CollectorMetrics:
     """The collector's counters and gauges; pass ``registry`` (tests use a fresh one)."""
 
-    def __init__(self, registry: CollectorRegistry, fleet: Fleet) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        fleet: Fleet,
+        history_refusals: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.batches = Counter(
             "aftercare_ingest_batches",
             "Metric batches received from agents, by result (stored or duplicate).",
@@ -137,6 +142,8 @@ class CollectorMetrics:
             for result in ("delivered", "failed"):
                 self.notifications.labels(channel, result)
         registry.register(_FleetCollector(fleet))
+        if history_refusals is not None:
+            registry.register(_HistoryRefusals(history_refusals))
 
     def ticket_opened(self, level: str, source: str) -> None:
         self.tickets_opened.labels(level, source).inc()
@@ -152,6 +159,27 @@ class CollectorMetrics:
         self.tickets.clear()
         for (level, state), count in counts.items():
             self.tickets.labels(level, state).set(count)
+
+
+class _HistoryRefusals(Collector):
+    """Samples left out of the metric history because their host is at its series
+    bound (docs/metric-history.md), per agent, since the collector started."""
+
+    def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "aftercare_history_refused_samples",
+            "Samples left out of the metric history: their host is at its series bound.",
+            labels=("agent_id",),
+        )
+        for agent_id, count in sorted(self._read().items()):
+            family.add_metric([agent_id], count)
+        yield family
 
 
 class _FleetCollector(Collector):

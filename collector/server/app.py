@@ -179,7 +179,7 @@ class CollectorServer:
         self._db = StoreThread(self.data_dir.open_store())
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
-        metrics = CollectorMetrics(self.registry, self.fleet)
+        metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
         self._metrics = metrics
         db = self._db
 

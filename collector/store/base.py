@@ -459,7 +459,8 @@ class Store(Protocol):
 
     def history_refusals(self) -> Mapping[str, int]:
         """Per agent id: samples left out of the history since this store was opened
-        because the host is at its series bound."""
+        because the host is at its series bound. Cheap and safe to call from any thread
+        (the /metrics scrape reads it)."""
         ...
 
     # -- audit log (append-only, hash chained) ----------------------------------------

@@ -222,6 +222,7 @@ class SQLiteStore:
         self._path = Path(path)
         self._history_max_series = history_max_series
         self._history_refusals: dict[str, int] = {}
+        self._refusals_lock = threading.Lock()  # read at scrape time, off the writer
         # agent id -> its history series ids; written only after a commit, cleared when
         # the roll-up drops series
         self._series_cache: dict[str, dict[tuple[str, str], int]] = {}
@@ -514,8 +515,9 @@ class SQLiteStore:
     def _count_refusal(
         self, agent_id: str, series: Sequence[tuple[str, str]], samples: int
     ) -> None:
-        first = agent_id not in self._history_refusals
-        self._history_refusals[agent_id] = self._history_refusals.get(agent_id, 0) + samples
+        with self._refusals_lock:
+            first = agent_id not in self._history_refusals
+            self._history_refusals[agent_id] = self._history_refusals.get(agent_id, 0) + samples
         if first:
             log.warning(
                 "metric history of agent %s is at its bound of %d series: %d new series "
@@ -626,7 +628,8 @@ class SQLiteStore:
         return step
 
     def history_refusals(self) -> Mapping[str, int]:
-        return dict(self._history_refusals)
+        with self._refusals_lock:
+            return dict(self._history_refusals)
 
     # -- audit log --------------------------------------------------------------------
 

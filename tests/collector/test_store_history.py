@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.errors import InvalidRequest
+from collector.fleet import Fleet
 from collector.history.model import HistoryPoint, HistorySeries
 from collector.history.policy import (
     COARSE,
@@ -17,7 +20,8 @@ from collector.history.policy import (
     FINE_RETAIN_MS,
     MAX_SERIES_PER_HOST,
 )
-from collector.store import AgentRecord, Store, StoredSample
+from collector.metrics import CollectorMetrics
+from collector.store import AgentRecord, SQLiteStore, Store, StoredSample
 from tests.collector.conftest import StoreBackend
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % COARSE  # a whole hour
@@ -229,3 +233,16 @@ def test_points_are_history_points(store: Store) -> None:
     Feeder(store, agent(store)).batch(T0, cpu(4.0))
     got = store.metric_history("a1", ["cpu"], T0, T0 + FINE)
     assert got == [HistorySeries("cpu", {"core": "0"}, [HistoryPoint(T0, FINE, 1, 4.0, 4.0, 4.0)])]
+
+
+def test_refusals_are_exposed_on_metrics(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "bound.db", history_max_series=1)
+    try:
+        feed = Feeder(store, agent(store))
+        feed.batch(T0, cpu(1.0, core="0"), cpu(2.0, core="1"), cpu(3.0, core="2"))
+        registry = CollectorRegistry()
+        CollectorMetrics(registry, Fleet(), store.history_refusals)
+        text = generate_latest(registry).decode()
+        assert 'aftercare_history_refused_samples_total{agent_id="a1"} 2.0' in text
+    finally:
+        store.close()
