@@ -96,16 +96,18 @@ class BucketSum:
 
 
 def merge_points(points: Iterable[HistoryPoint], step_ms: int) -> Sequence[HistoryPoint]:
-    """Re-bucket ``points`` (any stored resolutions no coarser than ``step_ms``) into
-    buckets of ``step_ms``, ascending; count-weighted average."""
-    sums: dict[int, BucketSum] = {}
+    """Re-bucket non-overlapping ``points`` into buckets of ``step_ms``, ascending, with
+    the count-weighted average. A point coarser than ``step_ms`` (old data already
+    rolled up) keeps its own resolution: it is never split."""
+    sums: dict[tuple[int, int], BucketSum] = {}
     for point in points:
-        start = bucket_start(point.start_ms, step_ms)
-        sums.setdefault(start, BucketSum()).merge(
+        size = max(step_ms, point.resolution_ms)
+        key = (bucket_start(point.start_ms, size), size)
+        sums.setdefault(key, BucketSum()).merge(
             point.count, point.min, point.avg * point.count, point.max
         )
     return [
-        HistoryPoint(start, step_ms, s.count, s.min, s.sum / s.count, s.max)
-        for start, s in sorted(sums.items())
+        HistoryPoint(start, size, s.count, s.min, s.sum / s.count, s.max)
+        for (start, size), s in sorted(sums.items())
         if s.count
     ]

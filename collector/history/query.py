@@ -1,4 +1,5 @@
-"""Reading a host's metric history for the inspection analysis (injected into it).
+"""Reading a host's metric history for the inspection analysis (injected into it),
+and driving its roll-up from the collector's periodic prune.
 
 One call returns every series of the host over a period, re-bucketed to a step that
 keeps each series at most ``INSPECTION_MAX_POINTS`` buckets (a quarter: hourly), so the
@@ -11,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from collector.history.model import HistorySeries
 from collector.history.policy import auto_step
+from collector.store.base import HistoryRollup
 from collector.store.writer import StoreThread
 
-__all__ = ["INSPECTION_MAX_POINTS", "HostHistory", "by_name"]
+__all__ = ["INSPECTION_MAX_POINTS", "HostHistory", "by_name", "roll_up"]
 
 INSPECTION_MAX_POINTS = 2200  # 90 days of hours is 2160
 
@@ -44,3 +46,16 @@ def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
     for one in series:
         grouped.setdefault(one.name, []).append(one)
     return grouped
+
+
+async def roll_up(db: StoreThread, now_ms: int, chunk: int = 1000) -> HistoryRollup:
+    """Run the history's roll-up and retention over every series, ``chunk`` series per
+    store call (other writes go in between); the totals (``next_series_id`` None)."""
+    rolled = dropped = series = 0
+    after: int | None = 0
+    while after is not None:
+        step = await db.call(db.store.roll_up_history, now_ms, after, chunk)
+        rolled, dropped = rolled + step.rolled_up, dropped + step.dropped
+        series += step.series_dropped
+        after = step.next_series_id
+    return HistoryRollup(None, rolled, dropped, series)

@@ -37,6 +37,7 @@ from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
+from collector.history.query import roll_up as roll_up_history
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
@@ -476,22 +477,16 @@ class CollectorServer:
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
     async def _roll_up_history(self, at_ms: int) -> None:
-        """Roll up and expire the metric history, a chunk of series per writer call."""
+        """Roll up and expire the metric history (docs/metric-history.md)."""
         assert self._db is not None
-        rolled = dropped = series = 0
-        after: int | None = 0
-        while after is not None:
-            step = await self._db.call(self._db.store.roll_up_history, at_ms, after)
-            rolled, dropped = rolled + step.rolled_up, dropped + step.dropped
-            series += step.series_dropped
-            after = step.next_series_id
-        if rolled or dropped or series:
+        done = await roll_up_history(self._db, at_ms)
+        if done.rolled_up or done.dropped or done.series_dropped:
             log.info(
                 "metric history: %d 5-minute buckets rolled up, %d hourly buckets and "
                 "%d empty series dropped",
-                rolled,
-                dropped,
-                series,
+                done.rolled_up,
+                done.dropped,
+                done.series_dropped,
             )
 
 

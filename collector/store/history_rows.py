@@ -185,7 +185,8 @@ def read_history(
 ) -> list[HistorySeries]:
     """The host's series named in ``names`` (all if empty) whose labels include
     ``labels``, with buckets starting in ``[since_ms, until_ms)``, ordered by name and
-    labels. ``step_ms`` re-buckets; None returns the stored buckets as they are."""
+    labels. ``step_ms`` re-buckets (a rolled-up hour is never split into smaller
+    steps); None returns the stored buckets."""
     series = [
         (int(sid), name, json.loads(text))
         for sid, name, text in db.execute(
@@ -200,7 +201,9 @@ def read_history(
         if any(series_labels.get(k) != v for k, v in labels.items()):
             continue
         points = _points(db, sid, since_ms, until_ms)
-        points = list(merge_points(points, step_ms)) if step_ms else _fold_late(points)
+        points = _fold_late(points)
+        if step_ms:
+            points = list(merge_points(points, step_ms))
         result.append(HistorySeries(name, series_labels, points))
     return result
 

@@ -246,3 +246,16 @@ def test_refusals_are_exposed_on_metrics(tmp_path: Path) -> None:
         assert 'aftercare_history_refused_samples_total{agent_id="a1"} 2.0' in text
     finally:
         store.close()
+
+
+def test_a_finer_step_never_splits_a_rolled_up_hour(store: Store) -> None:
+    feed = Feeder(store, agent(store))
+    feed.batch(T0, cpu(1.0))
+    feed.batch(T0 + 30 * MIN, cpu(3.0))
+    feed.batch(T0 + COARSE + 10 * MIN, cpu(5.0))
+    roll_up_all(store, T0 + FINE_RETAIN_MS + COARSE)  # only the first hour rolls up
+    got = store.metric_history("a1", ["cpu"], T0, T0 + 2 * COARSE, step_ms=FINE)
+    assert points(got) == [
+        (T0, COARSE, 2, 1.0, 2.0, 3.0),
+        (T0 + COARSE + 2 * FINE, FINE, 1, 5.0, 5.0, 5.0),
+    ]
