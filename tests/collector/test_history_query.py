@@ -30,9 +30,7 @@ def db(tmp_path: Path) -> Iterator[StoreThread]:
 
 def feed(db: StoreThread, agent_id: str, hours: int) -> None:
     """One batch every 5 minutes for ``hours``: load = the hour number, fs per mount."""
-    sequence = 0
-    for minute in range(0, hours * 60, 5):
-        sequence += 1
+    for sequence, minute in enumerate(range(0, hours * 60, 5), start=1):
         at = T0 + minute * 60_000
         samples = [
             StoredSample("load_average", {"period": "1m"}, float(minute // 60)),
