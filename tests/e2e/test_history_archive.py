@@ -66,3 +66,29 @@ def test_history_and_archive_of_a_real_agent(
         refused = collector.client(globex, "archive", host, "--json")
         assert refused.returncode == 1 and f"no host {host!r}" in refused.stderr
         assert "acme" not in refused.stdout
+
+
+def test_history_holds_every_stored_batch_and_survives_a_collector_crash(
+    collector: Collector, make_agent: Callable[..., Agent]
+) -> None:
+    agent = make_agent("acme-db-1")
+    assert agent.enroll(collector.join_command("acme")).returncode == 0
+    agent.start()
+    engineer = collector.add_user("erin", "engineer")
+
+    def counted() -> int:
+        reply = history(collector, engineer, "--metric", "memory_total_bytes", "--since", "1h")
+        return sum(b["count"] for s in reply["series"] for b in s["buckets"])
+
+    wait_for(lambda: counted() >= 3, what="three samples in the history")
+    agent.stop()
+    stored = collector.client_json(engineer, "host", "acme-db-1", "--json")["batches_stored"]
+    before = counted()
+    assert before == stored  # one memory_total_bytes sample in every acknowledged batch
+
+    assert collector.process is not None
+    collector.process.kill()  # a crash: no clean shutdown
+    collector.process.wait()
+    collector.process = None
+    collector.start()
+    assert counted() == before
