@@ -48,7 +48,7 @@ def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
     return grouped
 
 
-async def roll_up(db: StoreThread, now_ms: int, chunk: int = 1000) -> HistoryRollup:
+async def roll_up(db: StoreThread, now_ms: int, chunk: int = 200) -> HistoryRollup:
     """Run the history's roll-up and retention over every series, ``chunk`` series per
     store call (other writes go in between); the totals (``next_series_id`` None)."""
     rolled = dropped = series = 0
