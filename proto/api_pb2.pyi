@@ -1824,8 +1824,9 @@ class MetricHistoryRequest(_message.Message):
     metric: _builtins.str
     """metric name, e.g. node_filesystem_used_ratio"""
     since_unix_ms: _builtins.int
+    """required"""
     until_unix_ms: _builtins.int
-    """0: now"""
+    """required, after since_unix_ms (the CLI sends now)"""
     step_ms: _builtins.int
     """0: the finest step giving at most 1000 buckets"""
     @_builtins.property
