@@ -26,6 +26,7 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
+from collector.store.inspection_base import InspectionStore
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
@@ -274,7 +275,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(Protocol):
+class Store(InspectionStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

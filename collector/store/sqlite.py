@@ -64,6 +64,7 @@ from collector.store.base import (
     UnknownRun,
     User,
 )
+from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.run_rows import (
     RUN_COLUMNS,
@@ -191,7 +192,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteInspections):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is

@@ -1,0 +1,4 @@
+-- 0009: PLACEHOLDER on branch insp-core only. The number belongs to insp-history
+-- (0009_metric_history.sql), migrations must be numbered without gaps, and 0010
+-- (inspections) follows it. On merging insp-history, take ITS version of this file.
+-- Deliberately no statements.
