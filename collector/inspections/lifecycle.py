@@ -34,6 +34,7 @@ __all__ = [
     "decline",
     "publish",
     "reject",
+    "replan",
     "report_late",
     "reschedule",
     "sign",
@@ -149,6 +150,43 @@ def reschedule(inspection: Inspection, actor: str, at_ms: int, now_ms: int) -> T
         proposed_ms=None,
     )
     details = {"from_ms": inspection.scheduled_ms, "to_ms": at_ms}
+    return Transition(changed, (_event(now_ms, actor, "rescheduled", details),))
+
+
+def replan(
+    inspection: Inspection,
+    actor: str,
+    scheduled_ms: int,
+    engineer: str,
+    hosts: str,
+    notice_ms: int,
+    config_files: Sequence[str],
+    now_ms: int,
+) -> Transition | None:
+    """Apply a changed plan to a not yet started occurrence (None if nothing changes).
+    A new date needs the customer's consent again."""
+    _require(inspection, "replan", tuple(NOT_STARTED))
+    changed = replace(
+        inspection,
+        engineer=engineer,
+        hosts=hosts,
+        notice_ms=notice_ms,
+        config_files=tuple(config_files),
+    )
+    if scheduled_ms != inspection.scheduled_ms:
+        changed = replace(
+            changed,
+            state="planned",
+            scheduled_ms=scheduled_ms,
+            announced_ms=None,
+            consented_ms=None,
+            consented_by="",
+            decline_reason="",
+            proposed_ms=None,
+        )
+    if changed == inspection:
+        return None
+    details = {"plan_changed": True, "from_ms": inspection.scheduled_ms, "to_ms": scheduled_ms}
     return Transition(changed, (_event(now_ms, actor, "rescheduled", details),))
 
 

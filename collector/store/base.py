@@ -26,8 +26,8 @@ from collector.errors import (
     UnknownAgent,
     UserExists,
 )
-from collector.store.inspection_base import InspectionStore
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
+from collector.store.inspection_base import InspectionStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [

@@ -71,12 +71,12 @@ CHANGE_COLUMNS: tuple[str, ...] = (
 )
 _STORE_MANAGED = ("id", "version", "updated_ms")
 MUTABLE_PLAN_COLUMNS: tuple[str, ...] = tuple(
-    c for c in PLAN_COLUMNS if c not in _STORE_MANAGED + ("customer", "created_ms", "created_by")
+    c for c in PLAN_COLUMNS if c not in (*_STORE_MANAGED, "customer", "created_ms", "created_by")
 )
 MUTABLE_INSPECTION_COLUMNS: tuple[str, ...] = tuple(
     c
     for c in INSPECTION_COLUMNS
-    if c not in _STORE_MANAGED + ("plan_id", "customer", "occurrence", "created_ms")
+    if c not in (*_STORE_MANAGED, "plan_id", "customer", "occurrence", "created_ms")
 )
 _JSON_LIST_COLUMNS = ("config_files", "ticket_ids")
 
@@ -197,7 +197,9 @@ def inspection_from_row(row: Sequence[Any]) -> Inspection:
             "config_files": tuple(_decode_list(where, "config_files", values["config_files"])),
             "ticket_ids": tuple(_decode_list(where, "ticket_ids", values["ticket_ids"])),
             "host_results": tuple(HostResult(**h) for h in hosts),
-            "draft": None if values["draft"] is None else decode_json(where, "draft", values["draft"]),
+            "draft": None
+            if values["draft"] is None
+            else decode_json(where, "draft", values["draft"]),
             "signoff": None
             if values["signoff"] is None
             else decode_json(where, "signoff", values["signoff"]),

@@ -88,7 +88,7 @@ class SQLiteInspections:
         return None if row is None else plan_from_row(row)
 
     def list_plans(self, customer: str | None) -> list[Plan]:
-        query, params = _SELECT_PLAN, ()
+        query, params = _SELECT_PLAN, tuple[str, ...]()
         if customer is not None:
             query, params = f"{query} WHERE customer = ?", (customer,)
         with self._read() as db:
@@ -114,8 +114,7 @@ class SQLiteInspections:
     def create_inspection(self, new: NewInspection, planned: NewInspectionEvent) -> Inspection:
         values = new_inspection_values(new, planned.at_ms)
         insert = (
-            f"INSERT INTO inspections ({', '.join(values)}) "
-            f"VALUES ({', '.join('?' * len(values))})"
+            f"INSERT INTO inspections ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
         )
         with self._write() as db:
             try:
@@ -193,9 +192,7 @@ class SQLiteInspections:
                     f"inspection {inspection.id}: the published report is immutable "
                     f"(sha256 {stored.report_sha256})"
                 )
-            cursor = db.execute(
-                update, (*values, at_ms, *extra, inspection.id, inspection.version)
-            )
+            cursor = db.execute(update, (*values, at_ms, *extra, inspection.id, inspection.version))
             if cursor.rowcount != 1:
                 raise Conflict(f"inspection {inspection.id} changed meanwhile; try again")
             db.executemany(_INSERT_EVENT, rows)
