@@ -33,6 +33,7 @@ class ServeConfig:
     batch_retention: dt.timedelta = dt.timedelta(days=30)
     rules_path: Path | None = None  # None: the rules shipped with the collector
     tickets_config: Path | None = None  # None: defaults (SLA per SERVICE-COMMITMENTS)
+    inspections_config: Path | None = None  # None: defaults (docs/inspections.md)
     evaluation_interval: dt.timedelta = dt.timedelta(seconds=5)
     recovery_delay: dt.timedelta = dt.timedelta(seconds=30)
     alertmanager_tokens: tuple[str, ...] = ()  # bearer tokens accepted on /alertmanager

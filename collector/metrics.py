@@ -172,7 +172,6 @@ class CollectorMetrics:
         for (level, state), count in counts.items():
             self.tickets.labels(level, state).set(count)
 
-
     def set_inspections(
         self, by_state: Mapping[tuple[str, str], int], overdue: Mapping[str, int]
     ) -> None:

@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from collector import __version__
 from collector.client import (
     approvers,
+    inspections,
     keys,
     playbooks_cli,
     recordings,
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_host)
 
     tickets.add_commands(commands)
+    inspections.add_commands(commands)
     runs.add_commands(commands)
     session_actions = sessions.add_commands(commands)
     session_show.add_actions(session_actions)

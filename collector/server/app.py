@@ -37,6 +37,10 @@ from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
+from collector.inspections.config import load_inspections_config
+from collector.inspections.defaults import default_analyse, default_render
+from collector.inspections.notify import make_deliverer as make_inspection_deliverer
+from collector.inspections.service import InspectionService
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
@@ -117,6 +121,7 @@ class CollectorServer:
         self.streams = Streams()
         self.runs: RunService | None = None
         self.sessions: SessionService | None = None
+        self.inspections: InspectionService | None = None
         self.keys: SshKeys | None = None
         self.approvers: ApproverService | None = None
         self.watch_hub = WatchHub()
@@ -204,6 +209,17 @@ class CollectorServer:
             now_ms,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
+        self.inspections = InspectionService(
+            self._db,
+            self.runs,
+            self.tickets,
+            load_inspections_config(self.config.inspections_config),
+            make_inspection_deliverer(_smtp(tickets_config)),
+            metrics,
+            now_ms,
+            default_analyse(),
+            default_render(),
+        )
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, now_ms)
@@ -311,6 +327,7 @@ class CollectorServer:
                 self._gateway_identity,
                 self.approvers,
                 self.auth_failures,
+                self.inspections,
             ),
             server,
         )
@@ -325,6 +342,8 @@ class CollectorServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.inspections is not None:
+            await self.inspections.stop()
         if self.gateway is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.gateway.stop)
         if self._server is not None:
@@ -433,6 +452,8 @@ class CollectorServer:
             await self.runs.expire_stale(now)
         for state, count in (await self.sessions.expire_due(now)).items():
             self._metrics.sessions.labels(state).set(count)
+        if self.inspections is not None:
+            await self.inspections.tick(now)
 
     def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
         """A revoked agent: end its control stream and tunnels here, stop alerting on it."""
