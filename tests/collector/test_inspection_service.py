@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,9 @@ def _replace(request: PlanRequest, overrides: Mapping[str, Any]) -> PlanRequest:
     return replace(request, **overrides)
 
 
-def scenario(tmp_path: Path, body: Callable[[World], Awaitable[None]], **kwargs: Any) -> None:
+def scenario(
+    tmp_path: Path, body: Callable[[World], Coroutine[Any, Any, None]], **kwargs: Any
+) -> None:
     world = World(tmp_path, **kwargs)
     try:
         asyncio.run(body(world))

@@ -197,9 +197,9 @@ def test_plan_announce_consent_run_report_and_sign(
     assert json.loads(final.stdout)["signoff"]["name"] == "张三"
     assert f"report sha256 {sha256}" in final.stderr  # unchanged by the signature
 
-    def signed_metric() -> str | None:
+    def signed_metric() -> str:
         text = collector.metrics()
-        return text if 'aftercare_inspections{customer="acme",state="signed"} 1.0' in text else None
+        return text if 'aftercare_inspections{customer="acme",state="signed"} 1.0' in text else ""
 
     metrics = wait_for(signed_metric, 10, "inspection metrics")
     assert 'aftercare_inspections_overdue{customer="acme"} 0.0' in metrics
