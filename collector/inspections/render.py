@@ -7,8 +7,8 @@ WeasyPrint, with a CJK font (WenQuanYi Micro Hei or Noto Sans CJK, from the syst
 embedded. JSON is the canonical document bytes the customer's signature binds.
 
 Everything that comes from hosts (names, units, evidence) is escaped: HTML by
-autoescaping, Markdown by backslash-escaping every character Markdown or inline
-HTML would interpret, so such text is shown, never interpreted.
+autoescaping, Markdown by writing ``& < >`` as entities and backslash-escaping every
+other character Markdown would interpret, so such text is shown, never interpreted.
 
     RenderError (ValueError)   an unknown format or language; names the bad value.
 """
@@ -32,7 +32,8 @@ __all__ = ["FORMATS", "LANGUAGES", "RenderError", "canonical_bytes", "render"]
 FORMATS = ("html", "pdf", "md", "json")
 LANGUAGES = ("zh-CN", "en")
 _PACKAGE = "collector.inspections"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _ITEMS = {
     "host": "Host",
     "facts": "Inspection data",
@@ -145,6 +146,7 @@ def markdown_escape(value: object) -> str:
     if value is None:
         return "—"
     text = " ".join(str(value).split())
+    text = re.sub(r"[&<>]", lambda m: _MD_ENTITIES[m.group(0)], text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
