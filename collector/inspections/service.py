@@ -15,9 +15,10 @@ the ticket service and the notifiers. Contracts:
   for every result up to the run timeout; each host ends with an outcome
   (collected, offline, refused, failed, timed_out), never silently skipped. A run
   interrupted by a restart is picked up again by the next tick from the recorded runs.
-- ``analyse`` and ``render`` are injected (collector/inspections/analysis.py and
-  render.py of the insp-report work plug in there); ``history`` gives the metric
-  history of a host (empty until the history store exists).
+- ``analyse`` and ``render`` are injected: the collector passes
+  ``collector.inspections.analysis.analyse`` and ``collector.inspections.render.render``;
+  tests pass simple fakes. ``history`` gives a host's metric history (the default,
+  ``no_history``, is empty until the history store is wired in).
 - The published report is canonical JSON whose sha256 the signature binds; the
   store refuses to change it afterwards.
 """
@@ -65,6 +66,7 @@ from collector.inspections.model import (
     is_overdue,
     status,
 )
+from collector.inspections.render import canonical_bytes
 from collector.inspections.selector import check_selector, select_hosts
 from collector.runs import RunService
 from collector.store.base import FINISHED_RUN_STATES, AgentRecord, RunRecord
@@ -83,7 +85,6 @@ __all__ = [
     "InspectionView",
     "PlanRequest",
     "Render",
-    "canonical_report",
     "no_history",
 ]
 
@@ -111,11 +112,6 @@ def no_history(
 ) -> Mapping[str, Sequence[HistorySeries]]:
     """The default metric history: none (until the history store is merged)."""
     return {}
-
-
-def canonical_report(document: Mapping[str, Any]) -> bytes:
-    """The bytes whose sha256 a signature binds (docs/inspections.md)."""
-    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class InspectionMetrics(Protocol):
@@ -372,7 +368,7 @@ class InspectionService:
         document["summary"] = summary.strip()
         document["published"] = {"by": who.name, "at_ms": now}
         document["signoff"] = None
-        data = canonical_report(document)
+        data = canonical_bytes(document)
         sha256 = hashlib.sha256(data).hexdigest()
         transition = lifecycle.publish(inspection, _actor(who), summary, sha256, now)
         published = await self._save(transition, report_json=data.decode())

@@ -37,9 +37,10 @@ from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
+from collector.inspections.analysis import analyse as analyse_inspection
 from collector.inspections.config import load_inspections_config
-from collector.inspections.defaults import default_analyse, default_render
 from collector.inspections.notify import make_deliverer as make_inspection_deliverer
+from collector.inspections.render import render as render_report
 from collector.inspections.service import InspectionService
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
@@ -217,8 +218,8 @@ class CollectorServer:
             make_inspection_deliverer(_smtp(tickets_config)),
             metrics,
             now_ms,
-            default_analyse(),
-            default_render(),
+            analyse_inspection,
+            render_report,
         )
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket

@@ -21,8 +21,9 @@ from collector.inspections import service as service_module
 from collector.inspections.config import InspectionsConfig
 from collector.inspections.inputs import InspectionInput
 from collector.inspections.model import PlanChange
+from collector.inspections.render import canonical_bytes
 from collector.inspections.schedule import parse_local_time
-from collector.inspections.service import InspectionService, PlanRequest, canonical_report
+from collector.inspections.service import InspectionService, PlanRequest
 from collector.metrics import CollectorMetrics
 from collector.rules import HostRef
 from collector.runs import RunService, load_catalogue
@@ -122,7 +123,7 @@ def fake_analyse(data: InspectionInput) -> dict[str, Any]:
 def fake_render(report: Mapping[str, Any], fmt: str, lang: str) -> bytes:
     if fmt not in ("html", "pdf", "md", "json") or lang not in ("zh-CN", "en"):
         raise ValueError(f"unknown format or language {fmt!r}/{lang!r}")
-    return f"{fmt}|{lang}|".encode() + canonical_report(report)
+    return f"{fmt}|{lang}|".encode() + canonical_bytes(report)
 
 
 class World:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
 
 from playbooks.shipped import dev_public_key_path
@@ -139,14 +140,28 @@ def test_plan_announce_consent_run_report_and_sign(
     assert f"report sha256 {sha256}" in report.stderr
     document = json.loads(report.stdout)
     assert document["summary"] == "巡检正常 / all fine"
+    assert document["schema"] == "aftercare.inspection-report/1"
     web_host = next(h for h in document["hosts"] if h["hostname"] == "web-1")
-    assert "filesystems" in web_host["steps"]  # the playbook's steps came back one by one
-    markdown = tmp_path / "report.md"
+    db_host = next(h for h in document["hosts"] if h["hostname"] == "db-1")
+    assert web_host["outcome"] == "collected" and db_host["outcome"] == "offline"
+    # the real analysis read the facts step: every checklist item has a finding
+    assert {f["item"] for f in web_host["findings"]} >= {"filesystem", "memory"}
+    html = tmp_path / "report.html"
     written = collector.client(
-        alice, "inspection", "report", str(inspection_id), "--format", "md", "-o", str(markdown)
+        alice, "inspection", "report", str(inspection_id), "--format", "html", "-o", str(html)
     )
     assert written.returncode == 0, written.stderr
-    assert "巡检报告" in markdown.read_text()  # the customer's default language: zh-CN
+    page = html.read_text()
+    assert "巡检报告" in page and "web-1" in page  # the customer's default language: zh-CN
+    assert "巡检正常 / all fine" in page
+    pdf = tmp_path / "report.pdf"
+    written = collector.client(
+        alice, "inspection", "report", str(inspection_id), "--format", "pdf", "--lang", "en",
+        "-o", str(pdf),
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(pdf).pages)
+    assert "Inspection report" in text and "web-1" in text
     assert "not found" in _refused(
         collector, mallory, "inspection", "report", str(inspection_id), "--format", "json"
     )
