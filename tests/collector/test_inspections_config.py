@@ -67,7 +67,7 @@ def test_mistakes_name_the_key(data: object, where: str) -> None:
 def test_a_bad_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "inspections.yaml"
     path.write_text("run_timeout: [\n")
-    with pytest.raises(InspectionConfigError, match="inspections.yaml"):
+    with pytest.raises(InspectionConfigError, match=r"inspections\.yaml"):
         load_inspections_config(path)
     with pytest.raises(InspectionConfigError, match="cannot read"):
         load_inspections_config(tmp_path / "missing.yaml")
