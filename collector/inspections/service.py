@@ -445,6 +445,8 @@ class InspectionService:
                 await self._tick_one(inspection, now_ms)
             except Conflict:
                 log.info("inspection %d changed during the tick; next tick", inspection.id)
+            except CollectorError as exc:  # one inspection's problem must not stop the rest
+                log.warning("inspection %d: %s; trying again next tick", inspection.id, exc)
         await self._refresh_metrics(now_ms)
 
     async def wait_idle(self) -> None:

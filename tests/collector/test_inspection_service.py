@@ -618,3 +618,41 @@ def test_an_analysis_that_fails_leaves_the_inspection_failed_and_runnable(
         assert (await w.service.get(ERIN, inspection_id)).inspection.state == "awaiting_report"
 
     scenario(tmp_path, body)
+
+
+def test_a_run_interrupted_by_a_restart_is_picked_up_by_the_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "POLL_SECONDS", 0.01)
+
+    async def body(w: World) -> None:
+        inspection_id = await w.plan()
+        await w.service.consent(ALICE, inspection_id)
+        w.now = FIRST
+        await w.service.tick(w.now)
+        await w.service.stop()  # the collector stops while the host still runs
+        assert (await w.service.get(ERIN, inspection_id)).inspection.state == "running"
+        restarted = InspectionService(
+            w.db,
+            w.runs,
+            w.tickets,
+            w.service.config,
+            w.outbox,
+            CollectorMetrics(CollectorRegistry(), Fleet()),
+            w.clock,
+            fake_analyse,
+            fake_render,
+        )
+        [request] = w.sent_runs
+        await w.answer(WEB, request.run_id)
+        await restarted.tick(w.now)
+        await restarted.wait_idle()
+        inspection = (await restarted.get(ERIN, inspection_id)).inspection
+        assert inspection.state == "awaiting_report"
+        assert {h.hostname: h.outcome for h in inspection.host_results} == {
+            "web-1": "collected",
+            "db-1": "offline",
+        }
+        assert len(w.sent_runs) == 1  # resumed, not run again
+
+    scenario(tmp_path, body)

@@ -4,6 +4,7 @@ write-once published report, change records and customer settings."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,14 @@ def test_a_corrupt_row_is_a_store_error_not_a_crash(
     )
     with pytest.raises(StoreError, match="corrupt"):
         store.get_inspection(inspection.id)
+
+
+def test_the_store_has_no_way_to_delete_inspections_or_reports() -> None:
+    """Retention: signed reports are kept at least 5 years; nothing here prunes them."""
+    import collector.store.inspection_sqlite as module
+
+    source = Path(module.__file__).read_text()
+    assert "DELETE FROM" not in source.upper() and "DROP " not in source.upper()
+    assert not [
+        name for name in dir(module.SQLiteInspections) if "delete" in name or "prune" in name
+    ]
