@@ -402,7 +402,9 @@ class InspectionService:
         if inspection.signoff is not None:
             document["signoff"] = {k: inspection.signoff.get(k, "") for k in _SIGNOFF_KEYS}
         try:
-            return self._render(document, fmt, language), inspection.report_sha256
+            # rendering (a PDF above all) is CPU work: off the event loop
+            content = await asyncio.to_thread(self._render, document, fmt, language)
+            return content, inspection.report_sha256
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
 
@@ -671,7 +673,7 @@ class InspectionService:
         now = self._clock_ms()
         data = await self._gather(inspection, now)
         try:
-            document = self._analyse(data)
+            document = await asyncio.to_thread(self._analyse, data)  # CPU work: a thread
         except Exception as exc:
             log.exception("inspection %d: analysis failed", inspection.id)
             await self._save(

@@ -208,6 +208,10 @@ def test_plan_announce_consent_run_report_and_sign(
     assert signed["inspection"]["status"] == "signed"
     listed = collector.client_json(alice, "inspections", "--state", "signed")
     assert [i["id"] for i in listed] == [inspection_id]
+    table = collector.client(alice, "inspections")
+    assert table.returncode == 0 and f"{inspection_id:>5} signed" in table.stdout
+    shown_text = collector.client(erin, "inspection", "show", str(inspection_id)).stdout
+    assert "db-1" in shown_text and "offline" in shown_text and sha256 in shown_text
     final = collector.client(alice, "inspection", "report", str(inspection_id), "--format", "json")
     assert json.loads(final.stdout)["signoff"]["name"] == "张三"
     assert f"report sha256 {sha256}" in final.stderr  # unchanged by the signature
