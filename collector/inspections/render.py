@@ -225,16 +225,26 @@ def _context(report: Mapping[str, Any], lang: str) -> dict[str, Any]:
 def _host(raw: object) -> dict[str, Any]:
     host = _dict(raw)
     findings = [_dict(f) for f in _list(host.get("findings"))]
+    drift = [_dict(d) for d in _list(host.get("drift"))]
     return {
         **host,
         "hostname": str(host.get("hostname") or host.get("agent_id") or "?"),
         "findings": findings,
         "faults": sum(1 for f in findings if f.get("state") == "fault"),
         "warnings": sum(1 for f in findings if f.get("state") == "warning"),
-        "drift": [_dict(d) for d in _list(host.get("drift"))],
+        "drift": drift,
+        "drift_groups": _drift_groups(drift),
         "capacity": [_dict(c) for c in _list(host.get("capacity"))],
         "availability": _dict(host.get("availability")),
     }
+
+
+def _drift_groups(drift: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes grouped by kind, in the document's order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for change in drift:
+        groups.setdefault(str(change.get("kind", "")), []).append(change)
+    return [{"kind": kind, "changes": changes} for kind, changes in groups.items()]
 
 
 def _recommendations(hosts: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
