@@ -80,8 +80,13 @@ def render(report: Mapping[str, Any], fmt: str, lang: str) -> bytes:
 def _pdf(html: str) -> bytes:
     import weasyprint  # imported here: only the PDF needs it, and it loads Pango
 
-    document: bytes = weasyprint.HTML(string=html).write_pdf()
+    document: bytes = weasyprint.HTML(string=html, url_fetcher=_fetch_nothing).write_pdf()
     return document
+
+
+def _fetch_nothing(url: str, *args: object, **kwargs: object) -> dict[str, Any]:
+    """The report is self-contained: WeasyPrint may not read files or the network."""
+    raise ValueError(f"the inspection report loads no resources ({url[:80]})")
 
 
 # --- templates and translations ---------------------------------------------------------
@@ -210,6 +215,9 @@ def _context(report: Mapping[str, Any], lang: str) -> dict[str, Any]:
         "engineer": str(report.get("engineer") or ""),
         "period": _dict(report.get("period")),
         "summary": str(report.get("summary") or ""),
+        "summary_lines": [
+            line for line in str(report.get("summary") or "").splitlines() if line.strip()
+        ],
         "published": _dict(report.get("published")),
         "signoff": _dict(report.get("signoff")) or None,
         "hosts": hosts,
