@@ -156,6 +156,12 @@ def _add_serve(commands: Any) -> None:
         help="signed playbook catalogue directory (default: the shipped catalogue)",
     )
     p.add_argument(
+        "--inspection-catalogue",
+        type=Path,
+        default=None,
+        help="YAML file extending the inspection recommendation catalogue (none)",
+    )
+    p.add_argument(
         "--recovery-delay",
         default="30s",
         help="a rule alert must stay clear this long before its ticket is marked recovered (30s)",
@@ -197,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
         rules_path=args.rules,
         playbooks_dir=args.playbooks,
+        inspection_catalogue=args.inspection_catalogue,
         tickets_config=args.tickets_config,
         inspections_config=args.inspections_config,
         evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),

@@ -6,8 +6,9 @@ checks - one finding per fault or warning, and an "ok" finding for each checklis
 item that was checked and found nothing - and its drift since the previous
 inspection. For the customer: the period's ticket and SLA statistics, alerts and
 the recurrence of the period's faults. Schema ``aftercare.inspection-report/1``:
-docs/inspection-report.md; the contract with the inspection service:
-report-contract in collector/inspections/inputs.py's callers.
+docs/inspection-report.md. The inspection service calls ``analyse`` with the
+``InspectionInput`` it gathered (collector/inspections/inputs.py) and adds the
+summary, publication and sign-off keys to the document it returns.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ when the history spans less than a day).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from collector.history.model import HistorySeries
+from collector.history.model import HistoryPoint, HistorySeries
 
 __all__ = ["DAY_MS", "CapacityTrend", "capacity_trends"]
 
@@ -71,42 +72,43 @@ def _trend(resource: str, subject: str, series: HistorySeries, *, fit: bool) -> 
     points = series.points
     if not points:
         return []
-    averages = sorted(p.avg for p in points)
-    p95 = averages[max(0, math.ceil(0.95 * len(averages)) - 1)]
-    trend = CapacityTrend(
-        resource=resource,
-        subject=subject,
-        points=len(points),
-        p95=p95,
-        max=max(p.max for p in points),
-        last=points[-1].avg,
-    )
-    if not fit:
-        return [trend]
-    slope, predicted = _fit_full(series)
+    averages = [p.avg for p in points]
+    growth, predicted = _fit_full(points, averages) if fit else (None, None)
+    last = averages[-1]
+    averages.sort()
     return [
-        CapacityTrend(**{**trend.__dict__, "growth_per_day": slope, "predicted_full_ms": predicted})
+        CapacityTrend(
+            resource=resource,
+            subject=subject,
+            points=len(points),
+            p95=averages[max(0, math.ceil(0.95 * len(averages)) - 1)],
+            max=max([p.max for p in points]),
+            last=last,
+            growth_per_day=growth,
+            predicted_full_ms=predicted,
+        )
     ]
 
 
-def _fit_full(series: HistorySeries) -> tuple[float | None, int | None]:
+def _fit_full(
+    points: Sequence[HistoryPoint], averages: list[float]
+) -> tuple[float | None, int | None]:
     """(growth per day, when the fitted line reaches 1.0) by least squares."""
-    points = series.points
     first, last = points[0].start_ms, points[-1].start_ms
     if last - first < _MIN_FIT_SPAN_MS:
         return None, None
     n = len(points)
-    xs = [(p.start_ms - first) / DAY_MS for p in points]
-    ys = [p.avg for p in points]
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
-    if sxx == 0:
+    xs = [p.start_ms - first for p in points]  # integers: the sums below are exact
+    sum_x, sum_y = sum(xs), math.fsum(averages)
+    spread_x = n * sum(map(operator.mul, xs, xs)) - sum_x * sum_x  # n^2 * variance
+    if spread_x == 0:
         return None, None
-    slope = sxy / sxx
+    cross = n * math.fsum(map(operator.mul, xs, averages)) - sum_x * sum_y
+    slope_per_ms = cross / spread_x
+    slope = slope_per_ms * DAY_MS
     if slope <= 0:
         return slope, None
-    fitted_now = mean_y + slope * (xs[-1] - mean_x)
+    fitted_now = sum_y / n + slope_per_ms * (xs[-1] - sum_x / n)
     days_left = max(0.0, (1.0 - fitted_now) / slope)
     full_ms = last + int(days_left * DAY_MS)
     return slope, (full_ms if full_ms - last <= _HORIZON_MS else None)

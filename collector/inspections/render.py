@@ -80,8 +80,13 @@ def render(report: Mapping[str, Any], fmt: str, lang: str) -> bytes:
 def _pdf(html: str) -> bytes:
     import weasyprint  # imported here: only the PDF needs it, and it loads Pango
 
-    document: bytes = weasyprint.HTML(string=html).write_pdf()
+    document: bytes = weasyprint.HTML(string=html, url_fetcher=_fetch_nothing).write_pdf()
     return document
+
+
+def _fetch_nothing(url: str, *args: object, **kwargs: object) -> dict[str, Any]:
+    """The report is self-contained: WeasyPrint may not read files or the network."""
+    raise ValueError(f"the inspection report loads no resources ({url[:80]})")
 
 
 # --- templates and translations ---------------------------------------------------------
@@ -210,6 +215,9 @@ def _context(report: Mapping[str, Any], lang: str) -> dict[str, Any]:
         "engineer": str(report.get("engineer") or ""),
         "period": _dict(report.get("period")),
         "summary": str(report.get("summary") or ""),
+        "summary_lines": [
+            line for line in str(report.get("summary") or "").splitlines() if line.strip()
+        ],
         "published": _dict(report.get("published")),
         "signoff": _dict(report.get("signoff")) or None,
         "hosts": hosts,
@@ -225,16 +233,26 @@ def _context(report: Mapping[str, Any], lang: str) -> dict[str, Any]:
 def _host(raw: object) -> dict[str, Any]:
     host = _dict(raw)
     findings = [_dict(f) for f in _list(host.get("findings"))]
+    drift = [_dict(d) for d in _list(host.get("drift"))]
     return {
         **host,
         "hostname": str(host.get("hostname") or host.get("agent_id") or "?"),
         "findings": findings,
         "faults": sum(1 for f in findings if f.get("state") == "fault"),
         "warnings": sum(1 for f in findings if f.get("state") == "warning"),
-        "drift": [_dict(d) for d in _list(host.get("drift"))],
+        "drift": drift,
+        "drift_groups": _drift_groups(drift),
         "capacity": [_dict(c) for c in _list(host.get("capacity"))],
         "availability": _dict(host.get("availability")),
     }
+
+
+def _drift_groups(drift: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes grouped by kind, in the document's order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for change in drift:
+        groups.setdefault(str(change.get("kind", "")), []).append(change)
+    return [{"kind": kind, "changes": changes} for kind, changes in groups.items()]
 
 
 def _recommendations(hosts: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:

@@ -462,3 +462,16 @@ def test_recurrence_cannot_be_rechecked_on_a_host_not_inspected() -> None:
 def test_open_and_non_fault_tickets_are_not_rechecked() -> None:
     tickets = [ticket(1, resolved_ms=None), ticket(2, level="consult")]
     assert report_of(host(), tickets=tickets)["recurrence"] == []
+
+
+def test_the_collector_refuses_a_bad_catalogue_extension_at_start(tmp_path: Path) -> None:
+    from collector.config import ServeConfig
+    from collector.errors import ConfigError
+
+    extension = tmp_path / "site.yaml"
+    extension.write_text("entries: [{id: x, check: nope}]")
+    with pytest.raises(ConfigError, match=r"--inspection-catalogue: .*check must be one of"):
+        ServeConfig(data_dir=tmp_path, inspection_catalogue=extension).validate()
+    extension.write_text("checklist: {time: {en: Clock fine, zh-CN: 时钟正常}}")
+    config = ServeConfig(data_dir=tmp_path, inspection_catalogue=extension).validate()
+    assert load_catalogue(config.inspection_catalogue).checklist["time"]["en"] == "Clock fine"

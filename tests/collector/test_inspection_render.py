@@ -205,3 +205,17 @@ def test_a_minimal_document_renders() -> None:
     }
     for fmt in ("html", "md"):
         assert b"h" in render(minimal, fmt, "en")
+
+
+def test_the_summary_keeps_its_paragraphs_and_is_escaped() -> None:
+    doc = published(summary="第一段 <b>x</b>\n\nsecond | paragraph")
+    md = text(doc, "md", "en")
+    assert "第一段 &lt;b&gt;x&lt;/b&gt;\n\nsecond \\| paragraph" in md
+    assert "第一段 &lt;b&gt;x&lt;/b&gt;\n\nsecond | paragraph" in text(doc, "html", "en")
+
+
+def test_the_pdf_loads_nothing_from_outside() -> None:
+    from collector.inspections.render import _fetch_nothing
+
+    with pytest.raises(ValueError, match="loads no resources"):
+        _fetch_nothing("file:///etc/passwd")
