@@ -12,6 +12,7 @@ Both gRPC ports also serve standard health checking and reflection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -38,10 +39,12 @@ from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
 from collector.inspections.analysis import analyse as analyse_inspection
+from collector.inspections.catalogue import CatalogueError
+from collector.inspections.catalogue import load_catalogue as load_inspection_catalogue
 from collector.inspections.config import load_inspections_config
 from collector.inspections.notify import make_deliverer as make_inspection_deliverer
 from collector.inspections.render import render as render_report
-from collector.inspections.service import InspectionService
+from collector.inspections.service import Analyse, InspectionService
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
@@ -218,7 +221,7 @@ class CollectorServer:
             make_inspection_deliverer(_smtp(tickets_config)),
             metrics,
             now_ms,
-            analyse_inspection,
+            _inspection_analysis(self.config.inspection_catalogue),
             render_report,
         )
         self.sessions = SessionService(self._db, now_ms, self._signals)
@@ -515,6 +518,16 @@ def _load_catalogue(directory: Path | None) -> Catalogue | None:
         return load_catalogue(path)
     except (OSError, ValueError, KeyError, PlaybookError) as exc:
         raise ConfigError(f"--playbooks {path}: {exc}") from exc
+
+
+def _inspection_analysis(extension: Path | None) -> Analyse:
+    """The analysis with the recommendation catalogue, extended by ``extension``
+    (``--inspection-catalogue``; ConfigError if it cannot be read)."""
+    try:
+        catalogue = load_inspection_catalogue(extension)
+    except CatalogueError as exc:
+        raise ConfigError(f"--inspection-catalogue: {exc}") from exc
+    return functools.partial(analyse_inspection, catalogue=catalogue)
 
 
 def _smtp(config: TicketsConfig) -> SmtpSettings | None:

@@ -35,7 +35,29 @@ announce:
   acme: [{{webhook: "{receiver.url}"}}]
 """
     )
-    args = ["--evaluation-interval", "500ms", "--inspections-config", str(config)]
+    # a site rule that finds a fault on every filesystem: a real finding, a real ticket
+    catalogue = tmp_path / "site-catalogue.yaml"
+    catalogue.write_text(
+        """
+entries:
+  - id: filesystem.in_use
+    check: filesystem_usage
+    item: filesystem
+    state: fault
+    level: "4"
+    params: {above: 0.0}
+    title: {en: "{subject} in use ({percent})", zh-CN: "{subject} 已使用 {percent}"}
+    recommendation: {en: "Watch {subject}.", zh-CN: "关注 {subject}。"}
+"""
+    )
+    args = [
+        "--evaluation-interval",
+        "500ms",
+        "--inspections-config",
+        str(config),
+        "--inspection-catalogue",
+        str(catalogue),
+    ]
     server = Collector(tmp_path / "collector", extra_args=args).start()
     yield server
     server.stop()
@@ -125,6 +147,17 @@ def test_plan_announce_consent_run_report_and_sign(
     outcomes = {h["hostname"]: h["outcome"] for h in shown["hosts"]}
     assert outcomes == {"web-1": "collected", "db-1": "offline"}
     assert shown["inspection"]["report_due"]
+    # the fault findings opened tickets, linked both ways
+    ticket_ids = shown["inspection"]["ticket_ids"]
+    assert ticket_ids
+    tickets = [
+        collector.client_json(alice, "ticket", "show", str(number))["ticket"]
+        for number in ticket_ids
+    ]
+    assert all(t["source"] == "inspection" for t in tickets)
+    assert all(t["labels"]["inspection"] == str(inspection_id) for t in tickets)
+    site = [t for t in tickets if "in use" in t["title"]]
+    assert site and all(t["level"] == "4" and t["hostname"] == "web-1" for t in site)
     assert "not published" in _refused(
         collector, alice, "inspection", "sign", str(inspection_id), "--name", "张三", "--title", "x"
     )
