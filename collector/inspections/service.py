@@ -49,7 +49,6 @@ from collector.inspections.errors import InspectionNotFound, InspectionStateErro
 from collector.inspections.inputs import HostInput, HostOutcome, InspectionInput
 from collector.inspections.model import (
     ACTIVE_STATES,
-    INSPECTION_STATES,
     LISTABLE_STATES,
     NOT_STARTED,
     PLAN_EVERY,
@@ -290,12 +289,6 @@ class InspectionService:
         inspection = await self._visible(who, inspection_id)
         events = await self._db.call(self._store.inspection_events, inspection_id)
         return replace(self._view(inspection, self._clock_ms()), events=tuple(events))
-
-    async def change_records(self, who: Principal, agent: AgentRecord) -> list[ChangeRecord]:
-        """The host's change records (its archive); NotFound for another customer's host."""
-        if not who.can_see(agent.customer):
-            raise InspectionNotFound(0)
-        return await self._db.call(self._store.change_records, agent.agent_id, 0)
 
     # -- the customer ---------------------------------------------------------------------
 
@@ -991,6 +984,3 @@ def _fault_ticket(
         dedup_key=f"inspection:{agent_id}:{finding.get('key', '')}",
         labels={"inspection": str(inspection.id), "finding": str(finding.get("key", ""))},
     )
-
-
-STATES_HELP = ", ".join(INSPECTION_STATES)
