@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from collector.auth import Principal
 from collector.errors import FailedPrecondition, InvalidRequest, NotFound, PermissionDenied
 from collector.fleet import Fleet
-from collector.inspections import service as service_module
+from collector.inspections import runner as runner_module
 from collector.inspections.config import InspectionsConfig
 from collector.inspections.inputs import InspectionInput
 from collector.inspections.model import PlanChange
@@ -520,7 +520,7 @@ def test_a_late_report_escalates_once_and_is_counted(tmp_path: Path) -> None:
 def test_a_host_that_never_answers_times_out_and_is_listed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(runner_module, "POLL_SECONDS", 0.01)
 
     async def body(w: World) -> None:
         inspection_id = await w.plan()
@@ -589,7 +589,7 @@ def test_the_next_inspection_gets_the_previous_step_outputs(tmp_path: Path) -> N
         return fake_analyse(data)
 
     world = World(tmp_path)
-    world.service._analyse = spy
+    world.service.runner.analyse = spy
     try:
         asyncio.run(body(world))
     finally:
@@ -603,13 +603,13 @@ def test_an_analysis_that_fails_leaves_the_inspection_failed_and_runnable(
         def broken(data: InspectionInput) -> dict[str, Any]:
             raise KeyError("facts")
 
-        w.service._analyse = broken
+        w.service.runner.analyse = broken
         inspection_id = await w.consented_and_run()
         view = await w.service.get(ERIN, inspection_id)
         assert view.inspection.state == "failed"
         [failure] = [e for e in view.events if e.kind == "analysis_failed"]
         assert "KeyError" in failure.details["error"]
-        w.service._analyse = fake_analyse
+        w.service.runner.analyse = fake_analyse
         w.sent_runs.clear()
         await w.service.run(ERIN, inspection_id)
         [request] = w.sent_runs
@@ -623,7 +623,7 @@ def test_an_analysis_that_fails_leaves_the_inspection_failed_and_runnable(
 def test_a_run_interrupted_by_a_restart_is_picked_up_by_the_next_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(runner_module, "POLL_SECONDS", 0.01)
 
     async def body(w: World) -> None:
         inspection_id = await w.plan()
