@@ -108,6 +108,7 @@ class InspectionRunner:
         self.analyse = analyse
         self._history = history
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._starting: set[int] = set()
 
     async def start(self, inspection: Inspection, actor: str) -> Inspection:
         """Start the inspection playbook on every host in scope (FailedPrecondition
@@ -118,15 +119,19 @@ class InspectionRunner:
         now = self._clock_ms()
         period_start = await self._period_start(inspection)
         pending = [HostResult(a.agent_id, a.hostname, "pending") for a in agents]
-        running = await save_transition(
-            self._db,
-            self._clock_ms(),
-            lifecycle.start_run(inspection, actor, pending, period_start, now),
-        )
-        params = self._params(running, now)
-        started = await asyncio.gather(*(self._start_host(actor, a, params) for a in agents))
-        running = await self._update_hosts(running.id, list(started))
-        self._spawn(running.id)
+        self._starting.add(inspection.id)  # a concurrent tick must not "resume" it
+        try:
+            running = await save_transition(
+                self._db,
+                self._clock_ms(),
+                lifecycle.start_run(inspection, actor, pending, period_start, now),
+            )
+            params = self._params(running, now)
+            started = await asyncio.gather(*(self._start_host(actor, a, params) for a in agents))
+            running = await self._update_hosts(running.id, list(started))
+            self._spawn(running.id)
+        finally:
+            self._starting.discard(inspection.id)
         return running
 
     async def _start_host(
@@ -153,7 +158,7 @@ class InspectionRunner:
 
     def is_waiting(self, inspection_id: int) -> bool:
         """Whether this process is waiting for the inspection's runs."""
-        return inspection_id in self._running
+        return inspection_id in self._running or inspection_id in self._starting
 
     async def wait_idle(self) -> None:
         """Until every run being waited for has finished (tests, shutdown)."""
@@ -197,8 +202,10 @@ class InspectionRunner:
             inspection = await self._get(inspection_id)
 
     async def _host_now(self, host: HostResult, deadline_ms: int) -> HostResult:
-        if host.outcome != "pending" or host.run_id is None:
+        if host.outcome != "pending":
             return host
+        if host.run_id is None:  # the collector stopped between recording and starting it
+            return replace(host, outcome="failed", detail="the run was never started; run again")
         run = await self._db.call(self._store.get_run, host.run_id)
         if run is None:
             return replace(host, outcome="failed", detail="the run record is missing")

@@ -656,3 +656,32 @@ def test_a_run_interrupted_by_a_restart_is_picked_up_by_the_next_tick(
         assert len(w.sent_runs) == 1  # resumed, not run again
 
     scenario(tmp_path, body)
+
+
+def test_a_host_whose_run_was_never_started_fails_instead_of_waiting_forever(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from collector.inspections.model import HostResult
+
+    async def body(w: World) -> None:
+        inspection_id = await w.plan()
+        stored = w.db.store.get_inspection(inspection_id)
+        assert stored is not None
+        # as left by a collector that stopped between recording the run and starting it
+        crashed = replace(
+            stored,
+            state="running",
+            run_started_ms=NOW,
+            host_results=(HostResult("ag-web", "web-1", "pending"),),
+        )
+        w.db.store.update_inspection(crashed, [])
+        await w.service.tick(w.now)
+        await w.service.wait_idle()
+        inspection = (await w.service.get(ERIN, inspection_id)).inspection
+        [web] = inspection.host_results
+        assert (web.outcome, web.detail) == ("failed", "the run was never started; run again")
+        assert inspection.state == "awaiting_report"
+
+    scenario(tmp_path, body)
