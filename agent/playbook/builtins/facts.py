@@ -44,8 +44,8 @@ from agent.playbook.builtins.common import (
     uptime,
 )
 from agent.playbook.builtins.kernel import kernel_records
-from agent.playbook.builtins.packages import _QUERIES, _packages
-from agent.playbook.builtins.services import _UNIT, _failed
+from agent.playbook.builtins.packages import PACKAGE_QUERIES, package_lines
+from agent.playbook.builtins.services import UNIT_NAME, failed_unit_names
 from agent.playbook.errors import BuiltinArgumentError
 
 __all__ = ["SCHEMA", "config_paths_arg", "inspection_facts"]
@@ -167,7 +167,7 @@ def _os_name(host: Host) -> str | None:
 
 
 def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, Any] | None:
-    for program, options in _QUERIES:
+    for program, options in PACKAGE_QUERIES:
         path = host.which(program)
         if path is None:
             continue
@@ -175,7 +175,7 @@ def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, 
         if result.returncode != 0:
             errors.append(f"{program}: exit status {result.returncode}")
         items: dict[str, str] = {}
-        for line in _packages(program, result.output.decode("utf-8", "replace")):
+        for line in package_lines(program, result.output.decode("utf-8", "replace")):
             name, version = _name_version(program, line)
             if name and len(items) < MAX_PACKAGES:
                 items[name] = version
@@ -232,10 +232,10 @@ def _units(host: Host, deadline: float, errors: list[str]) -> dict[str, Any]:
         {
             fields[0]
             for line in listing.output.decode(errors="replace").splitlines()
-            if (fields := line.split()) and re.fullmatch(_UNIT, fields[0])
+            if (fields := line.split()) and re.fullmatch(UNIT_NAME, fields[0])
         }
     )
-    failed, result = _failed(systemctl, deadline)
+    failed, result = failed_unit_names(systemctl, deadline)
     if result.returncode != 0:
         errors.append(f"systemctl list-units: exit status {result.returncode}")
     return {"systemd": True, "enabled": enabled[:MAX_UNITS], "failed": sorted(failed)[:MAX_UNITS]}
