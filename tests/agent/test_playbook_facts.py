@@ -109,6 +109,7 @@ def facts(host: Host, **args: object) -> dict[str, Any]:
 
 def test_facts_from_a_fixture_host(tmp_path: Path) -> None:
     config = write(tmp_path, "etc/app.conf", "key = value\n")
+    config.chmod(0o644)
     document = facts(fixture_host(tmp_path), since="7s", config_files=str(config))
     assert document["schema"] == "aftercare.inspection-facts/1"
     assert (document["hostname"], document["kernel"]) == ("web-1", "6.1.0-26-amd64")
@@ -151,14 +152,18 @@ def test_facts_from_a_fixture_host(tmp_path: Path) -> None:
     assert parsed.failed_units == ("backup.service",)
 
 
-def test_unreadable_config_files_are_recorded_not_fatal(tmp_path: Path) -> None:
+def test_unreadable_or_private_config_files_are_recorded_not_fatal(tmp_path: Path) -> None:
     directory = tmp_path / "etc" / "conf.d"
     directory.mkdir(parents=True)
     missing = tmp_path / "etc" / "missing.conf"
-    document = facts(fixture_host(tmp_path), config_files=f"{directory},{missing}")
+    private = write(tmp_path, "etc/secret.key", "1234\n")
+    private.chmod(0o640)
+    paths = f"{directory},{missing},{private}"
+    document = facts(fixture_host(tmp_path), config_files=paths)
     assert document["config_files"] == {
         str(directory): {"error": "not a regular file"},
         str(missing): {"error": "No such file or directory"},
+        str(private): {"error": "not world-readable: no checksum of a private file is reported"},
     }
 
 

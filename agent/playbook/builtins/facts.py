@@ -409,7 +409,12 @@ def _kernel_log(host: Host, deadline: float, window: float, up: float | None) ->
 
 
 def _checksum(path: str) -> dict[str, str]:
-    """``{"sha256": hex}`` of a regular file, or ``{"error": why}``."""
+    """``{"sha256": hex}`` of a regular, world-readable file, or ``{"error": why}``.
+
+    Only files every local user may read are hashed: the checksum of a private file
+    (a key, a password file) could confirm a guess of its content, and the paths
+    come from the collector.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -418,6 +423,8 @@ def _checksum(path: str) -> dict[str, str]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return {"error": "not a regular file"}
+        if not info.st_mode & stat.S_IROTH:
+            return {"error": "not world-readable: no checksum of a private file is reported"}
         if info.st_size > MAX_CONFIG_BYTES:
             return {"error": f"larger than {MAX_CONFIG_BYTES} bytes"}
         digest = hashlib.sha256()
