@@ -17,7 +17,10 @@ from agent.playbook.builtins import Host, default_builtins
 from collector.inspections.facts import HostFacts, read_facts
 from tests.agent.test_playbook_builtins import bin_dir, write
 
-DPKG_QUERY = r'printf "ii \tzlib1g\t1:1.2.13\tamd64\nrc \told\t0.1\tall\nii \tbash\t5.2\tamd64\n"'
+DPKG_QUERY = (
+    r'printf "ii \tzlib1g\t1:1.2.13\tamd64\nrc \told\t0.1\tall\nii \tbash\t5.2\tamd64\n'
+    r'ii \tlibc6\t2.36-9\tamd64\nii \tlibc6\t2.36-8\ti386\nii \tlibc6\t2.36-9\tarmhf\n"'
+)
 SYSTEMCTL = """\
 case "$1" in
   list-unit-files) printf 'ssh.service enabled enabled\\nnginx.service enabled enabled\\n' ;;
@@ -116,7 +119,12 @@ def test_facts_from_a_fixture_host(tmp_path: Path) -> None:
     assert document["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert document["uptime_s"] == 10.0 and document["reboot_required"] is True
     assert document["packages"]["manager"] == "dpkg"
-    assert document["packages"]["items"] == {"zlib1g": "1:1.2.13", "bash": "5.2"}
+    assert document["packages"]["items"] == {
+        "zlib1g": "1:1.2.13",
+        "bash": "5.2",
+        "libc6": "2.36-9",
+        "libc6:i386": "2.36-8",  # another architecture at another version is kept apart
+    }
     assert document["security_updates"]["state"] == "known"
     assert document["security_updates"]["count"] == 3
     assert document["units"] == {

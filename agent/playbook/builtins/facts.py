@@ -177,6 +177,8 @@ def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, 
         items: dict[str, str] = {}
         for line in package_lines(program, result.output.decode("utf-8", "replace")):
             name, version = _name_version(program, line)
+            if name in items and items[name] != version:  # another architecture's build
+                name = f"{name}:{line.split(' ')[2]}" if line.count(" ") >= 2 else ""
             if name and len(items) < MAX_PACKAGES:
                 items[name] = version
         return {
@@ -190,6 +192,7 @@ def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, 
 
 
 def _name_version(program: str, line: str) -> tuple[str, str]:
+    """(name, version) of one ``package_lines`` line."""
     if program in ("dpkg-query", "rpm"):
         fields = line.split(" ")
         return (fields[0], fields[1]) if len(fields) >= 2 else ("", "")
