@@ -127,7 +127,7 @@ def _environment(kind: str, lang: str) -> jinja2.Environment:
             loader=loader,
             autoescape=True,
             extensions=["jinja2.ext.i18n"],
-            undefined=jinja2.StrictUndefined,
+            undefined=jinja2.ChainableUndefined,
         )
     else:
         env = jinja2.Environment(
@@ -135,7 +135,7 @@ def _environment(kind: str, lang: str) -> jinja2.Environment:
             autoescape=False,
             finalize=markdown_escape,
             extensions=["jinja2.ext.i18n"],
-            undefined=jinja2.StrictUndefined,
+            undefined=jinja2.ChainableUndefined,
         )
     translations = _translations(lang)
     env.install_gettext_callables(  # type: ignore[attr-defined]

@@ -1,1 +1,1 @@
-ed25519 0d051ed58af08aa7 y65BsQqGo27c3Ukl8wSLwmkBK0nn3yJ2aKmiSHBxEQpxcekFoHs8sWUAZBt+kH0nBJLNz/v+6HYc6Wlgeb5VCg==
+ed25519 0d051ed58af08aa7 VJ/1boGz48pqeKz/e22Fk+n98kNT/f9VFfxoIhAtkHAs/QdqyrNDJPlDHn9chQYeSXlazSG8UOaStOQWfwbXBA==

@@ -17,7 +17,10 @@ from agent.playbook.builtins import Host, default_builtins
 from collector.inspections.facts import HostFacts, read_facts
 from tests.agent.test_playbook_builtins import bin_dir, write
 
-DPKG_QUERY = r'printf "ii \tzlib1g\t1:1.2.13\tamd64\nrc \told\t0.1\tall\nii \tbash\t5.2\tamd64\n"'
+DPKG_QUERY = (
+    r'printf "ii \tzlib1g\t1:1.2.13\tamd64\nrc \told\t0.1\tall\nii \tbash\t5.2\tamd64\n'
+    r'ii \tlibc6\t2.36-9\tamd64\nii \tlibc6\t2.36-8\ti386\nii \tlibc6\t2.36-9\tarmhf\n"'
+)
 SYSTEMCTL = """\
 case "$1" in
   list-unit-files) printf 'ssh.service enabled enabled\\nnginx.service enabled enabled\\n' ;;
@@ -109,13 +112,19 @@ def facts(host: Host, **args: object) -> dict[str, Any]:
 
 def test_facts_from_a_fixture_host(tmp_path: Path) -> None:
     config = write(tmp_path, "etc/app.conf", "key = value\n")
+    config.chmod(0o644)
     document = facts(fixture_host(tmp_path), since="7s", config_files=str(config))
     assert document["schema"] == "aftercare.inspection-facts/1"
     assert (document["hostname"], document["kernel"]) == ("web-1", "6.1.0-26-amd64")
     assert document["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert document["uptime_s"] == 10.0 and document["reboot_required"] is True
     assert document["packages"]["manager"] == "dpkg"
-    assert document["packages"]["items"] == {"zlib1g": "1:1.2.13", "bash": "5.2"}
+    assert document["packages"]["items"] == {
+        "zlib1g": "1:1.2.13",
+        "bash": "5.2",
+        "libc6": "2.36-9",
+        "libc6:i386": "2.36-8",  # another architecture at another version is kept apart
+    }
     assert document["security_updates"]["state"] == "known"
     assert document["security_updates"]["count"] == 3
     assert document["units"] == {
@@ -151,14 +160,18 @@ def test_facts_from_a_fixture_host(tmp_path: Path) -> None:
     assert parsed.failed_units == ("backup.service",)
 
 
-def test_unreadable_config_files_are_recorded_not_fatal(tmp_path: Path) -> None:
+def test_unreadable_or_private_config_files_are_recorded_not_fatal(tmp_path: Path) -> None:
     directory = tmp_path / "etc" / "conf.d"
     directory.mkdir(parents=True)
     missing = tmp_path / "etc" / "missing.conf"
-    document = facts(fixture_host(tmp_path), config_files=f"{directory},{missing}")
+    private = write(tmp_path, "etc/secret.key", "1234\n")
+    private.chmod(0o640)
+    paths = f"{directory},{missing},{private}"
+    document = facts(fixture_host(tmp_path), config_files=paths)
     assert document["config_files"] == {
         str(directory): {"error": "not a regular file"},
         str(missing): {"error": "No such file or directory"},
+        str(private): {"error": "not world-readable: no checksum of a private file is reported"},
     }
 
 

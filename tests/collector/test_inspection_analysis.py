@@ -475,3 +475,15 @@ def test_the_collector_refuses_a_bad_catalogue_extension_at_start(tmp_path: Path
     extension.write_text("checklist: {time: {en: Clock fine, zh-CN: 时钟正常}}")
     config = ServeConfig(data_dir=tmp_path, inspection_catalogue=extension).validate()
     assert load_catalogue(config.inspection_catalogue).checklist["time"]["en"] == "Clock fine"
+
+
+def test_the_agents_real_facts_are_understood() -> None:
+    import time
+
+    from agent.playbook.builtins import default_builtins
+
+    output = default_builtins()["inspection_facts"](time.monotonic() + 60, since="1d")
+    entry = report_of(host(outputs={"facts": output.decode()}))["hosts"][0]
+    assert entry["facts"]["available"] is True
+    assert {"host", "facts", "software", "filesystem"} <= {f["item"] for f in entry["findings"]}
+    assert "facts.no_data" not in {f["key"] for f in entry["findings"]}

@@ -198,13 +198,19 @@ def test_unknown_format_or_language_is_refused(
     assert set(FORMATS) == {"html", "pdf", "md", "json"}
 
 
-def test_a_minimal_document_renders() -> None:
-    minimal = {
-        "schema": "aftercare.inspection-report/1",
-        "hosts": [{"hostname": "h", "findings": [{}]}],
-    }
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"hosts": [{"hostname": "h", "findings": [{}]}]},
+        {"hosts": [{"hostname": "h", "capacity": [{}], "drift": [{}], "availability": None}]},
+        {"tickets": {"by_level": [{"level": "3"}], "list": [{}]}, "alerts": {"list": [{}]}},
+        {"recurrence": [{}], "signoff": {"decision": "rejected"}, "hosts": "not a list"},
+    ],
+)
+def test_an_incomplete_document_still_renders(document: dict[str, Any]) -> None:
     for fmt in ("html", "md"):
-        assert b"h" in render(minimal, fmt, "en")
+        for lang in LANGUAGES:
+            assert render(document, fmt, lang)
 
 
 def test_the_summary_keeps_its_paragraphs_and_is_escaped() -> None:

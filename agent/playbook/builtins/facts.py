@@ -44,8 +44,8 @@ from agent.playbook.builtins.common import (
     uptime,
 )
 from agent.playbook.builtins.kernel import kernel_records
-from agent.playbook.builtins.packages import _QUERIES, _packages
-from agent.playbook.builtins.services import _UNIT, _failed
+from agent.playbook.builtins.packages import PACKAGE_QUERIES, package_lines
+from agent.playbook.builtins.services import UNIT_NAME, failed_unit_names
 from agent.playbook.errors import BuiltinArgumentError
 
 __all__ = ["SCHEMA", "config_paths_arg", "inspection_facts"]
@@ -167,7 +167,7 @@ def _os_name(host: Host) -> str | None:
 
 
 def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, Any] | None:
-    for program, options in _QUERIES:
+    for program, options in PACKAGE_QUERIES:
         path = host.which(program)
         if path is None:
             continue
@@ -175,8 +175,10 @@ def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, 
         if result.returncode != 0:
             errors.append(f"{program}: exit status {result.returncode}")
         items: dict[str, str] = {}
-        for line in _packages(program, result.output.decode("utf-8", "replace")):
+        for line in package_lines(program, result.output.decode("utf-8", "replace")):
             name, version = _name_version(program, line)
+            if name in items and items[name] != version:  # another architecture's build
+                name = f"{name}:{line.split(' ')[2]}" if line.count(" ") >= 2 else ""
             if name and len(items) < MAX_PACKAGES:
                 items[name] = version
         return {
@@ -190,6 +192,7 @@ def _packages_fact(host: Host, deadline: float, errors: list[str]) -> dict[str, 
 
 
 def _name_version(program: str, line: str) -> tuple[str, str]:
+    """(name, version) of one ``package_lines`` line."""
     if program in ("dpkg-query", "rpm"):
         fields = line.split(" ")
         return (fields[0], fields[1]) if len(fields) >= 2 else ("", "")
@@ -232,10 +235,10 @@ def _units(host: Host, deadline: float, errors: list[str]) -> dict[str, Any]:
         {
             fields[0]
             for line in listing.output.decode(errors="replace").splitlines()
-            if (fields := line.split()) and re.fullmatch(_UNIT, fields[0])
+            if (fields := line.split()) and re.fullmatch(UNIT_NAME, fields[0])
         }
     )
-    failed, result = _failed(systemctl, deadline)
+    failed, result = failed_unit_names(systemctl, deadline)
     if result.returncode != 0:
         errors.append(f"systemctl list-units: exit status {result.returncode}")
     return {"systemd": True, "enabled": enabled[:MAX_UNITS], "failed": sorted(failed)[:MAX_UNITS]}
@@ -409,7 +412,12 @@ def _kernel_log(host: Host, deadline: float, window: float, up: float | None) ->
 
 
 def _checksum(path: str) -> dict[str, str]:
-    """``{"sha256": hex}`` of a regular file, or ``{"error": why}``."""
+    """``{"sha256": hex}`` of a regular, world-readable file, or ``{"error": why}``.
+
+    Only files every local user may read are hashed: the checksum of a private file
+    (a key, a password file) could confirm a guess of its content, and the paths
+    come from the collector.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -418,6 +426,8 @@ def _checksum(path: str) -> dict[str, str]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return {"error": "not a regular file"}
+        if not info.st_mode & stat.S_IROTH:
+            return {"error": "not world-readable: no checksum of a private file is reported"}
         if info.st_size > MAX_CONFIG_BYTES:
             return {"error": f"larger than {MAX_CONFIG_BYTES} bytes"}
         digest = hashlib.sha256()
