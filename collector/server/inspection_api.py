@@ -16,7 +16,14 @@ import grpc
 from collector import limits
 from collector.auth import Principal
 from collector.errors import FailedPrecondition, InvalidRequest
-from collector.inspections.model import Inspection, InspectionEvent, Plan, PlanChange
+from collector.inspections.model import (
+    PLAN_EVERY,
+    Every,
+    Inspection,
+    InspectionEvent,
+    Plan,
+    PlanChange,
+)
 from collector.inspections.schedule import parse_local_time, parse_notice
 from collector.inspections.service import InspectionService, InspectionView, PlanRequest
 from collector.server import status
@@ -194,10 +201,14 @@ class InspectionApi:
         return api_pb2.CustomerSettings(customer=customer, language=language)
 
 
-def _every(value: str) -> Any:
-    if value and value not in ("quarter", "month"):
-        raise InvalidRequest(f"--every {value!r}: use quarter or month")
-    return value or None
+def _every(value: str) -> Every | None:
+    """A plan change's period: None (unchanged) for "", else quarter or month."""
+    if not value:
+        return None
+    for every in PLAN_EVERY:
+        if every == value:
+            return every
+    raise InvalidRequest(f"--every {value!r}: use quarter or month")
 
 
 def _config_files(paths: Sequence[str]) -> tuple[str, ...]:
