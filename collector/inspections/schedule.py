@@ -15,7 +15,7 @@ import datetime as dt
 from agent.durations import parse_duration
 from collector.calendar import WorkingCalendar
 from collector.errors import InvalidRequest
-from collector.inspections.model import Every, Plan
+from collector.inspections.model import PLAN_EVERY, Every, Plan
 
 __all__ = [
     "MAX_OCCURRENCES",
@@ -23,6 +23,7 @@ __all__ = [
     "announce_at_ms",
     "due_occurrences",
     "occurrence_ms",
+    "parse_every",
     "parse_local_time",
     "parse_notice",
     "report_due_ms",
@@ -62,6 +63,14 @@ def due_occurrences(plan: Plan, existing: int, until_ms: int, zone: WorkingCalen
             break
         wanted.append(index)
     return wanted
+
+
+def parse_every(value: str) -> Every:
+    """``quarter`` or ``month``; InvalidRequest otherwise."""
+    for every in PLAN_EVERY:
+        if every == value:
+            return every
+    raise InvalidRequest(f"--every {value!r}: use quarter or month")
 
 
 def announce_at_ms(scheduled_ms: int, notice_ms: int) -> int:

@@ -48,9 +48,7 @@ from collector.inspections.model import (
     ACTIVE_STATES,
     LISTABLE_STATES,
     NOT_STARTED,
-    PLAN_EVERY,
     REPORT_LANGUAGES,
-    Every,
     Inspection,
     InspectionEvent,
     NewInspection,
@@ -159,7 +157,7 @@ class InspectionService:
     async def create_plan(self, who: Principal, request: PlanRequest) -> Plan:
         """A new schedule for a customer (engineers and admins); audited."""
         _require_staff(who, "plan inspections")
-        every = _every(request.every)
+        every = schedule.parse_every(request.every)
         hosts = check_selector(request.hosts)
         await self._scope_or_refuse(request.customer, hosts)
         now = self._clock_ms()
@@ -622,13 +620,6 @@ def _require_staff(who: Principal, what: str) -> None:
 
 def _actor(who: Principal) -> str:
     return f"user:{who.name}"
-
-
-def _every(value: str) -> Every:
-    for every in PLAN_EVERY:
-        if every == value:
-            return every
-    raise InvalidRequest(f"--every {value!r}: use quarter or month")
 
 
 def _config_files(paths: Sequence[str]) -> tuple[str, ...]:

@@ -17,14 +17,13 @@ from collector import limits
 from collector.auth import Principal
 from collector.errors import FailedPrecondition, InvalidRequest
 from collector.inspections.model import (
-    PLAN_EVERY,
     Every,
     Inspection,
     InspectionEvent,
     Plan,
     PlanChange,
 )
-from collector.inspections.schedule import parse_local_time, parse_notice
+from collector.inspections.schedule import parse_every, parse_local_time, parse_notice
 from collector.inspections.service import InspectionService, InspectionView, PlanRequest
 from collector.server import status
 from collector.server.paging import page
@@ -203,12 +202,7 @@ class InspectionApi:
 
 def _every(value: str) -> Every | None:
     """A plan change's period: None (unchanged) for "", else quarter or month."""
-    if not value:
-        return None
-    for every in PLAN_EVERY:
-        if every == value:
-            return every
-    raise InvalidRequest(f"--every {value!r}: use quarter or month")
+    return parse_every(value) if value else None
 
 
 def _config_files(paths: Sequence[str]) -> tuple[str, ...]:
