@@ -141,6 +141,12 @@ def _add_serve(commands: Any) -> None:
         "--tickets-config", type=Path, default=None, help="SLA, escalation, reopen settings (YAML)"
     )
     p.add_argument(
+        "--inspections-config",
+        type=Path,
+        default=None,
+        help="inspection calendar (holidays), recipients, run timeout (YAML; docs/inspections.md)",
+    )
+    p.add_argument(
         "--evaluation-interval", default="5s", help="how often rules and SLA clocks run (5s)"
     )
     p.add_argument(
@@ -148,6 +154,12 @@ def _add_serve(commands: Any) -> None:
         type=Path,
         default=None,
         help="signed playbook catalogue directory (default: the shipped catalogue)",
+    )
+    p.add_argument(
+        "--inspection-catalogue",
+        type=Path,
+        default=None,
+        help="YAML file extending the inspection recommendation catalogue (none)",
     )
     p.add_argument(
         "--recovery-delay",
@@ -191,7 +203,9 @@ def _serve(args: argparse.Namespace) -> int:
         batch_retention=dt.timedelta(seconds=parse_duration(args.batch_retention)),
         rules_path=args.rules,
         playbooks_dir=args.playbooks,
+        inspection_catalogue=args.inspection_catalogue,
         tickets_config=args.tickets_config,
+        inspections_config=args.inspections_config,
         evaluation_interval=dt.timedelta(seconds=parse_duration(args.evaluation_interval)),
         recovery_delay=dt.timedelta(seconds=parse_duration(args.recovery_delay)),
         alertmanager_tokens=_read_tokens(args.alertmanager_token_file),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.errors import ConfigError
+from collector.inspections.catalogue import CatalogueError, load_catalogue
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_API_LISTEN = "127.0.0.1:7444"
@@ -33,10 +34,12 @@ class ServeConfig:
     batch_retention: dt.timedelta = dt.timedelta(days=30)
     rules_path: Path | None = None  # None: the rules shipped with the collector
     tickets_config: Path | None = None  # None: defaults (SLA per SERVICE-COMMITMENTS)
+    inspections_config: Path | None = None  # None: defaults (docs/inspections.md)
     evaluation_interval: dt.timedelta = dt.timedelta(seconds=5)
     recovery_delay: dt.timedelta = dt.timedelta(seconds=30)
     alertmanager_tokens: tuple[str, ...] = ()  # bearer tokens accepted on /alertmanager
     playbooks_dir: Path | None = None  # None: the catalogue shipped in the package
+    inspection_catalogue: Path | None = None  # extends the shipped recommendation catalogue
     ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
     record_input: bool = False  # recordings also keep what engineers type
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
@@ -65,6 +68,11 @@ class ServeConfig:
             <= dt.timedelta(minutes=5)
         ):
             raise ConfigError("--evaluation-interval must be between 100ms and 5m")
+        if self.inspection_catalogue is not None:
+            try:
+                load_catalogue(self.inspection_catalogue)
+            except CatalogueError as exc:
+                raise ConfigError(f"--inspection-catalogue: {exc}") from exc
         return self
 
 

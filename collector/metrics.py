@@ -129,6 +129,25 @@ class CollectorMetrics:
             ["direction"],
             registry=registry,
         )
+        self.inspections = Gauge(
+            "aftercare_inspections",
+            "Inspections by customer and stored state (docs/inspections.md).",
+            ["customer", "state"],
+            registry=registry,
+        )
+        self.inspections_overdue = Gauge(
+            "aftercare_inspections_overdue",
+            "Inspections overdue per customer: the date passed without consent, "
+            "or the report is past its due date.",
+            ["customer"],
+            registry=registry,
+        )
+        self.inspection_reports_late = Counter(
+            "aftercare_inspection_reports_late",
+            "Inspection reports that passed their due date unpublished (escalated once).",
+            ["customer"],
+            registry=registry,
+        )
         for state in ("pending", "approved", "active"):
             self.sessions.labels(state)
         for result in ("accepted", "refused"):
@@ -159,6 +178,21 @@ class CollectorMetrics:
         self.tickets.clear()
         for (level, state), count in counts.items():
             self.tickets.labels(level, state).set(count)
+
+    def set_inspections(
+        self, by_state: Mapping[tuple[str, str], int], overdue: Mapping[str, int]
+    ) -> None:
+        """Replace the inspection gauges: ``{(customer, state): n}`` and ``{customer: n}``."""
+        self.inspections.clear()
+        for (customer, state), count in by_state.items():
+            self.inspections.labels(customer, state).set(count)
+        self.inspections_overdue.clear()
+        for customer, count in overdue.items():
+            self.inspections_overdue.labels(customer).set(count)
+            self.inspection_reports_late.labels(customer)  # from 0, for increase()
+
+    def inspection_report_late(self, customer: str) -> None:
+        self.inspection_reports_late.labels(customer).inc()
 
 
 class _HistoryRefusals(Collector):

@@ -4,7 +4,9 @@ The collector never decides what runs on a host. It forwards the vendor-signed
 catalogue entry (manifest, signature, playbook bytes) with typed parameters; the
 agent verifies the signature and digest, validates the parameters and applies the
 customer's policy. The collector stores the run, its live output (under
-``DATA_DIR/runs/RUN_ID.out``, hashed when finished), the result, and attaches the
+``DATA_DIR/runs/RUN_ID.out``, hashed when finished; each step's start offset in the
+sidecar ``RUN_ID.steps``, JSON lines ``{"step": NAME, "offset": N}`` written when the
+step changes, so ``step_outputs`` splits the output by step), the result, and attaches the
 output to the ticket the run belongs to. Refusals by the agent go to the audit log.
 """
 
@@ -116,6 +118,7 @@ class RunService:
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
+        self._current_step: dict[str, str] = {}  # run id -> step of the last output chunk
         output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- engineers ----------------------------------------------------------------------
@@ -250,6 +253,46 @@ class RunService:
             data = handle.read(limit + 1)
         return data[:limit], len(data) > limit
 
+    def step_outputs(self, run_id: str) -> dict[str, bytes]:
+        """The stored output split by step name (steps run one after another), in
+        step order; empty when the run produced no output. A step whose output came
+        after the size cap has ``b""``."""
+        data, _ = self.output(run_id)
+        marks = self._step_marks(run_id)
+        outputs: dict[str, bytes] = {}
+        for index, (step, offset) in enumerate(marks):
+            end = marks[index + 1][1] if index + 1 < len(marks) else len(data)
+            outputs[step] = outputs.get(step, b"") + data[offset:end]
+        return outputs
+
+    def _step_marks(self, run_id: str) -> list[tuple[str, int]]:
+        path = self._output_dir / f"{run_id}.steps"
+        if not path.exists():
+            return []
+        marks = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                marks.append((str(entry["step"]), int(entry["offset"])))
+            except (ValueError, KeyError, TypeError):
+                log.warning("run %s: unreadable step mark %r skipped", run_id, line[:80])
+        return marks
+
+    def _mark_step(self, run_id: str, step: str, offset: int) -> None:
+        """Record where ``step``'s output starts, if it is not the current step."""
+        current = self._current_step.get(run_id)
+        if current is None:  # first chunk since the collector started: the file knows
+            marks = self._step_marks(run_id)
+            current = marks[-1][0] if marks else None
+        if current == step:
+            return
+        self._current_step[run_id] = step
+        line = json.dumps({"step": step, "offset": offset}, ensure_ascii=False) + "\n"
+        path = self._output_dir / f"{run_id}.steps"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(line)
+
     async def follow(self, who: Principal, run_id: str) -> AsyncIterator[Any]:
         """The run's current state, then its output and state changes until it finishes."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -306,6 +349,7 @@ class RunService:
         path = self._output_path(run.run_id)
         size = path.stat().st_size if path.exists() else 0
         room = MAX_OUTPUT_BYTES - size
+        self._mark_step(run.run_id, chunk.step, min(size, MAX_OUTPUT_BYTES))
         if room > 0:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "ab") as handle:
@@ -339,6 +383,7 @@ class RunService:
         self, run_id: str, state: str, message: str, result: Mapping[str, Any] | None = None
     ) -> RunRecord:
         data, _ = self.output(run_id)
+        self._current_step.pop(run_id, None)
         record = await self._update(
             run_id,
             state=state,

@@ -117,6 +117,14 @@ BUILTINS: Mapping[str, BuiltinSpec] = MappingProxyType(
             since='duration string (default "7d")',
             limit=_LIMIT,
         ),
+        "inspection_facts": _spec(
+            "One JSON document of structured facts for the inspection's analysis and "
+            "drift: OS, kernel, uptime, reboot required, packages and pending security "
+            "updates, enabled and failed units, listening ports, filesystems, time sync, "
+            "OOM kills and kernel I/O errors since `since`, checksums of config files.",
+            since='duration string: how far back to count kernel events (default "92d")',
+            config_files="comma-separated absolute paths whose sha256 is reported (default none)",
+        ),
     }
 )
 

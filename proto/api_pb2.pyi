@@ -2065,3 +2065,573 @@ class ArchiveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveResponse: _TypeAlias = ArchiveResponse  # noqa: Y015
+
+@_typing.final
+class InspectionPlanRequest(_message.Message):
+    """--- insp-core ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    EVERY_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
+    CONFIG_FILES_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    every: _builtins.str
+    """quarter | month"""
+    first: _builtins.str
+    """2027-01-15T09:00 (the collector's calendar zone) or with an offset"""
+    hosts: _builtins.str
+    """host selector: comma-separated patterns; "" = every host"""
+    engineer: _builtins.str
+    """"" = the caller"""
+    notice: _builtins.str
+    """e.g. 7d; "" = 7d"""
+    @_builtins.property
+    def config_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """absolute paths checksummed for drift"""
+
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        every: _builtins.str = ...,
+        first: _builtins.str = ...,
+        hosts: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        notice: _builtins.str = ...,
+        config_files: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_files", b"config_files", "customer", b"customer", "engineer", b"engineer", "every", b"every", "first", b"first", "hosts", b"hosts", "notice", b"notice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionPlanRequest: _TypeAlias = InspectionPlanRequest  # noqa: Y015
+
+@_typing.final
+class ChangeInspectionPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EVERY_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
+    SET_CONFIG_FILES_FIELD_NUMBER: _builtins.int
+    CONFIG_FILES_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    cancel: _builtins.bool
+    """cancel the plan (its unstarted inspections too)"""
+    reason: _builtins.str
+    every: _builtins.str
+    """"" = unchanged (and so on below)"""
+    first: _builtins.str
+    hosts: _builtins.str
+    """set: the new selector ("" = every host)"""
+    engineer: _builtins.str
+    notice: _builtins.str
+    set_config_files: _builtins.bool
+    """replace the config files with config_files"""
+    @_builtins.property
+    def config_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        cancel: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        every: _builtins.str = ...,
+        first: _builtins.str = ...,
+        hosts: _builtins.str | None = ...,
+        engineer: _builtins.str = ...,
+        notice: _builtins.str = ...,
+        set_config_files: _builtins.bool = ...,
+        config_files: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hosts", b"_hosts", "hosts", b"hosts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hosts", b"_hosts", "cancel", b"cancel", "config_files", b"config_files", "engineer", b"engineer", "every", b"every", "first", b"first", "hosts", b"hosts", "id", b"id", "notice", b"notice", "reason", b"reason", "set_config_files", b"set_config_files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__hosts: _TypeAlias = _typing.Literal["hosts"]  # noqa: Y015
+    _WhichOneofArgType__hosts: _TypeAlias = _typing.Literal["_hosts", b"_hosts"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hosts) -> _WhichOneofReturnType__hosts | None: ...
+
+Global___ChangeInspectionPlanRequest: _TypeAlias = ChangeInspectionPlanRequest  # noqa: Y015
+
+@_typing.final
+class InspectionPlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    EVERY_FIELD_NUMBER: _builtins.int
+    FIRST_UNIX_MS_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    NOTICE_MS_FIELD_NUMBER: _builtins.int
+    CONFIG_FILES_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    customer: _builtins.str
+    every: _builtins.str
+    first_unix_ms: _builtins.int
+    hosts: _builtins.str
+    engineer: _builtins.str
+    notice_ms: _builtins.int
+    state: _builtins.str
+    """active | cancelled"""
+    created_unix_ms: _builtins.int
+    created_by: _builtins.str
+    updated_unix_ms: _builtins.int
+    @_builtins.property
+    def config_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        customer: _builtins.str = ...,
+        every: _builtins.str = ...,
+        first_unix_ms: _builtins.int = ...,
+        hosts: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        notice_ms: _builtins.int = ...,
+        config_files: _abc.Iterable[_builtins.str] | None = ...,
+        state: _builtins.str = ...,
+        created_unix_ms: _builtins.int = ...,
+        created_by: _builtins.str = ...,
+        updated_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_files", b"config_files", "created_by", b"created_by", "created_unix_ms", b"created_unix_ms", "customer", b"customer", "engineer", b"engineer", "every", b"every", "first_unix_ms", b"first_unix_ms", "hosts", b"hosts", "id", b"id", "notice_ms", b"notice_ms", "state", b"state", "updated_unix_ms", b"updated_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionPlan: _TypeAlias = InspectionPlan  # noqa: Y015
+
+@_typing.final
+class ListInspectionPlansRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInspectionPlansRequest: _TypeAlias = ListInspectionPlansRequest  # noqa: Y015
+
+@_typing.final
+class ListInspectionPlansResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLANS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___InspectionPlan]: ...
+    def __init__(
+        self,
+        *,
+        plans: _abc.Iterable[Global___InspectionPlan] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plans", b"plans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInspectionPlansResponse: _TypeAlias = ListInspectionPlansResponse  # noqa: Y015
+
+@_typing.final
+class ListInspectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """stored states, or due / overdue"""
+
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        states: _abc.Iterable[_builtins.str] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInspectionsRequest: _TypeAlias = ListInspectionsRequest  # noqa: Y015
+
+@_typing.final
+class InspectionInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    SCHEDULED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    REPORT_DUE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    REPORT_SHA256_FIELD_NUMBER: _builtins.int
+    TICKET_IDS_FIELD_NUMBER: _builtins.int
+    OCCURRENCE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    plan_id: _builtins.int
+    customer: _builtins.str
+    scheduled_unix_ms: _builtins.int
+    state: _builtins.str
+    """the stored state"""
+    status: _builtins.str
+    """what to show: the state, or due / overdue"""
+    overdue: _builtins.bool
+    engineer: _builtins.str
+    hosts: _builtins.str
+    report_due_unix_ms: _builtins.int
+    """0: no run yet"""
+    report_sha256: _builtins.str
+    """"" until published"""
+    occurrence: _builtins.int
+    @_builtins.property
+    def ticket_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        plan_id: _builtins.int = ...,
+        customer: _builtins.str = ...,
+        scheduled_unix_ms: _builtins.int = ...,
+        state: _builtins.str = ...,
+        status: _builtins.str = ...,
+        overdue: _builtins.bool = ...,
+        engineer: _builtins.str = ...,
+        hosts: _builtins.str = ...,
+        report_due_unix_ms: _builtins.int = ...,
+        report_sha256: _builtins.str = ...,
+        ticket_ids: _abc.Iterable[_builtins.int] | None = ...,
+        occurrence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "engineer", b"engineer", "hosts", b"hosts", "id", b"id", "occurrence", b"occurrence", "overdue", b"overdue", "plan_id", b"plan_id", "report_due_unix_ms", b"report_due_unix_ms", "report_sha256", b"report_sha256", "scheduled_unix_ms", b"scheduled_unix_ms", "state", b"state", "status", b"status", "ticket_ids", b"ticket_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionInfo: _TypeAlias = InspectionInfo  # noqa: Y015
+
+@_typing.final
+class ListInspectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSPECTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def inspections(self) -> _containers.RepeatedCompositeFieldContainer[Global___InspectionInfo]: ...
+    def __init__(
+        self,
+        *,
+        inspections: _abc.Iterable[Global___InspectionInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inspections", b"inspections", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInspectionsResponse: _TypeAlias = ListInspectionsResponse  # noqa: Y015
+
+@_typing.final
+class GetInspectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInspectionRequest: _TypeAlias = GetInspectionRequest  # noqa: Y015
+
+@_typing.final
+class InspectionHost(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    hostname: _builtins.str
+    outcome: _builtins.str
+    """pending | collected | offline | refused | failed | timed_out"""
+    detail: _builtins.str
+    run_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "detail", b"detail", "hostname", b"hostname", "outcome", b"outcome", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionHost: _TypeAlias = InspectionHost  # noqa: Y015
+
+@_typing.final
+class InspectionEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    at_unix_ms: _builtins.int
+    actor: _builtins.str
+    kind: _builtins.str
+    details_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        at_unix_ms: _builtins.int = ...,
+        actor: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        details_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at_unix_ms", b"at_unix_ms", "details_json", b"details_json", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionEvent: _TypeAlias = InspectionEvent  # noqa: Y015
+
+@_typing.final
+class InspectionDetail(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSPECTION_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    DETAIL_JSON_FIELD_NUMBER: _builtins.int
+    detail_json: _builtins.str
+    """every stored field but the draft, as JSON"""
+    @_builtins.property
+    def inspection(self) -> Global___InspectionInfo: ...
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___InspectionHost]: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___InspectionEvent]: ...
+    def __init__(
+        self,
+        *,
+        inspection: Global___InspectionInfo | None = ...,
+        hosts: _abc.Iterable[Global___InspectionHost] | None = ...,
+        events: _abc.Iterable[Global___InspectionEvent] | None = ...,
+        detail_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inspection", b"inspection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail_json", b"detail_json", "events", b"events", "hosts", b"hosts", "inspection", b"inspection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionDetail: _TypeAlias = InspectionDetail  # noqa: Y015
+
+@_typing.final
+class InspectionAction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    REPORT_SHA256_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    action: _builtins.str
+    """consent | decline | reschedule | run | publish | sign | reject"""
+    reason: _builtins.str
+    """decline, reject"""
+    at: _builtins.str
+    """decline: the proposed date; reschedule: the new date"""
+    summary: _builtins.str
+    """publish"""
+    name: _builtins.str
+    """sign"""
+    title: _builtins.str
+    """sign"""
+    comment: _builtins.str
+    """sign"""
+    report_sha256: _builtins.str
+    """sign: the sha256 of the report the signer reviewed"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        action: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        report_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "comment", b"comment", "id", b"id", "name", b"name", "reason", b"reason", "report_sha256", b"report_sha256", "summary", b"summary", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionAction: _TypeAlias = InspectionAction  # noqa: Y015
+
+@_typing.final
+class InspectionReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    LANG_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    format: _builtins.str
+    """html | pdf | md | json"""
+    lang: _builtins.str
+    """zh-CN | en; "" = the customer's preferred language"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        format: _builtins.str = ...,
+        lang: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "id", b"id", "lang", b"lang"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionReportRequest: _TypeAlias = InspectionReportRequest  # noqa: Y015
+
+@_typing.final
+class InspectionReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    REPORT_SHA256_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    LANG_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    report_sha256: _builtins.str
+    """of the published canonical JSON (what a signature binds)"""
+    format: _builtins.str
+    lang: _builtins.str
+    def __init__(
+        self,
+        *,
+        content: _builtins.bytes = ...,
+        report_sha256: _builtins.str = ...,
+        format: _builtins.str = ...,
+        lang: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "format", b"format", "lang", b"lang", "report_sha256", b"report_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InspectionReport: _TypeAlias = InspectionReport  # noqa: Y015
+
+@_typing.final
+class CustomerSettings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    language: _builtins.str
+    """preferred report language: zh-CN | en ("" = unset)"""
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "language", b"language"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerSettings: _TypeAlias = CustomerSettings  # noqa: Y015
+
+@_typing.final
+class GetCustomerSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomerSettingsRequest: _TypeAlias = GetCustomerSettingsRequest  # noqa: Y015

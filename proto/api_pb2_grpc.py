@@ -174,6 +174,51 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.ArchiveRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.ArchiveResponse.FromString,
                 _registered_method=True)
+        self.CreateInspectionPlan = channel.unary_unary(
+                '/aftercare.v1.Api/CreateInspectionPlan',
+                request_serializer=proto_dot_api__pb2.InspectionPlanRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.InspectionPlan.FromString,
+                _registered_method=True)
+        self.ChangeInspectionPlan = channel.unary_unary(
+                '/aftercare.v1.Api/ChangeInspectionPlan',
+                request_serializer=proto_dot_api__pb2.ChangeInspectionPlanRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.InspectionPlan.FromString,
+                _registered_method=True)
+        self.ListInspectionPlans = channel.unary_unary(
+                '/aftercare.v1.Api/ListInspectionPlans',
+                request_serializer=proto_dot_api__pb2.ListInspectionPlansRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListInspectionPlansResponse.FromString,
+                _registered_method=True)
+        self.ListInspections = channel.unary_unary(
+                '/aftercare.v1.Api/ListInspections',
+                request_serializer=proto_dot_api__pb2.ListInspectionsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.ListInspectionsResponse.FromString,
+                _registered_method=True)
+        self.GetInspection = channel.unary_unary(
+                '/aftercare.v1.Api/GetInspection',
+                request_serializer=proto_dot_api__pb2.GetInspectionRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.InspectionDetail.FromString,
+                _registered_method=True)
+        self.ActOnInspection = channel.unary_unary(
+                '/aftercare.v1.Api/ActOnInspection',
+                request_serializer=proto_dot_api__pb2.InspectionAction.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.InspectionDetail.FromString,
+                _registered_method=True)
+        self.GetInspectionReport = channel.unary_unary(
+                '/aftercare.v1.Api/GetInspectionReport',
+                request_serializer=proto_dot_api__pb2.InspectionReportRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.InspectionReport.FromString,
+                _registered_method=True)
+        self.SetCustomerSettings = channel.unary_unary(
+                '/aftercare.v1.Api/SetCustomerSettings',
+                request_serializer=proto_dot_api__pb2.CustomerSettings.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.CustomerSettings.FromString,
+                _registered_method=True)
+        self.GetCustomerSettings = channel.unary_unary(
+                '/aftercare.v1.Api/GetCustomerSettings',
+                request_serializer=proto_dot_api__pb2.GetCustomerSettingsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.CustomerSettings.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -362,6 +407,64 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateInspectionPlan(self, request, context):
+        """--- insp-core ---
+        Inspections (巡检): engineers and admins plan, run and publish; customer users of
+        the inspection's customer consent, decline, sign and reject (docs/inspections.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeInspectionPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInspectionPlans(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInspections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInspection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnInspection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInspectionReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCustomerSettings(self, request, context):
+        """A customer's settings (the report language); admins set them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -504,6 +607,51 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.GetArchive,
                     request_deserializer=proto_dot_api__pb2.ArchiveRequest.FromString,
                     response_serializer=proto_dot_api__pb2.ArchiveResponse.SerializeToString,
+            ),
+            'CreateInspectionPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInspectionPlan,
+                    request_deserializer=proto_dot_api__pb2.InspectionPlanRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.InspectionPlan.SerializeToString,
+            ),
+            'ChangeInspectionPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeInspectionPlan,
+                    request_deserializer=proto_dot_api__pb2.ChangeInspectionPlanRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.InspectionPlan.SerializeToString,
+            ),
+            'ListInspectionPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInspectionPlans,
+                    request_deserializer=proto_dot_api__pb2.ListInspectionPlansRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListInspectionPlansResponse.SerializeToString,
+            ),
+            'ListInspections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInspections,
+                    request_deserializer=proto_dot_api__pb2.ListInspectionsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.ListInspectionsResponse.SerializeToString,
+            ),
+            'GetInspection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInspection,
+                    request_deserializer=proto_dot_api__pb2.GetInspectionRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.InspectionDetail.SerializeToString,
+            ),
+            'ActOnInspection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnInspection,
+                    request_deserializer=proto_dot_api__pb2.InspectionAction.FromString,
+                    response_serializer=proto_dot_api__pb2.InspectionDetail.SerializeToString,
+            ),
+            'GetInspectionReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInspectionReport,
+                    request_deserializer=proto_dot_api__pb2.InspectionReportRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.InspectionReport.SerializeToString,
+            ),
+            'SetCustomerSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCustomerSettings,
+                    request_deserializer=proto_dot_api__pb2.CustomerSettings.FromString,
+                    response_serializer=proto_dot_api__pb2.CustomerSettings.SerializeToString,
+            ),
+            'GetCustomerSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerSettings,
+                    request_deserializer=proto_dot_api__pb2.GetCustomerSettingsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.CustomerSettings.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1262,6 +1410,249 @@ class Api:
             '/aftercare.v1.Api/GetArchive',
             proto_dot_api__pb2.ArchiveRequest.SerializeToString,
             proto_dot_api__pb2.ArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInspectionPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/CreateInspectionPlan',
+            proto_dot_api__pb2.InspectionPlanRequest.SerializeToString,
+            proto_dot_api__pb2.InspectionPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeInspectionPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ChangeInspectionPlan',
+            proto_dot_api__pb2.ChangeInspectionPlanRequest.SerializeToString,
+            proto_dot_api__pb2.InspectionPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInspectionPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListInspectionPlans',
+            proto_dot_api__pb2.ListInspectionPlansRequest.SerializeToString,
+            proto_dot_api__pb2.ListInspectionPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInspections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ListInspections',
+            proto_dot_api__pb2.ListInspectionsRequest.SerializeToString,
+            proto_dot_api__pb2.ListInspectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInspection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetInspection',
+            proto_dot_api__pb2.GetInspectionRequest.SerializeToString,
+            proto_dot_api__pb2.InspectionDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnInspection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/ActOnInspection',
+            proto_dot_api__pb2.InspectionAction.SerializeToString,
+            proto_dot_api__pb2.InspectionDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInspectionReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetInspectionReport',
+            proto_dot_api__pb2.InspectionReportRequest.SerializeToString,
+            proto_dot_api__pb2.InspectionReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCustomerSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/SetCustomerSettings',
+            proto_dot_api__pb2.CustomerSettings.SerializeToString,
+            proto_dot_api__pb2.CustomerSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetCustomerSettings',
+            proto_dot_api__pb2.GetCustomerSettingsRequest.SerializeToString,
+            proto_dot_api__pb2.CustomerSettings.FromString,
             options,
             channel_credentials,
             insecure,

@@ -84,6 +84,20 @@ class ApiStub:
     """The host's archive: one timeline of its enrolment, tickets, remote sessions,
     playbook runs, gaps and audit entries, newest first (docs/archive.md).
     """
+    CreateInspectionPlan: _grpc.UnaryUnaryMultiCallable[_api_pb2.InspectionPlanRequest, _api_pb2.InspectionPlan]
+    """--- insp-core ---
+    Inspections (巡检): engineers and admins plan, run and publish; customer users of
+    the inspection's customer consent, decline, sign and reject (docs/inspections.md).
+    """
+    ChangeInspectionPlan: _grpc.UnaryUnaryMultiCallable[_api_pb2.ChangeInspectionPlanRequest, _api_pb2.InspectionPlan]
+    ListInspectionPlans: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListInspectionPlansRequest, _api_pb2.ListInspectionPlansResponse]
+    ListInspections: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListInspectionsRequest, _api_pb2.ListInspectionsResponse]
+    GetInspection: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetInspectionRequest, _api_pb2.InspectionDetail]
+    ActOnInspection: _grpc.UnaryUnaryMultiCallable[_api_pb2.InspectionAction, _api_pb2.InspectionDetail]
+    GetInspectionReport: _grpc.UnaryUnaryMultiCallable[_api_pb2.InspectionReportRequest, _api_pb2.InspectionReport]
+    SetCustomerSettings: _grpc.UnaryUnaryMultiCallable[_api_pb2.CustomerSettings, _api_pb2.CustomerSettings]
+    """A customer's settings (the report language); admins set them."""
+    GetCustomerSettings: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetCustomerSettingsRequest, _api_pb2.CustomerSettings]
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -136,6 +150,20 @@ class ApiAsyncStub(ApiStub):
     """The host's archive: one timeline of its enrolment, tickets, remote sessions,
     playbook runs, gaps and audit entries, newest first (docs/archive.md).
     """
+    CreateInspectionPlan: _aio.UnaryUnaryMultiCallable[_api_pb2.InspectionPlanRequest, _api_pb2.InspectionPlan]  # type: ignore[assignment]
+    """--- insp-core ---
+    Inspections (巡检): engineers and admins plan, run and publish; customer users of
+    the inspection's customer consent, decline, sign and reject (docs/inspections.md).
+    """
+    ChangeInspectionPlan: _aio.UnaryUnaryMultiCallable[_api_pb2.ChangeInspectionPlanRequest, _api_pb2.InspectionPlan]  # type: ignore[assignment]
+    ListInspectionPlans: _aio.UnaryUnaryMultiCallable[_api_pb2.ListInspectionPlansRequest, _api_pb2.ListInspectionPlansResponse]  # type: ignore[assignment]
+    ListInspections: _aio.UnaryUnaryMultiCallable[_api_pb2.ListInspectionsRequest, _api_pb2.ListInspectionsResponse]  # type: ignore[assignment]
+    GetInspection: _aio.UnaryUnaryMultiCallable[_api_pb2.GetInspectionRequest, _api_pb2.InspectionDetail]  # type: ignore[assignment]
+    ActOnInspection: _aio.UnaryUnaryMultiCallable[_api_pb2.InspectionAction, _api_pb2.InspectionDetail]  # type: ignore[assignment]
+    GetInspectionReport: _aio.UnaryUnaryMultiCallable[_api_pb2.InspectionReportRequest, _api_pb2.InspectionReport]  # type: ignore[assignment]
+    SetCustomerSettings: _aio.UnaryUnaryMultiCallable[_api_pb2.CustomerSettings, _api_pb2.CustomerSettings]  # type: ignore[assignment]
+    """A customer's settings (the report language); admins set them."""
+    GetCustomerSettings: _aio.UnaryUnaryMultiCallable[_api_pb2.GetCustomerSettingsRequest, _api_pb2.CustomerSettings]  # type: ignore[assignment]
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -353,5 +381,73 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         """The host's archive: one timeline of its enrolment, tickets, remote sessions,
         playbook runs, gaps and audit entries, newest first (docs/archive.md).
         """
+
+    @_abc_1.abstractmethod
+    def CreateInspectionPlan(
+        self,
+        request: _api_pb2.InspectionPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.InspectionPlan, _abc.Awaitable[_api_pb2.InspectionPlan]]:
+        """--- insp-core ---
+        Inspections (巡检): engineers and admins plan, run and publish; customer users of
+        the inspection's customer consent, decline, sign and reject (docs/inspections.md).
+        """
+
+    @_abc_1.abstractmethod
+    def ChangeInspectionPlan(
+        self,
+        request: _api_pb2.ChangeInspectionPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.InspectionPlan, _abc.Awaitable[_api_pb2.InspectionPlan]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInspectionPlans(
+        self,
+        request: _api_pb2.ListInspectionPlansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListInspectionPlansResponse, _abc.Awaitable[_api_pb2.ListInspectionPlansResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInspections(
+        self,
+        request: _api_pb2.ListInspectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListInspectionsResponse, _abc.Awaitable[_api_pb2.ListInspectionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetInspection(
+        self,
+        request: _api_pb2.GetInspectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.InspectionDetail, _abc.Awaitable[_api_pb2.InspectionDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def ActOnInspection(
+        self,
+        request: _api_pb2.InspectionAction,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.InspectionDetail, _abc.Awaitable[_api_pb2.InspectionDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def GetInspectionReport(
+        self,
+        request: _api_pb2.InspectionReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.InspectionReport, _abc.Awaitable[_api_pb2.InspectionReport]]: ...
+
+    @_abc_1.abstractmethod
+    def SetCustomerSettings(
+        self,
+        request: _api_pb2.CustomerSettings,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.CustomerSettings, _abc.Awaitable[_api_pb2.CustomerSettings]]:
+        """A customer's settings (the report language); admins set them."""
+
+    @_abc_1.abstractmethod
+    def GetCustomerSettings(
+        self,
+        request: _api_pb2.GetCustomerSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.CustomerSettings, _abc.Awaitable[_api_pb2.CustomerSettings]]: ...
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,6 +23,7 @@ from collector import __version__
 from collector.client import (
     approvers,
     history,
+    inspections,
     keys,
     playbooks_cli,
     recordings,
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_host)
 
     tickets.add_commands(commands)
+    inspections.add_commands(commands)
     runs.add_commands(commands)
     session_actions = sessions.add_commands(commands)
     session_show.add_actions(session_actions)

@@ -17,11 +17,13 @@ from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthent
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
+from collector.inspections.service import InspectionService
 from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
 from collector.server.auth_failures import AuthFailures
 from collector.server.history_messages import archive_entry, history_request, series_info
+from collector.server.inspection_api import InspectionApi
 from collector.server.paging import page
 from collector.server.peer import authenticate_user
 from collector.server.run_messages import playbook_info, run_event, run_info
@@ -44,7 +46,7 @@ from proto import agent_pb2, api_pb2, api_pb2_grpc
 RECORDING_CHUNK = 256 * 1024
 
 
-class ApiServicer(api_pb2_grpc.ApiServicer):
+class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
     """Read-only fleet queries for engineers, admins and customers."""
 
     def __init__(
@@ -61,7 +63,9 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         approvers: ApproverService,
         failures: AuthFailures,
         archive: Archive | None = None,
+        inspections: InspectionService | None = None,
     ) -> None:
+        self._inspection_service = inspections
         self._failures = failures
         self._archive = archive or Archive(db)
         self._db = db

@@ -12,6 +12,7 @@ Both gRPC ports also serve standard health checking and reflection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -27,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 import playbooks
 from collector.approvers import ApproverService
+from collector.archive import Archive
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
 from collector.errors import AgentRevoked, CollectorError, ConfigError
@@ -37,7 +39,16 @@ from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
+from collector.history.query import HostHistory
 from collector.history.query import roll_up as roll_up_history
+from collector.inspections.analysis import analyse as analyse_inspection
+from collector.inspections.archive_sources import ARCHIVE_SOURCES
+from collector.inspections.catalogue import CatalogueError
+from collector.inspections.catalogue import load_catalogue as load_inspection_catalogue
+from collector.inspections.config import load_inspections_config
+from collector.inspections.notify import make_deliverer as make_inspection_deliverer
+from collector.inspections.render import render as render_report
+from collector.inspections.service import Analyse, InspectionService
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
@@ -118,6 +129,7 @@ class CollectorServer:
         self.streams = Streams()
         self.runs: RunService | None = None
         self.sessions: SessionService | None = None
+        self.inspections: InspectionService | None = None
         self.keys: SshKeys | None = None
         self.approvers: ApproverService | None = None
         self.watch_hub = WatchHub()
@@ -205,6 +217,18 @@ class CollectorServer:
             now_ms,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
+        self.inspections = InspectionService(
+            self._db,
+            self.runs,
+            self.tickets,
+            load_inspections_config(self.config.inspections_config),
+            make_inspection_deliverer(_smtp(tickets_config)),
+            metrics,
+            now_ms,
+            _inspection_analysis(self.config.inspection_catalogue),
+            render_report,
+            HostHistory(self._db).history,
+        )
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, now_ms)
@@ -312,6 +336,8 @@ class CollectorServer:
                 self._gateway_identity,
                 self.approvers,
                 self.auth_failures,
+                archive=Archive(self._db, ARCHIVE_SOURCES),
+                inspections=self.inspections,
             ),
             server,
         )
@@ -326,6 +352,8 @@ class CollectorServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.inspections is not None:
+            await self.inspections.stop()
         if self.gateway is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.gateway.stop)
         if self._server is not None:
@@ -434,6 +462,8 @@ class CollectorServer:
             await self.runs.expire_stale(now)
         for state, count in (await self.sessions.expire_due(now)).items():
             self._metrics.sessions.labels(state).set(count)
+        if self.inspections is not None:
+            await self.inspections.tick(now)
 
     def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
         """A revoked agent: end its control stream and tunnels here, stop alerting on it."""
@@ -508,6 +538,16 @@ def _load_catalogue(directory: Path | None) -> Catalogue | None:
         return load_catalogue(path)
     except (OSError, ValueError, KeyError, PlaybookError) as exc:
         raise ConfigError(f"--playbooks {path}: {exc}") from exc
+
+
+def _inspection_analysis(extension: Path | None) -> Analyse:
+    """The analysis with the recommendation catalogue, extended by ``extension``
+    (``--inspection-catalogue``; ConfigError if it cannot be read)."""
+    try:
+        catalogue = load_inspection_catalogue(extension)
+    except CatalogueError as exc:
+        raise ConfigError(f"--inspection-catalogue: {exc}") from exc
+    return functools.partial(analyse_inspection, catalogue=catalogue)
 
 
 def _smtp(config: TicketsConfig) -> SmtpSettings | None:

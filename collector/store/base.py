@@ -28,6 +28,7 @@ from collector.errors import (
 )
 from collector.history.model import HistorySeries
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
+from collector.store.inspection_base import InspectionStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
@@ -286,7 +287,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(Protocol):
+class Store(InspectionStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -75,6 +75,7 @@ from collector.store.history_rows import (
     roll_up_history,
     series_ids,
 )
+from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.run_rows import (
     RUN_COLUMNS,
@@ -204,7 +205,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteInspections):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is

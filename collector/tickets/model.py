@@ -35,7 +35,9 @@ ACTIVE_STATES: frozenset[TicketState] = frozenset(
     {"open", "acknowledged", "recovered", "reopened", "resolved"}
 )
 
-Source = Literal["rule", "heartbeat", "alertmanager", "engineer", "customer", "playbook"]
+Source = Literal[
+    "rule", "heartbeat", "alertmanager", "engineer", "customer", "playbook", "inspection"
+]
 
 EventKind = Literal[
     "opened",

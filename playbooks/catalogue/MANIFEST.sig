@@ -1,1 +1,1 @@
-ed25519 0d051ed58af08aa7 qm/JqHwqzKi7naFIXZn1qYRfvsucTUzZpw701pzV1naXdRb11XdVqsAB0RKqssrIOA9L0GoZsGff0WiYT1ieDQ==
+ed25519 0d051ed58af08aa7 VJ/1boGz48pqeKz/e22Fk+n98kNT/f9VFfxoIhAtkHAs/QdqyrNDJPlDHn9chQYeSXlazSG8UOaStOQWfwbXBA==

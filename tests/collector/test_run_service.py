@@ -170,3 +170,40 @@ def test_runs_without_an_answer_expire(world: World) -> None:
     assert world.run(lambda: world.service.expire_stale(world.now + STALE_RUN_MS + 1)) == 1
     expired = world.run(lambda: world.service.get(ERIN, run.run_id))
     assert expired.state == "failed" and "no result" in expired.message
+
+
+def _output(run_id: str, step: str, data: bytes) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(
+        run_output=agent_pb2.RunOutput(run_id=run_id, step=step, stream="stdout", data=data)
+    )
+
+
+def test_step_outputs_split_the_output_by_step_even_across_a_restart(
+    world: World, tmp_path: Path
+) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    assert world.service.step_outputs(run.run_id) == {}
+
+    async def first_half() -> None:
+        await world.service.on_agent_message(HOST, _output(run.run_id, "summary", b"os: x\n"))
+        await world.service.on_agent_message(HOST, _output(run.run_id, "summary", b"cpu: 2\n"))
+        await world.service.on_agent_message(HOST, _output(run.run_id, "disks", b"/ 10%\n"))
+
+    world.run(first_half)
+    # a collector restarted mid-run: a new service over the same files
+    restarted = RunService(
+        world.db, world.service.catalogue, world.send, tmp_path / "runs", lambda: world.now
+    )
+
+    async def second_half() -> None:
+        await restarted.on_agent_message(HOST, _output(run.run_id, "disks", b"/var 20%\n"))
+        await restarted.on_agent_message(HOST, _output(run.run_id, "units", b"none\n"))
+
+    world.run(second_half)
+    assert restarted.step_outputs(run.run_id) == {
+        "summary": b"os: x\ncpu: 2\n",
+        "disks": b"/ 10%\n/var 20%\n",
+        "units": b"none\n",
+    }
+    sidecar = (tmp_path / "runs" / f"{run.run_id}.steps").read_text().splitlines()
+    assert len(sidecar) == 3  # written only when the step changes

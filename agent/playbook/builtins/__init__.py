@@ -26,6 +26,7 @@ is bounded: limits are clamped and helper programs' output is capped.
     system      pressure_stall, time_sync_status, system_summary
     hardware    sensors, smart_health
     packages    package_inventory
+    facts       inspection_facts (structured JSON for the inspection)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from agent.playbook.builtins.common import (
     run_command,
 )
 from agent.playbook.builtins.disks import deleted_open_files, largest_directories
+from agent.playbook.builtins.facts import inspection_facts
 from agent.playbook.builtins.hardware import sensors, smart_health
 from agent.playbook.builtins.kernel import KernelRecord, kernel_errors, kernel_records, oom_history
 from agent.playbook.builtins.network import (
@@ -82,6 +84,7 @@ FUNCTIONS: Mapping[str, Callable[..., bytes]] = {
     "package_inventory": package_inventory,
     "system_summary": system_summary,
     "oom_history": oom_history,
+    "inspection_facts": inspection_facts,
 }
 BUILTIN_NAMES: tuple[str, ...] = tuple(sorted(FUNCTIONS))
 

@@ -45,6 +45,7 @@ class Host:
     etc: Path = Path("/etc")
     var_log: Path = Path("/var/log")
     run: Path = Path("/run")
+    var_lib: Path = Path("/var/lib")
     path: str = SAFE_PATH  # where helper programs are looked up
     adjtimex: Callable[[Any], int] | None = field(default=None, compare=False)
 

@@ -21,7 +21,7 @@ from agent.playbook.builtins.common import (
     run_command,
 )
 
-_QUERIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+PACKAGE_QUERIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dpkg-query", ("-W", "-f=${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n")),
     ("rpm", ("-qa", "--queryformat", "ii \t%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n")),
     ("apk", ("info", "-v")),
@@ -33,12 +33,12 @@ _LOG_TAIL = 2 * 1024 * 1024  # bytes of dpkg.log read for recent changes
 def package_inventory(host: Host, deadline: float, /, *, recent: int | str = 50) -> bytes:
     """Installed packages (name, version, architecture) and the ``recent`` latest changes."""
     changes = int_arg("recent", recent, 0, 1000)
-    for program, options in _QUERIES:
+    for program, options in PACKAGE_QUERIES:
         path = host.which(program)
         if path is None:
             continue
         result = run_command([path, *options], deadline - MARGIN)
-        packages = sorted(_packages(program, result.output.decode("utf-8", "replace")))
+        packages = sorted(package_lines(program, result.output.decode("utf-8", "replace")))
         note = command_text(CommandResult(result.returncode, b"", result.truncated), program)
         out = lines_out([f"{len(packages)} packages installed ({program})", *packages]) + note
         if changes:
@@ -47,7 +47,8 @@ def package_inventory(host: Host, deadline: float, /, *, recent: int | str = 50)
     return b"no package manager found (dpkg, rpm, apk, pacman)\n"
 
 
-def _packages(program: str, text: str) -> Iterator[str]:
+def package_lines(program: str, text: str) -> Iterator[str]:
+    """Per installed package: "name version arch" (dpkg, rpm) or the apk/pacman line."""
     for line in text.splitlines():
         if program in ("dpkg-query", "rpm"):
             status, _, rest = line.partition("\t")

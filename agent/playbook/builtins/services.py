@@ -25,7 +25,7 @@ from agent.playbook.builtins.common import (
 )
 
 NO_SYSTEMD = b"systemd not available\n"
-_UNIT = r"[A-Za-z0-9@_.:\\][A-Za-z0-9@_.:\\-]{0,254}"
+UNIT_NAME = r"[A-Za-z0-9@_.:\\][A-Za-z0-9@_.:\\-]{0,254}"
 _SHOW = "Id,ActiveState,Result,InactiveEnterTimestamp,ExecMainStatus"
 _MAX_UNITS = 100
 _MAX_JOURNALS = 10
@@ -36,7 +36,7 @@ def failed_units(host: Host, deadline: float, /) -> bytes:
     systemctl = host.which("systemctl")
     if systemctl is None or not host.systemd_running():
         return NO_SYSTEMD
-    units, listing = _failed(systemctl, deadline)
+    units, listing = failed_unit_names(systemctl, deadline)
     if listing.returncode != 0:
         return command_text(listing, "systemctl")
     if not units:
@@ -55,13 +55,14 @@ def failed_units(host: Host, deadline: float, /) -> bytes:
     return lines_out(lines)
 
 
-def _failed(systemctl: str, deadline: float) -> tuple[list[str], CommandResult]:
+def failed_unit_names(systemctl: str, deadline: float) -> tuple[list[str], CommandResult]:
+    """Names of the failed units, and the listing command's result."""
     argv = [systemctl, "list-units", "--state=failed", "--all", "--plain", "--no-legend"]
     result = run_command([*argv, "--no-pager"], deadline - MARGIN)
     units = []
     for line in result.output.decode(errors="replace").splitlines():
         fields = [f for f in line.split() if f not in ("●", "*")]
-        if fields and re.fullmatch(_UNIT, fields[0]):
+        if fields and re.fullmatch(UNIT_NAME, fields[0]):
             units.append(fields[0])
     return units, result
 
@@ -90,7 +91,7 @@ def unit_journal(
     """The newest ``lines`` journal lines within ``since`` of ``unit`` (empty: of every
     failed unit, at most 10)."""
     if unit:
-        pattern_arg("unit", unit, _UNIT, "a systemd unit name such as nginx.service")
+        pattern_arg("unit", unit, UNIT_NAME, "a systemd unit name such as nginx.service")
     count = int_arg("lines", lines, 1, 5000)
     window = duration_arg("since", since, 1, 400 * 86400)
     journalctl = host.which("journalctl")
@@ -101,7 +102,7 @@ def unit_journal(
         systemctl = host.which("systemctl")
         if systemctl is None or not host.systemd_running():
             return NO_SYSTEMD
-        units = _failed(systemctl, deadline)[0][:_MAX_JOURNALS]
+        units = failed_unit_names(systemctl, deadline)[0][:_MAX_JOURNALS]
         if not units:
             return b"no failed units\n"
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - window))

@@ -1,0 +1,51 @@
+"""Inspection messages through the real notifiers: a local webhook receiver and SMTP sink."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.inspections.model import Inspection
+from collector.inspections.notify import application, late_report, make_deliverer
+from collector.notify.errors import DeliveryError
+from collector.tickets.escalation import Recipient
+from tests.collector.test_notify import (  # noqa: F401  (fixtures)
+    Receiver,
+    SmtpSink,
+    receiver,
+    settings,
+    smtp,
+)
+
+T0 = 1_800_000_000_000
+INSPECTION = Inspection(
+    7, 1, "acme", 0, T0, "planned", "erin", "", 86_400_000, (), T0, T0, report_due_ms=T0 + 5
+)
+
+
+def test_the_application_goes_to_a_webhook_as_json(receiver: Receiver) -> None:  # noqa: F811
+    subject, payload, text = application(INSPECTION, ["db-1", "web-1"], ["facts", "filesystems"])
+    make_deliverer(None)(Recipient("webhook", receiver.url()), subject, payload, text)
+    [request] = receiver.requests
+    body = json.loads(request.body)
+    assert body["event"] == "inspection_application"
+    assert body["inspection"]["hosts"] == ["db-1", "web-1"]
+    assert body["inspection"]["checklist"] == ["facts", "filesystems"]
+    assert body["consent"] == "aftercare inspection consent 7"
+
+
+def test_the_late_report_goes_by_email_as_text(smtp: SmtpSink) -> None:  # noqa: F811
+    subject, payload, text = late_report(INSPECTION)
+    deliver = make_deliverer(settings(smtp.port))
+    deliver(Recipient("email", "lead@vendor.example"), subject, payload, text)
+    [(_, rcpt_tos, message)] = smtp.sink.messages
+    assert rcpt_tos == ["lead@vendor.example"]
+    assert "inspection report #7 (acme) is late" in message["Subject"]
+    assert "aftercare inspection publish 7" in message.get_content()
+
+
+def test_email_without_a_relay_is_a_clear_delivery_error() -> None:
+    subject, payload, text = late_report(INSPECTION)
+    with pytest.raises(DeliveryError, match=r"escalation\.smtp"):
+        make_deliverer(None)(Recipient("email", "lead@vendor.example"), subject, payload, text)
