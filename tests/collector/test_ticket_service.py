@@ -472,6 +472,82 @@ def test_a_resolved_ticket_whose_alert_still_fires_fares_the_same_across_a_resta
     running = scenario("running", restart=False)
     restarted = scenario("restarted", restart=True)
     assert (restarted.state, restarted.reopen_count) == (running.state, running.reopen_count)
+    assert (running.state, running.reopen_count) == ("reopened", 1), "the fault is not silent"
+
+
+# -- no fault goes silent ------------------------------------------------------------------
+
+
+def _restarted(tmp_path: Path, rigs: list[Rig], rig: Rig, name: str, at: int) -> Rig:
+    rig.close()
+    rigs.remove(rig)
+    again = Rig(tmp_path / name, clock=FakeClock(at))
+    rigs.append(again)
+    run(again.service.start(20_000))
+    return again
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize("window_ms", [DAY_MS, 0])
+def test_a_ticket_closed_while_its_fault_still_fires_reopens_or_a_new_one_opens(
+    tmp_path: Path, rigs: list[Rig], restart: bool, window_ms: int
+) -> None:
+    name = f"store-{restart}-{window_ms}"
+    rig = Rig(tmp_path / name, TicketsConfig(reopen_window_ms=window_ms))
+    rigs.append(rig)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.resolve(ticket.id, T0 + 5_000)
+    rig.act(ALICE, ticket.id, "confirm", T0 + 6_000)  # closed, fault never cleared
+    assert rig.view(ticket.id).ticket.state == "closed"
+    if restart:
+        rig = _restarted(tmp_path, rigs, rig, name, T0 + 7_000)
+        rig.service.config = TicketsConfig(reopen_window_ms=window_ms)
+    for offset in range(10_000, 120_000, 5_000):
+        rig.alerts(T0 + offset, disk_alert())
+    tickets = rig.tickets()
+    active = [t for t in tickets if t.state in ("open", "reopened")]
+    assert len(active) == 1, f"exactly one active ticket for the fault: {tickets}"
+    if window_ms:
+        assert active[0].id == ticket.id and active[0].reopen_count == 1
+    else:
+        assert active[0].id != ticket.id
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_fault_that_clears_briefly_and_returns_after_a_close_reopens(
+    tmp_path: Path, rigs: list[Rig], restart: bool
+) -> None:
+    name = f"brief-{restart}"
+    rig = Rig(tmp_path / name, TicketsConfig(reopen_window_ms=DAY_MS))
+    rigs.append(rig)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.alerts(T0 + 5_000)  # clears ...
+    rig.resolve(ticket.id, T0 + 6_000)
+    rig.act(ALICE, ticket.id, "confirm", T0 + 7_000)
+    if restart:
+        rig = _restarted(tmp_path, rigs, rig, name, T0 + 8_000)
+        rig.service.config = TicketsConfig(reopen_window_ms=DAY_MS)
+    rig.alerts(T0 + 10_000, disk_alert())  # ... and returns inside the recovery delay
+    for offset in range(15_000, 120_000, 5_000):
+        rig.alerts(T0 + offset, disk_alert())
+    reopened = rig.view(ticket.id).ticket
+    assert (reopened.state, reopened.reopen_count) == ("reopened", 1)
+    assert [t.id for t in rig.tickets()] == [ticket.id]
+
+
+def test_a_fix_that_clears_the_fault_within_the_recovery_delay_stays_resolved(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig()
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.resolve(ticket.id, T0 + 5_000)
+    rig.alerts(T0 + 5_000 + RECOVERY_MS - 1, disk_alert())  # the last sample before the fix
+    for offset in range(RECOVERY_MS + 10_000, RECOVERY_MS + 100_000, 5_000):
+        rig.alerts(T0 + offset)
+    assert rig.view(ticket.id).ticket.state == "resolved"
 
 
 # -- clocks: escalation, breaches, auto-confirm, pauses -------------------------------------
