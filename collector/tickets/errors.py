@@ -1,13 +1,13 @@
 """Errors raised by the ticket domain logic, placed in the collector's exception tree.
 
 They subclass the collector's own errors so the API layer maps them to gRPC status
-codes without knowing about tickets (Conflict → FAILED_PRECONDITION/ABORTED,
+codes without knowing about tickets (FailedPrecondition → FAILED_PRECONDITION,
 NotFound → NOT_FOUND, ConfigError → refuse to start)::
 
     CollectorError                      (collector.errors)
     ├── NotFound
     │   └── TicketNotFound              no such ticket (or not visible to this user)
-    ├── Conflict
+    ├── FailedPrecondition
     │   └── InvalidTransition           the action does not apply in the ticket's state
     ├── InvalidRequest                  (used as is: empty cause, reason or comment)
     └── ConfigError
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.errors import ConfigError, Conflict, NotFound
+from collector.errors import ConfigError, FailedPrecondition, NotFound
 
 __all__ = ["InvalidTransition", "TicketConfigError", "TicketNotFound"]
 
@@ -31,7 +31,7 @@ class TicketNotFound(NotFound):
         super().__init__(f"ticket {ticket_id} not found; list tickets with `aftercare tickets`")
 
 
-class InvalidTransition(Conflict):
+class InvalidTransition(FailedPrecondition):
     """An action that the ticket's current state does not allow.
 
     The message says the state and what is possible, e.g. "ticket 12 is closed;

@@ -21,7 +21,12 @@ import pytest
 
 from collector.alertmanager import AlertmanagerPayload, parse_payload
 from collector.auth import Principal
-from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.errors import (
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from collector.notify import DeliveryError
 from collector.rules import Alert, HostRef, dedup_key
 from collector.store import open_store
@@ -838,9 +843,9 @@ def test_invalid_levels_states_and_transitions_are_refused(make_rig: MakeRig) ->
     with pytest.raises(InvalidRequest):
         rig.act(ENGINEER, ticket_id, "comment", text="")
     rig.act(ENGINEER, ticket_id, "acknowledge")
-    with pytest.raises(Conflict):
+    with pytest.raises(FailedPrecondition):
         rig.act(ENGINEER, ticket_id, "acknowledge")
-    with pytest.raises(Conflict):
+    with pytest.raises(FailedPrecondition):
         rig.act(ALICE, ticket_id, "confirm")  # not resolved yet
     assert rig.kinds(ticket_id) == ["opened", "acknowledged"]
 

@@ -123,6 +123,7 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     assert collector.client(engineer, "ticket", "ack", number).returncode == 0
     early = collector.client(customer, "ticket", "confirm", number)
     assert early.returncode == 1, "nothing to confirm before it is resolved"
+    assert "FAILED_PRECONDITION" in early.stderr, early.stderr
     resolved = collector.client(
         engineer,
         "ticket",
