@@ -222,8 +222,16 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
         print(f"  {iso(e.at_unix_ms)}  {safe(e.kind):<13} {safe(e.actor):<28} {safe(summary)}")
 
 
+_SLA_LABELS = {"response": "resp", "resolution": "resol", "remote_response": "remote"}
+
+
 def _sla_summary(t: api_pb2.Ticket) -> str:
-    states = [f"{c.name[:3]}:{c.state}" for c in t.sla if c.state not in ("not_applicable",)]
+    """Up to two clocks as ``resp:met resol:running`` (distinct labels per clock)."""
+    states = [
+        f"{_SLA_LABELS.get(c.name, c.name)}:{c.state}"
+        for c in t.sla
+        if c.state not in ("not_applicable",)
+    ]
     return " ".join(states[:2]) or "-"
 
 

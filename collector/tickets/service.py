@@ -255,7 +255,7 @@ class TicketService:
         allowed = CUSTOMER_ACTIONS if who.role == "customer" else ENGINEER_ACTIONS
         if request.action not in allowed:
             raise PermissionDenied(
-                f"a {who.role} user cannot {request.action!r} a ticket; "
+                f"{_with_article(who.role)} user cannot {request.action!r} a ticket; "
                 f"possible: {', '.join(sorted(allowed))}"
             )
         ticket = await self._visible(who, ticket_id)
@@ -559,3 +559,8 @@ def _level(level: str) -> Level:
 
 def _actor(who: Principal) -> str:
     return f"user:{who.name}"
+
+
+def _with_article(word: str) -> str:
+    """``word`` with its indefinite article: "an engineer", "a customer"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

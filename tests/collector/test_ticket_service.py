@@ -766,12 +766,12 @@ def test_customers_cannot_take_engineer_actions(make_rig: MakeRig) -> None:
         ("reopen", {"text": "again"}),
         ("wait", {"text": "me"}),
     ):
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(PermissionDenied, match=r"^a customer user cannot"):
             rig.act(ALICE, ticket_id, action, None, **args)
     assert rig.view(ticket_id).ticket.state == "open"
     assert rig.kinds(ticket_id) == ["opened"]
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied, match=r"^an engineer user cannot"):
         rig.act(ENGINEER, ticket_id, "confirm")  # closing the loop is the customer's
     assert rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS).state == "acknowledged"
     rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
