@@ -221,8 +221,9 @@ class TicketService:
     # -- people -------------------------------------------------------------------------
 
     async def create(self, who: Principal, manual: ManualTicket) -> int:
-        """Open a ticket by hand; customers open tickets for their own customer only."""
-        customer = who.customer if who.role == "customer" else manual.customer
+        """Open a ticket by hand; customers open tickets for their own customer only
+        (naming another customer is refused, not silently replaced)."""
+        customer = who.visible_customer(manual.customer) or ""
         if not customer:
             raise InvalidRequest("name the customer (--customer) or a host (--host)")
         if not who.can_see(customer):

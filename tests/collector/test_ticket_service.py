@@ -739,7 +739,11 @@ def test_waiting_on_the_customer_pauses_the_sla(make_rig: MakeRig) -> None:
 
 def test_customers_open_tickets_for_their_own_customer_only(make_rig: MakeRig) -> None:
     rig = make_rig()
-    own = rig.create(ALICE, "  printer on fire  ", level="other", customer="globex")
+    with pytest.raises(PermissionDenied, match="globex"):
+        rig.create(ALICE, "sneaking in", customer="globex")  # refused, not silently re-aimed
+    assert rig.tickets() == []
+    own = rig.create(ALICE, "  printer on fire  ", level="other")
+    assert rig.view(rig.create(ALICE, "named", customer="acme")).ticket.customer == "acme"
     ticket = rig.view(own).ticket
     assert (ticket.customer, ticket.source, ticket.title) == ("acme", "customer", "printer on fire")
     assert rig.events(own)[0].actor == "user:alice"
@@ -749,7 +753,11 @@ def test_customers_open_tickets_for_their_own_customer_only(make_rig: MakeRig) -
         "globex",
         "engineer",
     )
-    assert rig.metrics.opened == {("other", "customer"): 1, ("consult", "engineer"): 1}
+    assert rig.metrics.opened == {
+        ("other", "customer"): 1,
+        ("3", "customer"): 1,
+        ("consult", "engineer"): 1,
+    }
     with pytest.raises(InvalidRequest, match="customer"):
         rig.create(ENGINEER, "whose?")
     with pytest.raises(InvalidRequest, match="title"):
