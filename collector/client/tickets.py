@@ -217,9 +217,24 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
         print(f"  SLA {safe(clock.name):<16} {safe(clock.state):<14} due {due}")
     print("timeline:")
     for e in detail.events:
-        details = json.loads(e.details_json or "{}")
-        summary = details.get("text") or details.get("summary") or details.get("reason") or ""
+        summary = _event_summary(e.kind, json.loads(e.details_json or "{}"))
         print(f"  {iso(e.at_unix_ms)}  {safe(e.kind):<13} {safe(e.actor):<28} {safe(summary)}")
+
+
+def _event_summary(kind: str, details: dict[str, Any]) -> str:
+    """One line telling what a timeline event did (never blank for the common kinds)."""
+    if kind == "acknowledged":
+        return "taken in hand"
+    if kind == "resolved":
+        given = [(key, details.get(key)) for key in ("cause", "actions", "prevention")]
+        return "; ".join(f"{key}: {value}" for key, value in given if value)
+    if kind == "diagnostics":
+        playbook = details.get("playbook", "?")
+        status = details.get("status", "")
+        line = " ".join(str(x) for x in (f"playbook {playbook}", status) if x)
+        return f"{line}: {details['error']}" if details.get("error") else line
+    text = details.get("text") or details.get("summary") or details.get("reason") or ""
+    return str(text)
 
 
 _SLA_LABELS = {"response": "resp", "resolution": "resol", "remote_response": "remote"}

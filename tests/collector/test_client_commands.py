@@ -810,3 +810,15 @@ def test_the_sla_column_labels_response_and_resolution_apart() -> None:
         ]
     )
     assert tickets_cli._sla_summary(ticket) == "resp:met resol:running"
+
+
+def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
+    summary = tickets_cli._event_summary
+    assert summary("acknowledged", {}) == "taken in hand"
+    resolved = {"cause": "log rotation off", "actions": "rotated", "prevention": ""}
+    assert summary("resolved", resolved) == "cause: log rotation off; actions: rotated"
+    ran = {"playbook": "disk_usage", "status": "succeeded", "output": "..."}
+    assert summary("diagnostics", ran) == "playbook disk_usage succeeded"
+    refused = {"playbook": "disk_usage", "status": "not run", "error": "agent offline"}
+    assert summary("diagnostics", refused) == "playbook disk_usage not run: agent offline"
+    assert summary("comment", {"text": "hello"}) == "hello"
