@@ -67,10 +67,23 @@ def _possible_text(possible: Sequence[str]) -> str:
 class TicketConfigError(ConfigError):
     """The tickets configuration is invalid. ``key_path`` is like "escalation.steps[1].trigger"."""
 
-    def __init__(self, key_path: str, message: str, source: str = "") -> None:
+    def __init__(
+        self,
+        key_path: str,
+        message: str,
+        source: str = "",
+        problems: Sequence[TicketConfigError] = (),
+    ) -> None:
         self.key_path = key_path
         self.detail = message
         self.source = source
+        self.problems = list(problems)  # each problem, when there are several
         where = f"{source}: " if source else ""
         key = f"{key_path}: " if key_path else ""
         super().__init__(f"{where}{key}{message}")
+
+    @classmethod
+    def several(cls, problems: Sequence[TicketConfigError]) -> TicketConfigError:
+        """One error listing every problem, one per line."""
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        return cls("", f"{len(problems)} problems:{lines}", problems=problems)
