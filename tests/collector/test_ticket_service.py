@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from collector.alertmanager import AlertmanagerPayload, parse_payload
+from collector.audit import verify_chain
 from collector.auth import Principal
 from collector.errors import (
     FailedPrecondition,
@@ -1012,3 +1013,23 @@ def test_alertmanager_recurrence_reopens_a_closed_ticket_within_the_window(
     apply_am(rig, T0 + 3 * HOUR_MS, am_payload(am_alert("firing")))
     [again] = rig.tickets()
     assert (again.id, again.state, again.reopen_count) == (ticket.id, "reopened", 1)
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) -> None:
+    rig = make_rig()
+    ticket_id = rig.create(ALICE, "printer on fire")
+    rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS)
+    rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
+    rig.resolve(ticket_id, T0 + HOUR_MS)
+    rig.act(ALICE, ticket_id, "confirm", T0 + 2 * HOUR_MS)
+    entries = run(rig.db.call(rig.db.store.audit_entries))
+    audited = [(e.action, e.actor, e.details["event_id"]) for e in entries]
+    timeline = [(f"ticket.{e.kind}", e.actor, e.id) for e in rig.events(ticket_id)]
+    assert audited == timeline
+    assert {e.target for e in entries} == {f"ticket:{ticket_id}"}
+    resolved = next(e for e in entries if e.action == "ticket.resolved")
+    assert resolved.details["cause"] == "log rotation disabled"
+    assert verify_chain(entries).ok

@@ -154,6 +154,14 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     assert [e["kind"] for e in again["events"]][-2:] == ["refired", "reopened"]
     assert [t["id"] for t in _tickets(collector, engineer)] == [ticket["id"]]
 
+    # every act is also in the hash-chained audit log, and the chain verifies
+    audit = json.loads(collector.admin("audit", "list", "--json").stdout)
+    acts = {(e["action"], e["actor"]) for e in audit if e["target"] == f"ticket:{number}"}
+    assert {("ticket.acknowledged", "user:erin"), ("ticket.confirmed", "user:alice")} <= acts
+    assert ("ticket.reopened", "rule") in {(a, r.split(":")[0]) for a, r in acts}
+    verified = collector.admin("audit", "verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
+
     report = collector.client(engineer, "ticket", "report", number, "--format", "md")
     assert report.returncode == 0
     for text in ("故障分析报告", "test rule", "raise the threshold", "web-1"):
