@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -32,6 +33,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--state", action="append", choices=STATES, help="only these states (repeat)")
     p.add_argument("--level", choices=LEVELS, help="only this fault level")
     p.add_argument("--customer", default="", help="only this customer (engineers)")
+    p.add_argument(
+        "--limit",
+        type=arguments.count,
+        help="show at most N tickets (default: all, every page fetched); "
+        "says on stderr when more were left out",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_list)
 
@@ -109,7 +116,15 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
             states=args.state or [], level=args.level or "", customer=args.customer
         ),
         "tickets",
+        limit=None if args.limit is None else args.limit + 1,  # one more: are there more?
     )
+    if args.limit is not None and len(reply.tickets) > args.limit:
+        del reply.tickets[args.limit :]
+        print(
+            f"showing the newest {args.limit} tickets; more were left out "
+            "(raise --limit, or filter with --state/--level/--customer)",
+            file=sys.stderr,
+        )
     if args.json:
         _print_json([_ticket_dict(t) for t in reply.tickets])
         return 0

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from collector.store import open_store
+from collector.tickets import lifecycle
+from collector.tickets.model import NewTicket
 from tests.support import (
     Agent,
     Collector,
@@ -459,3 +462,28 @@ receivers:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_ticket_list_pages_past_500_and_limit_says_what_it_left_out(
+    running: Callable[..., Collector],
+) -> None:
+    collector = running()
+    engineer = collector.add_user("erin", "engineer")
+    store = open_store(collector.data_dir)
+    try:
+        for number in range(600):
+            new = NewTicket("acme", f"question {number}", "3", "engineer")
+            store.create_ticket(new, lifecycle.create_event(new, "user:erin", 1_000 + number))
+    finally:
+        store.close()
+    listed = _tickets(collector, engineer)
+    assert len(listed) == 600, "every page fetched"
+    assert len({t["id"] for t in listed}) == 600, "no ticket twice"
+    table = collector.client(engineer, "tickets")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 601, "header + 600 rows"
+
+    limited = collector.client(engineer, "tickets", "--limit", "550", "--json")
+    assert limited.returncode == 0 and len(json.loads(limited.stdout)) == 550
+    assert "more were left out" in limited.stderr
+    whole = collector.client(engineer, "tickets", "--limit", "600", "--json")
+    assert len(json.loads(whole.stdout)) == 600 and "left out" not in whole.stderr
