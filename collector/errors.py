@@ -12,9 +12,8 @@ in exactly one place. Messages say what to do where there is something to do.
     │   ├── UnknownUser
     │   ├── UnknownRun              (collector.store.base)
     │   └── TicketNotFound          (collector.tickets.errors)
-    ├── Conflict                    would create a duplicate, or a stale/illegal change
-    │   ├── UserExists
-    │   └── InvalidTransition       ticket action not possible in its state (tickets.errors)
+    ├── Conflict                    would create a duplicate, or a stale change
+    │   └── UserExists
     ├── DeliveryError               a notification could not be sent (collector.notify.errors)
     ├── TokenError                  join tokens (agent enrolment)
     │   ├── TokenUnknown
@@ -27,6 +26,8 @@ in exactly one place. Messages say what to do where there is something to do.
     ├── RateLimited                 too many failed attempts from one source (auth_failures)
     ├── InvalidRequest              bad input from an agent or a user (e.g. a bad CSR)
     │   └── RuleFileError           alert rule files, FILE:LINE problems (collector.rules.errors)
+    ├── FailedPrecondition          the request does not apply in the current state
+    │   └── InvalidTransition       ticket action not possible in its state (tickets.errors)
     └── ConfigError                 invalid configuration, found at start
         └── TicketConfigError       the tickets YAML (collector.tickets.errors)
 """

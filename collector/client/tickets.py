@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -32,6 +33,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--state", action="append", choices=STATES, help="only these states (repeat)")
     p.add_argument("--level", choices=LEVELS, help="only this fault level")
     p.add_argument("--customer", default="", help="only this customer (engineers)")
+    p.add_argument(
+        "--limit",
+        type=arguments.count,
+        help="show at most N tickets (default: all, every page fetched); "
+        "says on stderr when more were left out",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_list)
 
@@ -109,7 +116,15 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
             states=args.state or [], level=args.level or "", customer=args.customer
         ),
         "tickets",
+        limit=None if args.limit is None else args.limit + 1,  # one more: are there more?
     )
+    if args.limit is not None and len(reply.tickets) > args.limit:
+        del reply.tickets[args.limit :]
+        print(
+            f"showing the newest {args.limit} tickets; more were left out "
+            "(raise --limit, or filter with --state/--level/--customer)",
+            file=sys.stderr,
+        )
     if args.json:
         _print_json([_ticket_dict(t) for t in reply.tickets])
         return 0
@@ -217,13 +232,36 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
         print(f"  SLA {safe(clock.name):<16} {safe(clock.state):<14} due {due}")
     print("timeline:")
     for e in detail.events:
-        details = json.loads(e.details_json or "{}")
-        summary = details.get("text") or details.get("summary") or details.get("reason") or ""
+        summary = _event_summary(e.kind, json.loads(e.details_json or "{}"))
         print(f"  {iso(e.at_unix_ms)}  {safe(e.kind):<13} {safe(e.actor):<28} {safe(summary)}")
 
 
+def _event_summary(kind: str, details: dict[str, Any]) -> str:
+    """One line telling what a timeline event did (never blank for the common kinds)."""
+    if kind == "acknowledged":
+        return "taken in hand"
+    if kind == "resolved":
+        given = [(key, details.get(key)) for key in ("cause", "actions", "prevention")]
+        return "; ".join(f"{key}: {value}" for key, value in given if value)
+    if kind == "diagnostics":
+        playbook = details.get("playbook", "?")
+        status = details.get("status", "")
+        line = " ".join(str(x) for x in (f"playbook {playbook}", status) if x)
+        return f"{line}: {details['error']}" if details.get("error") else line
+    text = details.get("text") or details.get("summary") or details.get("reason") or ""
+    return str(text)
+
+
+_SLA_LABELS = {"response": "resp", "resolution": "resol", "remote_response": "remote"}
+
+
 def _sla_summary(t: api_pb2.Ticket) -> str:
-    states = [f"{c.name[:3]}:{c.state}" for c in t.sla if c.state not in ("not_applicable",)]
+    """Up to two clocks as ``resp:met resol:running`` (distinct labels per clock)."""
+    states = [
+        f"{_SLA_LABELS.get(c.name, c.name)}:{c.state}"
+        for c in t.sla
+        if c.state not in ("not_applicable",)
+    ]
     return " ".join(states[:2]) or "-"
 
 

@@ -102,6 +102,7 @@ from collector.store.ticket_rows import (
     MUTABLE_COLUMNS,
     TICKET_COLUMNS,
     EventRow,
+    audit_details,
     check_immutable,
     check_list_filter,
     event_from_row,
@@ -637,20 +638,8 @@ class SQLiteStore(SQLiteInspections):
     def append_audit(
         self, actor: str, action: str, target: str, details: Mapping[str, Any], at_ms: int
     ) -> AuditEntry:
-        details_json = _details_json(details)
-        stored_details: dict[str, Any] = json.loads(details_json)
         with self._write() as db:
-            row = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-            prev_id, prev_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
-            digest = entry_hash(prev_hash, at_ms, actor, action, target, stored_details)
-            entry = AuditEntry(
-                prev_id + 1, at_ms, actor, action, target, stored_details, prev_hash, digest
-            )
-            db.execute(
-                f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.id, at_ms, actor, action, target, details_json, prev_hash, digest),
-            )
-        return entry
+            return _append_audit(db, actor, action, target, details, at_ms)
 
     def audit_entries(self, after_id: int = 0) -> list[AuditEntry]:
         with self._read() as db:
@@ -1297,6 +1286,28 @@ def _value_out(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def _append_audit(
+    db: sqlite3.Connection,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any],
+    at_ms: int,
+) -> AuditEntry:
+    """Chain one entry onto the audit log inside the caller's write transaction."""
+    details_json = _details_json(details)
+    stored_details: dict[str, Any] = json.loads(details_json)
+    row = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    prev_id, prev_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+    digest = entry_hash(prev_hash, at_ms, actor, action, target, stored_details)
+    entry = AuditEntry(prev_id + 1, at_ms, actor, action, target, stored_details, prev_hash, digest)
+    db.execute(
+        f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.id, at_ms, actor, action, target, details_json, prev_hash, digest),
+    )
+    return entry
+
+
 def _details_json(details: Mapping[str, Any]) -> str:
     try:
         return canonical_json(dict(details))
@@ -1382,10 +1393,22 @@ def _refuse_second_active(db: sqlite3.Connection, customer: str, dedup_key: str)
 def _insert_events(
     db: sqlite3.Connection, ticket_id: int, rows: Sequence[EventRow]
 ) -> list[TicketEvent]:
+    """Insert the events and, in the same transaction, one audit entry per event
+    (action ``ticket.KIND``, target ``ticket:ID``): every ticket act is also in the
+    hash-chained audit log."""
     stored = []
     for row in rows:
         event_id = _inserted_id(db.execute(_INSERT_EVENT, row.values(ticket_id)))
-        stored.append(row.event(event_id, ticket_id))
+        event = row.event(event_id, ticket_id)
+        stored.append(event)
+        _append_audit(
+            db,
+            row.actor,
+            f"ticket.{row.kind}",
+            f"ticket:{ticket_id}",
+            audit_details(event),
+            row.at_ms,
+        )
     return stored
 
 

@@ -88,6 +88,13 @@ class EventRow:
         return TicketEvent(event_id, ticket_id, self.at_ms, self.actor, self.kind, details)
 
 
+def audit_details(event: TicketEvent) -> dict[str, Any]:
+    """What the audit entry of a ticket event records: its id and details, without
+    bulky command output (that stays on the ticket's timeline)."""
+    kept = {key: value for key, value in event.details.items() if key != "output"}
+    return {"event_id": event.id, **kept}
+
+
 # -- input (InvalidRequest) ------------------------------------------------------------
 
 

@@ -162,7 +162,7 @@ def load_tickets_config(path: Path | str | None) -> TicketsConfig:
     try:
         return tickets_config_from_mapping({} if data is None else data)
     except TicketConfigError as exc:
-        raise TicketConfigError(exc.key_path, exc.detail, source) from None
+        raise TicketConfigError(exc.key_path, exc.detail, source, exc.problems) from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -173,25 +173,48 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
+_SECTIONS = ("reopen_window", "auto_confirm", "sla", "escalation", "alertmanager")
+
+
 def tickets_config_from_mapping(data: Any) -> TicketsConfig:
-    """The configuration from parsed YAML (a mapping); TicketConfigError on a bad key."""
-    top = _mapping(data, "", {"reopen_window", "auto_confirm", "sla", "escalation", "alertmanager"})
+    """The configuration from parsed YAML (a mapping).
+
+    Every section is checked even after one fails: TicketConfigError reports every
+    problem found (one per unknown top-level key and per bad section or escalation
+    step), so a file is fixed in one go.
+    """
+    top = _mapping(data, "", None)
+    problems = [
+        TicketConfigError(str(key), f"unknown key; expected one of: {', '.join(sorted(_SECTIONS))}")
+        for key in top
+        if key not in _SECTIONS
+    ]
     config = TicketsConfig()
-    if "reopen_window" in top:
-        config = replace(
-            config, reopen_window_ms=_duration_ms(top["reopen_window"], "reopen_window")
-        )
-    if "auto_confirm" in top:
-        auto = _duration_ms(top["auto_confirm"], "auto_confirm", positive=True)
-        config = replace(config, auto_confirm_ms=auto)
-    if "sla" in top:
-        config = replace(config, sla=_sla(top["sla"], "sla"))
-    if "escalation" in top:
-        steps, smtp = _escalation(top["escalation"], "escalation")
-        config = replace(config, escalation=steps, smtp=smtp)
-    if "alertmanager" in top:
-        config = replace(config, alertmanager=_alertmanager(top["alertmanager"], "alertmanager"))
+    for section in _SECTIONS:
+        if section not in top:
+            continue
+        try:
+            config = _apply_section(config, section, top[section])
+        except TicketConfigError as exc:
+            problems.extend(exc.problems or [exc])
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise TicketConfigError.several(problems)
     return config
+
+
+def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsConfig:
+    if section == "reopen_window":
+        return replace(config, reopen_window_ms=_duration_ms(value, section))
+    if section == "auto_confirm":
+        return replace(config, auto_confirm_ms=_duration_ms(value, section, positive=True))
+    if section == "sla":
+        return replace(config, sla=_sla(value, section))
+    if section == "escalation":
+        steps, smtp = _escalation(value, section)
+        return replace(config, escalation=steps, smtp=smtp)
+    return replace(config, alertmanager=_alertmanager(value, section))
 
 
 # -- sla -------------------------------------------------------------------------------
@@ -252,8 +275,18 @@ def _escalation(value: Any, path: str) -> tuple[EscalationPolicy, SmtpConfig]:
     raw_steps = data.get("steps", [])
     if not isinstance(raw_steps, list):
         raise TicketConfigError(steps_path, "must be a list of steps")
-    steps = tuple(_step(step, f"{steps_path}[{i}]", smtp) for i, step in enumerate(raw_steps))
-    return EscalationPolicy(steps=steps), smtp
+    steps = []
+    problems = []
+    for index, raw in enumerate(raw_steps):
+        try:
+            steps.append(_step(raw, f"{steps_path}[{index}]", smtp))
+        except TicketConfigError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise TicketConfigError.several(problems)
+    return EscalationPolicy(steps=tuple(steps)), smtp
 
 
 def _step(value: Any, path: str, smtp: SmtpConfig) -> EscalationStep:

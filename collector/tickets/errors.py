@@ -1,13 +1,13 @@
 """Errors raised by the ticket domain logic, placed in the collector's exception tree.
 
 They subclass the collector's own errors so the API layer maps them to gRPC status
-codes without knowing about tickets (Conflict → FAILED_PRECONDITION/ABORTED,
+codes without knowing about tickets (FailedPrecondition → FAILED_PRECONDITION,
 NotFound → NOT_FOUND, ConfigError → refuse to start)::
 
     CollectorError                      (collector.errors)
     ├── NotFound
     │   └── TicketNotFound              no such ticket (or not visible to this user)
-    ├── Conflict
+    ├── FailedPrecondition
     │   └── InvalidTransition           the action does not apply in the ticket's state
     ├── InvalidRequest                  (used as is: empty cause, reason or comment)
     └── ConfigError
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.errors import ConfigError, Conflict, NotFound
+from collector.errors import ConfigError, FailedPrecondition, NotFound
 
 __all__ = ["InvalidTransition", "TicketConfigError", "TicketNotFound"]
 
@@ -31,7 +31,7 @@ class TicketNotFound(NotFound):
         super().__init__(f"ticket {ticket_id} not found; list tickets with `aftercare tickets`")
 
 
-class InvalidTransition(Conflict):
+class InvalidTransition(FailedPrecondition):
     """An action that the ticket's current state does not allow.
 
     The message says the state and what is possible, e.g. "ticket 12 is closed;
@@ -67,10 +67,23 @@ def _possible_text(possible: Sequence[str]) -> str:
 class TicketConfigError(ConfigError):
     """The tickets configuration is invalid. ``key_path`` is like "escalation.steps[1].trigger"."""
 
-    def __init__(self, key_path: str, message: str, source: str = "") -> None:
+    def __init__(
+        self,
+        key_path: str,
+        message: str,
+        source: str = "",
+        problems: Sequence[TicketConfigError] = (),
+    ) -> None:
         self.key_path = key_path
         self.detail = message
         self.source = source
+        self.problems = list(problems)  # each problem, when there are several
         where = f"{source}: " if source else ""
         key = f"{key_path}: " if key_path else ""
         super().__init__(f"{where}{key}{message}")
+
+    @classmethod
+    def several(cls, problems: Sequence[TicketConfigError]) -> TicketConfigError:
+        """One error listing every problem, one per line."""
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        return cls("", f"{len(problems)} problems:{lines}", problems=problems)

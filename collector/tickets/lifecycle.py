@@ -5,7 +5,7 @@ Each function takes a ticket, the action's arguments, the actor ("user:erin",
 ticket value plus the timeline events to append. ``updated_ms`` and ``version`` are
 left as they were — the store bumps them when it saves the transition atomically.
 An action the current state does not allow raises ``InvalidTransition`` (a
-``Conflict``) naming the state and the actions that do apply; empty required text
+``FailedPrecondition``) naming the state and the actions that do apply; empty required text
 (cause, reason, comment) raises ``InvalidRequest``.
 
 Which action applies where (people's actions first, then the automatic ones)::

@@ -9,6 +9,10 @@ rule engine's alerts, Alertmanager and the notifiers. Contracts:
   Alertmanager fingerprint) finds the ticket. A fault that keeps firing adds no
   events; one that fires again after recovering, being resolved or (within the
   reopen window) being closed adds a ``refired`` event and moves the ticket back.
+- No fault goes silent: a rule alert still firing one recovery delay after its ticket
+  was resolved or closed (it never cleared, or cleared for less than the recovery
+  delay) re-opens the ticket, or opens a new one outside the reopen window; the
+  check reads the stored ticket, so it holds across a restart.
 - SLA clocks and escalations are computed from stored timestamps and events only,
   and every notification sent is recorded on the ticket, so a restart changes
   nothing and sends nothing twice.
@@ -217,8 +221,9 @@ class TicketService:
     # -- people -------------------------------------------------------------------------
 
     async def create(self, who: Principal, manual: ManualTicket) -> int:
-        """Open a ticket by hand; customers open tickets for their own customer only."""
-        customer = who.customer if who.role == "customer" else manual.customer
+        """Open a ticket by hand; customers open tickets for their own customer only
+        (naming another customer is refused, not silently replaced)."""
+        customer = who.visible_customer(manual.customer) or ""
         if not customer:
             raise InvalidRequest("name the customer (--customer) or a host (--host)")
         if not who.can_see(customer):
@@ -251,7 +256,7 @@ class TicketService:
         allowed = CUSTOMER_ACTIONS if who.role == "customer" else ENGINEER_ACTIONS
         if request.action not in allowed:
             raise PermissionDenied(
-                f"a {who.role} user cannot {request.action!r} a ticket; "
+                f"{_with_article(who.role)} user cannot {request.action!r} a ticket; "
                 f"possible: {', '.join(sorted(allowed))}"
             )
         ticket = await self._visible(who, ticket_id)
@@ -272,6 +277,8 @@ class TicketService:
                     _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
                 )
                 self._firing[key] = alert.host.customer
+            else:
+                await self._refire_if_closed_while_firing(alert, now_ms)
         self._restored.difference_update(current)
         for key in current:
             self._absent_since.pop(key, None)
@@ -285,6 +292,22 @@ class TicketService:
             self._restored.discard(key)
             del self._absent_since[key]
             await self._fault_cleared(self._firing.pop(key), key, "rule", now_ms)
+
+    async def _refire_if_closed_while_firing(self, alert: FaultAlert, now_ms: int) -> None:
+        """A fault still firing a recovery delay after its ticket was resolved or closed
+        re-opens that ticket (or opens a new one outside the reopen window): no fault
+        goes silent, whether it never cleared or cleared only briefly."""
+        ticket = await self._db.call(
+            self._store.find_ticket_by_dedup, alert.host.customer, alert.dedup_key
+        )
+        if ticket is None or ticket.state not in ("resolved", "closed"):
+            return
+        ended_ms = max(ticket.resolved_ms or 0, ticket.closed_ms or 0)
+        if now_ms - ended_ms < self._recovery_delay_ms:
+            return  # give the fix one recovery delay to show in the rules
+        await self._fault_fired(
+            _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
+        )
 
     async def apply_alertmanager(self, payload: AlertmanagerPayload, now_ms: int) -> list[str]:
         """Open/update tickets for firing alerts and recover resolved ones.
@@ -537,3 +560,8 @@ def _level(level: str) -> Level:
 
 def _actor(who: Principal) -> str:
     return f"user:{who.name}"
+
+
+def _with_article(word: str) -> str:
+    """``word`` with its indefinite article: "an engineer", "a customer"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

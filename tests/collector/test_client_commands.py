@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from collector.client import cli, ssh
+from collector.client import tickets as tickets_cli
 from proto import api_pb2
 
 SID = "ses-0123456789ab"
@@ -799,3 +800,25 @@ def test_gateway_host_key_is_pinned_and_replaced(tmp_path: Path) -> None:
         "ssh", "-p", "2222", "-o", f"UserKnownHostsFile={known}",
         "-o", "StrictHostKeyChecking=yes", "ses-0123456789ab@gw", "uptime",
     ]  # fmt: skip
+
+
+def test_the_sla_column_labels_response_and_resolution_apart() -> None:
+    ticket = api_pb2.Ticket(
+        sla=[
+            api_pb2.SlaClock(name="response", state="met"),
+            api_pb2.SlaClock(name="resolution", state="running"),
+        ]
+    )
+    assert tickets_cli._sla_summary(ticket) == "resp:met resol:running"
+
+
+def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
+    summary = tickets_cli._event_summary
+    assert summary("acknowledged", {}) == "taken in hand"
+    resolved = {"cause": "log rotation off", "actions": "rotated", "prevention": ""}
+    assert summary("resolved", resolved) == "cause: log rotation off; actions: rotated"
+    ran = {"playbook": "disk_usage", "status": "succeeded", "output": "..."}
+    assert summary("diagnostics", ran) == "playbook disk_usage succeeded"
+    refused = {"playbook": "disk_usage", "status": "not run", "error": "agent offline"}
+    assert summary("diagnostics", refused) == "playbook disk_usage not run: agent offline"
+    assert summary("comment", {"text": "hello"}) == "hello"

@@ -20,8 +20,14 @@ from typing import Any, TypeVar
 import pytest
 
 from collector.alertmanager import AlertmanagerPayload, parse_payload
+from collector.audit import verify_chain
 from collector.auth import Principal
-from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.errors import (
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from collector.notify import DeliveryError
 from collector.rules import Alert, HostRef, dedup_key
 from collector.store import open_store
@@ -472,6 +478,82 @@ def test_a_resolved_ticket_whose_alert_still_fires_fares_the_same_across_a_resta
     running = scenario("running", restart=False)
     restarted = scenario("restarted", restart=True)
     assert (restarted.state, restarted.reopen_count) == (running.state, running.reopen_count)
+    assert (running.state, running.reopen_count) == ("reopened", 1), "the fault is not silent"
+
+
+# -- no fault goes silent ------------------------------------------------------------------
+
+
+def _restarted(tmp_path: Path, rigs: list[Rig], rig: Rig, name: str, at: int) -> Rig:
+    rig.close()
+    rigs.remove(rig)
+    again = Rig(tmp_path / name, clock=FakeClock(at))
+    rigs.append(again)
+    run(again.service.start(20_000))
+    return again
+
+
+@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize("window_ms", [DAY_MS, 0])
+def test_a_ticket_closed_while_its_fault_still_fires_reopens_or_a_new_one_opens(
+    tmp_path: Path, rigs: list[Rig], restart: bool, window_ms: int
+) -> None:
+    name = f"store-{restart}-{window_ms}"
+    rig = Rig(tmp_path / name, TicketsConfig(reopen_window_ms=window_ms))
+    rigs.append(rig)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.resolve(ticket.id, T0 + 5_000)
+    rig.act(ALICE, ticket.id, "confirm", T0 + 6_000)  # closed, fault never cleared
+    assert rig.view(ticket.id).ticket.state == "closed"
+    if restart:
+        rig = _restarted(tmp_path, rigs, rig, name, T0 + 7_000)
+        rig.service.config = TicketsConfig(reopen_window_ms=window_ms)
+    for offset in range(10_000, 120_000, 5_000):
+        rig.alerts(T0 + offset, disk_alert())
+    tickets = rig.tickets()
+    active = [t for t in tickets if t.state in ("open", "reopened")]
+    assert len(active) == 1, f"exactly one active ticket for the fault: {tickets}"
+    if window_ms:
+        assert active[0].id == ticket.id and active[0].reopen_count == 1
+    else:
+        assert active[0].id != ticket.id
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_fault_that_clears_briefly_and_returns_after_a_close_reopens(
+    tmp_path: Path, rigs: list[Rig], restart: bool
+) -> None:
+    name = f"brief-{restart}"
+    rig = Rig(tmp_path / name, TicketsConfig(reopen_window_ms=DAY_MS))
+    rigs.append(rig)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.alerts(T0 + 5_000)  # clears ...
+    rig.resolve(ticket.id, T0 + 6_000)
+    rig.act(ALICE, ticket.id, "confirm", T0 + 7_000)
+    if restart:
+        rig = _restarted(tmp_path, rigs, rig, name, T0 + 8_000)
+        rig.service.config = TicketsConfig(reopen_window_ms=DAY_MS)
+    rig.alerts(T0 + 10_000, disk_alert())  # ... and returns inside the recovery delay
+    for offset in range(15_000, 120_000, 5_000):
+        rig.alerts(T0 + offset, disk_alert())
+    reopened = rig.view(ticket.id).ticket
+    assert (reopened.state, reopened.reopen_count) == ("reopened", 1)
+    assert [t.id for t in rig.tickets()] == [ticket.id]
+
+
+def test_a_fix_that_clears_the_fault_within_the_recovery_delay_stays_resolved(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig()
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    rig.resolve(ticket.id, T0 + 5_000)
+    rig.alerts(T0 + 5_000 + RECOVERY_MS - 1, disk_alert())  # the last sample before the fix
+    for offset in range(RECOVERY_MS + 10_000, RECOVERY_MS + 100_000, 5_000):
+        rig.alerts(T0 + offset)
+    assert rig.view(ticket.id).ticket.state == "resolved"
 
 
 # -- clocks: escalation, breaches, auto-confirm, pauses -------------------------------------
@@ -658,7 +740,11 @@ def test_waiting_on_the_customer_pauses_the_sla(make_rig: MakeRig) -> None:
 
 def test_customers_open_tickets_for_their_own_customer_only(make_rig: MakeRig) -> None:
     rig = make_rig()
-    own = rig.create(ALICE, "  printer on fire  ", level="other", customer="globex")
+    with pytest.raises(PermissionDenied, match="globex"):
+        rig.create(ALICE, "sneaking in", customer="globex")  # refused, not silently re-aimed
+    assert rig.tickets() == []
+    own = rig.create(ALICE, "  printer on fire  ", level="other")
+    assert rig.view(rig.create(ALICE, "named", customer="acme")).ticket.customer == "acme"
     ticket = rig.view(own).ticket
     assert (ticket.customer, ticket.source, ticket.title) == ("acme", "customer", "printer on fire")
     assert rig.events(own)[0].actor == "user:alice"
@@ -668,7 +754,11 @@ def test_customers_open_tickets_for_their_own_customer_only(make_rig: MakeRig) -
         "globex",
         "engineer",
     )
-    assert rig.metrics.opened == {("other", "customer"): 1, ("consult", "engineer"): 1}
+    assert rig.metrics.opened == {
+        ("other", "customer"): 1,
+        ("3", "customer"): 1,
+        ("consult", "engineer"): 1,
+    }
     with pytest.raises(InvalidRequest, match="customer"):
         rig.create(ENGINEER, "whose?")
     with pytest.raises(InvalidRequest, match="title"):
@@ -685,12 +775,12 @@ def test_customers_cannot_take_engineer_actions(make_rig: MakeRig) -> None:
         ("reopen", {"text": "again"}),
         ("wait", {"text": "me"}),
     ):
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(PermissionDenied, match=r"^a customer user cannot"):
             rig.act(ALICE, ticket_id, action, None, **args)
     assert rig.view(ticket_id).ticket.state == "open"
     assert rig.kinds(ticket_id) == ["opened"]
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied, match=r"^an engineer user cannot"):
         rig.act(ENGINEER, ticket_id, "confirm")  # closing the loop is the customer's
     assert rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS).state == "acknowledged"
     rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
@@ -762,9 +852,9 @@ def test_invalid_levels_states_and_transitions_are_refused(make_rig: MakeRig) ->
     with pytest.raises(InvalidRequest):
         rig.act(ENGINEER, ticket_id, "comment", text="")
     rig.act(ENGINEER, ticket_id, "acknowledge")
-    with pytest.raises(Conflict):
+    with pytest.raises(FailedPrecondition):
         rig.act(ENGINEER, ticket_id, "acknowledge")
-    with pytest.raises(Conflict):
+    with pytest.raises(FailedPrecondition):
         rig.act(ALICE, ticket_id, "confirm")  # not resolved yet
     assert rig.kinds(ticket_id) == ["opened", "acknowledged"]
 
@@ -923,3 +1013,23 @@ def test_alertmanager_recurrence_reopens_a_closed_ticket_within_the_window(
     apply_am(rig, T0 + 3 * HOUR_MS, am_payload(am_alert("firing")))
     [again] = rig.tickets()
     assert (again.id, again.state, again.reopen_count) == (ticket.id, "reopened", 1)
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) -> None:
+    rig = make_rig()
+    ticket_id = rig.create(ALICE, "printer on fire")
+    rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS)
+    rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
+    rig.resolve(ticket_id, T0 + HOUR_MS)
+    rig.act(ALICE, ticket_id, "confirm", T0 + 2 * HOUR_MS)
+    entries = run(rig.db.call(rig.db.store.audit_entries))
+    audited = [(e.action, e.actor, e.details["event_id"]) for e in entries]
+    timeline = [(f"ticket.{e.kind}", e.actor, e.id) for e in rig.events(ticket_id)]
+    assert audited == timeline
+    assert {e.target for e in entries} == {f"ticket:{ticket_id}"}
+    resolved = next(e for e in entries if e.action == "ticket.resolved")
+    assert resolved.details["cause"] == "log rotation disabled"
+    assert verify_chain(entries).ok

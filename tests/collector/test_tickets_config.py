@@ -251,6 +251,36 @@ def test_bad_keys_and_values_name_the_key_path(tmp_path: Path, text: str, messag
     assert err.key_path and str(err).startswith(f"{err.source}: {err.key_path}: ")
 
 
+def test_every_problem_of_a_file_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    text = (
+        "reopen_windw: 1d\n"
+        "auto_confirm: 0s\n"
+        "escalation:\n"
+        "  steps:\n"
+        "    - {trigger: sometimes, recipients: [{webhook: 'http://h/x'}]}\n"
+        "    - {trigger: breach, recipients: [{email: not-an-address}]}\n"
+        "alertmanager: {default_level: urgent}\n"
+    )
+    err = error(tmp_path, text)
+    message = str(err)
+    assert message.startswith(f"{err.source}: 5 problems:"), message
+    for key_path in (
+        "reopen_windw: unknown key",
+        "auto_confirm:",
+        "escalation.steps[0].trigger:",
+        "escalation.steps[1].recipients[0]",
+        "alertmanager.default_level: unknown fault",
+    ):
+        assert f"\n  {key_path}" in message, message
+    assert [p.key_path.split(".")[0] for p in err.problems] == [
+        "reopen_windw",
+        "auto_confirm",
+        "escalation",
+        "escalation",
+        "alertmanager",
+    ]
+
+
 def test_not_yaml_names_the_line(tmp_path: Path) -> None:
     err = error(tmp_path, "sla:\n  levels: [unclosed\n")
     assert "not valid YAML: line" in str(err)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.errors import Conflict, InvalidRequest
+from collector.errors import FailedPrecondition, InvalidRequest
 from collector.tickets import lifecycle as lc
 from collector.tickets.errors import InvalidTransition
 from collector.tickets.model import (
@@ -158,9 +158,9 @@ def test_each_action_succeeds_exactly_where_allowed(state: TicketState, action: 
 # -- illegal transitions: messages ------------------------------------------------------
 
 
-def test_invalid_transition_is_a_conflict_and_names_state_and_possibilities() -> None:
+def test_invalid_transition_is_a_failed_precondition_and_names_state_and_possibilities() -> None:
     closed = ticket_in("closed", False)
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(FailedPrecondition) as caught:
         lc.acknowledge(closed, ENGINEER, T0)
     assert isinstance(caught.value, InvalidTransition)
     assert str(caught.value) == (
