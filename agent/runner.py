@@ -31,6 +31,7 @@ from agent.sampler import Cycle, Sampler
 from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
 from agent.session.tunnel_io import GrpcTunnelIO
+from agent.spool import Spool, SpoolEntry
 from agent.stream import CollectorLink, SpoolWorker
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
@@ -160,10 +161,11 @@ async def _sample_until(
     loop = asyncio.get_running_loop()
     next_at = time.monotonic()
     while not stop.is_set():
-        batch = await loop.run_in_executor(None, lambda: cycle_to_batch(sampler.collect()))
-        sequence = await spool.call(spool.spool.append_batch, batch)
-        log.debug("batch %d spooled (%d samples)", sequence, len(batch.samples))
-        link.notify()
+        entry = await loop.run_in_executor(None, _collect_and_spool, sampler, spool.spool)
+        if entry is not None:
+            link.offer(entry)
+        else:
+            link.notify()  # not stored, but a gap entry may have been
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
@@ -171,3 +173,11 @@ async def _sample_until(
             delay = 0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+
+
+def _collect_and_spool(sampler: Sampler, spool: Spool) -> SpoolEntry | None:
+    """One cycle on a worker thread: sample, encode, append durably (one thread hand-off)."""
+    batch = cycle_to_batch(sampler.collect())
+    sequence, entry = spool.append_entry(batch)
+    log.debug("batch %d spooled (%d samples)", sequence, len(batch.samples))
+    return entry
