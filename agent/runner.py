@@ -19,12 +19,14 @@ from pathlib import Path
 
 from agent import __version__
 from agent.audit_witness import AuditWitness
+from agent.batch_encoding import BatchEncoder
 from agent.config import AgentConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.root import pinned_root
 from agent.consent.verify import ConsentVerifier
 from agent.errors import AgentError
 from agent.identity import Identity, load_identity
+from agent.memory import release_free_memory
 from agent.playbook.policy import Policy, load_policy
 from agent.runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
@@ -160,12 +162,19 @@ async def _sample_until(
 ) -> None:
     loop = asyncio.get_running_loop()
     next_at = time.monotonic()
+    first = True
+    encoder = BatchEncoder()
     while not stop.is_set():
-        entry = await loop.run_in_executor(None, _collect_and_spool, sampler, spool.spool)
+        entry = await loop.run_in_executor(
+            None, _collect_and_spool, sampler, encoder, spool.spool
+        )
         if entry is not None:
             link.offer(entry)
         else:
             link.notify()  # not stored, but a gap entry may have been
+        if first:  # start-up garbage (imports, config, connecting) is gone by now
+            release_free_memory()
+            first = False
         next_at += interval
         delay = next_at - time.monotonic()
         if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
@@ -175,9 +184,12 @@ async def _sample_until(
             await asyncio.wait_for(stop.wait(), delay)
 
 
-def _collect_and_spool(sampler: Sampler, spool: Spool) -> SpoolEntry | None:
+def _collect_and_spool(sampler: Sampler, encoder: BatchEncoder, spool: Spool) -> SpoolEntry | None:
     """One cycle on a worker thread: sample, encode, append durably (one thread hand-off)."""
-    batch = cycle_to_batch(sampler.collect())
-    sequence, entry = spool.append_entry(batch)
-    log.debug("batch %d spooled (%d samples)", sequence, len(batch.samples))
+    cycle = sampler.collect()
+    try:
+        sequence, entry = spool.append_encoded(cycle.collected_unix_ms, encoder.encode(cycle))
+    except UnicodeEncodeError:  # text protobuf refuses: let it say so, as it always did
+        sequence, entry = spool.append_entry(cycle_to_batch(cycle))
+    log.debug("batch %d spooled (%d samples)", sequence, len(cycle.samples))
     return entry

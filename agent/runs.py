@@ -37,6 +37,7 @@ from agent.config import PlaybooksConfig
 from agent.consent.verify import ConsentVerifier
 from agent.errors import ApprovalRefused, ConfigError
 from agent.journal import RUNS_JOURNAL_FILE, Journal
+from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
 from agent.playbook.executor import RunResult as ExecutionResult
@@ -158,6 +159,7 @@ class RunHandler:
             )
         finally:
             self._runs.pop(request.run_id, None)
+            release_free_memory()  # what the run's output and builtins used
 
     async def _verify(
         self, request: agent_pb2.RunRequest

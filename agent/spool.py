@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from agent.batch_encoding import agent_message_with_sequence
 from agent.errors import SpoolError
 from proto import agent_pb2
 
@@ -221,20 +222,36 @@ class Spool:
         the spool's bound). Deletes the entries noted by ``ack_later`` in the same
         transaction.
         """
+
+        def payload(sequence: int) -> bytes:
+            batch.sequence = sequence
+            return agent_pb2.AgentMessage(batch=batch).SerializeToString()
+
+        return self._append(batch.collected_unix_ms, payload)
+
+    def append_encoded(self, collected_ms: int, body: bytes) -> tuple[int, SpoolEntry | None]:
+        """``append_entry`` for a batch already encoded (``agent.batch_encoding``).
+
+        ``body`` is a ``MetricBatch``'s wire bytes without its sequence.
+        """
+        return self._append(collected_ms, lambda sequence: agent_message_with_sequence(body, sequence))
+
+    def _append(
+        self, collected_ms: int, payload_for: Callable[[int], bytes]
+    ) -> tuple[int, SpoolEntry | None]:
         with self._lock:
             self._require_open()
             sequence = self._state.next_sequence
-            batch.sequence = sequence
-            payload = agent_pb2.AgentMessage(batch=batch).SerializeToString()
+            payload = payload_for(sequence)
             acked = self._take_acked()
             try:
                 with self._transaction() as state:
                     self._delete_acked(state, acked)
-                    stored = self._store_batch(state, sequence, batch.collected_unix_ms, payload)
+                    stored = self._store_batch(state, sequence, collected_ms, payload)
             except (sqlite3.DatabaseError, OSError) as exc:
                 self._acked.extendleft(reversed(acked))
                 self._state = dataclasses.replace(self._state, next_sequence=sequence + 1)
-                self._note_write_failure(sequence, batch.collected_unix_ms, exc)
+                self._note_write_failure(sequence, collected_ms, exc)
                 return sequence, None
             self._note_write_success()
             return sequence, SpoolEntry(sequence, payload) if stored else None
