@@ -165,9 +165,7 @@ async def _sample_until(
     first = True
     encoder = BatchEncoder()
     while not stop.is_set():
-        entry = await loop.run_in_executor(
-            None, _collect_and_spool, sampler, encoder, spool.spool
-        )
+        entry = await loop.run_in_executor(None, _collect_and_spool, sampler, encoder, spool.spool)
         if entry is not None:
             link.offer(entry)
         else:

@@ -29,7 +29,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +160,7 @@ class RunHandler:
             self._runs.pop(request.run_id, None)
             release_free_memory()  # what the run's output and builtins used
 
-    async def _verify(
-        self, request: agent_pb2.RunRequest
-    ) -> tuple[Playbook, dict[str, str | int]]:
+    async def _verify(self, request: agent_pb2.RunRequest) -> tuple[Playbook, dict[str, str | int]]:
         """Signature, expiry, downgrade, digest, parameters — in that order.
 
         Checked in a child process (``agent.playbook.verify_child``), so the

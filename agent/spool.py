@@ -12,8 +12,10 @@ Lazy acks: ``ack_later`` only notes an acknowledged sequence in memory (no I/O, 
 lock: safe from the event loop); the next append, ``advance_sequence`` or ``close``
 deletes the noted entries in its own transaction, so a cycle costs one fsynced commit,
 not two. An acknowledged entry that a crash kept is sent again after the restart and
-the collector de-duplicates it by sequence. ``ack`` deletes at once (its own commit). The file is created 0600. While a Spool is open it holds an
-exclusive ``flock`` on ``spool.db.lock``, so a second agent on the same state
+the collector de-duplicates it by sequence. ``ack`` deletes at once (its own commit).
+
+The file is created 0600. While a Spool is open it holds an exclusive ``flock`` on
+``spool.db.lock``, so a second agent on the same state
 directory fails with SpoolError instead of reusing sequence numbers; ``read_stats``
 reads the file without that lock (for ``aftercare-agent status`` while the agent runs).
 
@@ -234,7 +236,9 @@ class Spool:
 
         ``body`` is a ``MetricBatch``'s wire bytes without its sequence.
         """
-        return self._append(collected_ms, lambda sequence: agent_message_with_sequence(body, sequence))
+        return self._append(
+            collected_ms, lambda sequence: agent_message_with_sequence(body, sequence)
+        )
 
     def _append(
         self, collected_ms: int, payload_for: Callable[[int], bytes]

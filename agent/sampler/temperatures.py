@@ -3,8 +3,9 @@
 Hosts without sensors (most VMs) yield no samples, which is not a failure. Whether
 there is sensor hardware at all (any hwmon device or thermal zone) is looked up at
 most once per ``refresh_seconds``; psutil, which globs several sysfs patterns per
-call, is only asked - and only imported (about 1 MiB resident) - where there is. The ``label`` is the sensor's own label, or
-``temp<N>`` (1-based position) when it has none; a repeated (sensor, label) pair gets
+call, is only asked - and only imported (about 1 MiB resident) - where there is.
+The ``label`` is the sensor's own label, or ``temp<N>`` (1-based position) when it has
+none; a repeated (sensor, label) pair gets
 `` #2``, `` #3``... so series stay unique.
 """
 

@@ -193,7 +193,9 @@ def run_playbooks(collector: Collector, token: str, count: int) -> list[str]:
     """Run ``count`` signed read-only playbooks one after the other; their final states."""
     states = []
     for i in range(count):
-        started = collector.client_json(token, "run", PLAYBOOKS[i % len(PLAYBOOKS)], "--host", HOSTNAME)
+        started = collector.client_json(
+            token, "run", PLAYBOOKS[i % len(PLAYBOOKS)], "--host", HOSTNAME
+        )
         run_id: str = started["run_id"]
 
         def finished(run_id: str = run_id) -> str | None:
@@ -308,7 +310,8 @@ def report(runs: list[dict[str, Any]], result: dict[str, Any]) -> None:
         print(
             f"       agent memory steady: VmRSS {s['VmRSS']:.1f} MiB (RssAnon {s['RssAnon']:.1f},"
             f" RssFile {s['RssFile']:.1f}), VmHWM {s['VmHWM']:.1f}; after "
-            f"{len(r['playbook_runs'])} playbook runs ({', '.join(sorted(set(r['playbook_runs'])))})"
+            f"{len(r['playbook_runs'])} playbook runs "
+            f"({', '.join(sorted(set(r['playbook_runs'])))})"
             f": VmRSS {a['VmRSS']:.1f} MiB, VmHWM {a['VmHWM']:.1f}"
         )
     rs, ag, ex = result["ratio_spread"], result["agent_spread"], result["exporter_spread"]
