@@ -10,7 +10,6 @@ remote-session endpoint, the customer root's revocations to the consent verifier
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import platform
 import time
@@ -164,22 +163,27 @@ async def _sample_until(
     next_at = time.monotonic()
     first = True
     encoder = BatchEncoder()
-    while not stop.is_set():
-        entry = await loop.run_in_executor(None, _collect_and_spool, sampler, encoder, spool.spool)
-        if entry is not None:
-            link.offer(entry)
-        else:
-            link.notify()  # not stored, but a gap entry may have been
-        if first:  # start-up garbage (imports, config, connecting) is gone by now
-            release_free_memory()
-            first = False
-        next_at += interval
-        delay = next_at - time.monotonic()
-        if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
-            next_at = time.monotonic()
-            delay = 0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+    stopped = asyncio.ensure_future(stop.wait())  # one waiter for the whole run, not per cycle
+    try:
+        while not stop.is_set():
+            entry = await loop.run_in_executor(
+                None, _collect_and_spool, sampler, encoder, spool.spool
+            )
+            if entry is not None:
+                link.offer(entry)
+            else:
+                link.notify()  # not stored, but a gap entry may have been
+            if first:  # start-up garbage (imports, config, connecting) is gone by now
+                release_free_memory()
+                first = False
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.wait((stopped,), timeout=delay)
+    finally:
+        stopped.cancel()
 
 
 def _collect_and_spool(sampler: Sampler, encoder: BatchEncoder, spool: Spool) -> SpoolEntry | None:

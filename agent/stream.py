@@ -72,7 +72,11 @@ class StreamStatus:
 
 
 class SpoolWorker:
-    """Runs every spool call on one dedicated thread (SQLite connections are per thread)."""
+    """Runs the link's spool calls off the event loop, on one dedicated thread.
+
+    The Spool itself is thread-safe (one lock, one connection): the sampling thread
+    appends to it directly (``agent.runner``), and acks are noted with ``ack_later``.
+    """
 
     def __init__(self, path: Path, max_bytes: int, max_age_seconds: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
