@@ -116,6 +116,8 @@ class CollectorLink:
         self._sleep = sleep
         self._new_data = asyncio.Event()
         self._offered: collections.deque[SpoolEntry] = collections.deque(maxlen=OFFERED_KEPT)
+        self._must_read = True  # the spool may hold what memory does not: read it next
+        self._notified = 0
         self.status = StreamStatus()
         self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
         self._call: ControlCall | None = None
@@ -157,6 +159,8 @@ class CollectorLink:
 
     def notify(self) -> None:
         """Something was appended to the spool: send it if connected."""
+        self._must_read = True
+        self._notified += 1  # a read already under way may have missed it
         self._new_data.set()
 
     def offer(self, entry: SpoolEntry) -> None:
@@ -276,17 +280,26 @@ class CollectorLink:
     async def _send_pending(
         self, call: ControlCall, in_flight: set[int], window_open: asyncio.Event
     ) -> None:
-        """Write spooled messages in order, at most ``max_in_flight`` unacknowledged."""
+        """Write spooled messages in order, at most ``max_in_flight`` unacknowledged.
+
+        The spool is read at the start, after ``notify``, after a full read (there may
+        be more) and when the offered entries do not continue what was sent; otherwise
+        the newest batches come from memory (``offer``) and nothing is read.
+        """
         last_sent = 0
         limit = self._config.max_in_flight
+        self._must_read = True
         while True:
             self._new_data.clear()
             room = limit - len(in_flight)
             entries = []
             if room > 0:
-                entries = self._take_offered(last_sent, room) or await self._spool.call(
-                    self._spool.spool.pending, last_sent, room
-                )
+                if not self._must_read:
+                    entries = self._take_offered(last_sent, room)
+                if not entries and (self._must_read or self._offered):
+                    notified = self._notified
+                    entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
+                    self._must_read = len(entries) == room or self._notified != notified
             for entry in entries:
                 in_flight.add(entry.sequence)
                 await call.write(entry.payload)
