@@ -159,16 +159,13 @@ def _revoke(consent: ConsentVerifier, message: agent_pb2.ApproverRevocations) ->
 async def _sample_until(
     stop: asyncio.Event, sampler: Sampler, spool: SpoolWorker, link: CollectorLink, interval: float
 ) -> None:
-    loop = asyncio.get_running_loop()
     next_at = time.monotonic()
     first = True
     encoder = BatchEncoder()
     stopped = asyncio.ensure_future(stop.wait())  # one waiter for the whole run, not per cycle
     try:
         while not stop.is_set():
-            entry = await loop.run_in_executor(
-                None, _collect_and_spool, sampler, encoder, spool.spool
-            )
+            entry = await spool.call(_collect_and_spool, sampler, encoder, spool.spool)
             if entry is not None:
                 link.offer(entry)
             else:
@@ -187,7 +184,11 @@ async def _sample_until(
 
 
 def _collect_and_spool(sampler: Sampler, encoder: BatchEncoder, spool: Spool) -> SpoolEntry | None:
-    """One cycle on a worker thread: sample, encode, append durably (one thread hand-off)."""
+    """One cycle on the spool's thread: sample, encode, append durably (one hand-off).
+
+    The spool's thread, not one of its own: a thread fewer in the agent (its stack and
+    malloc arena), and the link reads the spool rarely enough to wait for a cycle.
+    """
     cycle = sampler.collect()
     try:
         sequence, entry = spool.append_encoded(cycle.collected_unix_ms, encoder.encode(cycle))

@@ -72,10 +72,10 @@ class StreamStatus:
 
 
 class SpoolWorker:
-    """Runs the link's spool calls off the event loop, on one dedicated thread.
+    """Runs spool calls off the event loop, on one dedicated thread.
 
-    The Spool itself is thread-safe (one lock, one connection): the sampling thread
-    appends to it directly (``agent.runner``), and acks are noted with ``ack_later``.
+    The agent's cycles run here too (``agent.runner``: sample, encode, append), and the
+    link's reads, which are rare: acks are noted with ``Spool.ack_later``, no call.
     """
 
     def __init__(self, path: Path, max_bytes: int, max_age_seconds: float) -> None:
