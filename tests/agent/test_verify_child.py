@@ -49,11 +49,11 @@ def test_a_signed_playbook_verifies_in_the_child() -> None:
 
 def test_a_changed_byte_is_refused_with_the_childs_reason() -> None:
     tampered = (catalogue_dir() / "time-sync.yaml").read_bytes() + b"\n# extra\n"
-    with pytest.raises(PlaybookError, match="sha256|digest|SHA-256"):
+    with pytest.raises(PlaybookError, match=r"sha256|digest|SHA-256"):
         _verify(playbook_yaml=tampered)
 
 
 def test_a_child_that_cannot_answer_means_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/bin/false")
-    with pytest.raises(PlaybookError, match="child process.*nothing ran"):
+    with pytest.raises(PlaybookError, match=r"child process.*nothing ran"):
         _verify()
