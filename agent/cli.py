@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import logging
 import os
@@ -255,7 +254,7 @@ def _approve(args: argparse.Namespace) -> int:
         print("not approved", file=sys.stderr)
         return 1
     until = time.time() + parse_duration(args.valid_for)
-    by = f"os-user:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+    by = f"os-user:{os.environ.get('SUDO_USER') or _os_user()}"
     book = ApprovalBook(args.state_dir / APPROVALS_DIR)
     book.approve(run.run_id, until, by=by, binding=run.binding)
     if args.json:
@@ -287,7 +286,7 @@ def _approve_session(args: argparse.Namespace) -> int:
 
     now = time.time()
     until = parse_until(args.until, now) if args.until else None
-    by = os.environ.get("SUDO_USER") or getpass.getuser()
+    by = os.environ.get("SUDO_USER") or _os_user()
     approval = SessionRequests(args.state_dir).approve(args.session_id, until, by, now)
     if args.json:
         _print_json(
@@ -422,6 +421,13 @@ def _held_checkpoint(state_dir: Path) -> SignedCheckpoint | None:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _os_user() -> str:
+    """The login name (``getpass`` is imported here: the running agent never needs it)."""
+    import getpass
+
+    return getpass.getuser()
 
 
 if __name__ == "__main__":

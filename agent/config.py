@@ -9,7 +9,6 @@ variables are read where connections are made: ``agent.rpc.proxy.proxy_for``).
 
 from __future__ import annotations
 
-import difflib
 import re
 import socket
 import tomllib
@@ -427,6 +426,8 @@ def _section(table: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _unknown_key_problem(key: str, known: list[str]) -> str:
+    import difflib  # only for a mistyped key: not kept by the running agent (memory)
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"unknown key; {hint}valid keys here: {', '.join(known)}"

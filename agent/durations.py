@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
 
 __all__ = ["parse_duration", "parse_size"]
 
@@ -91,4 +90,6 @@ def parse_size(value: str | int) -> int:
     unit = match.group(2).lower() if match else ""
     if match is None or (unit and unit not in _SIZE_UNITS):
         raise ValueError(f"invalid size {value!r}: {_SIZE_HELP}")
+    from decimal import Decimal  # only while parsing the config: not kept by the agent's imports
+
     return int(Decimal(match.group(1)) * _SIZE_UNITS[unit or "b"])

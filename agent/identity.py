@@ -30,10 +30,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -190,6 +188,9 @@ def save_identity(state_dir: Path, identity: Identity) -> None:
 
     Files are written to a temporary directory next to ``state_dir`` and then moved in.
     """
+    import shutil  # here, not at the top: the running agent rarely needs them (memory)
+    import tempfile
+
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=".enroll-", dir=state_dir))
     try:
@@ -218,6 +219,8 @@ def replace_certificate(
     move its files into place (``_complete_renewal``). A crash before the commit
     leaves the old identity; after it, ``load_identity`` completes the renewal.
     """
+    import shutil  # here, not at the top: the running agent rarely needs it (memory)
+
     renewed = replace(
         load_identity(state_dir),  # also finishes any earlier interrupted renewal
         key_pem=key_pem,
@@ -247,6 +250,8 @@ def recover_renewal(state_dir: Path) -> str:
     Returns "completed", "discarded" or "" (nothing to do). Idempotent, and safe to
     interrupt: it can be called again from the start.
     """
+    import shutil  # here, not at the top: the running agent rarely needs it (memory)
+
     if (state_dir / RENEWAL_DIR).is_dir():
         _complete_renewal(state_dir)
         return "completed"

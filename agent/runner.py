@@ -10,7 +10,6 @@ remote-session endpoint, the customer root's revocations to the consent verifier
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import platform
 import time
@@ -19,18 +18,21 @@ from pathlib import Path
 
 from agent import __version__
 from agent.audit_witness import AuditWitness
+from agent.batch_encoding import BatchEncoder
 from agent.config import AgentConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.root import pinned_root
 from agent.consent.verify import ConsentVerifier
 from agent.errors import AgentError
 from agent.identity import Identity, load_identity
+from agent.memory import release_free_memory
 from agent.playbook.policy import Policy, load_policy
 from agent.runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
 from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
 from agent.session.tunnel_io import GrpcTunnelIO
+from agent.spool import Spool, SpoolEntry
 from agent.stream import CollectorLink, SpoolWorker
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
@@ -157,17 +159,40 @@ def _revoke(consent: ConsentVerifier, message: agent_pb2.ApproverRevocations) ->
 async def _sample_until(
     stop: asyncio.Event, sampler: Sampler, spool: SpoolWorker, link: CollectorLink, interval: float
 ) -> None:
-    loop = asyncio.get_running_loop()
     next_at = time.monotonic()
-    while not stop.is_set():
-        batch = await loop.run_in_executor(None, lambda: cycle_to_batch(sampler.collect()))
-        sequence = await spool.call(spool.spool.append_batch, batch)
-        log.debug("batch %d spooled (%d samples)", sequence, len(batch.samples))
-        link.notify()
-        next_at += interval
-        delay = next_at - time.monotonic()
-        if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
-            next_at = time.monotonic()
-            delay = 0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+    first = True
+    encoder = BatchEncoder()
+    stopped = asyncio.ensure_future(stop.wait())  # one waiter for the whole run, not per cycle
+    try:
+        while not stop.is_set():
+            entry = await spool.call(_collect_and_spool, sampler, encoder, spool.spool)
+            if entry is not None:
+                link.offer(entry)
+            else:
+                link.notify()  # not stored, but a gap entry may have been
+            if first:  # start-up garbage (imports, config, connecting) is gone by now
+                release_free_memory()
+                first = False
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspended host, slow checks): skip, don't burst
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.wait((stopped,), timeout=delay)
+    finally:
+        stopped.cancel()
+
+
+def _collect_and_spool(sampler: Sampler, encoder: BatchEncoder, spool: Spool) -> SpoolEntry | None:
+    """One cycle on the spool's thread: sample, encode, append durably (one hand-off).
+
+    The spool's thread, not one of its own: a thread fewer in the agent (its stack and
+    malloc arena), and the link reads the spool rarely enough to wait for a cycle.
+    """
+    cycle = sampler.collect()
+    try:
+        sequence, entry = spool.append_encoded(cycle.collected_unix_ms, encoder.encode(cycle))
+    except UnicodeEncodeError:  # text protobuf refuses: let it say so, as it always did
+        sequence, entry = spool.append_entry(cycle_to_batch(cycle))
+    log.debug("batch %d spooled (%d samples)", sequence, len(cycle.samples))
+    return entry

@@ -29,7 +29,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,13 @@ from agent.config import PlaybooksConfig
 from agent.consent.verify import ConsentVerifier
 from agent.errors import ApprovalRefused, ConfigError
 from agent.journal import RUNS_JOURNAL_FILE, Journal
+from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
 from agent.playbook.executor import RunResult as ExecutionResult
 from agent.playbook.policy import Decision, Policy, load_policy
 from agent.playbook.redact import Redactor, secret_values
+from agent.playbook.verify_child import verify_in_child
 from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
 from agent.trusted_file import ownership_problem
 from common.approval_format import RunSubject, bound_params
@@ -134,7 +135,7 @@ class RunHandler:
             )
             return
         try:
-            playbook, values = self._verify(request)
+            playbook, values = await self._verify(request)
         except PlaybookError as exc:
             await self._refuse(request, str(exc))
             return
@@ -157,25 +158,27 @@ class RunHandler:
             )
         finally:
             self._runs.pop(request.run_id, None)
+            release_free_memory()  # what the run's output and builtins used
 
-    def _verify(self, request: agent_pb2.RunRequest) -> tuple[Playbook, dict[str, str | int]]:
-        """Signature, expiry, downgrade, digest, parameters — in that order."""
-        from playbooks.params import validate_params  # YAML parsing: loaded on first run only
-        from playbooks.signing import verify_manifest, verify_playbook
+    async def _verify(self, request: agent_pb2.RunRequest) -> tuple[Playbook, dict[str, str | int]]:
+        """Signature, expiry, downgrade, digest, parameters — in that order.
 
+        Checked in a child process (``agent.playbook.verify_child``), so the
+        cryptography and YAML libraries never stay resident in the agent.
+        """
         seen = self._load_seen()
-        manifest = verify_manifest(
-            request.manifest,
-            request.manifest_signature,
-            self._trusted_keys,
-            now=datetime.now(UTC),
-            min_catalogue_version=seen.get("catalogue_version"),
-            pinned_versions=seen.get("versions", {}),
+        verified = await verify_in_child(
+            manifest=request.manifest,
+            signature=request.manifest_signature,
+            name=request.playbook,
+            playbook_yaml=request.playbook_yaml,
+            params=request.params,
+            trusted_keys=self._trusted_keys,
+            seen=seen,
         )
-        playbook = verify_playbook(manifest, request.playbook, request.playbook_yaml)
-        values = validate_params(playbook, dict(request.params))
-        self._save_seen(manifest.catalogue_version, request.playbook, playbook.version, seen)
-        return playbook, values
+        playbook = verified.playbook
+        self._save_seen(verified.catalogue_version, request.playbook, playbook.version, seen)
+        return playbook, verified.values
 
     async def _allowed(self, pending: _Pending, playbook: Playbook) -> bool:
         request = pending.request

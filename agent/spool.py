@@ -5,9 +5,17 @@ next per-agent sequence number, as a serialized ``AgentMessage``; the stream sen
 ``pending()`` entries and calls ``ack()`` once the collector says an entry is durable.
 
 Durability: one SQLite file (``STATE/spool.db``), WAL, ``synchronous=FULL``, one small
-transaction per append or ack, so an entry that ``append_batch`` returned survives a
-crash or power loss. The file is created 0600. While a Spool is open it holds an
-exclusive ``flock`` on ``spool.db.lock``, so a second agent on the same state
+transaction per append, so an entry that ``append_batch`` returned survives a crash or
+power loss - and only then may it be sent.
+
+Lazy acks: ``ack_later`` only notes an acknowledged sequence in memory (no I/O, no
+lock: safe from the event loop); the next append, ``advance_sequence`` or ``close``
+deletes the noted entries in its own transaction, so a cycle costs one fsynced commit,
+not two. An acknowledged entry that a crash kept is sent again after the restart and
+the collector de-duplicates it by sequence. ``ack`` deletes at once (its own commit).
+
+The file is created 0600. While a Spool is open it holds an exclusive ``flock`` on
+``spool.db.lock``, so a second agent on the same state
 directory fails with SpoolError instead of reusing sequence numbers; ``read_stats``
 reads the file without that lock (for ``aftercare-agent status`` while the agent runs).
 
@@ -55,6 +63,7 @@ worker threads (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fcntl
 import logging
@@ -68,6 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from agent.batch_encoding import agent_message_with_sequence
 from agent.errors import SpoolError
 from proto import agent_pb2
 
@@ -186,6 +196,7 @@ class Spool:
         self._clock = clock
         self._max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
+        self._acked: collections.deque[int] = collections.deque()  # see ack_later
         self._loss: _Loss | None = None
         self._conn: sqlite3.Connection | None = None
         self._state = _State()
@@ -204,20 +215,50 @@ class Spool:
 
         Returns the sequence. Never raises for write failures (see module docstring).
         """
+        return self.append_entry(batch)[0]
+
+    def append_entry(self, batch: agent_pb2.MetricBatch) -> tuple[int, SpoolEntry | None]:
+        """``append_batch``, also returning the stored entry: durable once this returns.
+
+        The entry is None when the batch was not stored (write failure, or larger than
+        the spool's bound). Deletes the entries noted by ``ack_later`` in the same
+        transaction.
+        """
+
+        def payload(sequence: int) -> bytes:
+            batch.sequence = sequence
+            return agent_pb2.AgentMessage(batch=batch).SerializeToString()
+
+        return self._append(batch.collected_unix_ms, payload)
+
+    def append_encoded(self, collected_ms: int, body: bytes) -> tuple[int, SpoolEntry | None]:
+        """``append_entry`` for a batch already encoded (``agent.batch_encoding``).
+
+        ``body`` is a ``MetricBatch``'s wire bytes without its sequence.
+        """
+        return self._append(
+            collected_ms, lambda sequence: agent_message_with_sequence(body, sequence)
+        )
+
+    def _append(
+        self, collected_ms: int, payload_for: Callable[[int], bytes]
+    ) -> tuple[int, SpoolEntry | None]:
         with self._lock:
             self._require_open()
             sequence = self._state.next_sequence
-            batch.sequence = sequence
-            payload = agent_pb2.AgentMessage(batch=batch).SerializeToString()
+            payload = payload_for(sequence)
+            acked = self._take_acked()
             try:
                 with self._transaction() as state:
-                    self._store_batch(state, sequence, batch.collected_unix_ms, payload)
+                    self._delete_acked(state, acked)
+                    stored = self._store_batch(state, sequence, collected_ms, payload)
             except (sqlite3.DatabaseError, OSError) as exc:
+                self._acked.extendleft(reversed(acked))
                 self._state = dataclasses.replace(self._state, next_sequence=sequence + 1)
-                self._note_write_failure(sequence, batch.collected_unix_ms, exc)
-            else:
-                self._note_write_success()
-            return sequence
+                self._note_write_failure(sequence, collected_ms, exc)
+                return sequence, None
+            self._note_write_success()
+            return sequence, SpoolEntry(sequence, payload) if stored else None
 
     def pending(self, after_sequence: int = 0, limit: int = 100) -> list[SpoolEntry]:
         """Up to ``limit`` entries with sequence > ``after_sequence``, oldest first."""
@@ -243,11 +284,16 @@ class Spool:
             self._require_open()
             try:
                 with self._transaction() as state:
-                    self._delete(state, sequence)
-                    if sequence == state.open_gap:
-                        state.open_gap = 0
+                    self._delete_acked(state, [sequence])
             except (sqlite3.DatabaseError, OSError) as exc:
                 log.warning("spool %s: cannot remove acked entry %d: %s", self._path, sequence, exc)
+
+    def ack_later(self, sequence: int) -> None:
+        """Note that the collector stored ``sequence``; deleted with the next write.
+
+        No I/O and no lock, so the event loop may call it directly.
+        """
+        self._acked.append(sequence)
 
     def advance_sequence(self, last_stored: int) -> None:
         """Make the next sequence greater than ``last_stored`` (the collector's Welcome).
@@ -257,13 +303,16 @@ class Spool:
         """
         with self._lock:
             self._require_open()
+            acked = self._take_acked()
             try:
                 with self._transaction() as state:
+                    self._delete_acked(state, acked)
                     if not state.confirmed:
                         self._renumber_above(state, last_stored)
                     state.confirmed = 1
                     state.next_sequence = max(state.next_sequence, last_stored + 1)
             except (sqlite3.DatabaseError, OSError) as exc:
+                self._acked.extendleft(reversed(acked))
                 raise SpoolError(
                     f"spool {self._path}: cannot advance the sequence: {exc}", path=self._path
                 ) from exc
@@ -291,6 +340,7 @@ class Spool:
         with self._lock:
             if self._conn is None:
                 return
+            self._flush_acked()
             if self._loss is not None:
                 log.error(
                     "spool %s: closing with %d lost batches not recorded as a gap",
@@ -387,16 +437,19 @@ class Spool:
 
     # --- writing -----------------------------------------------------------------
 
-    def _store_batch(self, state: _State, sequence: int, collected_ms: int, payload: bytes) -> None:
+    def _store_batch(self, state: _State, sequence: int, collected_ms: int, payload: bytes) -> bool:
+        """Insert the batch (or record it lost when too large); True if it was inserted."""
         state.next_sequence = sequence + 1
-        if len(payload) > self._max_bytes:
-            self._record_drop(state, _Row(sequence, collected_ms, len(payload)), REASON_SIZE)
-        else:
+        stored = len(payload) <= self._max_bytes
+        if stored:
             self._insert(state, sequence, "batch", collected_ms, payload)
+        else:
+            self._record_drop(state, _Row(sequence, collected_ms, len(payload)), REASON_SIZE)
         if self._loss is not None:
             self._insert_gap(state, self._loss_gap(self._loss))
             state.dropped_batches_total += self._loss.count
         self._enforce_bounds(state)
+        return stored
 
     def _enforce_bounds(self, state: _State) -> None:
         """Drop the oldest batches while the spool is too old or too big."""
@@ -484,6 +537,30 @@ class Spool:
             " ORDER BY sequence LIMIT 1"
         ).fetchone()
         return _Row(*row) if row else None
+
+    def _take_acked(self) -> list[int]:
+        """The sequences noted by ``ack_later`` so far, removed from the note."""
+        taken: list[int] = []
+        while self._acked:
+            taken.append(self._acked.popleft())
+        return taken
+
+    def _delete_acked(self, state: _State, acked: list[int]) -> None:
+        for sequence in acked:
+            self._delete(state, sequence)
+            if sequence == state.open_gap:
+                state.open_gap = 0
+
+    def _flush_acked(self) -> None:
+        """Delete the noted acks now (at close); a failure only means a re-send later."""
+        acked = self._take_acked()
+        if not acked:
+            return
+        try:
+            with self._transaction() as state:
+                self._delete_acked(state, acked)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            log.warning("spool %s: cannot remove %d acked entries: %s", self._path, len(acked), exc)
 
     def _seal_open_gap(self) -> None:
         """The open gap was handed out: it may reach the collector, so never change it."""

@@ -2,7 +2,10 @@
 
 Contract: every spooled message is sent until the collector acknowledges it, and
 only an acknowledgement removes it from the spool (at-least-once; the collector
-de-duplicates). Reconnects back off exponentially with jitter; the client
+de-duplicates). Acks are noted without I/O and deleted with the next spool write
+(``Spool.ack_later``). A batch just appended - durable already - is handed over with
+``offer`` and sent from memory when it is the next in order; anything else is read
+back from the spool. Reconnects back off exponentially with jitter; the client
 certificate is renewed over the authenticated stream once ``renew_at_fraction`` of
 its lifetime has passed.
 """
@@ -34,7 +37,7 @@ from agent.rpc import (
     client_context,
     proxy_for,
 )
-from agent.spool import Spool
+from agent.spool import Spool, SpoolEntry
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
 RENEW_METHOD = "/aftercare.v1.AgentStream/RenewCertificate"
 TUNNEL_METHOD = "/aftercare.v1.AgentStream/Tunnel"
 LIVE_BACKLOG = 1000  # run updates/results kept while disconnected
+OFFERED_KEPT = 4  # newest appended entries kept in memory for sending without a read
 WELCOME_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 20.0
 KEEPALIVE = Keepalive(interval=30.0, timeout=10.0)  # within the collector's ping policy (tested)
@@ -68,7 +72,11 @@ class StreamStatus:
 
 
 class SpoolWorker:
-    """Runs every spool call on one dedicated thread (SQLite connections are per thread)."""
+    """Runs spool calls off the event loop, on one dedicated thread.
+
+    The agent's cycles run here too (``agent.runner``: sample, encode, append), and the
+    link's reads, which are rare: acks are noted with ``Spool.ack_later``, no call.
+    """
 
     def __init__(self, path: Path, max_bytes: int, max_age_seconds: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
@@ -107,6 +115,9 @@ class CollectorLink:
         self._hello = hello
         self._sleep = sleep
         self._new_data = asyncio.Event()
+        self._offered: collections.deque[SpoolEntry] = collections.deque(maxlen=OFFERED_KEPT)
+        self._must_read = True  # the spool may hold what memory does not: read it next
+        self._notified = 0
         self.status = StreamStatus()
         self.on_message: Callable[[agent_pb2.CollectorMessage], None] | None = None
         self._call: ControlCall | None = None
@@ -148,7 +159,35 @@ class CollectorLink:
 
     def notify(self) -> None:
         """Something was appended to the spool: send it if connected."""
+        self._must_read = True
+        self._notified += 1  # a read already under way may have missed it
         self._new_data.set()
+
+    def offer(self, entry: SpoolEntry) -> None:
+        """``entry`` was just appended (and is durable): send it, from memory if it can be."""
+        self._offered.append(entry)
+        self._new_data.set()
+
+    def _take_offered(self, last_sent: int, room: int) -> list[SpoolEntry]:
+        """Offered entries continuing ``last_sent`` without a hole, up to ``room``.
+
+        Empty when the next entry to send is not in memory (a backlog, a gap entry) and
+        at the start of a session (``last_sent`` 0: a fresh spool may have been
+        renumbered since): the caller reads the spool instead.
+        """
+        taken: list[SpoolEntry] = []
+        if not last_sent:
+            return taken
+        while self._offered and len(taken) < room:
+            entry = self._offered[0]
+            if entry.sequence <= last_sent:
+                self._offered.popleft()  # sent already (read back from the spool)
+            elif entry.sequence == last_sent + 1:
+                taken.append(self._offered.popleft())
+                last_sent = entry.sequence
+            else:
+                break
+        return taken
 
     async def run_forever(self) -> None:
         """Connect, stream, and reconnect with backoff until cancelled."""
@@ -241,15 +280,26 @@ class CollectorLink:
     async def _send_pending(
         self, call: ControlCall, in_flight: set[int], window_open: asyncio.Event
     ) -> None:
-        """Write spooled messages in order, at most ``max_in_flight`` unacknowledged."""
+        """Write spooled messages in order, at most ``max_in_flight`` unacknowledged.
+
+        The spool is read at the start, after ``notify``, after a full read (there may
+        be more) and when the offered entries do not continue what was sent; otherwise
+        the newest batches come from memory (``offer``) and nothing is read.
+        """
         last_sent = 0
         limit = self._config.max_in_flight
+        self._must_read = True
         while True:
             self._new_data.clear()
             room = limit - len(in_flight)
             entries = []
             if room > 0:
-                entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
+                if not self._must_read:
+                    entries = self._take_offered(last_sent, room)
+                if not entries and (self._must_read or self._offered):
+                    notified = self._notified
+                    entries = await self._spool.call(self._spool.spool.pending, last_sent, room)
+                    self._must_read = len(entries) == room or self._notified != notified
             for entry in entries:
                 in_flight.add(entry.sequence)
                 await call.write(entry.payload)
@@ -272,7 +322,7 @@ class CollectorLink:
                     self.on_message(message)
                 continue
             sequence = message.ack.sequence
-            await self._spool.call(self._spool.spool.ack, sequence)
+            self._spool.spool.ack_later(sequence)
             in_flight.discard(sequence)
             self.status.acked_total += 1
             window_open.set()

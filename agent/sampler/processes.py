@@ -5,8 +5,8 @@ Counting needs a listing of /proc and the state field of every /proc/<pid>/stat:
 would spend on it as much as on all other checks together. So a pass keeps to a
 budget: after a pass that took C seconds of CPU, the next
 ``ceil(C / scan_budget) - 1`` cycles (at most ``max_stale_cycles``) repeat its
-counts. With the default 0.25 ms a host with 70 processes (about 1 ms a pass)
-counts every 4th cycle; one with 1,000 processes every 21st (the cap). Process and
+counts. With the default 0.1 ms a host with 70 processes (about 1 ms a pass)
+counts every 10th cycle; one with 1,000 processes every 21st (the cap). Process and
 zombie counts move slowly, so counts a few cycles old are fine.
 """
 
@@ -58,7 +58,7 @@ class ProcessCheck:
         self,
         *,
         proc: str = PROC,
-        scan_budget: float = 0.00025,
+        scan_budget: float = 0.0001,
         max_stale_cycles: int = 20,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:

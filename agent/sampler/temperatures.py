@@ -3,8 +3,9 @@
 Hosts without sensors (most VMs) yield no samples, which is not a failure. Whether
 there is sensor hardware at all (any hwmon device or thermal zone) is looked up at
 most once per ``refresh_seconds``; psutil, which globs several sysfs patterns per
-call, is only asked where there is. The ``label`` is the sensor's own label, or
-``temp<N>`` (1-based position) when it has none; a repeated (sensor, label) pair gets
+call, is only asked - and only imported (about 1 MiB resident) - where there is.
+The ``label`` is the sensor's own label, or ``temp<N>`` (1-based position) when it has
+none; a repeated (sensor, label) pair gets
 `` #2``, `` #3``... so series stay unique.
 """
 
@@ -14,8 +15,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
-
-import psutil
 
 from agent.sampler.model import Sample
 from agent.sampler.refresh import Refresh
@@ -43,6 +42,8 @@ def _has_entries(directory: str, prefix: str = "") -> bool:
 
 def read_sensors() -> Mapping[str, Sequence[Reading]]:
     """``psutil.sensors_temperatures()``: globs and reads hwmon (or thermal zone) files."""
+    import psutil  # only on hosts with sensors: it stays resident once imported
+
     return psutil.sensors_temperatures()
 
 

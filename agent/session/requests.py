@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -189,6 +188,8 @@ class SessionRequests:
         document = {"session_approval": self.mode, "requests": live}
         data = json.dumps(document, indent=2, sort_keys=True) + "\n"
         directory = self.path.parent
+        import tempfile  # here, not at the top: it pulls in shutil, bz2, lzma (memory)
+
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".session-requests-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:

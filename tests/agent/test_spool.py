@@ -153,6 +153,80 @@ def test_ack_removes_only_that_entry_and_ignores_unknown_sequences(spool: Spool)
     assert spool.stats().entries == 3
 
 
+def test_append_entry_returns_the_stored_payload(spool: Spool) -> None:
+    sequence, entry = spool.append_entry(batch())
+    assert entry is not None and entry.sequence == sequence == 1
+    assert everything(spool) == [entry]
+    assert decode(entry).batch.collected_unix_ms == T0_MS
+
+
+def test_an_oversized_batch_yields_no_entry(path: Path) -> None:
+    spool = Spool(path, max_bytes=10, max_age_seconds=BIG, clock=FakeClock())
+    sequence, entry = spool.append_entry(batch())
+    assert entry is None
+    assert [decode(e).WhichOneof("kind") for e in everything(spool)] == ["gap"]
+    assert sequence == 1
+    spool.close()
+
+
+def test_ack_later_deletes_with_the_next_append_in_the_same_commit(spool: Spool) -> None:
+    for _ in range(3):
+        spool.append_batch(batch())
+    spool.ack_later(1)
+    spool.ack_later(2)
+    spool.ack_later(99)
+    assert [e.sequence for e in everything(spool)] == [1, 2, 3], "nothing written yet"
+    spool.append_batch(batch())
+    assert [e.sequence for e in everything(spool)] == [3, 4]
+    assert spool.stats().entries == 2
+    assert spool.stats().bytes == sum(len(e.payload) for e in everything(spool))
+
+
+def test_ack_later_is_written_by_advance_sequence_and_close(path: Path) -> None:
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    for _ in range(3):
+        spool.append_batch(batch())
+    spool.ack_later(1)
+    spool.advance_sequence(0)
+    assert [e.sequence for e in everything(spool)] == [2, 3]
+    spool.ack_later(2)
+    spool.close()
+    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    assert [e.sequence for e in everything(reopened)] == [3]
+    reopened.close()
+
+
+def test_an_ack_noted_but_not_written_before_a_crash_means_a_resend(path: Path) -> None:
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from agent.spool import Spool\n"
+        "from proto import agent_pb2\n"
+        f"spool = Spool(Path(sys.argv[1]), max_bytes={BIG}, max_age_seconds={BIG},"
+        f" clock=lambda: {T0_MS / 1000})\n"
+        f"for i in range(2): spool.append_batch(agent_pb2.MetricBatch(collected_unix_ms={T0_MS}))\n"
+        "spool.ack_later(1)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    assert sorted(batches(spool)) == [1, 2], "kept: sent again, the collector de-duplicates"
+    spool.close()
+
+
+def test_acked_entries_are_deleted_before_the_bounds_drop_anything(path: Path) -> None:
+    one = len(agent_pb2.AgentMessage(batch=batch()).SerializeToString()) + 2
+    spool = Spool(path, max_bytes=2 * one, max_age_seconds=BIG, clock=FakeClock())
+    spool.append_batch(batch())
+    spool.append_batch(batch())
+    spool.ack_later(1)
+    spool.append_batch(batch())
+    assert [e.sequence for e in everything(spool)] == [2, 3]
+    assert spool.stats().dropped_batches_total == 0, "an acked batch is no loss"
+    spool.close()
+
+
 def test_stats_count_entries_bytes_and_the_oldest_time(spool: Spool) -> None:
     assert spool.stats().oldest_unix_ms is None
     spool.append_batch(batch(T0_MS + 5))
