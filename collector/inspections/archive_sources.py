@@ -42,7 +42,7 @@ def _inspection(inspection: Inspection, agent_id: str) -> list[ArchiveEntry]:
             ArchiveEntry(
                 inspection.published_ms,
                 "inspection",
-                f"inspection report published by {inspection.published_by} "
+                f"inspection report published by {_who(inspection.published_by)} "
                 f"(sha256 {inspection.report_sha256[:12]})",
                 ref,
             )
@@ -54,11 +54,16 @@ def _inspection(inspection: Inspection, agent_id: str) -> list[ArchiveEntry]:
                 int(signoff["at_ms"]),
                 "inspection",
                 f"inspection report {signoff.get('decision', '?')} by "
-                f"{signoff.get('name') or signoff.get('by', '?')}",
+                f"{signoff.get('name') or _who(str(signoff.get('by', '?')))}",
                 ref,
             )
         )
     return entries
+
+
+def _who(actor: str) -> str:
+    """A stored actor (``user:erin``) as people read it (``erin``)."""
+    return actor.removeprefix("user:")
 
 
 async def change_entries(db: StoreThread, agent: AgentRecord) -> list[ArchiveEntry]:

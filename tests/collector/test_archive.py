@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from collector.archive import DEFAULT_SOURCES, Archive, ArchiveEntry
+from collector.inspections.archive_sources import ARCHIVE_SOURCES
+from collector.inspections.model import ChangeRecord
 from collector.sessions.model import NewSessionEvent, RemoteSession
 from collector.store import AgentRecord, GapRecord, SQLiteStore
 from collector.store.base import RunRecord
@@ -104,3 +106,21 @@ def test_revocation_shows_newest(db: StoreThread) -> None:
     revoked = db.store.revoke_agent("a1", T0 + 20 * S)
     kinds = [e.kind for e in timeline(db, revoked)]
     assert kinds[0] == "revoked" and host.revoked_ms is None
+
+
+def test_recorded_configuration_changes_are_in_the_archive(db: StoreThread) -> None:
+    assert isinstance(db.store, SQLiteStore)
+    host = populate(db.store)
+    db.store.add_change_records(
+        [
+            ChangeRecord("a1", T0 + 11 * S, "inspection", "package", "nginx", "1.24", "1.26", 7),
+            ChangeRecord("a1", T0 + 12 * S, "inspection", "unit", "cron", "active", None, 7),
+            ChangeRecord("a2", T0 + 13 * S, "inspection", "package", "curl", "8.0", "8.1", 7),
+        ]
+    )
+    entries = timeline(db, host, sources=ARCHIVE_SOURCES)
+    changes = [(e.summary, e.ref) for e in entries if e.kind == "change"]
+    assert changes == [
+        ("unit cron: active → absent", "inspection 7"),
+        ("package nginx: 1.24 → 1.26", "inspection 7"),
+    ]

@@ -258,3 +258,12 @@ def test_plan_announce_consent_run_report_and_sign(
     audit = json.loads(collector.admin("audit", "list", "--json").stdout)
     actions = {e["action"] for e in audit}
     assert {"inspection.plan_created", "inspection.published", "inspection.signed"} <= actions
+
+    # the host's archive shows the inspection: its run, publication and sign-off
+    archive = collector.client_json(alice, "archive", "web-1", "--json")
+    inspection_entries = [
+        e["summary"] for e in archive["entries"] if e["ref"] == f"inspection {inspection_id}"
+    ]
+    assert any("host collected" in s for s in inspection_entries), archive
+    assert any("published by erin" in s for s in inspection_entries)
+    assert any("signed by 张三" in s for s in inspection_entries)
