@@ -2635,3 +2635,90 @@ class GetCustomerSettingsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCustomerSettingsRequest: _TypeAlias = GetCustomerSettingsRequest  # noqa: Y015
+
+@_typing.final
+class RegradeTicketRequest(_message.Message):
+    """--- desk-grade ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    level: _builtins.str
+    """"1".."4", "consult", "other" """
+    reason: _builtins.str
+    """required"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        level: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "level", b"level", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegradeTicketRequest: _TypeAlias = RegradeTicketRequest  # noqa: Y015
+
+@_typing.final
+class TicketStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    """engineers/admins: required; customers: their own"""
+    period: _builtins.str
+    """2026Q4 | 2026-11 | 2026"""
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        period: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketStatsRequest: _TypeAlias = TicketStatsRequest  # noqa: Y015
+
+@_typing.final
+class TicketStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    FROM_UNIX_MS_FIELD_NUMBER: _builtins.int
+    TO_UNIX_MS_FIELD_NUMBER: _builtins.int
+    STATS_JSON_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    period: _builtins.str
+    from_unix_ms: _builtins.int
+    """inclusive"""
+    to_unix_ms: _builtins.int
+    """exclusive"""
+    stats_json: _builtins.str
+    """the statistics document (docs/statistics.md)"""
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        period: _builtins.str = ...,
+        from_unix_ms: _builtins.int = ...,
+        to_unix_ms: _builtins.int = ...,
+        stats_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "from_unix_ms", b"from_unix_ms", "period", b"period", "stats_json", b"stats_json", "to_unix_ms", b"to_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketStats: _TypeAlias = TicketStats  # noqa: Y015

@@ -219,6 +219,16 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.GetCustomerSettingsRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.CustomerSettings.FromString,
                 _registered_method=True)
+        self.RegradeTicket = channel.unary_unary(
+                '/aftercare.v1.Api/RegradeTicket',
+                request_serializer=proto_dot_api__pb2.RegradeTicketRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
+                _registered_method=True)
+        self.GetTicketStats = channel.unary_unary(
+                '/aftercare.v1.Api/GetTicketStats',
+                request_serializer=proto_dot_api__pb2.TicketStatsRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketStats.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -465,6 +475,21 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegradeTicket(self, request, context):
+        """--- desk-grade ---
+        Regrading (engineers and admins): a new level, a reason; SLA clocks restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicketStats(self, request, context):
+        """Service-desk statistics of one customer and period (customers: their own only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -652,6 +677,16 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.GetCustomerSettings,
                     request_deserializer=proto_dot_api__pb2.GetCustomerSettingsRequest.FromString,
                     response_serializer=proto_dot_api__pb2.CustomerSettings.SerializeToString,
+            ),
+            'RegradeTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegradeTicket,
+                    request_deserializer=proto_dot_api__pb2.RegradeTicketRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
+            ),
+            'GetTicketStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicketStats,
+                    request_deserializer=proto_dot_api__pb2.TicketStatsRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1653,6 +1688,60 @@ class Api:
             '/aftercare.v1.Api/GetCustomerSettings',
             proto_dot_api__pb2.GetCustomerSettingsRequest.SerializeToString,
             proto_dot_api__pb2.CustomerSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegradeTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/RegradeTicket',
+            proto_dot_api__pb2.RegradeTicketRequest.SerializeToString,
+            proto_dot_api__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicketStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/GetTicketStats',
+            proto_dot_api__pb2.TicketStatsRequest.SerializeToString,
+            proto_dot_api__pb2.TicketStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,6 +98,12 @@ class ApiStub:
     SetCustomerSettings: _grpc.UnaryUnaryMultiCallable[_api_pb2.CustomerSettings, _api_pb2.CustomerSettings]
     """A customer's settings (the report language); admins set them."""
     GetCustomerSettings: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetCustomerSettingsRequest, _api_pb2.CustomerSettings]
+    RegradeTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.RegradeTicketRequest, _api_pb2.TicketDetail]
+    """--- desk-grade ---
+    Regrading (engineers and admins): a new level, a reason; SLA clocks restart.
+    """
+    GetTicketStats: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketStatsRequest, _api_pb2.TicketStats]
+    """Service-desk statistics of one customer and period (customers: their own only)."""
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -164,6 +170,12 @@ class ApiAsyncStub(ApiStub):
     SetCustomerSettings: _aio.UnaryUnaryMultiCallable[_api_pb2.CustomerSettings, _api_pb2.CustomerSettings]  # type: ignore[assignment]
     """A customer's settings (the report language); admins set them."""
     GetCustomerSettings: _aio.UnaryUnaryMultiCallable[_api_pb2.GetCustomerSettingsRequest, _api_pb2.CustomerSettings]  # type: ignore[assignment]
+    RegradeTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.RegradeTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
+    """--- desk-grade ---
+    Regrading (engineers and admins): a new level, a reason; SLA clocks restart.
+    """
+    GetTicketStats: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketStatsRequest, _api_pb2.TicketStats]  # type: ignore[assignment]
+    """Service-desk statistics of one customer and period (customers: their own only)."""
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -449,5 +461,23 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.GetCustomerSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.CustomerSettings, _abc.Awaitable[_api_pb2.CustomerSettings]]: ...
+
+    @_abc_1.abstractmethod
+    def RegradeTicket(
+        self,
+        request: _api_pb2.RegradeTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]:
+        """--- desk-grade ---
+        Regrading (engineers and admins): a new level, a reason; SLA clocks restart.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTicketStats(
+        self,
+        request: _api_pb2.TicketStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketStats, _abc.Awaitable[_api_pb2.TicketStats]]:
+        """Service-desk statistics of one customer and period (customers: their own only)."""
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from collector import __version__
 from collector.client import (
     approvers,
+    desk,
     history,
     inspections,
     keys,
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_host)
 
     tickets.add_commands(commands)
+    desk.add_commands(commands)
     inspections.add_commands(commands)
     runs.add_commands(commands)
     session_actions = sessions.add_commands(commands)

@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from collector.client import arguments
+from collector.client import arguments, desk
 from collector.client.connection import ApiClient
 from collector.client.output import iso, raw_stdout, safe, safe_block, with_times
 from collector.client.paging import fetch_all
@@ -74,6 +74,7 @@ def add_commands(commands: Any) -> None:
         text_flag="--reason",
     )
     _action(sub, "resume", "end waiting on the customer", "resume")
+    desk.add_ticket_actions(sub)
     report = _simple(sub, "report", "fault analysis report", _report)
     report.add_argument("--format", choices=("md", "html", "json"), default="md")
     create = sub.add_parser("create", help="open a ticket by hand", description="Open a ticket.")

@@ -22,6 +22,7 @@ from collector.runs import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
 from collector.server.auth_failures import AuthFailures
+from collector.server.desk_api import DeskApi
 from collector.server.history_messages import archive_entry, history_request, series_info
 from collector.server.inspection_api import InspectionApi
 from collector.server.paging import page
@@ -46,7 +47,7 @@ from proto import agent_pb2, api_pb2, api_pb2_grpc
 RECORDING_CHUNK = 256 * 1024
 
 
-class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
+class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     """Read-only fleet queries for engineers, admins and customers."""
 
     def __init__(

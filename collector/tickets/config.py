@@ -22,6 +22,7 @@ import yaml
 
 from agent.durations import parse_duration
 from collector.alertmanager import DEFAULT_LEVELS
+from collector.calendar import WorkingCalendar
 from collector.notify import SmtpSettings, url_problem
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.escalation import (
@@ -137,6 +138,7 @@ class TicketsConfig:
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)  # zone of periods
 
 
 # -- loading -----------------------------------------------------------------------------

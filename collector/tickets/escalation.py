@@ -209,13 +209,16 @@ def notification_key(
     ticket: Ticket, clock: Clock, trigger: Trigger, step: int, recipient: Recipient
 ) -> str:
     """Stable identity of a notification: ticket, clock, trigger, step, recipient and
-    re-open count (plus the measurement's start for the remote-response clock)."""
+    re-open count (plus the measurement's start for the remote-response clock, and the
+    regrade that restarted the clock, if one did)."""
     key = (
         f"ticket:{ticket.id}/{clock.name}/{trigger}/step:{step}"
         f"/{recipient.channel}:{recipient.label}/reopen:{ticket.reopen_count}"
     )
     if clock.name == "remote_response":
         key += f"/since:{clock.started_ms}"
+    if clock.regraded_ms is not None:  # a regrade restarted the clock: a fresh ladder
+        key += f"/regraded:{clock.regraded_ms}"
     return key
 
 

@@ -43,7 +43,9 @@ from typing import Any, Literal
 from collector.errors import InvalidRequest, format_ms
 from collector.tickets.errors import InvalidTransition
 from collector.tickets.model import (
+    LEVELS,
     EventKind,
+    Level,
     NewEvent,
     NewTicket,
     Ticket,
@@ -69,6 +71,7 @@ __all__ = [
     "create_event",
     "recover",
     "refire",
+    "regrade",
     "reject",
     "reopen",
     "resolve",
@@ -314,6 +317,38 @@ def resume(ticket: Ticket, actor: str, at_ms: int, note: str = "") -> Transition
     details = {"note": note.strip()} if note.strip() else {}
     new = replace(ticket, waiting_on_customer=False)
     return Transition(new, [_event("resumed", actor, at_ms, **details)])
+
+
+def regrade(ticket: Ticket, level: str, reason: str, actor: str, at_ms: int) -> Transition:
+    """An engineer changes the fault level (grading is the vendor's step): the ticket
+    takes ``level`` and a ``regraded {level, previous, reason}`` event is recorded.
+
+    Only unresolved tickets (open, acknowledged, recovered, reopened): a resolved or
+    closed ticket is re-opened first. The reason is required; the same level is
+    refused. The SLA clocks restart from this moment (see ``sla.py``).
+    """
+    if ticket.state not in UNRESOLVED_STATES:
+        possible = [a for a in allowed_actions(ticket) if a in PEOPLE_ACTIONS]
+        raise InvalidTransition(
+            ticket.id,
+            _describe(ticket),
+            "regrade",
+            possible,
+            "only an unresolved ticket can be regraded; re-open it first",
+        )
+    new_level = _known_level(level)
+    if new_level == ticket.level:
+        raise InvalidRequest(f"ticket {ticket.id} is already at level {level}")
+    text = _required_text(reason, "the reason for regrading")
+    event = _event("regraded", actor, at_ms, level=new_level, previous=ticket.level, reason=text)
+    return Transition(replace(ticket, level=new_level), [event])
+
+
+def _known_level(level: str) -> Level:
+    for known in LEVELS:
+        if known == level:
+            return known
+    raise InvalidRequest(f"unknown fault level {level!r}: use {', '.join(LEVELS)}")
 
 
 # -- automatic actions -----------------------------------------------------------------

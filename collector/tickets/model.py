@@ -61,6 +61,7 @@ EventKind = Literal[
     "remote_denied",
     "remote_connected",
     "remote_ended",
+    "regraded",  # an engineer changed the level: {level, previous, reason}
 ]
 
 

@@ -50,8 +50,11 @@ from collector.tickets.model import (
 )
 from collector.tickets.report import draft_report
 from collector.tickets.sla import SlaStatus, sla_status
+from collector.tickets.stats import TicketStats, parse_period, ticket_stats
 
 log = logging.getLogger(__name__)
+
+STATS_MAX_TICKETS = 100_000  # a customer's tickets read for statistics (newest first)
 
 ENGINEER_ACTIONS = frozenset(
     {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume"}
@@ -218,6 +221,29 @@ class TicketService:
             return json.dumps(report.as_dict(), indent=2, ensure_ascii=False, sort_keys=True)
         raise InvalidRequest(f"unknown report format {fmt!r}: use md, html or json")
 
+    async def stats(self, who: Principal, customer: str, period: str) -> TicketStats:
+        """Statistics of ``customer``'s tickets opened in ``period`` (2026, 2026Q4,
+        2026-11 in the tickets calendar's zone). Customers: their own customer only
+        (naming another is refused); engineers and admins must name one."""
+        scope = who.visible_customer(customer)
+        if not scope:
+            raise InvalidRequest("name the customer (--customer)")
+        span = parse_period(period, self.config.calendar.timezone)
+        tickets = await self._db.call(
+            self._store.list_tickets, scope, None, None, STATS_MAX_TICKETS
+        )
+        if len(tickets) == STATS_MAX_TICKETS and tickets[-1].created_ms >= span.start_ms:
+            raise InvalidRequest(
+                f"customer {scope!r} has more than {STATS_MAX_TICKETS} tickets since the "
+                "start of this period; ask for a shorter, older period"
+            )
+        timelines = []
+        for ticket in tickets:
+            if span.contains(ticket.created_ms):
+                events = await self._db.call(self._store.ticket_events, ticket.id)
+                timelines.append((ticket, events))
+        return ticket_stats(scope, span, timelines, self.config.sla, self._clock_ms())
+
     # -- people -------------------------------------------------------------------------
 
     async def create(self, who: Principal, manual: ManualTicket) -> int:
@@ -265,6 +291,21 @@ class TicketService:
         if self.on_acted is not None:
             await self.on_acted(saved.id, saved.state)
         return saved
+
+    async def regrade(self, who: Principal, ticket_id: int, level: str, reason: str) -> Ticket:
+        """Change the ticket's level (engineers and admins; grading is the vendor's step).
+
+        Recorded as a ``regraded`` event (so also in the audit chain); the SLA clocks
+        restart from this moment against the new level's targets (``sla.py``).
+        """
+        if who.role == "customer":
+            raise PermissionDenied(
+                "a customer user cannot change a ticket's level: grading is the vendor's "
+                "step; comment on the ticket to ask for it"
+            )
+        ticket = await self._visible(who, ticket_id)
+        transition = lifecycle.regrade(ticket, level, reason, _actor(who), self._clock_ms())
+        return await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
 
     # -- faults -------------------------------------------------------------------------
 
@@ -425,15 +466,16 @@ class TicketService:
     ) -> None:
         """Put each clock's first breach on the timeline (and count it) exactly once."""
         recorded = {
-            (e.details.get("clock"), e.details.get("reopen_count"))
+            (e.details.get("clock"), e.details.get("reopen_count"), e.details.get("regraded_ms"))
             for e in events
             if e.kind == "escalation" and e.details.get("type") == "breach"
         }
         for clock in status.clocks:
             if clock.state != "breached" or clock.breached_ms is None:
                 continue
-            if (clock.name, ticket.reopen_count) in recorded:
+            if (clock.name, ticket.reopen_count, clock.regraded_ms) in recorded:
                 continue
+            regraded = {} if clock.regraded_ms is None else {"regraded_ms": clock.regraded_ms}
             event = NewEvent(
                 at_ms=clock.breached_ms,
                 actor="system",
@@ -442,6 +484,7 @@ class TicketService:
                     "type": "breach",
                     "clock": clock.name,
                     "reopen_count": ticket.reopen_count,
+                    **regraded,
                     "summary": f"{clock.name} SLA breached",
                 },
             )

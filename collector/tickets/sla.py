@@ -26,6 +26,16 @@ resolution targets are our defaults, configurable like the rest):
     it was open before the fix that did not hold does. ``started_ms`` is the first
     opening; ``due_ms`` assumes the clock keeps running from now on.
 
+Regrading (a ``regraded`` event: an engineer changed the level; grading is the
+vendor's confirmation of the request, from which the contracts measure): every clock
+still running restarts at that moment against the new level's targets — the response
+and remote-response measurements start again, and the resolution clock drops the
+time accumulated before (it counts from the regrade, and accumulates across later
+re-openings as usual). A clock that had already stopped keeps its result, measured
+against the level in force when its measurement started. ``Clock.regraded_ms`` is
+the regrade a measurement started at (None if it did not), so escalation starts a
+fresh ladder for it.
+
 Every clock pauses while the ticket waits on the customer (from a ``waiting`` event
 to the next ``resumed``): paused time is excluded from ``elapsed_ms``, so each pause
 pushes the due time back by exactly its length.
@@ -40,7 +50,7 @@ While paused, ``due_ms`` is "now + remaining" and moves with the pause.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from collector.tickets.model import Level, NewEvent, Ticket, TicketEvent
@@ -178,6 +188,7 @@ class Clock:
     elapsed_ms: int = 0  # running time, pauses excluded
     paused: bool = False
     breached_ms: int | None = None  # when elapsed passed the target
+    regraded_ms: int | None = None  # the measurement restarted at this regrade
 
     @property
     def applicable(self) -> bool:
@@ -254,12 +265,20 @@ def sla_status(
     """The ticket's clocks at ``now_ms``, from its level, customer, ``created_ms`` and
     the events at or before ``now_ms`` (ordered by time; ties keep the given order)."""
     timeline = sorted((e for e in events if e.at_ms <= now_ms), key=lambda e: e.at_ms)
-    targets = policy.targets(ticket.customer, ticket.level)
     pauses = _pauses(timeline)
+    regrades = [e for e in timeline if e.kind == "regraded"]
 
     def clock(name: ClockName, runs: list[Interval]) -> Clock:
-        target = targets.target(name)
-        return _clock(name, target, runs, pauses, now_ms, policy.warning_fraction)
+        if not runs:
+            target = policy.targets(ticket.customer, ticket.level).target(name)
+            return _clock(name, target, runs, pauses, now_ms, policy.warning_fraction)
+        start = runs[0][0] if name == "resolution" else runs[-1][0]
+        level = _level_at(regrades, ticket.level, start)
+        target = policy.targets(ticket.customer, level).target(name)
+        result = _clock(name, target, runs, pauses, now_ms, policy.warning_fraction)
+        if result.applicable and any(e.at_ms == start for e in regrades):
+            return replace(result, regraded_ms=start)
+        return result
 
     return SlaStatus(
         ticket_id=ticket.id,
@@ -268,6 +287,16 @@ def sla_status(
         remote_response=clock("remote_response", _remote_runs(timeline)),
         resolution=clock("resolution", _resolution_runs(timeline, ticket.created_ms)),
     )
+
+
+def _level_at(regrades: Sequence[Event], current: Level, at_ms: int) -> Level:
+    """The level in force at ``at_ms``: the ``previous`` of the first regrade after it,
+    or the ticket's current level (a regrade applies from its own moment on)."""
+    for event in regrades:
+        if event.at_ms > at_ms:
+            previous = str(event.details.get("previous", current))
+            return next((lvl for lvl in DEFAULT_TARGETS if lvl == previous), current)
+    return current
 
 
 def _pauses(timeline: Sequence[Event]) -> list[Interval]:
@@ -290,6 +319,8 @@ def _response_runs(timeline: Sequence[Event], created_ms: int) -> list[Interval]
     for event in timeline:
         if event.kind in ("opened", "reopened"):
             start, stop = event.at_ms, None
+        elif event.kind == "regraded" and stop is None:
+            start = event.at_ms
         elif event.kind in ("acknowledged", "resolved") and stop is None:
             stop = event.at_ms
     return [(start, stop)]
@@ -302,6 +333,8 @@ def _remote_runs(timeline: Sequence[Event]) -> list[Interval]:
         kind: str = event.kind
         if kind == REMOTE_APPROVED:
             start, stop = event.at_ms, None
+        elif kind == "regraded" and start is not None and stop is None:
+            start = event.at_ms
         elif kind in (REMOTE_CONNECTED, "resolved") and start is not None and stop is None:
             stop = event.at_ms
     return [] if start is None else [(start, stop)]
@@ -318,6 +351,8 @@ def _resolution_runs(timeline: Sequence[Event], created_ms: int) -> list[Interva
             start = None
         elif event.kind == "reopened" and start is None:
             start = event.at_ms
+        elif event.kind == "regraded" and start is not None:
+            runs, start = [], event.at_ms  # counts afresh from the regrade
     if start is not None:
         runs.append((start, None))
     return runs
