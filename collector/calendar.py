@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["CalendarError", "WorkingCalendar", "parse_day"]
+__all__ = ["CalendarError", "WorkingCalendar", "calendar_from_mapping", "parse_day"]
 
 MAX_WORKING_DAYS = 3660  # ten years: far beyond any promise, keeps loops bounded
 
@@ -110,3 +110,37 @@ class WorkingCalendar:
             day += dt.timedelta(days=1)
             count += self.is_working_day(day)
         return count
+
+
+CALENDAR_KEYS = frozenset({"timezone", "weekend", "holidays", "extra_working_days"})
+
+
+def calendar_from_mapping(value: object) -> WorkingCalendar:
+    """A calendar from a config section ``{timezone, weekend, holidays,
+    extra_working_days}`` (the inspections config's format; every key optional);
+    ``CalendarError`` naming the key otherwise."""
+    if value is None:
+        return WorkingCalendar()
+    if not isinstance(value, dict):
+        raise CalendarError(f"must be a mapping, not {type(value).__name__}")
+    unknown = sorted(str(key) for key in value if key not in CALENDAR_KEYS)
+    if unknown:
+        raise CalendarError(
+            f"{unknown[0]}: unknown key; expected one of: {', '.join(sorted(CALENDAR_KEYS))}"
+        )
+    lists = {}
+    for key in ("weekend", "holidays", "extra_working_days"):
+        items = value.get(key, [5, 6] if key == "weekend" else [])
+        if not isinstance(items, list):
+            raise CalendarError(f"{key}: must be a list")
+        lists[key] = items
+    try:
+        weekend = [int(day) for day in lists["weekend"]]
+    except (TypeError, ValueError):
+        raise CalendarError("weekend: days are 0 (Monday) to 6 (Sunday)") from None
+    return WorkingCalendar.build(
+        timezone=str(value.get("timezone", "Asia/Shanghai")),
+        weekend=weekend,
+        holidays=[str(day) for day in lists["holidays"]],
+        extra_working_days=[str(day) for day in lists["extra_working_days"]],
+    )

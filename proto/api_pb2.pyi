@@ -403,6 +403,8 @@ class Ticket(_message.Message):
     REOPEN_COUNT_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
     SLA_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     customer: _builtins.str
     title: _builtins.str
@@ -422,6 +424,10 @@ class Ticket(_message.Message):
     close_reason: _builtins.str
     waiting_on_customer: _builtins.bool
     reopen_count: _builtins.int
+    kind: _builtins.str
+    """desk-grade: fault | complaint | inquiry"""
+    urgency: _builtins.str
+    """desk-grade: inquiries: urgent | pressing | general"""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -455,10 +461,12 @@ class Ticket(_message.Message):
         reopen_count: _builtins.int = ...,
         resolution: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         sla: _abc.Iterable[Global___SlaClock] | None = ...,
+        kind: _builtins.str = ...,
+        urgency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_unix_ms", b"acknowledged_unix_ms", "agent_id", b"agent_id", "assignee", b"assignee", "close_reason", b"close_reason", "closed_unix_ms", b"closed_unix_ms", "created_unix_ms", b"created_unix_ms", "customer", b"customer", "description", b"description", "hostname", b"hostname", "id", b"id", "labels", b"labels", "level", b"level", "reopen_count", b"reopen_count", "resolution", b"resolution", "resolved_unix_ms", b"resolved_unix_ms", "rule", b"rule", "sla", b"sla", "source", b"source", "state", b"state", "title", b"title", "updated_unix_ms", b"updated_unix_ms", "waiting_on_customer", b"waiting_on_customer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_unix_ms", b"acknowledged_unix_ms", "agent_id", b"agent_id", "assignee", b"assignee", "close_reason", b"close_reason", "closed_unix_ms", b"closed_unix_ms", "created_unix_ms", b"created_unix_ms", "customer", b"customer", "description", b"description", "hostname", b"hostname", "id", b"id", "kind", b"kind", "labels", b"labels", "level", b"level", "reopen_count", b"reopen_count", "resolution", b"resolution", "resolved_unix_ms", b"resolved_unix_ms", "rule", b"rule", "sla", b"sla", "source", b"source", "state", b"state", "title", b"title", "updated_unix_ms", b"updated_unix_ms", "urgency", b"urgency", "waiting_on_customer", b"waiting_on_customer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -621,6 +629,8 @@ class CreateTicketRequest(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     HOST_FIELD_NUMBER: _builtins.int
     CUSTOMER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     description: _builtins.str
     level: _builtins.str
@@ -629,6 +639,10 @@ class CreateTicketRequest(_message.Message):
     """optional hostname or agent id"""
     customer: _builtins.str
     """engineers: required; customers: their own (implied)"""
+    kind: _builtins.str
+    """desk-grade: fault (default) | complaint | inquiry"""
+    urgency: _builtins.str
+    """desk-grade: inquiries: urgent | pressing | general (default)"""
     def __init__(
         self,
         *,
@@ -637,10 +651,12 @@ class CreateTicketRequest(_message.Message):
         level: _builtins.str = ...,
         host: _builtins.str = ...,
         customer: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        urgency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "description", b"description", "host", b"host", "level", b"level", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "description", b"description", "host", b"host", "kind", b"kind", "level", b"level", "title", b"title", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,6 +81,19 @@ def add_commands(commands: Any) -> None:
     create.add_argument("title", help="one-line summary")
     create.add_argument("--description", default="")
     create.add_argument("--level", choices=LEVELS, default="other")
+    create.add_argument(
+        "--kind",
+        choices=("fault", "complaint", "inquiry"),
+        default="fault",
+        help="kind of request: fault (default), complaint (投诉: answer 2h, conclude 15 days, "
+        "never auto-closed), inquiry (询检问题: answer by urgency)",
+    )
+    create.add_argument(
+        "--urgency",
+        choices=("urgent", "pressing", "general"),
+        default="",
+        help="inquiries: urgent 3h, pressing 6h, general 3 working days (default general)",
+    )
     create.add_argument("--host", default="", help="hostname or agent id")
     create.add_argument(
         "--customer", default="", help="customer (engineers; implied for customers)"
@@ -182,6 +195,8 @@ def _create(client: ApiClient, args: argparse.Namespace) -> int:
             level=args.level,
             host=args.host,
             customer=args.customer,
+            kind=args.kind,
+            urgency=args.urgency,
         ),
     )
     if args.json:
@@ -221,7 +236,8 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
         )
         return
     t = detail.ticket
-    print(f"ticket {t.id} [{safe(t.state)}] level {safe(t.level)} - {safe(t.title)}")
+    kind = "" if t.kind in ("", "fault") else f" {t.kind} {t.urgency}".rstrip()
+    print(f"ticket {t.id} [{safe(t.state)}] level {safe(t.level)}{safe(kind)} - {safe(t.title)}")
     print(
         f"customer {safe(t.customer)}  host {safe(t.hostname or '-')}  source {safe(t.source)}"
         f"{'  rule ' + safe(t.rule) if t.rule else ''}  assignee {safe(t.assignee or '-')}"

@@ -173,6 +173,8 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.text("description", request.description, limits.TICKET_DESCRIPTION)
         limits.text("level", request.level, limits.NAME)
         limits.text("customer", request.customer, limits.NAME)
+        limits.text("kind", request.kind, limits.NAME)
+        limits.text("urgency", request.urgency, limits.NAME)
         host = await self._find_host(who, request.host) if request.host else None
         ticket_id = await self._tickets.create(
             who,
@@ -184,6 +186,8 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
                 agent_id=host.agent_id if host else None,
                 hostname=host.hostname if host else "",
                 host_customer=host.customer if host else "",
+                kind=request.kind or "fault",
+                urgency=request.urgency,
             ),
         )
         return ticket_detail(await self._tickets.get(who, ticket_id))

@@ -36,6 +36,8 @@ def ticket_message(view: TicketView) -> api_pb2.Ticket:
         waiting_on_customer=t.waiting_on_customer,
         reopen_count=t.reopen_count,
         resolution=dict(t.resolution),
+        kind=t.kind,
+        urgency=t.urgency,
         sla=[
             api_pb2.SlaClock(
                 name=c.name,

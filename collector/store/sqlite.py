@@ -99,6 +99,7 @@ from collector.store.session_rows import (
 )
 from collector.store.ticket_rows import (
     EVENT_COLUMNS,
+    IMMUTABLE_COLUMNS,
     MUTABLE_COLUMNS,
     TICKET_COLUMNS,
     EventRow,
@@ -1370,15 +1371,13 @@ def _select_ticket(db: sqlite3.Connection, ticket_id: int) -> Ticket:
 
 def _ticket_head(db: sqlite3.Connection, ticket_id: int) -> dict[str, Any]:
     """The columns an update checks; raises NotFound for an unknown ticket."""
+    columns = (*IMMUTABLE_COLUMNS, "updated_ms", "version")
     row = db.execute(
-        "SELECT customer, source, created_ms, updated_ms, version FROM tickets WHERE id = ?",
-        (ticket_id,),
+        f"SELECT {', '.join(columns)} FROM tickets WHERE id = ?", (ticket_id,)
     ).fetchone()
     if row is None:
         raise _unknown_ticket(ticket_id)
-    return dict(
-        zip(("customer", "source", "created_ms", "updated_ms", "version"), row, strict=True)
-    )
+    return dict(zip(columns, row, strict=True))
 
 
 def _refuse_second_active(db: sqlite3.Connection, customer: str, dedup_key: str) -> None:

@@ -24,8 +24,10 @@ from collector.store.row_checks import (
     event_details_json,
 )
 from collector.tickets.model import (
+    KINDS,
     LEVELS,
     TICKET_STATES,
+    URGENCIES,
     EventKind,
     NewEvent,
     NewTicket,
@@ -61,7 +63,7 @@ CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
 TICKET_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Ticket))
 EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TicketEvent))
 # Fixed at creation: a ticket never moves to another customer or changes its origin.
-IMMUTABLE_COLUMNS: tuple[str, ...] = ("customer", "source", "created_ms")
+IMMUTABLE_COLUMNS: tuple[str, ...] = ("customer", "source", "created_ms", "kind", "urgency")
 # Managed by the store itself: assigned on insert, bumped on update.
 _STORE_MANAGED: tuple[str, ...] = ("id", "updated_ms", "version")
 MUTABLE_COLUMNS: tuple[str, ...] = tuple(
@@ -104,6 +106,8 @@ def new_ticket_values(new: NewTicket, at_ms: int) -> dict[str, Any]:
     check_text("title", new.title)
     check_choice("level", new.level, LEVELS)
     check_choice("source", new.source, SOURCES)
+    check_choice("kind", new.kind, KINDS)
+    check_choice("urgency", new.urgency, URGENCIES)
     return {
         "customer": new.customer,
         "title": new.title,
@@ -119,6 +123,8 @@ def new_ticket_values(new: NewTicket, at_ms: int) -> dict[str, Any]:
         "dedup_key": new.dedup_key,
         "labels": _string_map_json("labels", new.labels),
         "version": 1,
+        "kind": new.kind,
+        "urgency": new.urgency,
     }
 
 
@@ -195,6 +201,8 @@ def ticket_from_row(row: Sequence[Any]) -> Ticket:
             "level": decode_choice(where, "level", values["level"], LEVELS),
             "state": decode_choice(where, "state", values["state"], TICKET_STATES),
             "source": decode_choice(where, "source", values["source"], SOURCES),
+            "kind": decode_choice(where, "kind", values["kind"], KINDS),
+            "urgency": decode_choice(where, "urgency", values["urgency"], URGENCIES),
             "labels": decode_json(where, "labels", values["labels"]),
             "resolution": decode_json(where, "resolution", values["resolution"]),
             "close_reason": None

@@ -22,7 +22,7 @@ import yaml
 
 from agent.durations import parse_duration
 from collector.alertmanager import DEFAULT_LEVELS
-from collector.calendar import WorkingCalendar
+from collector.calendar import calendar_from_mapping
 from collector.notify import SmtpSettings, url_problem
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.escalation import (
@@ -138,7 +138,7 @@ class TicketsConfig:
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
-    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)  # zone of periods
+    complaint_recipients: tuple[Recipient, ...] = ()  # the vendor's management
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -175,7 +175,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-_SECTIONS = ("reopen_window", "auto_confirm", "sla", "escalation", "alertmanager")
+_SECTIONS = (
+    "reopen_window",
+    "auto_confirm",
+    "sla",
+    "escalation",
+    "alertmanager",
+    "calendar",  # after sla: it goes into the SLA policy
+    "complaints",  # after escalation: e-mail recipients need its smtp settings
+)
 
 
 def tickets_config_from_mapping(data: Any) -> TicketsConfig:
@@ -216,6 +224,18 @@ def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsCo
     if section == "escalation":
         steps, smtp = _escalation(value, section)
         return replace(config, escalation=steps, smtp=smtp)
+    if section == "calendar":
+        try:
+            calendar = calendar_from_mapping(value)
+        except ValueError as exc:
+            raise TicketConfigError(section, str(exc)) from None
+        return replace(config, sla=replace(config.sla, calendar=calendar))
+    if section == "complaints":
+        data = _mapping(value, section, {"recipients"})
+        path = _join(section, "recipients")
+        return replace(
+            config, complaint_recipients=_recipients(data.get("recipients"), path, config.smtp)
+        )
     return replace(config, alertmanager=_alertmanager(value, section))
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +49,7 @@ from collector.tickets.sla import (
 )
 
 __all__ = [
+    "COMPLAINT_STEP",
     "DEFAULT_CLOCKS",
     "PAYLOAD_VERSION",
     "Channel",
@@ -57,6 +58,7 @@ __all__ = [
     "Notification",
     "Recipient",
     "Trigger",
+    "complaint_notifications",
     "due_notifications",
     "level_rank",
     "next_check_ms",
@@ -242,6 +244,56 @@ def due_notifications(
                 key = notification_key(ticket, clock, step.trigger, index, recipient)
                 if key not in already_sent:
                     due.append(_notification(key, ticket, clock, step, index, recipient, now_ms))
+    return due
+
+
+COMPLAINT_STEP = -1  # ``Notification.step`` of a complaint announcement (not a ladder step)
+
+
+def complaint_notifications(
+    ticket: Ticket,
+    status: SlaStatus,
+    recipients: Sequence[Recipient],
+    already_sent: AbstractSet[str],
+    now_ms: int,
+) -> list[Notification]:
+    """A complaint (投诉) is announced once to each of the vendor's management
+    recipients (``complaints.recipients``); nothing for other kinds. Key:
+    ``ticket:ID/complaint/CHANNEL:LABEL``; the payload is the escalation payload with
+    ``event`` "complaint_opened" and the response clock."""
+    if ticket.kind != "complaint":
+        return []
+    due = []
+    where = "/".join(part for part in (ticket.customer, ticket.hostname) if part)
+    summary = f"Complaint #{ticket.id} ({where}) {ticket.title!r}: state {ticket.state}"
+    for recipient in recipients:
+        key = f"ticket:{ticket.id}/complaint/{recipient.channel}:{recipient.label}"
+        if key in already_sent:
+            continue
+        payload = {
+            "version": PAYLOAD_VERSION,
+            "event": "complaint_opened",
+            "key": key,
+            "step": COMPLAINT_STEP,
+            "trigger": "complaint",
+            "at_ms": now_ms,
+            "at": format_ms(now_ms),
+            "summary": summary,
+            "ticket": _ticket_payload(ticket),
+            "clock": _clock_payload(status.response),
+        }
+        subject = f"[aftercare] complaint: ticket #{ticket.id} {ticket.title}"
+        due.append(
+            Notification(
+                key,
+                COMPLAINT_STEP,
+                recipient.channel,
+                recipient.target,
+                subject,
+                payload,
+                recipient.label,
+            )
+        )
     return due
 
 

@@ -211,6 +211,10 @@ def create_event(
     to the ticket's labels.
     """
     merged: dict[str, Any] = {"title": new.title, "level": new.level, "source": new.source}
+    if new.kind != "fault":
+        merged["kind"] = new.kind
+        if new.urgency:
+            merged["urgency"] = new.urgency
     if new.labels:
         merged["labels"] = dict(new.labels)
     merged.update(details or {})
@@ -417,8 +421,9 @@ def recover(
 
 
 def auto_confirm_due_ms(ticket: Ticket, period_ms: int) -> int | None:
-    """When a resolved ticket closes by itself if the customer does not answer; else None."""
-    if ticket.state != "resolved" or ticket.resolved_ms is None:
+    """When a resolved ticket closes by itself if the customer does not answer; else None.
+    Complaints are never auto-closed: only the customer's confirmation closes them."""
+    if ticket.state != "resolved" or ticket.resolved_ms is None or ticket.kind == "complaint":
         return None
     return ticket.resolved_ms + period_ms
 
@@ -428,6 +433,10 @@ def auto_confirm(ticket: Ticket, period_ms: int, at_ms: int) -> Transition:
     close_reason "auto-confirmed"). Raises InvalidTransition if it is not resolved or
     the period has not passed yet."""
     _require(ticket, "auto_confirm")
+    if ticket.kind == "complaint":
+        raise InvalidTransition(
+            ticket.id, "a complaint", "auto_confirm", [], "only the customer closes a complaint"
+        )
     due = auto_confirm_due_ms(ticket, period_ms)
     if due is None or at_ms < due:
         raise InvalidTransition(

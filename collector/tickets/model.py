@@ -39,6 +39,11 @@ Source = Literal[
     "rule", "heartbeat", "alertmanager", "engineer", "customer", "playbook", "inspection"
 ]
 
+Kind = Literal["fault", "complaint", "inquiry"]  # kinds of request (desk-grade)
+KINDS: tuple[Kind, ...] = ("fault", "complaint", "inquiry")
+Urgency = Literal["", "urgent", "pressing", "general"]  # inquiries only; "" otherwise
+URGENCIES: tuple[Urgency, ...] = ("", "urgent", "pressing", "general")
+
 EventKind = Literal[
     "opened",
     "refired",
@@ -92,6 +97,8 @@ class Ticket:
     reopen_count: int = 0
     resolution: Mapping[str, str] = field(default_factory=dict)  # cause, actions, prevention
     version: int = 1  # bumped on every update (optimistic concurrency)
+    kind: Kind = "fault"  # fixed at creation
+    urgency: Urgency = ""  # inquiries: urgent | pressing | general
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,8 @@ class NewTicket:
     rule: str | None = None
     dedup_key: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    kind: Kind = "fault"
+    urgency: Urgency = ""
 
 
 @dataclass(frozen=True)

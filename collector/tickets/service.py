@@ -36,11 +36,17 @@ from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from collector.store.writer import StoreThread
 from collector.tickets import lifecycle
 from collector.tickets.config import TicketsConfig
-from collector.tickets.escalation import Notification, due_notifications
+from collector.tickets.escalation import (
+    Notification,
+    complaint_notifications,
+    due_notifications,
+)
 from collector.tickets.model import (
     ACTIVE_STATES,
+    KINDS,
     LEVELS,
     TICKET_STATES,
+    URGENCIES,
     Level,
     NewEvent,
     NewTicket,
@@ -113,6 +119,8 @@ class ManualTicket:
     agent_id: str | None = None
     hostname: str = ""
     host_customer: str = ""  # the customer the host is enrolled under (with agent_id)
+    kind: str = "fault"  # fault | complaint | inquiry
+    urgency: str = ""  # inquiries: urgent | pressing | general ("": general)
 
 
 @dataclass(frozen=True)
@@ -228,7 +236,7 @@ class TicketService:
         scope = who.visible_customer(customer)
         if not scope:
             raise InvalidRequest("name the customer (--customer)")
-        span = parse_period(period, self.config.calendar.timezone)
+        span = parse_period(period, self.config.sla.calendar.timezone)
         tickets = await self._db.call(
             self._store.list_tickets, scope, None, None, STATS_MAX_TICKETS
         )
@@ -270,6 +278,7 @@ class TicketService:
             description=manual.description,
             agent_id=manual.agent_id,
             hostname=manual.hostname,
+            **_kind_and_urgency(manual.kind, manual.urgency),
         )
         now = self._clock_ms()
         opened = lifecycle.create_event(new, _actor(who), now)
@@ -454,6 +463,8 @@ class TicketService:
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
         due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
+        recipients = self.config.complaint_recipients
+        due += complaint_notifications(ticket, status, recipients, sent, now_ms)  # type: ignore[arg-type]
         for notification in due:
             await self._notify(ticket, notification, now_ms)
         due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
@@ -599,6 +610,21 @@ def _level(level: str) -> Level:
         if known == level:
             return known
     raise InvalidRequest(f"unknown fault level {level!r}: use {', '.join(LEVELS)}")
+
+
+def _kind_and_urgency(kind: str, urgency: str) -> dict[str, Any]:
+    """Checked ``kind`` and ``urgency`` of a new ticket (an inquiry defaults to general)."""
+    chosen = next((k for k in KINDS if k == kind), None)
+    if chosen is None:
+        raise InvalidRequest(f"unknown kind of request {kind!r}: use {', '.join(KINDS)}")
+    if chosen != "inquiry":
+        if urgency:
+            raise InvalidRequest("--urgency applies to inquiries only (--kind inquiry)")
+        return {"kind": chosen, "urgency": ""}
+    level = next((u for u in URGENCIES if u and u == (urgency or "general")), None)
+    if level is None:
+        raise InvalidRequest(f"unknown urgency {urgency!r}: use urgent, pressing or general")
+    return {"kind": chosen, "urgency": level}
 
 
 def _actor(who: Principal) -> str:

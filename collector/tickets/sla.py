@@ -36,6 +36,15 @@ against the level in force when its measurement started. ``Clock.regraded_ms`` i
 the regrade a measurement started at (None if it did not), so escalation starts a
 fresh ladder for it.
 
+Kinds of request (``Ticket.kind``) set their own targets over the level's
+(``DEFAULT_REQUEST_TARGETS``, SERVICE-COMMITMENTS.md): a complaint (投诉) is answered
+within 2 h and concluded within 15 days; an inquiry (询检问题) is answered (its
+resolution clock) within 3 h if urgent, 6 h if pressing and 3 working days if
+general, its response following its level. Working days come from the policy's
+``WorkingCalendar``: the target is the span from the measurement's start to the same
+wall-clock time on the 3rd working day after (weekends and holidays skipped), and a
+pause pushes that due time back by its length like any other.
+
 Every clock pauses while the ticket waits on the customer (from a ``waiting`` event
 to the next ``resumed``): paused time is excluded from ``elapsed_ms``, so each pause
 pushes the due time back by exactly its length.
@@ -53,11 +62,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from collector.calendar import WorkingCalendar
 from collector.tickets.model import Level, NewEvent, Ticket, TicketEvent
 
 __all__ = [
     "CLOCK_NAMES",
     "DAY_MS",
+    "DEFAULT_REQUEST_TARGETS",
     "DEFAULT_TARGETS",
     "HOUR_MS",
     "LEVEL_NAMES_EN",
@@ -70,10 +81,12 @@ __all__ = [
     "ClockState",
     "Event",
     "LevelTargets",
+    "RequestTargets",
     "SlaPolicy",
     "SlaStatus",
     "format_duration_ms",
     "level_name",
+    "request_key",
     "sla_status",
 ]
 
@@ -148,13 +161,45 @@ DEFAULT_TARGETS: Mapping[Level, LevelTargets] = {
 
 
 @dataclass(frozen=True)
+class RequestTargets:
+    """What a kind of request sets over its level's targets (None: the level's)."""
+
+    response_ms: int | None = None
+    resolution_ms: int | None = None
+    resolution_working_days: int | None = None  # instead of resolution_ms
+
+
+DEFAULT_REQUEST_TARGETS: Mapping[str, RequestTargets] = {
+    "complaint": RequestTargets(response_ms=2 * HOUR_MS, resolution_ms=15 * DAY_MS),
+    "inquiry/urgent": RequestTargets(resolution_ms=3 * HOUR_MS),
+    "inquiry/pressing": RequestTargets(resolution_ms=6 * HOUR_MS),
+    "inquiry/general": RequestTargets(resolution_working_days=3),
+}
+"""Keyed by kind, or kind/urgency for inquiries (an inquiry without urgency: general)."""
+
+
+def request_key(ticket: Ticket) -> str | None:
+    """The ``DEFAULT_REQUEST_TARGETS`` key of a ticket; None for faults."""
+    if ticket.kind == "fault":
+        return None
+    if ticket.kind == "inquiry":
+        return f"inquiry/{ticket.urgency or 'general'}"
+    return ticket.kind
+
+
+@dataclass(frozen=True)
 class SlaPolicy:
     """Targets per level, per-customer overrides (complete ``LevelTargets`` per level:
-    the config loader merges partial overrides) and the warning fraction."""
+    the config loader merges partial overrides), the warning fraction, the targets of
+    kinds of request and the working-day calendar they count in."""
 
     levels: Mapping[Level, LevelTargets] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     customers: Mapping[str, Mapping[Level, LevelTargets]] = field(default_factory=dict)
     warning_fraction: float = 0.75
+    requests: Mapping[str, RequestTargets] = field(
+        default_factory=lambda: dict(DEFAULT_REQUEST_TARGETS)
+    )
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
 
     def __post_init__(self) -> None:
         if not 0 < self.warning_fraction < 1:
@@ -274,7 +319,9 @@ def sla_status(
             return _clock(name, target, runs, pauses, now_ms, policy.warning_fraction)
         start = runs[0][0] if name == "resolution" else runs[-1][0]
         level = _level_at(regrades, ticket.level, start)
-        target = policy.targets(ticket.customer, level).target(name)
+        target = _request_target(ticket, policy, name, start)
+        if target is None:
+            target = policy.targets(ticket.customer, level).target(name)
         result = _clock(name, target, runs, pauses, now_ms, policy.warning_fraction)
         if result.applicable and any(e.at_ms == start for e in regrades):
             return replace(result, regraded_ms=start)
@@ -287,6 +334,23 @@ def sla_status(
         remote_response=clock("remote_response", _remote_runs(timeline)),
         resolution=clock("resolution", _resolution_runs(timeline, ticket.created_ms)),
     )
+
+
+def _request_target(
+    ticket: Ticket, policy: SlaPolicy, name: ClockName, start_ms: int
+) -> int | None:
+    """The kind of request's target for clock ``name`` measured from ``start_ms``;
+    None when the kind sets none (the level's applies)."""
+    key = request_key(ticket)
+    targets = policy.requests.get(key) if key else None
+    if targets is None:
+        return None
+    if name == "response":
+        return targets.response_ms
+    if name == "resolution" and targets.resolution_working_days is not None:
+        due = policy.calendar.add_working_days(start_ms, targets.resolution_working_days)
+        return due - start_ms
+    return targets.resolution_ms if name == "resolution" else None
 
 
 def _level_at(regrades: Sequence[Event], current: Level, at_ms: int) -> Level:
