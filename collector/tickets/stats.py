@@ -7,15 +7,19 @@ and times are evaluated as of ``now_ms`` (so a review shows how the period's tic
 fared), with the SLA clocks of ``sla.py``:
 
 - ``sla[clock]``: counts of ``met``, ``breached``, ``open`` (running, warning or
-  paused: no outcome yet) and ``not_applicable``.
-- ``time_to_respond_ms`` / ``time_to_resolve_ms``: over tickets whose response /
-  resolution clock has stopped, its elapsed time (waiting on the customer excluded,
-  as the clocks count it): ``count``, ``median`` and ``p90`` (nearest rank: the
+  paused: no outcome yet) and ``not_applicable``. The response clock restarts at each
+  re-opening: a ticket counts as breached if any of its response measurements was
+  (a later prompt answer does not hide a missed one); otherwise as its latest.
+  Resolution time accumulates across re-openings, so its clock is read as is.
+- ``time_to_respond_ms``: over tickets that got a first response, the first response
+  measurement's elapsed time; ``time_to_resolve_ms``: over tickets whose resolution
+  clock has stopped, its elapsed time. Waiting on the customer is excluded, as the
+  clocks count it. Each has ``count``, ``median`` and ``p90`` (nearest rank: the
   smallest value with at least 50 % / 90 % of values at or below it; None if none).
 - ``reopens``: the sum of re-openings and how many tickets were re-opened.
 - ``by_level`` (current level), ``by_kind``, ``by_category``, ``by_source``: counts.
   The category is the rule that raised the ticket (Alertmanager: its ``alertname``
-  label), else ``manual``; the kind is ``fault`` until tickets carry a kind.
+  label), else ``manual``; the kind is ``fault``, ``complaint`` or ``inquiry``.
 - ``complaints``: how many tickets are of kind ``complaint``.
 """
 
@@ -32,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from collector.errors import InvalidRequest
 from collector.tickets.model import Ticket
-from collector.tickets.sla import CLOCK_NAMES, Event, SlaPolicy, sla_status
+from collector.tickets.sla import CLOCK_NAMES, Clock, Event, SlaPolicy, sla_status
 
 __all__ = ["Percentiles", "Period", "TicketStats", "parse_period", "percentiles", "ticket_stats"]
 
@@ -165,11 +169,14 @@ def ticket_stats(
     resolve: list[int] = []
     for ticket, events in chosen:
         status = sla_status(ticket, events, policy, now_ms)
+        responses = _response_measurements(ticket, events, policy, now_ms)
         for clock in status.clocks:
-            outcome = "open" if clock.state in _OPEN_STATES else clock.state
-            sla[clock.name][outcome] += 1
-        if status.response.stopped:
-            respond.append(status.response.elapsed_ms)
+            state = clock.state
+            if clock.name == "response" and any(r.state == "breached" for r in responses):
+                state = "breached"
+            sla[clock.name]["open" if state in _OPEN_STATES else state] += 1
+        if responses[0].stopped:
+            respond.append(responses[0].elapsed_ms)
         if status.resolution.stopped:
             resolve.append(status.resolution.elapsed_ms)
     tickets = [t for t, _ in chosen]
@@ -192,8 +199,21 @@ def ticket_stats(
     )
 
 
+def _response_measurements(
+    ticket: Ticket, events: Sequence[Event], policy: SlaPolicy, now_ms: int
+) -> list[Clock]:
+    """The response clock of every measurement: as it stood just before each
+    re-opening (which starts a new one), then now."""
+    cuts = sorted({e.at_ms for e in events if e.kind == "reopened" and e.at_ms <= now_ms})
+    measurements = [
+        sla_status(ticket, [e for e in events if e.at_ms < cut], policy, cut - 1).response
+        for cut in cuts
+    ]
+    return [*measurements, sla_status(ticket, events, policy, now_ms).response]
+
+
 def _kind(ticket: Ticket) -> str:
-    return str(getattr(ticket, "kind", "fault"))
+    return ticket.kind
 
 
 def _category(ticket: Ticket) -> str:
