@@ -257,6 +257,8 @@ def _event_summary(kind: str, details: dict[str, Any]) -> str:
     """One line telling what a timeline event did (never blank for the common kinds)."""
     if kind == "acknowledged":
         return "taken in hand"
+    if kind == "regraded":
+        return f"level {details.get('previous')} -> {details.get('level')}: {details.get('reason')}"
     if kind == "resolved":
         given = [(key, details.get(key)) for key in ("cause", "actions", "prevention")]
         return "; ".join(f"{key}: {value}" for key, value in given if value)

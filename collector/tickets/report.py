@@ -333,6 +333,10 @@ _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "closed": lambda d: f"closed ({_get(d, 'reason', '?')})",
     "waiting": lambda d: f"waiting on the customer: {_get(d, 'reason')}",
     "resumed": lambda d: "no longer waiting on the customer",
+    "regraded": lambda d: (
+        f"level changed from {_get(d, 'previous', '?')} to {_get(d, 'level', '?')}: "
+        f"{_get(d, 'reason')}"
+    ),
     "diagnostics": lambda d: (
         f"diagnostics: playbook {_get(d, 'playbook', _get(d, 'name', '?'))} "
         f"{_get(d, 'status')}".rstrip()

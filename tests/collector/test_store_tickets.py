@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -445,5 +446,46 @@ def test_sqlite_index_enforces_one_active_ticket_without_the_precheck(
             store.create_ticket(new_ticket(), opened(T0 + 1))
         assert store.list_tickets() == [first]
         assert len(store.ticket_events(first.id)) == 1
+    finally:
+        store.close()
+
+
+def test_kind_and_urgency_are_stored_checked_and_fixed(store: Store) -> None:
+    inquiry = store.create_ticket(
+        new_ticket(dedup_key=None, kind="inquiry", urgency="pressing"), opened(T0)
+    )
+    assert store.get_ticket(inquiry.id) == inquiry
+    assert (inquiry.kind, inquiry.urgency) == ("inquiry", "pressing")
+    assert store.create_ticket(new_ticket(), opened(T0)).kind == "fault"
+    for change in ({"kind": "complaint"}, {"urgency": "urgent"}):
+        with pytest.raises(InvalidRequest, match="cannot change"):
+            store.update_ticket(replace(inquiry, **change), [])
+    with pytest.raises(InvalidRequest, match="kind"):
+        store.create_ticket(new_ticket(kind="praise"), opened(T0))  # type: ignore[arg-type]
+    assert store.get_ticket(inquiry.id) == inquiry
+
+
+def test_tickets_from_before_kinds_become_faults(tmp_path: Path) -> None:
+    """A database at migration 0010 with a ticket upgrades (0011): the ticket is a fault."""
+    path = tmp_path / "aftercare.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+        )
+        for migration in load_migrations("sqlite"):
+            if migration.version > 10:
+                continue
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.version, T0))
+        db.execute(
+            "INSERT INTO tickets (customer, title, level, state, source, created_ms, updated_ms) "
+            "VALUES ('acme', 'old', '3', 'open', 'engineer', ?, ?)",
+            (T0, T0),
+        )
+    store = SQLiteStore(path)
+    try:
+        [old] = store.list_tickets("acme")
+        assert (old.title, old.kind, old.urgency) == ("old", "fault", "")
     finally:
         store.close()

@@ -29,7 +29,9 @@ def test_regrade_kinds_and_statistics_through_the_cli(collector: Collector) -> N
     assert event["kind"] == "regraded"
     assert event["details"] == {"level": "4", "previous": "1", "reason": "title 'x': no outage"}
     text = collector.client(erin, "ticket", "show", ticket_id).stdout
-    assert "title 'x': no outage" in text
+    assert "level 1 -> 4: title 'x': no outage" in text
+    report = collector.client(alice, "ticket", "report", ticket_id).stdout
+    assert "level changed from 1 to 4" in report
 
     complaint = collector.client_json(
         alice, "ticket", "create", "nobody called back", "--kind", "complaint"
