@@ -14,7 +14,7 @@ import pytest
 from collector.errors import Conflict, InvalidRequest, NotFound, StoreError
 from collector.store import SQLiteStore, Store
 from collector.store import sqlite as sqlite_backend
-from collector.store.migrate import load_migrations
+from collector.store.migrate import VERSION_TABLE_DDL, load_migrations
 from collector.tickets.errors import TicketNotFound
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket
 from tests.collector.conftest import StoreBackend
@@ -469,9 +469,7 @@ def test_tickets_from_before_kinds_become_faults(tmp_path: Path) -> None:
     """A database at migration 0010 with a ticket upgrades (0011): the ticket is a fault."""
     path = tmp_path / "aftercare.db"
     with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
-        )
+        db.execute(VERSION_TABLE_DDL)
         for migration in load_migrations("sqlite"):
             if migration.version > 10:
                 continue

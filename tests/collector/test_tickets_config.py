@@ -90,7 +90,8 @@ def test_the_example_file_loads_and_uses_every_section() -> None:
 
 def key_paths(value: object, path: str = "") -> list[str]:
     """Dotted key paths of the leaves, with placeholders as docs/tickets.md writes them."""
-    if path.endswith(("recipients", "level_map", "clocks")) or not isinstance(value, dict | list):
+    leaves = ("recipients", "level_map", "clocks", "weekend", "holidays", "extra_working_days")
+    if path.endswith(leaves) or not isinstance(value, dict | list):
         return [path]
     if isinstance(value, list):
         return [p for item in value for p in key_paths(item, f"{path}[i]")]
