@@ -657,11 +657,14 @@ class TicketAction(_message.Message):
     CAUSE_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
     PREVENTION_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     action: _builtins.str
-    """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume"""
+    """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume
+    | contact
+    """
     text: _builtins.str
-    """comment text, reject/reopen/wait reason"""
+    """comment text, reject/reopen/wait reason, contact note"""
     assignee: _builtins.str
     """assign"""
     cause: _builtins.str
@@ -670,6 +673,8 @@ class TicketAction(_message.Message):
     """resolve"""
     prevention: _builtins.str
     """resolve"""
+    via: _builtins.str
+    """contact: phone | email | portal | remote (desk-contact)"""
     def __init__(
         self,
         *,
@@ -680,10 +685,11 @@ class TicketAction(_message.Message):
         cause: _builtins.str = ...,
         actions: _builtins.str = ...,
         prevention: _builtins.str = ...,
+        via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "prevention", b"prevention", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "prevention", b"prevention", "text", b"text", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -195,6 +195,7 @@ class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
         limits.text("action", request.action, limits.NAME)
         limits.text("text", request.text, limits.TICKET_TEXT)
         limits.text("assignee", request.assignee, limits.NAME)
+        limits.text("via", request.via, limits.NAME)
         for name in ("cause", "actions", "prevention"):
             limits.text(name, getattr(request, name), limits.RESOLUTION_FIELD)
         action = TicketActionRequest(
@@ -204,6 +205,7 @@ class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
             cause=request.cause,
             actions=request.actions,
             prevention=request.prevention,
+            via=request.via,
         )
         await self._tickets.act(who, request.id, action)
         return ticket_detail(await self._tickets.get(who, request.id))

@@ -54,7 +54,7 @@ from collector.tickets.sla import SlaStatus, sla_status
 log = logging.getLogger(__name__)
 
 ENGINEER_ACTIONS = frozenset(
-    {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume"}
+    {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume", "contact"}
 )
 CUSTOMER_ACTIONS = frozenset({"comment", "confirm", "reject", "resume"})
 FIRING_STATES: frozenset[TicketState] = frozenset({"open", "acknowledged", "reopened"})
@@ -122,6 +122,7 @@ class TicketActionRequest:
     cause: str = ""
     actions: str = ""
     prevention: str = ""
+    via: str = ""  # contact: phone | email | portal | remote
 
 
 @dataclass(frozen=True)
@@ -514,6 +515,8 @@ def _transition(
         return lifecycle.wait_on_customer(ticket, request.text, actor, now)
     if action == "resume":
         return lifecycle.resume(ticket, actor, now, request.text)
+    if action == "contact":
+        return lifecycle.contact(ticket, request.via, request.text, actor, now)
     raise InvalidRequest(f"unknown ticket action {action!r}")
 
 

@@ -815,6 +815,8 @@ def test_the_sla_column_labels_response_and_resolution_apart() -> None:
 def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
     summary = tickets_cli._event_summary
     assert summary("acknowledged", {}) == "taken in hand"
+    contacted = {"via": "phone", "note": "called Li"}
+    assert summary("contacted", contacted) == "customer contacted by phone: called Li"
     resolved = {"cause": "log rotation off", "actions": "rotated", "prevention": ""}
     assert summary("resolved", resolved) == "cause: log rotation off; actions: rotated"
     ran = {"playbook": "disk_usage", "status": "succeeded", "output": "..."}

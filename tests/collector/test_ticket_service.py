@@ -614,14 +614,41 @@ def test_warning_then_breach_notified_exactly_once_across_ticks_and_a_restart(
     assert restarted.kinds(ticket.id).count("escalation") == 1
 
 
-def test_an_acknowledged_ticket_does_not_escalate(make_rig: MakeRig) -> None:
+def test_a_ticket_whose_customer_was_contacted_does_not_escalate(make_rig: MakeRig) -> None:
+    rig = make_rig(ESCALATING)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    saved = rig.act(
+        ENGINEER, ticket.id, "contact", T0 + 4 * MINUTE_MS, via="phone", text="called Li Wei"
+    )
+    assert saved.state == "acknowledged"
+    for at in range(T0, T0 + 50 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    assert rig.deliverer.attempts == [] and rig.metrics.breaches == {}
+    view = run(rig.service.get(ENGINEER, ticket.id))
+    assert view.sla.response.state == "met"
+    assert view.sla.response.stopped_ms == T0 + 4 * MINUTE_MS
+
+
+def test_an_acknowledged_ticket_still_escalates_until_the_customer_is_contacted(
+    make_rig: MakeRig,
+) -> None:
     rig = make_rig(ESCALATING)
     rig.alerts(T0, disk_alert())
     [ticket] = rig.tickets()
     rig.act(ENGINEER, ticket.id, "acknowledge", T0 + 4 * MINUTE_MS)
     for at in range(T0, T0 + 50 * MINUTE_MS, MINUTE_MS):
         rig.tick(at)
-    assert rig.deliverer.attempts == [] and rig.metrics.breaches == {}
+    assert rig.deliverer.attempts != []
+    assert rig.metrics.breaches != {}
+
+
+def test_customers_cannot_record_a_contact(make_rig: MakeRig) -> None:
+    rig = make_rig(ESCALATING)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    with pytest.raises(PermissionDenied):
+        rig.act(ALICE, ticket.id, "contact", T0 + MINUTE_MS, via="phone", text="me")
 
 
 def test_a_failed_delivery_is_recorded_once_and_retried_after_the_retry_period(
@@ -1022,6 +1049,7 @@ def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) ->
     rig = make_rig()
     ticket_id = rig.create(ALICE, "printer on fire")
     rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS)
+    rig.act(ENGINEER, ticket_id, "contact", via="phone", text="called Alice")
     rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
     rig.resolve(ticket_id, T0 + HOUR_MS)
     rig.act(ALICE, ticket_id, "confirm", T0 + 2 * HOUR_MS)
@@ -1032,4 +1060,6 @@ def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) ->
     assert {e.target for e in entries} == {f"ticket:{ticket_id}"}
     resolved = next(e for e in entries if e.action == "ticket.resolved")
     assert resolved.details["cause"] == "log rotation disabled"
+    contacted = next(e for e in entries if e.action == "ticket.contacted")
+    assert (contacted.details["via"], contacted.details["note"]) == ("phone", "called Alice")
     assert verify_chain(entries).ok

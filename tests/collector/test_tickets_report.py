@@ -50,6 +50,7 @@ def timeline() -> list[TicketEvent]:
         (1, "system", "diagnostics",
          {"playbook": "disk_usage", "status": "ok", "output": DF_OUTPUT}),
         (10, "user:erin", "acknowledged", {}),
+        (10, "user:erin", "contacted", {"via": "phone", "note": "called the DBA on duty"}),
         (20, "user:carl", "comment", {"text": f"please hurry {SCRIPT}"}),
         (25, "system", "notification",
          {"key": "k", "channel": "email", "target": "boss@vendor.example",
@@ -78,7 +79,7 @@ def test_draft_gathers_everything() -> None:
     assert r.opened_ms == T0
     assert r.onset_metrics == {"value": 97.2, "threshold": 90, "labels": {"mount": "/var"}}
     assert [e.kind for e in r.timeline][:3] == ["opened", "diagnostics", "acknowledged"]
-    assert len(r.timeline) == 8
+    assert len(r.timeline) == 9
     assert r.diagnostics[0].playbook == "disk_usage"
     assert "/dev/sda2   97%   /var" in r.diagnostics[0].excerpt
     assert r.cause == "log rotation disabled after an upgrade"

@@ -124,6 +124,16 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     assert collector.client(outsider, "ticket", "confirm", number).returncode == 1
 
     assert collector.client(engineer, "ticket", "ack", number).returncode == 0
+    acked = collector.client_json(engineer, "ticket", "show", number)["ticket"]
+    assert {c["name"]: c["state"] for c in acked["sla"]}["response"] != "met", "ack is internal"
+    contact = ("ticket", "contact", number, "--via", "phone", "--note", "called Alice")
+    refused = collector.client(customer, *contact)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    fax = collector.client(engineer, "ticket", "contact", number, "--via", "fax", "--note", "x")
+    assert fax.returncode == 2 and "invalid choice" in fax.stderr
+    assert collector.client(engineer, *contact).returncode == 0
+    contacted = collector.client_json(engineer, "ticket", "show", number)["ticket"]
+    assert {c["name"]: c["state"] for c in contacted["sla"]}["response"] == "met"
     early = collector.client(customer, "ticket", "confirm", number)
     assert early.returncode == 1, "nothing to confirm before it is resolved"
     assert "FAILED_PRECONDITION" in early.stderr, early.stderr
@@ -161,6 +171,7 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     audit = json.loads(collector.admin("audit", "list", "--json").stdout)
     acts = {(e["action"], e["actor"]) for e in audit if e["target"] == f"ticket:{number}"}
     assert {("ticket.acknowledged", "user:erin"), ("ticket.confirmed", "user:alice")} <= acts
+    assert ("ticket.contacted", "user:erin") in acts
     assert ("ticket.reopened", "rule") in {(a, r.split(":")[0]) for a, r in acts}
     verified = collector.admin("audit", "verify")
     assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
