@@ -23,6 +23,7 @@ import yaml
 from agent.durations import parse_duration
 from collector.alertmanager import DEFAULT_LEVELS
 from collector.notify import SmtpSettings, url_problem
+from collector.tickets.customer_notices import CustomerNoticePolicy
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.escalation import (
     DEFAULT_CLOCKS,
@@ -137,6 +138,7 @@ class TicketsConfig:
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
+    customer_notices: CustomerNoticePolicy = field(default_factory=CustomerNoticePolicy)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -173,7 +175,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-_SECTIONS = ("reopen_window", "auto_confirm", "sla", "escalation", "alertmanager")
+# escalation before customer_notices: e-mail recipients need its smtp settings
+_SECTIONS = (
+    "reopen_window",
+    "auto_confirm",
+    "sla",
+    "escalation",
+    "alertmanager",
+    "customer_notices",
+)
 
 
 def tickets_config_from_mapping(data: Any) -> TicketsConfig:
@@ -214,6 +224,8 @@ def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsCo
     if section == "escalation":
         steps, smtp = _escalation(value, section)
         return replace(config, escalation=steps, smtp=smtp)
+    if section == "customer_notices":
+        return replace(config, customer_notices=_customer_notices(value, section, config.smtp))
     return replace(config, alertmanager=_alertmanager(value, section))
 
 
@@ -341,6 +353,23 @@ def _recipient(value: Any, path: str, smtp: SmtpConfig) -> Recipient:
     else:
         _check_email(target, key_path, smtp)
     return Recipient(channel, target)
+
+
+# -- customer notices --------------------------------------------------------------------
+
+
+def _customer_notices(value: Any, path: str, smtp: SmtpConfig) -> CustomerNoticePolicy:
+    data = _mapping(value, path, {"remind_before", "customers"})
+    policy = CustomerNoticePolicy()
+    if "remind_before" in data:
+        remind = _duration_ms(data["remind_before"], _join(path, "remind_before"), positive=True)
+        policy = replace(policy, remind_before_ms=remind)
+    customers_path = _join(path, "customers")
+    contacts = {
+        str(name): _recipients(entry, _join(customers_path, str(name)), smtp)
+        for name, entry in _mapping(data.get("customers", {}), customers_path, None).items()
+    }
+    return replace(policy, contacts=contacts)
 
 
 def _check_url(url: str, path: str) -> None:

@@ -36,6 +36,7 @@ from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from collector.store.writer import StoreThread
 from collector.tickets import lifecycle
 from collector.tickets.config import TicketsConfig
+from collector.tickets.customer_notices import due_customer_notices
 from collector.tickets.escalation import Notification, due_notifications
 from collector.tickets.model import (
     ACTIVE_STATES,
@@ -145,6 +146,7 @@ class TicketService:
         metrics: TicketMetrics,
         clock_ms: Callable[[], int],
         recovery_delay_ms: int = 30_000,
+        public_url: str = "",
     ) -> None:
         self._db = db
         self._store = db.store
@@ -157,6 +159,7 @@ class TicketService:
         self._settle_until_ms = 0
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
+        self._public_url = public_url  # links in customer notices (else CLI commands)
         self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
         # told of a ticket's new state after a person's action (ends its remote sessions)
         self.on_acted: Callable[[int, str], Awaitable[None]] | None = None
@@ -399,7 +402,8 @@ class TicketService:
     # -- clocks -------------------------------------------------------------------------
 
     async def tick(self, now_ms: int) -> None:
-        """Escalate along the chain, count breaches, and auto-confirm old resolutions."""
+        """Escalate along the chain, tell customers (opened, awaiting confirmation,
+        auto-confirm soon), count breaches, and auto-confirm old resolutions."""
         tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
         for ticket in tickets:
@@ -414,6 +418,14 @@ class TicketService:
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
         due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
+        due += due_customer_notices(
+            ticket,
+            self.config.customer_notices,
+            self.config.auto_confirm_ms,
+            sent,  # type: ignore[arg-type]
+            self._public_url,
+            now_ms,
+        )
         for notification in due:
             await self._notify(ticket, notification, now_ms)
         due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
@@ -477,6 +489,9 @@ class TicketService:
             "subject": notification.subject,
             "delivered": error is None,
         }
+        if notification.audience == "customer":
+            details["audience"] = "customer"
+            details["notice"] = notification.payload.get("event", "")
         if error is None:
             details["key"] = notification.key  # only delivered ones count as sent
         else:

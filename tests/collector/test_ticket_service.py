@@ -33,6 +33,7 @@ from collector.rules import Alert, HostRef, dedup_key
 from collector.store import open_store
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig
+from collector.tickets.customer_notices import CustomerNoticePolicy
 from collector.tickets.escalation import (
     EscalationPolicy,
     EscalationStep,
@@ -144,6 +145,7 @@ class Rig:
         config: TicketsConfig | None = None,
         clock: FakeClock | None = None,
         deliverer: Deliverer | None = None,
+        public_url: str = "",
     ) -> None:
         self.clock = clock or FakeClock()
         self.deliverer = deliverer or Deliverer()
@@ -156,6 +158,7 @@ class Rig:
             self.metrics,
             self.clock,
             recovery_delay_ms=RECOVERY_MS,
+            public_url=public_url,
         )
 
     def close(self) -> None:
@@ -1040,6 +1043,97 @@ def test_alertmanager_recurrence_reopens_a_closed_ticket_within_the_window(
     apply_am(rig, T0 + 3 * HOUR_MS, am_payload(am_alert("firing")))
     [again] = rig.tickets()
     assert (again.id, again.state, again.reopen_count) == (ticket.id, "reopened", 1)
+
+
+# -- customer notices ------------------------------------------------------------------
+
+ACME_HOOK = Recipient("webhook", "http://127.0.0.1:9/acme-notices?token=s3cret")
+ACME_OPS = Recipient("email", "ops@acme.example")
+TOLD = TicketsConfig(
+    sla=SLA,
+    escalation=LADDER,
+    auto_confirm_ms=7 * DAY_MS,
+    customer_notices=CustomerNoticePolicy(
+        contacts={"acme": (ACME_HOOK, ACME_OPS)}, remind_before_ms=DAY_MS
+    ),
+)
+
+
+def customer_notices(rig: Rig) -> list[tuple[str, str]]:
+    return [
+        (n.payload["event"], n.target) for n in rig.deliverer.delivered if n.audience == "customer"
+    ]
+
+
+def test_customers_are_told_of_opening_fix_and_coming_auto_confirmation(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD, public_url="https://support.vendor.example/")
+    ticket_id = rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.tick(T0 + SECOND_MS)
+    rig.tick(T0 + 2 * SECOND_MS)  # once only
+    assert customer_notices(rig) == [
+        ("customer_opened", ACME_HOOK.target),
+        ("customer_opened", ACME_OPS.target),
+    ]
+    opened = rig.deliverer.delivered[0]
+    assert opened.payload["link"] == f"https://support.vendor.example/tickets/{ticket_id}"
+    assert "工单" in opened.text() and "was opened for you" in opened.text()
+
+    resolved_at = T0 + 3 * MINUTE_MS
+    rig.resolve(ticket_id, resolved_at)
+    rig.tick(resolved_at + SECOND_MS)
+    waiting = customer_notices(rig)[2:]
+    assert waiting == [
+        ("customer_awaiting_confirmation", ACME_HOOK.target),
+        ("customer_awaiting_confirmation", ACME_OPS.target),
+    ]
+    auto_at = resolved_at + 7 * DAY_MS
+    rig.tick(auto_at - DAY_MS - 1)
+    assert len(customer_notices(rig)) == 4, "no reminder before remind_before"
+    rig.tick(auto_at - DAY_MS)
+    reminders = customer_notices(rig)[4:]
+    assert [kind for kind, _ in reminders] == ["customer_auto_confirm_soon"] * 2
+    reminder = rig.deliverer.delivered[-1]
+    assert reminder.payload["auto_confirm_ms"] == auto_at
+    assert "in 1d" in reminder.payload["summary"]
+    rig.tick(auto_at)
+    assert rig.view(ticket_id).ticket.state == "closed"
+    recorded = [e for e in rig.events(ticket_id) if e.details.get("audience") == "customer"]
+    assert len(recorded) == 6
+    assert all("s3cret" not in json.dumps(e.details) for e in recorded)
+
+
+def test_customer_notices_without_public_url_name_the_command(make_rig: MakeRig) -> None:
+    rig = make_rig(TOLD)
+    ticket_id = rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.resolve(ticket_id, T0 + MINUTE_MS)
+    rig.tick(T0 + 2 * MINUTE_MS)
+    [hook, _] = [n for n in rig.deliverer.delivered if n.audience == "customer"]
+    assert hook.payload["link"] == f"aftercare ticket confirm {ticket_id}"
+
+
+def test_escalation_recipients_never_get_customer_notices_nor_the_reverse(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD)
+    rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.create(ENGINEER, "other customer's fault", customer="globex")
+    for at in range(T0, T0 + 40 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    internal = {HOOK.target, ONCALL.target}
+    customer = {ACME_HOOK.target, ACME_OPS.target}
+    by_audience: dict[str, set[str]] = {"internal": set(), "customer": set()}
+    for n in rig.deliverer.delivered:
+        by_audience[n.audience].add(n.target)
+    assert by_audience["internal"] == internal
+    assert by_audience["customer"] == customer
+    for n in rig.deliverer.delivered:
+        if n.audience == "customer":
+            text = json.dumps(n.payload) + n.text()
+            assert n.payload["ticket"]["customer"] == "acme", "globex has no contacts"
+            assert not any(target in text for target in internal)
+            assert "127.0.0.1:9/hooks" not in text
 
 
 # -- audit ---------------------------------------------------------------------------------
