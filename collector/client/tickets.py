@@ -69,7 +69,11 @@ def add_commands(commands: Any) -> None:
     resolve = _action(sub, "resolve", "resolve with a fault analysis", "resolve")
     resolve.add_argument("--cause", required=True, help="root cause")
     resolve.add_argument("--actions", required=True, help="what was done")
-    resolve.add_argument("--prevention", default="", help="how to avoid it in future")
+    resolve.add_argument(
+        "--prevention",
+        default="",
+        help="how to avoid it in future (required for level 1 and 2 faults)",
+    )
     _action(sub, "reopen", "reopen (engineers)", "reopen", text="why", text_flag="--reason")
     _action(sub, "confirm", "confirm the fix (customers): closes the ticket", "confirm")
     _action(

@@ -56,6 +56,7 @@ from collector.tickets.model import (
 __all__ = [
     "ACTIONS",
     "PEOPLE_ACTIONS",
+    "PREVENTION_LEVELS",
     "SYSTEM_ACTOR",
     "UNRESOLVED_STATES",
     "Action",
@@ -113,6 +114,9 @@ ACTIONS: tuple[Action, ...] = (
 # What people do (listed in error messages); the rest is done by the collector itself.
 PEOPLE_ACTIONS: tuple[Action, ...] = ACTIONS[:10]
 SYSTEM_ACTOR = "system"
+
+# Levels whose resolution must say how to avoid the fault in future (level 1-2 faults).
+PREVENTION_LEVELS: frozenset[str] = frozenset({"1", "2"})
 
 UNRESOLVED_STATES: frozenset[TicketState] = frozenset(
     {"open", "acknowledged", "recovered", "reopened"}
@@ -259,12 +263,17 @@ def resolve(
 ) -> Transition:
     """The engineer declares the fault fixed, with the fault analysis: → resolved.
 
-    ``cause`` is required; ``actions`` (what was done) and ``prevention`` (how to avoid
-    it in future) may be empty. Applies to open, acknowledged, recovered and reopened
-    tickets. If the ticket was waiting on the customer, the wait ends first (a
-    "resumed" event) so the SLA pauses stay balanced. The resolution clock stops here.
+    ``cause`` is required; ``actions`` (what was done) may be empty; ``prevention``
+    (how to avoid it in future) is required for levels in ``PREVENTION_LEVELS`` (the
+    fault analysis report of a major fault must say it) and may be empty otherwise.
+    Applies to open, acknowledged, recovered and reopened tickets. If the ticket was
+    waiting on the customer, the wait ends first (a "resumed" event) so the SLA pauses
+    stay balanced. The resolution clock stops here.
     """
     _require(ticket, "resolve")
+    if ticket.level in PREVENTION_LEVELS:
+        what = f"the prevention (how to avoid it in future) of a level-{ticket.level} fault"
+        prevention = _required_text(prevention, what)
     resolution = {
         "cause": _required_text(cause, "the cause"),
         "actions": actions.strip(),

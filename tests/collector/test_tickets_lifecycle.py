@@ -340,7 +340,8 @@ def test_recover(state: TicketState) -> None:
 
 @pytest.mark.parametrize("state", ["open", "acknowledged", "recovered", "reopened"])
 def test_resolve_records_the_fault_analysis(state: TicketState) -> None:
-    result = lc.resolve(make(state), " rotation off ", "rotated", "", ENGINEER, T0 + MIN)
+    minor = make(state, level="3")  # prevention is optional below level 2
+    result = lc.resolve(minor, " rotation off ", "rotated", "", ENGINEER, T0 + MIN)
     assert result.ticket.state == "resolved"
     assert result.ticket.resolved_ms == T0 + MIN
     resolution = {"cause": "rotation off", "actions": "rotated", "prevention": ""}
@@ -349,7 +350,7 @@ def test_resolve_records_the_fault_analysis(state: TicketState) -> None:
 
 
 def test_resolving_while_waiting_ends_the_wait_first() -> None:
-    result = lc.resolve(make(waiting_on_customer=True), "c", "", "", ENGINEER, T0)
+    result = lc.resolve(make(waiting_on_customer=True), "c", "", "p", ENGINEER, T0)
     assert not result.ticket.waiting_on_customer
     assert kinds(result) == ["resumed", "resolved"]
 
@@ -461,7 +462,7 @@ def test_closed_loop_open_ack_resolve_confirm() -> None:
 def test_rejection_reopens_and_the_loop_runs_again() -> None:
     line = Timeline(make())
     line.apply(lc.acknowledge(line.ticket, ENGINEER, T0 + MIN))
-    line.apply(lc.resolve(line.ticket, "guess", "", "", ENGINEER, T0 + 2 * MIN))
+    line.apply(lc.resolve(line.ticket, "guess", "", "none yet", ENGINEER, T0 + 2 * MIN))
     line.apply(lc.reject(line.ticket, "not fixed", CUSTOMER, T0 + 3 * MIN))
     assert line.ticket.state == "reopened"
     line.apply(lc.acknowledge(line.ticket, ENGINEER, T0 + 4 * MIN))
@@ -530,3 +531,18 @@ def test_contact_refuses_unknown_channels_and_empty_notes(
     with pytest.raises(InvalidRequest) as caught:
         lc.contact(ticket_in("open", False), via, note, ENGINEER, T0 + MIN)
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("level", ["1", "2"])
+def test_a_major_fault_cannot_be_resolved_without_prevention(level: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        lc.resolve(make(level=level), "disk full", "cleaned", "  ", ENGINEER, T0 + MIN)
+    assert f"the prevention (how to avoid it in future) of a level-{level} fault" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize("level", ["3", "4", "consult", "other"])
+def test_prevention_is_optional_for_lesser_levels(level: str) -> None:
+    result = lc.resolve(make(level=level), "disk full", "cleaned", "", ENGINEER, T0 + MIN)
+    assert result.ticket.state == "resolved"
