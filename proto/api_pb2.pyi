@@ -658,6 +658,8 @@ class TicketAction(_message.Message):
     ACTIONS_FIELD_NUMBER: _builtins.int
     PREVENTION_FIELD_NUMBER: _builtins.int
     VIA_FIELD_NUMBER: _builtins.int
+    IMPACT_FIELD_NUMBER: _builtins.int
+    LOSSES_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     action: _builtins.str
     """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume
@@ -675,6 +677,10 @@ class TicketAction(_message.Message):
     """resolve"""
     via: _builtins.str
     """contact: phone | email | portal | remote (desk-contact)"""
+    impact: _builtins.str
+    """resolve: effect on the customer's service (desk-contact)"""
+    losses: _builtins.str
+    """resolve: losses, e.g. data or hours lost (desk-contact)"""
     def __init__(
         self,
         *,
@@ -686,10 +692,12 @@ class TicketAction(_message.Message):
         actions: _builtins.str = ...,
         prevention: _builtins.str = ...,
         via: _builtins.str = ...,
+        impact: _builtins.str = ...,
+        losses: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "prevention", b"prevention", "text", b"text", "via", b"via"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "impact", b"impact", "losses", b"losses", "prevention", b"prevention", "text", b"text", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

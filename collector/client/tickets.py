@@ -74,6 +74,8 @@ def add_commands(commands: Any) -> None:
         default="",
         help="how to avoid it in future (required for level 1 and 2 faults)",
     )
+    resolve.add_argument("--impact", default="", help="the effect on the customer's service")
+    resolve.add_argument("--losses", default="", help="what was lost (data, hours of service)")
     _action(sub, "reopen", "reopen (engineers)", "reopen", text="why", text_flag="--reason")
     _action(sub, "confirm", "confirm the fix (customers): closes the ticket", "confirm")
     _action(
@@ -182,6 +184,8 @@ def _act(client: ApiClient, args: argparse.Namespace) -> int:
         actions=getattr(args, "actions", "") or "",
         prevention=getattr(args, "prevention", "") or "",
         via=getattr(args, "via", "") or "",
+        impact=getattr(args, "impact", "") or "",
+        losses=getattr(args, "losses", "") or "",
     )
     detail = client.call("ActOnTicket", request)
     if args.json:

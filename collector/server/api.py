@@ -196,7 +196,7 @@ class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
         limits.text("text", request.text, limits.TICKET_TEXT)
         limits.text("assignee", request.assignee, limits.NAME)
         limits.text("via", request.via, limits.NAME)
-        for name in ("cause", "actions", "prevention"):
+        for name in ("cause", "actions", "prevention", "impact", "losses"):
             limits.text(name, getattr(request, name), limits.RESOLUTION_FIELD)
         action = TicketActionRequest(
             action=request.action,
@@ -206,6 +206,8 @@ class ApiServicer(InspectionApi, api_pb2_grpc.ApiServicer):
             actions=request.actions,
             prevention=request.prevention,
             via=request.via,
+            impact=request.impact,
+            losses=request.losses,
         )
         await self._tickets.act(who, request.id, action)
         return ticket_detail(await self._tickets.get(who, request.id))

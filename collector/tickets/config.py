@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -139,6 +140,13 @@ class TicketsConfig:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
     customer_notices: CustomerNoticePolicy = field(default_factory=CustomerNoticePolicy)
+    report_vendor: str = ""  # the vendor's name in the fault analysis report's header
+    report_timezone: str = "UTC"  # times in the report, unless the customer has its own
+    report_timezones: Mapping[str, str] = field(default_factory=dict)  # customer -> zone
+
+    def timezone_of(self, customer: str) -> str:
+        """The IANA time zone the customer's reports are written in."""
+        return self.report_timezones.get(customer, self.report_timezone)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -183,6 +191,7 @@ _SECTIONS = (
     "escalation",
     "alertmanager",
     "customer_notices",
+    "report",
 )
 
 
@@ -224,6 +233,8 @@ def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsCo
     if section == "escalation":
         steps, smtp = _escalation(value, section)
         return replace(config, escalation=steps, smtp=smtp)
+    if section == "report":
+        return _report(config, value, section)
     if section == "customer_notices":
         return replace(config, customer_notices=_customer_notices(value, section, config.smtp))
     return replace(config, alertmanager=_alertmanager(value, section))
@@ -353,6 +364,35 @@ def _recipient(value: Any, path: str, smtp: SmtpConfig) -> Recipient:
     else:
         _check_email(target, key_path, smtp)
     return Recipient(channel, target)
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def _report(config: TicketsConfig, value: Any, path: str) -> TicketsConfig:
+    data = _mapping(value, path, {"vendor", "timezone", "timezones"})
+    if "vendor" in data:
+        config = replace(config, report_vendor=_string(data["vendor"], _join(path, "vendor")))
+    if "timezone" in data:
+        zone = _timezone(data["timezone"], _join(path, "timezone"))
+        config = replace(config, report_timezone=zone)
+    zones_path = _join(path, "timezones")
+    zones = {
+        str(customer): _timezone(zone, _join(zones_path, str(customer)))
+        for customer, zone in _mapping(data.get("timezones", {}), zones_path, None).items()
+    }
+    return replace(config, report_timezones=zones)
+
+
+def _timezone(value: Any, path: str) -> str:
+    name = _string(value, path)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TicketConfigError(
+            path, f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai"
+        ) from None
+    return name
 
 
 # -- customer notices --------------------------------------------------------------------

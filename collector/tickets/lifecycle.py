@@ -259,11 +259,19 @@ def assign(ticket: Ticket, assignee: str | None, actor: str, at_ms: int) -> Tran
 
 
 def resolve(
-    ticket: Ticket, cause: str, actions: str, prevention: str, actor: str, at_ms: int
+    ticket: Ticket,
+    cause: str,
+    actions: str,
+    prevention: str,
+    actor: str,
+    at_ms: int,
+    impact: str = "",
+    losses: str = "",
 ) -> Transition:
     """The engineer declares the fault fixed, with the fault analysis: → resolved.
 
-    ``cause`` is required; ``actions`` (what was done) may be empty; ``prevention``
+    ``cause`` is required; ``actions`` (what was done), ``impact`` (on the customer's
+    service) and ``losses`` may be empty; ``prevention``
     (how to avoid it in future) is required for levels in ``PREVENTION_LEVELS`` (the
     fault analysis report of a major fault must say it) and may be empty otherwise.
     Applies to open, acknowledged, recovered and reopened tickets. If the ticket was
@@ -279,6 +287,8 @@ def resolve(
         "actions": actions.strip(),
         "prevention": prevention.strip(),
     }
+    # impact on the customer's service and the losses: kept only when given
+    resolution |= {k: v.strip() for k, v in (("impact", impact), ("losses", losses)) if v.strip()}
     events = []
     if ticket.waiting_on_customer:
         events.append(_event("resumed", actor, at_ms, reason="resolved"))

@@ -124,6 +124,8 @@ class TicketActionRequest:
     actions: str = ""
     prevention: str = ""
     via: str = ""  # contact: phone | email | portal | remote
+    impact: str = ""  # resolve: the effect on the customer's service
+    losses: str = ""  # resolve: what was lost (data, hours of service)
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,14 @@ class TicketService:
     async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:
         """The fault analysis report as Markdown, HTML or JSON."""
         view = await self.get(who, ticket_id)
-        report = draft_report(view.ticket, view.events, view.sla)
+        customer = view.ticket.customer
+        report = draft_report(
+            view.ticket,
+            view.events,
+            view.sla,
+            vendor=self.config.report_vendor,
+            timezone=self.config.timezone_of(customer),
+        )
         if fmt == "md":
             return report.markdown()
         if fmt == "html":
@@ -518,7 +527,14 @@ def _transition(
         return lifecycle.assign(ticket, request.assignee or None, actor, now)
     if action == "resolve":
         return lifecycle.resolve(
-            ticket, request.cause, request.actions, request.prevention, actor, now
+            ticket,
+            request.cause,
+            request.actions,
+            request.prevention,
+            actor,
+            now,
+            impact=request.impact,
+            losses=request.losses,
         )
     if action == "reopen":
         return lifecycle.reopen(ticket, request.text, actor, now)

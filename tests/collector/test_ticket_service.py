@@ -1136,6 +1136,41 @@ def test_escalation_recipients_never_get_customer_notices_nor_the_reverse(
             assert "127.0.0.1:9/hooks" not in text
 
 
+def test_the_report_has_the_vendor_the_customers_zone_impact_and_losses(
+    make_rig: MakeRig,
+) -> None:
+    config = TicketsConfig(
+        report_vendor="Example Systems Ltd",
+        report_timezone="Europe/Berlin",
+        report_timezones={"acme": "Asia/Shanghai"},
+    )
+    rig = make_rig(config)
+    ticket_id = rig.create(ENGINEER, "orders stall", level="1", customer="acme")
+    with pytest.raises(InvalidRequest, match="prevention"):
+        rig.act(ENGINEER, ticket_id, "resolve", T0 + HOUR_MS, cause="lock", actions="killed")
+    rig.act(
+        ENGINEER,
+        ticket_id,
+        "resolve",
+        T0 + HOUR_MS,
+        cause="a lock held by a report job",
+        actions="killed the job",
+        prevention="run the job at night",
+        impact="no orders for 1 h",
+        losses="none",
+    )
+    md = run(rig.service.report(ALICE, ticket_id, "md"))
+    assert md.startswith("# Example Systems Ltd 故障分析报告")
+    assert "2026-01-01T08:00:00+08:00" in md  # T0 in Asia/Shanghai
+    assert "no orders for 1 h" in md
+    data = json.loads(run(rig.service.report(ALICE, ticket_id, "json")))
+    assert (data["timezone"], data["impact"], data["losses"]) == (
+        "Asia/Shanghai",
+        "no orders for 1 h",
+        "none",
+    )
+
+
 # -- audit ---------------------------------------------------------------------------------
 
 

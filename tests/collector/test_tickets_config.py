@@ -87,6 +87,9 @@ def test_the_example_file_loads_and_uses_every_section() -> None:
     )
     assert config.alertmanager.level_for({"severity": "CRITICAL"}) == "1"
     assert config.customer_notices.remind_before_ms == DAY_MS
+    assert config.report_vendor == "Example Systems Ltd"
+    assert config.timezone_of("bank-of-example") == "Asia/Hong_Kong"
+    assert config.timezone_of("acme") == "Asia/Shanghai"
     assert config.customer_notices.contacts == {
         "bank-of-example": (
             Recipient("email", "it-duty@bank.example"),
@@ -107,7 +110,7 @@ def key_paths(value: object, path: str = "") -> list[str]:
     for key, item in value.items():
         if path in ("sla.levels", "sla.customers.CUSTOMER"):
             key = "LEVEL"
-        elif path in ("sla.customers", "customer_notices.customers"):
+        elif path in ("sla.customers", "customer_notices.customers", "report.timezones"):
             key = "CUSTOMER"
         paths += key_paths(item, f"{path}.{key}" if path else str(key))
     return paths
@@ -253,6 +256,10 @@ SMTP = "  smtp: {host: mail.example, from: a@vendor.example}\n"
         ("alertmanager: {level_label: ''}\n", "alertmanager.level_label: must be a non-empty"),
         ("alertmanager: {level_map: {page: 0}}\n", "alertmanager.level_map.page: unknown fault"),
         ("customer_notices: {remind: 1d}\n", "customer_notices.remind: unknown key"),
+        ("report: {vendor: ''}\n", "report.vendor: must be a non-empty string"),
+        ("report: {timezone: Mars/Olympus}\n", "report.timezone: unknown time zone 'Mars/Olympus'"),
+        ("report: {timezones: {acme: CEST}}\n", "report.timezones.acme: unknown time zone 'CEST'"),
+        ("report: {language: en}\n", "report.language: unknown key"),
         (
             "customer_notices: {remind_before: 0s}\n",
             "customer_notices.remind_before: must be longer than 0",
