@@ -24,19 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from collector.errors import format_ms
 from collector.tickets.escalation import Notification, Recipient
 from collector.tickets.lifecycle import UNRESOLVED_STATES, auto_confirm_due_ms
-from collector.tickets.model import Ticket
+from collector.tickets.model import Ticket, TicketEvent
 from collector.tickets.sla import DAY_MS, LEVEL_NAMES_EN, LEVEL_NAMES_ZH, format_duration_ms
 
 __all__ = [
     "NOTICE_KINDS",
     "CustomerNoticePolicy",
     "NoticeKind",
+    "as_customer_sees_it",
     "due_customer_notices",
     "ticket_link",
 ]
@@ -52,6 +53,19 @@ class CustomerNoticePolicy:
 
     contacts: Mapping[str, tuple[Recipient, ...]] = field(default_factory=dict)
     remind_before_ms: int = DAY_MS
+
+
+_INTERNAL_DETAILS = frozenset({"target", "key", "error"})
+
+
+def as_customer_sees_it(event: TicketEvent) -> TicketEvent:
+    """``event`` without what names the vendor's internal recipients: an escalation
+    notification keeps its step, channel, subject and delivery flag, not its target,
+    key or delivery error (which may quote an address). Other events are unchanged."""
+    if event.kind != "notification" or event.details.get("audience") == "customer":
+        return event
+    kept = {k: v for k, v in event.details.items() if k not in _INTERNAL_DETAILS}
+    return replace(event, details=kept)
 
 
 def ticket_link(ticket_id: int, public_url: str, command: str = "show") -> str:

@@ -36,7 +36,7 @@ from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from collector.store.writer import StoreThread
 from collector.tickets import lifecycle
 from collector.tickets.config import TicketsConfig
-from collector.tickets.customer_notices import due_customer_notices
+from collector.tickets.customer_notices import as_customer_sees_it, due_customer_notices
 from collector.tickets.escalation import Notification, due_notifications
 from collector.tickets.model import (
     ACTIVE_STATES,
@@ -206,10 +206,13 @@ class TicketService:
         return views
 
     async def get(self, who: Principal, ticket_id: int) -> TicketView:
-        """One ticket with its timeline; NotFound if absent or not visible to ``who``."""
+        """One ticket with its timeline; NotFound if absent or not visible to ``who``.
+        A customer's view leaves out the escalation recipients (``as_customer_sees_it``)."""
         ticket = await self._visible(who, ticket_id)
         events = await self._db.call(self._store.ticket_events, ticket_id)
         status = sla_status(ticket, events, self.config.sla, self._clock_ms())
+        if who.role == "customer":  # internal recipients stay internal
+            events = [as_customer_sees_it(e) for e in events]
         return TicketView(ticket, status, tuple(events))
 
     async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:

@@ -1104,6 +1104,32 @@ def test_customers_are_told_of_opening_fix_and_coming_auto_confirmation(
     assert all("s3cret" not in json.dumps(e.details) for e in recorded)
 
 
+def test_a_customer_reading_the_timeline_never_sees_escalation_recipients(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD)
+    rig.deliverer.failing.add("email")  # the delivery error quotes the address too
+    ticket_id = rig.create(ALICE, "printer on fire")
+    for at in range(T0, T0 + 40 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    engineer_view = json.dumps([dict(e.details) for e in rig.view(ticket_id).events])
+    assert HOOK.label in engineer_view, "engineers see where escalations went"
+    assert ONCALL.target in engineer_view
+    customer_view = rig.view(ticket_id, ALICE)
+    shown = json.dumps([dict(e.details) for e in customer_view.events])
+    assert HOOK.label not in shown and ONCALL.target not in shown
+    assert ACME_HOOK.label in shown, "the customer's own contacts may be shown"
+    internal = [
+        e.details
+        for e in customer_view.events
+        if e.kind == "notification" and e.details.get("audience") != "customer"
+    ]
+    assert internal and all(not {"target", "key", "error"} & set(d) for d in internal)
+    assert any(d["delivered"] is False for d in internal), "the failure is still told"
+    kinds = [e.kind for e in customer_view.events]
+    assert kinds == [e.kind for e in rig.view(ticket_id).events], "nothing hidden but targets"
+
+
 def test_customer_notices_without_public_url_name_the_command(make_rig: MakeRig) -> None:
     rig = make_rig(TOLD)
     ticket_id = rig.create(ENGINEER, "printer on fire", customer="acme")
