@@ -264,6 +264,11 @@ def _event_summary(kind: str, details: dict[str, Any]) -> str:
     """One line telling what a timeline event did (never blank for the common kinds)."""
     if kind == "acknowledged":
         return "taken in hand"
+    if kind == "notification":
+        to = "customer" if details.get("audience") == "customer" else "escalation"
+        where = f" {details['target']}" if details.get("target") else ""
+        ok = "" if details.get("delivered", True) else " (delivery failed)"
+        return f"{to} {details.get('channel', '?')}{where}: {details.get('subject', '')}{ok}"
     if kind == "contacted":
         return f"customer contacted by {details.get('via', '?')}: {details.get('note', '')}"
     if kind == "resolved":

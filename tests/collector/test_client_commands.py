@@ -817,6 +817,10 @@ def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
     assert summary("acknowledged", {}) == "taken in hand"
     contacted = {"via": "phone", "note": "called Li"}
     assert summary("contacted", contacted) == "customer contacted by phone: called Li"
+    told = {"audience": "customer", "channel": "email", "subject": "s", "delivered": False}
+    assert summary("notification", told) == "customer email: s (delivery failed)"
+    escalated = {"channel": "webhook", "target": "https://h#d", "subject": "warn"}
+    assert summary("notification", escalated) == "escalation webhook https://h#d: warn"
     resolved = {"cause": "log rotation off", "actions": "rotated", "prevention": ""}
     assert summary("resolved", resolved) == "cause: log rotation off; actions: rotated"
     ran = {"playbook": "disk_usage", "status": "succeeded", "output": "..."}
