@@ -508,6 +508,11 @@ _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
         f"diagnostics: playbook {_get(d, 'playbook', _get(d, 'name', '?'))} "
         f"{_get(d, 'status')}".rstrip()
     ),
+    # written by regrading (branch desk-grade); summarised here so the report reads well
+    "regraded": lambda d: (
+        f"regraded from level {_get(d, 'previous', '?')} to level {_get(d, 'level', '?')}: "
+        f"{_get(d, 'reason')}"
+    ),
     "remote_requested": _remote("requested by the engineer", "reason", ": {}"),
     "remote_approved": _remote("approved by the customer", "approver", " ({})"),
     "remote_denied": _remote("denied by the customer", "reason", ": {}"),

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from collector.tickets.model import Ticket, TicketEvent
-from collector.tickets.report import EXCERPT_LINES, Report, draft_report
+from collector.tickets.report import EXCERPT_LINES, Report, draft_report, summarize_event
 from collector.tickets.sla import MINUTE_MS, SlaPolicy, sla_status
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -335,3 +335,15 @@ def test_a_rejected_fix_keeps_every_cause_given() -> None:
     assert "log rotation disabled after an upgrade" in md
     again = Report.from_dict(json.loads(json.dumps(r.as_dict())))
     assert again == r
+
+
+def test_events_of_other_features_read_as_sentences_too() -> None:
+    regraded = TicketEvent(
+        1,
+        12,
+        T0,
+        "user:erin",
+        "regraded",
+        {"level": "2", "previous": "1", "reason": "one site only"},
+    )  # type: ignore[arg-type]
+    assert summarize_event(regraded) == "regraded from level 1 to level 2: one site only"
