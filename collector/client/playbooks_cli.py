@@ -16,6 +16,7 @@ from typing import Any
 from collector.client import arguments
 from collector.client.connection import ApiClient
 from collector.client.output import safe
+from collector.client.paging import fetch_all
 from proto import api_pb2
 
 
@@ -66,7 +67,7 @@ def add_commands(commands: Any) -> None:
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
-    reply = client.call("ListPlaybooks", api_pb2.ListPlaybooksRequest())
+    reply = fetch_all(client, "ListPlaybooks", api_pb2.ListPlaybooksRequest(), "playbooks")
     if args.json:
         rows = [
             {

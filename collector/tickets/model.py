@@ -61,7 +61,11 @@ EventKind = Literal[
     "remote_denied",
     "remote_connected",
     "remote_ended",
+    "contacted",  # an engineer reached the customer (stops the response clock)
 ]
+
+ContactChannel = Literal["phone", "email", "portal", "remote"]
+CONTACT_CHANNELS: tuple[ContactChannel, ...] = ("phone", "email", "portal", "remote")
 
 
 @dataclass(frozen=True)
