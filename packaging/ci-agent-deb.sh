@@ -75,7 +75,7 @@ step "start it as its unit does"
 if [ -d /run/systemd/system ]; then
     systemctl start aftercare-agent.service
 else  # no systemd (containers): the unit's ExecStart, as its User
-    EXEC=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/aftercare-agent.service)
+    EXEC=$(sed -n 's/^ExecStart=//p' /usr/lib/systemd/system/aftercare-agent.service)
     # shellcheck disable=SC2086
     runuser -u aftercare -- $EXEC >"$WORK/agent.log" 2>&1 &
     AGENT_PID=$!

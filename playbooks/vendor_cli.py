@@ -19,12 +19,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.safe_text import guarded_main
+
 PROG = "aftercare-vendor"
 Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run one command."""
+    """Parse ``argv`` and run one command; output guarded like the other programs'
+    (``common.safe_text``: file names and lint messages escaped, 130 on Ctrl-C)."""
+    return guarded_main(lambda: build_parser().parse_args(argv), _run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``aftercare-vendor`` argument parser."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The vendor's playbook release tools: create the signing key, lint "
@@ -32,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_commands(commands, wrap=lambda handler: handler)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
     result: int = args.vendor_handler(args)
     return result
 
