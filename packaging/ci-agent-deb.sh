@@ -93,6 +93,12 @@ for _ in $(seq 60); do connected && break; sleep 0.5; done
 connected || { cat "$WORK/agent.log" 2>/dev/null; fail "the installed agent did not connect"; }
 echo "the installed agent is connected"
 
+step "reinstall over it (an upgrade): an edited config file and the state stay"
+echo "# edited by the customer" >>/etc/aftercare/agent.toml
+dpkg -i "$DEB"
+grep -q "edited by the customer" /etc/aftercare/agent.toml || fail "the upgrade replaced agent.toml"
+[ -f $STATE/spool.db ] || fail "the upgrade lost the state"
+
 step "stop; dpkg -r keeps the state and the config"
 if [ -d /run/systemd/system ]; then systemctl stop aftercare-agent.service; fi
 [ -n "$AGENT_PID" ] && kill "$AGENT_PID" && wait "$AGENT_PID" 2>/dev/null || true
