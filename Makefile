@@ -42,8 +42,9 @@ bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/session_throughput.py
 	$(BIN)/python tests/bench/redaction.py
 
-packages: $(STAMP)  ## build the agent's .deb and .rpm into build/packages (packaging/)
-	packaging/build-agent.sh deb rpm
+packages: $(STAMP)  ## build the agent's and the collector's .deb and .rpm into build/packages
+	packaging/build.sh agent deb rpm
+	packaging/build.sh collector deb rpm
 
 clean:           ## remove the venv, demo state and built packages
 	rm -rf $(VENV) var build
