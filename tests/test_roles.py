@@ -133,6 +133,31 @@ def test_the_agent_imports_neither_grpcio_nor_vendor_tools() -> None:
     assert not modules & {"playbooks.vendor_cli", "playbooks.sign_dev"}
 
 
+def test_packages_leave_out_only_modules_their_programs_never_import() -> None:
+    """packaging/build.sh deletes these from the installed venvs."""
+    agent = import_closure(ROLES[0])[0]
+    assert not {m for m in agent if m.startswith("collector")}
+    for role in ROLES:
+        assert "playbooks.sign_dev" not in import_closure(role)[0], role.extra
+
+
+def test_an_agent_without_paramiko_says_which_extra_the_sshd_backend_needs() -> None:
+    code = (
+        "import sys; sys.modules['paramiko'] = None\n"
+        "from agent.config import SessionsConfig\n"
+        "from agent.errors import ConfigError\n"
+        "from agent.session.setup import build_backend\n"
+        "try:\n"
+        "    build_backend(SessionsConfig(backend='sshd', user='support', key_file='/k'))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('sessions.backend: "sshd" needs paramiko'), done.stdout
+    assert "aftercare[agent-sshd]" in done.stdout
+
+
 def test_the_customer_cli_does_not_need_the_collector_or_yaml() -> None:
     cli = next(role for role in ROLES if role.extra == "cli")
     modules, third_party = import_closure(cli)
