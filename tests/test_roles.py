@@ -188,6 +188,14 @@ def test_each_role_runs_in_a_clean_venv_with_only_its_extra(tmp_path: Path) -> N
         for script in role.scripts:
             shown = subprocess.run([venv / "bin" / script, "--help"], capture_output=True)
             assert shown.returncode == 0, f"[{role.extra}] {script}: {shown.stderr!r}"
+        if role.extra == "cli":  # the deprecated vendor commands name what they need
+            old = subprocess.run(
+                [venv / "bin" / "aftercare", "playbooks", "lint", str(tmp_path)],
+                capture_output=True,
+                text=True,
+            )
+            assert old.returncode == 1 and "pip install 'aftercare[vendor]'" in old.stderr
+            assert "Traceback" not in old.stderr
         if role.extra == "agent":
             for absent in ("grpc", "paramiko", "prometheus_client"):
                 probe = subprocess.run([python, "-c", f"import {absent}"], capture_output=True)
