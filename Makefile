@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint typecheck proto bench clean
+.PHONY: help venv demo test lint typecheck proto bench packages clean
 
 help:            ## list targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ -/'
@@ -42,5 +42,9 @@ bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/session_throughput.py
 	$(BIN)/python tests/bench/redaction.py
 
-clean:           ## remove the venv and demo state
-	rm -rf $(VENV) var
+packages: $(STAMP)  ## build the agent's and the collector's .deb and .rpm into build/packages
+	packaging/build.sh agent deb rpm
+	packaging/build.sh collector deb rpm
+
+clean:           ## remove the venv, demo state and built packages
+	rm -rf $(VENV) var build

@@ -187,6 +187,12 @@ def _add_serve(commands: Any) -> None:
         default="5m",
         help="warn the engineer this long before a session's window ends (5m)",
     )
+    p.add_argument(
+        "--public-url",
+        default="",
+        help="base URL customers open tickets at (links in customer notices: URL/tickets/ID); "
+        "default: the notices name the aftercare command to run",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -212,6 +218,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssh_listen="" if args.ssh_listen == "off" else args.ssh_listen,
         record_input=args.record_input,
         session_warning=dt.timedelta(seconds=parse_duration(args.session_warning)),
+        public_url=args.public_url,
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     os.umask(0o077)  # data dir, store, run outputs, recordings: owner only, however started

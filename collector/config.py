@@ -7,6 +7,7 @@ Every field is a command-line option (docs/collector-config.md lists them);
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class ServeConfig:
     ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
     record_input: bool = False  # recordings also keep what engineers type
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
+    public_url: str = ""  # where customers read tickets (links in notices); "": CLI commands
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
@@ -58,6 +60,11 @@ class ServeConfig:
             split_host_port(self.advertise, "--advertise")
         if not dt.timedelta(0) <= self.session_warning <= dt.timedelta(hours=1):
             raise ConfigError("--session-warning must be between 0s and 1h")
+        if self.public_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.public_url):
+            raise ConfigError(
+                f"--public-url {self.public_url!r} must be an http(s) URL, "
+                "e.g. https://support.vendor.example"
+            )
         if self.agent_cert_ttl < dt.timedelta(seconds=10):
             raise ConfigError("--agent-cert-ttl must be at least 10s")
         if not 64 * 1024 <= self.max_message_bytes <= 256 * 1024 * 1024:

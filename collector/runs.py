@@ -80,7 +80,7 @@ def load_catalogue(directory: Path) -> Catalogue:
         if not path.exists():
             raise InvalidRequest(
                 f"playbook catalogue {directory}: {path.name} missing; sign it with "
-                "`aftercare playbooks sign --key KEY DIR`"
+                "`aftercare-vendor sign --key KEY DIR`"
             )
     manifest = manifest_path.read_bytes()
     document = json.loads(manifest)

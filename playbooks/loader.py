@@ -3,7 +3,7 @@
 
 ``load_playbook_bytes(data, source)`` / ``load_playbook(path)`` return a Playbook or
 raise InvalidPlaybook listing *all* problems; ``lint(path)`` (a file or a directory of
-``*.yaml`` files) returns that list instead, for ``aftercare playbooks lint PATH``;
+``*.yaml`` files) returns that list instead, for ``aftercare-vendor lint PATH``;
 ``load_catalogue_files(directory)`` reads a catalogue for signing, keeping each file's
 exact bytes next to the playbook parsed from them.
 

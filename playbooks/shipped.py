@@ -3,7 +3,7 @@
 ``catalogue_dir()`` is the signed catalogue that ships with aftercare (playbook YAML
 files, MANIFEST.json, MANIFEST.sig). ``dev_public_key_path()`` is the public half of
 the *development* vendor key that signs it in this repository: production vendors
-generate their own key (``aftercare playbooks keygen``), sign with it, and pin its
+generate their own key (``aftercare-vendor keygen``), sign with it, and pin its
 public key in agent configuration instead. See docs/playbooks.md, "Signing".
 """
 

@@ -4,8 +4,8 @@ For developers who edit a playbook in ``playbooks/catalogue/``: lints every play
 bumps the catalogue version, and writes MANIFEST.json and MANIFEST.sig valid for one
 year, signed with the DEVELOPMENT vendor key kept in the repository at
 ``tests/playbooks/dev-vendor.key`` (never in the package). That key is public
-knowledge: production vendors generate their own with ``aftercare playbooks keygen``,
-sign with ``aftercare playbooks sign --key KEY DIR``, and pin only their public key.
+knowledge: production vendors generate their own with ``aftercare-vendor keygen``,
+sign with ``aftercare-vendor sign --key KEY DIR``, and pin only their public key.
 """
 
 from __future__ import annotations

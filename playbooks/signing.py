@@ -198,7 +198,7 @@ def _private_key(pem: bytes, where: str = "the vendor private key") -> Ed25519Pr
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise VendorKeyError(
             f"{where} is not an unencrypted PEM private key (make one with "
-            f"`aftercare playbooks keygen`)"
+            f"`aftercare-vendor keygen`)"
         ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise VendorKeyError(f"{where} is not an Ed25519 key")
@@ -452,7 +452,7 @@ def verify_catalogue(
         if path.name not in listed:
             raise NotInManifest(
                 f"{path} is not in the signed manifest: sign the catalogue again "
-                f"(aftercare playbooks sign) or remove the file"
+                f"(aftercare-vendor sign) or remove the file"
             )
     return VerifiedCatalogue(manifest, manifest_bytes, signature, files, playbooks)
 
@@ -463,7 +463,7 @@ def _read_catalogue_file(path: Path) -> bytes:
     except FileNotFoundError as exc:
         raise UnsignedCatalogue(
             f"{path} is missing: the catalogue is not signed (sign it with "
-            f"`aftercare playbooks sign --key KEY {path.parent}`)"
+            f"`aftercare-vendor sign --key KEY {path.parent}`)"
         ) from exc
     except OSError as exc:
         raise UnsignedCatalogue(f"{path}: cannot read: {exc.strerror}") from exc

@@ -673,11 +673,16 @@ class TicketAction(_message.Message):
     CAUSE_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
     PREVENTION_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    IMPACT_FIELD_NUMBER: _builtins.int
+    LOSSES_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     action: _builtins.str
-    """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume"""
+    """acknowledge | comment | assign | resolve | reopen | confirm | reject | wait | resume
+    | contact
+    """
     text: _builtins.str
-    """comment text, reject/reopen/wait reason"""
+    """comment text, reject/reopen/wait reason, contact note"""
     assignee: _builtins.str
     """assign"""
     cause: _builtins.str
@@ -686,6 +691,12 @@ class TicketAction(_message.Message):
     """resolve"""
     prevention: _builtins.str
     """resolve"""
+    via: _builtins.str
+    """contact: phone | email | portal | remote (desk-contact)"""
+    impact: _builtins.str
+    """resolve: effect on the customer's service (desk-contact)"""
+    losses: _builtins.str
+    """resolve: losses, e.g. data or hours lost (desk-contact)"""
     def __init__(
         self,
         *,
@@ -696,10 +707,13 @@ class TicketAction(_message.Message):
         cause: _builtins.str = ...,
         actions: _builtins.str = ...,
         prevention: _builtins.str = ...,
+        via: _builtins.str = ...,
+        impact: _builtins.str = ...,
+        losses: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "prevention", b"prevention", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actions", b"actions", "assignee", b"assignee", "cause", b"cause", "id", b"id", "impact", b"impact", "losses", b"losses", "prevention", b"prevention", "text", b"text", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -754,12 +768,21 @@ Global___TicketReport: _TypeAlias = TicketReport  # noqa: Y015
 class ListPlaybooksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0: 100; at most 500 (pages also stop at 2 MiB)"""
+    page_token: _builtins.str
+    """"" first page; else a next_page_token"""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -845,8 +868,11 @@ class ListPlaybooksResponse(_message.Message):
     PLAYBOOKS_FIELD_NUMBER: _builtins.int
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
     EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     catalogue_version: _builtins.int
     expires_unix_ms: _builtins.int
+    next_page_token: _builtins.str
+    """"" on the last page"""
     @_builtins.property
     def playbooks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaybookInfo]: ...
     def __init__(
@@ -855,10 +881,11 @@ class ListPlaybooksResponse(_message.Message):
         playbooks: _abc.Iterable[Global___PlaybookInfo] | None = ...,
         catalogue_version: _builtins.int = ...,
         expires_unix_ms: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "expires_unix_ms", b"expires_unix_ms", "playbooks", b"playbooks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "expires_unix_ms", b"expires_unix_ms", "next_page_token", b"next_page_token", "playbooks", b"playbooks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1627,12 +1654,21 @@ Global___SshKey: _TypeAlias = SshKey  # noqa: Y015
 class ListSshKeysRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0: 100; at most 500 (pages also stop at 2 MiB)"""
+    page_token: _builtins.str
+    """"" first page; else a next_page_token"""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1643,16 +1679,20 @@ class ListSshKeysResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """"" on the last page"""
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___SshKey]: ...
     def __init__(
         self,
         *,
         keys: _abc.Iterable[Global___SshKey] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1748,16 +1788,24 @@ class ListApproversRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CUSTOMER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     customer: _builtins.str
     """engineers/admins: optional filter"""
+    page_size: _builtins.int
+    """0: 100; at most 500 (pages also stop at 2 MiB)"""
+    page_token: _builtins.str
+    """"" first page; else a next_page_token"""
     def __init__(
         self,
         *,
         customer: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1768,16 +1816,20 @@ class ListApproversResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     APPROVERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """"" on the last page"""
     @_builtins.property
     def approvers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApproverInfo]: ...
     def __init__(
         self,
         *,
         approvers: _abc.Iterable[Global___ApproverInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvers", b"approvers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvers", b"approvers", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

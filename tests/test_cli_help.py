@@ -49,6 +49,10 @@ COMMANDS = [
     ("agent.cli", ["approve"]),
     ("agent.cli", ["approve-session"]),
     ("agent.cli", ["sessions"]),
+    ("playbooks.vendor_cli", []),
+    ("playbooks.vendor_cli", ["keygen"]),
+    ("playbooks.vendor_cli", ["sign"]),
+    ("playbooks.vendor_cli", ["lint"]),
 ]
 
 

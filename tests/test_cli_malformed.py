@@ -1,6 +1,7 @@
 """No command prints a Python traceback for any input.
 
-Every sub-command of ``aftercare``, ``aftercare-collector`` and ``aftercare-agent`` is
+Every sub-command of ``aftercare``, ``aftercare-collector``, ``aftercare-agent`` and
+``aftercare-vendor`` is
 found by walking the argparse parsers, then run in-process (``main(argv)``) with
 malformed values in each of its arguments in turn: empty, words, negative and huge
 numbers, terminal escapes, bidi overrides, undecodable bytes (as a shell hands them to
@@ -25,6 +26,7 @@ import pytest
 from agent import cli as agent_cli
 from collector import cli as collector_cli
 from collector.client import cli as client_cli
+from playbooks import vendor_cli
 from tests.support import free_port
 
 GARBAGE = [
@@ -223,6 +225,21 @@ def test_no_command_prints_a_traceback(program: str, sandbox: dict[str, str]) ->
         for problem in _problems(outcome):
             failures.append(f"{program} {argv!r}: {problem}")
     assert len(cases) > 50
+    assert not failures, f"{len(failures)} of {len(cases)} runs:\n" + "\n".join(failures[:40])
+
+
+def test_no_vendor_command_prints_a_traceback(sandbox: dict[str, str]) -> None:
+    """``aftercare-vendor`` (three commands: fewer cases than the other programs)."""
+    cases = [
+        argv
+        for leaf in _leaves("aftercare-vendor", vendor_cli.build_parser())
+        for argv in _argvs(leaf)
+    ]
+    failures = []
+    for argv in cases:
+        outcome = _run(vendor_cli.main, [sandbox.get(word, word) for word in argv])
+        failures += [f"aftercare-vendor {argv!r}: {problem}" for problem in _problems(outcome)]
+    assert len(cases) > 40
     assert not failures, f"{len(failures)} of {len(cases)} runs:\n" + "\n".join(failures[:40])
 
 

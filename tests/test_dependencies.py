@@ -2,9 +2,10 @@
 
 Imports are read with ``ast`` from every module of the importable packages (also
 imports inside functions and ``TYPE_CHECKING`` blocks), mapped to distributions with
-``importlib.metadata.packages_distributions()``, and looked up in
-``[project] dependencies`` — or, for the development tools listed in DEV_MODULES,
-in the ``dev`` extra.
+``importlib.metadata.packages_distributions()``, and looked up in the role extras
+(``agent``, ``agent-sshd``, ``collector``, ``cli``, ``vendor``; which role needs which
+is tests/test_roles.py) — or, for the development tools listed in DEV_MODULES, in the
+``dev`` extra.
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+ROLE_EXTRAS = ("agent", "agent-sshd", "collector", "cli", "vendor")
+
+
 def _requirements(key: str | None) -> dict[str, str]:
+    """Distribution -> spec in extra ``key``; None: the base list and every role extra."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] if key is None else project["optional-dependencies"][key]
+    extras = project["optional-dependencies"]
+    if key is None:
+        specs = [*project["dependencies"], *(s for role in ROLE_EXTRAS for s in extras[role])]
+    else:
+        specs = extras[key]
     found = {}
     for spec in specs:
+        if spec.startswith("aftercare["):  # a role extra that includes another
+            continue
         match = _NAME.match(spec)
         assert match, spec
         found[_normalise(match.group(1))] = spec

@@ -58,6 +58,59 @@ def test_lint_reports_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:8" in result.stdout
 
 
+VENDOR = "playbooks.vendor_cli"
+
+
+def test_aftercare_vendor_keygen_sign_and_lint_with_json(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    made = run(VENDOR, "keygen", "--out", str(keys), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout) == {
+        "private_key": str(keys / "vendor.key"),
+        "public_key": str(keys / "vendor.pub"),
+    }
+    catalogue = tmp_path / "catalogue"
+    catalogue.mkdir()
+    for source in catalogue_dir().glob("*.yaml"):
+        shutil.copyfile(source, catalogue / source.name)
+    linted = run(VENDOR, "lint", str(catalogue), "--json")
+    assert linted.returncode == 0 and json.loads(linted.stdout)["problems"] == []
+    signed = run(VENDOR, "sign", "--key", str(keys / "vendor.key"), "--valid-for", "30d", "--json")
+    assert signed.returncode == 2, "the directory is required"
+    args = ("sign", "--key", str(keys / "vendor.key"), "--valid-for", "30d", str(catalogue))
+    signed = run(VENDOR, *args, "--json")
+    assert signed.returncode == 0, signed.stderr
+    summary = json.loads(signed.stdout)
+    assert summary["playbooks"] >= 10 and summary["catalogue_version"] >= 1
+    verified = verify_catalogue(
+        catalogue, [(keys / "vendor.pub").read_bytes()], now=dt.datetime.now(dt.UTC)
+    )
+    assert verified.manifest.expires_at < dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
+    assert "deprecated" not in signed.stderr
+
+
+def test_aftercare_vendor_refuses_bad_input_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-one.yaml"
+    bad.write_text("name: bad-one\nversion: 1.0.0\n")
+    linted = run(VENDOR, "lint", str(bad), "--json")
+    assert linted.returncode == 1 and json.loads(linted.stdout)["problems"]
+    wrong = run(VENDOR, "sign", "--key", str(tmp_path / "none.key"), str(tmp_path))
+    assert wrong.returncode == 1 and wrong.stderr.startswith("error: "), wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    late = run(VENDOR, "sign", "--key", "k", "--valid-for", "soon", str(tmp_path))
+    assert late.returncode == 2 and "--valid-for" in late.stderr
+
+
+def test_the_old_customer_cli_commands_still_work_and_say_where_they_moved(
+    tmp_path: Path,
+) -> None:
+    made = run(CLIENT, "playbooks", "keygen", "--out", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert "deprecated" in made.stderr and "aftercare-vendor keygen" in made.stderr
+    assert (tmp_path / "vendor.pub").is_file()
+
+
 def test_agent_approve_shows_the_run_and_binds_the_approval_to_it(tmp_path: Path) -> None:
     waiting = WaitingRun(
         run_id="run-abc123",

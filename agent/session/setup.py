@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.config import SessionsConfig
 from agent.consent.verify import ConsentVerifier
+from agent.errors import ConfigError
 from agent.journal import SESSIONS_JOURNAL_FILE, Journal
 from agent.playbook.policy import Policy
 from agent.session.backend import Backend
@@ -33,7 +34,14 @@ def session_approval_mode(config: SessionsConfig, policy: Policy) -> str:
 def build_backend(config: SessionsConfig) -> Backend | None:
     """The configured backend (None for "none"); raises ConfigError naming the key."""
     if config.backend == "sshd":
-        from agent.session import sshd_backend
+        try:
+            from agent.session import sshd_backend
+        except ModuleNotFoundError as exc:  # paramiko: only in 'aftercare[agent-sshd]'
+            raise ConfigError(
+                f'"sshd" needs {exc.name}, which is not installed: install '
+                '\'aftercare[agent-sshd]\', or use backend = "pty" or "none"',
+                key="sessions.backend",
+            ) from exc
 
         host_key_files = config.host_key_files or sshd_backend.default_host_key_files()
         return sshd_backend.SshdBackend(

@@ -33,6 +33,7 @@ from collector.client.approval_keys import (
 )
 from collector.client.connection import Api
 from collector.client.output import iso, safe
+from collector.client.paging import fetch_all
 from common.approval_format import (
     ApproverCertificate,
     FormatError,
@@ -221,7 +222,9 @@ def _add(client: Api | None, args: argparse.Namespace) -> int:
 
 
 def _list(client: Api, args: argparse.Namespace) -> int:
-    reply = client.call("ListApprovers", api_pb2.ListApproversRequest(customer=args.customer))
+    reply = fetch_all(
+        client, "ListApprovers", api_pb2.ListApproversRequest(customer=args.customer), "approvers"
+    )
     if args.json:
         _print_json([_info_dict(a) for a in reply.approvers])
         return 0
@@ -245,7 +248,9 @@ def _revoke(client: Api, args: argparse.Namespace) -> int:
         root_key = read_private_key(_root_path(args.root_key))
     except ApprovalKeyError as exc:
         return _fail(exc)
-    listed = client.call("ListApprovers", api_pb2.ListApproversRequest(customer=args.customer))
+    listed = fetch_all(
+        client, "ListApprovers", api_pb2.ListApproversRequest(customer=args.customer), "approvers"
+    )
     target = _fingerprint_or_none(args.approver)
     matches = [
         a

@@ -31,6 +31,7 @@ from collector.client.approval_keys import (
     verify_certificate,
 )
 from collector.client.connection import Api
+from collector.client.paging import fetch_all
 from common.approval_format import (
     Approval,
     ApproverCertificate,
@@ -172,7 +173,7 @@ def _certificate(
     beside = certificate_path_for(key_path)
     if beside.exists():
         return read_certificate(beside)
-    reply = client.call("ListApprovers", api_pb2.ListApproversRequest())
+    reply = fetch_all(client, "ListApprovers", api_pb2.ListApproversRequest(), "approvers")
     ours = [a for a in reply.approvers if a.key_fingerprint == key_fingerprint]
     mine = [a for a in ours if not a.revoked_unix_ms]
     if ours and not mine:

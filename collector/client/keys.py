@@ -14,6 +14,7 @@ from typing import Any
 
 from collector.client.connection import Api
 from collector.client.output import iso, safe
+from collector.client.paging import fetch_all
 from collector.sessions.pubkey import normalize_fingerprint, parse_public_key
 from proto import api_pb2
 
@@ -74,7 +75,7 @@ def _add(client: Api, args: argparse.Namespace) -> int:
 
 
 def _list(client: Api, args: argparse.Namespace) -> int:
-    reply = client.call("ListSshKeys", api_pb2.ListSshKeysRequest())
+    reply = fetch_all(client, "ListSshKeys", api_pb2.ListSshKeysRequest(), "keys")
     if args.json:
         _print_json([key_dict(k) for k in reply.keys])
         return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from collector.client.connection import Api
 from collector.client.output import safe
+from collector.client.paging import fetch_all
 from collector.sessions.pubkey import parse_public_key
 from proto import api_pb2
 
@@ -72,7 +73,8 @@ def check(
             "`aftercare session request`"
         )
     registered = {
-        key.fingerprint for key in client.call("ListSshKeys", api_pb2.ListSshKeysRequest()).keys
+        key.fingerprint
+        for key in fetch_all(client, "ListSshKeys", api_pb2.ListSshKeysRequest(), "keys").keys
     }
     if not registered:
         return Verdict(

@@ -1,6 +1,6 @@
 """``aftercare tickets`` and ``aftercare ticket ...``: the closed-loop ticket commands.
 
-Engineers: list, show, ack, comment, assign, resolve, reopen, wait, resume, report.
+Engineers: list, show, ack, contact, comment, assign, resolve, reopen, wait, resume, report.
 Customers: list and show their own, create, comment, confirm, reject.
 """
 
@@ -21,6 +21,7 @@ from proto import api_pb2
 
 STATES = ("open", "acknowledged", "recovered", "resolved", "closed", "reopened")
 LEVELS = ("1", "2", "3", "4", "consult", "other")
+CONTACT_CHANNELS = ("phone", "email", "portal", "remote")
 
 
 def add_commands(commands: Any) -> None:
@@ -47,14 +48,34 @@ def add_commands(commands: Any) -> None:
     )
     sub = ticket.add_subparsers(dest="ticket_command", required=True, metavar="ACTION")
     _simple(sub, "show", "timeline, SLA clocks and details", _show)
-    _action(sub, "ack", "acknowledge (stops the response clock)", "acknowledge")
+    _action(
+        sub,
+        "ack",
+        "take the ticket in hand (internal; the response clock runs until `contact`)",
+        "acknowledge",
+    )
+    contact = _action(
+        sub,
+        "contact",
+        "record contacting the customer (engineers): stops the response clock",
+        "contact",
+        text="who was reached and what was said",
+        text_flag="--note",
+    )
+    contact.add_argument("--via", required=True, choices=CONTACT_CHANNELS, help="how")
     _action(sub, "comment", "add a comment", "comment", text="the comment")
     assign = _action(sub, "assign", "assign to an engineer", "assign")
     assign.add_argument("assignee", help="user name")
     resolve = _action(sub, "resolve", "resolve with a fault analysis", "resolve")
     resolve.add_argument("--cause", required=True, help="root cause")
     resolve.add_argument("--actions", required=True, help="what was done")
-    resolve.add_argument("--prevention", default="", help="how to avoid it in future")
+    resolve.add_argument(
+        "--prevention",
+        default="",
+        help="how to avoid it in future (required for level 1 and 2 faults)",
+    )
+    resolve.add_argument("--impact", default="", help="the effect on the customer's service")
+    resolve.add_argument("--losses", default="", help="what was lost (data, hours of service)")
     _action(sub, "reopen", "reopen (engineers)", "reopen", text="why", text_flag="--reason")
     _action(sub, "confirm", "confirm the fix (customers): closes the ticket", "confirm")
     _action(
@@ -176,6 +197,9 @@ def _act(client: ApiClient, args: argparse.Namespace) -> int:
         cause=getattr(args, "cause", "") or "",
         actions=getattr(args, "actions", "") or "",
         prevention=getattr(args, "prevention", "") or "",
+        via=getattr(args, "via", "") or "",
+        impact=getattr(args, "impact", "") or "",
+        losses=getattr(args, "losses", "") or "",
     )
     detail = client.call("ActOnTicket", request)
     if args.json:
@@ -259,6 +283,13 @@ def _event_summary(kind: str, details: dict[str, Any]) -> str:
         return "taken in hand"
     if kind == "regraded":
         return f"level {details.get('previous')} -> {details.get('level')}: {details.get('reason')}"
+    if kind == "notification":
+        to = "customer" if details.get("audience") == "customer" else "escalation"
+        where = f" {details['target']}" if details.get("target") else ""
+        ok = "" if details.get("delivered", True) else " (delivery failed)"
+        return f"{to} {details.get('channel', '?')}{where}: {details.get('subject', '')}{ok}"
+    if kind == "contacted":
+        return f"customer contacted by {details.get('via', '?')}: {details.get('note', '')}"
     if kind == "resolved":
         given = [(key, details.get(key)) for key in ("cause", "actions", "prevention")]
         return "; ".join(f"{key}: {value}" for key, value in given if value)

@@ -200,7 +200,8 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.text("action", request.action, limits.NAME)
         limits.text("text", request.text, limits.TICKET_TEXT)
         limits.text("assignee", request.assignee, limits.NAME)
-        for name in ("cause", "actions", "prevention"):
+        limits.text("via", request.via, limits.NAME)
+        for name in ("cause", "actions", "prevention", "impact", "losses"):
             limits.text(name, getattr(request, name), limits.RESOLUTION_FIELD)
         action = TicketActionRequest(
             action=request.action,
@@ -209,6 +210,9 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             cause=request.cause,
             actions=request.actions,
             prevention=request.prevention,
+            via=request.via,
+            impact=request.impact,
+            losses=request.losses,
         )
         await self._tickets.act(who, request.id, action)
         return ticket_detail(await self._tickets.get(who, request.id))
@@ -227,11 +231,15 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListPlaybooksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListPlaybooksResponse:
         await self._who(context)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         catalogue = self._runs.catalogue
+        listed, token = page(self._runs.list_playbooks(), offset, size, playbook_info)
         return api_pb2.ListPlaybooksResponse(
-            playbooks=[playbook_info(p) for p in self._runs.list_playbooks()],
+            playbooks=listed,
             catalogue_version=catalogue.catalogue_version if catalogue else 0,
             expires_unix_ms=catalogue.expires_ms if catalogue else 0,
+            next_page_token=token,
         )
 
     @status.unary
@@ -431,8 +439,10 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListSshKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSshKeysResponse:
         who = await self._who(context)
-        keys = await self._keys.list(who)
-        return api_pb2.ListSshKeysResponse(keys=[ssh_key_message(k) for k in keys])
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
+        listed, token = page(await self._keys.list(who), offset, size, ssh_key_message)
+        return api_pb2.ListSshKeysResponse(keys=listed, next_page_token=token)
 
     @status.unary
     async def RemoveSshKey(
@@ -454,8 +464,12 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self, request: api_pb2.ListApproversRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListApproversResponse:
         who = await self._who(context)
+        limits.text("customer", request.customer, limits.NAME)
+        size = limits.page_size(request.page_size)
+        offset = limits.page_token(request.page_token)
         approvers = await self._approvers.list_approvers(who, request.customer or None)
-        return api_pb2.ListApproversResponse(approvers=[approver_info(a) for a in approvers])
+        listed, token = page(approvers, offset, size, approver_info)
+        return api_pb2.ListApproversResponse(approvers=listed, next_page_token=token)
 
     @status.unary
     async def RevokeApprover(

@@ -207,6 +207,7 @@ class CollectorServer:
             metrics,
             now_ms,
             int(self.config.recovery_delay.total_seconds() * 1000),
+            public_url=self.config.public_url,
         )
         await self.tickets.start(self._settle_ms(rules))
         self.runs = RunService(

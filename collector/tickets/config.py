@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -24,6 +25,7 @@ from agent.durations import parse_duration
 from collector.alertmanager import DEFAULT_LEVELS
 from collector.calendar import calendar_from_mapping
 from collector.notify import SmtpSettings, url_problem
+from collector.tickets.customer_notices import CustomerNoticePolicy
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.escalation import (
     DEFAULT_CLOCKS,
@@ -139,6 +141,14 @@ class TicketsConfig:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)
     complaint_recipients: tuple[Recipient, ...] = ()  # the vendor's management
+    customer_notices: CustomerNoticePolicy = field(default_factory=CustomerNoticePolicy)
+    report_vendor: str = ""  # the vendor's name in the fault analysis report's header
+    report_timezone: str = "UTC"  # times in the report, unless the customer has its own
+    report_timezones: Mapping[str, str] = field(default_factory=dict)  # customer -> zone
+
+    def timezone_of(self, customer: str) -> str:
+        """The IANA time zone the customer's reports are written in."""
+        return self.report_timezones.get(customer, self.report_timezone)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -175,6 +185,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
+# escalation before customer_notices: e-mail recipients need its smtp settings
 _SECTIONS = (
     "reopen_window",
     "auto_confirm",
@@ -183,6 +194,8 @@ _SECTIONS = (
     "alertmanager",
     "calendar",  # after sla: it goes into the SLA policy
     "complaints",  # after escalation: e-mail recipients need its smtp settings
+    "customer_notices",
+    "report",
 )
 
 
@@ -236,6 +249,10 @@ def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsCo
         return replace(
             config, complaint_recipients=_recipients(data.get("recipients"), path, config.smtp)
         )
+    if section == "report":
+        return _report(config, value, section)
+    if section == "customer_notices":
+        return replace(config, customer_notices=_customer_notices(value, section, config.smtp))
     return replace(config, alertmanager=_alertmanager(value, section))
 
 
@@ -363,6 +380,52 @@ def _recipient(value: Any, path: str, smtp: SmtpConfig) -> Recipient:
     else:
         _check_email(target, key_path, smtp)
     return Recipient(channel, target)
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def _report(config: TicketsConfig, value: Any, path: str) -> TicketsConfig:
+    data = _mapping(value, path, {"vendor", "timezone", "timezones"})
+    if "vendor" in data:
+        config = replace(config, report_vendor=_string(data["vendor"], _join(path, "vendor")))
+    if "timezone" in data:
+        zone = _timezone(data["timezone"], _join(path, "timezone"))
+        config = replace(config, report_timezone=zone)
+    zones_path = _join(path, "timezones")
+    zones = {
+        str(customer): _timezone(zone, _join(zones_path, str(customer)))
+        for customer, zone in _mapping(data.get("timezones", {}), zones_path, None).items()
+    }
+    return replace(config, report_timezones=zones)
+
+
+def _timezone(value: Any, path: str) -> str:
+    name = _string(value, path)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TicketConfigError(
+            path, f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai"
+        ) from None
+    return name
+
+
+# -- customer notices --------------------------------------------------------------------
+
+
+def _customer_notices(value: Any, path: str, smtp: SmtpConfig) -> CustomerNoticePolicy:
+    data = _mapping(value, path, {"remind_before", "customers"})
+    policy = CustomerNoticePolicy()
+    if "remind_before" in data:
+        remind = _duration_ms(data["remind_before"], _join(path, "remind_before"), positive=True)
+        policy = replace(policy, remind_before_ms=remind)
+    customers_path = _join(path, "customers")
+    contacts = {
+        str(name): _recipients(entry, _join(customers_path, str(name)), smtp)
+        for name, entry in _mapping(data.get("customers", {}), customers_path, None).items()
+    }
+    return replace(policy, contacts=contacts)
 
 
 def _check_url(url: str, path: str) -> None:

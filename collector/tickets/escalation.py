@@ -174,7 +174,9 @@ class EscalationPolicy:
 class Notification:
     """One message to deliver. ``step`` is the index in ``EscalationPolicy.steps``;
     ``target`` is the full URL or address (for delivery only: it may hold a secret),
-    ``target_label`` the form safe to store and show (``Recipient.label``)."""
+    ``target_label`` the form safe to store and show (``Recipient.label``).
+    ``audience`` "customer": a notice to the customer (``customer_notices``; ``step``
+    -1), whose ``body`` is its e-mail text."""
 
     key: str
     step: int
@@ -183,9 +185,14 @@ class Notification:
     subject: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     target_label: str = ""
+    body: str = ""
+    audience: Literal["internal", "customer"] = "internal"
 
     def text(self) -> str:
-        """A plain-text body (for e-mail): the summary and the main facts."""
+        """A plain-text body (for e-mail): ``body`` if set, else the summary and the
+        main facts of the escalation."""
+        if self.body:
+            return self.body
         ticket = self.payload["ticket"]
         clock = self.payload["clock"]
         lines = [

@@ -18,6 +18,7 @@ Which action applies where (people's actions first, then the automatic ones)::
     resolved                     x      x              x       x      x
     closed                       x                                    x
     (* wait_on_customer when the flag is clear, resume when it is set)
+    contact       every state but closed; open/reopened → acknowledged, others stay
 
     refire        open/acknowledged/reopened: event only; recovered: back to where it
                   was (acknowledged if acknowledged since it was last opened, else
@@ -43,6 +44,7 @@ from typing import Any, Literal
 from collector.errors import InvalidRequest, format_ms
 from collector.tickets.errors import InvalidTransition
 from collector.tickets.model import (
+    CONTACT_CHANNELS,
     LEVELS,
     EventKind,
     Level,
@@ -56,6 +58,7 @@ from collector.tickets.model import (
 __all__ = [
     "ACTIONS",
     "PEOPLE_ACTIONS",
+    "PREVENTION_LEVELS",
     "SYSTEM_ACTOR",
     "UNRESOLVED_STATES",
     "Action",
@@ -68,6 +71,7 @@ __all__ = [
     "auto_confirm_due_ms",
     "comment",
     "confirm",
+    "contact",
     "create_event",
     "recover",
     "refire",
@@ -90,6 +94,7 @@ Action = Literal[
     "reopen",
     "wait_on_customer",
     "resume",
+    "contact",
     "refire",
     "recover",
     "auto_confirm",
@@ -104,13 +109,17 @@ ACTIONS: tuple[Action, ...] = (
     "reopen",
     "wait_on_customer",
     "resume",
+    "contact",
     "refire",
     "recover",
     "auto_confirm",
 )
 # What people do (listed in error messages); the rest is done by the collector itself.
-PEOPLE_ACTIONS: tuple[Action, ...] = ACTIONS[:9]
+PEOPLE_ACTIONS: tuple[Action, ...] = ACTIONS[:10]
 SYSTEM_ACTOR = "system"
+
+# Levels whose resolution must say how to avoid the fault in future (level 1-2 faults).
+PREVENTION_LEVELS: frozenset[str] = frozenset({"1", "2"})
 
 UNRESOLVED_STATES: frozenset[TicketState] = frozenset(
     {"open", "acknowledged", "recovered", "reopened"}
@@ -126,6 +135,7 @@ _STATES_FOR: Mapping[Action, frozenset[TicketState]] = {
     "reopen": frozenset({"resolved", "closed"}),
     "wait_on_customer": UNRESOLVED_STATES,
     "resume": UNRESOLVED_STATES,
+    "contact": UNRESOLVED_STATES | {"resolved"},
     "refire": _ALL_STATES,
     "recover": frozenset({"open", "acknowledged", "reopened"}),
     "auto_confirm": frozenset({"resolved"}),
@@ -138,6 +148,7 @@ _HINTS: Mapping[Action, str] = {
     "reopen": "only a resolved or closed ticket can be re-opened",
     "recover": "only an open, acknowledged or re-opened ticket can recover",
     "auto_confirm": "only a resolved ticket can be auto-confirmed",
+    "contact": "a closed ticket needs no contact; re-open it first",
 }
 
 
@@ -222,7 +233,10 @@ def create_event(
 
 
 def acknowledge(ticket: Ticket, actor: str, at_ms: int) -> Transition:
-    """An engineer takes the ticket: open/reopened → acknowledged.
+    """An engineer takes the ticket in hand: open/reopened → acknowledged.
+
+    Internal only: it tells colleagues someone is on it; it does not stop the
+    response clock (only ``contact`` — reaching the customer — or ``resolve`` does).
 
     ``acknowledged_ms`` is set only the first time ever. A recovered ticket stays
     recovered; the acknowledgement is recorded (and a later re-fire returns it to
@@ -252,21 +266,36 @@ def assign(ticket: Ticket, assignee: str | None, actor: str, at_ms: int) -> Tran
 
 
 def resolve(
-    ticket: Ticket, cause: str, actions: str, prevention: str, actor: str, at_ms: int
+    ticket: Ticket,
+    cause: str,
+    actions: str,
+    prevention: str,
+    actor: str,
+    at_ms: int,
+    impact: str = "",
+    losses: str = "",
 ) -> Transition:
     """The engineer declares the fault fixed, with the fault analysis: → resolved.
 
-    ``cause`` is required; ``actions`` (what was done) and ``prevention`` (how to avoid
-    it in future) may be empty. Applies to open, acknowledged, recovered and reopened
-    tickets. If the ticket was waiting on the customer, the wait ends first (a
-    "resumed" event) so the SLA pauses stay balanced. The resolution clock stops here.
+    ``cause`` is required; ``actions`` (what was done), ``impact`` (on the customer's
+    service) and ``losses`` may be empty; ``prevention``
+    (how to avoid it in future) is required for levels in ``PREVENTION_LEVELS`` (the
+    fault analysis report of a major fault must say it) and may be empty otherwise.
+    Applies to open, acknowledged, recovered and reopened tickets. If the ticket was
+    waiting on the customer, the wait ends first (a "resumed" event) so the SLA pauses
+    stay balanced. The resolution clock stops here.
     """
     _require(ticket, "resolve")
+    if ticket.level in PREVENTION_LEVELS:
+        what = f"the prevention (how to avoid it in future) of a level-{ticket.level} fault"
+        prevention = _required_text(prevention, what)
     resolution = {
         "cause": _required_text(cause, "the cause"),
         "actions": actions.strip(),
         "prevention": prevention.strip(),
     }
+    # impact on the customer's service and the losses: kept only when given
+    resolution |= {k: v.strip() for k, v in (("impact", impact), ("losses", losses)) if v.strip()}
     events = []
     if ticket.waiting_on_customer:
         events.append(_event("resumed", actor, at_ms, reason="resolved"))
@@ -353,6 +382,27 @@ def _known_level(level: str) -> Level:
         if known == level:
             return known
     raise InvalidRequest(f"unknown fault level {level!r}: use {', '.join(LEVELS)}")
+
+
+def contact(ticket: Ticket, via: str, note: str, actor: str, at_ms: int) -> Transition:
+    """Record that an engineer contacted the customer (``via`` one of
+    ``CONTACT_CHANNELS``; ``note`` required: who was reached and what was said).
+
+    This is the contracts' support response: the first contact after an opening
+    stops the response clock. An open or re-opened ticket becomes acknowledged (the
+    engineer who calls the customer has the ticket in hand); other states stay.
+    Applies to every state but closed.
+    """
+    _require(ticket, "contact")
+    channel = via.strip().lower()
+    if channel not in CONTACT_CHANNELS:
+        raise InvalidRequest(f"unknown contact channel {via!r}: use {', '.join(CONTACT_CHANNELS)}")
+    text = _required_text(note, "the contact note (who was reached, what was said)")
+    new = ticket
+    if ticket.state in ("open", "reopened"):
+        first = ticket.acknowledged_ms if ticket.acknowledged_ms is not None else at_ms
+        new = replace(ticket, state="acknowledged", acknowledged_ms=first)
+    return Transition(new, [_event("contacted", actor, at_ms, via=channel, note=text)])
 
 
 # -- automatic actions -----------------------------------------------------------------

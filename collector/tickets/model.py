@@ -67,7 +67,11 @@ EventKind = Literal[
     "remote_connected",
     "remote_ended",
     "regraded",  # an engineer changed the level: {level, previous, reason}
+    "contacted",  # an engineer reached the customer (stops the response clock)
 ]
+
+ContactChannel = Literal["phone", "email", "portal", "remote"]
+CONTACT_CHANNELS: tuple[ContactChannel, ...] = ("phone", "email", "portal", "remote")
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,19 @@ What it reads from the timeline (so other features know what to write):
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.errors import format_ms
 from collector.tickets.model import LEVELS, Level, Ticket
 from collector.tickets.sla import (
+    HOUR_MS,
     LEVEL_NAMES_EN,
     LEVEL_NAMES_ZH,
     Clock,
@@ -43,8 +46,10 @@ from collector.tickets.sla import (
 __all__ = [
     "EXCERPT_CHARS",
     "EXCERPT_LINES",
+    "REPORT_DUE_MS",
     "REPORT_FORMAT",
     "Diagnostic",
+    "PastResolution",
     "Report",
     "SlaFigure",
     "TimelineEntry",
@@ -57,6 +62,28 @@ TITLE = "故障分析报告 / Fault analysis report"
 EXCERPT_LINES = 60
 EXCERPT_CHARS = 4000
 _ONSET_SKIP = frozenset({"title", "level", "source"})
+REPORT_DUE_MS = 24 * HOUR_MS  # the problem-handling report is due 24 h after the fault cleared
+
+# Rule categories (the ``category`` label of the shipped rules) as words.
+CATEGORY_NAMES: Mapping[str, tuple[str, str]] = {
+    "storage": ("存储", "storage"),
+    "memory": ("内存", "memory"),
+    "cpu": ("处理器", "CPU"),
+    "network": ("网络", "network"),
+    "connectivity": ("连通性", "connectivity"),
+    "service": ("服务", "service"),
+    "system": ("系统", "system"),
+    "time": ("时间同步", "time synchronisation"),
+}
+SOURCE_NAMES: Mapping[str, str] = {
+    "rule": "detected by monitoring / 监控发现",
+    "heartbeat": "host stopped reporting / 主机失联",
+    "alertmanager": "alert from Alertmanager / 告警系统",
+    "engineer": "opened by an engineer / 工程师登记",
+    "customer": "reported by the customer / 用户报障",
+    "playbook": "found by a diagnostic playbook / 诊断发现",
+    "inspection": "found during an inspection / 巡检发现",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +106,19 @@ class Diagnostic:
     status: str
     excerpt: str
     truncated: bool
+
+
+@dataclass(frozen=True)
+class PastResolution:
+    """One fix given for the fault, in order; ``rejected`` holds the customer's reason
+    when the customer rejected it (the fault was not cleared)."""
+
+    at_ms: int
+    actor: str
+    cause: str
+    actions: str
+    prevention: str
+    rejected: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +167,26 @@ class Report:
     reopen_count: int
     generated_ms: int
     extras: Mapping[str, Any] = field(default_factory=dict)
+    vendor: str = ""  # the vendor's name in the header
+    timezone: str = "UTC"  # the customer's zone: every time in the report is in it
+    category: str = ""  # fault category as words, e.g. "存储 / storage"
+    fault_type: str = ""  # what kind of fault, as words
+    impact: str = ""
+    losses: str = ""
+    cleared_ms: int | None = None  # when the fault cleared (recovered, else resolved)
+    report_due_ms: int | None = None  # cleared + REPORT_DUE_MS
+    analysis_ms: int | None = None  # when the accepted analysis was recorded (resolved)
+    resolutions: tuple[PastResolution, ...] = ()  # every fix given, rejected ones too
+    signed_by_vendor: str = ""  # the engineer who resolved
+
+    @property
+    def report_result(self) -> str:
+        """Whether the analysis was written by its due time: met, late, pending or overdue."""
+        if self.report_due_ms is None:
+            return "pending"
+        if self.analysis_ms is not None:
+            return "met" if self.analysis_ms <= self.report_due_ms else "late"
+        return "overdue" if self.generated_ms > self.report_due_ms else "pending"
 
     @property
     def level_name(self) -> str:
@@ -153,6 +213,7 @@ class Report:
         data["level_name"] = self.level_name
         data["level_name_en"] = LEVEL_NAMES_EN[self.level]
         data["closing"] = self.closing
+        data["report_result"] = self.report_result
         return data
 
     @classmethod
@@ -166,6 +227,7 @@ class Report:
         plain["timeline"] = tuple(TimelineEntry(**e) for e in data["timeline"])
         plain["diagnostics"] = tuple(Diagnostic(**d) for d in data["diagnostics"])
         plain["sla"] = tuple(SlaFigure(**s) for s in data["sla"])
+        plain["resolutions"] = tuple(PastResolution(**r) for r in data.get("resolutions", ()))
         return cls(**plain)
 
 
@@ -180,12 +242,18 @@ def draft_report(
     events: Sequence[Event],
     status: SlaStatus,
     extras: Mapping[str, Any] | None = None,
+    vendor: str = "",
+    timezone: str = "UTC",
 ) -> Report:
     """Draft the report of ``ticket`` from its timeline and SLA status (as of
-    ``status.now_ms``, which becomes the report's ``generated_ms``)."""
+    ``status.now_ms``, which becomes the report's ``generated_ms``), headed with
+    ``vendor``'s name, every time in ``timezone`` (an IANA name; ValueError if unknown)."""
+    _zone(timezone)
     timeline = sorted(events, key=lambda e: e.at_ms)
     opened = next((e for e in timeline if e.kind == "opened"), None)
     resolution = ticket.resolution
+    cleared = _cleared_ms(ticket, timeline)
+    resolutions = _resolutions(timeline)
     return Report(
         ticket_id=ticket.id,
         title=ticket.title,
@@ -212,7 +280,71 @@ def draft_report(
         reopen_count=ticket.reopen_count,
         generated_ms=status.now_ms,
         extras=dict(extras or {}),
+        vendor=vendor,
+        timezone=timezone,
+        category=_category(ticket.labels),
+        fault_type=_fault_type(ticket),
+        impact=str(resolution.get("impact", "")),
+        losses=str(resolution.get("losses", "")),
+        cleared_ms=cleared,
+        report_due_ms=None if cleared is None else cleared + REPORT_DUE_MS,
+        analysis_ms=ticket.resolved_ms if ticket.state in ("resolved", "closed") else None,
+        resolutions=resolutions,
+        signed_by_vendor=resolutions[-1].actor if resolutions else "",
     )
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai"
+        ) from None
+
+
+def _category(labels: Mapping[str, str]) -> str:
+    raw = labels.get("category", "")
+    if not raw:
+        return ""
+    zh, en = CATEGORY_NAMES.get(raw, (raw, raw))
+    return en if zh == en else f"{zh} / {en}"
+
+
+def _fault_type(ticket: Ticket) -> str:
+    """The fault as words: the rule's name spelled out, else the ticket's source."""
+    if ticket.rule:
+        return ticket.rule.replace("_", " ")
+    return SOURCE_NAMES.get(ticket.source, ticket.source)
+
+
+def _cleared_ms(ticket: Ticket, timeline: Sequence[Event]) -> int | None:
+    """When the fault last cleared: the latest resolution, or an earlier recovery of
+    the condition after the latest (re)opening."""
+    if ticket.resolved_ms is None or ticket.state not in ("resolved", "closed"):
+        return None
+    start = max((e.at_ms for e in timeline if e.kind in ("opened", "reopened")), default=0)
+    recoveries = [
+        e.at_ms
+        for e in timeline
+        if e.kind == "recovered" and start <= e.at_ms <= ticket.resolved_ms
+    ]
+    return min(recoveries, default=ticket.resolved_ms)
+
+
+def _resolutions(timeline: Sequence[Event]) -> tuple[PastResolution, ...]:
+    """Every ``resolved`` event, with the rejection that followed it (if any)."""
+    found: list[PastResolution] = []
+    for event in timeline:
+        details = event.details
+        if event.kind == "resolved":
+            cause, actions = _get(details, "cause"), _get(details, "actions")
+            prevention = _get(details, "prevention")
+            found.append(PastResolution(event.at_ms, event.actor, cause, actions, prevention))
+        elif event.kind == "rejected" and found and not found[-1].rejected:
+            reason = _get(details, "reason") or "rejected"
+            found[-1] = replace(found[-1], rejected=reason)
+    return tuple(found)
 
 
 def _onset_metrics(opened: Event | None) -> dict[str, Any]:
@@ -272,7 +404,7 @@ def _closed_by(ticket: Ticket, timeline: Sequence[Event]) -> str | None:
 
 def _closing_text(report: Report) -> str:
     if report.state == "closed" and report.closed_ms is not None:
-        when = format_ms(report.closed_ms)
+        when = _at(report, report.closed_ms)
         if report.close_reason == "auto-confirmed":
             return (
                 f"Closed automatically (auto-confirmed) at {when}: the customer did not "
@@ -282,6 +414,12 @@ def _closing_text(report: Report) -> str:
     if report.state == "resolved":
         return "Resolved; awaiting the customer's confirmation."
     return f"Not resolved yet (state: {report.state})."
+
+
+def _at(report: Report, ms: int) -> str:
+    """``ms`` as ISO 8601 in the report's time zone (offset included)."""
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=_zone(report.timezone))
+    return moment.isoformat(timespec="seconds")
 
 
 # -- event summaries -------------------------------------------------------------------
@@ -315,16 +453,49 @@ def _generic(details: Mapping[str, Any]) -> str:
     return json.dumps(dict(details), ensure_ascii=False, sort_keys=True, default=str)
 
 
+def _notified(d: Mapping[str, Any]) -> str:
+    """A notification as a sentence, without its recipient (internal addresses and
+    webhook hosts never reach the customer's report)."""
+    channel = "e-mail" if d.get("channel") == "email" else "webhook"
+    failed = "" if d.get("delivered", True) else " (delivery failed)"
+    if d.get("audience") == "customer":
+        notice = _get(d, "notice").removeprefix("customer_").replace("_", " ")
+        return f"the customer was notified by {channel}: {notice or 'notice'}{failed}"
+    subject = _get(d, "subject").removeprefix("[aftercare] ").split(":")[0]
+    return f"the vendor's escalation chain was notified ({subject or 'SLA'}){failed}"
+
+
+def _escalated(d: Mapping[str, Any]) -> str:
+    clock = _get(d, "clock", "an").replace("_", " ")
+    if d.get("type") == "breach":
+        return f"the {clock} time limit was exceeded; escalated within the vendor"
+    return f"escalated within the vendor ({clock})"
+
+
+def _remote(verb: str, key: str = "", form: str = "{}") -> Callable[[Mapping[str, Any]], str]:
+    """A remote-session event as a sentence: "remote session S <verb>", then the
+    detail ``key`` (if present) placed in ``form``."""
+
+    def sentence(d: Mapping[str, Any]) -> str:
+        text = f"remote session {_get(d, 'session_id', '?')} {verb}"
+        if key and d.get(key):
+            text += form.format(_get(d, key))
+        return text
+
+    return sentence
+
+
 _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "opened": lambda d: _with_value(f"opened: {_get(d, 'title')}", d),
     "refired": lambda d: _with_value("fired again", d),
-    "acknowledged": lambda d: "acknowledged",
+    "acknowledged": lambda d: "an engineer took the ticket in hand",
+    "contacted": lambda d: (
+        f"an engineer contacted the customer by {_get(d, 'via', '?')}: {_get(d, 'note')}"
+    ),
     "comment": lambda d: _get(d, "text"),
     "assigned": lambda d: f"assigned to {_get(d, 'assignee', 'nobody')}",
-    "notification": lambda d: (
-        f"notified {_get(d, 'channel')} {_get(d, 'target')}: {_get(d, 'subject', _get(d, 'key'))}"
-    ),
-    "escalation": lambda d: f"escalated: {_generic(d)}",
+    "notification": _notified,
+    "escalation": _escalated,
     "recovered": lambda d: "the condition cleared by itself",
     "resolved": lambda d: f"resolved — cause: {_get(d, 'cause')}",
     "confirmed": lambda d: "the customer confirmed the resolution",
@@ -333,14 +504,20 @@ _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "closed": lambda d: f"closed ({_get(d, 'reason', '?')})",
     "waiting": lambda d: f"waiting on the customer: {_get(d, 'reason')}",
     "resumed": lambda d: "no longer waiting on the customer",
-    "regraded": lambda d: (
-        f"level changed from {_get(d, 'previous', '?')} to {_get(d, 'level', '?')}: "
-        f"{_get(d, 'reason')}"
-    ),
     "diagnostics": lambda d: (
         f"diagnostics: playbook {_get(d, 'playbook', _get(d, 'name', '?'))} "
         f"{_get(d, 'status')}".rstrip()
     ),
+    # written by regrading (branch desk-grade); summarised here so the report reads well
+    "regraded": lambda d: (
+        f"regraded from level {_get(d, 'previous', '?')} to level {_get(d, 'level', '?')}: "
+        f"{_get(d, 'reason')}"
+    ),
+    "remote_requested": _remote("requested by the engineer", "reason", ": {}"),
+    "remote_approved": _remote("approved by the customer", "approver", " ({})"),
+    "remote_denied": _remote("denied by the customer", "reason", ": {}"),
+    "remote_connected": _remote("connected: the engineer logged in"),
+    "remote_ended": _remote("ended", "reason", " ({})"),
 }
 
 
@@ -370,55 +547,102 @@ class _Writer:
 
 
 def _render(report: Report, out: _Writer) -> str:
-    out.title(TITLE)
+    out.title(f"{report.vendor} {TITLE}".strip())
     _render_header(report, out)
     _render_onset(report, out)
+    _render_impact(report, out)
     _render_timeline(report, out)
     _render_diagnostics(report, out)
     _render_resolution(report, out)
+    _render_earlier_fixes(report, out)
     _render_sla(report, out)
     out.heading("Closing / 闭环确认")
     out.paragraph(report.closing)
     if report.extras:
         out.heading("Additional information / 附加信息")
         out.table(["item", "value"], [[k, _value(v)] for k, v in report.extras.items()])
-    out.paragraph(f"Drafted by aftercare at {format_ms(report.generated_ms)}.")
+    _render_sign_off(report, out)
+    out.paragraph(f"Drafted by aftercare at {_at(report, report.generated_ms)}.")
     return out.finish(f"{TITLE} — #{report.ticket_id}")
 
 
 def _render_header(report: Report, out: _Writer) -> None:
     out.heading(f"Ticket #{report.ticket_id}: {report.title}")
-    source = f"{report.source} ({report.rule})" if report.rule else report.source
-    rows = [
+    source = SOURCE_NAMES.get(report.source, report.source)
+    rows = [["Vendor / 服务单位", report.vendor]] if report.vendor else []
+    rows += [
         ["Customer / 客户", report.customer],
         ["Host / 主机", report.host or "—"],
         ["Fault level / 故障等级", f"{report.level_name} — {LEVEL_NAMES_EN[report.level]}"],
+        ["Fault type / 故障类型", report.fault_type or "—"],
+        ["Category / 故障类别", report.category or "—"],
         ["State / 状态", report.state],
         ["Source / 来源", source],
-        ["Opened / 发生时间", format_ms(report.opened_ms)],
-        ["Resolved / 解决时间", _time(report.resolved_ms)],
-        ["Closed / 关闭时间", _time(report.closed_ms)],
+        ["Opened / 发生时间", _at(report, report.opened_ms)],
+        ["Resolved / 解决时间", _time_in(report, report.resolved_ms)],
+        ["Closed / 关闭时间", _time_in(report, report.closed_ms)],
         ["Re-opened / 重开次数", str(report.reopen_count)],
+        ["Report due / 报告时限", _report_due(report)],
+        ["Time zone / 时区", report.timezone],
     ]
     out.table(["", ""], rows)
     if report.description:
         out.paragraph(report.description)
 
 
+_REPORT_RESULTS: Mapping[str, str] = {
+    "met": "met / 按时",
+    "late": "late / 超时",
+    "pending": "pending / 待完成",
+    "overdue": "overdue / 已超时",
+}
+
+
+def _report_due(report: Report) -> str:
+    """The due time of the problem-handling report (24 h after the fault cleared) and
+    whether the analysis was recorded by then."""
+    if report.report_due_ms is None:
+        return "24 h after the fault is cleared / 故障排除后 24 小时内"
+    due = _at(report, report.report_due_ms)
+    return f"{due} — {_REPORT_RESULTS[report.report_result]}"
+
+
 def _render_onset(report: Report, out: _Writer) -> None:
     out.heading("Onset and key metrics / 故障现象与关键指标")
-    out.paragraph(f"First detected at {format_ms(report.opened_ms)}.")
+    out.paragraph(f"First detected at {_at(report, report.opened_ms)}.")
     if report.onset_metrics:
-        rows = [[key, _value(value)] for key, value in report.onset_metrics.items()]
+        rows = [[key, _words(value)] for key, value in report.onset_metrics.items()]
         out.table(["metric", "value at onset"], rows)
     else:
         out.paragraph("No metrics were recorded at onset.")
 
 
+def _render_impact(report: Report, out: _Writer) -> None:
+    out.heading("Impact and losses / 影响范围与损失")
+    rows = [["Severity / 等级含义", _LEVEL_MEANING[report.level]]]
+    if report.cleared_ms is not None:
+        rows.append(
+            ["Duration / 持续时间", format_duration_ms(report.cleared_ms - report.opened_ms)]
+        )
+    rows.append(["Impact / 影响", report.impact or "not stated / 未说明"])
+    rows.append(["Losses / 损失", report.losses or "none stated / 未说明"])
+    out.table(["", ""], rows)
+
+
+_LEVEL_MEANING: Mapping[Level, str] = {
+    "1": "whole system down or key business data lost / 系统瘫痪或关键业务数据丢失",
+    "2": "service capacity partly lost / 部分服务能力丧失",
+    "3": "service affected, performance partly degraded / 业务受影响, 性能部分下降",
+    "4": "intermittent or indirect effect on service / 间歇或间接影响",
+    "consult": "a question, no direct service impact / 技术咨询",
+    "other": "a request with no direct service impact / 其它问题",
+}
+
+
 def _render_timeline(report: Report, out: _Writer) -> None:
     out.heading("Timeline / 处理过程")
-    rows = [[format_ms(e.at_ms), e.actor, e.kind, e.summary] for e in report.timeline]
-    out.table(["time (UTC)", "actor", "event", "summary"], rows)
+    rows = [[_at(report, e.at_ms), e.actor, e.kind, e.summary] for e in report.timeline]
+    out.table([f"time ({report.timezone})", "actor", "event", "summary"], rows)
 
 
 def _render_diagnostics(report: Report, out: _Writer) -> None:
@@ -427,7 +651,7 @@ def _render_diagnostics(report: Report, out: _Writer) -> None:
         out.paragraph("No diagnostics were attached.")
     for diag in report.diagnostics:
         status = f", {diag.status}" if diag.status else ""
-        caption = f"{diag.playbook} ({format_ms(diag.at_ms)}{status})"
+        caption = f"{diag.playbook} ({_at(report, diag.at_ms)}{status})"
         marker = "\n[… output truncated]" if diag.truncated else ""
         out.preformatted(caption, diag.excerpt + marker)
 
@@ -442,6 +666,17 @@ def _render_resolution(report: Report, out: _Writer) -> None:
         out.paragraph(text or "—")
 
 
+def _render_earlier_fixes(report: Report, out: _Writer) -> None:
+    rejected = [r for r in report.resolutions if r.rejected]
+    if not rejected:
+        return
+    out.heading("Earlier fixes that did not hold / 未通过确认的处理")
+    rows = [
+        [_at(report, r.at_ms), r.actor, r.cause, r.actions or "—", r.rejected] for r in rejected
+    ]
+    out.table(["time", "engineer", "cause given", "actions", "rejected because"], rows)
+
+
 def _render_sla(report: Report, out: _Writer) -> None:
     out.heading("SLA / 服务时限")
     rows = [
@@ -449,12 +684,38 @@ def _render_sla(report: Report, out: _Writer) -> None:
             fig.clock.replace("_", " "),
             _duration(fig.target_ms),
             _duration(fig.actual_ms),
-            _time(fig.due_ms),
+            _time_in(report, fig.due_ms),
             fig.result,
         ]
         for fig in report.sla
     ]
-    out.table(["clock", "target", "actual", "due (UTC)", "result"], rows)
+    out.table(["clock", "target", "actual", f"due ({report.timezone})", "result"], rows)
+
+
+def _render_sign_off(report: Report, out: _Writer) -> None:
+    out.heading("Sign-off / 签字确认")
+    blank = "________________"
+    vendor = report.vendor or "vendor / 服务单位"
+    out.table(
+        ["", "name / 姓名", "signature / 签字", "date / 日期"],
+        [
+            [f"{vendor} engineer / 服务工程师", report.signed_by_vendor or blank, blank, blank],
+            [f"{report.customer} representative / 用户负责人", blank, blank, blank],
+        ],
+    )
+
+
+def _time_in(report: Report, ms: int | None) -> str:
+    return _at(report, ms) if ms is not None else "—"
+
+
+def _words(value: Any) -> str:
+    """A value as words: mappings as "key: value, …" (no JSON dump)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_words(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(_words(v) for v in value) or "—"
+    return _value(value)
 
 
 def _time(ms: int | None) -> str:

@@ -36,6 +36,7 @@ from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from collector.store.writer import StoreThread
 from collector.tickets import lifecycle
 from collector.tickets.config import TicketsConfig
+from collector.tickets.customer_notices import as_customer_sees_it, due_customer_notices
 from collector.tickets.escalation import (
     Notification,
     complaint_notifications,
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 STATS_MAX_TICKETS = 100_000  # a customer's tickets read for statistics (newest first)
 
 ENGINEER_ACTIONS = frozenset(
-    {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume"}
+    {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume", "contact"}
 )
 CUSTOMER_ACTIONS = frozenset({"comment", "confirm", "reject", "resume"})
 FIRING_STATES: frozenset[TicketState] = frozenset({"open", "acknowledged", "reopened"})
@@ -133,6 +134,9 @@ class TicketActionRequest:
     cause: str = ""
     actions: str = ""
     prevention: str = ""
+    via: str = ""  # contact: phone | email | portal | remote
+    impact: str = ""  # resolve: the effect on the customer's service
+    losses: str = ""  # resolve: what was lost (data, hours of service)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class TicketService:
         metrics: TicketMetrics,
         clock_ms: Callable[[], int],
         recovery_delay_ms: int = 30_000,
+        public_url: str = "",
     ) -> None:
         self._db = db
         self._store = db.store
@@ -167,6 +172,7 @@ class TicketService:
         self._settle_until_ms = 0
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
+        self._public_url = public_url  # links in customer notices (else CLI commands)
         self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
         # told of a ticket's new state after a person's action (ends its remote sessions)
         self.on_acted: Callable[[int, str], Awaitable[None]] | None = None
@@ -211,16 +217,26 @@ class TicketService:
         return views
 
     async def get(self, who: Principal, ticket_id: int) -> TicketView:
-        """One ticket with its timeline; NotFound if absent or not visible to ``who``."""
+        """One ticket with its timeline; NotFound if absent or not visible to ``who``.
+        A customer's view leaves out the escalation recipients (``as_customer_sees_it``)."""
         ticket = await self._visible(who, ticket_id)
         events = await self._db.call(self._store.ticket_events, ticket_id)
         status = sla_status(ticket, events, self.config.sla, self._clock_ms())
+        if who.role == "customer":  # internal recipients stay internal
+            events = [as_customer_sees_it(e) for e in events]
         return TicketView(ticket, status, tuple(events))
 
     async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:
         """The fault analysis report as Markdown, HTML or JSON."""
         view = await self.get(who, ticket_id)
-        report = draft_report(view.ticket, view.events, view.sla)
+        customer = view.ticket.customer
+        report = draft_report(
+            view.ticket,
+            view.events,
+            view.sla,
+            vendor=self.config.report_vendor,
+            timezone=self.config.timezone_of(customer),
+        )
         if fmt == "md":
             return report.markdown()
         if fmt == "html":
@@ -448,7 +464,8 @@ class TicketService:
     # -- clocks -------------------------------------------------------------------------
 
     async def tick(self, now_ms: int) -> None:
-        """Escalate along the chain, count breaches, and auto-confirm old resolutions."""
+        """Escalate along the chain, tell customers (opened, awaiting confirmation,
+        auto-confirm soon), count breaches, and auto-confirm old resolutions."""
         tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
         for ticket in tickets:
@@ -465,6 +482,14 @@ class TicketService:
         due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
         recipients = self.config.complaint_recipients
         due += complaint_notifications(ticket, status, recipients, sent, now_ms)  # type: ignore[arg-type]
+        due += due_customer_notices(
+            ticket,
+            self.config.customer_notices,
+            self.config.auto_confirm_ms,
+            sent,  # type: ignore[arg-type]
+            self._public_url,
+            now_ms,
+        )
         for notification in due:
             await self._notify(ticket, notification, now_ms)
         due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
@@ -530,6 +555,9 @@ class TicketService:
             "subject": notification.subject,
             "delivered": error is None,
         }
+        if notification.audience == "customer":
+            details["audience"] = "customer"
+            details["notice"] = notification.payload.get("event", "")
         if error is None:
             details["key"] = notification.key  # only delivered ones count as sent
         else:
@@ -556,7 +584,14 @@ def _transition(
         return lifecycle.assign(ticket, request.assignee or None, actor, now)
     if action == "resolve":
         return lifecycle.resolve(
-            ticket, request.cause, request.actions, request.prevention, actor, now
+            ticket,
+            request.cause,
+            request.actions,
+            request.prevention,
+            actor,
+            now,
+            impact=request.impact,
+            losses=request.losses,
         )
     if action == "reopen":
         return lifecycle.reopen(ticket, request.text, actor, now)
@@ -568,6 +603,8 @@ def _transition(
         return lifecycle.wait_on_customer(ticket, request.text, actor, now)
     if action == "resume":
         return lifecycle.resume(ticket, actor, now, request.text)
+    if action == "contact":
+        return lifecycle.contact(ticket, request.via, request.text, actor, now)
     raise InvalidRequest(f"unknown ticket action {action!r}")
 
 

@@ -9,9 +9,11 @@ resolution targets are our defaults, configurable like the rest):
 
 ``response``
     Starts at the latest ``opened`` or ``reopened`` event (``created_ms`` if the
-    timeline has no ``opened`` event); stops at the first ``acknowledged`` — or
-    ``resolved``: resolving is a response too — after that start. Each re-opening
-    starts a new response measurement; the status shows the latest one.
+    timeline has no ``opened`` event); stops at the first ``contacted`` (an engineer
+    reached the customer, the contracts' 支持服务响应时间) — or ``resolved``: resolving
+    is a response too — after that start. An internal ``acknowledged`` does not stop
+    it. Each re-opening starts a new response measurement; the status shows the
+    latest one.
 ``remote_response``
     Starts at the latest ``remote_approved`` event (the customer consented to remote
     support); stops at the first ``remote_connected`` (the engineer is logged in) or
@@ -385,7 +387,7 @@ def _response_runs(timeline: Sequence[Event], created_ms: int) -> list[Interval]
             start, stop = event.at_ms, None
         elif event.kind == "regraded" and stop is None:
             start = event.at_ms
-        elif event.kind in ("acknowledged", "resolved") and stop is None:
+        elif event.kind in ("contacted", "resolved") and stop is None:
             stop = event.at_ms
     return [(start, stop)]
 

@@ -69,7 +69,7 @@ def test_every_source_newest_first_and_only_this_host(db: StoreThread) -> None:
     host = populate(db.store)
     entries = timeline(db, host)
     assert [(e.at_ms - T0, e.kind, e.ref) for e in entries] == [
-        (9 * S, "audit", "audit 2"),
+        (9 * S, "audit", "audit 4"),  # audit 2 and 3: the two tickets opened
         (6 * S, "gap", "sequence 7"),
         (5 * S, "run", "run-0123456789ab"),
         (4 * S, "session", "ses-0123456789ab"),

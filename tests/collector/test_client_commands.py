@@ -815,6 +815,12 @@ def test_the_sla_column_labels_response_and_resolution_apart() -> None:
 def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
     summary = tickets_cli._event_summary
     assert summary("acknowledged", {}) == "taken in hand"
+    contacted = {"via": "phone", "note": "called Li"}
+    assert summary("contacted", contacted) == "customer contacted by phone: called Li"
+    told = {"audience": "customer", "channel": "email", "subject": "s", "delivered": False}
+    assert summary("notification", told) == "customer email: s (delivery failed)"
+    escalated = {"channel": "webhook", "target": "https://h#d", "subject": "warn"}
+    assert summary("notification", escalated) == "escalation webhook https://h#d: warn"
     resolved = {"cause": "log rotation off", "actions": "rotated", "prevention": ""}
     assert summary("resolved", resolved) == "cause: log rotation off; actions: rotated"
     ran = {"playbook": "disk_usage", "status": "succeeded", "output": "..."}
@@ -822,3 +828,32 @@ def test_ticket_show_summarises_ack_resolved_and_diagnostics_events() -> None:
     refused = {"playbook": "disk_usage", "status": "not run", "error": "agent offline"}
     assert summary("diagnostics", refused) == "playbook disk_usage not run: agent offline"
     assert summary("comment", {"text": "hello"}) == "hello"
+
+
+class PagingApi(FakeApi):
+    """Answers ``method`` with one page per call, following the page tokens."""
+
+    def __init__(self, method: str, pages: list[Any]) -> None:
+        super().__init__()
+        self.method = method
+        self.pages = pages
+
+    def call(self, method: str, request: Any) -> Any:
+        if method != self.method:
+            return super().call(method, request)
+        self.calls.append((method, api_pb2.ListApproversRequest()))
+        index = int(request.page_token or "0")
+        return self.pages[index]
+
+
+def test_approvers_list_fetches_every_page(capsys: pytest.CaptureFixture[str]) -> None:
+    pages = [
+        api_pb2.ListApproversResponse(
+            approvers=[api_pb2.ApproverInfo(customer="acme", name=f"a{i}")], next_page_token=nxt
+        )
+        for i, nxt in enumerate(["1", "2", ""])
+    ]
+    api = PagingApi("ListApprovers", pages)
+    assert run(api, "approvers", "list", "--json") == 0
+    assert [a["name"] for a in json.loads(capsys.readouterr().out)] == ["a0", "a1", "a2"]
+    assert api.methods() == ["ListApprovers"] * 3

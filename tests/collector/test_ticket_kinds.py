@@ -16,6 +16,7 @@ from collector.calendar import WorkingCalendar
 from collector.errors import FailedPrecondition, InvalidRequest
 from collector.tickets import lifecycle
 from collector.tickets.config import TicketsConfig, load_tickets_config
+from collector.tickets.customer_notices import CustomerNoticePolicy, due_customer_notices
 from collector.tickets.errors import TicketConfigError
 from collector.tickets.model import Kind, Level, NewEvent, Ticket, Urgency
 from collector.tickets.service import ManualTicket
@@ -210,3 +211,16 @@ def test_bad_calendar_and_complaints_sections_are_refused(
     path.write_text(text, encoding="utf-8")
     with pytest.raises(TicketConfigError, match=message):
         load_tickets_config(path)
+
+
+def test_the_customer_is_not_told_a_complaint_confirms_itself() -> None:
+    policy = CustomerNoticePolicy(contacts={"acme": (HOOK,)})
+    complaint = replace(request("complaint"), state="resolved", resolved_ms=FRIDAY)
+    [notice] = due_customer_notices(complaint, policy, DAY_MS, set(), "", FRIDAY + HOUR_MS)
+    assert "automatically" not in notice.payload["summary"]
+    assert "自动确认" not in notice.payload["summary_zh"]
+    assert "auto_confirm_ms" not in notice.payload
+    [fault_notice] = due_customer_notices(
+        replace(complaint, kind="fault"), policy, 7 * DAY_MS, set(), "", FRIDAY + HOUR_MS
+    )
+    assert "confirmed automatically" in fault_notice.payload["summary"]

@@ -109,8 +109,9 @@ def test_a_downgrade_before_the_response_saves_a_ticket_from_a_breach() -> None:
 
 
 def test_a_stopped_clock_keeps_its_result_under_the_level_it_ran_at() -> None:
-    ack = T0 + 90 * MINUTE_MS  # answered in 1 h 30: met for level 4 (2 h)
-    events = [*opened(), NewEvent(ack, ERIN, "acknowledged"), regraded(ack + 1, "1", "4")]
+    ack = T0 + 90 * MINUTE_MS  # the customer reached in 1 h 30: met for level 4 (2 h)
+    contacted = NewEvent(ack, ERIN, "contacted", {"via": "phone", "note": "n"})
+    events = [*opened(), contacted, regraded(ack + 1, "1", "4")]
     status = sla_status(ticket("1"), events, POLICY, ack + 2 * HOUR_MS)
     assert status.response.state == "met"
     assert status.response.target_ms == 2 * HOUR_MS

@@ -33,6 +33,7 @@ from collector.rules import Alert, HostRef, dedup_key
 from collector.store import open_store
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig
+from collector.tickets.customer_notices import CustomerNoticePolicy
 from collector.tickets.escalation import (
     EscalationPolicy,
     EscalationStep,
@@ -144,6 +145,7 @@ class Rig:
         config: TicketsConfig | None = None,
         clock: FakeClock | None = None,
         deliverer: Deliverer | None = None,
+        public_url: str = "",
     ) -> None:
         self.clock = clock or FakeClock()
         self.deliverer = deliverer or Deliverer()
@@ -156,6 +158,7 @@ class Rig:
             self.metrics,
             self.clock,
             recovery_delay_ms=RECOVERY_MS,
+            public_url=public_url,
         )
 
     def close(self) -> None:
@@ -614,14 +617,41 @@ def test_warning_then_breach_notified_exactly_once_across_ticks_and_a_restart(
     assert restarted.kinds(ticket.id).count("escalation") == 1
 
 
-def test_an_acknowledged_ticket_does_not_escalate(make_rig: MakeRig) -> None:
+def test_a_ticket_whose_customer_was_contacted_does_not_escalate(make_rig: MakeRig) -> None:
+    rig = make_rig(ESCALATING)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    saved = rig.act(
+        ENGINEER, ticket.id, "contact", T0 + 4 * MINUTE_MS, via="phone", text="called Li Wei"
+    )
+    assert saved.state == "acknowledged"
+    for at in range(T0, T0 + 50 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    assert rig.deliverer.attempts == [] and rig.metrics.breaches == {}
+    view = run(rig.service.get(ENGINEER, ticket.id))
+    assert view.sla.response.state == "met"
+    assert view.sla.response.stopped_ms == T0 + 4 * MINUTE_MS
+
+
+def test_an_acknowledged_ticket_still_escalates_until_the_customer_is_contacted(
+    make_rig: MakeRig,
+) -> None:
     rig = make_rig(ESCALATING)
     rig.alerts(T0, disk_alert())
     [ticket] = rig.tickets()
     rig.act(ENGINEER, ticket.id, "acknowledge", T0 + 4 * MINUTE_MS)
     for at in range(T0, T0 + 50 * MINUTE_MS, MINUTE_MS):
         rig.tick(at)
-    assert rig.deliverer.attempts == [] and rig.metrics.breaches == {}
+    assert rig.deliverer.attempts != []
+    assert rig.metrics.breaches != {}
+
+
+def test_customers_cannot_record_a_contact(make_rig: MakeRig) -> None:
+    rig = make_rig(ESCALATING)
+    rig.alerts(T0, disk_alert())
+    [ticket] = rig.tickets()
+    with pytest.raises(PermissionDenied):
+        rig.act(ALICE, ticket.id, "contact", T0 + MINUTE_MS, via="phone", text="me")
 
 
 def test_a_failed_delivery_is_recorded_once_and_retried_after_the_retry_period(
@@ -1015,6 +1045,158 @@ def test_alertmanager_recurrence_reopens_a_closed_ticket_within_the_window(
     assert (again.id, again.state, again.reopen_count) == (ticket.id, "reopened", 1)
 
 
+# -- customer notices ------------------------------------------------------------------
+
+ACME_HOOK = Recipient("webhook", "http://127.0.0.1:9/acme-notices?token=s3cret")
+ACME_OPS = Recipient("email", "ops@acme.example")
+TOLD = TicketsConfig(
+    sla=SLA,
+    escalation=LADDER,
+    auto_confirm_ms=7 * DAY_MS,
+    customer_notices=CustomerNoticePolicy(
+        contacts={"acme": (ACME_HOOK, ACME_OPS)}, remind_before_ms=DAY_MS
+    ),
+)
+
+
+def customer_notices(rig: Rig) -> list[tuple[str, str]]:
+    return [
+        (n.payload["event"], n.target) for n in rig.deliverer.delivered if n.audience == "customer"
+    ]
+
+
+def test_customers_are_told_of_opening_fix_and_coming_auto_confirmation(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD, public_url="https://support.vendor.example/")
+    ticket_id = rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.tick(T0 + SECOND_MS)
+    rig.tick(T0 + 2 * SECOND_MS)  # once only
+    assert customer_notices(rig) == [
+        ("customer_opened", ACME_HOOK.target),
+        ("customer_opened", ACME_OPS.target),
+    ]
+    opened = rig.deliverer.delivered[0]
+    assert opened.payload["link"] == f"https://support.vendor.example/tickets/{ticket_id}"
+    assert "工单" in opened.text() and "was opened for you" in opened.text()
+
+    resolved_at = T0 + 3 * MINUTE_MS
+    rig.resolve(ticket_id, resolved_at)
+    rig.tick(resolved_at + SECOND_MS)
+    waiting = customer_notices(rig)[2:]
+    assert waiting == [
+        ("customer_awaiting_confirmation", ACME_HOOK.target),
+        ("customer_awaiting_confirmation", ACME_OPS.target),
+    ]
+    auto_at = resolved_at + 7 * DAY_MS
+    rig.tick(auto_at - DAY_MS - 1)
+    assert len(customer_notices(rig)) == 4, "no reminder before remind_before"
+    rig.tick(auto_at - DAY_MS)
+    reminders = customer_notices(rig)[4:]
+    assert [kind for kind, _ in reminders] == ["customer_auto_confirm_soon"] * 2
+    reminder = rig.deliverer.delivered[-1]
+    assert reminder.payload["auto_confirm_ms"] == auto_at
+    assert "in 1d" in reminder.payload["summary"]
+    rig.tick(auto_at)
+    assert rig.view(ticket_id).ticket.state == "closed"
+    recorded = [e for e in rig.events(ticket_id) if e.details.get("audience") == "customer"]
+    assert len(recorded) == 6
+    assert all("s3cret" not in json.dumps(e.details) for e in recorded)
+
+
+def test_a_customer_reading_the_timeline_never_sees_escalation_recipients(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD)
+    rig.deliverer.failing.add("email")  # the delivery error quotes the address too
+    ticket_id = rig.create(ALICE, "printer on fire")
+    for at in range(T0, T0 + 40 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    engineer_view = json.dumps([dict(e.details) for e in rig.view(ticket_id).events])
+    assert HOOK.label in engineer_view, "engineers see where escalations went"
+    assert ONCALL.target in engineer_view
+    customer_view = rig.view(ticket_id, ALICE)
+    shown = json.dumps([dict(e.details) for e in customer_view.events])
+    assert HOOK.label not in shown and ONCALL.target not in shown
+    assert ACME_HOOK.label in shown, "the customer's own contacts may be shown"
+    internal = [
+        e.details
+        for e in customer_view.events
+        if e.kind == "notification" and e.details.get("audience") != "customer"
+    ]
+    assert internal and all(not {"target", "key", "error"} & set(d) for d in internal)
+    assert any(d["delivered"] is False for d in internal), "the failure is still told"
+    kinds = [e.kind for e in customer_view.events]
+    assert kinds == [e.kind for e in rig.view(ticket_id).events], "nothing hidden but targets"
+
+
+def test_customer_notices_without_public_url_name_the_command(make_rig: MakeRig) -> None:
+    rig = make_rig(TOLD)
+    ticket_id = rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.resolve(ticket_id, T0 + MINUTE_MS)
+    rig.tick(T0 + 2 * MINUTE_MS)
+    [hook, _] = [n for n in rig.deliverer.delivered if n.audience == "customer"]
+    assert hook.payload["link"] == f"aftercare ticket confirm {ticket_id}"
+
+
+def test_escalation_recipients_never_get_customer_notices_nor_the_reverse(
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(TOLD)
+    rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.create(ENGINEER, "other customer's fault", customer="globex")
+    for at in range(T0, T0 + 40 * MINUTE_MS, MINUTE_MS):
+        rig.tick(at)
+    internal = {HOOK.target, ONCALL.target}
+    customer = {ACME_HOOK.target, ACME_OPS.target}
+    by_audience: dict[str, set[str]] = {"internal": set(), "customer": set()}
+    for n in rig.deliverer.delivered:
+        by_audience[n.audience].add(n.target)
+    assert by_audience["internal"] == internal
+    assert by_audience["customer"] == customer
+    for n in rig.deliverer.delivered:
+        if n.audience == "customer":
+            text = json.dumps(n.payload) + n.text()
+            assert n.payload["ticket"]["customer"] == "acme", "globex has no contacts"
+            assert not any(target in text for target in internal)
+            assert "127.0.0.1:9/hooks" not in text
+
+
+def test_the_report_has_the_vendor_the_customers_zone_impact_and_losses(
+    make_rig: MakeRig,
+) -> None:
+    config = TicketsConfig(
+        report_vendor="Example Systems Ltd",
+        report_timezone="Europe/Berlin",
+        report_timezones={"acme": "Asia/Shanghai"},
+    )
+    rig = make_rig(config)
+    ticket_id = rig.create(ENGINEER, "orders stall", level="1", customer="acme")
+    with pytest.raises(InvalidRequest, match="prevention"):
+        rig.act(ENGINEER, ticket_id, "resolve", T0 + HOUR_MS, cause="lock", actions="killed")
+    rig.act(
+        ENGINEER,
+        ticket_id,
+        "resolve",
+        T0 + HOUR_MS,
+        cause="a lock held by a report job",
+        actions="killed the job",
+        prevention="run the job at night",
+        impact="no orders for 1 h",
+        losses="none",
+    )
+    md = run(rig.service.report(ALICE, ticket_id, "md"))
+    assert md.startswith("# Example Systems Ltd 故障分析报告")
+    assert "2026-01-01T08:00:00+08:00" in md  # T0 in Asia/Shanghai
+    assert "no orders for 1 h" in md
+    data = json.loads(run(rig.service.report(ALICE, ticket_id, "json")))
+    assert (data["timezone"], data["impact"], data["losses"]) == (
+        "Asia/Shanghai",
+        "no orders for 1 h",
+        "none",
+    )
+
+
 # -- audit ---------------------------------------------------------------------------------
 
 
@@ -1022,6 +1204,7 @@ def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) ->
     rig = make_rig()
     ticket_id = rig.create(ALICE, "printer on fire")
     rig.act(ENGINEER, ticket_id, "acknowledge", T0 + MINUTE_MS)
+    rig.act(ENGINEER, ticket_id, "contact", via="phone", text="called Alice")
     rig.act(ALICE, ticket_id, "comment", text="it smells of smoke")
     rig.resolve(ticket_id, T0 + HOUR_MS)
     rig.act(ALICE, ticket_id, "confirm", T0 + 2 * HOUR_MS)
@@ -1032,4 +1215,6 @@ def test_every_ticket_act_is_in_the_hash_chained_audit_log(make_rig: MakeRig) ->
     assert {e.target for e in entries} == {f"ticket:{ticket_id}"}
     resolved = next(e for e in entries if e.action == "ticket.resolved")
     assert resolved.details["cause"] == "log rotation disabled"
+    contacted = next(e for e in entries if e.action == "ticket.contacted")
+    assert (contacted.details["via"], contacted.details["note"]) == ("phone", "called Alice")
     assert verify_chain(entries).ok

@@ -62,7 +62,7 @@ def timeline(start: int, *steps: tuple[int, str]) -> list[NewEvent]:
     return events
 
 
-A = at(10, 2)  # level 1 rule: answered in 10 min, resolved in 2 h, closed
+A = at(10, 2)  # level 1 rule: the customer contacted in 10 min, resolved in 2 h, closed
 B = at(11, 1)  # level 3 by the customer: answered late (3 h), resolved, rejected, resolved
 C = at(12, 5)  # a complaint: answered in 1 h, still open
 D = at(12, 10)  # level 2 from Alertmanager: answered in 20 min, unresolved past 8 h
@@ -71,24 +71,24 @@ FIXTURE = [
     (
         ticket(1, A, "1", "rule", rule="disk_full"),
         timeline(
-            A, (10 * MINUTE_MS, "acknowledged"), (2 * HOUR_MS, "resolved"), (3 * HOUR_MS, "closed")
+            A, (10 * MINUTE_MS, "contacted"), (2 * HOUR_MS, "resolved"), (3 * HOUR_MS, "closed")
         ),
     ),
     (
         ticket(2, B, "3", "customer", reopen_count=1),
         timeline(
             B,
-            (3 * HOUR_MS, "acknowledged"),
+            (3 * HOUR_MS, "contacted"),
             (5 * HOUR_MS, "resolved"),
             (6 * HOUR_MS, "rejected"),
             (6 * HOUR_MS, "reopened"),
             (7 * HOUR_MS, "resolved"),
         ),
     ),
-    (ticket(3, C, "other", "customer", kind="complaint"), timeline(C, (HOUR_MS, "acknowledged"))),
+    (ticket(3, C, "other", "customer", kind="complaint"), timeline(C, (HOUR_MS, "contacted"))),
     (
         ticket(4, D, "2", "alertmanager", labels={"alertname": "HighLoad"}),
-        timeline(D, (20 * MINUTE_MS, "acknowledged")),
+        timeline(D, (20 * MINUTE_MS, "contacted")),
     ),
     # not counted: before the quarter (Shanghai time), another customer
     (ticket(5, at(9, 30, 23), "1", "rule", rule="disk_full"), timeline(at(9, 30, 23))),

@@ -86,11 +86,29 @@ def test_the_example_file_loads_and_uses_every_section() -> None:
         timeout_s=10.0,
     )
     assert config.alertmanager.level_for({"severity": "CRITICAL"}) == "1"
+    assert config.customer_notices.remind_before_ms == DAY_MS
+    assert config.report_vendor == "Example Systems Ltd"
+    assert config.timezone_of("bank-of-example") == "Asia/Hong_Kong"
+    assert config.timezone_of("acme") == "Asia/Shanghai"
+    assert config.customer_notices.contacts == {
+        "bank-of-example": (
+            Recipient("email", "it-duty@bank.example"),
+            Recipient("webhook", "https://portal.bank.example/hooks/aftercare"),
+        )
+    }
 
 
 def key_paths(value: object, path: str = "") -> list[str]:
     """Dotted key paths of the leaves, with placeholders as docs/tickets.md writes them."""
-    leaves = ("recipients", "level_map", "clocks", "weekend", "holidays", "extra_working_days")
+    leaves = (
+        "recipients",
+        "level_map",
+        "clocks",
+        "notices.customers.CUSTOMER",
+        "weekend",
+        "holidays",
+        "extra_working_days",
+    )
     if path.endswith(leaves) or not isinstance(value, dict | list):
         return [path]
     if isinstance(value, list):
@@ -99,7 +117,7 @@ def key_paths(value: object, path: str = "") -> list[str]:
     for key, item in value.items():
         if path in ("sla.levels", "sla.customers.CUSTOMER"):
             key = "LEVEL"
-        elif path == "sla.customers":
+        elif path in ("sla.customers", "customer_notices.customers", "report.timezones"):
             key = "CUSTOMER"
         paths += key_paths(item, f"{path}.{key}" if path else str(key))
     return paths
@@ -244,6 +262,27 @@ SMTP = "  smtp: {host: mail.example, from: a@vendor.example}\n"
         ("alertmanager: {default_level: urgent}\n", "alertmanager.default_level: unknown fault"),
         ("alertmanager: {level_label: ''}\n", "alertmanager.level_label: must be a non-empty"),
         ("alertmanager: {level_map: {page: 0}}\n", "alertmanager.level_map.page: unknown fault"),
+        ("customer_notices: {remind: 1d}\n", "customer_notices.remind: unknown key"),
+        ("report: {vendor: ''}\n", "report.vendor: must be a non-empty string"),
+        ("report: {timezone: Mars/Olympus}\n", "report.timezone: unknown time zone 'Mars/Olympus'"),
+        ("report: {timezones: {acme: CEST}}\n", "report.timezones.acme: unknown time zone 'CEST'"),
+        ("report: {language: en}\n", "report.language: unknown key"),
+        (
+            "customer_notices: {remind_before: 0s}\n",
+            "customer_notices.remind_before: must be longer than 0",
+        ),
+        (
+            "customer_notices: {customers: {acme: [{email: ops@acme.example}]}}\n",
+            "customer_notices.customers.acme[0].email: e-mail recipients need escalation.smtp",
+        ),
+        (
+            "customer_notices: {customers: {acme: [{webhook: 'ftp://h/'}]}}\n",
+            "customer_notices.customers.acme[0].webhook: not a usable webhook URL",
+        ),
+        (
+            "customer_notices: {customers: {acme: []}}\n",
+            "customer_notices.customers.acme: required: a non-empty list",
+        ),
     ],
 )
 def test_bad_keys_and_values_name_the_key_path(tmp_path: Path, text: str, message: str) -> None:

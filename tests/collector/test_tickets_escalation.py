@@ -119,10 +119,17 @@ def test_min_level_filters_less_severe_tickets() -> None:
     assert not severe.applies_to("3") and not severe.applies_to("consult")
 
 
-def test_an_acknowledged_ticket_does_not_escalate() -> None:
+def test_a_ticket_whose_customer_was_contacted_does_not_escalate() -> None:
+    service = Service(make("1"))
+    contact = {"via": "phone", "note": "called"}
+    service.events.append(NewEvent(T0 + 5 * MINUTE_MS, "user:erin", "contacted", contact))
+    assert service.tick(T0 + 10 * 60 * MINUTE_MS) == []
+
+
+def test_an_internal_acknowledgement_does_not_hold_the_ladder() -> None:
     service = Service(make("1"))
     service.events.append(NewEvent(T0 + 5 * MINUTE_MS, "user:erin", "acknowledged"))
-    assert service.tick(T0 + 10 * 60 * MINUTE_MS) == []
+    assert service.tick(T0 + 31 * MINUTE_MS) != []
 
 
 def test_a_pause_holds_the_ladder() -> None:
@@ -222,7 +229,8 @@ def test_next_check_is_when_the_next_step_fires() -> None:
     assert next_check_ms(ticket, status, POLICY) == T0 + int(30 * MINUTE_MS * 0.75)
     status = sla_status(ticket, events, SLA, T0 + 25 * MINUTE_MS)
     assert next_check_ms(ticket, status, POLICY) == T0 + 30 * MINUTE_MS + 1
-    events.append(NewEvent(T0 + 25 * MINUTE_MS, "user:erin", "acknowledged"))
+    contact = {"via": "portal", "note": "replied"}
+    events.append(NewEvent(T0 + 25 * MINUTE_MS, "user:erin", "contacted", contact))
     status = sla_status(ticket, events, SLA, T0 + 25 * MINUTE_MS)
     assert next_check_ms(ticket, status, POLICY) is None
 

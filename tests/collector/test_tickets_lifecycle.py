@@ -60,6 +60,7 @@ CALLS: dict[lc.Action, Callable[[Ticket], lc.Transition]] = {
     "reopen": lambda t: lc.reopen(t, "came back", ENGINEER, T0 + MIN),
     "wait_on_customer": lambda t: lc.wait_on_customer(t, "need a window", ENGINEER, T0 + MIN),
     "resume": lambda t: lc.resume(t, ENGINEER, T0 + MIN),
+    "contact": lambda t: lc.contact(t, "phone", "spoke to Li Wei", ENGINEER, T0 + MIN),
     "refire": lambda t: lc.refire(t, 97.0, {"threshold": 90}, "rule:fs", T0 + MIN),
     "recover": lambda t: lc.recover(t, "rule:fs", T0 + MIN),
     "auto_confirm": lambda t: lc.auto_confirm(t, 7 * DAY, T0 + 8 * DAY),
@@ -72,6 +73,7 @@ EXPECTED_ALLOWED: dict[tuple[TicketState, bool], set[str]] = {
         "assign",
         "resolve",
         "wait_on_customer",
+        "contact",
         "refire",
         "recover",
     },
@@ -80,6 +82,7 @@ EXPECTED_ALLOWED: dict[tuple[TicketState, bool], set[str]] = {
         "assign",
         "resolve",
         "wait_on_customer",
+        "contact",
         "refire",
         "recover",
     },
@@ -89,6 +92,7 @@ EXPECTED_ALLOWED: dict[tuple[TicketState, bool], set[str]] = {
         "assign",
         "resolve",
         "wait_on_customer",
+        "contact",
         "refire",
     },
     ("reopened", False): {
@@ -97,6 +101,7 @@ EXPECTED_ALLOWED: dict[tuple[TicketState, bool], set[str]] = {
         "assign",
         "resolve",
         "wait_on_customer",
+        "contact",
         "refire",
         "recover",
     },
@@ -106,6 +111,7 @@ EXPECTED_ALLOWED: dict[tuple[TicketState, bool], set[str]] = {
         "confirm",
         "reject",
         "reopen",
+        "contact",
         "refire",
         "auto_confirm",
     },
@@ -334,7 +340,8 @@ def test_recover(state: TicketState) -> None:
 
 @pytest.mark.parametrize("state", ["open", "acknowledged", "recovered", "reopened"])
 def test_resolve_records_the_fault_analysis(state: TicketState) -> None:
-    result = lc.resolve(make(state), " rotation off ", "rotated", "", ENGINEER, T0 + MIN)
+    minor = make(state, level="3")  # prevention is optional below level 2
+    result = lc.resolve(minor, " rotation off ", "rotated", "", ENGINEER, T0 + MIN)
     assert result.ticket.state == "resolved"
     assert result.ticket.resolved_ms == T0 + MIN
     resolution = {"cause": "rotation off", "actions": "rotated", "prevention": ""}
@@ -343,7 +350,7 @@ def test_resolve_records_the_fault_analysis(state: TicketState) -> None:
 
 
 def test_resolving_while_waiting_ends_the_wait_first() -> None:
-    result = lc.resolve(make(waiting_on_customer=True), "c", "", "", ENGINEER, T0)
+    result = lc.resolve(make(waiting_on_customer=True), "c", "", "p", ENGINEER, T0)
     assert not result.ticket.waiting_on_customer
     assert kinds(result) == ["resumed", "resolved"]
 
@@ -455,7 +462,7 @@ def test_closed_loop_open_ack_resolve_confirm() -> None:
 def test_rejection_reopens_and_the_loop_runs_again() -> None:
     line = Timeline(make())
     line.apply(lc.acknowledge(line.ticket, ENGINEER, T0 + MIN))
-    line.apply(lc.resolve(line.ticket, "guess", "", "", ENGINEER, T0 + 2 * MIN))
+    line.apply(lc.resolve(line.ticket, "guess", "", "none yet", ENGINEER, T0 + 2 * MIN))
     line.apply(lc.reject(line.ticket, "not fixed", CUSTOMER, T0 + 3 * MIN))
     assert line.ticket.state == "reopened"
     line.apply(lc.acknowledge(line.ticket, ENGINEER, T0 + 4 * MIN))
@@ -490,3 +497,52 @@ def test_recurrence_outside_the_window_does_not_reopen() -> None:
     assert not lc.should_reopen(closed, T0 + 1, 0)
     for state in ("open", "acknowledged", "recovered", "reopened", "resolved"):
         assert not lc.should_reopen(make(state, closed_ms=T0), T0, 7 * DAY)
+
+
+# -- contact with the customer ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["open", "reopened"])
+def test_contact_takes_an_open_ticket_in_hand(state: TicketState) -> None:
+    result = lc.contact(ticket_in(state, False), "Phone", " spoke to Li Wei ", ENGINEER, T0 + MIN)
+    assert result.ticket.state == "acknowledged"
+    assert result.ticket.acknowledged_ms == T0 + MIN
+    [event] = result.events
+    assert (event.kind, event.actor) == ("contacted", ENGINEER)
+    assert dict(event.details) == {"via": "phone", "note": "spoke to Li Wei"}
+
+
+@pytest.mark.parametrize("state", ["acknowledged", "recovered", "resolved"])
+def test_contact_keeps_other_states(state: TicketState) -> None:
+    result = lc.contact(ticket_in(state, False), "email", "sent the plan", ENGINEER, T0 + MIN)
+    assert result.ticket.state == state
+
+
+@pytest.mark.parametrize(
+    ("via", "note", "fragment"),
+    [
+        ("fax", "x", "unknown contact channel 'fax': use phone, email, portal, remote"),
+        ("phone", "  ", "the contact note (who was reached, what was said) must not be empty"),
+    ],
+)
+def test_contact_refuses_unknown_channels_and_empty_notes(
+    via: str, note: str, fragment: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        lc.contact(ticket_in("open", False), via, note, ENGINEER, T0 + MIN)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("level", ["1", "2"])
+def test_a_major_fault_cannot_be_resolved_without_prevention(level: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        lc.resolve(make(level=level), "disk full", "cleaned", "  ", ENGINEER, T0 + MIN)
+    assert f"the prevention (how to avoid it in future) of a level-{level} fault" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize("level", ["3", "4", "consult", "other"])
+def test_prevention_is_optional_for_lesser_levels(level: str) -> None:
+    result = lc.resolve(make(level=level), "disk full", "cleaned", "", ENGINEER, T0 + MIN)
+    assert result.ticket.state == "resolved"

@@ -126,10 +126,19 @@ def test_warning_at_three_quarters_then_breach() -> None:
     assert late.remaining_ms == -15 * MINUTE_MS
 
 
-def test_acknowledgement_in_time_is_met_and_stops_the_clock() -> None:
+def test_an_internal_acknowledgement_does_not_stop_the_response_clock() -> None:
+    clock = opened_clock()
+    clock.advance(5 * MINUTE_MS)
+    clock.record("acknowledged")
+    response = sla_status(make("1"), clock.events, POLICY, T0 + 31 * MINUTE_MS).response
+    assert response.state == "breached"
+    assert response.stopped_ms is None
+
+
+def test_contact_in_time_is_met_and_stops_the_clock() -> None:
     clock = opened_clock()
     clock.advance(12 * MINUTE_MS)
-    clock.record("acknowledged")
+    clock.record("contacted", via="phone", note="called")
     for later in (0, HOUR_MS, 30 * DAY):
         response = sla_status(make("1"), clock.events, POLICY, clock.now + later).response
         assert response.state == "met"
@@ -138,10 +147,10 @@ def test_acknowledgement_in_time_is_met_and_stops_the_clock() -> None:
         assert response.breached_ms is None
 
 
-def test_late_acknowledgement_stays_breached() -> None:
+def test_late_contact_stays_breached() -> None:
     clock = opened_clock()
     clock.advance(31 * MINUTE_MS)
-    clock.record("acknowledged")
+    clock.record("contacted", via="phone", note="called")
     response = sla_status(make("1"), clock.events, POLICY, clock.now + DAY).response
     assert response.state == "breached"
     assert response.stopped_ms == T0 + 31 * MINUTE_MS
@@ -160,7 +169,7 @@ def test_resolving_without_acknowledging_counts_as_the_response() -> None:
 def test_a_reopening_starts_a_new_response_measurement() -> None:
     clock = opened_clock()
     clock.advance(40 * MINUTE_MS)
-    clock.record("acknowledged")  # late: breached
+    clock.record("contacted", via="email", note="mailed")  # late: breached
     clock.advance(HOUR_MS)
     clock.record("resolved", cause="c")
     clock.advance(DAY)
@@ -171,7 +180,7 @@ def test_a_reopening_starts_a_new_response_measurement() -> None:
     assert status.response.started_ms == reopened_at
     assert status.response.due_ms == reopened_at + 30 * MINUTE_MS
     clock.advance(10 * MINUTE_MS)
-    clock.record("acknowledged")
+    clock.record("contacted", via="remote", note="on the host with them")
     status = sla_status(make("1"), clock.events, POLICY, clock.now)
     assert status.response.state == "met"
     assert status.response.elapsed_ms == 10 * MINUTE_MS

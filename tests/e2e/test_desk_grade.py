@@ -31,7 +31,7 @@ def test_regrade_kinds_and_statistics_through_the_cli(collector: Collector) -> N
     text = collector.client(erin, "ticket", "show", ticket_id).stdout
     assert "level 1 -> 4: title 'x': no outage" in text
     report = collector.client(alice, "ticket", "report", ticket_id).stdout
-    assert "level changed from 1 to 4" in report
+    assert "regraded from level 1 to level 4" in report
 
     complaint = collector.client_json(
         alice, "ticket", "create", "nobody called back", "--kind", "complaint"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import json
 import shutil
 import signal
@@ -124,6 +127,16 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     assert collector.client(outsider, "ticket", "confirm", number).returncode == 1
 
     assert collector.client(engineer, "ticket", "ack", number).returncode == 0
+    acked = collector.client_json(engineer, "ticket", "show", number)["ticket"]
+    assert {c["name"]: c["state"] for c in acked["sla"]}["response"] != "met", "ack is internal"
+    contact = ("ticket", "contact", number, "--via", "phone", "--note", "called Alice")
+    refused = collector.client(customer, *contact)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+    fax = collector.client(engineer, "ticket", "contact", number, "--via", "fax", "--note", "x")
+    assert fax.returncode == 2 and "invalid choice" in fax.stderr
+    assert collector.client(engineer, *contact).returncode == 0
+    contacted = collector.client_json(engineer, "ticket", "show", number)["ticket"]
+    assert {c["name"]: c["state"] for c in contacted["sla"]}["response"] == "met"
     early = collector.client(customer, "ticket", "confirm", number)
     assert early.returncode == 1, "nothing to confirm before it is resolved"
     assert "FAILED_PRECONDITION" in early.stderr, early.stderr
@@ -161,6 +174,7 @@ def test_fault_opens_one_ticket_and_the_loop_closes_only_on_confirmation(
     audit = json.loads(collector.admin("audit", "list", "--json").stdout)
     acts = {(e["action"], e["actor"]) for e in audit if e["target"] == f"ticket:{number}"}
     assert {("ticket.acknowledged", "user:erin"), ("ticket.confirmed", "user:alice")} <= acts
+    assert ("ticket.contacted", "user:erin") in acts
     assert ("ticket.reopened", "rule") in {(a, r.split(":")[0]) for a, r in acts}
     verified = collector.admin("audit", "verify")
     assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
@@ -299,6 +313,102 @@ escalation:
     finally:
         receiver.close()
         smtp.stop()
+
+
+def test_customers_are_told_by_webhook_and_email_and_escalations_stay_internal(
+    tmp_path: Path, running: Callable[..., Collector]
+) -> None:
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    mails: list[Any] = []
+
+    class Sink:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            mails.append(envelope)
+            return "250 OK"
+
+    smtp_port = free_port()
+    smtp = aiosmtpd.Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    internal, customer = _Receiver(), _Receiver()
+    try:
+        config = tmp_path / "tickets.yaml"
+        config.write_text(
+            f"""
+auto_confirm: 8s
+sla:
+  warning_fraction: 0.5
+  levels:
+    other: {{response: 2s, resolution: 1h}}
+escalation:
+  steps:
+    - trigger: warning
+      clocks: [response]
+      recipients: [{{webhook: "{internal.url}"}}, {{email: oncall@vendor.example}}]
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, from: aftercare@vendor.example, starttls: false}}
+customer_notices:
+  remind_before: 4s
+  customers:
+    acme: [{{webhook: "{customer.url}"}}, {{email: ops@acme.example}}]
+"""
+        )
+        public = ["--public-url", "https://support.vendor.example"]
+        collector = running(extra=["--tickets-config", str(config), *public])
+        token = collector.admin_token
+        created = collector.client(
+            token, "ticket", "create", "printer on fire", "--customer", "acme", "--level", "other"
+        )
+        assert created.returncode == 0, created.stderr
+        [ticket] = _tickets(collector, token)
+        number = str(ticket["id"])
+
+        def events() -> list[str]:
+            return [body["event"] for body in customer.bodies]
+
+        wait_for(lambda: "customer_opened" in events(), 20, "opened notice")
+        wait_for(lambda: internal.bodies, 20, "internal escalation")
+        opened = customer.bodies[0]
+        assert opened["link"] == f"https://support.vendor.example/tickets/{number}"
+        assert opened["ticket"]["title"] == "printer on fire"
+        resolved = collector.client(
+            token, "ticket", "resolve", number, "--cause", "toner", "--actions", "replaced"
+        )
+        assert resolved.returncode == 0, resolved.stderr
+        wait_for(lambda: "customer_auto_confirm_soon" in events(), 20, "reminder")
+
+        def closed() -> bool:
+            shown = collector.client_json(token, "ticket", "show", number)
+            return bool(shown["ticket"]["state"] == "closed")
+
+        wait_for(closed, 20, "auto-confirmed")
+        assert events() == [
+            "customer_opened",
+            "customer_awaiting_confirmation",
+            "customer_auto_confirm_soon",
+        ], "each notice once"
+        assert all(body["event"].startswith("sla_") for body in internal.bodies)
+        for body in customer.bodies:
+            text = json.dumps(body)
+            assert internal.url not in text and "oncall@" not in text
+        to_customer = [m for m in mails if m.rcpt_tos == ["ops@acme.example"]]
+        to_oncall = [m for m in mails if m.rcpt_tos == ["oncall@vendor.example"]]
+        assert len(to_customer) == 3 and len(to_oncall) == 1
+        bodies = [_mail_text(m.content) for m in to_customer]
+        assert all("oncall@" not in body and internal.url not in body for body in bodies)
+        assert all(f"support.vendor.example/tickets/{number}" in body for body in bodies)
+        assert "工单" in bodies[0] and "was opened for you" in bodies[0]
+        assert "SLA warning" in _mail_text(to_oncall[0].content)
+    finally:
+        internal.close()
+        customer.close()
+        smtp.stop()
+
+
+def _mail_text(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(message["Subject"]) + "\n" + str(body.get_content())
 
 
 def _post(url: str, body: bytes, token: str | None) -> tuple[int, dict[str, Any]]:
