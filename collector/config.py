@@ -17,6 +17,7 @@ DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_API_LISTEN = "127.0.0.1:7444"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_SSH_LISTEN = "127.0.0.1:2222"
+DEFAULT_WEB_LISTEN = "127.0.0.1:8443"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class ServeConfig:
     ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
     record_input: bool = False  # recordings also keep what engineers type
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
+    web_listen: str = DEFAULT_WEB_LISTEN  # the portal (HTTPS); "" serves none
+    public_url: str = ""  # the portal's address people reach; default https://WEB_LISTEN
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
@@ -56,6 +59,13 @@ class ServeConfig:
             split_host_port(self.ssh_listen, "--ssh-listen")
         if self.advertise:
             split_host_port(self.advertise, "--advertise")
+        if self.web_listen:
+            split_host_port(self.web_listen, "--web-listen")
+        if self.public_url and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"--public-url {self.public_url!r}: use the full address, "
+                "e.g. https://support.example.com"
+            )
         if not dt.timedelta(0) <= self.session_warning <= dt.timedelta(hours=1):
             raise ConfigError("--session-warning must be between 0s and 1h")
         if self.agent_cert_ttl < dt.timedelta(seconds=10):

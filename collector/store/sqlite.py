@@ -76,6 +76,7 @@ from collector.store.history_rows import (
     series_ids,
 )
 from collector.store.inspection_sqlite import SQLiteInspections
+from collector.store.portal_sqlite import SQLitePortal
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.run_rows import (
     RUN_COLUMNS,
@@ -206,7 +207,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore(SQLiteInspections):
+class SQLiteStore(SQLiteInspections, SQLitePortal):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is

@@ -1,0 +1,127 @@
+"""What the portal's pages show, gathered through the collector's services.
+
+Pure of HTTP: each function takes the signed-in ``Principal`` and returns plain
+dataclasses for the templates. Tenancy is the services' (and ``Principal``'s): a
+customer user gets only its customer's hosts, tickets, sessions and inspections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collector.auth import Principal
+from collector.fleet import Fleet
+from collector.health import HealthSummary, summarize
+from collector.inspections.service import InspectionService, InspectionView
+from collector.sessions.model import RemoteSession
+from collector.sessions.service import SessionService
+from collector.store.writer import StoreThread
+from collector.tickets.model import ACTIVE_STATES
+from collector.tickets.service import TicketService, TicketView
+
+__all__ = ["HostRow", "Overview", "Portal", "Waiting"]
+
+OVERVIEW_LIMIT = 200
+CONSENT_STATES = frozenset({"planned", "announced"})
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """One host on the overview."""
+
+    agent_id: str
+    hostname: str
+    customer: str
+    connected: bool
+    last_seen_ms: int | None
+    revoked: bool
+    health: HealthSummary
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What waits for the customer's decision."""
+
+    sessions: tuple[RemoteSession, ...]  # pending requests
+    tickets: tuple[TicketView, ...]  # resolved: confirm or reject the fix
+    consents: tuple[InspectionView, ...]  # planned/announced: consent
+    signoffs: tuple[InspectionView, ...]  # published: sign or reject
+
+    @property
+    def count(self) -> int:
+        return len(self.sessions) + len(self.tickets) + len(self.consents) + len(self.signoffs)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The overview page."""
+
+    hosts: tuple[HostRow, ...]
+    tickets: tuple[TicketView, ...]  # active, newest first
+    live_sessions: tuple[RemoteSession, ...]  # approved or active: can be terminated
+    waiting: Waiting
+
+
+class Portal:
+    """The services a page reads and acts through (those of the running collector)."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        fleet: Fleet,
+        tickets: TicketService,
+        sessions: SessionService,
+        inspections: InspectionService | None,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.db = db
+        self.fleet = fleet
+        self.tickets = tickets
+        self.sessions = sessions
+        self.inspections = inspections
+        self.clock_ms = clock_ms
+
+    async def overview(self, who: Principal) -> Overview:
+        """Hosts, active tickets, live sessions and what waits for ``who``."""
+        tickets = await self.tickets.list_tickets(
+            who, sorted(ACTIVE_STATES), None, None, OVERVIEW_LIMIT
+        )
+        sessions = await self.sessions.list_sessions(who, OVERVIEW_LIMIT)
+        inspections: list[InspectionView] = []
+        if self.inspections is not None:
+            inspections = await self.inspections.list_inspections(
+                who, None, (), OVERVIEW_LIMIT
+            )
+        waiting = Waiting(
+            sessions=tuple(s for s in sessions if s.state == "pending"),
+            tickets=tuple(t for t in tickets if t.ticket.state == "resolved"),
+            consents=tuple(i for i in inspections if i.inspection.state in CONSENT_STATES),
+            signoffs=tuple(i for i in inspections if i.inspection.state == "awaiting_signoff"),
+        )
+        return Overview(
+            hosts=tuple(await self.hosts(who)),
+            tickets=tuple(tickets),
+            live_sessions=tuple(s for s in sessions if s.state in ("approved", "active")),
+            waiting=waiting,
+        )
+
+    async def hosts(self, who: Principal) -> list[HostRow]:
+        """The hosts ``who`` may see, with health and connectivity, by hostname."""
+        agents = await self.db.call(self.db.store.list_agents, who.visible_customer(None))
+        rows = []
+        for agent in agents:
+            state = self.fleet.get(agent.agent_id)
+            last_seen = max(agent.last_seen_ms or 0, (state.last_seen_ms or 0) if state else 0)
+            rows.append(
+                HostRow(
+                    agent_id=agent.agent_id,
+                    hostname=agent.hostname,
+                    customer=agent.customer,
+                    connected=bool(state and state.connected),
+                    last_seen_ms=last_seen or None,
+                    revoked=agent.revoked_ms is not None,
+                    health=summarize(state.samples if state else ()),
+                )
+            )
+        return sorted(rows, key=lambda r: (r.customer, r.hostname))
