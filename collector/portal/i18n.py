@@ -41,8 +41,6 @@ MESSAGES = (
 )
 
 
-
-
 def shown_names() -> tuple[str, ...]:
     """States and event kinds that pages show translated (``_(state)``)."""
     return tuple(

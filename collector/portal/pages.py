@@ -67,6 +67,8 @@ class CsrfRefused(Exception):
 
 
 PAGES: web.AppKey[_Pages] = web.AppKey("pages")
+SIGNED_IN = web.RequestKey("signed_in", SignedIn)
+FORM: web.RequestKey[Any] = web.RequestKey("form")
 
 
 def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Application:
@@ -102,16 +104,19 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        response = exc
+        _safe_headers(request, exc)
+        raise
+    _safe_headers(request, response)
+    return response
+
+
+def _safe_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
-    if isinstance(response, web.HTTPException) and response.status >= 400:
-        raise response
-    return response
 
 
 @web.middleware
@@ -132,9 +137,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
     except Exception as exc:  # a bug: logged, never shown
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
-    headline = (
-        "Something went wrong in the collector. Try again; if it persists, tell your vendor."
-    )
+    headline = "Something went wrong in the collector. Try again; if it persists, tell your vendor."
     return pages.error_page(request, 500, headline, "")
 
 
@@ -149,12 +152,12 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         if request.method == "GET":
             raise web.HTTPSeeOther("/login")
         return pages.error_page(request, 401, "Sign in to continue.", "")
-    request["signed_in"] = signed_in
+    request[SIGNED_IN] = signed_in
     if request.method == "POST":
         form = await request.post()
         if not csrf_matches(signed_in.session.csrf_token, str(form.get("csrf", ""))):
             raise CsrfRefused()
-        request["form"] = form
+        request[FORM] = form
     return await handler(request)
 
 
@@ -189,7 +192,7 @@ class _Pages:
             return self._login_again(request, 429, "Too many failed sign-ins. Try again later.")
         except errors.Unauthenticated:
             return self._login_again(request, 401, "Wrong user name or password.")
-        response = web.HTTPSeeOther("/")
+        response = _see_other("/")
         _set_cookie(response, SESSION_COOKIE, token, None)
         _set_cookie(response, LOGIN_COOKIE, "", 0)
         del signed_in
@@ -204,27 +207,27 @@ class _Pages:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        await self.signin.sign_out(request["signed_in"])
-        response = web.HTTPSeeOther("/login")
+        await self.signin.sign_out(request[SIGNED_IN])
+        response = _see_other("/login")
         _set_cookie(response, SESSION_COOKIE, "", 0)
         return response
 
     async def language(self, request: web.Request) -> web.StreamResponse:
-        language = str(request["form"].get("language", ""))
+        language = str(request[FORM].get("language", ""))
         if language not in (*i18n.LANGUAGES, ""):
             raise errors.InvalidRequest(f"unknown language {language[:16]!r}: use zh-CN or en")
-        await self.signin.set_language(request["signed_in"], language)
-        back = str(request["form"].get("back", "/"))
+        await self.signin.set_language(request[SIGNED_IN], language)
+        back = str(request[FORM].get("back", "/"))
         raise web.HTTPSeeOther(back if back.startswith("/") and not back.startswith("//") else "/")
 
     # customer pages
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         return self.render(request, "overview.html.j2", view=await self.portal.overview(who))
 
     async def session(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         session, events = await self.portal.sessions.get(who, request.match_info["id"][:40])
         agent = await self.portal.db.call(self.portal.db.store.get_agent, session.agent_id)
         return self.render(
@@ -236,12 +239,14 @@ class _Pages:
         )
 
     async def decide_session(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
-        form = request["form"]
+        who = request[SIGNED_IN].principal
+        form = request[FORM]
         session_id = request.match_info["id"][:40]
         action = request.match_info["action"]
         if action == "approve":
-            await self.portal.sessions.approve(who, session_id, _until(form, self.portal.clock_ms()))
+            await self.portal.sessions.approve(
+                who, session_id, _until(form, self.portal.clock_ms())
+            )
         elif action == "deny":
             reason = str(form.get("reason", "")).strip()[:500]
             await self.portal.sessions.deny(who, session_id, reason)
@@ -250,25 +255,25 @@ class _Pages:
         raise web.HTTPSeeOther(f"/sessions/{session_id}")
 
     async def ticket(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         view = await self.portal.tickets.get(who, int(request.match_info["id"]))
         return self.render(request, "ticket.html.j2", view=view)
 
     async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         ticket_id = int(request.match_info["id"])
-        text = str(request["form"].get("text", "")).strip()[:2000]
+        text = str(request[FORM].get("text", "")).strip()[:2000]
         action = TicketActionRequest(action=request.match_info["action"], text=text)
         await self.portal.tickets.act(who, ticket_id, action)
         raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
 
     async def inspection(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         view = await self._inspections().get(who, int(request.match_info["id"]))
         return self.render(request, "inspection.html.j2", view=view)
 
     async def inspection_report(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
+        who = request[SIGNED_IN].principal
         content, sha256 = await self._inspections().report(
             who, int(request.match_info["id"]), "html", _language(request)
         )
@@ -277,8 +282,8 @@ class _Pages:
         return response
 
     async def act_on_inspection(self, request: web.Request) -> web.StreamResponse:
-        who = request["signed_in"].principal
-        form = request["form"]
+        who = request[SIGNED_IN].principal
+        form = request[FORM]
         inspection_id = int(request.match_info["id"])
         action = request.match_info["action"]
         service = self._inspections()
@@ -308,7 +313,7 @@ class _Pages:
         self, request: web.Request, template: str, status: int = 200, **context: Any
     ) -> web.Response:
         language = _language(request)
-        signed_in: SignedIn | None = request.get("signed_in")
+        signed_in: SignedIn | None = request.get(SIGNED_IN)
         html = (
             _environment(language)
             .get_template(template)
@@ -332,7 +337,7 @@ class _Pages:
 
 
 def _language(request: web.Request) -> str:
-    signed_in: SignedIn | None = request.get("signed_in")
+    signed_in: SignedIn | None = request.get(SIGNED_IN)
     setting = signed_in.language if signed_in else request.query.get("lang", "")
     return i18n.choose(setting, request.headers.get("Accept-Language", ""))
 
@@ -347,14 +352,17 @@ def _until(form: Mapping[str, Any], now_ms: int) -> int | None:
     return now_ms + int(raw) * 60_000
 
 
+def _see_other(location: str) -> web.Response:
+    """A 303 that can carry cookies (returned, not raised)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 def _peer(request: web.Request) -> str:
     address = request.remote or "unknown"
     return f"{'ipv6' if ':' in address else 'ipv4'}:{address}"
 
 
-def _set_cookie(
-    response: web.StreamResponse, name: str, value: str, max_age: int | None
-) -> None:
+def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
         name,
         value,

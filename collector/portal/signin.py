@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from collector.auth import Principal, hash_token
@@ -129,5 +129,5 @@ class PortalSignIn:
             details = {"until_ms": after.locked_until_ms, "after_failures": LOCK_AFTER}
             await self._audit(name, "portal.locked", details, now)
 
-    async def _audit(self, name: str, action: str, details: dict[str, object], now: int) -> None:
+    async def _audit(self, name: str, action: str, details: Mapping[str, object], now: int) -> None:
         await self._db.call(self._store.append_audit, f"user:{name}", action, name, details, now)

@@ -90,9 +90,7 @@ class Portal:
         sessions = await self.sessions.list_sessions(who, OVERVIEW_LIMIT)
         inspections: list[InspectionView] = []
         if self.inspections is not None:
-            inspections = await self.inspections.list_inspections(
-                who, None, (), OVERVIEW_LIMIT
-            )
+            inspections = await self.inspections.list_inspections(who, None, (), OVERVIEW_LIMIT)
         waiting = Waiting(
             sessions=tuple(s for s in sessions if s.state == "pending"),
             tickets=tuple(t for t in tickets if t.ticket.state == "resolved"),

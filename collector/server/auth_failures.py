@@ -77,7 +77,8 @@ class AuthFailures:
     ) -> None:
         self.failures = Counter(
             "aftercare_auth_failures",
-            "Unauthenticated requests refused, by kind (api_token, enrollment, alertmanager, portal).",
+            "Unauthenticated requests refused, by kind "
+            "(api_token, enrollment, alertmanager, portal).",
             ["kind"],
             registry=registry,
         )

@@ -56,8 +56,7 @@ class SQLitePortal:
             failed = int(row[3]) + 1
             if failed >= lock_after:
                 db.execute(
-                    "UPDATE portal_users SET failed_logins = 0, locked_until_ms = ? "
-                    "WHERE name = ?",
+                    "UPDATE portal_users SET failed_logins = 0, locked_until_ms = ? WHERE name = ?",
                     (now_ms + lock_ms, name),
                 )
             else:
@@ -70,8 +69,7 @@ class SQLitePortal:
     def record_login_success(self, name: str) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE portal_users SET failed_logins = 0, locked_until_ms = NULL "
-                "WHERE name = ?",
+                "UPDATE portal_users SET failed_logins = 0, locked_until_ms = NULL WHERE name = ?",
                 (name,),
             )
 

@@ -76,8 +76,8 @@ from collector.store.history_rows import (
     series_ids,
 )
 from collector.store.inspection_sqlite import SQLiteInspections
-from collector.store.portal_sqlite import SQLitePortal
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
+from collector.store.portal_sqlite import SQLitePortal
 from collector.store.run_rows import (
     RUN_COLUMNS,
     check_limit,

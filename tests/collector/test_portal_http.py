@@ -1,0 +1,223 @@
+"""The portal over real HTTPS against a real collector: sign-in, lockout, CSRF,
+tenancy, and the customer's decisions going through the services (and the audit log)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.portal.signin import LOCK_AFTER
+from tests.collector.portal_support import PASSWORD, Browser, PortalCollector
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[PortalCollector]:
+    running = PortalCollector(tmp_path / "data")
+    running.add_user("carol", "customer", "acme")
+    running.add_user("mallory", "customer", "globex")
+    running.add_user("erin", "engineer")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def browser(collector: PortalCollector, language: str = "en") -> Browser:
+    return Browser(collector.url, collector.ca_file, language)
+
+
+def signed_in(collector: PortalCollector, name: str = "carol") -> Browser:
+    b = browser(collector)
+    answer = b.sign_in(name)
+    assert answer.status == 303, answer.text
+    return b
+
+
+def test_sign_in_sets_a_secure_httponly_strict_cookie(collector: PortalCollector) -> None:
+    b = browser(collector)
+    answer = b.sign_in("carol")
+    assert answer.status == 303 and answer.headers["Location"] == "/"
+    cookie_line = next(
+        v for k, v in answer.headers.items() if k == "Set-Cookie" and "__Host-aftercare=" in v
+    )
+    for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+        assert flag in cookie_line
+    page = b.get("/")
+    assert page.status == 200 and "Overview" in page.text
+    assert collector.audit("portal.signed_in")[-1].actor == "user:carol"
+
+
+def test_wrong_password_is_refused_and_counted(collector: PortalCollector) -> None:
+    b = browser(collector)
+    answer = b.sign_in("carol", "not the password")
+    assert answer.status == 401
+    assert "Wrong user name or password." in answer.text
+    assert b.cookie("__Host-aftercare") is None
+    assert b.get("/").status == 303  # still sent to the sign-in page
+    unknown = b.sign_in("nobody", "whatever-it-is")
+    assert unknown.status == 401 and "Wrong user name or password." in unknown.text
+    failed = collector.audit("auth.failed")
+    assert failed and failed[0].target == "portal"
+
+
+def test_repeated_failures_lock_the_account_even_for_the_right_password(
+    collector: PortalCollector,
+) -> None:
+    b = browser(collector)
+    for _ in range(LOCK_AFTER):
+        assert b.sign_in("carol", "guess-guess-guess").status == 401
+    locked = b.sign_in("carol", PASSWORD)
+    assert locked.status == 429
+    assert "Too many failed sign-ins" in locked.text
+    assert b.cookie("__Host-aftercare") is None
+    assert collector.audit("portal.locked")[0].target == "carol"
+    # another account is not locked by carol's failures
+    assert browser(collector).sign_in("mallory").status == 303
+
+
+def test_sign_in_form_without_its_csrf_token_is_refused(collector: PortalCollector) -> None:
+    b = browser(collector)
+    b.get("/login")
+    answer = b.post("/login", {"name": "carol", "password": PASSWORD})
+    assert answer.status == 403
+    assert b.cookie("__Host-aftercare") is None
+
+
+def test_approve_a_pending_session_with_a_shorter_window(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    session = collector.request_session(agent)
+    b = signed_in(collector)
+    overview = b.get("/")
+    assert session.session_id in overview.text and "db1" in overview.text
+    page = b.get(f"/sessions/{session.session_id}")
+    assert page.status == 200 and "disk check" in page.text
+    token = b.csrf(f"/sessions/{session.session_id}")
+    answer = b.post(f"/sessions/{session.session_id}/approve", {"csrf": token, "minutes": "30"})
+    assert answer.status == 303
+    approved = collector.session(session.session_id)
+    assert approved.state == "approved" and approved.approved_by == "carol"
+    assert approved.window_end_ms is not None and approved.approved_ms is not None
+    assert approved.window_end_ms - approved.approved_ms <= 30 * 60_000 + 1000
+    entry = collector.audit("session.approved")[-1]
+    assert entry.actor == "user:carol" and entry.target == session.session_id
+
+
+def test_deny_with_a_reason_and_terminate(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    first = collector.request_session(agent)
+    second = collector.request_session(agent, "kernel update")
+    b = signed_in(collector)
+    token = b.csrf("/")
+    deny = b.post(f"/sessions/{first.session_id}/deny", {"csrf": token, "reason": "not today"})
+    assert deny.status == 303
+    denied = collector.session(first.session_id)
+    assert denied.state == "denied" and denied.deny_reason == "not today"
+    b.post(f"/sessions/{second.session_id}/approve", {"csrf": token})
+    assert b.post(f"/sessions/{second.session_id}/terminate", {"csrf": token}).status == 303
+    assert collector.session(second.session_id).state == "terminated"
+
+
+def test_a_decision_without_the_csrf_token_changes_nothing(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    session = collector.request_session(agent)
+    b = signed_in(collector)
+    for fields in ({}, {"csrf": "forged-token"}):
+        answer = b.post(f"/sessions/{session.session_id}/approve", fields)
+        assert answer.status == 403
+        assert "did not come from this portal" in answer.text
+    assert collector.session(session.session_id).state == "pending"
+
+
+def test_a_post_without_signing_in_is_refused(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    session = collector.request_session(agent)
+    answer = browser(collector).post(f"/sessions/{session.session_id}/approve", {"csrf": "x"})
+    assert answer.status == 401
+    assert collector.session(session.session_id).state == "pending"
+
+
+def test_another_customers_objects_by_id_are_not_found(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    session = collector.request_session(agent)
+    ticket_id = collector.resolved_ticket("acme", "disk full on db1")
+    attacker = signed_in(collector, "mallory")
+    overview = attacker.get("/")
+    assert "db1" not in overview.text and session.session_id not in overview.text
+    assert attacker.get(f"/sessions/{session.session_id}").status == 404
+    assert attacker.get(f"/tickets/{ticket_id}").status == 404
+    token = attacker.csrf("/")
+    approve = attacker.post(f"/sessions/{session.session_id}/approve", {"csrf": token})
+    assert approve.status == 404
+    confirm = attacker.post(f"/tickets/{ticket_id}/confirm", {"csrf": token})
+    assert confirm.status == 404
+    assert collector.session(session.session_id).state == "pending"
+    assert collector.db("get_ticket", ticket_id).state == "resolved"
+    refused = collector.audit("session.refused")
+    assert refused and refused[-1].actor == "user:mallory"
+
+
+def test_confirm_a_resolved_ticket(collector: PortalCollector) -> None:
+    ticket_id = collector.resolved_ticket("acme", "disk full on db1")
+    b = signed_in(collector)
+    assert f"/tickets/{ticket_id}" in b.get("/").text  # waiting for carol
+    page = b.get(f"/tickets/{ticket_id}")
+    assert "rotated logs" in page.text
+    answer = b.post(f"/tickets/{ticket_id}/confirm", {"csrf": b.csrf(f"/tickets/{ticket_id}")})
+    assert answer.status == 303
+    ticket = collector.db("get_ticket", ticket_id)
+    assert ticket.state == "closed" and ticket.close_reason == "confirmed"
+    confirmed = [e for e in collector.db("ticket_events", ticket_id) if e.kind == "confirmed"]
+    assert confirmed and confirmed[0].actor == "user:carol"
+
+
+def test_reject_the_fix_reopens_the_ticket(collector: PortalCollector) -> None:
+    ticket_id = collector.resolved_ticket("acme", "disk full on db1")
+    b = signed_in(collector)
+    token = b.csrf(f"/tickets/{ticket_id}")
+    b.post(f"/tickets/{ticket_id}/reject", {"csrf": token, "text": "still full"})
+    assert collector.db("get_ticket", ticket_id).state == "reopened"
+
+
+def test_a_host_pinning_an_approval_root_asks_for_a_signed_approval(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme2", "acme", "db2", root="sha256:" + "ab" * 32)
+    session = collector.request_session(agent)
+    b = signed_in(collector)
+    page = b.get(f"/sessions/{session.session_id}")
+    assert 'id="signed-only"' in page.text and 'id="approve"' not in page.text
+    answer = b.post(f"/sessions/{session.session_id}/approve", {"csrf": b.csrf("/")})
+    assert answer.status == 409  # the service refuses an unsigned approval
+    assert collector.session(session.session_id).state == "pending"
+
+
+def test_pages_carry_safe_headers(collector: PortalCollector) -> None:
+    b = signed_in(collector)
+    answer = b.get("/")
+    csp = answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "script-src" not in csp  # no script at all
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_sign_out_ends_the_session(collector: PortalCollector) -> None:
+    b = signed_in(collector)
+    cookie = b.cookie("__Host-aftercare")
+    assert cookie is not None
+    assert b.post("/logout", {"csrf": b.csrf("/")}).status == 303
+    again = Browser(collector.url, collector.ca_file)
+    again.cookies.set_cookie(cookie)  # the old cookie replayed
+    assert again.get("/").status == 303
+    assert collector.audit("portal.signed_out")
+
+
+def test_language_from_the_browser_then_the_users_setting(collector: PortalCollector) -> None:
+    b = Browser(collector.url, collector.ca_file, "zh-CN,zh;q=0.9,en;q=0.5")
+    assert "登录" in b.get("/login").text
+    b.sign_in("carol")
+    assert "待您处理" in b.get("/").text
+    b.post("/language", {"csrf": b.csrf("/"), "language": "en", "back": "/"})
+    assert "Waiting for you" in b.get("/").text  # the setting beats Accept-Language
