@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
@@ -59,6 +60,7 @@ _STATUS: tuple[tuple[type[errors.CollectorError], int, str], ...] = (
     (errors.FailedPrecondition, 409, "This cannot be done now."),
     (errors.Conflict, 409, "This cannot be done now."),
 )
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 CSRF_REFUSED = "The form expired or did not come from this portal. Reload the page and try again."
 
 
@@ -92,6 +94,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
         "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject}", pages.act_on_inspection
     )
     app.router.add_get("/static/portal.css", _stylesheet)
+    app.router.add_get("/favicon.ico", _no_icon)
     app[PAGES] = pages
     return app
 
@@ -145,7 +148,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the signed-in user; check the CSRF token of every POST."""
     pages = request.app[PAGES]
-    if request.path.startswith("/static/") or request.path == "/login":
+    if request.path.startswith("/static/") or request.path in ("/login", "/favicon.ico"):
         return await handler(request)
     signed_in = await pages.signin.current(request.cookies.get(SESSION_COOKIE, ""))
     if signed_in is None:
@@ -173,7 +176,10 @@ class _Pages:
     # sign-in
 
     async def login_form(self, request: web.Request) -> web.StreamResponse:
-        token = secrets.token_urlsafe(32)
+        # keep the browser's token: another tab or a favicon fetch must not void this form
+        token = request.cookies.get(LOGIN_COOKIE, "")
+        if not _TOKEN.fullmatch(token):
+            token = secrets.token_urlsafe(32)
         response = self.render(request, "login.html.j2", login_csrf=token, message="")
         _set_cookie(response, LOGIN_COOKIE, token, 3600)
         return response
@@ -372,6 +378,10 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
         samesite="Strict",
         max_age=max_age,
     )
+
+
+async def _no_icon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
 
 
 async def _stylesheet(request: web.Request) -> web.StreamResponse:
