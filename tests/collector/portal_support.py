@@ -10,6 +10,7 @@ every answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.cookiejar
 import re
 import ssl
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from collector.auth import Principal
 from collector.config import ServeConfig
+from collector.inspections.service import PlanRequest
 from collector.portal.passwords import set_password
 from collector.server.app import CollectorServer, now_ms
 from collector.sessions.model import RemoteSession
@@ -174,3 +176,29 @@ class Browser:
                 return Answer(reply.status, reply.headers, reply.read().decode())
         except urllib.error.HTTPError as exc:
             return Answer(exc.code, exc.headers, exc.read().decode())
+
+
+def planned_inspection(collector: PortalCollector, customer: str) -> int:
+    """An inspection planned a week ahead by an engineer: waits for the customer's consent."""
+    inspections = collector.server.inspections
+    assert inspections is not None
+    if not collector.db("list_agents", customer):
+        collector.add_host(f"ag-{customer}-inspected", customer, f"{customer}-inspected")
+    request = PlanRequest(customer=customer, every="quarter", first_ms=now_ms() + 7 * 86_400_000)
+    plan = collector.call(inspections.create_plan(ENGINEER, request))
+    found = collector.call(inspections.list_inspections(ENGINEER, customer, ()))
+    return next(v.inspection.id for v in found if v.inspection.plan_id == plan.id)
+
+
+def published_inspection(collector: PortalCollector, customer: str) -> int:
+    """An inspection whose report an engineer published: waits for the customer's signature.
+    (The run is skipped: the inspection is moved to awaiting_report with a small draft.)"""
+    inspection_id = planned_inspection(collector, customer)
+    inspections = collector.server.inspections
+    assert inspections is not None
+    stored = collector.db("get_inspection", inspection_id)
+    draft = {"customer": customer, "hosts": [], "findings": []}
+    ready = dataclasses.replace(stored, state="awaiting_report", draft=draft)
+    collector.db("update_inspection", ready, [])
+    collector.call(inspections.publish(ENGINEER, inspection_id, "All hosts healthy."))
+    return inspection_id

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from collector.portal.signin import LOCK_AFTER
-from tests.collector.portal_support import PASSWORD, Browser, PortalCollector
+from tests.collector.portal_support import (
+    PASSWORD,
+    Browser,
+    PortalCollector,
+    planned_inspection,
+    published_inspection,
+)
 
 
 @pytest.fixture
@@ -221,3 +227,54 @@ def test_language_from_the_browser_then_the_users_setting(collector: PortalColle
     assert "待您处理" in b.get("/").text
     b.post("/language", {"csrf": b.csrf("/"), "language": "en", "back": "/"})
     assert "Waiting for you" in b.get("/").text  # the setting beats Accept-Language
+
+
+def test_consent_to_a_planned_inspection(collector: PortalCollector) -> None:
+    inspection_id = planned_inspection(collector, "acme")
+    b = signed_in(collector)
+    assert f"/inspections/{inspection_id}" in b.get("/").text  # waiting for consent
+    assert browser_sees_button(b, f"/inspections/{inspection_id}", "consent")
+    token = b.csrf(f"/inspections/{inspection_id}")
+    answer = b.post(f"/inspections/{inspection_id}/consent", {"csrf": token})
+    assert answer.status == 303
+    consented = collector.db("get_inspection", inspection_id)
+    assert consented.state == "consented" and consented.consented_by == "user:carol"
+    again = b.post(f"/inspections/{inspection_id}/consent", {"csrf": token})
+    assert again.status == 409  # not possible twice: the lifecycle refuses
+
+
+def test_read_and_sign_a_published_report(collector: PortalCollector) -> None:
+    inspection_id = published_inspection(collector, "acme")
+    b = signed_in(collector)
+    page = b.get(f"/inspections/{inspection_id}")
+    sha256 = collector.db("get_inspection", inspection_id).report_sha256
+    assert sha256 in page.text
+    report = b.get(f"/inspections/{inspection_id}/report")
+    assert report.status == 200 and report.headers["X-Report-SHA256"] == sha256
+    assert "All hosts healthy." in report.text
+    assert "default-src 'none'" in report.headers["Content-Security-Policy"]
+    token = b.csrf(f"/inspections/{inspection_id}")
+    fields = {"csrf": token, "name": "Carol Chen", "title": "IT lead", "sha256": sha256}
+    wrong = b.post(f"/inspections/{inspection_id}/sign", {**fields, "sha256": "0" * 64})
+    assert wrong.status in (400, 409)  # a signature must bind the report that was shown
+    assert collector.db("get_inspection", inspection_id).state == "awaiting_signoff"
+    assert b.post(f"/inspections/{inspection_id}/sign", fields).status == 303
+    signed = collector.db("get_inspection", inspection_id)
+    assert signed.state == "signed" and signed.signoff["name"] == "Carol Chen"
+    assert collector.audit("inspection.signed")[-1].actor == "user:carol"
+
+
+def test_another_customers_inspection_is_not_found(collector: PortalCollector) -> None:
+    inspection_id = published_inspection(collector, "acme")
+    attacker = signed_in(collector, "mallory")
+    assert attacker.get(f"/inspections/{inspection_id}").status == 404
+    assert attacker.get(f"/inspections/{inspection_id}/report").status == 404
+    token = attacker.csrf("/")
+    sha256 = collector.db("get_inspection", inspection_id).report_sha256
+    fields = {"csrf": token, "name": "M", "sha256": sha256}
+    assert attacker.post(f"/inspections/{inspection_id}/sign", fields).status == 404
+    assert collector.db("get_inspection", inspection_id).state == "awaiting_signoff"
+
+
+def browser_sees_button(b: Browser, path: str, button_id: str) -> bool:
+    return f'id="{button_id}"' in b.get(path).text
