@@ -29,7 +29,7 @@ _PACKAGE = "collector.portal"
 
 # Page texts produced in Python (not in templates): extracted by the catalogue test.
 MESSAGES = (
-    "Wrong user name or password.",
+    "Wrong user name, password or code.",
     "Too many failed sign-ins. Try again later.",
     "The form expired or did not come from this portal. Reload the page and try again.",
     "Not found, or not yours to see.",

@@ -176,10 +176,7 @@ class _Pages:
     # sign-in
 
     async def login_form(self, request: web.Request) -> web.StreamResponse:
-        # keep the browser's token: another tab or a favicon fetch must not void this form
-        token = request.cookies.get(LOGIN_COOKIE, "")
-        if not _TOKEN.fullmatch(token):
-            token = secrets.token_urlsafe(32)
+        token = _login_token(request)
         response = self.render(request, "login.html.j2", login_csrf=token, message="")
         _set_cookie(response, LOGIN_COOKIE, token, 3600)
         return response
@@ -192,12 +189,15 @@ class _Pages:
         peer = _peer(request)
         try:
             token, signed_in = await self.signin.sign_in(
-                str(form.get("name", "")), str(form.get("password", "")), peer
+                str(form.get("name", "")),
+                str(form.get("password", "")),
+                peer,
+                str(form.get("code", ""))[:16],
             )
         except errors.RateLimited:
             return self._login_again(request, 429, "Too many failed sign-ins. Try again later.")
         except errors.Unauthenticated:
-            return self._login_again(request, 401, "Wrong user name or password.")
+            return self._login_again(request, 401, "Wrong user name, password or code.")
         response = _see_other("/")
         _set_cookie(response, SESSION_COOKIE, token, None)
         _set_cookie(response, LOGIN_COOKIE, "", 0)
@@ -205,7 +205,7 @@ class _Pages:
         return response
 
     def _login_again(self, request: web.Request, status: int, message: str) -> web.StreamResponse:
-        token = secrets.token_urlsafe(32)
+        token = _login_token(request)
         response = self.render(
             request, "login.html.j2", status=status, login_csrf=token, message=message
         )
@@ -356,6 +356,13 @@ def _until(form: Mapping[str, Any], now_ms: int) -> int | None:
     if not raw.isdigit() or not 1 <= int(raw) <= 7 * 24 * 60:
         raise errors.InvalidRequest("minutes must be a whole number from 1 to 10080")
     return now_ms + int(raw) * 60_000
+
+
+def _login_token(request: web.Request) -> str:
+    """The browser's sign-in form token, or a new one: another tab, a favicon fetch or
+    a failed attempt must not void a sign-in form already shown."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    return token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(32)
 
 
 def _see_other(location: str) -> web.Response:

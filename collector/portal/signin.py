@@ -1,9 +1,11 @@
 """Portal sign-in: passwords checked, failures limited, browser sessions kept.
 
 Contracts:
-- ``sign_in`` refuses a wrong name or password alike (``Unauthenticated``, same
-  message, same scrypt cost). Failures are counted per source by ``AuthFailures``
-  (kind ``portal``: rate-limited, aggregated in the audit log) and per account: after
+- ``sign_in`` refuses a wrong name, password or one-time code alike
+  (``Unauthenticated``, same message, same scrypt cost). A user with a TOTP secret
+  must give the current code, and each code works once. Failures are counted per
+  source by ``AuthFailures`` (kind ``portal``: rate-limited, aggregated in the audit
+  log) and per account: after
   ``LOCK_AFTER`` failures the account is locked for ``LOCK_MS`` (``RateLimited``,
   audited as ``portal.locked``), even for the right password.
 - A successful sign-in gives a random cookie value (only its SHA-256 is stored) and a
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 from collector.auth import Principal, hash_token
 from collector.errors import RateLimited, Unauthenticated, format_ms
 from collector.portal.passwords import verify_password
+from collector.portal.totp import matching_step
 from collector.server.auth_failures import AuthFailures
-from collector.store.portal_base import WebSession
+from collector.store.portal_base import PortalCredential, WebSession
 from collector.store.writer import StoreThread
 
 __all__ = ["LOCK_AFTER", "LOCK_MS", "SESSION_MS", "PortalSignIn", "SignedIn", "csrf_matches"]
@@ -31,7 +34,7 @@ __all__ = ["LOCK_AFTER", "LOCK_MS", "SESSION_MS", "PortalSignIn", "SignedIn", "c
 LOCK_AFTER = 5
 LOCK_MS = 15 * 60_000
 SESSION_MS = 12 * 3600_000
-WRONG = "wrong user name or password"
+WRONG = "wrong user name, password or one-time code"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class PortalSignIn:
         self._failures = failures
         self._clock_ms = clock_ms
 
-    async def sign_in(self, name: str, password: str, peer: str) -> tuple[str, SignedIn]:
+    async def sign_in(
+        self, name: str, password: str, peer: str, code: str = ""
+    ) -> tuple[str, SignedIn]:
         """The cookie value and the new session, or Unauthenticated / RateLimited."""
         self._failures.check("portal", peer)
         name = name.strip()[:64]
@@ -74,8 +79,11 @@ class PortalSignIn:
                 "set a new password (`aftercare-collector user passwd`)"
             )
         stored = credential.password_hash if credential is not None else None
-        if not verify_password(password, stored) or user is None:
+        if not verify_password(password, stored) or user is None or credential is None:
             await self._failed(name, peer, now, known=credential is not None)
+            raise Unauthenticated(WRONG)
+        if credential.totp_secret and not await self._code_ok(credential, code, now):
+            await self._failed(name, peer, now, known=True)
             raise Unauthenticated(WRONG)
         if user.disabled_ms is not None:
             await self._failures.record("portal", peer, "user disabled", name)
@@ -88,7 +96,7 @@ class PortalSignIn:
         await self._db.call(self._store.create_web_session, session)
         await self._audit(name, "portal.signed_in", {"peer": peer[:64]}, now)
         principal = Principal(user.name, user.role, user.customer)
-        return token, SignedIn(principal, session, credential.language if credential else "")
+        return token, SignedIn(principal, session, credential.language)
 
     async def current(self, token: str) -> SignedIn | None:
         """The signed-in user for a cookie value; None if none, expired or disabled."""
@@ -117,6 +125,12 @@ class PortalSignIn:
     async def prune(self) -> int:
         """Delete expired browser sessions."""
         return int(await self._db.call(self._store.prune_web_sessions, self._clock_ms()))
+
+    async def _code_ok(self, credential: PortalCredential, code: str, now: int) -> bool:
+        step = matching_step(credential.totp_secret, code, now)
+        if step is None:
+            return False
+        return bool(await self._db.call(self._store.use_totp_step, credential.name, step))
 
     async def _failed(self, name: str, peer: str, now: int, known: bool) -> None:
         await self._failures.record("portal", peer, WRONG, name)

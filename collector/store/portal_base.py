@@ -24,6 +24,8 @@ class PortalCredential:
     failed_logins: int = 0
     locked_until_ms: int | None = None
     language: str = ""  # "zh-CN" | "en" | "" (the browser's choice)
+    totp_secret: str = ""  # base32; "" : no second factor
+    totp_last_step: int = 0  # the last accepted TOTP step (a code is good once)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class PortalStore(Protocol):
 
     def record_login_success(self, name: str) -> None:
         """Clear the user's failed sign-ins."""
+        ...
+
+    def set_portal_totp(self, name: str, secret: str) -> None:
+        """Set (or with "" remove) the user's TOTP secret; InvalidRequest if the user has
+        no portal password yet."""
+        ...
+
+    def use_totp_step(self, name: str, step: int) -> bool:
+        """Record ``step`` as used if it is later than the last used one; False (nothing
+        changed) for a replayed or older step."""
         ...
 
     def set_portal_language(self, name: str, language: str) -> None:

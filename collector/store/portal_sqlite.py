@@ -14,8 +14,8 @@ __all__ = ["SQLitePortal"]
 
 LANGUAGES = ("", "zh-CN", "en")
 _CREDENTIAL = (
-    "SELECT name, password_hash, password_set_ms, failed_logins, locked_until_ms, language "
-    "FROM portal_users WHERE name = ?"
+    "SELECT name, password_hash, password_set_ms, failed_logins, locked_until_ms, language, "
+    "totp_secret, totp_last_step FROM portal_users WHERE name = ?"
 )
 
 Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -72,6 +72,26 @@ class SQLitePortal:
                 "UPDATE portal_users SET failed_logins = 0, locked_until_ms = NULL WHERE name = ?",
                 (name,),
             )
+
+    def set_portal_totp(self, name: str, secret: str) -> None:
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE portal_users SET totp_secret = ?, totp_last_step = 0 WHERE name = ?",
+                (secret, name),
+            )
+            if updated.rowcount == 0:
+                raise InvalidRequest(
+                    f"user {name[:64]!r} has no portal password: set one first "
+                    "(`aftercare-collector user passwd`)"
+                )
+
+    def use_totp_step(self, name: str, step: int) -> bool:
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE portal_users SET totp_last_step = ? WHERE name = ? AND totp_last_step < ?",
+                (step, name, step),
+            )
+        return bool(updated.rowcount)
 
     def set_portal_language(self, name: str, language: str) -> None:
         if language not in LANGUAGES:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 
+from collector.portal import totp
 from collector.portal.signin import LOCK_AFTER
 from tests.collector.portal_support import (
     PASSWORD,
@@ -59,11 +61,11 @@ def test_wrong_password_is_refused_and_counted(collector: PortalCollector) -> No
     b = browser(collector)
     answer = b.sign_in("carol", "not the password")
     assert answer.status == 401
-    assert "Wrong user name or password." in answer.text
+    assert "Wrong user name, password or code." in answer.text
     assert b.cookie("__Host-aftercare") is None
     assert b.get("/").status == 303  # still sent to the sign-in page
     unknown = b.sign_in("nobody", "whatever-it-is")
-    assert unknown.status == 401 and "Wrong user name or password." in unknown.text
+    assert unknown.status == 401 and "Wrong user name, password or code." in unknown.text
     failed = collector.audit("auth.failed")
     assert failed and failed[0].target == "portal"
 
@@ -278,3 +280,22 @@ def test_another_customers_inspection_is_not_found(collector: PortalCollector) -
 
 def browser_sees_button(b: Browser, path: str, button_id: str) -> bool:
     return f'id="{button_id}"' in b.get(path).text
+
+
+def test_a_second_factor_is_required_once_set_and_a_code_works_once(
+    collector: PortalCollector,
+) -> None:
+    secret = totp.new_secret()
+    collector.db("set_portal_totp", "carol", secret)
+    b = browser(collector)
+    assert b.sign_in("carol").status == 401  # the password alone is not enough
+    token = b.csrf("/login")
+    wrong = {"csrf": token, "name": "carol", "password": PASSWORD, "code": "000000"}
+    if pyotp.TOTP(secret).now() != "000000":
+        assert b.post("/login", wrong).status == 401
+    code = pyotp.TOTP(secret).now()
+    fields = {"csrf": token, "name": "carol", "password": PASSWORD, "code": code}
+    assert b.post("/login", fields).status == 303
+    replay = browser(collector)
+    fields["csrf"] = replay.csrf("/login")
+    assert replay.post("/login", fields).status == 401  # the same code again

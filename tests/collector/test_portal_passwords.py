@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyotp
 import pytest
 
 from collector.datadir import DataDir, initialise
 from collector.errors import InvalidRequest, UnknownUser
+from collector.portal import totp
 from collector.portal.passwords import hash_password, set_password, verify_password
 from collector.store import Store
 from collector.store.portal_base import WebSession
@@ -103,8 +105,40 @@ def test_user_passwd_reads_the_password_from_stdin(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == {"name": "carol", "password_set": True}
     short = subprocess.run(command, input="short\n", capture_output=True, text=True, timeout=60)
     assert short.returncode == 1 and "at least 10" in short.stderr
+    totp_command = [sys.executable, "-m", "collector.cli", "user", "totp", "carol"]
+    totp_command += ["--data-dir", str(data_dir), "--json"]
+    shown = subprocess.run(totp_command, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    secret = json.loads(shown.stdout)["secret"]
+    assert json.loads(shown.stdout)["uri"].startswith("otpauth://totp/")
     store = DataDir(data_dir).open_store()
     credential = store.portal_credential("carol")
+    actions = [e.action for e in store.audit_entries()]
     store.close()
-    assert credential is not None
+    assert credential is not None and credential.totp_secret == secret
     assert verify_password("a long passphrase", credential.password_hash)
+    assert "user.password_set" in actions and "user.totp_set" in actions
+
+
+def test_totp_steps_are_used_once_and_need_a_password(store: Store) -> None:
+    store.add_user("carol", "customer", "acme", "h1", 1000)
+    with pytest.raises(InvalidRequest, match="set one first"):
+        store.set_portal_totp("carol", "JBSWY3DPEHPK3PXP")
+    store.set_portal_password("carol", hash_password("first password"), 1000)
+    store.set_portal_totp("carol", "JBSWY3DPEHPK3PXP")
+    assert store.use_totp_step("carol", 100)
+    assert not store.use_totp_step("carol", 100)  # replay
+    assert not store.use_totp_step("carol", 99)  # older
+    assert store.use_totp_step("carol", 101)
+
+
+def test_totp_codes_match_their_step_and_neighbours() -> None:
+    secret = totp.new_secret()
+    now_ms = 1_796_000_000_000
+    step = now_ms // 30_000
+    code = pyotp.TOTP(secret).at(step * 30)
+    assert totp.matching_step(secret, code, now_ms) == step
+    assert totp.matching_step(secret, code, now_ms + 30_000) == step  # one step late
+    assert totp.matching_step(secret, code, now_ms + 90_000) is None
+    assert totp.matching_step(secret, "12345", now_ms) is None
+    assert totp.matching_step("", code, now_ms) is None

@@ -3,6 +3,8 @@
 -- password_hash: "scrypt$N$r$p$SALT_HEX$HASH_HEX" (collector/portal/passwords.py).
 -- locked_until_ms: sign-in refused until then (NULL: not locked).
 -- language: "zh-CN" or "en" ("" : follow the browser's Accept-Language).
+-- totp_secret: base32 TOTP secret of the optional second factor ("" : none).
+-- totp_last_step: the last 30-second step whose code was accepted (replays refused).
 -- portal_sessions.token_hash: SHA-256 hex of the cookie value; only the hash is kept.
 
 CREATE TABLE portal_users (
@@ -11,7 +13,9 @@ CREATE TABLE portal_users (
     password_set_ms BIGINT NOT NULL,
     failed_logins INTEGER NOT NULL DEFAULT 0,
     locked_until_ms BIGINT,
-    language TEXT NOT NULL DEFAULT ''
+    language TEXT NOT NULL DEFAULT '',
+    totp_secret TEXT NOT NULL DEFAULT '',
+    totp_last_step BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE portal_sessions (
