@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import functools
 import gettext
-from collections.abc import Mapping
-from importlib import resources
 from typing import get_args
-
-from babel.messages.pofile import read_po
 
 from collector.inspections.model import EVENT_KINDS as INSPECTION_EVENTS
 from collector.inspections.model import LISTABLE_STATES as INSPECTION_STATES
+from collector.po_catalogue import CatalogTranslations, read_messages
 from collector.sessions.model import SESSION_EVENT_KINDS, SESSION_STATES
 from collector.tickets.model import TICKET_STATES, EventKind
 
@@ -57,35 +54,18 @@ def shown_names() -> tuple[str, ...]:
     )
 
 
-class _Catalogue(gettext.NullTranslations):
-    """Translations straight from a .po catalogue."""
-
-    def __init__(self, messages: Mapping[str, str]) -> None:
-        super().__init__()
-        self._messages = dict(messages)
-
-    def gettext(self, message: str) -> str:
-        return self._messages.get(message, message)
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return self.gettext(singular if n == 1 else plural)
-
-
 @functools.cache
 def translations(language: str) -> gettext.NullTranslations:
     """The translations for ``language`` (English: none needed)."""
     if language == "en":
         return gettext.NullTranslations()
-    return _Catalogue(catalogue(language))
+    return CatalogTranslations(catalogue(language))
 
 
 def catalogue(language: str) -> dict[str, str]:
     """msgid -> msgstr of ``language``'s catalogue (untranslated and fuzzy entries left out)."""
     folder = language.replace("-", "_")
-    path = resources.files(_PACKAGE).joinpath(f"locales/{folder}/LC_MESSAGES/portal.po")
-    with path.open("rb") as file:
-        read = read_po(file, locale=folder)
-    return {str(m.id): str(m.string) for m in read if m.id and m.string and not m.fuzzy}
+    return read_messages(_PACKAGE, f"locales/{folder}/LC_MESSAGES/portal.po", folder)
 
 
 def choose(setting: str, accept_language: str) -> str:
