@@ -41,6 +41,7 @@ bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/playbook_run.py
 	$(BIN)/python tests/bench/session_throughput.py
 	$(BIN)/python tests/bench/redaction.py
+	$(BIN)/python tests/bench/portal_pages.py
 
 clean:           ## remove the venv and demo state
 	rm -rf $(VENV) var

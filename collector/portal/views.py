@@ -22,7 +22,8 @@ from collector.tickets.service import TicketService, TicketView
 
 __all__ = ["HostRow", "Overview", "Portal", "Waiting"]
 
-OVERVIEW_LIMIT = 200
+OVERVIEW_LIMIT = 200  # sessions and inspections looked at
+TICKETS_SHOWN = 50  # the newest active tickets on the overview
 CONSENT_STATES = frozenset({"planned", "announced"})
 
 
@@ -58,9 +59,10 @@ class Overview:
     """The overview page."""
 
     hosts: tuple[HostRow, ...]
-    tickets: tuple[TicketView, ...]  # active, newest first
+    tickets: tuple[TicketView, ...]  # active, newest first (at most TICKETS_SHOWN)
     live_sessions: tuple[RemoteSession, ...]  # approved or active: can be terminated
     waiting: Waiting
+    tickets_cut: bool = False  # more active tickets than shown
 
 
 class Portal:
@@ -85,21 +87,23 @@ class Portal:
     async def overview(self, who: Principal) -> Overview:
         """Hosts, active tickets, live sessions and what waits for ``who``."""
         tickets = await self.tickets.list_tickets(
-            who, sorted(ACTIVE_STATES), None, None, OVERVIEW_LIMIT
+            who, sorted(ACTIVE_STATES), None, None, TICKETS_SHOWN
         )
+        to_confirm = await self.tickets.list_tickets(who, ["resolved"], None, None, OVERVIEW_LIMIT)
         sessions = await self.sessions.list_sessions(who, OVERVIEW_LIMIT)
         inspections: list[InspectionView] = []
         if self.inspections is not None:
             inspections = await self.inspections.list_inspections(who, None, (), OVERVIEW_LIMIT)
         waiting = Waiting(
             sessions=tuple(s for s in sessions if s.state == "pending"),
-            tickets=tuple(t for t in tickets if t.ticket.state == "resolved"),
+            tickets=tuple(to_confirm),
             consents=tuple(i for i in inspections if i.inspection.state in CONSENT_STATES),
             signoffs=tuple(i for i in inspections if i.inspection.state == "awaiting_signoff"),
         )
         return Overview(
             hosts=tuple(await self.hosts(who)),
             tickets=tuple(tickets),
+            tickets_cut=len(tickets) >= TICKETS_SHOWN,
             live_sessions=tuple(s for s in sessions if s.state in ("approved", "active")),
             waiting=waiting,
         )

@@ -40,7 +40,7 @@ def test_every_page_string_has_a_chinese_translation() -> None:
 def test_placeholders_survive_translation() -> None:
     catalogue = i18n.catalogue("zh-CN")
     for msgid, msgstr in catalogue.items():
-        for name in ("%(minutes)s", "%(root)s", "%(id)s"):
+        for name in ("%(minutes)s", "%(root)s", "%(id)s", "%(count)s"):
             assert (name in msgid) == (name in msgstr), (msgid, msgstr)
 
 
