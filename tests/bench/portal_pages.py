@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from collector.datadir import DataDir, initialise  # noqa: E402
-from collector.store import AgentRecord, SQLiteStore  # noqa: E402
-from collector.tickets.model import NewEvent, NewTicket  # noqa: E402
-from tests.collector.portal_support import Browser, PortalCollector  # noqa: E402
+from collector.datadir import DataDir, initialise
+from collector.store import AgentRecord, SQLiteStore
+from collector.tickets.model import NewEvent, NewTicket
+from tests.collector.portal_support import Browser, PortalCollector
 
 TARGET_MS = 300.0
 CUSTOMERS = 50
