@@ -84,6 +84,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/logout", pages.logout)
     app.router.add_post("/language", pages.language)
     app.router.add_get("/", pages.overview)
+    app.router.add_get("/queue", pages.queue)
     app.router.add_get("/sessions/{id}", pages.session)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
@@ -231,6 +232,15 @@ class _Pages:
     async def overview(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
         return self.render(request, "overview.html.j2", view=await self.portal.overview(who))
+
+    async def queue(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        level = request.query.get("level", "")[:16]
+        customer = request.query.get("customer", "")[:64]
+        tickets = await self.portal.queue(who, level, customer)
+        return self.render(
+            request, "queue.html.j2", tickets=tickets, level=level, customer=customer
+        )
 
     async def session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

@@ -25,6 +25,8 @@ __all__ = ["HostRow", "Overview", "Portal", "Waiting"]
 OVERVIEW_LIMIT = 200  # sessions and inspections looked at
 TICKETS_SHOWN = 50  # the newest active tickets on the overview
 CONSENT_STATES = frozenset({"planned", "announced"})
+QUEUE_STATES = ACTIVE_STATES - {"resolved"}  # resolved ones wait for the customer
+QUEUE_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,16 @@ class Portal:
             waiting=waiting,
         )
 
+    async def queue(self, who: Principal, level: str, customer: str) -> list[TicketView]:
+        """Engineers' queue: active tickets (filtered by level and customer), the most
+        urgent first — by the earliest deadline of a running SLA clock, tickets without
+        one last."""
+        who.require("engineer", "admin")
+        views = await self.tickets.list_tickets(
+            who, sorted(QUEUE_STATES), level or None, customer or None, QUEUE_LIMIT
+        )
+        return sorted(views, key=_urgency)
+
     async def hosts(self, who: Principal) -> list[HostRow]:
         """The hosts ``who`` may see, with health and connectivity, by hostname."""
         agents = await self.db.call(self.db.store.list_agents, who.visible_customer(None))
@@ -127,3 +139,13 @@ class Portal:
                 )
             )
         return sorted(rows, key=lambda r: (r.customer, r.hostname))
+
+
+def _urgency(view: TicketView) -> tuple[int, int]:
+    """Sort key: the earliest due time of a running clock (none: last), then age."""
+    due = [
+        c.due_ms
+        for c in view.sla.clocks
+        if c.applicable and not c.stopped and not c.paused and c.due_ms is not None
+    ]
+    return (min(due) if due else 2**62, view.ticket.created_ms)

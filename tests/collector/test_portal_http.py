@@ -11,7 +11,9 @@ import pytest
 
 from collector.portal import totp
 from collector.portal.signin import LOCK_AFTER
+from collector.tickets.service import ManualTicket
 from tests.collector.portal_support import (
+    ENGINEER,
     PASSWORD,
     Browser,
     PortalCollector,
@@ -299,3 +301,21 @@ def test_a_second_factor_is_required_once_set_and_a_code_works_once(
     replay = browser(collector)
     fields["csrf"] = replay.csrf("/login")
     assert replay.post("/login", fields).status == 401  # the same code again
+
+
+def test_engineers_queue_is_filtered_and_closed_to_customers(collector: PortalCollector) -> None:
+    first = collector.resolved_ticket("acme", "resolved: waits for the customer")
+    tickets = collector.server.tickets
+    assert tickets is not None
+
+    urgent = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "1", "acme")))
+    minor = collector.call(tickets.create(ENGINEER, ManualTicket("slow", "", "4", "globex")))
+    engineer = signed_in(collector, "erin")
+    page = engineer.get("/queue")
+    assert page.status == 200
+    assert page.text.index(f'"/tickets/{urgent}"') < page.text.index(f'"/tickets/{minor}"')
+    assert f'"/tickets/{first}"' not in page.text  # resolved: the customer's turn
+    filtered = engineer.get("/queue?level=4&customer=globex")
+    assert f'"/tickets/{minor}"' in filtered.text and f'"/tickets/{urgent}"' not in filtered.text
+    assert engineer.get("/queue?level=nonsense").status == 400
+    assert signed_in(collector, "carol").get("/queue").status == 403
