@@ -16,6 +16,7 @@ from collector.inspections.model import EVENT_KINDS as INSPECTION_EVENTS
 from collector.inspections.model import LISTABLE_STATES as INSPECTION_STATES
 from collector.po_catalogue import CatalogTranslations, read_messages
 from collector.sessions.model import SESSION_EVENT_KINDS, SESSION_STATES
+from collector.store.base import RUN_MODES, RUN_STATES
 from collector.tickets.model import TICKET_STATES, EventKind
 
 __all__ = ["DEFAULT", "LANGUAGES", "MESSAGES", "choose", "shown_names", "translations"]
@@ -49,6 +50,8 @@ def shown_names() -> tuple[str, ...]:
                 *SESSION_EVENT_KINDS,
                 *INSPECTION_STATES,
                 *INSPECTION_EVENTS,
+                *RUN_STATES,
+                *RUN_MODES,
             )
         )
     )

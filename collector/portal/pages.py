@@ -34,6 +34,7 @@ from collector.inspections.errors import InspectionStateError
 from collector.portal import i18n
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.views import Portal
+from collector.runs import RunService
 from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]
@@ -85,6 +86,8 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/language", pages.language)
     app.router.add_get("/", pages.overview)
     app.router.add_get("/queue", pages.queue)
+    app.router.add_get("/runs/{id}", pages.run)
+    app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
@@ -269,6 +272,29 @@ class _Pages:
         else:
             await self.portal.sessions.terminate(who, session_id)
         raise web.HTTPSeeOther(f"/sessions/{session_id}")
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        run = await self._runs().get(who, request.match_info["id"][:40])
+        agent = await self.portal.db.call(self.portal.db.store.get_agent, run.agent_id)
+        return self.render(
+            request,
+            "run.html.j2",
+            run=run,
+            playbook=self.portal.playbook(run.playbook),
+            pinned_root=agent.approval_root if agent is not None else "",
+        )
+
+    async def approve_run(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        run_id = request.match_info["id"][:40]
+        await self._runs().approve(who, run_id)
+        raise web.HTTPSeeOther(f"/runs/{run_id}")
+
+    def _runs(self) -> RunService:
+        if self.portal.runs is None:
+            raise errors.NotFound("playbook runs are not served by this collector")
+        return self.portal.runs
 
     async def ticket(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

@@ -14,11 +14,14 @@ from collector.auth import Principal
 from collector.fleet import Fleet
 from collector.health import HealthSummary, summarize
 from collector.inspections.service import InspectionService, InspectionView
+from collector.runs import RunService
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
+from collector.store.base import RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import ACTIVE_STATES
 from collector.tickets.service import TicketService, TicketView
+from playbooks.model import Playbook
 
 __all__ = ["HostRow", "Overview", "Portal", "Waiting"]
 
@@ -50,10 +53,17 @@ class Waiting:
     tickets: tuple[TicketView, ...]  # resolved: confirm or reject the fix
     consents: tuple[InspectionView, ...]  # planned/announced: consent
     signoffs: tuple[InspectionView, ...]  # published: sign or reject
+    runs: tuple[RunRecord, ...] = ()  # playbook runs waiting for approval
 
     @property
     def count(self) -> int:
-        return len(self.sessions) + len(self.tickets) + len(self.consents) + len(self.signoffs)
+        return (
+            len(self.sessions)
+            + len(self.tickets)
+            + len(self.consents)
+            + len(self.signoffs)
+            + len(self.runs)
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,9 @@ class Portal:
         sessions: SessionService,
         inspections: InspectionService | None,
         clock_ms: Callable[[], int],
+        runs: RunService | None = None,
     ) -> None:
+        self.runs = runs
         self.db = db
         self.fleet = fleet
         self.tickets = tickets
@@ -96,7 +108,11 @@ class Portal:
         inspections: list[InspectionView] = []
         if self.inspections is not None:
             inspections = await self.inspections.list_inspections(who, None, (), OVERVIEW_LIMIT)
+        runs: list[RunRecord] = []
+        if self.runs is not None:
+            runs = await self.runs.list_runs(who, None, OVERVIEW_LIMIT)
         waiting = Waiting(
+            runs=tuple(r for r in runs if r.state == "waiting_approval"),
             sessions=tuple(s for s in sessions if s.state == "pending"),
             tickets=tuple(to_confirm),
             consents=tuple(i for i in inspections if i.inspection.state in CONSENT_STATES),
@@ -109,6 +125,11 @@ class Portal:
             live_sessions=tuple(s for s in sessions if s.state in ("approved", "active")),
             waiting=waiting,
         )
+
+    def playbook(self, name: str) -> Playbook | None:
+        """The catalogue's playbook ``name`` (what a run collects or changes), if served."""
+        catalogue = self.runs.catalogue if self.runs is not None else None
+        return catalogue.playbooks.get(name) if catalogue is not None else None
 
     async def queue(self, who: Principal, level: str, customer: str) -> list[TicketView]:
         """Engineers' queue: active tickets (filtered by level and customer), the most

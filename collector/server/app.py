@@ -291,7 +291,9 @@ class CollectorServer:
             return ""
         assert self._db and self.tickets and self.sessions and self.auth_failures
         host, port = split_host_port(self.config.web_listen, "--web-listen")
-        portal = Portal(self._db, self.fleet, self.tickets, self.sessions, self.inspections, now_ms)
+        portal = Portal(
+            self._db, self.fleet, self.tickets, self.sessions, self.inspections, now_ms, self.runs
+        )
         signin = PortalSignIn(self._db, self.auth_failures, now_ms)
         app = make_portal_app(portal, signin, self.config.public_url)
         self.portal = WebServer(app, self.data_dir.server_cert, self.data_dir.server_key)

@@ -30,6 +30,7 @@ from collector.portal.passwords import set_password
 from collector.server.app import CollectorServer, now_ms
 from collector.sessions.model import RemoteSession
 from collector.store import AgentRecord
+from collector.store.base import RunRecord
 from collector.tickets.service import ManualTicket, TicketActionRequest
 
 T = TypeVar("T")
@@ -202,3 +203,22 @@ def published_inspection(collector: PortalCollector, customer: str) -> int:
     collector.db("update_inspection", ready, [])
     collector.call(inspections.publish(ENGINEER, inspection_id, "All hosts healthy."))
     return inspection_id
+
+
+def run_waiting_for_approval(collector: PortalCollector, agent: AgentRecord) -> str:
+    """A mutating playbook run held for the customer's approval (as the agent reports)."""
+    run = RunRecord(
+        run_id="run-0123456789ab",
+        agent_id=agent.agent_id,
+        customer=agent.customer,
+        hostname=agent.hostname,
+        playbook="restart_service",
+        version="1.0.0",
+        mode="mutating",
+        params={"unit": "nginx.service"},
+        requested_by="user:erin",
+        requested_ms=now_ms(),
+        state="waiting_approval",
+    )
+    collector.db("create_run", run)
+    return run.run_id

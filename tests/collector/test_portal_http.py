@@ -19,6 +19,7 @@ from tests.collector.portal_support import (
     PortalCollector,
     planned_inspection,
     published_inspection,
+    run_waiting_for_approval,
 )
 
 
@@ -319,3 +320,21 @@ def test_engineers_queue_is_filtered_and_closed_to_customers(collector: PortalCo
     assert f'"/tickets/{minor}"' in filtered.text and f'"/tickets/{urgent}"' not in filtered.text
     assert engineer.get("/queue?level=nonsense").status == 400
     assert signed_in(collector, "carol").get("/queue").status == 403
+
+
+def test_a_run_waiting_for_approval_shows_what_it_does_and_goes_to_the_service(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    run_id = run_waiting_for_approval(collector, agent)
+    b = signed_in(collector)
+    assert f"/runs/{run_id}" in b.get("/").text
+    page = b.get(f"/runs/{run_id}")
+    assert "restart_service" in page.text and "unit=nginx.service" in page.text
+    assert "mutating" in page.text and 'id="approve"' in page.text
+    answer = b.post(f"/runs/{run_id}/approve", {"csrf": b.csrf("/")})
+    assert answer.status == 409 and "not connected" in answer.text  # the service's answer
+    attacker = signed_in(collector, "mallory")
+    assert attacker.get(f"/runs/{run_id}").status == 404
+    assert attacker.post(f"/runs/{run_id}/approve", {"csrf": attacker.csrf("/")}).status == 404
+    assert collector.db("get_run", run_id).state == "waiting_approval"
