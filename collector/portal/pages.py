@@ -92,6 +92,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
     app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
+    app.router.add_get("/tickets/{id:[0-9]{1,18}}/report", pages.ticket_report)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}", pages.inspection)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}/report", pages.inspection_report)
     app.router.add_post(
@@ -300,6 +301,11 @@ class _Pages:
         who = request[SIGNED_IN].principal
         view = await self.portal.tickets.get(who, int(request.match_info["id"]))
         return self.render(request, "ticket.html.j2", view=view)
+
+    async def ticket_report(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        html = await self.portal.tickets.report(who, int(request.match_info["id"]), "html")
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

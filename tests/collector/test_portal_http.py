@@ -175,6 +175,9 @@ def test_confirm_a_resolved_ticket(collector: PortalCollector) -> None:
     assert f"/tickets/{ticket_id}" in b.get("/").text  # waiting for carol
     page = b.get(f"/tickets/{ticket_id}")
     assert "rotated logs" in page.text
+    report = b.get(f"/tickets/{ticket_id}/report")
+    assert report.status == 200 and "rotated logs" in report.text
+    assert signed_in(collector, "mallory").get(f"/tickets/{ticket_id}/report").status == 404
     answer = b.post(f"/tickets/{ticket_id}/confirm", {"csrf": b.csrf(f"/tickets/{ticket_id}")})
     assert answer.status == 303
     ticket = collector.db("get_ticket", ticket_id)
