@@ -134,3 +134,7 @@ def test_customer_approves_a_session_confirms_a_ticket_and_reads_chinese(
     chrome.get(f"{collector.url}/tickets/{ticket_id}")
     heading(chrome, "已关闭")
     chrome.save_screenshot(str(shots / "7-ticket-zh-CN.png"))
+    chrome.set_window_size(390, 844)  # a phone
+    chrome.get(collector.url + "/")
+    heading(chrome, "概览")
+    chrome.save_screenshot(str(shots / "8-overview-phone.png"))
