@@ -33,6 +33,7 @@ from collector import errors
 from collector.inspections.errors import InspectionStateError
 from collector.portal import i18n
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
+from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs import RunService
 from collector.tickets.service import TicketActionRequest
@@ -89,6 +90,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/runs/{id}", pages.run)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
+    app.router.add_get("/sessions/{id}/terminal", pages.terminal)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
     app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
@@ -257,6 +259,13 @@ class _Pages:
             events=events,
             pinned_root=agent.approval_root if agent is not None else "",
         )
+
+    async def terminal(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        session, records = await self.portal.sessions.recordings(who, request.match_info["id"][:40])
+        shown = terminal_text(records, self.portal.data_dir)
+        live = session.state in ("approved", "active")
+        return self.render(request, "terminal.html.j2", session=session, terminal=shown, live=live)
 
     async def decide_session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

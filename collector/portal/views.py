@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from collector.auth import Principal
 from collector.fleet import Fleet
@@ -89,8 +90,10 @@ class Portal:
         inspections: InspectionService | None,
         clock_ms: Callable[[], int],
         runs: RunService | None = None,
+        data_dir: Path = Path("."),
     ) -> None:
         self.runs = runs
+        self.data_dir = data_dir  # recordings are under it
         self.db = db
         self.fleet = fleet
         self.tickets = tickets

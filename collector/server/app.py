@@ -292,7 +292,14 @@ class CollectorServer:
         assert self._db and self.tickets and self.sessions and self.auth_failures
         host, port = split_host_port(self.config.web_listen, "--web-listen")
         portal = Portal(
-            self._db, self.fleet, self.tickets, self.sessions, self.inspections, now_ms, self.runs
+            self._db,
+            self.fleet,
+            self.tickets,
+            self.sessions,
+            self.inspections,
+            now_ms,
+            self.runs,
+            self.data_dir.root,
         )
         signin = PortalSignIn(self._db, self.auth_failures, now_ms)
         app = make_portal_app(portal, signin, self.config.public_url)

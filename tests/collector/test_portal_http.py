@@ -3,6 +3,7 @@ tenancy, and the customer's decisions going through the services (and the audit 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from collector.portal import totp
 from collector.portal.signin import LOCK_AFTER
+from collector.server.app import now_ms
+from collector.store.base import RecordingRecord
 from collector.tickets.service import ManualTicket
 from tests.collector.portal_support import (
     ENGINEER,
@@ -341,3 +344,36 @@ def test_a_run_waiting_for_approval_shows_what_it_does_and_goes_to_the_service(
     assert attacker.get(f"/runs/{run_id}").status == 404
     assert attacker.post(f"/runs/{run_id}/approve", {"csrf": attacker.csrf("/")}).status == 404
     assert collector.db("get_run", run_id).state == "waiting_approval"
+
+
+def test_the_terminal_page_shows_the_recording_as_text_and_reloads_while_live(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    session = collector.request_session(agent)
+    b = signed_in(collector)
+    b.post(f"/sessions/{session.session_id}/approve", {"csrf": b.csrf("/")})
+    data_dir = collector.server.data_dir.root
+    relative = f"recordings/{session.session_id}/part1.cast"
+    (data_dir / relative).parent.mkdir(parents=True)
+    events = [
+        [0.1, "o", "\x1b[1;32mroot@db1\x1b[0m:~# "],
+        [0.5, "o", "df -h\r\n/dev/vda1  <script>alert(1)</script>  91%\r\n"],
+    ]
+    header = {"version": 2, "width": 80, "height": 24}
+    lines = [json.dumps(header), *(json.dumps(e) for e in events)]
+    (data_dir / relative).write_text("\n".join(lines) + "\n")
+    record = RecordingRecord(session.session_id, 1, "shell", "", relative, now_ms())
+    collector.db("add_recording", record)
+    page = b.get(f"/sessions/{session.session_id}/terminal")
+    assert page.status == 200
+    assert "root@db1:~# df -h\n/dev/vda1  &lt;script&gt;" in page.text  # escaped, no colours
+    assert "\x1b" not in page.text
+    assert 'http-equiv="refresh"' in page.text  # live: reloads itself
+    assert (
+        signed_in(collector, "mallory").get(f"/sessions/{session.session_id}/terminal").status
+        == 404
+    )
+    b.post(f"/sessions/{session.session_id}/terminate", {"csrf": b.csrf("/")})
+    ended = b.get(f"/sessions/{session.session_id}/terminal")
+    assert "/dev/vda1" in ended.text and 'http-equiv="refresh"' not in ended.text
