@@ -41,6 +41,7 @@ bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/playbook_run.py
 	$(BIN)/python tests/bench/session_throughput.py
 	$(BIN)/python tests/bench/redaction.py
+	$(BIN)/python tests/bench/portal_pages.py
 
 packages: $(STAMP)  ## build the agent's and the collector's .deb and .rpm into build/packages
 	packaging/build.sh agent deb rpm

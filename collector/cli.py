@@ -32,10 +32,12 @@ from collector.config import (
     DEFAULT_LISTEN,
     DEFAULT_METRICS_LISTEN,
     DEFAULT_SSH_LISTEN,
+    DEFAULT_WEB_LISTEN,
     ServeConfig,
 )
 from collector.datadir import DataDir
 from collector.errors import CollectorError, ConfigError
+from collector.portal.cli import add_passwd_command
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
@@ -188,10 +190,16 @@ def _add_serve(commands: Any) -> None:
         help="warn the engineer this long before a session's window ends (5m)",
     )
     p.add_argument(
+        "--web-listen",
+        default=DEFAULT_WEB_LISTEN,
+        help="the web portal, HTTPS with the collector's certificate (%(default)s); "
+        "'off' serves none (docs/portal.md)",
+    )
+    p.add_argument(
         "--public-url",
         default="",
-        help="base URL customers open tickets at (links in customer notices: URL/tickets/ID); "
-        "default: the notices name the aftercare command to run",
+        help="the portal's address as people reach it, for links in notifications "
+        "(default: https://WEB_LISTEN)",
     )
     p.set_defaults(handler=_serve)
 
@@ -218,6 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssh_listen="" if args.ssh_listen == "off" else args.ssh_listen,
         record_input=args.record_input,
         session_warning=dt.timedelta(seconds=parse_duration(args.session_warning)),
+        web_listen="" if args.web_listen == "off" else args.web_listen,
         public_url=args.public_url,
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
@@ -242,7 +251,8 @@ async def _run_server(config: ServeConfig) -> None:
     print(
         f"collector ready: agents {addresses.agent}, API {addresses.api}, "
         f"metrics http://{addresses.metrics}/metrics"
-        + (f", SSH gateway {addresses.ssh}" if addresses.ssh else ""),
+        + (f", SSH gateway {addresses.ssh}" if addresses.ssh else "")
+        + (f", portal {addresses.web_url}" if addresses.web_url else ""),
         flush=True,
     )
     stop = asyncio.Event()
@@ -399,6 +409,7 @@ def _add_user(commands: Any) -> None:
     _ttl_arg(rotate)
     _json_arg(rotate)
     rotate.set_defaults(handler=_user_rotate)
+    add_passwd_command(sub, _data_dir_arg, _json_arg)
 
 
 def _ttl_arg(parser: argparse.ArgumentParser) -> None:

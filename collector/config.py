@@ -18,6 +18,7 @@ DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_API_LISTEN = "127.0.0.1:7444"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_SSH_LISTEN = "127.0.0.1:2222"
+DEFAULT_WEB_LISTEN = "127.0.0.1:8443"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,17 @@ class ServeConfig:
     ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
     record_input: bool = False  # recordings also keep what engineers type
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
-    public_url: str = ""  # where customers read tickets (links in notices); "": CLI commands
+    web_listen: str = DEFAULT_WEB_LISTEN  # the portal (HTTPS); "" serves none
+    public_url: str = ""  # the portal's address people reach; default https://WEB_LISTEN
+
+    def link_base(self) -> str:
+        """Where notifications link to: ``public_url``, else the portal's own address
+        (unless it listens on port 0), else "" (notices name CLI commands instead)."""
+        if self.public_url:
+            return self.public_url
+        if self.web_listen and not self.web_listen.endswith(":0"):
+            return f"https://{self.web_listen}"
+        return ""
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
@@ -58,6 +69,8 @@ class ServeConfig:
             split_host_port(self.ssh_listen, "--ssh-listen")
         if self.advertise:
             split_host_port(self.advertise, "--advertise")
+        if self.web_listen:
+            split_host_port(self.web_listen, "--web-listen")
         if not dt.timedelta(0) <= self.session_warning <= dt.timedelta(hours=1):
             raise ConfigError("--session-warning must be between 0s and 1h")
         if self.public_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.public_url):

@@ -126,6 +126,7 @@ class Collector:
                 f"127.0.0.1:{self.metrics_port}",
                 "--ssh-listen",
                 f"127.0.0.1:{self.ssh_port}",
+                *(() if "--web-listen" in self.extra_args else ("--web-listen", "off")),
                 *self.extra_args,
             ],
             stdout=log,

@@ -21,11 +21,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import jinja2
-from babel.messages.pofile import read_po
+
+from collector.po_catalogue import CatalogTranslations, read_messages
 
 __all__ = ["FORMATS", "LANGUAGES", "RenderError", "canonical_bytes", "render"]
 
@@ -97,26 +97,8 @@ def _translations(lang: str) -> gettext.NullTranslations:
     if lang == "en":
         return gettext.NullTranslations()
     folder = lang.replace("-", "_")
-    path = resources.files(_PACKAGE).joinpath(f"locales/{folder}/LC_MESSAGES/report.po")
-    with path.open("rb") as file:
-        catalog = read_po(file, locale=folder)
-    return _CatalogTranslations(
-        {str(m.id): str(m.string) for m in catalog if m.id and m.string and not m.fuzzy}
-    )
-
-
-class _CatalogTranslations(gettext.NullTranslations):
-    """Translations straight from a .po catalogue (no compiled .mo needed)."""
-
-    def __init__(self, messages: Mapping[str, str]) -> None:
-        super().__init__()
-        self._messages = dict(messages)
-
-    def gettext(self, message: str) -> str:
-        return self._messages.get(message, message)
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return self.gettext(singular if n == 1 else plural)
+    path = f"locales/{folder}/LC_MESSAGES/report.po"
+    return CatalogTranslations(read_messages(_PACKAGE, path, folder))
 
 
 @functools.cache

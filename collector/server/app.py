@@ -6,12 +6,15 @@ Ports:
 - API port (``--api-listen``): server TLS; serves Enrollment (join token) and Api
   (bearer API token). Agent methods refuse callers without a client certificate.
 - metrics port (``--metrics-listen``): plain HTTP ``/metrics``.
+- portal port (``--web-listen``): HTTPS with the server certificate; the web portal
+  (collector/portal), aiohttp in this same asyncio loop.
 Both gRPC ports also serve standard health checking and reflection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import socket
@@ -53,6 +56,10 @@ from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.notify.dispatch import make_deliverer
 from collector.pki import CertificateAuthority
+from collector.portal.pages import make_app as make_portal_app
+from collector.portal.server import WebServer
+from collector.portal.signin import PortalSignIn
+from collector.portal.views import Portal
 from collector.rules import (
     HostRef,
     Rule,
@@ -108,6 +115,8 @@ class Addresses:
     metrics: str
     advertise: str
     ssh: str = ""  # the SSH gateway ("" when not served)
+    web: str = ""  # the web portal, HOST:PORT ("" when not served)
+    web_url: str = ""  # the portal's public address (--public-url, else https://web)
 
 
 class CollectorServer:
@@ -140,6 +149,7 @@ class CollectorServer:
         self._runs_checked_ms = 0
         self.audit_checkpoints: AuditCheckpoints | None = None
         self.auth_failures: AuthFailures | None = None
+        self.portal: WebServer | None = None
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -175,6 +185,10 @@ class CollectorServer:
             advertise=advertise,
             ssh=self._start_gateway(metrics),
         )
+        web = await self._start_portal()
+        if web:
+            url = self.config.public_url or f"https://{web}"
+            self.addresses = dataclasses.replace(self.addresses, web=web, web_url=url)
         self._tasks = [
             asyncio.create_task(self._prune_forever()),
             asyncio.create_task(self._evaluate_forever()),
@@ -207,7 +221,7 @@ class CollectorServer:
             metrics,
             now_ms,
             int(self.config.recovery_delay.total_seconds() * 1000),
-            public_url=self.config.public_url,
+            public_url=self.config.link_base(),
         )
         await self.tickets.start(self._settle_ms(rules))
         self.runs = RunService(
@@ -271,6 +285,28 @@ class CollectorServer:
         self.gateway = self._signals.gateway = gateway
         bound_host, bound_port = gateway.address
         return f"{bound_host}:{bound_port}"
+
+    async def _start_portal(self) -> str:
+        """Serve the web portal on ``--web-listen``; returns its address ("" if off)."""
+        if not self.config.web_listen:
+            return ""
+        assert self._db and self.tickets and self.sessions and self.auth_failures
+        host, port = split_host_port(self.config.web_listen, "--web-listen")
+        portal = Portal(
+            self._db,
+            self.fleet,
+            self.tickets,
+            self.sessions,
+            self.inspections,
+            now_ms,
+            self.runs,
+            self.data_dir.root,
+        )
+        signin = PortalSignIn(self._db, self.auth_failures, now_ms)
+        app = make_portal_app(portal, signin, self.config.public_url)
+        self.portal = WebServer(app, self.data_dir.server_cert, self.data_dir.server_key)
+        bound = await self.portal.start(host, port, "--web-listen")
+        return f"{host}:{bound}"
 
     def _gateway_identity(self) -> tuple[str, str]:
         """The gateway's address and host key line for clients; ("", "") when off."""
@@ -361,6 +397,8 @@ class CollectorServer:
             await self._server.stop(grace)
         if self._http is not None:
             self._http.close()
+        if self.portal is not None:
+            await self.portal.stop()
         if self.auth_failures is not None:
             await self.auth_failures.flush(final=True)
         if self._db is not None:
@@ -502,6 +540,7 @@ class CollectorServer:
         retention_ms = int(self.config.batch_retention.total_seconds() * 1000)
         while True:
             pruned = await self._db.call(self._db.store.prune_batches, now_ms() - retention_ms)
+            await self._db.call(self._db.store.prune_web_sessions, now_ms())
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
             await self._roll_up_history(now_ms())

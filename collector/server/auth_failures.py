@@ -1,8 +1,9 @@
 """Unauthenticated failures: counted, rate-limited per source, aggregated in the audit log.
 
-Bad API tokens, refused enrolments (bad join token, bad CSR) and bad Alertmanager
-bearer tokens come from people the collector does not know, so one attacker must not
-be able to write an audit row per attempt or keep the collector busy. Contract:
+Bad API tokens, refused enrolments (bad join token, bad CSR), bad Alertmanager
+bearer tokens and failed portal sign-ins come from people the collector does not know,
+so one attacker must not be able to write an audit row per attempt or keep the
+collector busy. Contract:
 
 - Every failure increments ``aftercare_auth_failures_total{kind}``.
 - The audit log gets at most two rows per (source, kind, minute): ``auth.failed`` for
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES_PER_MINUTE = 30
 MAX_SAMPLE_CHARS = 120
 MAX_SOURCES = 10_000
-KINDS = ("api_token", "enrollment", "alertmanager")
+KINDS = ("api_token", "enrollment", "alertmanager", "portal")
 _MINUTE_MS = 60_000
 _PORT = re.compile(r":\d+$")
 
@@ -76,7 +77,8 @@ class AuthFailures:
     ) -> None:
         self.failures = Counter(
             "aftercare_auth_failures",
-            "Unauthenticated requests refused, by kind (api_token, enrollment, alertmanager).",
+            "Unauthenticated requests refused, by kind "
+            "(api_token, enrollment, alertmanager, portal).",
             ["kind"],
             registry=registry,
         )

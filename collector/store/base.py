@@ -29,6 +29,7 @@ from collector.errors import (
 from collector.history.model import HistorySeries
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.inspection_base import InspectionStore
+from collector.store.portal_base import PortalStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
@@ -287,7 +288,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(InspectionStore, Protocol):
+class Store(InspectionStore, PortalStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -1,0 +1,473 @@
+"""The portal's HTTP face: aiohttp handlers, sign-in and CSRF checks, safe headers.
+
+Contracts:
+- Every page but ``/login`` and ``/static/`` needs a signed-in browser (cookie
+  ``__Host-aftercare``: Secure, HttpOnly, SameSite=Strict); a GET without one is sent
+  to ``/login``, a POST without one is refused (401).
+- Every POST carries the session's CSRF token in the form field ``csrf`` (the sign-in
+  form: the token of the ``__Host-aftercare-login`` cookie); missing or wrong: 403,
+  nothing done.
+- Actions call the services with the signed-in user's ``Principal``: the tenancy
+  rules and audit entries are those of the gRPC API. ``_STATUS`` is the one place
+  collector errors become HTTP status; another customer's object is 404 like an
+  unknown one.
+- Every answer has a CSP without inline script (``default-src 'none'``),
+  ``frame-ancestors 'none'`` and ``Cache-Control: no-store`` (static files excepted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from collector import errors
+from collector.inspections.errors import InspectionStateError
+from collector.portal import i18n
+from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
+from collector.portal.terminal import terminal_text
+from collector.portal.views import Portal
+from collector.runs import RunService
+from collector.tickets.service import TicketActionRequest
+
+__all__ = ["make_app"]
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "__Host-aftercare"
+LOGIN_COOKIE = "__Host-aftercare-login"
+MAX_FORM_BYTES = 64 * 1024
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Collector errors -> (HTTP status, the page's translated headline). First match wins.
+_STATUS: tuple[tuple[type[errors.CollectorError], int, str], ...] = (
+    (errors.RateLimited, 429, "Too many failed sign-ins. Try again later."),
+    (errors.Unauthenticated, 401, "Sign in to continue."),
+    (errors.PermissionDenied, 403, "You may not do this."),
+    (errors.NotFound, 404, "Not found, or not yours to see."),
+    (errors.InvalidRequest, 400, "The request was not valid."),
+    (InspectionStateError, 409, "This cannot be done now."),
+    (errors.FailedPrecondition, 409, "This cannot be done now."),
+    (errors.Conflict, 409, "This cannot be done now."),
+)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+CSRF_REFUSED = "The form expired or did not come from this portal. Reload the page and try again."
+
+
+class CsrfRefused(Exception):
+    """A POST without the right CSRF token."""
+
+
+PAGES: web.AppKey[_Pages] = web.AppKey("pages")
+SIGNED_IN = web.RequestKey("signed_in", SignedIn)
+FORM: web.RequestKey[Any] = web.RequestKey("form")
+
+
+def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Application:
+    """The portal's aiohttp application over the collector's services."""
+    app = web.Application(
+        middlewares=[_headers, _errors, _authenticate], client_max_size=MAX_FORM_BYTES
+    )
+    pages = _Pages(portal, signin, public_url)
+    app.router.add_get("/login", pages.login_form)
+    app.router.add_post("/login", pages.login)
+    app.router.add_post("/logout", pages.logout)
+    app.router.add_post("/language", pages.language)
+    app.router.add_get("/", pages.overview)
+    app.router.add_get("/queue", pages.queue)
+    app.router.add_get("/runs/{id}", pages.run)
+    app.router.add_post("/runs/{id}/approve", pages.approve_run)
+    app.router.add_get("/sessions/{id}", pages.session)
+    app.router.add_get("/sessions/{id}/terminal", pages.terminal)
+    app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
+    app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
+    app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
+    app.router.add_get("/tickets/{id:[0-9]{1,18}}/report", pages.ticket_report)
+    app.router.add_get("/inspections/{id:[0-9]{1,18}}", pages.inspection)
+    app.router.add_get("/inspections/{id:[0-9]{1,18}}/report", pages.inspection_report)
+    app.router.add_post(
+        "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject}", pages.act_on_inspection
+    )
+    app.router.add_get("/static/portal.css", _stylesheet)
+    app.router.add_get("/favicon.ico", _no_icon)
+    app[PAGES] = pages
+    return app
+
+
+# -- middlewares -----------------------------------------------------------------------
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _safe_headers(request, exc)
+        raise
+    _safe_headers(request, response)
+    return response
+
+
+def _safe_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place collector errors become HTTP answers (a translated page)."""
+    pages = request.app[PAGES]
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except CsrfRefused:
+        return pages.error_page(request, 403, CSRF_REFUSED, "")
+    except errors.CollectorError as exc:
+        for kind, status, headline in _STATUS:
+            if isinstance(exc, kind):
+                log.info("portal %s %s refused (%d): %s", request.method, request.path, status, exc)
+                return pages.error_page(request, status, headline, str(exc))
+        log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
+    except Exception as exc:  # a bug: logged, never shown
+        log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
+    headline = "Something went wrong in the collector. Try again; if it persists, tell your vendor."
+    return pages.error_page(request, 500, headline, "")
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the signed-in user; check the CSRF token of every POST."""
+    pages = request.app[PAGES]
+    if request.path.startswith("/static/") or request.path in ("/login", "/favicon.ico"):
+        return await handler(request)
+    signed_in = await pages.signin.current(request.cookies.get(SESSION_COOKIE, ""))
+    if signed_in is None:
+        if request.method == "GET":
+            raise web.HTTPSeeOther("/login")
+        return pages.error_page(request, 401, "Sign in to continue.", "")
+    request[SIGNED_IN] = signed_in
+    if request.method == "POST":
+        form = await request.post()
+        if not csrf_matches(signed_in.session.csrf_token, str(form.get("csrf", ""))):
+            raise CsrfRefused()
+        request[FORM] = form
+    return await handler(request)
+
+
+# -- pages ----------------------------------------------------------------------------
+
+
+class _Pages:
+    def __init__(self, portal: Portal, signin: PortalSignIn, public_url: str) -> None:
+        self.portal = portal
+        self.signin = signin
+        self.public_url = public_url
+
+    # sign-in
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        token = _login_token(request)
+        response = self.render(request, "login.html.j2", login_csrf=token, message="")
+        _set_cookie(response, LOGIN_COOKIE, token, 3600)
+        return response
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not csrf_matches(expected, str(form.get("csrf", ""))):
+            raise CsrfRefused()
+        peer = _peer(request)
+        try:
+            token, signed_in = await self.signin.sign_in(
+                str(form.get("name", "")),
+                str(form.get("password", "")),
+                peer,
+                str(form.get("code", ""))[:16],
+            )
+        except errors.RateLimited:
+            return self._login_again(request, 429, "Too many failed sign-ins. Try again later.")
+        except errors.Unauthenticated:
+            return self._login_again(request, 401, "Wrong user name, password or code.")
+        response = _see_other("/")
+        _set_cookie(response, SESSION_COOKIE, token, None)
+        _set_cookie(response, LOGIN_COOKIE, "", 0)
+        del signed_in
+        return response
+
+    def _login_again(self, request: web.Request, status: int, message: str) -> web.StreamResponse:
+        token = _login_token(request)
+        response = self.render(
+            request, "login.html.j2", status=status, login_csrf=token, message=message
+        )
+        _set_cookie(response, LOGIN_COOKIE, token, 3600)
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        await self.signin.sign_out(request[SIGNED_IN])
+        response = _see_other("/login")
+        _set_cookie(response, SESSION_COOKIE, "", 0)
+        return response
+
+    async def language(self, request: web.Request) -> web.StreamResponse:
+        language = str(request[FORM].get("language", ""))
+        if language not in (*i18n.LANGUAGES, ""):
+            raise errors.InvalidRequest(f"unknown language {language[:16]!r}: use zh-CN or en")
+        await self.signin.set_language(request[SIGNED_IN], language)
+        back = str(request[FORM].get("back", "/"))
+        raise web.HTTPSeeOther(back if back.startswith("/") and not back.startswith("//") else "/")
+
+    # customer pages
+
+    async def overview(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        return self.render(request, "overview.html.j2", view=await self.portal.overview(who))
+
+    async def queue(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        level = request.query.get("level", "")[:16]
+        customer = request.query.get("customer", "")[:64]
+        tickets = await self.portal.queue(who, level, customer)
+        return self.render(
+            request, "queue.html.j2", tickets=tickets, level=level, customer=customer
+        )
+
+    async def session(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        session, events = await self.portal.sessions.get(who, request.match_info["id"][:40])
+        agent = await self.portal.db.call(self.portal.db.store.get_agent, session.agent_id)
+        return self.render(
+            request,
+            "session.html.j2",
+            session=session,
+            events=events,
+            pinned_root=agent.approval_root if agent is not None else "",
+        )
+
+    async def terminal(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        session, records = await self.portal.sessions.recordings(who, request.match_info["id"][:40])
+        shown = terminal_text(records, self.portal.data_dir)
+        live = session.state in ("approved", "active")
+        return self.render(request, "terminal.html.j2", session=session, terminal=shown, live=live)
+
+    async def decide_session(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        form = request[FORM]
+        session_id = request.match_info["id"][:40]
+        action = request.match_info["action"]
+        if action == "approve":
+            await self.portal.sessions.approve(
+                who, session_id, _until(form, self.portal.clock_ms())
+            )
+        elif action == "deny":
+            reason = str(form.get("reason", "")).strip()[:500]
+            await self.portal.sessions.deny(who, session_id, reason)
+        else:
+            await self.portal.sessions.terminate(who, session_id)
+        raise web.HTTPSeeOther(f"/sessions/{session_id}")
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        run = await self._runs().get(who, request.match_info["id"][:40])
+        agent = await self.portal.db.call(self.portal.db.store.get_agent, run.agent_id)
+        return self.render(
+            request,
+            "run.html.j2",
+            run=run,
+            playbook=self.portal.playbook(run.playbook),
+            pinned_root=agent.approval_root if agent is not None else "",
+        )
+
+    async def approve_run(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        run_id = request.match_info["id"][:40]
+        await self._runs().approve(who, run_id)
+        raise web.HTTPSeeOther(f"/runs/{run_id}")
+
+    def _runs(self) -> RunService:
+        if self.portal.runs is None:
+            raise errors.NotFound("playbook runs are not served by this collector")
+        return self.portal.runs
+
+    async def ticket(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        view = await self.portal.tickets.get(who, int(request.match_info["id"]))
+        return self.render(request, "ticket.html.j2", view=view)
+
+    async def ticket_report(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        html = await self.portal.tickets.report(who, int(request.match_info["id"]), "html")
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        ticket_id = int(request.match_info["id"])
+        text = str(request[FORM].get("text", "")).strip()[:2000]
+        action = TicketActionRequest(action=request.match_info["action"], text=text)
+        await self.portal.tickets.act(who, ticket_id, action)
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+    async def inspection(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        view = await self._inspections().get(who, int(request.match_info["id"]))
+        return self.render(request, "inspection.html.j2", view=view)
+
+    async def inspection_report(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        content, sha256 = await self._inspections().report(
+            who, int(request.match_info["id"]), "html", _language(request)
+        )
+        response = web.Response(body=content, content_type="text/html", charset="utf-8")
+        response.headers["X-Report-SHA256"] = sha256
+        return response
+
+    async def act_on_inspection(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        form = request[FORM]
+        inspection_id = int(request.match_info["id"])
+        action = request.match_info["action"]
+        service = self._inspections()
+        if action == "consent":
+            await service.consent(who, inspection_id)
+        elif action == "sign":
+            await service.sign(
+                who,
+                inspection_id,
+                str(form.get("name", "")).strip()[:200],
+                str(form.get("title", "")).strip()[:200],
+                str(form.get("comment", "")).strip()[:2000],
+                str(form.get("sha256", "")).strip()[:64],
+            )
+        else:
+            await service.reject(who, inspection_id, str(form.get("reason", "")).strip()[:2000])
+        raise web.HTTPSeeOther(f"/inspections/{inspection_id}")
+
+    def _inspections(self) -> Any:
+        if self.portal.inspections is None:
+            raise errors.NotFound("inspections are not served by this collector")
+        return self.portal.inspections
+
+    # rendering
+
+    def render(
+        self, request: web.Request, template: str, status: int = 200, **context: Any
+    ) -> web.Response:
+        language = _language(request)
+        signed_in: SignedIn | None = request.get(SIGNED_IN)
+        html = (
+            _environment(language)
+            .get_template(template)
+            .render(
+                lang=language,
+                user=signed_in.principal if signed_in else None,
+                csrf=signed_in.session.csrf_token if signed_in else "",
+                path=request.path,
+                now_ms=self.portal.clock_ms(),
+                **context,
+            )
+        )
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    def error_page(
+        self, request: web.Request, status: int, headline: str, detail: str
+    ) -> web.Response:
+        return self.render(
+            request, "error.html.j2", status=status, headline=headline, detail=detail
+        )
+
+
+def _language(request: web.Request) -> str:
+    signed_in: SignedIn | None = request.get(SIGNED_IN)
+    setting = signed_in.language if signed_in else request.query.get("lang", "")
+    return i18n.choose(setting, request.headers.get("Accept-Language", ""))
+
+
+def _until(form: Mapping[str, Any], now_ms: int) -> int | None:
+    """The shorter window an approver chose (form field ``minutes``), as unix ms."""
+    raw = str(form.get("minutes", "")).strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 7 * 24 * 60:
+        raise errors.InvalidRequest("minutes must be a whole number from 1 to 10080")
+    return now_ms + int(raw) * 60_000
+
+
+def _login_token(request: web.Request) -> str:
+    """The browser's sign-in form token, or a new one: another tab, a favicon fetch or
+    a failed attempt must not void a sign-in form already shown."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    return token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(32)
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 that can carry cookies (returned, not raised)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _peer(request: web.Request) -> str:
+    address = request.remote or "unknown"
+    return f"{'ipv6' if ':' in address else 'ipv4'}:{address}"
+
+
+def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+        max_age=max_age,
+    )
+
+
+async def _no_icon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
+
+
+async def _stylesheet(request: web.Request) -> web.StreamResponse:
+    css = resources.files("collector.portal").joinpath("static/portal.css").read_bytes()
+    response = web.Response(body=css, content_type="text/css")
+    response.headers["Cache-Control"] = "max-age=3600"
+    return response
+
+
+@functools.cache
+def _environment(language: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("collector.portal", "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+    )
+    translations = i18n.translations(language)
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        translations.gettext, translations.ngettext, newstyle=True
+    )
+    env.filters["when"] = _when
+    env.filters["pct"] = lambda ratio: f"{ratio * 100:.0f}%"
+    env.filters["minutes"] = lambda ms: max(0, int(ms or 0) // 60_000)
+    return env
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
