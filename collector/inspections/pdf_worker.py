@@ -19,7 +19,7 @@ def main() -> int:
     parts = json.loads(sys.stdin.buffer.read())
     try:
         document = join_pdfs([pdf_of_html(str(html)) for html in parts])
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+    except Exception as exc:  # reported to the parent, which raises
         print(f"cannot lay out the report part: {exc}", file=sys.stderr)
         return 1
     sys.stdout.buffer.write(document)

@@ -24,8 +24,8 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -111,7 +111,9 @@ def _pdf(parts: list[str]) -> bytes:
     if len(parts) == 1:
         return pdf_of_html(parts[0])
     workers = min(PDF_WORKERS, len(parts), os.cpu_count() or 1)
-    runs = [parts[len(parts) * n // workers : len(parts) * (n + 1) // workers] for n in range(workers)]
+    runs = [
+        parts[len(parts) * n // workers : len(parts) * (n + 1) // workers] for n in range(workers)
+    ]
     with ThreadPoolExecutor(workers, thread_name_prefix="report-pdf") as pool:
         return join_pdfs(list(pool.map(_pdf_in_process, runs)))
 
