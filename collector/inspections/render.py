@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -123,6 +124,7 @@ def _pdf_in_process(parts: list[str]) -> bytes:
     done = subprocess.run(
         [sys.executable, "-m", "collector.inspections.pdf_worker"],
         input=json.dumps(parts).encode(),
+        env=_worker_environment(),
         capture_output=True,
         check=False,
     )
@@ -132,6 +134,14 @@ def _pdf_in_process(parts: list[str]) -> bytes:
             f"the PDF could not be laid out: {reason[-1] if reason else done.returncode}"
         )
     return done.stdout
+
+
+def _worker_environment() -> dict[str, str]:
+    """This environment, with the directory this ``collector`` package is in first on
+    PYTHONPATH: the worker imports the same code however the collector was started."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, path]))}
 
 
 def pdf_of_html(html: str) -> bytes:
