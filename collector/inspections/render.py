@@ -10,20 +10,29 @@ Everything that comes from hosts (names, units, evidence) is escaped: HTML by
 autoescaping, Markdown by writing ``& < >`` as entities and backslash-escaping every
 other character Markdown would interpret, so such text is shown, never interpreted.
 
-    RenderError (ValueError)   an unknown format or language; names the bad value.
+    RenderError (ValueError)       an unknown format or language; names the bad value.
+    PdfLayoutError (RuntimeError)  a PDF worker process failed; carries its last error line.
 """
 
 from __future__ import annotations
 
 import functools
 import gettext
+import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
+import pypdf
 
 from collector.po_catalogue import CatalogTranslations, read_messages
 
@@ -32,6 +41,8 @@ __all__ = ["FORMATS", "LANGUAGES", "RenderError", "canonical_bytes", "render"]
 FORMATS = ("html", "pdf", "md", "json")
 LANGUAGES = ("zh-CN", "en")
 _PACKAGE = "collector.inspections"
+PDF_PART_HOSTS = 50  # hosts detailed per PDF part (bounds one layout's time and memory)
+PDF_WORKERS = 2  # processes laying out PDF parts at once
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _ITEMS = {
@@ -49,6 +60,10 @@ _ITEMS = {
 
 class RenderError(ValueError):
     """render() was asked for a format or language it does not have."""
+
+
+class PdfLayoutError(RuntimeError):
+    """A worker process could not lay out a part of the PDF (a defect, not bad input)."""
 
 
 def canonical_bytes(report: Mapping[str, Any]) -> bytes:
@@ -71,17 +86,86 @@ def render(report: Mapping[str, Any], fmt: str, lang: str) -> bytes:
             .render(_context(report, lang))
             .encode()
         )
-    html = _environment("html", lang).get_template("report.html.j2").render(_context(report, lang))
+    template = _environment("html", lang).get_template("report.html.j2")
+    context = _context(report, lang)
     if fmt == "html":
-        return html.encode()
-    return _pdf(html)
+        return template.render(context).encode()
+    return _pdf([template.render({**context, **part}) for part in _pdf_parts(context["hosts"])])
 
 
-def _pdf(html: str) -> bytes:
+def _pdf_parts(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The PDF's parts: the front (overview, recommendations) with the first hosts'
+    details, then ``PDF_PART_HOSTS`` hosts' details a part, the last with the back
+    (tickets, alerts, recurrence, sign-off)."""
+    chunks = [hosts[at : at + PDF_PART_HOSTS] for at in range(0, len(hosts), PDF_PART_HOSTS)]
+    chunks = chunks or [[]]
+    return [
+        {"front": index == 0, "back": index == len(chunks) - 1, "detail_hosts": chunk}
+        for index, chunk in enumerate(chunks)
+    ]
+
+
+def _pdf(parts: list[str]) -> bytes:
+    """The HTML parts laid out by WeasyPrint and joined into one PDF, in order: a single
+    part here, more in ``PDF_WORKERS`` worker processes, each given a run of
+    consecutive parts."""
+    if len(parts) == 1:
+        return pdf_of_html(parts[0])
+    workers = min(PDF_WORKERS, len(parts), os.cpu_count() or 1)
+    runs = [
+        parts[len(parts) * n // workers : len(parts) * (n + 1) // workers] for n in range(workers)
+    ]
+    with ThreadPoolExecutor(workers, thread_name_prefix="report-pdf") as pool:
+        return join_pdfs(list(pool.map(_pdf_in_process, runs)))
+
+
+def _pdf_in_process(parts: list[str]) -> bytes:
+    """``parts`` laid out and joined by ``python -m collector.inspections.pdf_worker``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.inspections.pdf_worker"],
+        input=json.dumps(parts).encode(),
+        env=_worker_environment(),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise PdfLayoutError(
+            f"the PDF could not be laid out: {reason[-1] if reason else done.returncode}"
+        )
+    return done.stdout
+
+
+def _worker_environment() -> dict[str, str]:
+    """This environment, with the directory this ``collector`` package is in first on
+    PYTHONPATH: the worker imports the same code however the collector was started."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, path]))}
+
+
+def pdf_of_html(html: str) -> bytes:
+    """One HTML document laid out as PDF, loading nothing from outside (runs in a
+    worker process)."""
     import weasyprint  # imported here: only the PDF needs it, and it loads Pango
 
     document: bytes = weasyprint.HTML(string=html, url_fetcher=_fetch_nothing).write_pdf()
     return document
+
+
+def join_pdfs(documents: list[bytes]) -> bytes:
+    """The PDF documents' pages in order, as one PDF with the first one's metadata."""
+    if len(documents) == 1:
+        return documents[0]
+    writer = pypdf.PdfWriter()
+    readers = [pypdf.PdfReader(io.BytesIO(document)) for document in documents]
+    for reader in readers:
+        writer.append(reader)
+    if readers[0].metadata:
+        writer.add_metadata(dict(readers[0].metadata))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def _fetch_nothing(url: str, *args: object, **kwargs: object) -> dict[str, Any]:
@@ -145,7 +229,16 @@ def _filters(lang: str) -> dict[str, Callable[..., Any]]:
         "pct": _pct,
         "dur": _duration,
         "num": lambda value, digits=2: "—" if value is None else f"{value:.{digits}f}",
+        "css_string": css_string,
     }
+
+
+def css_string(value: object) -> str:
+    """``value`` as a quoted CSS string: every character but letters and digits written
+    as a CSS escape, so no text can end the string or the style sheet."""
+    text = " ".join(str(value or "").split())
+    quoted = "".join(c if c.isalnum() and c.isascii() else f"\\{ord(c):x} " for c in text)
+    return markupsafe.Markup(f'"{quoted}"')  # letters, digits, escapes: nothing to escape
 
 
 def _pick(texts: object, lang: str) -> str:
@@ -203,6 +296,9 @@ def _context(report: Mapping[str, Any], lang: str) -> dict[str, Any]:
         "published": _dict(report.get("published")),
         "signoff": _dict(report.get("signoff")) or None,
         "hosts": hosts,
+        "detail_hosts": hosts,
+        "front": True,
+        "back": True,
         "overview": _dict(report.get("overview")),
         "tickets": _dict(report.get("tickets")),
         "alerts": _dict(report.get("alerts")),

@@ -31,6 +31,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from collector.auth import Principal
@@ -59,6 +60,7 @@ from collector.inspections.model import (
     status,
 )
 from collector.inspections.render import canonical_bytes
+from collector.inspections.rendered import Render, RenderedReports
 from collector.inspections.runner import (
     Analyse,
     History,
@@ -85,9 +87,11 @@ __all__ = [
     "Render",
 ]
 
-Render = Callable[[Mapping[str, Any], str, str], bytes]
-
 REPORT_FORMATS = ("html", "pdf", "md", "json")
+PRERENDERED_FORMATS = (
+    "pdf",
+    "html",
+)  # made at publication and sign-off, in the customer's language
 DAY_MS = 86_400_000
 RETRY_ANNOUNCE_MS = 60_000
 _SIGNOFF_KEYS = ("name", "title", "comment", "at_ms", "report_sha256", "decision", "reason")
@@ -140,6 +144,7 @@ class InspectionService:
         analyse: Analyse,
         render: Render,
         history: History = no_history,
+        rendered_dir: Path | None = None,
     ) -> None:
         self._db = db
         self._store = db.store
@@ -148,7 +153,8 @@ class InspectionService:
         self._deliver = deliver
         self._metrics = metrics
         self._clock_ms = clock_ms
-        self._render = render
+        self.rendered = RenderedReports(rendered_dir, render)
+        self._prerendering: set[asyncio.Task[None]] = set()
         self.runner = InspectionRunner(db, runs, tickets, config, clock_ms, analyse, history)
         self._announce_failed: dict[int, int] = {}  # inspection id -> last failed attempt
 
@@ -300,6 +306,7 @@ class InspectionService:
             lifecycle.sign(inspection, _actor(who), name, title, comment, seen_sha256, now)
         )
         await self._audit_inspection(who, "inspection.signed", signed, {"sha256": seen_sha256})
+        self._prerender(signed)
         return signed
 
     async def reject(self, who: Principal, inspection_id: int, reason: str) -> Inspection:
@@ -343,6 +350,7 @@ class InspectionService:
         transition = lifecycle.publish(inspection, _actor(who), summary, sha256, now)
         published = await self._save(transition, report_json=data.decode())
         await self._audit_inspection(who, "inspection.published", published, {"sha256": sha256})
+        self._prerender(published)
         return published
 
     async def report(
@@ -359,7 +367,16 @@ class InspectionService:
         language = lang or preferred or "zh-CN"
         if language not in REPORT_LANGUAGES:
             raise InvalidRequest(f"unknown language {language!r}: use zh-CN or en")
-        stored = await self._db.call(self._store.inspection_report, inspection_id)
+        document = await self._shown_document(inspection)
+        try:
+            content = await self.rendered.get(inspection.report_sha256, document, fmt, language)
+            return content, inspection.report_sha256
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+
+    async def _shown_document(self, inspection: Inspection) -> dict[str, Any]:
+        """The published report with the sign-off block as it stands."""
+        stored = await self._db.call(self._store.inspection_report, inspection.id)
         if stored is None:
             raise InspectionStateError(
                 inspection.id,
@@ -368,15 +385,30 @@ class InspectionService:
                 lifecycle.POSSIBLE[inspection.state],
                 "the report is not published yet",
             )
-        document = json.loads(stored)
+        document: dict[str, Any] = json.loads(stored)
         if inspection.signoff is not None:
             document["signoff"] = {k: inspection.signoff.get(k, "") for k in _SIGNOFF_KEYS}
+        return document
+
+    def _prerender(self, inspection: Inspection) -> None:
+        """Render the report's HTML and PDF in the customer's language in the background,
+        so the customer's requests find them made."""
+        task = asyncio.create_task(self._prerender_now(inspection))
+        self._prerendering.add(task)
+        task.add_done_callback(self._prerendering.discard)
+
+    async def _prerender_now(self, inspection: Inspection) -> None:
         try:
-            # rendering (a PDF above all) is CPU work: off the event loop
-            content = await asyncio.to_thread(self._render, document, fmt, language)
-            return content, inspection.report_sha256
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            preferred: str | None = await self._db.call(
+                self._store.customer_language, inspection.customer
+            )
+            document = await self._shown_document(inspection)
+            for fmt in PRERENDERED_FORMATS:
+                await self.rendered.get(
+                    inspection.report_sha256, document, fmt, preferred or "zh-CN"
+                )
+        except Exception:  # a request renders it later; nothing is lost
+            log.exception("inspection %d: rendering the report ahead failed", inspection.id)
 
     # -- admins ---------------------------------------------------------------------------
 
@@ -422,12 +454,19 @@ class InspectionService:
         await self._refresh_metrics(now_ms)
 
     async def wait_idle(self) -> None:
-        """Until every run being waited for has finished (tests, shutdown)."""
+        """Until every run being waited for and every rendering ahead has finished
+        (tests, shutdown)."""
         await self.runner.wait_idle()
+        while self._prerendering:
+            await asyncio.gather(*self._prerendering, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Stop waiting for runs (the next start resumes them)."""
+        """Stop waiting for runs (the next start resumes them) and stop rendering ahead
+        (a request renders what is missing)."""
         await self.runner.stop()
+        for task in list(self._prerendering):
+            task.cancel()
+        await asyncio.gather(*self._prerendering, return_exceptions=True)
 
     async def _tick_one(self, inspection: Inspection, now_ms: int) -> None:
         state = inspection.state

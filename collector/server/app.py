@@ -243,6 +243,7 @@ class CollectorServer:
             _inspection_analysis(self.config.inspection_catalogue),
             render_report,
             HostHistory(self._db).history,
+            self.data_dir.root / "reports",
         )
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket

@@ -225,3 +225,41 @@ def test_the_pdf_loads_nothing_from_outside() -> None:
 
     with pytest.raises(ValueError, match="loads no resources"):
         _fetch_nothing("file:///etc/passwd")
+
+
+def test_a_large_report_is_laid_out_in_parts_and_joined_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collector.inspections import render as render_module
+
+    monkeypatch.setattr(render_module, "PDF_PART_HOSTS", 2)  # 5 hosts: 3 parts, 2 workers
+    hosts = [host(f"node-{n}", facts=facts_document(hostname=f"node-{n}")) for n in range(5)]
+    report = analyse(inspection(hosts, tickets=[ticket(7)]))
+    report.update(summary="", published={"by": "erin", "at_ms": END_MS}, signoff=SIGNOFF)
+    reader = pypdf.PdfReader(io.BytesIO(render(report, "pdf", "zh-CN")))
+    pages = [page.extract_text() or "" for page in reader.pages]
+    content = "".join(pages)
+    order = [content.index(f"node-{n} (") for n in range(5)]  # each host's detail heading
+    assert order == sorted(order)
+    assert content.index("巡检报告") < order[0]  # the front comes first
+    assert order[-1] < content.index("用户签字") and "张三" in content  # the sign-off last
+    assert all("ACME" in page for page in pages)  # every page's footer names the report
+    assert reader.metadata is not None and reader.metadata.title
+
+
+def test_a_worker_that_fails_is_reported_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.inspections import render as render_module
+
+    monkeypatch.setattr(render_module.sys, "executable", "/bin/false")
+    with pytest.raises(render_module.PdfLayoutError, match="could not be laid out"):
+        render_module._pdf(["<p>a</p>", "<p>b</p>"])
+
+
+def test_the_footer_text_cannot_break_out_of_its_css_string() -> None:
+    from collector.inspections.render import css_string
+
+    quoted = css_string('x" } body { display: none } @page { content: "')
+    inner = quoted[1:-1]
+    assert quoted[0] == quoted[-1] == '"'
+    assert not set(inner) & set("\"'{};:<>@")
+    assert css_string("ACME 有限公司") == '"ACME\\20 \\6709 \\9650 \\516c \\53f8 "'

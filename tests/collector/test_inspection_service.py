@@ -129,7 +129,9 @@ def fake_render(report: Mapping[str, Any], fmt: str, lang: str) -> bytes:
 class World:
     """A collector's inspection service over a real store, with agents we play."""
 
-    def __init__(self, tmp_path: Path, config: InspectionsConfig | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, config: InspectionsConfig | None = None, keep_renderings: bool = False
+    ) -> None:
         self.now = NOW
         self.connected = {"ag-web", "ag-gx"}
         self.db = StoreThread(open_store(tmp_path / "data"))
@@ -153,6 +155,7 @@ class World:
             self.clock,
             fake_analyse,
             fake_render,
+            rendered_dir=tmp_path / "reports" if keep_renderings else None,
         )
 
     def clock(self) -> int:
@@ -480,6 +483,77 @@ def test_publish_then_sign_binds_the_sha256_and_the_report_never_changes(
         assert "inspection.published" in actions and "inspection.signed" in actions
 
     scenario(tmp_path, body)
+
+
+def test_the_report_is_rendered_ahead_once_and_requests_get_those_bytes(
+    tmp_path: Path,
+) -> None:
+    async def body(w: World) -> None:
+        inspection_id = await w.consented_and_run()
+        published = await w.service.publish(ERIN, inspection_id, "ok")
+        await w.service.wait_idle()
+        stored = w.db.store.inspection_report(inspection_id)
+        assert stored is not None
+        assert hashlib.sha256(stored.encode()).hexdigest() == published.report_sha256
+        kept = tmp_path / "reports"
+        sha = published.report_sha256
+        assert sorted(p.name for p in kept.iterdir()) == [
+            f"{sha}.unsigned.zh-CN.html",
+            f"{sha}.unsigned.zh-CN.pdf",
+        ]
+        assert w.service.rendered.rendered == 2  # made at publication, in the customer's language
+        first, _ = await w.service.report(ALICE, inspection_id, "pdf", "")
+        again, sha256 = await w.service.report(ERIN, inspection_id, "pdf", "zh-CN")
+        assert w.service.rendered.rendered == 2  # neither request rendered
+        assert first == again == fake_render(json.loads(stored), "pdf", "zh-CN")
+        assert sha256 == sha
+        # another language: rendered once, on the first request, then kept
+        english, _ = await w.service.report(ALICE, inspection_id, "pdf", "en")
+        assert english == fake_render(json.loads(stored), "pdf", "en")
+        await w.service.report(ALICE, inspection_id, "pdf", "en")
+        assert w.service.rendered.rendered == 3
+        # signing changes the sign-off block shown: a new rendering, made ahead again
+        await w.service.sign(ALICE, inspection_id, "张三", "运维主管", "", sha)
+        await w.service.wait_idle()
+        assert w.service.rendered.rendered == 5
+        signed, _ = await w.service.report(ALICE, inspection_id, "pdf", "zh-CN")
+        assert w.service.rendered.rendered == 5
+        shown = json.loads(signed.split(b"|", 2)[2])
+        assert shown["signoff"]["name"] == "张三" and shown["signoff"]["report_sha256"] == sha
+        assert not [p for p in kept.iterdir() if p.name.startswith(".")]  # no partial file
+
+    scenario(tmp_path, body, keep_renderings=True)
+
+
+def test_a_tampered_rendering_name_cannot_leave_the_directory(tmp_path: Path) -> None:
+    from collector.inspections.rendered import rendering_name
+
+    document: dict[str, Any] = {"signoff": None}
+    assert rendering_name("a" * 64, document, "pdf", "en") == f"{'a' * 64}.unsigned.en.pdf"
+    for sha256, fmt, lang in (
+        ("../../etc/passwd", "pdf", "en"),
+        ("a" * 64, "pdf/../x", "en"),
+        ("a" * 64, "pdf", "../en"),
+        ("A" * 64, "pdf", "en"),
+    ):
+        with pytest.raises(ValueError, match="no rendering"):
+            rendering_name(sha256, document, fmt, lang)
+
+
+def test_concurrent_requests_for_one_rendering_render_it_once(tmp_path: Path) -> None:
+    from collector.inspections.rendered import RenderedReports
+
+    async def body() -> None:
+        rendered = RenderedReports(tmp_path, fake_render)
+        document = {"signoff": None, "hosts": []}
+        results = await asyncio.gather(
+            *(rendered.get("b" * 64, document, "pdf", "en") for _ in range(5))
+        )
+        assert rendered.rendered == 1
+        assert set(results) == {fake_render(document, "pdf", "en")}
+        assert [p.name for p in tmp_path.iterdir()] == [f"{'b' * 64}.unsigned.en.pdf"]
+
+    asyncio.run(body())
 
 
 def test_a_customer_may_reject_the_published_report_with_a_reason(tmp_path: Path) -> None:

@@ -267,3 +267,88 @@ def test_plan_announce_consent_run_report_and_sign(
     assert any("host collected" in s for s in inspection_entries), archive
     assert any("published by erin" in s for s in inspection_entries)
     assert any("signed by 张三" in s for s in inspection_entries)
+
+
+def _run_now(collector: Collector, erin: str, alice: str, first: str, config: Path) -> int:
+    """A new plan's first inspection, consented and run at once; its id when analysed."""
+    plan = collector.client_json(
+        erin, "inspection", "plan", "--customer", "acme", "--first", first,
+        "--config-file", str(config),
+    )  # fmt: skip
+    planned = wait_for(
+        lambda: [
+            i["id"]
+            for i in collector.client_json(erin, "inspections", "--json")
+            if i["plan_id"] == plan["id"]
+        ],
+        20,
+        "the plan's first inspection",
+    )
+    inspection_id = int(planned[0])
+    consent = collector.client(alice, "inspection", "consent", str(inspection_id))
+    assert consent.returncode == 0, consent.stderr
+    started = collector.client(erin, "inspection", "run", str(inspection_id))
+    assert started.returncode == 0, started.stderr
+    wait_for(
+        lambda: _show(collector, erin, inspection_id)["inspection"]["state"] == "awaiting_report",
+        120,
+        f"inspection {inspection_id} run and analysed",
+    )
+    return inspection_id
+
+
+def test_a_config_change_between_two_inspections_is_drift_and_an_archived_change(
+    tmp_path: Path, collector: Collector, make_agent: Callable[..., Agent]
+) -> None:
+    web = _host(collector, make_agent, tmp_path, "web-1")
+    web.start()
+    wait_for(
+        lambda: any(a["connected"] for a in collector.client_json(collector.admin_token, "agents")),
+        20,
+        "web-1 connected",
+    )
+    erin = collector.add_user("erin", "engineer")
+    alice = collector.add_user("alice", "customer", customer="acme")
+    config = tmp_path / "app.conf"
+    config.write_text("listen = 8080\n")
+    config.chmod(0o644)  # the facts step hashes world-readable files only
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+
+    first_id = _run_now(collector, erin, alice, later.isoformat(timespec="seconds"), config)
+    config.write_text("listen = 9090\n")  # the change made between the two inspections
+    second_at = (later + dt.timedelta(days=1)).isoformat(timespec="seconds")
+    second_id = _run_now(collector, erin, alice, second_at, config)
+
+    published = collector.client_json(erin, "inspection", "publish", str(second_id))
+    sha256 = published["inspection"]["report_sha256"]
+    report = collector.client(alice, "inspection", "report", str(second_id), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    [host] = json.loads(report.stdout)["hosts"]
+    assert host["drift_state"] == "compared" and host["previous_inspection_id"] == str(first_id)
+    [change] = [c for c in host["drift"] if c["kind"].startswith("config")]
+    assert change["kind"] == "config.changed" and change["item"] == str(config)
+    assert change["before"] != change["after"]
+
+    # the published PDF in the customer's language was rendered ahead; asking gets those bytes
+    kept = collector.data_dir / "reports" / f"{sha256}.unsigned.zh-CN.pdf"
+    wait_for(kept.exists, 60, "the PDF rendered at publication")
+    made = kept.stat()
+    pdf = tmp_path / "second.pdf"
+    for _ in range(2):
+        written = collector.client(
+            alice, "inspection", "report", str(second_id), "--format", "pdf", "-o", str(pdf)
+        )
+        assert written.returncode == 0, written.stderr
+        assert f"report sha256 {sha256}" in written.stderr
+        assert pdf.read_bytes() == kept.read_bytes()
+    again = kept.stat()  # not laid out again: the same file, never rewritten
+    assert (again.st_ino, again.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(pdf).pages)
+    assert "app.conf" in text  # the drift is in the report people read
+
+    archive = collector.client_json(alice, "archive", "web-1", "--json")
+    changes = [e for e in archive["entries"] if e["kind"] == "change"]
+    assert any(
+        str(config) in e["summary"] and e["ref"] == f"inspection {second_id}" for e in changes
+    ), changes
+    assert not any(e["ref"] == f"inspection {first_id}" for e in changes)  # nothing to compare
