@@ -43,6 +43,7 @@ class ServeConfig:
     ssh_listen: str = DEFAULT_SSH_LISTEN  # the SSH gateway; "" serves none
     record_input: bool = False  # recordings also keep what engineers type
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
+    store_url: str | None = None  # None: the embedded SQLite store (docs/store-postgresql.md)
 
     def validate(self) -> ServeConfig:
         """Return self if every field is usable, else raise ConfigError naming the option."""
