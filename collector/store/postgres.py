@@ -64,7 +64,10 @@ DIALECT_REWRITES: tuple[tuple[str, str], ...] = (
         "sample_count = sample_count + excluded.sample_count",
         "sample_count = history_points.sample_count + excluded.sample_count",
     ),
-    ("sum_value = sum_value + excluded.sum_value", "sum_value = history_points.sum_value + excluded.sum_value"),
+    (
+        "sum_value = sum_value + excluded.sum_value",
+        "sum_value = history_points.sum_value + excluded.sum_value",
+    ),
 )
 
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
@@ -173,7 +176,9 @@ class PostgresStore(SQLiteStore):
         self._init_state(history_max_series)
         self._pg: PgConnection | None = self._connect()
         try:
-            migrate(_PgMigrator(self._write), load_migrations("postgresql"), self._where, _wall_ms())
+            migrate(
+                _PgMigrator(self._write), load_migrations("postgresql"), self._where, _wall_ms()
+            )
             with self._write() as db:
                 cast(PgConnection, db).load_identity_columns()
         except BaseException:
@@ -190,13 +195,16 @@ class PostgresStore(SQLiteStore):
             conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout_s
             )
+        except psycopg.ProgrammingError as exc:  # the URL itself is malformed
+            raise ConfigError(
+                f"store URL {self._where!r} is not a valid PostgreSQL URL ({exc}); "
+                f"use postgresql://USER@HOST[:PORT]/DB"
+            ) from exc
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot connect to PostgreSQL at {self._where}: {exc}; check that the "
                 f"server runs, the database exists and this user may log in"
             ) from exc
-        except psycopg.ProgrammingError as exc:  # pragma: no cover - malformed URL
-            raise ConfigError(f"store URL {self._where}: {exc}") from exc
         return PgConnection(conn)
 
     # -- transactions -----------------------------------------------------------------

@@ -76,12 +76,17 @@ def test_audit_log_rows_cannot_be_changed_or_deleted(pg_cluster: PgCluster) -> N
         store.append_audit("admin", "user.added", "alice", {}, 1000)
     finally:
         store.close()
-    with psycopg.connect(url) as conn:  # an operator's slip, or an attacker with SQL
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            conn.execute("UPDATE audit_log SET actor = 'mallory'")
-    with psycopg.connect(url) as conn:
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            conn.execute("DELETE FROM audit_log")
+    refused = pytest.raises(psycopg.errors.RaiseException, match="append-only")
+    # an operator's slip, or an attacker with SQL access
+    with psycopg.connect(url) as conn, refused:
+        conn.execute("UPDATE audit_log SET actor = 'mallory'")
+    with psycopg.connect(url) as conn, refused:
+        conn.execute("DELETE FROM audit_log")
+    store = PostgresStore(url)
+    try:
+        assert [e.actor for e in store.audit_entries()] == ["admin"]
+    finally:
+        store.close()
 
 
 def test_writers_in_two_processes_keep_one_audit_chain(pg_cluster: PgCluster) -> None:
@@ -202,3 +207,8 @@ def test_open_store_url_postgres_scheme_aliases(pg_cluster: PgCluster) -> None:
         store = open_store_url(alias)
         assert isinstance(store, PostgresStore)
         store.close()
+
+
+def test_malformed_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not a valid PostgreSQL URL"):
+        PostgresStore("postgresql://u@127.0.0.1:1/db?bogus=1")
