@@ -28,13 +28,16 @@ UNPRIVILEGED_USER = "nobody"
 SUPERUSER = "aftercare"
 
 
-def find_bin_dir() -> Path | None:
-    """The directory holding initdb and pg_ctl: PATH first, then Debian's versioned dirs."""
-    on_path = shutil.which("initdb")
-    if on_path and shutil.which("pg_ctl"):
+def find_bin_dir(
+    path: str | None = None, debian_root: Path = Path("/usr/lib/postgresql")
+) -> Path | None:
+    """The directory holding initdb and pg_ctl: ``path`` (default: PATH) first, then the
+    newest of Debian's versioned directories."""
+    on_path = shutil.which("initdb", path=path)
+    if on_path and shutil.which("pg_ctl", path=path):
         return Path(on_path).parent
     versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        (p for p in debian_root.glob("*/bin/initdb") if (p.parent / "pg_ctl").exists()),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
     return versions[-1].parent if versions else None

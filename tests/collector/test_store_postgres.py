@@ -24,7 +24,7 @@ from collector.errors import ConfigError, MigrationError, StoreError
 from collector.store import PostgresStore, open_store_url
 from collector.store.migrate import load_migrations
 from collector.store.postgres import DIALECT_REWRITES, redact_url, translate
-from tests.pg_cluster import PgCluster
+from tests.pg_cluster import NO_POSTGRESQL, PgCluster, find_bin_dir
 
 STORE_SOURCES = Path(__file__).resolve().parents[2] / "collector" / "store"
 
@@ -212,3 +212,18 @@ def test_open_store_url_postgres_scheme_aliases(pg_cluster: PgCluster) -> None:
 def test_malformed_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not a valid PostgreSQL URL"):
         PostgresStore("postgresql://u@127.0.0.1:1/db?bogus=1")
+
+
+def test_postgresql_binaries_are_found_or_reported_missing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert find_bin_dir(path=str(empty), debian_root=empty) is None  # the suites skip
+    for version in ("9", "15"):
+        bin_dir = tmp_path / "pg" / version / "bin"
+        bin_dir.mkdir(parents=True)
+        for tool in ("initdb", "pg_ctl"):
+            (bin_dir / tool).touch(mode=0o755)
+    assert find_bin_dir(path=str(empty), debian_root=tmp_path / "pg") == (
+        tmp_path / "pg" / "15" / "bin"
+    )
+    assert "install Debian's `postgresql`" in NO_POSTGRESQL
