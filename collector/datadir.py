@@ -9,6 +9,8 @@ Layout (created on first start, secrets mode 0600)::
     DIR/admin-token    the first admin's API token             0600
     DIR/audit-key.pem  key signing audit checkpoints (Ed25519) 0600
     DIR/aftercare.db   the SQLite store (and its -wal, -shm)     0600
+    DIR/store-url      the store's URL when it is PostgreSQL    0600
+                       (``serve --store``; no aftercare.db then)
     DIR/runs/          playbook run outputs                    0700, files 0600
     DIR/recordings/    session recordings                      0700, files 0600
 
