@@ -40,6 +40,9 @@ from collector.errors import CollectorError, ConfigError
 from collector.portal.cli import add_passwd_command
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer, now_ms
+from collector.store import PostgresStore, open_store_url
+from collector.store.migrate import load_migrations
+from collector.store.postgres import redact_url
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
 from common.safe_text import guarded_main, safe
 
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands)
+    _add_migrate(commands)
     _add_token(commands)
     _add_user(commands)
     _add_agent(commands)
@@ -101,6 +105,45 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="the store: postgresql://USER@HOST/DB (default: SQLite in --data-dir); the first "
+        "start binds --data-dir to it (DATA_DIR/store-url), later commands follow",
+    )
+
+
+def _add_migrate(commands: Any) -> None:
+    p = commands.add_parser(
+        "migrate",
+        help="bring a store's schema up to date",
+        description="Apply the store's pending schema migrations and print its schema "
+        "version. serve migrates on start too; run this ahead of an upgrade window.",
+    )
+    p.add_argument(
+        "--store",
+        required=True,
+        metavar="URL",
+        help="postgresql://USER@HOST/DB or sqlite:///PATH (docs/store-postgresql.md)",
+    )
+    _json_arg(p)
+    p.set_defaults(handler=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    store = open_store_url(args.store)  # opening migrates (or refuses a newer schema)
+    store.close()
+    dialect = "postgresql" if isinstance(store, PostgresStore) else "sqlite"
+    version = load_migrations(dialect)[-1].version
+    if args.json:
+        _print_json({"store": redact_url(args.store), "schema_version": version})
+    else:
+        print(f"{redact_url(args.store)}: schema version {version}")
+    return 0
+
+
 def _json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -113,6 +156,7 @@ def _add_serve(commands: Any) -> None:
         "admin token shown once and kept in DATA_DIR/admin-token, mode 0600).",
     )
     _data_dir_arg(p)
+    _store_arg(p)
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="agent port, mutual TLS (%(default)s)")
     p.add_argument(
         "--api-listen",
@@ -228,6 +272,7 @@ def _serve(args: argparse.Namespace) -> int:
         session_warning=dt.timedelta(seconds=parse_duration(args.session_warning)),
         web_listen="" if args.web_listen == "off" else args.web_listen,
         public_url=args.public_url,
+        store_url=args.store,
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     os.umask(0o077)  # data dir, store, run outputs, recordings: owner only, however started

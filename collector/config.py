@@ -47,6 +47,7 @@ class ServeConfig:
     session_warning: dt.timedelta = dt.timedelta(minutes=5)  # warn before the window ends
     web_listen: str = DEFAULT_WEB_LISTEN  # the portal (HTTPS); "" serves none
     public_url: str = ""  # the portal's address people reach; default https://WEB_LISTEN
+    store_url: str | None = None  # None: the embedded SQLite store (docs/store-postgresql.md)
 
     def link_base(self) -> str:
         """Where notifications link to: ``public_url``, else the portal's own address

@@ -9,6 +9,8 @@ Layout (created on first start, secrets mode 0600)::
     DIR/admin-token    the first admin's API token             0600
     DIR/audit-key.pem  key signing audit checkpoints (Ed25519) 0600
     DIR/aftercare.db   the SQLite store (and its -wal, -shm)     0600
+    DIR/store-url      the store's URL when it is PostgreSQL    0600
+                       (``serve --store``; no aftercare.db then)
     DIR/runs/          playbook run outputs                    0700, files 0600
     DIR/recordings/    session recordings                      0700, files 0600
 
@@ -33,7 +35,7 @@ from collector.audit_checkpoint import AuditKey, new_audit_key_pem
 from collector.auth import hash_token, new_api_token
 from collector.errors import ConfigError
 from collector.pki import CertificateAuthority
-from collector.store import Store, open_store
+from collector.store import Store, open_store, open_store_url
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,35 @@ class DataDir:
     def audit_key(self) -> Path:
         return self.root / "audit-key.pem"
 
+    @property
+    def store_url_file(self) -> Path:
+        """Present when the store is not the embedded SQLite file: its URL (0600, as it
+        may hold a password). Every command on this directory opens that store."""
+        return self.root / "store-url"
+
+    def store_url(self) -> str | None:
+        """The external store's URL, or None for the embedded SQLite store."""
+        try:
+            return self.store_url_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def bind_store(self, url: str) -> None:
+        """Record that this directory's store is at ``url``; refuse to rebind it."""
+        bound = self.store_url()
+        if bound is None and self.is_initialised():
+            raise ConfigError(
+                f"{self.root} already uses its embedded SQLite store; moving it to {url!r} "
+                f"needs export/import (not available yet) — start without --store"
+            )
+        if bound is not None and bound != url:
+            raise ConfigError(
+                f"{self.root} uses the store in {self.store_url_file}, not the --store given; "
+                f"pass the same URL (or edit that file if the database moved)"
+            )
+        if bound is None:
+            write_secret(self.store_url_file, (url + "\n").encode())
+
     def is_initialised(self) -> bool:
         return self.ca_cert.exists() and self.ca_key.exists()
 
@@ -103,7 +134,12 @@ class DataDir:
     def open_store(self) -> Store:
         """Open the store, refusing an uninitialised directory."""
         self.load_ca()
-        return open_store(self.root)
+        return self.connect_store()
+
+    def connect_store(self) -> Store:
+        """Open the store (the bound URL's, else the embedded SQLite), initialised or not."""
+        url = self.store_url()
+        return open_store(self.root) if url is None else open_store_url(url)
 
 
 @dataclass(frozen=True)
@@ -114,19 +150,24 @@ class InitResult:
     admin_token: str | None
 
 
-def initialise(data_dir: DataDir, now_ms: int) -> InitResult:
+def initialise(data_dir: DataDir, now_ms: int, store_url: str | None = None) -> InitResult:
     """Create the CA, store, admin token and audit key if missing; idempotent afterwards.
+
+    ``store_url`` (``serve --store``) binds the directory to that store on the first start
+    and must name the same store on later starts.
 
     The directory is made (or made again) private first: see ``restrict``.
     """
     data_dir.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     restrict(data_dir.root)
+    if store_url is not None:
+        data_dir.bind_store(store_url)
     if data_dir.is_initialised():
         data_dir.ensure_audit_key()  # data directories from before audit checkpoints
         return InitResult(data_dir.load_ca(), None)
     ca = CertificateAuthority.create()
     token = new_api_token()
-    store = open_store(data_dir.root)
+    store = data_dir.connect_store()
     try:
         store.add_user(ADMIN_USER, "admin", None, hash_token(token), now_ms)
         store.append_audit("system", "collector.initialised", str(data_dir.root), {}, now_ms)

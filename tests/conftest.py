@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_cluster import NO_POSTGRESQL, PgCluster, find_bin_dir
 from tests.support import Agent, Collector
 
 
@@ -33,3 +34,14 @@ def make_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     for agent in agents:
         agent.stop()
         print(f"--- agent {agent.hostname} log ---\n" + agent.log_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster for the test session (skips where none is installed)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(NO_POSTGRESQL)
+    cluster = PgCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()

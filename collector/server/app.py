@@ -153,7 +153,7 @@ class CollectorServer:
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
-        init = initialise(self.data_dir, now_ms())
+        init = initialise(self.data_dir, now_ms(), self.config.store_url)
         self.admin_token = init.admin_token
         issue_server_certificate(self.data_dir, init.ca, self.config.tls_names)
         rules = _load_rules(self.config.rules_path)

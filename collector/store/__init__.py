@@ -1,8 +1,8 @@
 """The collector's durable state: one ``Store`` interface, one backend per database.
 
 ``open_store(data_dir)`` is the default (SQLite file ``data_dir/aftercare.db``);
-``open_store_url(url)`` picks the backend from a URL. PostgreSQL slots in there as
-``postgresql://...`` once its backend exists, behind the same contract suite.
+``open_store_url(url)`` picks the backend from a URL: ``sqlite:///PATH`` or
+``postgresql://USER@HOST/DB`` (docs/store-postgresql.md). Both pass one contract suite.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collector.store.base import (
     StoredSample,
     User,
 )
+from collector.store.postgres import PostgresStore, redact_url
 from collector.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AuditEntry",
     "GapRecord",
     "LatestBatch",
+    "PostgresStore",
     "Role",
     "SQLiteStore",
     "Store",
@@ -53,20 +55,23 @@ def open_store_url(url: str) -> Store:
 
     ``sqlite:///PATH`` — the SQLite file at PATH (``sqlite:///var/a.db`` is relative,
     ``sqlite:////var/lib/aftercare/aftercare.db`` absolute: the SQLAlchemy convention).
-    ``postgresql://...`` is reserved for the PostgreSQL backend.
+    ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`` (or ``postgres://``) — a PostgreSQL
+    database (libpq URL: ``?host=/run/postgresql`` reaches a unix socket, a password
+    may come from ``~/.pgpass`` or ``PGPASSWORD``).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"store URL {url!r} has no scheme; use sqlite:///PATH")
+        raise ConfigError(
+            f"store URL {url!r} has no scheme; use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
     if scheme == "sqlite":
         return SQLiteStore(_sqlite_path(url, rest))
     if scheme in ("postgresql", "postgres"):
-        # The PostgreSQL backend plugs in here: return PostgresStore(url).
-        raise ConfigError(
-            f"store URL {url!r}: the PostgreSQL backend is not available in this release; "
-            f"use sqlite:///PATH"
-        )
-    raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; use sqlite:///PATH")
+        return PostgresStore(url)
+    raise ConfigError(
+        f"store URL {redact_url(url)!r}: unknown scheme {scheme!r}; "
+        f"use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
 
 
 def _sqlite_path(url: str, rest: str) -> Path:

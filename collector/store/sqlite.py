@@ -224,6 +224,16 @@ class SQLiteStore(SQLiteInspections, SQLitePortal):
         history_max_series: int = MAX_SERIES_PER_HOST,
     ) -> None:
         self._path = Path(path)
+        self._init_state(history_max_series)
+        self._conn: sqlite3.Connection | None = _connect(self._path, synchronous, busy_timeout_s)
+        try:
+            migrate(_Migrator(self._write), load_migrations("sqlite"), str(self._path), _wall_ms())
+        except BaseException:
+            self.close()
+            raise
+
+    def _init_state(self, history_max_series: int) -> None:
+        """The in-process state every backend sharing this class's methods needs."""
         self._history_max_series = history_max_series
         self._history_refusals: dict[str, int] = {}
         self._refusals_lock = threading.Lock()  # read at scrape time, off the writer
@@ -231,12 +241,6 @@ class SQLiteStore(SQLiteInspections, SQLitePortal):
         # the roll-up drops series
         self._series_cache: dict[str, dict[tuple[str, str], int]] = {}
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _connect(self._path, synchronous, busy_timeout_s)
-        try:
-            migrate(_Migrator(self._write), load_migrations("sqlite"), str(self._path), _wall_ms())
-        except BaseException:
-            self.close()
-            raise
 
     @property
     def path(self) -> Path:

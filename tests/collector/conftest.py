@@ -2,10 +2,9 @@
 
 Each backend is a ``StoreBackend``: it opens Store objects on one database (each open
 is a separate connection, standing in for a separate process) and can reach the
-database behind the store's back (tampering, faking a newer schema). To add PostgreSQL,
-write a ``PostgresBackend`` (dialect "postgres", ``%s`` placeholders in ``execute_raw``,
-a fresh database or schema per test) and add "postgres" to ``BACKENDS``, skipping when
-no server is configured.
+database behind the store's back (tampering, faking a newer schema). ``PostgresBackend``
+gives each test a fresh database in the session's throwaway cluster (tests/pg_cluster.py)
+and skips where no PostgreSQL is installed.
 """
 
 from __future__ import annotations
@@ -16,11 +15,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 import pytest
 
-from collector.store import SQLiteStore, Store
+from collector.store import PostgresStore, SQLiteStore, Store
+from collector.store.postgres import translate
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
 class StoreBackend(Protocol):
@@ -68,11 +69,39 @@ class SQLiteBackend:
             store.close()
 
 
+class PostgresBackend:
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._opened: list[Store] = []
+
+    def open(self) -> Store:
+        store = PostgresStore(self.url)
+        self._opened.append(store)
+        return store
+
+    def execute_raw(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with psycopg.connect(self.url) as conn:
+            conn.execute(translate(sql), tuple(params))
+
+    def query_raw(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url) as conn:
+            return list(conn.execute(translate(sql), tuple(params)).fetchall())
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
     backend: StoreBackend
     if request.param == "sqlite":
         backend = SQLiteBackend(tmp_path / "aftercare.db")
+    elif request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        backend = PostgresBackend(cluster.new_database())
     else:  # pragma: no cover - a backend listed without a factory
         raise AssertionError(f"no factory for store backend {request.param!r}")
     yield backend

@@ -1,0 +1,282 @@
+"""PostgreSQL store backend: the same ``Store`` methods as SQLite, on a PostgreSQL database.
+
+One implementation of every query: ``PostgresStore`` inherits ``SQLiteStore``'s methods
+and the shared row modules, and hands them a ``PgConnection`` — the small slice of
+``sqlite3.Connection`` they use (``execute``, ``executemany``, cursors with
+``fetchone``/``fetchall``/``rowcount``/``lastrowid``) over a psycopg 3 connection. The
+adapter bridges the few dialect differences explicitly:
+
+- placeholders: ``?`` becomes ``%s`` (and a literal ``%`` becomes ``%%``);
+- ids: an ``INSERT`` into a table with an identity column gets ``RETURNING <column>``,
+  which fills ``lastrowid`` (the identity columns are read from the catalogue);
+- the fragments in ``DIALECT_REWRITES`` (SQLite's ``json_each`` and scalar ``MIN``/``MAX``);
+- errors: a constraint violation is raised as ``sqlite3.IntegrityError``, which the
+  shared methods already turn into ``Conflict`` and friends; any other database error
+  becomes ``StoreError`` at the transaction boundary.
+
+Transactions: write transactions take one transaction-level advisory lock first, so
+writers are serialised across processes and replicas exactly as SQLite's ``BEGIN
+IMMEDIATE`` serialises them (the audit chain and the ticket dedup rely on it). Reads run
+in ``REPEATABLE READ``: one consistent snapshot, like a SQLite read transaction.
+
+Migrations: ``collector/store/migrations/postgresql/NNNN_name.sql``, the twin of each
+SQLite migration (docs/store-postgresql.md says how to write one); each file is sent as
+one script, so PL/pgSQL bodies keep their semicolons.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, cast
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+
+from collector.errors import ConfigError, StoreError
+from collector.history.policy import MAX_SERIES_PER_HOST
+from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
+from collector.store.sqlite import SQLiteStore
+
+__all__ = ["DIALECT_REWRITES", "PgConnection", "PostgresStore", "redact_url"]
+
+# The key of the advisory lock every write transaction holds ("aftercar" in ASCII).
+WRITE_LOCK_KEY = 0x6166746572636172
+
+# SQLite fragment -> PostgreSQL fragment, applied to every statement before the
+# placeholders are translated. tests/collector/test_store_postgres_dialect.py checks that
+# each SQLite fragment still occurs in the shared SQL, so a rewrite cannot silently rot.
+DIALECT_REWRITES: tuple[tuple[str, str], ...] = (
+    (
+        "SELECT value FROM json_each(?)",
+        "SELECT value::bigint FROM json_array_elements_text(?::json)",
+    ),
+    ("MIN(min_value, excluded.min_value)", "LEAST(history_points.min_value, excluded.min_value)"),
+    (
+        "MAX(max_value, excluded.max_value)",
+        "GREATEST(history_points.max_value, excluded.max_value)",
+    ),
+    (
+        "sample_count = sample_count + excluded.sample_count",
+        "sample_count = history_points.sample_count + excluded.sample_count",
+    ),
+    (
+        "sum_value = sum_value + excluded.sum_value",
+        "sum_value = history_points.sum_value + excluded.sum_value",
+    ),
+)
+
+_INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
+_IDENTITY_COLUMNS = (
+    "SELECT table_name, column_name FROM information_schema.columns "
+    "WHERE is_identity = 'YES' AND table_schema = current_schema()"
+)
+
+
+def translate(sql: str) -> str:
+    """The PostgreSQL text of a statement written for SQLite with ``?`` placeholders."""
+    for sqlite_text, pg_text in DIALECT_REWRITES:
+        sql = sql.replace(sqlite_text, pg_text)
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class PgCursor:
+    """The result of one statement, shaped like ``sqlite3.Cursor``."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], lastrowid: int | None) -> None:
+        self._cursor = cursor
+        self.rowcount = cursor.rowcount
+        self.lastrowid = lastrowid
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """The part of ``sqlite3.Connection`` the shared store code uses, over psycopg."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+        self.identity: dict[str, str] = {}  # table -> its identity column
+
+    def load_identity_columns(self) -> None:
+        """Read which tables have an identity column (after migrating)."""
+        rows = self.raw.execute(_IDENTITY_COLUMNS).fetchall()
+        self.identity = {str(table): str(column) for table, column in rows}
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
+        """Run one statement (``?`` placeholders); ``lastrowid`` is set for identity inserts."""
+        returning = self._returning(sql)
+        text = sql if params is None else translate(sql)
+        if returning:
+            text += f" RETURNING {returning}"
+        with _integrity_as_sqlite():
+            cursor = self.raw.execute(text, params, prepare=False)
+        lastrowid = None
+        if returning:
+            row = cursor.fetchone()
+            lastrowid = int(row[0]) if row else None
+        return PgCursor(cursor, lastrowid)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
+        cursor = self.raw.cursor()
+        with _integrity_as_sqlite():
+            cursor.executemany(translate(sql), rows)
+        return PgCursor(cursor, None)
+
+    def _returning(self, sql: str) -> str | None:
+        match = _INSERT_INTO.match(sql)
+        if not match or "RETURNING" in sql.upper():
+            return None
+        return self.identity.get(match.group(1).lower())
+
+
+@contextmanager
+def _integrity_as_sqlite() -> Iterator[None]:
+    try:
+        yield
+    except pg_errors.IntegrityError as exc:
+        raise sqlite3.IntegrityError(str(exc)) from exc
+
+
+class PostgresStore(SQLiteStore):
+    """``Store`` on a PostgreSQL database named by a ``postgresql://`` URL; opening it
+    migrates the schema. Raises StoreError if the server cannot be reached,
+    MigrationError if the schema is newer than this code."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_max_series: int = MAX_SERIES_PER_HOST,
+        connect_timeout_s: int = 10,
+    ) -> None:
+        self._url = url
+        self._where = redact_url(url)
+        self._connect_timeout_s = connect_timeout_s
+        self._init_state(history_max_series)
+        self._pg: PgConnection | None = self._connect()
+        try:
+            migrate(
+                _PgMigrator(self._write), load_migrations("postgresql"), self._where, _wall_ms()
+            )
+            with self._write() as db:
+                cast(PgConnection, db).load_identity_columns()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The database URL, password redacted."""
+        return self._where
+
+    def _connect(self) -> PgConnection:
+        try:
+            conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=self._connect_timeout_s
+            )
+        except psycopg.ProgrammingError as exc:  # the URL itself is malformed
+            raise ConfigError(
+                f"store URL {self._where!r} is not a valid PostgreSQL URL ({exc}); "
+                f"use postgresql://USER@HOST[:PORT]/DB"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self._where}: {exc}; check that the "
+                f"server runs, the database exists and this user may log in"
+            ) from exc
+        return PgConnection(conn)
+
+    # -- transactions -----------------------------------------------------------------
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._pg_transaction(write=True)
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._pg_transaction(write=False)
+
+    @contextmanager
+    def _pg_transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """Run the body in one transaction; commit, or roll back on any exception."""
+        with self._lock:
+            if self._pg is None:
+                raise StoreError(f"store {self._where} is closed; open it again")
+            if self._pg.raw.broken:  # the server restarted: one new connection per call
+                identity = self._pg.identity
+                self._pg = self._connect()
+                self._pg.identity = identity
+            conn = self._pg
+            try:
+                if write:
+                    conn.raw.execute("BEGIN")
+                    conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+                else:
+                    conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                try:
+                    # The shared methods are typed against sqlite3; PgConnection is the
+                    # slice of it they use (see the module docstring).
+                    yield cast(sqlite3.Connection, conn)
+                    conn.raw.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction and not conn.raw.broken:
+                        conn.raw.execute("ROLLBACK")
+                    raise
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL error on {self._where}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._pg = self._pg, None
+        if conn is not None:
+            conn.raw.close()
+
+
+class _PgMigrator:
+    """``MigrationTarget`` over the store's write transactions; one script per file."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+
+    def applied_version(self) -> int:
+        with self._write() as db:
+            db.execute(VERSION_TABLE_DDL)
+            return _applied_version(db)
+
+    def apply(self, migration: Migration, now_ms: int) -> None:
+        with self._write() as db:
+            if _applied_version(db) >= migration.version:
+                return  # another process got there first
+            db.execute(";\n".join(migration.statements))
+            db.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
+                (migration.version, now_ms),
+            )
+
+
+def _applied_version(db: Any) -> int:
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
