@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("agent", "collector", "common", "playbooks", "proto")
 DEV_MODULES = {"proto/generate.py"}  # regenerates proto code: grpcio-tools, a dev tool
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,_-]+\])?")  # name[extras]
 
 
 def _normalise(name: str) -> str:
@@ -100,7 +100,7 @@ def test_the_installed_versions_satisfy_the_pins() -> None:
     """The pins name the versions the tests run with (so they are the tested ones)."""
     for name, spec in _requirements(None).items():
         installed = importlib.metadata.version(name)
-        for clause in spec[len(_NAME.match(spec).group(1)) :].split(","):  # type: ignore[union-attr]
+        for clause in spec[_NAME.match(spec).end() :].split(","):  # type: ignore[union-attr]
             operator, bound = re.match(r"\s*(>=|<)\s*(\S+)", clause).groups()  # type: ignore[union-attr]
             ok = _version(installed) >= _version(bound)
             assert ok if operator == ">=" else not ok, f"{name} {installed} is outside {spec}"
