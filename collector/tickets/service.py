@@ -493,7 +493,8 @@ class TicketService:
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
-        due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
+        chain = self.config.teams.recipients_for(ticket)  # None: no team, fixed lists
+        due = due_notifications(ticket, status, self.config.escalation, sent, now_ms, chain)  # type: ignore[arg-type]
         recipients = self.config.complaint_recipients
         due += complaint_notifications(ticket, status, recipients, sent, now_ms)  # type: ignore[arg-type]
         due += due_customer_notices(
