@@ -2790,3 +2790,32 @@ class TicketStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TicketStats: _TypeAlias = TicketStats  # noqa: Y015
+
+@_typing.final
+class RateTicketRequest(_message.Message):
+    """--- desk-chain ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    score: _builtins.int
+    """1 (poor) .. 5 (excellent)"""
+    comment: _builtins.str
+    """optional"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        score: _builtins.int = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "id", b"id", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateTicketRequest: _TypeAlias = RateTicketRequest  # noqa: Y015

@@ -229,6 +229,11 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.TicketStatsRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.TicketStats.FromString,
                 _registered_method=True)
+        self.RateTicket = channel.unary_unary(
+                '/aftercare.v1.Api/RateTicket',
+                request_serializer=proto_dot_api__pb2.RateTicketRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -490,6 +495,14 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RateTicket(self, request, context):
+        """--- desk-chain ---
+        Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -687,6 +700,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.GetTicketStats,
                     request_deserializer=proto_dot_api__pb2.TicketStatsRequest.FromString,
                     response_serializer=proto_dot_api__pb2.TicketStats.SerializeToString,
+            ),
+            'RateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.RateTicket,
+                    request_deserializer=proto_dot_api__pb2.RateTicketRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1742,6 +1760,33 @@ class Api:
             '/aftercare.v1.Api/GetTicketStats',
             proto_dot_api__pb2.TicketStatsRequest.SerializeToString,
             proto_dot_api__pb2.TicketStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/RateTicket',
+            proto_dot_api__pb2.RateTicketRequest.SerializeToString,
+            proto_dot_api__pb2.TicketDetail.FromString,
             options,
             channel_credentials,
             insecure,

@@ -104,6 +104,10 @@ class ApiStub:
     """
     GetTicketStats: _grpc.UnaryUnaryMultiCallable[_api_pb2.TicketStatsRequest, _api_pb2.TicketStats]
     """Service-desk statistics of one customer and period (customers: their own only)."""
+    RateTicket: _grpc.UnaryUnaryMultiCallable[_api_pb2.RateTicketRequest, _api_pb2.TicketDetail]
+    """--- desk-chain ---
+    Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+    """
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -176,6 +180,10 @@ class ApiAsyncStub(ApiStub):
     """
     GetTicketStats: _aio.UnaryUnaryMultiCallable[_api_pb2.TicketStatsRequest, _api_pb2.TicketStats]  # type: ignore[assignment]
     """Service-desk statistics of one customer and period (customers: their own only)."""
+    RateTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.RateTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
+    """--- desk-chain ---
+    Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+    """
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -479,5 +487,15 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.TicketStats, _abc.Awaitable[_api_pb2.TicketStats]]:
         """Service-desk statistics of one customer and period (customers: their own only)."""
+
+    @_abc_1.abstractmethod
+    def RateTicket(
+        self,
+        request: _api_pb2.RateTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]:
+        """--- desk-chain ---
+        Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+        """
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,5 +1,6 @@
-"""``aftercare ticket level`` and ``aftercare stats``: regrading a ticket and a
-customer's service-desk statistics for a period (docs/statistics.md)."""
+"""``aftercare ticket level``, ``aftercare ticket rate`` and ``aftercare stats``: regrading
+a ticket, a customer's satisfaction rating and a customer's service-desk statistics for
+a period (docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ LEVELS = ("1", "2", "3", "4", "consult", "other")
 
 
 def add_ticket_actions(sub: Any) -> None:
-    """Register ``ticket level`` on the ``ticket`` command's sub-parser."""
+    """Register ``ticket level`` and ``ticket rate`` on the ``ticket`` command's sub-parser."""
     p = sub.add_parser(
         "level",
         help="change the fault level (engineers): the SLA clocks restart",
@@ -29,6 +30,19 @@ def add_ticket_actions(sub: Any) -> None:
     p.add_argument("--reason", required=True, help="why the level changes")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_level)
+    p = sub.add_parser(
+        "rate",
+        help="rate the service of a closed ticket, 1 (poor) to 5 (excellent) (customers)",
+        description="Satisfaction rating (服务质量测评) of a closed ticket, by a customer "
+        "user of the ticket's customer. Rating again replaces the earlier rating (the "
+        "latest counts in `aftercare stats`); every rating stays on the timeline and in "
+        "the audit log.",
+    )
+    p.add_argument("id", type=arguments.ticket_id, help="ticket number")
+    p.add_argument("score", type=_score, help="1 (poor) .. 5 (excellent)")
+    p.add_argument("--comment", default="", help="what went well or badly")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(handler=_rate)
 
 
 def add_commands(commands: Any) -> None:
@@ -60,6 +74,26 @@ def _level(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(text: str) -> int:
+    try:
+        score = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a score: give 1 to 5") from None
+    if not 1 <= score <= 5:
+        raise argparse.ArgumentTypeError(f"score {score} is out of range: give 1 to 5")
+    return score
+
+
+def _rate(client: ApiClient, args: argparse.Namespace) -> int:
+    request = api_pb2.RateTicketRequest(id=args.id, score=args.score, comment=args.comment)
+    t = client.call("RateTicket", request).ticket
+    if args.json:
+        print(json.dumps({"id": t.id, "state": t.state, "score": args.score}))
+    else:
+        print(f"ticket {t.id}: rated {args.score}/5, thank you")
+    return 0
+
+
 def _stats(client: ApiClient, args: argparse.Namespace) -> int:
     reply = client.call(
         "GetTicketStats", api_pb2.TicketStatsRequest(customer=args.customer, period=args.period)
@@ -82,6 +116,10 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     for name in ("by_level", "by_kind", "by_category", "by_source"):
         counts = ", ".join(f"{k}: {v}" for k, v in stats[name].items()) or "-"
         lines.append(f"  {name.replace('_', ' ')}: {counts}")
+    ratings = stats.get("ratings") or {"count": 0, "mean": None, "distribution": {}}
+    spread = ", ".join(f"{k}: {v}" for k, v in ratings["distribution"].items())
+    mean = "-" if ratings["mean"] is None else f"{ratings['mean']:.2f}"
+    lines.append(f"  satisfaction: mean {mean} (n={ratings['count']}; {spread})")
     for clock, counts in stats["sla"].items():
         lines.append(
             f"  SLA {clock}: met {counts['met']}, breached {counts['breached']}, "

@@ -288,6 +288,9 @@ def _event_summary(kind: str, details: dict[str, Any]) -> str:
         where = f" {details['target']}" if details.get("target") else ""
         ok = "" if details.get("delivered", True) else " (delivery failed)"
         return f"{to} {details.get('channel', '?')}{where}: {details.get('subject', '')}{ok}"
+    if kind == "rated":
+        comment = f": {details['comment']}" if details.get("comment") else ""
+        return f"satisfaction {details.get('score', '?')}/5{comment}"
     if kind == "contacted":
         return f"customer contacted by {details.get('via', '?')}: {details.get('note', '')}"
     if kind == "resolved":

@@ -22,7 +22,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class DeskApi:
-    """``RegradeTicket`` and ``GetTicketStats``."""
+    """``RegradeTicket``, ``GetTicketStats`` and ``RateTicket``."""
 
     _tickets: TicketService
 
@@ -54,3 +54,12 @@ class DeskApi:
             to_unix_ms=stats.period.end_ms,
             stats_json=json.dumps(stats.as_dict(), ensure_ascii=False, sort_keys=True),
         )
+
+    @status.unary
+    async def RateTicket(
+        self, request: api_pb2.RateTicketRequest, context: Context
+    ) -> api_pb2.TicketDetail:
+        who = await self._who(context)
+        limits.text("comment", request.comment, limits.TICKET_TEXT)
+        await self._tickets.rate(who, request.id, request.score, request.comment)
+        return ticket_detail(await self._tickets.get(who, request.id))

@@ -12,6 +12,7 @@ Fault levels are 1, 2, 3, 4, consult or other (numbers or strings).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ from collector.tickets.sla import (
     LevelTargets,
     SlaPolicy,
 )
+from collector.tickets.teams import Engineer, Team, Teams
 
 __all__ = [
     "DEFAULT_LEVEL_MAP",
@@ -145,6 +147,7 @@ class TicketsConfig:
     report_vendor: str = ""  # the vendor's name in the fault analysis report's header
     report_timezone: str = "UTC"  # times in the report, unless the customer has its own
     report_timezones: Mapping[str, str] = field(default_factory=dict)  # customer -> zone
+    teams: Teams = field(default_factory=Teams)  # level-by-level escalation chains
 
     def timezone_of(self, customer: str) -> str:
         """The IANA time zone the customer's reports are written in."""
@@ -194,6 +197,7 @@ _SECTIONS = (
     "alertmanager",
     "calendar",  # after sla: it goes into the SLA policy
     "complaints",  # after escalation: e-mail recipients need its smtp settings
+    "teams",  # after escalation: e-mail recipients need its smtp settings
     "customer_notices",
     "report",
 )
@@ -251,6 +255,8 @@ def _apply_section(config: TicketsConfig, section: str, value: Any) -> TicketsCo
         )
     if section == "report":
         return _report(config, value, section)
+    if section == "teams":
+        return replace(config, teams=_teams(value, section, config.smtp))
     if section == "customer_notices":
         return replace(config, customer_notices=_customer_notices(value, section, config.smtp))
     return replace(config, alertmanager=_alertmanager(value, section))
@@ -380,6 +386,66 @@ def _recipient(value: Any, path: str, smtp: SmtpConfig) -> Recipient:
     else:
         _check_email(target, key_path, smtp)
     return Recipient(channel, target)
+
+
+# -- teams -------------------------------------------------------------------------------
+
+
+def _teams(value: Any, path: str, smtp: SmtpConfig) -> Teams:
+    data = _mapping(value, path, {"engineers", "teams"})
+    engineers_path, teams_path = _join(path, "engineers"), _join(path, "teams")
+    engineers = {
+        str(name): _engineer(raw, _join(engineers_path, str(name)), smtp)
+        for name, raw in _mapping(data.get("engineers", {}), engineers_path, None).items()
+    }
+    teams = {
+        str(name): _team(raw, _join(teams_path, str(name)))
+        for name, raw in _mapping(data.get("teams", {}), teams_path, None).items()
+    }
+    result = Teams(engineers, teams)
+    problems = [TicketConfigError(key, detail) for key, detail in result.problems()]
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise TicketConfigError.several(problems)
+    return result
+
+
+def _engineer(value: Any, path: str, smtp: SmtpConfig) -> Engineer:
+    data = _mapping(value, path, {"email", "webhook", "supervisor"})
+    where = {k: v for k, v in data.items() if k != "supervisor"}
+    supervisor = (
+        _string(data["supervisor"], _join(path, "supervisor")) if "supervisor" in data else ""
+    )
+    return Engineer(_recipient(where, path, smtp), supervisor)
+
+
+def _team(value: Any, path: str) -> Team:
+    data = _mapping(value, path, {"customers", "on_call", "shift", "since"})
+    customers = _names(data.get("customers"), _join(path, "customers"))
+    on_call = _names(data.get("on_call"), _join(path, "on_call"))
+    shift_ms = _duration_ms(data.get("shift", "7d"), _join(path, "shift"), positive=True)
+    since_ms = _instant_ms(data["since"], _join(path, "since")) if "since" in data else 0
+    return Team(customers, on_call, shift_ms, since_ms)
+
+
+def _names(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise TicketConfigError(path, "required: a non-empty list of names")
+    return tuple(_string(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def _instant_ms(value: Any, path: str) -> int:
+    text = value.isoformat() if isinstance(value, dt.datetime) else _string(value, path)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise TicketConfigError(
+            path, f"{text!r} is not a time with its zone, e.g. 2026-01-05T09:00:00+08:00"
+        )
+    return int(moment.timestamp() * 1000)
 
 
 # -- report ------------------------------------------------------------------------------

@@ -237,17 +237,24 @@ def due_notifications(
     policy: EscalationPolicy,
     already_sent: AbstractSet[str],
     now_ms: int,
+    chain: Sequence[Recipient] | None = None,
 ) -> list[Notification]:
     """Every notification the policy calls for now that is not in ``already_sent``,
-    in step order, then clock order (``CLOCK_NAMES``), then recipient order."""
+    in step order, then clock order (``CLOCK_NAMES``), then recipient order.
+
+    ``chain`` (level by level, 逐级上传: the responsible engineer, their supervisor,
+    theirs, … from ``teams.py``) replaces the steps' recipient lists: step N notifies
+    the chain's N-th person; steps beyond the chain notify its top again. None: the
+    steps' own recipients."""
     due: list[Notification] = []
     for index, step in enumerate(policy.steps):
         if not step.applies_to(ticket.level):
             continue
+        recipients = step.recipients if not chain else (chain[min(index, len(chain) - 1)],)
         for clock in status.clocks:
             if clock.name not in step.clocks or not step.trigger.fired(clock):
                 continue
-            for recipient in step.recipients:
+            for recipient in recipients:
                 key = notification_key(ticket, clock, step.trigger, index, recipient)
                 if key not in already_sent:
                     due.append(_notification(key, ticket, clock, step, index, recipient, now_ms))

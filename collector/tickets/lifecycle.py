@@ -73,6 +73,7 @@ __all__ = [
     "confirm",
     "contact",
     "create_event",
+    "rate",
     "recover",
     "refire",
     "regrade",
@@ -375,6 +376,28 @@ def regrade(ticket: Ticket, level: str, reason: str, actor: str, at_ms: int) -> 
     text = _required_text(reason, "the reason for regrading")
     event = _event("regraded", actor, at_ms, level=new_level, previous=ticket.level, reason=text)
     return Transition(replace(ticket, level=new_level), [event])
+
+
+RATING_SCORES = range(1, 6)
+
+
+def rate(ticket: Ticket, score: int, comment: str, actor: str, at_ms: int) -> Transition:
+    """The customer's satisfaction rating (服务质量测评) of a closed ticket: ``score``
+    1 (poor) to 5 (excellent), an optional comment. A ``rated {score, comment}`` event
+    is recorded; rating again replaces the earlier rating (the latest counts) and
+    both stay on the timeline. The ticket itself does not change.
+    """
+    if ticket.state != "closed":
+        raise InvalidTransition(
+            ticket.id,
+            _describe(ticket),
+            "rate",
+            [a for a in allowed_actions(ticket) if a in PEOPLE_ACTIONS],
+            "only a closed ticket can be rated; confirm the fix first",
+        )
+    if score not in RATING_SCORES:
+        raise InvalidRequest(f"rating {score} is out of range: give a score from 1 to 5")
+    return Transition(ticket, [_event("rated", actor, at_ms, score=score, comment=comment.strip())])
 
 
 def _known_level(level: str) -> Level:

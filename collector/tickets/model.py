@@ -68,6 +68,7 @@ EventKind = Literal[
     "remote_ended",
     "regraded",  # an engineer changed the level: {level, previous, reason}
     "contacted",  # an engineer reached the customer (stops the response clock)
+    "rated",  # the customer's satisfaction rating of a closed ticket: {score, comment}
 ]
 
 ContactChannel = Literal["phone", "email", "portal", "remote"]

@@ -513,6 +513,10 @@ _SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
         f"regraded from level {_get(d, 'previous', '?')} to level {_get(d, 'level', '?')}: "
         f"{_get(d, 'reason')}"
     ),
+    "rated": lambda d: (
+        f"the customer rated the service {_get(d, 'score', '?')}/5"
+        + (f": {_get(d, 'comment')}" if d.get("comment") else "")
+    ),
     "remote_requested": _remote("requested by the engineer", "reason", ": {}"),
     "remote_approved": _remote("approved by the customer", "approver", " ({})"),
     "remote_denied": _remote("denied by the customer", "reason", ": {}"),

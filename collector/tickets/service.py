@@ -332,6 +332,20 @@ class TicketService:
         transition = lifecycle.regrade(ticket, level, reason, _actor(who), self._clock_ms())
         return await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
 
+    async def rate(self, who: Principal, ticket_id: int, score: int, comment: str) -> None:
+        """The customer's satisfaction rating of a closed ticket (customer users of the
+        ticket's customer only; another customer's ticket is NotFound). Recorded as a
+        ``rated`` event (timeline and audit chain); a new rating replaces the earlier.
+        """
+        if who.role != "customer":
+            raise PermissionDenied(
+                f"{_with_article(who.role)} user cannot rate a ticket: the satisfaction "
+                "rating is the customer's; customer users rate their closed tickets"
+            )
+        ticket = await self._visible(who, ticket_id)
+        transition = lifecycle.rate(ticket, score, comment, _actor(who), self._clock_ms())
+        await self._db.call(self._store.add_ticket_events, ticket.id, transition.events)
+
     # -- faults -------------------------------------------------------------------------
 
     async def apply_alerts(self, alerts: Sequence[FaultAlert], now_ms: int) -> None:
@@ -479,7 +493,8 @@ class TicketService:
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
-        due = due_notifications(ticket, status, self.config.escalation, sent, now_ms)  # type: ignore[arg-type]
+        chain = self.config.teams.recipients_for(ticket)  # None: no team, fixed lists
+        due = due_notifications(ticket, status, self.config.escalation, sent, now_ms, chain)  # type: ignore[arg-type]
         recipients = self.config.complaint_recipients
         due += complaint_notifications(ticket, status, recipients, sent, now_ms)  # type: ignore[arg-type]
         due += due_customer_notices(

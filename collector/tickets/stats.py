@@ -21,6 +21,9 @@ fared), with the SLA clocks of ``sla.py``:
   The category is the rule that raised the ticket (Alertmanager: its ``alertname``
   label), else ``manual``; the kind is ``fault``, ``complaint`` or ``inquiry``.
 - ``complaints``: how many tickets are of kind ``complaint``.
+- ``ratings``: the customers' satisfaction ratings (``rated`` events; a ticket's
+  latest rating counts, once): ``count``, ``mean`` (two decimals; None if none) and
+  ``distribution`` (how many of each score 1..5).
 """
 
 from __future__ import annotations
@@ -38,7 +41,15 @@ from collector.errors import InvalidRequest
 from collector.tickets.model import Ticket
 from collector.tickets.sla import CLOCK_NAMES, Clock, Event, SlaPolicy, sla_status
 
-__all__ = ["Percentiles", "Period", "TicketStats", "parse_period", "percentiles", "ticket_stats"]
+__all__ = [
+    "Percentiles",
+    "Period",
+    "Ratings",
+    "TicketStats",
+    "parse_period",
+    "percentiles",
+    "ticket_stats",
+]
 
 _PERIOD = re.compile(r"^(\d{4})(?:Q([1-4])|-(\d{2}))?$")
 _OPEN_STATES = frozenset({"running", "warning", "paused"})
@@ -106,6 +117,31 @@ def percentiles(values: Sequence[int]) -> Percentiles:
 
 
 @dataclass(frozen=True)
+class Ratings:
+    """Satisfaction ratings: how many, their mean, how many of each score 1..5."""
+
+    count: int
+    mean: float | None
+    distribution: Mapping[str, int]
+
+
+NO_RATINGS = Ratings(0, None, {str(s): 0 for s in range(1, 6)})
+
+
+def ratings_of(scores: Sequence[int]) -> Ratings:
+    """The ``Ratings`` of ``scores`` (each 1..5)."""
+    counts = Counter(str(score) for score in scores)
+    mean = round(sum(scores) / len(scores), 2) if scores else None
+    return Ratings(len(scores), mean, {str(s): counts.get(str(s), 0) for s in range(1, 6)})
+
+
+def _latest_score(events: Sequence[Event]) -> int | None:
+    """The score of the ticket's latest ``rated`` event (a re-rating replaces)."""
+    scores = [e.details.get("score") for e in events if e.kind == "rated"]
+    return scores[-1] if scores and isinstance(scores[-1], int) else None
+
+
+@dataclass(frozen=True)
 class TicketStats:
     """The statistics of one customer and period (see the module docstring)."""
 
@@ -123,6 +159,7 @@ class TicketStats:
     reopens: int = 0
     reopened_tickets: int = 0
     complaints: int = 0
+    ratings: Ratings = NO_RATINGS
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``--json`` document; docs/statistics.md)."""
@@ -144,6 +181,11 @@ class TicketStats:
             "reopens": self.reopens,
             "reopened_tickets": self.reopened_tickets,
             "complaints": self.complaints,
+            "ratings": {
+                "count": self.ratings.count,
+                "mean": self.ratings.mean,
+                "distribution": dict(self.ratings.distribution),
+            },
         }
 
 
@@ -196,6 +238,7 @@ def ticket_stats(
         reopens=sum(t.reopen_count for t in tickets),
         reopened_tickets=sum(1 for t in tickets if t.reopen_count > 0),
         complaints=kinds.get("complaint", 0),
+        ratings=ratings_of([s for _, e in chosen if (s := _latest_score(e)) is not None]),
     )
 
 

@@ -70,9 +70,17 @@ NOW = at(12, 12, 0)
 FIXTURE = [
     (
         ticket(1, A, "1", "rule", rule="disk_full"),
-        timeline(
-            A, (10 * MINUTE_MS, "contacted"), (2 * HOUR_MS, "resolved"), (3 * HOUR_MS, "closed")
-        ),
+        [
+            *timeline(
+                A,
+                (10 * MINUTE_MS, "contacted"),
+                (2 * HOUR_MS, "resolved"),
+                (3 * HOUR_MS, "closed"),
+            ),
+            # rated 2, then re-rated 5: the latest counts
+            NewEvent(A + 4 * HOUR_MS, "user:alice", "rated", {"score": 2, "comment": "slow"}),
+            NewEvent(A + 5 * HOUR_MS, "user:alice", "rated", {"score": 5, "comment": ""}),
+        ],
     ),
     (
         ticket(2, B, "3", "customer", reopen_count=1),
@@ -92,7 +100,10 @@ FIXTURE = [
     ),
     # not counted: before the quarter (Shanghai time), another customer
     (ticket(5, at(9, 30, 23), "1", "rule", rule="disk_full"), timeline(at(9, 30, 23))),
-    (ticket(6, A, "1", "rule", customer="globex", rule="x"), timeline(A)),
+    (
+        ticket(6, A, "1", "rule", customer="globex", rule="x"),
+        [*timeline(A), NewEvent(A + 1, "user:mallory", "rated", {"score": 1, "comment": ""})],
+    ),
 ]
 
 
@@ -114,6 +125,12 @@ def test_statistics_of_a_known_fixture() -> None:
     document = stats.as_dict()
     assert document["format"] == "aftercare-ticket-stats/1"
     assert document["time_to_respond_ms"] == {"count": 4, "median": 1_200_000, "p90": 10_800_000}
+    # ticket 1's latest rating only; globex's rating is not acme's
+    assert document["ratings"] == {
+        "count": 1,
+        "mean": 5.0,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 1},
+    }
 
 
 def test_a_month_and_a_year_select_their_tickets() -> None:

@@ -108,6 +108,8 @@ def key_paths(value: object, path: str = "") -> list[str]:
         "weekend",
         "holidays",
         "extra_working_days",
+        "TEAM.customers",
+        "TEAM.on_call",
     )
     if path.endswith(leaves) or not isinstance(value, dict | list):
         return [path]
@@ -119,6 +121,10 @@ def key_paths(value: object, path: str = "") -> list[str]:
             key = "LEVEL"
         elif path in ("sla.customers", "customer_notices.customers", "report.timezones"):
             key = "CUSTOMER"
+        elif path == "teams.engineers":
+            key = "ENGINEER"
+        elif path == "teams.teams":
+            key = "TEAM"
         paths += key_paths(item, f"{path}.{key}" if path else str(key))
     return paths
 
