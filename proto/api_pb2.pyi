@@ -597,6 +597,7 @@ class TicketDetail(_message.Message):
     TICKET_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_EVENTS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SIMILAR_FIELD_NUMBER: _builtins.int
     next_events_page_token: _builtins.str
     """"" when no more events; else ask GetTicket again"""
     @_builtins.property
@@ -605,20 +606,76 @@ class TicketDetail(_message.Message):
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TicketEvent]:
         """oldest first, up to 2 MiB per reply"""
 
+    @_builtins.property
+    def similar(self) -> _containers.RepeatedCompositeFieldContainer[Global___SimilarTicket]:
+        """know-how: resolved tickets like this one (first page only)"""
+
     def __init__(
         self,
         *,
         ticket: Global___Ticket | None = ...,
         events: _abc.Iterable[Global___TicketEvent] | None = ...,
         next_events_page_token: _builtins.str = ...,
+        similar: _abc.Iterable[Global___SimilarTicket] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_events_page_token", b"next_events_page_token", "ticket", b"ticket"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_events_page_token", b"next_events_page_token", "similar", b"similar", "ticket", b"ticket"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TicketDetail: _TypeAlias = TicketDetail  # noqa: Y015
+
+@_typing.final
+class SimilarTicket(_message.Message):
+    """A resolved ticket like the one shown, with how it was fixed (docs/tickets.md, "Know-how")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    RESOLVED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    customer: _builtins.str
+    title: _builtins.str
+    hostname: _builtins.str
+    rule: _builtins.str
+    resolved_unix_ms: _builtins.int
+    cause: _builtins.str
+    actions: _builtins.str
+    score: _builtins.float
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """same rule, same category, same host class, same host, similar title"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        customer: _builtins.str = ...,
+        title: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        resolved_unix_ms: _builtins.int = ...,
+        cause: _builtins.str = ...,
+        actions: _builtins.str = ...,
+        score: _builtins.float = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "cause", b"cause", "customer", b"customer", "hostname", b"hostname", "id", b"id", "reasons", b"reasons", "resolved_unix_ms", b"resolved_unix_ms", "rule", b"rule", "score", b"score", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SimilarTicket: _TypeAlias = SimilarTicket  # noqa: Y015
 
 @_typing.final
 class CreateTicketRequest(_message.Message):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -256,6 +257,7 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
                     }
                     for e in detail.events
                 ],
+                "similar": [_similar_dict(k) for k in detail.similar],
             }
         )
         return
@@ -275,6 +277,36 @@ def _print_detail(detail: api_pb2.TicketDetail, as_json: bool) -> None:
     for e in detail.events:
         summary = _event_summary(e.kind, json.loads(e.details_json or "{}"))
         print(f"  {iso(e.at_unix_ms)}  {safe(e.kind):<13} {safe(e.actor):<28} {safe(summary)}")
+    _print_similar(detail.similar)
+
+
+def _similar_dict(k: api_pb2.SimilarTicket) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "customer": k.customer,
+        "title": k.title,
+        "hostname": k.hostname,
+        "rule": k.rule,
+        "resolved": iso(k.resolved_unix_ms),
+        "cause": k.cause,
+        "actions": k.actions,
+        "score": k.score,
+        "reasons": list(k.reasons),
+    }
+
+
+def _print_similar(similar: Sequence[api_pb2.SimilarTicket]) -> None:
+    """Know-how: how tickets like this one were fixed before, best match first."""
+    if not similar:
+        return
+    print("fixed before (similar resolved tickets):")
+    for k in similar:
+        why = ", ".join(k.reasons)
+        print(f"  ticket {k.id} {safe(k.hostname or '-')} - {safe(k.title)} ({safe(why)})")
+        if k.cause:
+            print(f"      cause: {safe(k.cause)}")
+        if k.actions:
+            print(f"      actions: {safe(k.actions)}")
 
 
 def _event_summary(kind: str, details: dict[str, Any]) -> str:

@@ -158,7 +158,9 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     ) -> api_pb2.TicketDetail:
         who = await self._who(context)
         offset = limits.page_token(request.events_page_token)
-        return ticket_detail(await self._tickets.get(who, request.id), offset)
+        view = await self._tickets.get(who, request.id)
+        similar = await self._tickets.similar(who, request.id) if offset == 0 else []
+        return ticket_detail(view, offset, similar)
 
     @status.unary
     async def CreateTicket(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from collector import limits
 from collector.server.paging import page
+from collector.tickets.knowhow import Match
 from collector.tickets.model import TicketEvent
 from collector.tickets.service import TicketView
 from proto import api_pb2
@@ -53,13 +55,37 @@ def ticket_message(view: TicketView) -> api_pb2.Ticket:
     )
 
 
-def ticket_detail(view: TicketView, events_offset: int = 0) -> api_pb2.TicketDetail:
+def ticket_detail(
+    view: TicketView, events_offset: int = 0, similar: Sequence[Match] = ()
+) -> api_pb2.TicketDetail:
     """A ticket with its timeline from ``events_offset`` on, as much as fits in a page
-    (``collector.server.paging``); ``next_events_page_token`` continues it."""
+    (``collector.server.paging``); ``next_events_page_token`` continues it. ``similar``
+    (know-how) goes with the first page."""
     ticket = ticket_message(view)
-    budget = max(limits.PAGE_BYTES - ticket.ByteSize(), 64 * 1024)
+    known = [_similar(m) for m in similar] if events_offset == 0 else []
+    budget = max(
+        limits.PAGE_BYTES - ticket.ByteSize() - sum(k.ByteSize() for k in known), 64 * 1024
+    )
     events, token = page(view.events, events_offset, limits.MAX_INT64, _event, budget)
-    return api_pb2.TicketDetail(ticket=ticket, events=events, next_events_page_token=token)
+    return api_pb2.TicketDetail(
+        ticket=ticket, events=events, next_events_page_token=token, similar=known
+    )
+
+
+def _similar(match: Match) -> api_pb2.SimilarTicket:
+    t = match.ticket
+    return api_pb2.SimilarTicket(
+        id=t.id,
+        customer=t.customer,
+        title=t.title,
+        hostname=t.hostname,
+        rule=t.rule or t.labels.get("alertname", ""),
+        resolved_unix_ms=t.resolved_ms or 0,
+        cause=_capped(t.resolution.get("cause", ""), limits.TICKET_TEXT),
+        actions=_capped(t.resolution.get("actions", ""), limits.TICKET_TEXT),
+        score=match.score,
+        reasons=list(match.reasons),
+    )
 
 
 MAX_EVENT_JSON = 256 * 1024

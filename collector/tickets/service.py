@@ -34,7 +34,7 @@ from collector.alertmanager import AlertmanagerPayload, ticket_fields
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from collector.store.writer import StoreThread
-from collector.tickets import lifecycle
+from collector.tickets import knowhow, lifecycle
 from collector.tickets.config import TicketsConfig
 from collector.tickets.customer_notices import as_customer_sees_it, due_customer_notices
 from collector.tickets.escalation import (
@@ -62,6 +62,7 @@ from collector.tickets.stats import TicketStats, parse_period, ticket_stats
 log = logging.getLogger(__name__)
 
 STATS_MAX_TICKETS = 100_000  # a customer's tickets read for statistics (newest first)
+KNOWHOW_SCAN = 5000  # resolved or closed tickets searched for know-how (newest first)
 
 ENGINEER_ACTIONS = frozenset(
     {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume", "contact"}
@@ -225,6 +226,18 @@ class TicketService:
         if who.role == "customer":  # internal recipients stay internal
             events = [as_customer_sees_it(e) for e in events]
         return TicketView(ticket, status, tuple(events))
+
+    async def similar(self, who: Principal, ticket_id: int) -> list[knowhow.Match]:
+        """Resolved tickets like this one, with their cause and actions (know-how,
+        ``collector.tickets.knowhow``), among the ``KNOWHOW_SCAN`` newest resolved or
+        closed tickets: every customer's for engineers, the customer's own for a
+        customer user. NotFound if the ticket is not visible to ``who``."""
+        ticket = await self._visible(who, ticket_id)
+        scope = ticket.customer if who.role == "customer" else None
+        candidates = await self._db.call(
+            self._store.list_tickets, scope, ("resolved", "closed"), None, KNOWHOW_SCAN
+        )
+        return knowhow.similar(ticket, candidates)
 
     async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:
         """The fault analysis report as Markdown, HTML or JSON."""

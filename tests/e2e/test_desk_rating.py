@@ -61,3 +61,29 @@ def test_a_customer_rates_a_closed_ticket_through_the_cli(collector: Collector) 
     assert audit.returncode == 0 and "intact" in audit.stdout
     entries = json.loads(collector.admin("audit", "list", "--json").stdout)
     assert [e["details"]["score"] for e in entries if e["action"] == "ticket.rated"] == [4]
+
+
+def test_ticket_show_offers_how_a_similar_ticket_was_fixed(collector: Collector) -> None:
+    erin = collector.add_user("erin", "engineer")
+    alice = collector.add_user("alice", "customer", customer="acme")
+    mallory = collector.add_user("mallory", "customer", customer="globex")
+    fixed = str(collector.client_json(alice, "ticket", "create", "printer jams")["ticket"]["id"])
+    resolved = collector.client(
+        erin, "ticket", "resolve", fixed, "--cause", "worn roller", "--actions", "replaced"
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    new = str(
+        collector.client_json(alice, "ticket", "create", "printer jams again")["ticket"]["id"]
+    )
+
+    shown = collector.client_json(alice, "ticket", "show", new)
+    [known] = shown["similar"]
+    assert (known["id"], known["cause"], known["actions"]) == (
+        int(fixed),
+        "worn roller",
+        "replaced",
+    )
+    text = collector.client(erin, "ticket", "show", new).stdout
+    assert f"ticket {fixed}" in text and "cause: worn roller" in text
+    theirs = collector.client_json(mallory, "ticket", "create", "printer jams")["ticket"]["id"]
+    assert collector.client_json(mallory, "ticket", "show", str(theirs))["similar"] == []
