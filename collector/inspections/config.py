@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from agent.durations import parse_duration
-from collector.calendar import CalendarError, WorkingCalendar
+from collector.calendar import CalendarError, WorkingCalendar, calendar_from_mapping
 from collector.inspections.errors import InspectionConfigError
 from collector.notify import url_problem
 from collector.tickets.escalation import Channel, Recipient
@@ -104,17 +104,8 @@ def inspections_config_from_mapping(data: Any) -> InspectionsConfig:
 
 
 def _calendar(value: Any) -> WorkingCalendar:
-    data = _mapping(value, "calendar", {"timezone", "weekend", "holidays", "extra_working_days"})
     try:
-        return WorkingCalendar.build(
-            timezone=str(data.get("timezone", "Asia/Shanghai")),
-            weekend=[int(day) for day in _list(data.get("weekend", [5, 6]), "calendar.weekend")],
-            holidays=[str(d) for d in _list(data.get("holidays", []), "calendar.holidays")],
-            extra_working_days=[
-                str(d)
-                for d in _list(data.get("extra_working_days", []), "calendar.extra_working_days")
-            ],
-        )
+        return calendar_from_mapping(value)
     except (CalendarError, ValueError, TypeError) as exc:
         raise InspectionConfigError("calendar", str(exc)) from None
 
