@@ -20,8 +20,8 @@ venv: $(STAMP)   ## create .venv and install aftercare with its dev tools
 demo: $(STAMP)   ## run a collector (SQLite store under ./var) and a local agent
 	$(BIN)/python -m collector.demo --var var
 
-test: $(STAMP)   ## run the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP)   ## run the whole test suite on two workers (one test file per worker at a time)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)   ## ruff format check and lint
 	$(BIN)/ruff format --check agent collector common playbooks proto tests

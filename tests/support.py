@@ -77,6 +77,10 @@ def post_alerts(port: int, alerts: list[dict[str, Any]]) -> None:
         assert reply.status == 200
 
 
+class PortTaken(AssertionError):
+    """The collector exited because one of its ports was taken meanwhile."""
+
+
 @dataclass
 class Collector:
     """``aftercare-collector serve`` as a child process on fixed free ports."""
@@ -88,6 +92,7 @@ class Collector:
     metrics_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    started_before: bool = False
 
     @property
     def api(self) -> str:
@@ -106,9 +111,27 @@ class Collector:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def start(self) -> Collector:
+        """Start the collector; on its first start, retry on other ports if one was taken.
+
+        ``free_port`` only finds a port that was free a moment ago: another test process
+        (pytest-xdist runs two) may bind it first. Later starts (restarts) keep their
+        ports, since agents are configured with them.
+        """
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if self.started_before or attempt == 2:
+                    raise
+                self.agent_port, self.api_port = free_port(), free_port()
+                self.metrics_port, self.ssh_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Collector:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         endpoints = self.data_dir / "endpoints.json"
         endpoints.unlink(missing_ok=True)
+        log_start = len(self.log_text())
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -139,7 +162,11 @@ class Collector:
             "collector start",
         )
         if self.process.poll() is not None:
-            raise AssertionError(f"collector exited:\n{self.log_text()}")
+            text = self.log_text()
+            if "Address already in use" in text[log_start:]:
+                raise PortTaken(text)
+            raise AssertionError(f"collector exited:\n{text}")
+        self.started_before = True
         return self
 
     def stop(self) -> None:
