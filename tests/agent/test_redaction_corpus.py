@@ -196,13 +196,21 @@ ADVERSARIAL = [
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
 def test_adversarial_lines_cost_linear_time(unit: bytes) -> None:
-    """8x the input costs well under 64x the CPU (a quadratic scan would); no wall clock."""
+    """8x the input costs well under 64x the CPU (a quadratic scan would); no wall clock.
+
+    Each size takes its fastest of five runs, so a collection or a busy machine's cache
+    misses in one run do not decide the verdict.
+    """
 
     def cpu_seconds(size: int) -> float:
         line = unit * (size // len(unit)) + b"\n"
-        started = time.process_time()
-        Redactor().redact(line)
-        return time.process_time() - started
+        redactor = Redactor()
+        runs = []
+        for _ in range(5):
+            started = time.process_time()
+            redactor.redact(line)
+            runs.append(time.process_time() - started)
+        return min(runs)
 
     small = max(cpu_seconds(8_000), 0.005)
     assert cpu_seconds(64_000) / small < 24
