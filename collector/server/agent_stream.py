@@ -40,7 +40,7 @@ SESSION_APPROVALS = frozenset({"signed", "collector", "local", "either", "disabl
 
 
 class RunMessageSink(Protocol):
-    """Where playbook run messages from agents go (collector.runs.RunService)."""
+    """Where playbook run messages from agents go (collector.runs.service.RunService)."""
 
     async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None: ...
 

@@ -18,7 +18,7 @@ from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.inspections.service import InspectionService
-from collector.runs import RunService
+from collector.runs.service import RunService
 from collector.server import status
 from collector.server.approver_messages import approver_info
 from collector.server.auth_failures import AuthFailures

@@ -69,7 +69,8 @@ from collector.rules import (
     default_rules_path,
     load_rules,
 )
-from collector.runs import Catalogue, RunService, load_catalogue
+from collector.runs.catalogue import Catalogue, load_catalogue
+from collector.runs.service import RunService
 from collector.server.agent_stream import AgentStreamServicer
 from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
 from collector.server.alertmanager_webhook import alertmanager_handler
