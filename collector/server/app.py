@@ -80,6 +80,7 @@ from collector.server.auth_failures import AuthFailures
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
+from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
 from collector.server.tunnels import TunnelBroker
 from collector.sessions.keys import SshKeys
@@ -318,7 +319,9 @@ class CollectorServer:
 
     def _grpc_server(self, ca: CertificateAuthority) -> tuple[grpc.aio.Server, int, int]:
         """The server with the agent port (mutual TLS) and the API port (TLS) bound."""
-        server = grpc.aio.server(options=self._grpc_options())
+        server = grpc.aio.server(
+            interceptors=[ErrorStatusInterceptor()], options=self._grpc_options()
+        )
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
         mutual = grpc.ssl_server_credentials(

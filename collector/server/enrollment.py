@@ -21,7 +21,6 @@ from collector.auth import hash_token
 from collector.errors import CollectorError, InvalidRequest, RateLimited
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority, check_agent_csr
-from collector.server import status
 from collector.server.auth_failures import AuthFailures
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
@@ -56,9 +55,9 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
     ) -> agent_pb2.EnrollResponse:
         try:
             self._failures.check("enrollment", context.peer())  # counts a refusal itself
-        except RateLimited as exc:
+        except RateLimited:
             self._metrics.enrollments.labels("refused").inc()
-            await status.abort(context, exc)
+            raise
         try:
             reply = await self._enroll(request)
         except CollectorError as exc:
@@ -69,7 +68,7 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
                 f"{type(exc).__name__}: {exc}",
                 f"hostname={request.hostname[:MAX_HOSTNAME]}",
             )
-            await status.abort(context, exc)
+            raise
         self._metrics.enrollments.labels("ok").inc()
         return reply
 
