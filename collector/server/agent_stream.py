@@ -19,12 +19,12 @@ import grpc
 
 from collector.errors import CollectorError, InvalidRequest
 from collector.fleet import Fleet
+from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
-from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint

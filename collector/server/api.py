@@ -13,6 +13,7 @@ from collector import limits
 from collector.approvers import ApproverService
 from collector.archive import Archive, ArchiveEntry
 from collector.auth import Principal
+from collector.auth_failures import AuthFailures
 from collector.errors import InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
@@ -20,7 +21,6 @@ from collector.health import summarize
 from collector.inspections.service import InspectionService
 from collector.runs.service import RunService
 from collector.server.approver_messages import approver_info
-from collector.server.auth_failures import AuthFailures
 from collector.server.desk_api import DeskApi
 from collector.server.history_messages import archive_entry, history_request, series_info
 from collector.server.inspection_api import InspectionApi
