@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.errors import InvalidRequest, PermissionDenied
+from collector.runs.model import RunRecord
 from collector.sessions.model import RemoteSession
-from collector.store.base import RunRecord
 from common.approval_format import (
     Approval,
     ApproverCertificate,

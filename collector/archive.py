@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from collector.runs.model import RunRecord
 from collector.sessions.model import RemoteSession
-from collector.store.base import AgentRecord, AuditEntry, GapRecord, RunRecord
+from collector.store.base import AgentRecord, AuditEntry, GapRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import Ticket
 

@@ -10,7 +10,7 @@ in exactly one place. Messages say what to do where there is something to do.
     ├── NotFound
     │   ├── UnknownAgent
     │   ├── UnknownUser
-    │   ├── UnknownRun              (collector.store.base)
+    │   ├── UnknownRun              (collector.runs.errors)
     │   └── TicketNotFound          (collector.tickets.errors)
     ├── Conflict                    would create a duplicate, or a stale change
     │   └── UserExists

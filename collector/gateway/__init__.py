@@ -7,6 +7,8 @@
     recording.py   asciicast files, their store records, live watchers
     access.py      the thread-side facade over the collector's asyncio services
     bridge.py      blocking view of an agent tunnel for gateway threads
+    tunnels.py     TunnelBroker: pairs a tunnel request with the agent's Tunnel RPC (event loop)
+    transfers.py   file copies (scp, sftp, rsync) seen on a channel
     hostkey.py     the gateway's own host key
 
 paramiko is thread-based; the collector is asyncio. Gateway threads reach the event

@@ -22,8 +22,8 @@ from collector.gateway.recording import (
     start_recording,
 )
 from collector.gateway.transfers import FileTransfer
+from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
-from collector.server.tunnels import TunnelBroker
 from collector.sessions.errors import LoginRefused
 from collector.sessions.keys import SshKeys
 from collector.sessions.model import RemoteSession

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from collector.server.tunnels import AgentTunnel, TunnelUnavailable
+from collector.gateway.tunnels import AgentTunnel, TunnelUnavailable
 from proto import agent_pb2
 
 T = TypeVar("T")

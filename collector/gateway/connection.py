@@ -23,7 +23,7 @@ from collector.errors import CollectorError, format_ms
 from collector.gateway.access import GatewayAccess, Login
 from collector.gateway.bridge import ThreadTunnel
 from collector.gateway.relay import ChannelRelay
-from collector.server.tunnels import TunnelUnavailable
+from collector.gateway.tunnels import TunnelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,16 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import paramiko
 
 from collector.errors import CollectorError
+from collector.gateway.access import GatewayAccess, Login
 from collector.gateway.bridge import ThreadTunnel
 from collector.gateway.recording import ChannelRecording
 from collector.gateway.transfers import FileTransfer, TransferWatcher, watcher_for
 from proto import agent_pb2
-
-if TYPE_CHECKING:
-    from collector.gateway.connection import EngineerConnection
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +62,36 @@ def exit_status_of(exit_frame: agent_pb2.ChannelExit) -> int:
     return 128 + int(number) if number is not None else 255
 
 
+class RelayOwner(Protocol):
+    """What a relay needs from its engineer connection (``connection.EngineerConnection``)."""
+
+    login: Login
+    access: GatewayAccess
+
+    def tunnel(self) -> ThreadTunnel:
+        """The connection's tunnel to the host, opened on first use."""
+
+    def current_tunnel(self) -> ThreadTunnel | None:
+        """The tunnel if it is open."""
+
+    def register(self, relay: ChannelRelay) -> None:
+        """Route the host's frames for ``relay.number`` to ``relay``."""
+
+    def unregister(self, relay: ChannelRelay) -> None:
+        """Stop routing frames to ``relay``."""
+
+    def logged_in(self, relay: ChannelRelay | None = None) -> None:
+        """The engineer is on the host (the first channel opened)."""
+
+    def count(self, to_host: int = 0, to_engineer: int = 0) -> None:
+        """Add relayed bytes to the connection's totals."""
+
+
 class ChannelRelay:
     """Relays one SSH session channel; ``run`` is the thread body."""
 
     def __init__(
-        self, connection: EngineerConnection, channel: paramiko.Channel, request: ChannelRequest
+        self, connection: RelayOwner, channel: paramiko.Channel, request: ChannelRequest
     ) -> None:
         self.connection = connection
         self.channel = channel

@@ -33,8 +33,9 @@ from collector.inspections.model import (
     NewInspectionEvent,
 )
 from collector.inspections.selector import select_hosts
-from collector.runs import RunService
-from collector.store.base import FINISHED_RUN_STATES, AgentRecord, RunRecord
+from collector.runs.model import FINISHED_RUN_STATES, RunRecord
+from collector.runs.service import RunService
+from collector.store.base import AgentRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import LEVELS, NewTicket
 from collector.tickets.service import TicketService

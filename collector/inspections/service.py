@@ -70,7 +70,7 @@ from collector.inspections.runner import (
     save_transition,
 )
 from collector.inspections.selector import check_selector
-from collector.runs import RunService
+from collector.runs.service import RunService
 from collector.store.writer import StoreThread
 from collector.tickets.escalation import Recipient
 from collector.tickets.service import TicketService

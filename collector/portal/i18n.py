@@ -15,8 +15,8 @@ from typing import get_args
 from collector.inspections.model import EVENT_KINDS as INSPECTION_EVENTS
 from collector.inspections.model import LISTABLE_STATES as INSPECTION_STATES
 from collector.po_catalogue import CatalogTranslations, read_messages
+from collector.runs.model import RUN_MODES, RUN_STATES
 from collector.sessions.model import SESSION_EVENT_KINDS, SESSION_STATES
-from collector.store.base import RUN_MODES, RUN_STATES
 from collector.tickets.model import TICKET_STATES, EventKind
 
 __all__ = ["DEFAULT", "LANGUAGES", "MESSAGES", "choose", "shown_names", "translations"]

@@ -35,7 +35,7 @@ from collector.portal import i18n
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
-from collector.runs import RunService
+from collector.runs.service import RunService
 from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]

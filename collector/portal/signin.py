@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from collector.auth import Principal, hash_token
+from collector.auth_failures import AuthFailures
 from collector.errors import RateLimited, Unauthenticated, format_ms
 from collector.portal.passwords import verify_password
 from collector.portal.totp import matching_step
-from collector.server.auth_failures import AuthFailures
 from collector.store.portal_base import PortalCredential, WebSession
 from collector.store.writer import StoreThread
 

@@ -15,10 +15,10 @@ from collector.auth import Principal
 from collector.fleet import Fleet
 from collector.health import HealthSummary, summarize
 from collector.inspections.service import InspectionService, InspectionView
-from collector.runs import RunService
+from collector.runs.model import RunRecord
+from collector.runs.service import RunService
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
-from collector.store.base import RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import ACTIVE_STATES
 from collector.tickets.service import TicketService, TicketView

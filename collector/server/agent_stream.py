@@ -19,13 +19,12 @@ import grpc
 
 from collector.errors import CollectorError, InvalidRequest
 from collector.fleet import Fleet
+from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
-from collector.server import status
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
-from collector.server.tunnels import TunnelBroker
 from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint
@@ -40,7 +39,7 @@ SESSION_APPROVALS = frozenset({"signed", "collector", "local", "either", "disabl
 
 
 class RunMessageSink(Protocol):
-    """Where playbook run messages from agents go (collector.runs.RunService)."""
+    """Where playbook run messages from agents go (collector.runs.service.RunService)."""
 
     async def on_agent_message(self, host: HostRef, message: agent_pb2.AgentMessage) -> None: ...
 
@@ -122,14 +121,14 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
     ) -> AsyncIterator[agent_pb2.CollectorMessage]:
         try:
             agent = await authenticate_agent(context, self._db)
-        except CollectorError as exc:
+        except CollectorError:
             self._metrics.rejected.labels("identity").inc()
-            await status.abort(context, exc)
+            raise
         try:
             hello = await self._receive_hello(request_iterator)
-        except InvalidRequest as exc:
+        except InvalidRequest:
             self._metrics.rejected.labels("protocol").inc()
-            await status.abort(context, exc)
+            raise
         async for reply in self._serve(agent, hello, request_iterator, context):
             yield reply
 
@@ -184,11 +183,11 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
                 yield outgoing
             if stream.ended is not None:  # cut off by the collector (revoked)
                 log.warning("ending the stream of agent %s: %s", agent.agent_id, stream.ended)
-                await status.abort(context, stream.ended)
+                raise stream.ended
             error = await reader
             if error is not None:
                 self._metrics.rejected.labels("protocol").inc()
-                await status.abort(context, error)
+                raise error
         finally:
             reader.cancel()
             self._streams.close(stream)
@@ -318,10 +317,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             if not isinstance(first, agent_pb2.TunnelFrame) or first.WhichOneof("kind") != "attach":
                 raise InvalidRequest("a tunnel must start with a TunnelAttach frame")
             tunnel = self._tunnels.attach(agent.agent_id, first.attach, context)
-        except TimeoutError:
-            await status.abort(context, InvalidRequest("no TunnelAttach frame in time"))
-        except CollectorError as exc:
-            await status.abort(context, exc)
+        except TimeoutError as exc:
+            raise InvalidRequest("no TunnelAttach frame in time") from exc
 
         def rpc_done(_: grpc.aio.ServicerContext[Any, Any]) -> None:
             tunnel.close()
@@ -332,7 +329,6 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         finally:
             self._tunnels.detach(agent.agent_id, tunnel)
 
-    @status.unary
     async def RenewCertificate(
         self, request: agent_pb2.RenewRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.RenewResponse:

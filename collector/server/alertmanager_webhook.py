@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from collector.alertmanager import check_bearer, parse_payload
+from collector.auth_failures import AuthFailures
 from collector.errors import CollectorError, InvalidRequest, RateLimited, Unauthenticated
-from collector.server.auth_failures import AuthFailures
 from collector.server.http import PEER_HEADER, PostHandler
 from collector.tickets.service import TicketService
 

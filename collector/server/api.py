@@ -13,15 +13,14 @@ from collector import limits
 from collector.approvers import ApproverService
 from collector.archive import Archive, ArchiveEntry
 from collector.auth import Principal
-from collector.errors import CollectorError, InvalidRequest, NotFound, Unauthenticated
+from collector.auth_failures import AuthFailures
+from collector.errors import InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.inspections.service import InspectionService
-from collector.runs import RunService
-from collector.server import status
+from collector.runs.service import RunService
 from collector.server.approver_messages import approver_info
-from collector.server.auth_failures import AuthFailures
 from collector.server.desk_api import DeskApi
 from collector.server.history_messages import archive_entry, history_request, series_info
 from collector.server.inspection_api import InspectionApi
@@ -80,14 +79,12 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self._gateway = gateway  # () -> (HOST:PORT, host key line); ("", "") when off
         self._approvers = approvers
 
-    @status.unary
     async def WhoAmI(
         self, request: api_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.WhoAmIResponse:
         who = await self._who(context)
         return api_pb2.WhoAmIResponse(user=who.name, role=who.role, customer=who.customer or "")
 
-    @status.unary
     async def ListAgents(
         self, request: api_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListAgentsResponse:
@@ -100,7 +97,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(agents, offset, size, self._agent_info)
         return api_pb2.ListAgentsResponse(agents=listed, next_page_token=token)
 
-    @status.unary
     async def GetHost(
         self, request: api_pb2.GetHostRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.HostDetail:
@@ -136,7 +132,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             )
         return detail
 
-    @status.unary
     async def ListTickets(
         self, request: api_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListTicketsResponse:
@@ -152,7 +147,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(views, offset, size, ticket_message)
         return api_pb2.ListTicketsResponse(tickets=listed, next_page_token=token)
 
-    @status.unary
     async def GetTicket(
         self, request: api_pb2.GetTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
@@ -162,7 +156,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         similar = await self._tickets.similar(who, request.id) if offset == 0 else []
         return ticket_detail(view, offset, similar)
 
-    @status.unary
     async def CreateTicket(
         self, request: api_pb2.CreateTicketRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
@@ -194,7 +187,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         )
         return ticket_detail(await self._tickets.get(who, ticket_id))
 
-    @status.unary
     async def ActOnTicket(
         self, request: api_pb2.TicketAction, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketDetail:
@@ -219,7 +211,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         await self._tickets.act(who, request.id, action)
         return ticket_detail(await self._tickets.get(who, request.id))
 
-    @status.unary
     async def GetTicketReport(
         self, request: api_pb2.TicketReportRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.TicketReport:
@@ -228,7 +219,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         content = await self._tickets.report(who, request.id, fmt)
         return api_pb2.TicketReport(format=fmt, content=content)
 
-    @status.unary
     async def ListPlaybooks(
         self, request: api_pb2.ListPlaybooksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListPlaybooksResponse:
@@ -244,7 +234,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             next_page_token=token,
         )
 
-    @status.unary
     async def StartRun(
         self, request: api_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
@@ -263,7 +252,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         )
         return run_info(run)
 
-    @status.unary
     async def ListRuns(
         self, request: api_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListRunsResponse:
@@ -275,7 +263,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(runs, offset, size, run_info)
         return api_pb2.ListRunsResponse(runs=listed, next_page_token=token)
 
-    @status.unary
     async def GetRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunDetail:
@@ -289,7 +276,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             output_truncated=truncated,
         )
 
-    @status.unary
     async def ApproveRun(
         self, request: api_pb2.ApproveRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.RunInfo:
@@ -301,18 +287,10 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RunEvent]:
-        try:
-            who = await self._who(context)
-            async for item in self._runs.follow(who, request.run_id):
-                yield run_event(item)
-        except CollectorError as exc:
-            await status.abort(context, exc)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await status.abort_unexpected(context, "FollowRun", exc)
+        who = await self._who(context)
+        async for item in self._runs.follow(who, request.run_id):
+            yield run_event(item)
 
-    @status.unary
     async def RequestSession(
         self, request: api_pb2.RequestSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
@@ -324,7 +302,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         )
         return session_info(session)
 
-    @status.unary
     async def ListSessions(
         self, request: api_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSessionsResponse:
@@ -335,7 +312,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(sessions, offset, size, session_info)
         return api_pb2.ListSessionsResponse(sessions=listed, next_page_token=token)
 
-    @status.unary
     async def DecideSession(
         self, request: api_pb2.DecideSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionInfo:
@@ -358,7 +334,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             raise InvalidRequest(f"unknown decision {request.decision!r}: approve, deny, terminate")
         return session_info(session)
 
-    @status.unary
     async def GetSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SessionDetail:
@@ -381,54 +356,38 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     async def GetRecording(
         self, request: api_pb2.GetRecordingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.RecordingChunk]:
+        who = await self._who(context)
+        _, recordings = await self._sessions.recordings(who, request.session_id)
+        part = request.part or 1
+        chosen = [r for r in recordings if r.part == part]
+        if not chosen:
+            raise NotFound(
+                f"session {request.session_id} has no recording part {part} "
+                f"({len(recordings)} recorded; `aftercare session show` lists them)"
+            )
+        path = self._data_dir / chosen[0].path
         try:
-            who = await self._who(context)
-            _, recordings = await self._sessions.recordings(who, request.session_id)
-            part = request.part or 1
-            chosen = [r for r in recordings if r.part == part]
-            if not chosen:
-                raise NotFound(
-                    f"session {request.session_id} has no recording part {part} "
-                    f"({len(recordings)} recorded; `aftercare session show` lists them)"
-                )
-            path = self._data_dir / chosen[0].path
             with path.open("rb") as file:
                 while chunk := file.read(RECORDING_CHUNK):
                     yield api_pb2.RecordingChunk(data=chunk)
         except OSError as exc:
-            await status.abort(context, NotFound(f"the recording file is missing: {exc}"))
-        except CollectorError as exc:
-            await status.abort(context, exc)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await status.abort_unexpected(context, "GetRecording", exc)
+            raise NotFound(f"the recording file is missing: {exc}") from exc
 
     async def WatchSession(
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.WatchEvent]:
-        try:
-            who = await self._who(context)
-            await self._sessions.recordings(who, request.session_id)  # visible to who?
+        who = await self._who(context)
+        await self._sessions.recordings(who, request.session_id)  # visible to who?
 
-            async def load() -> tuple[list[RecordingRecord], bool]:
-                session, recordings = await self._sessions.recordings(who, request.session_id)
-                return recordings, session.state in FINAL_SESSION_STATES
+        async def load() -> tuple[list[RecordingRecord], bool]:
+            session, recordings = await self._sessions.recordings(who, request.session_id)
+            return recordings, session.state in FINAL_SESSION_STATES
 
-            async for item in replay_then_follow(
-                self._watch_hub, request.session_id, load, self._data_dir
-            ):
-                yield api_pb2.WatchEvent(
-                    part=item.part, time=item.time, type=item.type, data=item.data
-                )
-        except CollectorError as exc:
-            await status.abort(context, exc)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await status.abort_unexpected(context, "WatchSession", exc)
+        async for item in replay_then_follow(
+            self._watch_hub, request.session_id, load, self._data_dir
+        ):
+            yield api_pb2.WatchEvent(part=item.part, time=item.time, type=item.type, data=item.data)
 
-    @status.unary
     async def AddSshKey(
         self, request: api_pb2.AddSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
@@ -436,7 +395,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.text("public_key", request.public_key, limits.KEY_OR_CERTIFICATE)
         return ssh_key_message(await self._keys.add(who, request.public_key))
 
-    @status.unary
     async def ListSshKeys(
         self, request: api_pb2.ListSshKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListSshKeysResponse:
@@ -446,14 +404,12 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(await self._keys.list(who), offset, size, ssh_key_message)
         return api_pb2.ListSshKeysResponse(keys=listed, next_page_token=token)
 
-    @status.unary
     async def RemoveSshKey(
         self, request: api_pb2.RemoveSshKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.SshKey:
         who = await self._who(context)
         return ssh_key_message(await self._keys.remove(who, request.fingerprint))
 
-    @status.unary
     async def AddApprover(
         self, request: api_pb2.AddApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
@@ -461,7 +417,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.blob("certificate", request.certificate, limits.KEY_OR_CERTIFICATE)
         return approver_info(await self._approvers.add(who, request.certificate))
 
-    @status.unary
     async def ListApprovers(
         self, request: api_pb2.ListApproversRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ListApproversResponse:
@@ -473,7 +428,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         listed, token = page(approvers, offset, size, approver_info)
         return api_pb2.ListApproversResponse(approvers=listed, next_page_token=token)
 
-    @status.unary
     async def RevokeApprover(
         self, request: api_pb2.RevokeApproverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ApproverInfo:
@@ -483,7 +437,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
 
     # --- insp-history ---
 
-    @status.unary
     async def GetMetricHistory(
         self, request: api_pb2.MetricHistoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.MetricHistoryResponse:
@@ -509,7 +462,6 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             series=[series_info(s) for s in series],
         )
 
-    @status.unary
     async def GetArchive(
         self, request: api_pb2.ArchiveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.ArchiveResponse:

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 import playbooks
 from collector.approvers import ApproverService
 from collector.archive import Archive
+from collector.auth_failures import AuthFailures
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
 from collector.errors import AgentRevoked, CollectorError, ConfigError
@@ -42,6 +43,7 @@ from collector.gateway.hostkey import load_or_create_host_key
 from collector.gateway.recording import WatchHub
 from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
+from collector.gateway.tunnels import TunnelBroker
 from collector.history.query import HostHistory
 from collector.history.query import roll_up as roll_up_history
 from collector.inspections.analysis import analyse as analyse_inspection
@@ -54,7 +56,6 @@ from collector.inspections.render import render as render_report
 from collector.inspections.service import Analyse, InspectionService
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
-from collector.notify.dispatch import make_deliverer
 from collector.pki import CertificateAuthority
 from collector.portal.pages import make_app as make_portal_app
 from collector.portal.server import WebServer
@@ -69,23 +70,24 @@ from collector.rules import (
     default_rules_path,
     load_rules,
 )
-from collector.runs import Catalogue, RunService, load_catalogue
+from collector.runs.catalogue import Catalogue, load_catalogue
+from collector.runs.service import RunService
 from collector.server.agent_stream import AgentStreamServicer
 from collector.server.alertmanager_webhook import PATH as ALERTMANAGER_PATH
 from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
-from collector.server.auth_failures import AuthFailures
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
+from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
-from collector.server.tunnels import TunnelBroker
 from collector.sessions.keys import SshKeys
 from collector.sessions.service import SessionService
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
 from collector.tickets.model import NewEvent, Ticket
+from collector.tickets.notify import make_deliverer
 from collector.tickets.service import TicketService
 from playbooks.errors import PlaybookError
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
@@ -317,7 +319,9 @@ class CollectorServer:
 
     def _grpc_server(self, ca: CertificateAuthority) -> tuple[grpc.aio.Server, int, int]:
         """The server with the agent port (mutual TLS) and the API port (TLS) bound."""
-        server = grpc.aio.server(options=self._grpc_options())
+        server = grpc.aio.server(
+            interceptors=[ErrorStatusInterceptor()], options=self._grpc_options()
+        )
         key = self.data_dir.server_key.read_bytes()
         chain = self.data_dir.server_cert.read_bytes()
         mutual = grpc.ssl_server_credentials(

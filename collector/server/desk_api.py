@@ -1,6 +1,6 @@
 """The service-desk RPCs of the Api service (a mixin of ``ApiServicer``): regrading a
 ticket and a customer's statistics. Input is bounded here (collector.limits) before
-the ticket service sees it; errors become gRPC status in ``status.unary``."""
+the ticket service sees it; errors become gRPC status in ``status.ErrorStatusInterceptor``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import grpc
 
 from collector import limits
 from collector.auth import Principal
-from collector.server import status
 from collector.server.ticket_messages import ticket_detail
 from collector.tickets.service import TicketService
 from proto import api_pb2
@@ -29,7 +28,6 @@ class DeskApi:
     async def _who(self, context: Context) -> Principal:
         raise NotImplementedError  # provided by ApiServicer
 
-    @status.unary
     async def RegradeTicket(
         self, request: api_pb2.RegradeTicketRequest, context: Context
     ) -> api_pb2.TicketDetail:
@@ -39,7 +37,6 @@ class DeskApi:
         await self._tickets.regrade(who, request.id, request.level, request.reason)
         return ticket_detail(await self._tickets.get(who, request.id))
 
-    @status.unary
     async def GetTicketStats(
         self, request: api_pb2.TicketStatsRequest, context: Context
     ) -> api_pb2.TicketStats:
@@ -55,7 +52,6 @@ class DeskApi:
             stats_json=json.dumps(stats.as_dict(), ensure_ascii=False, sort_keys=True),
         )
 
-    @status.unary
     async def RateTicket(
         self, request: api_pb2.RateTicketRequest, context: Context
     ) -> api_pb2.TicketDetail:

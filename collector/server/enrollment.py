@@ -5,7 +5,7 @@ spent: the hostname, and the CSR (parses, self-signature valid, an EC P-256 or E
 key as the agent generates, a sane subject: ``collector.pki.check_agent_csr``). A
 refused request leaves the token usable. Refusals are unauthenticated failures:
 counted, rate-limited per source and aggregated in the audit log
-(``collector.server.auth_failures``), never a row per attempt.
+(``collector.auth_failures``), never a row per attempt.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Any
 import grpc
 
 from collector.auth import hash_token
+from collector.auth_failures import AuthFailures
 from collector.errors import CollectorError, InvalidRequest, RateLimited
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority, check_agent_csr
-from collector.server import status
-from collector.server.auth_failures import AuthFailures
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from proto import agent_pb2, agent_pb2_grpc
@@ -56,9 +55,9 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
     ) -> agent_pb2.EnrollResponse:
         try:
             self._failures.check("enrollment", context.peer())  # counts a refusal itself
-        except RateLimited as exc:
+        except RateLimited:
             self._metrics.enrollments.labels("refused").inc()
-            await status.abort(context, exc)
+            raise
         try:
             reply = await self._enroll(request)
         except CollectorError as exc:
@@ -69,7 +68,7 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
                 f"{type(exc).__name__}: {exc}",
                 f"hostname={request.hostname[:MAX_HOSTNAME]}",
             )
-            await status.abort(context, exc)
+            raise
         self._metrics.enrollments.labels("ok").inc()
         return reply
 

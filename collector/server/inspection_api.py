@@ -1,7 +1,7 @@
 """The inspection RPCs of the Api service (a mixin of ``ApiServicer``) and their messages.
 
 Input is bounded here (collector.limits) before the service sees it; dates are read
-in the collector's calendar zone. Errors become gRPC status in ``status.unary``.
+in the collector's calendar zone. Errors become gRPC status in ``status.ErrorStatusInterceptor``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collector.inspections.model import (
 )
 from collector.inspections.schedule import parse_every, parse_local_time, parse_notice
 from collector.inspections.service import InspectionService, InspectionView, PlanRequest
-from collector.server import status
 from collector.server.paging import page
 from proto import api_pb2
 
@@ -51,7 +50,6 @@ class InspectionApi:
             raise FailedPrecondition("inspections are not served by this collector")
         return self._inspection_service
 
-    @status.unary
     async def CreateInspectionPlan(
         self, request: api_pb2.InspectionPlanRequest, context: Context
     ) -> api_pb2.InspectionPlan:
@@ -74,7 +72,6 @@ class InspectionApi:
         )
         return plan_message(plan)
 
-    @status.unary
     async def ChangeInspectionPlan(
         self, request: api_pb2.ChangeInspectionPlanRequest, context: Context
     ) -> api_pb2.InspectionPlan:
@@ -98,7 +95,6 @@ class InspectionApi:
         )
         return plan_message(await service.modify_plan(who, request.id, change))
 
-    @status.unary
     async def ListInspectionPlans(
         self, request: api_pb2.ListInspectionPlansRequest, context: Context
     ) -> api_pb2.ListInspectionPlansResponse:
@@ -107,7 +103,6 @@ class InspectionApi:
         plans = await self._inspection.list_plans(who, request.customer or None)
         return api_pb2.ListInspectionPlansResponse(plans=[plan_message(p) for p in plans])
 
-    @status.unary
     async def ListInspections(
         self, request: api_pb2.ListInspectionsRequest, context: Context
     ) -> api_pb2.ListInspectionsResponse:
@@ -122,14 +117,12 @@ class InspectionApi:
         listed, token = page(views, offset, size, inspection_info)
         return api_pb2.ListInspectionsResponse(inspections=listed, next_page_token=token)
 
-    @status.unary
     async def GetInspection(
         self, request: api_pb2.GetInspectionRequest, context: Context
     ) -> api_pb2.InspectionDetail:
         who = await self._who(context)
         return inspection_detail(await self._inspection.get(who, request.id))
 
-    @status.unary
     async def ActOnInspection(
         self, request: api_pb2.InspectionAction, context: Context
     ) -> api_pb2.InspectionDetail:
@@ -164,7 +157,6 @@ class InspectionApi:
             raise InvalidRequest(f"unknown inspection action {action!r}: use {', '.join(ACTIONS)}")
         return inspection_detail(await service.get(who, request.id))
 
-    @status.unary
     async def GetInspectionReport(
         self, request: api_pb2.InspectionReportRequest, context: Context
     ) -> api_pb2.InspectionReport:
@@ -176,7 +168,6 @@ class InspectionApi:
             content=content, report_sha256=sha256, format=fmt, lang=lang
         )
 
-    @status.unary
     async def SetCustomerSettings(
         self, request: api_pb2.CustomerSettings, context: Context
     ) -> api_pb2.CustomerSettings:
@@ -188,7 +179,6 @@ class InspectionApi:
         await self._inspection.set_language(who, customer, language)
         return api_pb2.CustomerSettings(customer=customer, language=language)
 
-    @status.unary
     async def GetCustomerSettings(
         self, request: api_pb2.GetCustomerSettingsRequest, context: Context
     ) -> api_pb2.CustomerSettings:

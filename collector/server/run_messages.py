@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.store.base import RunRecord
+from collector.runs.model import RunRecord
 from playbooks.model import Playbook
 from proto import agent_pb2, api_pb2
 

@@ -3,6 +3,16 @@
 ``open_store(data_dir)`` is the default (SQLite file ``data_dir/aftercare.db``);
 ``open_store_url(url)`` picks the backend from a URL: ``sqlite:///PATH`` or
 ``postgresql://USER@HOST/DB`` (docs/store-postgresql.md). Both pass one contract suite.
+
+    base.py              the ``Store`` protocol and the store's own records; the domain
+                         records come from their packages (tickets/, runs/, sessions/, ...)
+    *_base.py            protocol parts of one aggregate (inspections, portal)
+    sqlite.py            the SQLite backend; *_sqlite.py its mixins for one aggregate
+    postgres.py          the PostgreSQL backend (same SQL through a placeholder adapter)
+    *_rows.py            backend-neutral row codecs of one aggregate (record <-> row),
+                         row_checks.py the checks they share
+    migrate.py           versioned migrations (migrations/sqlite, migrations/postgresql)
+    writer.py            ``StoreThread``: every store call in order on one thread, off the loop
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
 from collector.errors import (
@@ -27,6 +27,14 @@ from collector.errors import (
     UserExists,
 )
 from collector.history.model import HistorySeries
+from collector.runs.errors import UnknownRun
+from collector.runs.model import (
+    FINISHED_RUN_STATES,
+    RUN_MODES,
+    RUN_STATES,
+    RunRecord,
+    RunState,
+)
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.inspection_base import InspectionStore
 from collector.store.portal_base import PortalStore
@@ -163,68 +171,6 @@ class AuditEntry:
     details: Mapping[str, Any]
     prev_hash: str
     hash: str
-
-
-RunState = Literal[
-    "pending",
-    "sent",
-    "waiting_approval",
-    "running",
-    "ok",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "refused",
-    "undeliverable",
-]
-RUN_STATES: tuple[RunState, ...] = get_args(RunState)
-# A run in one of these states is over: its state never changes again.
-FINISHED_RUN_STATES: frozenset[RunState] = frozenset(
-    {"ok", "failed", "timed_out", "cancelled", "refused", "undeliverable"}
-)
-RUN_MODES: tuple[str, ...] = ("read-only", "mutating")
-
-
-class UnknownRun(NotFound):
-    """No playbook run with this id exists."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"unknown run {run_id!r}; list runs to find its id")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One playbook run on one agent, from request to result.
-
-    ``params`` hold secret values already masked by the caller. ``result`` is plain
-    JSON (steps, exit codes, durations, truncation, redactions); the output itself
-    lives in ``DATA_DIR/runs/RUN_ID.out``, described by ``output_bytes`` and
-    ``output_sha256`` once the run is finished.
-    """
-
-    run_id: str  # e.g. "run-1a2b3c4d5e6f"
-    agent_id: str
-    customer: str
-    hostname: str
-    playbook: str
-    version: str
-    mode: str  # "read-only" | "mutating" (RUN_MODES)
-    params: Mapping[str, str]
-    requested_by: str
-    requested_ms: int
-    ticket_id: int | None = None
-    state: RunState = "pending"
-    message: str = ""
-    updated_ms: int = 0
-    finished_ms: int | None = None
-    result: Mapping[str, Any] = field(default_factory=dict)
-    output_bytes: int = 0
-    output_sha256: str = ""
-    approved_by: str | None = None
-    playbook_digest: str = ""  # "sha256:HEX" of the playbook file sent to the host
-    bound_params: Mapping[str, str] = field(default_factory=dict)  # secrets as sha256:HEX
-    signed_approval: bytes | None = None  # the customer's bundle (approval + certificate)
 
 
 @dataclass(frozen=True)

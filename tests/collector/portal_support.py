@@ -27,10 +27,10 @@ from collector.auth import Principal
 from collector.config import ServeConfig
 from collector.inspections.service import PlanRequest
 from collector.portal.passwords import set_password
+from collector.runs.model import RunRecord
 from collector.server.app import CollectorServer, now_ms
 from collector.sessions.model import RemoteSession
 from collector.store import AgentRecord
-from collector.store.base import RunRecord
 from collector.tickets.service import ManualTicket, TicketActionRequest
 
 T = TypeVar("T")

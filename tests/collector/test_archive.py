@@ -11,9 +11,9 @@ import pytest
 from collector.archive import DEFAULT_SOURCES, Archive, ArchiveEntry
 from collector.inspections.archive_sources import ARCHIVE_SOURCES
 from collector.inspections.model import ChangeRecord
+from collector.runs.model import RunRecord
 from collector.sessions.model import NewSessionEvent, RemoteSession
 from collector.store import AgentRecord, GapRecord, SQLiteStore
-from collector.store.base import RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent, NewTicket
 

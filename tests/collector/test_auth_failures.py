@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from collector.auth_failures import AuthFailures, safe_text, source_of
 from collector.errors import RateLimited
-from collector.server.auth_failures import AuthFailures, safe_text, source_of
 
 
 class Clock:

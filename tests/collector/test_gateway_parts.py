@@ -17,8 +17,8 @@ from collector.gateway.recording import WatchHub, WatchItem, recorded_events
 from collector.gateway.recovery import close_torn_file
 from collector.gateway.relay import ChannelRequest, exit_status_of
 from collector.gateway.transfers import FileTransfer, watcher_for
+from collector.gateway.tunnels import TunnelBroker, TunnelUnavailable
 from collector.server.streams import Streams
-from collector.server.tunnels import TunnelBroker, TunnelUnavailable
 from collector.sessions.errors import LoginRefused
 from collector.store.base import RecordingRecord
 from proto import agent_pb2

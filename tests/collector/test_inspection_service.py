@@ -26,7 +26,8 @@ from collector.inspections.schedule import parse_local_time
 from collector.inspections.service import InspectionService, PlanRequest
 from collector.metrics import CollectorMetrics
 from collector.rules import HostRef
-from collector.runs import RunService, load_catalogue
+from collector.runs.catalogue import load_catalogue
+from collector.runs.service import RunService
 from collector.store import AgentRecord, open_store
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig

@@ -13,7 +13,8 @@ import pytest
 from collector.auth import Principal
 from collector.errors import InvalidRequest, NotFound, PermissionDenied
 from collector.rules import HostRef
-from collector.runs import STALE_RUN_MS, RunService, load_catalogue
+from collector.runs.catalogue import load_catalogue
+from collector.runs.service import STALE_RUN_MS, RunService
 from collector.store import AgentRecord, open_store
 from collector.store.writer import StoreThread
 from collector.tickets.lifecycle import create_event

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from collector.errors import Conflict, InvalidRequest, NotFound, StoreError
+from collector.runs.errors import UnknownRun
+from collector.runs.model import FINISHED_RUN_STATES, RUN_STATES, RunRecord
 from collector.store import Store
-from collector.store.base import FINISHED_RUN_STATES, RUN_STATES, RunRecord, UnknownRun
 from collector.store.migrate import load_migrations
 from tests.collector.conftest import StoreBackend
 

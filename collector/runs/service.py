@@ -13,7 +13,6 @@ output to the ticket the run belongs to. Refusals by the agent go to the audit l
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ import os
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +34,13 @@ from collector.errors import (
 )
 from collector.revocation import require_not_revoked
 from collector.rules import HostRef
+from collector.runs.catalogue import Catalogue
+from collector.runs.model import FINISHED_RUN_STATES, RunRecord
 from collector.store import AgentRecord
-from collector.store.base import FINISHED_RUN_STATES, RunRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
 from common.approval_format import bound_params
 from playbooks.errors import PlaybookError
-from playbooks.loader import load_playbook_bytes
 from playbooks.model import Playbook
 from playbooks.params import validate_params
 from proto import agent_pb2
@@ -55,49 +53,6 @@ MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per run, on the collector's disk
 STALE_RUN_MS = 2 * 3600 * 1000
 EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
 SECRET_MASK = "***"
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """The signed catalogue the collector serves (it holds no signing key)."""
-
-    manifest: bytes
-    signature: bytes
-    files: Mapping[str, bytes]  # playbook name -> exact file bytes
-    playbooks: Mapping[str, Playbook]  # parsed for listing and early parameter checks
-    catalogue_version: int
-    expires_ms: int
-
-
-def load_catalogue(directory: Path) -> Catalogue:
-    """Read MANIFEST.json, MANIFEST.sig and the playbook files it names from ``directory``.
-
-    The signature is not checked here (agents check it); a missing manifest or file
-    raises InvalidRequest naming it.
-    """
-    manifest_path, signature_path = directory / "MANIFEST.json", directory / "MANIFEST.sig"
-    for path in (manifest_path, signature_path):
-        if not path.exists():
-            raise InvalidRequest(
-                f"playbook catalogue {directory}: {path.name} missing; sign it with "
-                "`aftercare-vendor sign --key KEY DIR`"
-            )
-    manifest = manifest_path.read_bytes()
-    document = json.loads(manifest)
-    files: dict[str, bytes] = {}
-    parsed: dict[str, Playbook] = {}
-    for entry in document["playbooks"]:
-        data = (directory / entry["file"]).read_bytes()
-        files[entry["name"]] = data
-        parsed[entry["name"]] = load_playbook_bytes(data, str(directory / entry["file"]))
-    return Catalogue(
-        manifest=manifest,
-        signature=signature_path.read_bytes(),
-        files=files,
-        playbooks=parsed,
-        catalogue_version=int(document["catalogue_version"]),
-        expires_ms=_iso_ms(document["expires_at"]),
-    )
 
 
 class RunService:
@@ -488,7 +443,3 @@ def _step_dict(step: agent_pb2.StepResult) -> dict[str, Any]:
         "redactions": step.redactions,
         "error": step.error,
     }
-
-
-def _iso_ms(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

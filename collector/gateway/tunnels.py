@@ -18,12 +18,11 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from collector.errors import CollectorError, NotFound, PermissionDenied
-from collector.server.streams import Streams
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -84,10 +83,19 @@ class _Waiting:
     )
 
 
+class AgentSender(Protocol):
+    """Where SessionOpen goes: the agents' control streams (``collector.server.streams``)."""
+
+    def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
+        """Queue ``message`` on the agent's newest stream; False if it has none."""
+
+
 class TunnelBroker:
     """Open tunnels to agents through their control streams."""
 
-    def __init__(self, streams: Streams, attach_timeout: float = ATTACH_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, streams: AgentSender, attach_timeout: float = ATTACH_TIMEOUT_SECONDS
+    ) -> None:
         self._streams = streams
         self._attach_timeout = attach_timeout
         self._waiting: dict[str, _Waiting] = {}

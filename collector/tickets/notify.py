@@ -1,4 +1,5 @@
-"""Deliver a ticket ``Notification`` on its channel (webhook or e-mail)."""
+"""Deliver a ticket ``Notification`` on its channel (webhook or e-mail) through
+``collector.notify`` (which knows nothing of tickets; cf. ``inspections/notify.py``)."""
 
 from __future__ import annotations
 
