@@ -31,6 +31,7 @@ class LiveSessionSignals:
         self._streams = streams
         self._hub = hub
         self.gateway: LiveGateway | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     def requested(self, session: RemoteSession) -> None:
         self._streams.send(
@@ -58,18 +59,29 @@ class LiveSessionSignals:
         )
 
     def over(self, session: RemoteSession) -> None:
+        """Close the session everywhere: the engineer's connections first (so they see
+        why before the host's shell goes away), then the agent; watchers at once."""
         reason = session.end_reason or f"the session is {session.state}"
-        self._streams.send(
-            session.agent_id,
-            agent_pb2.CollectorMessage(
-                session_close=agent_pb2.SessionClose(session_id=session.session_id, reason=reason)
-            ),
-        )
         self._hub.end(session.session_id)
+        task = asyncio.get_running_loop().create_task(self._close(session, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, session: RemoteSession, reason: str) -> None:
         gateway = self.gateway
-        if gateway is not None:  # closing transports blocks: not on the event loop
-            asyncio.get_running_loop().run_in_executor(
-                None, gateway.end_session, session.session_id, reason
+        try:
+            if gateway is not None:  # closing transports blocks: not on the event loop
+                await asyncio.get_running_loop().run_in_executor(
+                    None, gateway.end_session, session.session_id, reason
+                )
+        finally:
+            self._streams.send(
+                session.agent_id,
+                agent_pb2.CollectorMessage(
+                    session_close=agent_pb2.SessionClose(
+                        session_id=session.session_id, reason=reason
+                    )
+                ),
             )
 
 
