@@ -73,14 +73,16 @@ def player_file(name: str) -> tuple[bytes, str] | None:
 
 
 def terminal_size(records: Sequence[RecordingRecord], data_dir: Path) -> tuple[int, int]:
-    """The (cols, rows) of the session's first readable part's header, else 80x24."""
+    """The (cols, rows) of the session's first part with a size in its header, else 80x24."""
     for record in sorted(records, key=lambda r: r.part):
         try:
             data = (data_dir / record.path).read_bytes()
             header = parse_cast(data[: data.rfind(b"\n") + 1])[0]
-            return int(header["width"]), int(header["height"])
+            cols, rows = int(header["width"]), int(header["height"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if cols > 0 and rows > 0:  # a client without a terminal asks for 0x0
+            return cols, rows
     return DEFAULT_SIZE
 
 
