@@ -129,6 +129,8 @@ def test_customer_watches_the_engineer_live_terminates_then_replays(
         os.write(controller, b"echo live-marker-$((6*7))\r")
         player_shows(chrome, "live-marker-42")
         assert not chrome.find_element(By.ID, "text-view").is_displayed()
+        refused = [e for e in chrome.get_log("browser") if "Content Security" in e["message"]]
+        assert refused == []  # the player runs under the portal's strict CSP
         chrome.save_screenshot(str(shots / "live-2-watching.png"))
         chrome.find_element(By.ID, "terminate").click()
         heading(chrome, sid)
