@@ -188,3 +188,25 @@ def test_live_messages_are_the_players_eventsource_format() -> None:
     assert player.live_message(WatchItem(0, 0.0, "end"), 0.0) == "event: done\ndata: {}\n\n"
     message = player.live_message(WatchItem(1, 2.0, "o", "x"), 0.0)
     assert message.startswith("data: [") and message.endswith(', "o", "x"]\n\n')
+
+
+def test_the_vendors_engineer_may_watch_and_is_audited(collector: PortalCollector) -> None:
+    _, session = approved_session(collector)
+    recorded(collector, session, 1, [[0.5, "o", "seen$ "]])
+    collector.add_user("erin", "engineer")
+    engineer = signed_in(collector, "erin")
+    engineer.post(f"/sessions/{session.session_id}/terminate", {"csrf": engineer.csrf("/")})
+    answer = engineer.get(f"/sessions/{session.session_id}/live")
+    assert answer.status == 200 and '"seen$ "' in answer.text
+    assert [e.actor for e in collector.audit("portal.session_watched")] == ["user:erin"]
+
+
+def test_a_recording_without_a_terminal_size_plays_at_80x24(tmp_path: Path) -> None:
+    (tmp_path / "part1.cast").write_text(
+        '{"version": 2, "width": 0, "height": 0}\n[0.1, "o", "x"]\n'
+    )
+    record = RecordingRecord("ses-1", 1, "exec", "", "part1.cast", 0)
+    assert player.terminal_size([record], tmp_path) == (80, 24)
+    assert player.recording_cast([record], tmp_path).startswith(
+        b'{"version": 2, "width": 80, "height": 24}\n'
+    )
