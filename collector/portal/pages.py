@@ -17,6 +17,7 @@ Contracts:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
@@ -114,6 +115,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
         "/static/{name:player\\.js|vendor/asciinema-player\\.(?:min\\.js|css)}", _player_file
     )
     app.router.add_get("/favicon.ico", _no_icon)
+    app.on_shutdown.append(pages.end_watches)
     app[PAGES] = pages
     return app
 
@@ -191,6 +193,7 @@ class _Pages:
         self.portal = portal
         self.signin = signin
         self.public_url = public_url
+        self._watches: set[asyncio.Task[Any]] = set()  # live streams, ended on shutdown
 
     # sign-in
 
@@ -318,10 +321,21 @@ class _Pages:
         await response.prepare(request)
         items = replay_then_follow(self.portal.watch_hub, session_id, load, self.portal.data_dir)
         header = player.live_header(records, self.portal.data_dir)
-        async for message in player.live_stream(items, header):
-            await response.write(message.encode())
-        await response.write_eof()
+        watch = asyncio.current_task()
+        assert watch is not None
+        self._watches.add(watch)
+        try:
+            async for message in player.live_stream(items, header):
+                await response.write(message.encode())
+            await response.write_eof()
+        finally:
+            self._watches.discard(watch)
         return response
+
+    async def end_watches(self, app: web.Application) -> None:
+        """On shutdown: end every live watch now (a stream never finishes by itself)."""
+        for watch in list(self._watches):
+            watch.cancel()
 
     async def decide_session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

@@ -5,6 +5,7 @@ a session's recording as one asciicast file, and the live Server-Sent Events str
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,18 @@ def test_a_recording_without_a_terminal_size_plays_at_80x24(tmp_path: Path) -> N
     assert player.recording_cast([record], tmp_path).startswith(
         b'{"version": 2, "width": 80, "height": 24}\n'
     )
+
+
+def test_the_collector_stops_promptly_while_a_page_is_watching(tmp_path: Path) -> None:
+    portal = PortalCollector(tmp_path / "data")
+    portal.add_user("carol", "customer", "acme")
+    try:
+        _, session = approved_session(portal)
+        recorded(portal, session, 1, [[0.5, "o", "waiting$ "]])
+        reply = signed_in(portal).stream(f"/sessions/{session.session_id}/live")
+        reply.readline()  # the header: the watch is on
+    finally:
+        started = time.monotonic()
+        portal.stop()
+    assert time.monotonic() - started < 10  # the watch ended, not waited for
+    reply.close()
