@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "__Host-aftercare"
 LOGIN_COOKIE = "__Host-aftercare-login"
 MAX_FORM_BYTES = 64 * 1024
+MAX_WATCHES_PER_USER = 8  # live terminal streams open at once (each holds a queue)
 # script-src: our own files only; 'wasm-unsafe-eval' lets asciinema-player compile its
 # terminal emulator (WebAssembly), nothing else (no eval, no inline script).
 # connect-src: the player fetches a recording / follows a live session, same origin.
@@ -193,7 +194,7 @@ class _Pages:
         self.portal = portal
         self.signin = signin
         self.public_url = public_url
-        self._watches: set[asyncio.Task[Any]] = set()  # live streams, ended on shutdown
+        self._watches: dict[asyncio.Task[Any], str] = {}  # live streams -> user; ended on shutdown
 
     # sign-in
 
@@ -303,6 +304,10 @@ class _Pages:
         session_id = request.match_info["id"][:40]
         sessions = self.portal.sessions
         _, records = await sessions.recordings(who, session_id)
+        if list(self._watches.values()).count(who.name) >= MAX_WATCHES_PER_USER:
+            raise web.HTTPTooManyRequests(
+                text=f"{MAX_WATCHES_PER_USER} live views are open already: close one and reload."
+            )
         await self.portal.db.call(
             self.portal.db.store.append_audit,
             f"user:{who.name}",
@@ -323,13 +328,13 @@ class _Pages:
         header = player.live_header(records, self.portal.data_dir)
         watch = asyncio.current_task()
         assert watch is not None
-        self._watches.add(watch)
+        self._watches[watch] = who.name
         try:
             async for message in player.live_stream(items, header):
                 await response.write(message.encode())
             await response.write_eof()
         finally:
-            self._watches.discard(watch)
+            self._watches.pop(watch, None)
         return response
 
     async def end_watches(self, app: web.Application) -> None:

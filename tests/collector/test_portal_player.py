@@ -13,6 +13,7 @@ import pytest
 
 from collector.gateway.recording import WatchItem
 from collector.portal import player
+from collector.portal.pages import MAX_WATCHES_PER_USER
 from collector.server.app import now_ms
 from collector.sessions.model import RemoteSession
 from collector.store.base import RecordingRecord
@@ -226,3 +227,19 @@ def test_the_collector_stops_promptly_while_a_page_is_watching(tmp_path: Path) -
         portal.stop()
     assert time.monotonic() - started < 10  # the watch ended, not waited for
     reply.close()
+
+
+def test_a_user_may_hold_only_so_many_live_views(collector: PortalCollector) -> None:
+    b, session = approved_session(collector)
+    path = f"/sessions/{session.session_id}/live"
+    streams = [b.stream(path) for _ in range(MAX_WATCHES_PER_USER)]
+    try:
+        for reply in streams:
+            reply.readline()  # each is open
+        assert b.get(path).status == 429
+        collector.add_user("dave", "customer", "acme")  # the limit is per user
+        with signed_in(collector, "dave").stream(path) as other:
+            assert other.readline().startswith(b"data: ")
+    finally:
+        for reply in streams:
+            reply.close()
