@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo test lint typecheck proto bench packages clean
+.PHONY: help venv vendor demo test lint typecheck proto bench packages clean
 
 help:            ## list targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ -/'
@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)   ## create .venv and install aftercare with its dev tools
+venv: $(STAMP) vendor  ## create .venv and install aftercare with its dev tools
 
-demo: $(STAMP)   ## run a collector (SQLite store under ./var) and a local agent
+vendor:          ## fetch the portal's pinned npm packages (asciinema-player), sha512 checked
+	packaging/vendor.sh
+
+demo: $(STAMP) vendor  ## run a collector (SQLite store under ./var) and a local agent
 	$(BIN)/python -m collector.demo --var var
 
-test: $(STAMP)   ## run the whole test suite on two workers (one test file per worker at a time)
+test: $(STAMP) vendor  ## run the whole test suite on two workers (one test file per worker at a time)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)   ## ruff format check and lint
@@ -43,7 +46,7 @@ bench: $(STAMP)  ## print performance figures (not a pass/fail test)
 	$(BIN)/python tests/bench/redaction.py
 	$(BIN)/python tests/bench/portal_pages.py
 
-packages: $(STAMP)  ## build the agent's and the collector's .deb and .rpm into build/packages
+packages: $(STAMP) vendor  ## build the agent's and the collector's .deb and .rpm into build/packages
 	packaging/build.sh agent deb rpm
 	packaging/build.sh collector deb rpm
 

@@ -44,6 +44,7 @@ ARCH=$(dpkg --print-architecture 2>/dev/null || uname -m)
 
 rm -rf "$STAGE" "$OUT"/wheels "$OUT/$NAME"[_-]*.deb "$OUT/$NAME"[_-]*.rpm
 mkdir -p "$OUT"/wheels
+if [[ $PROGRAM == collector ]]; then packaging/vendor.sh; fi  # the portal's player
 "$PYTHON" -m pip wheel --quiet --no-deps -w "$OUT"/wheels .
 WHEEL=$(ls "$OUT"/wheels/aftercare-"$VERSION"-*.whl)
 

@@ -17,6 +17,7 @@ Contracts:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
@@ -30,12 +31,15 @@ import jinja2
 from aiohttp import web
 
 from collector import errors
+from collector.gateway.recording import replay_then_follow
 from collector.inspections.errors import InspectionStateError
-from collector.portal import i18n
+from collector.portal import i18n, player
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs.service import RunService
+from collector.sessions.model import FINAL_SESSION_STATES
+from collector.store.base import RecordingRecord
 from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]
@@ -45,8 +49,13 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "__Host-aftercare"
 LOGIN_COOKIE = "__Host-aftercare-login"
 MAX_FORM_BYTES = 64 * 1024
+MAX_WATCHES_PER_USER = 8  # live terminal streams open at once (each holds a queue)
+# script-src: our own files only; 'wasm-unsafe-eval' lets asciinema-player compile its
+# terminal emulator (WebAssembly), nothing else (no eval, no inline script).
+# connect-src: the player fetches a recording / follows a live session, same origin.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+    "style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -91,6 +100,8 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
     app.router.add_get("/sessions/{id}/terminal", pages.terminal)
+    app.router.add_get("/sessions/{id}/recording.cast", pages.recording)
+    app.router.add_get("/sessions/{id}/live", pages.watch_live)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
     app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
@@ -101,7 +112,11 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
         "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject}", pages.act_on_inspection
     )
     app.router.add_get("/static/portal.css", _stylesheet)
+    app.router.add_get(
+        "/static/{name:player\\.js|vendor/asciinema-player\\.(?:min\\.js|css)}", _player_file
+    )
     app.router.add_get("/favicon.ico", _no_icon)
+    app.on_shutdown.append(pages.end_watches)
     app[PAGES] = pages
     return app
 
@@ -179,6 +194,7 @@ class _Pages:
         self.portal = portal
         self.signin = signin
         self.public_url = public_url
+        self._watches: dict[asyncio.Task[Any], str] = {}  # live streams -> user; ended on shutdown
 
     # sign-in
 
@@ -265,7 +281,66 @@ class _Pages:
         session, records = await self.portal.sessions.recordings(who, request.match_info["id"][:40])
         shown = terminal_text(records, self.portal.data_dir)
         live = session.state in ("approved", "active")
-        return self.render(request, "terminal.html.j2", session=session, terminal=shown, live=live)
+        return self.render(
+            request,
+            "terminal.html.j2",
+            session=session,
+            terminal=shown,
+            live=live,
+            player=player.player_available(),
+        )
+
+    async def recording(self, request: web.Request) -> web.StreamResponse:
+        """Every part of the session's recording as one asciicast file (for the player)."""
+        who = request[SIGNED_IN].principal
+        _, records = await self.portal.sessions.recordings(who, request.match_info["id"][:40])
+        body = player.recording_cast(records, self.portal.data_dir)
+        return web.Response(body=body, content_type="application/x-asciicast")
+
+    async def watch_live(self, request: web.Request) -> web.StreamResponse:
+        """The session's terminal as Server-Sent Events until it ends (read-only;
+        audited as ``portal.session_watched``). Others' sessions: 404 like unknown ones."""
+        who = request[SIGNED_IN].principal
+        session_id = request.match_info["id"][:40]
+        sessions = self.portal.sessions
+        _, records = await sessions.recordings(who, session_id)
+        if list(self._watches.values()).count(who.name) >= MAX_WATCHES_PER_USER:
+            raise web.HTTPTooManyRequests(
+                text=f"{MAX_WATCHES_PER_USER} live views are open already: close one and reload."
+            )
+        await self.portal.db.call(
+            self.portal.db.store.append_audit,
+            f"user:{who.name}",
+            "portal.session_watched",
+            session_id,
+            {"role": who.role, "customer": who.customer, "peer": _peer(request)},
+            self.portal.clock_ms(),
+        )
+
+        async def load() -> tuple[list[RecordingRecord], bool]:
+            session, recordings = await sessions.recordings(who, session_id)
+            return recordings, session.state in FINAL_SESSION_STATES
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        _safe_headers(request, response)
+        await response.prepare(request)
+        items = replay_then_follow(self.portal.watch_hub, session_id, load, self.portal.data_dir)
+        header = player.live_header(records, self.portal.data_dir)
+        watch = asyncio.current_task()
+        assert watch is not None
+        self._watches[watch] = who.name
+        try:
+            async for message in player.live_stream(items, header):
+                await response.write(message.encode())
+            await response.write_eof()
+        finally:
+            self._watches.pop(watch, None)
+        return response
+
+    async def end_watches(self, app: web.Application) -> None:
+        """On shutdown: end every live watch now (a stream never finishes by itself)."""
+        for watch in list(self._watches):
+            watch.cancel()
 
     async def decide_session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
@@ -440,6 +515,16 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
 
 async def _no_icon(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
+
+
+async def _player_file(request: web.Request) -> web.StreamResponse:
+    found = player.player_file(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound(text="The terminal player is not installed (make vendor).")
+    body, content_type = found
+    response = web.Response(body=body, content_type=content_type)
+    response.headers["Cache-Control"] = "max-age=3600"
+    return response
 
 
 async def _stylesheet(request: web.Request) -> web.StreamResponse:

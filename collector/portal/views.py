@@ -13,6 +13,7 @@ from pathlib import Path
 
 from collector.auth import Principal
 from collector.fleet import Fleet
+from collector.gateway.recording import WatchHub
 from collector.health import HealthSummary, summarize
 from collector.inspections.service import InspectionService, InspectionView
 from collector.runs.model import RunRecord
@@ -91,8 +92,10 @@ class Portal:
         clock_ms: Callable[[], int],
         runs: RunService | None = None,
         data_dir: Path = Path("."),
+        watch_hub: WatchHub | None = None,
     ) -> None:
         self.runs = runs
+        self.watch_hub = watch_hub or WatchHub()  # live recording events (the gateway's)
         self.data_dir = data_dir  # recordings are under it
         self.db = db
         self.fleet = fleet

@@ -304,6 +304,7 @@ class CollectorServer:
             now_ms,
             self.runs,
             self.data_dir.root,
+            self.watch_hub,
         )
         signin = PortalSignIn(self._db, self.auth_failures, now_ms)
         app = make_portal_app(portal, signin, self.config.public_url)

@@ -156,6 +156,12 @@ class Browser:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
         return self._open(request)
 
+    def stream(self, path: str) -> Any:
+        """An open answer to read as it comes (Server-Sent Events); close it when done."""
+        request = urllib.request.Request(self.base + path, method="GET")
+        request.add_header("Accept-Language", self.language)
+        return self._opener.open(request, timeout=20)
+
     def csrf(self, path: str) -> str:
         """The CSRF token in the forms of the page at ``path``."""
         page = self.get(path)

@@ -215,7 +215,9 @@ def test_pages_carry_safe_headers(collector: PortalCollector) -> None:
     answer = b.get("/")
     csp = answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
-    assert "script-src" not in csp  # no script at all
+    # our own script files only; WebAssembly for the player's emulator; no eval, no inline
+    assert "script-src 'self' 'wasm-unsafe-eval';" in csp and "unsafe-inline" not in csp
+    assert "'unsafe-eval'" not in csp and "style-src 'self';" in csp
     assert answer.headers["Cache-Control"] == "no-store"
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
