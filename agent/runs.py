@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import PlaybooksConfig
 from agent.consent.verify import ConsentVerifier
@@ -38,10 +38,7 @@ from agent.errors import ApprovalRefused, ConfigError
 from agent.journal import RUNS_JOURNAL_FILE, Journal
 from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
-from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
-from agent.playbook.executor import RunResult as ExecutionResult
 from agent.playbook.policy import Decision, Policy, load_policy
-from agent.playbook.redact import Redactor, secret_values
 from agent.playbook.verify_child import verify_in_child
 from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
 from agent.trusted_file import ownership_problem
@@ -50,6 +47,12 @@ from common.atomic import write_atomic
 from playbooks.errors import PlaybookError
 from playbooks.model import BuiltinStep, ExecStep, Playbook
 from proto import agent_pb2
+
+if TYPE_CHECKING:  # loaded on the first run, not at start-up (issue 17: the agent's RSS)
+    from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
+    from agent.playbook.executor import RunResult as ExecutionResult
+
+ExecutorFactory = Callable[[], "Executor"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class RunHandler:
         trusted_keys: Sequence[bytes],
         policy: Policy,
         approvals: ApprovalBook,
-        executor: Executor,
+        executor: Executor | ExecutorFactory,
         send: Send,
         consent: ConsentVerifier,
         journal: Journal,
@@ -88,7 +91,8 @@ class RunHandler:
         self._trusted_keys = list(trusted_keys)
         self._policy = policy
         self._approvals = approvals
-        self._executor = executor
+        self._executor: Executor | None = None if callable(executor) else executor
+        self._make_executor: ExecutorFactory | None = executor if callable(executor) else None
         self._send = send
         self._consent = consent
         self._journal = journal
@@ -250,6 +254,8 @@ class RunHandler:
     async def _execute(
         self, pending: _Pending, playbook: Playbook, values: dict[str, str | int]
     ) -> ExecutionResult:
+        from agent.playbook.redact import secret_values
+
         run_id = pending.request.run_id
         steps = [_render(step, values) for step in playbook.steps]
 
@@ -259,7 +265,7 @@ class RunHandler:
             )
             await self._send(agent_pb2.AgentMessage(run_output=output))
 
-        return await self._executor.run(
+        return await self._executor_now().run(
             playbook,
             steps,
             forward,
@@ -267,6 +273,13 @@ class RunHandler:
             playbook.timeout_seconds,
             secrets=secret_values(playbook, values),
         )
+
+    def _executor_now(self) -> Executor:
+        """The executor, built by the factory on the first run that needs it."""
+        if self._executor is None:
+            assert self._make_executor is not None
+            self._executor = self._make_executor()
+        return self._executor
 
     async def _refuse(self, request: agent_pb2.RunRequest, reason: str) -> None:
         log.warning("run %s of %r refused: %s", request.run_id, request.playbook, reason)
@@ -349,6 +362,7 @@ def _how_to_approve(decision: Decision, request: agent_pb2.RunRequest) -> str:
 def _render(
     step: ExecStep | BuiltinStep, values: dict[str, str | int]
 ) -> RenderedExec | RenderedBuiltin:
+    from agent.playbook.executor import RenderedBuiltin, RenderedExec
     from playbooks.params import render_builtin, render_exec
 
     if isinstance(step, ExecStep):
@@ -421,11 +435,17 @@ def build_run_handler(
             raise ConfigError(f"vendor key {path} {problem}", key="playbooks.trusted_keys")
     if policy is None:
         policy = load_policy(Path(config.policy))
-    executor = Executor(
-        max_concurrent_runs=config.max_concurrent_runs,
-        workdir=Path(config.workdir),
-        redactor=Redactor(),
-    )
+
+    def executor() -> Executor:  # on the first run: its modules stay out of an idle agent
+        from agent.playbook.executor import Executor
+        from agent.playbook.redact import Redactor
+
+        return Executor(
+            max_concurrent_runs=config.max_concurrent_runs,
+            workdir=Path(config.workdir),
+            redactor=Redactor(),
+        )
+
     approvals = ApprovalBook(state_dir / APPROVALS_DIR)
     approvals.prune(time.time())
     journal = Journal(state_dir / RUNS_JOURNAL_FILE)

@@ -15,31 +15,79 @@ returns a ``RunResult``. Modules, one concern each:
     policy      the customer's policy file and its decisions
     approvals   approvals given on the host (``aftercare-agent approve``)
     errors      the package's exception tree
+
+The names below are loaded on first use (PEP 562 ``__getattr__``): importing
+``agent.playbook.policy`` at start-up does not load the executor, its output and
+process modules or the redaction rules, which stay out of the agent's memory until
+a run needs them (issue 17, the agent's footprint).
 """
 
-from agent.playbook.approvals import ApprovalBook
-from agent.playbook.errors import (
-    ApprovalError,
-    BuiltinArgumentError,
-    BuiltinError,
-    ExecutorBusy,
-    PlaybookRunError,
-    PolicyError,
-    RedactPatternError,
-)
-from agent.playbook.executor import (
-    BuiltinFn,
-    Executor,
-    OutputChunk,
-    RenderedBuiltin,
-    RenderedExec,
-    RenderedStep,
-    RunResult,
-    StepResult,
-    truncation_marker,
-)
-from agent.playbook.policy import DEFAULT_POLICY_PATH, Decision, Policy, load_policy
-from agent.playbook.redact import Redactor, secret_values
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.playbook.approvals import ApprovalBook
+    from agent.playbook.errors import (
+        ApprovalError,
+        BuiltinArgumentError,
+        BuiltinError,
+        ExecutorBusy,
+        PlaybookRunError,
+        PolicyError,
+        RedactPatternError,
+    )
+    from agent.playbook.executor import (
+        BuiltinFn,
+        Executor,
+        OutputChunk,
+        RenderedBuiltin,
+        RenderedExec,
+        RenderedStep,
+        RunResult,
+        StepResult,
+        truncation_marker,
+    )
+    from agent.playbook.policy import DEFAULT_POLICY_PATH, Decision, Policy, load_policy
+    from agent.playbook.redact import Redactor, secret_values
+
+_HOME = {
+    "ApprovalBook": "approvals",
+    "ApprovalError": "errors",
+    "BuiltinArgumentError": "errors",
+    "BuiltinError": "errors",
+    "ExecutorBusy": "errors",
+    "PlaybookRunError": "errors",
+    "PolicyError": "errors",
+    "RedactPatternError": "errors",
+    "BuiltinFn": "executor",
+    "Executor": "executor",
+    "OutputChunk": "executor",
+    "RenderedBuiltin": "executor",
+    "RenderedExec": "executor",
+    "RenderedStep": "executor",
+    "RunResult": "executor",
+    "StepResult": "executor",
+    "truncation_marker": "executor",
+    "DEFAULT_POLICY_PATH": "policy",
+    "Decision": "policy",
+    "Policy": "policy",
+    "load_policy": "policy",
+    "Redactor": "redact",
+    "secret_values": "redact",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The exported ``name`` from its module, imported on first use."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.playbook' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"agent.playbook.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_POLICY_PATH",

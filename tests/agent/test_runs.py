@@ -27,7 +27,7 @@ from agent.playbook.executor import Executor
 from agent.playbook.policy import load_policy
 from agent.playbook.redact import Redactor
 from agent.playbook.waiting import WaitingRuns, run_binding
-from agent.runs import RunHandler
+from agent.runs import ExecutorFactory, RunHandler
 from common.approval_format import RunSubject
 from playbooks.signing import generate_keypair, sign_catalogue
 from proto import agent_pb2
@@ -97,12 +97,17 @@ class Fixture:
         )
 
     def handler(
-        self, policy: str = "", trusted: list[bytes] | None = None, root: str = ""
+        self,
+        policy: str = "",
+        trusted: list[bytes] | None = None,
+        root: str = "",
+        executor: Executor | ExecutorFactory | None = None,
     ) -> RunHandler:
         policy_path = self.tmp / "policy.toml"
         policy_path.write_text(policy)
         policy_path.chmod(0o600)
-        executor = Executor(max_concurrent_runs=2, workdir=self.tmp, redactor=Redactor())
+        if executor is None:
+            executor = Executor(max_concurrent_runs=2, workdir=self.tmp, redactor=Redactor())
 
         async def send(message: agent_pb2.AgentMessage) -> None:
             self.sent.append(message)
@@ -598,3 +603,23 @@ def test_a_signed_approval_under_a_local_only_policy_is_ignored(
     )
     assert "not approved in time" in refused(fx)
     assert "approval_ignored" in (fx.tmp / "runs.log").read_text()
+
+
+def test_the_executor_is_built_by_the_first_run_that_needs_it(fx: Fixture) -> None:
+    built: list[Executor] = []
+
+    def executor() -> Executor:
+        built.append(Executor(max_concurrent_runs=2, workdir=fx.tmp, redactor=Redactor()))
+        return built[-1]
+
+    refusing = fx.handler(trusted=[], executor=executor)
+    drive(refusing, fx.request(fx.sign()), until=lambda: bool(fx.updates()))
+    assert refused(fx) and built == [], "a refused run must not load the executor"
+
+    handler = fx.handler(executor=executor)
+    signed = fx.sign()
+    requests = [fx.request(signed, run_id=run_id) for run_id in ("run-2", "run-3")]
+    drive(handler, *requests, until=lambda: None not in (fx.result("run-2"), fx.result("run-3")))
+    results = [fx.result(run_id) for run_id in ("run-2", "run-3")]
+    assert [r.status if r else None for r in results] == ["ok", "ok"], fx.updates("run-2")
+    assert len(built) == 1, "one executor for the handler's whole life"
