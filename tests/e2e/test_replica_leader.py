@@ -9,14 +9,14 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.pg_cluster import PgCluster
-from tests.support import Collector, wait_for
+from tests.support import Agent, Collector, wait_for
 
 INTERVAL_S = 1.0
 REPLICA_FILES = ("ca.pem", "ca-key.pem", "audit-key.pem", "store-url", "admin-token")
@@ -69,3 +69,20 @@ def test_one_replica_leads_and_a_killed_leader_hands_over(
 
     b.stop()  # a clean stop releases the lease at once
     assert leader(url) is None
+
+
+def test_an_agent_on_replica_a_is_seen_through_replica_b(
+    replicas: tuple[Collector, Collector, str], make_agent: Callable[..., Agent]
+) -> None:
+    a, b, _ = replicas
+    agent = make_agent("db-1")
+    result = agent.enroll(a.join_command("acme"))
+    assert result.returncode == 0, result.stderr
+    agent.start()
+    engineer = b.add_user("erin", "engineer")  # a user made on b signs in on a too
+    other = b.add_user("olga", "customer", "globex")
+    wait_for(lambda: b.client_json(engineer, "agents") != [], 30, "the host listed by b")
+    assert [h["hostname"] for h in b.client_json(engineer, "agents")] == ["db-1"]
+    assert [h["hostname"] for h in a.client_json(engineer, "agents")] == ["db-1"]
+    assert b.client_json(other, "agents") == []  # another customer's host stays hidden on b
+    wait_for(lambda: b.client_json(engineer, "host", "db-1")["samples"], 30, "samples via b")
