@@ -86,3 +86,7 @@ def test_an_agent_on_replica_a_is_seen_through_replica_b(
     assert [h["hostname"] for h in a.client_json(engineer, "agents")] == ["db-1"]
     assert b.client_json(other, "agents") == []  # another customer's host stays hidden on b
     wait_for(lambda: b.client_json(engineer, "host", "db-1")["samples"], 30, "samples via b")
+    for replica in (a, b):  # entries appended by both replicas form one intact chain
+        verified = replica.admin("audit", "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit checkpoints stopped" not in a.log_text() + b.log_text()
