@@ -54,6 +54,7 @@ from collector.inspections.config import load_inspections_config
 from collector.inspections.notify import make_deliverer as make_inspection_deliverer
 from collector.inspections.render import render as render_report
 from collector.inspections.service import Analyse, InspectionService
+from collector.leadership import Leadership, replica_id
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
 from collector.pki import CertificateAuthority
@@ -101,6 +102,11 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentStream"].full_name,
     api_pb2.DESCRIPTOR.services_by_name["Api"].full_name,
 )
+
+
+# A leader's claim lasts this many evaluation intervals: renewed every interval, it
+# expires within half an interval after the leader dies (docs/replicas.md).
+LEASE_INTERVALS = 1.5
 
 
 def now_ms() -> int:
@@ -152,6 +158,7 @@ class CollectorServer:
         self.audit_checkpoints: AuditCheckpoints | None = None
         self.auth_failures: AuthFailures | None = None
         self.portal: WebServer | None = None
+        self.leadership: Leadership | None = None  # which replica runs the once-only work
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -206,6 +213,8 @@ class CollectorServer:
     ) -> CollectorMetrics:
         """Store, rule engine, tickets, runs and sessions, wired to each other."""
         self._db = StoreThread(self.data_dir.open_store())
+        lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
+        self.leadership = Leadership(self._db.store, replica_id(), lease_ms, now_ms)
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
@@ -407,6 +416,8 @@ class CollectorServer:
             await self.portal.stop()
         if self.auth_failures is not None:
             await self.auth_failures.flush(final=True)
+        if self._db is not None and self.leadership is not None:
+            await self._db.call(self.leadership.resign)
         if self._db is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._db.close)
 
@@ -496,6 +507,9 @@ class CollectorServer:
         for agent in await self._db.call(self._db.store.list_agents, None):
             if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
                 self._cut_off(agent.agent_id, agent.revoked_ms)
+        assert self.leadership is not None
+        if not await self._db.call(self.leadership.check):
+            return  # another replica leads: it evaluates, ticks and notifies
         now = now_ms()
         started = time.perf_counter()
         alerts = self.engine.evaluate(now)

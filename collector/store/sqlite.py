@@ -76,6 +76,7 @@ from collector.store.history_rows import (
     series_ids,
 )
 from collector.store.inspection_sqlite import SQLiteInspections
+from collector.store.lease_sqlite import SQLiteLeases
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.portal_sqlite import SQLitePortal
 from collector.store.run_rows import (
@@ -208,7 +209,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore(SQLiteInspections, SQLitePortal):
+class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is
