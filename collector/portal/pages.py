@@ -31,12 +31,11 @@ from aiohttp import web
 
 from collector import errors
 from collector.inspections.errors import InspectionStateError
-from collector.portal import i18n
+from collector.portal import engineer, i18n
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs import RunService
-from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]
 
@@ -93,7 +92,11 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/sessions/{id}/terminal", pages.terminal)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
-    app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
+    app.router.add_post(
+        "/tickets/{id:[0-9]{1,18}}/{action:" + "|".join(engineer.TICKET_ACTIONS) + "}",
+        pages.act_on_ticket,
+    )
+    app.router.add_post("/tickets/{id:[0-9]{1,18}}/regrade", pages.regrade_ticket)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}/report", pages.ticket_report)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}", pages.inspection)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}/report", pages.inspection_report)
@@ -319,9 +322,15 @@ class _Pages:
     async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
         ticket_id = int(request.match_info["id"])
-        text = str(request[FORM].get("text", "")).strip()[:2000]
-        action = TicketActionRequest(action=request.match_info["action"], text=text)
+        action = engineer.ticket_action_request(request.match_info["action"], request[FORM])
         await self.portal.tickets.act(who, ticket_id, action)
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+    async def regrade_ticket(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        ticket_id = int(request.match_info["id"])
+        level, reason = engineer.regrade_fields(request[FORM])
+        await self.portal.tickets.regrade(who, ticket_id, level, reason)
         raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
 
     async def inspection(self, request: web.Request) -> web.StreamResponse:

@@ -377,3 +377,74 @@ def test_the_terminal_page_shows_the_recording_as_text_and_reloads_while_live(
     b.post(f"/sessions/{session.session_id}/terminate", {"csrf": b.csrf("/")})
     ended = b.get(f"/sessions/{session.session_id}/terminal")
     assert "/dev/vda1" in ended.text and 'http-equiv="refresh"' not in ended.text
+
+
+def test_an_engineer_acknowledges_comments_regrades_and_resolves_a_ticket(
+    collector: PortalCollector,
+) -> None:
+    tickets = collector.server.tickets
+    assert tickets is not None
+    ticket_id = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "2", "acme")))
+    erin = signed_in(collector, "erin")
+    page = erin.get(f"/tickets/{ticket_id}")
+    assert 'id="acknowledge"' in page.text and 'for="cause"' in page.text
+    token = erin.csrf(f"/tickets/{ticket_id}")
+    base = f"/tickets/{ticket_id}"
+    assert erin.post(f"{base}/acknowledge", {"csrf": token}).status == 303
+    assert erin.post(f"{base}/comment", {"csrf": token, "text": "checking the disk"}).status == 303
+    regraded = erin.post(f"{base}/regrade", {"csrf": token, "level": "1", "reason": "outage"})
+    assert regraded.status == 303
+    resolved = erin.post(
+        f"{base}/resolve",
+        {"csrf": token, "cause": "full /var", "actions": "rotated logs", "prevention": "alert"},
+    )
+    assert resolved.status == 303, resolved.text
+    ticket = collector.db("get_ticket", ticket_id)
+    assert ticket.state == "resolved" and ticket.level == "1"
+    kinds = [(e.kind, e.actor) for e in collector.db("ticket_events", ticket_id)]
+    for kind in ("acknowledged", "comment", "regraded", "resolved"):
+        assert (kind, "user:erin") in kinds, kinds
+    assert "checking the disk" in erin.get(base).text  # on the timeline
+
+
+def test_a_resolve_without_its_cause_is_a_clear_error_and_changes_nothing(
+    collector: PortalCollector,
+) -> None:
+    tickets = collector.server.tickets
+    assert tickets is not None
+    ticket_id = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "2", "acme")))
+    erin = signed_in(collector, "erin")
+    token = erin.csrf(f"/tickets/{ticket_id}")
+    answer = erin.post(f"/tickets/{ticket_id}/resolve", {"csrf": token, "cause": ""})
+    assert answer.status == 400
+    same_level = erin.post(
+        f"/tickets/{ticket_id}/regrade", {"csrf": token, "level": "2", "reason": "x"}
+    )
+    assert same_level.status in (400, 409)
+    ticket = collector.db("get_ticket", ticket_id)
+    assert ticket.state == "open" and ticket.level == "2"
+
+
+def test_engineer_actions_are_refused_without_csrf_and_to_customers(
+    collector: PortalCollector,
+) -> None:
+    tickets = collector.server.tickets
+    assert tickets is not None
+    ticket_id = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "2", "acme")))
+    base = f"/tickets/{ticket_id}"
+    erin = signed_in(collector, "erin")
+    for fields in ({}, {"csrf": "forged-token"}):
+        assert erin.post(f"{base}/acknowledge", fields).status == 403
+        assert erin.post(f"{base}/regrade", {**fields, "level": "1", "reason": "x"}).status == 403
+    carol = signed_in(collector, "carol")  # acme's own customer user
+    assert 'id="acknowledge"' not in carol.get(base).text
+    token = carol.csrf(base)
+    assert carol.post(f"{base}/acknowledge", {"csrf": token}).status == 403
+    assert carol.post(f"{base}/regrade", {"csrf": token, "level": "1", "reason": "x"}).status == 403
+    mallory = signed_in(collector, "mallory")  # another customer's user
+    token = mallory.csrf("/")
+    assert mallory.post(f"{base}/comment", {"csrf": token, "text": "hi"}).status == 404
+    ticket = collector.db("get_ticket", ticket_id)
+    assert ticket.state == "open" and ticket.level == "2"
+    kinds = [e.kind for e in collector.db("ticket_events", ticket_id)]
+    assert "comment" not in kinds and "acknowledged" not in kinds
