@@ -101,7 +101,8 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/inspections/{id:[0-9]{1,18}}", pages.inspection)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}/report", pages.inspection_report)
     app.router.add_post(
-        "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject}", pages.act_on_inspection
+        "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject|publish}",
+        pages.act_on_inspection,
     )
     app.router.add_get("/static/portal.css", _stylesheet)
     app.router.add_get("/favicon.ico", _no_icon)
@@ -247,8 +248,18 @@ class _Pages:
         level = request.query.get("level", "")[:16]
         customer = request.query.get("customer", "")[:64]
         tickets = await self.portal.queue(who, level, customer)
+        reports = []
+        if self.portal.inspections is not None:
+            reports = await self.portal.inspections.list_inspections(
+                who, customer or None, ["awaiting_report"]
+            )
         return self.render(
-            request, "queue.html.j2", tickets=tickets, level=level, customer=customer
+            request,
+            "queue.html.j2",
+            tickets=tickets,
+            reports=reports,
+            level=level,
+            customer=customer,
         )
 
     async def session(self, request: web.Request) -> web.StreamResponse:
@@ -364,6 +375,8 @@ class _Pages:
                 str(form.get("comment", "")).strip()[:2000],
                 str(form.get("sha256", "")).strip()[:64],
             )
+        elif action == "publish":
+            await service.publish(who, inspection_id, engineer.field(form, "summary"))
         else:
             await service.reject(who, inspection_id, str(form.get("reason", "")).strip()[:2000])
         raise web.HTTPSeeOther(f"/inspections/{inspection_id}")
