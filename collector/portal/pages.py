@@ -31,7 +31,7 @@ from aiohttp import web
 
 from collector import errors
 from collector.inspections.errors import InspectionStateError
-from collector.portal import engineer, i18n
+from collector.portal import engineer, error_details, i18n
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
@@ -147,7 +147,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         for kind, status, headline in _STATUS:
             if isinstance(exc, kind):
                 log.info("portal %s %s refused (%d): %s", request.method, request.path, status, exc)
-                return pages.error_page(request, status, headline, str(exc))
+                explained = error_details.explain(exc)
+                return pages.error_page(request, status, headline, str(exc), explained)
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
     except Exception as exc:  # a bug: logged, never shown
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
@@ -408,10 +409,22 @@ class _Pages:
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
     def error_page(
-        self, request: web.Request, status: int, headline: str, detail: str
+        self,
+        request: web.Request,
+        status: int,
+        headline: str,
+        detail: str,
+        explained: error_details.Explained | None = None,
     ) -> web.Response:
+        """The error page: the translated headline, the detail in the page's language
+        when known (``error_details``), and the collector's own text."""
         return self.render(
-            request, "error.html.j2", status=status, headline=headline, detail=detail
+            request,
+            "error.html.j2",
+            status=status,
+            headline=headline,
+            detail=detail,
+            explained=explained,
         )
 
 

@@ -491,3 +491,28 @@ def test_customers_cannot_publish_inspection_reports(collector: PortalCollector)
     # refused by role before the lookup (as through the API): nothing about acme shows
     assert foreign.status == 403 and "acme" not in foreign.text
     assert collector.db("get_inspection", inspection_id).state == "awaiting_report"
+
+
+def test_error_details_are_shown_in_the_page_language(collector: PortalCollector) -> None:
+    tickets = collector.server.tickets
+    assert tickets is not None
+    ticket_id = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "2", "acme")))
+    base = f"/tickets/{ticket_id}"
+    chinese = browser(collector, "zh-CN")
+    assert chinese.sign_in("erin").status == 303
+    token = chinese.csrf(base)
+    empty = chinese.post(f"{base}/resolve", {"csrf": token, "cause": "", "actions": "x"})
+    assert empty.status == 400 and "必填项为空" in empty.text
+    same = chinese.post(f"{base}/regrade", {"csrf": token, "level": "2", "reason": "x"})
+    assert f"工单 {ticket_id} 已是 2 级" in same.text
+    erin = signed_in(collector, "erin")
+    token = erin.csrf(base)
+    resolve = {"csrf": token, "cause": "c", "actions": "a", "prevention": "p"}
+    assert erin.post(f"{base}/resolve", resolve).status == 303
+    closed = erin.post(f"{base}/acknowledge", {"csrf": token})
+    assert closed.status == 409
+    assert f"Ticket {ticket_id} is resolved: “acknowledge” does not apply now" in closed.text
+    carol = browser(collector, "zh-CN")
+    assert carol.sign_in("carol").status == 303
+    refused = carol.post(f"{base}/acknowledge", {"csrf": carol.csrf(base)})
+    assert refused.status == 403 and "不能对工单执行“acknowledge”" in refused.text
