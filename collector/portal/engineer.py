@@ -1,5 +1,5 @@
-"""Engineer actions on a ticket in the portal: the form fields turned into the ticket
-service's requests (pure; the pages module calls the service as the signed-in user,
+"""Engineer pages' logic: the fleet filter; a ticket page's form fields turned into
+the ticket service's requests (pure; the pages module calls the service as the signed-in user,
 so roles, tenancy and the audit chain are the API's).
 
 ``TICKET_ACTIONS`` are the actions a ticket page posts to ``/tickets/ID/ACTION``
@@ -9,12 +9,23 @@ resolve); the service refuses an action the user's role may not take.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from collector.errors import InvalidRequest
+from collector.portal.views import HostRow
 from collector.tickets.service import TicketActionRequest
 
-__all__ = ["FIELD_LIMIT", "TICKET_ACTIONS", "regrade_fields", "ticket_action_request"]
+__all__ = [
+    "CONNECTION_FILTERS",
+    "FIELD_LIMIT",
+    "TICKET_ACTIONS",
+    "fleet_rows",
+    "regrade_fields",
+    "ticket_action_request",
+]
+
+CONNECTION_FILTERS = ("", "connected", "disconnected")
 
 TICKET_ACTIONS = ("acknowledge", "assign", "comment", "resolve", "confirm", "reject")
 FIELD_LIMIT = 2000  # characters kept of each free-text field
@@ -35,3 +46,18 @@ def ticket_action_request(action: str, form: Mapping[str, Any]) -> TicketActionR
 def regrade_fields(form: Mapping[str, Any]) -> tuple[str, str]:
     """The new level and the reason of a regrade form."""
     return field(form, "level"), field(form, "reason")
+
+
+def fleet_rows(rows: Sequence[HostRow], customer: str, connection: str) -> list[HostRow]:
+    """The hosts of ``customer`` ("" = all) with the ``connection`` ("" = any,
+    "connected", "disconnected"); InvalidRequest for another connection value."""
+    if connection not in CONNECTION_FILTERS:
+        raise InvalidRequest(
+            f"unknown connection filter {connection!r}: use connected or disconnected"
+        )
+    return [
+        row
+        for row in rows
+        if (not customer or row.customer == customer)
+        and (not connection or row.connected == (connection == "connected"))
+    ]

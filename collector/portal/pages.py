@@ -86,6 +86,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/language", pages.language)
     app.router.add_get("/", pages.overview)
     app.router.add_get("/queue", pages.queue)
+    app.router.add_get("/fleet", pages.fleet)
     app.router.add_get("/runs/{id}", pages.run)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
@@ -261,6 +262,16 @@ class _Pages:
             reports=reports,
             level=level,
             customer=customer,
+        )
+
+    async def fleet(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        who.require("engineer", "admin")
+        customer = request.query.get("customer", "")[:64]
+        connection = request.query.get("connection", "")[:16]
+        hosts = engineer.fleet_rows(await self.portal.hosts(who), customer, connection)
+        return self.render(
+            request, "fleet.html.j2", hosts=hosts, customer=customer, connection=connection
         )
 
     async def session(self, request: web.Request) -> web.StreamResponse:

@@ -516,3 +516,23 @@ def test_error_details_are_shown_in_the_page_language(collector: PortalCollector
     assert carol.sign_in("carol").status == 303
     refused = carol.post(f"{base}/acknowledge", {"csrf": carol.csrf(base)})
     assert refused.status == 403 and "不能对工单执行“acknowledge”" in refused.text
+
+
+def test_the_fleet_shows_every_customers_hosts_to_engineers_with_filters(
+    collector: PortalCollector,
+) -> None:
+    collector.add_host("ag-acme1", "acme", "acme-db1")
+    collector.add_host("ag-gx1", "globex", "globex-web1")
+    erin = signed_in(collector, "erin")
+    every = erin.get("/fleet")
+    assert every.status == 200 and "acme-db1" in every.text and "globex-web1" in every.text
+    acme = erin.get("/fleet?customer=acme")
+    assert "acme-db1" in acme.text and "globex-web1" not in acme.text
+    online = erin.get("/fleet?connection=connected")
+    assert "acme-db1" not in online.text  # no agent is connected in this test
+    assert "acme-db1" in erin.get("/fleet?connection=disconnected").text
+    assert erin.get("/fleet?connection=sideways").status == 400
+    carol = signed_in(collector, "carol")
+    refused = carol.get("/fleet?customer=globex")
+    assert refused.status == 403 and "globex-web1" not in refused.text
+    assert 'id="fleet-link"' not in carol.get("/").text
