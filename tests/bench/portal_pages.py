@@ -12,7 +12,8 @@ on loopback), signs in a customer user and an engineer, and loads each page
 ``--loads`` times over HTTPS: the overview and a ticket as the customer, the overview
 as the engineer (every customer), and the engineer pages: the queue (all, and
 filtered), a ticket with its action forms, the fleet (all, and one customer).
-Reports min / median / max milliseconds per page and PASS/FAIL against the 300 ms target (issue 13) on the median.
+Reports min / median / max milliseconds per page and PASS/FAIL against the 300 ms
+target (issue 13) on the median.
 """
 
 from __future__ import annotations
