@@ -22,6 +22,7 @@ __all__ = [
     "TICKET_ACTIONS",
     "fleet_rows",
     "regrade_fields",
+    "session_request_fields",
     "ticket_action_request",
 ]
 
@@ -61,3 +62,21 @@ def fleet_rows(rows: Sequence[HostRow], customer: str, connection: str) -> list[
         if (not customer or row.customer == customer)
         and (not connection or row.connected == (connection == "connected"))
     ]
+
+
+MAX_SESSION_MINUTES = 7 * 24 * 60
+
+
+def session_request_fields(form: Mapping[str, Any]) -> tuple[str, int, int | None]:
+    """Reason, duration (ms) and ticket id (None if empty) of a session request form;
+    InvalidRequest naming the field for a bad value."""
+    reason = field(form, "reason")
+    if not reason:
+        raise InvalidRequest("reason must not be empty")
+    minutes = field(form, "minutes")
+    if not minutes.isdigit() or not 1 <= int(minutes) <= MAX_SESSION_MINUTES:
+        raise InvalidRequest(f"minutes must be a whole number from 1 to {MAX_SESSION_MINUTES}")
+    ticket = field(form, "ticket")
+    if ticket and not (ticket.isdigit() and len(ticket) <= 18):
+        raise InvalidRequest("ticket must be a ticket number, or empty")
+    return reason, int(minutes) * 60_000, int(ticket) if ticket else None

@@ -36,6 +36,7 @@ from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs import RunService
+from collector.store.base import AgentRecord
 
 __all__ = ["make_app"]
 
@@ -87,6 +88,8 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/", pages.overview)
     app.router.add_get("/queue", pages.queue)
     app.router.add_get("/fleet", pages.fleet)
+    app.router.add_get("/hosts/{agent_id}/session", pages.session_form)
+    app.router.add_post("/hosts/{agent_id}/session", pages.request_session)
     app.router.add_get("/runs/{id}", pages.run)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
@@ -273,6 +276,29 @@ class _Pages:
         return self.render(
             request, "fleet.html.j2", hosts=hosts, customer=customer, connection=connection
         )
+
+    async def session_form(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        who.require("engineer", "admin")
+        agent = await self._visible_host(request)
+        return self.render(request, "session_request.html.j2", agent=agent)
+
+    async def request_session(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        agent = await self._visible_host(request)
+        reason, duration_ms, ticket_id = engineer.session_request_fields(request[FORM])
+        session = await self.portal.sessions.request(who, agent, reason, duration_ms, ticket_id)
+        raise web.HTTPSeeOther(f"/sessions/{session.session_id}")
+
+    async def _visible_host(self, request: web.Request) -> AgentRecord:
+        """The host of the path's agent id, if the signed-in user may see it (else 404)."""
+        who = request[SIGNED_IN].principal
+        agent_id = request.match_info["agent_id"][:128]
+        db = self.portal.db
+        agent = await db.call(db.store.get_agent, agent_id)
+        if agent is None or (who.role == "customer" and agent.customer != who.customer):
+            raise errors.NotFound(f"no host {agent_id!r}; the fleet page lists them")
+        return agent
 
     async def session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

@@ -536,3 +536,48 @@ def test_the_fleet_shows_every_customers_hosts_to_engineers_with_filters(
     refused = carol.get("/fleet?customer=globex")
     assert refused.status == 403 and "globex-web1" not in refused.text
     assert 'id="fleet-link"' not in carol.get("/").text
+
+
+def test_an_engineer_requests_a_session_for_a_host_the_customer_then_sees_it(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    tickets = collector.server.tickets
+    assert tickets is not None
+    ticket_id = collector.call(tickets.create(ENGINEER, ManualTicket("db down", "", "2", "acme")))
+    erin = signed_in(collector, "erin")
+    assert '"/hosts/ag-acme1/session"' in erin.get("/fleet").text
+    form = erin.get("/hosts/ag-acme1/session")
+    assert form.status == 200 and 'for="reason"' in form.text
+    token = erin.csrf("/hosts/ag-acme1/session")
+    fields = {"csrf": token, "reason": "check RAID", "minutes": "30", "ticket": str(ticket_id)}
+    answer = erin.post("/hosts/ag-acme1/session", fields)
+    assert answer.status == 303, answer.text
+    session_id = answer.headers["Location"].rsplit("/", 1)[-1]
+    session = collector.session(session_id)
+    assert session.state == "pending" and session.agent_id == agent.agent_id
+    assert session.ticket_id == ticket_id and session.engineer == "erin"
+    assert session.requested_duration_ms == 30 * 60_000
+    assert "check RAID" in signed_in(collector, "carol").get("/").text  # waits for carol
+
+
+def test_session_requests_refuse_bad_input_customers_and_forged_forms(
+    collector: PortalCollector,
+) -> None:
+    collector.add_host("ag-acme1", "acme", "db1")
+    erin = signed_in(collector, "erin")
+    token = erin.csrf("/fleet")
+    path = "/hosts/ag-acme1/session"
+    for bad in ({"reason": "", "minutes": "30"}, {"reason": "x", "minutes": "0"}):
+        assert erin.post(path, {"csrf": token, **bad}).status == 400
+    forged = erin.post(path, {"csrf": "forged", "reason": "x", "minutes": "30"})
+    assert forged.status == 403
+    assert erin.get("/hosts/ag-nope/session").status == 404
+    carol = signed_in(collector, "carol")
+    assert carol.get(path).status == 403
+    own = carol.post(path, {"csrf": carol.csrf("/"), "reason": "x", "minutes": "30"})
+    assert own.status == 403
+    mallory = signed_in(collector, "mallory")
+    other = mallory.post(path, {"csrf": mallory.csrf("/"), "reason": "x", "minutes": "30"})
+    assert other.status == 404
+    assert collector.db("list_sessions") == []
