@@ -568,8 +568,16 @@ def test_session_requests_refuse_bad_input_customers_and_forged_forms(
     erin = signed_in(collector, "erin")
     token = erin.csrf("/fleet")
     path = "/hosts/ag-acme1/session"
-    for bad in ({"reason": "", "minutes": "30"}, {"reason": "x", "minutes": "0"}):
-        assert erin.post(path, {"csrf": token, **bad}).status == 400
+    tickets = collector.server.tickets
+    assert tickets is not None
+    foreign = collector.call(tickets.create(ENGINEER, ManualTicket("x", "", "4", "globex")))
+    for bad in (
+        {"reason": "", "minutes": "30"},
+        {"reason": "x", "minutes": "0"},
+        {"reason": "x", "minutes": "30", "ticket": "abc"},
+        {"reason": "x", "minutes": "30", "ticket": str(foreign)},  # another customer's
+    ):
+        assert erin.post(path, {"csrf": token, **bad}).status == 400, bad
     forged = erin.post(path, {"csrf": "forged", "reason": "x", "minutes": "30"})
     assert forged.status == 403
     assert erin.get("/hosts/ag-nope/session").status == 404
