@@ -16,16 +16,36 @@ from collector.notify import SmtpSettings, send_email, send_webhook
 from collector.notify.errors import DeliveryError
 from collector.tickets.escalation import Recipient
 
-__all__ = ["PAYLOAD_VERSION", "Deliver", "application", "late_report", "make_deliverer"]
+__all__ = [
+    "PAYLOAD_VERSION",
+    "Deliver",
+    "application",
+    "inspection_link",
+    "late_report",
+    "make_deliverer",
+    "report_published",
+]
 
 PAYLOAD_VERSION = 1
 Deliver = Callable[[Recipient, str, Mapping[str, Any], str], None]
 
 
+def inspection_link(inspection_id: int, link_base: str, command: str = "show") -> str:
+    """Where the customer acts on the inspection: the portal page ``LINK_BASE/inspections/ID``
+    (``ServeConfig.link_base()``), else the ``aftercare inspection`` command to run."""
+    if link_base:
+        return f"{link_base.rstrip('/')}/inspections/{inspection_id}"
+    return f"aftercare inspection {command} {inspection_id}"
+
+
 def application(
-    inspection: Inspection, hostnames: Sequence[str], checklist: Sequence[str]
+    inspection: Inspection,
+    hostnames: Sequence[str],
+    checklist: Sequence[str],
+    link_base: str = "",
 ) -> tuple[str, dict[str, Any], str]:
-    """Subject, payload and text of the inspection application (巡检申请)."""
+    """Subject, payload and text of the inspection application (巡检申请); ``link`` is
+    the portal page where the customer consents (see ``inspection_link``)."""
     when = format_ms(inspection.scheduled_ms)
     payload = {
         "version": PAYLOAD_VERSION,
@@ -41,6 +61,7 @@ def application(
         },
         "consent": f"aftercare inspection consent {inspection.id}",
         "decline": f'aftercare inspection decline {inspection.id} --reason "..."',
+        "link": inspection_link(inspection.id, link_base),
     }
     subject = f"[aftercare] 巡检申请 / Inspection application #{inspection.id}: {when}"
     text = "\n".join(
@@ -52,6 +73,7 @@ def application(
             "",
             f"Consent:   {payload['consent']}",
             f"Decline:   {payload['decline']} [--propose 2027-01-20T09:00]",
+            f"链接 / Link: {payload['link']}",
         ]
     )
     return subject, payload, text + "\n"
@@ -80,6 +102,40 @@ def late_report(inspection: Inspection) -> tuple[str, dict[str, Any], str]:
         f"Publish:  aftercare inspection publish {inspection.id} --summary ...\n"
     )
     return subject, payload, text
+
+
+def report_published(
+    inspection: Inspection, link_base: str = ""
+) -> tuple[str, dict[str, Any], str]:
+    """Subject, payload and text telling the customer its report waits for sign-off."""
+    payload = {
+        "version": PAYLOAD_VERSION,
+        "event": "inspection_report_published",
+        "inspection": {
+            "id": inspection.id,
+            "customer": inspection.customer,
+            "engineer": inspection.engineer,
+            "summary": inspection.summary,
+            "report_sha256": inspection.report_sha256,
+        },
+        "sign": f"aftercare inspection sign {inspection.id}",
+        "reject": f'aftercare inspection reject {inspection.id} --reason "..."',
+        "link": inspection_link(inspection.id, link_base, "report"),
+    }
+    subject = f"[aftercare] 巡检报告待签收 / Inspection report #{inspection.id} awaits sign-off"
+    text = "\n".join(
+        [
+            f"The report of inspection #{inspection.id} for {inspection.customer} is published "
+            "and waits for your sign-off (巡检报告已发布, 请签收).",
+            f"Summary:   {inspection.summary or '-'}",
+            f"Engineer:  {inspection.engineer or '-'}",
+            "",
+            f"Sign:      {payload['sign']}",
+            f"Reject:    {payload['reject']}",
+            f"链接 / Link: {payload['link']}",
+        ]
+    )
+    return subject, payload, text + "\n"
 
 
 def make_deliverer(smtp: SmtpSettings | None) -> Deliver:

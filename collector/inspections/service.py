@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -145,8 +145,10 @@ class InspectionService:
         render: Render,
         history: History = no_history,
         rendered_dir: Path | None = None,
+        link_base: str = "",
     ) -> None:
         self._db = db
+        self._link_base = link_base  # portal address for customer notices (else CLI commands)
         self._store = db.store
         self._runs = runs
         self.config = config
@@ -351,6 +353,7 @@ class InspectionService:
         published = await self._save(transition, report_json=data.decode())
         await self._audit_inspection(who, "inspection.published", published, {"sha256": sha256})
         self._prerender(published)
+        self._in_background(self._tell_published(published))
         return published
 
     async def report(
@@ -393,9 +396,29 @@ class InspectionService:
     def _prerender(self, inspection: Inspection) -> None:
         """Render the report's HTML and PDF in the customer's language in the background,
         so the customer's requests find them made."""
-        task = asyncio.create_task(self._prerender_now(inspection))
+        self._in_background(self._prerender_now(inspection))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._prerendering.add(task)
         task.add_done_callback(self._prerendering.discard)
+
+    async def _tell_published(self, inspection: Inspection) -> None:
+        """Tell the customer's announce recipients the report waits for sign-off (with the
+        portal link); the deliveries are audited ("inspection.report_notice")."""
+        recipients = self.config.announce_to(inspection.customer)
+        if not recipients:
+            return
+        subject, payload, text = notify.report_published(inspection, self._link_base)
+        results = await self._send_all(recipients, subject, payload, text)
+        await self._db.call(
+            self._store.append_audit,
+            "system",
+            "inspection.report_notice",
+            f"inspection:{inspection.id}",
+            {"customer": inspection.customer, "deliveries": results},
+            self._clock_ms(),
+        )
 
     async def _prerender_now(self, inspection: Inspection) -> None:
         try:
@@ -529,7 +552,7 @@ class InspectionService:
             return
         agents = await hosts_in_scope(self._db, inspection.customer, inspection.hosts)
         subject, payload, text = notify.application(
-            inspection, [a.hostname for a in agents], self._checklist()
+            inspection, [a.hostname for a in agents], self._checklist(), self._link_base
         )
         recipients = self.config.announce_to(inspection.customer)
         results = await self._send_all(recipients, subject, payload, text)

@@ -33,13 +33,13 @@ from aiohttp import web
 from collector import errors
 from collector.gateway.recording import replay_then_follow
 from collector.inspections.errors import InspectionStateError
-from collector.portal import i18n, player
+from collector.portal import engineer, error_details, i18n, player
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs.service import RunService
 from collector.sessions.model import FINAL_SESSION_STATES
-from collector.store.base import RecordingRecord
+from collector.store.base import AgentRecord, RecordingRecord
 from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]
@@ -96,6 +96,9 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_post("/language", pages.language)
     app.router.add_get("/", pages.overview)
     app.router.add_get("/queue", pages.queue)
+    app.router.add_get("/fleet", pages.fleet)
+    app.router.add_get("/hosts/{agent_id}/session", pages.session_form)
+    app.router.add_post("/hosts/{agent_id}/session", pages.request_session)
     app.router.add_get("/runs/{id}", pages.run)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
@@ -104,12 +107,17 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/sessions/{id}/live", pages.watch_live)
     app.router.add_post("/sessions/{id}/{action:approve|deny|terminate}", pages.decide_session)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}", pages.ticket)
-    app.router.add_post("/tickets/{id:[0-9]{1,18}}/{action:confirm|reject}", pages.act_on_ticket)
+    app.router.add_post(
+        "/tickets/{id:[0-9]{1,18}}/{action:" + "|".join(engineer.TICKET_ACTIONS) + "}",
+        pages.act_on_ticket,
+    )
+    app.router.add_post("/tickets/{id:[0-9]{1,18}}/regrade", pages.regrade_ticket)
     app.router.add_get("/tickets/{id:[0-9]{1,18}}/report", pages.ticket_report)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}", pages.inspection)
     app.router.add_get("/inspections/{id:[0-9]{1,18}}/report", pages.inspection_report)
     app.router.add_post(
-        "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject}", pages.act_on_inspection
+        "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject|publish}",
+        pages.act_on_inspection,
     )
     app.router.add_get("/static/portal.css", _stylesheet)
     app.router.add_get(
@@ -158,7 +166,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         for kind, status, headline in _STATUS:
             if isinstance(exc, kind):
                 log.info("portal %s %s refused (%d): %s", request.method, request.path, status, exc)
-                return pages.error_page(request, status, headline, str(exc))
+                explained = error_details.explain(exc)
+                return pages.error_page(request, status, headline, str(exc), explained)
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
     except Exception as exc:  # a bug: logged, never shown
         log.error("portal %s %s failed", request.method, request.path, exc_info=exc)
@@ -260,9 +269,52 @@ class _Pages:
         level = request.query.get("level", "")[:16]
         customer = request.query.get("customer", "")[:64]
         tickets = await self.portal.queue(who, level, customer)
+        reports = []
+        if self.portal.inspections is not None:
+            reports = await self.portal.inspections.list_inspections(
+                who, customer or None, ["awaiting_report"]
+            )
         return self.render(
-            request, "queue.html.j2", tickets=tickets, level=level, customer=customer
+            request,
+            "queue.html.j2",
+            tickets=tickets,
+            reports=reports,
+            level=level,
+            customer=customer,
         )
+
+    async def fleet(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        who.require("engineer", "admin")
+        customer = request.query.get("customer", "")[:64]
+        connection = request.query.get("connection", "")[:16]
+        hosts = engineer.fleet_rows(await self.portal.hosts(who), customer, connection)
+        return self.render(
+            request, "fleet.html.j2", hosts=hosts, customer=customer, connection=connection
+        )
+
+    async def session_form(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        who.require("engineer", "admin")
+        agent = await self._visible_host(request)
+        return self.render(request, "session_request.html.j2", agent=agent)
+
+    async def request_session(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        agent = await self._visible_host(request)
+        reason, duration_ms, ticket_id = engineer.session_request_fields(request[FORM])
+        session = await self.portal.sessions.request(who, agent, reason, duration_ms, ticket_id)
+        raise web.HTTPSeeOther(f"/sessions/{session.session_id}")
+
+    async def _visible_host(self, request: web.Request) -> AgentRecord:
+        """The host of the path's agent id, if the signed-in user may see it (else 404)."""
+        who = request[SIGNED_IN].principal
+        agent_id = request.match_info["agent_id"][:128]
+        db = self.portal.db
+        agent = await db.call(db.store.get_agent, agent_id)
+        if agent is None or (who.role == "customer" and agent.customer != who.customer):
+            raise errors.NotFound(f"no host {agent_id!r}; the fleet page lists them")
+        return agent
 
     async def session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
@@ -394,9 +446,15 @@ class _Pages:
     async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
         ticket_id = int(request.match_info["id"])
-        text = str(request[FORM].get("text", "")).strip()[:2000]
-        action = TicketActionRequest(action=request.match_info["action"], text=text)
+        action = engineer.ticket_action_request(request.match_info["action"], request[FORM])
         await self.portal.tickets.act(who, ticket_id, action)
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+    async def regrade_ticket(self, request: web.Request) -> web.StreamResponse:
+        who = request[SIGNED_IN].principal
+        ticket_id = int(request.match_info["id"])
+        level, reason = engineer.regrade_fields(request[FORM])
+        await self.portal.tickets.regrade(who, ticket_id, level, reason)
         raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
 
     async def inspection(self, request: web.Request) -> web.StreamResponse:
@@ -430,6 +488,8 @@ class _Pages:
                 str(form.get("comment", "")).strip()[:2000],
                 str(form.get("sha256", "")).strip()[:64],
             )
+        elif action == "publish":
+            await service.publish(who, inspection_id, engineer.field(form, "summary"))
         else:
             await service.reject(who, inspection_id, str(form.get("reason", "")).strip()[:2000])
         raise web.HTTPSeeOther(f"/inspections/{inspection_id}")
@@ -461,10 +521,22 @@ class _Pages:
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
     def error_page(
-        self, request: web.Request, status: int, headline: str, detail: str
+        self,
+        request: web.Request,
+        status: int,
+        headline: str,
+        detail: str,
+        explained: error_details.Explained | None = None,
     ) -> web.Response:
+        """The error page: the translated headline, the detail in the page's language
+        when known (``error_details``), and the collector's own text."""
         return self.render(
-            request, "error.html.j2", status=status, headline=headline, detail=detail
+            request,
+            "error.html.j2",
+            status=status,
+            headline=headline,
+            detail=detail,
+            explained=explained,
         )
 
 

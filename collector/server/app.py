@@ -255,6 +255,7 @@ class CollectorServer:
             render_report,
             HostHistory(self._db).history,
             self.data_dir.root / "reports",
+            link_base=self.config.link_base(),
         )
         self.sessions = SessionService(self._db, now_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket

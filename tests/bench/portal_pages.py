@@ -10,8 +10,10 @@ quarter of them resolved or closed, one pending session per customer), starts a 
 collector with its portal (``tests.collector.portal_support.PortalCollector``: HTTPS
 on loopback), signs in a customer user and an engineer, and loads each page
 ``--loads`` times over HTTPS: the overview and a ticket as the customer, the overview
-as the engineer (every customer). Reports min / median / max milliseconds per page and
-PASS/FAIL against the 300 ms target (issue 13) on the median.
+as the engineer (every customer), and the engineer pages: the queue (all, and
+filtered), a ticket with its action forms, the fleet (all, and one customer).
+Reports min / median / max milliseconds per page and PASS/FAIL against the 300 ms
+target (issue 13) on the median.
 """
 
 from __future__ import annotations
@@ -93,6 +95,15 @@ def main() -> int:
                 "customer overview": timed(customer, "/", args.loads),
                 "customer ticket": timed(customer, "/tickets/2", args.loads),
                 "engineer overview (all customers)": timed(engineer, "/", args.loads),
+                "engineer queue (all customers)": timed(engineer, "/queue", args.loads),
+                "engineer queue (level 1, one customer)": timed(
+                    engineer, "/queue?level=1&customer=customer01", args.loads
+                ),
+                "engineer ticket with actions": timed(engineer, "/tickets/2", args.loads),
+                "engineer fleet (all customers)": timed(engineer, "/fleet", args.loads),
+                "engineer fleet (one customer)": timed(
+                    engineer, "/fleet?customer=customer01", args.loads
+                ),
             }
         finally:
             collector.stop()

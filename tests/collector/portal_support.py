@@ -197,16 +197,24 @@ def planned_inspection(collector: PortalCollector, customer: str) -> int:
     return next(v.inspection.id for v in found if v.inspection.plan_id == plan.id)
 
 
-def published_inspection(collector: PortalCollector, customer: str) -> int:
-    """An inspection whose report an engineer published: waits for the customer's signature.
-    (The run is skipped: the inspection is moved to awaiting_report with a small draft.)"""
+def inspection_awaiting_report(collector: PortalCollector, customer: str) -> int:
+    """An inspection whose draft waits for an engineer's review (the run is skipped: the
+    inspection is moved to awaiting_report with a small draft: one host, one fault)."""
     inspection_id = planned_inspection(collector, customer)
-    inspections = collector.server.inspections
-    assert inspections is not None
     stored = collector.db("get_inspection", inspection_id)
-    draft = {"customer": customer, "hosts": [], "findings": []}
+    finding = {"key": "fs", "state": "fault", "title": {"en": "/var fills", "zh-CN": "/var 将满"}}
+    host = {"hostname": f"{customer}-inspected", "outcome": "collected", "findings": [finding]}
+    draft = {"customer": customer, "hosts": [host], "findings": []}
     ready = dataclasses.replace(stored, state="awaiting_report", draft=draft)
     collector.db("update_inspection", ready, [])
+    return inspection_id
+
+
+def published_inspection(collector: PortalCollector, customer: str) -> int:
+    """An inspection whose report an engineer published: waits for the customer's signature."""
+    inspection_id = inspection_awaiting_report(collector, customer)
+    inspections = collector.server.inspections
+    assert inspections is not None
     collector.call(inspections.publish(ENGINEER, inspection_id, "All hosts healthy."))
     return inspection_id
 

@@ -7,7 +7,12 @@ import json
 import pytest
 
 from collector.inspections.model import Inspection
-from collector.inspections.notify import application, late_report, make_deliverer
+from collector.inspections.notify import (
+    application,
+    late_report,
+    make_deliverer,
+    report_published,
+)
 from collector.notify.errors import DeliveryError
 from collector.tickets.escalation import Recipient
 from tests.collector.test_notify import (  # noqa: F401  (fixtures)
@@ -49,3 +54,24 @@ def test_email_without_a_relay_is_a_clear_delivery_error() -> None:
     subject, payload, text = late_report(INSPECTION)
     with pytest.raises(DeliveryError, match=r"escalation\.smtp"):
         make_deliverer(None)(Recipient("email", "lead@vendor.example"), subject, payload, text)
+
+
+def test_the_application_carries_the_portal_link_else_the_command() -> None:
+    _, payload, text = application(INSPECTION, [], [], "https://portal.example/")
+    assert payload["link"] == "https://portal.example/inspections/7"
+    assert "链接 / Link: https://portal.example/inspections/7" in text
+    _, payload, _ = application(INSPECTION, [], [])
+    assert payload["link"] == "aftercare inspection show 7"
+
+
+def test_the_report_notice_goes_by_email_with_the_link(smtp: SmtpSink) -> None:  # noqa: F811
+    subject, payload, text = report_published(INSPECTION, "https://portal.example")
+    deliver = make_deliverer(settings(smtp.port))
+    deliver(Recipient("email", "ops@acme.example"), subject, payload, text)
+    [(_, _, message)] = smtp.sink.messages
+    assert "巡检报告待签收" in message["Subject"]
+    content = message.get_content()
+    assert "https://portal.example/inspections/7" in content
+    assert "aftercare inspection sign 7" in content
+    _, payload, _ = report_published(INSPECTION)
+    assert payload["link"] == "aftercare inspection report 7"

@@ -131,7 +131,11 @@ class World:
     """A collector's inspection service over a real store, with agents we play."""
 
     def __init__(
-        self, tmp_path: Path, config: InspectionsConfig | None = None, keep_renderings: bool = False
+        self,
+        tmp_path: Path,
+        config: InspectionsConfig | None = None,
+        keep_renderings: bool = False,
+        link_base: str = "",
     ) -> None:
         self.now = NOW
         self.connected = {"ag-web", "ag-gx"}
@@ -157,6 +161,7 @@ class World:
             fake_analyse,
             fake_render,
             rendered_dir=tmp_path / "reports" if keep_renderings else None,
+            link_base=link_base,
         )
 
     def clock(self) -> int:
@@ -760,3 +765,48 @@ def test_a_host_whose_run_was_never_started_fails_instead_of_waiting_forever(
         assert inspection.state == "awaiting_report"
 
     scenario(tmp_path, body)
+
+
+def test_the_application_links_to_the_portal_page_of_the_inspection(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        inspection_id = await w.plan(notice_ms=7 * DAY)
+        w.now = FIRST - 7 * DAY
+        await w.service.tick(w.now)
+        [sent] = w.outbox.sent
+        link = f"https://portal.example/inspections/{inspection_id}"
+        assert sent.payload["link"] == link and f"Link: {link}" in sent.text
+
+    scenario(tmp_path, body, link_base="https://portal.example/")
+
+
+def test_publishing_tells_the_customer_the_report_awaits_sign_off_with_the_link(
+    tmp_path: Path,
+) -> None:
+    async def body(w: World) -> None:
+        inspection_id = await w.consented_and_run()
+        before = len(w.outbox.sent)
+        published = await w.service.publish(ERIN, inspection_id, "All good but /var.")
+        await w.service.wait_idle()
+        [notice] = w.outbox.sent[before:]
+        assert notice.recipient == HOOK  # the customer's announce recipients only
+        assert notice.payload["event"] == "inspection_report_published"
+        assert notice.payload["inspection"]["report_sha256"] == published.report_sha256
+        assert notice.payload["link"] == f"https://portal.example/inspections/{inspection_id}"
+        audit = w.db.store.audit_entries()
+        [entry] = [a for a in audit if a.action == "inspection.report_notice"]
+        assert entry.target == f"inspection:{inspection_id}"
+        assert entry.details["deliveries"][0]["delivered"] is True
+
+    scenario(tmp_path, body, link_base="https://portal.example")
+
+
+def test_a_report_notice_to_another_customer_is_never_sent(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        inspection_id = await w.consented_and_run()
+        before = len(w.outbox.sent)
+        await w.service.publish(ERIN, inspection_id, "ok")
+        await w.service.wait_idle()
+        assert w.outbox.sent[before:] == []  # acme has no recipients; globex's never get it
+
+    config = InspectionsConfig(announce={"globex": (HOOK,)}, late_report=(LEAD,))
+    scenario(tmp_path, body, config=config)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2.ext
 import pytest
 
 from collector.portal import i18n
+from collector.portal.error_details import DETAIL_MESSAGES
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 
@@ -23,7 +25,7 @@ def page_strings() -> set[str]:
             ):
                 messages = message if isinstance(message, tuple) else (message,)
                 found.update(m for m in messages if isinstance(m, str) and m)
-    return found | set(i18n.MESSAGES) | set(i18n.shown_names())
+    return found | set(i18n.MESSAGES) | set(i18n.shown_names()) | set(DETAIL_MESSAGES)
 
 
 def test_the_extraction_sees_the_templates() -> None:
@@ -60,3 +62,10 @@ def test_placeholders_survive_translation() -> None:
 )
 def test_language_choice(setting: str, accept: str, chosen: str) -> None:
     assert i18n.choose(setting, accept) == chosen
+
+
+def test_error_details_keep_their_placeholders_in_chinese() -> None:
+    catalogue = i18n.catalogue("zh-CN")
+    for msgid in DETAIL_MESSAGES:
+        names = sorted(re.findall(r"%\((\w+)\)s", msgid))
+        assert sorted(re.findall(r"%\((\w+)\)s", catalogue[msgid])) == names, msgid
