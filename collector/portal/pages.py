@@ -40,7 +40,6 @@ from collector.portal.views import Portal
 from collector.runs.service import RunService
 from collector.sessions.model import FINAL_SESSION_STATES
 from collector.store.base import AgentRecord, RecordingRecord
-from collector.tickets.service import TicketActionRequest
 
 __all__ = ["make_app"]
 
