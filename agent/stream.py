@@ -74,7 +74,7 @@ class StreamStatus:
 class SpoolWorker:
     """Runs spool calls off the event loop, on one dedicated thread.
 
-    The agent's cycles run here too (``agent.runner``: sample, encode, append), and the
+    The agent's cycles run here too (``agent.main_loop``: sample, encode, append), and the
     link's reads, which are rare: acks are noted with ``Spool.ack_later``, no call.
     """
 

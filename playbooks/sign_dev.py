@@ -15,7 +15,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from agent.durations import parse_duration
+from common.durations import parse_duration
 from playbooks.errors import PlaybookError
 from playbooks.shipped import catalogue_dir, dev_public_key_path
 from playbooks.signing import public_key_from_private, read_private_key, write_signed_catalogue

@@ -159,7 +159,7 @@ def sign_command(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> dt.timedelta:
-    from agent.durations import parse_duration
+    from common.durations import parse_duration
 
     try:
         return dt.timedelta(seconds=parse_duration(text))

@@ -38,11 +38,11 @@ class Role:
 ROLES = (
     Role(
         "agent",
-        ("agent.cli", "agent.runner"),
+        ("agent.cli", "agent.main_loop"),
         ("aftercare-agent",),
         optional=frozenset({"agent.session.sshd_backend"}),  # [agent-sshd]
     ),
-    Role("agent-sshd", ("agent.cli", "agent.runner", "agent.session.sshd_backend"), ()),
+    Role("agent-sshd", ("agent.cli", "agent.main_loop", "agent.session.sshd_backend"), ()),
     Role("collector", ("collector.cli", "collector.server.app"), ("aftercare-collector",)),
     Role(
         "cli",

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration
 from agent.playbook.approvals import ApprovalBook, LocalApproval
 from agent.session.errors import RequestError
+from common.durations import parse_duration
 from proto import agent_pb2
 
 __all__ = [

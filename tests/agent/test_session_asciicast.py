@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.session.asciicast import CastWriter, RecordingSummary
+from common.asciicast import CastWriter, RecordingSummary
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.runner import hello_for
+from agent.main_loop import hello_for
 from agent.spool import Spool, SpoolEntry
 from agent.stream import OFFERED_KEPT, CollectorLink, SpoolWorker
 from proto import agent_pb2

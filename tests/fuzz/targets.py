@@ -196,7 +196,7 @@ def alertmanager(data: bytes) -> None:
 
 
 def asciicast(data: bytes) -> None:
-    from agent.session.asciicast import parse_cast
+    from common.asciicast import parse_cast
 
     parse_cast(data)
 
