@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from common.clock import Clock
+
 __all__ = [
     "CastWriter",
     "Event",
@@ -69,7 +71,7 @@ class CastWriter:
         command: str = "",
         record_input: bool = False,
         env: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         started_unix: float | None = None,
     ) -> None:
         self.path = path

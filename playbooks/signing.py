@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from common.atomic import write_atomic
 from playbooks.errors import (
     BadSignature,
     DigestMismatch,
@@ -352,8 +353,8 @@ def write_signed_catalogue(
     manifest_bytes, signature = sign_catalogue(
         directory, private_key_pem, catalogue_version=version, valid_for=valid_for, now=now
     )
-    _write_atomic(directory / MANIFEST_FILE, manifest_bytes)
-    _write_atomic(directory / SIGNATURE_FILE, signature)
+    write_atomic(directory / MANIFEST_FILE, manifest_bytes, 0o644)
+    write_atomic(directory / SIGNATURE_FILE, signature, 0o644)
     signer = _key_id(_raw_public(_private_key(private_key_pem).public_key()))
     return _parse_manifest(manifest_bytes, signer)
 
@@ -659,9 +660,3 @@ def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
         raise VendorKeyError(f"{path} already exists; refusing to overwrite a vendor key") from exc
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
