@@ -30,7 +30,9 @@ AGENT_MAY_IMPORT_FROM_PLAYBOOKS = frozenset(
         "playbooks.errors",
         "playbooks.model",
         "playbooks.params",
-        "playbooks.signing",  # verify_manifest, verify_playbook: the agent's check of a catalogue
+        "playbooks.signing_keys",
+        "playbooks.manifest",
+        "playbooks.verify",  # verify_manifest, verify_playbook: the agent's check of a catalogue
     }
 )
 

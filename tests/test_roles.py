@@ -49,7 +49,9 @@ ROLES = (
         ("collector.client.cli",),
         ("aftercare",),
         # the deprecated `aftercare playbooks lint|keygen|sign` load the vendor tools
-        optional=frozenset({"playbooks.loader", "playbooks.signing"}),
+        optional=frozenset(
+            {"playbooks.loader", "playbooks.signing_keys", "playbooks.sign", "playbooks.verify"}
+        ),
     ),
     Role("vendor", ("playbooks.vendor_cli",), ("aftercare-vendor",)),
 )

@@ -29,7 +29,8 @@ from agent.playbook.redact import Redactor
 from agent.playbook.waiting import WaitingRuns, run_binding
 from agent.playbook_runs import RunHandler
 from common.approval_format import RunSubject
-from playbooks.signing import generate_keypair, sign_catalogue
+from playbooks.sign import sign_catalogue
+from playbooks.signing_keys import generate_keypair
 from proto import agent_pb2
 from tests.consent_support import Approver, CustomerRoot, now_ms
 
