@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from agent import __version__, audit_witness
 from agent.config import load_config
 from agent.consent.root import check_root, pin_root
-from agent.durations import parse_duration
 from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
-from agent.runner import SPOOL_FILE, run_agent
+from agent.main_loop import SPOOL_FILE, run_agent
 from agent.spool import SpoolStats, read_stats
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
+from common.durations import parse_duration
 from common.safe_text import guarded_main, safe
 
 if TYPE_CHECKING:

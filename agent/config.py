@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration, parse_size
 from agent.errors import ConfigError
 from agent.rpc.proxy import parse_proxy
 from agent.trusted_file import ownership_problem
+from common.durations import parse_duration, parse_size
 
 __all__ = [
     "LOG_LEVELS",

@@ -38,6 +38,7 @@ from typing import Any
 
 from agent.errors import BrokenIdentity, CAHashMismatch, CollectorUnreachable, NotEnrolledError
 from agent.rpc.proxy import Proxy, open_tunnel_socket
+from common.atomic import fsync_directory
 
 IDENTITY_FILES = ("key.pem", "cert.pem", "ca.pem", "identity.json")
 RENEWED_FILES = ("key.pem", "cert.pem", "identity.json")  # key first: see _recover_legacy
@@ -238,9 +239,9 @@ def replace_certificate(
     if problem:
         shutil.rmtree(staging, ignore_errors=True)
         raise ValueError(f"renewed certificate refused: {problem}")
-    _fsync_dir(staging)
+    fsync_directory(staging)
     os.rename(staging, state_dir / RENEWAL_DIR)  # the commit point
-    _fsync_dir(state_dir)
+    fsync_directory(state_dir)
     _complete_renewal(state_dir)
 
 
@@ -257,7 +258,7 @@ def recover_renewal(state_dir: Path) -> str:
         return "completed"
     if (state_dir / RENEWAL_STAGING).exists():
         shutil.rmtree(state_dir / RENEWAL_STAGING, ignore_errors=True)
-        _fsync_dir(state_dir)
+        fsync_directory(state_dir)
         return "discarded"
     return _recover_legacy(state_dir)
 
@@ -269,10 +270,10 @@ def _complete_renewal(state_dir: Path) -> None:
         # a file already moved before an interruption (or by another reader) is gone
         with contextlib.suppress(FileNotFoundError):
             os.replace(journal / name, state_dir / name)
-    _fsync_dir(state_dir)
+    fsync_directory(state_dir)
     with contextlib.suppress(FileNotFoundError):
         os.rmdir(journal)
-    _fsync_dir(state_dir)
+    fsync_directory(state_dir)
 
 
 def _recover_legacy(state_dir: Path) -> str:
@@ -285,11 +286,11 @@ def _recover_legacy(state_dir: Path) -> str:
     if "key.pem" in pending:
         for name in pending:
             (state_dir / f"{name}.new").unlink(missing_ok=True)
-        _fsync_dir(state_dir)
+        fsync_directory(state_dir)
         return "discarded"
     for name in pending:
         os.replace(state_dir / f"{name}.new", state_dir / name)
-    _fsync_dir(state_dir)
+    fsync_directory(state_dir)
     return "completed"
 
 
@@ -303,14 +304,6 @@ def _pair_problem(cert_path: Path, key_path: Path) -> str:
     except OSError as exc:
         return f"cannot read {cert_path.name} and {key_path.name}: {exc.strerror or exc}"
     return ""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _meta_json(identity: Identity) -> bytes:

@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from common.clock import Clock
 
 __all__ = ["RUNS_JOURNAL_FILE", "SESSIONS_JOURNAL_FILE", "Journal"]
 
@@ -30,7 +31,7 @@ RUNS_JOURNAL_FILE = "runs.log"
 class Journal:
     """Appends events to ``path``; ``clock`` is Unix seconds."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self.path = path
         self._clock = clock
 

@@ -79,6 +79,7 @@ from typing import ClassVar, TypeVar
 
 from agent.batch_encoding import agent_message_with_sequence
 from agent.errors import SpoolError
+from common.clock import Clock
 from proto import agent_pb2
 
 __all__ = [
@@ -182,7 +183,7 @@ class Spool:
         *,
         max_bytes: int,
         max_age_seconds: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         max_file_bytes: int | None = None,
     ) -> None:
         """Open (or create) the spool; raise SpoolError if it cannot be used.

@@ -21,7 +21,6 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -38,6 +37,7 @@ from agent.rpc import (
     proxy_for,
 )
 from agent.spool import Spool, SpoolEntry
+from common.one_thread import OneThread
 from proto import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,15 @@ class StreamStatus:
 class SpoolWorker:
     """Runs spool calls off the event loop, on one dedicated thread.
 
-    The agent's cycles run here too (``agent.runner``: sample, encode, append), and the
+    The agent's cycles run here too (``agent.main_loop``: sample, encode, append), and the
     link's reads, which are rare: acks are noted with ``Spool.ack_later``, no call.
     """
 
     def __init__(self, path: Path, max_bytes: int, max_age_seconds: float) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self._spool: Spool = self._executor.submit(
+        self._thread = OneThread("spool")
+        self._spool: Spool = self._thread.run(
             Spool, path, max_bytes=max_bytes, max_age_seconds=max_age_seconds
-        ).result()
+        )
 
     @property
     def spool(self) -> Spool:
@@ -90,12 +90,11 @@ class SpoolWorker:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` (a bound Spool method) on the spool thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return await self._thread.call(fn, *args, **kwargs)
 
     def close(self) -> None:
-        self._executor.submit(self._spool.close).result()
-        self._executor.shutdown(wait=True)
+        self._thread.run(self._spool.close)
+        self._thread.shutdown()
 
 
 class CollectorLink:

@@ -22,7 +22,6 @@ from typing import Any
 
 import prometheus_client
 
-from agent.durations import parse_duration, parse_size
 from collector import __version__, admin
 from collector.audit import verify_chain
 from collector.audit_checkpoint import ed25519_verify, log_problem
@@ -44,6 +43,7 @@ from collector.store import PostgresStore, open_store_url
 from collector.store.migrate import load_migrations
 from collector.store.postgres import redact_url
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
+from common.durations import parse_duration, parse_size
 from common.safe_text import guarded_main, safe
 
 ENDPOINTS_FILE = "endpoints.json"

@@ -36,6 +36,7 @@ from collector.auth import hash_token, new_api_token
 from collector.errors import ConfigError
 from collector.pki import CertificateAuthority
 from collector.store import Store, open_store, open_store_url
+from common.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +232,4 @@ def _children(directory: Path) -> list[Path]:
 
 def write_secret(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically with mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600)

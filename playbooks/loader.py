@@ -37,7 +37,7 @@ from typing import TypeVar, cast
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from agent.durations import parse_size
+from common.durations import parse_size
 from playbooks.builtins import BUILTIN_ARGS, BUILTIN_FUNCTIONS
 from playbooks.errors import InvalidParameter, InvalidPlaybook
 from playbooks.exec_policy import env_name_problem, inline_code_problem, program_problem

@@ -6,7 +6,7 @@ an argv list, no shell; parameters reach a step only as whole argv elements
 ``builtin`` steps call a named, read-only agent function.
 
 ``Manifest`` / ``ManifestEntry`` are what a verified, signed catalogue manifest
-becomes (see ``playbooks.signing``).
+becomes (see ``playbooks.verify``).
 """
 
 from __future__ import annotations

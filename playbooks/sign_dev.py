@@ -15,10 +15,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from agent.durations import parse_duration
+from common.durations import parse_duration
 from playbooks.errors import PlaybookError
 from playbooks.shipped import catalogue_dir, dev_public_key_path
-from playbooks.signing import public_key_from_private, read_private_key, write_signed_catalogue
+from playbooks.sign import write_signed_catalogue
+from playbooks.signing_keys import public_key_from_private, read_private_key
 
 __all__ = ["DEV_PRIVATE_KEY", "main"]
 

@@ -111,7 +111,7 @@ def lint_command(args: argparse.Namespace) -> int:
 def keygen_command(args: argparse.Namespace) -> int:
     """Write vendor.key (0600) and vendor.pub into ``--out``."""
     from playbooks.errors import PlaybookError
-    from playbooks.signing import write_keypair
+    from playbooks.signing_keys import write_keypair
 
     try:
         private, public = write_keypair(args.out)
@@ -131,7 +131,8 @@ def keygen_command(args: argparse.Namespace) -> int:
 def sign_command(args: argparse.Namespace) -> int:
     """Lint and sign the catalogue directory; 1 with the reason if it cannot."""
     from playbooks.errors import PlaybookError
-    from playbooks.signing import read_private_key, write_signed_catalogue
+    from playbooks.sign import write_signed_catalogue
+    from playbooks.signing_keys import read_private_key
 
     try:
         manifest = write_signed_catalogue(
@@ -159,7 +160,7 @@ def sign_command(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> dt.timedelta:
-    from agent.durations import parse_duration
+    from common.durations import parse_duration
 
     try:
         return dt.timedelta(seconds=parse_duration(text))

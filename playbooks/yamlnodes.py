@@ -24,7 +24,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from agent.durations import parse_duration
+from common.durations import parse_duration
 
 __all__ = ["Entries", "Invalid", "NodeReader", "attempt", "by_line", "suggest"]
 

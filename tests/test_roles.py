@@ -38,18 +38,20 @@ class Role:
 ROLES = (
     Role(
         "agent",
-        ("agent.cli", "agent.runner"),
+        ("agent.cli", "agent.main_loop"),
         ("aftercare-agent",),
         optional=frozenset({"agent.session.sshd_backend"}),  # [agent-sshd]
     ),
-    Role("agent-sshd", ("agent.cli", "agent.runner", "agent.session.sshd_backend"), ()),
+    Role("agent-sshd", ("agent.cli", "agent.main_loop", "agent.session.sshd_backend"), ()),
     Role("collector", ("collector.cli", "collector.server.app"), ("aftercare-collector",)),
     Role(
         "cli",
         ("collector.client.cli",),
         ("aftercare",),
         # the deprecated `aftercare playbooks lint|keygen|sign` load the vendor tools
-        optional=frozenset({"playbooks.loader", "playbooks.signing"}),
+        optional=frozenset(
+            {"playbooks.loader", "playbooks.signing_keys", "playbooks.sign", "playbooks.verify"}
+        ),
     ),
     Role("vendor", ("playbooks.vendor_cli",), ("aftercare-vendor",)),
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 from agent.playbook.approvals import ApprovalBook
 from agent.playbook.waiting import WaitingRun, WaitingRuns
 from playbooks.shipped import catalogue_dir
-from playbooks.signing import verify_catalogue
+from playbooks.verify import verify_catalogue
 from tests.support import run
 
 CLIENT = "collector.client.cli"

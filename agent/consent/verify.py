@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from agent.consent.memory import ConsentMemory
@@ -43,6 +43,7 @@ from common.approval_format import (
     parse_key,
     unbundle,
 )
+from common.clock import Clock
 
 __all__ = ["CLOCK_SKEW_MS", "ConsentVerifier", "subject_key"]
 
@@ -70,7 +71,7 @@ class ConsentVerifier:
         customer: str,
         agent_id: str,
         memory: ConsentMemory,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self.root = root
         self._customer = customer

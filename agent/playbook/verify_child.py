@@ -141,7 +141,7 @@ def _b64(data: bytes) -> str:
 def _verify(request: Mapping[str, Any]) -> dict[str, Any]:
     """The child's work: the same checks, in the same order, as ever."""
     from playbooks.params import validate_params
-    from playbooks.signing import verify_manifest, verify_playbook
+    from playbooks.verify import verify_manifest, verify_playbook
 
     seen = request["seen"]
     manifest = verify_manifest(

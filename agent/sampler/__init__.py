@@ -19,7 +19,7 @@ overran its time limit. Modules, one concern each:
 from agent.sampler.checks import default_checks
 from agent.sampler.errors import SamplerClosed, SamplerError, SystemctlError
 from agent.sampler.model import Check, CheckFailure, Cycle, Probe, Sample, SimpleCheck
-from agent.sampler.runner import Sampler
+from agent.sampler.scheduler import Sampler
 
 __all__ = [
     "Check",

@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 
 from agent.sampler.model import Sample, gauge
 from agent.sampler.procfs import PROC
+from common.clock import Clock
 
 _RDONLY = os.O_RDONLY | os.O_CLOEXEC
 _ZOMBIE = ord("Z")
@@ -60,7 +60,7 @@ class ProcessCheck:
         proc: str = PROC,
         scan_budget: float = 0.0001,
         max_stale_cycles: int = 20,
-        cpu_clock: Callable[[], float] = time.thread_time,
+        cpu_clock: Clock = time.thread_time,
     ) -> None:
         self._proc = proc
         self._budget = scan_budget

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+
+from common.clock import Clock
 
 
 class Refresh:
     """Due at the first ``due()`` call, then again once ``seconds`` have passed since the last."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seconds: float, clock: Clock = time.monotonic) -> None:
         self._seconds = seconds
         self._clock = clock
         self._last: float | None = None

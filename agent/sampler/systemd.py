@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from agent.sampler.errors import SystemctlError
 from agent.sampler.model import Probe, Sample, gauge
 from agent.sampler.refresh import Refresh
+from common.clock import Clock
 
 RUN_DIR = "/run/systemd/system"
 COMMAND = (
@@ -79,7 +80,7 @@ class SystemdCheck:
         timeout: float = 5.0,
         refresh_seconds: float = 60.0,
         runner: Callable[[float], str] = run_systemctl,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         present: Callable[[], bool] = lambda: os.path.isdir(RUN_DIR),
     ) -> None:
         self._timeout = timeout

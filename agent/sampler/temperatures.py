@@ -18,6 +18,7 @@ from typing import Protocol
 
 from agent.sampler.model import Sample
 from agent.sampler.refresh import Refresh
+from common.clock import Clock
 
 
 class Reading(Protocol):
@@ -66,7 +67,7 @@ class TemperatureCheck:
         reader: Reader = read_sensors,
         present: Callable[[], bool] = sensors_present,
         refresh_seconds: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._reader = reader
         self._present = present

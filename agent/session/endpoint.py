@@ -34,6 +34,7 @@ from agent.session.requests import SessionRequests
 from agent.session.tunnel import TunnelInfo, TunnelRelay, refuse_tunnel
 from agent.session.tunnel_io import TunnelIO
 from agent.session.window import admit
+from common.clock import Clock
 from proto import agent_pb2
 
 __all__ = ["APPROVAL_POLL_SECONDS", "OpenTunnel", "SessionEndpoint"]
@@ -61,7 +62,7 @@ class SessionEndpoint:
         copy: CustomerCopy | None,
         journal: Journal,
         consent: ConsentVerifier,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         poll_seconds: float = APPROVAL_POLL_SECONDS,
     ) -> None:
         self._policy = policy

@@ -15,8 +15,8 @@ import logging
 import os
 from pathlib import Path
 
-from agent.session.asciicast import CastWriter
 from agent.session.backend import ChannelRequest
+from common.asciicast import CastWriter
 
 __all__ = ["FILE_TRANSFER_PREFIXES", "CustomerCopy", "is_file_transfer"]
 

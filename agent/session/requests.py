@@ -17,19 +17,18 @@ Times are Unix seconds in the API and Unix milliseconds in the file.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration
 from agent.playbook.approvals import ApprovalBook, LocalApproval
 from agent.session.errors import RequestError
+from common.atomic import write_atomic
+from common.durations import parse_duration
 from proto import agent_pb2
 
 __all__ = [
@@ -187,19 +186,9 @@ class SessionRequests:
         live = [asdict(r) for r in requests if r.pending_expires_ms > now * 1000]
         document = {"session_approval": self.mode, "requests": live}
         data = json.dumps(document, indent=2, sort_keys=True) + "\n"
-        directory = self.path.parent
-        import tempfile  # here, not at the top: it pulls in shutil, bz2, lzma (memory)
-
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".session-requests-")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
+            write_atomic(self.path, data.encode("utf-8"))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             raise RequestError(f"cannot write {self.path}: {exc}") from exc
 
 

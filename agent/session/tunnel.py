@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.journal import Journal
-from agent.session.asciicast import CastWriter
 from agent.session.backend import Backend, BackendChannel, ChannelRequest, Login
 from agent.session.errors import ChannelRefused, LoginFailed
 from agent.session.fifo import Fifo
 from agent.session.recording import CustomerCopy
 from agent.session.tunnel_io import TunnelIO
 from agent.session.window import iso_time, window_ended
+from common.asciicast import CastWriter
+from common.clock import Clock
 from proto import agent_pb2
 
 __all__ = ["TunnelInfo", "TunnelRelay", "refuse_tunnel"]
@@ -119,7 +120,7 @@ class TunnelRelay:
         backend: Backend,
         copy: CustomerCopy | None,
         journal: Journal,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self._io = io
         self.info = info

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration
 from collector.client.approval_keys import (
     CERT_FILE,
     KEY_FILE,
@@ -42,6 +41,7 @@ from common.approval_format import (
     parse_fingerprint,
     seal,
 )
+from common.durations import parse_duration
 from proto import api_pb2
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import time
 
-from agent.durations import parse_duration
+from common.durations import parse_duration
 
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1

@@ -5,7 +5,7 @@ asciicast v2. ``replay`` plays one part in the terminal with its timing, or writ
 file as is (for ``asciinema play``); ``log`` lists the commands run, best effort: exec
 commands as recorded, the lines typed at the shell when input was recorded, and the
 files copied with scp or sftp (from the timeline: they are not recorded).
-The parsing and reconstruction are in ``asciicast_read``.
+The parsing and reconstruction are in ``common.asciicast``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.session.asciicast import parse_cast
 from collector.client import arguments
-from collector.client.asciicast_read import play, typed_entries
 from collector.client.connection import Api
 from collector.client.output import iso, raw_stdout, safe, size_text
 from collector.client.session_show import session_detail, transfer_text
+from common.asciicast import parse_cast, play, typed_entries
 from common.safe_text import terminal_display
 from proto import api_pb2
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.session.asciicast import CastWriter
 from collector.gateway.bridge import LoopBridge, ThreadTunnel
 from collector.gateway.recording import (
     ChannelRecording,
@@ -30,6 +29,7 @@ from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
+from common.asciicast import CastWriter
 
 
 @dataclass(frozen=True)

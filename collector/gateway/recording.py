@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.session.asciicast import CastWriter, Event, parse_cast
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
+from common.asciicast import CastWriter, Event, parse_cast
 
 RECORDINGS_DIR = "recordings"
 

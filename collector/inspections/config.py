@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
-from agent.durations import parse_duration
 from collector.calendar import CalendarError, WorkingCalendar, calendar_from_mapping
 from collector.inspections.errors import InspectionConfigError
 from collector.notify import url_problem
 from collector.tickets.escalation import Channel, Recipient
+from common.durations import parse_duration
 
 __all__ = ["InspectionsConfig", "inspections_config_from_mapping", "load_inspections_config"]
 

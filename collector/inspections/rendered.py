@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from collector.inspections.render import FORMATS, LANGUAGES, canonical_bytes
+from common.atomic import write_atomic
 
 __all__ = ["Render", "RenderedReports", "rendering_name"]
 
@@ -78,6 +78,4 @@ class RenderedReports:
 
 def _write_whole(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    write_atomic(path, content, 0o644)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import calendar as month_calendar
 import datetime as dt
 
-from agent.durations import parse_duration
 from collector.calendar import WorkingCalendar
 from collector.errors import InvalidRequest
 from collector.inspections.model import PLAN_EVERY, Every, Plan
+from common.durations import parse_duration
 
 __all__ = [
     "MAX_OCCURRENCES",

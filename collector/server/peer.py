@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -12,6 +10,7 @@ from collector.auth import Principal, check_token_usable, hash_token
 from collector.errors import AgentRevoked, Unauthenticated
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
+from common.clock import MillisClock, wall_ms
 
 
 async def authenticate_agent(
@@ -37,14 +36,10 @@ async def authenticate_agent(
     return agent
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def authenticate_user(
     context: grpc.aio.ServicerContext[Any, Any],
     db: StoreThread,
-    clock_ms: Callable[[], int] = _wall_ms,
+    clock_ms: MillisClock = wall_ms,
 ) -> Principal:
     """The user whose API token is in the ``authorization: Bearer`` metadata.
 

@@ -6,13 +6,11 @@ the event loop never blocks on SQLite's fsync.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from collector.store.base import Store
+from common.one_thread import OneThread
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,14 +21,13 @@ class StoreThread:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._thread = OneThread("store-writer")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` (normally a bound method of ``self.store``) on the writer."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await self._thread.call(fn, *args, **kwargs)
 
     def close(self) -> None:
         """Finish queued calls, then close the store."""
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
         self.store.close()

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from agent.durations import parse_duration
 from collector.alertmanager import DEFAULT_LEVELS
 from collector.calendar import calendar_from_mapping
 from collector.notify import SmtpSettings, url_problem
@@ -46,6 +45,7 @@ from collector.tickets.sla import (
     SlaPolicy,
 )
 from collector.tickets.teams import Engineer, Team, Teams
+from common.durations import parse_duration
 
 __all__ = [
     "DEFAULT_LEVEL_MAP",

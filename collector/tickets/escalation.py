@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agent.durations import parse_duration
 from collector.errors import format_ms
 from collector.tickets.model import LEVELS, Level, NewEvent, Ticket
 from collector.tickets.sla import (
@@ -47,6 +46,7 @@ from collector.tickets.sla import (
     SlaStatus,
     format_duration_ms,
 )
+from common.durations import parse_duration
 
 __all__ = [
     "COMPLAINT_STEP",

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.audit_witness import CHECKPOINT_FILE, AuditWitness, describe, ed25519_verify, load_held
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
-from agent.runner import dispatch
+from agent.main_loop import dispatch
 from collector.audit_checkpoint import AuditKey
 from collector.audit_ledger import AuditLedger
 from common.audit_checkpoint import (

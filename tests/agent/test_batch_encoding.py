@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.batch_encoding import MAX_CACHED_SERIES, BatchEncoder, agent_message_with_sequence
-from agent.runner import cycle_to_batch
+from agent.main_loop import cycle_to_batch
 from agent.sampler import CheckFailure, Cycle, Sample, Sampler
 from proto import agent_pb2
 

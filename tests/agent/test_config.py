@@ -19,8 +19,8 @@ from agent.config import (
     StreamConfig,
     load_config,
 )
-from agent.durations import parse_duration, parse_size
 from agent.errors import ConfigError
+from common.durations import parse_duration, parse_size
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024

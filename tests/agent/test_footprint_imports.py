@@ -24,13 +24,13 @@ NEVER_IN_THE_AGENT = ("yaml", "cryptography", "grpc")  # verification runs in a 
 
 def test_starting_the_agent_does_not_load_the_run_only_modules() -> None:
     code = (
-        "import json, sys, agent.cli, agent.runner, agent.runs;"
+        "import json, sys, agent.cli, agent.main_loop, agent.playbook_runs;"
         "print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     loaded = set(json.loads(out))
-    assert "agent.runs" in loaded  # the probe itself worked
+    assert "agent.playbook_runs" in loaded  # the probe itself worked
     unexpected = [m for m in LOADED_ON_FIRST_RUN + NEVER_IN_THE_AGENT if m in loaded]
     assert unexpected == [], f"loaded at start-up, costing resident memory: {unexpected}"

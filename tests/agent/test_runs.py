@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import agent.runs as runs_module
+import agent.playbook_runs as runs_module
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
 from agent.journal import Journal
@@ -27,9 +27,10 @@ from agent.playbook.executor import Executor
 from agent.playbook.policy import load_policy
 from agent.playbook.redact import Redactor
 from agent.playbook.waiting import WaitingRuns, run_binding
-from agent.runs import ExecutorFactory, RunHandler
+from agent.playbook_runs import ExecutorFactory, RunHandler
 from common.approval_format import RunSubject
-from playbooks.signing import generate_keypair, sign_catalogue
+from playbooks.sign import sign_catalogue
+from playbooks.signing_keys import generate_keypair
 from proto import agent_pb2
 from tests.consent_support import Approver, CustomerRoot, now_ms
 

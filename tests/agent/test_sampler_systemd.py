@@ -8,20 +8,13 @@ import pytest
 
 from agent.sampler import Sample, SystemctlError
 from agent.sampler.systemd import SystemdCheck, parse_failed_units, run_systemctl
+from tests.fakes import FakeClock
 
 OUTPUT = """\
 nginx.service         loaded failed failed A high performance web server
 backup@daily.service  loaded failed failed Nightly backup
 ● ghost.mount         loaded failed failed /ghost
 """
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Systemctl:
@@ -49,7 +42,7 @@ def test_parse_failed_units_with_and_without_bullets() -> None:
 
 
 def test_failed_units_are_counted_and_listed() -> None:
-    check = SystemdCheck(runner=Systemctl(), present=lambda: True, clock=FakeClock())
+    check = SystemdCheck(runner=Systemctl(), present=lambda: True, clock=FakeClock(1000.0))
     assert by_unit(check.collect()) == {
         "systemd_units_failed": 3,
         "nginx.service": 1,
@@ -59,7 +52,7 @@ def test_failed_units_are_counted_and_listed() -> None:
 
 
 def test_systemctl_runs_at_most_once_per_refresh_period() -> None:
-    clock, systemctl = FakeClock(), Systemctl()
+    clock, systemctl = FakeClock(1000.0), Systemctl()
     check = SystemdCheck(timeout=2.5, runner=systemctl, present=lambda: True, clock=clock)
     check.collect()
     systemctl.output = ""
@@ -72,7 +65,7 @@ def test_systemctl_runs_at_most_once_per_refresh_period() -> None:
 
 
 def test_an_error_is_cached_and_reported_until_the_next_refresh() -> None:
-    clock, systemctl = FakeClock(), Systemctl()
+    clock, systemctl = FakeClock(1000.0), Systemctl()
     systemctl.error = SystemctlError("systemctl timed out after 4.0s")
     check = SystemdCheck(runner=systemctl, present=lambda: True, clock=clock)
     for _ in range(3):
@@ -91,7 +84,7 @@ def test_planned_only_where_systemd_runs() -> None:
 
 
 def test_whether_systemd_runs_is_looked_up_once_per_refresh_period() -> None:
-    clock, lookups = FakeClock(), []
+    clock, lookups = FakeClock(1000.0), []
 
     def present() -> bool:
         lookups.append(clock.now)

@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.session.asciicast import CastWriter, RecordingSummary
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from common.asciicast import CastWriter, RecordingSummary
+from tests.fakes import FakeClock
 
 
 def lines(path: Path) -> list[object]:
@@ -25,7 +18,7 @@ def lines(path: Path) -> list[object]:
 
 
 def test_round_trip_header_and_events(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     path = tmp_path / "a.cast"
     cast = CastWriter(
         path,
@@ -112,7 +105,7 @@ def test_input_and_output_decode_separately(tmp_path: Path) -> None:
 
 
 def test_times_never_go_backwards(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     path = tmp_path / "h.cast"
     cast = CastWriter(path, width=80, height=24, clock=clock)
     clock.now += 2

@@ -24,9 +24,9 @@ from agent.config import AgentConfig, SessionsConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
 from agent.journal import Journal
+from agent.main_loop import dispatch, hello_for
 from agent.playbook.policy import Policy
 from agent.rpc import Channel, client_context
-from agent.runner import dispatch, hello_for
 from agent.session.endpoint import SessionEndpoint
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests

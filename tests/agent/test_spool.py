@@ -14,22 +14,10 @@ import pytest
 from agent.errors import SpoolError
 from agent.spool import REASON_AGE, REASON_SIZE, Spool, SpoolEntry, read_stats
 from proto import agent_pb2
+from tests.fakes import FakeClock
 
 T0_MS = 1_700_000_000_000
 BIG = 1 << 40  # "no limit" for max_bytes / max_age_seconds
-
-
-class FakeClock:
-    """Seconds since the epoch, moved by hand."""
-
-    def __init__(self, now_ms: int = T0_MS) -> None:
-        self.now = now_ms / 1000
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def batch(collected_ms: int = T0_MS, samples: int = 5) -> agent_pb2.MetricBatch:
@@ -76,7 +64,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spool(path: Path) -> Iterator[Spool]:
-    opened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    opened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     yield opened
     opened.close()
 
@@ -96,7 +84,7 @@ def test_append_assigns_increasing_sequences_and_sets_them_on_the_batch(spool: S
 
 
 def test_sequences_are_never_reused_after_everything_is_acked_and_reopened(path: Path) -> None:
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     for _ in range(3):
         spool.append_batch(batch())
     for entry in everything(spool):
@@ -104,7 +92,7 @@ def test_sequences_are_never_reused_after_everything_is_acked_and_reopened(path:
     assert spool.stats().entries == 0
     spool.close()
 
-    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     assert reopened.stats().next_sequence == 4
     assert reopened.append_batch(batch()) == 4
     reopened.close()
@@ -123,7 +111,7 @@ def test_appended_entries_survive_a_process_that_dies_without_closing(path: Path
     )
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
 
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     assert sorted(batches(spool)) == [1, 2]
     assert spool.append_batch(batch()) == 3
     spool.close()
@@ -161,7 +149,7 @@ def test_append_entry_returns_the_stored_payload(spool: Spool) -> None:
 
 
 def test_an_oversized_batch_yields_no_entry(path: Path) -> None:
-    spool = Spool(path, max_bytes=10, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=10, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     sequence, entry = spool.append_entry(batch())
     assert entry is None
     assert [decode(e).WhichOneof("kind") for e in everything(spool)] == ["gap"]
@@ -183,7 +171,7 @@ def test_ack_later_deletes_with_the_next_append_in_the_same_commit(spool: Spool)
 
 
 def test_ack_later_is_written_by_advance_sequence_and_close(path: Path) -> None:
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     for _ in range(3):
         spool.append_batch(batch())
     spool.ack_later(1)
@@ -191,7 +179,7 @@ def test_ack_later_is_written_by_advance_sequence_and_close(path: Path) -> None:
     assert [e.sequence for e in everything(spool)] == [2, 3]
     spool.ack_later(2)
     spool.close()
-    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     assert [e.sequence for e in everything(reopened)] == [3]
     reopened.close()
 
@@ -210,14 +198,14 @@ def test_an_ack_noted_but_not_written_before_a_crash_means_a_resend(path: Path) 
     )
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
 
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     assert sorted(batches(spool)) == [1, 2], "kept: sent again, the collector de-duplicates"
     spool.close()
 
 
 def test_acked_entries_are_deleted_before_the_bounds_drop_anything(path: Path) -> None:
     one = len(agent_pb2.AgentMessage(batch=batch()).SerializeToString()) + 2
-    spool = Spool(path, max_bytes=2 * one, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=2 * one, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     spool.append_batch(batch())
     spool.append_batch(batch())
     spool.ack_later(1)
@@ -245,7 +233,7 @@ def test_stats_count_entries_bytes_and_the_oldest_time(spool: Spool) -> None:
 
 
 def test_advance_sequence_moves_forward_only_and_persists(path: Path) -> None:
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     spool.advance_sequence(0)
     spool.append_batch(batch())
     spool.advance_sequence(10)
@@ -255,7 +243,7 @@ def test_advance_sequence_moves_forward_only_and_persists(path: Path) -> None:
     spool.advance_sequence(20)
     spool.close()
 
-    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     assert reopened.append_batch(batch()) == 21
     assert [e.sequence for e in everything(reopened)] == [1, 11, 12, 21]
     reopened.close()
@@ -264,7 +252,7 @@ def test_advance_sequence_moves_forward_only_and_persists(path: Path) -> None:
 def test_advance_sequence_renumbers_what_a_fresh_spool_wrote_before_the_welcome(
     path: Path,
 ) -> None:
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     spool.append_batch(batch(T0_MS + 1))
     spool.append_batch(batch(T0_MS + 2))
 
@@ -279,7 +267,7 @@ def test_advance_sequence_renumbers_what_a_fresh_spool_wrote_before_the_welcome(
 
     # Once numbering is confirmed, later entries at or below last_stored are duplicates
     # the collector already has: they keep their numbers.
-    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    reopened = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     reopened.advance_sequence(102)
     assert [e.sequence for e in everything(reopened)] == [101, 102, 103]
     assert reopened.append_batch(batch()) == 104
@@ -328,7 +316,7 @@ def payload_size(collected_ms: int = T0_MS) -> int:
 
 def test_size_limit_drops_the_oldest_batches_and_records_a_gap(path: Path) -> None:
     max_bytes = 4 * payload_size() + 100
-    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     appended = {}
     for i in range(6):
         seq = spool.append_batch(batch(T0_MS + i * 1000))
@@ -345,7 +333,7 @@ def test_size_limit_drops_the_oldest_batches_and_records_a_gap(path: Path) -> No
 
 def test_a_long_overflow_is_merged_into_few_gaps(path: Path) -> None:
     max_bytes = 10 * payload_size() + 200
-    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     appended = {}
     for i in range(200):
         collected = T0_MS + (i * 7919) % 1000  # the clock jumps around: not in sequence order
@@ -360,7 +348,7 @@ def test_a_long_overflow_is_merged_into_few_gaps(path: Path) -> None:
 
 def test_a_gap_handed_out_by_pending_is_never_changed(path: Path) -> None:
     max_bytes = 3 * payload_size() + 100
-    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     appended = {}
     for i in range(4):
         appended[spool.append_batch(batch(T0_MS + i))] = T0_MS + i
@@ -368,7 +356,7 @@ def test_a_gap_handed_out_by_pending_is_never_changed(path: Path) -> None:
     sent = {e.sequence: e.payload for e in everything(spool)}  # hands the gap out
     spool.close()
 
-    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     for i in range(4, 6):
         appended[spool.append_batch(batch(T0_MS + i))] = T0_MS + i
 
@@ -382,7 +370,9 @@ def test_a_gap_handed_out_by_pending_is_never_changed(path: Path) -> None:
 def test_a_batch_larger_than_the_spool_is_reported_lost_without_evicting_others(
     path: Path,
 ) -> None:
-    spool = Spool(path, max_bytes=2 * payload_size(), max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(
+        path, max_bytes=2 * payload_size(), max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000)
+    )
     spool.append_batch(batch(T0_MS))
     huge = spool.append_batch(batch(T0_MS + 1, samples=500))
 
@@ -395,13 +385,13 @@ def test_a_batch_larger_than_the_spool_is_reported_lost_without_evicting_others(
 
 
 def test_a_smaller_limit_is_applied_when_the_spool_is_reopened(path: Path) -> None:
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     for i in range(5):
         spool.append_batch(batch(T0_MS + i))
     spool.close()
 
     max_bytes = 2 * payload_size() + 100
-    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=max_bytes, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
     check_every_batch_is_pending_or_reported_lost(
         spool, {i + 1: T0_MS + i for i in range(5)}, max_bytes
     )
@@ -413,7 +403,7 @@ def test_a_smaller_limit_is_applied_when_the_spool_is_reopened(path: Path) -> No
 
 
 def test_age_limit_drops_batches_older_than_max_age(path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0_MS / 1000)
     spool = Spool(path, max_bytes=BIG, max_age_seconds=60, clock=clock)
     for _ in range(3):  # collected at t0, t0+10s, t0+20s
         spool.append_batch(batch(int(clock() * 1000)))
@@ -432,7 +422,7 @@ def test_age_limit_drops_batches_older_than_max_age(path: Path) -> None:
 
 
 def test_age_limit_is_applied_at_open_after_downtime(path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0_MS / 1000)
     spool = Spool(path, max_bytes=BIG, max_age_seconds=3600, clock=clock)
     spool.append_batch(batch(T0_MS))
     spool.close()
@@ -451,7 +441,11 @@ def test_age_limit_is_applied_at_open_after_downtime(path: Path) -> None:
 def test_write_failures_are_reported_as_a_gap_once_writing_works_again(path: Path) -> None:
     """A real "database or disk is full": the file is capped with SQLite max_page_count."""
     spool = Spool(
-        path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(), max_file_bytes=48 * 1024
+        path,
+        max_bytes=BIG,
+        max_age_seconds=BIG,
+        clock=FakeClock(T0_MS / 1000),
+        max_file_bytes=48 * 1024,
     )
     appended: dict[int, int] = {}
     failed: list[int] = []
@@ -494,7 +488,7 @@ def test_a_corrupt_file_is_moved_aside_and_the_loss_recorded(path: Path) -> None
     garbage = b"this is not an sqlite database " * 200
     path.write_bytes(garbage)
 
-    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock())
+    spool = Spool(path, max_bytes=BIG, max_age_seconds=BIG, clock=FakeClock(T0_MS / 1000))
 
     (aside,) = path.parent.glob("spool.db.corrupt-*")
     assert aside.read_bytes() == garbage

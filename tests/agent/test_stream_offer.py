@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.runner import hello_for
+from agent.main_loop import hello_for
 from agent.spool import Spool, SpoolEntry
 from agent.stream import OFFERED_KEPT, CollectorLink, SpoolWorker
+from common.one_thread import OneThread
 from proto import agent_pb2
 
 
@@ -98,7 +98,7 @@ class CountingSpool(Spool):
 def test_the_send_loop_reads_the_spool_only_when_memory_cannot_continue(tmp_path: Path) -> None:
     async def main() -> None:
         worker = SpoolWorker.__new__(SpoolWorker)
-        worker._executor = ThreadPoolExecutor(max_workers=1)
+        worker._thread = OneThread("spool")
         spool = CountingSpool(tmp_path / "spool.db", max_bytes=1 << 30, max_age_seconds=1e9)
         worker._spool = spool
         config = AgentConfig()

@@ -67,9 +67,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(REPO))
 
-from agent.durations import parse_duration  # noqa: E402
 from collector.datadir import DataDir  # noqa: E402
 from collector.rules import default_rules_path  # noqa: E402
+from common.durations import parse_duration  # noqa: E402
 from tests.support import Agent, Collector  # noqa: E402
 
 DEFAULT_EVALUATION_INTERVAL = "5s"  # aftercare-collector serve --evaluation-interval default

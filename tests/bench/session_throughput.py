@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.durations import parse_size
+from common.durations import parse_size
 from tests.gateway_support import World, make_world, ssh_options
 from tests.support import Agent
 

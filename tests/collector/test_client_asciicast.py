@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from agent.session.asciicast import Event, parse_cast
-from collector.client.asciicast_read import TypedLine, play, typed_entries, typed_lines
+from common.asciicast import Event, TypedLine, parse_cast, play, typed_entries, typed_lines
 
 HEADER = {"version": 2, "width": 80, "height": 24, "timestamp": 1_700_000_000}
 

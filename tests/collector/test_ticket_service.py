@@ -50,6 +50,7 @@ from collector.tickets.service import (
     TicketView,
 )
 from collector.tickets.sla import DAY_MS, HOUR_MS, MINUTE_MS, LevelTargets, SlaPolicy
+from tests.fakes import FakeClock
 
 T = TypeVar("T")
 
@@ -82,16 +83,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 # -- real collaborators ------------------------------------------------------------------
-
-
-@dataclass
-class FakeClock:
-    """``clock_ms`` for the service: a mutable time in unix ms."""
-
-    now: int = T0
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -143,11 +134,11 @@ class Rig:
         self,
         data_dir: Path,
         config: TicketsConfig | None = None,
-        clock: FakeClock | None = None,
+        clock: FakeClock[int] | None = None,
         deliverer: Deliverer | None = None,
         public_url: str = "",
     ) -> None:
-        self.clock = clock or FakeClock()
+        self.clock = clock or FakeClock(T0)
         self.deliverer = deliverer or Deliverer()
         self.metrics = Metrics()
         self.db = StoreThread(open_store(data_dir))

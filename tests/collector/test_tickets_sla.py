@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,21 +21,19 @@ from collector.tickets.sla import (
     level_name,
     sla_status,
 )
+from tests.fakes import FakeClock
 
 T0 = 1_700_000_000_000
 DAY = 24 * HOUR_MS
 POLICY = SlaPolicy()
 
 
-@dataclass
-class FakeClock:
-    """Time that only moves when told; events are written "now"."""
+class SlaTimeline(FakeClock[int]):
+    """The fake clock in unix ms, plus a ticket's events, each written "now"."""
 
-    now: int = T0
-    events: list[NewEvent] = field(default_factory=list)
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
+    def __init__(self, now: int = T0) -> None:
+        super().__init__(now)
+        self.events: list[NewEvent] = []
 
     def record(self, kind: Any, actor: str = "user:erin", **details: Any) -> None:
         self.events.append(NewEvent(self.now, actor, kind, details))
@@ -54,8 +52,8 @@ def make(level: Level = "1", customer: str = "acme") -> Ticket:
     )
 
 
-def opened_clock() -> FakeClock:
-    clock = FakeClock()
+def opened_clock() -> SlaTimeline:
+    clock = SlaTimeline()
     clock.record("opened", actor="system")
     return clock
 

@@ -40,7 +40,8 @@ from common.approval_format import (
     seal,
     unbundle,
 )
-from playbooks.signing import generate_keypair, write_signed_catalogue
+from playbooks.sign import write_signed_catalogue
+from playbooks.signing_keys import generate_keypair
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 from tests.support import Agent, Collector, run, wait_for
 

@@ -28,7 +28,8 @@ import pytest
 from google.protobuf import text_format
 
 from common.approval_format import RunSubject, SessionSubject
-from playbooks.signing import generate_keypair, sign_catalogue
+from playbooks.sign import sign_catalogue
+from playbooks.signing_keys import generate_keypair
 from proto import agent_pb2
 from tests.consent_support import CustomerRoot, now_ms
 from tests.support import Agent, Collector

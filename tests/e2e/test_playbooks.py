@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from playbooks.shipped import catalogue_dir, dev_public_key_path
-from playbooks.signing import generate_keypair, write_signed_catalogue
+from playbooks.sign import write_signed_catalogue
+from playbooks.signing_keys import generate_keypair
 from tests.support import Agent, Collector, wait_for
 
 MUTATING = """name: rotate-marker

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from playbooks.signing import generate_keypair, write_signed_catalogue
+from playbooks.sign import write_signed_catalogue
+from playbooks.signing_keys import generate_keypair
 from tests.gateway_support import World, make_world
 from tests.sshd import needs_sshd
 from tests.support import Agent, Collector, run, wait_for

@@ -126,14 +126,15 @@ def playbook(data: bytes) -> None:
 
 @cache
 def _vendor_key() -> tuple[bytes, bytes]:
-    from playbooks.signing import generate_keypair
+    from playbooks.signing_keys import generate_keypair
 
     return generate_keypair()
 
 
 def manifest(data: bytes) -> None:
     """A manifest signed by a trusted key, so parsing (not the signature) is fuzzed."""
-    from playbooks.signing import sign_manifest, verify_manifest
+    from playbooks.sign import sign_manifest
+    from playbooks.verify import verify_manifest
 
     private, public = _vendor_key()
     signature = sign_manifest(data, private)
@@ -196,7 +197,7 @@ def alertmanager(data: bytes) -> None:
 
 
 def asciicast(data: bytes) -> None:
-    from agent.session.asciicast import parse_cast
+    from common.asciicast import parse_cast
 
     parse_cast(data)
 

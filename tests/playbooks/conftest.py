@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from playbooks.shipped import catalogue_dir, dev_public_key_path
-from playbooks.signing import generate_keypair, read_private_key, write_signed_catalogue
+from playbooks.sign import write_signed_catalogue
+from playbooks.signing_keys import generate_keypair, read_private_key
 
 DEV_KEY_PATH = Path(__file__).with_name("dev-vendor.key")
 NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)

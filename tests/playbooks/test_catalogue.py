@@ -16,18 +16,15 @@ from playbooks import loader
 from playbooks.builtins import BUILTINS
 from playbooks.errors import CatalogueError, InvalidParameter
 from playbooks.loader import lint, load_playbook
+from playbooks.manifest import MANIFEST_FILE
 from playbooks.model import Playbook
 from playbooks.params import validate_params
 from playbooks.shipped import catalogue_dir, dev_public_key_path
+from playbooks.sign import next_catalogue_version
 from playbooks.sign_dev import DEV_PRIVATE_KEY
 from playbooks.sign_dev import main as sign_dev
-from playbooks.signing import (
-    MANIFEST_FILE,
-    next_catalogue_version,
-    public_key_from_private,
-    read_private_key,
-    verify_catalogue,
-)
+from playbooks.signing_keys import public_key_from_private, read_private_key
+from playbooks.verify import verify_catalogue
 
 NAMES = {
     "disk-usage",

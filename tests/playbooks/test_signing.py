@@ -32,22 +32,11 @@ from playbooks.errors import (
     UnsignedCatalogue,
     VendorKeyError,
 )
+from playbooks.manifest import MANIFEST_FILE, SIGNATURE_FILE
 from playbooks.model import ManifestEntry
-from playbooks.signing import (
-    MANIFEST_FILE,
-    SIGNATURE_FILE,
-    build_manifest,
-    key_id,
-    public_key_from_private,
-    read_private_key,
-    sign_catalogue,
-    sign_manifest,
-    verify_catalogue,
-    verify_manifest,
-    verify_playbook,
-    write_keypair,
-    write_signed_catalogue,
-)
+from playbooks.sign import build_manifest, sign_catalogue, sign_manifest, write_signed_catalogue
+from playbooks.signing_keys import key_id, public_key_from_private, read_private_key, write_keypair
+from playbooks.verify import verify_catalogue, verify_manifest, verify_playbook
 from tests.playbooks.conftest import NOW, VALIDITY
 
 
@@ -507,7 +496,8 @@ def test_every_error_is_a_playbook_error() -> None:
 
 def test_importing_the_package_does_not_load_cryptography() -> None:
     code = (
-        "import sys, playbooks.loader, playbooks.params, playbooks.signing;"
+        "import sys, playbooks.loader, playbooks.params, playbooks.signing_keys,"
+        " playbooks.manifest, playbooks.verify, playbooks.sign;"
         "sys.exit('cryptography' in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

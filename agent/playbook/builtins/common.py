@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.durations import parse_duration
 from agent.playbook.errors import BuiltinArgumentError, BuiltinError
+from common.durations import parse_duration
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 COMMAND_OUTPUT_LIMIT = 8 * 1024 * 1024

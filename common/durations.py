@@ -1,8 +1,8 @@
 """Human-friendly durations ("15s", "1h30m") and sizes ("64MiB") used in configuration.
 
-Shared by the agent and the collector. Both parsers raise ValueError with a message
-that quotes the input and shows the accepted syntax, ready to be prefixed with the
-name of the config key that held it.
+Shared by the agent, the collector and the playbook format. Both parsers raise
+ValueError with a message that quotes the input and shows the accepted syntax,
+ready to be prefixed with the name of the config key that held it.
 """
 
 from __future__ import annotations

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from agent.sampler.batch import Batch, Outcome, Settled, describe, run_probe
 from agent.sampler.checks import default_checks
 from agent.sampler.errors import SamplerClosed
 from agent.sampler.model import Check, CheckFailure, Cycle, Probe, Sample
 from agent.sampler.pool import WorkerPool
+from common.clock import Clock
 
 STALL_AFTER = 0.1
 """Seconds one probe may hold the only lane before another lane takes over the rest."""
@@ -44,7 +45,7 @@ class Sampler:
         checks: Sequence[Check] | None = None,
         extra_checks: Iterable[Check] = (),
         max_workers: int = 64,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: Clock = time.time,
     ) -> None:
         if check_timeout <= 0:
             raise ValueError(f"check_timeout must be positive, got {check_timeout!r}")

@@ -1,8 +1,9 @@
-"""asciicast v2 recordings of terminal sessions (https://docs.asciinema.org, plays in asciinema).
+"""asciicast v2 recordings of terminal sessions (https://docs.asciinema.org, plays in asciinema):
+write (``CastWriter``), read (``parse_cast``), replay (``play``) and typed lines
+(``typed_entries``).
 
 Shared by the agent (the customer's own copy on the host), the collector's SSH
-gateway and the ``aftercare`` client (``parse_cast`` reads what ``CastWriter``
-writes), so this module imports nothing from them: standard library only.
+gateway and the ``aftercare`` client, so it lives in ``common``: standard library only.
 
 A recording is one file: a JSON header line, then one JSON array per event,
 ``[time, code, data]`` with ``time`` in seconds since the start (rounded to 6
@@ -20,12 +21,23 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["CastWriter", "Event", "RecordingSummary", "parse_cast"]
+from common.clock import Clock
+
+__all__ = [
+    "CastWriter",
+    "Event",
+    "RecordingSummary",
+    "TypedLine",
+    "parse_cast",
+    "play",
+    "typed_entries",
+    "typed_lines",
+]
 
 Event = tuple[float, str, str]  # (seconds since start, code, data)
 
@@ -59,7 +71,7 @@ class CastWriter:
         command: str = "",
         record_input: bool = False,
         env: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         started_unix: float | None = None,
     ) -> None:
         self.path = path
@@ -198,3 +210,144 @@ def _event(value: Any, number: int) -> Event:
     if not isinstance(code, str) or not isinstance(data, str):
         raise ValueError(f"line {number}: the event code and data must be strings")
     return float(time), code, data
+
+
+# -- reading: replay and typed lines (pure, no I/O) ---------------------------------------
+
+
+_ESC = "\x1b"
+_ENTER = "\r\n"
+_BACKSPACE = "\x7f\x08"
+_CTRL_C = "\x03"
+_CTRL_U = "\x15"
+_CTRL_W = "\x17"
+_TAB = "\t"
+_HARMLESS = "\x04\x0c"  # Ctrl-D (end of input), Ctrl-L (clear screen): the line is unchanged
+_PASTE_MARKERS = ("\x1b[200~", "\x1b[201~")  # bracketed paste: the text between is typed
+
+
+class TypedLine(NamedTuple):
+    """One line entered at the keyboard (ended by Enter)."""
+
+    time: float  # the Enter key's event time, seconds since the recording started
+    text: str
+    uncertain: bool  # tab completion, history recall or cursor keys were used
+
+
+def play(
+    events: Iterable[Event],
+    write: Callable[[str], object],
+    sleep: Callable[[float], object],
+    speed: float = 1.0,
+    max_wait: float | None = 2.0,
+) -> None:
+    """Replay output events with their timing: wait for each gap (capped at
+    ``max_wait`` seconds, None for no cap), divided by ``speed``, then ``write`` the
+    data of "o" events; other events only advance the clock."""
+    if speed <= 0:
+        raise ValueError(f"speed must be positive, got {speed}")
+    previous = 0.0
+    for at, code, data in events:
+        gap = max(0.0, at - previous)
+        previous = max(previous, at)
+        if max_wait is not None:
+            gap = min(gap, max_wait)
+        if gap > 0:
+            sleep(gap / speed)
+        if code == "o":
+            write(data)
+
+
+def typed_lines(events: Iterable[Event]) -> list[tuple[float, str]]:
+    """The non-empty lines typed, as (time, text); see ``typed_entries``."""
+    return [(e.time, e.text) for e in typed_entries(events) if e.text]
+
+
+def typed_entries(events: Iterable[Event]) -> list[TypedLine]:
+    """Reconstruct the lines typed from the "i" events (other events are ignored).
+
+    Characters accumulate until Enter (CR or LF; CRLF counts once); backspace deletes
+    one character, Ctrl-W one word, Ctrl-U the whole line; Ctrl-C discards the line.
+    Escape sequences (arrow keys, function keys) are dropped and, like Tab, mark the
+    line uncertain; other control characters are ignored. Input split across events
+    is joined. Empty lines are left out unless uncertain (e.g. history recall + Enter).
+    """
+    reader = _LineReader()
+    for at, code, data in events:
+        if code == "i":
+            reader.feed(at, data)
+    return reader.lines
+
+
+class _LineReader:
+    """The line-editing state machine behind ``typed_entries``."""
+
+    def __init__(self) -> None:
+        self.lines: list[TypedLine] = []
+        self._chars: list[str] = []
+        self._uncertain = False
+        self._escape = ""  # an escape sequence read so far (may span events)
+
+    def feed(self, time: float, data: str) -> None:
+        for char in data:
+            if self._escape:
+                self._escape_char(char)
+            elif char == _ESC:
+                self._escape = char
+            elif char in _ENTER:
+                self._enter(time)
+            elif char in _BACKSPACE:
+                if self._chars:
+                    self._chars.pop()
+            elif char == _CTRL_U:
+                self._chars.clear()
+            elif char == _CTRL_W:
+                self._delete_word()
+            elif char == _CTRL_C:
+                self._reset()
+            elif char == _TAB:
+                self._uncertain = True
+            elif char < " " or char == "\x7f" or "\x80" <= char < "\xa0":
+                if char not in _HARMLESS:
+                    self._uncertain = True  # Ctrl-R, Ctrl-A, ...: effect unknown
+            else:
+                self._chars.append(char)
+
+    def _escape_char(self, char: str) -> None:
+        sequence = self._escape + char
+        if _complete(sequence):
+            self._escape = ""
+            if sequence not in _PASTE_MARKERS:
+                self._uncertain = True
+        else:
+            self._escape = sequence
+
+    def _enter(self, time: float) -> None:
+        text = "".join(self._chars).strip()
+        if text or self._uncertain:
+            self.lines.append(TypedLine(time, text, self._uncertain))
+        self._reset()
+
+    def _delete_word(self) -> None:
+        while self._chars and self._chars[-1] == " ":
+            self._chars.pop()
+        while self._chars and self._chars[-1] != " ":
+            self._chars.pop()
+
+    def _reset(self) -> None:
+        self._chars.clear()
+        self._uncertain = False
+
+
+def _complete(sequence: str) -> bool:
+    """Whether an escape sequence (starting with ESC) is complete."""
+    if len(sequence) < 2:
+        return False
+    kind = sequence[1]
+    if kind == "[":  # CSI: parameters, then a final byte @..~
+        return len(sequence) > 2 and "@" <= sequence[-1] <= "~"
+    if kind == "O":  # SS3: one more character (keypad, F1-F4, arrows in app mode)
+        return len(sequence) == 3
+    if kind in "]P_^X":  # OSC and string sequences: end with BEL or ESC \
+        return sequence.endswith(("\x07", "\x1b\\")) and len(sequence) > 2
+    return True  # ESC + one character (Alt-key)

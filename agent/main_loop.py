@@ -27,7 +27,7 @@ from agent.errors import AgentError
 from agent.identity import Identity, load_identity
 from agent.memory import release_free_memory
 from agent.playbook.policy import Policy, load_policy
-from agent.runs import RunHandler, build_run_handler
+from agent.playbook_runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
 from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
