@@ -366,6 +366,8 @@ class _Pages:
         signature = str(form.get("signature", ""))
         if not signature:
             return b""
+        if who.customer is None:
+            raise errors.PermissionDenied("only a customer user can sign an approval")
         approvers = await self.portal.db.call(self.portal.db.store.list_approvers, who.customer)
         record = browser_sign.certificate_for(
             approvers, who.customer, str(form.get("key", "")), self.portal.clock_ms()

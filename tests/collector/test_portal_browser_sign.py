@@ -71,7 +71,7 @@ def test_a_browser_signature_over_the_served_bytes_verifies_like_a_cli_approval(
 def test_an_uncertified_browser_key_is_refused_with_what_to_do() -> None:
     alice = CustomerRoot().certify("alice")
     stranger = CustomerRoot().certify("mallory")
-    with pytest.raises(PermissionDenied, match="no current certificate.*approvers add"):
+    with pytest.raises(PermissionDenied, match=r"no current certificate.*approvers add"):
         browser_sign.certificate_for(
             [_record(alice)], "acme", fingerprint(stranger.public), now_ms()
         )
@@ -122,5 +122,5 @@ def test_an_approval_replayed_for_another_session_is_refused() -> None:
 @pytest.mark.parametrize(("body", "signature"), [("", "AA=="), ("!!", "AA=="), ("e30=", "AA==")])
 def test_malformed_posts_get_a_clear_error(body: str, signature: str) -> None:
     alice = CustomerRoot().certify("alice")
-    with pytest.raises(InvalidRequest, match="sign again|Ed25519"):
+    with pytest.raises(InvalidRequest, match=r"sign again|Ed25519"):
         browser_sign.browser_bundle(body, signature, _record(alice))
