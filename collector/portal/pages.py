@@ -18,8 +18,10 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import functools
+import json
 import logging
 import re
 import secrets
@@ -31,15 +33,17 @@ import jinja2
 from aiohttp import web
 
 from collector import errors
+from collector.auth import Principal
 from collector.gateway.recording import replay_then_follow
 from collector.inspections.errors import InspectionStateError
-from collector.portal import engineer, error_details, i18n, player
+from collector.portal import browser_sign, engineer, error_details, i18n, player
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
 from collector.runs.service import RunService
 from collector.sessions.model import FINAL_SESSION_STATES
 from collector.store.base import AgentRecord, RecordingRecord
+from common.approval_format import RunSubject, SessionSubject
 
 __all__ = ["make_app"]
 
@@ -98,7 +102,10 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/fleet", pages.fleet)
     app.router.add_get("/hosts/{agent_id}/session", pages.session_form)
     app.router.add_post("/hosts/{agent_id}/session", pages.request_session)
+    app.router.add_get("/approval-key", pages.approval_key)
     app.router.add_get("/runs/{id}", pages.run)
+    app.router.add_get("/runs/{id}/to-sign", pages.run_to_sign)
+    app.router.add_get("/sessions/{id}/to-sign", pages.session_to_sign)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
     app.router.add_get("/sessions/{id}", pages.session)
     app.router.add_get("/sessions/{id}/terminal", pages.terminal)
@@ -122,6 +129,7 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get(
         "/static/{name:player\\.js|vendor/asciinema-player\\.(?:min\\.js|css)}", _player_file
     )
+    app.router.add_get("/static/browser-sign.js", _script)
     app.router.add_get("/favicon.ico", _no_icon)
     app.on_shutdown.append(pages.end_watches)
     app[PAGES] = pages
@@ -399,8 +407,9 @@ class _Pages:
         session_id = request.match_info["id"][:40]
         action = request.match_info["action"]
         if action == "approve":
+            signed = await self._browser_signed(who, form)
             await self.portal.sessions.approve(
-                who, session_id, _until(form, self.portal.clock_ms())
+                who, session_id, _until(form, self.portal.clock_ms()), signed
             )
         elif action == "deny":
             reason = str(form.get("reason", "")).strip()[:500]
@@ -424,8 +433,71 @@ class _Pages:
     async def approve_run(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
         run_id = request.match_info["id"][:40]
-        await self._runs().approve(who, run_id)
+        signed = await self._browser_signed(who, request[FORM])
+        await self._runs().approve(who, run_id, signed)
         raise web.HTTPSeeOther(f"/runs/{run_id}")
+
+    async def approval_key(self, request: web.Request) -> web.StreamResponse:
+        """Enrolment: the browser creates its key and shows what to certify."""
+        return self.render(request, "approval_key.html.j2")
+
+    async def run_to_sign(self, request: web.Request) -> web.StreamResponse:
+        """JSON: the canonical approval body of this run for the browser key ``key``."""
+        who = request[SIGNED_IN].principal
+        run = await self._runs().get(who, request.match_info["id"][:40])
+        subject = browser_sign.run_subject(run)
+        return await self._to_sign(who, request, run.customer, run.agent_id, subject)
+
+    async def session_to_sign(self, request: web.Request) -> web.StreamResponse:
+        """JSON: the canonical approval body of this session for the browser key ``key``."""
+        who = request[SIGNED_IN].principal
+        session, _ = await self.portal.sessions.get(who, request.match_info["id"][:40])
+        now = self.portal.clock_ms()
+        subject = browser_sign.session_subject(session, now, _until(request.query, now))
+        return await self._to_sign(who, request, session.customer, session.agent_id, subject)
+
+    async def _to_sign(
+        self,
+        who: Principal,
+        request: web.Request,
+        customer: str,
+        agent_id: str,
+        subject: RunSubject | SessionSubject,
+    ) -> web.StreamResponse:
+        if who.role != "customer" or who.customer != customer:
+            raise errors.PermissionDenied(
+                "only a customer user of this host's customer can approve"
+            )
+        now = self.portal.clock_ms()
+        approvers = await self.portal.db.call(self.portal.db.store.list_approvers, customer)
+        try:
+            record = browser_sign.certificate_for(
+                approvers, customer, request.query.get("key", ""), now
+            )
+        except errors.CollectorError as exc:  # shown in the page by the script
+            return web.json_response({"error": str(exc)}, status=403)
+        body = browser_sign.approval_body(record, agent_id, subject, now)
+        return web.json_response(
+            {
+                "body": base64.b64encode(body).decode("ascii"),
+                "approver": record.name,
+                "key_fingerprint": record.key_fingerprint,
+                "text": json.loads(body),
+            }
+        )
+
+    async def _browser_signed(self, who: Principal, form: Mapping[str, Any]) -> bytes:
+        """The bundle from a browser signature in ``form``; b"" if the form has none."""
+        signature = str(form.get("signature", ""))
+        if not signature:
+            return b""
+        if who.customer is None:
+            raise errors.PermissionDenied("only a customer user can sign an approval")
+        approvers = await self.portal.db.call(self.portal.db.store.list_approvers, who.customer)
+        record = browser_sign.certificate_for(
+            approvers, who.customer, str(form.get("key", "")), self.portal.clock_ms()
+        )
+        return browser_sign.browser_bundle(str(form.get("body", "")), signature, record)
 
     def _runs(self) -> RunService:
         if self.portal.runs is None:
@@ -586,6 +658,13 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
 
 async def _no_icon(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
+
+
+async def _script(request: web.Request) -> web.StreamResponse:
+    js = resources.files("collector.portal").joinpath("static/browser-sign.js").read_bytes()
+    response = web.Response(body=js, content_type="text/javascript")
+    response.headers["Cache-Control"] = "max-age=3600"
+    return response
 
 
 async def _player_file(request: web.Request) -> web.StreamResponse:

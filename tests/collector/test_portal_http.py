@@ -205,9 +205,29 @@ def test_a_host_pinning_an_approval_root_asks_for_a_signed_approval(
     session = collector.request_session(agent)
     b = signed_in(collector)
     page = b.get(f"/sessions/{session.session_id}")
-    assert 'id="signed-only"' in page.text and 'id="approve"' not in page.text
+    assert 'id="browser-sign"' in page.text and 'name="signature"' in page.text
+    assert '<script src="/static/browser-sign.js"></script>' in page.text
     answer = b.post(f"/sessions/{session.session_id}/approve", {"csrf": b.csrf("/")})
     assert answer.status == 409  # the service refuses an unsigned approval
+    assert collector.session(session.session_id).state == "pending"
+
+
+def test_a_browser_key_without_a_certificate_gets_no_bytes_to_sign(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme3", "acme", "db3", root="sha256:" + "ab" * 32)
+    session = collector.request_session(agent)
+    b = signed_in(collector)
+    answer = b.get(f"/sessions/{session.session_id}/to-sign?key=sha256:" + "cd" * 32)
+    assert answer.status == 403 and "no current certificate" in answer.text
+    forged = {
+        "csrf": b.csrf("/"),
+        "key": "sha256:" + "cd" * 32,
+        "body": "e30=",
+        "signature": "AA==",
+    }
+    answer = b.post(f"/sessions/{session.session_id}/approve", forged)
+    assert answer.status == 403
     assert collector.session(session.session_id).state == "pending"
 
 

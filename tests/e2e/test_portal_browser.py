@@ -138,3 +138,69 @@ def test_customer_approves_a_session_confirms_a_ticket_and_reads_chinese(
     chrome.get(collector.url + "/")
     heading(chrome, "概览")
     chrome.save_screenshot(str(shots / "8-overview-phone.png"))
+
+
+def test_customer_enrols_a_browser_key_and_signs_a_session_approval(
+    collector: PortalCollector, chrome: Any, tmp_path: Path
+) -> None:
+    """WebCrypto Ed25519 key in the browser, certified by the customer's root, signs."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from collector.store.base import ApproverRecord
+    from common.approval_format import ApproverCertificate, fingerprint, seal
+    from tests.consent_support import CustomerRoot, now_ms
+
+    shots = shots_dir(tmp_path)
+    root = CustomerRoot("acme")
+    agent = collector.add_host("ag-acme9", "acme", "db9", root=root.fingerprint)
+    session = collector.request_session(agent, "signed in the browser")
+    chrome.get(collector.url + "/login")
+    chrome.find_element(By.ID, "name").send_keys("carol")
+    chrome.find_element(By.ID, "password").send_keys(PASSWORD)
+    chrome.find_element(By.ID, "sign-in").click()
+    heading(chrome, "Overview")
+
+    chrome.get(collector.url + "/approval-key")
+    chrome.find_element(By.ID, "create-key").click()
+    WebDriverWait(chrome, 15).until(
+        lambda d: d.find_element(By.ID, "key-fingerprint").text.startswith("sha256:")
+    )
+    shown = chrome.find_element(By.ID, "key-fingerprint").text
+    public = base64.b64decode(chrome.find_element(By.ID, "key-public").text)
+    assert shown == fingerprint(public)
+    chrome.save_screenshot(str(shots / "sign-1-enrol.png"))
+
+    now = now_ms()
+    certificate = ApproverCertificate(
+        "acme", "carol", public, root.public, now - 60_000, now + 3_600_000
+    )
+    document = seal(certificate.body(), root.key.sign).encode()
+    collector.db(
+        "add_approver",
+        ApproverRecord(
+            "acme",
+            shown,
+            "carol",
+            root.fingerprint,
+            now - 60_000,
+            now + 3_600_000,
+            document,
+            now,
+            "user:admin",
+        ),
+    )
+
+    chrome.get(f"{collector.url}/sessions/{session.session_id}")
+    WebDriverWait(chrome, 15).until(
+        lambda d: session.session_id in d.find_element(By.ID, "sign-text").text
+    )
+    assert chrome.find_element(By.ID, "sign-fingerprint").text == shown
+    chrome.save_screenshot(str(shots / "sign-2-session.png"))
+    chrome.find_element(By.ID, "approve").click()
+    heading(chrome, "approved")
+    approved = collector.session(session.session_id)
+    assert approved.state == "approved" and approved.signed_approval
+    chrome.save_screenshot(str(shots / "sign-3-approved.png"))
