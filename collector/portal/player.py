@@ -26,9 +26,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from agent.session.asciicast import parse_cast
 from collector.gateway.recording import WatchItem, recorded_events
 from collector.store.base import RecordingRecord
+from common.asciicast import parse_cast
 
 __all__ = [
     "PLAYER_FILES",
