@@ -10,6 +10,7 @@ The rules (issue 15; README "Layout"):
   and signature check). Vendor release tooling (signing, the loader's catalogue
   writing, the vendor CLI) stays out of every agent.
 - ``playbooks/`` never imports ``agent`` or ``collector``.
+- ``collector/`` never imports ``agent``: what both need lives in ``common/``.
 
 Every import counts, including those inside functions and under TYPE_CHECKING.
 """
@@ -85,6 +86,14 @@ def playbooks_allow(module: str) -> bool:
     return module.split(".")[0] not in {"agent", "collector"}
 
 
+def collector_allows(module: str) -> bool:
+    return module.split(".")[0] != "agent"
+
+
+def test_the_collector_imports_nothing_from_the_agent() -> None:
+    assert _violations("collector", collector_allows) == []
+
+
 def test_common_imports_only_the_standard_library() -> None:
     assert _violations("common", common_allows) == []
 
@@ -106,6 +115,7 @@ def test_the_playbook_format_imports_neither_agent_nor_collector() -> None:
         ("common", "import grpc\n", common_allows),
         ("common", "from agent.durations import parse_duration\n", common_allows),
         ("playbooks", "from agent.config import AgentConfig\n", playbooks_allow),
+        ("collector", "from agent.session.asciicast import parse_cast\n", collector_allows),
     ],
 )
 def test_the_checks_catch_a_forbidden_import(
