@@ -133,3 +133,14 @@ def test_the_standard_library_check_rejects_a_third_party_package() -> None:
     assert _is_standard_library("concurrent.futures")
     assert not _is_standard_library("grpc")
     assert not _is_standard_library("cryptography.hazmat")
+
+
+def test_the_tests_have_one_fake_clock() -> None:
+    """Fake clocks live in tests/fakes.py; a test file defining its own is reported."""
+    own = [
+        f"{path.relative_to(REPO)}:{node.lineno} defines {node.name}"
+        for path in sorted((REPO / "tests").rglob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and node.name in {"FakeClock", "Clock"}
+    ]
+    assert own == []

@@ -10,14 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.auth_failures import AuthFailures, safe_text, source_of
 from collector.errors import RateLimited
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = 1_000_000_020_000
-
-    def __call__(self) -> int:
-        return self.ms
+from tests.fakes import FakeClock
 
 
 def test_a_row_at_the_first_failure_and_one_total_per_minute() -> None:
@@ -26,7 +19,7 @@ def test_a_row_at_the_first_failure_and_one_total_per_minute() -> None:
     async def audit(*row: Any) -> None:
         rows.append(row)
 
-    clock = Clock()
+    clock = FakeClock(1_000_000_020_000)
     registry = CollectorRegistry()
     failures = AuthFailures(registry, audit, clock, max_per_minute=5)
 
@@ -36,7 +29,7 @@ def test_a_row_at_the_first_failure_and_one_total_per_minute() -> None:
         with pytest.raises(RateLimited):
             failures.check("enrollment", "ipv4:10.0.0.1:6666")
         failures.check("enrollment", "ipv4:10.0.0.2:1")  # another source is not limited
-        clock.ms += 60_000
+        clock.now += 60_000
         failures.check("enrollment", "ipv4:10.0.0.1:7777")  # a new minute
         await failures.flush()
 

@@ -9,14 +9,7 @@ import pytest
 from collector.errors import InvalidRequest
 from collector.leadership import Leadership
 from collector.store.sqlite import SQLiteStore
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.ms = 1_000_000
-
-    def __call__(self) -> int:
-        return self.ms
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
@@ -24,12 +17,12 @@ def store(tmp_path: Path) -> SQLiteStore:
     return SQLiteStore(tmp_path / "leases.db")
 
 
-def pair(store: SQLiteStore, clock: FakeClock) -> tuple[Leadership, Leadership]:
+def pair(store: SQLiteStore, clock: FakeClock[int]) -> tuple[Leadership, Leadership]:
     return Leadership(store, "a", 3000, clock), Leadership(store, "b", 3000, clock)
 
 
 def test_only_one_replica_leads(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     assert a.check() is True
     assert b.check() is False
@@ -37,28 +30,28 @@ def test_only_one_replica_leads(store: SQLiteStore) -> None:
 
 
 def test_leader_keeps_the_lease_by_renewing(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     for _ in range(10):
         assert a.check() is True
-        clock.ms += 2000  # one interval, less than the 3 s lease
+        clock.now += 2000  # one interval, less than the 3 s lease
         assert b.check() is False
 
 
 def test_dead_leader_hands_over_after_its_lease_expires(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     assert a.check()
-    clock.ms += 2999
+    clock.now += 2999
     assert b.check() is False  # not yet expired
-    clock.ms += 1
+    clock.now += 1
     assert b.check() is True  # a stopped renewing: b takes over
     assert a.check() is False  # a comes back: it does not lead again
     assert not a.leads()
 
 
 def test_resign_hands_over_at_once(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     assert a.check()
     a.resign()
@@ -66,7 +59,7 @@ def test_resign_hands_over_at_once(store: SQLiteStore) -> None:
 
 
 def test_leases_are_independent(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     assert a.check("evaluation")
     assert b.check("inspections")
@@ -74,7 +67,7 @@ def test_leases_are_independent(store: SQLiteStore) -> None:
 
 
 def test_release_by_a_non_holder_changes_nothing(store: SQLiteStore) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000)
     a, b = pair(store, clock)
     assert a.check()
     store.release_lease("evaluation", "b")
@@ -87,4 +80,4 @@ def test_bad_claims_are_refused(store: SQLiteStore) -> None:
     with pytest.raises(InvalidRequest, match="positive"):
         store.claim_lease("evaluation", "a", 0, 0)
     with pytest.raises(ValueError, match="positive"):
-        Leadership(store, "a", 0, FakeClock())
+        Leadership(store, "a", 0, FakeClock(1_000_000))
