@@ -10,7 +10,7 @@ map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
@@ -38,6 +38,8 @@ __all__ = [
     "RUN_MODES",
     "RUN_STATES",
     "AgentRecord",
+    "BatchOutcome",
+    "IncomingBatch",
     "ApproverRecord",
     "AuditEntry",
     "Conflict",
@@ -115,6 +117,30 @@ class StoredFailure:
 
     check: str
     error: str
+
+
+@dataclass(frozen=True)
+class IncomingBatch:
+    """One batch for ``Store.store_batches``. ``decode`` turns the wire form into
+    samples and failures; it is called only when the sequence is new, so a duplicate
+    costs no conversion."""
+
+    agent_id: str
+    sequence: int
+    collected_ms: int
+    received_ms: int
+    decode: Callable[[], tuple[Sequence[StoredSample], Sequence[StoredFailure]]]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What ``Store.store_batches`` did with one batch: stored (with the decoded
+    samples, for the caller's in-memory views), a duplicate (stored False, no error),
+    or refused (``error``: UnknownAgent, InvalidRequest, StoreError)."""
+
+    stored: bool
+    samples: Sequence[StoredSample] = ()
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -402,6 +428,13 @@ class Store(InspectionStore, PortalStore, Protocol):
         (out-of-order arrival after an outage: keep the newest collected as latest).
         Also sets last_seen. Returns False (and changes nothing) if (agent_id, sequence)
         was already stored. Raises UnknownAgent, or InvalidRequest if sequence < 1."""
+        ...
+
+    def store_batches(self, batches: Sequence[IncomingBatch]) -> list[BatchOutcome]:
+        """Group commit: store many batches (of any agents) in one transaction, with
+        store_batch's rules for each, and return one outcome per batch, in order. A
+        batch that fails gets its error in its outcome; the others are still stored.
+        Nothing is durable before this returns."""
         ...
 
     def store_gap(self, agent_id: str, gap: GapRecord) -> bool:

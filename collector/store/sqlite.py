@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from collector.audit import GENESIS_HASH, canonical_json, entry_hash
 from collector.errors import (
+    CollectorError,
     ConfigError,
     Conflict,
     InvalidRequest,
@@ -54,8 +55,10 @@ from collector.store.base import (
     AgentRecord,
     ApproverRecord,
     AuditEntry,
+    BatchOutcome,
     GapRecord,
     HistoryRollup,
+    IncomingBatch,
     LatestBatch,
     RecordingRecord,
     RevocationRecord,
@@ -69,6 +72,7 @@ from collector.store.base import (
     User,
 )
 from collector.store.history_rows import (
+    RecordOutcome,
     check_history_query,
     read_history,
     record_history,
@@ -482,43 +486,99 @@ class SQLiteStore(SQLiteInspections, SQLitePortal):
         samples: Sequence[StoredSample],
         failures: Sequence[StoredFailure],
     ) -> bool:
-        _check_sequence(sequence)
-        keyed = [(s.name, canonical_json(dict(s.labels)), s.value) for s in samples]
-        sample_rows = [
-            (agent_id, pos, name, labels, _value_in(value))
-            for pos, (name, labels, value) in enumerate(keyed)
-        ]
-        failure_rows = [(agent_id, pos, f.check, f.error) for pos, f in enumerate(failures)]
+        batch = IncomingBatch(
+            agent_id, sequence, collected_ms, received_ms, lambda: (samples, failures)
+        )
+        (outcome,) = self.store_batches([batch])
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.stored
+
+    def store_batches(self, batches: Sequence[IncomingBatch]) -> list[BatchOutcome]:
+        try:
+            return self._store_group(batches)
+        except CollectorError as exc:
+            if len(batches) == 1:
+                return [BatchOutcome(False, error=exc)]
+        # one batch spoiled the group: store each alone so only that one fails
+        outcomes = []
+        for batch in batches:
+            try:
+                outcomes += self._store_group([batch])
+            except CollectorError as exc:
+                outcomes.append(BatchOutcome(False, error=exc))
+        return outcomes
+
+    def _store_group(self, batches: Sequence[IncomingBatch]) -> list[BatchOutcome]:
+        """Store ``batches`` in one write transaction (all or none); then update the
+        in-process series cache and refusal counts from what was committed."""
+        outcomes: list[BatchOutcome] = []
+        created: dict[str, dict[tuple[str, str], int]] = {}  # series made in this group
+        refused: list[tuple[str, RecordOutcome]] = []
         with self._write() as db:
-            if not _claim_sequence(db, agent_id, sequence, "batch", received_ms):
-                return False
-            db.execute(
-                "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", (received_ms, agent_id)
-            )
-            if _is_newest(db, agent_id, sequence, collected_ms):
-                db.execute(_UPSERT_LATEST, (agent_id, sequence, collected_ms))
-                db.execute("DELETE FROM latest_samples WHERE agent_id = ?", (agent_id,))
-                db.execute("DELETE FROM latest_failures WHERE agent_id = ?", (agent_id,))
-                db.executemany(_INSERT_SAMPLE, sample_rows)
-                db.executemany(_INSERT_FAILURE, failure_rows)
-            outcome = record_history(
-                db,
-                agent_id,
-                collected_ms,
-                received_ms,
-                keyed,
-                self._history_max_series,
-                self._series_cache.get(agent_id),
-            )
-        if outcome.created or agent_id not in self._series_cache:
+            for batch in batches:
+                _check_sequence(batch.sequence)
+                if not _claim_sequence(
+                    db, batch.agent_id, batch.sequence, "batch", batch.received_ms
+                ):
+                    outcomes.append(BatchOutcome(False))
+                    continue
+                samples, failures = batch.decode()
+                outcome = self._ingest_claimed(db, batch, samples, failures, created)
+                created.setdefault(batch.agent_id, {}).update(outcome.created)
+                if outcome.refused_samples:
+                    refused.append((batch.agent_id, outcome))
+                outcomes.append(BatchOutcome(True, samples))
+        for agent_id, series in created.items():
             cached = self._series_cache.setdefault(agent_id, {})
             if not cached:
                 with self._read() as db:
                     cached.update(series_ids(db, agent_id))
-            cached.update(outcome.created)
-        if outcome.refused_samples:
+            cached.update(series)
+        for agent_id, outcome in refused:
             self._count_refusal(agent_id, outcome.refused_series, outcome.refused_samples)
-        return True
+        return outcomes
+
+    def _ingest_claimed(
+        self,
+        db: sqlite3.Connection,
+        batch: IncomingBatch,
+        samples: Sequence[StoredSample],
+        failures: Sequence[StoredFailure],
+        created: Mapping[str, Mapping[tuple[str, str], int]],
+    ) -> RecordOutcome:
+        """Write one newly claimed batch: last_seen, latest values, metric history."""
+        agent_id = batch.agent_id
+        keyed = [(s.name, canonical_json(dict(s.labels)), s.value) for s in samples]
+        db.execute(
+            "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", (batch.received_ms, agent_id)
+        )
+        if _is_newest(db, agent_id, batch.sequence, batch.collected_ms):
+            db.execute(_UPSERT_LATEST, (agent_id, batch.sequence, batch.collected_ms))
+            db.execute("DELETE FROM latest_samples WHERE agent_id = ?", (agent_id,))
+            db.execute("DELETE FROM latest_failures WHERE agent_id = ?", (agent_id,))
+            db.executemany(
+                _INSERT_SAMPLE,
+                [
+                    (agent_id, pos, name, labels, _value_in(value))
+                    for pos, (name, labels, value) in enumerate(keyed)
+                ],
+            )
+            db.executemany(
+                _INSERT_FAILURE,
+                [(agent_id, pos, f.check, f.error) for pos, f in enumerate(failures)],
+            )
+        cache = self._series_cache.get(agent_id)
+        known = None if cache is None else {**cache, **created.get(agent_id, {})}
+        return record_history(
+            db,
+            agent_id,
+            batch.collected_ms,
+            batch.received_ms,
+            keyed,
+            self._history_max_series,
+            known,
+        )
 
     def _count_refusal(
         self, agent_id: str, series: Sequence[tuple[str, str]], samples: int
