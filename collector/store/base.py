@@ -38,13 +38,13 @@ __all__ = [
     "RUN_MODES",
     "RUN_STATES",
     "AgentRecord",
-    "BatchOutcome",
-    "IncomingBatch",
     "ApproverRecord",
     "AuditEntry",
+    "BatchOutcome",
     "Conflict",
     "GapRecord",
     "HistoryRollup",
+    "IncomingBatch",
     "InvalidRequest",
     "LatestBatch",
     "MigrationError",
@@ -579,6 +579,11 @@ class Store(InspectionStore, PortalStore, Protocol):
 
     def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
         """The ticket's timeline in id (insertion) order; empty for an unknown ticket."""
+        ...
+
+    def ticket_events_many(self, ticket_ids: Collection[int]) -> dict[int, list[TicketEvent]]:
+        """The timelines of many tickets in one query (SLA ticks, lists): ticket id ->
+        its events in id order; every asked id is a key (empty list if unknown)."""
         ...
 
     # -- playbook runs ----------------------------------------------------------------

@@ -802,6 +802,20 @@ class SQLiteStore(SQLiteInspections, SQLitePortal):
             ).fetchall()
         return [event_from_row(row) for row in rows]
 
+    def ticket_events_many(self, ticket_ids: Collection[int]) -> dict[int, list[TicketEvent]]:
+        timelines: dict[int, list[TicketEvent]] = {int(i): [] for i in ticket_ids}
+        if not timelines:
+            return timelines
+        with self._read() as db:
+            rows = db.execute(
+                f"{_SELECT_EVENTS} WHERE ticket_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                (json.dumps(sorted(timelines)),),
+            ).fetchall()
+        for row in rows:
+            event = event_from_row(row)
+            timelines[event.ticket_id].append(event)
+        return timelines
+
     # -- playbook runs ----------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> RunRecord:
