@@ -17,6 +17,7 @@ there) and the type names in the migrations. No SQLite-only functions.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -549,7 +550,7 @@ class SQLiteStore(SQLiteInspections, SQLitePortal):
     ) -> RecordOutcome:
         """Write one newly claimed batch: last_seen, latest values, metric history."""
         agent_id = batch.agent_id
-        keyed = [(s.name, canonical_json(dict(s.labels)), s.value) for s in samples]
+        keyed = [(s.name, _labels_json(s.labels), s.value) for s in samples]
         db.execute(
             "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", (batch.received_ms, agent_id)
         )
@@ -1356,6 +1357,17 @@ def _is_newest(db: sqlite3.Connection, agent_id: str, sequence: int, collected_m
         "SELECT sequence, collected_ms FROM latest_batches WHERE agent_id = ?", (agent_id,)
     ).fetchone()
     return row is None or (collected_ms, sequence) > (row[1], row[0])
+
+
+def _labels_json(labels: Mapping[str, str]) -> str:
+    """``canonical_json(labels)``, remembered: a host sends the same label sets in
+    every batch, and encoding them was a third of the writer's time per batch."""
+    return _labels_json_of(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _labels_json_of(items: tuple[tuple[str, str], ...]) -> str:
+    return canonical_json(dict(items))
 
 
 def _value_in(value: float) -> float | None:
