@@ -65,10 +65,11 @@ from agent.enroll import enroll
 from agent.errors import EnrollmentError
 from collector import admin
 from collector.errors import CollectorError
-from collector.store import open_store
+from collector.store import Store, open_store, open_store_url
 from proto import agent_pb2
 
 if TYPE_CHECKING:
+    from tests.pg_cluster import PgCluster
     from tests.support import Collector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -497,12 +498,17 @@ def join_args(words: list[str]) -> dict[str, str]:
     return args
 
 
-def enroll_all(collector: Collector, agents: list[SimAgent]) -> None:
+def open_bench_store(collector: Collector, store_url: str | None) -> Store:
+    """The store the running collector uses: SQLite in its data dir, or ``store_url``."""
+    return open_store_url(store_url) if store_url else open_store(collector.data_dir)
+
+
+def enroll_all(collector: Collector, agents: list[SimAgent], store_url: str | None) -> None:
     """Create a join token per agent and enrol it (the first token via the real CLI)."""
     first = join_args(collector.join_command(agents[0].customer))
     tokens = [first["--token"]]
     try:
-        store = open_store(collector.data_dir)
+        store = open_bench_store(collector, store_url)
     except CollectorError as exc:
         raise BenchError(f"cannot open the collector's store: {exc}") from exc
     try:
@@ -653,11 +659,17 @@ async def drive(
     return figures
 
 
-def verify(collector: Collector, agents: list[SimAgent], batches: int, samples: int) -> list[str]:
+def verify(
+    collector: Collector,
+    agents: list[SimAgent],
+    batches: int,
+    samples: int,
+    store_url: str | None,
+) -> list[str]:
     """Compare the store with what was sent; return the discrepancies (none: exactly once)."""
     problems: list[str] = []
     want = list(range(1, batches + 1))
-    store = open_store(collector.data_dir)
+    store = open_bench_store(collector, store_url)
     try:
         for agent in agents:
             if not agent.agent_id:
@@ -718,11 +730,31 @@ def collector_class() -> type[Collector]:
     return Collector
 
 
+STORES = {
+    "sqlite": "SQLite, WAL, synchronous=FULL (fsync per commit; a group commit acks many batches)",
+    "postgresql": "PostgreSQL (throwaway cluster, fsync on, synchronous_commit on)",
+}
+
+
+def start_postgresql() -> tuple[PgCluster, str]:
+    """A throwaway, durable PostgreSQL cluster (tests/pg_cluster.py) and a database URL."""
+    collector_class()  # puts the repository on sys.path
+    from tests.pg_cluster import PgCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise BenchError("--store postgresql: no initdb/pg_ctl found (apt-get install postgresql)")
+    cluster = PgCluster(bin_dir, durable=True).start()
+    return cluster, cluster.new_database()
+
+
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     n, m, s = args.agents, args.batches, args.samples
     customers = [f"customer-{c + 1}" for c in range(min(args.customers, n))]
     tmp = Path(tempfile.mkdtemp(prefix="aftercare-bench-ingest-"))
-    collector = collector_class()(tmp / "collector")
+    cluster, store_url = start_postgresql() if args.store == "postgresql" else (None, None)
+    extra = ["--store", store_url] if store_url else []
+    collector = collector_class()(tmp / "collector", extra_args=extra)
     result: dict[str, Any] = {
         "config": {
             "agents": n,
@@ -733,7 +765,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "duplicates_per_agent": min(DUPLICATES_PER_AGENT, m),
             "cpus": os.cpu_count(),
             "data_dir_fstype": filesystem_type(tmp),
-            "store": "SQLite, WAL, synchronous=FULL (fsync per acked batch)",
+            "store": STORES[args.store],
             "client": "all agents in the benchmark process, sharing the CPUs",
         }
     }
@@ -758,7 +790,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             for i in range(n)
         ]
         t = time.perf_counter()
-        enroll_all(collector, agents)
+        enroll_all(collector, agents, store_url)
         enrol_seconds = time.perf_counter() - t
         progress(f"{n} agents enrolled in {enrol_seconds:.1f}s; building payloads")
         t = time.perf_counter()
@@ -772,12 +804,14 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             drive(agents, endpoint, args.window, pid, collector, args.timeout, progress)
         )
         progress("verifying the store")
-        problems = verify(collector, agents, m, s)
+        problems = verify(collector, agents, m, s, store_url)
         final = scrape(collector)
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
         rss_end = proc_status(pid)
     finally:
         collector.stop()
+        if cluster is not None:
+            cluster.stop()
         if args.keep:
             progress(f"kept {tmp}")
         else:
@@ -820,6 +854,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             else None,
             "collector_cpu_seconds": round(figures["ingest_collector_cpu"], 2),
             "collector_cores": round(figures["ingest_collector_cpu"] / wall, 2) if wall else 0,
+            "collector_cpu_ms_per_batch": round(
+                figures["ingest_collector_cpu"] * 1000 / max(1, total_batches), 3
+            ),
             "client_cpu_seconds": round(figures["ingest_client_cpu"], 2),
             "client_cores": round(figures["ingest_client_cpu"] / wall, 2) if wall else 0,
             "collector_cpu_seconds_by_thread": figures["ingest_threads"],
@@ -874,7 +911,8 @@ def report(result: dict[str, Any]) -> str:
         + (f"{server:.1f} ms" if server is not None else "n/a")
         + " receive-to-durable (aftercare_ingest_ack_latency_seconds)",
         f"  CPU       collector {i['collector_cpu_seconds']:.1f}s "
-        f"({i['collector_cores']:.2f} cores), simulated agents {i['client_cpu_seconds']:.1f}s "
+        f"({i['collector_cores']:.2f} cores, {i['collector_cpu_ms_per_batch']:.2f} ms per "
+        f"batch), simulated agents {i['client_cpu_seconds']:.1f}s "
         f"({i['client_cores']:.2f} cores)",
         f"  threads   collector CPU s: event loop {t['event_loop']:.1f}, busiest other Python "
         f"thread (store writer) {t['busiest_other_python_thread']:.1f}, other Python "
@@ -915,6 +953,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="limit per phase, seconds (600)"
+    )
+    parser.add_argument(
+        "--store",
+        choices=sorted(STORES),
+        default="sqlite",
+        help="the collector's store: sqlite (default) or postgresql (a throwaway cluster)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
