@@ -3,7 +3,13 @@
 Not a pytest test; prints figures (``--json`` for one machine-readable JSON object).
 
     .venv/bin/python tests/bench/ingest.py [--agents N] [--batches M] [--samples S]
-                                           [--window W] [--quick] [--json]
+                                           [--window W] [--pace SECONDS]
+                                           [--store sqlite|postgresql] [--quick] [--json]
+
+``--store postgresql`` runs the collector on a throwaway, durable PostgreSQL cluster
+(tests/pg_cluster.py). ``--pace P`` is the steady state instead of the burst: every
+agent sends one batch every P seconds, phases spread evenly, so N agents offer N/P
+batches/s (10,000 agents at a 15 s interval offer 667/s: ``--agents 200 --pace 0.3``).
 
 1. Starts a real collector process (``tests.support.Collector``: ``python -m
    collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir).
@@ -107,6 +113,8 @@ class SimAgent:
     duplicates_acked: int = 0
     welcome_last_sequence: int = -1  # what the Welcome of the second stream said
     runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
+    pace_seconds: float = 0.0  # --pace: one batch every this many seconds (0: all at once)
+    phase_seconds: float = 0.0  # this agent's offset within the pace (spread evenly)
     error: str = ""
 
 
@@ -337,7 +345,10 @@ async def send_window(
             raise BenchError(f"expected an Ack, got {kind}")
 
     async def writer() -> None:
-        for sequence, payload in batches:
+        start = time.perf_counter() + agent.phase_seconds
+        for k, (sequence, payload) in enumerate(batches):
+            if agent.pace_seconds and not expect_duplicate:  # steady state: on schedule
+                await asyncio.sleep(max(0.0, start + k * agent.pace_seconds - time.perf_counter()))
             try:
                 await asyncio.wait_for(room.acquire(), READ_TIMEOUT_SECONDS)
             except TimeoutError as exc:
@@ -761,6 +772,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "batches_per_agent": m,
             "samples_per_batch": s,
             "window": args.window,
+            "pace_seconds": args.pace,
             "customers": len(customers),
             "duplicates_per_agent": min(DUPLICATES_PER_AGENT, m),
             "cpus": os.cpu_count(),
@@ -789,6 +801,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             )
             for i in range(n)
         ]
+        for agent in agents:
+            agent.pace_seconds = args.pace
+            agent.phase_seconds = args.pace * agent.index / n
         t = time.perf_counter()
         enroll_all(collector, agents, store_url)
         enrol_seconds = time.perf_counter() - t
@@ -896,7 +911,13 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "aftercare collector ingest benchmark",
         f"  {c['agents']} agents over {c['customers']} customers, {c['batches_per_agent']} "
-        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}",
+        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}, "
+        + (
+            f"paced: one batch per agent every {c['pace_seconds']:g}s "
+            f"(offered {c['agents'] / c['pace_seconds']:.0f} batches/s)"
+            if c["pace_seconds"]
+            else "unpaced (all at once)"
+        ),
         f"  store: {c['store']}, data dir on {c['data_dir_fstype']}",
         f"  {c['cpus']} CPUs shared by the collector and the simulated agents (one process)",
         f"setup:      enrolment {e['seconds']:.1f}s; {p['batches']} batches of "
@@ -946,6 +967,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help=f"samples per batch ({DEFAULTS['samples']})")
     parser.add_argument("--window", type=int, default=16, help="unacked batches per agent (16)")
     parser.add_argument("--customers", type=int, default=4, help="customers to spread over (4)")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="steady state: each agent sends one batch every PACE seconds, phases spread "
+        "evenly (offered load N/PACE batches/s); 0 (default): all batches at once, at most "
+        "--window unacked per agent",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
