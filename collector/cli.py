@@ -22,7 +22,7 @@ from typing import Any
 
 import prometheus_client
 
-from collector import __version__, admin
+from collector import __version__, admin, dump_cli
 from collector.audit import verify_chain
 from collector.audit_checkpoint import ed25519_verify, log_problem
 from collector.audit_ledger import AuditLedger
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands)
     _add_migrate(commands)
+    dump_cli.add_commands(commands)
     _add_token(commands)
     _add_user(commands)
     _add_agent(commands)

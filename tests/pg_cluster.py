@@ -46,8 +46,9 @@ def find_bin_dir(
 class PgCluster:
     """One running cluster; ``new_database()`` gives each test its own database."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.durable = durable  # fsync and synchronous commits on (benchmarks)
         self.root = Path(tempfile.mkdtemp(prefix="aftercare-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -62,10 +63,11 @@ class PgCluster:
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--no-sync",
         )  # fmt: skip
+        fast = "" if self.durable else "-c fsync=off -c synchronous_commit=off "
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c fsync=off "
-            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-c unix_socket_directories={self.root} {fast}"
+            f"-c full_page_writes={'on' if self.durable else 'off'} -c max_connections=200"
         )
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),

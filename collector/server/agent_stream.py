@@ -4,6 +4,12 @@ Contract of ``Connect``: the first message must be a Hello; the collector answer
 Welcome (with the highest sequence it already stores), then acknowledges every
 batch or gap only once it is durable in the store. A sequence stored before is
 acknowledged with ``duplicate=True`` and changes nothing.
+
+Pipelining: the agent keeps several batches in flight (``stream.max_in_flight``). The
+stream reads on while earlier batches wait for their group commit
+(collector.server.group_commit); acks go out in the order the batches came, each once
+its group is durable. At most ``MAX_PIPELINED`` batches of one stream wait at a time;
+beyond that the stream stops reading (HTTP/2 flow control holds the agent back).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -23,9 +30,17 @@ from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
+from collector.server.group_commit import GroupCommitter
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
-from collector.store import AgentRecord, GapRecord, StoredFailure, StoredSample
+from collector.store import (
+    AgentRecord,
+    BatchOutcome,
+    GapRecord,
+    IncomingBatch,
+    StoredFailure,
+    StoredSample,
+)
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
@@ -76,6 +91,7 @@ class AuditAgentHooks(Protocol):
 
 
 MAX_SAMPLES_PER_BATCH = 20_000
+MAX_PIPELINED = 256  # batches of one stream waiting for their commit (agent default: 64)
 MAX_LABEL_TEXT = 1024
 MAX_SEQUENCE = 2**63 - 1  # the store's BIGINT; larger numbers are refused, not wrapped
 MAX_UNIX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -99,8 +115,10 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         clock_ms: Callable[[], int],
         approvers: ApproverAgentHooks,
         audit: AuditAgentHooks | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self._db = db
+        self._committer = committer if committer is not None else GroupCommitter(db)
         self._ca = ca
         self._fleet = fleet
         self._metrics = metrics
@@ -164,7 +182,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             context.peer(),
         )
         stream = self._streams.open(agent.agent_id)
-        reader = asyncio.create_task(self._read(host, request_iterator, stream))
+        pending: asyncio.Queue[_Pending | None] = asyncio.Queue(MAX_PIPELINED)
+        reader = asyncio.create_task(self._read(host, request_iterator, stream, pending))
+        acker = asyncio.create_task(self._acknowledge(host, stream, pending))
         try:
             yield agent_pb2.CollectorMessage(
                 welcome=agent_pb2.Welcome(
@@ -184,12 +204,16 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             if stream.ended is not None:  # cut off by the collector (revoked)
                 log.warning("ending the stream of agent %s: %s", agent.agent_id, stream.ended)
                 raise stream.ended
+            failed = await acker
+            if failed is not None:  # the store refused a batch: end the stream, unacked
+                raise failed
             error = await reader
             if error is not None:
                 self._metrics.rejected.labels("protocol").inc()
                 raise error
         finally:
             reader.cancel()
+            acker.cancel()
             self._streams.close(stream)
             if self._audit is not None and not self._streams.connected(agent.agent_id):
                 self._audit.agent_disconnected(agent.agent_id)
@@ -213,75 +237,106 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         host: HostRef,
         request_iterator: AsyncIterator[agent_pb2.AgentMessage],
         stream: OpenStream,
+        pending: asyncio.Queue[_Pending | None],
     ) -> InvalidRequest | None:
-        """Handle every agent message; queue acks. Returns the error that ends the stream."""
+        """Handle every agent message: batches go to the group commit and their acks
+        wait in ``pending``; gaps are stored here (rare). Returns the error that ends
+        the stream; ``None`` on ``pending`` tells the acknowledger it has all."""
         try:
             async for message in request_iterator:
                 if stream.ended is not None:  # cut off: store and acknowledge nothing more
                     return None
-                reply = await self._handle(host, message)
-                if reply is not None:
-                    stream.outbound.put_nowait(reply)
+                item = await self._handle(host, message)
+                if item is not None:
+                    await pending.put(item)
         except InvalidRequest as exc:
             return exc
         finally:
-            stream.outbound.put_nowait(None)
+            await pending.put(None)
         return None
 
-    async def _handle(
-        self, host: HostRef, message: agent_pb2.AgentMessage
-    ) -> agent_pb2.CollectorMessage | None:
-        """Store a batch or gap and return its ack; hand run messages to the run service."""
+    async def _acknowledge(
+        self, host: HostRef, stream: OpenStream, pending: asyncio.Queue[_Pending | None]
+    ) -> CollectorError | None:
+        """Ack each batch or gap once durable, in arrival order; then end the outbound
+        queue. Returns the store's error if a batch could not be stored."""
+        try:
+            while (item := await pending.get()) is not None:
+                duplicate = not item.stored
+                if item.outcome is not None:
+                    outcome = await item.outcome
+                    if outcome.error is not None:
+                        log.warning(
+                            "batch of agent %s not stored: %s", host.agent_id, outcome.error
+                        )
+                        if isinstance(outcome.error, CollectorError):
+                            return outcome.error
+                        raise outcome.error
+                    duplicate = not outcome.stored
+                    self._observe(host, item, outcome)
+                if stream.ended is not None:
+                    continue
+                self._metrics.ack_latency.observe(time.perf_counter() - item.started)
+                stream.outbound.put_nowait(
+                    agent_pb2.CollectorMessage(
+                        ack=agent_pb2.Ack(sequence=item.sequence, duplicate=duplicate)
+                    )
+                )
+            return None
+        finally:
+            stream.outbound.put_nowait(None)
+
+    def _observe(self, host: HostRef, item: _Pending, outcome: BatchOutcome) -> None:
+        """Count the batch and show a stored one to the fleet view and the rules."""
+        now = self._clock_ms()
+        self._metrics.batches.labels("stored" if outcome.stored else "duplicate").inc()
+        if outcome.stored:
+            samples = list(outcome.samples)
+            self._metrics.samples.inc(len(samples))
+            self._fleet.observed(host.agent_id, item.collected_ms, samples, now)
+            self._engine.observe(host, item.collected_ms, samples)
+        else:
+            self._engine.seen(host, now)
+
+    async def _handle(self, host: HostRef, message: agent_pb2.AgentMessage) -> _Pending | None:
+        """Queue a batch for storage or store a gap, returning what its ack waits for;
+        hand run, session and audit messages to their services."""
         started = time.perf_counter()
         kind = message.WhichOneof("kind")
         if kind == "batch":
-            stored = await self._store_batch(host, message.batch)
-            sequence = message.batch.sequence
-        elif kind == "gap":
+            return self._submit_batch(host, message.batch, started)
+        if kind == "gap":
             stored = await self._store_gap(host, message.gap)
-            sequence = message.gap.sequence
-        elif kind in RUN_MESSAGES:
+            return _Pending(message.gap.sequence, started, 0, None, stored)
+        if kind in RUN_MESSAGES:
             await self._runs.on_agent_message(host, message)
-            return None
         elif kind == "session_approval":
             await self._sessions.on_agent_message(host, message)
-            return None
         elif kind == "audit_witness":
             if self._audit is not None:
                 self._audit.on_witness(host.agent_id, message.audit_witness)
-            return None
         else:
             raise InvalidRequest(
                 f"unknown or empty message type {kind!r} on the agent stream; "
                 "the agent may be newer than this collector"
             )
-        self._metrics.ack_latency.observe(time.perf_counter() - started)
-        return agent_pb2.CollectorMessage(
-            ack=agent_pb2.Ack(sequence=sequence, duplicate=not stored)
-        )
+        return None
 
-    async def _store_batch(self, host: HostRef, batch: agent_pb2.MetricBatch) -> bool:
+    def _submit_batch(
+        self, host: HostRef, batch: agent_pb2.MetricBatch, started: float
+    ) -> _Pending:
+        """Check the batch and queue it for the next group commit (decoded there only
+        if its sequence is new)."""
         _check_batch(batch)
-        samples = [StoredSample(s.name, dict(s.labels), s.value) for s in batch.samples]
-        failures = [StoredFailure(f.check, f.error) for f in batch.failures]
-        now = self._clock_ms()
-        stored = await self._db.call(
-            self._db.store.store_batch,
+        incoming = IncomingBatch(
             host.agent_id,
             batch.sequence,
             batch.collected_unix_ms,
-            now,
-            samples,
-            failures,
+            self._clock_ms(),
+            lambda: _decode(batch),
         )
-        self._metrics.batches.labels("stored" if stored else "duplicate").inc()
-        if stored:
-            self._metrics.samples.inc(len(samples))
-            self._fleet.observed(host.agent_id, batch.collected_unix_ms, samples, now)
-            self._engine.observe(host, batch.collected_unix_ms, samples)
-        else:
-            self._engine.seen(host, now)
-        return bool(stored)
+        outcome = self._committer.submit(incoming, len(batch.samples))
+        return _Pending(batch.sequence, started, batch.collected_unix_ms, outcome, False)
 
     async def _store_gap(self, host: HostRef, gap: agent_pb2.Gap) -> bool:
         _check_gap(gap)
@@ -351,6 +406,25 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         return agent_pb2.RenewResponse(
             certificate_pem=issued.cert_pem, certificate_not_after_unix_ms=not_after_ms
         )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A batch or gap waiting for its ack: ``outcome`` (a batch's group commit) or,
+    for a gap stored already, ``stored``."""
+
+    sequence: int
+    started: float  # perf_counter when it arrived
+    collected_ms: int
+    outcome: asyncio.Future[BatchOutcome] | None
+    stored: bool
+
+
+def _decode(batch: agent_pb2.MetricBatch) -> tuple[Sequence[StoredSample], Sequence[StoredFailure]]:
+    """The batch's samples and failures as store records (runs on the store writer)."""
+    samples = [StoredSample(s.name, dict(s.labels), s.value) for s in batch.samples]
+    failures = [StoredFailure(f.check, f.error) for f in batch.failures]
+    return samples, failures
 
 
 def _approval_root(text: str) -> str:

@@ -10,7 +10,7 @@ map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
@@ -49,9 +49,11 @@ __all__ = [
     "AgentRecord",
     "ApproverRecord",
     "AuditEntry",
+    "BatchOutcome",
     "Conflict",
     "GapRecord",
     "HistoryRollup",
+    "IncomingBatch",
     "InvalidRequest",
     "LatestBatch",
     "MigrationError",
@@ -124,6 +126,30 @@ class StoredFailure:
 
     check: str
     error: str
+
+
+@dataclass(frozen=True)
+class IncomingBatch:
+    """One batch for ``Store.store_batches``. ``decode`` turns the wire form into
+    samples and failures; it is called only when the sequence is new, so a duplicate
+    costs no conversion."""
+
+    agent_id: str
+    sequence: int
+    collected_ms: int
+    received_ms: int
+    decode: Callable[[], tuple[Sequence[StoredSample], Sequence[StoredFailure]]]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What ``Store.store_batches`` did with one batch: stored (with the decoded
+    samples, for the caller's in-memory views), a duplicate (stored False, no error),
+    or refused (``error``: UnknownAgent, InvalidRequest, StoreError)."""
+
+    stored: bool
+    samples: Sequence[StoredSample] = ()
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +377,13 @@ class Store(InspectionStore, PortalStore, LeaseStore, Protocol):
         was already stored. Raises UnknownAgent, or InvalidRequest if sequence < 1."""
         ...
 
+    def store_batches(self, batches: Sequence[IncomingBatch]) -> list[BatchOutcome]:
+        """Group commit: store many batches (of any agents) in one transaction, with
+        store_batch's rules for each, and return one outcome per batch, in order. A
+        batch that fails gets its error in its outcome; the others are still stored.
+        Nothing is durable before this returns."""
+        ...
+
     def store_gap(self, agent_id: str, gap: GapRecord) -> bool:
         """Store a gap report under ``gap.sequence``; same de-dup rule as store_batch."""
         ...
@@ -493,6 +526,11 @@ class Store(InspectionStore, PortalStore, LeaseStore, Protocol):
 
     def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
         """The ticket's timeline in id (insertion) order; empty for an unknown ticket."""
+        ...
+
+    def ticket_events_many(self, ticket_ids: Collection[int]) -> dict[int, list[TicketEvent]]:
+        """The timelines of many tickets in one query (SLA ticks, lists): ticket id ->
+        its events in id order; every asked id is a key (empty list if unknown)."""
         ...
 
     # -- playbook runs ----------------------------------------------------------------

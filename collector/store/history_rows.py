@@ -8,6 +8,7 @@ indexed read of the host's series ids plus one upsert per distinct series in the
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -243,8 +244,12 @@ def _fold_late(points: list[HistoryPoint]) -> list[HistoryPoint]:
 def _bucket_sums(samples: Sequence[tuple[str, str, float]]) -> dict[SeriesKey, BucketSum]:
     sums: dict[SeriesKey, BucketSum] = {}
     for name, labels, value in samples:
+        if not math.isfinite(value):
+            continue
         key = (name, labels)
-        bucket = sums.get(key) or BucketSum()
-        if bucket.add(value):
-            sums[key] = bucket
+        bucket = sums.get(key)
+        if bucket is None:  # the usual case: one sample per series and batch
+            sums[key] = BucketSum(1, value, value, value)
+        else:
+            bucket.add(value)
     return sums

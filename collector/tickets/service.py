@@ -211,11 +211,11 @@ class TicketService:
         checked = _level(level) if level is not None else None
         tickets = await self._db.call(self._store.list_tickets, scope, wanted, checked, limit)
         now = self._clock_ms()
-        views = []
-        for ticket in tickets:
-            events = await self._db.call(self._store.ticket_events, ticket.id)
-            views.append(TicketView(ticket, sla_status(ticket, events, self.config.sla, now)))
-        return views
+        timelines = await self._db.call(self._store.ticket_events_many, [t.id for t in tickets])
+        return [
+            TicketView(ticket, sla_status(ticket, timelines[ticket.id], self.config.sla, now))
+            for ticket in tickets
+        ]
 
     async def get(self, who: Principal, ticket_id: int) -> TicketView:
         """One ticket with its timeline; NotFound if absent or not visible to ``who``.
@@ -274,11 +274,9 @@ class TicketService:
                 f"customer {scope!r} has more than {STATS_MAX_TICKETS} tickets since the "
                 "start of this period; ask for a shorter, older period"
             )
-        timelines = []
-        for ticket in tickets:
-            if span.contains(ticket.created_ms):
-                events = await self._db.call(self._store.ticket_events, ticket.id)
-                timelines.append((ticket, events))
+        in_span = [ticket for ticket in tickets if span.contains(ticket.created_ms)]
+        events = await self._db.call(self._store.ticket_events_many, [t.id for t in in_span])
+        timelines = [(ticket, events[ticket.id]) for ticket in in_span]
         return ticket_stats(scope, span, timelines, self.config.sla, self._clock_ms())
 
     # -- people -------------------------------------------------------------------------
@@ -495,14 +493,17 @@ class TicketService:
         auto-confirm soon), count breaches, and auto-confirm old resolutions."""
         tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
+        timelines = await self._db.call(self._store.ticket_events_many, [t.id for t in tickets])
         for ticket in tickets:
             try:
-                await self._tick_ticket(ticket, now_ms)
+                await self._tick_ticket(ticket, timelines[ticket.id], now_ms)
             except Conflict:
                 log.info("ticket %d changed during the SLA check; next tick", ticket.id)
 
-    async def _tick_ticket(self, ticket: Ticket, now_ms: int) -> None:
-        events = await self._db.call(self._store.ticket_events, ticket.id)
+    async def _tick_ticket(
+        self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int
+    ) -> None:
+        """One ticket's SLA duties, from its timeline as read at the start of the tick."""
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}

@@ -3,7 +3,13 @@
 Not a pytest test; prints figures (``--json`` for one machine-readable JSON object).
 
     .venv/bin/python tests/bench/ingest.py [--agents N] [--batches M] [--samples S]
-                                           [--window W] [--quick] [--json]
+                                           [--window W] [--pace SECONDS]
+                                           [--store sqlite|postgresql] [--quick] [--json]
+
+``--store postgresql`` runs the collector on a throwaway, durable PostgreSQL cluster
+(tests/pg_cluster.py). ``--pace P`` is the steady state instead of the burst: every
+agent sends one batch every P seconds, phases spread evenly, so N agents offer N/P
+batches/s (10,000 agents at a 15 s interval offer 667/s: ``--agents 200 --pace 0.3``).
 
 1. Starts a real collector process (``tests.support.Collector``: ``python -m
    collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir).
@@ -65,10 +71,11 @@ from agent.enroll import enroll
 from agent.errors import EnrollmentError
 from collector import admin
 from collector.errors import CollectorError
-from collector.store import open_store
+from collector.store import Store, open_store, open_store_url
 from proto import agent_pb2
 
 if TYPE_CHECKING:
+    from tests.pg_cluster import PgCluster
     from tests.support import Collector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +113,8 @@ class SimAgent:
     duplicates_acked: int = 0
     welcome_last_sequence: int = -1  # what the Welcome of the second stream said
     runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
+    pace_seconds: float = 0.0  # --pace: one batch every this many seconds (0: all at once)
+    phase_seconds: float = 0.0  # this agent's offset within the pace (spread evenly)
     error: str = ""
 
 
@@ -336,7 +345,10 @@ async def send_window(
             raise BenchError(f"expected an Ack, got {kind}")
 
     async def writer() -> None:
-        for sequence, payload in batches:
+        start = time.perf_counter() + agent.phase_seconds
+        for k, (sequence, payload) in enumerate(batches):
+            if agent.pace_seconds and not expect_duplicate:  # steady state: on schedule
+                await asyncio.sleep(max(0.0, start + k * agent.pace_seconds - time.perf_counter()))
             try:
                 await asyncio.wait_for(room.acquire(), READ_TIMEOUT_SECONDS)
             except TimeoutError as exc:
@@ -497,12 +509,17 @@ def join_args(words: list[str]) -> dict[str, str]:
     return args
 
 
-def enroll_all(collector: Collector, agents: list[SimAgent]) -> None:
+def open_bench_store(collector: Collector, store_url: str | None) -> Store:
+    """The store the running collector uses: SQLite in its data dir, or ``store_url``."""
+    return open_store_url(store_url) if store_url else open_store(collector.data_dir)
+
+
+def enroll_all(collector: Collector, agents: list[SimAgent], store_url: str | None) -> None:
     """Create a join token per agent and enrol it (the first token via the real CLI)."""
     first = join_args(collector.join_command(agents[0].customer))
     tokens = [first["--token"]]
     try:
-        store = open_store(collector.data_dir)
+        store = open_bench_store(collector, store_url)
     except CollectorError as exc:
         raise BenchError(f"cannot open the collector's store: {exc}") from exc
     try:
@@ -653,11 +670,17 @@ async def drive(
     return figures
 
 
-def verify(collector: Collector, agents: list[SimAgent], batches: int, samples: int) -> list[str]:
+def verify(
+    collector: Collector,
+    agents: list[SimAgent],
+    batches: int,
+    samples: int,
+    store_url: str | None,
+) -> list[str]:
     """Compare the store with what was sent; return the discrepancies (none: exactly once)."""
     problems: list[str] = []
     want = list(range(1, batches + 1))
-    store = open_store(collector.data_dir)
+    store = open_bench_store(collector, store_url)
     try:
         for agent in agents:
             if not agent.agent_id:
@@ -718,22 +741,43 @@ def collector_class() -> type[Collector]:
     return Collector
 
 
+STORES = {
+    "sqlite": "SQLite, WAL, synchronous=FULL (fsync per commit; a group commit acks many batches)",
+    "postgresql": "PostgreSQL (throwaway cluster, fsync on, synchronous_commit on)",
+}
+
+
+def start_postgresql() -> tuple[PgCluster, str]:
+    """A throwaway, durable PostgreSQL cluster (tests/pg_cluster.py) and a database URL."""
+    collector_class()  # puts the repository on sys.path
+    from tests.pg_cluster import PgCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise BenchError("--store postgresql: no initdb/pg_ctl found (apt-get install postgresql)")
+    cluster = PgCluster(bin_dir, durable=True).start()
+    return cluster, cluster.new_database()
+
+
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     n, m, s = args.agents, args.batches, args.samples
     customers = [f"customer-{c + 1}" for c in range(min(args.customers, n))]
     tmp = Path(tempfile.mkdtemp(prefix="aftercare-bench-ingest-"))
-    collector = collector_class()(tmp / "collector")
+    cluster, store_url = start_postgresql() if args.store == "postgresql" else (None, None)
+    extra = ["--store", store_url] if store_url else []
+    collector = collector_class()(tmp / "collector", extra_args=extra)
     result: dict[str, Any] = {
         "config": {
             "agents": n,
             "batches_per_agent": m,
             "samples_per_batch": s,
             "window": args.window,
+            "pace_seconds": args.pace,
             "customers": len(customers),
             "duplicates_per_agent": min(DUPLICATES_PER_AGENT, m),
             "cpus": os.cpu_count(),
             "data_dir_fstype": filesystem_type(tmp),
-            "store": "SQLite, WAL, synchronous=FULL (fsync per acked batch)",
+            "store": STORES[args.store],
             "client": "all agents in the benchmark process, sharing the CPUs",
         }
     }
@@ -757,8 +801,11 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             )
             for i in range(n)
         ]
+        for agent in agents:
+            agent.pace_seconds = args.pace
+            agent.phase_seconds = args.pace * agent.index / n
         t = time.perf_counter()
-        enroll_all(collector, agents)
+        enroll_all(collector, agents, store_url)
         enrol_seconds = time.perf_counter() - t
         progress(f"{n} agents enrolled in {enrol_seconds:.1f}s; building payloads")
         t = time.perf_counter()
@@ -772,12 +819,14 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             drive(agents, endpoint, args.window, pid, collector, args.timeout, progress)
         )
         progress("verifying the store")
-        problems = verify(collector, agents, m, s)
+        problems = verify(collector, agents, m, s, store_url)
         final = scrape(collector)
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
         rss_end = proc_status(pid)
     finally:
         collector.stop()
+        if cluster is not None:
+            cluster.stop()
         if args.keep:
             progress(f"kept {tmp}")
         else:
@@ -820,6 +869,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             else None,
             "collector_cpu_seconds": round(figures["ingest_collector_cpu"], 2),
             "collector_cores": round(figures["ingest_collector_cpu"] / wall, 2) if wall else 0,
+            "collector_cpu_ms_per_batch": round(
+                figures["ingest_collector_cpu"] * 1000 / max(1, total_batches), 3
+            ),
             "client_cpu_seconds": round(figures["ingest_client_cpu"], 2),
             "client_cores": round(figures["ingest_client_cpu"] / wall, 2) if wall else 0,
             "collector_cpu_seconds_by_thread": figures["ingest_threads"],
@@ -859,7 +911,13 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "aftercare collector ingest benchmark",
         f"  {c['agents']} agents over {c['customers']} customers, {c['batches_per_agent']} "
-        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}",
+        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}, "
+        + (
+            f"paced: one batch per agent every {c['pace_seconds']:g}s "
+            f"(offered {c['agents'] / c['pace_seconds']:.0f} batches/s)"
+            if c["pace_seconds"]
+            else "unpaced (all at once)"
+        ),
         f"  store: {c['store']}, data dir on {c['data_dir_fstype']}",
         f"  {c['cpus']} CPUs shared by the collector and the simulated agents (one process)",
         f"setup:      enrolment {e['seconds']:.1f}s; {p['batches']} batches of "
@@ -874,7 +932,8 @@ def report(result: dict[str, Any]) -> str:
         + (f"{server:.1f} ms" if server is not None else "n/a")
         + " receive-to-durable (aftercare_ingest_ack_latency_seconds)",
         f"  CPU       collector {i['collector_cpu_seconds']:.1f}s "
-        f"({i['collector_cores']:.2f} cores), simulated agents {i['client_cpu_seconds']:.1f}s "
+        f"({i['collector_cores']:.2f} cores, {i['collector_cpu_ms_per_batch']:.2f} ms per "
+        f"batch), simulated agents {i['client_cpu_seconds']:.1f}s "
         f"({i['client_cores']:.2f} cores)",
         f"  threads   collector CPU s: event loop {t['event_loop']:.1f}, busiest other Python "
         f"thread (store writer) {t['busiest_other_python_thread']:.1f}, other Python "
@@ -909,12 +968,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=16, help="unacked batches per agent (16)")
     parser.add_argument("--customers", type=int, default=4, help="customers to spread over (4)")
     parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="steady state: each agent sends one batch every PACE seconds, phases spread "
+        "evenly (offered load N/PACE batches/s); 0 (default): all batches at once, at most "
+        "--window unacked per agent",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"{QUICK['agents']} agents x {QUICK['batches']} batches (unless given)",
     )
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="limit per phase, seconds (600)"
+    )
+    parser.add_argument(
+        "--store",
+        choices=sorted(STORES),
+        default="sqlite",
+        help="the collector's store: sqlite (default) or postgresql (a throwaway cluster)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

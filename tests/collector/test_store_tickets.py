@@ -487,3 +487,16 @@ def test_tickets_from_before_kinds_become_faults(tmp_path: Path) -> None:
         assert (old.title, old.kind, old.urgency) == ("old", "fault", "")
     finally:
         store.close()
+
+
+def test_ticket_events_many_reads_each_timeline_in_one_call(store: Store) -> None:
+    ids = [store.create_ticket(new_ticket(dedup_key=f"k{n}"), opened()).id for n in range(3)]
+    store.add_ticket_events(ids[1], [event(T0 + 1, note="b1"), event(T0 + 2, note="b2")])
+    store.add_ticket_events(ids[0], [event(T0 + 3, note="a1")])
+    timelines = store.ticket_events_many([*ids, 999_999])
+    assert sorted(timelines) == sorted([*ids, 999_999])
+    for ticket_id in ids:
+        assert timelines[ticket_id] == store.ticket_events(ticket_id)
+    assert [e.details.get("note") for e in timelines[ids[1]]] == [None, "b1", "b2"]
+    assert timelines[999_999] == []
+    assert store.ticket_events_many([]) == {}
