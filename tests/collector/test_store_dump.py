@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -145,7 +146,10 @@ def corruptions(text: str) -> dict[str, tuple[str, str]]:
         "edited counts": ("".join([*lines[:-1], json.dumps(end) + "\n"]), "end line counts"),
         "not a dump": ('{"hello": 1}\n', "not an aftercare store dump"),
         "empty": ("", "empty"),
-        "other schema": (text.replace('"schema_version":12', '"schema_version":99', 1), "99"),
+        "other schema": (
+            re.sub(r'"schema_version":\d+', '"schema_version":99', text, count=1),
+            "99",
+        ),
         "unknown table": (text.replace('"table":"gaps"', '"table":"gapz"', 1), "unknown table"),
         "data after end": (text + lines[row], "after the end"),
     }
