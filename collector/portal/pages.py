@@ -125,11 +125,13 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
         "/inspections/{id:[0-9]{1,18}}/{action:consent|sign|reject|publish}",
         pages.act_on_inspection,
     )
-    app.router.add_get("/static/portal.css", _stylesheet)
+    app.router.add_get("/static/portal.css", _package_static("portal.css", "text/css"))
     app.router.add_get(
         "/static/{name:player\\.js|vendor/asciinema-player\\.(?:min\\.js|css)}", _player_file
     )
-    app.router.add_get("/static/browser-sign.js", _script)
+    app.router.add_get(
+        "/static/browser-sign.js", _package_static("browser-sign.js", "text/javascript")
+    )
     app.router.add_get("/favicon.ico", _no_icon)
     app.on_shutdown.append(pages.end_watches)
     app[PAGES] = pages
@@ -660,26 +662,25 @@ async def _no_icon(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def _script(request: web.Request) -> web.StreamResponse:
-    js = resources.files("collector.portal").joinpath("static/browser-sign.js").read_bytes()
-    response = web.Response(body=js, content_type="text/javascript")
-    response.headers["Cache-Control"] = "max-age=3600"
-    return response
+def _package_static(name: str, content_type: str) -> Handler:
+    """A handler serving the package file ``static/NAME`` (cached an hour by browsers)."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        body = resources.files("collector.portal").joinpath(f"static/{name}").read_bytes()
+        return _cached(body, content_type)
+
+    return serve
 
 
 async def _player_file(request: web.Request) -> web.StreamResponse:
     found = player.player_file(request.match_info["name"])
     if found is None:
         raise web.HTTPNotFound(text="The terminal player is not installed (make vendor).")
-    body, content_type = found
+    return _cached(*found)
+
+
+def _cached(body: bytes, content_type: str) -> web.Response:
     response = web.Response(body=body, content_type=content_type)
-    response.headers["Cache-Control"] = "max-age=3600"
-    return response
-
-
-async def _stylesheet(request: web.Request) -> web.StreamResponse:
-    css = resources.files("collector.portal").joinpath("static/portal.css").read_bytes()
-    response = web.Response(body=css, content_type="text/css")
     response.headers["Cache-Control"] = "max-age=3600"
     return response
 
