@@ -38,11 +38,12 @@ from collector.datadir import DataDir
 from collector.errors import CollectorError, ConfigError
 from collector.portal.cli import add_passwd_command
 from collector.rules import check_rules, load_rules
-from collector.server.app import CollectorServer, now_ms
+from collector.server.app import CollectorServer
 from collector.store import PostgresStore, open_store_url
 from collector.store.migrate import load_migrations
 from collector.store.postgres import redact_url
 from common.audit_checkpoint import CheckpointError, SignedCheckpoint
+from common.clock import wall_ms
 from common.durations import parse_duration, parse_size
 from common.safe_text import guarded_main, safe
 
@@ -376,7 +377,7 @@ def _token_create(args: argparse.Namespace) -> int:
     data_dir = DataDir(args.data_dir)
     ca = data_dir.load_ca()
     ttl_ms = int(parse_duration(args.ttl) * 1000)
-    now = now_ms()
+    now = wall_ms()
     token = _with_store(
         data_dir, lambda s: admin.create_join_token(s, args.customer, ttl_ms, _actor(), now)
     )
@@ -473,7 +474,7 @@ def _ttl_ms(text: str | None) -> int | None:
 def _user_add(args: argparse.Namespace) -> int:
     data_dir = DataDir(args.data_dir)
     ttl_ms = _ttl_ms(args.ttl)
-    now = now_ms()
+    now = wall_ms()
     token = _with_store(
         data_dir,
         lambda s: admin.add_user(s, args.name, args.role, args.customer, _actor(), now, ttl_ms),
@@ -488,7 +489,7 @@ def _user_add(args: argparse.Namespace) -> int:
 
 def _user_list(args: argparse.Namespace) -> int:
     users = _with_store(DataDir(args.data_dir), admin.list_users)
-    now = now_ms()
+    now = wall_ms()
     rows = [_user_json(u, now) for u in users]
     if args.json:
         _print_json(rows)
@@ -515,7 +516,7 @@ def _user_remove(args: argparse.Namespace) -> int:
 
 
 def _user_change(args: argparse.Namespace, action: Callable[..., Any], done: str) -> int:
-    now = now_ms()
+    now = wall_ms()
     user = _with_store(DataDir(args.data_dir), lambda s: action(s, args.name, _actor(), now))
     if args.json:
         row = _user_json(user, now)
@@ -529,7 +530,7 @@ def _user_change(args: argparse.Namespace, action: Callable[..., Any], done: str
 
 def _user_rotate(args: argparse.Namespace) -> int:
     ttl_ms = _ttl_ms(args.ttl)
-    now = now_ms()
+    now = wall_ms()
     user, token = _with_store(
         DataDir(args.data_dir),
         lambda s: admin.rotate_token(s, args.name, _actor(), now, ttl_ms),
@@ -577,7 +578,7 @@ def _add_agent(commands: Any) -> None:
 
 def _agent_revoke(args: argparse.Namespace) -> int:
     data_dir = DataDir(args.data_dir)
-    record = _with_store(data_dir, lambda s: admin.revoke_agent(s, args.agent, _actor(), now_ms()))
+    record = _with_store(data_dir, lambda s: admin.revoke_agent(s, args.agent, _actor(), wall_ms()))
     if args.json:
         _print_json({"agent_id": record.agent_id, "revoked": True, "customer": record.customer})
     else:
@@ -685,7 +686,7 @@ def _audit_checkpoint(args: argparse.Namespace) -> int:
     rows = _with_store(data_dir, lambda s: s.audit_hashes(0, 2**62))
     ledger = AuditLedger()
     ledger.extend(rows)
-    signed = key.sign(ledger.count, ledger.head, ledger.accumulator, now_ms())
+    signed = key.sign(ledger.count, ledger.head, ledger.accumulator, wall_ms())
     _print_json(signed.document())
     if not args.json:
         print(

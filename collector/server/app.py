@@ -90,6 +90,7 @@ from collector.tickets.config import TicketsConfig, load_tickets_config
 from collector.tickets.model import NewEvent, Ticket
 from collector.tickets.notify import make_deliverer
 from collector.tickets.service import TicketService
+from common.clock import wall_ms
 from playbooks.errors import PlaybookError
 from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 
@@ -107,11 +108,6 @@ SERVICE_NAMES = (
 # A leader's claim lasts this many evaluation intervals: renewed every interval, it
 # expires within half an interval after the leader dies (docs/replicas.md).
 LEASE_INTERVALS = 1.5
-
-
-def now_ms() -> int:
-    """Wall-clock time in unix milliseconds (the default clock)."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -162,7 +158,7 @@ class CollectorServer:
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
-        init = initialise(self.data_dir, now_ms(), self.config.store_url)
+        init = initialise(self.data_dir, wall_ms(), self.config.store_url)
         self.admin_token = init.admin_token
         issue_server_certificate(self.data_dir, init.ca, self.config.tls_names)
         rules = _load_rules(self.config.rules_path)
@@ -182,7 +178,7 @@ class CollectorServer:
             self.tickets,
             asyncio.get_running_loop(),
             self.config.alertmanager_tokens,
-            now_ms,
+            wall_ms,
             self.auth_failures,
         )
         metrics_address = self._start_http({ALERTMANAGER_PATH: webhook})
@@ -214,7 +210,7 @@ class CollectorServer:
         """Store, rule engine, tickets, runs and sessions, wired to each other."""
         self._db = StoreThread(self.data_dir.open_store())
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
-        self.leadership = Leadership(self._db.store, replica_id(), lease_ms, now_ms)
+        self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
@@ -224,13 +220,13 @@ class CollectorServer:
         async def audit(actor: str, action: str, target: str, details: Any, at: int) -> Any:
             return await db.call(db.store.append_audit, actor, action, target, details, at)
 
-        self.auth_failures = AuthFailures(self.registry, audit, now_ms)
+        self.auth_failures = AuthFailures(self.registry, audit, wall_ms)
         self.tickets = TicketService(
             self._db,
             tickets_config,
             make_deliverer(_smtp(tickets_config)),
             metrics,
-            now_ms,
+            wall_ms,
             int(self.config.recovery_delay.total_seconds() * 1000),
             public_url=self.config.link_base(),
         )
@@ -240,7 +236,7 @@ class CollectorServer:
             _load_catalogue(self.config.playbooks_dir),
             self.streams.send,
             self.data_dir.root / "runs",
-            now_ms,
+            wall_ms,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.inspections = InspectionService(
@@ -250,19 +246,19 @@ class CollectorServer:
             load_inspections_config(self.config.inspections_config),
             make_inspection_deliverer(_smtp(tickets_config)),
             metrics,
-            now_ms,
+            wall_ms,
             _inspection_analysis(self.config.inspection_catalogue),
             render_report,
             HostHistory(self._db).history,
             self.data_dir.root / "reports",
             link_base=self.config.link_base(),
         )
-        self.sessions = SessionService(self._db, now_ms, self._signals)
+        self.sessions = SessionService(self._db, wall_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
-        self.keys = SshKeys(self._db, now_ms)
-        self.approvers = ApproverService(self._db, self.streams.send, now_ms)
+        self.keys = SshKeys(self._db, wall_ms)
+        self.approvers = ApproverService(self._db, self.streams.send, wall_ms)
         self.audit_checkpoints = AuditCheckpoints(
-            self._db, self.data_dir.load_audit_key(), self.streams, now_ms
+            self._db, self.data_dir.load_audit_key(), self.streams, wall_ms
         )
         await self.audit_checkpoints.refresh()
         return metrics
@@ -286,7 +282,7 @@ class CollectorServer:
                 record_input=self.config.record_input,
                 warning_ms=int(self.config.session_warning.total_seconds() * 1000),
             ),
-            now_ms,
+            wall_ms,
         )
         try:
             gateway = SshGateway(host, port, load_or_create_host_key(self.data_dir.root), access)
@@ -311,12 +307,12 @@ class CollectorServer:
             self.tickets,
             self.sessions,
             self.inspections,
-            now_ms,
+            wall_ms,
             self.runs,
             self.data_dir.root,
             self.watch_hub,
         )
-        signin = PortalSignIn(self._db, self.auth_failures, now_ms)
+        signin = PortalSignIn(self._db, self.auth_failures, wall_ms)
         app = make_portal_app(portal, signin, self.config.public_url)
         self.portal = WebServer(app, self.data_dir.server_cert, self.data_dir.server_key)
         bound = await self.portal.start(host, port, "--web-listen")
@@ -366,14 +362,14 @@ class CollectorServer:
                 SessionAgentMessages(self.sessions),
                 self.tunnels,
                 ttl,
-                now_ms,
+                wall_ms,
                 self.approvers,
                 audit=self.audit_checkpoints,
             ),
             server,
         )
         agent_pb2_grpc.add_EnrollmentServicer_to_server(
-            EnrollmentServicer(self._db, ca, metrics, advertise, ttl, now_ms, self.auth_failures),
+            EnrollmentServicer(self._db, ca, metrics, advertise, ttl, wall_ms, self.auth_failures),
             server,
         )
         api_pb2_grpc.add_ApiServicer_to_server(
@@ -449,7 +445,7 @@ class CollectorServer:
                     reason = run.message
         if reason:
             note = NewEvent(
-                at_ms=now_ms(),
+                at_ms=wall_ms(),
                 actor="system",
                 kind="diagnostics",
                 details={"playbook": playbook, "status": "not run", "error": reason},
@@ -511,7 +507,7 @@ class CollectorServer:
         assert self.leadership is not None
         if not await self._db.call(self.leadership.check):
             return  # another replica leads: it evaluates, ticks and notifies
-        now = now_ms()
+        now = wall_ms()
         started = time.perf_counter()
         alerts = self.engine.evaluate(now)
         self._metrics.rule_evaluation.observe(time.perf_counter() - started)
@@ -560,11 +556,11 @@ class CollectorServer:
         assert self._db is not None
         retention_ms = int(self.config.batch_retention.total_seconds() * 1000)
         while True:
-            pruned = await self._db.call(self._db.store.prune_batches, now_ms() - retention_ms)
-            await self._db.call(self._db.store.prune_web_sessions, now_ms())
+            pruned = await self._db.call(self._db.store.prune_batches, wall_ms() - retention_ms)
+            await self._db.call(self._db.store.prune_web_sessions, wall_ms())
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
-            await self._roll_up_history(now_ms())
+            await self._roll_up_history(wall_ms())
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
     async def _roll_up_history(self, at_ms: int) -> None:

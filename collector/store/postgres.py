@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
@@ -41,6 +40,7 @@ from collector.errors import ConfigError, StoreError
 from collector.history.policy import MAX_SERIES_PER_HOST
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.sqlite import SQLiteStore
+from common.clock import wall_ms
 
 __all__ = ["DIALECT_REWRITES", "PgConnection", "PostgresStore", "redact_url"]
 
@@ -210,9 +210,7 @@ class PostgresStore(SQLiteStore):
         self._init_state(history_max_series)
         self._pg: PgConnection | None = self._connect()
         try:
-            migrate(
-                _PgMigrator(self._write), load_migrations("postgresql"), self._where, _wall_ms()
-            )
+            migrate(_PgMigrator(self._write), load_migrations("postgresql"), self._where, wall_ms())
             with self._write() as db:
                 cast(PgConnection, db).load_identity_columns()
         except BaseException:
@@ -310,7 +308,3 @@ class _PgMigrator:
 def _applied_version(db: Any) -> int:
     row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -121,6 +121,7 @@ from collector.store.ticket_rows import (
 )
 from collector.tickets.errors import TicketNotFound
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
+from common.clock import wall_ms
 
 __all__ = ["SQLiteStore", "Synchronous"]
 
@@ -233,7 +234,7 @@ class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases):
         self._init_state(history_max_series)
         self._conn: sqlite3.Connection | None = _connect(self._path, synchronous, busy_timeout_s)
         try:
-            migrate(_Migrator(self._write), load_migrations("sqlite"), str(self._path), _wall_ms())
+            migrate(_Migrator(self._write), load_migrations("sqlite"), str(self._path), wall_ms())
         except BaseException:
             self.close()
             raise
@@ -1229,10 +1230,6 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"lock past the busy timeout; retry, and look for a stuck aftercare command"
         )
     return StoreError(f"SQLite error on {path}: {text}")
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _applied_version(db: sqlite3.Connection) -> int:

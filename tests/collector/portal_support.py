@@ -28,10 +28,11 @@ from collector.config import ServeConfig
 from collector.inspections.service import PlanRequest
 from collector.portal.passwords import set_password
 from collector.runs.model import RunRecord
-from collector.server.app import CollectorServer, now_ms
+from collector.server.app import CollectorServer
 from collector.sessions.model import RemoteSession
 from collector.store import AgentRecord
 from collector.tickets.service import ManualTicket, TicketActionRequest
+from common.clock import wall_ms
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
@@ -78,19 +79,19 @@ class PortalCollector:
         return self.call(db.call(getattr(db.store, method), *args))
 
     def add_user(self, name: str, role: str, customer: str | None = None) -> None:
-        self.db("add_user", name, role, customer, f"hash-of-{name}", now_ms())
+        self.db("add_user", name, role, customer, f"hash-of-{name}", wall_ms())
         db = self.server._db
         assert db is not None
-        self.call(db.call(set_password, db.store, name, PASSWORD, "test", now_ms()))
+        self.call(db.call(set_password, db.store, name, PASSWORD, "test", wall_ms()))
 
     def add_host(self, agent_id: str, customer: str, hostname: str, root: str = "") -> AgentRecord:
         agent = AgentRecord(
             agent_id=agent_id,
             customer=customer,
             hostname=hostname,
-            enrolled_ms=now_ms(),
+            enrolled_ms=wall_ms(),
             cert_serial=agent_id,
-            cert_not_after_ms=now_ms() + 86_400_000,
+            cert_not_after_ms=wall_ms() + 86_400_000,
             session_approval="collector",
             approval_root=root,
         )
@@ -191,7 +192,7 @@ def planned_inspection(collector: PortalCollector, customer: str) -> int:
     assert inspections is not None
     if not collector.db("list_agents", customer):
         collector.add_host(f"ag-{customer}-inspected", customer, f"{customer}-inspected")
-    request = PlanRequest(customer=customer, every="quarter", first_ms=now_ms() + 7 * 86_400_000)
+    request = PlanRequest(customer=customer, every="quarter", first_ms=wall_ms() + 7 * 86_400_000)
     plan = collector.call(inspections.create_plan(ENGINEER, request))
     found = collector.call(inspections.list_inspections(ENGINEER, customer, ()))
     return next(v.inspection.id for v in found if v.inspection.plan_id == plan.id)
@@ -231,7 +232,7 @@ def run_waiting_for_approval(collector: PortalCollector, agent: AgentRecord) -> 
         mode="mutating",
         params={"unit": "nginx.service"},
         requested_by="user:erin",
-        requested_ms=now_ms(),
+        requested_ms=wall_ms(),
         state="waiting_approval",
     )
     collector.db("create_run", run)

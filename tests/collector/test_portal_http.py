@@ -12,9 +12,9 @@ import pytest
 
 from collector.portal import totp
 from collector.portal.signin import LOCK_AFTER
-from collector.server.app import now_ms
 from collector.store.base import RecordingRecord
 from collector.tickets.service import ManualTicket
+from common.clock import wall_ms
 from tests.collector.portal_support import (
     ENGINEER,
     PASSWORD,
@@ -386,7 +386,7 @@ def test_the_terminal_page_shows_the_recording_as_text_and_reloads_while_live(
     header = {"version": 2, "width": 80, "height": 24}
     lines = [json.dumps(header), *(json.dumps(e) for e in events)]
     (data_dir / relative).write_text("\n".join(lines) + "\n")
-    record = RecordingRecord(session.session_id, 1, "shell", "", relative, now_ms())
+    record = RecordingRecord(session.session_id, 1, "shell", "", relative, wall_ms())
     collector.db("add_recording", record)
     page = b.get(f"/sessions/{session.session_id}/terminal")
     assert page.status == 200

@@ -14,9 +14,9 @@ import pytest
 from collector.gateway.recording import WatchItem
 from collector.portal import player
 from collector.portal.pages import MAX_WATCHES_PER_USER
-from collector.server.app import now_ms
 from collector.sessions.model import RemoteSession
 from collector.store.base import RecordingRecord
+from common.clock import wall_ms
 from tests.collector.portal_support import Browser, PortalCollector
 
 needs_player = pytest.mark.skipif(
@@ -55,7 +55,7 @@ def recorded(
     header = {"version": 2, "width": width, "height": 30}
     path.write_text("\n".join([json.dumps(header), *(json.dumps(e) for e in events)]) + "\n")
     collector.db(
-        "add_recording", RecordingRecord(session.session_id, part, "shell", "", relative, now_ms())
+        "add_recording", RecordingRecord(session.session_id, part, "shell", "", relative, wall_ms())
     )
 
 
