@@ -6,6 +6,8 @@ import ctypes
 import inspect
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +70,24 @@ def test_top_processes_lists_this_process(by: str) -> None:
     text = call("top_processes", by=by, limit="500", interval="200ms")
     assert f" by {by}" in text.splitlines()[0]
     assert any(line.split()[0] == str(os.getpid()) for line in text.splitlines()[2:])
+
+
+def test_top_processes_keeps_a_forged_argv_on_one_row() -> None:
+    """A process whose argv holds a newline cannot add a row of its own making."""
+    forged = "\n    1 root           99.0  99.0    1.0G  forged"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", forged], stdin=subprocess.DEVNULL
+    )
+    try:
+        text = call("top_processes", by="memory", limit="500")
+    finally:
+        child.kill()
+        child.wait()
+    rows = text.splitlines()[2:]
+    assert all(row.split() and row.split()[0].isdigit() for row in rows)
+    ours = [row for row in rows if row.split()[0] == str(child.pid)]
+    assert len(ours) == 1 and "\\n" in ours[0] and "forged" in ours[0]
+    assert not any(row.endswith("  forged") and row.split()[0] == "1" for row in rows)
 
 
 @pytest.mark.parametrize(

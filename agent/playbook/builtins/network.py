@@ -30,6 +30,7 @@ from agent.playbook.builtins.common import (
     table,
 )
 from agent.playbook.errors import BuiltinError
+from common.safe_text import safe
 
 RTF_UP = 0x0001
 RTF_GATEWAY = 0x0002
@@ -71,7 +72,7 @@ def listening_sockets(host: Host, deadline: float, /, *, limit: int | str = 200)
 
 def _process_name(pid: int) -> str:
     try:
-        return psutil.Process(pid).name()
+        return safe(psutil.Process(pid).name())  # a comm may hold a newline
     except (psutil.Error, OSError):
         return "?"
 

@@ -18,6 +18,7 @@ from agent.playbook.builtins.common import (
     lines_out,
     remaining,
 )
+from common.safe_text import safe
 
 _Row = tuple[int, str, float, float, int, str]
 
@@ -65,7 +66,8 @@ def _row(process: psutil.Process) -> _Row | None:
             command = " ".join(process.cmdline()) or f"[{process.name()}]"
     except (psutil.Error, OSError):
         return None
-    return process.pid, user, cpu, mem, rss, command[:200]
+    # One row per process: a newline or control sequence in argv must not forge rows.
+    return process.pid, safe(user), cpu, mem, rss, safe(command[:200])
 
 
 def _quietly(call: Callable[[], object]) -> None:
