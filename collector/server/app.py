@@ -56,6 +56,7 @@ from collector.inspections.render import render as render_report
 from collector.inspections.service import Analyse, InspectionService
 from collector.leadership import Leadership, replica_id
 from collector.metrics import CollectorMetrics
+from collector.notices.service import ApprovalNotices
 from collector.notify import SmtpSettings
 from collector.pki import CertificateAuthority
 from collector.portal.pages import make_app as make_portal_app
@@ -143,6 +144,7 @@ class CollectorServer:
         self.runs: RunService | None = None
         self.sessions: SessionService | None = None
         self.inspections: InspectionService | None = None
+        self.notices: ApprovalNotices | None = None  # customer notices of approvals
         self.keys: SshKeys | None = None
         self.approvers: ApproverService | None = None
         self.watch_hub = WatchHub()
@@ -254,6 +256,13 @@ class CollectorServer:
             link_base=self.config.link_base(),
         )
         self.sessions = SessionService(self._db, wall_ms, self._signals)
+        self.notices = ApprovalNotices(
+            self._db,
+            tickets_config.customer_notices.contacts,
+            make_inspection_deliverer(_smtp(tickets_config)),
+            metrics,
+            self.config.link_base(),
+        )
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, wall_ms)
         self.approvers = ApproverService(self._db, self.streams.send, wall_ms)
@@ -520,6 +529,8 @@ class CollectorServer:
             self._metrics.sessions.labels(state).set(count)
         if self.inspections is not None:
             await self.inspections.tick(now)
+        if self.notices is not None:
+            await self.notices.tick(now)
 
     def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
         """A revoked agent: end its control stream and tunnels here, stop alerting on it."""

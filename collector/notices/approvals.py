@@ -1,0 +1,220 @@
+"""Which approval notices are due, and what they say (pure: no store, no network).
+
+A notice is due for each of the customer's contacts while the thing waits for the
+customer and no notice with the same key was sent:
+
+``customer_session_awaiting_approval``
+    a remote session request is pending (and has not lapsed);
+``customer_run_awaiting_approval``
+    the host reported that a playbook run waits for the customer's approval, and
+    nobody approved it through the collector yet.
+
+The key ``notice:KIND:ID/CHANNEL:LABEL`` (the recipient's label: webhooks as
+scheme://host:port#digest) makes each notice once-only per recipient; it travels in
+the webhook payload so a receiver can drop a repeat. A notice names only its own
+session or run and its own customer: the link is ``LINK_BASE/sessions/ID`` or
+``LINK_BASE/runs/ID`` (else the ``aftercare`` command to run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any
+
+from collector.errors import format_ms
+from collector.notices import messages
+from collector.runs.model import RunRecord
+from collector.sessions.model import RemoteSession
+from collector.tickets.escalation import Recipient
+
+__all__ = [
+    "PAYLOAD_VERSION",
+    "CustomerNotice",
+    "run_link",
+    "run_notices",
+    "session_link",
+    "session_notices",
+]
+
+PAYLOAD_VERSION = 1
+SESSION_EVENT = "customer_session_awaiting_approval"
+RUN_EVENT = "customer_run_awaiting_approval"
+
+
+@dataclass(frozen=True)
+class CustomerNotice:
+    """One notice to one recipient: what the deliverer sends and the audit records."""
+
+    key: str
+    customer: str
+    event: str
+    about: str  # the session or run id
+    recipient: Recipient
+    subject: str
+    text: str
+    payload: Mapping[str, Any]
+
+
+def session_link(session_id: str, link_base: str) -> str:
+    """The session's portal page, else the command that approves it."""
+    if link_base:
+        return f"{link_base.rstrip('/')}/sessions/{session_id}"
+    return f"aftercare session approve {session_id}"
+
+
+def run_link(run_id: str, link_base: str) -> str:
+    """The run's portal page, else the command that approves it."""
+    if link_base:
+        return f"{link_base.rstrip('/')}/runs/{run_id}"
+    return f"aftercare run approve {run_id}"
+
+
+def session_notices(
+    session: RemoteSession,
+    recipients: Sequence[Recipient],
+    language: str,
+    link_base: str,
+    sent: AbstractSet[str],
+    now_ms: int,
+) -> list[CustomerNotice]:
+    """The notices due for ``session`` (none once it is decided or has lapsed)."""
+    if session.state != "pending" or now_ms >= session.pending_expires_ms:
+        return []
+    _ = messages.translations(language).gettext
+    link = session_link(session.session_id, link_base)
+    values = {
+        "host": session.hostname,
+        "engineer": session.engineer,
+        "minutes": session.requested_duration_ms // 60_000,
+        "reason": session.reason or "-",
+        "ticket": session.ticket_id,
+        "expires": format_ms(session.pending_expires_ms),
+        "link": link,
+    }
+    lines = [_(messages.SESSION_ASK) % values, _(messages.SESSION_REASON) % values]
+    if session.ticket_id is not None:
+        lines.append(_(messages.SESSION_TICKET) % values)
+    lines.append(_(messages.SESSION_EXPIRES) % values)
+    if session.local_approval_required:
+        lines.append(_(messages.SESSION_ON_HOST))
+    lines += ["", _(messages.LINK) % values]
+    about = {
+        "id": session.session_id,
+        "host": session.hostname,
+        "engineer": session.engineer,
+        "reason": session.reason,
+        "duration_ms": session.requested_duration_ms,
+        "requested_ms": session.requested_ms,
+        "expires_ms": session.pending_expires_ms,
+        "expires": format_ms(session.pending_expires_ms),
+        "ticket_id": session.ticket_id,
+        "approval": "host" if session.local_approval_required else "portal",
+    }
+    return _notices(
+        SESSION_EVENT,
+        ("session", about),
+        session.customer,
+        recipients,
+        language,
+        _(messages.SESSION_SUBJECT) % values,
+        lines,
+        link,
+        sent,
+        now_ms,
+    )
+
+
+def run_notices(
+    run: RunRecord,
+    recipients: Sequence[Recipient],
+    language: str,
+    link_base: str,
+    sent: AbstractSet[str],
+    now_ms: int,
+) -> list[CustomerNotice]:
+    """The notices due for ``run`` (none unless it waits for approval, unapproved)."""
+    if run.state != "waiting_approval" or run.approved_by is not None:
+        return []
+    _ = messages.translations(language).gettext
+    link = run_link(run.run_id, link_base)
+    params = ", ".join(f"{name}={value}" for name, value in sorted(run.params.items()))
+    values = {
+        "host": run.hostname,
+        "playbook": run.playbook,
+        "version": run.version,
+        "mode": _(run.mode),
+        "requested_by": run.requested_by,
+        "params": params or _(messages.NO_PARAMS),
+        "ticket": run.ticket_id,
+        "link": link,
+    }
+    lines = [_(messages.RUN_ASK) % values, _(messages.RUN_PARAMS) % values]
+    if run.ticket_id is not None:
+        lines.append(_(messages.RUN_TICKET) % values)
+    lines += ["", _(messages.LINK) % values]
+    about = {
+        "id": run.run_id,
+        "host": run.hostname,
+        "playbook": run.playbook,
+        "version": run.version,
+        "mode": run.mode,
+        "digest": run.playbook_digest,
+        "params": dict(run.params),
+        "requested_by": run.requested_by,
+        "requested_ms": run.requested_ms,
+        "ticket_id": run.ticket_id,
+    }
+    return _notices(
+        RUN_EVENT,
+        ("run", about),
+        run.customer,
+        recipients,
+        language,
+        _(messages.RUN_SUBJECT) % values,
+        lines,
+        link,
+        sent,
+        now_ms,
+    )
+
+
+def _notices(
+    event: str,
+    about: tuple[str, Mapping[str, Any]],
+    customer: str,
+    recipients: Sequence[Recipient],
+    language: str,
+    subject: str,
+    lines: Sequence[str],
+    link: str,
+    sent: AbstractSet[str],
+    now_ms: int,
+) -> list[CustomerNotice]:
+    name, fields = about
+    text = "\n".join(lines) + "\n"
+    due = []
+    for recipient in recipients:
+        key = f"notice:{name}:{fields['id']}/{recipient.channel}:{recipient.label}"
+        if key in sent:
+            continue
+        payload = {
+            "version": PAYLOAD_VERSION,
+            "event": event,
+            "key": key,
+            "at_ms": now_ms,
+            "at": format_ms(now_ms),
+            "customer": customer,
+            "language": language,
+            "subject": subject,
+            "text": text,
+            "link": link,
+            name: dict(fields),
+        }
+        due.append(
+            CustomerNotice(
+                key, customer, event, str(fields["id"]), recipient, subject, text, payload
+            )
+        )
+    return due

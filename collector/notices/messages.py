@@ -1,0 +1,67 @@
+"""The texts of the approval notices in the customer's language (pure).
+
+English is the source; zh-CN comes from the gettext catalogue
+``locales/zh_CN/LC_MESSAGES/notices.po`` (read with Babel, as the portal's). Every
+msgid is listed in ``MESSAGES`` so the catalogue test sees it. ``LANGUAGES`` are the
+ones a customer may choose (``aftercare customer settings C --language``); anything
+else falls back to ``DEFAULT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext
+
+from collector.po_catalogue import CatalogTranslations, read_messages
+
+__all__ = ["DEFAULT", "LANGUAGES", "MESSAGES", "language_of", "translations"]
+
+LANGUAGES = ("zh-CN", "en")
+DEFAULT = "zh-CN"
+
+SESSION_SUBJECT = "[aftercare] Remote session waiting for your approval: %(host)s"
+SESSION_ASK = "Engineer %(engineer)s asks to log in to your host %(host)s for %(minutes)s minutes."
+SESSION_REASON = "Reason: %(reason)s"
+SESSION_TICKET = "Ticket: #%(ticket)s"
+SESSION_EXPIRES = "The request lapses at %(expires)s unless you approve or deny it."
+SESSION_ON_HOST = "This host accepts only an approval given on the host itself."
+RUN_SUBJECT = "[aftercare] Playbook run waiting for your approval: %(playbook)s on %(host)s"
+RUN_ASK = (
+    "%(requested_by)s asks to run the playbook %(playbook)s %(version)s (%(mode)s) "
+    "on your host %(host)s."
+)
+RUN_PARAMS = "Parameters: %(params)s"
+RUN_TICKET = SESSION_TICKET
+LINK = "Approve or deny it here: %(link)s"
+NO_PARAMS = "none"
+
+MESSAGES = (
+    SESSION_SUBJECT,
+    SESSION_ASK,
+    SESSION_REASON,
+    SESSION_TICKET,
+    SESSION_EXPIRES,
+    SESSION_ON_HOST,
+    RUN_SUBJECT,
+    RUN_ASK,
+    RUN_PARAMS,
+    LINK,
+    NO_PARAMS,
+    "read-only",
+    "mutating",
+)
+
+
+def language_of(setting: str | None) -> str:
+    """The notice language for a customer's setting ("" or unknown: ``DEFAULT``)."""
+    return setting if setting in LANGUAGES else DEFAULT
+
+
+@functools.cache
+def translations(language: str) -> gettext.NullTranslations:
+    """The translations for ``language`` (English: none needed)."""
+    if language == "en":
+        return gettext.NullTranslations()
+    folder = language.replace("-", "_")
+    path = f"locales/{folder}/LC_MESSAGES/notices.po"
+    return CatalogTranslations(read_messages("collector.notices", path, folder))
