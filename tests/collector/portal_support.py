@@ -42,7 +42,8 @@ ENGINEER = Principal("erin", "engineer")
 class PortalCollector:
     """A started collector with the portal; ``stop()`` when done."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        """``settings``: ServeConfig fields to change (e.g. ``tickets_config``)."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -54,7 +55,7 @@ class PortalCollector:
             ssh_listen="",
             web_listen="127.0.0.1:0",
         )
-        self.server = CollectorServer(config)
+        self.server = CollectorServer(dataclasses.replace(config, **settings))
         addresses = self.call(self.server.start())
         self.url = addresses.web_url
         self.ca_file = data_dir / "ca.pem"

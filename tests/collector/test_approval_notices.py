@@ -1,0 +1,200 @@
+"""Approval notices from a real collector to a real webhook receiver and SMTP sink.
+
+Two customers with their own contacts; acme reads English, globex Chinese (the
+default). Each pending session and each run waiting for approval reaches exactly its
+own customer's contacts once, with the portal link to its own page, also across a
+restart of the collector.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.auth import Principal
+from collector.notices.service import FAILED_ACTION, SENT_ACTION
+from collector.sessions.model import RemoteSession
+from common.clock import wall_ms
+from tests.collector.portal_support import PortalCollector
+from tests.collector.test_notify import Receiver, SmtpSink, receiver, smtp
+from tests.collector.test_store_runs import new_run
+
+__all__ = ["receiver", "smtp"]  # fixtures used here
+
+PUBLIC = "https://support.vendor.example"
+
+
+def tickets_config(tmp_path: Path, hooks: Receiver, mail: SmtpSink) -> Path:
+    path = tmp_path / "tickets.yaml"
+    path.write_text(
+        f"""
+escalation:
+  smtp: {{host: 127.0.0.1, port: {mail.port}, from: aftercare@vendor.example, starttls: false}}
+customer_notices:
+  customers:
+    acme: [{{webhook: "{hooks.url("/acme")}"}}, {{email: ops@acme.example}}]
+    globex: [{{webhook: "{hooks.url("/globex")}"}}]
+"""
+    )
+    return path
+
+
+def start(tmp_path: Path, config: Path) -> PortalCollector:
+    return PortalCollector(
+        tmp_path / "data",
+        tickets_config=config,
+        evaluation_interval=dt.timedelta(seconds=0.2),
+        public_url=PUBLIC,
+    )
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bodies(hooks: Receiver, path: str) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in hooks.requests if r.path == path]
+
+
+def waiting_run(collector: PortalCollector, agent_id: str, customer: str, run_id: str) -> None:
+    run = new_run(
+        run_id,
+        customer=customer,
+        agent_id=agent_id,
+        requested_ms=wall_ms(),
+        state="waiting_approval",
+    )
+    collector.db("create_run", run)
+
+
+def test_each_customer_is_told_once_in_its_language_with_its_own_links(
+    tmp_path: Path, receiver: Receiver, smtp: SmtpSink
+) -> None:
+    config = tickets_config(tmp_path, receiver, smtp)
+    collector = start(tmp_path, config)
+    try:
+        acme_host = collector.add_host("ag-acme", "acme", "acme-db1")
+        globex_host = collector.add_host("ag-globex", "globex", "globex-db1")
+        collector.db("set_customer_language", "acme", "en", "admin", wall_ms())
+        acme_session = collector.request_session(acme_host)
+        globex_session = collector.request_session(globex_host, "globex check")
+        waiting_run(collector, "ag-acme", "acme", "run-00000000acme")
+        wait_for(lambda: len(bodies(receiver, "/acme")) >= 2, "acme's two webhooks")
+        wait_for(lambda: len(bodies(receiver, "/globex")) >= 1, "globex's webhook")
+        wait_for(lambda: len(smtp.sink.messages) >= 2, "acme's two e-mails")
+        time.sleep(1)  # five more cycles: nothing is sent again
+        acme = bodies(receiver, "/acme")
+        globex = bodies(receiver, "/globex")
+        assert sorted(b["event"] for b in acme) == [
+            "customer_run_awaiting_approval",
+            "customer_session_awaiting_approval",
+        ]
+        links = {b["event"]: b["link"] for b in acme}
+        assert links["customer_session_awaiting_approval"] == (
+            f"{PUBLIC}/sessions/{acme_session.session_id}"
+        )
+        assert links["customer_run_awaiting_approval"] == f"{PUBLIC}/runs/run-00000000acme"
+        assert all(b["language"] == "en" and b["customer"] == "acme" for b in acme)
+        [told] = globex
+        assert told["link"] == f"{PUBLIC}/sessions/{globex_session.session_id}"
+        assert told["language"] == "zh-CN" and "远程会话待您审批" in told["subject"]
+        mails = [message for _, _, message in smtp.sink.messages]
+        assert len(mails) == 2 and all(m["To"] == "ops@acme.example" for m in mails)
+        texts = [str(m.get_content()) for m in mails]
+        assert any(f"{PUBLIC}/sessions/{acme_session.session_id}" in t for t in texts)
+        assert all("Approve or deny it here" in t for t in texts)
+        sent = collector.audit(SENT_ACTION)
+        assert len(sent) == 5 and len({e.target for e in sent}) == 5
+        # the attack side: nothing of one customer reaches the other's contacts
+        assert_only_own(acme, texts, globex_session, "globex")
+        assert_only_own(globex, [], acme_session, "acme")
+        assert "run-00000000acme" not in json.dumps(globex)
+    finally:
+        collector.stop()
+
+
+def assert_only_own(
+    payloads: list[dict[str, Any]], texts: list[str], other: RemoteSession, name: str
+) -> None:
+    seen = json.dumps(payloads, ensure_ascii=False) + "".join(texts)
+    assert other.session_id not in seen and other.hostname not in seen
+    assert f'"customer": "{name}"' not in seen
+
+
+def test_a_restart_sends_nothing_twice_and_new_requests_once(
+    tmp_path: Path, receiver: Receiver, smtp: SmtpSink
+) -> None:
+    config = tickets_config(tmp_path, receiver, smtp)
+    collector = start(tmp_path, config)
+    try:
+        host = collector.add_host("ag-acme", "acme", "acme-db1")
+        first = collector.request_session(host)
+        wait_for(lambda: len(bodies(receiver, "/acme")) == 1, "the first webhook")
+        wait_for(lambda: len(smtp.sink.messages) == 1, "the first e-mail")
+    finally:
+        collector.stop()
+    collector = start(tmp_path, config)  # same data directory: a restart
+    try:
+        time.sleep(1.5)  # several cycles of the new process
+        assert len(bodies(receiver, "/acme")) == 1 and len(smtp.sink.messages) == 1
+        second = collector.request_session(host, "second look")
+        wait_for(lambda: len(bodies(receiver, "/acme")) == 2, "the second webhook")
+        wait_for(lambda: len(smtp.sink.messages) == 2, "the second e-mail")
+        time.sleep(1)
+        told = [b["session"]["id"] for b in bodies(receiver, "/acme")]
+        assert told == [first.session_id, second.session_id]
+        assert len(smtp.sink.messages) == 2
+    finally:
+        collector.stop()
+
+
+def test_a_failed_delivery_is_audited_once_and_the_others_still_arrive(
+    tmp_path: Path, receiver: Receiver, smtp: SmtpSink
+) -> None:
+    config = tickets_config(tmp_path, receiver, smtp)
+    receiver.status = 500
+    collector = start(tmp_path, config)
+    try:
+        host = collector.add_host("ag-acme", "acme", "acme-db1")
+        collector.request_session(host)
+        wait_for(lambda: len(smtp.sink.messages) == 1, "the e-mail")
+        wait_for(lambda: collector.audit(FAILED_ACTION), "the audited failure")
+        time.sleep(1)  # retried only after a minute: one attempt, one failure entry
+        assert len(bodies(receiver, "/acme")) == 1
+        [failure] = collector.audit(FAILED_ACTION)
+        assert failure.details["channel"] == "webhook" and "500" in failure.details["error"]
+        assert [e.details["channel"] for e in collector.audit(SENT_ACTION)] == ["email"]
+    finally:
+        collector.stop()
+
+
+def test_a_decided_request_is_not_told(tmp_path: Path, receiver: Receiver, smtp: SmtpSink) -> None:
+    config = tickets_config(tmp_path, receiver, smtp)
+    collector = PortalCollector(  # one cycle at the start, then none for a minute
+        tmp_path / "data", tickets_config=config, evaluation_interval=dt.timedelta(seconds=60)
+    )
+    try:
+        sessions, notices = collector.server.sessions, collector.server.notices
+        assert sessions is not None and notices is not None
+        host = collector.add_host("ag-acme", "acme", "acme-db1")
+        collector.add_user("carol", "customer", "acme")
+        denied = collector.request_session(host)
+        carol = Principal("carol", "customer", "acme")
+        collector.call(sessions.deny(carol, denied.session_id, "not now"))
+        pending = collector.request_session(host, "still pending")
+        collector.call(notices.tick(wall_ms()))
+        told = [b["session"]["id"] for b in bodies(receiver, "/acme")]
+        assert told == [pending.session_id]
+        # no portal address (port 0, no --public-url): the notice names the command
+        assert bodies(receiver, "/acme")[0]["link"] == (
+            f"aftercare session approve {pending.session_id}"
+        )
+    finally:
+        collector.stop()
