@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.errors import InvalidRequest
+from collector.runs.model import RunState
 from collector.store import Store
 from tests.collector.test_store_runs import T0, new_run
 
@@ -25,7 +26,8 @@ def test_audit_targets_follow_one_action_from_a_watermark(store: Store) -> None:
 
 
 def test_runs_waiting_approval_are_the_unapproved_ones_oldest_first(store: Store) -> None:
-    for number, state in enumerate(["waiting_approval", "running", "waiting_approval", "sent"]):
+    states: list[RunState] = ["waiting_approval", "running", "waiting_approval", "sent"]
+    for number, state in enumerate(states):
         run = store.create_run(new_run(f"run-{number:012x}", requested_ms=T0 - number))
         store.update_run(run.run_id, state=state, at_ms=T0)
     approved = store.create_run(new_run("run-0000000000aa"))
