@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -36,7 +37,7 @@ from collector import errors
 from collector.auth import Principal
 from collector.gateway.recording import replay_then_follow
 from collector.inspections.errors import InspectionStateError
-from collector.portal import browser_sign, engineer, error_details, i18n, player
+from collector.portal import browser_sign, engineer, error_details, i18n, live_sse, player
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
@@ -387,13 +388,21 @@ class _Pages:
         await response.prepare(request)
         items = replay_then_follow(self.portal.watch_hub, session_id, load, self.portal.data_dir)
         header = player.live_header(records, self.portal.data_dir)
+        resume = live_sse.resume_point(request.headers.get("Last-Event-ID", ""))
+
+        async def over() -> bool:
+            return (await load())[1]
+
         watch = asyncio.current_task()
         assert watch is not None
         self._watches[watch] = who.name
         try:
-            async for message in player.live_stream(items, header):
-                await response.write(message.encode())
+            async with contextlib.aclosing(live_sse.follow(items, header, resume, over)) as stream:
+                async for message in stream:
+                    await response.write(message.encode())
             await response.write_eof()
+        except ConnectionResetError:  # the browser left; it may come back with Last-Event-ID
+            log.info("live view of %s by %s closed by the browser", session_id, who.name)
         finally:
             self._watches.pop(watch, None)
         return response

@@ -12,7 +12,8 @@ Contracts:
 - ``live_events``: Server-Sent Events in the player's ``eventsource`` format: first
   the terminal size ``{"cols", "rows", "time": 0}``, then ``[seconds, "o"|"r", data]``
   (what was shown so far, then live output from the gateway's ``WatchHub``), and a
-  ``done`` event when the session is over.
+  ``done`` event when the session is over (live_sse.py frames them into the stream:
+  ids for resuming, keep-alives).
 - Tenancy is the caller's: these functions are given records the principal may see.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -34,7 +35,6 @@ __all__ = [
     "PLAYER_FILES",
     "live_header",
     "live_message",
-    "live_stream",
     "player_available",
     "player_file",
     "recording_cast",
@@ -115,16 +115,6 @@ def live_message(item: WatchItem, started: float) -> str:
     if item.type not in KEPT_EVENTS:
         return ""
     return _sse([round(time.monotonic() - started, 3), item.type, item.data])
-
-
-async def live_stream(items: AsyncIterator[WatchItem], header: str) -> AsyncIterator[str]:
-    """The SSE messages of a watch: the header, then each item, ending after "end"."""
-    started = time.monotonic()
-    yield header
-    async for item in items:
-        message = live_message(item, started)
-        if message:
-            yield message
 
 
 def _sse(value: Any) -> str:

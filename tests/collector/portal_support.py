@@ -158,9 +158,9 @@ class Browser:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
         return self._open(request)
 
-    def stream(self, path: str) -> Any:
+    def stream(self, path: str, headers: dict[str, str] | None = None) -> Any:
         """An open answer to read as it comes (Server-Sent Events); close it when done."""
-        request = urllib.request.Request(self.base + path, method="GET")
+        request = urllib.request.Request(self.base + path, headers=headers or {}, method="GET")
         request.add_header("Accept-Language", self.language)
         return self._opener.open(request, timeout=20)
 
