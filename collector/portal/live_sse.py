@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from collector.gateway.recording import WatchItem
@@ -50,7 +50,7 @@ async def follow(
     header: str,
     resume_after: Position | None,
     is_over: Callable[[], Awaitable[bool]],
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The SSE messages of one watch (see the module docstring); ends after ``done``."""
     started = time.monotonic()
     if resume_after is None:
