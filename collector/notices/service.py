@@ -127,7 +127,7 @@ class ApprovalNotices:
                 language = await self._language(run.customer, languages)
                 due += run_notices(run, recipients, language, self._link_base, self._sent, now_ms)
         # keys of what no longer waits are never due again: keep memory bounded
-        self._sent = {key for key in self._sent if key[: key.index("/") + 1] in waiting}
+        self._sent = {key for key in self._sent if key.partition("/")[0] + "/" in waiting}
         return due
 
     async def _language(self, customer: str, known: dict[str, str]) -> str:
