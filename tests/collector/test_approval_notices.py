@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from collector.auth import Principal
-from collector.notices.service import FAILED_ACTION, SENT_ACTION
+from collector.inspections.notify import make_deliverer
+from collector.notices.service import FAILED_ACTION, SENT_ACTION, ApprovalNotices
 from collector.sessions.model import RemoteSession
+from collector.tickets.escalation import Recipient
 from common.clock import wall_ms
 from tests.collector.portal_support import PortalCollector
 from tests.collector.test_notify import Receiver, SmtpSink, receiver, smtp
@@ -138,6 +140,8 @@ def test_a_restart_sends_nothing_twice_and_new_requests_once(
         first = collector.request_session(host)
         wait_for(lambda: len(bodies(receiver, "/acme")) == 1, "the first webhook")
         wait_for(lambda: len(smtp.sink.messages) == 1, "the first e-mail")
+        # stopped after both were recorded (dying in between would send them again)
+        wait_for(lambda: len(collector.audit(SENT_ACTION)) == 2, "the two records")
     finally:
         collector.stop()
     collector = start(tmp_path, config)  # same data directory: a restart
@@ -175,20 +179,24 @@ def test_a_failed_delivery_is_audited_once_and_the_others_still_arrive(
         collector.stop()
 
 
-def test_a_decided_request_is_not_told(tmp_path: Path, receiver: Receiver, smtp: SmtpSink) -> None:
-    config = tickets_config(tmp_path, receiver, smtp)
-    collector = PortalCollector(  # one cycle at the start, then none for a minute
-        tmp_path / "data", tickets_config=config, evaluation_interval=dt.timedelta(seconds=60)
-    )
+def test_a_decided_request_is_not_told(tmp_path: Path, receiver: Receiver) -> None:
+    collector = PortalCollector(tmp_path / "data")  # no contacts: its own cycles tell nobody
     try:
-        sessions, notices = collector.server.sessions, collector.server.notices
-        assert sessions is not None and notices is not None
+        db, sessions, metrics = (
+            collector.server._db,
+            collector.server.sessions,
+            collector.server._metrics,
+        )
+        assert db is not None and sessions is not None and metrics is not None
+        contacts = {"acme": (Recipient("webhook", receiver.url("/acme")),)}
+        notices = ApprovalNotices(db, contacts, make_deliverer(None), metrics)
         host = collector.add_host("ag-acme", "acme", "acme-db1")
         collector.add_user("carol", "customer", "acme")
         denied = collector.request_session(host)
         carol = Principal("carol", "customer", "acme")
         collector.call(sessions.deny(carol, denied.session_id, "not now"))
         pending = collector.request_session(host, "still pending")
+        collector.call(notices.tick(wall_ms()))
         collector.call(notices.tick(wall_ms()))
         told = [b["session"]["id"] for b in bodies(receiver, "/acme")]
         assert told == [pending.session_id]
