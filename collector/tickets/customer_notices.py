@@ -82,8 +82,10 @@ def due_customer_notices(
     already_sent: AbstractSet[str],
     public_url: str,
     now_ms: int,
+    language: str = "",
 ) -> list[Notification]:
-    """The notices ``ticket``'s customer should have now and has not had (by key)."""
+    """The notices ``ticket``'s customer should have now and has not had (by key), in
+    ``language`` ("zh-CN" or "en": the customer's setting; "": both, Chinese first)."""
     recipients = policy.contacts.get(ticket.customer, ())
     kinds = _due_kinds(ticket, policy, auto_confirm_ms, now_ms)
     due = []
@@ -91,10 +93,29 @@ def due_customer_notices(
         for recipient in recipients:
             key = _key(ticket, kind, recipient)
             if key not in already_sent:
-                due.append(
-                    _notice(key, kind, ticket, recipient, auto_confirm_ms, public_url, now_ms)
-                )
+                notice = _notice(key, kind, ticket, recipient, auto_confirm_ms, public_url, now_ms)
+                due.append(_in_language(notice, kind, ticket, language))
     return due
+
+
+def _in_language(
+    notice: Notification, kind: NoticeKind, ticket: Ticket, language: str
+) -> Notification:
+    """``notice`` with its subject and text in one language only (none: both)."""
+    if language not in ("zh-CN", "en"):
+        return notice
+    chinese = language == "zh-CN"
+    payload = notice.payload
+    zh_subject, _, en_subject = _SUBJECTS[kind].partition(" / ")
+    what = "工单" if chinese else "ticket"
+    subject = (
+        f"[aftercare] {zh_subject if chinese else en_subject}: {what} #{ticket.id} {ticket.title}"
+    )
+    sentence = payload["summary_zh"] if chinese else payload["summary"]
+    link_label, ticket_label = ("链接", "工单") if chinese else ("Link", "Ticket")
+    body = f"{sentence}\n\n{link_label}: {payload['link']}\n{ticket_label}: #{ticket.id}\n"
+    changed = {**payload, "language": language}
+    return replace(notice, subject=subject, payload=changed, body=body)
 
 
 def _due_kinds(

@@ -494,16 +494,28 @@ class TicketService:
         tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
         timelines = await self._db.call(self._store.ticket_events_many, [t.id for t in tickets])
+        languages = await self._notice_languages({t.customer for t in tickets})
         for ticket in tickets:
             try:
-                await self._tick_ticket(ticket, timelines[ticket.id], now_ms)
+                language = languages.get(ticket.customer, "")
+                await self._tick_ticket(ticket, timelines[ticket.id], now_ms, language)
             except Conflict:
                 log.info("ticket %d changed during the SLA check; next tick", ticket.id)
 
+    async def _notice_languages(self, customers: set[str]) -> dict[str, str]:
+        """The language setting of each customer that gets notices ("" when unset)."""
+        told = [c for c in sorted(customers) if c in self.config.customer_notices.contacts]
+        languages: dict[str, str] = {}
+        for customer in told:
+            setting: str | None = await self._db.call(self._store.customer_language, customer)
+            languages[customer] = setting or ""
+        return languages
+
     async def _tick_ticket(
-        self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int
+        self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int, language: str = ""
     ) -> None:
-        """One ticket's SLA duties, from its timeline as read at the start of the tick."""
+        """One ticket's SLA duties, from its timeline as read at the start of the tick;
+        customer notices in ``language`` (the customer's setting; "": both)."""
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
@@ -518,6 +530,7 @@ class TicketService:
             sent,  # type: ignore[arg-type]
             self._public_url,
             now_ms,
+            language,
         )
         for notification in due:
             await self._notify(ticket, notification, now_ms)

@@ -1130,6 +1130,25 @@ def test_customer_notices_without_public_url_name_the_command(make_rig: MakeRig)
     assert hook.payload["link"] == f"aftercare ticket confirm {ticket_id}"
 
 
+def test_customer_notices_follow_the_customers_language_setting(make_rig: MakeRig) -> None:
+    rig = make_rig(TOLD, public_url="https://support.vendor.example")
+    rig.db.store.set_customer_language("acme", "en", "admin", T0)
+    english_id = rig.create(ENGINEER, "printer on fire", customer="acme")
+    rig.tick(T0 + SECOND_MS)
+    rig.db.store.set_customer_language("acme", "zh-CN", "admin", T0)
+    rig.resolve(english_id, T0 + MINUTE_MS)
+    rig.tick(T0 + 2 * MINUTE_MS)
+    opened, _, waiting, _ = [n for n in rig.deliverer.delivered if n.audience == "customer"]
+    assert opened.payload["language"] == "en" and "工单" not in opened.text()
+    assert opened.subject == f"[aftercare] ticket opened: ticket #{english_id} printer on fire"
+    assert "was opened for you" in opened.text()
+    assert f"Link: https://support.vendor.example/tickets/{english_id}" in opened.text()
+    assert waiting.payload["language"] == "zh-CN" and "please confirm" not in waiting.text()
+    assert waiting.subject.startswith("[aftercare] 请确认故障已排除: 工单 #")
+    assert "请确认是否解决" in waiting.text() and "链接: https://" in waiting.text()
+    assert waiting.payload["summary"] and waiting.payload["summary_zh"]  # both, as before
+
+
 def test_escalation_recipients_never_get_customer_notices_nor_the_reverse(
     make_rig: MakeRig,
 ) -> None:
