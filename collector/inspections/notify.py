@@ -12,6 +12,7 @@ from typing import Any
 
 from collector.errors import format_ms
 from collector.inspections.model import Inspection
+from collector.notices import messages
 from collector.notify import SmtpSettings, send_email, send_webhook
 from collector.notify.errors import DeliveryError
 from collector.tickets.escalation import Recipient
@@ -43,9 +44,11 @@ def application(
     hostnames: Sequence[str],
     checklist: Sequence[str],
     link_base: str = "",
+    language: str = "",
 ) -> tuple[str, dict[str, Any], str]:
     """Subject, payload and text of the inspection application (巡检申请); ``link`` is
-    the portal page where the customer consents (see ``inspection_link``)."""
+    the portal page where the customer consents (see ``inspection_link``). ``language``
+    "zh-CN" or "en" (the customer's setting): subject and text in it only."""
     when = format_ms(inspection.scheduled_ms)
     payload = {
         "version": PAYLOAD_VERSION,
@@ -76,6 +79,29 @@ def application(
             f"链接 / Link: {payload['link']}",
         ]
     )
+    if language in messages.LANGUAGES:
+        _ = messages.translations(language).gettext
+        values = {
+            "id": inspection.id,
+            "customer": inspection.customer,
+            "when": when,
+            "engineer": inspection.engineer or "-",
+            "hosts": ", ".join(hostnames) or "-",
+            "checklist": ", ".join(checklist) or "-",
+            "link": payload["link"],
+        }
+        lines = [
+            _(messages.APPLICATION_PLANNED) % values,
+            _(messages.ENGINEER_LINE) % values,
+            _(messages.HOSTS_LINE) % values,
+            _(messages.CHECKLIST_LINE) % values,
+            "",
+            _(messages.CONSENT_LINE) % {"command": payload["consent"]},
+            _(messages.DECLINE_LINE) % {"command": payload["decline"]},
+            _(messages.LINK_LINE) % values,
+        ]
+        payload["language"] = language
+        return _(messages.APPLICATION_SUBJECT) % values, payload, "\n".join(lines) + "\n"
     return subject, payload, text + "\n"
 
 
@@ -105,9 +131,10 @@ def late_report(inspection: Inspection) -> tuple[str, dict[str, Any], str]:
 
 
 def report_published(
-    inspection: Inspection, link_base: str = ""
+    inspection: Inspection, link_base: str = "", language: str = ""
 ) -> tuple[str, dict[str, Any], str]:
-    """Subject, payload and text telling the customer its report waits for sign-off."""
+    """Subject, payload and text telling the customer its report waits for sign-off
+    (``language`` as for ``application``)."""
     payload = {
         "version": PAYLOAD_VERSION,
         "event": "inspection_report_published",
@@ -135,6 +162,26 @@ def report_published(
             f"链接 / Link: {payload['link']}",
         ]
     )
+    if language in messages.LANGUAGES:
+        _ = messages.translations(language).gettext
+        values = {
+            "id": inspection.id,
+            "customer": inspection.customer,
+            "summary": inspection.summary or "-",
+            "engineer": inspection.engineer or "-",
+            "link": payload["link"],
+        }
+        lines = [
+            _(messages.REPORT_PUBLISHED) % values,
+            _(messages.SUMMARY_LINE) % values,
+            _(messages.ENGINEER_LINE) % values,
+            "",
+            _(messages.SIGN_LINE) % {"command": payload["sign"]},
+            _(messages.REJECT_LINE) % {"command": payload["reject"]},
+            _(messages.LINK_LINE) % values,
+        ]
+        payload["language"] = language
+        return _(messages.REPORT_SUBJECT) % values, payload, "\n".join(lines) + "\n"
     return subject, payload, text + "\n"
 
 

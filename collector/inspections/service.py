@@ -409,7 +409,8 @@ class InspectionService:
         recipients = self.config.announce_to(inspection.customer)
         if not recipients:
             return
-        subject, payload, text = notify.report_published(inspection, self._link_base)
+        language = await self._notice_language(inspection.customer)
+        subject, payload, text = notify.report_published(inspection, self._link_base, language)
         results = await self._send_all(recipients, subject, payload, text)
         await self._db.call(
             self._store.append_audit,
@@ -419,6 +420,11 @@ class InspectionService:
             {"customer": inspection.customer, "deliveries": results},
             self._clock_ms(),
         )
+
+    async def _notice_language(self, customer: str) -> str:
+        """The customer's language for notices ("" when unset: the bilingual text)."""
+        setting: str | None = await self._db.call(self._store.customer_language, customer)
+        return setting or ""
 
     async def _prerender_now(self, inspection: Inspection) -> None:
         try:
@@ -552,7 +558,11 @@ class InspectionService:
             return
         agents = await hosts_in_scope(self._db, inspection.customer, inspection.hosts)
         subject, payload, text = notify.application(
-            inspection, [a.hostname for a in agents], self._checklist(), self._link_base
+            inspection,
+            [a.hostname for a in agents],
+            self._checklist(),
+            self._link_base,
+            await self._notice_language(inspection.customer),
         )
         recipients = self.config.announce_to(inspection.customer)
         results = await self._send_all(recipients, subject, payload, text)

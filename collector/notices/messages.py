@@ -35,6 +35,23 @@ RUN_TICKET = SESSION_TICKET
 LINK = "Approve or deny it here: %(link)s"
 NO_PARAMS = "none"
 
+# inspection notices (collector/inspections/notify.py), when the customer has a language
+APPLICATION_SUBJECT = "[aftercare] Inspection application #%(id)s: %(when)s"
+APPLICATION_PLANNED = "Inspection #%(id)s of %(customer)s is planned for %(when)s."
+REPORT_SUBJECT = "[aftercare] Inspection report #%(id)s awaits your sign-off"
+REPORT_PUBLISHED = (
+    "The report of inspection #%(id)s for %(customer)s is published and waits for your sign-off."
+)
+ENGINEER_LINE = "Engineer: %(engineer)s"
+HOSTS_LINE = "Hosts: %(hosts)s"
+CHECKLIST_LINE = "Checklist: %(checklist)s"
+SUMMARY_LINE = "Summary: %(summary)s"
+CONSENT_LINE = "Consent: %(command)s"
+DECLINE_LINE = "Decline: %(command)s"
+SIGN_LINE = "Sign: %(command)s"
+REJECT_LINE = "Reject: %(command)s"
+LINK_LINE = "Link: %(link)s"
+
 MESSAGES = (
     SESSION_SUBJECT,
     SESSION_ASK,
@@ -49,6 +66,19 @@ MESSAGES = (
     NO_PARAMS,
     "read-only",
     "mutating",
+    APPLICATION_SUBJECT,
+    APPLICATION_PLANNED,
+    REPORT_SUBJECT,
+    REPORT_PUBLISHED,
+    ENGINEER_LINE,
+    HOSTS_LINE,
+    CHECKLIST_LINE,
+    SUMMARY_LINE,
+    CONSENT_LINE,
+    DECLINE_LINE,
+    SIGN_LINE,
+    REJECT_LINE,
+    LINK_LINE,
 )
 
 

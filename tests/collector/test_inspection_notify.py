@@ -75,3 +75,27 @@ def test_the_report_notice_goes_by_email_with_the_link(smtp: SmtpSink) -> None: 
     assert "aftercare inspection sign 7" in content
     _, payload, _ = report_published(INSPECTION)
     assert payload["link"] == "aftercare inspection report 7"
+
+
+def test_the_application_in_the_customers_language() -> None:
+    subject, payload, text = application(
+        INSPECTION, ["db-1"], ["facts"], "https://portal.example", "zh-CN"
+    )
+    assert subject.startswith("[aftercare] 巡检申请 #7: ") and payload["language"] == "zh-CN"
+    assert "acme 的巡检 #7 计划于" in text and "主机: db-1" in text
+    assert "链接: https://portal.example/inspections/7" in text and "Engineer" not in text
+    subject, payload, text = application(INSPECTION, ["db-1"], ["facts"], "", "en")
+    assert subject.startswith("[aftercare] Inspection application #7: ")
+    assert "巡检" not in subject + text and "Link: aftercare inspection show 7" in text
+    _, payload, text = application(INSPECTION, [], [])  # no setting: both, as before
+    assert "language" not in payload and "链接 / Link:" in text
+
+
+def test_the_report_notice_in_the_customers_language() -> None:
+    subject, payload, text = report_published(INSPECTION, "https://portal.example", "en")
+    assert subject == "[aftercare] Inspection report #7 awaits your sign-off"
+    assert "巡检" not in subject + text and "Sign: aftercare inspection sign 7" in text
+    assert payload["language"] == "en"
+    subject, _, text = report_published(INSPECTION, "https://portal.example", "zh-CN")
+    assert subject == "[aftercare] 巡检报告 #7 待签收"
+    assert "报告已发布, 请签收" in text and "签收: aftercare inspection sign 7" in text

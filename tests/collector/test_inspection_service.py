@@ -810,3 +810,18 @@ def test_a_report_notice_to_another_customer_is_never_sent(tmp_path: Path) -> No
 
     config = InspectionsConfig(announce={"globex": (HOOK,)}, late_report=(LEAD,))
     scenario(tmp_path, body, config=config)
+
+
+def test_inspection_notices_follow_the_customers_language(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.db.store.set_customer_language("acme", "en", "admin", w.now)
+        inspection_id = await w.plan(notice_ms=7 * DAY)
+        w.now = FIRST - 7 * DAY
+        await w.service.tick(w.now)
+        [application] = w.outbox.sent
+        assert application.subject.startswith(
+            f"[aftercare] Inspection application #{inspection_id}"
+        )
+        assert application.payload["language"] == "en" and "巡检" not in application.text
+
+    scenario(tmp_path, body, link_base="https://portal.example")
