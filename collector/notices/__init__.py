@@ -2,7 +2,7 @@
 playbook run. Each goes to the customer's contacts (webhook, e-mail) with the portal
 link to the exact page, in the customer's language, once per recipient.
 
-    messages.py   the notice texts (pure; gettext catalogue ``locales/``)
+    messages.py   the notice texts, also the inspection notices' (pure; gettext ``locales/``)
     approvals.py  which notices are due (pure)
     service.py    the evaluation-cycle duty: read, send once, record (audit)
 """

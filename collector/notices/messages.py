@@ -1,4 +1,6 @@
-"""The texts of the approval notices in the customer's language (pure).
+"""The texts of customer notices in the customer's language (pure): the approval
+notices (approvals.py) and, for a customer with a language setting, the inspection
+application and report notices (collector/inspections/notify.py).
 
 English is the source; zh-CN comes from the gettext catalogue
 ``locales/zh_CN/LC_MESSAGES/notices.po`` (read with Babel, as the portal's). Every
