@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from collector import notice_texts as messages
 from collector.errors import format_ms
 from collector.inspections.model import Inspection
-from collector.notices import messages
 from collector.notify import SmtpSettings, send_email, send_webhook
 from collector.notify.errors import DeliveryError
 from collector.tickets.escalation import Recipient

@@ -2,7 +2,7 @@
 playbook run. Each goes to the customer's contacts (webhook, e-mail) with the portal
 link to the exact page, in the customer's language, once per recipient.
 
-    messages.py   the notice texts, also the inspection notices' (pure; gettext ``locales/``)
-    approvals.py  which notices are due (pure)
+    approvals.py  which notices are due and what they say (pure; the texts and their
+                  gettext catalogue are in collector/notice_texts)
     service.py    the evaluation-cycle duty: read, send once, record (audit)
 """

@@ -23,8 +23,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from collector import notice_texts as messages
 from collector.errors import format_ms
-from collector.notices import messages
 from collector.runs.model import RunRecord
 from collector.sessions.model import RemoteSession
 from collector.tickets.escalation import Recipient

@@ -23,8 +23,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from collector.notice_texts import language_of
 from collector.notices.approvals import CustomerNotice, run_notices, session_notices
-from collector.notices.messages import language_of
 from collector.notify.errors import DeliveryError
 from collector.store.writer import StoreThread
 from collector.tickets.escalation import Recipient

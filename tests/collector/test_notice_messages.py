@@ -6,9 +6,9 @@ import json
 import re
 from dataclasses import replace
 
-from collector.notices import messages
+from collector import notice_texts as messages
+from collector.notice_texts import language_of, translations
 from collector.notices.approvals import run_link, run_notices, session_link, session_notices
-from collector.notices.messages import language_of, translations
 from collector.po_catalogue import read_messages
 from collector.sessions.model import RemoteSession
 from collector.tickets.escalation import Recipient
@@ -34,10 +34,12 @@ WAITING_RUN = new_run(state="waiting_approval")
 
 
 def test_every_notice_string_has_a_chinese_translation() -> None:
-    catalogue = read_messages("collector.notices", "locales/zh_CN/LC_MESSAGES/notices.po", "zh_CN")
+    catalogue = read_messages(
+        "collector.notice_texts", "locales/zh_CN/LC_MESSAGES/notices.po", "zh_CN"
+    )
     missing = sorted(set(messages.MESSAGES) - catalogue.keys())
     assert not missing, (
-        f"add these to collector/notices/locales/zh_CN/LC_MESSAGES/notices.po: {missing}"
+        f"add these to collector/notice_texts/locales/zh_CN/LC_MESSAGES/notices.po: {missing}"
     )
     for msgid in messages.MESSAGES:
         names = sorted(re.findall(r"%\((\w+)\)s", msgid))

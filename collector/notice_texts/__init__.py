@@ -1,6 +1,8 @@
 """The texts of customer notices in the customer's language (pure): the approval
-notices (approvals.py) and, for a customer with a language setting, the inspection
-application and report notices (collector/inspections/notify.py).
+notices (collector/notices/approvals.py) and, for a customer with a language setting,
+the inspection application and report notices (collector/inspections/notify.py). A
+package of its own that imports nothing of the collector's services or store, so both
+may use it without joining their import knot (tests/test_import_cycles.py).
 
 English is the source; zh-CN comes from the gettext catalogue
 ``locales/zh_CN/LC_MESSAGES/notices.po`` (read with Babel, as the portal's). Every
@@ -96,4 +98,4 @@ def translations(language: str) -> gettext.NullTranslations:
         return gettext.NullTranslations()
     folder = language.replace("-", "_")
     path = f"locales/{folder}/LC_MESSAGES/notices.po"
-    return CatalogTranslations(read_messages("collector.notices", path, folder))
+    return CatalogTranslations(read_messages("collector.notice_texts", path, folder))
