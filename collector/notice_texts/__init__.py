@@ -7,8 +7,8 @@ may use it without joining their import knot (tests/test_import_cycles.py).
 English is the source; zh-CN comes from the gettext catalogue
 ``locales/zh_CN/LC_MESSAGES/notices.po`` (read with Babel, as the portal's). Every
 msgid is listed in ``MESSAGES`` so the catalogue test sees it. ``LANGUAGES`` are the
-ones a customer may choose (``aftercare customer settings C --language``); anything
-else falls back to ``DEFAULT``.
+ones a customer may choose (``aftercare customer settings C --language``); a customer
+without a setting gets both, Chinese first (as the ticket notices).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import gettext
 
 from collector.po_catalogue import CatalogTranslations, read_messages
 
-__all__ = ["DEFAULT", "LANGUAGES", "MESSAGES", "language_of", "translations"]
+__all__ = ["LANGUAGES", "MESSAGES", "language_of", "translations"]
 
 LANGUAGES = ("zh-CN", "en")
-DEFAULT = "zh-CN"
 
 SESSION_SUBJECT = "[aftercare] Remote session waiting for your approval: %(host)s"
 SESSION_ASK = "Engineer %(engineer)s asks to log in to your host %(host)s for %(minutes)s minutes."
@@ -87,8 +86,9 @@ MESSAGES = (
 
 
 def language_of(setting: str | None) -> str:
-    """The notice language for a customer's setting ("" or unknown: ``DEFAULT``)."""
-    return setting if setting in LANGUAGES else DEFAULT
+    """The notice language for a customer's setting; "" (both languages) when it has
+    none, or one we do not have."""
+    return setting if setting is not None and setting in LANGUAGES else ""
 
 
 @functools.cache

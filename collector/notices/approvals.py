@@ -18,7 +18,7 @@ session or run and its own customer: the link is ``LINK_BASE/sessions/ID`` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,8 @@ from collector.errors import format_ms
 from collector.runs.model import RunRecord
 from collector.sessions.model import RemoteSession
 from collector.tickets.escalation import Recipient
+
+Gettext = Callable[[str], str]
 
 __all__ = [
     "PAYLOAD_VERSION",
@@ -40,6 +42,8 @@ __all__ = [
 
 PAYLOAD_VERSION = 1
 SESSION_EVENT = "customer_session_awaiting_approval"
+BOTH = "zh-CN,en"  # the payload's language when the customer has none set
+SUBJECT_PREFIX = "[aftercare] "
 RUN_EVENT = "customer_run_awaiting_approval"
 
 
@@ -79,11 +83,39 @@ def session_notices(
     sent: AbstractSet[str],
     now_ms: int,
 ) -> list[CustomerNotice]:
-    """The notices due for ``session`` (none once it is decided or has lapsed)."""
+    """The notices due for ``session`` (none once it is decided or has lapsed), in
+    ``language`` ("zh-CN", "en"; anything else: both, Chinese first)."""
     if session.state != "pending" or now_ms >= session.pending_expires_ms:
         return []
-    _ = messages.translations(language).gettext
     link = session_link(session.session_id, link_base)
+    about = {
+        "id": session.session_id,
+        "host": session.hostname,
+        "engineer": session.engineer,
+        "reason": session.reason,
+        "duration_ms": session.requested_duration_ms,
+        "requested_ms": session.requested_ms,
+        "expires_ms": session.pending_expires_ms,
+        "expires": format_ms(session.pending_expires_ms),
+        "ticket_id": session.ticket_id,
+        "approval": "host" if session.local_approval_required else "portal",
+    }
+    subject, text = _in_language(language, lambda _: _session_text(session, link, _))
+    return _notices(
+        SESSION_EVENT,
+        ("session", about),
+        session.customer,
+        recipients,
+        _shown(language),
+        subject,
+        text,
+        link,
+        sent,
+        now_ms,
+    )
+
+
+def _session_text(session: RemoteSession, link: str, _: Gettext) -> tuple[str, list[str]]:
     values = {
         "host": session.hostname,
         "engineer": session.engineer,
@@ -100,30 +132,7 @@ def session_notices(
     if session.local_approval_required:
         lines.append(_(messages.SESSION_ON_HOST))
     lines += ["", _(messages.LINK) % values]
-    about = {
-        "id": session.session_id,
-        "host": session.hostname,
-        "engineer": session.engineer,
-        "reason": session.reason,
-        "duration_ms": session.requested_duration_ms,
-        "requested_ms": session.requested_ms,
-        "expires_ms": session.pending_expires_ms,
-        "expires": format_ms(session.pending_expires_ms),
-        "ticket_id": session.ticket_id,
-        "approval": "host" if session.local_approval_required else "portal",
-    }
-    return _notices(
-        SESSION_EVENT,
-        ("session", about),
-        session.customer,
-        recipients,
-        language,
-        _(messages.SESSION_SUBJECT) % values,
-        lines,
-        link,
-        sent,
-        now_ms,
-    )
+    return _(messages.SESSION_SUBJECT) % values, lines
 
 
 def run_notices(
@@ -134,11 +143,39 @@ def run_notices(
     sent: AbstractSet[str],
     now_ms: int,
 ) -> list[CustomerNotice]:
-    """The notices due for ``run`` (none unless it waits for approval, unapproved)."""
+    """The notices due for ``run`` (none unless it waits for approval, unapproved), in
+    ``language`` as for ``session_notices``."""
     if run.state != "waiting_approval" or run.approved_by is not None:
         return []
-    _ = messages.translations(language).gettext
     link = run_link(run.run_id, link_base)
+    about = {
+        "id": run.run_id,
+        "host": run.hostname,
+        "playbook": run.playbook,
+        "version": run.version,
+        "mode": run.mode,
+        "digest": run.playbook_digest,
+        "params": dict(run.params),
+        "requested_by": run.requested_by,
+        "requested_ms": run.requested_ms,
+        "ticket_id": run.ticket_id,
+    }
+    subject, text = _in_language(language, lambda _: _run_text(run, link, _))
+    return _notices(
+        RUN_EVENT,
+        ("run", about),
+        run.customer,
+        recipients,
+        _shown(language),
+        subject,
+        text,
+        link,
+        sent,
+        now_ms,
+    )
+
+
+def _run_text(run: RunRecord, link: str, _: Gettext) -> tuple[str, list[str]]:
     params = ", ".join(f"{name}={value}" for name, value in sorted(run.params.items()))
     values = {
         "host": run.hostname,
@@ -154,30 +191,24 @@ def run_notices(
     if run.ticket_id is not None:
         lines.append(_(messages.RUN_TICKET) % values)
     lines += ["", _(messages.LINK) % values]
-    about = {
-        "id": run.run_id,
-        "host": run.hostname,
-        "playbook": run.playbook,
-        "version": run.version,
-        "mode": run.mode,
-        "digest": run.playbook_digest,
-        "params": dict(run.params),
-        "requested_by": run.requested_by,
-        "requested_ms": run.requested_ms,
-        "ticket_id": run.ticket_id,
-    }
-    return _notices(
-        RUN_EVENT,
-        ("run", about),
-        run.customer,
-        recipients,
-        language,
-        _(messages.RUN_SUBJECT) % values,
-        lines,
-        link,
-        sent,
-        now_ms,
-    )
+    return _(messages.RUN_SUBJECT) % values, lines
+
+
+def _in_language(
+    language: str, texts: Callable[[Gettext], tuple[str, list[str]]]
+) -> tuple[str, list[str]]:
+    """Subject and lines in ``language``; for no known language both, Chinese first
+    (one subject "中文 / English")."""
+    if language in messages.LANGUAGES:
+        return texts(messages.translations(language).gettext)
+    zh_subject, zh_lines = texts(messages.translations("zh-CN").gettext)
+    en_subject, en_lines = texts(messages.translations("en").gettext)
+    subject = f"{zh_subject} / {en_subject.removeprefix(SUBJECT_PREFIX)}"
+    return subject, [*zh_lines, "", *en_lines]
+
+
+def _shown(language: str) -> str:
+    return language if language in messages.LANGUAGES else BOTH
 
 
 def _notices(

@@ -1,9 +1,9 @@
 """Approval notices from a real collector to a real webhook receiver and SMTP sink.
 
-Two customers with their own contacts; acme reads English, globex Chinese (the
-default). Each pending session and each run waiting for approval reaches exactly its
-own customer's contacts once, with the portal link to its own page, also across a
-restart of the collector.
+Two customers with their own contacts; acme reads English, globex Chinese; a customer
+without a setting gets both. Each pending session and each run waiting for approval
+reaches exactly its own customer's contacts once, with the portal link to its own
+page, also across a restart of the collector.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def test_each_customer_is_told_once_in_its_language_with_its_own_links(
         acme_host = collector.add_host("ag-acme", "acme", "acme-db1")
         globex_host = collector.add_host("ag-globex", "globex", "globex-db1")
         collector.db("set_customer_language", "acme", "en", "admin", wall_ms())
+        collector.db("set_customer_language", "globex", "zh-CN", "admin", wall_ms())
         acme_session = collector.request_session(acme_host)
         globex_session = collector.request_session(globex_host, "globex check")
         waiting_run(collector, "ag-acme", "acme", "run-00000000acme")
@@ -107,6 +108,7 @@ def test_each_customer_is_told_once_in_its_language_with_its_own_links(
         [told] = globex
         assert told["link"] == f"{PUBLIC}/sessions/{globex_session.session_id}"
         assert told["language"] == "zh-CN" and "远程会话待您审批" in told["subject"]
+        assert "Remote session" not in told["subject"] + told["text"]
         mails = [message for _, _, message in smtp.sink.messages]
         assert len(mails) == 2 and all(m["To"] == "ops@acme.example" for m in mails)
         texts = [str(m.get_content()) for m in mails]

@@ -112,8 +112,18 @@ def test_without_a_portal_the_notice_names_the_command() -> None:
     assert session_link("ses-0123456789ab", LINK + "/") == f"{LINK}/sessions/ses-0123456789ab"
 
 
-def test_language_falls_back_to_chinese() -> None:
-    assert language_of("en") == "en"
-    assert language_of(None) == language_of("") == language_of("fr") == "zh-CN"
+def test_without_a_language_setting_the_notice_has_both_chinese_first() -> None:
+    assert language_of("en") == "en" and language_of("zh-CN") == "zh-CN"
+    assert language_of(None) == language_of("") == language_of("fr") == ""
+    [notice] = session_notices(SESSION, [MAIL], "", LINK, set(), T0)
+    assert notice.subject == (
+        "[aftercare] 远程会话待您审批: db1 / Remote session waiting for your approval: db1"
+    )
+    chinese_at = notice.text.index("工程师 erin 申请远程登录")
+    assert chinese_at < notice.text.index("Engineer erin asks to log in")
+    assert notice.text.count(f"{LINK}/sessions/ses-0123456789ab") == 2
+    assert notice.payload["language"] == "zh-CN,en"
+    [run] = run_notices(WAITING_RUN, [MAIL], "", LINK, set(), T0)
+    assert "(变更)" in run.text and "(mutating)" in run.text
     assert translations("en").gettext(messages.NO_PARAMS) == "none"
     assert translations("zh-CN").gettext(messages.NO_PARAMS) == "无"
