@@ -23,7 +23,7 @@ LABELS = (
     "a playbook run",
     "Customer",
     "Approver",
-    "Host (agent id)",
+    "Host",
     "Session",
     "Engineer",
     "Access until",
@@ -38,9 +38,13 @@ LABELS = (
 )
 
 
-def summary(body: Mapping[str, Any], gettext: Callable[[str], str]) -> list[tuple[str, str]]:
-    """(label, value) lines of the approval ``body``, labels translated by ``gettext``."""
+def summary(
+    body: Mapping[str, Any], gettext: Callable[[str], str], hostname: str = ""
+) -> list[tuple[str, str]]:
+    """(label, value) lines of the approval ``body``, labels translated by ``gettext``;
+    ``hostname`` (the collector's name for the body's agent id) is shown beside it."""
     _ = gettext
+    agent_id = str(body.get("agent_id", ""))
     subject = body.get("subject") or {}
     lines: list[tuple[str, str]] = []
     if subject.get("kind") == "session":
@@ -50,7 +54,7 @@ def summary(body: Mapping[str, Any], gettext: Callable[[str], str]) -> list[tupl
     lines += [
         (_("Customer"), str(body.get("customer", ""))),
         (_("Approver"), str(body.get("approver", ""))),
-        (_("Host (agent id)"), str(body.get("agent_id", ""))),
+        (_("Host"), f"{hostname} ({agent_id})" if hostname else agent_id),
     ]
     if subject.get("kind") == "session":
         lines += [

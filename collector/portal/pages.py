@@ -423,7 +423,7 @@ class _Pages:
         who = request[SIGNED_IN].principal
         run = await self._runs().get(who, request.match_info["id"][:40])
         subject = browser_sign.run_subject(run)
-        return await self._to_sign(who, request, run.customer, run.agent_id, subject)
+        return await self._to_sign(who, request, run.customer, run.agent_id, subject, run.hostname)
 
     async def session_to_sign(self, request: web.Request) -> web.StreamResponse:
         """JSON: the canonical approval body of this session for the browser key ``key``."""
@@ -431,7 +431,9 @@ class _Pages:
         session, _ = await self.portal.sessions.get(who, request.match_info["id"][:40])
         now = self.portal.clock_ms()
         subject = browser_sign.session_subject(session, now, _until(request.query, now))
-        return await self._to_sign(who, request, session.customer, session.agent_id, subject)
+        return await self._to_sign(
+            who, request, session.customer, session.agent_id, subject, session.hostname
+        )
 
     async def _to_sign(
         self,
@@ -440,6 +442,7 @@ class _Pages:
         customer: str,
         agent_id: str,
         subject: RunSubject | SessionSubject,
+        hostname: str,
     ) -> web.StreamResponse:
         if who.role != "customer" or who.customer != customer:
             raise errors.PermissionDenied(
@@ -462,7 +465,7 @@ class _Pages:
                 "key_fingerprint": record.key_fingerprint,
                 "text": json.loads(body),
                 "exact": body.decode("utf-8"),
-                "summary": approval_summary.summary(json.loads(body), gettext),
+                "summary": approval_summary.summary(json.loads(body), gettext, hostname),
             }
         )
 

@@ -347,7 +347,8 @@ def test_the_approval_summary_is_translated_and_read_from_the_signed_bytes() -> 
         "expires_ms": 1_700_003_600_000,
         "nonce": "00" * 16,
     }
-    english = dict(approval_summary.summary(body, i18n.translations("en").gettext))
+    english = dict(approval_summary.summary(body, i18n.translations("en").gettext, "db1"))
+    assert english["Host"] == "db1 (ag-acme1)"
     assert english["You approve"] == "a playbook run"
     assert english["Parameters"] == "unit=nginx.service"
     assert english["The approval expires at"] == "2023-11-14 23:13:20 UTC"

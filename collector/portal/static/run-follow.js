@@ -32,8 +32,8 @@
       shown.textContent = label(update.state);
       stateBox.replaceChildren(shown);
     }
-    if (message && update.message) {
-      message.textContent = update.message;
+    if (message) {
+      message.textContent = update.message || "\u2014";
     }
   });
   source.addEventListener("done", function () {
