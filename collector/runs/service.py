@@ -204,12 +204,13 @@ class RunService:
         wait for approval."""
         if who.role != "customer":
             raise PermissionDenied("only a customer user of this host's customer can deny")
-        if not reason.strip():
+        reason = reason.strip()
+        if not reason:
             raise InvalidRequest("reason must not be empty: say why the run is denied")
         run = await self.get(who, run_id)
         if run.state != "waiting_approval":
             raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
-        message = f"denied by user:{who.name}: {reason.strip()}"
+        message = f"denied by user:{who.name}: {reason}"
         cancel = agent_pb2.RunCancel(run_id=run_id, reason=message)
         self._send(run.agent_id, agent_pb2.CollectorMessage(run_cancel=cancel))
         await self._audit(f"user:{who.name}", "playbook.run_denied", run, {"reason": reason})

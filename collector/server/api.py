@@ -242,6 +242,7 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         who.require("engineer", "admin")
         limits.text("playbook", request.playbook, limits.NAME)
         limits.mapping("params", request.params, limits.RUN_PARAMS, limits.RUN_PARAM_VALUE)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
         agent = await self._find_host(who, request.host)
         run = await start_run(
             who,
@@ -251,6 +252,7 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
             request.playbook,
             dict(request.params),
             request.ticket_id or None,
+            request.reason.strip(),
         )
         return run_info(run)
 
@@ -285,6 +287,14 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.text("run_id", request.run_id, limits.NAME)
         limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
+
+    async def DenyRun(
+        self, request: api_pb2.DenyRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.RunInfo:
+        who = await self._who(context)
+        limits.text("run_id", request.run_id, limits.NAME)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
+        return run_info(await self._runs.deny(who, request.run_id, request.reason))
 
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]

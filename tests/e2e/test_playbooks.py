@@ -199,6 +199,46 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     assert "playbook.run_requested" in audit and "playbook.run_approved" in audit
 
 
+def test_a_customer_denies_a_waiting_run_with_the_cli_and_the_host_drops_it(
+    tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
+) -> None:
+    private, public = generate_keypair()
+    (tmp_path / "vendor.pub").write_bytes(public)
+    catalogue = tmp_path / "catalogue"
+    catalogue.mkdir()
+    marker = tmp_path / "marker"
+    (catalogue / "rotate-marker.yaml").write_text(MUTATING.format(marker=marker))
+    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
+    collector = started("--playbooks", str(catalogue))
+    trusting = '[defaults]\napproval = "collector"\n'
+    agent = _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"], trusting)
+    engineer = collector.add_user("erin", "engineer")
+    alice = collector.add_user("alice", "customer", customer="acme")
+    mallory = collector.add_user("mallory", "customer", customer="globex")
+    run = collector.client_json(
+        engineer, "run", "rotate-marker", "--host", "web-1", "--reason", "stale marker"
+    )
+    run_id = run["run_id"]
+    wait_for(
+        lambda: _run_show(collector, engineer, run_id)["run"]["state"] == "waiting_approval",
+        20,
+        "waiting for approval",
+    )
+    no_reason = collector.client(alice, "run", "deny", run_id)
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    assert collector.client(mallory, "run", "deny", run_id, "--reason", "x").returncode == 1
+    assert collector.client(engineer, "run", "deny", run_id, "--reason", "x").returncode == 1
+    denied = collector.client_json(alice, "run", "deny", run_id, "--reason", "not today")
+    assert denied["state"] == "refused" and denied["message"] == "denied by user:alice: not today"
+    runs_log = agent.state_dir / "runs.log"
+    wait_for(lambda: "cancelled by the collector" in runs_log.read_text(), 20, "host dropped it")
+    assert not marker.exists()
+    audit = json.loads(collector.admin("audit", "list", "--json").stdout)
+    requested = next(e for e in audit if e["action"] == "playbook.run_requested")
+    assert requested["details"]["reason"] == "stale marker"
+    assert any(e["action"] == "playbook.run_denied" and e["actor"] == "user:alice" for e in audit)
+
+
 RULE_WITH_PLAYBOOK = """
 groups:
   - name: test
