@@ -105,6 +105,7 @@ class RunPages:
         agent = await self.portal.visible_host(who, request.match_info["agent_id"][:128])
         chosen = request.query.get("playbook", "")[:128]
         ticket = request.query.get("ticket", "")[:18]
+        ticket = ticket if ticket.isdigit() else ""
         return await self._form_page(request, agent, chosen, {}, ticket, "", "")
 
     async def start(self, request: web.Request) -> web.StreamResponse:
