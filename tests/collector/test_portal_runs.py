@@ -18,13 +18,13 @@ from collector.rules import HostRef
 from collector.runs.model import RunRecord
 from collector.store import AgentRecord
 from collector.tickets.service import ManualTicket
-from common.clock import wall_ms
 from proto import agent_pb2
 from tests.collector.portal_support import (
     ENGINEER,
     Browser,
     PortalCollector,
     run_waiting_for_approval,
+    stored_run,
 )
 
 
@@ -63,22 +63,9 @@ def runs(collector: PortalCollector) -> list[RunRecord]:
 
 
 def running_run(collector: PortalCollector, agent: AgentRecord, ticket_id: int | None) -> str:
-    run = RunRecord(
-        run_id="run-00000000feed",
-        agent_id=agent.agent_id,
-        customer=agent.customer,
-        hostname=agent.hostname,
-        playbook="service-status",
-        version="1.0.0",
-        mode="read-only",
-        params={"unit": "nginx.service"},
-        requested_by="user:erin",
-        requested_ms=wall_ms(),
-        ticket_id=ticket_id,
-        state="running",
+    return stored_run(
+        collector, agent, "run-00000000feed", "service-status", "read-only", "running", ticket_id
     )
-    collector.db("create_run", run)
-    return run.run_id
 
 
 def agent_says(collector: PortalCollector, agent: AgentRecord, **kind: object) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -12,9 +11,7 @@ from typing import Any
 import pytest
 
 from playbooks.shipped import catalogue_dir, dev_public_key_path
-from playbooks.sign import write_signed_catalogue
-from playbooks.signing_keys import generate_keypair
-from tests.support import Agent, Collector, wait_for
+from tests.support import Agent, Collector, vendor_catalogue, wait_for
 
 MUTATING = """name: rotate-marker
 version: 1.0.0
@@ -164,16 +161,11 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
 ) -> None:
     """Where the customer trusts the collector's word (approval = "collector")."""
-    private, public = generate_keypair()
-    (tmp_path / "vendor.pub").write_bytes(public)
-    catalogue = tmp_path / "catalogue"
-    catalogue.mkdir()
     marker = tmp_path / "marker"
-    (catalogue / "rotate-marker.yaml").write_text(MUTATING.format(marker=marker))
-    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
-    collector = started("--playbooks", str(catalogue))
+    vendor_key = vendor_catalogue(tmp_path, {"rotate-marker.yaml": MUTATING.format(marker=marker)})
+    collector = started("--playbooks", str(tmp_path / "catalogue"))
     trusting = '[defaults]\napproval = "collector"\n'
-    _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"], trusting)
+    _agent(collector, make_agent, tmp_path, [vendor_key], trusting)
     engineer = collector.add_user("erin", "engineer")
     alice = collector.add_user("alice", "customer", customer="acme")
     mallory = collector.add_user("mallory", "customer", customer="globex")
@@ -202,16 +194,11 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
 def test_a_customer_denies_a_waiting_run_with_the_cli_and_the_host_drops_it(
     tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
 ) -> None:
-    private, public = generate_keypair()
-    (tmp_path / "vendor.pub").write_bytes(public)
-    catalogue = tmp_path / "catalogue"
-    catalogue.mkdir()
     marker = tmp_path / "marker"
-    (catalogue / "rotate-marker.yaml").write_text(MUTATING.format(marker=marker))
-    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
-    collector = started("--playbooks", str(catalogue))
+    vendor_key = vendor_catalogue(tmp_path, {"rotate-marker.yaml": MUTATING.format(marker=marker)})
+    collector = started("--playbooks", str(tmp_path / "catalogue"))
     trusting = '[defaults]\napproval = "collector"\n'
-    agent = _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"], trusting)
+    agent = _agent(collector, make_agent, tmp_path, [vendor_key], trusting)
     engineer = collector.add_user("erin", "engineer")
     alice = collector.add_user("alice", "customer", customer="acme")
     mallory = collector.add_user("mallory", "customer", customer="globex")

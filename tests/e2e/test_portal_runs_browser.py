@@ -14,7 +14,6 @@ playbook; the engineer's open page shows the output as it comes. Screenshots go 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,12 +21,10 @@ from typing import Any
 
 import pytest
 
-from playbooks.sign import write_signed_catalogue
-from playbooks.signing_keys import generate_keypair
 from tests.collector.portal_support import PASSWORD
 from tests.e2e.test_portal_browser import CHROMIUM, DRIVER, heading, shots_dir, start_chrome
 from tests.e2e.test_signed_path import People
-from tests.support import PYTHON, REPO, Agent, Collector, free_port, wait_for
+from tests.support import PYTHON, REPO, Agent, Collector, free_port, vendor_catalogue, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -73,21 +70,17 @@ def site(
     tmp_path: Path, make_agent: Callable[..., Agent], people: People
 ) -> Iterator[tuple[Collector, Agent, str]]:
     """(collector, agent web-1 of acme pinning the root, the portal's URL)."""
-    private, public = generate_keypair()
-    (tmp_path / "vendor.pub").write_bytes(public)
-    catalogue = tmp_path / "catalogue"
-    catalogue.mkdir()
-    (catalogue / "rotate-marker.yaml").write_text(PLAYBOOK)
-    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
+    vendor_key = vendor_catalogue(tmp_path, {"rotate-marker.yaml": PLAYBOOK})
     web = f"127.0.0.1:{free_port()}"
     collector = Collector(
-        tmp_path / "collector", extra_args=["--playbooks", str(catalogue), "--web-listen", web]
+        tmp_path / "collector",
+        extra_args=["--playbooks", str(tmp_path / "catalogue"), "--web-listen", web],
     )
     collector.start()
     try:
         agent = make_agent(
             "web-1",
-            playbooks={"trusted_keys": [str(tmp_path / "vendor.pub")]},
+            playbooks={"trusted_keys": [str(vendor_key)]},
             approvals={"root": people.root_fingerprint},
         )
         assert agent.enroll(collector.join_command("acme")).returncode == 0
