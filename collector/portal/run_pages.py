@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,8 +220,9 @@ class RunPages:
         assert task is not None
         self._follows[task] = who.name
         try:
-            async for message in follow_events(runs, who, run.run_id, offset):
-                await response.write(message.encode())
+            async with contextlib.aclosing(follow_events(runs, who, run.run_id, offset)) as events:
+                async for message in events:
+                    await response.write(message.encode())
             await response.write_eof()
         except ConnectionResetError:  # the browser went away
             pass
@@ -253,7 +255,7 @@ class RunPages:
 
 async def follow_events(
     runs: RunService, who: Principal, run_id: str, offset: int
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The run's SSE messages from output byte ``offset`` until it finishes. The
     output file is the source: each change the run service announces makes the
     follower read what was added since its last read (so nothing is sent twice)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector.portal import approval_summary, i18n
+from collector.portal.run_pages import MAX_FOLLOWS_PER_USER
 from collector.rules import HostRef
 from collector.runs.model import RunRecord
 from collector.store import AgentRecord
@@ -354,3 +355,32 @@ def test_the_approval_summary_is_translated_and_read_from_the_signed_bytes() -> 
     lines = dict(approval_summary.summary(session, i18n.translations("en").gettext))
     assert lines["You approve"] == "a remote session" and lines["Engineer"] == "erin"
     assert lines["Access until"] == "2023-11-14 22:43:20 UTC"
+
+
+def test_the_run_pages_need_a_signed_in_browser(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    run_id = run_waiting_for_approval(collector, agent)
+    stranger = Browser(collector.url, collector.ca_file)
+    for path in (f"/hosts/{agent.agent_id}/run", f"/runs/{run_id}", f"/runs/{run_id}/live"):
+        answer = stranger.get(path)
+        assert (answer.status, answer.headers["Location"]) == (303, "/login"), path
+    for path in (f"/hosts/{agent.agent_id}/run", f"/runs/{run_id}/deny"):
+        assert stranger.post(path, {"playbook": "disk-usage", "reason": "x"}).status == 401
+    assert runs(collector) == [collector.db("get_run", run_id)]  # nothing started or denied
+
+
+def test_live_views_are_limited_per_user(collector: PortalCollector) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    run_id = running_run(collector, agent, None)
+    carol = signed_in(collector, "carol")
+    streams = [carol.stream(f"/runs/{run_id}/live") for _ in range(MAX_FOLLOWS_PER_USER)]
+    try:
+        refused = carol.get(f"/runs/{run_id}/live")
+        assert refused.status == 429 and "close one" in refused.text
+        other = signed_in(collector, "erin").stream(f"/runs/{run_id}/live")
+        assert other.status == 200  # the limit is per user
+        other.close()
+        assert carol.get(f"/runs/{run_id}/live?from=x").status == 400
+    finally:
+        for stream in streams:
+            stream.close()
