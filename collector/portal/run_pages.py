@@ -62,7 +62,7 @@ def run_request_fields(form: Mapping[str, Any]) -> RunRequestFields:
     and values outside their declaration; an empty optional one takes its default."""
     playbook = engineer.field(form, "playbook")
     if not playbook:
-        raise InvalidRequestField("choose a playbook from the catalogue")
+        raise errors.InvalidRequest("choose a playbook from the catalogue")
     raw = {
         str(key).removeprefix(PARAM_PREFIX): str(value)
         for key, value in form.items()
@@ -71,14 +71,10 @@ def run_request_fields(form: Mapping[str, Any]) -> RunRequestFields:
     params = limits.mapping("params", raw, limits.RUN_PARAMS, limits.RUN_PARAM_VALUE)
     ticket = engineer.field(form, "ticket")
     if ticket and not (ticket.isdigit() and len(ticket) <= 18):
-        raise InvalidRequestField("ticket must be a ticket number, or empty")
+        raise errors.InvalidRequest("ticket must be a ticket number, or empty")
     return RunRequestFields(
         playbook, params, int(ticket) if ticket else None, engineer.field(form, "reason")
     )
-
-
-class InvalidRequestField(errors.InvalidRequest):
-    """A start form field that is missing or malformed."""
 
 
 class RunPages:

@@ -210,6 +210,13 @@ def test_unknown_hosts_and_playbooks_are_not_found(collector: PortalCollector) -
         f"/hosts/{agent.agent_id}/run", {"csrf": erin.csrf("/"), "playbook": "format-disks"}
     )
     assert answer.status == 404 and "no playbook" in answer.text
+    unnamed = erin.post(f"/hosts/{agent.agent_id}/run", {"csrf": erin.csrf("/"), "playbook": ""})
+    assert unnamed.status == 400 and "choose a playbook" in unnamed.text
+    bad_ticket = erin.post(
+        f"/hosts/{agent.agent_id}/run",
+        {"csrf": erin.csrf("/"), "playbook": "disk-usage", "ticket": "7 OR 1=1"},
+    )
+    assert bad_ticket.status == 400 and "ticket must be a ticket number" in bad_ticket.text
     assert runs(collector) == []
 
 
