@@ -71,6 +71,7 @@ class _Pending:
     approved: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     approval: agent_pb2.RunApproval | None = None  # the latest one the collector sent
+    cancel_reason: str = ""  # the collector's RunCancel reason (e.g. a customer's denial)
 
 
 class RunHandler:
@@ -117,6 +118,7 @@ class RunHandler:
         elif kind == "run_cancel":
             run = self._runs.get(message.run_cancel.run_id)
             if run is not None:
+                run.cancel_reason = message.run_cancel.reason[:500]
                 run.cancel.set()
 
     async def close(self) -> None:
@@ -207,7 +209,10 @@ class RunHandler:
         finally:
             self._waiting.remove(request.run_id)
         if approved_by is None:
-            await self._refuse(request, "not approved in time (approval expired)")
+            why = "not approved in time (approval expired)"
+            if pending.cancel_reason:
+                why = f"cancelled by the collector: {pending.cancel_reason}"
+            await self._refuse(request, why)
             return False
         self._journal.write("run_approved", run_id=request.run_id, approved=approved_by)
         return True

@@ -234,6 +234,11 @@ class ApiStub:
                 request_serializer=proto_dot_api__pb2.RateTicketRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.TicketDetail.FromString,
                 _registered_method=True)
+        self.DenyRun = channel.unary_unary(
+                '/aftercare.v1.Api/DenyRun',
+                request_serializer=proto_dot_api__pb2.DenyRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RunInfo.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -503,6 +508,15 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DenyRun(self, request, context):
+        """--- portal-runs ---
+        A customer user denies a run waiting for approval, with a reason: it ends as
+        "refused" ("denied by user:NAME: REASON"); the host is told to drop it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -705,6 +719,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.RateTicket,
                     request_deserializer=proto_dot_api__pb2.RateTicketRequest.FromString,
                     response_serializer=proto_dot_api__pb2.TicketDetail.SerializeToString,
+            ),
+            'DenyRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyRun,
+                    request_deserializer=proto_dot_api__pb2.DenyRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RunInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1787,6 +1806,33 @@ class Api:
             '/aftercare.v1.Api/RateTicket',
             proto_dot_api__pb2.RateTicketRequest.SerializeToString,
             proto_dot_api__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.v1.Api/DenyRun',
+            proto_dot_api__pb2.DenyRunRequest.SerializeToString,
+            proto_dot_api__pb2.RunInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,6 +108,11 @@ class ApiStub:
     """--- desk-chain ---
     Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
     """
+    DenyRun: _grpc.UnaryUnaryMultiCallable[_api_pb2.DenyRunRequest, _api_pb2.RunInfo]
+    """--- portal-runs ---
+    A customer user denies a run waiting for approval, with a reason: it ends as
+    "refused" ("denied by user:NAME: REASON"); the host is told to drop it.
+    """
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -183,6 +188,11 @@ class ApiAsyncStub(ApiStub):
     RateTicket: _aio.UnaryUnaryMultiCallable[_api_pb2.RateTicketRequest, _api_pb2.TicketDetail]  # type: ignore[assignment]
     """--- desk-chain ---
     Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+    """
+    DenyRun: _aio.UnaryUnaryMultiCallable[_api_pb2.DenyRunRequest, _api_pb2.RunInfo]  # type: ignore[assignment]
+    """--- portal-runs ---
+    A customer user denies a run waiting for approval, with a reason: it ends as
+    "refused" ("denied by user:NAME: REASON"); the host is told to drop it.
     """
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
@@ -496,6 +506,17 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_pb2.TicketDetail, _abc.Awaitable[_api_pb2.TicketDetail]]:
         """--- desk-chain ---
         Satisfaction rating of a closed ticket (customer users only): 1..5, a comment.
+        """
+
+    @_abc_1.abstractmethod
+    def DenyRun(
+        self,
+        request: _api_pb2.DenyRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.RunInfo, _abc.Awaitable[_api_pb2.RunInfo]]:
+        """--- portal-runs ---
+        A customer user denies a run waiting for approval, with a reason: it ends as
+        "refused" ("denied by user:NAME: REASON"); the host is told to drop it.
         """
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

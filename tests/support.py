@@ -312,3 +312,22 @@ def _toml(values: dict[str, Any]) -> str:
         lines.append(f"[{name}]")
         lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
     return "\n".join(lines) + "\n"
+
+
+def vendor_catalogue(directory: Path, playbooks: dict[str, str]) -> Path:
+    """A catalogue of ``playbooks`` (file name -> YAML) in ``directory/catalogue``, signed
+    with a new vendor key valid a day; returns the vendor's public key file (for an
+    agent's ``trusted_keys``). The catalogue is ``directory / "catalogue"``."""
+    import datetime as dt
+
+    from playbooks.sign import write_signed_catalogue
+    from playbooks.signing_keys import generate_keypair
+
+    private, public = generate_keypair()
+    (directory / "vendor.pub").write_bytes(public)
+    catalogue = directory / "catalogue"
+    catalogue.mkdir()
+    for name, text in playbooks.items():
+        (catalogue / name).write_text(text)
+    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
+    return directory / "vendor.pub"

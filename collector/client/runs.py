@@ -23,7 +23,7 @@ from collector.client.paging import fetch_all
 from common.approval_format import RunSubject
 from proto import api_pb2
 
-RUN_ACTIONS = ("show", "approve")
+RUN_ACTIONS = ("show", "approve", "deny")
 RUN_APPROVAL_MS = 3600 * 1000  # a signed run approval expires after an hour
 
 
@@ -31,13 +31,14 @@ def add_commands(commands: Any) -> None:
     """Register ``playbooks``, ``run`` and ``runs`` on the client's sub-command parser."""
     p = commands.add_parser(
         "run",
-        help="run a signed playbook on a host, or show/approve a run",
-        description="`aftercare run PLAYBOOK --host H [--param k=v ...] [--ticket N] [--follow]` "
-        "starts a run; `aftercare run show RUN_ID` shows one; `aftercare run approve RUN_ID "
-        "[--yes]` shows exactly what is approved, asks, signs and approves it (customer users).",
+        help="run a signed playbook on a host, or show/approve/deny a run",
+        description="`aftercare run PLAYBOOK --host H [--param k=v ...] [--ticket N] "
+        "[--reason TEXT] [--follow]` starts a run; `aftercare run show RUN_ID` shows one; "
+        "`aftercare run approve RUN_ID [--yes]` shows exactly what is approved, asks, signs "
+        "and approves it; `aftercare run deny RUN_ID --reason TEXT` denies it (customer users).",
     )
-    p.add_argument("target", help="playbook name, or show / approve")
-    p.add_argument("run_id", nargs="?", help="run id (for show / approve)")
+    p.add_argument("target", help="playbook name, or show / approve / deny")
+    p.add_argument("run_id", nargs="?", help="run id (for show / approve / deny)")
     p.add_argument("--host", default="", help="hostname or agent id")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
@@ -45,6 +46,11 @@ def add_commands(commands: Any) -> None:
         type=arguments.optional_ticket_id,
         default=0,
         help="attach the output to this ticket",
+    )
+    p.add_argument(
+        "--reason",
+        default="",
+        help="starting: why you run it (audited); deny: why you deny it (required)",
     )
     p.add_argument("--follow", action="store_true", help="stream the output until it finishes")
     p.add_argument("--yes", action="store_true", help="approve: do not ask for confirmation")
@@ -74,6 +80,8 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
             return 2
         if args.target == "show":
             return _show(client, args.run_id, args.json, args.raw)
+        if args.target == "deny":
+            return _deny(client, args)
         return _approve(client, args)
     if not args.host:
         print("error: name the host with --host", file=sys.stderr)
@@ -88,7 +96,11 @@ def _run(client: ApiClient, args: argparse.Namespace) -> int:
     info = client.call(
         "StartRun",
         api_pb2.StartRunRequest(
-            playbook=args.target, host=args.host, params=params, ticket_id=args.ticket
+            playbook=args.target,
+            host=args.host,
+            params=params,
+            ticket_id=args.ticket,
+            reason=args.reason,
         ),
     )
     if not args.follow:
@@ -138,6 +150,16 @@ def _approve(client: Api, args: argparse.Namespace) -> int:
     info = client.call(
         "ApproveRun", api_pb2.ApproveRunRequest(run_id=run.run_id, signed_approval=signed)
     )
+    _print_info(info, args.json)
+    return 0
+
+
+def _deny(client: Api, args: argparse.Namespace) -> int:
+    """Deny a run waiting for approval, with the reason given."""
+    if not args.reason.strip():
+        print("error: `aftercare run deny` needs --reason TEXT (why)", file=sys.stderr)
+        return 2
+    info = client.call("DenyRun", api_pb2.DenyRunRequest(run_id=args.run_id, reason=args.reason))
     _print_info(info, args.json)
     return 0
 

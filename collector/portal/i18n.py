@@ -15,6 +15,7 @@ from typing import get_args
 from collector.inspections.model import EVENT_KINDS as INSPECTION_EVENTS
 from collector.inspections.model import LISTABLE_STATES as INSPECTION_STATES
 from collector.po_catalogue import CatalogTranslations, read_messages
+from collector.portal import approval_summary
 from collector.runs.model import RUN_MODES, RUN_STATES
 from collector.sessions.model import SESSION_EVENT_KINDS, SESSION_STATES
 from collector.tickets.model import TICKET_STATES, EventKind
@@ -36,6 +37,7 @@ MESSAGES = (
     "The request was not valid.",
     "Something went wrong in the collector. Try again; if it persists, tell your vendor.",
     "Sign in to continue.",
+    *approval_summary.LABELS,
 )
 
 

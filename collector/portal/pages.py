@@ -37,7 +37,18 @@ from collector import errors
 from collector.auth import Principal
 from collector.gateway.recording import replay_then_follow
 from collector.inspections.errors import InspectionStateError
-from collector.portal import browser_sign, engineer, error_details, i18n, live_sse, player
+from collector.portal import (
+    approval_summary,
+    browser_sign,
+    engineer,
+    error_details,
+    i18n,
+    live_sse,
+    player,
+)
+from collector.portal.request_state import FORM, SIGNED_IN
+from collector.portal.request_state import safe_headers as _safe_headers
+from collector.portal.run_pages import RunPages
 from collector.portal.signin import PortalSignIn, SignedIn, csrf_matches
 from collector.portal.terminal import terminal_text
 from collector.portal.views import Portal
@@ -54,14 +65,6 @@ SESSION_COOKIE = "__Host-aftercare"
 LOGIN_COOKIE = "__Host-aftercare-login"
 MAX_FORM_BYTES = 64 * 1024
 MAX_WATCHES_PER_USER = 8  # live terminal streams open at once (each holds a queue)
-# script-src: our own files only; 'wasm-unsafe-eval' lets asciinema-player compile its
-# terminal emulator (WebAssembly), nothing else (no eval, no inline script).
-# connect-src: the player fetches a recording / follows a live session, same origin.
-CSP = (
-    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-    "style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Collector errors -> (HTTP status, the page's translated headline). First match wins.
@@ -84,8 +87,6 @@ class CsrfRefused(Exception):
 
 
 PAGES: web.AppKey[_Pages] = web.AppKey("pages")
-SIGNED_IN = web.RequestKey("signed_in", SignedIn)
-FORM: web.RequestKey[Any] = web.RequestKey("form")
 
 
 def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Application:
@@ -104,7 +105,6 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get("/hosts/{agent_id}/session", pages.session_form)
     app.router.add_post("/hosts/{agent_id}/session", pages.request_session)
     app.router.add_get("/approval-key", pages.approval_key)
-    app.router.add_get("/runs/{id}", pages.run)
     app.router.add_get("/runs/{id}/to-sign", pages.run_to_sign)
     app.router.add_get("/sessions/{id}/to-sign", pages.session_to_sign)
     app.router.add_post("/runs/{id}/approve", pages.approve_run)
@@ -133,8 +133,10 @@ def make_app(portal: Portal, signin: PortalSignIn, public_url: str) -> web.Appli
     app.router.add_get(
         "/static/browser-sign.js", _package_static("browser-sign.js", "text/javascript")
     )
+    app.router.add_get("/static/run-follow.js", _package_static("run-follow.js", "text/javascript"))
     app.router.add_get("/favicon.ico", _no_icon)
     app.on_shutdown.append(pages.end_watches)
+    RunPages(portal, pages.render).add_routes(app)  # /hosts/ID/run, /runs/ID[/live|/deny]
     app[PAGES] = pages
     return app
 
@@ -151,15 +153,6 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
         raise
     _safe_headers(request, response)
     return response
-
-
-def _safe_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
-    if not request.path.startswith("/static/"):
-        response.headers["Cache-Control"] = "no-store"
 
 
 @web.middleware
@@ -319,12 +312,7 @@ class _Pages:
     async def _visible_host(self, request: web.Request) -> AgentRecord:
         """The host of the path's agent id, if the signed-in user may see it (else 404)."""
         who = request[SIGNED_IN].principal
-        agent_id = request.match_info["agent_id"][:128]
-        db = self.portal.db
-        agent = await db.call(db.store.get_agent, agent_id)
-        if agent is None or (who.role == "customer" and agent.customer != who.customer):
-            raise errors.NotFound(f"no host {agent_id!r}; the fleet page lists them")
-        return agent
+        return await self.portal.visible_host(who, request.match_info["agent_id"][:128])
 
     async def session(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
@@ -429,18 +417,6 @@ class _Pages:
             await self.portal.sessions.terminate(who, session_id)
         raise web.HTTPSeeOther(f"/sessions/{session_id}")
 
-    async def run(self, request: web.Request) -> web.StreamResponse:
-        who = request[SIGNED_IN].principal
-        run = await self._runs().get(who, request.match_info["id"][:40])
-        agent = await self.portal.db.call(self.portal.db.store.get_agent, run.agent_id)
-        return self.render(
-            request,
-            "run.html.j2",
-            run=run,
-            playbook=self.portal.playbook(run.playbook),
-            pinned_root=agent.approval_root if agent is not None else "",
-        )
-
     async def approve_run(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
         run_id = request.match_info["id"][:40]
@@ -457,7 +433,7 @@ class _Pages:
         who = request[SIGNED_IN].principal
         run = await self._runs().get(who, request.match_info["id"][:40])
         subject = browser_sign.run_subject(run)
-        return await self._to_sign(who, request, run.customer, run.agent_id, subject)
+        return await self._to_sign(who, request, run.customer, run.agent_id, subject, run.hostname)
 
     async def session_to_sign(self, request: web.Request) -> web.StreamResponse:
         """JSON: the canonical approval body of this session for the browser key ``key``."""
@@ -465,7 +441,9 @@ class _Pages:
         session, _ = await self.portal.sessions.get(who, request.match_info["id"][:40])
         now = self.portal.clock_ms()
         subject = browser_sign.session_subject(session, now, _until(request.query, now))
-        return await self._to_sign(who, request, session.customer, session.agent_id, subject)
+        return await self._to_sign(
+            who, request, session.customer, session.agent_id, subject, session.hostname
+        )
 
     async def _to_sign(
         self,
@@ -474,6 +452,7 @@ class _Pages:
         customer: str,
         agent_id: str,
         subject: RunSubject | SessionSubject,
+        hostname: str,
     ) -> web.StreamResponse:
         if who.role != "customer" or who.customer != customer:
             raise errors.PermissionDenied(
@@ -488,12 +467,15 @@ class _Pages:
         except errors.CollectorError as exc:  # shown in the page by the script
             return web.json_response({"error": str(exc)}, status=403)
         body = browser_sign.approval_body(record, agent_id, subject, now)
+        gettext = i18n.translations(_language(request)).gettext
         return web.json_response(
             {
                 "body": base64.b64encode(body).decode("ascii"),
                 "approver": record.name,
                 "key_fingerprint": record.key_fingerprint,
                 "text": json.loads(body),
+                "exact": body.decode("utf-8"),
+                "summary": approval_summary.summary(json.loads(body), gettext, hostname),
             }
         )
 
@@ -517,8 +499,10 @@ class _Pages:
 
     async def ticket(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
-        view = await self.portal.tickets.get(who, int(request.match_info["id"]))
-        return self.render(request, "ticket.html.j2", view=view)
+        ticket_id = int(request.match_info["id"])
+        view = await self.portal.tickets.get(who, ticket_id)
+        runs = await self.portal.ticket_runs(who, ticket_id)
+        return self.render(request, "ticket.html.j2", view=view, runs=runs)
 
     async def ticket_report(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal

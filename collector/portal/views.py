@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.auth import Principal
+from collector.errors import NotFound
 from collector.fleet import Fleet
 from collector.gateway.recording import WatchHub
 from collector.health import HealthSummary, summarize
@@ -20,6 +21,7 @@ from collector.runs.model import RunRecord
 from collector.runs.service import RunService
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
+from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import ACTIVE_STATES
 from collector.tickets.service import TicketService, TicketView
@@ -32,6 +34,7 @@ TICKETS_SHOWN = 50  # the newest active tickets on the overview
 CONSENT_STATES = frozenset({"planned", "announced"})
 QUEUE_STATES = ACTIVE_STATES - {"resolved"}  # resolved ones wait for the customer
 QUEUE_LIMIT = 500
+TICKET_RUNS_SHOWN = 50  # diagnostic runs listed on a ticket's page
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,20 @@ class Portal:
             live_sessions=tuple(s for s in sessions if s.state in ("approved", "active")),
             waiting=waiting,
         )
+
+    async def visible_host(self, who: Principal, agent_id: str) -> AgentRecord:
+        """The host ``agent_id`` if ``who`` may see it; NotFound (404) otherwise."""
+        agent = await self.db.call(self.db.store.get_agent, agent_id)
+        if agent is None or (who.role == "customer" and agent.customer != who.customer):
+            raise NotFound(f"no host {agent_id!r}; the fleet page lists them")
+        return agent
+
+    async def ticket_runs(self, who: Principal, ticket_id: int) -> list[RunRecord]:
+        """The playbook runs attached to ticket ``ticket_id`` (newest first, at most
+        TICKET_RUNS_SHOWN) that ``who`` may see; [] when runs are not served."""
+        if self.runs is None:
+            return []
+        return await self.runs.list_ticket_runs(who, ticket_id, TICKET_RUNS_SHOWN)
 
     def playbook(self, name: str) -> Playbook | None:
         """The catalogue's playbook ``name`` (what a run collects or changes), if served."""

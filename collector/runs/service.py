@@ -90,10 +90,13 @@ class RunService:
         playbook_name: str,
         params: Mapping[str, str],
         ticket_id: int | None,
+        reason: str = "",
     ) -> RunRecord:
         """Record a run and send it to the agent; ``undeliverable`` if it is not connected.
 
-        FailedPrecondition ("agent revoked") for a revoked agent."""
+        ``reason`` (why the engineer runs it; optional) goes into the audit entry
+        ``playbook.run_requested``. FailedPrecondition ("agent revoked") for a revoked
+        agent."""
         require_not_revoked(agent, "run a playbook on it")
         playbook = self._playbook(playbook_name)
         masked = _mask(playbook, params)
@@ -118,7 +121,10 @@ class RunService:
             bound_params=bound_params(params, _secret_names(playbook)),
         )
         run = await self._db.call(self._store.create_run, run)
-        await self._audit(requested_by, "playbook.run_requested", run, {"params": dict(masked)})
+        requested: dict[str, Any] = {"params": dict(masked)}
+        if reason:
+            requested["reason"] = reason
+        await self._audit(requested_by, "playbook.run_requested", run, requested)
         request = agent_pb2.RunRequest(
             run_id=run.run_id,
             playbook=playbook.name,
@@ -189,6 +195,27 @@ class RunService:
             run_id, approved_by=approved_by, signed_approval=signed_approval or None
         )
 
+    async def deny(self, who: Principal, run_id: str, reason: str) -> RunRecord:
+        """A customer user of the run's customer denies a run that waits for approval.
+
+        The run ends as ``refused`` with the message "denied by user:NAME: REASON"
+        (audited ``playbook.run_denied``); the host is told to drop it (RunCancel) if it
+        is connected. InvalidRequest for an empty reason; Conflict if the run does not
+        wait for approval."""
+        if who.role != "customer":
+            raise PermissionDenied("only a customer user of this host's customer can deny")
+        reason = reason.strip()
+        if not reason:
+            raise InvalidRequest("reason must not be empty: say why the run is denied")
+        run = await self.get(who, run_id)
+        if run.state != "waiting_approval":
+            raise Conflict(f"run {run_id} is {run.state}, not waiting for approval")
+        message = f"denied by user:{who.name}: {reason}"
+        cancel = agent_pb2.RunCancel(run_id=run_id, reason=message)
+        self._send(run.agent_id, agent_pb2.CollectorMessage(run_cancel=cancel))
+        await self._audit(f"user:{who.name}", "playbook.run_denied", run, {"reason": reason})
+        return await self._finish(run_id, "refused", message, audit_refusal=False)
+
     async def get(self, who: Principal, run_id: str) -> RunRecord:
         run = await self._db.call(self._store.get_run, run_id)
         if run is None or not who.can_see(run.customer):
@@ -199,6 +226,13 @@ class RunService:
         customer = who.visible_customer(None)
         return await self._db.call(self._store.list_runs, customer, agent_id, limit)
 
+    async def list_ticket_runs(self, who: Principal, ticket_id: int, limit: int) -> list[RunRecord]:
+        """The runs attached to ticket ``ticket_id`` that ``who`` may see, newest first."""
+        customer = who.visible_customer(None)
+        return await self._db.call(
+            lambda: self._store.list_runs(customer, None, limit, ticket_id=ticket_id)
+        )
+
     def output(self, run_id: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[bytes, bool]:
         """The stored (redacted) output and whether it was cut at ``limit``."""
         path = self._output_path(run_id)
@@ -207,6 +241,16 @@ class RunService:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)
         return data[:limit], len(data) > limit
+
+    def output_from(self, run_id: str, offset: int, limit: int) -> bytes:
+        """At most ``limit`` bytes of the stored output from byte ``offset`` on (b"" past
+        its end): a follower reads what was added since it last looked."""
+        path = self._output_path(run_id)
+        if not path.exists():
+            return b""
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(limit)
 
     def step_outputs(self, run_id: str) -> dict[str, bytes]:
         """The stored output split by step name (steps run one after another), in
@@ -335,8 +379,15 @@ class RunService:
             await self._attach_to_ticket(record)
 
     async def _finish(
-        self, run_id: str, state: str, message: str, result: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        state: str,
+        message: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        audit_refusal: bool = True,
     ) -> RunRecord:
+        """End the run; a refusal by the agent is audited (``audit_refusal``)."""
         data, _ = self.output(run_id)
         self._current_step.pop(run_id, None)
         record = await self._update(
@@ -348,7 +399,7 @@ class RunService:
             output_bytes=len(data),
             output_sha256=hashlib.sha256(data).hexdigest(),
         )
-        if state == "refused":
+        if state == "refused" and audit_refusal:
             await self._audit(
                 f"agent:{record.agent_id}", "playbook.run_refused", record, {"reason": message}
             )

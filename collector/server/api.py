@@ -20,6 +20,7 @@ from collector.gateway.recording import WatchHub, replay_then_follow
 from collector.health import summarize
 from collector.inspections.service import InspectionService
 from collector.runs.service import RunService
+from collector.runs.starting import start_run
 from collector.server.approver_messages import approver_info
 from collector.server.desk_api import DeskApi
 from collector.server.history_messages import archive_entry, history_request, series_info
@@ -241,14 +242,17 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         who.require("engineer", "admin")
         limits.text("playbook", request.playbook, limits.NAME)
         limits.mapping("params", request.params, limits.RUN_PARAMS, limits.RUN_PARAM_VALUE)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
         agent = await self._find_host(who, request.host)
-        ticket_id = request.ticket_id or None
-        if ticket_id is not None:
-            ticket = await self._tickets.get(who, ticket_id)
-            if ticket.ticket.customer != agent.customer:
-                raise InvalidRequest(f"ticket {ticket_id} belongs to another customer")
-        run = await self._runs.start(
-            f"user:{who.name}", agent, request.playbook, dict(request.params), ticket_id
+        run = await start_run(
+            who,
+            self._runs,
+            self._tickets,
+            agent,
+            request.playbook,
+            dict(request.params),
+            request.ticket_id or None,
+            request.reason.strip(),
         )
         return run_info(run)
 
@@ -283,6 +287,14 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         limits.text("run_id", request.run_id, limits.NAME)
         limits.blob("signed_approval", request.signed_approval, limits.SIGNED_APPROVAL)
         return run_info(await self._runs.approve(who, request.run_id, request.signed_approval))
+
+    async def DenyRun(
+        self, request: api_pb2.DenyRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.RunInfo:
+        who = await self._who(context)
+        limits.text("run_id", request.run_id, limits.NAME)
+        limits.text("reason", request.reason, limits.SESSION_REASON)
+        return run_info(await self._runs.deny(who, request.run_id, request.reason))
 
     async def FollowRun(
         self, request: api_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]

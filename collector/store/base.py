@@ -553,10 +553,16 @@ class Store(InspectionStore, PortalStore, LeaseStore, NoticeStore, Protocol):
         ...
 
     def list_runs(
-        self, customer: str | None = None, agent_id: str | None = None, limit: int = 100
+        self,
+        customer: str | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+        *,
+        ticket_id: int | None = None,
     ) -> list[RunRecord]:
-        """Runs matching every filter given, newest first (requested_ms descending,
-        then run_id ascending), at most ``limit``. Raises InvalidRequest if limit < 1."""
+        """Runs matching every filter given (``ticket_id``: the runs attached to that
+        ticket), newest first (requested_ms descending, then run_id ascending), at most
+        ``limit``. Raises InvalidRequest if limit < 1."""
         ...
 
     def update_run(

@@ -839,12 +839,18 @@ class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices):
         return run_from_row(row) if row else None
 
     def list_runs(
-        self, customer: str | None = None, agent_id: str | None = None, limit: int = 100
+        self,
+        customer: str | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+        *,
+        ticket_id: int | None = None,
     ) -> list[RunRecord]:
         check_limit(limit)
         conditions: list[str] = []
         params: list[Any] = []
-        for column, value in (("customer", customer), ("agent_id", agent_id)):
+        filters = (("customer", customer), ("agent_id", agent_id), ("ticket_id", ticket_id))
+        for column, value in filters:
             if value is not None:
                 conditions.append(f"{column} = ?")
                 params.append(value)

@@ -339,6 +339,15 @@ def test_mutating_without_approval_waits_then_expires(
     assert "approval" in refused(fx)
 
 
+def test_a_run_the_customer_denied_is_dropped_with_the_reason(fx: Fixture) -> None:
+    fx.write(mode="mutating")
+    cancel = agent_pb2.CollectorMessage(
+        run_cancel=agent_pb2.RunCancel(run_id="run-1", reason="denied by user:alice: not today")
+    )
+    drive(fx.handler(), fx.request(fx.sign()), cancel, until=lambda: refused_or_none(fx))
+    assert refused(fx) == "cancelled by the collector: denied by user:alice: not today"
+
+
 def test_collector_approval_runs_a_mutating_playbook_only_where_the_customer_trusts_it(
     fx: Fixture,
 ) -> None:

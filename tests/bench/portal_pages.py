@@ -11,7 +11,10 @@ collector with its portal (``tests.collector.portal_support.PortalCollector``: H
 on loopback), signs in a customer user and an engineer, and loads each page
 ``--loads`` times over HTTPS: the overview and a ticket as the customer, the overview
 as the engineer (every customer), and the engineer pages: the queue (all, and
-filtered), a ticket with its action forms, the fleet (all, and one customer).
+filtered), a ticket with its action forms, the fleet (all, and one customer); and the
+playbook-run pages: the start form (the catalogue, then one playbook's parameters), a
+finished run with 64 KiB of output, a run waiting for the customer's approval. Every
+ticket has a diagnostic run attached (10,000 runs), the loaded ticket three.
 Reports min / median / max milliseconds per page and PASS/FAIL against the 300 ms
 target (issue 13) on the median.
 """
@@ -30,12 +33,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from collector.datadir import DataDir, initialise
+from collector.runs.model import RunRecord
 from collector.store import AgentRecord, SQLiteStore
 from collector.tickets.model import NewEvent, NewTicket
 from tests.collector.portal_support import Browser, PortalCollector
 
 TARGET_MS = 300.0
 CUSTOMERS = 50
+OUTPUT_BYTES = 64 * 1024  # of the finished run loaded
 
 
 def fill(data_dir: Path, hosts: int, tickets: int) -> None:
@@ -56,8 +61,39 @@ def fill(data_dir: Path, hosts: int, tickets: int) -> None:
             if i % 4 == 0:
                 ack = NewEvent(now, "user:erin", "acknowledged")
                 store.update_ticket(replace(ticket, state="closed", closed_ms=now), [ack])
+            store.create_run(_run(f"run-bench{i:06d}", i % hosts, ticket.id, now - i * 1000))
+        for extra in range(2):  # ticket 2 has three runs
+            store.create_run(_run(f"run-extra{extra}", 1, 2, now))
+        store.create_run(_run("run-bench-output", 1, None, now, state="ok"))
+        store.create_run(_run("run-bench-waiting", 1, None, now, state="waiting_approval"))
     finally:
         store.close()
+    runs_dir = data_dir / "runs"
+    runs_dir.mkdir(mode=0o700, exist_ok=True)
+    line = b"/var/log/journal  1.2G  a line of diagnostic output\n"
+    (runs_dir / "run-bench-output.out").write_bytes(
+        (line * (OUTPUT_BYTES // len(line) + 1))[:OUTPUT_BYTES]
+    )
+
+
+def _run(run_id: str, host: int, ticket_id: int | None, at_ms: int, state: str = "ok") -> RunRecord:
+    finished = state == "ok"
+    return RunRecord(
+        run_id=run_id,
+        agent_id=f"ag-{host:05d}",
+        customer=f"customer{host % CUSTOMERS:02d}",
+        hostname=f"host{host:05d}",
+        playbook="service-status",
+        version="1.0.0",
+        mode="read-only",
+        params={"unit": "nginx.service"},
+        requested_by="rule:systemd_unit_failed",
+        requested_ms=at_ms,
+        ticket_id=ticket_id,
+        state=state,  # type: ignore[arg-type]
+        result={"status": "ok", "duration_ms": 1200, "steps": []} if finished else {},
+        output_bytes=OUTPUT_BYTES if run_id == "run-bench-output" else 0,
+    )
 
 
 def timed(browser: Browser, path: str, loads: int) -> list[float]:
@@ -103,6 +139,16 @@ def main() -> int:
                 "engineer fleet (all customers)": timed(engineer, "/fleet", args.loads),
                 "engineer fleet (one customer)": timed(
                     engineer, "/fleet?customer=customer01", args.loads
+                ),
+                "engineer run form (catalogue)": timed(engineer, "/hosts/ag-00001/run", args.loads),
+                "engineer run form (parameters)": timed(
+                    engineer, "/hosts/ag-00001/run?playbook=service-status", args.loads
+                ),
+                "customer run (64 KiB output)": timed(
+                    customer, "/runs/run-bench-output", args.loads
+                ),
+                "customer run waiting for approval": timed(
+                    customer, "/runs/run-bench-waiting", args.loads
                 ),
             }
         finally:

@@ -27,7 +27,7 @@ from collector.auth import Principal
 from collector.config import ServeConfig
 from collector.inspections.service import PlanRequest
 from collector.portal.passwords import set_password
-from collector.runs.model import RunRecord
+from collector.runs.model import RunRecord, RunState
 from collector.server.app import CollectorServer
 from collector.sessions.model import RemoteSession
 from collector.store import AgentRecord
@@ -223,18 +223,33 @@ def published_inspection(collector: PortalCollector, customer: str) -> int:
 
 def run_waiting_for_approval(collector: PortalCollector, agent: AgentRecord) -> str:
     """A mutating playbook run held for the customer's approval (as the agent reports)."""
+    return stored_run(collector, agent, "run-0123456789ab", "restart_service", "mutating")
+
+
+def stored_run(
+    collector: PortalCollector,
+    agent: AgentRecord,
+    run_id: str,
+    playbook: str,
+    mode: str,
+    state: RunState = "waiting_approval",
+    ticket_id: int | None = None,
+) -> str:
+    """A run of ``playbook`` on ``agent`` written to the store in ``state``, as erin's,
+    with the parameter unit=nginx.service."""
     run = RunRecord(
-        run_id="run-0123456789ab",
+        run_id=run_id,
         agent_id=agent.agent_id,
         customer=agent.customer,
         hostname=agent.hostname,
-        playbook="restart_service",
+        playbook=playbook,
         version="1.0.0",
-        mode="mutating",
+        mode=mode,
         params={"unit": "nginx.service"},
         requested_by="user:erin",
         requested_ms=wall_ms(),
-        state="waiting_approval",
+        ticket_id=ticket_id,
+        state=state,
     )
     collector.db("create_run", run)
     return run.run_id

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from collector.auth import Principal
-from collector.errors import InvalidRequest, NotFound, PermissionDenied
+from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from collector.rules import HostRef
 from collector.runs.catalogue import load_catalogue
 from collector.runs.service import STALE_RUN_MS, RunService
@@ -163,6 +163,58 @@ def test_only_a_customer_of_that_customer_approves_a_waiting_run(world: World) -
     approved = world.run(lambda: world.service.approve(ALICE, run.run_id))
     assert approved.approved_by == "user:alice"
     assert world.sent[-1][1].run_approval.run_id == run.run_id
+
+
+def test_a_customer_denies_a_waiting_run_and_the_host_is_told(world: World) -> None:
+    run = world.run(
+        lambda: world.service.start(
+            "user:erin", AGENT, "time-sync", {}, None, reason="clock drift on web-1"
+        )
+    )
+    requested = world.db.store.audit_entries()[-1]
+    assert requested.details["reason"] == "clock drift on web-1"
+    waiting = agent_pb2.AgentMessage(
+        run_update=agent_pb2.RunUpdate(run_id=run.run_id, state="waiting_approval")
+    )
+    world.run(lambda: world.service.on_agent_message(HOST, waiting))
+    with pytest.raises(PermissionDenied):
+        world.run(lambda: world.service.deny(ERIN, run.run_id, "no"))
+    with pytest.raises(NotFound):
+        world.run(lambda: world.service.deny(MALLORY, run.run_id, "no"))
+    with pytest.raises(InvalidRequest, match="reason"):
+        world.run(lambda: world.service.deny(ALICE, run.run_id, "  "))
+    denied = world.run(lambda: world.service.deny(ALICE, run.run_id, " not today "))
+    assert denied.state == "refused" and denied.message == "denied by user:alice: not today"
+    cancel = world.sent[-1][1].run_cancel
+    assert cancel.run_id == run.run_id and "not today" in cancel.reason
+    entry = world.db.store.audit_entries()[-1]
+    assert (entry.action, entry.actor, entry.details["reason"]) == (
+        "playbook.run_denied",
+        "user:alice",
+        "not today",
+    )
+    with pytest.raises(Conflict):
+        world.run(lambda: world.service.deny(ALICE, run.run_id, "again"))
+    late = agent_pb2.AgentMessage(
+        run_update=agent_pb2.RunUpdate(run_id=run.run_id, state="running")
+    )
+    world.run(lambda: world.service.on_agent_message(HOST, late))
+    assert world.db.store.get_run(run.run_id).state == "refused"  # a denial is final
+
+
+def test_output_from_reads_what_was_added_since(world: World) -> None:
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+    assert world.service.output_from(run.run_id, 0, 100) == b""
+    for data in (b"abc", b"defg"):
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="s", data=data)
+        world.run(
+            lambda chunk=chunk: world.service.on_agent_message(
+                HOST, agent_pb2.AgentMessage(run_output=chunk)
+            )
+        )
+    assert world.service.output_from(run.run_id, 0, 100) == b"abcdefg"
+    assert world.service.output_from(run.run_id, 3, 2) == b"de"
+    assert world.service.output_from(run.run_id, 7, 100) == b""
 
 
 def test_runs_without_an_answer_expire(world: World) -> None:

@@ -146,6 +146,18 @@ def test_list_filters_and_limit(store: Store, several: dict[str, RunRecord]) -> 
         store.list_runs(limit=0)
 
 
+def test_list_a_tickets_runs(store: Store) -> None:
+    store.create_run(new_run("run-t1", ticket_id=7, requested_ms=T0))
+    store.create_run(new_run("run-t2", ticket_id=7, requested_ms=T0 + 1))
+    store.create_run(new_run("run-t3", ticket_id=8, requested_ms=T0 + 2))
+    store.create_run(new_run("run-t4", customer="zeta", ticket_id=7, requested_ms=T0 + 3))
+    store.create_run(new_run("run-none", requested_ms=T0 + 4))
+    assert names(store.list_runs(ticket_id=7)) == ["t4", "t2", "t1"]
+    assert names(store.list_runs("acme", ticket_id=7)) == ["t2", "t1"]
+    assert names(store.list_runs(ticket_id=7, limit=1)) == ["t4"]
+    assert names(store.list_runs(ticket_id=9)) == []
+
+
 def test_list_default_limit_is_100(store: Store) -> None:
     for n in range(105):
         store.create_run(new_run(f"run-{n:03d}", requested_ms=T0 + n))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -12,9 +11,7 @@ from typing import Any
 import pytest
 
 from playbooks.shipped import catalogue_dir, dev_public_key_path
-from playbooks.sign import write_signed_catalogue
-from playbooks.signing_keys import generate_keypair
-from tests.support import Agent, Collector, wait_for
+from tests.support import Agent, Collector, vendor_catalogue, wait_for
 
 MUTATING = """name: rotate-marker
 version: 1.0.0
@@ -164,16 +161,11 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
 ) -> None:
     """Where the customer trusts the collector's word (approval = "collector")."""
-    private, public = generate_keypair()
-    (tmp_path / "vendor.pub").write_bytes(public)
-    catalogue = tmp_path / "catalogue"
-    catalogue.mkdir()
     marker = tmp_path / "marker"
-    (catalogue / "rotate-marker.yaml").write_text(MUTATING.format(marker=marker))
-    write_signed_catalogue(catalogue, private, catalogue_version=1, valid_for=dt.timedelta(days=1))
-    collector = started("--playbooks", str(catalogue))
+    vendor_key = vendor_catalogue(tmp_path, {"rotate-marker.yaml": MUTATING.format(marker=marker)})
+    collector = started("--playbooks", str(tmp_path / "catalogue"))
     trusting = '[defaults]\napproval = "collector"\n'
-    _agent(collector, make_agent, tmp_path, [tmp_path / "vendor.pub"], trusting)
+    _agent(collector, make_agent, tmp_path, [vendor_key], trusting)
     engineer = collector.add_user("erin", "engineer")
     alice = collector.add_user("alice", "customer", customer="acme")
     mallory = collector.add_user("mallory", "customer", customer="globex")
@@ -197,6 +189,41 @@ def test_mutating_playbook_waits_for_the_customer_and_only_the_right_one(
     assert marker.exists()
     audit = [e["action"] for e in json.loads(collector.admin("audit", "list", "--json").stdout)]
     assert "playbook.run_requested" in audit and "playbook.run_approved" in audit
+
+
+def test_a_customer_denies_a_waiting_run_with_the_cli_and_the_host_drops_it(
+    tmp_path: Path, started: Callable[..., Collector], make_agent: Callable[..., Agent]
+) -> None:
+    marker = tmp_path / "marker"
+    vendor_key = vendor_catalogue(tmp_path, {"rotate-marker.yaml": MUTATING.format(marker=marker)})
+    collector = started("--playbooks", str(tmp_path / "catalogue"))
+    trusting = '[defaults]\napproval = "collector"\n'
+    agent = _agent(collector, make_agent, tmp_path, [vendor_key], trusting)
+    engineer = collector.add_user("erin", "engineer")
+    alice = collector.add_user("alice", "customer", customer="acme")
+    mallory = collector.add_user("mallory", "customer", customer="globex")
+    run = collector.client_json(
+        engineer, "run", "rotate-marker", "--host", "web-1", "--reason", "stale marker"
+    )
+    run_id = run["run_id"]
+    wait_for(
+        lambda: _run_show(collector, engineer, run_id)["run"]["state"] == "waiting_approval",
+        20,
+        "waiting for approval",
+    )
+    no_reason = collector.client(alice, "run", "deny", run_id)
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    assert collector.client(mallory, "run", "deny", run_id, "--reason", "x").returncode == 1
+    assert collector.client(engineer, "run", "deny", run_id, "--reason", "x").returncode == 1
+    denied = collector.client_json(alice, "run", "deny", run_id, "--reason", "not today")
+    assert denied["state"] == "refused" and denied["message"] == "denied by user:alice: not today"
+    runs_log = agent.state_dir / "runs.log"
+    wait_for(lambda: "cancelled by the collector" in runs_log.read_text(), 20, "host dropped it")
+    assert not marker.exists()
+    audit = json.loads(collector.admin("audit", "list", "--json").stdout)
+    requested = next(e for e in audit if e["action"] == "playbook.run_requested")
+    assert requested["details"]["reason"] == "stale marker"
+    assert any(e["action"] == "playbook.run_denied" and e["actor"] == "user:alice" for e in audit)
 
 
 RULE_WITH_PLAYBOOK = """

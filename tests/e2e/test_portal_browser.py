@@ -44,6 +44,15 @@ def collector(tmp_path: Path) -> Iterator[PortalCollector]:
 
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Any]:
+    driver = start_chrome()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def start_chrome() -> Any:
+    """A headless Debian Chromium through chromedriver, in English; quit() it."""
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -55,10 +64,7 @@ def chrome(tmp_path: Path) -> Iterator[Any]:
     options.accept_insecure_certs = True  # the collector's own CA is not in Chromium's store
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
     driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    return driver
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -195,9 +201,13 @@ def test_customer_enrols_a_browser_key_and_signs_a_session_approval(
 
     chrome.get(f"{collector.url}/sessions/{session.session_id}")
     WebDriverWait(chrome, 15).until(
-        lambda d: session.session_id in d.find_element(By.ID, "sign-text").text
+        lambda d: session.session_id in d.find_element(By.ID, "sign-summary").text
     )
     assert chrome.find_element(By.ID, "sign-fingerprint").text == shown
+    summary = chrome.find_element(By.ID, "sign-summary").text
+    assert "a remote session" in summary and "Access until" in summary and "{" not in summary
+    exact = chrome.find_element(By.ID, "sign-text").get_attribute("textContent")
+    assert exact.startswith("{") and session.session_id in exact  # the bytes, in <details>
     chrome.save_screenshot(str(shots / "sign-2-session.png"))
     chrome.find_element(By.ID, "approve").click()
     heading(chrome, "approved")

@@ -49,6 +49,25 @@ function show(id, text) {
   if (element) element.textContent = text;
 }
 
+// The translated summary (label, value) lines the server made from the exact bytes.
+function showSummary(lines) {
+  const list = document.getElementById("sign-summary");
+  if (!list || !Array.isArray(lines)) return;
+  list.replaceChildren();
+  for (const [label, value] of lines) {
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const detail = document.createElement("dd");
+    detail.textContent = value;
+    list.append(term, detail);
+  }
+}
+
+function showAnswer(answer) {
+  showSummary(answer.summary);
+  show("sign-text", answer.exact || JSON.stringify(answer.text, null, 2));
+}
+
 async function enrolPage() {
   const button = document.getElementById("create-key");
   const refresh = async () => {
@@ -91,7 +110,7 @@ async function signPage(form) {
   const preview = async () => {
     try {
       const answer = await fetchBody();
-      show("sign-text", JSON.stringify(answer.text, null, 2));
+      showAnswer(answer);
       show("sign-error", "");
     } catch (error) {
       show("sign-error", String(error.message || error));
@@ -102,7 +121,7 @@ async function signPage(form) {
     event.preventDefault();
     try {
       const answer = await fetchBody();
-      show("sign-text", JSON.stringify(answer.text, null, 2));
+      showAnswer(answer);
       const body = fromB64(answer.body);
       const signature = await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, body);
       form.querySelector("#sign-key").value = info.fingerprint;
