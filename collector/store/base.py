@@ -27,6 +27,7 @@ from collector.errors import (
     UserExists,
 )
 from collector.history.model import HistorySeries
+from collector.outbox import OutboxStore
 from collector.runs.errors import UnknownRun
 from collector.runs.model import (
     FINISHED_RUN_STATES,
@@ -261,7 +262,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(InspectionStore, PortalStore, LeaseStore, Protocol):
+class Store(InspectionStore, PortalStore, LeaseStore, OutboxStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -13,18 +13,20 @@ rule engine's alerts, Alertmanager and the notifiers. Contracts:
   was resolved or closed (it never cleared, or cleared for less than the recovery
   delay) re-opens the ticket, or opens a new one outside the reopen window; the
   check reads the stored ticket, so it holds across a restart.
-- SLA clocks and escalations are computed from stored timestamps and events only,
-  and every notification sent is recorded on the ticket, so a restart changes
-  nothing and sends nothing twice.
+- SLA clocks and escalations are computed from stored timestamps and events only.
+  Every due notification goes through the outbox (``collector.outbox``): stored once
+  (by ticket and notification key), then sent and recorded on the ticket together
+  with its mark, so a restart or a new leader changes nothing and sends nothing
+  twice (docs/notifications-outbox.md names the one window a receiver must dedupe).
 - Callers pass the acting ``Principal``; customers see and act on their own
   customer's tickets only (another customer's ticket is "not found").
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 from collector.alertmanager import AlertmanagerPayload, ticket_fields
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.outbox import Notice, Outbox, OutboxEntry, Sender
 from collector.store.writer import StoreThread
 from collector.tickets import knowhow, lifecycle
 from collector.tickets.config import TicketsConfig
@@ -69,7 +72,8 @@ ENGINEER_ACTIONS = frozenset(
 )
 CUSTOMER_ACTIONS = frozenset({"comment", "confirm", "reject", "resume"})
 FIRING_STATES: frozenset[TicketState] = frozenset({"open", "acknowledged", "reopened"})
-RETRY_FAILED_DELIVERY_MS = 60_000
+RETRY_FAILED_DELIVERY_MS = 60_000  # = collector.outbox.retry_delay_ms(1) and (2)
+NOTICE_KIND = "ticket"  # the outbox kind of ticket notifications
 
 
 class FaultAlert(Protocol):
@@ -161,7 +165,10 @@ class TicketService:
         clock_ms: Callable[[], int],
         recovery_delay_ms: int = 30_000,
         public_url: str = "",
+        outbox: Outbox | None = None,
     ) -> None:
+        """``outbox``: the collector's (its sender of ticket notifications is registered
+        here); default: one of this service's own."""
         self._db = db
         self._store = db.store
         self.config = config
@@ -177,7 +184,8 @@ class TicketService:
         self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
         # told of a ticket's new state after a person's action (ends its remote sessions)
         self.on_acted: Callable[[int, str], Awaitable[None]] | None = None
-        self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
+        self._outbox = outbox or Outbox(db, f"tickets:{secrets.token_hex(4)}")
+        self._outbox.register(NOTICE_KIND, Sender(self._deliver_entry, self._delivery_events))
 
     async def start(self, settle_ms: int) -> None:
         """Treat rule tickets that were firing at the last stop as still firing.
@@ -494,16 +502,20 @@ class TicketService:
         tickets = await self._db.call(self._store.list_tickets, None, ACTIVE_STATES, None, 10_000)
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
         timelines = await self._db.call(self._store.ticket_events_many, [t.id for t in tickets])
+        notices: list[Notice] = []
         for ticket in tickets:
             try:
-                await self._tick_ticket(ticket, timelines[ticket.id], now_ms)
+                notices += await self._tick_ticket(ticket, timelines[ticket.id], now_ms)
             except Conflict:
                 log.info("ticket %d changed during the SLA check; next tick", ticket.id)
+        await self._outbox.enqueue(notices, now_ms)  # already stored ones: unchanged
+        await self._outbox.send_due(now_ms, (NOTICE_KIND,))
 
     async def _tick_ticket(
         self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int
-    ) -> None:
-        """One ticket's SLA duties, from its timeline as read at the start of the tick."""
+    ) -> list[Notice]:
+        """One ticket's SLA duties, from its timeline as read at the start of the tick;
+        returns the notifications due (for the outbox)."""
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
@@ -519,12 +531,11 @@ class TicketService:
             self._public_url,
             now_ms,
         )
-        for notification in due:
-            await self._notify(ticket, notification, now_ms)
         due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
         if due_ms is not None and due_ms <= now_ms:
             transition = lifecycle.auto_confirm(ticket, self.config.auto_confirm_ms, now_ms)
             await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+        return [_notice(ticket.id, notification) for notification in due]
 
     async def _record_breaches(
         self, ticket: Ticket, events: Sequence[TicketEvent], status: SlaStatus
@@ -556,27 +567,21 @@ class TicketService:
             await self._db.call(self._store.add_ticket_events, ticket.id, [event])
             self._metrics.sla_breached(clock.name, ticket.level)
 
-    async def _notify(self, ticket: Ticket, notification: Notification, now_ms: int) -> None:
-        failed_at = self._failed_delivery.get(notification.key)
-        if failed_at is not None and now_ms - failed_at < RETRY_FAILED_DELIVERY_MS:
-            return
+    def _deliver_entry(self, entry: OutboxEntry) -> None:
+        """Send one stored ticket notification (on a thread); counts the outcome."""
+        notification = _notification(entry)
         try:
-            await asyncio.to_thread(self._deliver, notification)
-        except Exception as exc:  # delivery errors are reported, never fatal
+            self._deliver(notification)
+        except Exception:
             self._metrics.notification(notification.channel, False)
-            first_failure = failed_at is None
-            self._failed_delivery[notification.key] = now_ms
-            log.warning("notification %s failed: %s", notification.key, exc)
-            if first_failure:
-                await self._record_notification(ticket, notification, now_ms, str(exc))
-            return
-        self._failed_delivery.pop(notification.key, None)
+            raise
         self._metrics.notification(notification.channel, True)
-        await self._record_notification(ticket, notification, now_ms, None)
 
-    async def _record_notification(
-        self, ticket: Ticket, notification: Notification, now_ms: int, error: str | None
-    ) -> None:
+    def _delivery_events(
+        self, entry: OutboxEntry, error: str | None, at_ms: int
+    ) -> list[NewEvent]:
+        """The ticket's record of a delivery (or of its first failure)."""
+        notification = _notification(entry)
         details: dict[str, Any] = {
             "step": notification.step,
             "channel": notification.channel,
@@ -591,8 +596,7 @@ class TicketService:
             details["key"] = notification.key  # only delivered ones count as sent
         else:
             details["error"] = error
-        event = NewEvent(at_ms=now_ms, actor="system", kind="notification", details=details)
-        await self._db.call(self._store.add_ticket_events, ticket.id, [event])
+        return [NewEvent(at_ms=at_ms, actor="system", kind="notification", details=details)]
 
     async def _visible(self, who: Principal, ticket_id: int) -> Ticket:
         ticket = await self._db.call(self._store.get_ticket, ticket_id)
@@ -635,6 +639,45 @@ def _transition(
     if action == "contact":
         return lifecycle.contact(ticket, request.via, request.text, actor, now)
     raise InvalidRequest(f"unknown ticket action {action!r}")
+
+
+def _notice(ticket_id: int, notification: Notification) -> Notice:
+    """The outbox notice of a ticket's notification (one per ticket and key)."""
+    return Notice(
+        kind=NOTICE_KIND,
+        dedup=f"ticket:{ticket_id}:{notification.key}",
+        channel=notification.channel,
+        target=notification.target,
+        subject=notification.subject,
+        payload=notification.payload,
+        body=notification.body,
+        target_label=notification.target_label,
+        ticket_id=ticket_id,
+        meta={
+            "key": notification.key,
+            "step": notification.step,
+            "audience": notification.audience,
+        },
+    )
+
+
+def _notification(entry: OutboxEntry) -> Notification:
+    """The ticket notification stored in ``entry``, with its delivery id."""
+    notice = entry.notice
+    channel = "email" if notice.channel == "email" else "webhook"
+    audience = "customer" if notice.meta.get("audience") == "customer" else "internal"
+    return Notification(
+        key=str(notice.meta.get("key", notice.dedup)),
+        step=int(notice.meta.get("step", -1)),
+        channel=channel,
+        target=notice.target,
+        subject=notice.subject,
+        payload=notice.payload,
+        target_label=notice.target_label,
+        body=notice.body,
+        audience=audience,
+        delivery_id=entry.delivery_id,
+    )
 
 
 def _rule_ticket(alert: FaultAlert) -> NewTicket:
