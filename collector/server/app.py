@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 import playbooks
+from collector.alert_scope import replica_scope
 from collector.approvers import ApproverService
 from collector.archive import Archive
 from collector.auth_failures import AuthFailures
@@ -155,6 +156,7 @@ class CollectorServer:
         self.auth_failures: AuthFailures | None = None
         self.portal: WebServer | None = None
         self.leadership: Leadership | None = None  # which replica runs the once-only work
+        self._shared_store = False  # PostgreSQL: replicas may share it (alert scopes)
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -209,6 +211,7 @@ class CollectorServer:
     ) -> CollectorMetrics:
         """Store, rule engine, tickets, runs and sessions, wired to each other."""
         self._db = StoreThread(self.data_dir.open_store())
+        self._shared_store = self.data_dir.store_url() is not None
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
         self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
         self.engine = RuleEngine(rules)
@@ -501,17 +504,28 @@ class CollectorServer:
     async def _evaluate_once(self) -> None:
         assert self._db and self.engine and self.tickets and self._metrics
         assert self.runs and self.sessions
-        for agent in await self._db.call(self._db.store.list_agents, None):
+        agents = await self._db.call(self._db.store.list_agents, None)
+        for agent in agents:
             if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
                 self._cut_off(agent.agent_id, agent.revoked_ms)
         assert self.leadership is not None
-        if not await self._db.call(self.leadership.check):
-            return  # another replica leads: it evaluates, ticks and notifies
+        leading = await self._db.call(self.leadership.check)
+        if not leading and not self._shared_store:
+            return
         now = wall_ms()
+        scope = None
+        if self._shared_store:  # docs/replicas.md: sample rules here, heartbeats on the leader
+            live = [a for a in agents if a.revoked_ms is None]
+            for agent in live:  # other replicas' hosts: their last-seen from the store
+                host = HostRef(agent.agent_id, agent.customer, agent.hostname)
+                self.engine.seen(host, agent.last_seen_ms or agent.enrolled_ms)
+            scope = replica_scope([a.agent_id for a in live], self.streams.connected, leading)
         started = time.perf_counter()
         alerts = self.engine.evaluate(now)
         self._metrics.rule_evaluation.observe(time.perf_counter() - started)
-        await self.tickets.apply_alerts(alerts, now)
+        await self.tickets.apply_alerts(alerts, now, scope)
+        if not leading:
+            return  # another replica leads: it ticks, notifies and expires
         await self.tickets.tick(now)
         if now - self._runs_checked_ms >= 60_000:
             self._runs_checked_ms = now

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from collector.alert_scope import EvaluationScope
 from collector.alertmanager import AlertmanagerPayload, ticket_fields
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -176,8 +177,12 @@ class TicketService:
         self._metrics = metrics
         self._clock_ms = clock_ms
         self._firing: dict[str, str] = {}  # rule dedup key -> customer
-        self._restored: set[str] = set()  # firing at the last stop, not re-evaluated yet
-        self._settle_until_ms = 0
+        self._owner: dict[str, tuple[str | None, bool]] = {}  # key -> (agent id, heartbeat)
+        # firing when adopted (at the start, or taken over from another replica) and not
+        # re-evaluated yet -> until when the rules get to fire it again (the settle)
+        self._restored: dict[str, int] = {}
+        self._settle_ms = 0
+        self._scope: EvaluationScope | None = None  # None: every alert (one collector)
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
         self._public_url = public_url  # links in customer notices (else CLI commands)
@@ -194,14 +199,26 @@ class TicketService:
         marked recovered just because the rules have not fired again yet: the
         engine's pending state starts afresh at every start.
         """
+        self._settle_ms = settle_ms
+        await self._adopt(None, self._clock_ms())
+
+    async def _adopt(self, scope: EvaluationScope | None, now_ms: int) -> None:
+        """Take the stored rule tickets ``scope`` covers (None: all) as firing, with
+        the settle time to fire again before they count as recovered."""
         # resolved too: an alert still firing when its ticket was resolved stays "known"
         restore: frozenset[TicketState] = FIRING_STATES | {"resolved"}
         active = await self._db.call(self._store.list_tickets, None, restore, None, 10_000)
         for ticket in active:
-            if ticket.source in ("rule", "heartbeat") and ticket.dedup_key:
-                self._firing[ticket.dedup_key] = ticket.customer
-                self._restored.add(ticket.dedup_key)
-        self._settle_until_ms = self._clock_ms() + settle_ms
+            if ticket.source not in ("rule", "heartbeat") or not ticket.dedup_key:
+                continue
+            owner = (ticket.agent_id, ticket.source == "heartbeat")
+            if ticket.dedup_key in self._firing:
+                continue
+            if scope is not None and not scope.covers(*owner):
+                continue
+            self._firing[ticket.dedup_key] = ticket.customer
+            self._owner[ticket.dedup_key] = owner
+            self._restored[ticket.dedup_key] = now_ms + self._settle_ms
 
     # -- reading ------------------------------------------------------------------------
 
@@ -367,8 +384,22 @@ class TicketService:
 
     # -- faults -------------------------------------------------------------------------
 
-    async def apply_alerts(self, alerts: Sequence[FaultAlert], now_ms: int) -> None:
-        """Reconcile tickets with the set of rule alerts firing now."""
+    async def apply_alerts(
+        self,
+        alerts: Sequence[FaultAlert],
+        now_ms: int,
+        scope: EvaluationScope | None = None,
+    ) -> None:
+        """Reconcile tickets with the set of rule alerts firing now.
+
+        ``scope`` (replicas, ``collector.alert_scope``): only the alerts it covers are
+        this replica's; tickets of keys it no longer covers are left to their new
+        owner, and stored tickets of keys it newly covers are adopted (with the
+        settle time). None: every alert (a single collector).
+        """
+        if scope is not None:
+            await self._follow(scope, now_ms)
+            alerts = [a for a in alerts if scope.covers(a.host.agent_id, a.heartbeat)]
         current = {alert.dedup_key: alert for alert in alerts}
         for key, alert in current.items():
             if key not in self._firing:
@@ -376,21 +407,37 @@ class TicketService:
                     _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
                 )
                 self._firing[key] = alert.host.customer
+                self._owner[key] = (alert.host.agent_id, bool(alert.heartbeat))
             else:
                 await self._refire_if_closed_while_firing(alert, now_ms)
-        self._restored.difference_update(current)
         for key in current:
+            self._restored.pop(key, None)
             self._absent_since.pop(key, None)
-        settling = now_ms < self._settle_until_ms
         for key in [k for k in self._firing if k not in current]:
-            if settling and key in self._restored:
-                continue
+            if self._restored.get(key, 0) > now_ms:
+                continue  # adopted: the rules have not had the time to fire it again
             absent_since = self._absent_since.setdefault(key, now_ms)
             if now_ms - absent_since < self._recovery_delay_ms:
                 continue  # a single missed sample (a slow check) is not a recovery
-            self._restored.discard(key)
+            self._restored.pop(key, None)
             del self._absent_since[key]
+            self._owner.pop(key, None)
             await self._fault_cleared(self._firing.pop(key), key, "rule", now_ms)
+
+    async def _follow(self, scope: EvaluationScope, now_ms: int) -> None:
+        """Forget the keys ``scope`` no longer covers; adopt those it newly covers."""
+        for key in [k for k in self._firing if not scope.covers(*self._owner_of(k))]:
+            del self._firing[key]
+            self._owner.pop(key, None)
+            self._restored.pop(key, None)
+            self._absent_since.pop(key, None)
+        before, self._scope = self._scope, scope
+        gained = scope if before is None else scope.gained(before)
+        if before is not None and not gained.empty():
+            await self._adopt(gained, now_ms)
+
+    def _owner_of(self, key: str) -> tuple[str | None, bool]:
+        return self._owner.get(key, (None, False))
 
     async def _refire_if_closed_while_firing(self, alert: FaultAlert, now_ms: int) -> None:
         """A fault still firing a recovery delay after its ticket was resolved or closed
