@@ -43,9 +43,7 @@ class EvaluationScope:
 
     def gained(self, before: EvaluationScope) -> EvaluationScope:
         """What this scope covers that ``before`` did not (to adopt stored tickets)."""
-        return EvaluationScope(
-            self.hosts - before.hosts, self.heartbeats and not before.heartbeats
-        )
+        return EvaluationScope(self.hosts - before.hosts, self.heartbeats and not before.heartbeats)
 
     def empty(self) -> bool:
         """Covers nothing."""

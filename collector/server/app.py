@@ -58,6 +58,7 @@ from collector.inspections.service import Analyse, InspectionService
 from collector.leadership import Leadership, replica_id
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
+from collector.outbox import Outbox
 from collector.pki import CertificateAuthority
 from collector.portal.pages import make_app as make_portal_app
 from collector.portal.server import WebServer
@@ -156,6 +157,7 @@ class CollectorServer:
         self.auth_failures: AuthFailures | None = None
         self.portal: WebServer | None = None
         self.leadership: Leadership | None = None  # which replica runs the once-only work
+        self.outbox: Outbox | None = None  # every notification, stored then sent
         self._shared_store = False  # PostgreSQL: replicas may share it (alert scopes)
 
     async def start(self) -> Addresses:
@@ -213,11 +215,13 @@ class CollectorServer:
         self._db = StoreThread(self.data_dir.open_store())
         self._shared_store = self.data_dir.store_url() is not None
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
-        self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
+        holder = replica_id()
+        self.leadership = Leadership(self._db.store, holder, lease_ms, wall_ms)
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
         self._metrics = metrics
+        self.outbox = Outbox(self._db, holder, metrics)  # sends on the leader only
         db = self._db
 
         async def audit(actor: str, action: str, target: str, details: Any, at: int) -> Any:
@@ -232,6 +236,7 @@ class CollectorServer:
             wall_ms,
             int(self.config.recovery_delay.total_seconds() * 1000),
             public_url=self.config.link_base(),
+            outbox=self.outbox,
         )
         await self.tickets.start(self._settle_ms(rules))
         self.runs = RunService(

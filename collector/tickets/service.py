@@ -624,9 +624,7 @@ class TicketService:
             raise
         self._metrics.notification(notification.channel, True)
 
-    def _delivery_events(
-        self, entry: OutboxEntry, error: str | None, at_ms: int
-    ) -> list[NewEvent]:
+    def _delivery_events(self, entry: OutboxEntry, error: str | None, at_ms: int) -> list[NewEvent]:
         """The ticket's record of a delivery (or of its first failure)."""
         notification = _notification(entry)
         details: dict[str, Any] = {
