@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from collector.datadir import DataDir, initialise
 from collector.errors import InvalidRequest
 from collector.notify import build_message, send_webhook
 from collector.outbox import (
@@ -222,6 +223,7 @@ def test_ticket_deliveries_carry_the_delivery_id(receiver: Receiver) -> None:
 
 
 def test_the_outbox_command_lists_failing_notices_without_secrets(tmp_path: Path) -> None:
+    initialise(DataDir(tmp_path), T0)
     store = open_store(tmp_path)
     try:
         store.enqueue_notices([notice("t:1"), notice("t:2")], T0)
