@@ -100,7 +100,7 @@ def test_the_replica_holding_the_stream_opens_and_the_others_leave_the_ticket_al
     assert ticket.state == "open" and b.kinds(ticket.id) == ["opened"]
 
     clock.now += 1_000  # A's engine stops firing it: A still must not recover it
-    for step in range(10):
+    for _ in range(10):
         clock.now += 10_000
         a.alerts(A_LEADS)
         b.alerts(B_HOLDS, alert())
