@@ -187,6 +187,7 @@ def test_killing_the_leader_mid_send_delivers_every_notice_once_or_with_the_same
         by_ticket[body["ticket"]["id"]].append(delivery_id)
     assert len(by_ticket) == count, "every notice arrived"
     repeated = {t: ids for t, ids in by_ticket.items() if len(ids) > 1}
+    print(f"deliveries per ticket: {dict(by_ticket)}")
     assert len(repeated) <= 1, f"only the notice in flight may arrive twice: {repeated}"
     for ids in by_ticket.values():
         assert len(set(ids)) == 1 and ids[0], "a repeat carries the same delivery id"
