@@ -66,7 +66,8 @@ def retry_delay_ms(failures: int) -> int:
     1 min, 1 min, 2 min, 4 min, ... at most 1 h."""
     if failures < 1:
         raise ValueError(f"a retry follows a failure; got {failures} failures")
-    return min(FIRST_RETRY_MS * 2 ** max(0, failures - 2), MAX_RETRY_MS)
+    delay: int = FIRST_RETRY_MS * 2 ** max(0, failures - 2)
+    return min(delay, MAX_RETRY_MS)
 
 
 @dataclass(frozen=True)

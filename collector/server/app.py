@@ -539,6 +539,8 @@ class CollectorServer:
             self._metrics.sessions.labels(state).set(count)
         if self.inspections is not None:
             await self.inspections.tick(now)
+        if self.outbox is not None:
+            await self.outbox.send_due(now)  # every kind of notice (tickets: sent in tick)
 
     def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
         """A revoked agent: end its control stream and tunnels here, stop alerting on it."""

@@ -30,7 +30,7 @@ import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from collector.alert_scope import EvaluationScope
 from collector.alertmanager import AlertmanagerPayload, ticket_fields
@@ -709,12 +709,13 @@ def _notice(ticket_id: int, notification: Notification) -> Notice:
 def _notification(entry: OutboxEntry) -> Notification:
     """The ticket notification stored in ``entry``, with its delivery id."""
     notice = entry.notice
-    channel = "email" if notice.channel == "email" else "webhook"
-    audience = "customer" if notice.meta.get("audience") == "customer" else "internal"
+    audience: Literal["internal", "customer"] = (
+        "customer" if notice.meta.get("audience") == "customer" else "internal"
+    )
     return Notification(
         key=str(notice.meta.get("key", notice.dedup)),
         step=int(notice.meta.get("step", -1)),
-        channel=channel,
+        channel="email" if notice.channel == "email" else "webhook",
         target=notice.target,
         subject=notice.subject,
         payload=notice.payload,
