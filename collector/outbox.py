@@ -139,6 +139,14 @@ class OutboxStore(Protocol):
         ``retry_at_ms``, released; ``events`` go on its ticket's timeline."""
         ...
 
+    def claim_named_notice(
+        self, dedup: str, holder: str, now_ms: int, hold_ms: int
+    ) -> OutboxEntry | None:
+        """Claim the notice named ``dedup`` now, whatever its next attempt time, if it
+        is pending and nobody else holds it; else return it as it is (``state``
+        "sent", or ``claimed_by`` another). None if no such notice is stored."""
+        ...
+
     def list_outbox(
         self, states: Collection[str] | None, limit: int, failing_only: bool = False
     ) -> list[OutboxEntry]:
@@ -224,16 +232,35 @@ class Outbox:
             )
             if entry is None:
                 break
-            delivered += await self._send(entry, now_ms)
+            delivered += await self._send(entry, now_ms) is None
         await self.refresh_metrics()
         return delivered
+
+    async def send_now(self, notice: Notice, now_ms: int) -> str | None:
+        """Store ``notice`` (if new) and send it at once, whatever its backoff: None once
+        it is delivered (now or before: nothing is sent twice), else why not (the
+        notice stays pending; ``send_due`` retries it)."""
+        if notice.kind not in self._senders:
+            raise ValueError(f"no sender registered for notices of kind {notice.kind!r}")
+        await self.enqueue([notice], now_ms)
+        entry = await self._db.call(
+            self._db.store.claim_named_notice, notice.dedup, self.holder, now_ms, self._hold_ms
+        )
+        if entry is None:  # pragma: no cover - stored just above, never deleted
+            raise AssertionError(f"notice {notice.dedup} vanished from the outbox")
+        if entry.state == "sent":
+            return None
+        if entry.claimed_by != self.holder:
+            return f"being sent by {entry.claimed_by} (the outbox retries it)"
+        return await self._send(entry, now_ms)
 
     async def refresh_metrics(self) -> None:
         """Set the outbox gauges from the store."""
         if self._metrics is not None:
             self._metrics.set_outbox(await self._db.call(self._db.store.outbox_counts))
 
-    async def _send(self, entry: OutboxEntry, now_ms: int) -> int:
+    async def _send(self, entry: OutboxEntry, now_ms: int) -> str | None:
+        """Send a claimed notice and mark it; None if delivered, else the error."""
         sender = self._senders[entry.notice.kind]
         try:
             await asyncio.to_thread(sender.deliver, entry)
@@ -251,7 +278,7 @@ class Outbox:
                 error,
             )
             await self._db.call(self._db.store.notice_failed, entry.id, error, retry_at, events)
-            return 0
+            return error
         events = sender.outcome(entry, None, now_ms)
         await self._db.call(self._db.store.notice_sent, entry.id, now_ms, events)
-        return 1
+        return None

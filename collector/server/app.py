@@ -260,6 +260,7 @@ class CollectorServer:
             HostHistory(self._db).history,
             self.data_dir.root / "reports",
             link_base=self.config.link_base(),
+            outbox=self.outbox,
         )
         self.sessions = SessionService(self._db, wall_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket

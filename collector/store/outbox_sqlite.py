@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from collector.errors import InvalidRequest
@@ -98,10 +99,26 @@ class SQLiteOutbox:
                 "UPDATE outbox SET claimed_by = ?, claimed_until_ms = ? WHERE id = ?",
                 (holder, now_ms + hold_ms, row[0]),
             )
-        entry = _entry(row)
-        return OutboxEntry(
-            **{**entry.__dict__, "claimed_by": holder, "claimed_until_ms": now_ms + hold_ms}
-        )
+        return replace(_entry(row), claimed_by=holder, claimed_until_ms=now_ms + hold_ms)
+
+    def claim_named_notice(
+        self, dedup: str, holder: str, now_ms: int, hold_ms: int
+    ) -> OutboxEntry | None:
+        if not holder or hold_ms <= 0:
+            raise InvalidRequest("a claim needs a holder and a positive hold time")
+        with self._write() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE dedup = ?", (dedup,)).fetchone()
+            if row is None:
+                return None
+            entry = _entry(row)
+            held = entry.claimed_until_ms is not None and entry.claimed_until_ms > now_ms
+            if entry.state != "pending" or (held and entry.claimed_by != holder):
+                return entry
+            db.execute(
+                "UPDATE outbox SET claimed_by = ?, claimed_until_ms = ? WHERE id = ?",
+                (holder, now_ms + hold_ms, entry.id),
+            )
+        return replace(entry, claimed_by=holder, claimed_until_ms=now_ms + hold_ms)
 
     def notice_sent(self, entry_id: int, at_ms: int, events: Sequence[NewEvent] = ()) -> bool:
         with self._write() as db:

@@ -132,10 +132,12 @@ def _compact_duration(ms: int) -> str:
 
 @dataclass(frozen=True)
 class Recipient:
-    """Where a notification goes: a webhook URL or an e-mail address."""
+    """Where a notification goes: a webhook URL or an e-mail address. ``delivery_id``
+    (not part of the recipient's identity) is set for one delivery from the outbox."""
 
     channel: Channel
     target: str
+    delivery_id: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:

@@ -243,3 +243,30 @@ def test_the_outbox_command_lists_failing_notices_without_secrets(tmp_path: Path
     text = subprocess.run(command, capture_output=True, text=True)
     assert text.returncode == 0 and "FAILING x1" in text.stdout
     assert "secret" not in listed.stdout + text.stdout
+
+
+def test_send_now_sends_once_and_leaves_a_claimed_notice_to_its_claimant(
+    db: StoreThread, receiver: Receiver
+) -> None:
+    a, b = Outbox(db, "replica-a"), Outbox(db, "replica-b")
+    for outbox in (a, b):
+        outbox.register("test", webhook_sender())
+    first = notice("once", target=f"{receiver.url}/once")
+    assert asyncio.run(a.send_now(first, T0)) is None
+    assert asyncio.run(b.send_now(first, T0 + 1)) is None  # already sent: not again
+    assert len(receiver.posts) == 1
+
+    held = notice("held", target=f"{receiver.url}/held")
+    db.store.enqueue_notices([held], T0)
+    assert db.store.claim_notice(["test"], "replica-a", T0, 30_000) is not None
+    busy = asyncio.run(b.send_now(held, T0 + 1))
+    assert busy is not None and "replica-a" in busy
+    assert len(receiver.posts) == 1
+
+    receiver.status = 500
+    failing = notice("failing", target=f"{receiver.url}/failing")
+    error = asyncio.run(b.send_now(failing, T0))
+    assert error is not None and "500" in error
+    receiver.status = 200  # retried by the outbox later (and the held one, its claim over)
+    assert asyncio.run(b.send_due(T0 + retry_delay_ms(1), ["test"])) == 2
+    assert [path for path, _, _ in receiver.posts] == ["/once", "/failing", "/held", "/failing"]
