@@ -178,6 +178,9 @@ def test_killing_the_leader_mid_send_delivers_every_notice_once_or_with_the_same
         wait_for(lambda: leader_pid(url) == str(b.process.pid), 10, "b to lead")  # type: ignore[union-attr]
         wait_for(lambda: outbox_pending(url) == 0, CLAIM_MS / 1000 + 30, "every notice sent")
         time.sleep(2 * INTERVAL_S)
+        sent = f'aftercare_outbox_notices{{state="sent"}} {float(count)}'
+        wait_for(lambda: sent in b.metrics(), 10, "the new leader's outbox gauge")
+        assert 'aftercare_outbox_notices{state="failing"} 0.0' in b.metrics()
     finally:
         receiver.close()
 
