@@ -556,7 +556,8 @@ class TicketService:
             except Conflict:
                 log.info("ticket %d changed during the SLA check; next tick", ticket.id)
         await self._outbox.enqueue(notices, now_ms)  # already stored ones: unchanged
-        await self._outbox.send_due(now_ms, (NOTICE_KIND,))
+        if self._outbox.may_have_due(NOTICE_KIND, now_ms):  # else: the leader's sweep
+            await self._outbox.send_due(now_ms, (NOTICE_KIND,))
 
     async def _tick_ticket(
         self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int
