@@ -54,6 +54,7 @@ FIRST_RETRY_MS = 60_000  # the first two retries wait a minute ...
 MAX_RETRY_MS = 3_600_000  # ... later ones double, up to an hour
 SEND_LIMIT = 200  # notices sent per ``send_due`` call at most (the rest: next cycle)
 STATES = ("pending", "sent")
+RETENTION_MS = 90 * 86_400_000  # sent notices are kept this long, then pruned
 
 
 def new_delivery_id() -> str:
@@ -155,6 +156,10 @@ class OutboxStore(Protocol):
 
     def outbox_counts(self) -> dict[str, int]:
         """Notices per state, plus "failing": pending notices with a failed attempt."""
+        ...
+
+    def prune_outbox(self, sent_before_ms: int) -> int:
+        """Delete notices sent before ``sent_before_ms`` (never pending ones); how many."""
         ...
 
 

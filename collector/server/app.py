@@ -58,6 +58,7 @@ from collector.inspections.service import Analyse, InspectionService
 from collector.leadership import Leadership, replica_id
 from collector.metrics import CollectorMetrics
 from collector.notify import SmtpSettings
+from collector.outbox import RETENTION_MS as OUTBOX_RETENTION_MS
 from collector.outbox import Outbox
 from collector.pki import CertificateAuthority
 from collector.portal.pages import make_app as make_portal_app
@@ -580,6 +581,7 @@ class CollectorServer:
         while True:
             pruned = await self._db.call(self._db.store.prune_batches, wall_ms() - retention_ms)
             await self._db.call(self._db.store.prune_web_sessions, wall_ms())
+            await self._db.call(self._db.store.prune_outbox, wall_ms() - OUTBOX_RETENTION_MS)
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
             await self._roll_up_history(wall_ms())

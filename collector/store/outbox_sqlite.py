@@ -179,6 +179,13 @@ class SQLiteOutbox:
         counts["failing"] = int(failing)
         return counts
 
+    def prune_outbox(self, sent_before_ms: int) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM outbox WHERE state = 'sent' AND sent_ms < ?", (sent_before_ms,)
+            )
+            return max(cursor.rowcount, 0)
+
     def _outcome_events(
         self, db: sqlite3.Connection, entry_id: int, events: Sequence[NewEvent]
     ) -> None:

@@ -99,6 +99,18 @@ def test_sent_marks_once_and_records_the_delivery_on_the_ticket_atomically(
     assert named is not None and named.state == "sent" and named.claimed_by is None
 
 
+def test_pruning_drops_old_sent_notices_only(store: Store) -> None:
+    store.enqueue_notices([notice("old"), notice("new"), notice("stuck")], T0)
+    for at in (T0 + 1, T0 + 100):
+        entry = store.claim_notice(["ticket"], "r1", at, 1)
+        assert entry is not None
+        store.notice_sent(entry.id, at)
+    assert store.prune_outbox(T0 + 100) == 1
+    assert [e.notice.dedup for e in store.list_outbox(None, 10)] == ["new", "stuck"]
+    assert store.prune_outbox(T0 + 10**9) == 1  # the pending one stays, however old
+    assert [e.notice.dedup for e in store.list_outbox(None, 10)] == ["stuck"]
+
+
 def test_a_failure_keeps_the_notice_pending_and_counts_it(store: Store) -> None:
     store.enqueue_notices([notice("a")], T0)
     entry = store.claim_notice(["ticket"], "r1", T0, 1000)
