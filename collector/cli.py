@@ -22,7 +22,7 @@ from typing import Any
 
 import prometheus_client
 
-from collector import __version__, admin, dump_cli
+from collector import __version__, admin, dump_cli, outbox_cli
 from collector.audit import verify_chain
 from collector.audit_checkpoint import ed25519_verify, log_problem
 from collector.audit_ledger import AuditLedger
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_migrate(commands)
     dump_cli.add_commands(commands)
+    outbox_cli.add_command(commands)
     _add_token(commands)
     _add_user(commands)
     _add_agent(commands)

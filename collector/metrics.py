@@ -100,6 +100,13 @@ class CollectorMetrics:
             ["channel", "result"],
             registry=registry,
         )
+        self.outbox = Gauge(
+            "aftercare_outbox_notices",
+            "Notifications in the outbox by state: pending, sent, and failing (pending "
+            "after a failed attempt); set by the leader's sender each cycle.",
+            ["state"],
+            registry=registry,
+        )
         self.rule_evaluation = Histogram(
             "aftercare_rule_evaluation_seconds",
             "Time to evaluate every alert rule over every host once.",
@@ -172,6 +179,11 @@ class CollectorMetrics:
 
     def notification(self, channel: str, ok: bool) -> None:
         self.notifications.labels(channel, "delivered" if ok else "failed").inc()
+
+    def set_outbox(self, counts: Mapping[str, int]) -> None:
+        """The outbox's notices per state (pending, sent, failing: pending with a failure)."""
+        for state, count in counts.items():
+            self.outbox.labels(state).set(count)
 
     def set_active_tickets(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Replace the active-ticket gauge with ``{(level, state): count}``."""

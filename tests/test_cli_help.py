@@ -18,6 +18,7 @@ COMMANDS = [
     ("collector.cli", ["agent", "revoke"]),
     ("collector.cli", ["audit", "verify"]),
     ("collector.cli", ["audit", "list"]),
+    ("collector.cli", ["outbox"]),
     ("collector.client.cli", []),
     ("collector.client.cli", ["agents"]),
     ("collector.client.cli", ["host"]),

@@ -15,6 +15,7 @@ from collector.errors import format_ms
 from collector.inspections.model import Inspection
 from collector.notify import SmtpSettings, send_email, send_webhook
 from collector.notify.errors import DeliveryError
+from collector.outbox import DELIVERY_HEADER
 from collector.tickets.escalation import Recipient
 
 __all__ = [
@@ -187,11 +188,13 @@ def report_published(
 
 def make_deliverer(smtp: SmtpSettings | None) -> Deliver:
     """A blocking ``deliver(recipient, subject, payload, text)``; DeliveryError on failure
-    (e-mail without ``smtp``: "not configured")."""
+    (e-mail without ``smtp``: "not configured"). The recipient's ``delivery_id`` goes
+    with the message: webhook header ``X-Aftercare-Delivery``, e-mail Message-ID."""
 
     def deliver(recipient: Recipient, subject: str, payload: Mapping[str, Any], text: str) -> None:
         if recipient.channel == "webhook":
-            send_webhook(recipient.target, payload)
+            headers = {DELIVERY_HEADER: recipient.delivery_id} if recipient.delivery_id else None
+            send_webhook(recipient.target, payload, headers=headers)
             return
         if smtp is None:
             raise DeliveryError(
@@ -199,6 +202,6 @@ def make_deliverer(smtp: SmtpSettings | None) -> Deliver:
                 channel="email",
                 target=recipient.target,
             )
-        send_email(smtp, [recipient.target], subject, text)
+        send_email(smtp, [recipient.target], subject, text, recipient.delivery_id)
 
     return deliver

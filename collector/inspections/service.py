@@ -28,6 +28,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -70,9 +71,10 @@ from collector.inspections.runner import (
     save_transition,
 )
 from collector.inspections.selector import check_selector
+from collector.outbox import Notice, Outbox, OutboxEntry, Sender
 from collector.runs.service import RunService
 from collector.store.writer import StoreThread
-from collector.tickets.escalation import Recipient
+from collector.tickets.escalation import Channel, Recipient
 from collector.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ PRERENDERED_FORMATS = (
 )  # made at publication and sign-off, in the customer's language
 DAY_MS = 86_400_000
 RETRY_ANNOUNCE_MS = 60_000
+NOTICE_KIND = "inspection"  # the outbox kind of inspection notices
 _SIGNOFF_KEYS = ("name", "title", "comment", "at_ms", "report_sha256", "decision", "reason")
 
 
@@ -146,7 +149,10 @@ class InspectionService:
         history: History = no_history,
         rendered_dir: Path | None = None,
         link_base: str = "",
+        outbox: Outbox | None = None,
     ) -> None:
+        """``outbox``: the collector's (the sender of inspection notices is registered
+        here); default: one of this service's own."""
         self._db = db
         self._link_base = link_base  # portal address for customer notices (else CLI commands)
         self._store = db.store
@@ -159,6 +165,8 @@ class InspectionService:
         self._prerendering: set[asyncio.Task[None]] = set()
         self.runner = InspectionRunner(db, runs, tickets, config, clock_ms, analyse, history)
         self._announce_failed: dict[int, int] = {}  # inspection id -> last failed attempt
+        self._outbox = outbox or Outbox(db, f"inspections:{secrets.token_hex(4)}")
+        self._outbox.register(NOTICE_KIND, Sender(self._deliver_entry))
 
     # -- plans ----------------------------------------------------------------------------
 
@@ -411,7 +419,8 @@ class InspectionService:
             return
         language = await self._notice_language(inspection.customer)
         subject, payload, text = notify.report_published(inspection, self._link_base, language)
-        results = await self._send_all(recipients, subject, payload, text)
+        message = (subject, payload, text)
+        results = await self._send_all(recipients, message, _dedup(inspection, "published"))
         await self._db.call(
             self._store.append_audit,
             "system",
@@ -565,7 +574,8 @@ class InspectionService:
             await self._notice_language(inspection.customer),
         )
         recipients = self.config.announce_to(inspection.customer)
-        results = await self._send_all(recipients, subject, payload, text)
+        message = (subject, payload, text)
+        results = await self._send_all(recipients, message, _dedup(inspection, "application"))
         if recipients and not any(r["delivered"] for r in results):
             self._announce_failed[inspection.id] = now_ms
             log.warning("inspection %d: application not delivered; retrying", inspection.id)
@@ -577,25 +587,51 @@ class InspectionService:
         await self._save(lifecycle.announce(inspection, now_ms, details))
 
     async def _report_late(self, inspection: Inspection, now_ms: int) -> None:
-        subject, payload, text = notify.late_report(inspection)
-        results = await self._send_all(self.config.late_report, subject, payload, text)
+        message = notify.late_report(inspection)
+        results = await self._send_all(
+            self.config.late_report, message, _dedup(inspection, "late_report")
+        )
         await self._save(lifecycle.report_late(inspection, now_ms, {"deliveries": results}))
         self._metrics.inspection_report_late(inspection.customer)
 
     async def _send_all(
-        self, recipients: Iterable[Recipient], subject: str, payload: Mapping[str, Any], text: str
+        self,
+        recipients: Iterable[Recipient],
+        message: tuple[str, Mapping[str, Any], str],
+        dedup: str,
     ) -> list[dict[str, Any]]:
+        """Send ``message`` (subject, payload, text) to each recipient through the outbox
+        (stored once per ``dedup`` and recipient: a repeat after a restart or a new
+        leader sends nothing twice; a failed one is retried by the outbox too)."""
+        subject, payload, text = message
         results = []
+        now_ms = self._clock_ms()
         for recipient in recipients:
+            notice = Notice(
+                kind=NOTICE_KIND,
+                dedup=f"{dedup}:{recipient.channel}:{recipient.label}",
+                channel=recipient.channel,
+                target=recipient.target,
+                subject=subject,
+                payload=payload,
+                body=text,
+                target_label=recipient.label,
+            )
             entry: dict[str, Any] = {"channel": recipient.channel, "target": recipient.label}
-            try:
-                await asyncio.to_thread(self._deliver, recipient, subject, payload, text)
-            except Exception as exc:  # delivery errors are recorded, never fatal
-                entry.update(delivered=False, error=str(exc))
-            else:
+            error = await self._outbox.send_now(notice, now_ms)
+            if error is None:
                 entry["delivered"] = True
+            else:  # delivery errors are recorded, never fatal
+                entry.update(delivered=False, error=error)
             results.append(entry)
         return results
+
+    def _deliver_entry(self, entry: OutboxEntry) -> None:
+        """Send one stored inspection notice (on a thread)."""
+        notice = entry.notice
+        channel: Channel = "email" if notice.channel == "email" else "webhook"
+        recipient = Recipient(channel, notice.target, delivery_id=entry.delivery_id)
+        self._deliver(recipient, notice.subject, notice.payload, notice.body)
 
     def _checklist(self) -> list[str]:
         playbook = (self._runs.catalogue.playbooks if self._runs.catalogue else {}).get(
@@ -726,3 +762,9 @@ def _plan_details(plan: Plan) -> dict[str, Any]:
 def _differences(before: Plan, after: Plan) -> dict[str, tuple[Any, Any]]:
     old, new = _plan_details(before), _plan_details(after)
     return {key: (old[key], new[key]) for key in old if old[key] != new[key]}
+
+
+def _dedup(inspection: Inspection, event: str) -> str:
+    """The outbox name of ``event``'s notices for ``inspection`` at its current version
+    (a retry keeps the name; a re-announcement after a change gets a new one)."""
+    return f"inspection:{inspection.id}:{event}:v{inspection.version}"

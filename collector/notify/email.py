@@ -68,9 +68,13 @@ class SmtpSettings:
         return f"{self.host}:{self.port}"
 
 
-def build_message(sender: str, to: Sequence[str], subject: str, body: str) -> EmailMessage:
+def build_message(
+    sender: str, to: Sequence[str], subject: str, body: str, message_id: str = ""
+) -> EmailMessage:
     """A plain-text UTF-8 message. Line breaks in the subject become spaces (subjects
-    are often built from alert text). Raises DeliveryError for no or bad recipients."""
+    are often built from alert text). ``message_id`` (e.g. an outbox delivery id, hex
+    only) makes the Message-ID ``<ID@SENDER-DOMAIN>``, the same at every attempt;
+    default: a fresh one. Raises DeliveryError for no or bad recipients."""
     target = ", ".join(to)
     if not to:
         raise DeliveryError("e-mail has no recipients", channel="email", target=target)
@@ -83,13 +87,24 @@ def build_message(sender: str, to: Sequence[str], subject: str, body: str) -> Em
     message["To"] = target
     message["Subject"] = " ".join(subject.split())
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2])
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    if message_id and message_id.isalnum():
+        message["Message-ID"] = f"<{message_id}@{domain or 'aftercare'}>"
+    else:
+        message["Message-ID"] = make_msgid(domain=domain)
     message.set_content(body, charset="utf-8")
     return message
 
 
-def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: str) -> None:
-    """Send ``subject``/``body`` to every address in ``to`` through the relay.
+def send_email(
+    settings: SmtpSettings,
+    to: Sequence[str],
+    subject: str,
+    body: str,
+    message_id: str = "",
+) -> None:
+    """Send ``subject``/``body`` to every address in ``to`` through the relay
+    (``message_id``: see ``build_message``).
 
     Raises DeliveryError: no or malformed recipients; the relay unreachable, timing
     out, refusing STARTTLS, the login, the sender or the message (``status`` is the
@@ -97,7 +112,7 @@ def send_email(settings: SmtpSettings, to: Sequence[str], subject: str, body: st
     recipients (``refused`` lists them with the server's reply — the others did get
     the message).
     """
-    message = build_message(settings.sender, to, subject, body)
+    message = build_message(settings.sender, to, subject, body, message_id)
     target = ", ".join(to)
     try:
         refused = _deliver(settings, message)

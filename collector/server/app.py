@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 import playbooks
+from collector.alert_scope import replica_scope
 from collector.approvers import ApproverService
 from collector.archive import Archive
 from collector.auth_failures import AuthFailures
@@ -58,6 +59,8 @@ from collector.leadership import Leadership, replica_id
 from collector.metrics import CollectorMetrics
 from collector.notices.service import ApprovalNotices
 from collector.notify import SmtpSettings
+from collector.outbox import RETENTION_MS as OUTBOX_RETENTION_MS
+from collector.outbox import Outbox
 from collector.pki import CertificateAuthority
 from collector.portal.pages import make_app as make_portal_app
 from collector.portal.server import WebServer
@@ -157,6 +160,8 @@ class CollectorServer:
         self.auth_failures: AuthFailures | None = None
         self.portal: WebServer | None = None
         self.leadership: Leadership | None = None  # which replica runs the once-only work
+        self.outbox: Outbox | None = None  # every notification, stored then sent
+        self._shared_store = False  # PostgreSQL: replicas may share it (alert scopes)
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -211,12 +216,15 @@ class CollectorServer:
     ) -> CollectorMetrics:
         """Store, rule engine, tickets, runs and sessions, wired to each other."""
         self._db = StoreThread(self.data_dir.open_store())
+        self._shared_store = self.data_dir.store_url() is not None
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
-        self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
+        holder = replica_id()
+        self.leadership = Leadership(self._db.store, holder, lease_ms, wall_ms)
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
         self._metrics = metrics
+        self.outbox = Outbox(self._db, holder, metrics)  # sends on the leader only
         db = self._db
 
         async def audit(actor: str, action: str, target: str, details: Any, at: int) -> Any:
@@ -231,6 +239,7 @@ class CollectorServer:
             wall_ms,
             int(self.config.recovery_delay.total_seconds() * 1000),
             public_url=self.config.link_base(),
+            outbox=self.outbox,
         )
         await self.tickets.start(self._settle_ms(rules))
         self.runs = RunService(
@@ -254,6 +263,7 @@ class CollectorServer:
             HostHistory(self._db).history,
             self.data_dir.root / "reports",
             link_base=self.config.link_base(),
+            outbox=self.outbox,
         )
         self.sessions = SessionService(self._db, wall_ms, self._signals)
         self.notices = ApprovalNotices(
@@ -510,17 +520,28 @@ class CollectorServer:
     async def _evaluate_once(self) -> None:
         assert self._db and self.engine and self.tickets and self._metrics
         assert self.runs and self.sessions
-        for agent in await self._db.call(self._db.store.list_agents, None):
+        agents = await self._db.call(self._db.store.list_agents, None)
+        for agent in agents:
             if agent.revoked_ms is not None:  # revoked by the admin CLI meanwhile
                 self._cut_off(agent.agent_id, agent.revoked_ms)
         assert self.leadership is not None
-        if not await self._db.call(self.leadership.check):
-            return  # another replica leads: it evaluates, ticks and notifies
+        leading = await self._db.call(self.leadership.check)
+        if not leading and not self._shared_store:
+            return
         now = wall_ms()
+        scope = None
+        if self._shared_store:  # docs/replicas.md: sample rules here, heartbeats on the leader
+            live = [a for a in agents if a.revoked_ms is None]
+            for agent in live:  # other replicas' hosts: their last-seen from the store
+                host = HostRef(agent.agent_id, agent.customer, agent.hostname)
+                self.engine.seen(host, agent.last_seen_ms or agent.enrolled_ms)
+            scope = replica_scope([a.agent_id for a in live], self.streams.connected, leading)
         started = time.perf_counter()
         alerts = self.engine.evaluate(now)
         self._metrics.rule_evaluation.observe(time.perf_counter() - started)
-        await self.tickets.apply_alerts(alerts, now)
+        await self.tickets.apply_alerts(alerts, now, scope)
+        if not leading:
+            return  # another replica leads: it ticks, notifies and expires
         await self.tickets.tick(now)
         if now - self._runs_checked_ms >= 60_000:
             self._runs_checked_ms = now
@@ -531,6 +552,8 @@ class CollectorServer:
             await self.inspections.tick(now)
         if self.notices is not None:
             await self.notices.tick(now)
+        if self.outbox is not None:
+            await self.outbox.send_due(now)  # every kind of notice (tickets: sent in tick)
 
     def _cut_off(self, agent_id: str, revoked_ms: int) -> None:
         """A revoked agent: end its control stream and tunnels here, stop alerting on it."""
@@ -569,6 +592,7 @@ class CollectorServer:
         while True:
             pruned = await self._db.call(self._db.store.prune_batches, wall_ms() - retention_ms)
             await self._db.call(self._db.store.prune_web_sessions, wall_ms())
+            await self._db.call(self._db.store.prune_outbox, wall_ms() - OUTBOX_RETENTION_MS)
             if pruned:
                 log.info("pruned %d batch records older than the retention", pruned)
             await self._roll_up_history(wall_ms())

@@ -27,6 +27,7 @@ from collector.errors import (
     UserExists,
 )
 from collector.history.model import HistorySeries
+from collector.outbox import OutboxStore
 from collector.runs.errors import UnknownRun
 from collector.runs.model import (
     FINISHED_RUN_STATES,
@@ -262,7 +263,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(InspectionStore, PortalStore, LeaseStore, NoticeStore, Protocol):
+class Store(InspectionStore, PortalStore, LeaseStore, NoticeStore, OutboxStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -84,6 +84,7 @@ from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.notice_sqlite import SQLiteNotices
+from collector.store.outbox_sqlite import SQLiteOutbox
 from collector.store.portal_sqlite import SQLitePortal
 from collector.store.run_rows import (
     RUN_COLUMNS,
@@ -216,7 +217,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices):
+class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices, SQLiteOutbox):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is
@@ -798,6 +799,14 @@ class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices):
         with self._write() as db:
             _ticket_head(db, ticket_id)
             return _insert_events(db, ticket_id, rows)
+
+    def _ticket_events_in(
+        self, db: sqlite3.Connection, ticket_id: int, events: Sequence[NewEvent]
+    ) -> None:
+        """Add ``events`` to a ticket inside the caller's write transaction (the outbox
+        records a delivery on the ticket together with its mark)."""
+        _ticket_head(db, ticket_id)
+        _insert_events(db, ticket_id, event_rows(events))
 
     def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
         with self._read() as db:

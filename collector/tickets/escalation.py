@@ -132,10 +132,12 @@ def _compact_duration(ms: int) -> str:
 
 @dataclass(frozen=True)
 class Recipient:
-    """Where a notification goes: a webhook URL or an e-mail address."""
+    """Where a notification goes: a webhook URL or an e-mail address. ``delivery_id``
+    (not part of the recipient's identity) is set for one delivery from the outbox."""
 
     channel: Channel
     target: str
+    delivery_id: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -176,7 +178,8 @@ class Notification:
     ``target`` is the full URL or address (for delivery only: it may hold a secret),
     ``target_label`` the form safe to store and show (``Recipient.label``).
     ``audience`` "customer": a notice to the customer (``customer_notices``; ``step``
-    -1), whose ``body`` is its e-mail text."""
+    -1), whose ``body`` is its e-mail text. ``delivery_id`` travels with the message
+    (webhook header, e-mail Message-ID) so a receiver can recognise a repeat."""
 
     key: str
     step: int
@@ -187,6 +190,7 @@ class Notification:
     target_label: str = ""
     body: str = ""
     audience: Literal["internal", "customer"] = "internal"
+    delivery_id: str = ""  # the outbox's id of this delivery (collector/outbox.py)
 
     def text(self) -> str:
         """A plain-text body (for e-mail): ``body`` if set, else the summary and the

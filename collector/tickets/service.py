@@ -13,26 +13,30 @@ rule engine's alerts, Alertmanager and the notifiers. Contracts:
   was resolved or closed (it never cleared, or cleared for less than the recovery
   delay) re-opens the ticket, or opens a new one outside the reopen window; the
   check reads the stored ticket, so it holds across a restart.
-- SLA clocks and escalations are computed from stored timestamps and events only,
-  and every notification sent is recorded on the ticket, so a restart changes
-  nothing and sends nothing twice.
+- SLA clocks and escalations are computed from stored timestamps and events only.
+  Every due notification goes through the outbox (``collector.outbox``): stored once
+  (by ticket and notification key), then sent and recorded on the ticket together
+  with its mark, so a restart or a new leader changes nothing and sends nothing
+  twice (docs/notifications-outbox.md names the one window a receiver must dedupe).
 - Callers pass the acting ``Principal``; customers see and act on their own
   customer's tickets only (another customer's ticket is "not found").
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from collector.alert_scope import EvaluationScope
 from collector.alertmanager import AlertmanagerPayload, ticket_fields
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from collector.outbox import Notice, Outbox, OutboxEntry, Sender
 from collector.store.writer import StoreThread
 from collector.tickets import knowhow, lifecycle
 from collector.tickets.config import TicketsConfig
@@ -69,7 +73,8 @@ ENGINEER_ACTIONS = frozenset(
 )
 CUSTOMER_ACTIONS = frozenset({"comment", "confirm", "reject", "resume"})
 FIRING_STATES: frozenset[TicketState] = frozenset({"open", "acknowledged", "reopened"})
-RETRY_FAILED_DELIVERY_MS = 60_000
+RETRY_FAILED_DELIVERY_MS = 60_000  # = collector.outbox.retry_delay_ms(1) and (2)
+NOTICE_KIND = "ticket"  # the outbox kind of ticket notifications
 
 
 class FaultAlert(Protocol):
@@ -161,7 +166,10 @@ class TicketService:
         clock_ms: Callable[[], int],
         recovery_delay_ms: int = 30_000,
         public_url: str = "",
+        outbox: Outbox | None = None,
     ) -> None:
+        """``outbox``: the collector's (its sender of ticket notifications is registered
+        here); default: one of this service's own."""
         self._db = db
         self._store = db.store
         self.config = config
@@ -169,15 +177,20 @@ class TicketService:
         self._metrics = metrics
         self._clock_ms = clock_ms
         self._firing: dict[str, str] = {}  # rule dedup key -> customer
-        self._restored: set[str] = set()  # firing at the last stop, not re-evaluated yet
-        self._settle_until_ms = 0
+        self._owner: dict[str, tuple[str | None, bool]] = {}  # key -> (agent id, heartbeat)
+        # firing when adopted (at the start, or taken over from another replica) and not
+        # re-evaluated yet -> until when the rules get to fire it again (the settle)
+        self._restored: dict[str, int] = {}
+        self._settle_ms = 0
+        self._scope: EvaluationScope | None = None  # None: every alert (one collector)
         self._absent_since: dict[str, int] = {}  # firing key -> first evaluation without it
         self._recovery_delay_ms = recovery_delay_ms
         self._public_url = public_url  # links in customer notices (else CLI commands)
         self.on_rule_ticket: DiagnosticsHook | None = None  # runs the rule's playbook
         # told of a ticket's new state after a person's action (ends its remote sessions)
         self.on_acted: Callable[[int, str], Awaitable[None]] | None = None
-        self._failed_delivery: dict[str, int] = {}  # notification key -> last failure
+        self._outbox = outbox or Outbox(db, f"tickets:{secrets.token_hex(4)}")
+        self._outbox.register(NOTICE_KIND, Sender(self._deliver_entry, self._delivery_events))
 
     async def start(self, settle_ms: int) -> None:
         """Treat rule tickets that were firing at the last stop as still firing.
@@ -186,14 +199,26 @@ class TicketService:
         marked recovered just because the rules have not fired again yet: the
         engine's pending state starts afresh at every start.
         """
+        self._settle_ms = settle_ms
+        await self._adopt(None, self._clock_ms())
+
+    async def _adopt(self, scope: EvaluationScope | None, now_ms: int) -> None:
+        """Take the stored rule tickets ``scope`` covers (None: all) as firing, with
+        the settle time to fire again before they count as recovered."""
         # resolved too: an alert still firing when its ticket was resolved stays "known"
         restore: frozenset[TicketState] = FIRING_STATES | {"resolved"}
         active = await self._db.call(self._store.list_tickets, None, restore, None, 10_000)
         for ticket in active:
-            if ticket.source in ("rule", "heartbeat") and ticket.dedup_key:
-                self._firing[ticket.dedup_key] = ticket.customer
-                self._restored.add(ticket.dedup_key)
-        self._settle_until_ms = self._clock_ms() + settle_ms
+            if ticket.source not in ("rule", "heartbeat") or not ticket.dedup_key:
+                continue
+            owner = (ticket.agent_id, ticket.source == "heartbeat")
+            if ticket.dedup_key in self._firing:
+                continue
+            if scope is not None and not scope.covers(*owner):
+                continue
+            self._firing[ticket.dedup_key] = ticket.customer
+            self._owner[ticket.dedup_key] = owner
+            self._restored[ticket.dedup_key] = now_ms + self._settle_ms
 
     # -- reading ------------------------------------------------------------------------
 
@@ -359,8 +384,22 @@ class TicketService:
 
     # -- faults -------------------------------------------------------------------------
 
-    async def apply_alerts(self, alerts: Sequence[FaultAlert], now_ms: int) -> None:
-        """Reconcile tickets with the set of rule alerts firing now."""
+    async def apply_alerts(
+        self,
+        alerts: Sequence[FaultAlert],
+        now_ms: int,
+        scope: EvaluationScope | None = None,
+    ) -> None:
+        """Reconcile tickets with the set of rule alerts firing now.
+
+        ``scope`` (replicas, ``collector.alert_scope``): only the alerts it covers are
+        this replica's; tickets of keys it no longer covers are left to their new
+        owner, and stored tickets of keys it newly covers are adopted (with the
+        settle time). None: every alert (a single collector).
+        """
+        if scope is not None:
+            await self._follow(scope, now_ms)
+            alerts = [a for a in alerts if scope.covers(a.host.agent_id, a.heartbeat)]
         current = {alert.dedup_key: alert for alert in alerts}
         for key, alert in current.items():
             if key not in self._firing:
@@ -368,21 +407,37 @@ class TicketService:
                     _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
                 )
                 self._firing[key] = alert.host.customer
+                self._owner[key] = (alert.host.agent_id, bool(alert.heartbeat))
             else:
                 await self._refire_if_closed_while_firing(alert, now_ms)
-        self._restored.difference_update(current)
         for key in current:
+            self._restored.pop(key, None)
             self._absent_since.pop(key, None)
-        settling = now_ms < self._settle_until_ms
         for key in [k for k in self._firing if k not in current]:
-            if settling and key in self._restored:
-                continue
+            if self._restored.get(key, 0) > now_ms:
+                continue  # adopted: the rules have not had the time to fire it again
             absent_since = self._absent_since.setdefault(key, now_ms)
             if now_ms - absent_since < self._recovery_delay_ms:
                 continue  # a single missed sample (a slow check) is not a recovery
-            self._restored.discard(key)
+            self._restored.pop(key, None)
             del self._absent_since[key]
+            self._owner.pop(key, None)
             await self._fault_cleared(self._firing.pop(key), key, "rule", now_ms)
+
+    async def _follow(self, scope: EvaluationScope, now_ms: int) -> None:
+        """Forget the keys ``scope`` no longer covers; adopt those it newly covers."""
+        for key in [k for k in self._firing if not scope.covers(*self._owner_of(k))]:
+            del self._firing[key]
+            self._owner.pop(key, None)
+            self._restored.pop(key, None)
+            self._absent_since.pop(key, None)
+        before, self._scope = self._scope, scope
+        gained = scope if before is None else scope.gained(before)
+        if before is not None and not gained.empty():
+            await self._adopt(gained, now_ms)
+
+    def _owner_of(self, key: str) -> tuple[str | None, bool]:
+        return self._owner.get(key, (None, False))
 
     async def _refire_if_closed_while_firing(self, alert: FaultAlert, now_ms: int) -> None:
         """A fault still firing a recovery delay after its ticket was resolved or closed
@@ -495,12 +550,16 @@ class TicketService:
         self._metrics.set_active_tickets(Counter((t.level, t.state) for t in tickets))
         timelines = await self._db.call(self._store.ticket_events_many, [t.id for t in tickets])
         languages = await self._notice_languages({t.customer for t in tickets})
+        notices: list[Notice] = []
         for ticket in tickets:
             try:
                 language = languages.get(ticket.customer, "")
-                await self._tick_ticket(ticket, timelines[ticket.id], now_ms, language)
+                notices += await self._tick_ticket(ticket, timelines[ticket.id], now_ms, language)
             except Conflict:
                 log.info("ticket %d changed during the SLA check; next tick", ticket.id)
+        await self._outbox.enqueue(notices, now_ms)  # already stored ones: unchanged
+        if self._outbox.may_have_due(NOTICE_KIND, now_ms):  # else: the leader's sweep
+            await self._outbox.send_due(now_ms, (NOTICE_KIND,))
 
     async def _notice_languages(self, customers: set[str]) -> dict[str, str]:
         """The language setting of each customer that gets notices ("" when unset)."""
@@ -513,9 +572,10 @@ class TicketService:
 
     async def _tick_ticket(
         self, ticket: Ticket, events: Sequence[TicketEvent], now_ms: int, language: str = ""
-    ) -> None:
+    ) -> list[Notice]:
         """One ticket's SLA duties, from its timeline as read at the start of the tick;
-        customer notices in ``language`` (the customer's setting; "": both)."""
+        customer notices in ``language`` (the customer's setting; "": both); returns the
+        notifications due (for the outbox)."""
         status = sla_status(ticket, events, self.config.sla, now_ms)
         await self._record_breaches(ticket, events, status)
         sent = {e.details.get("key") for e in events if e.kind == "notification"}
@@ -532,12 +592,11 @@ class TicketService:
             now_ms,
             language,
         )
-        for notification in due:
-            await self._notify(ticket, notification, now_ms)
         due_ms = lifecycle.auto_confirm_due_ms(ticket, self.config.auto_confirm_ms)
         if due_ms is not None and due_ms <= now_ms:
             transition = lifecycle.auto_confirm(ticket, self.config.auto_confirm_ms, now_ms)
             await self._db.call(self._store.update_ticket, transition.ticket, transition.events)
+        return [_notice(ticket.id, notification) for notification in due]
 
     async def _record_breaches(
         self, ticket: Ticket, events: Sequence[TicketEvent], status: SlaStatus
@@ -569,27 +628,19 @@ class TicketService:
             await self._db.call(self._store.add_ticket_events, ticket.id, [event])
             self._metrics.sla_breached(clock.name, ticket.level)
 
-    async def _notify(self, ticket: Ticket, notification: Notification, now_ms: int) -> None:
-        failed_at = self._failed_delivery.get(notification.key)
-        if failed_at is not None and now_ms - failed_at < RETRY_FAILED_DELIVERY_MS:
-            return
+    def _deliver_entry(self, entry: OutboxEntry) -> None:
+        """Send one stored ticket notification (on a thread); counts the outcome."""
+        notification = _notification(entry)
         try:
-            await asyncio.to_thread(self._deliver, notification)
-        except Exception as exc:  # delivery errors are reported, never fatal
+            self._deliver(notification)
+        except Exception:
             self._metrics.notification(notification.channel, False)
-            first_failure = failed_at is None
-            self._failed_delivery[notification.key] = now_ms
-            log.warning("notification %s failed: %s", notification.key, exc)
-            if first_failure:
-                await self._record_notification(ticket, notification, now_ms, str(exc))
-            return
-        self._failed_delivery.pop(notification.key, None)
+            raise
         self._metrics.notification(notification.channel, True)
-        await self._record_notification(ticket, notification, now_ms, None)
 
-    async def _record_notification(
-        self, ticket: Ticket, notification: Notification, now_ms: int, error: str | None
-    ) -> None:
+    def _delivery_events(self, entry: OutboxEntry, error: str | None, at_ms: int) -> list[NewEvent]:
+        """The ticket's record of a delivery (or of its first failure)."""
+        notification = _notification(entry)
         details: dict[str, Any] = {
             "step": notification.step,
             "channel": notification.channel,
@@ -604,8 +655,7 @@ class TicketService:
             details["key"] = notification.key  # only delivered ones count as sent
         else:
             details["error"] = error
-        event = NewEvent(at_ms=now_ms, actor="system", kind="notification", details=details)
-        await self._db.call(self._store.add_ticket_events, ticket.id, [event])
+        return [NewEvent(at_ms=at_ms, actor="system", kind="notification", details=details)]
 
     async def _visible(self, who: Principal, ticket_id: int) -> Ticket:
         ticket = await self._db.call(self._store.get_ticket, ticket_id)
@@ -648,6 +698,46 @@ def _transition(
     if action == "contact":
         return lifecycle.contact(ticket, request.via, request.text, actor, now)
     raise InvalidRequest(f"unknown ticket action {action!r}")
+
+
+def _notice(ticket_id: int, notification: Notification) -> Notice:
+    """The outbox notice of a ticket's notification (one per ticket and key)."""
+    return Notice(
+        kind=NOTICE_KIND,
+        dedup=f"ticket:{ticket_id}:{notification.key}",
+        channel=notification.channel,
+        target=notification.target,
+        subject=notification.subject,
+        payload=notification.payload,
+        body=notification.body,
+        target_label=notification.target_label,
+        ticket_id=ticket_id,
+        meta={
+            "key": notification.key,
+            "step": notification.step,
+            "audience": notification.audience,
+        },
+    )
+
+
+def _notification(entry: OutboxEntry) -> Notification:
+    """The ticket notification stored in ``entry``, with its delivery id."""
+    notice = entry.notice
+    audience: Literal["internal", "customer"] = (
+        "customer" if notice.meta.get("audience") == "customer" else "internal"
+    )
+    return Notification(
+        key=str(notice.meta.get("key", notice.dedup)),
+        step=int(notice.meta.get("step", -1)),
+        channel="email" if notice.channel == "email" else "webhook",
+        target=notice.target,
+        subject=notice.subject,
+        payload=notice.payload,
+        target_label=notice.target_label,
+        body=notice.body,
+        audience=audience,
+        delivery_id=entry.delivery_id,
+    )
 
 
 def _rule_ticket(alert: FaultAlert) -> NewTicket:

@@ -1,0 +1,148 @@
+"""The outbox aggregate of the store, on every backend (SQLite and PostgreSQL).
+
+Contract: collector/outbox.py ``OutboxStore``. Several store objects on one database
+stand for several replicas.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from collector.audit import verify_chain
+from collector.errors import InvalidRequest
+from collector.outbox import Notice
+from collector.store import Store
+from collector.tickets.model import NewEvent, NewTicket
+from tests.collector.conftest import StoreBackend
+
+T0 = 1_767_225_600_000
+
+
+def notice(dedup: str, ticket_id: int | None = None) -> Notice:
+    return Notice(
+        kind="ticket",
+        dedup=dedup,
+        channel="webhook",
+        target="https://hooks.example/secret",
+        target_label="https://hooks.example",
+        payload={"event": dedup, "n": 1},
+        ticket_id=ticket_id,
+        meta={"key": dedup},
+    )
+
+
+def a_ticket(store: Store) -> int:
+    new = NewTicket(customer="acme", title="t", level="3", source="engineer")
+    opened = NewEvent(at_ms=T0, actor="user:erin", kind="opened", details={})
+    return store.create_ticket(new, opened).id
+
+
+def test_notices_are_stored_once_with_their_content(store: Store) -> None:
+    assert store.enqueue_notices([notice("a"), notice("b"), notice("a")], T0) == 2
+    assert store.enqueue_notices([notice("b")], T0 + 5) == 0
+    first, second = store.list_outbox(None, 10)
+    assert first.notice == notice("a") and second.notice.dedup == "b"
+    assert first.delivery_id != second.delivery_id and len(first.delivery_id) == 32
+    assert (first.state, first.attempts, first.next_attempt_ms) == ("pending", 0, T0)
+    assert store.outbox_counts() == {"pending": 2, "sent": 0, "failing": 0}
+
+
+def test_two_replicas_claiming_at_once_never_share_a_notice(
+    store_backend: StoreBackend,
+) -> None:
+    stores = [store_backend.open() for _ in range(4)]
+    stores[0].enqueue_notices([notice(f"n{i}") for i in range(20)], T0)
+    claimed: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def claim_all(store: Store, holder: str) -> None:
+        while (entry := store.claim_notice(["ticket"], holder, T0, 60_000)) is not None:
+            with lock:
+                claimed.append((holder, entry.id))
+
+    threads = [threading.Thread(target=claim_all, args=(s, f"r{i}")) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [entry_id for _, entry_id in claimed]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 20
+
+
+def test_a_claim_expires_and_a_named_claim_respects_it(store: Store) -> None:
+    store.enqueue_notices([notice("a")], T0)
+    entry = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert entry is not None and (entry.claimed_by, entry.claimed_until_ms) == ("r1", T0 + 1000)
+    busy = store.claim_named_notice("a", "r2", T0 + 999, 1000)
+    assert busy is not None and busy.claimed_by == "r1"  # returned as it is: not r2's
+    mine = store.claim_named_notice("a", "r2", T0 + 1000, 1000)
+    assert mine is not None and mine.claimed_by == "r2"
+    assert store.claim_named_notice("nothing", "r2", T0, 1000) is None
+
+
+def test_sent_marks_once_and_records_the_delivery_on_the_ticket_atomically(
+    store: Store,
+) -> None:
+    ticket_id = a_ticket(store)
+    store.enqueue_notices([notice("a", ticket_id)], T0)
+    entry = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert entry is not None
+    delivered = NewEvent(T0 + 1, "system", "notification", {"key": "a", "delivered": True})
+    assert store.notice_sent(entry.id, T0 + 1, [delivered]) is True
+    assert store.notice_sent(entry.id, T0 + 2, [delivered]) is False  # no second event
+    kinds = [e.kind for e in store.ticket_events(ticket_id)]
+    assert kinds == ["opened", "notification"]
+    assert verify_chain(store.audit_entries()).ok
+    named = store.claim_named_notice("a", "r2", T0 + 5, 1000)
+    assert named is not None and named.state == "sent" and named.claimed_by is None
+
+
+def test_pruning_drops_old_sent_notices_only(store: Store) -> None:
+    store.enqueue_notices([notice("old"), notice("new"), notice("stuck")], T0)
+    for at in (T0 + 1, T0 + 100):
+        entry = store.claim_notice(["ticket"], "r1", at, 1)
+        assert entry is not None
+        store.notice_sent(entry.id, at)
+    assert store.prune_outbox(T0 + 100) == 1
+    assert [e.notice.dedup for e in store.list_outbox(None, 10)] == ["new", "stuck"]
+    assert store.prune_outbox(T0 + 10**9) == 1  # the pending one stays, however old
+    assert [e.notice.dedup for e in store.list_outbox(None, 10)] == ["stuck"]
+
+
+def test_a_failure_keeps_the_notice_pending_and_counts_it(store: Store) -> None:
+    store.enqueue_notices([notice("a")], T0)
+    entry = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert entry is not None
+    store.notice_failed(entry.id, "webhook answered 503", T0 + 60_000)
+    assert store.claim_notice(["ticket"], "r1", T0 + 59_999, 1000) is None  # backing off
+    [failing] = store.list_outbox(["pending"], 10, failing_only=True)
+    assert (failing.attempts, failing.last_error, failing.claimed_by) == (
+        1,
+        "webhook answered 503",
+        None,
+    )
+    assert store.outbox_counts() == {"pending": 1, "sent": 0, "failing": 1}
+    assert store.claim_notice(["ticket"], "r2", T0 + 60_000, 1000) is not None
+
+
+def test_bad_input_is_refused_and_writes_nothing(store: Store) -> None:
+    bad = Notice("ticket", "bad", "webhook", "https://x", payload={"v": float("inf")})
+    with pytest.raises(InvalidRequest, match="plain JSON"):
+        store.enqueue_notices([notice("good"), bad], T0)
+    assert store.list_outbox(None, 10) == []
+    with pytest.raises(InvalidRequest):
+        store.claim_notice(["ticket"], "", T0, 1000)
+    with pytest.raises(InvalidRequest):
+        store.list_outbox(["gone"], 10)
+    with pytest.raises(InvalidRequest):
+        store.list_outbox(None, 0)
+    store.enqueue_notices([notice("orphan")], T0)  # no ticket: events cannot go anywhere
+    entry = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert entry is not None
+    event = NewEvent(T0, "system", "notification", {})
+    with pytest.raises(InvalidRequest, match="no ticket"):
+        store.notice_sent(entry.id, T0, [event])
+    [still] = store.list_outbox(["pending"], 10)  # the mark rolled back with the events
+    assert still.id == entry.id
