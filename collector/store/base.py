@@ -38,6 +38,7 @@ from collector.runs.model import (
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.inspection_base import InspectionStore
 from collector.store.lease_base import LeaseStore
+from collector.store.routing_base import RoutingStore
 from collector.store.portal_base import PortalStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
@@ -261,7 +262,7 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(InspectionStore, PortalStore, LeaseStore, Protocol):
+class Store(InspectionStore, PortalStore, LeaseStore, RoutingStore, Protocol):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -82,6 +82,7 @@ from collector.store.history_rows import (
 )
 from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
+from collector.store.routing_sqlite import SQLiteRouting
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.portal_sqlite import SQLitePortal
 from collector.store.run_rows import (
@@ -215,7 +216,7 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases):
+class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteRouting):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is

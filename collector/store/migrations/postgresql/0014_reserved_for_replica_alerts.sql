@@ -1,0 +1,3 @@
+-- 0014 is assigned to the replica-alerts branch (notification outbox). This empty file
+-- only keeps the numbering 1..N on the replica-routing branch; when both branches are
+-- merged, keep replica-alerts' 0014 and delete this file.
