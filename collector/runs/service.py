@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from collector.revocation import require_not_revoked
 from collector.rules import HostRef
 from collector.runs.catalogue import Catalogue
 from collector.runs.model import FINISHED_RUN_STATES, RunRecord
+from collector.shared_files import SharedFiles
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
@@ -53,6 +54,10 @@ MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per run, on the collector's disk
 STALE_RUN_MS = 2 * 3600 * 1000
 EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
 SECRET_MASK = "***"
+FOLLOW_POLL_SECONDS = 1.0  # a follower re-reads the run this often (runs on other replicas)
+
+# Sends to an agent connected to another replica (``AgentRouter.send``); False if none.
+Forward = Callable[[str, agent_pb2.CollectorMessage], Awaitable[bool]]
 
 
 class RunService:
@@ -65,11 +70,17 @@ class RunService:
         send: Callable[[str, agent_pb2.CollectorMessage], bool],
         output_dir: Path,
         clock_ms: Callable[[], int],
+        forward: Forward | None = None,
+        files: SharedFiles | None = None,
     ) -> None:
+        """``forward`` reaches agents on other replicas, ``files`` shares finished
+        outputs with them (both None with one process: SQLite)."""
         self._db = db
         self._store = db.store
         self.catalogue = catalogue
         self._send = send
+        self._forward = forward
+        self._files = files
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
@@ -129,7 +140,7 @@ class RunService:
             requested_by=requested_by,
             ticket_id=ticket_id or 0,
         )
-        if self._send(agent.agent_id, agent_pb2.CollectorMessage(run_request=request)):
+        if await self._deliver(agent.agent_id, agent_pb2.CollectorMessage(run_request=request)):
             return await self._update(run.run_id, state="sent")
         return await self._finish(run.run_id, "undeliverable", "the host is not connected")
 
@@ -177,7 +188,7 @@ class RunService:
             expires_unix_ms=expires_ms,
             signed_approval=signed_approval,
         )
-        if not self._send(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
+        if not await self._deliver(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
             raise Conflict(f"the host of run {run_id} is not connected; approve on the host")
         await self._audit(
             f"user:{who.name}",
@@ -206,6 +217,15 @@ class RunService:
             return b"", False
         with path.open("rb") as handle:
             data = handle.read(limit + 1)
+        return data[:limit], len(data) > limit
+
+    async def read_output(self, run_id: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[bytes, bool]:
+        """Like ``output``, but a run whose agent is on another replica is read from the
+        shared store once finished."""
+        path = self._output_path(run_id)
+        if self._files is None or path.exists():
+            return self.output(run_id, limit)
+        data = await self._files.read(path) or b""
         return data[:limit], len(data) > limit
 
     def step_outputs(self, run_id: str) -> dict[str, bytes]:
@@ -257,8 +277,20 @@ class RunService:
             yield run
             if run.state in FINISHED_RUN_STATES:
                 return
+            last, output_seen = run, False
             while True:
-                item = await queue.get()
+                item = await self._next_followed(queue, last)
+                if item is None:
+                    continue
+                if isinstance(item, RunRecord):
+                    elsewhere = not self._output_path(run_id).exists()  # another replica's agent
+                    if item.state in FINISHED_RUN_STATES and elsewhere and not output_seen:
+                        data, _ = await self.read_output(run_id)
+                        if data:
+                            yield agent_pb2.RunOutput(run_id=run_id, data=data)
+                    last = item
+                else:
+                    output_seen = True
                 yield item
                 if isinstance(item, RunRecord) and item.state in FINISHED_RUN_STATES:
                     return
@@ -266,6 +298,19 @@ class RunService:
             self._followers[run_id].remove(queue)
             if not self._followers[run_id]:
                 del self._followers[run_id]
+
+    async def _next_followed(self, queue: asyncio.Queue[Any], last: RunRecord) -> Any:
+        """The next item this replica published, else (after a poll interval) the run
+        as stored if another replica changed it; None when nothing changed."""
+        try:
+            return await asyncio.wait_for(queue.get(), FOLLOW_POLL_SECONDS)
+        except TimeoutError:
+            stored = await self._db.call(self._store.get_run, last.run_id)
+            changed = stored is not None and (stored.state, stored.updated_ms) != (
+                last.state,
+                last.updated_ms,
+            )
+            return stored if changed else None
 
     async def expire_stale(self, now_ms: int) -> int:
         """Fail unfinished runs older than STALE_RUN_MS (the agent never answered)."""
@@ -339,6 +384,9 @@ class RunService:
     ) -> RunRecord:
         data, _ = self.output(run_id)
         self._current_step.pop(run_id, None)
+        if self._files is not None:  # before the state: a replica seeing it finished reads it
+            await self._files.publish(self._output_path(run_id))
+            await self._files.publish(self._output_dir / f"{run_id}.steps")
         record = await self._update(
             run_id,
             state=state,
@@ -374,6 +422,12 @@ class RunService:
         await self._db.call(self._store.add_ticket_events, run.ticket_id, [event])
 
     # -- helpers ------------------------------------------------------------------------
+
+    async def _deliver(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
+        """Send on this replica's stream of the agent, else forward to its replica."""
+        if self._send(agent_id, message):
+            return True
+        return self._forward is not None and await self._forward(agent_id, message)
 
     async def _update(self, run_id: str, **fields: Any) -> RunRecord:
         record = await self._db.call(

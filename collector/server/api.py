@@ -37,6 +37,7 @@ from collector.server.ticket_messages import ticket_detail, ticket_message
 from collector.sessions.keys import SshKeys
 from collector.sessions.model import FINAL_SESSION_STATES
 from collector.sessions.service import SessionService
+from collector.shared_files import SharedFiles
 from collector.store import AgentRecord, StoredSample
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
@@ -64,8 +65,10 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         failures: AuthFailures,
         archive: Archive | None = None,
         inspections: InspectionService | None = None,
+        files: SharedFiles | None = None,
     ) -> None:
         self._inspection_service = inspections
+        self._files = files  # recordings made on other replicas (None: one process)
         self._failures = failures
         self._archive = archive or Archive(db)
         self._db = db
@@ -268,7 +271,7 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     ) -> api_pb2.RunDetail:
         who = await self._who(context)
         run = await self._runs.get(who, request.run_id)
-        output, truncated = self._runs.output(run.run_id)
+        output, truncated = await self._runs.read_output(run.run_id)
         return api_pb2.RunDetail(
             run=run_info(run),
             result_json=json.dumps(dict(run.result), sort_keys=True),
@@ -366,6 +369,13 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
                 f"({len(recordings)} recorded; `aftercare session show` lists them)"
             )
         path = self._data_dir / chosen[0].path
+        if self._files is not None and not path.exists():  # recorded on another replica
+            shared = await self._files.read(path)
+            if shared is None:
+                raise NotFound(f"the recording file is missing on every replica: {path.name}")
+            for start in range(0, len(shared), RECORDING_CHUNK):
+                yield api_pb2.RecordingChunk(data=shared[start : start + RECORDING_CHUNK])
+            return
         try:
             with path.open("rb") as file:
                 while chunk := file.read(RECORDING_CHUNK):

@@ -80,11 +80,13 @@ from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
+from collector.server.replicas import ReplicaRouting
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
 from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
 from collector.sessions.keys import SshKeys
 from collector.sessions.service import SessionService
+from collector.store.postgres import PostgresStore
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
 from collector.tickets.model import NewEvent, Ticket
@@ -121,6 +123,7 @@ class Addresses:
     ssh: str = ""  # the SSH gateway ("" when not served)
     web: str = ""  # the web portal, HOST:PORT ("" when not served)
     web_url: str = ""  # the portal's public address (--public-url, else https://web)
+    relay: str = ""  # the replica relay, HOST:PORT ("" when not served)
 
 
 class CollectorServer:
@@ -155,6 +158,7 @@ class CollectorServer:
         self.auth_failures: AuthFailures | None = None
         self.portal: WebServer | None = None
         self.leadership: Leadership | None = None  # which replica runs the once-only work
+        self.replicas: ReplicaRouting | None = None  # routing to other replicas' agents
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -190,6 +194,11 @@ class CollectorServer:
             advertise=advertise,
             ssh=self._start_gateway(metrics),
         )
+        if self.replicas is not None:
+            relay = await self.replicas.serve_relay(
+                self.config.relay_listen, self.config.relay_advertise, self.tunnels
+            )
+            self.addresses = dataclasses.replace(self.addresses, relay=relay)
         web = await self._start_portal()
         if web:
             url = self.config.public_url or f"https://{web}"
@@ -201,6 +210,8 @@ class CollectorServer:
         ]
         if self.audit_checkpoints is not None:
             self._tasks.append(asyncio.create_task(self.audit_checkpoints.run_forever()))
+        if self.replicas is not None:
+            self._tasks += [asyncio.create_task(loop) for loop in self.replicas.tasks()]
         log.info("collector started: %s", self.addresses)
         return self.addresses
 
@@ -211,6 +222,7 @@ class CollectorServer:
         self._db = StoreThread(self.data_dir.open_store())
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
         self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
+        self.replicas = self._replica_routing(self.leadership.holder)
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
@@ -237,6 +249,8 @@ class CollectorServer:
             self.streams.send,
             self.data_dir.root / "runs",
             wall_ms,
+            forward=self.replicas.router.send if self.replicas else None,
+            files=self.replicas.files if self.replicas else None,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.inspections = InspectionService(
@@ -263,6 +277,25 @@ class CollectorServer:
         await self.audit_checkpoints.refresh()
         return metrics
 
+    def _replica_routing(self, replica: str) -> ReplicaRouting | None:
+        """Routing to agents on other replicas: only on a PostgreSQL store."""
+        assert self._db is not None
+        url = self.data_dir.store_url()
+        if not isinstance(self._db.store, PostgresStore) or url is None:
+            return None
+        interval_ms = int(self.config.evaluation_interval.total_seconds() * 1000)
+        return ReplicaRouting(
+            self._db,
+            self.fleet,
+            self.streams,
+            self.data_dir.load_ca(),
+            replica,
+            url,
+            self.data_dir.root,
+            interval_ms,
+            wall_ms,
+        )
+
     def _start_gateway(self, metrics: CollectorMetrics) -> str:
         """Serve the SSH gateway on ``--ssh-listen``; returns its address ("" if off)."""
         if not self.config.ssh_listen:
@@ -283,6 +316,7 @@ class CollectorServer:
                 warning_ms=int(self.config.session_warning.total_seconds() * 1000),
             ),
             wall_ms,
+            files=self.replicas.files if self.replicas else None,
         )
         try:
             gateway = SshGateway(host, port, load_or_create_host_key(self.data_dir.root), access)
@@ -365,6 +399,7 @@ class CollectorServer:
                 wall_ms,
                 self.approvers,
                 audit=self.audit_checkpoints,
+                presence=self.replicas,
             ),
             server,
         )
@@ -387,6 +422,7 @@ class CollectorServer:
                 self.auth_failures,
                 archive=Archive(self._db, ARCHIVE_SOURCES),
                 inspections=self.inspections,
+                files=self.replicas.files if self.replicas else None,
             ),
             server,
         )
@@ -413,6 +449,8 @@ class CollectorServer:
             await self.portal.stop()
         if self.auth_failures is not None:
             await self.auth_failures.flush(final=True)
+        if self.replicas is not None:
+            await self.replicas.stop()
         if self._db is not None and self.leadership is not None:
             await self._db.call(self.leadership.resign)
         if self._db is not None:

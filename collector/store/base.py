@@ -38,8 +38,8 @@ from collector.runs.model import (
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.inspection_base import InspectionStore
 from collector.store.lease_base import LeaseStore
-from collector.store.routing_base import RoutingStore
 from collector.store.portal_base import PortalStore
+from collector.store.routing_base import RoutingStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [

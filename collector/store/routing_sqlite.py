@@ -113,7 +113,9 @@ class SQLiteRouting:
 
     def put_shared_file(self, path: str, data: bytes, sha256: str, now_ms: int) -> None:
         if not path or path.startswith("/") or ".." in path.split("/"):
-            raise InvalidRequest(f"a shared file needs a relative path inside the data dir: {path!r}")
+            raise InvalidRequest(
+                f"a shared file needs a relative path inside the data dir: {path!r}"
+            )
         with self._write() as db:
             db.execute(
                 "INSERT INTO shared_files (path, data, sha256, stored_ms) VALUES (?, ?, ?, ?) "

@@ -82,9 +82,9 @@ from collector.store.history_rows import (
 )
 from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
-from collector.store.routing_sqlite import SQLiteRouting
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.portal_sqlite import SQLitePortal
+from collector.store.routing_sqlite import SQLiteRouting
 from collector.store.run_rows import (
     RUN_COLUMNS,
     check_limit,

@@ -1,0 +1,150 @@
+"""Routing between collector replicas on one PostgreSQL store, wired together.
+
+``ReplicaRouting`` owns this replica's part (docs/replicas.md):
+- presence: heartbeat and the agents whose streams this replica holds
+  (``collector.presence``), hooked into the agent stream;
+- the agent outbox: messages for agents on other replicas (``agent_outbox``),
+  woken by LISTEN/NOTIFY (``collector.store.pg_notify``) and polled;
+- shared files: finished run outputs and recordings copied into the store
+  (``collector.shared_files``);
+- the replica relay: a mutual-TLS gRPC port (``--relay-listen``) serving session
+  tunnels to this replica's agents, and the client dialling other replicas'
+  (``collector.server.replica_relay``), each with a certificate the CA issues to this
+  replica at start.
+
+With SQLite there is one process and none of this is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from collector.config import split_host_port
+from collector.errors import ConfigError, StoreError
+from collector.fleet import Fleet
+from collector.gateway.tunnels import TunnelBroker
+from collector.pki import CertificateAuthority
+from collector.presence import Presence
+from collector.server.agent_outbox import AgentRouter
+from collector.server.replica_relay import RelayClient, ReplicaRelayServicer
+from collector.server.status import ErrorStatusInterceptor
+from collector.server.streams import Streams
+from collector.shared_files import SharedFiles
+from collector.store.pg_notify import PgWakeups
+from collector.store.writer import StoreThread
+from proto import api_pb2_grpc
+
+__all__ = ["ReplicaRouting"]
+
+log = logging.getLogger(__name__)
+
+RELAY_CERT_VALIDITY = dt.timedelta(days=365)
+
+
+class ReplicaRouting:
+    """This replica's presence, outbox, shared files and relay."""
+
+    def __init__(
+        self,
+        db: StoreThread,
+        fleet: Fleet,
+        streams: Streams,
+        ca: CertificateAuthority,
+        replica: str,
+        store_url: str,
+        data_dir: Path,
+        interval_ms: int,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._streams = streams
+        self.presence = Presence(
+            db, fleet, replica, "", interval_ms, clock_ms, held=streams.agent_ids
+        )
+        self.wakeups = PgWakeups(store_url)
+        self.router = AgentRouter(db, streams, self.presence, self.wakeups, clock_ms, interval_ms)
+        self.files = SharedFiles(db, data_dir, clock_ms)
+        cert_pem, key_pem = ca.issue_replica_certificate(replica, RELAY_CERT_VALIDITY)
+        self._ca = ca
+        self._cert = (cert_pem, key_pem)
+        self.relay = RelayClient(self.presence, ca.cert_pem, cert_pem, key_pem)
+        self._server: grpc.aio.Server | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def serve_relay(self, listen: str, advertise: str, broker: TunnelBroker) -> str:
+        """Serve the relay on ``listen`` (mutual TLS, replica certificates only) and let
+        ``broker`` reach other replicas' agents; the address other replicas dial."""
+        broker.remote = self.relay.open
+        if not listen:
+            return ""
+        cert_pem, key_pem = self._cert
+        credentials = grpc.ssl_server_credentials(
+            [(key_pem, cert_pem + self._ca.cert_pem)],
+            root_certificates=self._ca.cert_pem,
+            require_client_auth=True,
+        )
+        server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
+        api_pb2_grpc.add_ReplicaRelayServicer_to_server(ReplicaRelayServicer(broker), server)
+        try:
+            port = server.add_secure_port(listen, credentials)
+        except RuntimeError as exc:
+            raise ConfigError(f"--relay-listen {listen}: cannot listen ({exc})") from exc
+        if port == 0:
+            raise ConfigError(f"--relay-listen {listen}: cannot listen; is the port in use?")
+        await server.start()
+        self._server = server
+        host, _ = split_host_port(listen, "--relay-listen")
+        public = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+        self.presence.relay_address = advertise or f"{public}:{port}"
+        return f"{host}:{port}"
+
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """The loops to run while serving: heartbeat, LISTEN, outbox drain."""
+        return [
+            self.presence.run_forever(),
+            self.wakeups.run_listener(),
+            self.router.run_forever(),
+        ]
+
+    # -- agent stream hooks (agent_stream.PresenceHooks) ---------------------------------
+
+    async def agent_connected(self, agent_id: str) -> None:
+        """Claim the agent, then hand it what waited for it in the outbox."""
+        try:
+            await self.presence.agent_connected(agent_id)
+            await self.router.drain([agent_id])
+        except StoreError as exc:  # the next heartbeat re-claims it
+            log.warning("could not record agent %s as connected here: %s", agent_id, exc)
+
+    def agent_disconnected(self, agent_id: str) -> None:
+        """Release the agent (in the background: the stream is ending)."""
+        task = asyncio.get_running_loop().create_task(self._release(agent_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _release(self, agent_id: str) -> None:
+        if self._streams.connected(agent_id):  # it reconnected here meanwhile
+            return
+        try:
+            await self.presence.agent_disconnected(agent_id)
+        except StoreError as exc:  # its row lapses with this replica's heartbeat
+            log.warning("could not record agent %s as gone: %s", agent_id, exc)
+
+    async def stop(self) -> None:
+        """Stop the relay and drop this replica's rows (its agents reconnect elsewhere)."""
+        if self._server is not None:
+            await self._server.stop(1.0)
+        for task in list(self._pending):
+            with contextlib.suppress(Exception):
+                await task
+        with contextlib.suppress(StoreError):
+            await self.presence.stop()
+        await self.wakeups.close()
