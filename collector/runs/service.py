@@ -21,7 +21,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.approval_check import check_pinned_root, check_run, verify_bundle
 from collector.auth import Principal
@@ -36,7 +36,6 @@ from collector.revocation import require_not_revoked
 from collector.rules import HostRef
 from collector.runs.catalogue import Catalogue
 from collector.runs.model import FINISHED_RUN_STATES, RunRecord
-from collector.shared_files import SharedFiles
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
@@ -58,6 +57,16 @@ FOLLOW_POLL_SECONDS = 1.0  # a follower re-reads the run this often (runs on oth
 
 # Sends to an agent connected to another replica (``AgentRouter.send``); False if none.
 Forward = Callable[[str, agent_pb2.CollectorMessage], Awaitable[bool]]
+
+
+class SharedFiles(Protocol):
+    """Finished files other replicas can read (``collector.shared_files.SharedFiles``)."""
+
+    async def publish(self, path: Path) -> None:
+        """Copy the finished file at ``path`` where every replica reads it."""
+
+    async def read(self, path: Path) -> bytes | None:
+        """The file from this replica's disk, else from the shared copy; None if neither."""
 
 
 class RunService:

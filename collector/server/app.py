@@ -223,6 +223,8 @@ class CollectorServer:
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
         self.leadership = Leadership(self._db.store, replica_id(), lease_ms, wall_ms)
         self.replicas = self._replica_routing(self.leadership.holder)
+        if self.replicas is not None:
+            self._signals.forward = self.replicas.router.send
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)

@@ -4,13 +4,15 @@
 the host's agent, and so is its decision; a session that is over is closed on the
 agent (which ends its logins on its own), on the gateway (every live connection,
 reason shown to the engineer) and for watchers. ``SessionAgentMessages`` turns the agents' session
-messages into ``SessionService`` calls.
+messages into ``SessionService`` calls. A message for an agent connected to another
+replica goes through ``forward`` (the agent outbox, collector.server.agent_outbox), if set.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from collector.gateway.recording import WatchHub
 from collector.rules import HostRef
@@ -32,9 +34,22 @@ class LiveSessionSignals:
         self._hub = hub
         self.gateway: LiveGateway | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # reaches agents on other replicas (AgentRouter.send); None with one process
+        self.forward: (
+            Callable[[str, agent_pb2.CollectorMessage], Coroutine[Any, Any, bool]] | None
+        ) = None
+        self._forwarding: set[asyncio.Task[bool]] = set()
+
+    def _send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> None:
+        """Send on this replica's stream of the agent, else forward in the background."""
+        if self._streams.send(agent_id, message) or self.forward is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.forward(agent_id, message))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
 
     def requested(self, session: RemoteSession) -> None:
-        self._streams.send(
+        self._send(
             session.agent_id,
             agent_pb2.CollectorMessage(
                 session_requested=agent_pb2.SessionRequested(
@@ -49,7 +64,7 @@ class LiveSessionSignals:
         )
 
     def decided(self, session: RemoteSession, decision: str, by: str) -> None:
-        self._streams.send(
+        self._send(
             session.agent_id,
             agent_pb2.CollectorMessage(
                 session_decided=agent_pb2.SessionDecided(
@@ -75,7 +90,7 @@ class LiveSessionSignals:
                     None, gateway.end_session, session.session_id, reason
                 )
         finally:
-            self._streams.send(
+            self._send(
                 session.agent_id,
                 agent_pb2.CollectorMessage(
                     session_close=agent_pb2.SessionClose(
