@@ -69,9 +69,13 @@ class Presence:
         for agent_id in self._held():
             if agent_id not in claimed:
                 await self._db.call(store.set_presence, agent_id, self.replica, now)
-        self._fleet.connected_elsewhere(
-            frozenset(loc.agent_id for loc in live if loc.replica != self.replica)
-        )
+        elsewhere = frozenset(loc.agent_id for loc in live if loc.replica != self.replica)
+        for agent_id in elsewhere:
+            if self._fleet.get(agent_id) is None:  # enrolled after this replica started
+                agent = await self._db.call(store.get_agent, agent_id)
+                if agent is not None and agent.revoked_ms is None:
+                    self._fleet.load(agent, None, [])
+        self._fleet.connected_elsewhere(elsewhere)
 
     async def run_forever(self) -> None:
         """Beat every interval until cancelled."""
