@@ -129,8 +129,9 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
         assert b.client(erin, "keys", "add", str(key) + ".pub").returncode == 0
 
         # presence: the agent streams to A; B lists it as connected
-        wait_for(lambda: holder_pid(replicas.url, agent.agent_id) == str(a.process.pid), 30,
-                 "the agent on A")  # fmt: skip
+        assert a.process is not None and b.process is not None
+        a_pid, b_pid = str(a.process.pid), str(b.process.pid)
+        wait_for(lambda: holder_pid(replicas.url, agent.agent_id) == a_pid, 30, "the agent on A")
         wait_for(lambda: connected(b, erin), 15, "B to see the agent connected")
 
         # a run from B: stored by B, delivered by A, followed and shown on B
@@ -168,12 +169,10 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
         assert "typed-42" in "".join(e[2] for e in events if e[1] == "o")
 
         # A dies: the balancer sends the agent to B, which then routes locally
-        assert a.process is not None
         a.process.send_signal(signal.SIGKILL)
         a.process.wait()
         replicas.balancer.point_at(b.agent_address)
-        wait_for(lambda: holder_pid(replicas.url, agent.agent_id) == str(b.process.pid), 60,
-                 "the agent on B")  # fmt: skip
+        wait_for(lambda: holder_pid(replicas.url, agent.agent_id) == b_pid, 60, "the agent on B")
         again = b.client(erin, "run", "cpu-load", "--host", "db-1", "--follow")
         assert again.returncode == 0 and "load" in again.stdout.lower(), again.stderr
         local = ssh(b.ssh_port, key, sid, "echo still-$((40+2))")
