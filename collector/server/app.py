@@ -225,6 +225,8 @@ class CollectorServer:
         self.replicas = self._replica_routing(self.leadership.holder)
         if self.replicas is not None:
             self._signals.forward = self.replicas.router.send
+            self._signals.announce = self.replicas.announce_session_over
+            self.replicas.end_session_here = self._signals.over_here
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)

@@ -7,6 +7,8 @@
   woken by LISTEN/NOTIFY (``collector.store.pg_notify``) and polled;
 - shared files: finished run outputs and recordings copied into the store
   (``collector.shared_files``);
+- "session over" announcements: a session terminated or expired on one replica ends
+  the engineer's connections on every replica's gateway (NOTIFY with the session id);
 - the replica relay: a mutual-TLS gRPC port (``--relay-listen``) serving session
   tunnels to this replica's agents, and the client dialling other replicas'
   (``collector.server.replica_relay``), each with a certificate the CA issues to this
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import socket
 from collections.abc import Callable, Coroutine
@@ -39,7 +42,7 @@ from collector.server.replica_relay import RelayClient, ReplicaRelayServicer
 from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
 from collector.shared_files import SharedFiles
-from collector.store.pg_notify import PgWakeups
+from collector.store.pg_notify import SESSION_OVER_CHANNEL, PgWakeups
 from collector.store.writer import StoreThread
 from proto import api_pb2_grpc
 
@@ -72,6 +75,10 @@ class ReplicaRouting:
         self.wakeups = PgWakeups(store_url)
         self.router = AgentRouter(db, streams, self.presence, self.wakeups, clock_ms, interval_ms)
         self.files = SharedFiles(db, data_dir, clock_ms)
+        self._replica = replica
+        self.session_over = PgWakeups(store_url, SESSION_OVER_CHANNEL, self._on_session_over)
+        # ends a session's connections on this replica (LiveSessionSignals.over_here)
+        self.end_session_here: Callable[[str, str], None] | None = None
         cert_pem, key_pem = ca.issue_replica_certificate(replica, RELAY_CERT_VALIDITY)
         self._ca = ca
         self._cert = (cert_pem, key_pem)
@@ -112,7 +119,25 @@ class ReplicaRouting:
             self.presence.run_forever(),
             self.wakeups.run_listener(),
             self.router.run_forever(),
+            self.session_over.run_listener(),
         ]
+
+    # -- sessions over ---------------------------------------------------------------------
+
+    async def announce_session_over(self, session_id: str, reason: str) -> None:
+        """Tell the other replicas' gateways to end the session's connections."""
+        payload = {"replica": self._replica, "session_id": session_id, "reason": reason[:500]}
+        await self.session_over.notify(json.dumps(payload))
+
+    def _on_session_over(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            replica, session_id, reason = note["replica"], note["session_id"], note["reason"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed session-over notification %r", payload[:200])
+            return
+        if replica != self._replica and self.end_session_here is not None:
+            self.end_session_here(str(session_id), str(reason))
 
     # -- agent stream hooks (agent_stream.PresenceHooks) ---------------------------------
 
@@ -148,3 +173,4 @@ class ReplicaRouting:
         with contextlib.suppress(StoreError):
             await self.presence.stop()
         await self.wakeups.close()
+        await self.session_over.close()

@@ -21,6 +21,10 @@ from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
 from proto import agent_pb2
 
+# With replicas, the agent is told this long after the other replicas' gateways were
+# (so an engineer there sees why before the host's shell goes away).
+OTHER_GATEWAYS_GRACE_SECONDS = 1.0
+
 
 class LiveGateway(Protocol):
     def end_session(self, session_id: str, reason: str) -> None: ...
@@ -39,6 +43,8 @@ class LiveSessionSignals:
             Callable[[str, agent_pb2.CollectorMessage], Coroutine[Any, Any, bool]] | None
         ) = None
         self._forwarding: set[asyncio.Task[bool]] = set()
+        # tells the other replicas' gateways (ReplicaRouting.announce_session_over)
+        self.announce: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
     def _send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> None:
         """Send on this replica's stream of the agent, else forward in the background."""
@@ -75,10 +81,26 @@ class LiveSessionSignals:
 
     def over(self, session: RemoteSession) -> None:
         """Close the session everywhere: the engineer's connections first (so they see
-        why before the host's shell goes away), then the agent; watchers at once."""
+        why before the host's shell goes away; on other replicas through ``announce``),
+        then the agent; watchers at once."""
         reason = session.end_reason or f"the session is {session.state}"
         self._hub.end(session.session_id)
-        task = asyncio.get_running_loop().create_task(self._close(session, reason))
+        self._spawn(self._close(session, reason))
+
+    def over_here(self, session_id: str, reason: str) -> None:
+        """Another replica ended the session: end its connections and watchers here."""
+        self._hub.end(session_id)
+        gateway = self.gateway
+        if gateway is not None:
+            self._spawn(self._end_connections(gateway, session_id, reason))
+
+    async def _end_connections(self, gateway: LiveGateway, session_id: str, reason: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, gateway.end_session, session_id, reason
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -86,9 +108,10 @@ class LiveSessionSignals:
         gateway = self.gateway
         try:
             if gateway is not None:  # closing transports blocks: not on the event loop
-                await asyncio.get_running_loop().run_in_executor(
-                    None, gateway.end_session, session.session_id, reason
-                )
+                await self._end_connections(gateway, session.session_id, reason)
+            if self.announce is not None:  # engineers connected through other replicas
+                await self.announce(session.session_id, reason)
+                await asyncio.sleep(OTHER_GATEWAYS_GRACE_SECONDS)
         finally:
             self._send(
                 session.agent_id,

@@ -4,8 +4,9 @@ throwaway PostgreSQL behind a TCP balancer, a real agent and sshd, the stock `ss
 The agent dials the balancer, which forwards to replica A; engineers and customers use
 replica B only. B sees the agent connected, starts a run that A delivers (B follows it
 and shows its output), and an engineer's `ssh` through B's gateway reaches the agent
-on A over the replica relay; the recording, made on B, is readable on A. Then A is
-killed: the balancer sends the agent to B, and B routes locally.
+on A over the replica relay; the recording, made on B, is readable on A; a customer
+terminating on A ends the engineer's connection on B. Then A is killed: the balancer
+sends the agent to B, and B routes locally.
 """
 
 from __future__ import annotations
@@ -167,6 +168,33 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
         assert cast.returncode == 0, cast.stderr
         _, *events = [json.loads(line) for line in cast.stdout.splitlines()]
         assert "typed-42" in "".join(e[2] for e in events if e[1] == "o")
+
+        # the customer terminates on A a session whose engineer is on B's gateway
+        other = b.client_json(
+            erin, "session", "request", "--host", "db-1", "--reason", "more", "--duration", "1h"
+        )
+        other_sid = str(other["session_id"])
+        assert b.client(alice, "session", "approve", other_sid).returncode == 0
+        wait_for(
+            lambda: other_sid not in run("agent.cli", "sessions", "--state-dir", state_dir).stdout,
+            20, "the second decision reaching the host",
+        )  # fmt: skip
+        live = subprocess.Popen(
+            ["ssh", *ssh_options(key), "-p", str(b.ssh_port), "-tt", f"{other_sid}@127.0.0.1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: a.client_json(alice, "session", "show", other_sid)["state"] == "active",
+                30, "the engineer logged in through B",
+            )  # fmt: skip
+            ended = a.client_json(alice, "session", "terminate", other_sid)
+            assert ended["state"] == "terminated"
+            out, _ = live.communicate(timeout=20)
+            assert "terminated by alice" in out, out
+        finally:
+            if live.poll() is None:
+                live.kill()
 
         # A dies: the balancer sends the agent to B, which then routes locally
         a.process.send_signal(signal.SIGKILL)
