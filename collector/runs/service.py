@@ -242,25 +242,23 @@ class RunService:
         step order; empty when the run produced no output. A step whose output came
         after the size cap has ``b""``."""
         data, _ = self.output(run_id)
-        marks = self._step_marks(run_id)
-        outputs: dict[str, bytes] = {}
-        for index, (step, offset) in enumerate(marks):
-            end = marks[index + 1][1] if index + 1 < len(marks) else len(data)
-            outputs[step] = outputs.get(step, b"") + data[offset:end]
-        return outputs
+        return _split_by_step(data, self._step_marks(run_id))
+
+    async def read_step_outputs(self, run_id: str) -> dict[str, bytes]:
+        """Like ``step_outputs``, for a run whose agent may be on another replica (read
+        from the shared store once finished)."""
+        steps = self._output_dir / f"{run_id}.steps"
+        if self._files is None or steps.exists():
+            return self.step_outputs(run_id)
+        data, _ = await self.read_output(run_id)
+        text = (await self._files.read(steps) or b"").decode("utf-8", "replace")
+        return _split_by_step(data, _parse_marks(run_id, text))
 
     def _step_marks(self, run_id: str) -> list[tuple[str, int]]:
         path = self._output_dir / f"{run_id}.steps"
         if not path.exists():
             return []
-        marks = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                marks.append((str(entry["step"]), int(entry["offset"])))
-            except (ValueError, KeyError, TypeError):
-                log.warning("run %s: unreadable step mark %r skipped", run_id, line[:80])
-        return marks
+        return _parse_marks(run_id, path.read_text(encoding="utf-8"))
 
     def _mark_step(self, run_id: str, step: str, offset: int) -> None:
         """Record where ``step``'s output starts, if it is not the current step."""
@@ -484,6 +482,26 @@ class RunService:
 
     def _output_path(self, run_id: str) -> Path:
         return self._output_dir / f"{run_id}.out"
+
+
+def _parse_marks(run_id: str, text: str) -> list[tuple[str, int]]:
+    """The step marks of a ``RUN_ID.steps`` file: (step, output offset), in order."""
+    marks = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            marks.append((str(entry["step"]), int(entry["offset"])))
+        except (ValueError, KeyError, TypeError):
+            log.warning("run %s: unreadable step mark %r skipped", run_id, line[:80])
+    return marks
+
+
+def _split_by_step(data: bytes, marks: list[tuple[str, int]]) -> dict[str, bytes]:
+    outputs: dict[str, bytes] = {}
+    for index, (step, offset) in enumerate(marks):
+        end = marks[index + 1][1] if index + 1 < len(marks) else len(data)
+        outputs[step] = outputs.get(step, b"") + data[offset:end]
+    return outputs
 
 
 def _secret_names(playbook: Playbook) -> frozenset[str]:

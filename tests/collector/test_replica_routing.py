@@ -233,6 +233,7 @@ def test_a_run_started_on_b_runs_on_a_and_b_follows_it_to_its_output(
         assert await b.runs.read_output(run.run_id) == (b"load 0.42\n", False)
         assert (a.root / "runs" / f"{run.run_id}.out").exists()
         assert not (b.root / "runs" / f"{run.run_id}.out").exists()  # b read the store's copy
+        assert await b.runs.read_step_outputs(run.run_id) == {"top": b"load 0.42\n"}
         stored = b.db.store.get_shared_file(f"runs/{run.run_id}.out")
         assert stored == b"load 0.42\n"
         finished = await b.runs.get(ERIN, run.run_id)
