@@ -274,7 +274,12 @@ class CollectorServer:
         self.sessions = SessionService(self._db, wall_ms, self._signals)
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, wall_ms)
-        self.approvers = ApproverService(self._db, self.streams.send, wall_ms)
+        self.approvers = ApproverService(
+            self._db,
+            self.streams.send,
+            wall_ms,
+            forward=self.replicas.router.send if self.replicas else None,
+        )
         self.audit_checkpoints = AuditCheckpoints(
             self._db, self.data_dir.load_audit_key(), self.streams, wall_ms
         )
