@@ -78,6 +78,8 @@ class AgentRouter:
         """Send the waiting messages of ``agent_ids`` (default: every agent connected
         here) on their streams; how many were sent."""
         ids = list(self._streams.agent_ids() if agent_ids is None else agent_ids)
+        if not ids:  # no write transaction for nothing (stale rows go at the next drain)
+            return 0
         now = self._clock_ms()
         taken = await self._db.call(self._db.store.take_agent_messages, ids, now - self._max_age_ms)
         sent = 0
