@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from collector.errors import StoreError
 from collector.fleet import Fleet
-from collector.store.routing_base import AgentLocation
+from collector.store.routing_base import AgentLocation, LiveReplica
 from collector.store.writer import StoreThread
 
 __all__ = ["HEARTBEAT_INTERVALS", "Presence"]
@@ -93,6 +93,11 @@ class Presence:
     async def agent_disconnected(self, agent_id: str) -> None:
         """An agent's last stream on this replica ended."""
         await self._db.call(self._db.store.clear_presence, agent_id, self.replica)
+
+    async def other_replicas(self) -> list[LiveReplica]:
+        """The other live replicas (their relay addresses)."""
+        live = await self._db.call(self._db.store.live_replicas, self._clock_ms())
+        return [r for r in live if r.replica != self.replica]
 
     async def locate(self, agent_id: str) -> AgentLocation | None:
         """The live replica holding ``agent_id`` now (this one included), if any."""

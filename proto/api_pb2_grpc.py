@@ -1817,6 +1817,11 @@ class ReplicaRelayStub:
                 request_serializer=proto_dot_api__pb2.RelayFrame.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.TunnelFrame.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/aftercare.v1.ReplicaRelay/Watch',
+                request_serializer=proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.WatchEvent.FromString,
+                _registered_method=True)
 
 
 class ReplicaRelayServicer:
@@ -1835,6 +1840,15 @@ class ReplicaRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """A live session's recording events, from the replica whose gateway holds the
+        engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+        events until the session is over (as Api.WatchSession).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1842,6 +1856,11 @@ def add_ReplicaRelayServicer_to_server(servicer, server):
                     servicer.Tunnel,
                     request_deserializer=proto_dot_api__pb2.RelayFrame.FromString,
                     response_serializer=proto_dot_agent__pb2.TunnelFrame.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=proto_dot_api__pb2.RelayWatchRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1875,6 +1894,33 @@ class ReplicaRelay:
             '/aftercare.v1.ReplicaRelay/Tunnel',
             proto_dot_api__pb2.RelayFrame.SerializeToString,
             proto_dot_agent__pb2.TunnelFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.ReplicaRelay/Watch',
+            proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
+            proto_dot_api__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -517,6 +517,11 @@ class ReplicaRelayStub:
     caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
     tunnel frames come back, until either side ends the call.
     """
+    Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.RelayWatchRequest, _api_pb2.WatchEvent]
+    """A live session's recording events, from the replica whose gateway holds the
+    engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+    events until the session is over (as Api.WatchSession).
+    """
 
 @_typing.type_check_only
 class ReplicaRelayAsyncStub(ReplicaRelayStub):
@@ -531,6 +536,11 @@ class ReplicaRelayAsyncStub(ReplicaRelayStub):
     """A session tunnel to an agent whose control stream the serving replica holds. The
     caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
     tunnel frames come back, until either side ends the call.
+    """
+    Watch: _aio.UnaryStreamMultiCallable[_api_pb2.RelayWatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    """A live session's recording events, from the replica whose gateway holds the
+    engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+    events until the session is over (as Api.WatchSession).
     """
 
 class ReplicaRelayServicer(metaclass=_abc_1.ABCMeta):
@@ -549,6 +559,17 @@ class ReplicaRelayServicer(metaclass=_abc_1.ABCMeta):
         """A session tunnel to an agent whose control stream the serving replica holds. The
         caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
         tunnel frames come back, until either side ends the call.
+        """
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _api_pb2.RelayWatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]:
+        """A live session's recording events, from the replica whose gateway holds the
+        engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+        events until the session is over (as Api.WatchSession).
         """
 
 def add_ReplicaRelayServicer_to_server(servicer: ReplicaRelayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from collector.auth import Principal
 from collector.auth_failures import AuthFailures
 from collector.errors import InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
-from collector.gateway.recording import WatchHub, replay_then_follow
+from collector.gateway.recording import WatchHub, WatchItem, replay_then_follow
 from collector.health import summarize
 from collector.inspections.service import InspectionService
 from collector.runs.service import RunService
@@ -66,9 +66,12 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         archive: Archive | None = None,
         inspections: InspectionService | None = None,
         files: SharedFiles | None = None,
+        remote_watch: Callable[[str], Awaitable[AsyncIterator[WatchItem] | None]] | None = None,
     ) -> None:
         self._inspection_service = inspections
         self._files = files  # recordings made on other replicas (None: one process)
+        # live sessions whose engineer is on another replica (None: one process)
+        self._remote_watch = remote_watch
         self._failures = failures
         self._archive = archive or Archive(db)
         self._db = db
@@ -387,7 +390,15 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.WatchEvent]:
         who = await self._who(context)
-        await self._sessions.recordings(who, request.session_id)  # visible to who?
+        session, _ = await self._sessions.recordings(who, request.session_id)  # visible?
+        if self._remote_watch is not None and session.state not in FINAL_SESSION_STATES:
+            remote = await self._remote_watch(request.session_id)
+            if remote is not None:  # the engineer is connected through another replica
+                async for item in remote:
+                    yield api_pb2.WatchEvent(
+                        part=item.part, time=item.time, type=item.type, data=item.data
+                    )
+                return
 
         async def load() -> tuple[list[RecordingRecord], bool]:
             session, recordings = await self._sessions.recordings(who, request.session_id)

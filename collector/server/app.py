@@ -196,7 +196,7 @@ class CollectorServer:
         )
         if self.replicas is not None:
             relay = await self.replicas.serve_relay(
-                self.config.relay_listen, self.config.relay_advertise, self.tunnels
+                self.config.relay_listen, self.config.relay_advertise, self.tunnels, self.watch_hub
             )
             self.addresses = dataclasses.replace(self.addresses, relay=relay)
         web = await self._start_portal()
@@ -335,6 +335,8 @@ class CollectorServer:
             ) from exc
         gateway.start()
         self.gateway = self._signals.gateway = gateway
+        if self.replicas is not None:
+            self.replicas.gateway_is_live = gateway.is_live
         bound_host, bound_port = gateway.address
         return f"{bound_host}:{bound_port}"
 
@@ -432,6 +434,7 @@ class CollectorServer:
                 archive=Archive(self._db, ARCHIVE_SOURCES),
                 inspections=self.inspections,
                 files=self.replicas.files if self.replicas else None,
+                remote_watch=self.replicas.remote_watch if self.replicas else None,
             ),
             server,
         )

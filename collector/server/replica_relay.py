@@ -12,6 +12,10 @@ frames both ways until either side ends.
 ``RelayClient.open`` is the other end: the engineer's replica finds the agent's
 replica (``Presence.locate``) and returns a ``RelayedTunnel`` that the gateway uses
 like a local one.
+
+``Watch`` serves a live session's recording events to a watcher on another replica,
+from the replica whose gateway holds the engineer's connection (``LocalWatch``);
+``RelayClient.watch`` asks each live replica until one has it.
 """
 
 from __future__ import annotations
@@ -19,15 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from collector.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from collector.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from collector.gateway.recording import WatchHub, WatchItem, replay_then_follow
 from collector.gateway.tunnels import Tunnel, TunnelBroker, TunnelUnavailable
 from collector.pki import REPLICA_NAME, is_replica_certificate
 from collector.presence import Presence
+from collector.sessions.model import FINAL_SESSION_STATES
+from collector.store.base import RecordingRecord
+from collector.store.writer import StoreThread
 from proto import agent_pb2, api_pb2, api_pb2_grpc
 
 __all__ = ["RelayClient", "RelayedTunnel", "ReplicaRelayServicer"]
@@ -51,11 +61,44 @@ def require_replica(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return names[0] if names else "?"
 
 
-class ReplicaRelayServicer(api_pb2_grpc.ReplicaRelayServicer):
-    """Opens tunnels to this replica's agents for other replicas."""
+@dataclass(frozen=True)
+class LocalWatch:
+    """What serving ``Watch`` needs: the watch hub, the store, the data directory, and
+    whether this replica's gateway holds a connection of a session."""
 
-    def __init__(self, broker: TunnelBroker) -> None:
+    hub: WatchHub
+    db: StoreThread
+    data_dir: Path
+    is_live: Callable[[str], bool]
+
+
+class ReplicaRelayServicer(api_pb2_grpc.ReplicaRelayServicer):
+    """Opens tunnels to this replica's agents, and serves its live sessions' events,
+    for other replicas."""
+
+    def __init__(self, broker: TunnelBroker, watch: LocalWatch | None = None) -> None:
         self._broker = broker
+        self._watch = watch
+
+    async def Watch(
+        self,
+        request: api_pb2.RelayWatchRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[api_pb2.WatchEvent]:
+        require_replica(context)
+        session_id = request.session_id
+        watch = self._watch
+        if watch is None or not watch.is_live(session_id):
+            raise NotFound(f"no engineer is connected to session {session_id!r} here")
+        db = watch.db
+
+        async def load() -> tuple[list[RecordingRecord], bool]:
+            session = await db.call(db.store.get_session, session_id)
+            recordings = await db.call(db.store.list_recordings, session_id)
+            return recordings, session is None or session.state in FINAL_SESSION_STATES
+
+        async for item in replay_then_follow(watch.hub, session_id, load, watch.data_dir):
+            yield api_pb2.WatchEvent(part=item.part, time=item.time, type=item.type, data=item.data)
 
     async def Tunnel(  # type: ignore[override]  # reader/writer style: returns no iterator
         self,
@@ -171,11 +214,7 @@ class RelayClient:
                 f"the host's agent is connected to replica {location.replica}, which serves "
                 "no replica relay (start it with --relay-listen)"
             )
-        channel = grpc.aio.secure_channel(
-            location.relay_address,
-            self._credentials,
-            options=[("grpc.ssl_target_name_override", REPLICA_NAME)],
-        )
+        channel = self._channel(location.relay_address)
         call = api_pb2_grpc.ReplicaRelayStub(channel).Tunnel()  # type: ignore[call-arg]  # writer style
         tunnel = RelayedTunnel(channel, call, opening.session_id)
         try:
@@ -196,6 +235,58 @@ class RelayClient:
             raise TunnelUnavailable(f"replica {location.replica} ended the tunnel at once")
         log.info("session %s relayed to replica %s", opening.session_id, location.replica)
         return tunnel
+
+    async def watch(self, session_id: str) -> AsyncIterator[WatchItem] | None:
+        """The live events of ``session_id`` from the other replica whose gateway holds
+        its engineer's connection; None if no live replica does."""
+        for replica in await self._presence.other_replicas():
+            if not replica.relay_address:
+                continue
+            channel = self._channel(replica.relay_address)
+            call = api_pb2_grpc.ReplicaRelayStub(channel).Watch(
+                api_pb2.RelayWatchRequest(session_id=session_id)
+            )
+            try:
+                first = await asyncio.wait_for(call.read(), OPEN_TIMEOUT_SECONDS)
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                if not isinstance(exc, grpc.aio.AioRpcError) or (
+                    exc.code() != grpc.StatusCode.NOT_FOUND
+                ):
+                    log.warning("watch of %s on replica %s failed: %s", session_id, replica, exc)
+                call.cancel()
+                await channel.close(None)
+                continue
+            if isinstance(first, api_pb2.WatchEvent):
+                log.info("session %s watched through replica %s", session_id, replica.replica)
+                return _remote_events(channel, call, first)
+            await channel.close(None)
+        return None
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(
+            address,
+            self._credentials,
+            options=[("grpc.ssl_target_name_override", REPLICA_NAME)],
+        )
+
+
+async def _remote_events(
+    channel: grpc.aio.Channel, call: Any, first: api_pb2.WatchEvent
+) -> AsyncIterator[WatchItem]:
+    """The events of a remote Watch call (``first`` already read); closes the channel."""
+    try:
+        event: Any = first
+        while isinstance(event, api_pb2.WatchEvent):
+            yield WatchItem(event.part, event.time, event.type, event.data)
+            if event.type == "end":
+                return
+            event = await call.read()
+        yield WatchItem(0, 0.0, "end")  # the other replica went away
+    except grpc.aio.AioRpcError:
+        yield WatchItem(0, 0.0, "end")
+    finally:
+        call.cancel()
+        await channel.close(None)
 
 
 def _relay_open(agent_id: str, opening: agent_pb2.SessionOpen) -> api_pb2.RelayOpen:

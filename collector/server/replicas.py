@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,12 @@ import grpc
 from collector.config import split_host_port
 from collector.errors import ConfigError, StoreError
 from collector.fleet import Fleet
+from collector.gateway.recording import WatchHub, WatchItem
 from collector.gateway.tunnels import TunnelBroker
 from collector.pki import CertificateAuthority
 from collector.presence import Presence
 from collector.server.agent_outbox import AgentRouter
-from collector.server.replica_relay import RelayClient, ReplicaRelayServicer
+from collector.server.replica_relay import LocalWatch, RelayClient, ReplicaRelayServicer
 from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
 from collector.shared_files import SharedFiles
@@ -69,6 +70,10 @@ class ReplicaRouting:
         clock_ms: Callable[[], int],
     ) -> None:
         self._streams = streams
+        self._db = db
+        self._data_dir = data_dir
+        # whether this replica's gateway holds a connection of a session (SshGateway.is_live)
+        self.gateway_is_live: Callable[[str], bool] = lambda _: False
         self.presence = Presence(
             db, fleet, replica, "", interval_ms, clock_ms, held=streams.agent_ids
         )
@@ -86,9 +91,12 @@ class ReplicaRouting:
         self._server: grpc.aio.Server | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def serve_relay(self, listen: str, advertise: str, broker: TunnelBroker) -> str:
+    async def serve_relay(
+        self, listen: str, advertise: str, broker: TunnelBroker, hub: WatchHub
+    ) -> str:
         """Serve the relay on ``listen`` (mutual TLS, replica certificates only) and let
-        ``broker`` reach other replicas' agents; the address other replicas dial."""
+        ``broker`` reach other replicas' agents; the address other replicas dial.
+        ``hub``: this replica's live session events, for watchers on other replicas."""
         broker.remote = self.relay.open
         if not listen:
             return ""
@@ -99,7 +107,8 @@ class ReplicaRouting:
             require_client_auth=True,
         )
         server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
-        api_pb2_grpc.add_ReplicaRelayServicer_to_server(ReplicaRelayServicer(broker), server)
+        watch = LocalWatch(hub, self._db, self._data_dir, lambda sid: self.gateway_is_live(sid))
+        api_pb2_grpc.add_ReplicaRelayServicer_to_server(ReplicaRelayServicer(broker, watch), server)
         try:
             port = server.add_secure_port(listen, credentials)
         except RuntimeError as exc:
@@ -121,6 +130,13 @@ class ReplicaRouting:
             self.router.run_forever(),
             self.session_over.run_listener(),
         ]
+
+    async def remote_watch(self, session_id: str) -> AsyncIterator[WatchItem] | None:
+        """A live session's events from the replica holding its engineer's connection;
+        None when this replica holds it, or no replica does."""
+        if self.gateway_is_live(session_id):
+            return None
+        return await self.relay.watch(session_id)
 
     # -- sessions over ---------------------------------------------------------------------
 

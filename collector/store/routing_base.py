@@ -6,7 +6,8 @@ Contract (every backend):
   replica, and every agent presence naming it, counts only while ``expires_ms > now``.
 - ``set_presence`` records that ``replica`` holds ``agent_id``'s stream now (the newest
   hello wins); ``clear_presence`` removes it only if that replica still holds it.
-- ``live_presence`` / ``agent_location`` read only rows of live replicas.
+- ``live_presence`` / ``agent_location`` read only rows of live replicas;
+  ``live_replicas`` lists the live replicas themselves (id, relay address).
 - ``queue_agent_message`` appends to the outbox; ``take_agent_messages`` deletes and
   returns, in order, the rows of the given agents newer than ``newer_than_ms`` (older
   ones are dropped), so each row is handed out at most once across replicas.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["AgentLocation", "OutboxMessage", "RoutingStore"]
+__all__ = ["AgentLocation", "LiveReplica", "OutboxMessage", "RoutingStore"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class AgentLocation:
     """The live replica holding an agent's stream, and where its relay listens."""
 
     agent_id: str
+    replica: str
+    relay_address: str
+
+
+@dataclass(frozen=True)
+class LiveReplica:
+    """A replica whose heartbeat holds, and where its relay listens ("" if none)."""
+
     replica: str
     relay_address: str
 
@@ -63,6 +72,10 @@ class RoutingStore(Protocol):
 
     def live_presence(self, now_ms: int) -> list[AgentLocation]:
         """Every agent held by a live replica."""
+        ...
+
+    def live_replicas(self, now_ms: int) -> list[LiveReplica]:
+        """Every replica whose heartbeat holds at ``now_ms``, by id."""
         ...
 
     def agent_location(self, agent_id: str, now_ms: int) -> AgentLocation | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from collector.errors import InvalidRequest
-from collector.store.routing_base import AgentLocation, OutboxMessage
+from collector.store.routing_base import AgentLocation, LiveReplica, OutboxMessage
 
 __all__ = ["SQLiteRouting"]
 
@@ -73,6 +73,14 @@ class SQLiteRouting:
         with self._read() as db:
             rows = db.execute(_LIVE + " ORDER BY p.agent_id", (now_ms,)).fetchall()
         return [AgentLocation(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def live_replicas(self, now_ms: int) -> list[LiveReplica]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT replica, relay_address FROM replicas WHERE expires_ms > ? ORDER BY replica",
+                (now_ms,),
+            ).fetchall()
+        return [LiveReplica(str(r[0]), str(r[1])) for r in rows]
 
     def agent_location(self, agent_id: str, now_ms: int) -> AgentLocation | None:
         with self._read() as db:

@@ -7,7 +7,7 @@ import pytest
 
 from collector.errors import InvalidRequest
 from collector.store import Store
-from collector.store.routing_base import AgentLocation
+from collector.store.routing_base import AgentLocation, LiveReplica
 from tests.collector.conftest import StoreBackend
 
 T0 = 1_700_000_000_000
@@ -38,6 +38,15 @@ def test_newest_hello_wins_and_a_stale_disconnect_changes_nothing(store: Store) 
     assert location is not None and location.replica == "r-b"
     store.clear_presence("agent-1", "r-b")
     assert store.agent_location("agent-1", T0 + 20) is None
+
+
+def test_live_replicas_are_those_whose_heartbeat_holds(store: Store) -> None:
+    store.beat_replica("r-b", "b:1", T0, TTL)
+    store.beat_replica("r-a", "a:1", T0 + 1000, TTL)
+    assert store.live_replicas(T0 + 1) == [LiveReplica("r-a", "a:1"), LiveReplica("r-b", "b:1")]
+    assert store.live_replicas(T0 + TTL) == [LiveReplica("r-a", "a:1")]
+    store.drop_replica("r-a")
+    assert store.live_replicas(T0 + 1) == [LiveReplica("r-b", "b:1")]
 
 
 def test_dropping_a_replica_forgets_its_agents(store: Store) -> None:

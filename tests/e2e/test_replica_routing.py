@@ -5,7 +5,8 @@ The agent dials the balancer, which forwards to replica A; engineers and custome
 replica B only. B sees the agent connected, starts a run that A delivers (B follows it
 and shows its output), and an engineer's `ssh` through B's gateway reaches the agent
 on A over the replica relay; the recording, made on B, is readable on A; a customer
-terminating on A ends the engineer's connection on B. Then A is killed: the balancer
+watches on A what the engineer types through B, and terminating on A ends the
+engineer's connection on B. Then A is killed: the balancer
 sends the agent to B, and B routes locally.
 """
 
@@ -31,7 +32,7 @@ from proto import agent_pb2, api_pb2, api_pb2_grpc
 from tests.gateway_support import BASE_COLLECTOR_ARGS, ssh_options
 from tests.pg_cluster import PgCluster
 from tests.sshd import RealSshd, keygen
-from tests.support import Agent, Collector, free_port, run, wait_for
+from tests.support import PYTHON, REPO, Agent, Collector, free_port, run, wait_for
 from tests.tcp_balancer import TcpBalancer
 
 pytestmark = pytest.mark.skipif(
@@ -183,18 +184,34 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
             ["ssh", *ssh_options(key), "-p", str(b.ssh_port), "-tt", f"{other_sid}@127.0.0.1"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        watch: subprocess.Popen[str] | None = None
         try:
             wait_for(
                 lambda: a.client_json(alice, "session", "show", other_sid)["state"] == "active",
                 30, "the engineer logged in through B",
             )  # fmt: skip
+            watch = subprocess.Popen(  # the customer watches on A, live
+                [PYTHON, "-m", "collector.client.cli", *a.client_options(alice), "session",
+                 "watch", other_sid],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            )  # fmt: skip
+            time.sleep(1.5)
+            assert live.stdin is not None
+            live.stdin.write("echo watched-$((7*6))\n")
+            live.stdin.flush()
+            time.sleep(2.0)
             ended = a.client_json(alice, "session", "terminate", other_sid)
             assert ended["state"] == "terminated"
             out, _ = live.communicate(timeout=20)
             assert "terminated by alice" in out, out
+            watched, watch_err = watch.communicate(timeout=20)
+            assert "watched-42" in watched, watch_err
+            assert watch.returncode == 0
         finally:
-            if live.poll() is None:
-                live.kill()
+            for process in (live, watch):
+                if process is not None and process.poll() is None:
+                    process.kill()
+        assert f"session {other_sid} watched through replica" in a.log_text()
 
         # A dies: the balancer sends the agent to B, which then routes locally
         a.process.send_signal(signal.SIGKILL)
@@ -230,6 +247,23 @@ def relay_call(
         return error
 
 
+def relay_watch(port: int, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.RpcError:
+    """Ask the relay for a session's live events with the given client certificate; the
+    error it answers with."""
+    credentials = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
+    options = [("grpc.ssl_target_name_override", REPLICA_NAME)]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+        events = api_pb2_grpc.ReplicaRelayStub(channel).Watch(
+            api_pb2.RelayWatchRequest(session_id="ses-x"), timeout=20
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            for event in events:
+                raise AssertionError(f"an event leaked: {event}")
+        error = raised.value
+        assert isinstance(error, grpc.RpcError)
+        return error
+
+
 def test_an_agent_certificate_cannot_use_the_replica_relay(
     replicas: Replicas, make_agent: Callable[..., Agent]
 ) -> None:
@@ -247,12 +281,21 @@ def test_an_agent_certificate_cannot_use_the_replica_relay(
     )
     assert stolen.code() == grpc.StatusCode.PERMISSION_DENIED, stolen
     assert "only collector replicas" in (stolen.details() or "")
+    watched = relay_watch(
+        port,
+        ca_pem,
+        (agent.state_dir / "key.pem").read_bytes(),
+        (agent.state_dir / "cert.pem").read_bytes(),
+    )
+    assert watched.code() == grpc.StatusCode.PERMISSION_DENIED, watched
 
     ca = CertificateAuthority(ca_pem, (replicas.a.data_dir / "ca-key.pem").read_bytes())
     cert_pem, key_pem = ca.issue_replica_certificate("test-replica", dt.timedelta(hours=1))
     replica = relay_call(port, ca_pem, key_pem, cert_pem)
     assert replica.code() != grpc.StatusCode.PERMISSION_DENIED  # passed the check
     assert "not connected" in (replica.details() or ""), replica.details()
+    nothing_live = relay_watch(port, ca_pem, key_pem, cert_pem)
+    assert nothing_live.code() == grpc.StatusCode.NOT_FOUND, nothing_live
 
     anonymous = relay_call(port, ca_pem)  # no client certificate: TLS refuses
     assert anonymous.code() == grpc.StatusCode.UNAVAILABLE, anonymous
