@@ -287,7 +287,7 @@ class RunService:
             last, output_seen = run, False
             while True:
                 item = await self._next_followed(queue, last)
-                if item is None:
+                if item is None or _same_state(item, last):  # polled and published
                     continue
                 if isinstance(item, RunRecord):
                     elsewhere = not self._output_path(run_id).exists()  # another replica's agent
@@ -308,16 +308,12 @@ class RunService:
 
     async def _next_followed(self, queue: asyncio.Queue[Any], last: RunRecord) -> Any:
         """The next item this replica published, else (after a poll interval) the run
-        as stored if another replica changed it; None when nothing changed."""
+        as stored (another replica may have changed it); None if it is gone."""
         try:
             return await asyncio.wait_for(queue.get(), FOLLOW_POLL_SECONDS)
         except TimeoutError:
             stored = await self._db.call(self._store.get_run, last.run_id)
-            changed = stored is not None and (stored.state, stored.updated_ms) != (
-                last.state,
-                last.updated_ms,
-            )
-            return stored if changed else None
+            return stored
 
     async def expire_stale(self, now_ms: int) -> int:
         """Fail unfinished runs older than STALE_RUN_MS (the agent never answered)."""
@@ -482,6 +478,14 @@ class RunService:
 
     def _output_path(self, run_id: str) -> Path:
         return self._output_dir / f"{run_id}.out"
+
+
+def _same_state(item: Any, last: RunRecord) -> bool:
+    """Whether ``item`` is the run as ``last`` already showed it."""
+    return isinstance(item, RunRecord) and (item.state, item.updated_ms) == (
+        last.state,
+        last.updated_ms,
+    )
 
 
 def _parse_marks(run_id: str, text: str) -> list[tuple[str, int]]:
