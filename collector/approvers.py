@@ -9,7 +9,7 @@ customer; engineers may list. Every add and revoke is audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from collector import limits
@@ -32,10 +32,14 @@ class ApproverService:
         db: StoreThread,
         send: Callable[[str, agent_pb2.CollectorMessage], bool],
         clock_ms: Callable[[], int],
+        forward: Callable[[str, agent_pb2.CollectorMessage], Awaitable[bool]] | None = None,
     ) -> None:
+        """``send`` reaches agents connected here; ``forward`` those on other replicas
+        (``AgentRouter.send``; None with one process)."""
         self._db = db
         self._store = db.store
         self._send = send
+        self._forward = forward
         self._clock_ms = clock_ms
 
     async def add(self, who: Principal, data: bytes) -> ApproverRecord:
@@ -134,7 +138,8 @@ class ApproverService:
         if message is None:
             return
         for agent in await self._db.call(self._store.list_agents, customer):
-            self._send(agent.agent_id, message)
+            if not self._send(agent.agent_id, message) and self._forward is not None:
+                await self._forward(agent.agent_id, message)
 
     async def _audit(
         self, who: Principal, action: str, approver: ApproverRecord, details: dict[str, Any]

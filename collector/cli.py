@@ -248,6 +248,19 @@ def _add_serve(commands: Any) -> None:
         help="the portal's address as people reach it, for links in notifications "
         "(default: https://WEB_LISTEN)",
     )
+    p.add_argument(
+        "--relay-listen",
+        default="off",
+        help="the replica relay, mutual TLS between replicas on one PostgreSQL store, so "
+        "an engineer's session through this replica reaches an agent on another "
+        "(default off; docs/replicas.md)",
+    )
+    p.add_argument(
+        "--relay-advertise",
+        default="",
+        help="HOST:PORT other replicas dial for this replica's relay (default: the "
+        "--relay-listen address, this host's name for 0.0.0.0)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -276,6 +289,8 @@ def _serve(args: argparse.Namespace) -> int:
         web_listen="" if args.web_listen == "off" else args.web_listen,
         public_url=args.public_url,
         store_url=args.store,
+        relay_listen="" if args.relay_listen == "off" else args.relay_listen,
+        relay_advertise=args.relay_advertise,
     )
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # noise
     os.umask(0o077)  # data dir, store, run outputs, recordings: owner only, however started
@@ -287,7 +302,14 @@ async def _run_server(config: ServeConfig) -> None:
     server = CollectorServer(config)
     addresses = await server.start()
     (config.data_dir / ENDPOINTS_FILE).write_text(
-        json.dumps({"api": addresses.api, "agent": addresses.advertise, "ssh": addresses.ssh})
+        json.dumps(
+            {
+                "api": addresses.api,
+                "agent": addresses.advertise,
+                "ssh": addresses.ssh,
+                "relay": addresses.relay,
+            }
+        )
         + "\n"
     )
     if server.admin_token:

@@ -48,6 +48,8 @@ class ServeConfig:
     web_listen: str = DEFAULT_WEB_LISTEN  # the portal (HTTPS); "" serves none
     public_url: str = ""  # the portal's address people reach; default https://WEB_LISTEN
     store_url: str | None = None  # None: the embedded SQLite store (docs/store-postgresql.md)
+    relay_listen: str = ""  # the replica relay (PostgreSQL replicas, docs/replicas.md); "": none
+    relay_advertise: str = ""  # HOST:PORT other replicas dial; default: the bound address
 
     def link_base(self) -> str:
         """Where notifications link to: ``public_url``, else the portal's own address
@@ -72,6 +74,10 @@ class ServeConfig:
             split_host_port(self.advertise, "--advertise")
         if self.web_listen:
             split_host_port(self.web_listen, "--web-listen")
+        if self.relay_listen:
+            split_host_port(self.relay_listen, "--relay-listen")
+        if self.relay_advertise:
+            split_host_port(self.relay_advertise, "--relay-advertise")
         if not dt.timedelta(0) <= self.session_warning <= dt.timedelta(hours=1):
             raise ConfigError("--session-warning must be between 0s and 1h")
         if self.public_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.public_url):

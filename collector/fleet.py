@@ -2,7 +2,9 @@
 
 The store is the source of truth; this view is what ``/metrics`` and the API read
 on every request without touching the database. Thread-safe (the metrics HTTP
-server reads it from its own thread).
+server reads it from its own thread). With several replicas, ``elsewhere`` lists the
+agents whose stream another live replica holds (refreshed by ``collector.presence``
+every heartbeat), so "connected" means connected to any replica.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ class HostState:
     last_seen_ms: int | None = None
     collected_ms: int | None = None
     samples: tuple[StoredSample, ...] = field(default_factory=tuple)
+    elsewhere: bool = False  # another live replica holds its stream
 
     @property
     def connected(self) -> bool:
-        return self.connections > 0
+        """Connected to this replica or, as far as the last heartbeat knows, another."""
+        return self.connections > 0 or self.elsewhere
 
 
 class Fleet:
@@ -37,6 +41,7 @@ class Fleet:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
+        self._elsewhere: frozenset[str] = frozenset()
 
     def load(
         self, agent: AgentRecord, collected_ms: int | None, samples: list[StoredSample]
@@ -94,12 +99,24 @@ class Fleet:
         with self._lock:
             self._hosts.pop(agent_id, None)
 
+    def connected_elsewhere(self, agent_ids: frozenset[str]) -> None:
+        """The agents other live replicas hold now (replaces the previous set)."""
+        with self._lock:
+            self._elsewhere = agent_ids
+
     def get(self, agent_id: str) -> HostState | None:
         with self._lock:
-            return self._hosts.get(agent_id)
+            return self._with_elsewhere(self._hosts.get(agent_id))
 
     def snapshot(self) -> list[HostState]:
         """Every known host, ordered by customer and hostname."""
         with self._lock:
-            hosts = list(self._hosts.values())
-        return sorted(hosts, key=lambda h: (h.customer, h.hostname, h.agent_id))
+            hosts = [self._with_elsewhere(h) for h in self._hosts.values()]
+        return sorted(
+            (h for h in hosts if h is not None), key=lambda h: (h.customer, h.hostname, h.agent_id)
+        )
+
+    def _with_elsewhere(self, state: HostState | None) -> HostState | None:
+        if state is None or state.agent_id not in self._elsewhere:
+            return state
+        return replace(state, elsewhere=True)

@@ -27,6 +27,11 @@ MAX_CSR_BYTES = 16 * 1024
 MAX_CSR_SUBJECT_ATTRIBUTES = 8
 MAX_CSR_SUBJECT_VALUE = 256
 AgentPublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+# The organizational unit that marks a replica's relay certificate (agent certificates
+# never carry one: their subject is CN and O only) and the name every replica's relay
+# certificate holds, which a replica checks when it dials another (docs/replicas.md).
+REPLICA_UNIT = "aftercare collector replica"
+REPLICA_NAME = "replica.aftercare.invalid"
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,35 @@ class CertificateAuthority:
         cert = builder.sign(self._key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
+    def issue_replica_certificate(
+        self, replica: str, valid_for: dt.timedelta
+    ) -> tuple[bytes, bytes]:
+        """A (cert_pem, key_pem) pair for one replica's relay, as server and as client:
+        CN=replica:ID, OU=``REPLICA_UNIT``, DNS name ``REPLICA_NAME``."""
+        if not replica:
+            raise InvalidRequest("a replica certificate needs the replica's id")
+        key_pem = generate_key_pem()
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, f"replica:{replica}"[:64]),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, REPLICA_UNIT),
+            ]
+        )
+        builder = self._builder(subject, key.public_key(), valid_for)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(REPLICA_NAME)]), critical=False
+        )
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        cert = builder.sign(self._key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
     def sign_agent_csr(
         self, csr_pem: bytes, agent_id: str, customer: str, valid_for: dt.timedelta
     ) -> IssuedCertificate:
@@ -172,6 +206,17 @@ class CertificateAuthority:
             .not_valid_after(now + valid_for)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )
+
+
+def is_replica_certificate(cert_pem: bytes) -> bool:
+    """Whether a certificate (already verified against the CA by TLS) is a replica's:
+    its subject carries ``REPLICA_UNIT``. False for anything unparsable."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return False
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return [u.value for u in units] == [REPLICA_UNIT]
 
 
 def check_agent_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:

@@ -2905,3 +2905,84 @@ class DenyRunRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DenyRunRequest: _TypeAlias = DenyRunRequest  # noqa: Y015
+
+@_typing.final
+class RelayWatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayWatchRequest: _TypeAlias = RelayWatchRequest  # noqa: Y015
+
+@_typing.final
+class RelayOpen(_message.Message):
+    """What the engineer's replica asks of the agent's replica: the SessionOpen fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    ENGINEER_FIELD_NUMBER: _builtins.int
+    WINDOW_END_UNIX_MS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    SIGNED_APPROVAL_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    session_id: _builtins.str
+    engineer: _builtins.str
+    window_end_unix_ms: _builtins.int
+    approved_by: _builtins.str
+    signed_approval: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        engineer: _builtins.str = ...,
+        window_end_unix_ms: _builtins.int = ...,
+        approved_by: _builtins.str = ...,
+        signed_approval: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "approved_by", b"approved_by", "engineer", b"engineer", "session_id", b"session_id", "signed_approval", b"signed_approval", "window_end_unix_ms", b"window_end_unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayOpen: _TypeAlias = RelayOpen  # noqa: Y015
+
+@_typing.final
+class RelayFrame(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___RelayOpen: ...
+    @_builtins.property
+    def frame(self) -> _agent_pb2.TunnelFrame: ...
+    def __init__(
+        self,
+        *,
+        open: Global___RelayOpen | None = ...,
+        frame: _agent_pb2.TunnelFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "frame"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___RelayFrame: _TypeAlias = RelayFrame  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from proto import agent_pb2 as proto_dot_agent__pb2
 from proto import api_pb2 as proto_dot_api__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -1833,6 +1834,139 @@ class Api:
             '/aftercare.v1.Api/DenyRun',
             proto_dot_api__pb2.DenyRunRequest.SerializeToString,
             proto_dot_api__pb2.RunInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ReplicaRelayStub:
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Tunnel = channel.stream_stream(
+                '/aftercare.v1.ReplicaRelay/Tunnel',
+                request_serializer=proto_dot_api__pb2.RelayFrame.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.TunnelFrame.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/aftercare.v1.ReplicaRelay/Watch',
+                request_serializer=proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.WatchEvent.FromString,
+                _registered_method=True)
+
+
+class ReplicaRelayServicer:
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    def Tunnel(self, request_iterator, context):
+        """A session tunnel to an agent whose control stream the serving replica holds. The
+        caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
+        tunnel frames come back, until either side ends the call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """A live session's recording events, from the replica whose gateway holds the
+        engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+        events until the session is over (as Api.WatchSession).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReplicaRelayServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Tunnel': grpc.stream_stream_rpc_method_handler(
+                    servicer.Tunnel,
+                    request_deserializer=proto_dot_api__pb2.RelayFrame.FromString,
+                    response_serializer=proto_dot_agent__pb2.TunnelFrame.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=proto_dot_api__pb2.RelayWatchRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'aftercare.v1.ReplicaRelay', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('aftercare.v1.ReplicaRelay', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ReplicaRelay:
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    @staticmethod
+    def Tunnel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/aftercare.v1.ReplicaRelay/Tunnel',
+            proto_dot_api__pb2.RelayFrame.SerializeToString,
+            proto_dot_agent__pb2.TunnelFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.ReplicaRelay/Watch',
+            proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
+            proto_dot_api__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

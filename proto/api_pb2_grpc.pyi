@@ -10,6 +10,7 @@ customer's hosts.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from proto import agent_pb2 as _agent_pb2
 from proto import api_pb2 as _api_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -520,3 +521,76 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ReplicaRelayStub:
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ReplicaRelayAsyncStub: ...
+    Tunnel: _grpc.StreamStreamMultiCallable[_api_pb2.RelayFrame, _agent_pb2.TunnelFrame]
+    """A session tunnel to an agent whose control stream the serving replica holds. The
+    caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
+    tunnel frames come back, until either side ends the call.
+    """
+    Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.RelayWatchRequest, _api_pb2.WatchEvent]
+    """A live session's recording events, from the replica whose gateway holds the
+    engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+    events until the session is over (as Api.WatchSession).
+    """
+
+@_typing.type_check_only
+class ReplicaRelayAsyncStub(ReplicaRelayStub):
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Tunnel: _aio.StreamStreamMultiCallable[_api_pb2.RelayFrame, _agent_pb2.TunnelFrame]  # type: ignore[assignment]
+    """A session tunnel to an agent whose control stream the serving replica holds. The
+    caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
+    tunnel frames come back, until either side ends the call.
+    """
+    Watch: _aio.UnaryStreamMultiCallable[_api_pb2.RelayWatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    """A live session's recording events, from the replica whose gateway holds the
+    engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+    events until the session is over (as Api.WatchSession).
+    """
+
+class ReplicaRelayServicer(metaclass=_abc_1.ABCMeta):
+    """--- replica-routing ---
+    Replica to replica (docs/replicas.md): served on `serve --relay-listen` with mutual
+    TLS; only certificates the collector CA issued to a replica are accepted (an agent's
+    certificate is refused).
+    """
+
+    @_abc_1.abstractmethod
+    def Tunnel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_api_pb2.RelayFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.TunnelFrame], _abc.AsyncIterator[_agent_pb2.TunnelFrame]]:
+        """A session tunnel to an agent whose control stream the serving replica holds. The
+        caller's first frame is `open`; after it, `frame`s go to the agent and the agent's
+        tunnel frames come back, until either side ends the call.
+        """
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _api_pb2.RelayWatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]:
+        """A live session's recording events, from the replica whose gateway holds the
+        engineer's connection (NOT_FOUND from any other): what was shown so far, then live
+        events until the session is over (as Api.WatchSession).
+        """
+
+def add_ReplicaRelayServicer_to_server(servicer: ReplicaRelayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

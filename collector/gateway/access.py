@@ -27,6 +27,7 @@ from collector.sessions.errors import LoginRefused
 from collector.sessions.keys import SshKeys
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
+from collector.shared_files import SharedFiles
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
 from common.asciicast import CastWriter
@@ -82,7 +83,10 @@ class GatewayAccess:
         metrics: CollectorMetrics,
         settings: GatewaySettings,
         clock_ms: Callable[[], int],
+        files: SharedFiles | None = None,
     ) -> None:
+        """``files``: where finished recordings are shared with other replicas (None:
+        one process)."""
         self._bridge = bridge
         self._db = db
         self._sessions = sessions
@@ -92,6 +96,7 @@ class GatewayAccess:
         self.metrics = metrics
         self.settings = settings
         self.clock_ms = clock_ms
+        self._files = files
 
     def authorize(self, session_id: str, key_fingerprint: str) -> Login:
         """The login the key may make as ``session_id``; raises LoginRefused (not
@@ -179,3 +184,5 @@ class GatewayAccess:
                 sha256,
             )
         )
+        if self._files is not None:  # readable from every replica
+            self._bridge.call(self._files.publish(self.settings.data_dir / record.path))

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from collector.gateway.tunnels import AgentTunnel, TunnelUnavailable
+from collector.gateway.tunnels import Tunnel, TunnelUnavailable
 from proto import agent_pb2
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class ThreadTunnel:
     receives; any thread may send.
     """
 
-    def __init__(self, tunnel: AgentTunnel, bridge: LoopBridge) -> None:
+    def __init__(self, tunnel: Tunnel, bridge: LoopBridge) -> None:
         self._tunnel = tunnel
         self._bridge = bridge
         self._slots = threading.BoundedSemaphore(MAX_WRITES_IN_FLIGHT)

@@ -101,6 +101,11 @@ class SshGateway:
                 self._live.pop(connection.login.session_id, None)
         self._access.metrics.gateway_connections.dec()
 
+    def is_live(self, session_id: str) -> bool:
+        """Whether an engineer is connected through this gateway as ``session_id``."""
+        with self._lock:
+            return bool(self._live.get(session_id))
+
     def end_session(self, session_id: str, reason: str) -> None:
         """End every live connection of the session now."""
         with self._lock:

@@ -7,6 +7,9 @@ tunnel was asked of can attach it (its identity comes from its certificate), onl
 once, and only before the wait times out. The attached RPC is then an
 ``AgentTunnel``: frames in both directions until either side closes it.
 ``close_agent`` closes every tunnel of an agent (revoked), attached or awaited.
+When the agent is not connected here, ``remote`` (if set: the replica relay,
+``collector.server.replica_relay``) may reach it on another replica; the tunnel it
+returns behaves the same (``Tunnel``).
 
 Everything here runs on the event loop; the gateway's threads use
 ``collector.gateway.bridge`` to reach it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +36,25 @@ ATTACH_TIMEOUT_SECONDS = 20.0
 
 class TunnelUnavailable(CollectorError):
     """The agent could not be reached, or did not open the tunnel in time."""
+
+
+class Tunnel(Protocol):
+    """Frames to and from an agent's tunnel, wherever the agent is connected."""
+
+    session_id: str
+
+    async def read(self) -> agent_pb2.TunnelFrame | None:
+        """The next frame from the agent; None once the tunnel is over."""
+
+    async def write(self, frame: agent_pb2.TunnelFrame) -> None:
+        """Send a frame to the agent; raises TunnelUnavailable once the tunnel is over."""
+
+    def close(self) -> None:
+        """End the tunnel (idempotent)."""
+
+
+# Opens a tunnel to an agent connected to another replica; None if none holds it.
+RemoteOpener = Callable[[str, agent_pb2.SessionOpen], Awaitable[Tunnel | None]]
 
 
 class AgentTunnel:
@@ -100,6 +123,7 @@ class TunnelBroker:
         self._attach_timeout = attach_timeout
         self._waiting: dict[str, _Waiting] = {}
         self._attached: dict[str, set[AgentTunnel]] = {}
+        self.remote: RemoteOpener | None = None  # reaches agents on other replicas
 
     async def open(
         self,
@@ -109,9 +133,13 @@ class TunnelBroker:
         window_end_ms: int,
         approved_by: str,
         signed_approval: bytes = b"",
-    ) -> AgentTunnel:
+        *,
+        local_only: bool = False,
+    ) -> Tunnel:
         """Ask the agent for a tunnel (SessionOpen carries the customer's signed
-        approval, if any) and wait for it. Raises TunnelUnavailable."""
+        approval, if any) and wait for it; if the agent is not connected here, ask
+        ``remote`` unless ``local_only`` (the relay's own requests). Raises
+        TunnelUnavailable."""
         tunnel_id = "tun-" + secrets.token_hex(8)
         waiting = _Waiting(agent_id, session_id)
         opening = agent_pb2.SessionOpen(
@@ -125,6 +153,11 @@ class TunnelBroker:
         self._waiting[tunnel_id] = waiting
         try:
             if not self._streams.send(agent_id, agent_pb2.CollectorMessage(session_open=opening)):
+                elsewhere = None
+                if self.remote is not None and not local_only:
+                    elsewhere = await self.remote(agent_id, opening)
+                if elsewhere is not None:
+                    return elsewhere
                 raise TunnelUnavailable(
                     "the host's agent is not connected to the collector; the session can "
                     "be used once it reconnects (`aftercare agents` shows its state)"

@@ -306,10 +306,10 @@ class InspectionRunner:
             detail=host.detail,
             run_id=host.run_id,
             playbook_version=run.version if run is not None else "",
-            step_outputs=_texts(self._runs.step_outputs(host.run_id))
+            step_outputs=_texts(await self._runs.read_step_outputs(host.run_id))
             if host.run_id and outcome == "collected"
             else {},
-            previous_step_outputs=_texts(self._runs.step_outputs(previous[1]))
+            previous_step_outputs=_texts(await self._runs.read_step_outputs(previous[1]))
             if previous
             else None,
             previous_inspection_id=str(previous[0]) if previous else None,

@@ -19,9 +19,9 @@ import logging
 import os
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.approval_check import check_pinned_root, check_run, verify_bundle
 from collector.auth import Principal
@@ -53,6 +53,20 @@ MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per run, on the collector's disk
 STALE_RUN_MS = 2 * 3600 * 1000
 EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
 SECRET_MASK = "***"
+FOLLOW_POLL_SECONDS = 1.0  # a follower re-reads the run this often (runs on other replicas)
+
+# Sends to an agent connected to another replica (``AgentRouter.send``); False if none.
+Forward = Callable[[str, agent_pb2.CollectorMessage], Awaitable[bool]]
+
+
+class SharedFiles(Protocol):
+    """Finished files other replicas can read (``collector.shared_files.SharedFiles``)."""
+
+    async def publish(self, path: Path) -> None:
+        """Copy the finished file at ``path`` where every replica reads it."""
+
+    async def read(self, path: Path) -> bytes | None:
+        """The file from this replica's disk, else from the shared copy; None if neither."""
 
 
 class RunService:
@@ -65,11 +79,17 @@ class RunService:
         send: Callable[[str, agent_pb2.CollectorMessage], bool],
         output_dir: Path,
         clock_ms: Callable[[], int],
+        forward: Forward | None = None,
+        files: SharedFiles | None = None,
     ) -> None:
+        """``forward`` reaches agents on other replicas, ``files`` shares finished
+        outputs with them (both None with one process: SQLite)."""
         self._db = db
         self._store = db.store
         self.catalogue = catalogue
         self._send = send
+        self._forward = forward
+        self._files = files
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
@@ -135,7 +155,7 @@ class RunService:
             requested_by=requested_by,
             ticket_id=ticket_id or 0,
         )
-        if self._send(agent.agent_id, agent_pb2.CollectorMessage(run_request=request)):
+        if await self._deliver(agent.agent_id, agent_pb2.CollectorMessage(run_request=request)):
             return await self._update(run.run_id, state="sent")
         return await self._finish(run.run_id, "undeliverable", "the host is not connected")
 
@@ -183,7 +203,7 @@ class RunService:
             expires_unix_ms=expires_ms,
             signed_approval=signed_approval,
         )
-        if not self._send(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
+        if not await self._deliver(run.agent_id, agent_pb2.CollectorMessage(run_approval=approval)):
             raise Conflict(f"the host of run {run_id} is not connected; approve on the host")
         await self._audit(
             f"user:{who.name}",
@@ -252,30 +272,37 @@ class RunService:
             handle.seek(offset)
             return handle.read(limit)
 
+    async def read_output(self, run_id: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[bytes, bool]:
+        """Like ``output``, but a run whose agent is on another replica is read from the
+        shared store once finished."""
+        path = self._output_path(run_id)
+        if self._files is None or path.exists():
+            return self.output(run_id, limit)
+        data = await self._files.read(path) or b""
+        return data[:limit], len(data) > limit
+
     def step_outputs(self, run_id: str) -> dict[str, bytes]:
         """The stored output split by step name (steps run one after another), in
         step order; empty when the run produced no output. A step whose output came
         after the size cap has ``b""``."""
         data, _ = self.output(run_id)
-        marks = self._step_marks(run_id)
-        outputs: dict[str, bytes] = {}
-        for index, (step, offset) in enumerate(marks):
-            end = marks[index + 1][1] if index + 1 < len(marks) else len(data)
-            outputs[step] = outputs.get(step, b"") + data[offset:end]
-        return outputs
+        return _split_by_step(data, self._step_marks(run_id))
+
+    async def read_step_outputs(self, run_id: str) -> dict[str, bytes]:
+        """Like ``step_outputs``, for a run whose agent may be on another replica (read
+        from the shared store once finished)."""
+        steps = self._output_dir / f"{run_id}.steps"
+        if self._files is None or steps.exists():
+            return self.step_outputs(run_id)
+        data, _ = await self.read_output(run_id)
+        text = (await self._files.read(steps) or b"").decode("utf-8", "replace")
+        return _split_by_step(data, _parse_marks(run_id, text))
 
     def _step_marks(self, run_id: str) -> list[tuple[str, int]]:
         path = self._output_dir / f"{run_id}.steps"
         if not path.exists():
             return []
-        marks = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                marks.append((str(entry["step"]), int(entry["offset"])))
-            except (ValueError, KeyError, TypeError):
-                log.warning("run %s: unreadable step mark %r skipped", run_id, line[:80])
-        return marks
+        return _parse_marks(run_id, path.read_text(encoding="utf-8"))
 
     def _mark_step(self, run_id: str, step: str, offset: int) -> None:
         """Record where ``step``'s output starts, if it is not the current step."""
@@ -301,8 +328,20 @@ class RunService:
             yield run
             if run.state in FINISHED_RUN_STATES:
                 return
+            last, output_seen = run, False
             while True:
-                item = await queue.get()
+                item = await self._next_followed(queue, last)
+                if item is None or _same_state(item, last):  # polled and published
+                    continue
+                if isinstance(item, RunRecord):
+                    elsewhere = not self._output_path(run_id).exists()  # another replica's agent
+                    if item.state in FINISHED_RUN_STATES and elsewhere and not output_seen:
+                        data, _ = await self.read_output(run_id)
+                        if data:
+                            yield agent_pb2.RunOutput(run_id=run_id, data=data)
+                    last = item
+                else:
+                    output_seen = True
                 yield item
                 if isinstance(item, RunRecord) and item.state in FINISHED_RUN_STATES:
                     return
@@ -310,6 +349,15 @@ class RunService:
             self._followers[run_id].remove(queue)
             if not self._followers[run_id]:
                 del self._followers[run_id]
+
+    async def _next_followed(self, queue: asyncio.Queue[Any], last: RunRecord) -> Any:
+        """The next item this replica published, else (after a poll interval) the run
+        as stored (another replica may have changed it); None if it is gone."""
+        try:
+            return await asyncio.wait_for(queue.get(), FOLLOW_POLL_SECONDS)
+        except TimeoutError:
+            stored = await self._db.call(self._store.get_run, last.run_id)
+            return stored
 
     async def expire_stale(self, now_ms: int) -> int:
         """Fail unfinished runs older than STALE_RUN_MS (the agent never answered)."""
@@ -390,6 +438,9 @@ class RunService:
         """End the run; a refusal by the agent is audited (``audit_refusal``)."""
         data, _ = self.output(run_id)
         self._current_step.pop(run_id, None)
+        if self._files is not None:  # before the state: a replica seeing it finished reads it
+            await self._files.publish(self._output_path(run_id))
+            await self._files.publish(self._output_dir / f"{run_id}.steps")
         record = await self._update(
             run_id,
             state=state,
@@ -425,6 +476,12 @@ class RunService:
         await self._db.call(self._store.add_ticket_events, run.ticket_id, [event])
 
     # -- helpers ------------------------------------------------------------------------
+
+    async def _deliver(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
+        """Send on this replica's stream of the agent, else forward to its replica."""
+        if self._send(agent_id, message):
+            return True
+        return self._forward is not None and await self._forward(agent_id, message)
 
     async def _update(self, run_id: str, **fields: Any) -> RunRecord:
         record = await self._db.call(
@@ -472,6 +529,34 @@ class RunService:
 
     def _output_path(self, run_id: str) -> Path:
         return self._output_dir / f"{run_id}.out"
+
+
+def _same_state(item: Any, last: RunRecord) -> bool:
+    """Whether ``item`` is the run as ``last`` already showed it."""
+    return isinstance(item, RunRecord) and (item.state, item.updated_ms) == (
+        last.state,
+        last.updated_ms,
+    )
+
+
+def _parse_marks(run_id: str, text: str) -> list[tuple[str, int]]:
+    """The step marks of a ``RUN_ID.steps`` file: (step, output offset), in order."""
+    marks = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            marks.append((str(entry["step"]), int(entry["offset"])))
+        except (ValueError, KeyError, TypeError):
+            log.warning("run %s: unreadable step mark %r skipped", run_id, line[:80])
+    return marks
+
+
+def _split_by_step(data: bytes, marks: list[tuple[str, int]]) -> dict[str, bytes]:
+    outputs: dict[str, bytes] = {}
+    for index, (step, offset) in enumerate(marks):
+        end = marks[index + 1][1] if index + 1 < len(marks) else len(data)
+        outputs[step] = outputs.get(step, b"") + data[offset:end]
+    return outputs
 
 
 def _secret_names(playbook: Playbook) -> frozenset[str]:

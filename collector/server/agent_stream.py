@@ -90,6 +90,15 @@ class AuditAgentHooks(Protocol):
     def on_witness(self, agent_id: str, witness: agent_pb2.AuditWitness) -> None: ...
 
 
+class PresenceHooks(Protocol):
+    """What the control stream tells the replica routing
+    (collector.server.replicas.ReplicaRouting): which agents this replica holds."""
+
+    async def agent_connected(self, agent_id: str) -> None: ...
+
+    def agent_disconnected(self, agent_id: str) -> None: ...
+
+
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_PIPELINED = 256  # batches of one stream waiting for their commit (agent default: 64)
 MAX_LABEL_TEXT = 1024
@@ -116,6 +125,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         approvers: ApproverAgentHooks,
         audit: AuditAgentHooks | None = None,
         committer: GroupCommitter | None = None,
+        presence: PresenceHooks | None = None,
     ) -> None:
         self._db = db
         self._committer = committer if committer is not None else GroupCommitter(db)
@@ -131,6 +141,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._clock_ms = clock_ms
         self._approvers = approvers
         self._audit = audit
+        self._presence = presence
 
     async def Connect(
         self,
@@ -195,6 +206,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             if revocations is not None:
                 yield revocations
             await self._sessions.agent_connected(agent.agent_id)
+            if self._presence is not None:
+                await self._presence.agent_connected(agent.agent_id)
             if self._audit is not None and AUDIT_WITNESS in hello.capabilities:
                 await self._audit.agent_connected(
                     agent.agent_id, hello.audit_checkpoint_count, hello.audit_checkpoint_head
@@ -217,6 +230,8 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             self._streams.close(stream)
             if self._audit is not None and not self._streams.connected(agent.agent_id):
                 self._audit.agent_disconnected(agent.agent_id)
+            if self._presence is not None and not self._streams.connected(agent.agent_id):
+                self._presence.agent_disconnected(agent.agent_id)
             self._metrics.streams.dec()
             self._fleet.disconnected(agent.agent_id, self._clock_ms())
             log.info("agent %s disconnected", agent.agent_id)

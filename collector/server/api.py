@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from collector.auth import Principal
 from collector.auth_failures import AuthFailures
 from collector.errors import InvalidRequest, NotFound, Unauthenticated
 from collector.fleet import Fleet
-from collector.gateway.recording import WatchHub, replay_then_follow
+from collector.gateway.recording import WatchHub, WatchItem, replay_then_follow
 from collector.health import summarize
 from collector.inspections.service import InspectionService
 from collector.runs.service import RunService
@@ -38,6 +38,7 @@ from collector.server.ticket_messages import ticket_detail, ticket_message
 from collector.sessions.keys import SshKeys
 from collector.sessions.model import FINAL_SESSION_STATES
 from collector.sessions.service import SessionService
+from collector.shared_files import SharedFiles
 from collector.store import AgentRecord, StoredSample
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
@@ -65,8 +66,13 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         failures: AuthFailures,
         archive: Archive | None = None,
         inspections: InspectionService | None = None,
+        files: SharedFiles | None = None,
+        remote_watch: Callable[[str], Awaitable[AsyncIterator[WatchItem] | None]] | None = None,
     ) -> None:
         self._inspection_service = inspections
+        self._files = files  # recordings made on other replicas (None: one process)
+        # live sessions whose engineer is on another replica (None: one process)
+        self._remote_watch = remote_watch
         self._failures = failures
         self._archive = archive or Archive(db)
         self._db = db
@@ -272,7 +278,7 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     ) -> api_pb2.RunDetail:
         who = await self._who(context)
         run = await self._runs.get(who, request.run_id)
-        output, truncated = self._runs.output(run.run_id)
+        output, truncated = await self._runs.read_output(run.run_id)
         return api_pb2.RunDetail(
             run=run_info(run),
             result_json=json.dumps(dict(run.result), sort_keys=True),
@@ -378,6 +384,13 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
                 f"({len(recordings)} recorded; `aftercare session show` lists them)"
             )
         path = self._data_dir / chosen[0].path
+        if self._files is not None and not path.exists():  # recorded on another replica
+            shared = await self._files.read(path)
+            if shared is None:
+                raise NotFound(f"the recording file is missing on every replica: {path.name}")
+            for start in range(0, len(shared), RECORDING_CHUNK):
+                yield api_pb2.RecordingChunk(data=shared[start : start + RECORDING_CHUNK])
+            return
         try:
             with path.open("rb") as file:
                 while chunk := file.read(RECORDING_CHUNK):
@@ -389,7 +402,15 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
         self, request: api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api_pb2.WatchEvent]:
         who = await self._who(context)
-        await self._sessions.recordings(who, request.session_id)  # visible to who?
+        session, _ = await self._sessions.recordings(who, request.session_id)  # visible?
+        if self._remote_watch is not None and session.state not in FINAL_SESSION_STATES:
+            remote = await self._remote_watch(request.session_id)
+            if remote is not None:  # the engineer is connected through another replica
+                async for item in remote:
+                    yield api_pb2.WatchEvent(
+                        part=item.part, time=item.time, type=item.type, data=item.data
+                    )
+                return
 
         async def load() -> tuple[list[RecordingRecord], bool]:
             session, recordings = await self._sessions.recordings(who, request.session_id)

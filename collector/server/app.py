@@ -84,11 +84,13 @@ from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
+from collector.server.replicas import ReplicaRouting
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
 from collector.server.status import ErrorStatusInterceptor
 from collector.server.streams import Streams
 from collector.sessions.keys import SshKeys
 from collector.sessions.service import SessionService
+from collector.store.postgres import PostgresStore
 from collector.store.writer import StoreThread
 from collector.tickets.config import TicketsConfig, load_tickets_config
 from collector.tickets.model import NewEvent, Ticket
@@ -125,6 +127,7 @@ class Addresses:
     ssh: str = ""  # the SSH gateway ("" when not served)
     web: str = ""  # the web portal, HOST:PORT ("" when not served)
     web_url: str = ""  # the portal's public address (--public-url, else https://web)
+    relay: str = ""  # the replica relay, HOST:PORT ("" when not served)
 
 
 class CollectorServer:
@@ -162,6 +165,7 @@ class CollectorServer:
         self.leadership: Leadership | None = None  # which replica runs the once-only work
         self.outbox: Outbox | None = None  # every notification, stored then sent
         self._shared_store = False  # PostgreSQL: replicas may share it (alert scopes)
+        self.replicas: ReplicaRouting | None = None  # routing to other replicas' agents
 
     async def start(self) -> Addresses:
         """Initialise the data dir if needed, open the store and bind every port."""
@@ -197,6 +201,11 @@ class CollectorServer:
             advertise=advertise,
             ssh=self._start_gateway(metrics),
         )
+        if self.replicas is not None:
+            relay = await self.replicas.serve_relay(
+                self.config.relay_listen, self.config.relay_advertise, self.tunnels, self.watch_hub
+            )
+            self.addresses = dataclasses.replace(self.addresses, relay=relay)
         web = await self._start_portal()
         if web:
             url = self.config.public_url or f"https://{web}"
@@ -208,6 +217,8 @@ class CollectorServer:
         ]
         if self.audit_checkpoints is not None:
             self._tasks.append(asyncio.create_task(self.audit_checkpoints.run_forever()))
+        if self.replicas is not None:
+            self._tasks += [asyncio.create_task(loop) for loop in self.replicas.tasks()]
         log.info("collector started: %s", self.addresses)
         return self.addresses
 
@@ -220,6 +231,11 @@ class CollectorServer:
         lease_ms = int(LEASE_INTERVALS * self.config.evaluation_interval.total_seconds() * 1000)
         holder = replica_id()
         self.leadership = Leadership(self._db.store, holder, lease_ms, wall_ms)
+        self.replicas = self._replica_routing(holder)
+        if self.replicas is not None:
+            self._signals.forward = self.replicas.router.send
+            self._signals.announce = self.replicas.announce_session_over
+            self.replicas.end_session_here = self._signals.over_here
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
@@ -248,6 +264,8 @@ class CollectorServer:
             self.streams.send,
             self.data_dir.root / "runs",
             wall_ms,
+            forward=self.replicas.router.send if self.replicas else None,
+            files=self.replicas.files if self.replicas else None,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.inspections = InspectionService(
@@ -275,12 +293,36 @@ class CollectorServer:
         )
         self.tickets.on_acted = self.sessions.ticket_over  # access ends with the ticket
         self.keys = SshKeys(self._db, wall_ms)
-        self.approvers = ApproverService(self._db, self.streams.send, wall_ms)
+        self.approvers = ApproverService(
+            self._db,
+            self.streams.send,
+            wall_ms,
+            forward=self.replicas.router.send if self.replicas else None,
+        )
         self.audit_checkpoints = AuditCheckpoints(
             self._db, self.data_dir.load_audit_key(), self.streams, wall_ms
         )
         await self.audit_checkpoints.refresh()
         return metrics
+
+    def _replica_routing(self, replica: str) -> ReplicaRouting | None:
+        """Routing to agents on other replicas: only on a PostgreSQL store."""
+        assert self._db is not None
+        url = self.data_dir.store_url()
+        if not isinstance(self._db.store, PostgresStore) or url is None:
+            return None
+        interval_ms = int(self.config.evaluation_interval.total_seconds() * 1000)
+        return ReplicaRouting(
+            self._db,
+            self.fleet,
+            self.streams,
+            self.data_dir.load_ca(),
+            replica,
+            url,
+            self.data_dir.root,
+            interval_ms,
+            wall_ms,
+        )
 
     def _start_gateway(self, metrics: CollectorMetrics) -> str:
         """Serve the SSH gateway on ``--ssh-listen``; returns its address ("" if off)."""
@@ -302,6 +344,7 @@ class CollectorServer:
                 warning_ms=int(self.config.session_warning.total_seconds() * 1000),
             ),
             wall_ms,
+            files=self.replicas.files if self.replicas else None,
         )
         try:
             gateway = SshGateway(host, port, load_or_create_host_key(self.data_dir.root), access)
@@ -311,6 +354,8 @@ class CollectorServer:
             ) from exc
         gateway.start()
         self.gateway = self._signals.gateway = gateway
+        if self.replicas is not None:
+            self.replicas.gateway_is_live = gateway.is_live
         bound_host, bound_port = gateway.address
         return f"{bound_host}:{bound_port}"
 
@@ -384,6 +429,7 @@ class CollectorServer:
                 wall_ms,
                 self.approvers,
                 audit=self.audit_checkpoints,
+                presence=self.replicas,
             ),
             server,
         )
@@ -406,6 +452,8 @@ class CollectorServer:
                 self.auth_failures,
                 archive=Archive(self._db, ARCHIVE_SOURCES),
                 inspections=self.inspections,
+                files=self.replicas.files if self.replicas else None,
+                remote_watch=self.replicas.remote_watch if self.replicas else None,
             ),
             server,
         )
@@ -432,6 +480,8 @@ class CollectorServer:
             await self.portal.stop()
         if self.auth_failures is not None:
             await self.auth_failures.flush(final=True)
+        if self.replicas is not None:
+            await self.replicas.stop()
         if self._db is not None and self.leadership is not None:
             await self._db.call(self.leadership.resign)
         if self._db is not None:

@@ -4,13 +4,15 @@
 the host's agent, and so is its decision; a session that is over is closed on the
 agent (which ends its logins on its own), on the gateway (every live connection,
 reason shown to the engineer) and for watchers. ``SessionAgentMessages`` turns the agents' session
-messages into ``SessionService`` calls.
+messages into ``SessionService`` calls. A message for an agent connected to another
+replica goes through ``forward`` (the agent outbox, collector.server.agent_outbox), if set.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from collector.gateway.recording import WatchHub
 from collector.rules import HostRef
@@ -18,6 +20,10 @@ from collector.server.streams import Streams
 from collector.sessions.model import RemoteSession
 from collector.sessions.service import SessionService
 from proto import agent_pb2
+
+# With replicas, the agent is told this long after the other replicas' gateways were
+# (so an engineer there sees why before the host's shell goes away).
+OTHER_GATEWAYS_GRACE_SECONDS = 1.0
 
 
 class LiveGateway(Protocol):
@@ -32,9 +38,24 @@ class LiveSessionSignals:
         self._hub = hub
         self.gateway: LiveGateway | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # reaches agents on other replicas (AgentRouter.send); None with one process
+        self.forward: (
+            Callable[[str, agent_pb2.CollectorMessage], Coroutine[Any, Any, bool]] | None
+        ) = None
+        self._forwarding: set[asyncio.Task[bool]] = set()
+        # tells the other replicas' gateways (ReplicaRouting.announce_session_over)
+        self.announce: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
+
+    def _send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> None:
+        """Send on this replica's stream of the agent, else forward in the background."""
+        if self._streams.send(agent_id, message) or self.forward is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.forward(agent_id, message))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
 
     def requested(self, session: RemoteSession) -> None:
-        self._streams.send(
+        self._send(
             session.agent_id,
             agent_pb2.CollectorMessage(
                 session_requested=agent_pb2.SessionRequested(
@@ -49,7 +70,7 @@ class LiveSessionSignals:
         )
 
     def decided(self, session: RemoteSession, decision: str, by: str) -> None:
-        self._streams.send(
+        self._send(
             session.agent_id,
             agent_pb2.CollectorMessage(
                 session_decided=agent_pb2.SessionDecided(
@@ -60,10 +81,26 @@ class LiveSessionSignals:
 
     def over(self, session: RemoteSession) -> None:
         """Close the session everywhere: the engineer's connections first (so they see
-        why before the host's shell goes away), then the agent; watchers at once."""
+        why before the host's shell goes away; on other replicas through ``announce``),
+        then the agent; watchers at once."""
         reason = session.end_reason or f"the session is {session.state}"
         self._hub.end(session.session_id)
-        task = asyncio.get_running_loop().create_task(self._close(session, reason))
+        self._spawn(self._close(session, reason))
+
+    def over_here(self, session_id: str, reason: str) -> None:
+        """Another replica ended the session: end its connections and watchers here."""
+        self._hub.end(session_id)
+        gateway = self.gateway
+        if gateway is not None:
+            self._spawn(self._end_connections(gateway, session_id, reason))
+
+    async def _end_connections(self, gateway: LiveGateway, session_id: str, reason: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, gateway.end_session, session_id, reason
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -71,11 +108,12 @@ class LiveSessionSignals:
         gateway = self.gateway
         try:
             if gateway is not None:  # closing transports blocks: not on the event loop
-                await asyncio.get_running_loop().run_in_executor(
-                    None, gateway.end_session, session.session_id, reason
-                )
+                await self._end_connections(gateway, session.session_id, reason)
+            if self.announce is not None:  # engineers connected through other replicas
+                await self.announce(session.session_id, reason)
+                await asyncio.sleep(OTHER_GATEWAYS_GRACE_SECONDS)
         finally:
-            self._streams.send(
+            self._send(
                 session.agent_id,
                 agent_pb2.CollectorMessage(
                     session_close=agent_pb2.SessionClose(

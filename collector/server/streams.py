@@ -71,3 +71,7 @@ class Streams:
 
     def connected(self, agent_id: str) -> bool:
         return agent_id in self._streams
+
+    def agent_ids(self) -> list[str]:
+        """The agents with a current stream here."""
+        return list(self._streams)

@@ -41,6 +41,7 @@ from collector.store.inspection_base import InspectionStore
 from collector.store.lease_base import LeaseStore
 from collector.store.notice_base import NoticeStore
 from collector.store.portal_base import PortalStore
+from collector.store.routing_base import RoutingStore
 from collector.tickets.model import Level, NewEvent, NewTicket, Ticket, TicketEvent, TicketState
 
 __all__ = [
@@ -263,7 +264,9 @@ class RecordingRecord:
     input_recorded: bool = False
 
 
-class Store(InspectionStore, PortalStore, LeaseStore, NoticeStore, OutboxStore, Protocol):
+class Store(
+    InspectionStore, PortalStore, LeaseStore, NoticeStore, OutboxStore, RoutingStore, Protocol
+):
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 

@@ -86,6 +86,7 @@ from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migration
 from collector.store.notice_sqlite import SQLiteNotices
 from collector.store.outbox_sqlite import SQLiteOutbox
 from collector.store.portal_sqlite import SQLitePortal
+from collector.store.routing_sqlite import SQLiteRouting
 from collector.store.run_rows import (
     RUN_COLUMNS,
     check_limit,
@@ -217,7 +218,9 @@ _INSERT_SESSION_EVENT = (
 )
 
 
-class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices, SQLiteOutbox):
+class SQLiteStore(
+    SQLiteInspections, SQLitePortal, SQLiteLeases, SQLiteNotices, SQLiteOutbox, SQLiteRouting
+):
     """``Store`` on one SQLite file; opening it creates the file and migrates the schema.
 
     Raises StoreError if the file cannot be opened, MigrationError if its schema is

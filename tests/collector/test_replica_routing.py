@@ -1,0 +1,263 @@
+"""Routing between replicas, in one process: two "replicas" (their own streams, fleet,
+presence and router) on one real SQLite store file, with a fake clock. The end-to-end
+test on PostgreSQL is tests/e2e/test_replica_routing.py."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from collector.auth import Principal
+from collector.fleet import Fleet
+from collector.pki import (
+    REPLICA_NAME,
+    REPLICA_UNIT,
+    CertificateAuthority,
+    is_replica_certificate,
+)
+from collector.presence import HEARTBEAT_INTERVALS, Presence
+from collector.rules import HostRef
+from collector.runs.catalogue import load_catalogue
+from collector.runs.model import RunRecord
+from collector.runs.service import RunService
+from collector.server.agent_outbox import AgentRouter
+from collector.server.streams import Streams
+from collector.shared_files import SharedFiles
+from collector.store import AgentRecord, open_store
+from collector.store.writer import StoreThread
+from playbooks.shipped import catalogue_dir
+from proto import agent_pb2
+from tests.fakes import FakeClock
+
+INTERVAL_MS = 1000
+AGENT = AgentRecord("ag-1", "acme", "web-1", 0, "01", 10**13)
+ERIN = Principal("erin", "engineer")
+
+
+class Wakeups:
+    """The in-process stand-in for PostgreSQL NOTIFY: one event shared by both replicas."""
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.sent = 0
+
+    async def notify(self) -> None:
+        self.sent += 1
+        self.woken.set()
+
+
+class Replica:
+    def __init__(
+        self, name: str, store: Path, root: Path, clock: FakeClock[int], wakeups: Wakeups
+    ) -> None:
+        """``store``: the shared store's directory; ``root``: this replica's data dir."""
+        self.root = root
+        self.db = StoreThread(open_store(store))
+        self.streams = Streams()
+        self.fleet = Fleet()
+        self.presence = Presence(
+            self.db, self.fleet, name, f"{name}:7450", INTERVAL_MS, clock, self.streams.agent_ids
+        )
+        self.router = AgentRouter(
+            self.db, self.streams, self.presence, wakeups, clock, INTERVAL_MS, max_age_ms=60_000
+        )
+        self.files = SharedFiles(self.db, root, clock)
+        self.runs = RunService(
+            self.db,
+            load_catalogue(catalogue_dir()),
+            self.streams.send,
+            root / "runs",
+            clock,
+            forward=self.router.send,
+            files=self.files,
+        )
+
+    async def connect(self, agent_id: str) -> asyncio.Queue[agent_pb2.CollectorMessage | None]:
+        stream = self.streams.open(agent_id)
+        await self.presence.agent_connected(agent_id)
+        await self.router.drain([agent_id])
+        return stream.outbound
+
+
+@pytest.fixture
+def clock() -> FakeClock[int]:
+    return FakeClock(1_700_000_000_000)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, clock: FakeClock[int]) -> Iterator[tuple[Replica, Replica, Wakeups]]:
+    wakeups = Wakeups()
+    a = Replica("a", tmp_path / "store", tmp_path / "a", clock, wakeups)
+    a.db.store.add_agent(AGENT)
+    b = Replica("b", tmp_path / "store", tmp_path / "b", clock, wakeups)
+    yield a, b, wakeups
+    for replica in (a, b):
+        replica.db.close()
+
+
+def message(text: str) -> agent_pb2.CollectorMessage:
+    return agent_pb2.CollectorMessage(session_close=agent_pb2.SessionClose(session_id=text))
+
+
+def test_b_sees_an_agent_on_a_as_connected_until_a_stops_beating(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    a, b, _ = pair
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        await a.connect("ag-1")
+        await b.presence.beat()
+        state = b.fleet.get("ag-1")  # b started before the agent enrolled: loaded now
+        assert state is not None and state.connected and state.connections == 0
+        clock.advance(HEARTBEAT_INTERVALS * INTERVAL_MS)  # a was killed: no more beats
+        await b.presence.beat()
+        state = b.fleet.get("ag-1")
+        assert state is not None and not state.connected
+
+    asyncio.run(scenario())
+
+
+def test_a_message_sent_on_b_reaches_the_agent_on_a_once(
+    pair: tuple[Replica, Replica, Wakeups],
+) -> None:
+    a, b, wakeups = pair
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        outbound = await a.connect("ag-1")
+        assert await b.router.send("ag-1", message("s-1")) is True
+        assert wakeups.sent == 1 and outbound.empty()
+        assert await a.router.drain() == 1
+        assert outbound.get_nowait() == message("s-1")
+        assert await a.router.drain() == 0 and await b.router.drain() == 0  # handed out once
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_queued_for_an_agent_no_live_replica_holds(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    a, b, wakeups = pair
+
+    async def scenario() -> None:
+        assert await b.router.send("ag-1", message("s-1")) is False  # never connected
+        await a.presence.beat()
+        await a.connect("ag-1")
+        clock.advance(HEARTBEAT_INTERVALS * INTERVAL_MS)  # a died
+        assert await b.router.send("ag-1", message("s-2")) is False
+        assert wakeups.sent == 0
+        assert b.db.store.take_agent_messages(["ag-1"], 0) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_message_waits_for_the_agent_to_reconnect_to_another_replica(
+    pair: tuple[Replica, Replica, Wakeups],
+) -> None:
+    a, b, _ = pair
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        await b.presence.beat()
+        stream = a.streams.open("ag-1")
+        await a.presence.agent_connected("ag-1")
+        assert await b.router.send("ag-1", message("s-1")) is True
+        a.streams.close(stream)  # the agent left a before a drained its outbox
+        assert await a.router.drain(["ag-1"]) == 0  # put back, not lost
+        outbound = await b.connect("ag-1")  # it reconnected to b: b hands it over
+        assert outbound.get_nowait() == message("s-1")
+
+    asyncio.run(scenario())
+
+
+def test_stale_messages_are_dropped(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    a, b, _ = pair
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        await b.presence.beat()
+        await a.connect("ag-1")
+        assert await b.router.send("ag-1", message("old")) is True
+        clock.advance(60_001)
+        await a.presence.beat()
+        assert await a.router.drain() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_run_started_on_b_runs_on_a_and_b_follows_it_to_its_output(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    a, b, _ = pair
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        outbound = await a.connect("ag-1")
+        run = await b.runs.start("user:erin", AGENT, "cpu-load", {}, None)
+        assert run.state == "sent"
+        await a.router.drain()
+        request = outbound.get_nowait()
+        assert request is not None and request.run_request.run_id == run.run_id
+
+        followed: list[object] = []
+
+        async def follow() -> None:
+            async for item in b.runs.follow(ERIN, run.run_id):
+                followed.append(item)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0)
+        host = HostRef("ag-1", "acme", "web-1")
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"load 0.42\n")
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+        clock.advance(10)
+        result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
+        await asyncio.wait_for(follower, 10)  # b polls the store: within a poll interval
+
+        outputs = [i.data for i in followed if isinstance(i, agent_pb2.RunOutput)]
+        states = [i.state for i in followed if isinstance(i, RunRecord)]
+        assert outputs == [b"load 0.42\n"] and states[0] == "sent" and states[-1] == "ok"
+        assert await b.runs.read_output(run.run_id) == (b"load 0.42\n", False)
+        assert (a.root / "runs" / f"{run.run_id}.out").exists()
+        assert not (b.root / "runs" / f"{run.run_id}.out").exists()  # b read the store's copy
+        assert await b.runs.read_step_outputs(run.run_id) == {"top": b"load 0.42\n"}
+        stored = b.db.store.get_shared_file(f"runs/{run.run_id}.out")
+        assert stored == b"load 0.42\n"
+        finished = await b.runs.get(ERIN, run.run_id)
+        assert finished.output_sha256 == hashlib.sha256(b"load 0.42\n").hexdigest()
+
+    asyncio.run(scenario())
+
+
+def test_only_replica_certificates_carry_the_replica_mark() -> None:
+    ca = CertificateAuthority.create()
+    hour = dt.timedelta(hours=1)
+    replica_pem, _ = ca.issue_replica_certificate("host:1:ab", hour)
+    server_pem, _ = ca.issue_server_certificate([REPLICA_NAME], hour)
+    assert is_replica_certificate(replica_pem)
+    assert not is_replica_certificate(server_pem)
+    assert not is_replica_certificate(b"not a certificate")
+    # an agent whose CSR claims to be a replica: the CA never copies a CSR's subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "replica:evil"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, REPLICA_UNIT),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    agent = ca.sign_agent_csr(csr.public_bytes(serialization.Encoding.PEM), "ag-9", "acme", hour)
+    assert not is_replica_certificate(agent.cert_pem)
