@@ -26,15 +26,6 @@ class SQLiteNotices:
 
     _read: Transaction
 
-    def audit_targets(self, action: str, after_id: int, limit: int) -> list[tuple[int, str]]:
-        check_limit(limit)
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT id, target FROM audit_log WHERE id > ? AND action = ? ORDER BY id LIMIT ?",
-                (after_id, action, limit),
-            ).fetchall()
-        return [(int(row[0]), str(row[1])) for row in rows]
-
     def runs_waiting_approval(self, limit: int) -> list[RunRecord]:
         check_limit(limit)
         with self._read() as db:

@@ -164,10 +164,10 @@ def test_a_failing_notice_backs_off_stays_visible_and_is_delivered_at_last(
         asyncio.run(outbox.send_due(entry.next_attempt_ms - 1))  # not due yet: no attempt
         assert len(receiver.posts) == failures
         now = entry.next_attempt_ms
-    assert db.store.outbox_counts() == {"pending": 1, "sent": 0, "failing": 1}
+    assert db.store.outbox_counts() == {"pending": 1, "sent": 0, "cancelled": 0, "failing": 1}
     receiver.status = 200
     assert asyncio.run(outbox.send_due(now)) == 1
-    assert db.store.outbox_counts() == {"pending": 0, "sent": 1, "failing": 0}
+    assert db.store.outbox_counts() == {"pending": 0, "sent": 1, "cancelled": 0, "failing": 0}
     assert len({header for _, header, _ in receiver.posts}) == 1  # one id for every attempt
 
 
@@ -236,7 +236,7 @@ def test_the_outbox_command_lists_failing_notices_without_secrets(tmp_path: Path
     listed = subprocess.run([*command, "--failing", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     report = json.loads(listed.stdout)
-    assert report["counts"] == {"pending": 2, "sent": 0, "failing": 1}
+    assert report["counts"] == {"pending": 2, "sent": 0, "cancelled": 0, "failing": 1}
     [failing] = report["notices"]
     assert failing["dedup"] == "t:1" and failing["attempts"] == 1
     assert "unreachable" in failing["last_error"]
