@@ -11,7 +11,8 @@ Contract (docs/notifications-outbox.md):
   ``CLAIM_MS``, sends it through the sender registered for its kind, and marks it
   sent -- or failed, with the next attempt after a backoff (``retry_delay_ms``). A
   notice is never dropped: it stays pending, visible in ``aftercare-collector
-  outbox`` and the ``aftercare_outbox_notices`` gauge, until it is delivered.
+  outbox`` and the ``aftercare_outbox_notices`` gauge, until it is delivered (or
+  cancelled as moot, below).
 - A kind whose notices can become moot (e.g. an approval notice for something approved
   meanwhile) gives its sender a ``still_due`` check: a notice that is no longer due
   when claimed is marked ``cancelled`` instead of sent (kept, like a sent one).
