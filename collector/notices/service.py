@@ -2,8 +2,9 @@
 sender on the collector's outbox (docs/notices.md, docs/notifications-outbox.md).
 
 Each cycle ``ApprovalNotices.tick`` reads the pending session requests and the runs
-waiting for approval, works out the due notices (approvals.py) for the customers that
-have contacts (``customer_notices.customers`` in the tickets config), in each
+waiting for approval (of the last ``STALE_RUN_MS``: an older unfinished run is failed
+as stale), works out the due notices (approvals.py) for the customers that have
+contacts (``customer_notices.customers`` in the tickets config), in each
 customer's language (``aftercare customer settings C --language``; else zh-CN), and
 stores them in the outbox (kind ``approval``, ``dedup`` the notice's key): a notice is
 stored once, so it is sent once across cycles, restarts and leader hand-overs.
@@ -33,6 +34,7 @@ from collector.notices.approvals import (
     session_waits,
 )
 from collector.outbox import Notice, Outbox, OutboxAudit, OutboxEntry, Sender
+from collector.runs.service import STALE_RUN_MS
 from collector.store.writer import StoreThread
 from collector.tickets.escalation import Channel, Recipient
 
@@ -90,7 +92,12 @@ class ApprovalNotices:
         sessions = await self._db.call(
             self._store.list_sessions, None, None, {"pending"}, SCAN_LIMIT
         )
-        runs = await self._db.call(self._store.runs_waiting_approval, SCAN_LIMIT)
+        runs = await self._db.call(
+            self._store.runs_waiting_approval,
+            list(self._contacts),
+            now_ms - STALE_RUN_MS,
+            SCAN_LIMIT,
+        )
         languages: dict[str, str] = {}
         due: list[CustomerNotice] = []
         waiting: set[str] = set()
