@@ -11,8 +11,9 @@ stored once, so it is sent once across cycles, restarts and leader hand-overs.
 
 The outbox sends them with the other notices (retries with backoff, delivery id,
 ``aftercare-collector outbox``). Before each attempt the sender checks that the
-session or run still waits for the customer; a notice for one approved, denied or
-expired meanwhile is cancelled, not sent. A delivery is recorded in the audit log
+session or run still waits for the customer (and the recipient is still one of the
+customer's contacts); a notice for one approved, denied or expired meanwhile is
+cancelled, not sent. A delivery is recorded in the audit log
 (``customer.notice_sent``, target the notice's key) in the transaction that marks it
 sent; the first failure likewise (``customer.notice_failed``).
 """
@@ -128,8 +129,14 @@ class ApprovalNotices:
     # -- the outbox's sender ----------------------------------------------------------------
 
     async def _still_due(self, entry: OutboxEntry, now_ms: int) -> str | None:
-        """None while the notice's session or run waits for the customer, else why not."""
-        about, the_id = entry.notice.meta.get("about"), str(entry.notice.meta.get("id"))
+        """None while the notice's session or run waits for the customer and its
+        recipient is still one of the customer's contacts, else why not."""
+        notice = entry.notice
+        about, the_id = notice.meta.get("about"), str(notice.meta.get("id"))
+        channel: Channel = "email" if notice.channel == "email" else "webhook"
+        contacts = self._contacts.get(str(notice.meta.get("customer")), ())
+        if Recipient(channel, notice.target) not in contacts:
+            return f"{notice.target_label} is no longer a contact of the customer"
         if about == "session":
             session = await self._db.call(self._store.get_session, the_id)
             if session is None:

@@ -225,7 +225,8 @@ def test_a_failed_delivery_is_audited_once_retried_with_backoff_and_shown_failin
 
 
 def test_a_decided_request_is_not_told(tmp_path: Path, receiver: Receiver) -> None:
-    collector = PortalCollector(tmp_path / "data")  # no contacts: its own cycles tell nobody
+    # no contacts, and no cycle for 5 min after the first: the test drives both itself
+    collector = PortalCollector(tmp_path / "data", evaluation_interval=dt.timedelta(minutes=5))
     try:
         db, sessions, metrics = (
             collector.server._db,
@@ -254,6 +255,16 @@ def test_a_decided_request_is_not_told(tmp_path: Path, receiver: Receiver) -> No
         assert cancelled.notice.meta["id"] == moot.session_id
         assert "no longer waits for approval (denied)" in cancelled.last_error
         assert [e.details["id"] for e in collector.audit(SENT_ACTION)] == [pending.session_id]
+        # a contact removed from the config before its notice left is not told
+        later = collector.request_session(host, "after the contact was removed")
+        collector.call(notices.tick(wall_ms()))
+        other = Outbox(db, "restarted")
+        ApprovalNotices(db, {"acme": ()}, other, make_deliverer(None), metrics)
+        collector.call(other.send_due(wall_ms()))
+        assert [b["session"]["id"] for b in bodies(receiver, "/acme")] == [pending.session_id]
+        removed = [e for e in collector.db("list_outbox", ["cancelled"], 10) if e != cancelled]
+        assert [e.notice.meta["id"] for e in removed] == [later.session_id]
+        assert "no longer a contact" in removed[0].last_error
         # no portal address (port 0, no --public-url): the notice names the command
         assert bodies(receiver, "/acme")[0]["link"] == (
             f"aftercare session approve {pending.session_id}"
