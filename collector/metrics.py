@@ -102,8 +102,8 @@ class CollectorMetrics:
         )
         self.outbox = Gauge(
             "aftercare_outbox_notices",
-            "Notifications in the outbox by state: pending, sent, and failing (pending "
-            "after a failed attempt); set by the leader's sender each cycle.",
+            "Notifications in the outbox by state: pending, sent, cancelled, and failing "
+            "(pending after a failed attempt); set by the leader's sender each cycle.",
             ["state"],
             registry=registry,
         )

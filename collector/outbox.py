@@ -11,7 +11,11 @@ Contract (docs/notifications-outbox.md):
   ``CLAIM_MS``, sends it through the sender registered for its kind, and marks it
   sent -- or failed, with the next attempt after a backoff (``retry_delay_ms``). A
   notice is never dropped: it stays pending, visible in ``aftercare-collector
-  outbox`` and the ``aftercare_outbox_notices`` gauge, until it is delivered.
+  outbox`` and the ``aftercare_outbox_notices`` gauge, until it is delivered (or
+  cancelled as moot, below).
+- A kind whose notices can become moot (e.g. an approval notice for something approved
+  meanwhile) gives its sender a ``still_due`` check: a notice that is no longer due
+  when claimed is marked ``cancelled`` instead of sent (kept, like a sent one).
 - Each notice has a ``delivery_id``, sent with it (webhook header
   ``X-Aftercare-Delivery``, e-mail ``Message-ID``). The one window that cannot be
   closed: a sender that dies after the receiver accepted a notice and before the mark
@@ -35,6 +39,7 @@ __all__ = [
     "DELIVERY_HEADER",
     "Notice",
     "Outbox",
+    "OutboxAudit",
     "OutboxDb",
     "OutboxEntry",
     "OutboxStore",
@@ -53,8 +58,8 @@ CLAIM_MS = 30_000  # a claimed notice is left alone this long (> the 10 s webhoo
 FIRST_RETRY_MS = 60_000  # the first two retries wait a minute ...
 MAX_RETRY_MS = 3_600_000  # ... later ones double, up to an hour
 SEND_LIMIT = 200  # notices sent per ``send_due`` call at most (the rest: next cycle)
-STATES = ("pending", "sent")
-RETENTION_MS = 90 * 86_400_000  # sent notices are kept this long, then pruned
+STATES = ("pending", "sent", "cancelled")
+RETENTION_MS = 90 * 86_400_000  # sent (and cancelled) notices are kept this long, then pruned
 
 
 def new_delivery_id() -> str:
@@ -74,7 +79,7 @@ def retry_delay_ms(failures: int) -> int:
 @dataclass(frozen=True)
 class Notice:
     """One notification to send. ``kind`` picks the sender ("ticket", "inspection",
-    "customer", ...); ``dedup`` names the notice (unique: enqueued once); ``target``
+    "approval", ...); ``dedup`` names the notice (unique: enqueued once); ``target``
     is the full URL or address (may hold a secret), ``target_label`` its shown form;
     ``meta`` holds what the kind's sender needs besides (JSON data)."""
 
@@ -103,13 +108,23 @@ class OutboxEntry:
     delivery_id: str
     notice: Notice
     created_ms: int
-    state: str  # pending | sent
+    state: str  # pending | sent | cancelled
     attempts: int
     next_attempt_ms: int
-    last_error: str = ""
-    sent_ms: int | None = None
+    last_error: str = ""  # cancelled: why
+    sent_ms: int | None = None  # cancelled: when
     claimed_by: str | None = None
     claimed_until_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class OutboxAudit:
+    """An audit log entry (actor "system") written together with a notice's mark."""
+
+    action: str
+    target: str
+    details: Mapping[str, Any]
+    at_ms: int
 
 
 class OutboxStore(Protocol):
@@ -128,16 +143,34 @@ class OutboxStore(Protocol):
         ``now_ms + hold_ms``. None if there is none."""
         ...
 
-    def notice_sent(self, entry_id: int, at_ms: int, events: Sequence[Any] = ()) -> bool:
+    def notice_sent(
+        self,
+        entry_id: int,
+        at_ms: int,
+        events: Sequence[Any] = (),
+        audits: Sequence[OutboxAudit] = (),
+    ) -> bool:
         """Mark the notice sent and, in the same transaction, add ``events`` to its
-        ticket's timeline; False (and nothing written) if it was already sent."""
+        ticket's timeline and ``audits`` to the audit log; False (and nothing written)
+        if it was no longer pending."""
         ...
 
     def notice_failed(
-        self, entry_id: int, error: str, retry_at_ms: int, events: Sequence[Any] = ()
+        self,
+        entry_id: int,
+        error: str,
+        retry_at_ms: int,
+        events: Sequence[Any] = (),
+        audits: Sequence[OutboxAudit] = (),
     ) -> None:
         """Count a failed attempt: keep the notice pending, due again at
-        ``retry_at_ms``, released; ``events`` go on its ticket's timeline."""
+        ``retry_at_ms``, released; ``events`` go on its ticket's timeline, ``audits``
+        to the audit log."""
+        ...
+
+    def notice_cancelled(self, entry_id: int, reason: str, at_ms: int) -> bool:
+        """Mark a pending notice ``cancelled`` (never to be sent: ``reason`` in its
+        last error, ``at_ms`` in its sent time); False if it was no longer pending."""
         ...
 
     def claim_named_notice(
@@ -159,7 +192,8 @@ class OutboxStore(Protocol):
         ...
 
     def prune_outbox(self, sent_before_ms: int) -> int:
-        """Delete notices sent before ``sent_before_ms`` (never pending ones); how many."""
+        """Delete notices sent or cancelled before ``sent_before_ms`` (never pending
+        ones); how many."""
         ...
 
 
@@ -182,10 +216,15 @@ class OutboxMetrics(Protocol):
 class Sender:
     """How one kind of notice is sent: ``deliver(entry)`` blocks and raises on failure
     (run on a thread); ``outcome(entry, error, at_ms)`` gives the ticket events that
-    record the delivery (error None) or its first failure, written with the mark."""
+    record the delivery (error None) or its first failure, written with the mark;
+    ``audit(entry, error, at_ms)`` likewise the audit entries. ``still_due(entry,
+    now_ms)``, if given, is awaited before each attempt: None to send, else why the
+    notice is moot (it is then cancelled, not sent)."""
 
     deliver: Callable[[OutboxEntry], None]
     outcome: Callable[[OutboxEntry, str | None, int], Sequence[Any]] = lambda *_: ()
+    audit: Callable[[OutboxEntry, str | None, int], Sequence[OutboxAudit]] = lambda *_: ()
+    still_due: Callable[[OutboxEntry, int], Awaitable[str | None]] | None = None
 
 
 async def enqueue(db: OutboxDb, notices: Sequence[Notice], at_ms: int) -> int:
@@ -277,6 +316,8 @@ class Outbox:
             raise AssertionError(f"notice {notice.dedup} vanished from the outbox")
         if entry.state == "sent":
             return None
+        if entry.state == "cancelled":
+            return f"cancelled: {entry.last_error}"
         if entry.claimed_by != self.holder:
             return f"being sent by {entry.claimed_by} (the outbox retries it)"
         return await self._send(entry, now_ms)
@@ -287,14 +328,23 @@ class Outbox:
             self._metrics.set_outbox(await self._db.call(self._db.store.outbox_counts))
 
     async def _send(self, entry: OutboxEntry, now_ms: int) -> str | None:
-        """Send a claimed notice and mark it; None if delivered, else the error."""
+        """Send a claimed notice and mark it; None if delivered, else the error (or why
+        it was cancelled)."""
         sender = self._senders[entry.notice.kind]
+        if sender.still_due is not None:
+            moot = await sender.still_due(entry, now_ms)
+            if moot is not None:
+                log.info("notice %d (%s) cancelled: %s", entry.id, entry.notice.dedup, moot)
+                await self._db.call(self._db.store.notice_cancelled, entry.id, moot, now_ms)
+                return f"cancelled: {moot}"
         try:
             await asyncio.to_thread(sender.deliver, entry)
         except Exception as exc:  # delivery errors are recorded and retried, never fatal
             error = str(exc) or type(exc).__name__
             failures = entry.attempts + 1
-            events = sender.outcome(entry, error, now_ms) if entry.attempts == 0 else ()
+            first = entry.attempts == 0  # the first failure is recorded, not every retry
+            events = sender.outcome(entry, error, now_ms) if first else ()
+            audits = sender.audit(entry, error, now_ms) if first else ()
             retry_at = now_ms + retry_delay_ms(failures)
             self._hint(entry.notice.kind, retry_at)
             log.warning(
@@ -305,8 +355,11 @@ class Outbox:
                 (retry_at - now_ms) // 1000,
                 error,
             )
-            await self._db.call(self._db.store.notice_failed, entry.id, error, retry_at, events)
+            await self._db.call(
+                self._db.store.notice_failed, entry.id, error, retry_at, events, audits
+            )
             return error
         events = sender.outcome(entry, None, now_ms)
-        await self._db.call(self._db.store.notice_sent, entry.id, now_ms, events)
+        audits = sender.audit(entry, None, now_ms)
+        await self._db.call(self._db.store.notice_sent, entry.id, now_ms, events, audits)
         return None

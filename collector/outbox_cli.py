@@ -17,14 +17,14 @@ from collector.datadir import DataDir
 from collector.outbox import OutboxEntry
 from common.safe_text import safe
 
-STATE_CHOICES = ("pending", "sent", "all")
+STATE_CHOICES = ("pending", "sent", "cancelled", "all")
 
 
 def add_command(commands: Any) -> None:
     """Register ``outbox`` on the collector's command parser."""
     p = commands.add_parser(
         "outbox",
-        help="list stored notifications: pending, failing or sent",
+        help="list stored notifications: pending, failing, sent or cancelled",
         description="List the notification outbox, oldest first: each notice's kind, "
         "recipient, delivery id, attempts, last error and next attempt. A notice that "
         "keeps failing stays pending (never dropped) and is retried with backoff. "
@@ -58,7 +58,10 @@ def _outbox(args: argparse.Namespace) -> int:
         report = {"counts": counts, "notices": [_as_json(e) for e in entries]}
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
-    print(f"{counts['pending']} pending ({counts['failing']} failing), {counts['sent']} sent")
+    print(
+        f"{counts['pending']} pending ({counts['failing']} failing), {counts['sent']} sent, "
+        f"{counts['cancelled']} cancelled"
+    )
     for entry in entries:
         print(_line(entry))
     return 0
@@ -88,6 +91,8 @@ def _line(entry: OutboxEntry) -> str:
     notice = entry.notice
     if entry.state == "sent":
         status = f"sent {_iso(entry.sent_ms or 0)}"
+    elif entry.state == "cancelled":
+        status = f"cancelled {_iso(entry.sent_ms or 0)}: {safe(entry.last_error)}"
     elif entry.attempts:
         status = (
             f"FAILING x{entry.attempts}, next {_iso(entry.next_attempt_ms)}: "

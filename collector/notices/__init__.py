@@ -4,5 +4,6 @@ link to the exact page, in the customer's language, once per recipient.
 
     approvals.py  which notices are due and what they say (pure; the texts and their
                   gettext catalogue are in collector/notice_texts)
-    service.py    the evaluation-cycle duty: read, send once, record (audit)
+    service.py    the evaluation-cycle duty (store due notices in the outbox) and
+                  their outbox sender (still waiting? deliver, audit)
 """

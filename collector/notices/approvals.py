@@ -1,7 +1,7 @@
 """Which approval notices are due, and what they say (pure: no store, no network).
 
 A notice is due for each of the customer's contacts while the thing waits for the
-customer and no notice with the same key was sent:
+customer (and none with the same key is already stored, when the caller knows):
 
 ``customer_session_awaiting_approval``
     a remote session request is pending (and has not lapsed);
@@ -10,10 +10,11 @@ customer and no notice with the same key was sent:
     nobody approved it through the collector yet.
 
 The key ``notice:KIND:ID/CHANNEL:LABEL`` (the recipient's label: webhooks as
-scheme://host:port#digest) makes each notice once-only per recipient; it travels in
-the webhook payload so a receiver can drop a repeat. A notice names only its own
-session or run and its own customer: the link is ``LINK_BASE/sessions/ID`` or
-``LINK_BASE/runs/ID`` (else the ``aftercare`` command to run).
+scheme://host:port#digest) names each notice per recipient: it is the notice's
+``dedup`` in the outbox (stored, hence sent, once) and travels in the webhook
+payload. A notice names only its own session or run and its own customer: the link
+is ``LINK_BASE/sessions/ID`` or ``LINK_BASE/runs/ID`` (else the ``aftercare`` command
+to run).
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ Gettext = Callable[[str], str]
 
 __all__ = [
     "PAYLOAD_VERSION",
+    "RUN_EVENT",
+    "SESSION_EVENT",
     "CustomerNotice",
     "run_link",
     "run_notices",
+    "run_waits",
     "session_link",
     "session_notices",
+    "session_waits",
 ]
 
 PAYLOAD_VERSION = 1
@@ -61,6 +66,16 @@ class CustomerNotice:
     payload: Mapping[str, Any]
 
 
+def session_waits(session: RemoteSession, now_ms: int) -> bool:
+    """Whether ``session`` still waits for the customer (pending, not lapsed)."""
+    return session.state == "pending" and now_ms < session.pending_expires_ms
+
+
+def run_waits(run: RunRecord) -> bool:
+    """Whether ``run`` still waits for the customer's approval (nobody approved it)."""
+    return run.state == "waiting_approval" and run.approved_by is None
+
+
 def session_link(session_id: str, link_base: str) -> str:
     """The session's portal page, else the command that approves it."""
     if link_base:
@@ -80,12 +95,12 @@ def session_notices(
     recipients: Sequence[Recipient],
     language: str,
     link_base: str,
-    sent: AbstractSet[str],
+    stored: AbstractSet[str],
     now_ms: int,
 ) -> list[CustomerNotice]:
     """The notices due for ``session`` (none once it is decided or has lapsed), in
     ``language`` ("zh-CN", "en"; anything else: both, Chinese first)."""
-    if session.state != "pending" or now_ms >= session.pending_expires_ms:
+    if not session_waits(session, now_ms):
         return []
     link = session_link(session.session_id, link_base)
     about = {
@@ -110,7 +125,7 @@ def session_notices(
         subject,
         text,
         link,
-        sent,
+        stored,
         now_ms,
     )
 
@@ -140,12 +155,12 @@ def run_notices(
     recipients: Sequence[Recipient],
     language: str,
     link_base: str,
-    sent: AbstractSet[str],
+    stored: AbstractSet[str],
     now_ms: int,
 ) -> list[CustomerNotice]:
     """The notices due for ``run`` (none unless it waits for approval, unapproved), in
     ``language`` as for ``session_notices``."""
-    if run.state != "waiting_approval" or run.approved_by is not None:
+    if not run_waits(run):
         return []
     link = run_link(run.run_id, link_base)
     about = {
@@ -170,7 +185,7 @@ def run_notices(
         subject,
         text,
         link,
-        sent,
+        stored,
         now_ms,
     )
 
@@ -220,7 +235,7 @@ def _notices(
     subject: str,
     lines: Sequence[str],
     link: str,
-    sent: AbstractSet[str],
+    stored: AbstractSet[str],
     now_ms: int,
 ) -> list[CustomerNotice]:
     name, fields = about
@@ -228,7 +243,7 @@ def _notices(
     due = []
     for recipient in recipients:
         key = f"notice:{name}:{fields['id']}/{recipient.channel}:{recipient.label}"
-        if key in sent:
+        if key in stored:
             continue
         payload = {
             "version": PAYLOAD_VERSION,

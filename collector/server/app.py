@@ -287,6 +287,7 @@ class CollectorServer:
         self.notices = ApprovalNotices(
             self._db,
             tickets_config.customer_notices.contacts,
+            self.outbox,
             make_inspection_deliverer(_smtp(tickets_config)),
             metrics,
             self.config.link_base(),

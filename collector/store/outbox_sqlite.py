@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from collector.errors import InvalidRequest
-from collector.outbox import STATES, Notice, OutboxEntry, new_delivery_id
+from collector.outbox import STATES, Notice, OutboxAudit, OutboxEntry, new_delivery_id
 from collector.tickets.model import NewEvent
 
 __all__ = ["SQLiteOutbox", "enqueue_in"]
@@ -78,6 +78,9 @@ class SQLiteOutbox:
     ) -> None:
         raise NotImplementedError  # SQLiteStore: insert ticket events (and audit them)
 
+    def _audits_in(self, db: sqlite3.Connection, audits: Sequence[OutboxAudit]) -> None:
+        raise NotImplementedError  # SQLiteStore: chain the entries onto the audit log
+
     def enqueue_notices(self, notices: Sequence[Notice], at_ms: int) -> int:
         with self._write() as db:
             return enqueue_in(db, notices, at_ms)
@@ -120,7 +123,13 @@ class SQLiteOutbox:
             )
         return replace(entry, claimed_by=holder, claimed_until_ms=now_ms + hold_ms)
 
-    def notice_sent(self, entry_id: int, at_ms: int, events: Sequence[NewEvent] = ()) -> bool:
+    def notice_sent(
+        self,
+        entry_id: int,
+        at_ms: int,
+        events: Sequence[NewEvent] = (),
+        audits: Sequence[OutboxAudit] = (),
+    ) -> bool:
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE outbox SET state = 'sent', sent_ms = ?, attempts = attempts + 1, "
@@ -131,10 +140,16 @@ class SQLiteOutbox:
             if cursor.rowcount != 1:
                 return False
             self._outcome_events(db, entry_id, events)
+            self._audits_in(db, audits)
             return True
 
     def notice_failed(
-        self, entry_id: int, error: str, retry_at_ms: int, events: Sequence[NewEvent] = ()
+        self,
+        entry_id: int,
+        error: str,
+        retry_at_ms: int,
+        events: Sequence[NewEvent] = (),
+        audits: Sequence[OutboxAudit] = (),
     ) -> None:
         with self._write() as db:
             cursor = db.execute(
@@ -145,6 +160,16 @@ class SQLiteOutbox:
             )
             if cursor.rowcount == 1:
                 self._outcome_events(db, entry_id, events)
+                self._audits_in(db, audits)
+
+    def notice_cancelled(self, entry_id: int, reason: str, at_ms: int) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = 'cancelled', sent_ms = ?, last_error = ?, "
+                "claimed_by = NULL, claimed_until_ms = NULL WHERE id = ? AND state = 'pending'",
+                (at_ms, reason[:2000], entry_id),
+            )
+            return cursor.rowcount == 1
 
     def list_outbox(
         self, states: Collection[str] | None, limit: int, failing_only: bool = False
@@ -154,7 +179,7 @@ class SQLiteOutbox:
         wanted = sorted(STATES if states is None else states)
         unknown = [s for s in wanted if s not in STATES]
         if unknown:
-            raise InvalidRequest(f"unknown outbox state {unknown[0]!r}: use pending or sent")
+            raise InvalidRequest(f"unknown outbox state {unknown[0]!r}: use {', '.join(STATES)}")
         if not wanted:
             return []
         failing = " AND attempts > 0 AND state = 'pending'" if failing_only else ""
@@ -182,7 +207,8 @@ class SQLiteOutbox:
     def prune_outbox(self, sent_before_ms: int) -> int:
         with self._write() as db:
             cursor = db.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND sent_ms < ?", (sent_before_ms,)
+                "DELETE FROM outbox WHERE state IN ('sent', 'cancelled') AND sent_ms < ?",
+                (sent_before_ms,),
             )
             return max(cursor.rowcount, 0)
 

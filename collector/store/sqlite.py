@@ -48,6 +48,7 @@ from collector.errors import (
 )
 from collector.history.model import HistorySeries
 from collector.history.policy import MAX_SERIES_PER_HOST
+from collector.outbox import OutboxAudit
 from collector.sessions.errors import SessionNotFound
 from collector.sessions.model import NewSessionEvent, RemoteSession, SessionEvent, SessionState
 from collector.store.base import (
@@ -810,6 +811,12 @@ class SQLiteStore(
         records a delivery on the ticket together with its mark)."""
         _ticket_head(db, ticket_id)
         _insert_events(db, ticket_id, event_rows(events))
+
+    def _audits_in(self, db: sqlite3.Connection, audits: Sequence[OutboxAudit]) -> None:
+        """Chain ``audits`` (actor "system") onto the audit log inside the caller's write
+        transaction (the outbox records a delivery together with its mark)."""
+        for audit in audits:
+            _append_audit(db, "system", audit.action, audit.target, audit.details, audit.at_ms)
 
     def ticket_events(self, ticket_id: int) -> list[TicketEvent]:
         with self._read() as db:

@@ -164,10 +164,10 @@ def test_a_failing_notice_backs_off_stays_visible_and_is_delivered_at_last(
         asyncio.run(outbox.send_due(entry.next_attempt_ms - 1))  # not due yet: no attempt
         assert len(receiver.posts) == failures
         now = entry.next_attempt_ms
-    assert db.store.outbox_counts() == {"pending": 1, "sent": 0, "failing": 1}
+    assert db.store.outbox_counts() == {"pending": 1, "sent": 0, "cancelled": 0, "failing": 1}
     receiver.status = 200
     assert asyncio.run(outbox.send_due(now)) == 1
-    assert db.store.outbox_counts() == {"pending": 0, "sent": 1, "failing": 0}
+    assert db.store.outbox_counts() == {"pending": 0, "sent": 1, "cancelled": 0, "failing": 0}
     assert len({header for _, header, _ in receiver.posts}) == 1  # one id for every attempt
 
 
@@ -236,7 +236,7 @@ def test_the_outbox_command_lists_failing_notices_without_secrets(tmp_path: Path
     listed = subprocess.run([*command, "--failing", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     report = json.loads(listed.stdout)
-    assert report["counts"] == {"pending": 2, "sent": 0, "failing": 1}
+    assert report["counts"] == {"pending": 2, "sent": 0, "cancelled": 0, "failing": 1}
     [failing] = report["notices"]
     assert failing["dedup"] == "t:1" and failing["attempts"] == 1
     assert "unreachable" in failing["last_error"]
@@ -270,3 +270,29 @@ def test_send_now_sends_once_and_leaves_a_claimed_notice_to_its_claimant(
     receiver.status = 200  # retried by the outbox later (and the held one, its claim over)
     assert asyncio.run(b.send_due(T0 + retry_delay_ms(1), ["test"])) == 2
     assert [path for path, _, _ in receiver.posts] == ["/once", "/failing", "/held", "/failing"]
+
+
+def test_a_moot_notice_is_cancelled_before_its_attempt_and_never_sent(
+    db: StoreThread, receiver: Receiver
+) -> None:
+    moot: set[str] = set()
+
+    async def still_due(entry: OutboxEntry, now_ms: int) -> str | None:
+        return "decided meanwhile" if entry.notice.dedup in moot else None
+
+    outbox = Outbox(db, "replica-a")
+    outbox.register("test", Sender(webhook_sender().deliver, still_due=still_due))
+    asyncio.run(outbox.enqueue([notice(d, target=f"{receiver.url}/{d}") for d in "ab"], T0))
+    receiver.status = 503
+    assert asyncio.run(outbox.send_due(T0)) == 0  # both failed, retried after a minute
+    moot.add("a")
+    receiver.status = 200
+    assert asyncio.run(outbox.send_due(T0 + retry_delay_ms(1))) == 1
+    assert [path for path, _, _ in receiver.posts] == ["/a", "/b", "/b"]  # "a" not again
+    [cancelled] = db.store.list_outbox(["cancelled"], 10)
+    assert cancelled.notice.dedup == "a" and cancelled.last_error == "decided meanwhile"
+    assert asyncio.run(outbox.send_now(notice("a"), T0 + 10**7)) == "cancelled: decided meanwhile"
+    moot.add("c")
+    assert asyncio.run(outbox.send_now(notice("c"), T0)) == "cancelled: decided meanwhile"
+    assert len(receiver.posts) == 3
+    assert db.store.outbox_counts() == {"pending": 0, "sent": 1, "cancelled": 2, "failing": 0}

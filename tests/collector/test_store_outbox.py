@@ -12,7 +12,7 @@ import pytest
 
 from collector.audit import verify_chain
 from collector.errors import InvalidRequest
-from collector.outbox import Notice
+from collector.outbox import Notice, OutboxAudit
 from collector.store import Store
 from collector.tickets.model import NewEvent, NewTicket
 from tests.collector.conftest import StoreBackend
@@ -46,7 +46,7 @@ def test_notices_are_stored_once_with_their_content(store: Store) -> None:
     assert first.notice == notice("a") and second.notice.dedup == "b"
     assert first.delivery_id != second.delivery_id and len(first.delivery_id) == 32
     assert (first.state, first.attempts, first.next_attempt_ms) == ("pending", 0, T0)
-    assert store.outbox_counts() == {"pending": 2, "sent": 0, "failing": 0}
+    assert store.outbox_counts() == {"pending": 2, "sent": 0, "cancelled": 0, "failing": 0}
 
 
 def test_two_replicas_claiming_at_once_never_share_a_notice(
@@ -123,8 +123,57 @@ def test_a_failure_keeps_the_notice_pending_and_counts_it(store: Store) -> None:
         "webhook answered 503",
         None,
     )
-    assert store.outbox_counts() == {"pending": 1, "sent": 0, "failing": 1}
+    assert store.outbox_counts() == {"pending": 1, "sent": 0, "cancelled": 0, "failing": 1}
     assert store.claim_notice(["ticket"], "r2", T0 + 60_000, 1000) is not None
+
+
+def test_a_mark_writes_its_audit_entries_in_the_same_transaction(store: Store) -> None:
+    store.enqueue_notices([notice("a"), notice("b")], T0)
+    first = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert first is not None
+    failed = OutboxAudit("customer.notice_failed", "a", {"error": "503"}, T0)
+    store.notice_failed(first.id, "503", T0 + 60_000, (), [failed])
+    second = store.claim_notice(["ticket"], "r1", T0 + 1, 1000)
+    assert second is not None and second.notice.dedup == "b"
+    sent = OutboxAudit("customer.notice_sent", "b", {"channel": "webhook"}, T0 + 1)
+    assert store.notice_sent(second.id, T0 + 1, (), [sent]) is True
+    assert store.notice_sent(second.id, T0 + 2, (), [sent]) is False  # no second entry
+    entries = [(e.actor, e.action, e.target, e.at_ms) for e in store.audit_entries()]
+    assert entries == [
+        ("system", "customer.notice_failed", "a", T0),
+        ("system", "customer.notice_sent", "b", T0 + 1),
+    ]
+    assert verify_chain(store.audit_entries()).ok
+    bad = OutboxAudit("customer.notice_sent", "a", {"v": float("nan")}, T0 + 3)
+    again = store.claim_notice(["ticket"], "r1", T0 + 60_000, 1000)
+    assert again is not None
+    with pytest.raises(InvalidRequest):
+        store.notice_sent(again.id, T0 + 60_000, (), [bad])
+    assert [e.state for e in store.list_outbox(None, 10)] == ["pending", "sent"]  # rolled back
+
+
+def test_a_cancelled_notice_is_never_claimed_and_is_pruned_like_a_sent_one(
+    store: Store,
+) -> None:
+    store.enqueue_notices([notice("moot"), notice("due")], T0)
+    entry = store.claim_notice(["ticket"], "r1", T0, 1000)
+    assert entry is not None and entry.notice.dedup == "moot"
+    assert store.notice_cancelled(entry.id, "session ses-1 was denied", T0 + 1) is True
+    assert store.notice_cancelled(entry.id, "again", T0 + 2) is False
+    assert store.notice_sent(entry.id, T0 + 3) is False  # cancelled: never sent
+    [cancelled] = store.list_outbox(["cancelled"], 10)
+    assert (cancelled.last_error, cancelled.sent_ms, cancelled.claimed_by) == (
+        "session ses-1 was denied",
+        T0 + 1,
+        None,
+    )
+    named = store.claim_named_notice("moot", "r2", T0 + 5, 1000)
+    assert named is not None and named.state == "cancelled" and named.claimed_by is None
+    nxt = store.claim_notice(["ticket"], "r2", T0 + 10**6, 1000)
+    assert nxt is not None and nxt.notice.dedup == "due"
+    assert store.outbox_counts() == {"pending": 1, "sent": 0, "cancelled": 1, "failing": 0}
+    assert store.prune_outbox(T0 + 2) == 1
+    assert [e.notice.dedup for e in store.list_outbox(None, 10)] == ["due"]
 
 
 def test_bad_input_is_refused_and_writes_nothing(store: Store) -> None:

@@ -1,9 +1,13 @@
 """A run waiting for approval, end to end: a real agent reports it, the collector tells
-the customer's webhook once with the portal link, also across a collector restart."""
+the customer's webhook once through the outbox (with its delivery id) with the portal
+link, also across a collector restart."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +57,11 @@ customer_notices:
         assert told["link"] == f"{PUBLIC}/runs/{run_id}"
         assert told["run"]["playbook"] == "rotate-marker" and told["run"]["mode"] == "mutating"
         assert _run_show(collector, engineer, run_id)["run"]["state"] == "waiting_approval"
+        wait_for(lambda: sent_notices(collector.data_dir), 30, "the notice marked sent")
         collector.stop()
+        [stored] = sent_notices(collector.data_dir)
+        assert stored["kind"] == "approval" and stored["dedup"] == told["key"]
+        assert acme.headers[0]["X-Aftercare-Delivery"] == stored["delivery_id"]
         collector.start()  # the run still waits: the restarted collector knows it was told
         time.sleep(3)  # six evaluation cycles
         assert len(acme.bodies) == 1 and globex.bodies == []
@@ -64,7 +72,19 @@ customer_notices:
         assert approved.returncode == 0, approved.stderr
         wait_for(lambda: marker.exists(), 30, "the approved run")
         assert len(acme.bodies) == 1 and globex.bodies == []
+        collector.stop()
+        assert len(sent_notices(collector.data_dir)) == 1
     finally:
         collector.stop()
         acme.close()
         globex.close()
+
+
+def sent_notices(data_dir: Path) -> list[dict[str, object]]:
+    """The sent notices, as ``aftercare-collector outbox --state sent --json`` lists them."""
+    command = [sys.executable, "-m", "collector.cli", "outbox", "--data-dir", str(data_dir)]
+    listed = subprocess.run(
+        [*command, "--state", "sent", "--json"], capture_output=True, text=True, check=True
+    )
+    notices: list[dict[str, object]] = json.loads(listed.stdout)["notices"]
+    return notices

@@ -227,15 +227,17 @@ def test_heartbeat_loss_opens_a_level_1_ticket_and_return_recovers_it(
 
 
 class _Receiver:
-    """A local webhook receiver recording every JSON body."""
+    """A local webhook receiver recording every JSON body (and its headers)."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
-        bodies = self.bodies
+        self.headers: list[dict[str, str]] = []
+        bodies, headers = self.bodies, self.headers
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
+                headers.append(dict(self.headers.items()))
                 bodies.append(json.loads(self.rfile.read(length)))
                 self.send_response(204)
                 self.end_headers()
