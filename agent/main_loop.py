@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.audit_witness import AuditWitness
@@ -29,13 +30,16 @@ from agent.memory import release_free_memory
 from agent.playbook.policy import Policy, load_policy
 from agent.playbook_runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
-from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
-from agent.session.tunnel_io import GrpcTunnelIO
 from agent.spool import Spool, SpoolEntry
 from agent.stream import CollectorLink, SpoolWorker
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
+
+if TYPE_CHECKING:
+    from agent.session.endpoint import SessionEndpoint
+    from agent.session.setup import EndpointOnFirstMessage
+    from agent.session.tunnel_io import TunnelIO
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +68,29 @@ def hello_for(
         agent_version=__version__,
         hostname=config.hostname,
         capabilities=(*CAPABILITIES, "sessions") if served else CAPABILITIES,
-        platform=platform.platform(terse=True),
+        platform=platform_name(),
         interval_seconds=config.interval,
         session_approval=session_approval_mode(config.sessions, policy),
         approval_root=approval_root,
     )
 
+
+def platform_name() -> str:
+    """This host's system, release, machine and C library, as ``platform.platform()``
+    says them on Linux (``Linux-6.1.0-13-amd64-x86_64-with-glibc2.36``), without that
+    module (resident memory) or its ``uname -p`` process."""
+    uname = os.uname()
+    parts = [uname.sysname, uname.release, uname.machine]
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"; unset elsewhere
+    except (ValueError, OSError):
+        libc = ""
+    if libc:
+        parts += ["with", libc.replace(" ", "")]
+    return "-".join(part.translate(_PLATFORM_UNSAFE) for part in parts if part)
+
+
+_PLATFORM_UNSAFE = str.maketrans(dict.fromkeys(' /\\:;"()', "_"))
 
 Handler = Callable[[agent_pb2.CollectorMessage], None]
 
@@ -125,7 +146,7 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
 
 def _wire(
     state_dir: Path, identity: Identity, config: AgentConfig, spool: SpoolWorker
-) -> tuple[CollectorLink, RunHandler, SessionEndpoint]:
+) -> tuple[CollectorLink, RunHandler, SessionEndpoint | EndpointOnFirstMessage]:
     """The link and what handles the collector's messages. Raises ConfigError."""
     policy = load_policy(Path(config.playbooks.policy))
     root = pinned_root(state_dir, config.approvals)
@@ -139,11 +160,18 @@ def _wire(
         config.sessions,
         policy,
         link.send_live,
-        lambda: GrpcTunnelIO(link.open_tunnel()),
+        lambda: _tunnel_io(link),
         consent,
     )
     link.on_message = dispatch(runs.on_message, sessions.on_message, consent, witness.on_message)
     return link, runs, sessions
+
+
+def _tunnel_io(link: CollectorLink) -> TunnelIO:
+    """A new Tunnel RPC for a session (its module loads with the first session)."""
+    from agent.session.tunnel_io import GrpcTunnelIO
+
+    return GrpcTunnelIO(link.open_tunnel())
 
 
 def _revoke(consent: ConsentVerifier, message: agent_pb2.ApproverRevocations) -> None:
