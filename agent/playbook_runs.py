@@ -39,18 +39,17 @@ from agent.journal import RUNS_JOURNAL_FILE, Journal
 from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.policy import Decision, Policy, load_policy
-from agent.playbook.verify_child import verify_in_child
-from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
 from agent.trusted_file import ownership_problem
 from common.approval_format import RunSubject, bound_params
 from common.atomic import write_atomic
-from playbooks.errors import PlaybookError
-from playbooks.model import BuiltinStep, ExecStep, Playbook
 from proto import agent_pb2
 
-if TYPE_CHECKING:  # loaded on the first run, not at start-up (issue 17: the agent's RSS)
+if TYPE_CHECKING:
+    # loaded on the first run, not at start-up (issue 17: the agent's RSS)
     from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
     from agent.playbook.executor import RunResult as ExecutionResult
+    from agent.playbook.waiting import WaitingRun, WaitingRuns
+    from playbooks.model import BuiltinStep, ExecStep, Playbook
 
 ExecutorFactory = Callable[[], "Executor"]
 
@@ -96,7 +95,7 @@ class RunHandler:
         self._send = send
         self._consent = consent
         self._journal = journal
-        self._waiting = WaitingRuns(state_dir)
+        self._waiting_runs: WaitingRuns | None = None
         self._runs: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -124,7 +123,18 @@ class RunHandler:
             run.cancel.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def _waiting(self) -> WaitingRuns:
+        """The waiting-run descriptions (made when a run first needs approval)."""
+        if self._waiting_runs is None:
+            from agent.playbook.waiting import WaitingRuns
+
+            self._waiting_runs = WaitingRuns(self._state_dir)
+        return self._waiting_runs
+
     async def _run(self, pending: _Pending) -> None:
+        from playbooks.errors import PlaybookError
+
         request = pending.request
         self._journal.write(
             "run_received",
@@ -170,6 +180,8 @@ class RunHandler:
         Checked in a child process (``agent.playbook.verify_child``), so the
         cryptography and YAML libraries never stay resident in the agent.
         """
+        from agent.playbook.verify_child import verify_in_child
+
         seen = self._load_seen()
         verified = await verify_in_child(
             manifest=request.manifest,
@@ -331,6 +343,8 @@ def _secret_names(playbook: Playbook) -> frozenset[str]:
 def _waiting_run(
     request: agent_pb2.RunRequest, playbook: Playbook, subject: RunSubject
 ) -> WaitingRun:
+    from agent.playbook.waiting import WaitingRun, run_binding
+
     secret = _secret_names(playbook)
     return WaitingRun(
         run_id=request.run_id,
@@ -363,6 +377,7 @@ def _render(
     step: ExecStep | BuiltinStep, values: dict[str, str | int]
 ) -> RenderedExec | RenderedBuiltin:
     from agent.playbook.executor import RenderedBuiltin, RenderedExec
+    from playbooks.model import ExecStep
     from playbooks.params import render_builtin, render_exec
 
     if isinstance(step, ExecStep):
