@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, cast
 from agent import __version__, audit_witness
 from agent.config import load_config
 from agent.consent.root import check_root, pin_root
-from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.main_loop import SPOOL_FILE, run_agent
@@ -254,6 +253,8 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from agent.enroll import enroll
+
     if args.approver_root:  # malformed: refuse before the token is spent
         check_root(args.approver_root)
     identity = enroll(

@@ -25,6 +25,7 @@ channel then reports it (``on_too_many_pings``) so the caller connects next time
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
 import math
@@ -55,6 +56,10 @@ R = TypeVar("R")
 
 USER_AGENT = b"aftercare-agent-rpc"
 READ_SIZE = 256 * 1024
+TLS_READ_BUFFER = 64 * 1024
+"""asyncio's TLS layer allocates and zeroes a read buffer of ``SSLProtocol.max_size``
+per connection, 256 KiB by default, resident as long as the connection lives; the
+channel sets it to this (TLS records are at most 16 KiB), issue 17."""
 STREAM_WINDOW = 4 * 1024 * 1024  # what the server may send on one call before we read it
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_FRAME_SIZE = 1024 * 1024
@@ -130,6 +135,7 @@ class Channel:
         ``on_too_many_pings`` is called if the server complains about keepalive pings.
         """
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         via = f" through the proxy {proxy}" if proxy is not None else ""
         try:
             async with asyncio.timeout(timeout):
