@@ -42,6 +42,7 @@ NOT_FOR_RUN = (
     "shutil",  # recover_renewal needs it only to remove a staging directory
     "bz2",
     "lzma",
+    "encodings.idna",  # host names go to getaddrinfo and TLS as ASCII bytes
 )
 NEVER_IN_THE_AGENT = (  # verification and builtin steps run in child processes
     "yaml",
