@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config import PlaybooksConfig
 from agent.consent.verify import ConsentVerifier
-from agent.errors import ApprovalRefused, ConfigError
+from agent.errors import ApprovalRefused
 from agent.journal import RUNS_JOURNAL_FILE, Journal
 from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.policy import Decision, Policy, load_policy
-from agent.trusted_file import ownership_problem
+from agent.trusted_file import read_vendor_keys
 from common.approval_format import RunSubject, bound_params
 from common.atomic import write_atomic
 from proto import agent_pb2
@@ -429,25 +429,17 @@ def build_run_handler(
     send: Send,
     consent: ConsentVerifier,
     policy: Policy | None = None,
+    keys: Sequence[bytes] | None = None,
 ) -> RunHandler:
     """The run handler as configured: pinned keys, the customer's policy, the executor.
 
     ``consent`` verifies signed approvals against the host's pinned approval root;
-    ``policy`` is the already loaded policy (default: read from ``config.policy``).
-    Raises ConfigError (policy, keys) so a bad file stops the agent at start.
+    ``policy`` and ``keys`` are the already loaded policy and vendor keys (default:
+    read from ``config.policy`` and ``config.trusted_keys``). Raises ConfigError
+    (policy, keys) so a bad file stops the agent at start.
     """
-    keys = []
-    for path in config.trusted_keys:
-        try:
-            problem = ownership_problem(Path(path).stat())
-            keys.append(Path(path).read_bytes())
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read vendor key {path}: {exc.strerror or exc}",
-                key="playbooks.trusted_keys",
-            ) from exc
-        if problem:
-            raise ConfigError(f"vendor key {path} {problem}", key="playbooks.trusted_keys")
+    if keys is None:
+        keys = read_vendor_keys(config.trusted_keys)
     if policy is None:
         policy = load_policy(Path(config.policy))
 

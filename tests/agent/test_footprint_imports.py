@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 LOADED_ON_FIRST_RUN = (
+    "agent.playbook_runs",
+    "agent.playbook.approvals",
+    "agent.journal",
     "agent.playbook.executor",
     "agent.playbook.output",
     "agent.playbook.process",
@@ -55,7 +58,7 @@ NEVER_IN_THE_AGENT = (  # verification and builtin steps run in child processes
 START_PROBE = """
 import asyncio, json, sys
 from pathlib import Path
-import agent.cli, agent.main_loop, agent.playbook_runs
+import agent.cli, agent.main_loop
 from agent.config import SessionsConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
