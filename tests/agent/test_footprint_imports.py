@@ -28,6 +28,9 @@ LOADED_ON_FIRST_RUN = (
     "playbooks.model",
     "playbooks.errors",
 )
+LOADED_WITH_THE_FIRST_APPROVAL = (  # what an approval or revocation needs
+    "common.approval_format",
+)
 LOADED_ON_FIRST_SESSION_MESSAGE = (  # with sessions.backend = "none", the default
     "agent.session.endpoint",
     "agent.session.tunnel",
@@ -70,6 +73,8 @@ from common.atomic import write_atomic
 state = Path(sys.argv[1])
 args = agent.cli.parse_args(["run", "--state-dir", str(state)])
 assert args.handler is agent.cli._run
+from agent.audit_witness import AuditWitness
+from agent.consent.root import pinned_root
 recover_renewal(state)
 write_atomic(state / "probe", b"x")
 agent.main_loop.platform_name()
@@ -123,6 +128,7 @@ def test_starting_the_agent_does_not_load_what_a_cycle_does_not_need(tmp_path: P
     unexpected = [
         m
         for m in LOADED_ON_FIRST_RUN
+        + LOADED_WITH_THE_FIRST_APPROVAL
         + LOADED_ON_FIRST_SESSION_MESSAGE
         + NOT_FOR_RUN
         + NEVER_IN_THE_AGENT
