@@ -185,9 +185,17 @@ class RunsOnFirstMessage:
         return self._handler is not None
 
     def on_message(self, message: agent_pb2.CollectorMessage) -> None:
-        """Build the handler (first time) and hand it ``message``; call on the loop."""
+        """Build the handler (first time) and hand it ``message``; call on the loop.
+
+        If it cannot be built (its state directory unreadable), the message is logged
+        and dropped, and the next one tries again: the control stream goes on.
+        """
         if self._handler is None:
-            self._handler = self._build()
+            try:
+                self._handler = self._build()
+            except AgentError as exc:
+                log.error("cannot handle %s: %s", message.WhichOneof("kind"), exc)
+                return
         self._handler.on_message(message)
 
     async def close(self) -> None:

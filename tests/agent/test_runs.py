@@ -24,6 +24,7 @@ from agent.consent.verify import ConsentVerifier
 from agent.journal import Journal
 from agent.main_loop import RunsOnFirstMessage
 from agent.playbook.approvals import ApprovalBook
+from agent.playbook.errors import ApprovalError
 from agent.playbook.executor import Executor
 from agent.playbook.policy import load_policy
 from agent.playbook.redact import Redactor
@@ -254,6 +255,26 @@ def test_the_agent_builds_its_run_handler_on_the_first_run_message(fx: Fixture) 
     drive(runs, fx.request(fx.sign()), until=lambda: fx.result() is not None)
     result = fx.result()
     assert runs.built and len(built) == 1
+    assert result is not None and result.status == "ok", fx.updates()
+
+
+def test_a_handler_that_cannot_be_built_drops_the_message_and_tries_again(
+    fx: Fixture,
+) -> None:
+    attempts: list[str] = []
+
+    def build() -> RunHandler:
+        attempts.append("build")
+        if len(attempts) == 1:
+            raise ApprovalError("cannot list approvals: Permission denied")
+        return fx.handler()
+
+    runs = RunsOnFirstMessage(build)
+    runs.on_message(agent_pb2.CollectorMessage(run_cancel=agent_pb2.RunCancel(run_id="x")))
+    assert not runs.built
+    drive(runs, fx.request(fx.sign()), until=lambda: fx.result() is not None)
+    result = fx.result()
+    assert attempts == ["build", "build"]
     assert result is not None and result.status == "ok", fx.updates()
 
 
