@@ -5,7 +5,6 @@ Exit codes: 0 ok, 1 refused or failed (message on stderr), 2 usage error.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -16,12 +15,12 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from agent import __version__, audit_witness
 from agent.config import load_config
 from agent.consent.root import check_root, pin_root
-from agent.enroll import enroll
 from agent.errors import AgentError
 from agent.identity import load_identity
 from agent.main_loop import SPOOL_FILE, run_agent
@@ -31,6 +30,8 @@ from common.durations import parse_duration
 from common.safe_text import guarded_main, safe
 
 if TYPE_CHECKING:
+    import argparse
+
     from agent.playbook.waiting import WaitingRun
 
 DEFAULT_STATE_DIR = Path("/var/lib/aftercare-agent")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     descriptions) is shown escaped (``common.safe_text``); ``--json`` keeps the
     original, and ``run`` writes its log as before."""
     return guarded_main(
-        lambda: build_parser().parse_args(argv),
+        lambda: parse_args(argv),
         _run_handler,
         lambda args: args.handler is _run or bool(getattr(args, "json", False)),
         _configure_logging,
@@ -70,7 +71,67 @@ def _run_handler(args: argparse.Namespace) -> int:
         return 2
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv[1:]`` by default), as ``build_parser()`` reads it.
+
+    ``run`` with nothing but its own options, spelled out in full, is read here
+    without argparse: the module and the parser for every command would otherwise
+    stay in the running agent's memory (about 0.8 MiB, issue 17). Anything else -
+    ``--help``, an abbreviation, a mistake - goes to argparse, which explains it.
+    """
+    args = _plain_run_args(sys.argv[1:] if argv is None else argv)
+    return args if args is not None else build_parser().parse_args(argv)
+
+
+_RUN_OPTIONS = {"--state-dir": "state_dir", "--config": "config"}
+
+
+def _plain_run_args(argv: list[str]) -> argparse.Namespace | None:
+    """``[--log-level L] run [--state-dir D] [--config C]`` (each option as ``--opt V`` or
+    ``--opt=V``, repeatable, the last one counting) as argparse would read it, or None
+    for any other command line."""
+    values: dict[str, Any] = {
+        "log_level": "info",
+        "command": "run",
+        "state_dir": DEFAULT_STATE_DIR,
+        "config": None,
+        "handler": _run,
+    }
+    words = list(argv)
+    options = {"--log-level": "log_level"}
+    while words and words[0] != "run":
+        if not _take_option(words, options, values):
+            return None
+    if not words:
+        return None
+    words.pop(0)
+    while words:
+        if not _take_option(words, _RUN_OPTIONS, values):
+            return None
+    for key in _RUN_OPTIONS.values():
+        if isinstance(values[key], str):
+            values[key] = Path(values[key])
+    return cast("argparse.Namespace", SimpleNamespace(**values))
+
+
+def _take_option(words: list[str], options: dict[str, str], values: dict[str, Any]) -> bool:
+    """Move the option at ``words[0]`` (one of ``options``) and its value into ``values``."""
+    name, equals, value = words[0].partition("=")
+    if name not in options:
+        return False
+    if not equals:
+        if len(words) < 2 or words[1].startswith("-"):
+            return False
+        value = words[1]
+        del words[1]
+    del words[0]
+    values[options[name]] = value
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # not for a plain `run` (parse_args): it would stay resident
+
     parser = argparse.ArgumentParser(
         prog="aftercare-agent",
         description="The aftercare agent: streams this host's health to the vendor's collector.",
@@ -192,6 +253,8 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from agent.enroll import enroll
+
     if args.approver_root:  # malformed: refuse before the token is spent
         check_root(args.approver_root)
     identity = enroll(

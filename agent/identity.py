@@ -251,12 +251,12 @@ def recover_renewal(state_dir: Path) -> str:
     Returns "completed", "discarded" or "" (nothing to do). Idempotent, and safe to
     interrupt: it can be called again from the start.
     """
-    import shutil  # here, not at the top: the running agent rarely needs it (memory)
-
     if (state_dir / RENEWAL_DIR).is_dir():
         _complete_renewal(state_dir)
         return "completed"
     if (state_dir / RENEWAL_STAGING).exists():
+        import shutil  # only here: every start comes this way, and it stays resident
+
         shutil.rmtree(state_dir / RENEWAL_STAGING, ignore_errors=True)
         fsync_directory(state_dir)
         return "discarded"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.audit_witness import AuditWitness
@@ -27,15 +28,19 @@ from agent.errors import AgentError
 from agent.identity import Identity, load_identity
 from agent.memory import release_free_memory
 from agent.playbook.policy import Policy, load_policy
-from agent.playbook_runs import RunHandler, build_run_handler
 from agent.sampler import Cycle, Sampler
-from agent.session.endpoint import SessionEndpoint
 from agent.session.setup import build_session_endpoint, session_approval_mode
-from agent.session.tunnel_io import GrpcTunnelIO
 from agent.spool import Spool, SpoolEntry
 from agent.stream import CollectorLink, SpoolWorker
+from agent.trusted_file import read_vendor_keys
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS
 from proto import agent_pb2
+
+if TYPE_CHECKING:
+    from agent.playbook_runs import RunHandler
+    from agent.session.endpoint import SessionEndpoint
+    from agent.session.setup import EndpointOnFirstMessage
+    from agent.session.tunnel_io import TunnelIO
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +69,29 @@ def hello_for(
         agent_version=__version__,
         hostname=config.hostname,
         capabilities=(*CAPABILITIES, "sessions") if served else CAPABILITIES,
-        platform=platform.platform(terse=True),
+        platform=platform_name(),
         interval_seconds=config.interval,
         session_approval=session_approval_mode(config.sessions, policy),
         approval_root=approval_root,
     )
 
+
+def platform_name() -> str:
+    """This host's system, release, machine and C library, as ``platform.platform()``
+    says them on Linux (``Linux-6.1.0-13-amd64-x86_64-with-glibc2.36``), without that
+    module (resident memory) or its ``uname -p`` process."""
+    uname = os.uname()
+    parts = [uname.sysname, uname.release, uname.machine]
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"; unset elsewhere
+    except (ValueError, OSError):
+        libc = ""
+    if libc:
+        parts += ["with", libc.replace(" ", "")]
+    return "-".join(part.translate(_PLATFORM_UNSAFE) for part in parts if part)
+
+
+_PLATFORM_UNSAFE = str.maketrans(dict.fromkeys(' /\\:;"()', "_"))
 
 Handler = Callable[[agent_pb2.CollectorMessage], None]
 
@@ -125,25 +147,80 @@ async def run_agent(state_dir: Path, config: AgentConfig, stop: asyncio.Event) -
 
 def _wire(
     state_dir: Path, identity: Identity, config: AgentConfig, spool: SpoolWorker
-) -> tuple[CollectorLink, RunHandler, SessionEndpoint]:
+) -> tuple[CollectorLink, RunsOnFirstMessage, SessionEndpoint | EndpointOnFirstMessage]:
     """The link and what handles the collector's messages. Raises ConfigError."""
     policy = load_policy(Path(config.playbooks.policy))
+    keys = read_vendor_keys(config.playbooks.trusted_keys)
     root = pinned_root(state_dir, config.approvals)
     consent = ConsentVerifier(root, identity.customer, identity.agent_id, ConsentMemory(state_dir))
     hello = hello_for(config, policy, root)
     link = CollectorLink(state_dir, spool, config.stream, hello)
     witness = AuditWitness(state_dir, link.send_live, hello)  # keeps hello's audit fields
-    runs = build_run_handler(state_dir, config.playbooks, link.send_live, consent, policy)
+    runs = RunsOnFirstMessage(lambda: _run_handler(state_dir, config, link, consent, policy, keys))
     sessions = build_session_endpoint(
         state_dir,
         config.sessions,
         policy,
         link.send_live,
-        lambda: GrpcTunnelIO(link.open_tunnel()),
+        lambda: _tunnel_io(link),
         consent,
     )
     link.on_message = dispatch(runs.on_message, sessions.on_message, consent, witness.on_message)
     return link, runs, sessions
+
+
+class RunsOnFirstMessage:
+    """The playbook run handler, built on the first run message (``on_message`` and
+    ``close`` as ``RunHandler``'s): an agent that runs no playbook never loads its
+    modules (issue 17). The policy and the vendor keys were read at start, so a bad
+    file still stops the agent there; expired approvals are pruned when it is built."""
+
+    def __init__(self, build: Callable[[], RunHandler]) -> None:
+        self._build = build
+        self._handler: RunHandler | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether a run message has come (and the handler was built)."""
+        return self._handler is not None
+
+    def on_message(self, message: agent_pb2.CollectorMessage) -> None:
+        """Build the handler (first time) and hand it ``message``; call on the loop.
+
+        If it cannot be built (its state directory unreadable), the message is logged
+        and dropped, and the next one tries again: the control stream goes on.
+        """
+        if self._handler is None:
+            try:
+                self._handler = self._build()
+            except AgentError as exc:
+                log.error("cannot handle %s: %s", message.WhichOneof("kind"), exc)
+                return
+        self._handler.on_message(message)
+
+    async def close(self) -> None:
+        if self._handler is not None:
+            await self._handler.close()
+
+
+def _run_handler(
+    state_dir: Path,
+    config: AgentConfig,
+    link: CollectorLink,
+    consent: ConsentVerifier,
+    policy: Policy,
+    keys: list[bytes],
+) -> RunHandler:
+    from agent.playbook_runs import build_run_handler
+
+    return build_run_handler(state_dir, config.playbooks, link.send_live, consent, policy, keys)
+
+
+def _tunnel_io(link: CollectorLink) -> TunnelIO:
+    """A new Tunnel RPC for a session (its module loads with the first session)."""
+    from agent.session.tunnel_io import GrpcTunnelIO
+
+    return GrpcTunnelIO(link.open_tunnel())
 
 
 def _revoke(consent: ConsentVerifier, message: agent_pb2.ApproverRevocations) -> None:

@@ -34,23 +34,22 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config import PlaybooksConfig
 from agent.consent.verify import ConsentVerifier
-from agent.errors import ApprovalRefused, ConfigError
+from agent.errors import ApprovalRefused
 from agent.journal import RUNS_JOURNAL_FILE, Journal
 from agent.memory import release_free_memory
 from agent.playbook.approvals import APPROVALS_DIR, ApprovalBook
 from agent.playbook.policy import Decision, Policy, load_policy
-from agent.playbook.verify_child import verify_in_child
-from agent.playbook.waiting import WaitingRun, WaitingRuns, run_binding
-from agent.trusted_file import ownership_problem
+from agent.trusted_file import read_vendor_keys
 from common.approval_format import RunSubject, bound_params
 from common.atomic import write_atomic
-from playbooks.errors import PlaybookError
-from playbooks.model import BuiltinStep, ExecStep, Playbook
 from proto import agent_pb2
 
-if TYPE_CHECKING:  # loaded on the first run, not at start-up (issue 17: the agent's RSS)
+if TYPE_CHECKING:
+    # loaded on the first run, not at start-up (issue 17: the agent's RSS)
     from agent.playbook.executor import Executor, OutputChunk, RenderedBuiltin, RenderedExec
     from agent.playbook.executor import RunResult as ExecutionResult
+    from agent.playbook.waiting import WaitingRun, WaitingRuns
+    from playbooks.model import BuiltinStep, ExecStep, Playbook
 
 ExecutorFactory = Callable[[], "Executor"]
 
@@ -97,7 +96,7 @@ class RunHandler:
         self._send = send
         self._consent = consent
         self._journal = journal
-        self._waiting = WaitingRuns(state_dir)
+        self._waiting_runs: WaitingRuns | None = None
         self._runs: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -126,7 +125,18 @@ class RunHandler:
             run.cancel.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def _waiting(self) -> WaitingRuns:
+        """The waiting-run descriptions (made when a run first needs approval)."""
+        if self._waiting_runs is None:
+            from agent.playbook.waiting import WaitingRuns
+
+            self._waiting_runs = WaitingRuns(self._state_dir)
+        return self._waiting_runs
+
     async def _run(self, pending: _Pending) -> None:
+        from playbooks.errors import PlaybookError
+
         request = pending.request
         self._journal.write(
             "run_received",
@@ -172,6 +182,8 @@ class RunHandler:
         Checked in a child process (``agent.playbook.verify_child``), so the
         cryptography and YAML libraries never stay resident in the agent.
         """
+        from agent.playbook.verify_child import verify_in_child
+
         seen = self._load_seen()
         verified = await verify_in_child(
             manifest=request.manifest,
@@ -336,6 +348,8 @@ def _secret_names(playbook: Playbook) -> frozenset[str]:
 def _waiting_run(
     request: agent_pb2.RunRequest, playbook: Playbook, subject: RunSubject
 ) -> WaitingRun:
+    from agent.playbook.waiting import WaitingRun, run_binding
+
     secret = _secret_names(playbook)
     return WaitingRun(
         run_id=request.run_id,
@@ -368,6 +382,7 @@ def _render(
     step: ExecStep | BuiltinStep, values: dict[str, str | int]
 ) -> RenderedExec | RenderedBuiltin:
     from agent.playbook.executor import RenderedBuiltin, RenderedExec
+    from playbooks.model import ExecStep
     from playbooks.params import render_builtin, render_exec
 
     if isinstance(step, ExecStep):
@@ -419,25 +434,17 @@ def build_run_handler(
     send: Send,
     consent: ConsentVerifier,
     policy: Policy | None = None,
+    keys: Sequence[bytes] | None = None,
 ) -> RunHandler:
     """The run handler as configured: pinned keys, the customer's policy, the executor.
 
     ``consent`` verifies signed approvals against the host's pinned approval root;
-    ``policy`` is the already loaded policy (default: read from ``config.policy``).
-    Raises ConfigError (policy, keys) so a bad file stops the agent at start.
+    ``policy`` and ``keys`` are the already loaded policy and vendor keys (default:
+    read from ``config.policy`` and ``config.trusted_keys``). Raises ConfigError
+    (policy, keys) so a bad file stops the agent at start.
     """
-    keys = []
-    for path in config.trusted_keys:
-        try:
-            problem = ownership_problem(Path(path).stat())
-            keys.append(Path(path).read_bytes())
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read vendor key {path}: {exc.strerror or exc}",
-                key="playbooks.trusted_keys",
-            ) from exc
-        if problem:
-            raise ConfigError(f"vendor key {path} {problem}", key="playbooks.trusted_keys")
+    if keys is None:
+        keys = read_vendor_keys(config.trusted_keys)
     if policy is None:
         policy = load_policy(Path(config.policy))
 

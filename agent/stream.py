@@ -17,7 +17,7 @@ import collections
 import datetime as dt
 import json
 import logging
-import random
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -367,5 +367,6 @@ async def _key_and_csr_in_child(hostname: str) -> tuple[bytes, bytes]:
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff with jitter: between half and all of ``initial * 2**attempt``, capped."""
-    ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
-    return random.uniform(ceiling / 2, ceiling)
+    ceiling: float = min(maximum, initial * (2 ** min(attempt, 30)))
+    fraction = int.from_bytes(os.urandom(4), "big") / 0x1_0000_0000  # not `random`: memory
+    return ceiling / 2 + fraction * ceiling / 2

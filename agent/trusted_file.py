@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
+from pathlib import Path
 
-__all__ = ["ownership_problem"]
+from agent.errors import ConfigError
+
+__all__ = ["ownership_problem", "read_vendor_keys"]
 
 
 def ownership_problem(info: os.stat_result) -> str:
@@ -20,3 +24,23 @@ def ownership_problem(info: os.stat_result) -> str:
     if info.st_uid not in (0, os.geteuid()):
         return f"belongs to uid {info.st_uid}; it must belong to root or the agent's user"
     return ""
+
+
+def read_vendor_keys(paths: Iterable[str]) -> list[bytes]:
+    """The pinned vendor keys (``playbooks.trusted_keys``), each file as it is.
+
+    Raises ConfigError naming the key when one cannot be read or may not be trusted.
+    """
+    keys = []
+    for path in paths:
+        try:
+            problem = ownership_problem(Path(path).stat())
+            keys.append(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read vendor key {path}: {exc.strerror or exc}",
+                key="playbooks.trusted_keys",
+            ) from exc
+        if problem:
+            raise ConfigError(f"vendor key {path} {problem}", key="playbooks.trusted_keys")
+    return keys

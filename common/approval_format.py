@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.signed_bytes import FormatError, canonical, fingerprint, parse_fingerprint
+
 __all__ = [
     "APPROVAL",
     "CERTIFICATE",
@@ -62,34 +64,8 @@ CERTIFICATE = "aftercare.approver-certificate/v1"
 REVOCATION = "aftercare.approver-revocation/v1"
 APPROVAL = "aftercare.approval/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024
-_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _NONCE = re.compile(r"[0-9a-f]{32,64}")
-
-
-class FormatError(ValueError):
-    """A document is not well-formed; the message names the field."""
-
-
-def canonical(value: Any) -> bytes:
-    """The exact bytes that are signed: sorted keys, no whitespace, UTF-8, no NaN."""
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
-
-
-def fingerprint(raw_public_key: bytes) -> str:
-    """``sha256:HEX`` of a raw Ed25519 public key."""
-    return "sha256:" + hashlib.sha256(raw_public_key).hexdigest()
-
-
-def parse_fingerprint(text: str) -> str:
-    """``text`` normalised (lower-case hex), or FormatError if it is not ``sha256:HEX``."""
-    value = text.strip().lower()
-    if not _FINGERPRINT.fullmatch(value):
-        raise FormatError(f"{text!r} is not a key fingerprint (sha256: and 64 hex digits)")
-    return value
 
 
 def parse_key(value: Any, what: str = "key") -> bytes:

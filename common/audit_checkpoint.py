@@ -5,7 +5,7 @@ witness (``agent.audit_witness``); both use this module for the exact bytes, the
 accumulator and the extension check. Signature checking is passed in as a callable
 ``verify(public_key, data, signature) -> bool`` (Ed25519). Specified in docs/audit.md.
 
-A **checkpoint** body is canonical JSON (``approval_format.canonical``)::
+A **checkpoint** body is canonical JSON (``signed_bytes.canonical``)::
 
     {"type": "aftercare.audit-checkpoint/v1", "count": N, "head": HEX,
      "accumulator": HEX, "at_ms": MS, "key": B64}
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common.approval_format import canonical, fingerprint
+from common.signed_bytes import canonical, fingerprint
 
 __all__ = [
     "CAPABILITY",

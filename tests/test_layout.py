@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 AGENT_MAY_IMPORT_FROM_PLAYBOOKS = frozenset(
     {
+        "playbooks.builtins",  # the builtin functions' names: the contract agent/playbook/builtins
         "playbooks.errors",
         "playbooks.model",
         "playbooks.params",

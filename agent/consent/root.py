@@ -12,8 +12,8 @@ from pathlib import Path
 
 from agent.config import ApprovalsConfig
 from agent.errors import ConfigError
-from common.approval_format import FormatError, parse_fingerprint
 from common.atomic import write_atomic
+from common.signed_bytes import FormatError, parse_fingerprint
 
 __all__ = ["ROOT_FILE", "check_root", "pin_root", "pinned_root"]
 

@@ -26,33 +26,34 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.consent.memory import ConsentMemory
 from agent.errors import ApprovalRefused
 from common import ed25519
-from common.approval_format import (
-    Approval,
-    ApproverCertificate,
-    FormatError,
-    Revocation,
-    RunSubject,
-    SessionSubject,
-    SignedDocument,
-    fingerprint,
-    parse_key,
-    unbundle,
-)
 from common.clock import Clock
+from common.signed_bytes import FormatError, fingerprint
+
+if TYPE_CHECKING:  # the approval format loads with the first approval (issue 17: memory)
+    from common.approval_format import (
+        Approval,
+        ApproverCertificate,
+        RunSubject,
+        SessionSubject,
+        SignedDocument,
+    )
+
+    Subject = SessionSubject | RunSubject
 
 __all__ = ["CLOCK_SKEW_MS", "ConsentVerifier", "subject_key"]
 
 CLOCK_SKEW_MS = 120_000  # tolerated difference between the approver's clock and the host's
-Subject = SessionSubject | RunSubject
 
 
 def subject_key(subject: Subject) -> str:
     """``session:ID`` or ``run:ID``: what a nonce is bound to."""
+    from common.approval_format import SessionSubject
+
     if isinstance(subject, SessionSubject):
         return f"session:{subject.session_id}"
     return f"run:{subject.run_id}"
@@ -85,6 +86,8 @@ class ConsentVerifier:
         For a session only ``session_id`` and ``engineer`` must match: the statement's
         ``window_end_ms`` is the latest end, which the caller enforces.
         """
+        from common.approval_format import SessionSubject, unbundle
+
         if not self.root:
             raise ApprovalRefused(
                 "this host pins no customer approval root, so no signed approval can be "
@@ -119,6 +122,8 @@ class ConsentVerifier:
         Documents that do not verify against the pinned root are skipped (and logged
         by the caller through the return value staying 0).
         """
+        from common.approval_format import Revocation, SignedDocument
+
         accepted = []
         for data in documents:
             try:
@@ -133,6 +138,8 @@ class ConsentVerifier:
         return self._memory.add_revocations(accepted) if accepted else 0
 
     def _certificate(self, document: SignedDocument, now_ms: int) -> ApproverCertificate:
+        from common.approval_format import ApproverCertificate
+
         root = self._pinned_root_key(document, "approver certificate")
         _verify(root, document, "approver certificate")
         try:
@@ -159,6 +166,8 @@ class ConsentVerifier:
     def _approval(
         self, document: SignedDocument, certificate: ApproverCertificate, now_ms: int
     ) -> Approval:
+        from common.approval_format import Approval
+
         _verify(certificate.key, document, f"approval by {certificate.approver!r}")
         try:
             approval = Approval.from_body(document.fields("approval"))
@@ -185,6 +194,8 @@ class ConsentVerifier:
 
     def _pinned_root_key(self, document: SignedDocument, what: str) -> bytes:
         """The ``root`` key the document names, if its fingerprint is the pinned one."""
+        from common.approval_format import parse_key
+
         try:
             value: Any = json.loads(document.body).get("root")
             root = parse_key(value, f"{what}.root")
@@ -200,6 +211,8 @@ class ConsentVerifier:
 
 def _require_subject(got: SessionSubject | RunSubject, expected: Subject) -> None:
     """ApprovalRefused naming every field of ``got`` that differs from ``expected``."""
+    from common.approval_format import SessionSubject
+
     if type(got) is not type(expected):
         kind = "session" if isinstance(got, SessionSubject) else "playbook run"
         raise ApprovalRefused(f"the approval is for a {kind}, not for this request")

@@ -35,6 +35,8 @@ Contract (the control stream calls ``Executor.run`` once per approved run):
   thread as ``fn(deadline, **args)`` (``deadline`` is a ``time.monotonic()`` value
   the function should finish by); an unknown function or bad arguments fail the
   step with a clear error. A builtin that overruns is abandoned (``timed_out``).
+  The default registry (``agent.playbook.builtin_child``) runs each function in a
+  child process, so psutil and the builtins' modules never stay in the agent.
 
 Result fields: ``output_bytes`` is what the step wrote (before redaction and the
 cap); ``redactions`` counts replacements, including in error messages, which are
@@ -179,10 +181,10 @@ class Executor:
     ) -> None:
         if max_concurrent_runs < 1 or max_queued_runs < 0:
             raise ValueError("max_concurrent_runs must be >= 1 and max_queued_runs >= 0")
-        if builtins is None:
-            from agent.playbook.builtins import default_builtins  # psutil, only when needed
+        if builtins is None:  # each call in a child process: psutil never loads here
+            from agent.playbook.builtin_child import child_builtins
 
-            builtins = default_builtins()
+            builtins = child_builtins()
         self._max_runs = max_concurrent_runs
         self._max_queued = max_queued_runs
         self._workdir = workdir

@@ -25,15 +25,18 @@ channel then reports it (``on_too_many_pings``) so the caller connects next time
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
+import ipaddress
 import logging
 import math
 import os
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import h2.config
 import h2.errors
@@ -55,6 +58,10 @@ R = TypeVar("R")
 
 USER_AGENT = b"aftercare-agent-rpc"
 READ_SIZE = 256 * 1024
+TLS_READ_BUFFER = 64 * 1024
+"""asyncio's TLS layer allocates and zeroes a read buffer of ``SSLProtocol.max_size``
+per connection, 256 KiB by default, resident as long as the connection lives; the
+channel sets it to this (TLS records are at most 16 KiB), issue 17."""
 STREAM_WINDOW = 4 * 1024 * 1024  # what the server may send on one call before we read it
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_FRAME_SIZE = 1024 * 1024
@@ -130,17 +137,16 @@ class Channel:
         ``on_too_many_pings`` is called if the server complains about keepalive pings.
         """
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         via = f" through the proxy {proxy}" if proxy is not None else ""
         try:
             async with asyncio.timeout(timeout):
                 if proxy is None:
-                    reader, writer = await asyncio.open_connection(
-                        host, port, ssl=tls, server_hostname=host, limit=READ_SIZE
-                    )
+                    reader, writer = await _open_tls(host, port, tls)
                 else:
                     reader, writer = await open_tunnel(proxy, host, port, READ_SIZE)
                     try:
-                        await writer.start_tls(tls, server_hostname=host)
+                        await writer.start_tls(tls, server_hostname=_server_name(host))
                     except BaseException:
                         writer.transport.abort()
                         raise
@@ -486,6 +492,66 @@ class Channel:
             self._writer.transport.abort()
         else:
             self._writer.close()
+
+
+async def _open_tls(
+    host: str, port: int, tls: ssl.SSLContext
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` over TLS to ``host:port`` (addresses tried in turn).
+
+    An ASCII host name is resolved, and named to TLS, as bytes: given text, both
+    ``socket.getaddrinfo`` and ``ssl`` encode it with the IDNA codec, whose modules
+    (unicodedata, stringprep: about 0.4 MiB) would stay in the agent (issue 17). An IP
+    address is not resolved at all, as asyncio does.
+    """
+    name = _server_name(host)
+    if isinstance(name, str) or _is_address(host):
+        return await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=name, limit=READ_SIZE
+        )
+    loop = asyncio.get_running_loop()
+    errors: list[OSError] = []
+    for family, kind, proto, _, address in await loop.getaddrinfo(
+        name, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(
+            sock=sock, ssl=tls, server_hostname=name, limit=READ_SIZE
+        )
+    if len(errors) == 1:
+        raise errors[0]
+    raise OSError(
+        f"Multiple exceptions: {', '.join(str(e) for e in errors)}"
+        if errors
+        else f"getaddrinfo returned no address for {host}"
+    )
+
+
+def _server_name(host: str) -> Any:
+    """``host`` for TLS: ASCII bytes when it is ASCII (``ssl`` then skips IDNA), else text.
+
+    Typed ``Any``: the standard library annotates ``server_hostname`` as text, while
+    ``SSLContext`` takes an ASCII name as bytes as well.
+    """
+    return host.encode("ascii") if host.isascii() else host
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,23 +5,36 @@ connects: an unknown user, a user the agent cannot switch to, an unreadable key 
 host key, a shell that cannot log in - each a ConfigError naming the key. The
 backend modules are imported only when configured, so an agent without sessions
 (or with the PTY backend) never loads paramiko.
+
+An agent that serves no sessions (``backend = "none"``) builds its endpoint on the
+first session message (``EndpointOnFirstMessage``): it only ever refuses, so there is
+nothing to check at start, and an idle agent keeps none of the session modules in
+memory (issue 17).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import SessionsConfig
-from agent.consent.verify import ConsentVerifier
 from agent.errors import ConfigError
-from agent.journal import SESSIONS_JOURNAL_FILE, Journal
 from agent.playbook.policy import Policy
-from agent.session.backend import Backend
-from agent.session.endpoint import OpenTunnel, Send, SessionEndpoint
-from agent.session.recording import CustomerCopy
-from agent.session.requests import SessionRequests
 
-__all__ = ["RECORDINGS_DIR", "build_backend", "build_session_endpoint", "session_approval_mode"]
+if TYPE_CHECKING:
+    from agent.consent.verify import ConsentVerifier
+    from agent.session.backend import Backend
+    from agent.session.endpoint import OpenTunnel, Send, SessionEndpoint
+    from proto import agent_pb2
+
+__all__ = [
+    "RECORDINGS_DIR",
+    "EndpointOnFirstMessage",
+    "build_backend",
+    "build_session_endpoint",
+    "session_approval_mode",
+]
 
 RECORDINGS_DIR = "recordings"
 
@@ -68,8 +81,31 @@ def build_session_endpoint(
     send: Send,
     open_tunnel: OpenTunnel,
     consent: ConsentVerifier,
+) -> SessionEndpoint | EndpointOnFirstMessage:
+    """The endpoint as configured. Raises ConfigError for a bad ``[sessions]``.
+
+    Without a backend, an ``EndpointOnFirstMessage`` that builds it when needed.
+    """
+
+    def build() -> SessionEndpoint:
+        return _endpoint(state_dir, config, policy, send, open_tunnel, consent)
+
+    return EndpointOnFirstMessage(build) if config.backend == "none" else build()
+
+
+def _endpoint(
+    state_dir: Path,
+    config: SessionsConfig,
+    policy: Policy,
+    send: Send,
+    open_tunnel: OpenTunnel,
+    consent: ConsentVerifier,
 ) -> SessionEndpoint:
-    """The endpoint as configured. Raises ConfigError for a bad ``[sessions]``."""
+    from agent.journal import SESSIONS_JOURNAL_FILE, Journal
+    from agent.session.endpoint import SessionEndpoint
+    from agent.session.recording import CustomerCopy
+    from agent.session.requests import SessionRequests
+
     backend = build_backend(config)
     mode = session_approval_mode(config, policy)
     recordings = (
@@ -85,3 +121,36 @@ def build_session_endpoint(
         journal=Journal(state_dir / SESSIONS_JOURNAL_FILE),
         consent=consent,
     )
+
+
+class EndpointOnFirstMessage:
+    """The session endpoint of an agent without a backend, built on the first session
+    message (``start``, ``on_message`` and ``close`` as ``SessionEndpoint``'s).
+
+    Nothing is lost by waiting: without a backend the endpoint refuses every tunnel
+    and remembers no request, and local approvals never count, so it has nothing to
+    poll for before a message comes.
+    """
+
+    def __init__(self, build: Callable[[], SessionEndpoint]) -> None:
+        self._build = build
+        self._endpoint: SessionEndpoint | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether a session message has come (and the endpoint was built)."""
+        return self._endpoint is not None
+
+    def start(self) -> None:
+        """Nothing to start before the first message."""
+
+    def on_message(self, message: agent_pb2.CollectorMessage) -> None:
+        """Build the endpoint (first time) and hand it ``message``; call on the loop."""
+        if self._endpoint is None:
+            self._endpoint = self._build()
+            self._endpoint.start()
+        self._endpoint.on_message(message)
+
+    async def close(self) -> None:
+        if self._endpoint is not None:
+            await self._endpoint.close()

@@ -22,7 +22,9 @@ import agent.playbook_runs as runs_module
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
 from agent.journal import Journal
+from agent.main_loop import RunsOnFirstMessage
 from agent.playbook.approvals import ApprovalBook
+from agent.playbook.errors import ApprovalError
 from agent.playbook.executor import Executor
 from agent.playbook.policy import load_policy
 from agent.playbook.redact import Redactor
@@ -197,7 +199,7 @@ def fx(tmp_path: Path) -> Fixture:
 
 
 def drive(
-    handler: RunHandler,
+    handler: RunHandler | RunsOnFirstMessage,
     *messages: agent_pb2.CollectorMessage,
     until: Callable[[], bool],
     timeout: float = 20.0,
@@ -239,6 +241,50 @@ def test_a_signed_allowed_playbook_runs(fx: Fixture) -> None:
     assert fx.marker.exists()
     assert b"hello" in fx.output()
     assert [s for s, _ in fx.updates()] == ["running"]
+
+
+def test_the_agent_builds_its_run_handler_on_the_first_run_message(fx: Fixture) -> None:
+    built: list[RunHandler] = []
+
+    def build() -> RunHandler:
+        built.append(fx.handler())
+        return built[-1]
+
+    runs = RunsOnFirstMessage(build)
+    assert not runs.built and built == []
+    drive(runs, fx.request(fx.sign()), until=lambda: fx.result() is not None)
+    result = fx.result()
+    assert runs.built and len(built) == 1
+    assert result is not None and result.status == "ok", fx.updates()
+
+
+def test_a_handler_that_cannot_be_built_drops_the_message_and_tries_again(
+    fx: Fixture,
+) -> None:
+    attempts: list[str] = []
+
+    def build() -> RunHandler:
+        attempts.append("build")
+        if len(attempts) == 1:
+            raise ApprovalError("cannot list approvals: Permission denied")
+        return fx.handler()
+
+    runs = RunsOnFirstMessage(build)
+    runs.on_message(agent_pb2.CollectorMessage(run_cancel=agent_pb2.RunCancel(run_id="x")))
+    assert not runs.built
+    drive(runs, fx.request(fx.sign()), until=lambda: fx.result() is not None)
+    result = fx.result()
+    assert attempts == ["build", "build"]
+    assert result is not None and result.status == "ok", fx.updates()
+
+
+def test_an_agent_that_ran_no_playbook_stops_without_building_the_handler() -> None:
+    def build() -> RunHandler:
+        raise AssertionError("built without a run message")
+
+    runs = RunsOnFirstMessage(build)
+    asyncio.run(runs.close())
+    assert not runs.built
 
 
 def test_no_trusted_key_means_nothing_runs(fx: Fixture) -> None:

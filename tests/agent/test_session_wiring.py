@@ -24,13 +24,14 @@ from agent.config import AgentConfig, SessionsConfig
 from agent.consent.memory import ConsentMemory
 from agent.consent.verify import ConsentVerifier
 from agent.journal import Journal
-from agent.main_loop import dispatch, hello_for
+from agent.main_loop import dispatch, hello_for, platform_name
 from agent.playbook.policy import Policy
 from agent.rpc import Channel, client_context
+from agent.rpc.channel import TLS_READ_BUFFER
 from agent.session.endpoint import SessionEndpoint
 from agent.session.recording import CustomerCopy
 from agent.session.requests import SessionRequests
-from agent.session.setup import build_backend
+from agent.session.setup import EndpointOnFirstMessage, build_backend, build_session_endpoint
 from agent.session.tunnel_io import GrpcTunnelIO
 from agent.stream import TUNNEL_METHOD, CollectorLink
 from collector.pki import CertificateAuthority
@@ -86,6 +87,66 @@ def test_dispatch_sends_session_messages_to_the_session_endpoint(tmp_path: Path)
         on_message(message)
     assert runs == ["run_request", "run_cancel"]
     assert sessions == ["session_open", "session_close", "session_requested"]
+
+
+def test_the_hello_platform_is_what_the_platform_module_says() -> None:
+    import platform  # the agent does without it (memory); its answer is the reference
+
+    assert platform_name() == platform.platform()
+
+
+def test_without_a_backend_the_endpoint_is_built_by_the_first_session_message(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        consent = ConsentVerifier("", "acme", "agt-1", ConsentMemory(tmp_path))
+        opened: list[str] = []
+
+        def open_tunnel() -> GrpcTunnelIO:
+            opened.append("tunnel")
+            raise ConnectionError("not connected")
+
+        endpoint = build_session_endpoint(
+            tmp_path, SessionsConfig(), Policy(), _ignore, open_tunnel, consent
+        )
+        assert isinstance(endpoint, EndpointOnFirstMessage)
+        endpoint.start()
+        assert not endpoint.built
+        endpoint.on_message(
+            agent_pb2.CollectorMessage(
+                session_requested=agent_pb2.SessionRequested(session_id=SESSION, engineer="erin")
+            )
+        )
+        assert endpoint.built
+        opening = agent_pb2.SessionOpen(session_id=SESSION, tunnel_id="tun-1", engineer="erin")
+        endpoint.on_message(agent_pb2.CollectorMessage(session_open=opening))
+        await asyncio.sleep(0.05)
+        assert opened == ["tunnel"]  # the endpoint went to refuse it, as before
+        await endpoint.close()
+        assert SessionRequests(tmp_path, "disabled").pending(time.time()) == []
+
+    run(scenario)
+
+
+def test_an_endpoint_never_needed_closes_without_being_built(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        consent = ConsentVerifier("", "acme", "agt-1", ConsentMemory(tmp_path))
+        endpoint = build_session_endpoint(
+            tmp_path, SessionsConfig(), Policy(), _ignore, _offline, consent
+        )
+        assert isinstance(endpoint, EndpointOnFirstMessage)
+        endpoint.start()
+        await endpoint.close()
+        assert not endpoint.built
+
+    run(scenario)
+
+
+def test_a_backend_still_builds_the_endpoint_at_start(tmp_path: Path) -> None:
+    consent = ConsentVerifier("", "acme", "agt-1", ConsentMemory(tmp_path))
+    config = SessionsConfig(backend="pty", shell="/bin/sh")
+    endpoint = build_session_endpoint(tmp_path, config, Policy(), _ignore, _offline, consent)
+    assert isinstance(endpoint, SessionEndpoint)
 
 
 def test_a_tunnel_cannot_be_opened_while_disconnected(tmp_path: Path) -> None:
@@ -149,6 +210,8 @@ async def rig(
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     await server.start()
     channel = await Channel.connect("127.0.0.1", port, client_context(ca.cert_pem))
+    tls = channel._writer.transport._ssl_protocol  # type: ignore[attr-defined]
+    assert len(tls._ssl_buffer) <= TLS_READ_BUFFER  # not asyncio's 256 KiB (issue 17)
     endpoint = SessionEndpoint(
         policy="collector",
         backend=build_backend(SessionsConfig(backend="pty", shell="/bin/sh")),
@@ -192,6 +255,10 @@ async def with_tunnel(tmp_path: Path, script: Script, window_seconds: float) -> 
 
 async def _ignore(message: agent_pb2.AgentMessage) -> None:
     pass
+
+
+def _offline() -> GrpcTunnelIO:
+    raise ConnectionError("not connected")
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
