@@ -436,6 +436,7 @@ def merge_results(agents: Sequence[BenchAgent], results: Sequence[dict[str, Any]
             sim.duplicates_acked = got["duplicates_acked"]
             sim.welcome_last_sequence = got["welcome_last_sequence"]
             sim.runs_refused = got["runs_refused"]
+            sim.stream_errors = got["stream_errors"]
             sim.error = got["error"]
 
 
@@ -645,6 +646,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "ack_latency_ms": latency_ms([x for a in sims for x in a.duplicate_latencies]),
             "collector_cpu_seconds": round(figures["duplicates_collector_cpu"], 2),
             "runs_refused": sum(a.runs_refused for a in sims),
+            "stream_errors_survived": sum(len(a.stream_errors) for a in sims),
         },
         collector={
             "rss_mib_before_connect": round(figures["status_before"].get("VmRSS", 0) / 1024, 1),
@@ -710,7 +712,8 @@ def report(result: dict[str, Any]) -> str:
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
         f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])})",
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
-        "agents, as a host that serves no playbooks would",
+        "agents, as a host that serves no playbooks would; client stream errors survived by "
+        f"reconnecting: {d['stream_errors_survived']}",
     ]
     if result["verified"]:
         lines.append(

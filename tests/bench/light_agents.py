@@ -45,6 +45,8 @@ INTERVAL_SECONDS = 10.0  # the agent's default collection interval (collected_un
 DUPLICATES_PER_AGENT = 5
 READ_TIMEOUT_SECONDS = 60.0  # one Welcome or Ack; generous: the collector may be saturated
 PROFILES = 64  # distinct host shapes; agents share their serialised batches
+RECONNECTS = 3  # attempts of the re-sending phase (grpc.aio now and then fails a new
+# call on a long-idle channel with INTERNAL "Internal error from Core"; an agent reconnects)
 CONNECTING_AT_ONCE = 64  # TLS handshakes in flight per worker (a reconnect storm, bounded)
 
 
@@ -70,6 +72,7 @@ class SimAgent:
     duplicates_acked: int = 0
     welcome_last_sequence: int = -1  # what the Welcome of the second stream said
     runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
+    stream_errors: list[str] = field(default_factory=list)  # survived by reconnecting
     error: str = ""
 
 
@@ -373,20 +376,33 @@ async def run_agent(agent: SimAgent, endpoint: str, ca_pem: bytes, window: int, 
         )
         if unexpected:
             raise BenchError(f"{unexpected} new batches acked as duplicates")
-        await end_stream(call)
+        try:
+            await end_stream(call)
+        except grpc.aio.AioRpcError as exc:  # every ack is in: the data is not at stake
+            agent.stream_errors.append(f"closing after the last ack: {exc.code().name}")
         p.ingested(agent.index)
         await p.go_duplicates.wait()
-        call, agent.welcome_last_sequence = await start_stream(channel, agent)
-        agent.duplicates_acked = await send_window(
-            call,
-            batches[-DUPLICATES_PER_AGENT:],
-            window,
-            agent.duplicate_latencies,
-            True,
-            agent,
-            p.start[0],
-        )
-        await end_stream(call)
+        for attempt in range(1, RECONNECTS + 1):
+            try:
+                call, agent.welcome_last_sequence = await start_stream(channel, agent)
+                agent.duplicate_latencies.clear()
+                agent.duplicates_acked = await send_window(
+                    call,
+                    batches[-DUPLICATES_PER_AGENT:],
+                    window,
+                    agent.duplicate_latencies,
+                    True,
+                    agent,
+                    p.start[0],
+                )
+                await end_stream(call)
+                break
+            except grpc.aio.AioRpcError as exc:  # reconnect, as an agent would
+                agent.stream_errors.append(f"re-sending: {exc.code().name}")
+                if attempt == RECONNECTS:
+                    raise
+                await channel.close(None)
+                channel = open_channel(agent, endpoint, ca_pem)
     finally:
         await channel.close(None)
 
@@ -491,6 +507,7 @@ async def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 "duplicates_acked": a.duplicates_acked,
                 "welcome_last_sequence": a.welcome_last_sequence,
                 "runs_refused": a.runs_refused,
+                "stream_errors": a.stream_errors,
                 "error": a.error,
             }
             for a in agents
