@@ -284,10 +284,18 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
-def scrape(collector: Collector) -> dict[str, float]:
-    """The collector's own ingest counters from /metrics (not the per-host series)."""
+SCRAPE_TIMEOUT_SECONDS = 600.0  # /metrics holds every host's samples: 1.5 M lines at 10,000
+
+
+def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[str, float]:
+    """The collector's own ingest counters from /metrics (not the per-host series);
+    ``cost`` gets the scrape's wall seconds, collector CPU seconds and size."""
+    pid = collector.process.pid if collector.process is not None else None
+    cpu0, t0 = (proc_cpu_seconds(pid) if pid else 0.0), time.perf_counter()
     try:
-        with urllib.request.urlopen(collector.metrics_url, timeout=30) as response:
+        with urllib.request.urlopen(
+            collector.metrics_url, timeout=SCRAPE_TIMEOUT_SECONDS
+        ) as response:
             text = response.read().decode()
     except OSError as exc:
         raise BenchError(f"cannot read {collector.metrics_url}: {exc}") from exc
@@ -297,6 +305,13 @@ def scrape(collector: Collector) -> dict[str, float]:
         match = line_re.match(line)
         if match and not match.group(1).endswith(("_bucket", "_created")):
             figures[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    if cost is not None:
+        cost.update(
+            seconds=round(time.perf_counter() - t0, 2),
+            collector_cpu_seconds=round((proc_cpu_seconds(pid) if pid else 0.0) - cpu0, 2),
+            mib=round(len(text) / 2**20, 1),
+            lines=text.count("\n"),
+        )
     return figures
 
 
@@ -585,7 +600,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         merge_results(agents, sim_results)
         progress("verifying the store")
         problems = verify(collector, agents, m, s, store_url)
-        final = scrape(collector)
+        scrape_cost: dict[str, float] = {}
+        final = scrape(collector, scrape_cost)
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
         rss_end = proc_status(pid)
     finally:
@@ -655,6 +671,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "rss_mib_at_end": round(rss_end.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
             "threads": status.get("Threads", 0),
+            "metrics_scrape": scrape_cost,
             "metrics": {k: v for k, v in final.items() if not k.endswith("_created")},
         },
         verified=not problems,
@@ -709,6 +726,9 @@ def report(result: dict[str, Any]) -> str:
         f"{col['rss_mib_connected']:.0f} MiB connected, "
         f"{col['rss_mib_after_ingest']:.0f} MiB after ingest, peak "
         f"{col['peak_rss_mib']:.0f} MiB, {col['threads']} threads",
+        f"/metrics:   one scrape after the run: {col['metrics_scrape']['lines']} lines, "
+        f"{col['metrics_scrape']['mib']} MiB in {col['metrics_scrape']['seconds']}s, collector "
+        f"CPU {col['metrics_scrape']['collector_cpu_seconds']}s",
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
         f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])})",
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
