@@ -17,6 +17,7 @@ import struct
 from collections.abc import Mapping, Sequence
 
 from collector.store import StoredFailure, StoredSample
+from collector.store.ingest_rows import LabelSet
 from proto import agent_pb2
 
 __all__ = ["SampleDecoder"]
@@ -29,8 +30,8 @@ MAX_REMEMBERED = 100_000  # distinct (name, labels) kept; the table is emptied w
 
 class SampleDecoder:
     """Turns ``MetricBatch`` messages into store records. Not thread-safe: one caller
-    (the store writer). The label mappings it returns are shared between batches and
-    must not be changed."""
+    (the store writer). The label mappings it returns (``LabelSet``: a dict carrying its
+    canonical JSON for the store) are shared between batches and must not be changed."""
 
     def __init__(self, max_remembered: int = MAX_REMEMBERED) -> None:
         self._max = max_remembered
@@ -51,7 +52,7 @@ class SampleDecoder:
             if known is None:
                 if len(series) >= self._max:
                     series.clear()  # label sets churn: start over rather than grow
-                known = series[key] = (sample.name, dict(sample.labels))
+                known = series[key] = (sample.name, LabelSet(sample.labels))
             samples.append(StoredSample(known[0], known[1], value))
         failures = [StoredFailure(f.check, f.error) for f in batch.failures]
         return samples, failures
