@@ -556,6 +556,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "samples_per_batch": s,
             "window": args.window,
             "pace_seconds": args.pace,
+            "warmup_batches_per_agent": args.warmup,
             "customers": len(customers),
             "duplicates_per_agent": min(DUPLICATES_PER_AGENT, m),
             "cpus": os.cpu_count(),
@@ -588,6 +589,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "batches": m,
             "samples": s,
             "window": args.window,
+            "warmup": args.warmup,
             "pace": args.pace,
             "start_ms": now_ms,
         }
@@ -692,7 +694,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "aftercare collector ingest benchmark",
         f"  {c['agents']} agents over {c['customers']} customers, {c['batches_per_agent']} "
-        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}, "
+        f"batches each ({c['warmup_batches_per_agent']} untimed warm-up), "
+        f"{c['samples_per_batch']} samples per batch, window {c['window']}, "
         + (
             f"paced: one batch per agent every {c['pace_seconds']:g}s "
             f"(offered {c['agents'] / c['pace_seconds']:.0f} batches/s)"
@@ -756,6 +759,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=16, help="unacked batches per agent (16)")
     parser.add_argument("--customers", type=int, default=4, help="customers to spread over (4)")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="batches each agent sends right after connecting, not timed (0): with 1 the "
+        "timed phase is the steady state, the agents' series already created",
+    )
+    parser.add_argument(
         "--sim-procs",
         type=int,
         default=1,
@@ -794,6 +804,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("agents", "batches", "samples", "window", "customers", "sim_procs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.warmup < args.batches:
+        parser.error("--warmup must be at least 0 and less than --batches")
     return args
 
 

@@ -15,8 +15,9 @@ Payloads are shared: an agent's batch ``k`` is the serialised batch ``k`` of one
 
 Phases, driven by the benchmark over the worker's stdin/stdout (one line each):
 
-    worker -> "connected"      every agent of this worker is connected (or failed)
-    bench  -> "go"             send batches 1..M (paced or all at once)
+    worker -> "connected"      every agent of this worker is connected and has sent its
+                               ``warmup`` first batches, untimed (or failed)
+    bench  -> "go"             send the other batches up to M (paced or all at once)
     worker -> "ingested"       every agent has all its acks and ended its stream
     bench  -> "duplicates"     reconnect and re-send the last DUPLICATES_PER_AGENT
     worker -> "done"           results written to the spec's ``result`` path (JSON)
@@ -291,8 +292,8 @@ async def send_window(
 ) -> int:
     """Write ``batches`` with at most ``window`` unacknowledged; record write-to-ack times.
 
-    Paced (``agent.pace_seconds``, new batches only): batch k is written at
-    ``start + agent.phase_seconds + k * agent.pace_seconds``. Run requests between the
+    Paced (``agent.pace_seconds`` and a ``start``, new batches only): batch k is
+    written at ``start + agent.phase_seconds + k * agent.pace_seconds``. Run requests between the
     acks are refused as an agent would (``agent.runs_refused`` counts them). Returns how
     many acks had ``duplicate`` as expected; BenchError on anything else (an ack out of
     order, a missing one, the stream ending).
@@ -315,7 +316,7 @@ async def send_window(
     async def writer() -> None:
         first = start + agent.phase_seconds
         for k, (sequence, payload) in enumerate(batches):
-            if agent.pace_seconds and not expect_duplicate:  # steady state: on schedule
+            if agent.pace_seconds and start and not expect_duplicate:  # steady state
                 await asyncio.sleep(max(0.0, first + k * agent.pace_seconds - time.perf_counter()))
             try:
                 await asyncio.wait_for(room.acquire(), READ_TIMEOUT_SECONDS)
@@ -358,21 +359,32 @@ class Phases:
     start: list[float] = field(default_factory=lambda: [0.0])  # perf_counter of "go"
 
 
-async def run_agent(agent: SimAgent, endpoint: str, ca_pem: bytes, window: int, p: Phases) -> None:
-    """Connect, wait for the start, ingest 1..M, then reconnect and re-send the last 5."""
+async def run_agent(
+    agent: SimAgent, endpoint: str, ca_pem: bytes, window: int, warmup: int, p: Phases
+) -> None:
+    """Connect and send the ``warmup`` first batches (untimed: the collector creates
+    the agent's series), wait for the start, ingest the rest up to M, then reconnect
+    and re-send the last 5."""
     channel = open_channel(agent, endpoint, ca_pem)
     try:
+        batches = list(enumerate(agent.payloads, start=1))
         async with p.connecting:
             started = time.perf_counter()
             call, last = await start_stream(channel, agent)
             agent.connect_seconds = time.perf_counter() - started
-        if last != 0:
-            raise BenchError(f"a fresh agent's Welcome says last_sequence {last}")
+            if last != 0:
+                raise BenchError(f"a fresh agent's Welcome says last_sequence {last}")
+            warm = await send_window(call, batches[:warmup], window, [], False, agent, 0.0)
+            if warm != warmup:
+                raise BenchError(f"{warmup - warm} warm-up batches acked as duplicates")
         p.connected(agent.index)
         await p.go.wait()
-        batches = list(enumerate(agent.payloads, start=1))
-        unexpected = len(batches) - await send_window(
-            call, batches, window, agent.latencies, False, agent, p.start[0]
+        unexpected = (
+            len(batches)
+            - warmup
+            - await send_window(
+                call, batches[warmup:], window, agent.latencies, False, agent, p.start[0]
+            )
         )
         if unexpected:
             raise BenchError(f"{unexpected} new batches acked as duplicates")
@@ -462,7 +474,12 @@ async def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     async def guarded(agent: SimAgent) -> None:
         try:
             await run_agent(
-                agent, spec["endpoint"], spec["ca_pem"].encode(), spec["window"], phases
+                agent,
+                spec["endpoint"],
+                spec["ca_pem"].encode(),
+                spec["window"],
+                int(spec["warmup"]),
+                phases,
             )
         except Exception as exc:  # recorded and reported; the others go on without it
             if isinstance(exc, grpc.aio.AioRpcError):
