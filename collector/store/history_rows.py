@@ -221,14 +221,19 @@ def record_group_history(
     every series id now known."""
     points: dict[str, dict[tuple[SeriesKey, int], list[float]]] = {}  # [n, min, sum, max]
     first_seen: dict[str, int] = {}
+    stale: set[str] = set()  # hosts sending series their cached ids lack: read them again
     for batch in batches:
         start = bucket_start(batch.collected_ms, FINE)
         per_host = points.setdefault(batch.agent_id, {})
         first_seen.setdefault(batch.agent_id, batch.received_ms)
+        cached = cache.get(batch.agent_id)
         for name, labels, value in batch.samples:
             if not math.isfinite(value):
                 continue
-            key = ((name, labels), start)
+            series = (name, labels)
+            if cached is not None and series not in cached:
+                stale.add(batch.agent_id)
+            key = (series, start)
             point = per_host.get(key)
             if point is None:  # the usual case: one sample per series and bucket
                 per_host[key] = [1, value, value, value]
@@ -237,13 +242,14 @@ def record_group_history(
                 point[1] = min(point[1], value)
                 point[2] += value
                 point[3] = max(point[3], value)
-    ids = {agent_id: cache[agent_id] for agent_id in points if agent_id in cache}
-    stale = [a for a in ids if any(k not in ids[a] for k, _ in points[a])]  # cache behind
-    ids.update(_series_ids_of(db, [a for a in points if a not in ids] + stale))
+    ids = {a: cache[a] for a in points if a in cache and a not in stale}
+    ids.update(_series_ids_of(db, [a for a in points if a not in ids]))
     created: dict[str, dict[SeriesKey, int]] = {}
     refused: dict[str, list[SeriesKey]] = {}
     new_rows = []
     for agent_id, per_host in points.items():
+        if agent_id in ids and agent_id not in stale and agent_id in cache:
+            continue  # every series known (checked above)
         known = ids[agent_id]
         missing = sorted({key for key, _ in per_host if key not in known})
         if not missing:
