@@ -228,7 +228,7 @@ class SQLiteStore(SQLiteInspections, SQLitePortal, SQLiteLeases):
         self._refusals_lock = threading.Lock()  # read at scrape time, off the writer
         # agent id -> its history series ids; written only after a commit, cleared when
         # the roll-up drops series
-        self._series_cache: dict[str, dict[tuple[str, str], int]] = {}
+        self._series_cache: dict[str, Mapping[tuple[str, str], int]] = {}
         # agent id -> what its stored latest batch holds; written only after a commit
         self._latest_layouts: dict[str, Layout] = {}
         self._lock = threading.Lock()
