@@ -12,7 +12,10 @@ agent sends one batch every P seconds, phases spread evenly, so N agents offer N
 batches/s (10,000 agents at a 15 s interval offer 667/s: ``--agents 10000 --pace 15``).
 
 1. Starts a real collector process (``tests.support.Collector``: ``python -m
-   collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir).
+   collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir);
+   with ``--replicas R`` (PostgreSQL only) R of them on the one database, each with the
+   files docs/replicas.md lists copied from the first, simulator k talking to replica
+   k mod R. CPU, RSS and /metrics counters are then summed over the replicas.
 2. Provisions N simulated agents, spread over ``--customers`` customers, as enrolment
    would leave them but without an Enroll call each: a key and CSR per agent
    (``agent.identity.new_key_and_csr``), the certificate signed directly by the
@@ -183,10 +186,12 @@ class Simulators:
             if not share:
                 continue
             spec_path, result = tmp / f"simulator-{k}.json", tmp / f"simulator-{k}.result.json"
+            endpoints = spec["endpoints"]
             spec_path.write_text(
                 json.dumps(
                     {
                         **spec,
+                        "endpoint": endpoints[k % len(endpoints)],
                         "result": str(result),
                         "agents": [
                             {
@@ -395,36 +400,37 @@ class Progress:
 
 def drive(
     simulators: Simulators,
-    pid: int,
-    collector: Collector,
+    pids: Sequence[int],
+    collectors: Sequence[Collector],
     timeout: float,
     progress: Progress,
 ) -> dict[str, Any]:
     """Step the simulators through the phases; return the timing figures measured
-    around them (collector CPU from /proc, simulator CPU from /proc)."""
+    around them (CPU of every collector replica and simulator, from /proc)."""
     figures: dict[str, Any] = {}
-    figures["status_before"] = proc_status(pid)
-    cpu0, client0 = proc_cpu_seconds(pid), simulators.cpu_seconds()
+    figures["status_before"] = status_of(pids)
+    cpu0, client0 = cpu_of(pids), simulators.cpu_seconds()
     t0 = time.perf_counter()
     simulators.wait_for("connected", timeout, "connecting every agent")
     t1 = time.perf_counter()
-    cpu1, client1 = proc_cpu_seconds(pid), simulators.cpu_seconds()
-    threads1 = thread_cpu(pid)
-    figures["status_connected"] = proc_status(pid)
+    cpu1, client1 = cpu_of(pids), simulators.cpu_seconds()
+    threads1 = [thread_cpu(pid) for pid in pids]
+    figures["status_connected"] = status_of(pids)
     progress(f"agents connected in {t1 - t0:.2f}s; ingesting")
     simulators.tell("go")
     simulators.wait_for("ingested", timeout, "the ingest phase")
     t2 = time.perf_counter()
-    cpu2, client2 = proc_cpu_seconds(pid), simulators.cpu_seconds()
-    status = proc_status(pid)
-    figures["ingest_threads"] = thread_split(pid, threads1)
-    figures["phase1_metrics"] = scrape(collector)
+    cpu2, client2 = cpu_of(pids), simulators.cpu_seconds()
+    status = status_of(pids)
+    splits = [thread_split(pid, before) for pid, before in zip(pids, threads1, strict=True)]
+    figures["ingest_threads"] = {k: round(sum(x[k] for x in splits), 2) for k in splits[0]}
+    figures["phase1_metrics"] = scrape_all(collectors)
     progress(f"ingest done in {t2 - t1:.2f}s; re-sending duplicates")
-    cpu3 = proc_cpu_seconds(pid)
+    cpu3 = cpu_of(pids)
     simulators.tell("duplicates")
     simulators.wait_for("done", timeout, "the duplicates phase")
     t3 = time.perf_counter()
-    cpu4 = proc_cpu_seconds(pid)
+    cpu4 = cpu_of(pids)
     figures.update(
         connect_wall=t1 - t0,
         connect_collector_cpu=cpu1 - cpu0,
@@ -437,6 +443,51 @@ def drive(
         status=status,
     )
     return figures
+
+
+def cpu_of(pids: Sequence[int]) -> float:
+    """CPU seconds of every collector replica together."""
+    return sum(proc_cpu_seconds(pid) for pid in pids)
+
+
+def status_of(pids: Sequence[int]) -> dict[str, int]:
+    """VmRSS, VmHWM and Threads summed over the collector replicas."""
+    total: dict[str, int] = {}
+    for pid in pids:
+        for key, value in proc_status(pid).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def scrape_all(collectors: Sequence[Collector]) -> dict[str, float]:
+    """Every replica's ingest counters, summed."""
+    total: dict[str, float] = {}
+    for collector in collectors:
+        for key, value in scrape(collector).items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def start_replica(first: Collector, number: int, extra: list[str]) -> Collector:
+    """Another ``serve`` on the same PostgreSQL, with the files docs/replicas.md says
+    every replica needs copied from the first's data dir."""
+    data_dir = first.data_dir.parent / f"collector-{number}"
+    data_dir.mkdir(mode=0o700)
+    for name in ("ca.pem", "ca-key.pem", "audit-key.pem", "store-url"):
+        shutil.copy2(first.data_dir / name, data_dir / name)
+    replica = collector_class()(data_dir, extra_args=extra)
+    start_collector(replica)
+    return replica
+
+
+def start_collector(collector: Collector) -> None:
+    try:
+        collector.start()
+    except AssertionError as exc:
+        text, log = str(exc), collector.log_text().strip()
+        if log and log not in text:
+            text += f"\ncollector log {collector.log_path}:\n{log}"
+        raise BenchError(f"the collector did not start: {text}") from exc
 
 
 def merge_results(agents: Sequence[BenchAgent], results: Sequence[dict[str, Any]]) -> None:
@@ -549,6 +600,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     cluster, store_url = start_postgresql() if args.store == "postgresql" else (None, None)
     extra = ["--store", store_url] if store_url else []
     collector = collector_class()(tmp / "collector", extra_args=extra)
+    collectors = [collector]
     result: dict[str, Any] = {
         "config": {
             "agents": n,
@@ -565,26 +617,22 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "client": f"{args.sim_procs} simulator process(es) (tests/bench/light_agents.py), "
             "sharing the CPUs with the collector",
             "simulator_processes": args.sim_procs,
+            "replicas": args.replicas,
         }
     }
     try:
         progress(f"starting the collector in {tmp}")
-        try:
-            collector.start()
-        except AssertionError as exc:
-            text, log = str(exc), collector.log_text().strip()
-            if log and log not in text:
-                text += f"\ncollector log {collector.log_path}:\n{log}"
-            raise BenchError(f"the collector did not start: {text}") from exc
-        assert collector.process is not None
-        pid = collector.process.pid
+        start_collector(collector)
+        for number in range(2, args.replicas + 1):
+            collectors.append(start_replica(collector, number, extra))
+        pids = [c.process.pid for c in collectors if c.process is not None]
         t = time.perf_counter()
         agents = provision(collector, n, customers, args.pace, store_url)
         provision_seconds = time.perf_counter() - t
         progress(f"{n} agents provisioned in {provision_seconds:.1f}s; starting the simulators")
         now_ms = int(time.time() * 1000)
         spec = {
-            "endpoint": collector.agent_address,
+            "endpoints": [c.agent_address for c in collectors],
             "ca_pem": (collector.data_dir / "ca.pem").read_text(),
             "batches": m,
             "samples": s,
@@ -595,7 +643,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         }
         simulators = Simulators(agents, args.sim_procs, spec, tmp)
         try:
-            figures = drive(simulators, pid, collector, args.timeout, progress)
+            figures = drive(simulators, pids, collectors, args.timeout, progress)
             sim_results = simulators.results()
         finally:
             simulators.stop()
@@ -604,10 +652,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         problems = verify(collector, agents, m, s, store_url)
         scrape_cost: dict[str, float] = {}
         final = scrape(collector, scrape_cost)
+        final = {**final, **scrape_all(collectors)} if len(collectors) > 1 else final
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
-        rss_end = proc_status(pid)
+        rss_end = status_of(pids)
     finally:
-        collector.stop()
+        for replica in collectors:
+            replica.stop()
         if cluster is not None:
             cluster.stop()
         if args.keep:
@@ -703,7 +753,8 @@ def report(result: dict[str, Any]) -> str:
             else "unpaced (all at once)"
         ),
         f"  store: {c['store']}, data dir on {c['data_dir_fstype']}",
-        f"  {c['cpus']} CPUs shared by the collector and {c['simulator_processes']} simulator "
+        f"  {c['cpus']} CPUs shared by {c['replicas']} collector replica(s) and "
+        f"{c['simulator_processes']} simulator "
         "process(es)",
         f"setup:      {e['agents']} agents provisioned (certificates from the CA) in "
         f"{e['seconds']:.1f}s (not timed); {p['batches']} batches of "
@@ -766,6 +817,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "timed phase is the steady state, the agents' series already created",
     )
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="collector replicas on the one PostgreSQL (1); simulator process k talks to "
+        "replica k modulo this (needs --store postgresql and --sim-procs >= replicas)",
+    )
+    parser.add_argument(
         "--sim-procs",
         type=int,
         default=1,
@@ -804,6 +862,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("agents", "batches", "samples", "window", "customers", "sim_procs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.replicas < 1 or (args.replicas > 1 and args.store != "postgresql"):
+        parser.error("--replicas above 1 needs --store postgresql")
+    if args.sim_procs < args.replicas:
+        parser.error("--sim-procs must be at least --replicas (one simulator per replica)")
     if not 0 <= args.warmup < args.batches:
         parser.error("--warmup must be at least 0 and less than --batches")
     return args
