@@ -39,6 +39,7 @@ from collector.errors import CollectorError, ConfigError
 from collector.portal.cli import add_passwd_command
 from collector.rules import check_rules, load_rules
 from collector.server.app import CollectorServer
+from collector.server.gc_tuning import tune_for_serving
 from collector.store import PostgresStore, open_store_url
 from collector.store.migrate import load_migrations
 from collector.store.postgres import redact_url
@@ -301,6 +302,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def _run_server(config: ServeConfig) -> None:
     server = CollectorServer(config)
     addresses = await server.start()
+    tune_for_serving()
     (config.data_dir / ENDPOINTS_FILE).write_text(
         json.dumps(
             {

@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
+from collector.server.batch_decode import SampleDecoder
 from collector.server.group_commit import GroupCommitter
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
@@ -38,8 +39,6 @@ from collector.store import (
     BatchOutcome,
     GapRecord,
     IncomingBatch,
-    StoredFailure,
-    StoredSample,
 )
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint
@@ -142,6 +141,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._approvers = approvers
         self._audit = audit
         self._presence = presence
+        self._decoder = SampleDecoder()  # used on the store writer only (in the group commit)
 
     async def Connect(
         self,
@@ -348,7 +348,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             batch.sequence,
             batch.collected_unix_ms,
             self._clock_ms(),
-            lambda: _decode(batch),
+            lambda: self._decoder.decode(batch),
         )
         outcome = self._committer.submit(incoming, len(batch.samples))
         return _Pending(batch.sequence, started, batch.collected_unix_ms, outcome, False)
@@ -433,13 +433,6 @@ class _Pending:
     collected_ms: int
     outcome: asyncio.Future[BatchOutcome] | None
     stored: bool
-
-
-def _decode(batch: agent_pb2.MetricBatch) -> tuple[Sequence[StoredSample], Sequence[StoredFailure]]:
-    """The batch's samples and failures as store records (runs on the store writer)."""
-    samples = [StoredSample(s.name, dict(s.labels), s.value) for s in batch.samples]
-    failures = [StoredFailure(f.check, f.error) for f in batch.failures]
-    return samples, failures
 
 
 def _approval_root(text: str) -> str:

@@ -1,8 +1,10 @@
 """Metric history rows (SQLite): the ingest-path bucket upsert, roll-up, retention, reads.
 
 Called by ``SQLiteStore`` inside its transactions; the policy (resolutions, retention,
-the series bound) lives in ``collector.history.policy``. The ingest path costs one
-indexed read of the host's series ids plus one upsert per distinct series in the batch.
+the series bound) lives in ``collector.history.policy``. The ingest path works on a
+whole group commit at once: one upsert statement for every (series, bucket) of the
+group, series ids from the caller's cache (one read for the hosts missing there), and
+one insert for every new series of the group.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collector.history.policy import (
     FINE,
     MAX_POINTS_PER_SERIES,
     STEPS,
-    BucketSum,
     bucket_start,
     coarse_cutoff,
     fine_cutoff,
@@ -29,14 +30,16 @@ from collector.history.policy import (
 from collector.store.base import HistoryRollup
 
 __all__ = [
+    "HistoryInput",
+    "RecordOutcome",
     "check_history_query",
     "read_history",
-    "record_history",
+    "record_group_history",
     "roll_up_history",
-    "series_ids",
 ]
 
 SeriesKey = tuple[str, str]  # (name, canonical labels JSON)
+_IN_LIST = 500  # agent ids per IN (...) list
 
 _UPDATE_BUCKET = (
     "ON CONFLICT (series_id, resolution_ms, start_ms) DO UPDATE SET "
@@ -83,57 +86,7 @@ class RecordOutcome:
     created: Mapping[SeriesKey, int]
     refused_series: tuple[SeriesKey, ...]
     refused_samples: int
-
-
-def record_history(
-    db: sqlite3.Connection,
-    agent_id: str,
-    collected_ms: int,
-    received_ms: int,
-    samples: Sequence[tuple[str, str, float]],
-    max_series: int,
-    known: Mapping[SeriesKey, int] | None = None,
-) -> RecordOutcome:
-    """Fold the batch's finite samples — (name, canonical labels JSON, value) — into
-    their series' 5-minute buckets (at the batch's collection time). ``known`` are the
-    host's series ids if the caller has them (else they are read). New series are
-    created while the host has fewer than ``max_series``; samples of series beyond the
-    bound are left out and reported."""
-    sums = _bucket_sums(samples)
-    if not sums:
-        return RecordOutcome({}, (), 0)
-    ids = dict(known) if known is not None else series_ids(db, agent_id)
-    missing = sorted(key for key in sums if key not in ids)
-    if missing and known is not None:
-        ids = series_ids(db, agent_id)  # the cache may be behind: count from the table
-        missing = sorted(key for key in sums if key not in ids)
-    room = max(0, max_series - len(ids))
-    created: dict[SeriesKey, int] = {}
-    for name, labels in missing[:room]:
-        cursor = db.execute(
-            "INSERT INTO history_series (agent_id, name, labels, created_ms) VALUES (?, ?, ?, ?)",
-            (agent_id, name, labels, received_ms),
-        )
-        created[(name, labels)] = ids[(name, labels)] = int(cursor.lastrowid or 0)
-    start = bucket_start(collected_ms, FINE)
-    db.executemany(
-        _UPSERT_POINT,
-        [
-            (ids[key], FINE, start, s.count, s.min, s.sum, s.max)
-            for key, s in sums.items()
-            if key in ids
-        ],
-    )
-    refused = tuple(missing[room:])
-    return RecordOutcome(created, refused, sum(sums[key].count for key in refused))
-
-
-def series_ids(db: sqlite3.Connection, agent_id: str) -> dict[SeriesKey, int]:
-    """Every series of the host: (name, labels JSON) -> series id."""
-    rows = db.execute(
-        "SELECT series_id, name, labels FROM history_series WHERE agent_id = ?", (agent_id,)
-    ).fetchall()
-    return {(name, labels): int(sid) for sid, name, labels in rows}
+    known: Mapping[SeriesKey, int]  # every series id of the host after this write
 
 
 def roll_up_history(
@@ -241,15 +194,122 @@ def _fold_late(points: list[HistoryPoint]) -> list[HistoryPoint]:
     return sorted([*kept, *merged.values()], key=lambda p: p.start_ms)
 
 
-def _bucket_sums(samples: Sequence[tuple[str, str, float]]) -> dict[SeriesKey, BucketSum]:
-    sums: dict[SeriesKey, BucketSum] = {}
-    for name, labels, value in samples:
-        if not math.isfinite(value):
+@dataclass(frozen=True)
+class HistoryInput:
+    """One new batch for ``record_group_history``: its samples as (name, canonical
+    labels JSON, value)."""
+
+    agent_id: str
+    collected_ms: int
+    received_ms: int
+    samples: Sequence[tuple[str, str, float]]
+
+
+def record_group_history(
+    db: sqlite3.Connection,
+    batches: Sequence[HistoryInput],
+    max_series: int,
+    cache: Mapping[str, Mapping[SeriesKey, int]],
+) -> dict[str, RecordOutcome]:
+    """Fold the finite samples of a group of batches into their series' 5-minute
+    buckets (each at its batch's collection time), in a fixed number of statements:
+    samples of one series falling in one bucket are summed first (one upsert per series
+    and bucket), series ids come from ``cache`` (one read for the hosts missing there or
+    sending series it lacks), and the new series of every host are created by one
+    insert. A host keeps at most ``max_series`` series; samples of further series are
+    left out and reported. Returns, per host, the series created, those refused and
+    every series id now known."""
+    points: dict[str, dict[tuple[SeriesKey, int], list[float]]] = {}  # [n, min, sum, max]
+    first_seen: dict[str, int] = {}
+    stale: set[str] = set()  # hosts sending series their cached ids lack: read them again
+    for batch in batches:
+        start = bucket_start(batch.collected_ms, FINE)
+        per_host = points.setdefault(batch.agent_id, {})
+        first_seen.setdefault(batch.agent_id, batch.received_ms)
+        cached = cache.get(batch.agent_id)
+        for name, labels, value in batch.samples:
+            if not math.isfinite(value):
+                continue
+            series = (name, labels)
+            if cached is not None and series not in cached:
+                stale.add(batch.agent_id)
+            key = (series, start)
+            point = per_host.get(key)
+            if point is None:  # the usual case: one sample per series and bucket
+                per_host[key] = [1, value, value, value]
+            else:
+                point[0] += 1
+                point[1] = min(point[1], value)
+                point[2] += value
+                point[3] = max(point[3], value)
+    ids = {a: cache[a] for a in points if a in cache and a not in stale}
+    ids.update(_series_ids_of(db, [a for a in points if a not in ids]))
+    created: dict[str, dict[SeriesKey, int]] = {}
+    refused: dict[str, list[SeriesKey]] = {}
+    new_rows = []
+    for agent_id, per_host in points.items():
+        if agent_id in ids and agent_id not in stale and agent_id in cache:
+            continue  # every series known (checked above)
+        known = ids[agent_id]
+        missing = sorted({key for key, _ in per_host if key not in known})
+        if not missing:
             continue
-        key = (name, labels)
-        bucket = sums.get(key)
-        if bucket is None:  # the usual case: one sample per series and batch
-            sums[key] = BucketSum(1, value, value, value)
-        else:
-            bucket.add(value)
-    return sums
+        room = max(0, max_series - len(known))
+        new_rows += [(agent_id, n, labels, first_seen[agent_id]) for n, labels in missing[:room]]
+        if missing[room:]:
+            refused[agent_id] = missing[room:]
+    if new_rows:
+        db.executemany(
+            "INSERT INTO history_series (agent_id, name, labels, created_ms) VALUES (?, ?, ?, ?)",
+            new_rows,
+        )
+        grown = _series_ids_of(db, sorted({row[0] for row in new_rows}))
+        for agent_id, name, labels, _ in new_rows:
+            created.setdefault(agent_id, {})[(name, labels)] = grown[agent_id][(name, labels)]
+        ids.update(grown)
+    db.executemany(
+        _UPSERT_POINT,
+        [
+            (known[key], FINE, start, int(p[0]), p[1], p[2], p[3])
+            for agent_id, per_host in points.items()
+            if (known := ids[agent_id]) is not None
+            for (key, start), p in per_host.items()
+            if key in known
+        ],
+    )
+    return {
+        agent_id: RecordOutcome(
+            created.get(agent_id, {}),
+            tuple(refused.get(agent_id, ())),
+            _count_of(points[agent_id], refused.get(agent_id, ())),
+            ids[agent_id],
+        )
+        for agent_id in points
+    }
+
+
+def _count_of(
+    points: Mapping[tuple[SeriesKey, int], list[float]], keys: Sequence[SeriesKey]
+) -> int:
+    """How many samples of ``points`` belong to the series ``keys``."""
+    if not keys:
+        return 0
+    wanted = set(keys)
+    return sum(int(p[0]) for (key, _), p in points.items() if key in wanted)
+
+
+def _series_ids_of(
+    db: sqlite3.Connection, agent_ids: Sequence[str]
+) -> dict[str, dict[SeriesKey, int]]:
+    """Every series of each host in ``agent_ids`` (hosts without any map to {})."""
+    found: dict[str, dict[SeriesKey, int]] = {agent_id: {} for agent_id in agent_ids}
+    for start in range(0, len(agent_ids), _IN_LIST):
+        chunk = agent_ids[start : start + _IN_LIST]
+        rows = db.execute(
+            "SELECT agent_id, series_id, name, labels FROM history_series "
+            f"WHERE agent_id IN ({', '.join('?' * len(chunk))})",
+            list(chunk),
+        ).fetchall()
+        for agent_id, sid, name, labels in rows:
+            found[str(agent_id)][(str(name), str(labels))] = int(sid)
+    return found

@@ -74,6 +74,11 @@ _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 _INSERT_VALUES = re.compile(  # INSERT INTO t (a, b) VALUES (?, ?): placeholders only
     r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([\w\s,]+)\)\s*VALUES\s*\([?,\s]*\)", re.IGNORECASE
 )
+_UPDATE_BY_KEY = re.compile(  # UPDATE t SET a = ?, b = ? WHERE k = ? AND l = ?: only that
+    r"^\s*UPDATE\s+(\w+)\s+SET\s+((?:\w+\s*=\s*\?\s*,\s*)*\w+\s*=\s*\?)\s+"
+    r"WHERE\s+((?:\w+\s*=\s*\?\s+AND\s+)*\w+\s*=\s*\?)\s*$",
+    re.IGNORECASE,
+)
 _COLUMN_TYPES = (
     "SELECT column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = current_schema() AND table_name = %s"
@@ -146,25 +151,52 @@ class PgConnection:
         return PgCursor(cursor, lastrowid)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
-        """Run ``sql`` for every row. ``INSERT INTO t (cols) VALUES (?, ...) ...`` is sent
-        as one statement over arrays (``SELECT * FROM unnest(?::type[], ...)``): one round
-        trip and one short, cached query text instead of one per row (rows were 80% of
-        the PostgreSQL writer's time per batch). Contract of the shared code: rows of one
-        call never hit the same ``ON CONFLICT ... DO UPDATE`` key (PostgreSQL refuses to
-        update a row twice in one statement)."""
+        """Run ``sql`` for every row, as one statement over arrays where it can: one
+        round trip and one short, cached query text instead of one per row (rows were
+        80% of the PostgreSQL writer's time per batch).
+
+        - ``INSERT INTO t (cols) VALUES (?, ...) ...`` becomes ``INSERT INTO t (cols)
+          SELECT * FROM unnest(?::type[], ...) ...``;
+        - ``UPDATE t SET a = ?, ... WHERE k = ? AND ...`` becomes ``UPDATE t SET a = v.a,
+          ... FROM unnest(...) AS v(a, ..., k, ...) WHERE t.k = v.k AND ...``.
+
+        Contract of the shared code: rows of one call never hit the same ``ON CONFLICT
+        ... DO UPDATE`` or ``WHERE`` key (PostgreSQL updates a row once per statement).
+        Other statements run row by row (psycopg pipelines them)."""
+        if not rows:
+            return PgCursor(self.raw.cursor(), None)
         insert = _INSERT_VALUES.match(sql)
-        if insert is None or not rows:
-            cursor = self.raw.cursor()
-            with _integrity_as_sqlite():
-                cursor.executemany(translate(sql), rows)
-            return PgCursor(cursor, None)
-        table, columns = insert.group(1), [c.strip() for c in insert.group(2).split(",")]
+        if insert is not None:
+            table, columns = insert.group(1), _names(insert.group(2), ",")
+            text = (
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"SELECT * FROM unnest({self._arrays(table, columns)}) "
+                + translate(sql[insert.end() :])  # the ON CONFLICT clause, if any
+            )
+            return self._execute_columns(text, rows)
+        update = _UPDATE_BY_KEY.match(sql)
+        if update is not None:
+            table = update.group(1)
+            assigned, keys = _names(update.group(2), ","), _names(update.group(3), "AND")
+            text = (
+                f"UPDATE {table} SET {', '.join(f'{c} = v.{c}' for c in assigned)} "
+                f"FROM unnest({self._arrays(table, assigned + keys)}) "
+                f"AS v({', '.join(assigned + keys)}) "
+                f"WHERE {' AND '.join(f'{table}.{k} = v.{k}' for k in keys)}"
+            )
+            return self._execute_columns(text, rows)
+        cursor = self.raw.cursor()
+        with _integrity_as_sqlite():
+            cursor.executemany(translate(sql), rows)
+        return PgCursor(cursor, None)
+
+    def _arrays(self, table: str, columns: Sequence[str]) -> str:
+        """``%b::type[]`` per column (binary: fast)."""
         types = self._column_types(table)
-        arrays = ", ".join(f"%b::{types[c.lower()]}[]" for c in columns)  # binary: fast
-        text = (
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-            + translate(sql[insert.end() :])  # the ON CONFLICT clause, if any
-        )
+        return ", ".join(f"%b::{types[c.lower()]}[]" for c in columns)
+
+    def _execute_columns(self, text: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
+        """Run ``text`` with one array parameter per column of ``rows``."""
         params = [list(column) for column in zip(*rows, strict=True)]
         with _integrity_as_sqlite():
             cursor = self.raw.execute(text, params)
@@ -182,6 +214,12 @@ class PgConnection:
         if not match or "RETURNING" in sql.upper():
             return None
         return self.identity.get(match.group(1).lower())
+
+
+def _names(text: str, separator: str) -> list[str]:
+    """The column names of ``a = ?, b = ?`` / ``a = ? AND b = ?`` or ``a, b``."""
+    parts = re.split(rf"\s+{separator}\s+" if separator.isalpha() else separator, text)
+    return [part.split("=")[0].strip() for part in parts]
 
 
 @contextmanager

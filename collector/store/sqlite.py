@@ -17,7 +17,6 @@ there) and the type names in the migrations. No SQLite-only functions.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -73,14 +72,8 @@ from collector.store.base import (
     UnknownRun,
     User,
 )
-from collector.store.history_rows import (
-    RecordOutcome,
-    check_history_query,
-    read_history,
-    record_history,
-    roll_up_history,
-    series_ids,
-)
+from collector.store.history_rows import check_history_query, read_history, roll_up_history
+from collector.store.ingest_rows import Layout, check_sequence, store_group
 from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
@@ -167,17 +160,6 @@ _CLAIM_SEQUENCE = (
     "INSERT INTO ingest_log (agent_id, sequence, kind, received_ms) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (agent_id, sequence) DO NOTHING"
 )
-_UPSERT_LATEST = (
-    "INSERT INTO latest_batches (agent_id, sequence, collected_ms) VALUES (?, ?, ?) "
-    "ON CONFLICT (agent_id) DO UPDATE SET "
-    "sequence = excluded.sequence, collected_ms = excluded.collected_ms"
-)
-_INSERT_SAMPLE = (
-    "INSERT INTO latest_samples (agent_id, position, name, labels, value) VALUES (?, ?, ?, ?, ?)"
-)
-_INSERT_FAILURE = (
-    "INSERT INTO latest_failures (agent_id, position, check_name, error) VALUES (?, ?, ?, ?)"
-)
 _PRUNE_BATCHES = (
     "DELETE FROM ingest_log WHERE kind = 'batch' AND received_ms < ? "
     "AND sequence < (SELECT MAX(newest.sequence) FROM ingest_log AS newest "
@@ -252,7 +234,9 @@ class SQLiteStore(
         self._refusals_lock = threading.Lock()  # read at scrape time, off the writer
         # agent id -> its history series ids; written only after a commit, cleared when
         # the roll-up drops series
-        self._series_cache: dict[str, dict[tuple[str, str], int]] = {}
+        self._series_cache: dict[str, Mapping[tuple[str, str], int]] = {}
+        # agent id -> what its stored latest batch holds; written only after a commit
+        self._latest_layouts: dict[str, Layout] = {}
         self._lock = threading.Lock()
 
     @property
@@ -519,75 +503,22 @@ class SQLiteStore(
         return outcomes
 
     def _store_group(self, batches: Sequence[IncomingBatch]) -> list[BatchOutcome]:
-        """Store ``batches`` in one write transaction (all or none); then update the
-        in-process series cache and refusal counts from what was committed."""
-        outcomes: list[BatchOutcome] = []
-        created: dict[str, dict[tuple[str, str], int]] = {}  # series made in this group
-        refused: list[tuple[str, RecordOutcome]] = []
+        """Store ``batches`` in one write transaction (all or none,
+        ``collector.store.ingest_rows``); then update the in-process series cache and
+        refusal counts from what was committed."""
         with self._write() as db:
-            for batch in batches:
-                _check_sequence(batch.sequence)
-                if not _claim_sequence(
-                    db, batch.agent_id, batch.sequence, "batch", batch.received_ms
-                ):
-                    outcomes.append(BatchOutcome(False))
-                    continue
-                samples, failures = batch.decode()
-                outcome = self._ingest_claimed(db, batch, samples, failures, created)
-                created.setdefault(batch.agent_id, {}).update(outcome.created)
-                if outcome.refused_samples:
-                    refused.append((batch.agent_id, outcome))
-                outcomes.append(BatchOutcome(True, samples))
-        for agent_id, series in created.items():
-            cached = self._series_cache.setdefault(agent_id, {})
-            if not cached:
-                with self._read() as db:
-                    cached.update(series_ids(db, agent_id))
-            cached.update(series)
-        for agent_id, outcome in refused:
-            self._count_refusal(agent_id, outcome.refused_series, outcome.refused_samples)
-        return outcomes
-
-    def _ingest_claimed(
-        self,
-        db: sqlite3.Connection,
-        batch: IncomingBatch,
-        samples: Sequence[StoredSample],
-        failures: Sequence[StoredFailure],
-        created: Mapping[str, Mapping[tuple[str, str], int]],
-    ) -> RecordOutcome:
-        """Write one newly claimed batch: last_seen, latest values, metric history."""
-        agent_id = batch.agent_id
-        keyed = [(s.name, _labels_json(s.labels), s.value) for s in samples]
-        db.execute(
-            "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", (batch.received_ms, agent_id)
-        )
-        if _is_newest(db, agent_id, batch.sequence, batch.collected_ms):
-            db.execute(_UPSERT_LATEST, (agent_id, batch.sequence, batch.collected_ms))
-            db.execute("DELETE FROM latest_samples WHERE agent_id = ?", (agent_id,))
-            db.execute("DELETE FROM latest_failures WHERE agent_id = ?", (agent_id,))
-            db.executemany(
-                _INSERT_SAMPLE,
-                [
-                    (agent_id, pos, name, labels, _value_in(value))
-                    for pos, (name, labels, value) in enumerate(keyed)
-                ],
+            result = store_group(
+                db, batches, self._series_cache, self._latest_layouts, self._history_max_series
             )
-            db.executemany(
-                _INSERT_FAILURE,
-                [(agent_id, pos, f.check, f.error) for pos, f in enumerate(failures)],
-            )
-        cache = self._series_cache.get(agent_id)
-        known = None if cache is None else {**cache, **created.get(agent_id, {})}
-        return record_history(
-            db,
-            agent_id,
-            batch.collected_ms,
-            batch.received_ms,
-            keyed,
-            self._history_max_series,
-            known,
-        )
+        self._latest_layouts.update(result.layouts)
+        for agent_id, outcome in result.history.items():
+            self._series_cache[agent_id] = outcome.known
+            if outcome.refused_samples:
+                self._count_refusal(agent_id, outcome.refused_series, outcome.refused_samples)
+        return [
+            BatchOutcome(False) if samples is None else BatchOutcome(True, samples)
+            for samples in result.samples
+        ]
 
     def _count_refusal(
         self, agent_id: str, series: Sequence[tuple[str, str]], samples: int
@@ -607,7 +538,7 @@ class SQLiteStore(
             )
 
     def store_gap(self, agent_id: str, gap: GapRecord) -> bool:
-        _check_sequence(gap.sequence)
+        check_sequence(gap.sequence)
         with self._write() as db:
             if not _claim_sequence(db, agent_id, gap.sequence, "gap", gap.reported_ms):
                 return False
@@ -1270,11 +1201,6 @@ def _check_user(role: str, customer: str | None) -> None:
         raise InvalidRequest("a customer user needs a customer; name the customer it belongs to")
 
 
-def _check_sequence(sequence: int) -> None:
-    if sequence < 1:
-        raise InvalidRequest(f"sequence numbers start at 1, got {sequence}")
-
-
 def _as_role(value: str) -> Role:
     for role in ROLES:
         if role == value:
@@ -1373,29 +1299,6 @@ def _claim_sequence(
     except sqlite3.IntegrityError as exc:  # foreign key: no such agent
         raise UnknownAgent(agent_id) from exc
     return cursor.rowcount == 1
-
-
-def _is_newest(db: sqlite3.Connection, agent_id: str, sequence: int, collected_ms: int) -> bool:
-    """Whether this batch is newer (collection time, then sequence) than the latest."""
-    row = db.execute(
-        "SELECT sequence, collected_ms FROM latest_batches WHERE agent_id = ?", (agent_id,)
-    ).fetchone()
-    return row is None or (collected_ms, sequence) > (row[1], row[0])
-
-
-def _labels_json(labels: Mapping[str, str]) -> str:
-    """``canonical_json(labels)``, remembered: a host sends the same label sets in
-    every batch, and encoding them was a third of the writer's time per batch."""
-    return _labels_json_of(tuple(sorted(labels.items())))
-
-
-@functools.lru_cache(maxsize=65_536)
-def _labels_json_of(items: tuple[tuple[str, str], ...]) -> str:
-    return canonical_json(dict(items))
-
-
-def _value_in(value: float) -> float | None:
-    return None if math.isnan(value) else value  # SQLite would store NaN as NULL anyway
 
 
 def _value_out(value: float | None) -> float:

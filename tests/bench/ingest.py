@@ -3,88 +3,89 @@
 Not a pytest test; prints figures (``--json`` for one machine-readable JSON object).
 
     .venv/bin/python tests/bench/ingest.py [--agents N] [--batches M] [--samples S]
-                                           [--window W] [--pace SECONDS]
+                                           [--window W] [--pace SECONDS] [--sim-procs P]
                                            [--store sqlite|postgresql] [--quick] [--json]
 
 ``--store postgresql`` runs the collector on a throwaway, durable PostgreSQL cluster
 (tests/pg_cluster.py). ``--pace P`` is the steady state instead of the burst: every
 agent sends one batch every P seconds, phases spread evenly, so N agents offer N/P
-batches/s (10,000 agents at a 15 s interval offer 667/s: ``--agents 200 --pace 0.3``).
+batches/s (10,000 agents at a 15 s interval offer 667/s: ``--agents 10000 --pace 15``).
 
 1. Starts a real collector process (``tests.support.Collector``: ``python -m
-   collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir).
-2. Enrols N simulated agents for real, spread over ``--customers`` customers: the first
-   join token comes from ``aftercare-collector token create`` (giving the API address and
-   CA hash); the others are created in-process with the same code the CLI runs
-   (``collector.admin.create_join_token`` on the store the running collector uses) to
-   save a Python start-up per agent. Each agent then runs ``agent.enroll.enroll``:
-   pinned CA, local key, CSR, certificate written to its own state dir.
-3. Every agent opens its own mutual-TLS ``grpc.aio`` channel with its state dir's
-   credentials, sends a Hello and reads the Welcome (as ``agent/stream.py`` does, with
-   pre-serialised messages on ``/aftercare.v1.AgentStream/Connect``). Once all are
-   connected, all of them send M ``MetricBatch`` messages (sequence 1..M, S samples with
-   the sampler's names and labels) at once, at most W unacknowledged per agent, and the
-   time from writing each batch to reading its Ack is recorded. This is a worst case
-   (every agent draining a spool backlog at the same moment), not the steady state of
-   one batch per agent per interval: with N*W batches in flight, ack latency is mostly
-   queueing (Little's law: latency ~ N*W / rate). ``--agents 1 --window 1`` shows the
-   latency of an idle collector.
+   collector.cli serve`` on free 127.0.0.1 ports, SQLite store in a temporary data dir);
+   with ``--replicas R`` (PostgreSQL only) R of them on the one database, each with the
+   files docs/replicas.md lists copied from the first, simulator k talking to replica
+   k mod R. CPU, RSS and /metrics counters are then summed over the replicas.
+2. Provisions N simulated agents, spread over ``--customers`` customers, as enrolment
+   would leave them but without an Enroll call each: a key and CSR per agent
+   (``agent.identity.new_key_and_csr``), the certificate signed directly by the
+   collector's CA (``collector.pki``, from the data dir) and the agent's record added
+   to the collector's store.
+3. Starts ``--sim-procs`` simulator processes (tests/bench/light_agents.py), each
+   multiplexing its share of the agents on one asyncio loop: one mutual-TLS
+   ``grpc.aio`` channel and ``Connect`` stream per agent, Hello and Welcome. Once all
+   are connected, every agent sends M ``MetricBatch`` messages (sequence 1..M, S
+   samples with the sampler's names and labels), at most W unacknowledged per agent;
+   the time from writing each batch to reading its Ack is recorded. Unpaced, this is a
+   worst case (every agent draining a spool backlog at the same moment): with N*W
+   batches in flight, ack latency is mostly queueing (Little's law: latency ~ N*W /
+   rate). ``--agents 1 --window 1`` shows the latency of an idle collector.
 4. Reports the ingest rate, ack latency percentiles, connect time, the collector's RSS
-   and CPU time (from /proc/<pid>), and verifies from the store that every agent's
-   sequences are exactly 1..M (and its /metrics counters agree). Phase 2 reconnects
-   every agent and re-sends its last 5 batches, which must be acked with
-   ``duplicate=True`` and not stored again.
+   and CPU time (from /proc/<pid>, split by thread) and the simulators' CPU, and
+   verifies from the store that every agent's sequences are exactly 1..M (and its
+   /metrics counters agree). Phase 2 reconnects every agent and re-sends its last 5
+   batches, which must be acked with ``duplicate=True`` and not stored again.
 
 Exit status: 0 when verified, 1 when the store or the acks disagree with what was sent,
 2 when the benchmark could not run (the collector's log is printed if it did not start).
 
-All simulated agents run in this process, in one asyncio loop: they share the machine's
-CPUs with the collector, so on a small machine the figures are a lower bound for the
-collector. Payloads are built before the clock starts so the client mostly does TLS and
-HTTP/2 work while measuring; its own CPU time is reported next to the collector's.
+The simulators share the machine's CPUs with the collector, so on a small machine the
+figures are a lower bound for the collector; their CPU time is reported next to the
+collector's.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
+import contextlib
+import datetime as dt
 import json
 import os
-import random
 import re
+import selectors
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import grpc
+if __package__ in (None, ""):  # run as a script: make ``tests`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent import __version__ as AGENT_VERSION
-from agent.enroll import enroll
-from agent.errors import EnrollmentError
-from collector import admin
+from agent.identity import new_key_and_csr
+from collector.datadir import DataDir
 from collector.errors import CollectorError
-from collector.store import Store, open_store, open_store_url
-from proto import agent_pb2
+from collector.store import AgentRecord, Store, open_store, open_store_url
+from collector.store.sqlite import SQLiteStore
+from tests.bench.light_agents import (
+    DUPLICATES_PER_AGENT,
+    INTERVAL_SECONDS,
+    SimAgent,
+    profile_payloads,
+)
 
 if TYPE_CHECKING:
     from tests.pg_cluster import PgCluster
     from tests.support import Collector
 
 REPO = Path(__file__).resolve().parents[2]
-CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-INTERVAL_SECONDS = 10.0  # the agent's default collection interval, for "equivalent fleet"
-DUPLICATES_PER_AGENT = 5
-READ_TIMEOUT_SECONDS = 60.0  # one Welcome or Ack; generous: the collector may be saturated
-ENROLL_THREADS = 4
+CERT_TTL = dt.timedelta(days=2)
 
 DEFAULTS = {"agents": 200, "batches": 30, "samples": 150}  # about 30 s on 2 CPUs
 QUICK = {"agents": 50, "batches": 10, "samples": 150}  # a few seconds
@@ -94,330 +95,177 @@ class BenchError(Exception):
     """Something the benchmark could not do; the message says what."""
 
 
-# -- simulated agents ------------------------------------------------------------------
-
-
 @dataclass
-class SimAgent:
-    """One enrolled simulated agent and what it measured."""
+class BenchAgent:
+    """One provisioned agent: its identity for the simulator and, afterwards, what the
+    simulator measured for it (``sim``)."""
 
     index: int
     customer: str
     hostname: str
-    state_dir: Path
-    agent_id: str = ""
-    payloads: list[bytes] = field(default_factory=list)  # AgentMessage(batch=...), seq 1..M
-    connect_seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # per batch, seconds
-    duplicate_latencies: list[float] = field(default_factory=list)
-    duplicates_acked: int = 0
-    welcome_last_sequence: int = -1  # what the Welcome of the second stream said
-    runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
-    pace_seconds: float = 0.0  # --pace: one batch every this many seconds (0: all at once)
-    phase_seconds: float = 0.0  # this agent's offset within the pace (spread evenly)
-    error: str = ""
+    agent_id: str
+    key_pem: bytes
+    cert_pem: bytes
+    phase_seconds: float
+    sim: SimAgent
 
 
-def sample_catalogue(rng: random.Random, count: int) -> list[tuple[str, dict[str, str]]]:
-    """``count`` (name, labels) pairs as the sampler sends them for a plausible host."""
-    cpus = rng.choice((2, 4, 8))
-    series: list[tuple[str, dict[str, str]]] = []
-    for cpu in ["total", *map(str, range(cpus))]:
-        series.append(("cpu_usage_ratio", {"cpu": cpu}))
-        for mode in ("user", "system", "idle", "iowait", "steal"):
-            series.append(("cpu_mode_ratio", {"cpu": cpu, "mode": mode}))
-    series += [("load_average", {"period": p}) for p in ("1m", "5m", "15m")]
-    series.append(("cpu_count", {}))
-    for name in (
-        "memory_total_bytes",
-        "memory_available_bytes",
-        "memory_used_ratio",
-        "swap_total_bytes",
-        "swap_used_bytes",
-        "swap_used_ratio",
-        "swap_in_bytes_total",
-        "swap_out_bytes_total",
-        "oom_kills_total",
-        "processes_total",
-        "processes_zombie",
-        "file_descriptors_allocated",
-        "file_descriptors_limit",
-        "file_descriptors_used_ratio",
-        "boot_time_seconds",
-        "uptime_seconds",
-        "clock_synchronized",
-        "clock_offset_seconds",
-        "clock_max_error_seconds",
-        "clock_estimated_error_seconds",
-        "systemd_units_failed",
-    ):
-        series.append((name, {}))
-    disks = ["vda", "vdb"][: rng.choice((1, 2))]
-    for disk in disks:
-        for name in (
-            "disk_reads_total",
-            "disk_read_bytes_total",
-            "disk_writes_total",
-            "disk_written_bytes_total",
-            "disk_io_time_seconds_total",
-        ):
-            series.append((name, {"device": disk}))
-    for interface in ["eth0", "eth1", "docker0"][: rng.choice((1, 2, 3))]:
-        for direction in ("receive", "transmit"):
-            for what in ("bytes", "packets", "errors", "drops"):
-                series.append((f"network_{direction}_{what}_total", {"interface": interface}))
-    checks = ["cpu", "load", "memory", "disks", "network", "processes", "file_descriptors"]
-    checks += ["uptime", "systemd", "clock"]
-
-    def mounts() -> Iterator[tuple[str, str, str]]:
-        yield "/", "/dev/vda1", "ext4"
-        yield "/boot", "/dev/vda15", "vfat"
-        for i in itertools.count(1):
-            yield f"/srv/data{i}", f"/dev/vdb{i}", "xfs"
-
-    filesystem_metrics = (
-        "filesystem_size_bytes",
-        "filesystem_free_bytes",
-        "filesystem_used_ratio",
-        "filesystem_inodes_total",
-        "filesystem_inodes_free",
-        "filesystem_inodes_used_ratio",
-        "filesystem_readonly",
-    )
-    used = len(series) + len(checks)
-    for mountpoint, device, fstype in mounts():  # as many mounts as fill the batch
-        if used >= count:
-            break
-        labels = {"mountpoint": mountpoint, "device": device, "fstype": fstype}
-        series += [(name, dict(labels)) for name in filesystem_metrics]
-        checks.append(f"filesystems:{mountpoint}")
-        used += len(filesystem_metrics) + 1
-    series += [("agent_check_duration_seconds", {"check": check}) for check in checks]
-    assert len(series) >= count
-    return series[:count]
+# -- provisioning ------------------------------------------------------------------------
 
 
-def sample_value(rng: random.Random, name: str, sequence: int) -> float:
-    if name.endswith("_ratio"):
-        return rng.random()
-    if name.endswith("_total"):  # counters grow
-        return float(sequence * rng.randint(1_000, 1_000_000))
-    if name.endswith("_bytes"):
-        return float(rng.randint(1 << 20, 1 << 40))
-    if name.endswith("_seconds"):
-        return rng.uniform(0.0001, 2.0)
-    return float(rng.randint(0, 4096))
-
-
-def build_payloads(agent: SimAgent, batches: int, samples: int, start_ms: int) -> None:
-    """Serialise the agent's M batches (collected ``INTERVAL_SECONDS`` apart, ending now)."""
-    rng = random.Random(agent.index)
-    catalogue = sample_catalogue(rng, samples)
-    interval_ms = int(INTERVAL_SECONDS * 1000)
-    for sequence in range(1, batches + 1):
-        batch = agent_pb2.MetricBatch(
-            sequence=sequence,
-            collected_unix_ms=start_ms - (batches - sequence) * interval_ms,
-            samples=[
-                agent_pb2.Sample(name=name, labels=labels, value=sample_value(rng, name, sequence))
-                for name, labels in catalogue
-            ],
-        )
-        agent.payloads.append(agent_pb2.AgentMessage(batch=batch).SerializeToString())
-
-
-def hello(agent: SimAgent) -> bytes:
-    message = agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(
-            agent_version=AGENT_VERSION,
-            hostname=agent.hostname,
-            capabilities=["metrics", "gaps"],
-            platform="Linux-6.1-x86_64-bench",
-            interval_seconds=INTERVAL_SECONDS,
-        )
-    )
-    return message.SerializeToString()
-
-
-def _raw_bytes(payload: bytes) -> bytes:
-    return payload
-
-
-def open_channel(agent: SimAgent, endpoint: str) -> grpc.aio.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=(agent.state_dir / "ca.pem").read_bytes(),
-        private_key=(agent.state_dir / "key.pem").read_bytes(),
-        certificate_chain=(agent.state_dir / "cert.pem").read_bytes(),
-    )
-    return grpc.aio.secure_channel(endpoint, credentials)
-
-
-async def read_message(call: Any, what: str) -> agent_pb2.CollectorMessage:
-    """The next CollectorMessage; BenchError if the stream ends or stays silent."""
+def provision(
+    collector: Collector, count: int, customers: Sequence[str], pace: float, store_url: str | None
+) -> list[BenchAgent]:
+    """``count`` agents with certificates from the collector's CA, recorded in its store
+    (what enrolment leaves behind, minus one Enroll call and one audit entry each)."""
+    ca = DataDir(collector.data_dir).load_ca()
     try:
-        message = await asyncio.wait_for(call.read(), READ_TIMEOUT_SECONDS)
-    except TimeoutError as exc:
-        raise BenchError(f"no {what} within {READ_TIMEOUT_SECONDS:.0f}s") from exc
-    if not isinstance(message, agent_pb2.CollectorMessage):  # grpc.aio.EOF
-        code = await call.code()
-        details = await call.details()
-        raise BenchError(f"stream ended while waiting for {what}: {code.name} {details}")
-    return message
-
-
-async def start_stream(channel: grpc.aio.Channel, agent: SimAgent) -> tuple[Any, int]:
-    """Open Connect, send Hello, return (call, Welcome.last_sequence)."""
-    connect = channel.stream_stream(
-        CONNECT_METHOD,
-        request_serializer=_raw_bytes,
-        response_deserializer=agent_pb2.CollectorMessage.FromString,
-    )
-    call: Any = connect()  # type: ignore[call-arg]  # aio: the request iterator is optional
-    await call.write(hello(agent))
-    welcome = await read_message(call, "Welcome")
-    if welcome.WhichOneof("kind") != "welcome":
-        raise BenchError(f"expected a Welcome, got {welcome.WhichOneof('kind')}")
-    if welcome.welcome.agent_id != agent.agent_id:
-        raise BenchError(f"Welcome names {welcome.welcome.agent_id}, not {agent.agent_id}")
-    return call, int(welcome.welcome.last_sequence)
-
-
-# What the collector may send besides acks, and what a real agent does about it: a run
-# request (the default rules start diagnostics) is refused, the rest needs no answer.
-ANSWERED = frozenset({"run_request"})
-NO_ANSWER = frozenset(
-    {"run_approval", "run_cancel", "session_requested", "session_decided", "approver_revocations"}
-)
-
-
-def refusal(message: agent_pb2.CollectorMessage) -> bytes:
-    """The agent's answer to a run request: refused, as by a host that serves no playbooks."""
-    update = agent_pb2.RunUpdate(
-        run_id=message.run_request.run_id,
-        state="refused",
-        message="simulated agent (tests/bench/ingest.py): runs are not served",
-    )
-    return agent_pb2.AgentMessage(run_update=update).SerializeToString()
-
-
-async def end_stream(call: Any) -> None:
-    """Half-close and wait for the collector to finish the stream with OK (a run request
-    that crossed the half-close cannot be answered; the collector gives it up itself)."""
-    await call.done_writing()
-    while isinstance(
-        leftover := await asyncio.wait_for(call.read(), READ_TIMEOUT_SECONDS),
-        agent_pb2.CollectorMessage,
-    ):
-        if leftover.WhichOneof("kind") not in ANSWERED | NO_ANSWER:
-            raise BenchError(f"unexpected {leftover.WhichOneof('kind')} after the last ack")
-    code = await call.code()
-    if code != grpc.StatusCode.OK:
-        raise BenchError(f"stream ended with {code.name}: {await call.details()}")
-
-
-async def send_window(
-    call: Any,
-    batches: Sequence[tuple[int, bytes]],
-    window: int,
-    latencies: list[float],
-    expect_duplicate: bool,
-    agent: SimAgent,
-) -> int:
-    """Write ``batches`` with at most ``window`` unacknowledged; record write-to-ack times.
-
-    Run requests between the acks are refused as an agent would (``agent.runs_refused``
-    counts them). Returns how many acks had ``duplicate`` as expected; BenchError on
-    anything else (an ack out of order, a missing one, the stream ending).
-    """
-    room = asyncio.Semaphore(window)
-    writing = asyncio.Lock()  # one write at a time: batches and answers share the call
-    sent_at: dict[int, float] = {}
-    expected = [sequence for sequence, _ in batches]
-    as_expected = 0
-
-    async def answer(message: agent_pb2.CollectorMessage) -> None:
-        kind = message.WhichOneof("kind")
-        if kind in ANSWERED:
-            async with writing:
-                await call.write(refusal(message))
-            agent.runs_refused += 1
-        elif kind not in NO_ANSWER:
-            raise BenchError(f"expected an Ack, got {kind}")
-
-    async def writer() -> None:
-        start = time.perf_counter() + agent.phase_seconds
-        for k, (sequence, payload) in enumerate(batches):
-            if agent.pace_seconds and not expect_duplicate:  # steady state: on schedule
-                await asyncio.sleep(max(0.0, start + k * agent.pace_seconds - time.perf_counter()))
-            try:
-                await asyncio.wait_for(room.acquire(), READ_TIMEOUT_SECONDS)
-            except TimeoutError as exc:
-                raise BenchError(f"window stayed full for {READ_TIMEOUT_SECONDS:.0f}s") from exc
-            async with writing:
-                sent_at[sequence] = time.perf_counter()
-                await call.write(payload)
-
-    async def reader() -> None:
-        nonlocal as_expected
-        for want in expected:
-            while (message := await read_message(call, f"Ack {want}")).WhichOneof("kind") != "ack":
-                await answer(message)
-            now = time.perf_counter()
-            if message.ack.sequence != want:
-                raise BenchError(f"expected Ack {want}, got Ack {message.ack.sequence}")
-            latencies.append(now - sent_at.pop(want))
-            as_expected += message.ack.duplicate == expect_duplicate
-            room.release()
-
+        store = open_bench_store(collector, store_url, fast=True)
+    except CollectorError as exc:
+        raise BenchError(f"cannot open the collector's store: {exc}") from exc
+    agents = []
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(writer())
-            group.create_task(reader())
-    except BaseExceptionGroup as failed:  # the first failure is the one that matters
-        raise failed.exceptions[0] from None
-    return as_expected
-
-
-async def run_agent(
-    agent: SimAgent,
-    endpoint: str,
-    window: int,
-    connected: Callable[[], None],
-    go: asyncio.Event,
-    phase1_done: Callable[[], None],
-    go_duplicates: asyncio.Event,
-) -> None:
-    """Connect, wait for the start, ingest 1..M, then reconnect and re-send the last 5."""
-    channel = open_channel(agent, endpoint)
-    try:
-        started = time.perf_counter()
-        call, last = await start_stream(channel, agent)
-        agent.connect_seconds = time.perf_counter() - started
-        if last != 0:
-            raise BenchError(f"a fresh agent's Welcome says last_sequence {last}")
-        connected()
-        await go.wait()
-        batches = list(enumerate(agent.payloads, start=1))
-        unexpected = len(batches) - await send_window(
-            call, batches, window, agent.latencies, expect_duplicate=False, agent=agent
-        )
-        if unexpected:
-            raise BenchError(f"{unexpected} new batches acked as duplicates")
-        await end_stream(call)
-        phase1_done()
-        await go_duplicates.wait()
-        call, agent.welcome_last_sequence = await start_stream(channel, agent)
-        agent.duplicates_acked = await send_window(
-            call,
-            batches[-DUPLICATES_PER_AGENT:],
-            window,
-            agent.duplicate_latencies,
-            expect_duplicate=True,
-            agent=agent,
-        )
-        await end_stream(call)
+        now = int(time.time() * 1000)
+        for i in range(count):
+            hostname = f"bench-{i:05d}"
+            agent_id = f"ag-bench{i:08x}"
+            customer = customers[i % len(customers)]
+            key_pem, csr_pem = new_key_and_csr(hostname)
+            issued = ca.sign_agent_csr(csr_pem, agent_id, customer, CERT_TTL)
+            store.add_agent(
+                AgentRecord(
+                    agent_id=agent_id,
+                    customer=customer,
+                    hostname=hostname,
+                    enrolled_ms=now,
+                    cert_serial=issued.serial_hex,
+                    cert_not_after_ms=int(issued.not_after.timestamp() * 1000),
+                )
+            )
+            agents.append(
+                BenchAgent(
+                    index=i,
+                    customer=customer,
+                    hostname=hostname,
+                    agent_id=agent_id,
+                    key_pem=key_pem,
+                    cert_pem=issued.cert_pem,
+                    phase_seconds=pace * i / count,
+                    sim=SimAgent(index=i, hostname=hostname, agent_id=agent_id),
+                )
+            )
     finally:
-        await channel.close(None)
+        store.close()
+    return agents
+
+
+def open_bench_store(collector: Collector, store_url: str | None, fast: bool = False) -> Store:
+    """The store the running collector uses: SQLite in its data dir, or ``store_url``.
+    ``fast``: SQLite without an fsync per commit (for provisioning, not measured)."""
+    if store_url:
+        return open_store_url(store_url)
+    if fast:
+        return SQLiteStore(open_store(collector.data_dir).path, synchronous="NORMAL")
+    return open_store(collector.data_dir)
+
+
+# -- simulator processes -----------------------------------------------------------------
+
+
+class Simulators:
+    """The light-agent processes (tests/bench/light_agents.py) and their phase lines."""
+
+    def __init__(
+        self, agents: Sequence[BenchAgent], processes: int, spec: dict[str, Any], tmp: Path
+    ) -> None:
+        self._procs: list[subprocess.Popen[str]] = []
+        self._results: list[Path] = []
+        self.pids: list[int] = []
+        for k in range(processes):
+            share = agents[k::processes]
+            if not share:
+                continue
+            spec_path, result = tmp / f"simulator-{k}.json", tmp / f"simulator-{k}.result.json"
+            endpoints = spec["endpoints"]
+            spec_path.write_text(
+                json.dumps(
+                    {
+                        **spec,
+                        "endpoint": endpoints[k % len(endpoints)],
+                        "result": str(result),
+                        "agents": [
+                            {
+                                "index": a.index,
+                                "hostname": a.hostname,
+                                "agent_id": a.agent_id,
+                                "key_pem": a.key_pem.decode(),
+                                "cert_pem": a.cert_pem.decode(),
+                                "phase": a.phase_seconds,
+                            }
+                            for a in share
+                        ],
+                    }
+                )
+            )
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.light_agents", str(spec_path)],
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self._procs.append(proc)
+            self._results.append(result)
+            self.pids.append(proc.pid)
+
+    def wait_for(self, word: str, timeout: float, what: str) -> None:
+        """Wait until every simulator has printed ``word``; BenchError if one says
+        something else, dies, or ``timeout`` passes."""
+        waiting = {proc.stdout: proc for proc in self._procs if proc.stdout is not None}
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for stream in waiting:
+                selector.register(stream, selectors.EVENT_READ)
+            while waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"{what} took longer than --timeout {timeout:g}s")
+                for key, _ in selector.select(left):
+                    stream: IO[str] = key.fileobj  # type: ignore[assignment]
+                    line = stream.readline().strip()
+                    if line != word:
+                        proc = waiting[stream]
+                        raise BenchError(
+                            f"simulator {proc.pid} said {line!r} instead of {word!r} "
+                            f"(exit status {proc.poll()}; its stderr is above)"
+                        )
+                    selector.unregister(stream)
+                    del waiting[stream]
+
+    def tell(self, word: str) -> None:
+        for proc in self._procs:
+            assert proc.stdin is not None
+            proc.stdin.write(word + "\n")
+            proc.stdin.flush()
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every simulator process so far (all threads, from /proc)."""
+        total = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(OSError):  # it has exited
+                total += proc_cpu_seconds(pid)
+        return total
+
+    def results(self) -> list[dict[str, Any]]:
+        for proc in self._procs:
+            proc.wait(timeout=60)
+        return [json.loads(path.read_text()) for path in self._results]
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 # -- the collector process ------------------------------------------------------------
@@ -441,10 +289,18 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
-def scrape(collector: Collector) -> dict[str, float]:
-    """The collector's own ingest counters from /metrics (not the per-host series)."""
+SCRAPE_TIMEOUT_SECONDS = 600.0  # /metrics holds every host's samples: 1.5 M lines at 10,000
+
+
+def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[str, float]:
+    """The collector's own ingest counters from /metrics (not the per-host series);
+    ``cost`` gets the scrape's wall seconds, collector CPU seconds and size."""
+    pid = collector.process.pid if collector.process is not None else None
+    cpu0, t0 = (proc_cpu_seconds(pid) if pid else 0.0), time.perf_counter()
     try:
-        with urllib.request.urlopen(collector.metrics_url, timeout=30) as response:
+        with urllib.request.urlopen(
+            collector.metrics_url, timeout=SCRAPE_TIMEOUT_SECONDS
+        ) as response:
             text = response.read().decode()
     except OSError as exc:
         raise BenchError(f"cannot read {collector.metrics_url}: {exc}") from exc
@@ -454,6 +310,13 @@ def scrape(collector: Collector) -> dict[str, float]:
         match = line_re.match(line)
         if match and not match.group(1).endswith(("_bucket", "_created")):
             figures[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    if cost is not None:
+        cost.update(
+            seconds=round(time.perf_counter() - t0, 2),
+            collector_cpu_seconds=round((proc_cpu_seconds(pid) if pid else 0.0) - cpu0, 2),
+            mib=round(len(text) / 2**20, 1),
+            lines=text.count("\n"),
+        )
     return figures
 
 
@@ -501,52 +364,6 @@ def filesystem_type(path: Path) -> str:
     return kind
 
 
-def join_args(words: list[str]) -> dict[str, str]:
-    args = dict(zip(words[::2], words[1::2], strict=True))
-    missing = {"--collector", "--token", "--ca-hash"} - args.keys()
-    if missing:
-        raise BenchError(f"join command lacks {sorted(missing)}: {' '.join(words)}")
-    return args
-
-
-def open_bench_store(collector: Collector, store_url: str | None) -> Store:
-    """The store the running collector uses: SQLite in its data dir, or ``store_url``."""
-    return open_store_url(store_url) if store_url else open_store(collector.data_dir)
-
-
-def enroll_all(collector: Collector, agents: list[SimAgent], store_url: str | None) -> None:
-    """Create a join token per agent and enrol it (the first token via the real CLI)."""
-    first = join_args(collector.join_command(agents[0].customer))
-    tokens = [first["--token"]]
-    try:
-        store = open_bench_store(collector, store_url)
-    except CollectorError as exc:
-        raise BenchError(f"cannot open the collector's store: {exc}") from exc
-    try:
-        now = int(time.time() * 1000)
-        for agent in agents[1:]:
-            tokens.append(
-                admin.create_join_token(store, agent.customer, 3_600_000, "bench:ingest", now)
-            )
-    finally:
-        store.close()
-
-    def one(pair: tuple[SimAgent, str]) -> None:
-        agent, token = pair
-        identity = enroll(
-            agent.state_dir, first["--collector"], token, first["--ca-hash"], agent.hostname
-        )
-        if identity.customer != agent.customer:
-            raise BenchError(f"{agent.hostname} enrolled for {identity.customer}")
-        agent.agent_id = identity.agent_id
-
-    try:
-        with ThreadPoolExecutor(ENROLL_THREADS) as pool:
-            list(pool.map(one, zip(agents, tokens, strict=True)))
-    except EnrollmentError as exc:
-        raise BenchError(f"enrolment failed: {exc}\n{collector.log_text()}") from exc
-
-
 # -- figures --------------------------------------------------------------------------
 
 
@@ -581,88 +398,46 @@ class Progress:
 # -- the run --------------------------------------------------------------------------
 
 
-async def within(awaitable: Awaitable[Any], timeout: float, what: str) -> None:
-    try:
-        await asyncio.wait_for(awaitable, timeout)
-    except TimeoutError as exc:
-        raise BenchError(f"{what} took longer than --timeout {timeout:g}s") from exc
-
-
-async def drive(
-    agents: list[SimAgent],
-    endpoint: str,
-    window: int,
-    pid: int,
-    collector: Collector,
+def drive(
+    simulators: Simulators,
+    pids: Sequence[int],
+    collectors: Sequence[Collector],
     timeout: float,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Run every agent's stream; return the timing figures measured around the phases."""
-    n = len(agents)
-    connected_ids: set[int] = set()
-    done_ids: set[int] = set()
-    all_connected, go, all_done, go_duplicates = (asyncio.Event() for _ in range(4))
-
-    def mark(ids: set[int], event: asyncio.Event, index: int) -> None:
-        ids.add(index)
-        if len(ids) == n:
-            event.set()
-
-    async def guarded(agent: SimAgent) -> None:
-        try:
-            await run_agent(
-                agent,
-                endpoint,
-                window,
-                lambda: mark(connected_ids, all_connected, agent.index),
-                go,
-                lambda: mark(done_ids, all_done, agent.index),
-                go_duplicates,
-            )
-        except Exception as exc:  # recorded and reported; the others go on without it
-            if isinstance(exc, grpc.aio.AioRpcError):
-                agent.error = f"{exc.code().name}: {exc.details()}"
-            else:
-                agent.error = f"{type(exc).__name__}: {exc}"
-            mark(connected_ids, all_connected, agent.index)
-            mark(done_ids, all_done, agent.index)
-
+    """Step the simulators through the phases; return the timing figures measured
+    around them (CPU of every collector replica and simulator, from /proc)."""
     figures: dict[str, Any] = {}
-    figures["status_before"] = proc_status(pid)
-    cpu0, client0 = proc_cpu_seconds(pid), time.process_time()
+    figures["status_before"] = status_of(pids)
+    cpu0, client0 = cpu_of(pids), simulators.cpu_seconds()
     t0 = time.perf_counter()
-    tasks = [asyncio.create_task(guarded(agent)) for agent in agents]
-    try:
-        await within(all_connected.wait(), timeout, "connecting every agent")
-        t1 = time.perf_counter()
-        cpu1, client1 = proc_cpu_seconds(pid), time.process_time()
-        threads1 = thread_cpu(pid)
-        figures["status_connected"] = proc_status(pid)
-        progress(f"{n} agents connected in {t1 - t0:.2f}s; ingesting")
-        go.set()
-        await within(all_done.wait(), timeout, "the ingest phase")
-        t2 = time.perf_counter()
-        cpu2, client2 = proc_cpu_seconds(pid), time.process_time()
-        status = proc_status(pid)
-        figures["ingest_threads"] = thread_split(pid, threads1)
-        figures["phase1_metrics"] = scrape(collector)
-        progress(f"ingest done in {t2 - t1:.2f}s; re-sending duplicates")
-        cpu3 = proc_cpu_seconds(pid)
-        go_duplicates.set()
-        await within(asyncio.gather(*tasks), timeout, "the duplicates phase")
-        t3 = time.perf_counter()
-        cpu4 = proc_cpu_seconds(pid)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    simulators.wait_for("connected", timeout, "connecting every agent")
+    t1 = time.perf_counter()
+    cpu1, client1 = cpu_of(pids), simulators.cpu_seconds()
+    threads1 = [thread_cpu(pid) for pid in pids]
+    figures["status_connected"] = status_of(pids)
+    progress(f"agents connected in {t1 - t0:.2f}s; ingesting")
+    simulators.tell("go")
+    simulators.wait_for("ingested", timeout, "the ingest phase")
+    t2 = time.perf_counter()
+    cpu2, client2 = cpu_of(pids), simulators.cpu_seconds()
+    status = status_of(pids)
+    splits = [thread_split(pid, before) for pid, before in zip(pids, threads1, strict=True)]
+    figures["ingest_threads"] = {k: round(sum(x[k] for x in splits), 2) for k in splits[0]}
+    figures["phase1_metrics"] = scrape_all(collectors)
+    progress(f"ingest done in {t2 - t1:.2f}s; re-sending duplicates")
+    cpu3 = cpu_of(pids)
+    simulators.tell("duplicates")
+    simulators.wait_for("done", timeout, "the duplicates phase")
+    t3 = time.perf_counter()
+    cpu4 = cpu_of(pids)
     figures.update(
         connect_wall=t1 - t0,
         connect_collector_cpu=cpu1 - cpu0,
+        connect_client_cpu=client1 - client0,
         ingest_wall=t2 - t1,
         ingest_collector_cpu=cpu2 - cpu1,
         ingest_client_cpu=client2 - client1,
-        connect_client_cpu=client1 - client0,
         duplicates_wall=t3 - t2,
         duplicates_collector_cpu=cpu4 - cpu3,
         status=status,
@@ -670,9 +445,70 @@ async def drive(
     return figures
 
 
+def cpu_of(pids: Sequence[int]) -> float:
+    """CPU seconds of every collector replica together."""
+    return sum(proc_cpu_seconds(pid) for pid in pids)
+
+
+def status_of(pids: Sequence[int]) -> dict[str, int]:
+    """VmRSS, VmHWM and Threads summed over the collector replicas."""
+    total: dict[str, int] = {}
+    for pid in pids:
+        for key, value in proc_status(pid).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def scrape_all(collectors: Sequence[Collector]) -> dict[str, float]:
+    """Every replica's ingest counters, summed."""
+    total: dict[str, float] = {}
+    for collector in collectors:
+        for key, value in scrape(collector).items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def start_replica(first: Collector, number: int, extra: list[str]) -> Collector:
+    """Another ``serve`` on the same PostgreSQL, with the files docs/replicas.md says
+    every replica needs copied from the first's data dir."""
+    data_dir = first.data_dir.parent / f"collector-{number}"
+    data_dir.mkdir(mode=0o700)
+    for name in ("ca.pem", "ca-key.pem", "audit-key.pem", "store-url"):
+        shutil.copy2(first.data_dir / name, data_dir / name)
+    replica = collector_class()(data_dir, extra_args=extra)
+    start_collector(replica)
+    return replica
+
+
+def start_collector(collector: Collector) -> None:
+    try:
+        collector.start()
+    except AssertionError as exc:
+        text, log = str(exc), collector.log_text().strip()
+        if log and log not in text:
+            text += f"\ncollector log {collector.log_path}:\n{log}"
+        raise BenchError(f"the collector did not start: {text}") from exc
+
+
+def merge_results(agents: Sequence[BenchAgent], results: Sequence[dict[str, Any]]) -> None:
+    """Copy what the simulators measured into each agent's ``sim`` record."""
+    by_index = {agent.index: agent.sim for agent in agents}
+    for result in results:
+        for got in result["agents"]:
+            sim = by_index[got["index"]]
+            sim.connect_seconds = got["connect_seconds"]
+            sim.latencies = got["latencies"]
+            sim.duplicate_latencies = got["duplicate_latencies"]
+            sim.duplicates_acked = got["duplicates_acked"]
+            sim.welcome_last_sequence = got["welcome_last_sequence"]
+            sim.runs_refused = got["runs_refused"]
+            sim.stream_errors = got["stream_errors"]
+            sim.error = got["error"]
+
+
 def verify(
     collector: Collector,
-    agents: list[SimAgent],
+    bench_agents: Sequence[BenchAgent],
     batches: int,
     samples: int,
     store_url: str | None,
@@ -680,12 +516,10 @@ def verify(
     """Compare the store with what was sent; return the discrepancies (none: exactly once)."""
     problems: list[str] = []
     want = list(range(1, batches + 1))
+    agents = [a.sim for a in bench_agents]
     store = open_bench_store(collector, store_url)
     try:
         for agent in agents:
-            if not agent.agent_id:
-                problems.append(f"{agent.hostname}: not enrolled")
-                continue
             got = store.stored_sequences(agent.agent_id)
             if got != want:
                 missing = sorted(set(want) - set(got))
@@ -766,6 +600,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     cluster, store_url = start_postgresql() if args.store == "postgresql" else (None, None)
     extra = ["--store", store_url] if store_url else []
     collector = collector_class()(tmp / "collector", extra_args=extra)
+    collectors = [collector]
     result: dict[str, Any] = {
         "config": {
             "agents": n,
@@ -773,58 +608,56 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "samples_per_batch": s,
             "window": args.window,
             "pace_seconds": args.pace,
+            "warmup_batches_per_agent": args.warmup,
             "customers": len(customers),
             "duplicates_per_agent": min(DUPLICATES_PER_AGENT, m),
             "cpus": os.cpu_count(),
             "data_dir_fstype": filesystem_type(tmp),
             "store": STORES[args.store],
-            "client": "all agents in the benchmark process, sharing the CPUs",
+            "client": f"{args.sim_procs} simulator process(es) (tests/bench/light_agents.py), "
+            "sharing the CPUs with the collector",
+            "simulator_processes": args.sim_procs,
+            "replicas": args.replicas,
         }
     }
     try:
         progress(f"starting the collector in {tmp}")
-        try:
-            collector.start()
-        except AssertionError as exc:
-            text, log = str(exc), collector.log_text().strip()
-            if log and log not in text:
-                text += f"\ncollector log {collector.log_path}:\n{log}"
-            raise BenchError(f"the collector did not start: {text}") from exc
-        assert collector.process is not None
-        pid = collector.process.pid
-        agents = [
-            SimAgent(
-                index=i,
-                customer=customers[i % len(customers)],
-                hostname=f"bench-{i:04d}",
-                state_dir=tmp / "agents" / f"bench-{i:04d}",
-            )
-            for i in range(n)
-        ]
-        for agent in agents:
-            agent.pace_seconds = args.pace
-            agent.phase_seconds = args.pace * agent.index / n
+        start_collector(collector)
+        for number in range(2, args.replicas + 1):
+            collectors.append(start_replica(collector, number, extra))
+        pids = [c.process.pid for c in collectors if c.process is not None]
         t = time.perf_counter()
-        enroll_all(collector, agents, store_url)
-        enrol_seconds = time.perf_counter() - t
-        progress(f"{n} agents enrolled in {enrol_seconds:.1f}s; building payloads")
-        t = time.perf_counter()
+        agents = provision(collector, n, customers, args.pace, store_url)
+        provision_seconds = time.perf_counter() - t
+        progress(f"{n} agents provisioned in {provision_seconds:.1f}s; starting the simulators")
         now_ms = int(time.time() * 1000)
-        for agent in agents:
-            build_payloads(agent, m, s, now_ms)
-        build_seconds = time.perf_counter() - t
-        payload_bytes = sum(len(p) for agent in agents for p in agent.payloads)
-        endpoint = json.loads((agents[0].state_dir / "identity.json").read_text())["agent_endpoint"]
-        figures = asyncio.run(
-            drive(agents, endpoint, args.window, pid, collector, args.timeout, progress)
-        )
+        spec = {
+            "endpoints": [c.agent_address for c in collectors],
+            "ca_pem": (collector.data_dir / "ca.pem").read_text(),
+            "batches": m,
+            "samples": s,
+            "window": args.window,
+            "warmup": args.warmup,
+            "pace": args.pace,
+            "start_ms": now_ms,
+        }
+        simulators = Simulators(agents, args.sim_procs, spec, tmp)
+        try:
+            figures = drive(simulators, pids, collectors, args.timeout, progress)
+            sim_results = simulators.results()
+        finally:
+            simulators.stop()
+        merge_results(agents, sim_results)
         progress("verifying the store")
         problems = verify(collector, agents, m, s, store_url)
-        final = scrape(collector)
+        scrape_cost: dict[str, float] = {}
+        final = scrape(collector, scrape_cost)
+        final = {**final, **scrape_all(collectors)} if len(collectors) > 1 else final
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
-        rss_end = proc_status(pid)
+        rss_end = status_of(pids)
     finally:
-        collector.stop()
+        for replica in collectors:
+            replica.stop()
         if cluster is not None:
             cluster.stop()
         if args.keep:
@@ -832,8 +665,10 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    ok_agents = [a for a in agents if not a.error]
-    total_batches = sum(len(a.latencies) for a in agents)
+    sims = [a.sim for a in agents]
+    ok_agents = [a for a in sims if not a.error]
+    total_batches = sum(len(a.latencies) for a in sims)
+    payload_bytes = sum(len(p) for p in profile_payloads(0, m, s, now_ms))
     wall = figures["ingest_wall"]
     status = figures["status"]
     phase1 = figures["phase1_metrics"]
@@ -841,12 +676,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     server_sum = phase1.get("aftercare_ingest_ack_latency_seconds_sum", 0.0)
     connect_times = [a.connect_seconds for a in ok_agents]
     result.update(
-        enrolment={"agents": n, "seconds": round(enrol_seconds, 2)},
-        payloads={
-            "batches": n * m,
-            "build_seconds": round(build_seconds, 2),
-            "mean_bytes": round(payload_bytes / max(1, n * m)),
-        },
+        provisioning={"agents": n, "seconds": round(provision_seconds, 2)},
+        payloads={"batches": n * m, "mean_bytes": round(payload_bytes / max(1, m))},
         connect={
             "agents": len(connect_times),
             "all_seconds": round(figures["connect_wall"], 3),
@@ -863,7 +694,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "equivalent_agents_at_10s": round(total_batches / wall * INTERVAL_SECONDS)
             if wall
             else 0,
-            "ack_latency_ms": latency_ms([x for a in agents for x in a.latencies]),
+            "ack_latency_ms": latency_ms([x for a in sims for x in a.latencies]),
             "server_ack_latency_mean_ms": round(server_sum / server_count * 1000, 2)
             if server_count
             else None,
@@ -877,12 +708,13 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "collector_cpu_seconds_by_thread": figures["ingest_threads"],
         },
         duplicates={
-            "sent": sum(len(a.duplicate_latencies) for a in agents),
-            "acked_duplicate": sum(a.duplicates_acked for a in agents),
+            "sent": sum(len(a.duplicate_latencies) for a in sims),
+            "acked_duplicate": sum(a.duplicates_acked for a in sims),
             "wall_seconds": round(figures["duplicates_wall"], 3),
-            "ack_latency_ms": latency_ms([x for a in agents for x in a.duplicate_latencies]),
+            "ack_latency_ms": latency_ms([x for a in sims for x in a.duplicate_latencies]),
             "collector_cpu_seconds": round(figures["duplicates_collector_cpu"], 2),
-            "runs_refused": sum(a.runs_refused for a in agents),
+            "runs_refused": sum(a.runs_refused for a in sims),
+            "stream_errors_survived": sum(len(a.stream_errors) for a in sims),
         },
         collector={
             "rss_mib_before_connect": round(figures["status_before"].get("VmRSS", 0) / 1024, 1),
@@ -891,6 +723,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "rss_mib_at_end": round(rss_end.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
             "threads": status.get("Threads", 0),
+            "metrics_scrape": scrape_cost,
             "metrics": {k: v for k, v in final.items() if not k.endswith("_created")},
         },
         verified=not problems,
@@ -900,7 +733,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    c, e, p = result["config"], result["enrolment"], result["payloads"]
+    c, e, p = result["config"], result["provisioning"], result["payloads"]
     k, i, d, col = result["connect"], result["ingest"], result["duplicates"], result["collector"]
 
     def lat(figures: dict[str, float]) -> str:
@@ -911,7 +744,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "aftercare collector ingest benchmark",
         f"  {c['agents']} agents over {c['customers']} customers, {c['batches_per_agent']} "
-        f"batches each, {c['samples_per_batch']} samples per batch, window {c['window']}, "
+        f"batches each ({c['warmup_batches_per_agent']} untimed warm-up), "
+        f"{c['samples_per_batch']} samples per batch, window {c['window']}, "
         + (
             f"paced: one batch per agent every {c['pace_seconds']:g}s "
             f"(offered {c['agents'] / c['pace_seconds']:.0f} batches/s)"
@@ -919,11 +753,15 @@ def report(result: dict[str, Any]) -> str:
             else "unpaced (all at once)"
         ),
         f"  store: {c['store']}, data dir on {c['data_dir_fstype']}",
-        f"  {c['cpus']} CPUs shared by the collector and the simulated agents (one process)",
-        f"setup:      enrolment {e['seconds']:.1f}s; {p['batches']} batches of "
-        f"~{p['mean_bytes'] / 1024:.1f} KiB built in {p['build_seconds']:.1f}s (not timed)",
+        f"  {c['cpus']} CPUs shared by {c['replicas']} collector replica(s) and "
+        f"{c['simulator_processes']} simulator "
+        "process(es)",
+        f"setup:      {e['agents']} agents provisioned (certificates from the CA) in "
+        f"{e['seconds']:.1f}s (not timed); {p['batches']} batches of "
+        f"~{p['mean_bytes'] / 1024:.1f} KiB",
         f"connect:    {k['agents']} mTLS streams + Hello/Welcome in {k['all_seconds']:.2f}s "
-        f"(per agent ms: {lat(k['per_agent_ms'])})",
+        f"(per agent ms: {lat(k['per_agent_ms'])}); CPU collector "
+        f"{k['collector_cpu_seconds']:.1f}s, simulators {k['client_cpu_seconds']:.1f}s",
         f"ingest:     {i['batches']} batches, {i['samples']} samples in {i['wall_seconds']:.2f}s",
         f"  rate      {i['batches_per_second']:.0f} batches/s, {i['samples_per_second']} "
         f"samples/s (= {i['equivalent_agents_at_10s']} agents at a 10s interval)",
@@ -942,10 +780,14 @@ def report(result: dict[str, Any]) -> str:
         f"{col['rss_mib_connected']:.0f} MiB connected, "
         f"{col['rss_mib_after_ingest']:.0f} MiB after ingest, peak "
         f"{col['peak_rss_mib']:.0f} MiB, {col['threads']} threads",
+        f"/metrics:   one scrape after the run: {col['metrics_scrape']['lines']} lines, "
+        f"{col['metrics_scrape']['mib']} MiB in {col['metrics_scrape']['seconds']}s, collector "
+        f"CPU {col['metrics_scrape']['collector_cpu_seconds']}s",
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
         f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])})",
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
-        "agents, as a host that serves no playbooks would",
+        "agents, as a host that serves no playbooks would; client stream errors survived by "
+        f"reconnecting: {d['stream_errors_survived']}",
     ]
     if result["verified"]:
         lines.append(
@@ -967,6 +809,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help=f"samples per batch ({DEFAULTS['samples']})")
     parser.add_argument("--window", type=int, default=16, help="unacked batches per agent (16)")
     parser.add_argument("--customers", type=int, default=4, help="customers to spread over (4)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="batches each agent sends right after connecting, not timed (0): with 1 the "
+        "timed phase is the steady state, the agents' series already created",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="collector replicas on the one PostgreSQL (1); simulator process k talks to "
+        "replica k modulo this (needs --store postgresql and --sim-procs >= replicas)",
+    )
+    parser.add_argument(
+        "--sim-procs",
+        type=int,
+        default=1,
+        help="simulator processes sharing the agents (1); each multiplexes its agents' "
+        "streams on one asyncio loop",
+    )
     parser.add_argument(
         "--pace",
         type=float,
@@ -996,9 +859,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, default in sizes.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    for name in ("agents", "batches", "samples", "window", "customers"):
+    for name in ("agents", "batches", "samples", "window", "customers", "sim_procs"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.replicas < 1 or (args.replicas > 1 and args.store != "postgresql"):
+        parser.error("--replicas above 1 needs --store postgresql")
+    if args.sim_procs < args.replicas:
+        parser.error("--sim-procs must be at least --replicas (one simulator per replica)")
+    if not 0 <= args.warmup < args.batches:
+        parser.error("--warmup must be at least 0 and less than --batches")
     return args
 
 

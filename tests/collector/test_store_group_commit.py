@@ -86,4 +86,9 @@ def test_the_group_is_one_transaction(store: Store) -> None:
     outcomes = store.store_batches([decoder.batch("a1", 1), decoder.batch("ghost", 1)])
     assert [o.stored for o in outcomes] == [True, False]
     assert store.stored_sequences("a1") == [1]
-    assert decoder.calls.count(("a1", 1)) == 2  # decoded in the failed group and the retry
+    latest = store.latest("a1")
+    assert latest is not None and latest.sequence == 1
+    history = store.metric_history(
+        "a1", ["load1"], since_ms=T0 - 3_600_000, until_ms=T0 + 3_600_000
+    )
+    assert sum(p.count for series in history for p in series.points) == 1  # not twice
