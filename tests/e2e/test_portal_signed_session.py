@@ -4,9 +4,11 @@ The host pins the customer's approval root and requires signed approvals
 (``[sessions] approval = "signed"``), so nothing but a bundle that verifies against that
 root opens a shell. The customer creates a WebCrypto key in Debian's headless Chromium;
 while it is uncertified, approving fails in the page and the engineer's stock ``ssh``
-gets no shell. The customer's administrator certifies it with the stock CLI
-(``aftercare approvers add``); the page then signs the next approval, the agent checks
-it against the pinned root (its journal says so) and the engineer's command runs.
+gets no shell; a signature made in the page by another, uncertified key over the
+certified key's exact bytes is refused too. The customer's administrator certifies it
+with the stock CLI (``aftercare approvers add``); the page then signs the next approval,
+the agent checks it against the pinned root (its journal says so) and the engineer's
+command runs.
 Screenshots go to ``$AFTERCARE_SCREENSHOTS`` (default: the test's tmp dir).
 """
 
@@ -25,7 +27,7 @@ from tests.collector.portal_support import PASSWORD
 from tests.e2e.test_portal_browser import CHROMIUM, DRIVER, chrome, heading, shots_dir
 from tests.e2e.test_portal_live import set_password
 from tests.gateway_support import World, make_world
-from tests.support import Agent, free_port, run, wait_for
+from tests.support import Agent, free_port, run
 
 __all__ = ["chrome"]  # the fixture, shared with the other browser tests
 
@@ -64,6 +66,25 @@ def signed_world(
         collector_args=("--web-listen", web),
     ):
         yield world, f"https://{web}", admin_home
+
+
+FORGE = """
+const [toSign, claimed, done] = arguments;
+(async () => {
+  const answer = await (await fetch(toSign, {credentials: "same-origin"})).json();
+  const body = Uint8Array.from(atob(answer.body), (c) => c.charCodeAt(0));
+  const other = await crypto.subtle.generateKey({name: "Ed25519"}, false, ["sign", "verify"]);
+  const signature = await crypto.subtle.sign({name: "Ed25519"}, other.privateKey, body);
+  const form = document.getElementById("sign-key").form;
+  form.dataset.signed = "yes";
+  document.getElementById("sign-key").value = claimed;
+  document.getElementById("sign-body").value = answer.body;
+  document.getElementById("sign-signature").value =
+    btoa(String.fromCharCode(...new Uint8Array(signature)));
+  done(true);
+  form.submit();
+})().catch((error) => done(String(error)));
+"""
 
 
 def no_shell(world: World, sid: str) -> None:
@@ -116,14 +137,27 @@ def test_a_browser_signed_approval_is_verified_by_the_host_and_opens_the_shell(
     )
     assert added["uploaded"] and added["key_fingerprint"] == key_fp
 
+    # Attack: the certified key's exact bytes, signed by another (uncertified) key made
+    # in the same page, posted through the page's own form under the certified key's
+    # name. The collector refuses it; nothing reaches the host.
+    forged = world.request()
+    chrome.get(f"{url}/sessions/{forged}")
+    WebDriverWait(chrome, 15).until(lambda d: forged in d.find_element(By.ID, "sign-summary").text)
+    chrome.execute_async_script(FORGE, f"/sessions/{forged}/to-sign?key={key_fp}", key_fp)
+    WebDriverWait(chrome, 15).until(lambda d: d.current_url.endswith("/approve"))
+    page = chrome.find_element(By.TAG_NAME, "body").text
+    assert "signature does not verify" in page and world.session(forged)["state"] == "pending", page
+    chrome.save_screenshot(str(shots / "signed-2-forged.png"))
+    no_shell(world, forged)
+
     sid = world.request()
     chrome.get(f"{url}/sessions/{sid}")
     WebDriverWait(chrome, 15).until(lambda d: sid in d.find_element(By.ID, "sign-summary").text)
     assert chrome.find_element(By.ID, "sign-fingerprint").text == key_fp
-    chrome.save_screenshot(str(shots / "signed-2-signing.png"))
+    chrome.save_screenshot(str(shots / "signed-3-signing.png"))
     chrome.find_element(By.ID, "approve").click()
     heading(chrome, "approved")
-    chrome.save_screenshot(str(shots / "signed-3-approved.png"))
+    chrome.save_screenshot(str(shots / "signed-4-approved.png"))
     approved = world.session(sid)
     assert approved["state"] == "approved", approved
 
