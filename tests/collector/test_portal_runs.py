@@ -118,6 +118,21 @@ def test_an_engineer_picks_a_playbook_fills_its_parameters_and_starts_it(
     assert "data-live" not in page.text  # finished: nothing to follow, no reload
 
 
+def test_a_reason_over_the_limit_is_refused_in_the_form_and_nothing_starts(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    erin = signed_in(collector, "erin")
+    too_long = "磁盘" * 500  # 1,000 characters, 3,000 UTF-8 bytes: over the 2 KiB limit
+    answer = erin.post(
+        f"/hosts/{agent.agent_id}/run",
+        {"csrf": erin.csrf("/"), "playbook": "disk-usage", "reason": too_long},
+    )
+    assert answer.status == 400 and "reason is 3000 bytes" in answer.text
+    assert too_long in answer.text  # what was typed is shown again
+    assert runs(collector) == [] and collector.audit("playbook.run_requested") == []
+
+
 def test_a_run_started_from_a_ticket_is_listed_on_it_for_the_customer_too(
     collector: PortalCollector,
 ) -> None:
