@@ -1062,6 +1062,7 @@ class RunInfo(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     PLAYBOOK_DIGEST_FIELD_NUMBER: _builtins.int
     BOUND_PARAMS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     playbook: _builtins.str
     version: _builtins.str
@@ -1078,6 +1079,8 @@ class RunInfo(_message.Message):
     mode: _builtins.str
     playbook_digest: _builtins.str
     """"sha256:HEX" of the playbook file"""
+    reason: _builtins.str
+    """why the engineer runs it ("" if none given)  (portal-finish)"""
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """secret values shown as "***" """
@@ -1105,10 +1108,11 @@ class RunInfo(_message.Message):
         mode: _builtins.str = ...,
         playbook_digest: _builtins.str = ...,
         bound_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "bound_params", b"bound_params", "customer", b"customer", "finished_unix_ms", b"finished_unix_ms", "hostname", b"hostname", "message", b"message", "mode", b"mode", "params", b"params", "playbook", b"playbook", "playbook_digest", b"playbook_digest", "requested_by", b"requested_by", "requested_unix_ms", b"requested_unix_ms", "run_id", b"run_id", "state", b"state", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "bound_params", b"bound_params", "customer", b"customer", "finished_unix_ms", b"finished_unix_ms", "hostname", b"hostname", "message", b"message", "mode", b"mode", "params", b"params", "playbook", b"playbook", "playbook_digest", b"playbook_digest", "reason", b"reason", "requested_by", b"requested_by", "requested_unix_ms", b"requested_unix_ms", "run_id", b"run_id", "state", b"state", "ticket_id", b"ticket_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

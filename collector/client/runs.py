@@ -173,6 +173,7 @@ def _describe_approval(run: api_pb2.RunInfo, root: str, out: TextIO) -> None:
     print(f"  playbook   {safe(run.playbook)} {safe(run.version)} ({safe(run.mode)})", file=out)
     print(f"  digest     {safe(run.playbook_digest or '-')}", file=out)
     print(f"  requested  by {safe(run.requested_by)} at {iso(run.requested_unix_ms)}", file=out)
+    print(f"  reason     {safe(run.reason or '-')}", file=out)
     if not run.bound_params and not run.params:
         print("  parameters none", file=out)
     for name in sorted(set(run.bound_params) | set(run.params)):
@@ -235,6 +236,7 @@ def _show(client: ApiClient, run_id: str, as_json: bool, raw: bool = False) -> i
         )
         return 0
     _print_info(detail.run, False)
+    print(f"  reason {safe(detail.run.reason or '-')}")
     for step in result.get("steps", []):
         print(
             f"  step {safe(step['name']):<24} {safe(step['status']):<10} "
@@ -276,6 +278,7 @@ def _runs(client: ApiClient, args: argparse.Namespace) -> int:
         print(
             f"{safe(run.run_id):<22} {safe(run.playbook):<20} {safe(run.hostname):<16} "
             f"{safe(run.state):<16} {iso(run.requested_unix_ms)}  {safe(run.requested_by)}"
+            f"{'  ' + safe(run.reason) if run.reason else ''}"
         )
     return 0
 
@@ -298,4 +301,5 @@ def _info_dict(info: api_pb2.RunInfo) -> dict[str, Any]:
     data.pop("requested_unix_ms", None)
     data.pop("finished_unix_ms", None)
     data["ticket_id"] = info.ticket_id
+    data["reason"] = info.reason
     return data

@@ -60,3 +60,4 @@ class RunRecord:
     playbook_digest: str = ""  # "sha256:HEX" of the playbook file sent to the host
     bound_params: Mapping[str, str] = field(default_factory=dict)  # secrets as sha256:HEX
     signed_approval: bytes | None = None  # the customer's bundle (approval + certificate)
+    reason: str = ""  # why the engineer runs it (free text, may be empty)

@@ -114,9 +114,9 @@ class RunService:
     ) -> RunRecord:
         """Record a run and send it to the agent; ``undeliverable`` if it is not connected.
 
-        ``reason`` (why the engineer runs it; optional) goes into the audit entry
-        ``playbook.run_requested``. FailedPrecondition ("agent revoked") for a revoked
-        agent."""
+        ``reason`` (why the engineer runs it; optional) is stored with the run and goes
+        into the audit entry ``playbook.run_requested``. FailedPrecondition ("agent
+        revoked") for a revoked agent."""
         require_not_revoked(agent, "run a playbook on it")
         playbook = self._playbook(playbook_name)
         masked = _mask(playbook, params)
@@ -139,6 +139,7 @@ class RunService:
             updated_ms=now,
             playbook_digest="sha256:" + hashlib.sha256(playbook_yaml).hexdigest(),
             bound_params=bound_params(params, _secret_names(playbook)),
+            reason=reason,
         )
         run = await self._db.call(self._store.create_run, run)
         requested: dict[str, Any] = {"params": dict(masked)}

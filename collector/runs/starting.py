@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from collector import limits
 from collector.auth import Principal
 from collector.errors import InvalidRequest
 from collector.runs.model import RunRecord
@@ -31,8 +32,10 @@ async def start_run(
 ) -> RunRecord:
     """Start ``playbook`` on ``agent`` as ``who`` (engineer or admin, else
     PermissionDenied). NotFound for a ticket ``who`` cannot see; InvalidRequest for a
-    ticket of another customer, or parameters the catalogue refuses."""
+    ticket of another customer, a reason over ``limits.SESSION_REASON`` bytes (it is
+    stored with the run), or parameters the catalogue refuses."""
     who.require("engineer", "admin")
+    limits.text("reason", reason, limits.SESSION_REASON)
     if ticket_id is not None:
         view = await tickets.get(who, ticket_id)
         if view.ticket.customer != agent.customer:

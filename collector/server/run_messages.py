@@ -49,6 +49,7 @@ def run_info(run: RunRecord) -> api_pb2.RunInfo:
         mode=run.mode,
         playbook_digest=run.playbook_digest,
         bound_params=dict(run.bound_params),
+        reason=run.reason,
     )
 
 

@@ -47,6 +47,8 @@ def new_run_values(run: RunRecord) -> tuple[RunRecord, tuple[Any, ...]]:
     for name in ("run_id", "agent_id", "customer", "playbook", "requested_by"):
         _check_text(where, name, getattr(run, name))
     _check_state(where, run.state)
+    if not isinstance(run.reason, str):
+        raise InvalidRequest(f"{where}: reason: expected a string, got {run.reason!r}")
     if run.mode not in RUN_MODES:
         raise InvalidRequest(f"{where}: mode {run.mode!r} is not one of {', '.join(RUN_MODES)}")
     params_json = _params_json(where, run.params)

@@ -111,9 +111,26 @@ def test_an_engineer_picks_a_playbook_fills_its_parameters_and_starts_it(
     (audited,) = collector.audit("playbook.run_requested")
     assert audited.actor == "user:erin" and audited.target == run.run_id
     assert audited.details["reason"] == "nginx restarts every night"
+    assert run.reason == "nginx restarts every night"
     page = erin.get(f"/runs/{run.run_id}")
     assert page.status == 200 and "not connected" in page.text and "unit=nginx.service" in page.text
+    assert '<dd id="run-reason">nginx restarts every night</dd>' in page.text
     assert "data-live" not in page.text  # finished: nothing to follow, no reload
+
+
+def test_a_reason_over_the_limit_is_refused_in_the_form_and_nothing_starts(
+    collector: PortalCollector,
+) -> None:
+    agent = collector.add_host("ag-acme1", "acme", "db1")
+    erin = signed_in(collector, "erin")
+    too_long = "磁盘" * 500  # 1,000 characters, 3,000 UTF-8 bytes: over the 2 KiB limit
+    answer = erin.post(
+        f"/hosts/{agent.agent_id}/run",
+        {"csrf": erin.csrf("/"), "playbook": "disk-usage", "reason": too_long},
+    )
+    assert answer.status == 400 and "reason is 3000 bytes" in answer.text
+    assert too_long in answer.text  # what was typed is shown again
+    assert runs(collector) == [] and collector.audit("playbook.run_requested") == []
 
 
 def test_a_run_started_from_a_ticket_is_listed_on_it_for_the_customer_too(
@@ -131,7 +148,12 @@ def test_a_run_started_from_a_ticket_is_listed_on_it_for_the_customer_too(
     )
     answer = erin.post(
         f"/hosts/{agent.agent_id}/run",
-        {"csrf": erin.csrf("/"), "playbook": "disk-usage", "ticket": str(ticket_id)},
+        {
+            "csrf": erin.csrf("/"),
+            "playbook": "disk-usage",
+            "ticket": str(ticket_id),
+            "reason": "<b>/var</b> fills up",
+        },
     )
     assert answer.status == 303, answer.text
     (run,) = runs(collector)
@@ -141,6 +163,7 @@ def test_a_run_started_from_a_ticket_is_listed_on_it_for_the_customer_too(
         section = listed[listed.index('id="ticket-runs"') :]
         assert f'href="/runs/{run.run_id}"' in section and "disk-usage" in section
         assert "user:erin" in section
+        assert '<td class="run-reason">&lt;b&gt;/var&lt;/b&gt; fills up</td>' in section
     assert signed_in(collector, "mallory").get(f"/tickets/{ticket_id}").status == 404
 
 

@@ -173,6 +173,8 @@ def test_a_customer_denies_a_waiting_run_and_the_host_is_told(world: World) -> N
     )
     requested = world.db.store.audit_entries()[-1]
     assert requested.details["reason"] == "clock drift on web-1"
+    assert run.reason == "clock drift on web-1"
+    assert world.db.store.get_run(run.run_id).reason == "clock drift on web-1"  # type: ignore[union-attr]
     waiting = agent_pb2.AgentMessage(
         run_update=agent_pb2.RunUpdate(run_id=run.run_id, state="waiting_approval")
     )

@@ -21,6 +21,7 @@ from collector.store.base import ApproverRecord
 from collector.store.dump import DumpError, count_rows, dump_tables, export_store, import_store
 from collector.store.postgres import PostgresStore
 from tests.collector.test_store_contract import T0, gap, make_agent, sample
+from tests.collector.test_store_runs import new_run
 from tests.collector.test_store_tickets import event, new_ticket, opened
 from tests.pg_cluster import PgCluster
 
@@ -42,6 +43,7 @@ def populate(store: SQLiteStore) -> None:
     store.add_ticket_events(ticket.id, [event(T0 + 1, note="looked 中文")])
     store.update_ticket(replace(ticket, waiting_on_customer=True), [event(T0 + 2)])
     store.append_audit("user:erin", "test.action", "x", {"n": 1.5, "s": "ü"}, T0 + 3)
+    store.create_run(new_run("run-why", reason="磁盘满了 disk full", ticket_id=ticket.id))
     store.add_approver(
         ApproverRecord(
             customer="acme",
@@ -113,6 +115,8 @@ def test_sqlite_to_postgresql_to_sqlite_loses_nothing(
         approvers = back.list_approvers("acme")
         assert approvers[0].certificate == bytes(range(256))
         assert back.latest("a1") == source.latest("a1")
+        assert back.get_run("run-why") == source.get_run("run-why")
+        assert back.get_run("run-why").reason == "磁盘满了 disk full"  # type: ignore[union-attr]
     finally:
         back.close()
     assert sum(count_rows(source).values()) > 30

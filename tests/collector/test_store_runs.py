@@ -330,3 +330,30 @@ def test_corrupt_run_row_is_a_store_error(store_backend: StoreBackend) -> None:
     )
     with pytest.raises(StoreError, match="result"):
         store.get_run(run.run_id)
+
+
+def test_the_reason_is_kept_with_the_run(store: Store) -> None:
+    why = store.create_run(new_run(reason="磁盘告警 disk alert on web1", ticket_id=7))
+    bare = store.create_run(new_run("run-2", requested_ms=T0 + 1))
+    assert store.get_run(why.run_id).reason == "磁盘告警 disk alert on web1"  # type: ignore[union-attr]
+    assert store.get_run(bare.run_id).reason == ""  # type: ignore[union-attr]
+    assert [r.reason for r in store.list_runs(customer="acme", ticket_id=7)] == [why.reason]
+    done = store.update_run(why.run_id, state="ok", at_ms=T0 + 9)
+    assert done.reason == why.reason  # updates never touch it
+    with pytest.raises(InvalidRequest, match="reason"):
+        store.create_run(new_run("run-3", reason=None))  # type: ignore[arg-type]
+    assert store.get_run("run-3") is None
+
+
+def test_ticket_runs_and_waiting_runs_are_read_by_index(store_backend: StoreBackend) -> None:
+    if store_backend.dialect != "sqlite":
+        pytest.skip("query plans are checked on SQLite")
+    store_backend.open().close()
+    plans = {
+        "runs_by_ticket": "SELECT run_id FROM runs WHERE ticket_id = 7 ORDER BY requested_ms DESC",
+        "runs_by_state": "SELECT run_id FROM runs WHERE state = 'waiting_approval' "
+        "AND approved_by IS NULL ORDER BY requested_ms, run_id",
+    }
+    for index, query in plans.items():
+        plan = " ".join(str(row) for row in store_backend.query_raw("EXPLAIN QUERY PLAN " + query))
+        assert index in plan, (index, plan)

@@ -211,6 +211,12 @@ def test_a_customer_denies_a_waiting_run_with_the_cli_and_the_host_drops_it(
         20,
         "waiting for approval",
     )
+    assert run["reason"] == "stale marker"
+    assert _run_show(collector, alice, run_id)["run"]["reason"] == "stale marker"
+    assert "  reason stale marker" in collector.client(alice, "run", "show", run_id).stdout
+    listed = collector.client(engineer, "runs").stdout
+    assert run_id in listed and listed.rstrip().endswith("stale marker")
+    assert collector.client_json(engineer, "runs")[0]["reason"] == "stale marker"
     no_reason = collector.client(alice, "run", "deny", run_id)
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     assert collector.client(mallory, "run", "deny", run_id, "--reason", "x").returncode == 1
