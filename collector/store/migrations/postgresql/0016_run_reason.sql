@@ -1,7 +1,7 @@
--- 0017: the reason an engineer gives for a playbook run, stored with the run (shown on
+-- 0016 (PostgreSQL twin of the SQLite migration of the same name): the reason an engineer gives for a playbook run, stored with the run (shown on
 -- the portal's run page, in `aftercare run show` and the run list). Runs requested
 -- before this migration have an empty reason (it is also in their audit entry
--- playbook.run_requested). The PostgreSQL twin is identical.
+-- playbook.run_requested). Identical to the SQLite one.
 
 ALTER TABLE runs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 

@@ -1,2 +1,0 @@
--- 0016: reserved for the ingest-10k branch. Empty placeholder so that 0017 loads (the
--- loader refuses gaps); the coordinator replaces it with ingest-10k's migration at merge.
