@@ -380,6 +380,7 @@ class CollectorServer:
             self.runs,
             self.data_dir.root,
             self.watch_hub,
+            remote_watch=self.replicas.remote_watch if self.replicas else None,
         )
         signin = PortalSignIn(self._db, self.auth_failures, wall_ms)
         app = make_portal_app(portal, signin, self.config.public_url)
