@@ -25,6 +25,7 @@ from collector.pki import (
     CertificateAuthority,
     is_replica_certificate,
 )
+from collector.portal.run_pages import follow_events
 from collector.presence import HEARTBEAT_INTERVALS, Presence
 from collector.rules import HostRef
 from collector.runs.catalogue import load_catalogue
@@ -355,5 +356,45 @@ def test_a_relay_asked_for_an_unknown_run_refuses_it(
         with pytest.raises(NotFound):
             async for _ in a.runs.output_pieces("run-nope", 0):
                 pass
+
+    asyncio.run(scenario())
+
+
+def test_the_portal_on_b_shows_a_run_on_a_live_from_its_offset(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    """/runs/ID/live on B (``follow_events``): relayed output from the browser's byte
+    offset on (a reload with ?from=N gets nothing twice), then done."""
+    a, b, _ = pair
+    follower_b = relayed_follower(b, a)
+    host = HostRef("ag-1", "acme", "web-1")
+
+    async def scenario() -> None:
+        run = await _start_on_b_run_on_a(a, follower_b)
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"seen-before\n")
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+        messages: asyncio.Queue[str] = asyncio.Queue()
+
+        async def watch() -> None:
+            async for message in follow_events(follower_b, ERIN, run.run_id, len(b"seen-")):
+                messages.put_nowait(message)
+
+        watcher = asyncio.create_task(watch())
+        first = await asyncio.wait_for(messages.get(), 5)
+        assert first.startswith("event: state")  # the run as it stands
+        first = await asyncio.wait_for(messages.get(), 5)
+        assert first.startswith("event: output") and '"before\\n"' in first, first
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"live-line\n")
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+        live = await asyncio.wait_for(messages.get(), 0.5)  # before the run finishes
+        assert '"live-line\\n"' in live, live
+        result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
+        await asyncio.wait_for(watcher, 10)
+        rest = []
+        while not messages.empty():
+            rest.append(messages.get_nowait())
+        assert not any(m.startswith("event: output") for m in rest), rest
+        assert rest[-1].startswith("event: done"), rest
 
     asyncio.run(scenario())
