@@ -304,8 +304,15 @@ class RunService:
         if self._files is None or steps.exists():
             return self.step_outputs(run_id)
         data, _ = await self.read_output(run_id)
+        return _split_by_step(data, await self._read_step_marks(run_id))
+
+    async def _read_step_marks(self, run_id: str) -> list[tuple[str, int]]:
+        """The step marks from this replica's disk, else from the shared copy."""
+        steps = self._output_dir / f"{run_id}.steps"
+        if self._files is None or steps.exists():
+            return self._step_marks(run_id)
         text = (await self._files.read(steps) or b"").decode("utf-8", "replace")
-        return _split_by_step(data, _parse_marks(run_id, text))
+        return _parse_marks(run_id, text)
 
     def _step_marks(self, run_id: str) -> list[tuple[str, int]]:
         path = self._output_dir / f"{run_id}.steps"
@@ -395,14 +402,7 @@ class RunService:
         """The finished output of a run of another replica's agent from byte ``offset``
         on, from the shared copy, split by step."""
         data, _ = await self.read_output(run_id)
-        steps = self._output_dir / f"{run_id}.steps"
-        text = b""
-        if self._files is not None and not steps.exists():
-            text = await self._files.read(steps) or b""
-        marks = _parse_marks(run_id, text.decode("utf-8", "replace")) if text else []
-        if not marks:
-            marks = self._step_marks(run_id)
-        return _pieces(run_id, offset, data[offset:], marks)
+        return _pieces(run_id, offset, data[offset:], await self._read_step_marks(run_id))
 
     async def output_pieces(self, run_id: str, offset: int) -> AsyncIterator[OutputPiece]:
         """This replica's stored output of ``run_id`` from byte ``offset`` on, each byte
