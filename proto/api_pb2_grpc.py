@@ -1868,6 +1868,11 @@ class ReplicaRelayStub:
                 request_serializer=proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
                 response_deserializer=proto_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.FollowRun = channel.unary_stream(
+                '/aftercare.v1.ReplicaRelay/FollowRun',
+                request_serializer=proto_dot_api__pb2.RelayFollowRunRequest.SerializeToString,
+                response_deserializer=proto_dot_api__pb2.RelayRunOutput.FromString,
+                _registered_method=True)
 
 
 class ReplicaRelayServicer:
@@ -1895,6 +1900,16 @@ class ReplicaRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FollowRun(self, request, context):
+        """--- replica-follow ---
+        A run's output as the serving replica (the one holding the run's agent) stores it:
+        from byte `offset` on, each byte once and in order, live until the run finishes
+        there (then the call ends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1907,6 +1922,11 @@ def add_ReplicaRelayServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=proto_dot_api__pb2.RelayWatchRequest.FromString,
                     response_serializer=proto_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'FollowRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowRun,
+                    request_deserializer=proto_dot_api__pb2.RelayFollowRunRequest.FromString,
+                    response_serializer=proto_dot_api__pb2.RelayRunOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1967,6 +1987,33 @@ class ReplicaRelay:
             '/aftercare.v1.ReplicaRelay/Watch',
             proto_dot_api__pb2.RelayWatchRequest.SerializeToString,
             proto_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.v1.ReplicaRelay/FollowRun',
+            proto_dot_api__pb2.RelayFollowRunRequest.SerializeToString,
+            proto_dot_api__pb2.RelayRunOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -543,6 +543,12 @@ class ReplicaRelayStub:
     engineer's connection (NOT_FOUND from any other): what was shown so far, then live
     events until the session is over (as Api.WatchSession).
     """
+    FollowRun: _grpc.UnaryStreamMultiCallable[_api_pb2.RelayFollowRunRequest, _api_pb2.RelayRunOutput]
+    """--- replica-follow ---
+    A run's output as the serving replica (the one holding the run's agent) stores it:
+    from byte `offset` on, each byte once and in order, live until the run finishes
+    there (then the call ends).
+    """
 
 @_typing.type_check_only
 class ReplicaRelayAsyncStub(ReplicaRelayStub):
@@ -562,6 +568,12 @@ class ReplicaRelayAsyncStub(ReplicaRelayStub):
     """A live session's recording events, from the replica whose gateway holds the
     engineer's connection (NOT_FOUND from any other): what was shown so far, then live
     events until the session is over (as Api.WatchSession).
+    """
+    FollowRun: _aio.UnaryStreamMultiCallable[_api_pb2.RelayFollowRunRequest, _api_pb2.RelayRunOutput]  # type: ignore[assignment]
+    """--- replica-follow ---
+    A run's output as the serving replica (the one holding the run's agent) stores it:
+    from byte `offset` on, each byte once and in order, live until the run finishes
+    there (then the call ends).
     """
 
 class ReplicaRelayServicer(metaclass=_abc_1.ABCMeta):
@@ -591,6 +603,18 @@ class ReplicaRelayServicer(metaclass=_abc_1.ABCMeta):
         """A live session's recording events, from the replica whose gateway holds the
         engineer's connection (NOT_FOUND from any other): what was shown so far, then live
         events until the session is over (as Api.WatchSession).
+        """
+
+    @_abc_1.abstractmethod
+    def FollowRun(
+        self,
+        request: _api_pb2.RelayFollowRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.RelayRunOutput], _abc.AsyncIterator[_api_pb2.RelayRunOutput]]:
+        """--- replica-follow ---
+        A run's output as the serving replica (the one holding the run's agent) stores it:
+        from byte `offset` on, each byte once and in order, live until the run finishes
+        there (then the call ends).
         """
 
 def add_ReplicaRelayServicer_to_server(servicer: ReplicaRelayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -353,7 +353,7 @@ class _Pages:
         who = request[SIGNED_IN].principal
         session_id = request.match_info["id"][:40]
         sessions = self.portal.sessions
-        _, records = await sessions.recordings(who, session_id)
+        session, records = await sessions.recordings(who, session_id)
         if list(self._watches.values()).count(who.name) >= MAX_WATCHES_PER_USER:
             raise web.HTTPTooManyRequests(
                 text=f"{MAX_WATCHES_PER_USER} live views are open already: close one and reload."
@@ -374,7 +374,12 @@ class _Pages:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         _safe_headers(request, response)
         await response.prepare(request)
-        items = replay_then_follow(self.portal.watch_hub, session_id, load, self.portal.data_dir)
+        items = None
+        if self.portal.remote_watch is not None and session.state not in FINAL_SESSION_STATES:
+            items = await self.portal.remote_watch(session_id)  # engineer on another replica
+        if items is None:
+            hub, data_dir = self.portal.watch_hub, self.portal.data_dir
+            items = replay_then_follow(hub, session_id, load, data_dir)
         header = player.live_header(records, self.portal.data_dir)
         resume = live_sse.resume_point(request.headers.get("Last-Event-ID", ""))
 

@@ -28,7 +28,7 @@ from collector.portal import engineer
 from collector.portal.request_state import FORM, SIGNED_IN, safe_headers
 from collector.portal.terminal import plain
 from collector.portal.views import Portal
-from collector.runs.model import FINISHED_RUN_STATES, RUN_STATES, RunRecord
+from collector.runs.model import FINISHED_RUN_STATES, RUN_STATES, OutputPiece, RunRecord
 from collector.runs.service import RunService
 from collector.runs.starting import start_run
 from collector.store.base import AgentRecord
@@ -254,7 +254,8 @@ async def follow_events(
 ) -> AsyncGenerator[str, None]:
     """The run's SSE messages from output byte ``offset`` until it finishes. The
     output file is the source: each change the run service announces makes the
-    follower read what was added since its last read (so nothing is sent twice)."""
+    follower read what was added since its last read (so nothing is sent twice); for
+    an agent on another replica (no file here) the relayed ``OutputPiece``s are."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     changes: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -273,6 +274,10 @@ async def follow_events(
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if isinstance(item, OutputPiece) and item.offset <= offset < item.end:
+                data = item.data[offset - item.offset :]  # relayed: the agent is elsewhere
+                offset = item.end
+                yield _event("output", plain(decoder.decode(data)))
             while data := runs.output_from(run_id, offset, READ_BYTES):
                 offset += len(data)
                 yield _event("output", plain(decoder.decode(data)))

@@ -7,14 +7,14 @@ customer user gets only its customer's hosts, tickets, sessions and inspections.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from collector.auth import Principal
 from collector.errors import NotFound
 from collector.fleet import Fleet
-from collector.gateway.recording import WatchHub
+from collector.gateway.recording import WatchHub, WatchItem
 from collector.health import HealthSummary, summarize
 from collector.inspections.service import InspectionService, InspectionView
 from collector.runs.model import RunRecord
@@ -82,6 +82,10 @@ class Overview:
     tickets_cut: bool = False  # more active tickets than shown
 
 
+# A live session's events from another replica; None when none holds it.
+RemoteWatch = Callable[[str], Awaitable[AsyncIterator[WatchItem] | None]]
+
+
 class Portal:
     """The services a page reads and acts through (those of the running collector)."""
 
@@ -96,8 +100,12 @@ class Portal:
         runs: RunService | None = None,
         data_dir: Path = Path("."),
         watch_hub: WatchHub | None = None,
+        remote_watch: RemoteWatch | None = None,
     ) -> None:
         self.runs = runs
+        # a live session's events from the replica whose gateway holds its engineer's
+        # connection (ReplicaRouting.remote_watch); None with one process
+        self.remote_watch = remote_watch
         self.watch_hub = watch_hub or WatchHub()  # live recording events (the gateway's)
         self.data_dir = data_dir  # recordings are under it
         self.db = db

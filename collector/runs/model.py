@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-__all__ = ["FINISHED_RUN_STATES", "RUN_MODES", "RUN_STATES", "RunRecord", "RunState"]
+__all__ = [
+    "FINISHED_RUN_STATES",
+    "RUN_MODES",
+    "RUN_STATES",
+    "OutputPiece",
+    "RunRecord",
+    "RunState",
+]
 
 RunState = Literal[
     "pending",
@@ -61,3 +68,20 @@ class RunRecord:
     bound_params: Mapping[str, str] = field(default_factory=dict)  # secrets as sha256:HEX
     signed_approval: bytes | None = None  # the customer's bundle (approval + certificate)
     reason: str = ""  # why the engineer runs it (free text, may be empty)
+
+
+@dataclass(frozen=True)
+class OutputPiece:
+    """Bytes of a run's stored output at a known place: ``data`` starts at byte
+    ``offset`` and was produced by ``step``. A follower that counts bytes shows each
+    one once, whichever replica the pieces come from."""
+
+    run_id: str
+    offset: int
+    step: str
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        """The offset just past ``data``."""
+        return self.offset + len(self.data)

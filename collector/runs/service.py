@@ -13,7 +13,9 @@ output to the ticket the run belongs to. Refusals by the agent go to the audit l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -35,7 +37,7 @@ from collector.errors import (
 from collector.revocation import require_not_revoked
 from collector.rules import HostRef
 from collector.runs.catalogue import Catalogue
-from collector.runs.model import FINISHED_RUN_STATES, RunRecord
+from collector.runs.model import FINISHED_RUN_STATES, OutputPiece, RunRecord
 from collector.store import AgentRecord
 from collector.store.writer import StoreThread
 from collector.tickets.model import NewEvent
@@ -54,9 +56,13 @@ STALE_RUN_MS = 2 * 3600 * 1000
 EXCERPT_BYTES = 8 * 1024  # attached to the ticket timeline
 SECRET_MASK = "***"
 FOLLOW_POLL_SECONDS = 1.0  # a follower re-reads the run this often (runs on other replicas)
+PIECE_BYTES = 64 * 1024  # read from the output file at a time for a follower on another replica
 
 # Sends to an agent connected to another replica (``AgentRouter.send``); False if none.
 Forward = Callable[[str, agent_pb2.CollectorMessage], Awaitable[bool]]
+# The live output of a run (agent id, run id, from byte offset) from the replica holding
+# its agent (``RelayClient.follow_run``); None when no other live replica holds it.
+RemoteOutput = Callable[[str, str, int], Awaitable[AsyncIterator[OutputPiece] | None]]
 
 
 class SharedFiles(Protocol):
@@ -81,15 +87,18 @@ class RunService:
         clock_ms: Callable[[], int],
         forward: Forward | None = None,
         files: SharedFiles | None = None,
+        remote_output: RemoteOutput | None = None,
     ) -> None:
         """``forward`` reaches agents on other replicas, ``files`` shares finished
-        outputs with them (both None with one process: SQLite)."""
+        outputs with them, ``remote_output`` streams their runs' live output (all None
+        with one process: SQLite)."""
         self._db = db
         self._store = db.store
         self.catalogue = catalogue
         self._send = send
         self._forward = forward
         self._files = files
+        self._remote_output = remote_output
         self._output_dir = output_dir
         self._clock_ms = clock_ms
         self._followers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
@@ -296,8 +305,15 @@ class RunService:
         if self._files is None or steps.exists():
             return self.step_outputs(run_id)
         data, _ = await self.read_output(run_id)
+        return _split_by_step(data, await self._read_step_marks(run_id))
+
+    async def _read_step_marks(self, run_id: str) -> list[tuple[str, int]]:
+        """The step marks from this replica's disk, else from the shared copy."""
+        steps = self._output_dir / f"{run_id}.steps"
+        if self._files is None or steps.exists():
+            return self._step_marks(run_id)
         text = (await self._files.read(steps) or b"").decode("utf-8", "replace")
-        return _split_by_step(data, _parse_marks(run_id, text))
+        return _parse_marks(run_id, text)
 
     def _step_marks(self, run_id: str) -> list[tuple[str, int]]:
         path = self._output_dir / f"{run_id}.steps"
@@ -321,31 +337,97 @@ class RunService:
             handle.write(line)
 
     async def follow(self, who: Principal, run_id: str) -> AsyncIterator[Any]:
-        """The run's current state, then its output and state changes until it finishes."""
+        """The run's current state, then its output and state changes until it finishes.
+
+        Output is an agent ``RunOutput`` chunk when the agent streams to this replica;
+        for an agent on another replica it is ``OutputPiece``s, live from that replica
+        (``remote_output``) and, once the run finished, whatever was not received yet
+        from the shared copy: each byte once."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._followers[run_id].append(queue)
+        relaying: asyncio.Task[None] | None = None
         try:
             run = await self.get(who, run_id)
             yield run
             if run.state in FINISHED_RUN_STATES:
                 return
-            last, output_seen = run, False
+            relaying = await self._relay_output(run, queue)
+            last, output_seen, received = run, False, 0
             while True:
                 item = await self._next_followed(queue, last)
                 if item is None or _same_state(item, last):  # polled and published
                     continue
+                if isinstance(item, OutputPiece):
+                    piece = _unseen(item, received)
+                    if piece is not None:
+                        received = piece.end
+                        yield piece
+                    continue
                 if isinstance(item, RunRecord):
                     elsewhere = not self._output_path(run_id).exists()  # another replica's agent
                     if item.state in FINISHED_RUN_STATES and elsewhere and not output_seen:
-                        data, _ = await self.read_output(run_id)
-                        if data:
-                            yield agent_pb2.RunOutput(run_id=run_id, data=data)
+                        for piece in await self._shared_pieces(run_id, received):
+                            yield piece
                     last = item
                 else:
                     output_seen = True
                 yield item
                 if isinstance(item, RunRecord) and item.state in FINISHED_RUN_STATES:
                     return
+        finally:
+            if relaying is not None:
+                relaying.cancel()
+            self._followers[run_id].remove(queue)
+            if not self._followers[run_id]:
+                del self._followers[run_id]
+
+    async def _relay_output(
+        self, run: RunRecord, queue: asyncio.Queue[Any]
+    ) -> asyncio.Task[None] | None:
+        """Put the live output of a run whose agent is on another replica into
+        ``queue`` (in the background); None when the agent is here or nowhere."""
+        if self._remote_output is None or self._output_path(run.run_id).exists():
+            return None
+        pieces = await self._remote_output(run.agent_id, run.run_id, 0)
+        if pieces is None:
+            return None
+
+        async def pump() -> None:
+            async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+                async for piece in pieces:
+                    queue.put_nowait(piece)
+
+        return asyncio.get_running_loop().create_task(pump())
+
+    async def _shared_pieces(self, run_id: str, offset: int) -> list[OutputPiece]:
+        """The finished output of a run of another replica's agent from byte ``offset``
+        on, from the shared copy, split by step."""
+        data, _ = await self.read_output(run_id)
+        return _pieces(run_id, offset, data[offset:], await self._read_step_marks(run_id))
+
+    async def output_pieces(self, run_id: str, offset: int) -> AsyncIterator[OutputPiece]:
+        """This replica's stored output of ``run_id`` from byte ``offset`` on, each byte
+        once, live until the run finishes (for a follower on another replica:
+        ``ReplicaRelay.FollowRun``). NotFound for an unknown run."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._followers[run_id].append(queue)
+        try:
+            run = await self._db.call(self._store.get_run, run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            while True:
+                finished = run.state in FINISHED_RUN_STATES  # then the file is complete
+                while data := self.output_from(run_id, offset, PIECE_BYTES):
+                    for piece in _pieces(run_id, offset, data, self._step_marks(run_id)):
+                        yield piece
+                    offset += len(data)
+                if finished:
+                    return
+                item = await self._next_followed(queue, run)
+                if item is None:
+                    return
+                if isinstance(item, RunRecord):
+                    run = item
         finally:
             self._followers[run_id].remove(queue)
             if not self._followers[run_id]:
@@ -538,6 +620,39 @@ def _same_state(item: Any, last: RunRecord) -> bool:
         last.state,
         last.updated_ms,
     )
+
+
+def _unseen(piece: OutputPiece, received: int) -> OutputPiece | None:
+    """The part of ``piece`` past the first ``received`` bytes; None if it has none, or
+    if it starts past them (a gap: the shared copy fills it once the run finished)."""
+    if piece.end <= received or piece.offset > received:
+        return None
+    skip = received - piece.offset
+    return OutputPiece(piece.run_id, received, piece.step, piece.data[skip:])
+
+
+def _pieces(
+    run_id: str, offset: int, data: bytes, marks: list[tuple[str, int]]
+) -> list[OutputPiece]:
+    """``data`` (output from byte ``offset`` on) cut where a step starts, each piece
+    named by its step (``marks``: step start offsets, in order)."""
+    if not data:
+        return []
+    end = offset + len(data)
+    bounds = [offset, *sorted({at for _, at in marks if offset < at < end}), end]
+    return [
+        OutputPiece(run_id, start, _step_at(marks, start), data[start - offset : stop - offset])
+        for start, stop in itertools.pairwise(bounds)
+    ]
+
+
+def _step_at(marks: list[tuple[str, int]], offset: int) -> str:
+    """The step whose output holds byte ``offset`` ("" before the first mark)."""
+    step = ""
+    for name, start in marks:
+        if start <= offset:
+            step = name
+    return step
 
 
 def _parse_marks(run_id: str, text: str) -> list[tuple[str, int]]:

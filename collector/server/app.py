@@ -203,7 +203,11 @@ class CollectorServer:
         )
         if self.replicas is not None:
             relay = await self.replicas.serve_relay(
-                self.config.relay_listen, self.config.relay_advertise, self.tunnels, self.watch_hub
+                self.config.relay_listen,
+                self.config.relay_advertise,
+                self.tunnels,
+                self.watch_hub,
+                self.runs,
             )
             self.addresses = dataclasses.replace(self.addresses, relay=relay)
         web = await self._start_portal()
@@ -266,6 +270,7 @@ class CollectorServer:
             wall_ms,
             forward=self.replicas.router.send if self.replicas else None,
             files=self.replicas.files if self.replicas else None,
+            remote_output=self.replicas.relay.follow_run if self.replicas else None,
         )
         self.tickets.on_rule_ticket = self._run_diagnostics
         self.inspections = InspectionService(
@@ -376,6 +381,7 @@ class CollectorServer:
             self.runs,
             self.data_dir.root,
             self.watch_hub,
+            remote_watch=self.replicas.remote_watch if self.replicas else None,
         )
         signin = PortalSignIn(self._db, self.auth_failures, wall_ms)
         app = make_portal_app(portal, signin, self.config.public_url)

@@ -16,6 +16,10 @@ like a local one.
 ``Watch`` serves a live session's recording events to a watcher on another replica,
 from the replica whose gateway holds the engineer's connection (``LocalWatch``);
 ``RelayClient.watch`` asks each live replica until one has it.
+
+``FollowRun`` serves a run's output live, from the replica holding the run's agent
+(``RunService.output_pieces``) to a follower on another replica
+(``RelayClient.follow_run``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ from typing import Any
 
 import grpc
 
+from collector import limits
 from collector.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from collector.gateway.recording import WatchHub, WatchItem, replay_then_follow
 from collector.gateway.tunnels import Tunnel, TunnelBroker, TunnelUnavailable
 from collector.pki import REPLICA_NAME, is_replica_certificate
 from collector.presence import Presence
+from collector.runs.model import OutputPiece
+from collector.runs.service import RunService
 from collector.sessions.model import FINAL_SESSION_STATES
 from collector.store.base import RecordingRecord
 from collector.store.writer import StoreThread
@@ -76,9 +83,29 @@ class ReplicaRelayServicer(api_pb2_grpc.ReplicaRelayServicer):
     """Opens tunnels to this replica's agents, and serves its live sessions' events,
     for other replicas."""
 
-    def __init__(self, broker: TunnelBroker, watch: LocalWatch | None = None) -> None:
+    def __init__(
+        self,
+        broker: TunnelBroker,
+        watch: LocalWatch | None = None,
+        runs: RunService | None = None,
+    ) -> None:
         self._broker = broker
         self._watch = watch
+        self._runs = runs
+
+    async def FollowRun(
+        self,
+        request: api_pb2.RelayFollowRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[api_pb2.RelayRunOutput]:
+        require_replica(context)
+        limits.text("run_id", request.run_id, limits.NAME)
+        if request.offset < 0:
+            raise InvalidRequest("offset must not be negative")
+        if self._runs is None:
+            raise NotFound("this replica serves no playbook runs")
+        async for piece in self._runs.output_pieces(request.run_id, request.offset):
+            yield api_pb2.RelayRunOutput(offset=piece.offset, step=piece.step, data=piece.data)
 
     async def Watch(
         self,
@@ -262,6 +289,26 @@ class RelayClient:
             await channel.close(None)
         return None
 
+    async def follow_run(
+        self, agent_id: str, run_id: str, offset: int
+    ) -> AsyncIterator[OutputPiece] | None:
+        """The live output of ``run_id`` from byte ``offset`` on, from the replica
+        holding ``agent_id``; None if this replica holds it, or no other live replica
+        with a relay does. The pieces end when the run finished there or the call
+        broke (the follower then reads the rest from the shared copy)."""
+        location = await self._presence.locate(agent_id)
+        if location is None or location.replica == self._presence.replica:
+            return None
+        if not location.relay_address:
+            log.info("run %s: replica %s serves no relay; output at the end", run_id, location)
+            return None
+        channel = self._channel(location.relay_address)
+        call = api_pb2_grpc.ReplicaRelayStub(channel).FollowRun(
+            api_pb2.RelayFollowRunRequest(run_id=run_id, offset=offset)
+        )
+        log.info("run %s followed through replica %s", run_id, location.replica)
+        return _remote_pieces(channel, call, run_id)
+
     def _channel(self, address: str) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(
             address,
@@ -284,6 +331,20 @@ async def _remote_events(
         yield WatchItem(0, 0.0, "end")  # the other replica went away
     except grpc.aio.AioRpcError:
         yield WatchItem(0, 0.0, "end")
+    finally:
+        call.cancel()
+        await channel.close(None)
+
+
+async def _remote_pieces(
+    channel: grpc.aio.Channel, call: Any, run_id: str
+) -> AsyncIterator[OutputPiece]:
+    """The output pieces of a remote FollowRun call; closes the channel at the end."""
+    try:
+        while isinstance(message := await call.read(), api_pb2.RelayRunOutput):
+            yield OutputPiece(run_id, message.offset, message.step, message.data)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("relayed output of run %s broke: %s", run_id, exc.details())
     finally:
         call.cancel()
         await channel.close(None)

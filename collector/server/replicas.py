@@ -38,6 +38,7 @@ from collector.gateway.recording import WatchHub, WatchItem
 from collector.gateway.tunnels import TunnelBroker
 from collector.pki import CertificateAuthority
 from collector.presence import Presence
+from collector.runs.service import RunService
 from collector.server.agent_outbox import AgentRouter
 from collector.server.replica_relay import LocalWatch, RelayClient, ReplicaRelayServicer
 from collector.server.status import ErrorStatusInterceptor
@@ -92,11 +93,17 @@ class ReplicaRouting:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def serve_relay(
-        self, listen: str, advertise: str, broker: TunnelBroker, hub: WatchHub
+        self,
+        listen: str,
+        advertise: str,
+        broker: TunnelBroker,
+        hub: WatchHub,
+        runs: RunService | None = None,
     ) -> str:
         """Serve the relay on ``listen`` (mutual TLS, replica certificates only) and let
         ``broker`` reach other replicas' agents; the address other replicas dial.
-        ``hub``: this replica's live session events, for watchers on other replicas."""
+        ``hub``: this replica's live session events, for watchers on other replicas;
+        ``runs``: its runs' live output, for followers on other replicas."""
         broker.remote = self.relay.open
         if not listen:
             return ""
@@ -108,7 +115,9 @@ class ReplicaRouting:
         )
         server = grpc.aio.server(interceptors=[ErrorStatusInterceptor()])
         watch = LocalWatch(hub, self._db, self._data_dir, lambda sid: self.gateway_is_live(sid))
-        api_pb2_grpc.add_ReplicaRelayServicer_to_server(ReplicaRelayServicer(broker, watch), server)
+        api_pb2_grpc.add_ReplicaRelayServicer_to_server(
+            ReplicaRelayServicer(broker, watch, runs), server
+        )
         try:
             port = server.add_secure_port(listen, credentials)
         except RuntimeError as exc:

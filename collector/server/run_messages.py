@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.runs.model import RunRecord
+from collector.runs.model import OutputPiece, RunRecord
 from playbooks.model import Playbook
 from proto import agent_pb2, api_pb2
 
@@ -54,7 +54,10 @@ def run_info(run: RunRecord) -> api_pb2.RunInfo:
 
 
 def run_event(item: Any) -> api_pb2.RunEvent:
-    """A follower item (a RunRecord or an agent RunOutput) as a RunEvent."""
+    """A follower item (a RunRecord, an agent RunOutput or an OutputPiece) as a RunEvent."""
     if isinstance(item, agent_pb2.RunOutput):
         return api_pb2.RunEvent(output=item)
+    if isinstance(item, OutputPiece):  # relayed from the agent's replica
+        output = agent_pb2.RunOutput(run_id=item.run_id, step=item.step, data=item.data)
+        return api_pb2.RunEvent(output=output)
     return api_pb2.RunEvent(info=run_info(item))

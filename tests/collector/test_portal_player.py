@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from collector.gateway.recording import WatchItem
 from collector.portal import player
-from collector.portal.pages import MAX_WATCHES_PER_USER
+from collector.portal.pages import MAX_WATCHES_PER_USER, PAGES
 from collector.sessions.model import RemoteSession
 from collector.store.base import RecordingRecord
 from common.clock import wall_ms
@@ -243,3 +243,31 @@ def test_a_user_may_hold_only_so_many_live_views(collector: PortalCollector) -> 
     finally:
         for reply in streams:
             reply.close()
+
+
+def test_live_view_follows_an_engineer_connected_through_another_replica(
+    collector: PortalCollector,
+) -> None:
+    """The engineer's connection is on another replica's gateway: the live view shows
+    the events that replica relays (ReplicaRouting.remote_watch), not this one's."""
+    b, session = approved_session(collector)
+    asked: list[str] = []
+
+    async def relayed() -> AsyncIterator[WatchItem]:
+        yield WatchItem(1, 0.5, "o", "REMOTE-PROMPT$ ")
+        yield WatchItem(1, 0.7, "i", "typed-remotely")
+        yield WatchItem(1, 0.9, "o", "REMOTE-OUTPUT")
+        yield WatchItem(0, 0.0, "end")
+
+    async def remote_watch(session_id: str) -> AsyncIterator[WatchItem] | None:
+        asked.append(session_id)
+        return relayed()
+
+    assert collector.server.portal is not None
+    pages = collector.server.portal._runner.app[PAGES]
+    pages.portal.remote_watch = remote_watch
+    answer = b.get(f"/sessions/{session.session_id}/live")
+    assert answer.status == 200 and asked == [session.session_id]
+    assert '"REMOTE-PROMPT$ "' in answer.text and '"REMOTE-OUTPUT"' in answer.text
+    assert "typed-remotely" not in answer.text
+    assert answer.text.endswith("event: done\ndata: {}\n\n")

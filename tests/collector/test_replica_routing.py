@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from collector.auth import Principal
+from collector.errors import NotFound
 from collector.fleet import Fleet
 from collector.pki import (
     REPLICA_NAME,
@@ -24,10 +25,11 @@ from collector.pki import (
     CertificateAuthority,
     is_replica_certificate,
 )
+from collector.portal.run_pages import follow_events
 from collector.presence import HEARTBEAT_INTERVALS, Presence
 from collector.rules import HostRef
 from collector.runs.catalogue import load_catalogue
-from collector.runs.model import RunRecord
+from collector.runs.model import OutputPiece, RunRecord
 from collector.runs.service import RunService
 from collector.server.agent_outbox import AgentRouter
 from collector.server.streams import Streams
@@ -227,7 +229,7 @@ def test_a_run_started_on_b_runs_on_a_and_b_follows_it_to_its_output(
         await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
         await asyncio.wait_for(follower, 10)  # b polls the store: within a poll interval
 
-        outputs = [i.data for i in followed if isinstance(i, agent_pb2.RunOutput)]
+        outputs = [i.data for i in followed if isinstance(i, agent_pb2.RunOutput | OutputPiece)]
         states = [i.state for i in followed if isinstance(i, RunRecord)]
         assert outputs == [b"load 0.42\n"] and states[0] == "sent" and states[-1] == "ok"
         assert await b.runs.read_output(run.run_id) == (b"load 0.42\n", False)
@@ -261,3 +263,138 @@ def test_only_replica_certificates_carry_the_replica_mark() -> None:
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     agent = ca.sign_agent_csr(csr.public_bytes(serialization.Encoding.PEM), "ag-9", "acme", hour)
     assert not is_replica_certificate(agent.cert_pem)
+
+
+def relayed_follower(b: Replica, a: Replica, pieces_kept: int | None = None) -> RunService:
+    """B's run service, its live output relayed in process from A's ``output_pieces``
+    (the gRPC relay itself: tests/e2e/test_replica_routing.py); ``pieces_kept``: the
+    relay breaks after that many pieces."""
+
+    async def remote(agent_id: str, run_id: str, offset: int) -> AsyncIterator[OutputPiece]:
+        count = 0
+        async for piece in a.runs.output_pieces(run_id, offset):
+            if pieces_kept is not None and count >= pieces_kept:
+                return
+            count += 1
+            yield piece
+
+    async def remote_output(
+        agent_id: str, run_id: str, offset: int
+    ) -> AsyncIterator[OutputPiece] | None:
+        return remote(agent_id, run_id, offset)
+
+    return RunService(
+        b.db,
+        load_catalogue(catalogue_dir()),
+        b.streams.send,
+        b.root / "runs",
+        b.runs._clock_ms,
+        forward=b.router.send,
+        files=b.files,
+        remote_output=remote_output,
+    )
+
+
+async def _start_on_b_run_on_a(a: Replica, b: RunService) -> RunRecord:
+    await a.presence.beat()
+    await a.connect("ag-1")
+    run = await b.start("user:erin", AGENT, "cpu-load", {}, None)
+    await a.router.drain()
+    return run
+
+
+@pytest.mark.parametrize("pieces_kept", [None, 1])
+def test_b_shows_output_of_a_run_on_a_live_and_each_byte_once(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int], pieces_kept: int | None
+) -> None:
+    """The first chunk reaches B's follower before the run finishes; whether the relay
+    lasts (None) or breaks after one piece (1), the output ends up complete, once."""
+    a, b, _ = pair
+    follower_b = relayed_follower(b, a, pieces_kept)
+    host = HostRef("ag-1", "acme", "web-1")
+
+    async def scenario() -> None:
+        run = await _start_on_b_run_on_a(a, follower_b)
+        seen: asyncio.Queue[object] = asyncio.Queue()
+
+        async def follow() -> None:
+            async for item in follower_b.follow(ERIN, run.run_id):
+                seen.put_nowait(item)
+
+        follower = asyncio.create_task(follow())
+        first = await asyncio.wait_for(seen.get(), 5)
+        assert isinstance(first, RunRecord)
+        for step, data in (("top", b"load 0.42\n"), ("top", b"load 0.43\n"), ("df", b"/ 12%\n")):
+            chunk = agent_pb2.RunOutput(run_id=run.run_id, step=step, data=data)
+            await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+            if data == b"load 0.42\n":  # live, before the run finishes (no poll needed)
+                item = await asyncio.wait_for(seen.get(), 0.5)
+                assert isinstance(item, OutputPiece) and item.data == b"load 0.42\n"
+                assert item.step == "top" and item.offset == 0
+        result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
+        await asyncio.wait_for(follower, 10)
+        items = [first, item]
+        while not seen.empty():
+            items.append(seen.get_nowait())
+        pieces = [i for i in items if isinstance(i, OutputPiece)]
+        assert b"".join(p.data for p in pieces) == b"load 0.42\nload 0.43\n/ 12%\n"
+        assert [p.offset for p in pieces] == sorted({p.offset for p in pieces})
+        assert pieces[-1].step == "df"
+        last = items[-1]
+        assert isinstance(last, RunRecord) and last.state == "ok"
+
+    asyncio.run(scenario())
+
+
+def test_a_relay_asked_for_an_unknown_run_refuses_it(
+    pair: tuple[Replica, Replica, Wakeups],
+) -> None:
+    a, _, _ = pair
+
+    async def scenario() -> None:
+        with pytest.raises(NotFound):
+            async for _ in a.runs.output_pieces("run-nope", 0):
+                pass
+
+    asyncio.run(scenario())
+
+
+def test_the_portal_on_b_shows_a_run_on_a_live_from_its_offset(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    """/runs/ID/live on B (``follow_events``): relayed output from the browser's byte
+    offset on (a reload with ?from=N gets nothing twice), then done."""
+    a, b, _ = pair
+    follower_b = relayed_follower(b, a)
+    host = HostRef("ag-1", "acme", "web-1")
+
+    async def scenario() -> None:
+        run = await _start_on_b_run_on_a(a, follower_b)
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"seen-before\n")
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+        messages: asyncio.Queue[str] = asyncio.Queue()
+
+        async def watch() -> None:
+            async for message in follow_events(follower_b, ERIN, run.run_id, len(b"seen-")):
+                messages.put_nowait(message)
+
+        watcher = asyncio.create_task(watch())
+        first = await asyncio.wait_for(messages.get(), 5)
+        assert first.startswith("event: state")  # the run as it stands
+        first = await asyncio.wait_for(messages.get(), 5)
+        assert first.startswith("event: output") and '"before\\n"' in first, first
+        chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"live-line\n")
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
+        live = await asyncio.wait_for(messages.get(), 0.5)  # before the run finishes
+        assert '"live-line\\n"' in live, live
+        result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
+        await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
+        await asyncio.wait_for(watcher, 10)
+        rest = []
+        while not messages.empty():
+            rest.append(messages.get_nowait())
+        assert not any(m.startswith("event: output") for m in rest), rest
+        assert rest[-1].startswith("event: done"), rest
+
+    asyncio.run(scenario())

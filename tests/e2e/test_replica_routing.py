@@ -136,13 +136,16 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
         wait_for(lambda: holder_pid(replicas.url, agent.agent_id) == a_pid, 30, "the agent on A")
         wait_for(lambda: connected(b, erin), 15, "B to see the agent connected")
 
-        # a run from B: stored by B, delivered by A, followed and shown on B
-        follow = b.client(erin, "run", "cpu-load", "--host", "db-1", "--follow")
-        assert follow.returncode == 0, follow.stderr
-        assert "load" in follow.stdout.lower(), follow.stdout
+        # a run from B: stored by B, delivered by A, followed live and shown on B
+        outputs, arrived = follow_json(b, erin, "cpu-load", "--host", "db-1")
         run_id = b.client_json(erin, "runs")[0]["run_id"]
         shown = b.client_json(erin, "run", "show", run_id)
-        assert shown["run"]["state"] == "ok" and shown["output"], shown
+        assert shown["run"]["state"] == "ok" and "load" in shown["output"].lower(), shown
+        # live from A's relay (ReplicaRelay.FollowRun): the first chunk (load averages)
+        # comes seconds before the run ends (vmstat samples 5 s), each byte once
+        assert arrived["finished"] - arrived["first output"] > 2.0, arrived
+        assert "".join(outputs) == shown["output"]
+        assert f"run {run_id} followed through replica" in b.log_text()
         assert f"message for agent {agent.agent_id} queued for replica" in b.log_text()
 
         # a session through B's gateway reaches the agent on A over the replica relay
@@ -227,6 +230,30 @@ def test_runs_and_sessions_from_b_reach_the_agent_on_a_then_on_b_after_a_dies(
         sshd.stop()
 
 
+def follow_json(
+    replica: Collector, user: str, *run_args: str
+) -> tuple[list[str], dict[str, float]]:
+    """``aftercare run ... --follow --json`` on ``replica``: the output pieces, and when
+    (monotonic seconds) the first output and the final state arrived."""
+    command = [
+        PYTHON, "-m", "collector.client.cli", *replica.client_options(user),
+        "run", *run_args, "--follow", "--json",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    outputs: list[str] = []
+    arrived: dict[str, float] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        event = json.loads(line)
+        if "data" in event:
+            arrived.setdefault("first output", time.monotonic())
+            outputs.append(event["data"])
+        elif event.get("state") in ("ok", "failed"):
+            arrived["finished"] = time.monotonic()
+    assert process.wait(timeout=60) == 0
+    return outputs, arrived
+
+
 def relay_call(
     port: int, ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None
 ) -> grpc.RpcError:
@@ -264,6 +291,23 @@ def relay_watch(port: int, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> gr
         return error
 
 
+def relay_follow_run(port: int, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.RpcError:
+    """Ask the relay for a run's live output with the given client certificate; the
+    error it answers with."""
+    credentials = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
+    options = [("grpc.ssl_target_name_override", REPLICA_NAME)]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+        pieces = api_pb2_grpc.ReplicaRelayStub(channel).FollowRun(
+            api_pb2.RelayFollowRunRequest(run_id="run-x"), timeout=20
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            for piece in pieces:
+                raise AssertionError(f"output leaked: {piece}")
+        error = raised.value
+        assert isinstance(error, grpc.RpcError)
+        return error
+
+
 def test_an_agent_certificate_cannot_use_the_replica_relay(
     replicas: Replicas, make_agent: Callable[..., Agent]
 ) -> None:
@@ -288,6 +332,13 @@ def test_an_agent_certificate_cannot_use_the_replica_relay(
         (agent.state_dir / "cert.pem").read_bytes(),
     )
     assert watched.code() == grpc.StatusCode.PERMISSION_DENIED, watched
+    followed = relay_follow_run(
+        port,
+        ca_pem,
+        (agent.state_dir / "key.pem").read_bytes(),
+        (agent.state_dir / "cert.pem").read_bytes(),
+    )
+    assert followed.code() == grpc.StatusCode.PERMISSION_DENIED, followed
 
     ca = CertificateAuthority(ca_pem, (replicas.a.data_dir / "ca-key.pem").read_bytes())
     cert_pem, key_pem = ca.issue_replica_certificate("test-replica", dt.timedelta(hours=1))
@@ -296,6 +347,8 @@ def test_an_agent_certificate_cannot_use_the_replica_relay(
     assert "not connected" in (replica.details() or ""), replica.details()
     nothing_live = relay_watch(port, ca_pem, key_pem, cert_pem)
     assert nothing_live.code() == grpc.StatusCode.NOT_FOUND, nothing_live
+    no_run = relay_follow_run(port, ca_pem, key_pem, cert_pem)
+    assert no_run.code() == grpc.StatusCode.NOT_FOUND, no_run
 
     anonymous = relay_call(port, ca_pem)  # no client certificate: TLS refuses
     assert anonymous.code() == grpc.StatusCode.UNAVAILABLE, anonymous
