@@ -32,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.errors import format_ms
+from collector.tickets.report_language import DEFAULT_LANGUAGE, ReportLanguage, report_language
 from collector.tickets.model import LEVELS, Level, Ticket
 from collector.tickets.sla import (
     HOUR_MS,
@@ -196,15 +197,17 @@ class Report:
     @property
     def closing(self) -> str:
         """How the loop was closed (or why it is not yet), one sentence."""
-        return _closing_text(self)
+        return _closing_text(self, report_language())
 
-    def markdown(self) -> str:
-        """The report as Markdown (user text escaped, tool output in fenced blocks)."""
-        return _render(self, _MarkdownWriter())
+    def markdown(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The report as Markdown (user text escaped, tool output in fenced blocks), in
+        ``language`` ("en" or "zh-CN"; ValueError for any other)."""
+        return _render(self, _MarkdownWriter(), report_language(language))
 
-    def html(self) -> str:
-        """The report as a self-contained HTML page (all text through html.escape)."""
-        return _render(self, _HtmlWriter())
+    def html(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The report as a self-contained HTML page (all text through html.escape), in
+        ``language`` ("en" or "zh-CN"; ValueError for any other)."""
+        return _render(self, _HtmlWriter(), report_language(language))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form; ``Report.from_dict`` reads it back."""
@@ -402,24 +405,30 @@ def _closed_by(ticket: Ticket, timeline: Sequence[Event]) -> str | None:
     return closes[-1].actor if closes else None
 
 
-def _closing_text(report: Report) -> str:
+def _closing_text(report: Report, tx: ReportLanguage) -> str:
     if report.state == "closed" and report.closed_ms is not None:
-        when = _at(report, report.closed_ms)
+        when = _at(report, report.closed_ms, tx)
         if report.close_reason == "auto-confirmed":
-            return (
-                f"Closed automatically (auto-confirmed) at {when}: the customer did not "
-                "answer within the auto-confirm period after the resolution."
+            return tx.t(
+                "Closed automatically (auto-confirmed) at {when}: the customer did not "
+                "answer within the auto-confirm period after the resolution.",
+                when=when,
             )
-        return f"Confirmed by the customer ({report.closed_by or '?'}) and closed at {when}."
+        return tx.t(
+            "Confirmed by the customer ({who}) and closed at {when}.",
+            who=report.closed_by or "?",
+            when=when,
+        )
     if report.state == "resolved":
-        return "Resolved; awaiting the customer's confirmation."
-    return f"Not resolved yet (state: {report.state})."
+        return tx.t("Resolved; awaiting the customer's confirmation.")
+    return tx.t("Not resolved yet (state: {state}).", state=tx.t(report.state))
 
 
-def _at(report: Report, ms: int) -> str:
-    """``ms`` as ISO 8601 in the report's time zone (offset included)."""
+def _at(report: Report, ms: int, tx: ReportLanguage | None = None) -> str:
+    """``ms`` in the report's time zone (offset included): ISO 8601, or the form of
+    ``tx``'s language."""
     moment = dt.datetime.fromtimestamp(ms / 1000, tz=_zone(report.timezone))
-    return moment.isoformat(timespec="seconds")
+    return (tx or report_language()).at(moment)
 
 
 # -- event summaries -------------------------------------------------------------------
@@ -546,52 +555,65 @@ class _Writer:
     def preformatted(self, caption: str, text: str) -> None:
         raise NotImplementedError
 
-    def finish(self, page_title: str) -> str:
+    def finish(self, page_title: str, language: str) -> str:
         raise NotImplementedError
 
 
-def _render(report: Report, out: _Writer) -> str:
-    out.title(f"{report.vendor} {TITLE}".strip())
-    _render_header(report, out)
-    _render_onset(report, out)
-    _render_impact(report, out)
-    _render_timeline(report, out)
-    _render_diagnostics(report, out)
-    _render_resolution(report, out)
-    _render_earlier_fixes(report, out)
-    _render_sla(report, out)
-    out.heading("Closing / 闭环确认")
-    out.paragraph(report.closing)
+def _render(report: Report, out: _Writer, tx: ReportLanguage) -> str:
+    title = tx.t(TITLE)
+    out.title(f"{report.vendor} {title}".strip())
+    _render_header(report, out, tx)
+    _render_onset(report, out, tx)
+    _render_impact(report, out, tx)
+    _render_timeline(report, out, tx)
+    _render_diagnostics(report, out, tx)
+    _render_resolution(report, out, tx)
+    _render_earlier_fixes(report, out, tx)
+    _render_sla(report, out, tx)
+    out.heading(tx.t("Closing / 闭环确认"))
+    out.paragraph(_closing_text(report, tx))
     if report.extras:
-        out.heading("Additional information / 附加信息")
-        out.table(["item", "value"], [[k, _value(v)] for k, v in report.extras.items()])
-    _render_sign_off(report, out)
-    out.paragraph(f"Drafted by aftercare at {_at(report, report.generated_ms)}.")
-    return out.finish(f"{TITLE} — #{report.ticket_id}")
+        out.heading(tx.t("Additional information / 附加信息"))
+        rows = [[k, _value(v)] for k, v in report.extras.items()]
+        out.table([tx.t("item"), tx.t("value")], rows)
+    _render_sign_off(report, out, tx)
+    when = _at(report, report.generated_ms, tx)
+    out.paragraph(tx.t("Drafted by aftercare at {when}.", when=when))
+    return out.finish(f"{title} — #{report.ticket_id}", tx.code)
 
 
-def _render_header(report: Report, out: _Writer) -> None:
-    out.heading(f"Ticket #{report.ticket_id}: {report.title}")
-    source = SOURCE_NAMES.get(report.source, report.source)
-    rows = [["Vendor / 服务单位", report.vendor]] if report.vendor else []
+def _render_header(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Ticket #{id}: {title}", id=report.ticket_id, title=report.title))
+    source = tx.t(SOURCE_NAMES.get(report.source, report.source))
+    level = f"{report.level_name} — {LEVEL_NAMES_EN[report.level]}"
+    if tx.code != "en":
+        level = report.level_name
+    rows = [[tx.t("Vendor / 服务单位"), report.vendor]] if report.vendor else []
     rows += [
-        ["Customer / 客户", report.customer],
-        ["Host / 主机", report.host or "—"],
-        ["Fault level / 故障等级", f"{report.level_name} — {LEVEL_NAMES_EN[report.level]}"],
-        ["Fault type / 故障类型", report.fault_type or "—"],
-        ["Category / 故障类别", report.category or "—"],
-        ["State / 状态", report.state],
-        ["Source / 来源", source],
-        ["Opened / 发生时间", _at(report, report.opened_ms)],
-        ["Resolved / 解决时间", _time_in(report, report.resolved_ms)],
-        ["Closed / 关闭时间", _time_in(report, report.closed_ms)],
-        ["Re-opened / 重开次数", str(report.reopen_count)],
-        ["Report due / 报告时限", _report_due(report)],
-        ["Time zone / 时区", report.timezone],
+        [tx.t("Customer / 客户"), report.customer],
+        [tx.t("Host / 主机"), report.host or "—"],
+        [tx.t("Fault level / 故障等级"), level],
+        [tx.t("Fault type / 故障类型"), tx.t(report.fault_type) if report.fault_type else "—"],
+        [tx.t("Category / 故障类别"), _category_in(report.category, tx) or "—"],
+        [tx.t("State / 状态"), tx.t(report.state)],
+        [tx.t("Source / 来源"), source],
+        [tx.t("Opened / 发生时间"), _at(report, report.opened_ms, tx)],
+        [tx.t("Resolved / 解决时间"), _time_in(report, report.resolved_ms, tx)],
+        [tx.t("Closed / 关闭时间"), _time_in(report, report.closed_ms, tx)],
+        [tx.t("Re-opened / 重开次数"), str(report.reopen_count)],
+        [tx.t("Report due / 报告时限"), _report_due(report, tx)],
+        [tx.t("Time zone / 时区"), report.timezone],
     ]
     out.table(["", ""], rows)
     if report.description:
         out.paragraph(report.description)
+
+
+def _category_in(category: str, tx: ReportLanguage) -> str:
+    """The drafted "存储 / storage" as the language's word ("存储" in zh-CN)."""
+    if tx.code == "en" or " / " not in category:
+        return category
+    return category.split(" / ", 1)[0]
 
 
 _REPORT_RESULTS: Mapping[str, str] = {
@@ -602,34 +624,33 @@ _REPORT_RESULTS: Mapping[str, str] = {
 }
 
 
-def _report_due(report: Report) -> str:
+def _report_due(report: Report, tx: ReportLanguage) -> str:
     """The due time of the problem-handling report (24 h after the fault cleared) and
     whether the analysis was recorded by then."""
     if report.report_due_ms is None:
-        return "24 h after the fault is cleared / 故障排除后 24 小时内"
-    due = _at(report, report.report_due_ms)
-    return f"{due} — {_REPORT_RESULTS[report.report_result]}"
+        return tx.t("24 h after the fault is cleared / 故障排除后 24 小时内")
+    due = _at(report, report.report_due_ms, tx)
+    return f"{due} — {tx.t(_REPORT_RESULTS[report.report_result])}"
 
 
-def _render_onset(report: Report, out: _Writer) -> None:
-    out.heading("Onset and key metrics / 故障现象与关键指标")
-    out.paragraph(f"First detected at {_at(report, report.opened_ms)}.")
+def _render_onset(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Onset and key metrics / 故障现象与关键指标"))
+    out.paragraph(tx.t("First detected at {when}.", when=_at(report, report.opened_ms, tx)))
     if report.onset_metrics:
         rows = [[key, _words(value)] for key, value in report.onset_metrics.items()]
-        out.table(["metric", "value at onset"], rows)
+        out.table([tx.t("metric"), tx.t("value at onset")], rows)
     else:
-        out.paragraph("No metrics were recorded at onset.")
+        out.paragraph(tx.t("No metrics were recorded at onset."))
 
 
-def _render_impact(report: Report, out: _Writer) -> None:
-    out.heading("Impact and losses / 影响范围与损失")
-    rows = [["Severity / 等级含义", _LEVEL_MEANING[report.level]]]
+def _render_impact(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Impact and losses / 影响范围与损失"))
+    rows = [[tx.t("Severity / 等级含义"), tx.t(_LEVEL_MEANING[report.level])]]
     if report.cleared_ms is not None:
-        rows.append(
-            ["Duration / 持续时间", format_duration_ms(report.cleared_ms - report.opened_ms)]
-        )
-    rows.append(["Impact / 影响", report.impact or "not stated / 未说明"])
-    rows.append(["Losses / 损失", report.losses or "none stated / 未说明"])
+        duration = _duration(report.cleared_ms - report.opened_ms, tx)
+        rows.append([tx.t("Duration / 持续时间"), duration])
+    rows.append([tx.t("Impact / 影响"), report.impact or tx.t("not stated / 未说明")])
+    rows.append([tx.t("Losses / 损失"), report.losses or tx.t("none stated / 未说明")])
     out.table(["", ""], rows)
 
 
@@ -643,74 +664,88 @@ _LEVEL_MEANING: Mapping[Level, str] = {
 }
 
 
-def _render_timeline(report: Report, out: _Writer) -> None:
-    out.heading("Timeline / 处理过程")
-    rows = [[_at(report, e.at_ms), e.actor, e.kind, e.summary] for e in report.timeline]
-    out.table([f"time ({report.timezone})", "actor", "event", "summary"], rows)
+def _render_timeline(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Timeline / 处理过程"))
+    rows = [[_at(report, e.at_ms, tx), e.actor, tx.t(e.kind), e.summary] for e in report.timeline]
+    header = [tx.t("time ({zone})", zone=report.timezone), tx.t("actor"), tx.t("event")]
+    out.table([*header, tx.t("summary")], rows)
 
 
-def _render_diagnostics(report: Report, out: _Writer) -> None:
-    out.heading("Diagnostics / 诊断信息")
+def _render_diagnostics(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Diagnostics / 诊断信息"))
     if not report.diagnostics:
-        out.paragraph("No diagnostics were attached.")
+        out.paragraph(tx.t("No diagnostics were attached."))
     for diag in report.diagnostics:
         status = f", {diag.status}" if diag.status else ""
-        caption = f"{diag.playbook} ({_at(report, diag.at_ms)}{status})"
-        marker = "\n[… output truncated]" if diag.truncated else ""
+        caption = f"{diag.playbook} ({_at(report, diag.at_ms, tx)}{status})"
+        marker = "\n" + tx.t("[… output truncated]") if diag.truncated else ""
         out.preformatted(caption, diag.excerpt + marker)
 
 
-def _render_resolution(report: Report, out: _Writer) -> None:
+def _render_resolution(report: Report, out: _Writer, tx: ReportLanguage) -> None:
     for heading, text in (
         ("Cause / 故障原因", report.cause),
         ("Actions taken / 处理措施", report.actions),
         ("Prevention / 预防措施", report.prevention),
     ):
-        out.heading(heading)
+        out.heading(tx.t(heading))
         out.paragraph(text or "—")
 
 
-def _render_earlier_fixes(report: Report, out: _Writer) -> None:
+def _render_earlier_fixes(report: Report, out: _Writer, tx: ReportLanguage) -> None:
     rejected = [r for r in report.resolutions if r.rejected]
     if not rejected:
         return
-    out.heading("Earlier fixes that did not hold / 未通过确认的处理")
+    out.heading(tx.t("Earlier fixes that did not hold / 未通过确认的处理"))
     rows = [
-        [_at(report, r.at_ms), r.actor, r.cause, r.actions or "—", r.rejected] for r in rejected
+        [_at(report, r.at_ms, tx), r.actor, r.cause, r.actions or "—", r.rejected] for r in rejected
     ]
-    out.table(["time", "engineer", "cause given", "actions", "rejected because"], rows)
+    header = [tx.t("time"), tx.t("engineer"), tx.t("cause given"), tx.t("actions")]
+    out.table([*header, tx.t("rejected because")], rows)
 
 
-def _render_sla(report: Report, out: _Writer) -> None:
-    out.heading("SLA / 服务时限")
+def _render_sla(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("SLA / 服务时限"))
     rows = [
         [
-            fig.clock.replace("_", " "),
-            _duration(fig.target_ms),
-            _duration(fig.actual_ms),
-            _time_in(report, fig.due_ms),
-            fig.result,
+            tx.t(fig.clock.replace("_", " ")),
+            _duration(fig.target_ms, tx),
+            _duration(fig.actual_ms, tx),
+            _time_in(report, fig.due_ms, tx),
+            tx.t(fig.result),
         ]
         for fig in report.sla
     ]
-    out.table(["clock", "target", "actual", f"due ({report.timezone})", "result"], rows)
+    header = [tx.t("clock"), tx.t("target"), tx.t("actual")]
+    due = tx.t("due ({zone})", zone=report.timezone)
+    out.table([*header, due, tx.t("result")], rows)
 
 
-def _render_sign_off(report: Report, out: _Writer) -> None:
-    out.heading("Sign-off / 签字确认")
+def _render_sign_off(report: Report, out: _Writer, tx: ReportLanguage) -> None:
+    out.heading(tx.t("Sign-off / 签字确认"))
     blank = "________________"
-    vendor = report.vendor or "vendor / 服务单位"
+    vendor = report.vendor or tx.t("vendor / 服务单位")
     out.table(
-        ["", "name / 姓名", "signature / 签字", "date / 日期"],
+        ["", tx.t("name / 姓名"), tx.t("signature / 签字"), tx.t("date / 日期")],
         [
-            [f"{vendor} engineer / 服务工程师", report.signed_by_vendor or blank, blank, blank],
-            [f"{report.customer} representative / 用户负责人", blank, blank, blank],
+            [
+                tx.t("{vendor} engineer / 服务工程师", vendor=vendor),
+                report.signed_by_vendor or blank,
+                blank,
+                blank,
+            ],
+            [
+                tx.t("{customer} representative / 用户负责人", customer=report.customer),
+                blank,
+                blank,
+                blank,
+            ],
         ],
     )
 
 
-def _time_in(report: Report, ms: int | None) -> str:
-    return _at(report, ms) if ms is not None else "—"
+def _time_in(report: Report, ms: int | None, tx: ReportLanguage | None = None) -> str:
+    return _at(report, ms, tx) if ms is not None else "—"
 
 
 def _words(value: Any) -> str:
@@ -726,8 +761,18 @@ def _time(ms: int | None) -> str:
     return format_ms(ms) if ms is not None else "—"
 
 
-def _duration(ms: int | None) -> str:
-    return format_duration_ms(ms) if ms is not None else "—"
+def _duration(ms: int | None, tx: ReportLanguage | None = None) -> str:
+    """A duration as "1 d 2 h 3 min" (English) or "1天2小时3分钟" (zh-CN)."""
+    if ms is None:
+        return "—"
+    text = format_duration_ms(ms)
+    if tx is None or tx.code == "en":
+        return text
+    return _DURATION_PART.sub(lambda m: tx.t(DURATION_UNITS[m[2]], n=m[1]), text).replace(" ", "")
+
+
+_DURATION_PART = re.compile(r"(\d+)([dhms])\b")
+DURATION_UNITS: Mapping[str, str] = {"d": "{n}d", "h": "{n}h", "m": "{n}m", "s": "{n}s"}
 
 
 def _value(value: Any) -> str:
@@ -769,7 +814,7 @@ class _MarkdownWriter(_Writer):
         fence = "`" * max(3, _longest_backtick_run(text) + 1)
         self.parts.append(f"**{_md(caption)}**\n\n{fence}text\n{text}\n{fence}\n")
 
-    def finish(self, page_title: str) -> str:
+    def finish(self, page_title: str, language: str) -> str:
         return "\n".join(self.parts)
 
 
@@ -820,7 +865,7 @@ class _HtmlWriter(_Writer):
     def preformatted(self, caption: str, text: str) -> None:
         self.parts.append(f"<p><strong>{_h(caption)}</strong></p>\n<pre>{_h(text)}</pre>")
 
-    def finish(self, page_title: str) -> str:
+    def finish(self, page_title: str, language: str) -> str:
         body = "\n".join(self.parts)
         return (
             '<!DOCTYPE html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
