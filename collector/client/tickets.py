@@ -99,6 +99,12 @@ def add_commands(commands: Any) -> None:
     desk.add_ticket_actions(sub)
     report = _simple(sub, "report", "fault analysis report", _report)
     report.add_argument("--format", choices=("md", "html", "json"), default="md")
+    report.add_argument(
+        "--language",
+        choices=("en", "zh-CN"),
+        default="en",
+        help="language of the md/html report (default en)",
+    )
     create = sub.add_parser("create", help="open a ticket by hand", description="Open a ticket.")
     create.add_argument("title", help="one-line summary")
     create.add_argument("--description", default="")
@@ -233,7 +239,8 @@ def _create(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _report(client: ApiClient, args: argparse.Namespace) -> int:
     reply = client.call(
-        "GetTicketReport", api_pb2.TicketReportRequest(id=args.id, format=args.format)
+        "GetTicketReport",
+        api_pb2.TicketReportRequest(id=args.id, format=args.format, language=args.language),
     )
     if args.format == "json":  # a document: the original, like --json
         print(reply.content, file=raw_stdout())

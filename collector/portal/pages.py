@@ -511,7 +511,9 @@ class _Pages:
 
     async def ticket_report(self, request: web.Request) -> web.StreamResponse:
         who = request[SIGNED_IN].principal
-        html = await self.portal.tickets.report(who, int(request.match_info["id"]), "html")
+        ticket_id = int(request.match_info["id"])
+        language = _language(request)
+        html = await self.portal.tickets.report(who, ticket_id, "html", language)
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     async def act_on_ticket(self, request: web.Request) -> web.StreamResponse:

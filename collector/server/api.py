@@ -223,7 +223,8 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
     ) -> api_pb2.TicketReport:
         who = await self._who(context)
         fmt = limits.text("format", request.format, limits.NAME) or "md"
-        content = await self._tickets.report(who, request.id, fmt)
+        language = limits.text("language", request.language, limits.NAME) or "en"
+        content = await self._tickets.report(who, request.id, fmt, language)
         return api_pb2.TicketReport(format=fmt, content=content)
 
     async def ListPlaybooks(

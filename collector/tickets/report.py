@@ -32,8 +32,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.errors import format_ms
-from collector.tickets.report_language import DEFAULT_LANGUAGE, ReportLanguage, report_language
 from collector.tickets.model import LEVELS, Level, Ticket
+from collector.tickets.report_language import DEFAULT_LANGUAGE, ReportLanguage, report_language
 from collector.tickets.sla import (
     HOUR_MS,
     LEVEL_NAMES_EN,

@@ -60,6 +60,8 @@ from collector.tickets.model import (
     TicketState,
 )
 from collector.tickets.report import draft_report
+from collector.tickets.report_language import DEFAULT_LANGUAGE
+from collector.tickets.report_language import LANGUAGES as REPORT_LANGUAGES
 from collector.tickets.sla import SlaStatus, sla_status
 from collector.tickets.stats import TicketStats, parse_period, ticket_stats
 
@@ -264,8 +266,15 @@ class TicketService:
         )
         return knowhow.similar(ticket, candidates)
 
-    async def report(self, who: Principal, ticket_id: int, fmt: str) -> str:
-        """The fault analysis report as Markdown, HTML or JSON."""
+    async def report(
+        self, who: Principal, ticket_id: int, fmt: str, language: str = DEFAULT_LANGUAGE
+    ) -> str:
+        """The fault analysis report as Markdown, HTML or JSON; Markdown and HTML in
+        ``language`` ("en" or "zh-CN"; JSON holds the data, not the words)."""
+        if language not in REPORT_LANGUAGES:
+            raise InvalidRequest(
+                f"unknown report language {language!r}: use one of {', '.join(REPORT_LANGUAGES)}"
+            )
         view = await self.get(who, ticket_id)
         customer = view.ticket.customer
         report = draft_report(
@@ -276,9 +285,9 @@ class TicketService:
             timezone=self.config.timezone_of(customer),
         )
         if fmt == "md":
-            return report.markdown()
+            return report.markdown(language)
         if fmt == "html":
-            return report.html()
+            return report.html(language)
         if fmt == "json":
             return json.dumps(report.as_dict(), indent=2, ensure_ascii=False, sort_keys=True)
         raise InvalidRequest(f"unknown report format {fmt!r}: use md, html or json")

@@ -190,6 +190,21 @@ def test_confirm_a_resolved_ticket(collector: PortalCollector) -> None:
     assert confirmed and confirmed[0].actor == "user:carol"
 
 
+def test_ticket_report_in_the_page_language(collector: PortalCollector) -> None:
+    ticket_id = collector.resolved_ticket("acme", "disk full on db1")
+    b = Browser(collector.url, collector.ca_file, "zh-CN,zh;q=0.9,en;q=0.5")
+    b.sign_in("carol")
+    chinese = b.get(f"/tickets/{ticket_id}/report")
+    assert chinese.status == 200 and "处理过程" in chinese.text and "rotated logs" in chinese.text
+    assert "Timeline" not in chinese.text and "Sign-off" not in chinese.text
+    b.post("/language", {"csrf": b.csrf("/"), "language": "en", "back": "/"})
+    english = b.get(f"/tickets/{ticket_id}/report")
+    assert "Timeline / 处理过程" in english.text  # the setting beats Accept-Language
+    attacker = Browser(collector.url, collector.ca_file, "zh-CN")
+    attacker.sign_in("mallory")
+    assert attacker.get(f"/tickets/{ticket_id}/report").status == 404
+
+
 def test_reject_the_fix_reopens_the_ticket(collector: PortalCollector) -> None:
     ticket_id = collector.resolved_ticket("acme", "disk full on db1")
     b = signed_in(collector)

@@ -75,7 +75,7 @@ def test_chinese_report_has_chinese_headings_and_no_english_ones() -> None:
     for phrase in ("Timeline", "Closing", "Sign-off", "Drafted by", "First detected", "Onset"):
         assert phrase not in chinese
     assert "# 故障分析报告\n" in chinese
-    assert "## 工单 #12：/var almost full" in chinese
+    assert "## 工单 #12：/var almost full" in chinese  # noqa: RUF001
 
 
 def test_chinese_dates_are_in_the_report_zone() -> None:
@@ -91,7 +91,7 @@ def test_chinese_states_events_and_durations() -> None:
     chinese = report().markdown("zh-CN")
     assert "| 状态 | 已关闭 |" in chinese
     assert "| 开单 |" in chinese and "| 用户确认 |" in chinese
-    assert "用户（user:carl）已确认" in chinese
+    assert "用户（user:carl）已确认" in chinese  # noqa: RUF001
     assert re.search(r"\| 响应 \| \d+(天|小时|分钟)", chinese)
 
 
