@@ -825,6 +825,8 @@ def test_another_customers_ticket_is_not_found(make_rig: MakeRig) -> None:
         rig.view(ticket_id, MALLORY)
     with pytest.raises(NotFound):
         run(rig.service.report(MALLORY, ticket_id, "md"))
+    with pytest.raises(NotFound):
+        run(rig.service.report(MALLORY, ticket_id, "html", "zh-CN"))
     for action in ("comment", "confirm", "reject", "resume"):
         with pytest.raises(NotFound):
             rig.act(MALLORY, ticket_id, action, text="mine now")
@@ -899,6 +901,10 @@ def test_report_formats(make_rig: MakeRig) -> None:
     assert [e["kind"] for e in data["timeline"]] == ["opened", "acknowledged", "resolved"]
     with pytest.raises(InvalidRequest, match="pdf"):
         run(rig.service.report(ENGINEER, ticket.id, "pdf"))
+    chinese = run(rig.service.report(ALICE, ticket.id, "md", "zh-CN"))
+    assert "## 处理过程" in chinese and "log rotation disabled" in chinese
+    with pytest.raises(InvalidRequest, match="unknown report language 'fr'"):
+        run(rig.service.report(ALICE, ticket.id, "md", "fr"))
 
 
 # -- Alertmanager ------------------------------------------------------------------------------
