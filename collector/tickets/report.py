@@ -95,6 +95,7 @@ class TimelineEntry:
     actor: str
     kind: str
     summary: str
+    summary_zh: str = ""  # the summary in zh-CN (empty in reports drafted before it)
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,8 @@ def _onset_metrics(opened: Event | None) -> dict[str, Any]:
 
 
 def _entry(event: Event) -> TimelineEntry:
-    return TimelineEntry(event.at_ms, event.actor, event.kind, summarize_event(event))
+    chinese = summarize_event(event, "zh-CN")
+    return TimelineEntry(event.at_ms, event.actor, event.kind, summarize_event(event), chinese)
 
 
 def _diagnostic(event: Event) -> Diagnostic:
@@ -434,10 +436,12 @@ def _at(report: Report, ms: int, tx: ReportLanguage | None = None) -> str:
 # -- event summaries -------------------------------------------------------------------
 
 
-def summarize_event(event: Event) -> str:
-    """One line saying what an event means, for timelines."""
-    summarize = _SUMMARIES.get(event.kind, _generic)
-    return _one_line(summarize(event.details))
+def summarize_event(event: Event, language: str = DEFAULT_LANGUAGE) -> str:
+    """One line saying what an event means, for timelines, in ``language``."""
+    summarize = _SUMMARIES.get(event.kind)
+    if summarize is None:
+        return _one_line(_generic(event.details))
+    return _one_line(summarize(event.details, report_language(language)))
 
 
 def _one_line(text: str) -> str:
@@ -449,82 +453,108 @@ def _get(details: Mapping[str, Any], key: str, default: str = "") -> str:
     return default if value is None else str(value)
 
 
-def _with_value(prefix: str, details: Mapping[str, Any]) -> str:
+def _with_value(prefix: str, details: Mapping[str, Any], tx: ReportLanguage) -> str:
     parts = [prefix]
     if "value" in details:
-        parts.append(f"value {details['value']}")
+        parts.append(tx.t("value {value}", value=details["value"]))
     if "threshold" in details:
-        parts.append(f"threshold {details['threshold']}")
-    return ", ".join(parts)
+        parts.append(tx.t("threshold {threshold}", threshold=details["threshold"]))
+    return tx.t(", ").join(parts)
 
 
 def _generic(details: Mapping[str, Any]) -> str:
     return json.dumps(dict(details), ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _notified(d: Mapping[str, Any]) -> str:
+def _notified(d: Mapping[str, Any], tx: ReportLanguage) -> str:
     """A notification as a sentence, without its recipient (internal addresses and
     webhook hosts never reach the customer's report)."""
-    channel = "e-mail" if d.get("channel") == "email" else "webhook"
-    failed = "" if d.get("delivered", True) else " (delivery failed)"
+    channel = tx.t("e-mail") if d.get("channel") == "email" else tx.t("webhook")
+    failed = "" if d.get("delivered", True) else tx.t(" (delivery failed)")
     if d.get("audience") == "customer":
         notice = _get(d, "notice").removeprefix("customer_").replace("_", " ")
-        return f"the customer was notified by {channel}: {notice or 'notice'}{failed}"
+        return tx.t(
+            "the customer was notified by {channel}: {notice}{failed}",
+            channel=channel,
+            notice=notice or tx.t("notice"),
+            failed=failed,
+        )
     subject = _get(d, "subject").removeprefix("[aftercare] ").split(":")[0]
-    return f"the vendor's escalation chain was notified ({subject or 'SLA'}){failed}"
+    return tx.t(
+        "the vendor's escalation chain was notified ({subject}){failed}",
+        subject=subject or "SLA",
+        failed=failed,
+    )
 
 
-def _escalated(d: Mapping[str, Any]) -> str:
-    clock = _get(d, "clock", "an").replace("_", " ")
+def _escalated(d: Mapping[str, Any], tx: ReportLanguage) -> str:
+    clock = tx.t(_get(d, "clock", "an").replace("_", " "))
     if d.get("type") == "breach":
-        return f"the {clock} time limit was exceeded; escalated within the vendor"
-    return f"escalated within the vendor ({clock})"
+        return tx.t("the {clock} time limit was exceeded; escalated within the vendor", clock=clock)
+    return tx.t("escalated within the vendor ({clock})", clock=clock)
 
 
-def _remote(verb: str, key: str = "", form: str = "{}") -> Callable[[Mapping[str, Any]], str]:
+_Summary = Callable[[Mapping[str, Any], ReportLanguage], str]
+
+
+def _remote(verb: str, key: str = "", form: str = "{}") -> _Summary:
     """A remote-session event as a sentence: "remote session S <verb>", then the
     detail ``key`` (if present) placed in ``form``."""
 
-    def sentence(d: Mapping[str, Any]) -> str:
-        text = f"remote session {_get(d, 'session_id', '?')} {verb}"
+    def sentence(d: Mapping[str, Any], tx: ReportLanguage) -> str:
+        text = tx.t("remote session {session}", session=_get(d, "session_id", "?"))
+        text += " " + tx.t(verb)
         if key and d.get(key):
-            text += form.format(_get(d, key))
+            text += tx.t(form).format(_get(d, key))
         return text
 
     return sentence
 
 
-_SUMMARIES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
-    "opened": lambda d: _with_value(f"opened: {_get(d, 'title')}", d),
-    "refired": lambda d: _with_value("fired again", d),
-    "acknowledged": lambda d: "an engineer took the ticket in hand",
-    "contacted": lambda d: (
-        f"an engineer contacted the customer by {_get(d, 'via', '?')}: {_get(d, 'note')}"
+_SUMMARIES: Mapping[str, _Summary] = {
+    "opened": lambda d, tx: _with_value(tx.t("opened: {title}", title=_get(d, "title")), d, tx),
+    "refired": lambda d, tx: _with_value(tx.t("fired again"), d, tx),
+    "acknowledged": lambda d, tx: tx.t("an engineer took the ticket in hand"),
+    "contacted": lambda d, tx: tx.t(
+        "an engineer contacted the customer by {via}: {note}",
+        via=tx.t(_get(d, "via", "?")),
+        note=_get(d, "note"),
     ),
-    "comment": lambda d: _get(d, "text"),
-    "assigned": lambda d: f"assigned to {_get(d, 'assignee', 'nobody')}",
+    "comment": lambda d, tx: _get(d, "text"),
+    "assigned": lambda d, tx: tx.t(
+        "assigned to {assignee}", assignee=_get(d, "assignee") or tx.t("nobody")
+    ),
     "notification": _notified,
     "escalation": _escalated,
-    "recovered": lambda d: "the condition cleared by itself",
-    "resolved": lambda d: f"resolved — cause: {_get(d, 'cause')}",
-    "confirmed": lambda d: "the customer confirmed the resolution",
-    "rejected": lambda d: f"the customer rejected the resolution: {_get(d, 'reason')}",
-    "reopened": lambda d: f"re-opened ({_get(d, 'trigger', '?')}): {_get(d, 'reason')}",
-    "closed": lambda d: f"closed ({_get(d, 'reason', '?')})",
-    "waiting": lambda d: f"waiting on the customer: {_get(d, 'reason')}",
-    "resumed": lambda d: "no longer waiting on the customer",
-    "diagnostics": lambda d: (
-        f"diagnostics: playbook {_get(d, 'playbook', _get(d, 'name', '?'))} "
-        f"{_get(d, 'status')}".rstrip()
+    "recovered": lambda d, tx: tx.t("the condition cleared by itself"),
+    "resolved": lambda d, tx: tx.t("resolved — cause: {cause}", cause=_get(d, "cause")),
+    "confirmed": lambda d, tx: tx.t("the customer confirmed the resolution"),
+    "rejected": lambda d, tx: tx.t(
+        "the customer rejected the resolution: {reason}", reason=_get(d, "reason")
     ),
+    "reopened": lambda d, tx: tx.t(
+        "re-opened ({trigger}): {reason}",
+        trigger=_get(d, "trigger", "?"),
+        reason=_get(d, "reason"),
+    ),
+    "closed": lambda d, tx: tx.t("closed ({reason})", reason=_get(d, "reason", "?")),
+    "waiting": lambda d, tx: tx.t("waiting on the customer: {reason}", reason=_get(d, "reason")),
+    "resumed": lambda d, tx: tx.t("no longer waiting on the customer"),
+    "diagnostics": lambda d, tx: tx.t(
+        "diagnostics: playbook {playbook} {status}",
+        playbook=_get(d, "playbook", _get(d, "name", "?")),
+        status=_get(d, "status"),
+    ).rstrip(),
     # written by regrading (branch desk-grade); summarised here so the report reads well
-    "regraded": lambda d: (
-        f"regraded from level {_get(d, 'previous', '?')} to level {_get(d, 'level', '?')}: "
-        f"{_get(d, 'reason')}"
+    "regraded": lambda d, tx: tx.t(
+        "regraded from level {previous} to level {level}: {reason}",
+        previous=_get(d, "previous", "?"),
+        level=_get(d, "level", "?"),
+        reason=_get(d, "reason"),
     ),
-    "rated": lambda d: (
-        f"the customer rated the service {_get(d, 'score', '?')}/5"
-        + (f": {_get(d, 'comment')}" if d.get("comment") else "")
+    "rated": lambda d, tx: (
+        tx.t("the customer rated the service {score}/5", score=_get(d, "score", "?"))
+        + (tx.t(": {comment}", comment=_get(d, "comment")) if d.get("comment") else "")
     ),
     "remote_requested": _remote("requested by the engineer", "reason", ": {}"),
     "remote_approved": _remote("approved by the customer", "approver", " ({})"),
@@ -666,9 +696,19 @@ _LEVEL_MEANING: Mapping[Level, str] = {
 
 def _render_timeline(report: Report, out: _Writer, tx: ReportLanguage) -> None:
     out.heading(tx.t("Timeline / 处理过程"))
-    rows = [[_at(report, e.at_ms, tx), e.actor, tx.t(e.kind), e.summary] for e in report.timeline]
+    rows = [
+        [_at(report, e.at_ms, tx), e.actor, tx.t(e.kind), _summary_in(e, tx)]
+        for e in report.timeline
+    ]
     header = [tx.t("time ({zone})", zone=report.timezone), tx.t("actor"), tx.t("event")]
     out.table([*header, tx.t("summary")], rows)
+
+
+def _summary_in(entry: TimelineEntry, tx: ReportLanguage) -> str:
+    """The entry's summary in the report's language (English where none was drafted)."""
+    if tx.code == "zh-CN" and entry.summary_zh:
+        return entry.summary_zh
+    return entry.summary
 
 
 def _render_diagnostics(report: Report, out: _Writer, tx: ReportLanguage) -> None:

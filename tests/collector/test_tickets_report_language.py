@@ -4,6 +4,7 @@ no fixed English heading left, dates are Chinese in the report's zone, English u
 from __future__ import annotations
 
 import ast
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import get_args
 
 import pytest
 
+from collector.client.tickets import CONTACT_CHANNELS
 from collector.tickets import report as report_module
-from collector.tickets.model import TICKET_STATES, EventKind
+from collector.tickets.model import TICKET_STATES, EventKind, TicketEvent
+from collector.tickets.report import Report, summarize_event
 from collector.tickets.report_language import report_language
 from collector.tickets.sla import CLOCK_NAMES
 from tests.collector.test_tickets_report import SCRIPT, report
@@ -32,6 +35,15 @@ def _report_msgids() -> list[str]:
         and node.args
         and isinstance(node.args[0], ast.Constant)
     ]
+    remote = [  # _remote("verb", "key", "form"): the verb and the form are translated
+        arg.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "_remote"
+        for index, arg in enumerate(node.args)
+        if index != 1 and isinstance(arg, ast.Constant)
+    ]
     tables = (
         report_module.TITLE,
         *report_module.SOURCE_NAMES.values(),
@@ -39,9 +51,9 @@ def _report_msgids() -> list[str]:
         *report_module._REPORT_RESULTS.values(),
         *report_module.DURATION_UNITS.values(),
     )
-    names = (*TICKET_STATES, *get_args(EventKind), *_SLA_RESULTS)
+    names = (*TICKET_STATES, *get_args(EventKind), *_SLA_RESULTS, *CONTACT_CHANNELS, "an")
     clocks = tuple(c.replace("_", " ") for c in CLOCK_NAMES)
-    return list(dict.fromkeys((*literal, *tables, *names, *clocks)))
+    return list(dict.fromkeys((*literal, *remote, *tables, *names, *clocks)))
 
 
 def test_the_extraction_sees_the_report_texts() -> None:
@@ -111,3 +123,28 @@ def test_english_is_the_default_and_unchanged() -> None:
 def test_unknown_language_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown report language 'fr'"):
         report().markdown("fr")
+
+
+def test_chinese_timeline_summaries_survive_a_json_round_trip() -> None:
+    r = report()
+    again = Report.from_dict(json.loads(json.dumps(r.as_dict())))
+    chinese = again.markdown("zh-CN")
+    assert "工程师已受理工单" in chinese and "用户确认了处理结果" in chinese
+    assert "an engineer took the ticket in hand" not in chinese
+    assert again.markdown() == r.markdown()
+
+
+def test_a_report_drafted_before_chinese_summaries_shows_the_english_ones() -> None:
+    data = report().as_dict()
+    for entry in data["timeline"]:
+        del entry["summary_zh"]
+    chinese = Report.from_dict(data).markdown("zh-CN")
+    assert "an engineer took the ticket in hand" in chinese and "## 处理过程" in chinese
+
+
+def test_every_event_kind_has_a_chinese_summary() -> None:
+    for kind in get_args(EventKind):
+        event = TicketEvent(1, 1, 0, "user:erin", kind, {"reason": "r", "session_id": "s1"})
+        english, chinese = summarize_event(event), summarize_event(event, "zh-CN")
+        if kind != "comment":
+            assert english != chinese, kind
