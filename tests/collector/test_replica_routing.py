@@ -220,7 +220,8 @@ def test_a_run_started_on_b_runs_on_a_and_b_follows_it_to_its_output(
                 followed.append(item)
 
         follower = asyncio.create_task(follow())
-        await asyncio.sleep(0)
+        while not followed and not follower.done():  # b has read the run as "sent" first
+            await asyncio.sleep(0.01)
         host = HostRef("ag-1", "acme", "web-1")
         chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"load 0.42\n")
         await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
@@ -327,8 +328,8 @@ def test_b_shows_output_of_a_run_on_a_live_and_each_byte_once(
         for step, data in (("top", b"load 0.42\n"), ("top", b"load 0.43\n"), ("df", b"/ 12%\n")):
             chunk = agent_pb2.RunOutput(run_id=run.run_id, step=step, data=data)
             await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
-            if data == b"load 0.42\n":  # live, before the run finishes (no poll needed)
-                item = await asyncio.wait_for(seen.get(), 0.5)
+            if data == b"load 0.42\n":  # live: the run has not finished, so no shared copy
+                item = await asyncio.wait_for(seen.get(), 5)
                 assert isinstance(item, OutputPiece) and item.data == b"load 0.42\n"
                 assert item.step == "top" and item.offset == 0
         result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
@@ -386,7 +387,7 @@ def test_the_portal_on_b_shows_a_run_on_a_live_from_its_offset(
         assert first.startswith("event: output") and '"before\\n"' in first, first
         chunk = agent_pb2.RunOutput(run_id=run.run_id, step="top", data=b"live-line\n")
         await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_output=chunk))
-        live = await asyncio.wait_for(messages.get(), 0.5)  # before the run finishes
+        live = await asyncio.wait_for(messages.get(), 5)  # the run has not finished yet
         assert '"live-line\\n"' in live, live
         result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
         await a.runs.on_agent_message(host, agent_pb2.AgentMessage(run_result=result))
