@@ -337,7 +337,8 @@ class RunService:
             handle.write(line)
 
     async def follow(self, who: Principal, run_id: str) -> AsyncIterator[Any]:
-        """The run's current state, then its output and state changes until it finishes.
+        """The run's current state, then its output and state changes until it finishes
+        (a run already finished: its state, then its stored output as ``OutputPiece``s).
 
         Output is an agent ``RunOutput`` chunk when the agent streams to this replica;
         for an agent on another replica it is ``OutputPiece``s, live from that replica
@@ -349,7 +350,9 @@ class RunService:
         try:
             run = await self.get(who, run_id)
             yield run
-            if run.state in FINISHED_RUN_STATES:
+            if run.state in FINISHED_RUN_STATES:  # finished before following began
+                for stored in await self._shared_pieces(run_id, 0):
+                    yield stored
                 return
             relaying = await self._relay_output(run, queue)
             last, output_seen, received = run, False, 0
@@ -400,8 +403,8 @@ class RunService:
         return asyncio.get_running_loop().create_task(pump())
 
     async def _shared_pieces(self, run_id: str, offset: int) -> list[OutputPiece]:
-        """The finished output of a run of another replica's agent from byte ``offset``
-        on, from the shared copy, split by step."""
+        """A finished run's output from byte ``offset`` on (this replica's file, else the
+        shared copy of another replica's), split by step."""
         data, _ = await self.read_output(run_id)
         return _pieces(run_id, offset, data[offset:], await self._read_step_marks(run_id))
 

@@ -14,6 +14,7 @@ from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from collector.rules import HostRef
 from collector.runs.catalogue import load_catalogue
+from collector.runs.model import OutputPiece, RunRecord
 from collector.runs.service import STALE_RUN_MS, RunService
 from collector.store import AgentRecord, open_store
 from collector.store.writer import StoreThread
@@ -262,3 +263,26 @@ def test_step_outputs_split_the_output_by_step_even_across_a_restart(
     }
     sidecar = (tmp_path / "runs" / f"{run.run_id}.steps").read_text().splitlines()
     assert len(sidecar) == 3  # written only when the step changes
+
+
+def test_following_a_run_that_already_finished_gives_its_state_then_its_output(
+    world: World,
+) -> None:
+    """`aftercare run --follow` may begin after a quick run has finished: it still gets
+    the output, each step's part once."""
+    run = world.run(lambda: world.service.start("user:erin", AGENT, "time-sync", {}, None))
+
+    async def finish_then_follow() -> list[object]:
+        await world.service.on_agent_message(HOST, _output(run.run_id, "summary", b"os: x\n"))
+        await world.service.on_agent_message(HOST, _output(run.run_id, "disks", b"/ 10%\n"))
+        result = agent_pb2.RunResult(run_id=run.run_id, status="ok", duration_ms=5)
+        await world.service.on_agent_message(HOST, agent_pb2.AgentMessage(run_result=result))
+        return [item async for item in world.service.follow(ERIN, run.run_id)]
+
+    first, *pieces = world.run(finish_then_follow)
+    assert isinstance(first, RunRecord) and first.state == "ok"
+    assert [(p.step, p.offset, p.data) for p in pieces if isinstance(p, OutputPiece)] == [
+        ("summary", 0, b"os: x\n"),
+        ("disks", 6, b"/ 10%\n"),
+    ]
+    assert len(pieces) == 2
