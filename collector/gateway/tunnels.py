@@ -57,24 +57,29 @@ class Tunnel(Protocol):
 RemoteOpener = Callable[[str, agent_pb2.SessionOpen], Awaitable[Tunnel | None]]
 
 
-class AgentTunnel:
-    """One attached Tunnel RPC: read and write frames; ``close`` ends the RPC.
+class StreamTunnel:
+    """A tunnel's frames over one gRPC stream: ``read`` returns None once the other
+    side closed it (or the stream broke); writes are serialised; a write after the
+    end raises TunnelUnavailable. Subclasses say how a frame is received and sent."""
 
-    ``read`` returns None once the agent closed its side (or the RPC broke). Writes
-    are serialised; a write after the end raises TunnelUnavailable.
-    """
+    _name = "the tunnel to the agent"  # for errors
 
-    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], session_id: str) -> None:
-        self._context = context
+    def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.closed = asyncio.Event()
         self._write_lock = asyncio.Lock()
+
+    async def _receive(self) -> object:
+        raise NotImplementedError
+
+    async def _send(self, frame: agent_pb2.TunnelFrame) -> None:
+        raise NotImplementedError
 
     async def read(self) -> agent_pb2.TunnelFrame | None:
         if self.closed.is_set():
             return None
         try:
-            frame = await self._context.read()
+            frame = await self._receive()
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError):  # the RPC is over
             frame = None
         if not isinstance(frame, agent_pb2.TunnelFrame):
@@ -84,17 +89,32 @@ class AgentTunnel:
 
     async def write(self, frame: agent_pb2.TunnelFrame) -> None:
         if self.closed.is_set():
-            raise TunnelUnavailable("the tunnel to the agent is closed")
+            raise TunnelUnavailable(f"{self._name} is closed")
         try:
             async with self._write_lock:
-                await self._context.write(frame)
+                await self._send(frame)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as exc:
             self.close()
-            raise TunnelUnavailable(f"the tunnel to the agent broke: {exc}") from exc
+            raise TunnelUnavailable(f"{self._name} broke: {exc}") from exc
 
     def close(self) -> None:
-        """End the RPC (the servicer returns once this is set). Idempotent."""
+        """End the tunnel. Idempotent."""
         self.closed.set()
+
+
+class AgentTunnel(StreamTunnel):
+    """One attached Tunnel RPC of an agent connected here; ``close`` ends the RPC (the
+    servicer returns once ``closed`` is set)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], session_id: str) -> None:
+        super().__init__(session_id)
+        self._context = context
+
+    async def _receive(self) -> object:
+        return await self._context.read()
+
+    async def _send(self, frame: agent_pb2.TunnelFrame) -> None:
+        await self._context.write(frame)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import grpc
 from collector import limits
 from collector.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from collector.gateway.recording import WatchHub, WatchItem, replay_then_follow
-from collector.gateway.tunnels import Tunnel, TunnelBroker, TunnelUnavailable
+from collector.gateway.tunnels import StreamTunnel, Tunnel, TunnelBroker, TunnelUnavailable
 from collector.pki import REPLICA_NAME, is_replica_certificate
 from collector.presence import Presence
 from collector.runs.model import OutputPiece
@@ -180,37 +180,24 @@ async def _to_agent(context: grpc.aio.ServicerContext[Any, Any], tunnel: Tunnel)
     tunnel.close()
 
 
-class RelayedTunnel:
+class RelayedTunnel(StreamTunnel):
     """A tunnel to an agent on another replica, over one ReplicaRelay.Tunnel call."""
 
+    _name = "the relayed tunnel to the agent"
+
     def __init__(self, channel: grpc.aio.Channel, call: Any, session_id: str) -> None:
+        super().__init__(session_id)
         self._channel = channel
         self._call = call
-        self.session_id = session_id
-        self.closed = asyncio.Event()
-        self._write_lock = asyncio.Lock()
 
-    async def read(self) -> agent_pb2.TunnelFrame | None:
-        if self.closed.is_set():
-            return None
+    async def _receive(self) -> object:
         try:
-            frame = await self._call.read()
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError, asyncio.CancelledError):
-            frame = None
-        if not isinstance(frame, agent_pb2.TunnelFrame):
-            self.close()
+            return await self._call.read()
+        except asyncio.CancelledError:  # the call was cancelled: the tunnel is over
             return None
-        return frame
 
-    async def write(self, frame: agent_pb2.TunnelFrame) -> None:
-        if self.closed.is_set():
-            raise TunnelUnavailable("the relayed tunnel to the agent is closed")
-        try:
-            async with self._write_lock:
-                await self._call.write(api_pb2.RelayFrame(frame=frame))
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as exc:
-            self.close()
-            raise TunnelUnavailable(f"the relayed tunnel to the agent broke: {exc}") from exc
+    async def _send(self, frame: agent_pb2.TunnelFrame) -> None:
+        await self._call.write(api_pb2.RelayFrame(frame=frame))
 
     def close(self) -> None:
         if self.closed.is_set():
