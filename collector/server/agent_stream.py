@@ -348,7 +348,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             batch.sequence,
             batch.collected_unix_ms,
             self._clock_ms(),
-            lambda: self._decoder.decode(batch),
+            lambda: self._decoder.decode(batch, host.agent_id),
         )
         outcome = self._committer.submit(incoming, len(batch.samples))
         return _Pending(batch.sequence, started, batch.collected_unix_ms, outcome, False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from collector.errors import (
     Conflict,
@@ -114,9 +114,9 @@ class AgentRecord:
     approval_root: str = ""  # "sha256:HEX" of the customer's approval root pinned on the host
 
 
-@dataclass(frozen=True, slots=True)  # slots: built 150 times per batch, 44% cheaper
-class StoredSample:
-    """One metric value of a batch."""
+class StoredSample(NamedTuple):
+    """One metric value of a batch (a named tuple: built 150 times per batch, and a
+    decoder can build many at once with ``tuple.__new__``)."""
 
     name: str
     labels: Mapping[str, str]

@@ -93,3 +93,87 @@ def test_failures_are_decoded() -> None:
     message.failures.add(check="disks", error="timed out")
     _, failures = SampleDecoder().decode(message)
     assert [(f.check, f.error) for f in failures] == [("disks", "timed out")]
+
+
+def reference(message: agent_pb2.MetricBatch) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, dict(s.labels), s.value) for s in message.samples]
+
+
+def as_tuples(samples: list[StoredSample]) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, dict(s.labels), s.value) for s in samples]
+
+
+def layout_batch(values: list[float], mount: str = "/") -> agent_pb2.MetricBatch:
+    message = batch(
+        ("cpu_seconds_total", {"cpu": "0", "mode": "idle"}, values[0]),
+        ("disk_free_bytes", {"mount": mount}, values[1]),
+        ("load1", {}, values[2]),
+    )
+    message.sequence = 7
+    message.collected_unix_ms = 1_700_000_000_000
+    return message
+
+
+def test_a_source_sending_the_same_series_takes_the_layout_path() -> None:
+    decoder = SampleDecoder()
+    decoder.decode(layout_batch([1.0, 2.0, 3.0]), "ag-1")
+    assert "ag-1" in decoder._layouts
+    calls = decoder._decode_each
+    decoder._decode_each = None  # type: ignore[assignment,method-assign]  # must not be used
+    message = layout_batch([4.5, -2.0, 1e300])
+    samples, _ = decoder.decode(message, "ag-1")
+    decoder._decode_each = calls  # type: ignore[method-assign]
+    assert as_tuples(list(samples)) == reference(message)
+
+
+def test_the_layout_path_gives_what_the_message_holds_whatever_changes() -> None:
+    """Every kind of change between two batches of one source: the answer always
+    equals a plain reading of the message (a wrong layout would give another sample's
+    labels or a misread value)."""
+    changes: list[agent_pb2.MetricBatch] = [
+        layout_batch([1.0, 2.0, 3.0]),
+        layout_batch([0.0, 2.0, 3.0]),  # a value becomes zero: not serialised
+        layout_batch([0.0, 0.0, 0.0]),
+        layout_batch([5.0, 0.0, 7.0]),  # and non-zero again
+        layout_batch([-0.0, math.inf, -math.inf]),
+        layout_batch([1.0, 2.0, 3.0], mount="/srv"),  # another label value
+        layout_batch([1.0, 2.0, 3.0], mount="/sr"),  # a shorter one
+        batch(("cpu_seconds_total", {"cpu": "0", "mode": "idle"}, 1.0), ("x", {}, 2.0)),
+        layout_batch([1.0, 2.0, 3.0]),
+    ]
+    more = layout_batch([1.0, 2.0, 3.0])
+    more.samples.add(name="extra", value=9.0)  # one sample more than the layout
+    changes.append(more)
+    changes.append(layout_batch([8.0, 9.0, 10.0]))
+    failing = layout_batch([1.0, 2.0, 3.0])
+    failing.failures.add(check="disks", error="timed out")
+    changes.append(failing)
+    decoder = SampleDecoder()
+    for message in changes:
+        samples, failures = decoder.decode(message, "ag-1")
+        assert as_tuples(list(samples)) == reference(message)
+        assert [(f.check, f.error) for f in failures] == [
+            (f.check, f.error) for f in message.failures
+        ]
+
+
+def test_a_sample_with_unknown_fields_is_read_one_by_one() -> None:
+    decoder = SampleDecoder()
+    known = agent_pb2.Sample(name="x", labels={"k": "v"}, value=3.0).SerializeToString()
+    message = layout_batch([1.0, 2.0, 3.0])
+    message.samples.add().MergeFromString(known + b"\x22\x03abc")
+    decoder.decode(message, "ag-1")
+    assert "ag-1" not in decoder._layouts
+    message.samples[-1].value = 4.0
+    samples, _ = decoder.decode(message, "ag-1")
+    assert as_tuples(list(samples)) == reference(message)
+
+
+def test_layouts_are_kept_per_source_and_bounded() -> None:
+    decoder = SampleDecoder(max_sources=2)
+    for n in range(5):
+        message = layout_batch([1.0, float(n), 3.0], mount=f"/m{n}")
+        decoder.decode(message, f"ag-{n}")
+        samples, _ = decoder.decode(layout_batch([2.0, 2.0, 2.0], mount=f"/m{n}"), f"ag-{n}")
+        assert samples[1].labels == {"mount": f"/m{n}"}
+    assert len(decoder._layouts) <= 2
