@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,20 +25,21 @@ from typing import Any, Protocol
 
 import grpc
 
-from collector.errors import CollectorError, InvalidRequest
+from collector.errors import CollectorError, InvalidRequest, UnknownAgent
 from collector.fleet import Fleet
 from collector.gateway.tunnels import TunnelBroker
 from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
 from collector.server.batch_decode import SampleDecoder
-from collector.server.group_commit import GroupCommitter
+from collector.server.group_commit import GroupCall, GroupCommitter
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
 from collector.store import (
     AgentRecord,
     BatchOutcome,
     GapRecord,
+    HelloRecord,
     IncomingBatch,
 )
 from collector.store.writer import StoreThread
@@ -93,6 +95,11 @@ class PresenceHooks(Protocol):
     """What the control stream tells the replica routing
     (collector.server.replicas.ReplicaRouting): which agents this replica holds."""
 
+    @property
+    def replica(self) -> str:
+        """This replica's name: an agent's hello claims its presence here."""
+        ...
+
     async def agent_connected(self, agent_id: str) -> None: ...
 
     def agent_disconnected(self, agent_id: str) -> None: ...
@@ -142,6 +149,13 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._audit = audit
         self._presence = presence
         self._decoder = SampleDecoder()  # used on the store writer only (in the group commit)
+        self._hellos: GroupCall[HelloRecord, int | None] = GroupCall(
+            db,
+            functools.partial(
+                db.store.record_hellos, replica=presence.replica if presence else None
+            ),
+            "hello-group",
+        )
 
     async def Connect(
         self,
@@ -171,16 +185,18 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         now = self._clock_ms()
         hostname = hello.hostname.strip()[:253] or agent.hostname
         approval = hello.session_approval if hello.session_approval in SESSION_APPROVALS else ""
-        await self._db.call(
-            self._db.store.record_hello,
-            agent.agent_id,
-            hostname,
-            hello.agent_version[:64],
-            now,
-            approval or "disabled",
-            _approval_root(hello.approval_root),
+        last = await self._hellos.submit(
+            HelloRecord(
+                agent.agent_id,
+                hostname,
+                hello.agent_version[:64],
+                now,
+                approval or "disabled",
+                _approval_root(hello.approval_root),
+            )
         )
-        last = await self._db.call(self._db.store.last_sequence, agent.agent_id)
+        if last is None:
+            raise UnknownAgent(agent.agent_id)
         self._fleet.connected(agent, hostname, hello.agent_version[:64], now)
         host = HostRef(agent.agent_id, agent.customer, hostname)
         self._engine.seen(host, now)

@@ -166,10 +166,14 @@ class ReplicaRouting:
 
     # -- agent stream hooks (agent_stream.PresenceHooks) ---------------------------------
 
+    @property
+    def replica(self) -> str:
+        return self.presence.replica
+
     async def agent_connected(self, agent_id: str) -> None:
-        """Claim the agent, then hand it what waited for it in the outbox."""
+        """Hand the agent what waited for it in the outbox (its hello claimed it here:
+        ``Store.record_hellos``)."""
         try:
-            await self.presence.agent_connected(agent_id)
             await self.router.drain([agent_id])
         except StoreError as exc:  # the next heartbeat re-claims it
             log.warning("could not record agent %s as connected here: %s", agent_id, exc)

@@ -55,6 +55,7 @@ __all__ = [
     "BatchOutcome",
     "Conflict",
     "GapRecord",
+    "HelloRecord",
     "HistoryRollup",
     "IncomingBatch",
     "InvalidRequest",
@@ -129,6 +130,18 @@ class StoredFailure:
 
     check: str
     error: str
+
+
+@dataclass(frozen=True)
+class HelloRecord:
+    """What an agent's hello tells the store (``Store.record_hellos``)."""
+
+    agent_id: str
+    hostname: str
+    agent_version: str
+    seen_ms: int
+    session_approval: str = ""
+    approval_root: str = ""
 
 
 @dataclass(frozen=True)
@@ -361,6 +374,16 @@ class Store(
     ) -> None:
         """Update hostname, version, session policy, pinned approval root and last_seen
         from the agent's hello. Raises UnknownAgent."""
+        ...
+
+    def record_hellos(
+        self, hellos: Sequence[HelloRecord], replica: str | None = None
+    ) -> list[int | None]:
+        """``record_hello`` for many agents in one write transaction (the latest of an
+        agent's hellos wins), and, when ``replica`` is given, its presence there
+        (``set_presence``). Returns per hello, in order, the agent's last stored
+        sequence (what its Welcome says), or None for an unknown agent (nothing is
+        written for it)."""
         ...
 
     # -- ingest: exactly-once by (agent_id, sequence); batches and gaps share it ------

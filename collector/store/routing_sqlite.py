@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from collector.errors import InvalidRequest
 from collector.store.routing_base import AgentLocation, LiveReplica, OutboxMessage
 
-__all__ = ["SQLiteRouting"]
+__all__ = ["PRESENCE_UPSERT", "SQLiteRouting"]
 
 Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
@@ -26,7 +26,7 @@ _BEAT = (
     "ON CONFLICT (replica) DO UPDATE SET relay_address = excluded.relay_address, "
     "expires_ms = excluded.expires_ms"
 )
-_PRESENCE = (
+PRESENCE_UPSERT = (
     "INSERT INTO agent_presence (agent_id, replica, connected_ms) VALUES (?, ?, ?) "
     "ON CONFLICT (agent_id) DO UPDATE SET replica = excluded.replica, "
     "connected_ms = excluded.connected_ms"
@@ -60,7 +60,7 @@ class SQLiteRouting:
         if not agent_id or not replica:
             raise InvalidRequest("a presence needs an agent id and a replica")
         with self._write() as db:
-            db.execute(_PRESENCE, (agent_id, replica, now_ms))
+            db.execute(PRESENCE_UPSERT, (agent_id, replica, now_ms))
 
     def clear_presence(self, agent_id: str, replica: str) -> None:
         with self._write() as db:

@@ -58,6 +58,7 @@ from collector.store.base import (
     AuditEntry,
     BatchOutcome,
     GapRecord,
+    HelloRecord,
     HistoryRollup,
     IncomingBatch,
     LatestBatch,
@@ -80,7 +81,7 @@ from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migration
 from collector.store.notice_sqlite import SQLiteNotices
 from collector.store.outbox_sqlite import SQLiteOutbox
 from collector.store.portal_sqlite import SQLitePortal
-from collector.store.routing_sqlite import SQLiteRouting
+from collector.store.routing_sqlite import PRESENCE_UPSERT, SQLiteRouting
 from collector.store.run_rows import (
     RUN_COLUMNS,
     check_limit,
@@ -453,12 +454,50 @@ class SQLiteStore(
         session_approval: str = "",
         approval_root: str = "",
     ) -> None:
-        self._update_agent(
-            agent_id,
-            "hostname = ?, agent_version = ?, last_seen_ms = ?, session_approval = ?, "
-            "approval_root = ?",
-            (hostname, agent_version, now_ms, session_approval, approval_root),
+        hello = HelloRecord(
+            agent_id, hostname, agent_version, now_ms, session_approval, approval_root
         )
+        if self.record_hellos([hello]) == [None]:
+            raise UnknownAgent(agent_id)
+
+    def record_hellos(
+        self, hellos: Sequence[HelloRecord], replica: str | None = None
+    ) -> list[int | None]:
+        latest = {h.agent_id: h for h in hellos}  # one row per agent: the last hello wins
+        known: set[str] = set()
+        last: dict[str, int] = {}
+        with self._write() as db:
+            ids = sorted(latest)
+            for start in range(0, len(ids), 500):  # agent ids per IN (...) list
+                chunk = ids[start : start + 500]
+                marks = _marks(len(chunk))
+                rows = db.execute(f"SELECT agent_id FROM agents WHERE agent_id IN ({marks})", chunk)
+                known.update(str(row[0]) for row in rows)
+                rows = db.execute(
+                    "SELECT agent_id, MAX(sequence) FROM ingest_log "
+                    f"WHERE agent_id IN ({marks}) GROUP BY agent_id",
+                    chunk,
+                )
+                last.update((str(agent_id), int(sequence)) for agent_id, sequence in rows)
+            found = [h for agent_id, h in sorted(latest.items()) if agent_id in known]
+            db.executemany(
+                "UPDATE agents SET hostname = ?, agent_version = ?, last_seen_ms = ?, "
+                "session_approval = ?, approval_root = ? WHERE agent_id = ?",
+                [
+                    (
+                        h.hostname,
+                        h.agent_version,
+                        h.seen_ms,
+                        h.session_approval,
+                        h.approval_root,
+                        h.agent_id,
+                    )
+                    for h in found
+                ],
+            )
+            if replica:
+                db.executemany(PRESENCE_UPSERT, [(h.agent_id, replica, h.seen_ms) for h in found])
+        return [last.get(h.agent_id, 0) if h.agent_id in known else None for h in hellos]
 
     def _update_agent(self, agent_id: str, assignments: str, values: tuple[Any, ...]) -> None:
         with self._write() as db:

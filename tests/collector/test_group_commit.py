@@ -4,10 +4,11 @@ happened to its own batch, only after the commit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from collector.errors import UnknownAgent
-from collector.server.group_commit import GroupCommitter
-from collector.store import Store
+from collector.errors import StoreError, UnknownAgent
+from collector.server.group_commit import GroupCall, GroupCommitter
+from collector.store import HelloRecord, Store
 from collector.store.writer import StoreThread
 from tests.collector.test_store_contract import make_agent
 from tests.collector.test_store_group_commit import Decoder
@@ -66,5 +67,40 @@ def test_a_batch_waits_for_the_commit(store: Store) -> None:
         assert store.stored_sequences("a1") == [1]
         again = await committer.submit(decoder.batch("a1", 1), 2)
         assert not again.stored and again.error is None
+
+    asyncio.run(main())
+
+
+def test_hellos_arriving_together_share_one_transaction(store: Store) -> None:
+    for n in range(30):
+        store.add_agent(make_agent(f"a{n}", hostname=f"web{n}"))
+    db = StoreThread(store)
+
+    async def main() -> list[int | None]:
+        hellos: GroupCall[HelloRecord, int | None] = GroupCall(
+            db, store.record_hellos, "hello-group"
+        )
+        futures = [hellos.submit(HelloRecord(f"a{n}", f"h{n}", "1.0", n)) for n in range(30)]
+        futures.append(hellos.submit(HelloRecord("ghost", "h", "1.0", 1)))
+        results = await asyncio.gather(*futures)
+        assert hellos.groups <= 2, hellos.groups  # the first alone, the rest together
+        return results
+
+    assert asyncio.run(main()) == [0] * 30 + [None]
+    agent = store.get_agent("a29")
+    assert agent is not None and agent.hostname == "h29"
+
+
+def test_a_failing_group_gives_every_submitter_the_error() -> None:
+    class Broken:
+        def fail(self, items: Sequence[int]) -> list[int]:
+            raise StoreError("disk full")
+
+    async def main() -> None:
+        db = StoreThread(Broken())  # type: ignore[arg-type]  # only call() is used
+        group: GroupCall[int, int] = GroupCall(db, Broken().fail, "broken")
+        futures = [group.submit(n) for n in range(3)]
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            assert isinstance(outcome, StoreError) and "disk full" in str(outcome)
 
     asyncio.run(main())

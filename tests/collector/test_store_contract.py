@@ -29,6 +29,7 @@ from collector.store import (
     DB_FILE_NAME,
     AgentRecord,
     GapRecord,
+    HelloRecord,
     SQLiteStore,
     Store,
     StoredFailure,
@@ -219,6 +220,33 @@ def test_update_certificate_and_hello(agent_store: Store) -> None:
         agent_store.update_agent_certificate("missing", "s", 1)
     with pytest.raises(UnknownAgent):
         agent_store.record_hello("missing", "h", "v", now_ms=T0)
+
+
+def test_hellos_of_many_agents_in_one_transaction(store: Store) -> None:
+    for n in (1, 2, 3):
+        store.add_agent(make_agent(f"a{n}", hostname=f"web{n}"))
+    store.store_batch("a2", 4, T0, T0, [sample("load1", 1.0)], [])
+    hellos = [
+        HelloRecord("a1", "first", "1.0", T0 + 1),
+        HelloRecord("a2", "web2", "1.1", T0 + 2, "collector", "sha256:" + "ab" * 32),
+        HelloRecord("ghost", "x", "1.0", T0 + 3),
+        HelloRecord("a1", "second", "1.2", T0 + 4),  # the same agent again: the last wins
+    ]
+    assert store.record_hellos(hellos, replica="r1") == [0, 4, None, 0]
+    first, second = store.get_agent("a1"), store.get_agent("a2")
+    assert first is not None and second is not None
+    assert (first.hostname, first.agent_version, first.last_seen_ms) == ("second", "1.2", T0 + 4)
+    assert (second.session_approval, second.approval_root) == ("collector", "sha256:" + "ab" * 32)
+    assert store.get_agent("ghost") is None
+    store.beat_replica("r1", "", T0, 60_000)
+    assert {loc.agent_id: loc.replica for loc in store.live_presence(T0 + 5)} == {
+        "a1": "r1",
+        "a2": "r1",
+    }
+    untouched = store.get_agent("a3")
+    assert untouched is not None and untouched.last_seen_ms is None
+    assert store.record_hellos([HelloRecord("a3", "web3", "1.0", T0 + 9)]) == [0]
+    assert {loc.agent_id for loc in store.live_presence(T0 + 10)} == {"a1", "a2"}  # no replica
 
 
 # -- ingest ---------------------------------------------------------------------------
