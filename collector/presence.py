@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from collector.errors import StoreError
 from collector.fleet import Fleet
+from collector.store.group_call import GroupCall
 from collector.store.routing_base import AgentLocation, LiveReplica
 from collector.store.writer import StoreThread
 
@@ -57,6 +58,7 @@ class Presence:
         self.interval_ms = interval_ms
         self._clock_ms = clock_ms
         self._held = held
+        self._releases: GroupCall[str, None] = GroupCall(db, self._release, "presence-release")
 
     async def beat(self) -> None:
         """Renew this replica's heartbeat and refresh who is connected elsewhere."""
@@ -91,8 +93,14 @@ class Presence:
         await self._db.call(self._db.store.set_presence, agent_id, self.replica, self._clock_ms())
 
     async def agent_disconnected(self, agent_id: str) -> None:
-        """An agent's last stream on this replica ended."""
-        await self._db.call(self._db.store.clear_presence, agent_id, self.replica)
+        """An agent's last stream on this replica ended (stream ends arriving together
+        are released in one transaction)."""
+        await self._releases.submit(agent_id)
+
+    def _release(self, agent_ids: Sequence[str]) -> list[None]:
+        """Store thread: drop this replica's presence rows of ``agent_ids``."""
+        self._db.store.clear_presence(agent_ids, self.replica)
+        return [None] * len(agent_ids)
 
     async def other_replicas(self) -> list[LiveReplica]:
         """The other live replicas (their relay addresses)."""

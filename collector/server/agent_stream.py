@@ -32,7 +32,7 @@ from collector.metrics import CollectorMetrics
 from collector.pki import CertificateAuthority
 from collector.rules import HostRef, RuleEngine
 from collector.server.batch_decode import SampleDecoder
-from collector.server.group_commit import GroupCall, GroupCommitter
+from collector.server.group_commit import GroupCommitter
 from collector.server.peer import authenticate_agent
 from collector.server.streams import OpenStream, Streams
 from collector.store import (
@@ -42,6 +42,7 @@ from collector.store import (
     HelloRecord,
     IncomingBatch,
 )
+from collector.store.group_call import GroupCall
 from collector.store.writer import StoreThread
 from common.approval_format import FormatError, parse_fingerprint
 from common.audit_checkpoint import CAPABILITY as AUDIT_WITNESS

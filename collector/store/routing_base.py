@@ -66,8 +66,9 @@ class RoutingStore(Protocol):
         """``replica`` holds ``agent_id``'s stream from ``now_ms``."""
         ...
 
-    def clear_presence(self, agent_id: str, replica: str) -> None:
-        """``replica`` no longer holds ``agent_id``'s stream (no-op if another does)."""
+    def clear_presence(self, agent_ids: Sequence[str], replica: str) -> None:
+        """``replica`` no longer holds these agents' streams (one transaction; no-op
+        for an agent another replica holds)."""
         ...
 
     def live_presence(self, now_ms: int) -> list[AgentLocation]:

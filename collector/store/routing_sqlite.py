@@ -62,11 +62,11 @@ class SQLiteRouting:
         with self._write() as db:
             db.execute(PRESENCE_UPSERT, (agent_id, replica, now_ms))
 
-    def clear_presence(self, agent_id: str, replica: str) -> None:
+    def clear_presence(self, agent_ids: Sequence[str], replica: str) -> None:
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "DELETE FROM agent_presence WHERE agent_id = ? AND replica = ?",
-                (agent_id, replica),
+                [(agent_id, replica) for agent_id in agent_ids],
             )
 
     def live_presence(self, now_ms: int) -> list[AgentLocation]:

@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import Sequence
 
 from collector.errors import StoreError, UnknownAgent
-from collector.server.group_commit import GroupCall, GroupCommitter
+from collector.server.group_commit import GroupCommitter
 from collector.store import HelloRecord, Store
+from collector.store.group_call import GroupCall
 from collector.store.writer import StoreThread
 from tests.collector.test_store_contract import make_agent
 from tests.collector.test_store_group_commit import Decoder

@@ -129,6 +129,26 @@ def test_b_sees_an_agent_on_a_as_connected_until_a_stops_beating(
     asyncio.run(scenario())
 
 
+def test_streams_ending_together_release_their_agents_in_one_transaction(
+    pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
+) -> None:
+    a, b, _ = pair
+    agents = [f"ag-many-{n}" for n in range(20)]
+    for agent_id in agents:
+        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        for agent_id in agents:
+            await a.presence.agent_connected(agent_id)
+        await asyncio.gather(*(a.presence.agent_disconnected(agent_id) for agent_id in agents))
+        assert a.presence._releases.groups <= 2  # the first alone, the rest together
+        now = clock()
+        assert not {loc.agent_id for loc in a.db.store.live_presence(now)} & set(agents)
+
+    asyncio.run(scenario())
+
+
 def test_a_message_sent_on_b_reaches_the_agent_on_a_once(
     pair: tuple[Replica, Replica, Wakeups],
 ) -> None:

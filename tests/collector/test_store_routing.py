@@ -33,10 +33,10 @@ def test_newest_hello_wins_and_a_stale_disconnect_changes_nothing(store: Store) 
         store.beat_replica(replica, f"{replica}:1", T0, TTL)
     store.set_presence("agent-1", "r-a", T0)
     store.set_presence("agent-1", "r-b", T0 + 10)  # reconnected to b
-    store.clear_presence("agent-1", "r-a")  # a notices the old stream ended, later
+    store.clear_presence(["agent-1"], "r-a")  # a notices the old stream ended, later
     location = store.agent_location("agent-1", T0 + 20)
     assert location is not None and location.replica == "r-b"
-    store.clear_presence("agent-1", "r-b")
+    store.clear_presence(["agent-1"], "r-b")
     assert store.agent_location("agent-1", T0 + 20) is None
 
 
