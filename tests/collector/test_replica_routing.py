@@ -132,7 +132,7 @@ def test_b_sees_an_agent_on_a_as_connected_until_a_stops_beating(
 def test_streams_ending_together_release_their_agents_in_one_transaction(
     pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
 ) -> None:
-    a, b, _ = pair
+    a, _, _ = pair
     agents = [f"ag-many-{n}" for n in range(20)]
     for agent_id in agents:
         a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
