@@ -15,7 +15,7 @@ from collector.history.policy import auto_step
 from collector.store.base import HistoryRollup
 from collector.store.writer import StoreThread
 
-__all__ = ["INSPECTION_MAX_POINTS", "HostHistory", "by_name", "roll_up"]
+__all__ = ["INSPECTION_MAX_POINTS", "HostHistory", "by_name", "fold", "roll_up"]
 
 INSPECTION_MAX_POINTS = 2200  # 90 days of hours is 2160
 
@@ -46,6 +46,17 @@ def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
     for one in series:
         grouped.setdefault(one.name, []).append(one)
     return grouped
+
+
+async def fold(db: StoreThread, now_ms: int, chunk: int = 1000) -> int:
+    """Fold every due staged history row, ``chunk`` rows per store call (group commits
+    go in between); how many were folded."""
+    folded = 0
+    after: str | None = ""
+    while after is not None:
+        count, after = await db.call(db.store.fold_history, now_ms, after, chunk)
+        folded += count
+    return folded
 
 
 async def roll_up(db: StoreThread, now_ms: int, chunk: int = 200) -> HistoryRollup:

@@ -36,7 +36,7 @@ from collector.archive import Archive
 from collector.auth_failures import AuthFailures
 from collector.config import ServeConfig, split_host_port
 from collector.datadir import DataDir, initialise, issue_server_certificate
-from collector.errors import AgentRevoked, CollectorError, ConfigError
+from collector.errors import AgentRevoked, CollectorError, ConfigError, StoreError
 from collector.fleet import Fleet
 from collector.gateway.access import GatewayAccess, GatewaySettings
 from collector.gateway.bridge import LoopBridge
@@ -46,6 +46,7 @@ from collector.gateway.recovery import recover
 from collector.gateway.server import SshGateway
 from collector.gateway.tunnels import TunnelBroker
 from collector.history.query import HostHistory
+from collector.history.query import fold as fold_history
 from collector.history.query import roll_up as roll_up_history
 from collector.inspections.analysis import analyse as analyse_inspection
 from collector.inspections.archive_sources import ARCHIVE_SOURCES
@@ -103,6 +104,7 @@ from proto import agent_pb2, agent_pb2_grpc, api_pb2, api_pb2_grpc
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 3600.0
+FOLD_EVERY_SECONDS = 30.0  # staged history values wait at most a bucket and this long
 SHIPPED_CATALOGUE = Path(playbooks.__file__).resolve().parent / "catalogue"
 SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name,
@@ -216,6 +218,7 @@ class CollectorServer:
             self.addresses = dataclasses.replace(self.addresses, web=web, web_url=url)
         self._tasks = [
             asyncio.create_task(self._prune_forever()),
+            asyncio.create_task(self._fold_history_forever()),
             asyncio.create_task(self._evaluate_forever()),
             asyncio.create_task(self._flush_auth_failures_forever()),
         ]
@@ -654,6 +657,17 @@ class CollectorServer:
                 log.info("pruned %d batch records older than the retention", pruned)
             await self._roll_up_history(wall_ms())
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def _fold_history_forever(self) -> None:
+        """Fold staged history values into their buckets once the buckets end
+        (docs/metric-history.md); a store error is retried on the next round."""
+        assert self._db is not None
+        while True:
+            await asyncio.sleep(FOLD_EVERY_SECONDS)
+            try:
+                await fold_history(self._db, wall_ms())
+            except StoreError as exc:
+                log.warning("metric history fold failed (retrying): %s", exc)
 
     async def _roll_up_history(self, at_ms: int) -> None:
         """Roll up and expire the metric history (docs/metric-history.md)."""

@@ -464,7 +464,18 @@ class Store(
         """For the next ``max_series`` series after ``after_series_id``: roll 5-minute
         buckets older than the fine retention into 1-hour buckets, drop 1-hour buckets
         older than the coarse retention, drop series left empty. Call again with
-        ``next_series_id`` until it is None (short transactions on the writer)."""
+        ``next_series_id`` until it is None (short transactions on the writer). The
+        first call of a pass (``after_series_id`` 0) folds the due staged rows first."""
+        ...
+
+    def fold_history(
+        self, now_ms: int, from_agent: str = "", max_rows: int = 1000
+    ) -> tuple[int, str | None]:
+        """Fold up to ``max_rows`` staged history rows that are due (their 5-minute
+        bucket ended, or they arrived long ago) of agents from ``from_agent`` on into
+        the stored buckets, deleting them in the same transaction. Returns how many and
+        the agent to call again from (None: nothing more is due). Reads include staged
+        rows, so folding changes no answer."""
         ...
 
     def history_refusals(self) -> Mapping[str, int]:

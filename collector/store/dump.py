@@ -38,6 +38,7 @@ VERSION = 1
 CHUNK_ROWS = 1000  # rows per executemany on import
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I | re.M)
+_DROP_TABLE = re.compile(r"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(\w+)", re.I | re.M)
 
 
 class DumpError(CollectorError):
@@ -54,11 +55,13 @@ class DumpSummary:
 
 
 def dump_tables() -> list[str]:
-    """Every table the migrations create, in creation order (parents first)."""
+    """Every table the migrations create and do not drop later, in creation order
+    (parents first)."""
     names: list[str] = []
     for migration in load_migrations("sqlite"):
         for statement in migration.statements:
             names += [n for n in _CREATE_TABLE.findall(statement) if n not in names]
+            names = [n for n in names if n not in _DROP_TABLE.findall(statement)]
     return names
 
 

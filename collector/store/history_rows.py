@@ -9,11 +9,14 @@ one insert for every new series of the group.
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from collector.errors import InvalidRequest
 from collector.history.model import HistoryPoint, HistorySeries
@@ -22,6 +25,7 @@ from collector.history.policy import (
     FINE,
     MAX_POINTS_PER_SERIES,
     STEPS,
+    BucketSum,
     bucket_start,
     coarse_cutoff,
     fine_cutoff,
@@ -33,6 +37,7 @@ __all__ = [
     "HistoryInput",
     "RecordOutcome",
     "check_history_query",
+    "fold_history",
     "read_history",
     "record_group_history",
     "roll_up_history",
@@ -40,6 +45,24 @@ __all__ = [
 
 SeriesKey = tuple[str, str]  # (name, canonical labels JSON)
 _IN_LIST = 500  # agent ids per IN (...) list
+FOLD_GRACE_MS = 30_000  # a bucket is folded this long after it ends (late batches)
+FOLD_BY_ARRIVAL_MS = 10 * 60_000  # a staged row this old is folded whatever its bucket
+_IDS, _VALUES = "q", "d"  # staged arrays: int64 series ids, float64 values (little-endian)
+
+_STAGE = (
+    "INSERT INTO history_staging (agent_id, collected_ms, received_ms, series_ids, "
+    "sample_values) VALUES (?, ?, ?, ?, ?)"
+)
+_STAGED_COLUMNS = "staging_id, agent_id, collected_ms, series_ids, sample_values"
+_DUE_BY_BUCKET = (
+    f"SELECT {_STAGED_COLUMNS} FROM history_staging WHERE agent_id >= ? AND collected_ms < ? "
+    "ORDER BY agent_id, collected_ms LIMIT ?"
+)
+_DUE_BY_ARRIVAL = (
+    f"SELECT {_STAGED_COLUMNS} FROM history_staging WHERE received_ms < ? "
+    "ORDER BY received_ms LIMIT ?"
+)
+_UNSTAGE = "DELETE FROM history_staging WHERE staging_id IN (SELECT value FROM json_each(?))"
 
 _UPDATE_BUCKET = (
     "ON CONFLICT (series_id, resolution_ms, start_ms) DO UPDATE SET "
@@ -71,10 +94,12 @@ _DROP_COARSE = (
     "DELETE FROM history_points WHERE series_id IN (SELECT value FROM json_each(?)) "
     f"AND resolution_ms = {COARSE} AND start_ms < ?"
 )
-_DROP_EMPTY_SERIES = (
+_DROP_EMPTY_SERIES = (  # not while its host has staged values (they may be its)
     "DELETE FROM history_series WHERE series_id IN (SELECT value FROM json_each(?)) "
     "AND NOT EXISTS (SELECT 1 FROM history_points AS p "
-    "WHERE p.series_id = history_series.series_id)"
+    "WHERE p.series_id = history_series.series_id) "
+    "AND NOT EXISTS (SELECT 1 FROM history_staging AS s "
+    "WHERE s.agent_id = history_series.agent_id)"
 )
 
 
@@ -150,11 +175,17 @@ def read_history(
         ).fetchall()
         if (not names or name in names)
     ]
+    staged = _staged_points(db, agent_id, since_ms, until_ms)
     result: list[HistorySeries] = []
     for sid, name, series_labels in series:
         if any(series_labels.get(k) != v for k, v in labels.items()):
             continue
         points = _points(db, sid, since_ms, until_ms)
+        if sid in staged:  # values not folded yet: added to their stored buckets
+            points = sorted(
+                merge_points([*points, *staged[sid]], FINE),
+                key=lambda p: (p.start_ms, p.resolution_ms),
+            )
         points = _fold_late(points)
         if step_ms:
             points = list(merge_points(points, step_ms))
@@ -211,53 +242,88 @@ def record_group_history(
     max_series: int,
     cache: Mapping[str, Mapping[SeriesKey, int]],
 ) -> dict[str, RecordOutcome]:
-    """Fold the finite samples of a group of batches into their series' 5-minute
-    buckets (each at its batch's collection time), in a fixed number of statements:
-    samples of one series falling in one bucket are summed first (one upsert per series
-    and bucket), series ids come from ``cache`` (one read for the hosts missing there or
-    sending series it lacks), and the new series of every host are created by one
-    insert. A host keeps at most ``max_series`` series; samples of further series are
-    left out and reported. Returns, per host, the series created, those refused and
-    every series id now known."""
-    points: dict[str, dict[tuple[SeriesKey, int], list[float]]] = {}  # [n, min, sum, max]
+    """Stage the finite samples of a group of batches for the history: one
+    ``history_staging`` row per batch (series ids and values), folded into 5-minute
+    buckets later (``fold_history``). Series ids come from ``cache`` (one read for the
+    hosts missing there or sending series it lacks); the new series of every host are
+    created by one insert. A host keeps at most ``max_series`` series; samples of
+    further series are left out and reported. Returns, per host, the series created,
+    those refused and every series id now known."""
+    finite: list[list[tuple[SeriesKey, float]]] = []
     first_seen: dict[str, int] = {}
     stale: set[str] = set()  # hosts sending series their cached ids lack: read them again
     for batch in batches:
-        start = bucket_start(batch.collected_ms, FINE)
-        per_host = points.setdefault(batch.agent_id, {})
         first_seen.setdefault(batch.agent_id, batch.received_ms)
+        pairs = [((n, labels), v) for n, labels, v in batch.samples if math.isfinite(v)]
+        finite.append(pairs)
         cached = cache.get(batch.agent_id)
-        for name, labels, value in batch.samples:
-            if not math.isfinite(value):
-                continue
-            series = (name, labels)
-            if cached is not None and series not in cached:
-                stale.add(batch.agent_id)
-            key = (series, start)
-            point = per_host.get(key)
-            if point is None:  # the usual case: one sample per series and bucket
-                per_host[key] = [1, value, value, value]
-            else:
-                point[0] += 1
-                point[1] = min(point[1], value)
-                point[2] += value
-                point[3] = max(point[3], value)
-    ids = {a: cache[a] for a in points if a in cache and a not in stale}
-    ids.update(_series_ids_of(db, [a for a in points if a not in ids]))
+        if cached is not None and any(key not in cached for key, _ in pairs):
+            stale.add(batch.agent_id)
+    ids = {a: cache[a] for a in first_seen if a in cache and a not in stale}
+    ids.update(_series_ids_of(db, [a for a in first_seen if a not in ids]))
+    created, refused = _create_series(db, batches, finite, ids, max_series, first_seen)
+    staged = []
+    refused_samples: dict[str, int] = {}
+    for batch, pairs in zip(batches, finite, strict=True):
+        known = ids[batch.agent_id]
+        series_ids = [known.get(key, 0) for key, _ in pairs]
+        if 0 in series_ids:  # series refused at the bound: left out
+            kept = [(sid, v) for sid, (_, v) in zip(series_ids, pairs, strict=True) if sid]
+            refused_samples[batch.agent_id] = (
+                refused_samples.get(batch.agent_id, 0) + len(pairs) - len(kept)
+            )
+            series_ids = [sid for sid, _ in kept]
+            values = [v for _, v in kept]
+        else:
+            values = [v for _, v in pairs]
+        if series_ids:
+            staged.append(
+                (
+                    batch.agent_id,
+                    batch.collected_ms,
+                    batch.received_ms,
+                    _pack(_IDS, series_ids),
+                    _pack(_VALUES, values),
+                )
+            )
+    db.executemany(_STAGE, staged)
+    return {
+        agent_id: RecordOutcome(
+            created.get(agent_id, {}),
+            tuple(refused.get(agent_id, ())),
+            refused_samples.get(agent_id, 0),
+            ids[agent_id],
+        )
+        for agent_id in first_seen
+    }
+
+
+def _create_series(
+    db: sqlite3.Connection,
+    batches: Sequence[HistoryInput],
+    finite: Sequence[Sequence[tuple[SeriesKey, float]]],
+    ids: dict[str, Mapping[SeriesKey, int]],
+    max_series: int,
+    first_seen: Mapping[str, int],
+) -> tuple[dict[str, dict[SeriesKey, int]], dict[str, list[SeriesKey]]]:
+    """Create, in one insert, the series the batches send that their hosts lack (up to
+    each host's bound); update ``ids``. Returns the series created and those refused,
+    per host."""
+    missing: dict[str, set[SeriesKey]] = {}
+    for batch, pairs in zip(batches, finite, strict=True):
+        known = ids[batch.agent_id]
+        lacking = {key for key, _ in pairs if key not in known}
+        if lacking:
+            missing.setdefault(batch.agent_id, set()).update(lacking)
     created: dict[str, dict[SeriesKey, int]] = {}
     refused: dict[str, list[SeriesKey]] = {}
     new_rows = []
-    for agent_id, per_host in points.items():
-        if agent_id in ids and agent_id not in stale and agent_id in cache:
-            continue  # every series known (checked above)
-        known = ids[agent_id]
-        missing = sorted({key for key, _ in per_host if key not in known})
-        if not missing:
-            continue
-        room = max(0, max_series - len(known))
-        new_rows += [(agent_id, n, labels, first_seen[agent_id]) for n, labels in missing[:room]]
-        if missing[room:]:
-            refused[agent_id] = missing[room:]
+    for agent_id, keys in missing.items():
+        ordered = sorted(keys)
+        room = max(0, max_series - len(ids[agent_id]))
+        new_rows += [(agent_id, n, labels, first_seen[agent_id]) for n, labels in ordered[:room]]
+        if ordered[room:]:
+            refused[agent_id] = ordered[room:]
     if new_rows:
         db.executemany(
             "INSERT INTO history_series (agent_id, name, labels, created_ms) VALUES (?, ?, ?, ?)",
@@ -267,35 +333,103 @@ def record_group_history(
         for agent_id, name, labels, _ in new_rows:
             created.setdefault(agent_id, {})[(name, labels)] = grown[agent_id][(name, labels)]
         ids.update(grown)
+    return created, refused
+
+
+def fold_history(
+    db: sqlite3.Connection, now_ms: int, from_agent: str, max_rows: int
+) -> tuple[int, str | None]:
+    """Fold up to ``max_rows`` due staged rows of agents from ``from_agent`` on (in
+    agent order) into their 5-minute buckets, one upsert per (series, bucket), and
+    delete them. Due: the row's bucket ended ``FOLD_GRACE_MS`` ago, or it arrived
+    ``FOLD_BY_ARRIVAL_MS`` ago (a host whose clock is ahead). Returns how many rows
+    were folded and the agent to go on from (None: nothing more is due)."""
+    rows = db.execute(
+        _DUE_BY_BUCKET, (from_agent, bucket_start(now_ms - FOLD_GRACE_MS, FINE), max_rows)
+    ).fetchall()
+    cursor = str(rows[-1][1]) if len(rows) == max_rows else None
+    if cursor is None:
+        taken = {row[0] for row in rows}
+        late = db.execute(_DUE_BY_ARRIVAL, (now_ms - FOLD_BY_ARRIVAL_MS, max_rows)).fetchall()
+        rows += [row for row in late if row[0] not in taken][: max_rows - len(rows)]
+    if not rows:
+        return 0, None
+    sums: dict[tuple[int, int], list[float]] = {}  # (series, bucket) -> [n, min, sum, max]
+    for _, _, collected_ms, series_ids, values in rows:
+        start = bucket_start(int(collected_ms), FINE)
+        for sid, value in zip(_unpack(_IDS, series_ids), _unpack(_VALUES, values), strict=True):
+            point = sums.get((sid, start))
+            if point is None:
+                sums[(sid, start)] = [1, value, value, value]
+            else:
+                point[0] += 1
+                point[1] = min(point[1], value)
+                point[2] += value
+                point[3] = max(point[3], value)
+    alive = _live_series(db, sorted({str(row[1]) for row in rows}))
     db.executemany(
         _UPSERT_POINT,
         [
-            (known[key], FINE, start, int(p[0]), p[1], p[2], p[3])
-            for agent_id, per_host in points.items()
-            if (known := ids[agent_id]) is not None
-            for (key, start), p in per_host.items()
-            if key in known
+            (sid, FINE, start, int(p[0]), p[1], p[2], p[3])
+            for (sid, start), p in sums.items()
+            if sid in alive  # a series the roll-up dropped meanwhile is not brought back
         ],
     )
+    staged_ids = sorted({int(row[0]) for row in rows})
+    db.execute(_UNSTAGE, (json.dumps(staged_ids),))
+    return len(staged_ids), cursor
+
+
+def _live_series(db: sqlite3.Connection, agent_ids: Sequence[str]) -> set[int]:
+    alive: set[int] = set()
+    for chunk in _in_chunks(agent_ids):
+        rows = db.execute(
+            f"SELECT series_id FROM history_series WHERE agent_id IN ({_marks(len(chunk))})",
+            list(chunk),
+        ).fetchall()
+        alive.update(int(row[0]) for row in rows)
+    return alive
+
+
+def _staged_points(
+    db: sqlite3.Connection, agent_id: str, since_ms: int, until_ms: int
+) -> dict[int, list[HistoryPoint]]:
+    """The host's staged values not folded yet, as 5-minute points per series id, for
+    buckets starting in ``[since_ms, until_ms)``."""
+    rows = db.execute(
+        "SELECT collected_ms, series_ids, sample_values FROM history_staging "
+        "WHERE agent_id = ? AND collected_ms >= ? AND collected_ms < ?",
+        (agent_id, bucket_start(since_ms, FINE), until_ms),
+    ).fetchall()
+    sums: dict[int, dict[int, BucketSum]] = {}
+    for collected_ms, series_ids, values in rows:
+        start = bucket_start(int(collected_ms), FINE)
+        if not since_ms <= start < until_ms:
+            continue
+        for sid, value in zip(_unpack(_IDS, series_ids), _unpack(_VALUES, values), strict=True):
+            sums.setdefault(sid, {}).setdefault(start, BucketSum()).add(value)
     return {
-        agent_id: RecordOutcome(
-            created.get(agent_id, {}),
-            tuple(refused.get(agent_id, ())),
-            _count_of(points[agent_id], refused.get(agent_id, ())),
-            ids[agent_id],
-        )
-        for agent_id in points
+        sid: [
+            HistoryPoint(start, FINE, b.count, b.min, b.sum / b.count, b.max)
+            for start, b in sorted(buckets.items())
+        ]
+        for sid, buckets in sums.items()
     }
 
 
-def _count_of(
-    points: Mapping[tuple[SeriesKey, int], list[float]], keys: Sequence[SeriesKey]
-) -> int:
-    """How many samples of ``points`` belong to the series ``keys``."""
-    if not keys:
-        return 0
-    wanted = set(keys)
-    return sum(int(p[0]) for (key, _), p in points.items() if key in wanted)
+def _pack(code: str, numbers: Sequence[float] | Sequence[int]) -> bytes:
+    packed = array.array(code, numbers)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(code: str, data: bytes) -> array.array[Any]:
+    unpacked = array.array(code)
+    unpacked.frombytes(bytes(data))
+    if sys.byteorder != "little":
+        unpacked.byteswap()
+    return unpacked
 
 
 def _series_ids_of(
@@ -303,13 +437,21 @@ def _series_ids_of(
 ) -> dict[str, dict[SeriesKey, int]]:
     """Every series of each host in ``agent_ids`` (hosts without any map to {})."""
     found: dict[str, dict[SeriesKey, int]] = {agent_id: {} for agent_id in agent_ids}
-    for start in range(0, len(agent_ids), _IN_LIST):
-        chunk = agent_ids[start : start + _IN_LIST]
+    for chunk in _in_chunks(agent_ids):
         rows = db.execute(
             "SELECT agent_id, series_id, name, labels FROM history_series "
-            f"WHERE agent_id IN ({', '.join('?' * len(chunk))})",
+            f"WHERE agent_id IN ({_marks(len(chunk))})",
             list(chunk),
         ).fetchall()
         for agent_id, sid, name, labels in rows:
             found[str(agent_id)][(str(name), str(labels))] = int(sid)
     return found
+
+
+def _in_chunks(agent_ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(agent_ids), _IN_LIST):
+        yield agent_ids[start : start + _IN_LIST]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)

@@ -13,16 +13,17 @@ statement there), where one statement per batch and step cost G times as many:
 3. ``agents.last_seen_ms`` for every agent of the group;
 4. the latest values: per agent only the newest new batch (collection time, then
    sequence), and only if it is newer than the stored latest — read for the whole
-   group at once; values updated in place where the agent sends the same series as
-   in its stored latest batch (one UPDATE by primary key per sample: no delete, no
-   foreign-key check), else replaced with one delete and one insert per table;
-5. the metric history (``collector.store.history_rows.record_group_history``).
+   group at once. An agent's latest batch is one ``latest_batches`` row (series,
+   values and failures as JSON text): where the agent sends the same series as in its
+   stored latest batch only its values are updated, else the whole row is rewritten;
+5. the metric history (``collector.store.history_rows.record_group_history``): one
+   staging row per batch.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,17 +48,15 @@ _IN_LIST = 500  # agent ids per IN (...) list
 _CLAIM = "INSERT INTO ingest_log (agent_id, sequence, kind, received_ms) VALUES "
 _CLAIM_END = " ON CONFLICT (agent_id, sequence) DO NOTHING RETURNING agent_id, sequence"
 _UPSERT_LATEST = (
-    "INSERT INTO latest_batches (agent_id, sequence, collected_ms) VALUES (?, ?, ?) "
-    "ON CONFLICT (agent_id) DO UPDATE SET "
-    "sequence = excluded.sequence, collected_ms = excluded.collected_ms"
+    "INSERT INTO latest_batches (agent_id, sequence, collected_ms, series, sample_values, "
+    "failures) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
+    "sequence = excluded.sequence, collected_ms = excluded.collected_ms, "
+    "series = excluded.series, sample_values = excluded.sample_values, "
+    "failures = excluded.failures"
 )
-_INSERT_SAMPLE = (
-    "INSERT INTO latest_samples (agent_id, position, name, labels, value) VALUES (?, ?, ?, ?, ?)"
+_UPDATE_VALUES = (
+    "UPDATE latest_batches SET sequence = ?, collected_ms = ?, sample_values = ? WHERE agent_id = ?"
 )
-_INSERT_FAILURE = (
-    "INSERT INTO latest_failures (agent_id, position, check_name, error) VALUES (?, ?, ?, ?)"
-)
-_UPDATE_SAMPLE = "UPDATE latest_samples SET value = ? WHERE agent_id = ? AND position = ?"
 _LAST_SEEN = "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?"
 
 
@@ -185,44 +184,42 @@ def _replace_latest(
         and known.same_series(written[i.batch.agent_id])
     ]
     updated = {i.batch.agent_id for i in in_place}
-    rewrite = [i for i in changed if i.batch.agent_id not in updated]
-    db.executemany(
-        _UPSERT_LATEST,
-        [(i.batch.agent_id, i.batch.sequence, i.batch.collected_ms) for i in changed],
-    )
     if in_place:
         db.executemany(
-            _UPDATE_SAMPLE,
+            _UPDATE_VALUES,
             [
-                (_value_in(value), i.batch.agent_id, pos)
+                (i.batch.sequence, i.batch.collected_ms, values_json(i.samples), i.batch.agent_id)
                 for i in in_place
-                for pos, (_, _, value) in enumerate(i.keyed)
             ],
         )
+    rewrite = [i for i in changed if i.batch.agent_id not in updated]
     if rewrite:
-        _rewrite_latest(db, rewrite)
+        db.executemany(
+            _UPSERT_LATEST,
+            [
+                (
+                    i.batch.agent_id,
+                    i.batch.sequence,
+                    i.batch.collected_ms,
+                    _series_json(i.keyed),
+                    values_json(i.samples),
+                    json.dumps([[f.check, f.error] for f in i.failures]),
+                )
+                for i in rewrite
+            ],
+        )
     return written
 
 
-def _rewrite_latest(db: sqlite3.Connection, items: Sequence[_New]) -> None:
-    """Replace the latest samples and failures of these agents."""
-    agent_ids = [i.batch.agent_id for i in items]
-    for chunk in _chunks(agent_ids, _IN_LIST):
-        db.execute(f"DELETE FROM latest_samples WHERE agent_id IN ({_marks(len(chunk))})", chunk)
-        db.execute(f"DELETE FROM latest_failures WHERE agent_id IN ({_marks(len(chunk))})", chunk)
-    db.executemany(
-        _INSERT_SAMPLE,
-        [
-            (i.batch.agent_id, pos, name, labels, _value_in(value))
-            for i in items
-            for pos, (name, labels, value) in enumerate(i.keyed)
-        ],
-    )
-    failures = [
-        (i.batch.agent_id, pos, f.check, f.error) for i in items for pos, f in enumerate(i.failures)
-    ]
-    if failures:
-        db.executemany(_INSERT_FAILURE, failures)
+def values_json(samples: Sequence[StoredSample]) -> str:
+    """The samples' values as a JSON array (NaN and infinities as JSON's extensions
+    NaN/Infinity, which ``json.loads`` reads back; the migration wrote null for NaN)."""
+    return json.dumps([s.value for s in samples])
+
+
+def _series_json(keyed: Sequence[tuple[str, str, float]]) -> str:
+    """``[[name, labels], ...]`` from names and canonical labels JSON, in order."""
+    return "[" + ",".join(f"[{json.dumps(name)},{labels}]" for name, labels, _ in keyed) + "]"
 
 
 @dataclass(frozen=True)
@@ -242,10 +239,6 @@ class Layout:
 
     def same_series(self, other: Layout) -> bool:
         return not self.failures and self.series_hash == other.series_hash
-
-
-def _value_in(value: float) -> float | None:
-    return None if math.isnan(value) else value  # SQLite would store NaN as NULL anyway
 
 
 def _order(item: _New) -> tuple[int, int]:

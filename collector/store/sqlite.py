@@ -73,7 +73,12 @@ from collector.store.base import (
     UnknownRun,
     User,
 )
-from collector.store.history_rows import check_history_query, read_history, roll_up_history
+from collector.store.history_rows import (
+    check_history_query,
+    fold_history,
+    read_history,
+    roll_up_history,
+)
 from collector.store.ingest_rows import Layout, check_sequence, store_group
 from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
@@ -606,27 +611,24 @@ class SQLiteStore(
 
     def latest(self, agent_id: str) -> LatestBatch | None:
         with self._read() as db:
-            head = db.execute(
-                "SELECT sequence, collected_ms FROM latest_batches WHERE agent_id = ?",
+            row = db.execute(
+                "SELECT sequence, collected_ms, series, sample_values, failures "
+                "FROM latest_batches WHERE agent_id = ?",
                 (agent_id,),
             ).fetchone()
-            if head is None:
-                return None
-            samples = db.execute(
-                "SELECT name, labels, value FROM latest_samples "
-                "WHERE agent_id = ? ORDER BY position",
-                (agent_id,),
-            ).fetchall()
-            failures = db.execute(
-                "SELECT check_name, error FROM latest_failures "
-                "WHERE agent_id = ? ORDER BY position",
-                (agent_id,),
-            ).fetchall()
+        if row is None:
+            return None
+        sequence, collected_ms, series, values, failures = row
         return LatestBatch(
-            sequence=head[0],
-            collected_ms=head[1],
-            samples=[StoredSample(n, json.loads(lbl), _value_out(v)) for n, lbl, v in samples],
-            failures=[StoredFailure(check, error) for check, error in failures],
+            sequence=int(sequence),
+            collected_ms=int(collected_ms),
+            samples=[
+                StoredSample(name, labels, _value_out(value))
+                for (name, labels), value in zip(
+                    json.loads(series), json.loads(values), strict=True
+                )
+            ],
+            failures=[StoredFailure(check, error) for check, error in json.loads(failures)],
         )
 
     def gaps(self, agent_id: str) -> list[GapRecord]:
@@ -668,11 +670,20 @@ class SQLiteStore(
     def roll_up_history(
         self, now_ms: int, after_series_id: int = 0, max_series: int = 1000
     ) -> HistoryRollup:
+        after: str | None = ""
+        while after_series_id == 0 and after is not None:  # a pass starts: staged rows first
+            _, after = self.fold_history(now_ms, after)
         with self._write() as db:
             step = roll_up_history(db, now_ms, after_series_id, max_series)
         if step.series_dropped:
             self._series_cache.clear()
         return step
+
+    def fold_history(
+        self, now_ms: int, from_agent: str = "", max_rows: int = 1000
+    ) -> tuple[int, str | None]:
+        with self._write() as db:
+            return fold_history(db, now_ms, from_agent, max_rows)
 
     def history_refusals(self) -> Mapping[str, int]:
         with self._refusals_lock:
