@@ -27,7 +27,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from collector.store import StoredFailure, StoredSample
+from collector.store import DecodedSamples, StoredFailure, StoredSample
 from collector.store.ingest_rows import LabelSet
 from proto import agent_pb2
 
@@ -45,7 +45,7 @@ Series = tuple[str, Mapping[str, str]]
 _as_sample = functools.partial(tuple.__new__, StoredSample)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per layout seen
 class _Layout:
     """One source's last batch without its values: ``reader`` unpacks the samples'
     bytes into (segment, value, segment, value, ...) parts; ``segments_of`` picks the
@@ -85,9 +85,9 @@ class SampleDecoder:
         start = _samples_start(wire)
         layout = self._layouts.get(source)
         if layout is not None:
-            samples = _read_with(layout, wire, start)
-            if samples is not None:
-                return samples, failures
+            known = _read_with(layout, wire, start)
+            if known is not None:
+                return known, failures
         samples = self._decode_each(batch)
         learned = self._learn(batch, wire, start)
         if learned is not None:
@@ -96,7 +96,7 @@ class SampleDecoder:
             self._layouts[source] = learned
         else:
             self._layouts.pop(source, None)
-        return samples, failures
+        return DecodedSamples(samples, learned, [s.value for s in samples]), failures
 
     def _decode_each(self, batch: agent_pb2.MetricBatch) -> list[StoredSample]:
         samples = []
@@ -160,7 +160,7 @@ class SampleDecoder:
         )
 
 
-def _read_with(layout: _Layout, wire: bytes, start: int) -> list[StoredSample] | None:
+def _read_with(layout: _Layout, wire: bytes, start: int) -> DecodedSamples | None:
     """The samples of ``wire`` if its samples have ``layout`` (every byte but the
     values equal), else None."""
     end = start + layout.reader.size
@@ -170,7 +170,9 @@ def _read_with(layout: _Layout, wire: bytes, start: int) -> list[StoredSample] |
     if layout.segments_of(parts) != layout.segments:
         return None
     values = layout.values_of((*parts, 0.0))
-    return list(map(_as_sample, zip(layout.names, layout.labels, values, strict=True)))
+    return DecodedSamples(
+        map(_as_sample, zip(layout.names, layout.labels, values, strict=True)), layout, values
+    )
 
 
 def _key_of(wire: bytes, value: float) -> bytes:

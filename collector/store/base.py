@@ -10,7 +10,7 @@ map their driver's errors to ``StoreError`` with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
@@ -54,6 +54,7 @@ __all__ = [
     "AuditEntry",
     "BatchOutcome",
     "Conflict",
+    "DecodedSamples",
     "GapRecord",
     "HelloRecord",
     "HistoryRollup",
@@ -122,6 +123,22 @@ class StoredSample(NamedTuple):
     name: str
     labels: Mapping[str, str]
     value: float
+
+
+class DecodedSamples(list[StoredSample]):
+    """A batch's samples as a decoder read them, with their ``values`` in order and a
+    ``layout``: one object shared by the batches of a source that send the same series
+    in the same order (None when the decoder does not know), so the store can remember
+    what it derives from the series once per layout."""
+
+    __slots__ = ("layout", "values")
+
+    def __init__(
+        self, samples: Iterable[StoredSample], layout: object | None, values: Sequence[float]
+    ) -> None:
+        super().__init__(samples)
+        self.layout = layout
+        self.values = values
 
 
 @dataclass(frozen=True)

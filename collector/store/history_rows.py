@@ -227,13 +227,14 @@ def _fold_late(points: list[HistoryPoint]) -> list[HistoryPoint]:
 
 @dataclass(frozen=True)
 class HistoryInput:
-    """One new batch for ``record_group_history``: its samples as (name, canonical
-    labels JSON, value)."""
+    """One new batch for ``record_group_history``: per sample its (name, canonical
+    labels JSON) and its value."""
 
     agent_id: str
     collected_ms: int
     received_ms: int
-    samples: Sequence[tuple[str, str, float]]
+    keys: Sequence[SeriesKey]
+    values: Sequence[float]
 
 
 def record_group_history(
@@ -249,40 +250,40 @@ def record_group_history(
     created by one insert. A host keeps at most ``max_series`` series; samples of
     further series are left out and reported. Returns, per host, the series created,
     those refused and every series id now known."""
-    finite: list[list[tuple[SeriesKey, float]]] = []
+    finite = [_finite(batch) for batch in batches]
     first_seen: dict[str, int] = {}
+    series_ids: list[list[int] | None] = []  # per batch, from the cache when it knows all
     stale: set[str] = set()  # hosts sending series their cached ids lack: read them again
-    for batch in batches:
+    for batch, (keys, _) in zip(batches, finite, strict=True):
         first_seen.setdefault(batch.agent_id, batch.received_ms)
-        pairs = [((n, labels), v) for n, labels, v in batch.samples if math.isfinite(v)]
-        finite.append(pairs)
         cached = cache.get(batch.agent_id)
-        if cached is not None and any(key not in cached for key, _ in pairs):
+        found = None if cached is None else [cached.get(key, 0) for key in keys]
+        if found is not None and 0 in found:
             stale.add(batch.agent_id)
+        series_ids.append(found)
     ids = {a: cache[a] for a in first_seen if a in cache and a not in stale}
-    ids.update(_series_ids_of(db, [a for a in first_seen if a not in ids]))
-    created, refused = _create_series(db, batches, finite, ids, max_series, first_seen)
+    read = [a for a in first_seen if a not in ids]
+    ids.update(_series_ids_of(db, read))
+    created, refused = _create_series(db, batches, finite, ids, max_series, first_seen, read)
     staged = []
     refused_samples: dict[str, int] = {}
-    for batch, pairs in zip(batches, finite, strict=True):
-        known = ids[batch.agent_id]
-        series_ids = [known.get(key, 0) for key, _ in pairs]
-        if 0 in series_ids:  # series refused at the bound: left out
-            kept = [(sid, v) for sid, (_, v) in zip(series_ids, pairs, strict=True) if sid]
+    for batch, (keys, values), found in zip(batches, finite, series_ids, strict=True):
+        if found is None or batch.agent_id in stale:
+            known = ids[batch.agent_id]
+            found = [known.get(key, 0) for key in keys]
+        if 0 in found:  # series refused at the bound: left out
+            kept = [(sid, v) for sid, v in zip(found, values, strict=True) if sid]
             refused_samples[batch.agent_id] = (
-                refused_samples.get(batch.agent_id, 0) + len(pairs) - len(kept)
+                refused_samples.get(batch.agent_id, 0) + len(found) - len(kept)
             )
-            series_ids = [sid for sid, _ in kept]
-            values = [v for _, v in kept]
-        else:
-            values = [v for _, v in pairs]
-        if series_ids:
+            found, values = [sid for sid, _ in kept], [v for _, v in kept]
+        if found:
             staged.append(
                 (
                     batch.agent_id,
                     batch.collected_ms,
                     batch.received_ms,
-                    _pack(_IDS, series_ids),
+                    _pack(_IDS, found),
                     _pack(_VALUES, values),
                 )
             )
@@ -298,28 +299,40 @@ def record_group_history(
     }
 
 
+def _finite(batch: HistoryInput) -> tuple[Sequence[SeriesKey], Sequence[float]]:
+    """The batch's keys and values without its NaN and infinite samples."""
+    if math.isfinite(sum(batch.values)):  # the usual case: every value finite
+        return batch.keys, batch.values
+    kept = [(k, v) for k, v in zip(batch.keys, batch.values, strict=True) if math.isfinite(v)]
+    return [k for k, _ in kept], [v for _, v in kept]
+
+
 def _create_series(
     db: sqlite3.Connection,
     batches: Sequence[HistoryInput],
-    finite: Sequence[Sequence[tuple[SeriesKey, float]]],
+    finite: Sequence[tuple[Sequence[SeriesKey], Sequence[float]]],
     ids: dict[str, Mapping[SeriesKey, int]],
     max_series: int,
     first_seen: Mapping[str, int],
+    hosts: Collection[str],
 ) -> tuple[dict[str, dict[SeriesKey, int]], dict[str, list[SeriesKey]]]:
-    """Create, in one insert, the series the batches send that their hosts lack (up to
-    each host's bound); update ``ids``. Returns the series created and those refused,
-    per host."""
+    """Create, in one insert, the series that batches of ``hosts`` (those whose ids
+    were read) send and their hosts lack (up to each host's bound); update ``ids``.
+    Returns the series created and those refused, per host."""
     missing: dict[str, set[SeriesKey]] = {}
-    for batch, pairs in zip(batches, finite, strict=True):
+    wanted = set(hosts)
+    for batch, (keys, _) in zip(batches, finite, strict=True):
+        if batch.agent_id not in wanted:
+            continue
         known = ids[batch.agent_id]
-        lacking = {key for key, _ in pairs if key not in known}
+        lacking = {key for key in keys if key not in known}
         if lacking:
             missing.setdefault(batch.agent_id, set()).update(lacking)
     created: dict[str, dict[SeriesKey, int]] = {}
     refused: dict[str, list[SeriesKey]] = {}
     new_rows = []
-    for agent_id, keys in missing.items():
-        ordered = sorted(keys)
+    for agent_id, lacking_keys in missing.items():
+        ordered = sorted(lacking_keys)
         room = max(0, max_series - len(ids[agent_id]))
         new_rows += [(agent_id, n, labels, first_seen[agent_id]) for n, labels in ordered[:room]]
         if ordered[room:]:

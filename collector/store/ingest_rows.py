@@ -77,7 +77,8 @@ class _New:
     batch: IncomingBatch
     samples: Sequence[StoredSample]
     failures: Sequence[StoredFailure]
-    keyed: list[tuple[str, str, float]]  # (name, labels JSON, value) per sample
+    keys: tuple[SeriesKey, ...]  # (name, labels JSON) per sample
+    values: Sequence[float]  # per sample
 
 
 def store_group(
@@ -102,8 +103,9 @@ def store_group(
             continue
         claimed.discard(key)  # a second copy in this group is a duplicate
         decoded, failures = batch.decode()
-        keyed = [(s.name, labels_json(s.labels), s.value) for s in decoded]
-        new.append(_New(batch, decoded, failures, keyed))
+        keys = _keys_of(decoded)
+        values = getattr(decoded, "values", None) or [s.value for s in decoded]
+        new.append(_New(batch, decoded, failures, keys, values))
         samples.append(decoded)
     if not new:
         return GroupResult(samples, {}, {})
@@ -115,7 +117,9 @@ def store_group(
     history = record_group_history(
         db,
         [
-            HistoryInput(i.batch.agent_id, i.batch.collected_ms, i.batch.received_ms, i.keyed)
+            HistoryInput(
+                i.batch.agent_id, i.batch.collected_ms, i.batch.received_ms, i.keys, i.values
+            )
             for i in new
         ],
         max_series,
@@ -188,7 +192,7 @@ def _replace_latest(
         db.executemany(
             _UPDATE_VALUES,
             [
-                (i.batch.sequence, i.batch.collected_ms, values_json(i.samples), i.batch.agent_id)
+                (i.batch.sequence, i.batch.collected_ms, values_json(i.values), i.batch.agent_id)
                 for i in in_place
             ],
         )
@@ -201,8 +205,8 @@ def _replace_latest(
                     i.batch.agent_id,
                     i.batch.sequence,
                     i.batch.collected_ms,
-                    _series_json(i.keyed),
-                    values_json(i.samples),
+                    _series_json(i.keys),
+                    values_json(i.values),
                     json.dumps([[f.check, f.error] for f in i.failures]),
                 )
                 for i in rewrite
@@ -211,15 +215,34 @@ def _replace_latest(
     return written
 
 
-def values_json(samples: Sequence[StoredSample]) -> str:
-    """The samples' values as a JSON array (NaN and infinities as JSON's extensions
-    NaN/Infinity, which ``json.loads`` reads back; the migration wrote null for NaN)."""
-    return json.dumps([s.value for s in samples])
+def values_json(values: Sequence[float]) -> str:
+    """The values as a JSON array (NaN and infinities as JSON's extensions NaN/Infinity,
+    which ``json.loads`` reads back; the migration wrote null for NaN)."""
+    return json.dumps(values if isinstance(values, list | tuple) else list(values))
 
 
-def _series_json(keyed: Sequence[tuple[str, str, float]]) -> str:
+def _series_json(keys: Sequence[SeriesKey]) -> str:
     """``[[name, labels], ...]`` from names and canonical labels JSON, in order."""
-    return "[" + ",".join(f"[{json.dumps(name)},{labels}]" for name, labels, _ in keyed) + "]"
+    return "[" + ",".join(f"[{json.dumps(name)},{labels}]" for name, labels in keys) + "]"
+
+
+_KEYS_BY_LAYOUT: dict[object, tuple[SeriesKey, ...]] = {}
+_MAX_LAYOUTS = 50_000
+
+
+def _keys_of(samples: Sequence[StoredSample]) -> tuple[SeriesKey, ...]:
+    """Each sample's (name, canonical labels JSON). Samples a decoder marked with a
+    ``layout`` (one object per distinct series list, see
+    ``collector.server.batch_decode``) share the answer for that layout."""
+    layout = getattr(samples, "layout", None)
+    if layout is not None and (keys := _KEYS_BY_LAYOUT.get(layout)) is not None:
+        return keys
+    keys = tuple([(s.name, labels_json(s.labels)) for s in samples])
+    if layout is not None:
+        if len(_KEYS_BY_LAYOUT) >= _MAX_LAYOUTS:
+            _KEYS_BY_LAYOUT.clear()
+        _KEYS_BY_LAYOUT[layout] = keys
+    return keys
 
 
 @dataclass(frozen=True)
@@ -234,7 +257,7 @@ class Layout:
 
     @classmethod
     def of(cls, item: _New) -> Layout:
-        series = hash(tuple([(name, labels) for name, labels, _ in item.keyed]))
+        series = hash(item.keys)
         return cls(item.batch.sequence, series, bool(item.failures))
 
     def same_series(self, other: Layout) -> bool:
