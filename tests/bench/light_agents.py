@@ -396,7 +396,8 @@ async def run_agent(
         await p.go_duplicates.wait()
         for attempt in range(1, RECONNECTS + 1):
             try:
-                call, agent.welcome_last_sequence = await start_stream(channel, agent)
+                async with p.connecting:  # bounded, as in the first connect
+                    call, agent.welcome_last_sequence = await start_stream(channel, agent)
                 agent.duplicate_latencies.clear()
                 agent.duplicates_acked = await send_window(
                     call,
