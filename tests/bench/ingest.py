@@ -722,6 +722,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "rss_mib_after_ingest": round(status.get("VmRSS", 0) / 1024, 1),
             "rss_mib_at_end": round(rss_end.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
+            "rss_kib_per_agent_connected": per_agent_kib(
+                figures["status_connected"], figures["status_before"], len(sims)
+            ),
+            "rss_kib_per_agent_after_ingest": per_agent_kib(
+                status, figures["status_before"], len(sims)
+            ),
             "threads": status.get("Threads", 0),
             "metrics_scrape": scrape_cost,
             "metrics": {k: v for k, v in final.items() if not k.endswith("_created")},
@@ -730,6 +736,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         problems=problems,
     )
     return result
+
+
+def per_agent_kib(status: dict[str, int], before: dict[str, int], agents: int) -> float:
+    """RSS growth (KiB) from ``before`` to ``status``, divided over ``agents``."""
+    growth = status.get("VmRSS", 0) - before.get("VmRSS", 0)
+    return round(growth / max(1, agents), 1)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -780,6 +792,9 @@ def report(result: dict[str, Any]) -> str:
         f"{col['rss_mib_connected']:.0f} MiB connected, "
         f"{col['rss_mib_after_ingest']:.0f} MiB after ingest, peak "
         f"{col['peak_rss_mib']:.0f} MiB, {col['threads']} threads",
+        f"  per agent {col['rss_kib_per_agent_connected']:.0f} KiB connected, "
+        f"{col['rss_kib_per_agent_after_ingest']:.0f} KiB after ingest "
+        "(RSS growth over the RSS before connecting)",
         f"/metrics:   one scrape after the run: {col['metrics_scrape']['lines']} lines, "
         f"{col['metrics_scrape']['mib']} MiB in {col['metrics_scrape']['seconds']}s, collector "
         f"CPU {col['metrics_scrape']['collector_cpu_seconds']}s",

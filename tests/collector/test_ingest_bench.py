@@ -27,4 +27,12 @@ def test_the_quick_bench_verifies_exactly_once_and_prints_its_figures(
     assert figures["ack_latency_ms"]["p99"] >= figures["ack_latency_ms"]["p50"] > 0
     assert figures["collector_cpu_ms_per_batch"] > 0
     assert result["collector"]["peak_rss_mib"] > 0
+    assert isinstance(result["collector"]["rss_kib_per_agent_connected"], float)
+    assert isinstance(result["collector"]["rss_kib_per_agent_after_ingest"], float)
     assert result["duplicates"]["acked_duplicate"] == 8 * 5
+
+
+def test_per_agent_rss_is_the_growth_over_the_rss_before_connecting_divided_by_agents() -> None:
+    before, after = {"VmRSS": 100_000}, {"VmRSS": 340_000}
+    assert ingest.per_agent_kib(after, before, 1000) == 240.0
+    assert ingest.per_agent_kib(after, before, 0) == 240_000.0
