@@ -170,6 +170,14 @@ def _add_serve(commands: Any) -> None:
     p.add_argument(
         "--metrics-listen", default=DEFAULT_METRICS_LISTEN, help="/metrics HTTP (%(default)s)"
     )
+    p.add_argument(
+        "--host-samples",
+        choices=("metrics", "separate"),
+        default="metrics",
+        help="where the per-host aftercare_host_* gauges are served: on /metrics and "
+        "/metrics/hosts (metrics, the default), or only on /metrics/hosts, which Prometheus "
+        "can scrape in shards (separate: for fleets of thousands of hosts, docs/metrics.md)",
+    )
     p.add_argument("--advertise", default="", help="HOST:PORT agents dial (default: --listen)")
     p.add_argument(
         "--tls-name",
@@ -271,6 +279,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         api_listen=args.api_listen,
         metrics_listen=args.metrics_listen,
+        host_samples_on_metrics=args.host_samples == "metrics",
         advertise=args.advertise,
         tls_names=tuple(args.tls_name),
         agent_cert_ttl=dt.timedelta(seconds=parse_duration(args.agent_cert_ttl)),

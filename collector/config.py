@@ -29,6 +29,7 @@ class ServeConfig:
     listen: str = DEFAULT_LISTEN
     api_listen: str = DEFAULT_API_LISTEN
     metrics_listen: str = DEFAULT_METRICS_LISTEN
+    host_samples_on_metrics: bool = True  # False: only on /metrics/hosts (large fleets)
     advertise: str = ""  # HOST:PORT agents dial; default: the bound agent address
     tls_names: tuple[str, ...] = field(default_factory=tuple)
     agent_cert_ttl: dt.timedelta = dt.timedelta(days=30)

@@ -1,28 +1,20 @@
-"""Prometheus metrics of the collector, registered on an injected registry.
+"""Prometheus metrics of the collector itself (ingest, enrolment, tickets, outbox…),
+registered on an injected registry.
 
-Two kinds:
-- the collector's own counters (ingest, enrolment, rejected streams), and
-- per-host health gauges derived at scrape time from the in-memory ``Fleet``:
-  every agent sample ``NAME`` is exposed as ``aftercare_host_NAME`` with the
-  labels customer, host and agent_id plus the sample's own labels. Samples whose
-  name ends in ``_total`` are counters on the agent and are exposed as counters.
+The per-host families (connectivity and ``aftercare_host_*``) are rendered from the
+in-memory fleet by ``collector.host_metrics``, not through this registry.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.fleet import Fleet, HostState
 from collector.tickets.model import LEVELS
 from collector.tickets.sla import CLOCK_NAMES as SLA_CLOCKS
-
-HOST_PREFIX = "aftercare_host_"
-_HOST_LABELS = ("customer", "host", "agent_id")
 
 
 class CollectorMetrics:
@@ -31,7 +23,6 @@ class CollectorMetrics:
     def __init__(
         self,
         registry: CollectorRegistry,
-        fleet: Fleet,
         history_refusals: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.batches = Counter(
@@ -167,7 +158,6 @@ class CollectorMetrics:
         for channel in ("webhook", "email"):
             for result in ("delivered", "failed"):
                 self.notifications.labels(channel, result)
-        registry.register(_FleetCollector(fleet))
         if history_refusals is not None:
             registry.register(_HistoryRefusals(history_refusals))
 
@@ -226,68 +216,3 @@ class _HistoryRefusals(Collector):
         for agent_id, count in sorted(self._read().items()):
             family.add_metric([agent_id], count)
         yield family
-
-
-class _FleetCollector(Collector):
-    """Scrape-time view of the fleet: connectivity and the latest host samples."""
-
-    def __init__(self, fleet: Fleet) -> None:
-        self._fleet = fleet
-
-    def describe(self) -> list[Metric]:
-        return []  # dynamic: names depend on what agents send
-
-    def collect(self) -> Iterator[Metric]:
-        hosts = self._fleet.snapshot()
-        yield from _connectivity(hosts)
-        yield from _host_samples(hosts)
-
-
-def _connectivity(hosts: list[HostState]) -> Iterator[Metric]:
-    connected = GaugeMetricFamily(
-        "aftercare_agent_connected",
-        "1 if the agent has a control stream open to this collector.",
-        labels=_HOST_LABELS,
-    )
-    last_seen = GaugeMetricFamily(
-        "aftercare_agent_last_seen_timestamp_seconds",
-        "Unix time the agent was last heard from.",
-        labels=_HOST_LABELS,
-    )
-    info = GaugeMetricFamily(
-        "aftercare_agent_info", "Agent version (value always 1).", labels=(*_HOST_LABELS, "version")
-    )
-    for host in hosts:
-        key = [host.customer, host.hostname, host.agent_id]
-        connected.add_metric(key, 1.0 if host.connected else 0.0)
-        if host.last_seen_ms is not None:
-            last_seen.add_metric(key, host.last_seen_ms / 1000)
-        info.add_metric([*key, host.agent_version], 1.0)
-    yield from (connected, last_seen, info)
-
-
-def _host_samples(hosts: list[HostState]) -> Iterator[Metric]:
-    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
-    label_names: dict[str, tuple[str, ...]] = {}
-    rows: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
-    for host in hosts:
-        for sample in host.samples:
-            name = sample.name
-            if name not in families:
-                extra = tuple(sorted(k for k in sample.labels if k not in _HOST_LABELS))
-                label_names[name] = extra
-                families[name] = _family(name, (*_HOST_LABELS, *extra))
-            values = [host.customer, host.hostname, host.agent_id]
-            values += [sample.labels.get(k, "") for k in label_names[name]]
-            rows[name].append((values, sample.value))
-    for name, family in families.items():
-        for values, value in rows[name]:
-            family.add_metric(values, value)
-        yield family
-
-
-def _family(name: str, labels: tuple[str, ...]) -> GaugeMetricFamily | CounterMetricFamily:
-    doc = f"Agent sample {name} (see docs/metrics.md)."
-    if name.endswith("_total"):
-        return CounterMetricFamily(HOST_PREFIX + name.removesuffix("_total"), doc, labels=labels)
-    return GaugeMetricFamily(HOST_PREFIX + name, doc, labels=labels)

@@ -21,8 +21,10 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.fleet import Fleet
+from collector.host_metrics import FleetExposition
 from collector.metrics import CollectorMetrics
 from collector.server.alertmanager_webhook import PATH as WEBHOOK_PATH
+from collector.server.metrics_pages import metrics_text
 from collector.store import AgentRecord, StoredSample
 from collector.tickets.config import DEFAULT_LEVEL_MAP
 
@@ -149,8 +151,8 @@ def _exposed_metric_names() -> set[str]:
     labels = {"mountpoint": "/", "device": "/dev/sda1", "fstype": "ext4"}
     fleet.load(agent, 1_000, [StoredSample("filesystem_used_ratio", labels, 0.5)])
     registry = CollectorRegistry()
-    CollectorMetrics(registry, fleet)
-    text = generate_latest(registry).decode()
+    CollectorMetrics(registry)
+    text = metrics_text(registry, FleetExposition(fleet), host_samples=True).decode()
     names = set(re.findall(r"^# (?:HELP|TYPE) (\S+)", text, re.MULTILINE))
     return names | {f"{name}_total" for name in names}  # a counter's family name lacks _total
 
@@ -191,7 +193,7 @@ def test_alertmanager_posts_to_the_collector_webhook_with_a_token_file() -> None
 
 def test_counters_the_rules_watch_are_exposed_from_zero() -> None:
     registry = CollectorRegistry()
-    CollectorMetrics(registry, Fleet())
+    CollectorMetrics(registry)
     text = generate_latest(registry).decode()
     assert 'aftercare_sla_breaches_total{clock="response",level="1"} 0.0' in text
     assert 'aftercare_sla_breaches_total{clock="resolution",level="3"} 0.0' in text

@@ -5,7 +5,7 @@ Ports:
   serves AgentStream.
 - API port (``--api-listen``): server TLS; serves Enrollment (join token) and Api
   (bearer API token). Agent methods refuse callers without a client certificate.
-- metrics port (``--metrics-listen``): plain HTTP ``/metrics``.
+- metrics port (``--metrics-listen``): plain HTTP ``/metrics`` and ``/metrics/hosts``.
 - portal port (``--web-listen``): HTTPS with the server certificate; the web portal
   (collector/portal), aiohttp in this same asyncio loop.
 Both gRPC ports also serve standard health checking and reflection.
@@ -48,6 +48,7 @@ from collector.gateway.tunnels import TunnelBroker
 from collector.history.query import HostHistory
 from collector.history.query import fold as fold_history
 from collector.history.query import roll_up as roll_up_history
+from collector.host_metrics import FleetExposition
 from collector.inspections.analysis import analyse as analyse_inspection
 from collector.inspections.archive_sources import ARCHIVE_SOURCES
 from collector.inspections.catalogue import CatalogueError
@@ -85,6 +86,7 @@ from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
 from collector.server.enrollment import EnrollmentServicer
 from collector.server.http import HttpServer, PostHandler
+from collector.server.metrics_pages import metrics_pages
 from collector.server.replicas import ReplicaRouting
 from collector.server.session_signals import LiveSessionSignals, SessionAgentMessages
 from collector.server.status import ErrorStatusInterceptor
@@ -245,7 +247,7 @@ class CollectorServer:
             self.replicas.end_session_here = self._signals.over_here
         self.engine = RuleEngine(rules)
         await self._load_fleet(self.engine)
-        metrics = CollectorMetrics(self.registry, self.fleet, self._db.store.history_refusals)
+        metrics = CollectorMetrics(self.registry, self._db.store.history_refusals)
         self._metrics = metrics
         self.outbox = Outbox(self._db, holder, metrics)  # sends on the leader only
         db = self._db
@@ -641,7 +643,9 @@ class CollectorServer:
     def _start_http(self, posts: Mapping[str, PostHandler]) -> str:
         host, port = split_host_port(self.config.metrics_listen, "--metrics-listen")
         try:
-            self._http = HttpServer(host, port, self.registry, posts)
+            exposition = FleetExposition(self.fleet, held_here_only=self.replicas is not None)
+            pages = metrics_pages(self.registry, exposition, self.config.host_samples_on_metrics)
+            self._http = HttpServer(host, port, pages, posts)
         except OSError as exc:
             raise ConfigError(f"--metrics-listen {self.config.metrics_listen}: {exc}") from exc
         return f"{host}:{self._http.port}"

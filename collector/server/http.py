@@ -1,8 +1,9 @@
-"""The collector's plain-HTTP face: ``GET /metrics``, ``GET /healthz`` and POST webhooks.
+"""The collector's plain-HTTP face: GET pages (``/metrics``…), ``GET /healthz`` and POST webhooks.
 
-Runs a ThreadingHTTPServer on its own threads. Webhook handlers are plain
-callables ``(body, headers) -> (status, json_body)``; the one for Alertmanager
-hands the payload to the asyncio side (see ``server.app``).
+Runs a ThreadingHTTPServer on its own threads. Page handlers are plain callables
+``(query) -> (status, body, content_type)`` (``server.metrics_pages``); webhook
+handlers ``(body, headers) -> (status, json_body)``; the one for Alertmanager hands
+the payload to the asyncio side (see ``server.app``).
 
 POST bodies are bounded by the bytes actually read (docs/collector-config.md):
 a ``Content-Length`` of 0-``MAX_BODY_BYTES`` decimal digits is required (411 when
@@ -24,12 +25,11 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
 log = logging.getLogger(__name__)
 
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, dict[str, Any]]]
+GetReply = tuple[int, bytes, str]  # status, body, content type
+GetHandler = Callable[[str], GetReply]  # called with the URL's query string
 MAX_BODY_BYTES = 1 << 20
 PEER_HEADER = "x-aftercare-peer"  # set by the server to the sender's address, never trusted from it
 MAX_CONCURRENT_BODIES = 8
@@ -88,9 +88,13 @@ class HttpServer:
     """Serves metrics and webhooks until ``close()``."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, posts: Mapping[str, PostHandler]
+        self,
+        host: str,
+        port: int,
+        gets: Mapping[str, GetHandler],
+        posts: Mapping[str, PostHandler],
     ) -> None:
-        handler = _handler_class(registry, dict(posts))
+        handler = _handler_class(dict(gets), dict(posts))
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
@@ -103,7 +107,7 @@ class HttpServer:
 
 
 def _handler_class(
-    registry: CollectorRegistry, posts: dict[str, PostHandler]
+    gets: dict[str, GetHandler], posts: dict[str, PostHandler]
 ) -> type[BaseHTTPRequestHandler]:
     bodies = threading.BoundedSemaphore(MAX_CONCURRENT_BODIES)
 
@@ -112,14 +116,19 @@ def _handler_class(
         timeout = SOCKET_TIMEOUT_SECONDS  # a silent sender is dropped (socket timeout)
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, encoder(registry), content_type)
+            path, _, query = self.path.partition("?")
+            page = gets.get(path)
+            if page is not None:
+                try:
+                    self._send(*page(query))
+                except Exception:  # a page bug must not kill the server thread
+                    log.exception("GET %s failed", path)
+                    self._json(500, {"error": "internal error; see the collector log"})
             elif path == "/healthz":
                 self._send(200, b"ok\n", "text/plain; charset=utf-8")
             else:
-                self._json(404, {"error": f"no such page {path}; try /metrics"})
+                pages = ", ".join(sorted(gets))
+                self._json(404, {"error": f"no such page {path}; try {pages}"})
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]

@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from collector.auth import Principal
 from collector.errors import FailedPrecondition, InvalidRequest, NotFound, PermissionDenied
-from collector.fleet import Fleet
 from collector.inspections import runner as runner_module
 from collector.inspections.config import InspectionsConfig
 from collector.inspections.inputs import InspectionInput
@@ -143,7 +142,7 @@ class World:
         for agent in (WEB, DB, OTHER):
             self.db.store.add_agent(agent)
         self.registry = CollectorRegistry()
-        metrics = CollectorMetrics(self.registry, Fleet())
+        metrics = CollectorMetrics(self.registry)
         self.outbox = Outbox()
         self.sent_runs: list[agent_pb2.RunRequest] = []
         self.runs = RunService(
@@ -718,7 +717,7 @@ def test_a_run_interrupted_by_a_restart_is_picked_up_by_the_next_tick(
             w.tickets,
             w.service.config,
             w.outbox,
-            CollectorMetrics(CollectorRegistry(), Fleet()),
+            CollectorMetrics(CollectorRegistry()),
             w.clock,
             fake_analyse,
             fake_render,

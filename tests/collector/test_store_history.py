@@ -10,7 +10,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.errors import InvalidRequest
-from collector.fleet import Fleet
 from collector.history.model import HistoryPoint, HistorySeries
 from collector.history.policy import (
     COARSE,
@@ -241,7 +240,7 @@ def test_refusals_are_exposed_on_metrics(tmp_path: Path) -> None:
         feed = Feeder(store, agent(store))
         feed.batch(T0, cpu(1.0, core="0"), cpu(2.0, core="1"), cpu(3.0, core="2"))
         registry = CollectorRegistry()
-        CollectorMetrics(registry, Fleet(), store.history_refusals)
+        CollectorMetrics(registry, store.history_refusals)
         text = generate_latest(registry).decode()
         assert 'aftercare_history_refused_samples_total{agent_id="a1"} 2.0' in text
     finally:

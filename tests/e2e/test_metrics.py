@@ -1,10 +1,13 @@
-"""/metrics end to end: host gauges per customer and host, and promtool finds nothing to lint."""
+"""/metrics and /metrics/hosts end to end: host gauges per customer and host, and promtool
+finds nothing to lint."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -50,3 +53,28 @@ def test_metrics_expose_host_health_and_pass_promtool(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_separate_host_samples_are_served_on_metrics_hosts_only(
+    tmp_path: Path, make_agent: Callable[..., Agent]
+) -> None:
+    collector = Collector(tmp_path / "collector", extra_args=["--host-samples", "separate"])
+    collector.start()
+    try:
+        agent = make_agent("db-1")
+        assert agent.enroll(collector.join_command("globex")).returncode == 0
+        agent.start()
+        hosts_url = f"http://127.0.0.1:{collector.metrics_port}/metrics/hosts?customer=globex"
+
+        def host_page() -> str:
+            with urllib.request.urlopen(hosts_url, timeout=10) as response:
+                text = str(response.read().decode())
+            return text if "aftercare_host_memory_used_ratio{" in text else ""
+
+        text = wait_for(host_page, 20, "host gauges on /metrics/hosts")
+        assert f'agent_id="{agent.agent_id}",customer="globex",host="db-1"' in text
+        metrics = collector.metrics()
+        assert "aftercare_host_" not in metrics
+        assert f'aftercare_agent_connected{{agent_id="{agent.agent_id}"' in metrics
+    finally:
+        collector.stop()
