@@ -33,6 +33,7 @@ PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "aftercare-alerts.yml"
 RULE_TESTS = PROMETHEUS_DIR / "aftercare-alerts.test.yml"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+LARGE_FLEET_CONFIG = PROMETHEUS_DIR / "prometheus-large-fleet.yml"
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 COLLECTOR_METRICS_ADDRESS = "127.0.0.1:9464"  # the collector's --metrics-listen default
 
@@ -76,8 +77,9 @@ def test_promtool_test_rules() -> None:
 
 
 @needs_promtool
-def test_promtool_check_config() -> None:
-    result = tool("promtool", "check", "config", str(PROMETHEUS_CONFIG))
+@pytest.mark.parametrize("config", [PROMETHEUS_CONFIG, LARGE_FLEET_CONFIG], ids=lambda p: p.name)
+def test_promtool_check_config(config: Path) -> None:
+    result = tool("promtool", "check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout, "the config loads the alerting rules"
 
