@@ -8,6 +8,8 @@ answer is bounded by ``MAX_SERIES_PER_HOST`` x ``INSPECTION_MAX_POINTS`` points.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from collector.history.model import HistorySeries
@@ -48,14 +50,19 @@ def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
     return grouped
 
 
-async def fold(db: StoreThread, now_ms: int, chunk: int = 1000) -> int:
-    """Fold every due staged history row, ``chunk`` rows per store call (group commits
-    go in between); how many were folded."""
+async def fold(db: StoreThread, now_ms: int, chunk: int = 250) -> int:
+    """Fold every due staged history row, ``chunk`` rows per store call, pausing after
+    each call as long as it took: at most half of the store writer's time goes to the
+    fold, and group commits of agent batches go in between (every agent's buckets end
+    together, so a fleet's rows fall due at once). How many were folded."""
     folded = 0
     after: str | None = ""
     while after is not None:
+        started = time.monotonic()
         count, after = await db.call(db.store.fold_history, now_ms, after, chunk)
         folded += count
+        if after is not None:
+            await asyncio.sleep(time.monotonic() - started)
     return folded
 
 

@@ -475,7 +475,8 @@ def _check_gap(gap: agent_pb2.Gap) -> None:
 
 
 def _check_batch(batch: agent_pb2.MetricBatch) -> None:
-    """Refuse batches that cannot be right (InvalidRequest names the problem)."""
+    """Refuse batches that cannot be right (InvalidRequest names the problem). Sample
+    names are checked by the decoder, once per series (``SampleDecoder``)."""
     if batch.sequence == 0:
         raise InvalidRequest("batch without a sequence number")
     _check_range("batch.sequence", batch.sequence, 1, MAX_SEQUENCE)
@@ -484,9 +485,6 @@ def _check_batch(batch: agent_pb2.MetricBatch) -> None:
         raise InvalidRequest(
             f"batch has {len(batch.samples)} samples (max {MAX_SAMPLES_PER_BATCH})"
         )
-    for sample in batch.samples:
-        if not sample.name or len(sample.name) > MAX_LABEL_TEXT:
-            raise InvalidRequest("sample with an empty or over-long name")
 
 
 def _check_range(field: str, value: int, low: int, high: int) -> None:

@@ -17,6 +17,9 @@ other byte with the remembered layout; the samples are then built without lookin
 each one (about 6x cheaper per batch). Any difference — another series, a value that
 became or stopped being zero, more samples — falls back to the per-sample path, which
 learns the new layout.
+
+Sample names are checked (not empty, at most ``MAX_NAME`` characters) when a series is
+first seen, so the fast path checks nothing: its names are a checked layout's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from collector.errors import InvalidRequest
 from collector.store import DecodedSamples, StoredFailure, StoredSample
 from collector.store.ingest_rows import LabelSet
 from proto import agent_pb2
@@ -37,6 +41,7 @@ _VALUE_TAG = b"\x19"  # field 3 of Sample, wire type 1 (64-bit)
 _SAMPLE_TAG = 0x1A  # field 3 of MetricBatch (samples), length-delimited
 _ZERO = bytes(8)
 _PACK_DOUBLE = struct.Struct("<d").pack
+MAX_NAME = 1024  # characters of a sample name
 MAX_REMEMBERED = 100_000  # distinct (name, labels) kept; the table is emptied when full
 MAX_SOURCES = 50_000  # sources whose layout is kept; the table is emptied when full
 
@@ -77,7 +82,8 @@ class SampleDecoder:
         self, batch: agent_pb2.MetricBatch, source: str | None = None
     ) -> tuple[Sequence[StoredSample], Sequence[StoredFailure]]:
         """The batch's samples and failures as store records. ``source`` (the sending
-        agent) lets the next batch of the same source take the layout fast path."""
+        agent) lets the next batch of the same source take the layout fast path.
+        InvalidRequest for a sample with an empty or over-long name."""
         failures = [StoredFailure(f.check, f.error) for f in batch.failures]
         if source is None or len(batch.samples) < 2:
             return self._decode_each(batch), failures
@@ -111,6 +117,8 @@ class SampleDecoder:
         key = _key_of(wire, sample.value)
         known = self._series.get(key)
         if known is None:
+            if not sample.name or len(sample.name) > MAX_NAME:
+                raise InvalidRequest(f"sample with an empty or over-long name (max {MAX_NAME})")
             if len(self._series) >= self._max:
                 self._series.clear()  # label sets churn: start over rather than grow
             known = self._series[key] = (sample.name, LabelSet(sample.labels))

@@ -367,18 +367,7 @@ def fold_history(
         rows += [row for row in late if row[0] not in taken][: max_rows - len(rows)]
     if not rows:
         return 0, None
-    sums: dict[tuple[int, int], list[float]] = {}  # (series, bucket) -> [n, min, sum, max]
-    for _, _, collected_ms, series_ids, values in rows:
-        start = bucket_start(int(collected_ms), FINE)
-        for sid, value in zip(_unpack(_IDS, series_ids), _unpack(_VALUES, values), strict=True):
-            point = sums.get((sid, start))
-            if point is None:
-                sums[(sid, start)] = [1, value, value, value]
-            else:
-                point[0] += 1
-                point[1] = min(point[1], value)
-                point[2] += value
-                point[3] = max(point[3], value)
+    sums = _bucket_sums(rows)
     alive = _live_series(db, sorted({str(row[1]) for row in rows}))
     db.executemany(
         _UPSERT_POINT,
@@ -391,6 +380,29 @@ def fold_history(
     staged_ids = sorted({int(row[0]) for row in rows})
     db.execute(_UNSTAGE, (json.dumps(staged_ids),))
     return len(staged_ids), cursor
+
+
+def _bucket_sums(rows: Sequence[Sequence[Any]]) -> dict[tuple[int, int], list[float]]:
+    """(series id, bucket start) -> [count, min, sum, max] of staged rows
+    ``(id, agent, collected_ms, series_ids, values)``. Rows of one bucket with the same
+    series (a host's batches) are summed a column at a time."""
+    by_layout: dict[tuple[int, bytes], list[array.array[float]]] = {}
+    for _, _, collected_ms, series_ids, values in rows:
+        key = (bucket_start(int(collected_ms), FINE), bytes(series_ids))
+        by_layout.setdefault(key, []).append(_unpack(_VALUES, values))
+    sums: dict[tuple[int, int], list[float]] = {}
+    for (start, series_ids), value_rows in by_layout.items():
+        ids = _unpack(_IDS, series_ids)
+        for sid, column in zip(ids, zip(*value_rows, strict=True), strict=True):
+            point = sums.get((sid, start))
+            if point is None:
+                sums[(sid, start)] = [len(column), min(column), sum(column), max(column)]
+            else:
+                point[0] += len(column)
+                point[1] = min(point[1], *column)
+                point[2] += sum(column)
+                point[3] = max(point[3], *column)
+    return sums
 
 
 def _live_series(db: sqlite3.Connection, agent_ids: Sequence[str]) -> set[int]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from collector.errors import InvalidRequest
 from collector.server.batch_decode import SampleDecoder
 from collector.store import StoredSample
 from proto import agent_pb2
@@ -177,3 +180,16 @@ def test_layouts_are_kept_per_source_and_bounded() -> None:
         samples, _ = decoder.decode(layout_batch([2.0, 2.0, 2.0], mount=f"/m{n}"), f"ag-{n}")
         assert samples[1].labels == {"mount": f"/m{n}"}
     assert len(decoder._layouts) <= 2
+
+
+@pytest.mark.parametrize("name", ["", "n" * 1025])
+def test_a_sample_name_that_is_empty_or_over_long_is_refused(name: str) -> None:
+    decoder = SampleDecoder()
+    good = batch(("disk_free", {"mount": "/"}, 1.5), ("load", {}, 2.0))
+    decoder.decode(good, "ag-1")  # the layout the bad batch is compared with
+    bad = batch(("disk_free", {"mount": "/"}, 1.5), (name, {}, 2.0))
+    with pytest.raises(InvalidRequest, match="empty or over-long name"):
+        decoder.decode(bad, "ag-1")
+    with pytest.raises(InvalidRequest, match="empty or over-long name"):
+        decoder.decode(bad)  # not the layout path either
+    assert decoded(decoder, batch(("n" * 1024, {}, 1.0)))[0].name == "n" * 1024

@@ -165,6 +165,22 @@ def test_unknown_message_type_is_refused_with_a_clear_error(
     assert "unknown or empty message type" in details
 
 
+@pytest.mark.parametrize("name", ["", "n" * 1025])
+def test_a_sample_without_a_usable_name_ends_the_stream_and_stores_nothing_of_its_batch(
+    collector: Collector, agent_identity: Agent, name: str
+) -> None:
+    with _channel(collector, agent_identity.state_dir) as channel:
+        kinds, code, details = _code(
+            _raw_connect(channel, [HELLO, _batch(1, 3), _batch(2, 3, name=name)])
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "empty or over-long name" in details
+        assert kinds == ["welcome", "ack"]  # batch 1 only
+        replies = list(_raw_connect(channel, [HELLO, _batch(2, 3)]))
+    assert replies[0].welcome.last_sequence == 1, "the refused batch was not stored"
+    assert replies[-1].ack.sequence == 2 and not replies[-1].ack.duplicate
+
+
 def test_stream_must_start_with_hello(collector: Collector, agent_identity: Agent) -> None:
     with _channel(collector, agent_identity.state_dir) as channel:
         _, code, details = _code(_raw_connect(channel, [_batch(1)]))
