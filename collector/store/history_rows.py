@@ -13,7 +13,6 @@ import array
 import json
 import math
 import sqlite3
-import sys
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from collector.history.policy import (
     merge_points,
 )
 from collector.store.base import HistoryRollup
+from collector.store.packed import FLOAT64, INT64, pack, unpack
 
 __all__ = [
     "HistoryInput",
@@ -47,7 +47,7 @@ SeriesKey = tuple[str, str]  # (name, canonical labels JSON)
 _IN_LIST = 500  # agent ids per IN (...) list
 FOLD_GRACE_MS = 30_000  # a bucket is folded this long after it ends (late batches)
 FOLD_BY_ARRIVAL_MS = 10 * 60_000  # a staged row this old is folded whatever its bucket
-_IDS, _VALUES = "q", "d"  # staged arrays: int64 series ids, float64 values (little-endian)
+_IDS, _VALUES = INT64, FLOAT64  # staged arrays: series ids, values (collector.store.packed)
 
 _STAGE = (
     "INSERT INTO history_staging (agent_id, collected_ms, received_ms, series_ids, "
@@ -283,8 +283,8 @@ def record_group_history(
                     batch.agent_id,
                     batch.collected_ms,
                     batch.received_ms,
-                    _pack(_IDS, found),
-                    _pack(_VALUES, values),
+                    pack(_IDS, found),
+                    pack(_VALUES, values),
                 )
             )
     db.executemany(_STAGE, staged)
@@ -389,10 +389,10 @@ def _bucket_sums(rows: Sequence[Sequence[Any]]) -> dict[tuple[int, int], list[fl
     by_layout: dict[tuple[int, bytes], list[array.array[float]]] = {}
     for _, _, collected_ms, series_ids, values in rows:
         key = (bucket_start(int(collected_ms), FINE), bytes(series_ids))
-        by_layout.setdefault(key, []).append(_unpack(_VALUES, values))
+        by_layout.setdefault(key, []).append(unpack(_VALUES, values))
     sums: dict[tuple[int, int], list[float]] = {}
     for (start, series_ids), value_rows in by_layout.items():
-        ids = _unpack(_IDS, series_ids)
+        ids = unpack(_IDS, series_ids)
         for sid, column in zip(ids, zip(*value_rows, strict=True), strict=True):
             point = sums.get((sid, start))
             if point is None:
@@ -431,7 +431,7 @@ def _staged_points(
         start = bucket_start(int(collected_ms), FINE)
         if not since_ms <= start < until_ms:
             continue
-        for sid, value in zip(_unpack(_IDS, series_ids), _unpack(_VALUES, values), strict=True):
+        for sid, value in zip(unpack(_IDS, series_ids), unpack(_VALUES, values), strict=True):
             sums.setdefault(sid, {}).setdefault(start, BucketSum()).add(value)
     return {
         sid: [
@@ -440,21 +440,6 @@ def _staged_points(
         ]
         for sid, buckets in sums.items()
     }
-
-
-def _pack(code: str, numbers: Sequence[float] | Sequence[int]) -> bytes:
-    packed = array.array(code, numbers)
-    if sys.byteorder != "little":
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def _unpack(code: str, data: bytes) -> array.array[Any]:
-    unpacked = array.array(code)
-    unpacked.frombytes(bytes(data))
-    if sys.byteorder != "little":
-        unpacked.byteswap()
-    return unpacked
 
 
 def _series_ids_of(

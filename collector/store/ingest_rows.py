@@ -13,9 +13,10 @@ statement there), where one statement per batch and step cost G times as many:
 3. ``agents.last_seen_ms`` for every agent of the group;
 4. the latest values: per agent only the newest new batch (collection time, then
    sequence), and only if it is newer than the stored latest — read for the whole
-   group at once. An agent's latest batch is one ``latest_batches`` row (series,
-   values and failures as JSON text): where the agent sends the same series as in its
-   stored latest batch only its values are updated, else the whole row is rewritten;
+   group at once. An agent's latest batch is one ``latest_batches`` row (series and
+   failures as JSON text, values as a float64 array): where the agent sends the same
+   series as in its stored latest batch only its values are updated, else the whole
+   row is rewritten;
 5. the metric history (``collector.store.history_rows.record_group_history``): one
    staging row per batch.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from collector.store.history_rows import (
     SeriesKey,
     record_group_history,
 )
+from collector.store.packed import FLOAT64, pack, unpack
 
 __all__ = ["GroupResult", "LabelSet", "Layout", "check_sequence", "labels_json", "store_group"]
 
@@ -49,13 +52,14 @@ _CLAIM = "INSERT INTO ingest_log (agent_id, sequence, kind, received_ms) VALUES 
 _CLAIM_END = " ON CONFLICT (agent_id, sequence) DO NOTHING RETURNING agent_id, sequence"
 _UPSERT_LATEST = (
     "INSERT INTO latest_batches (agent_id, sequence, collected_ms, series, sample_values, "
-    "failures) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
-    "sequence = excluded.sequence, collected_ms = excluded.collected_ms, "
-    "series = excluded.series, sample_values = excluded.sample_values, "
+    "value_bytes, failures) VALUES (?, ?, ?, ?, '[]', ?, ?) ON CONFLICT (agent_id) DO UPDATE "
+    "SET sequence = excluded.sequence, collected_ms = excluded.collected_ms, "
+    "series = excluded.series, sample_values = '[]', value_bytes = excluded.value_bytes, "
     "failures = excluded.failures"
 )
 _UPDATE_VALUES = (
-    "UPDATE latest_batches SET sequence = ?, collected_ms = ?, sample_values = ? WHERE agent_id = ?"
+    "UPDATE latest_batches SET sequence = ?, collected_ms = ?, sample_values = '[]', "
+    "value_bytes = ? WHERE agent_id = ?"
 )
 _LAST_SEEN = "UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?"
 
@@ -192,7 +196,7 @@ def _replace_latest(
         db.executemany(
             _UPDATE_VALUES,
             [
-                (i.batch.sequence, i.batch.collected_ms, values_json(i.values), i.batch.agent_id)
+                (i.batch.sequence, i.batch.collected_ms, values_bytes(i.values), i.batch.agent_id)
                 for i in in_place
             ],
         )
@@ -206,7 +210,7 @@ def _replace_latest(
                     i.batch.sequence,
                     i.batch.collected_ms,
                     _series_json(i.keys),
-                    values_json(i.values),
+                    values_bytes(i.values),
                     json.dumps([[f.check, f.error] for f in i.failures]),
                 )
                 for i in rewrite
@@ -215,10 +219,17 @@ def _replace_latest(
     return written
 
 
-def values_json(values: Sequence[float]) -> str:
-    """The values as a JSON array (NaN and infinities as JSON's extensions NaN/Infinity,
-    which ``json.loads`` reads back; the migration wrote null for NaN)."""
-    return json.dumps(values if isinstance(values, list | tuple) else list(values))
+def values_bytes(values: Sequence[float]) -> bytes:
+    """The values as a little-endian float64 array (``latest_batches.value_bytes``)."""
+    return pack(FLOAT64, values)
+
+
+def values_of(value_bytes: bytes | None, sample_values: str) -> Sequence[float]:
+    """A latest row's values: ``value_bytes`` (from migration 0018 on), else the JSON of
+    older rows (null for NaN, as migration 0017 wrote it)."""
+    if value_bytes is not None:
+        return unpack(FLOAT64, value_bytes)
+    return [math.nan if v is None else float(v) for v in json.loads(sample_values)]
 
 
 def _series_json(keys: Sequence[SeriesKey]) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -79,7 +78,7 @@ from collector.store.history_rows import (
     read_history,
     roll_up_history,
 )
-from collector.store.ingest_rows import Layout, check_sequence, store_group
+from collector.store.ingest_rows import Layout, check_sequence, store_group, values_of
 from collector.store.inspection_sqlite import SQLiteInspections
 from collector.store.lease_sqlite import SQLiteLeases
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
@@ -612,20 +611,20 @@ class SQLiteStore(
     def latest(self, agent_id: str) -> LatestBatch | None:
         with self._read() as db:
             row = db.execute(
-                "SELECT sequence, collected_ms, series, sample_values, failures "
+                "SELECT sequence, collected_ms, series, value_bytes, sample_values, failures "
                 "FROM latest_batches WHERE agent_id = ?",
                 (agent_id,),
             ).fetchone()
         if row is None:
             return None
-        sequence, collected_ms, series, values, failures = row
+        sequence, collected_ms, series, value_bytes, values, failures = row
         return LatestBatch(
             sequence=int(sequence),
             collected_ms=int(collected_ms),
             samples=[
-                StoredSample(name, labels, _value_out(value))
+                StoredSample(name, labels, value)
                 for (name, labels), value in zip(
-                    json.loads(series), json.loads(values), strict=True
+                    json.loads(series), values_of(value_bytes, values), strict=True
                 )
             ],
             failures=[StoredFailure(check, error) for check, error in json.loads(failures)],
@@ -1349,10 +1348,6 @@ def _claim_sequence(
     except sqlite3.IntegrityError as exc:  # foreign key: no such agent
         raise UnknownAgent(agent_id) from exc
     return cursor.rowcount == 1
-
-
-def _value_out(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _append_audit(

@@ -5,6 +5,7 @@ lost and no answer changed by when the fold runs."""
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import pytest
@@ -202,6 +203,36 @@ def test_migration_0017_keeps_every_agents_latest_batch(
     assert store.store_batch("a1", 8, T0 + MIN, T0 + MIN, [cpu(0.5)], [])
     latest = store.latest("a1")
     assert latest is not None and latest.samples == [cpu(0.5)] and latest.failures == []
+
+
+def test_migration_0018_reads_json_values_until_the_next_batch_writes_an_array(
+    store_backend: StoreBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = sqlite_backend if store_backend.dialect == "sqlite" else postgres_backend
+    everything = load_migrations(store_backend.dialect)
+    monkeypatch.setattr(module, "load_migrations", lambda _: everything[:17])
+    old = store_backend.open()
+    add_agent(old)
+    old.close()
+    store_backend.execute_raw(  # a latest row as 0017 wrote it: values as JSON text
+        "INSERT INTO latest_batches (agent_id, sequence, collected_ms, series, sample_values, "
+        "failures) VALUES (?, ?, ?, ?, ?, ?)",
+        ("a1", 7, T0, '[["cpu",{"core":"0"}],["cpu",{"core":"1"}]]', "[0.25, Infinity]", "[]"),
+    )
+    monkeypatch.setattr(module, "load_migrations", lambda _: everything)
+    store = store_backend.open()
+    latest = store.latest("a1")
+    assert latest is not None and latest.samples == [cpu(0.25), cpu(math.inf, core="1")]
+    assert store.store_batch("a1", 8, T0 + MIN, T0 + MIN, [cpu(0.5), cpu(math.nan, "1")], [])
+    assert store.store_batch("a1", 9, T0 + 2 * MIN, T0 + 2 * MIN, [cpu(-0.0), cpu(7.5, "1")], [])
+    latest = store.latest("a1")
+    assert latest is not None and latest.sequence == 9
+    assert [s.value for s in latest.samples] == [0.0, 7.5]
+    assert math.copysign(1, latest.samples[0].value) == -1  # the array keeps every bit
+    [(raw,)] = store_backend.query_raw(
+        "SELECT value_bytes FROM latest_batches WHERE agent_id = ?", ("a1",)
+    )
+    assert bytes(raw) == struct.pack("<2d", -0.0, 7.5)
 
 
 def test_the_dump_has_no_dropped_table_and_the_staging_table() -> None:
