@@ -423,10 +423,12 @@ class SessionService:
 
     async def agent_connected(self, agent_id: str) -> None:
         """Tell a (re)connected agent about the requests for its host still pending."""
-        pending = await self._db.call(self._store.list_sessions, None, None, {"pending"}, 1000)
+        pending = await self._db.call(
+            self._store.list_sessions, states={"pending"}, limit=1000, agent_id=agent_id
+        )
         now = self._clock_ms()
         for session in pending:
-            if session.agent_id == agent_id and now < session.pending_expires_ms:
+            if now < session.pending_expires_ms:
                 self.signals.requested(session)
 
     async def approved_on_host(

@@ -667,10 +667,12 @@ class Store(
         engineer: str | None = None,
         states: Collection[SessionState] | None = None,
         limit: int = 100,
+        agent_id: str | None = None,
     ) -> list[RemoteSession]:
-        """Sessions matching every filter given, newest first (requested_ms
-        descending, then session_id), at most ``limit``. ``states`` empty matches
-        nothing. Raises InvalidRequest for an unknown state or limit < 1."""
+        """Sessions matching every filter given (customer, engineer, states, the host's
+        ``agent_id``), newest first (requested_ms descending, then session_id), at most
+        ``limit``. ``states`` empty matches nothing. Raises InvalidRequest for an
+        unknown state or limit < 1."""
         ...
 
     def update_session(

@@ -929,13 +929,18 @@ class SQLiteStore(
         engineer: str | None = None,
         states: Collection[SessionState] | None = None,
         limit: int = 100,
+        agent_id: str | None = None,
     ) -> list[RemoteSession]:
         check_session_list(states, limit)
         if states is not None and not states:
             return []
         conditions: list[str] = []
         params: list[Any] = []
-        for column, value in (("customer", customer), ("engineer", engineer)):
+        for column, value in (
+            ("customer", customer),
+            ("engineer", engineer),
+            ("agent_id", agent_id),
+        ):
             if value is not None:
                 conditions.append(f"{column} = ?")
                 params.append(value)

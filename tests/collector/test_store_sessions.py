@@ -148,6 +148,9 @@ def test_list_filters_and_limit(store: Store, several: dict[int, RemoteSession])
     assert store.list_sessions(states=[]) == []
     assert store.list_sessions(customer="nobody") == []
     assert numbers(store.list_sessions(limit=2)) == [4, 5]
+    assert numbers(store.list_sessions(agent_id="zeta-a1")) == [3]
+    assert numbers(store.list_sessions(states=["pending"], agent_id="acme-a1")) == [5, 6, 1]
+    assert store.list_sessions(agent_id="acme-a2") == []
     with pytest.raises(InvalidRequest, match="limit"):
         store.list_sessions(limit=0)
     with pytest.raises(InvalidRequest, match="states"):
@@ -277,3 +280,15 @@ def test_corrupt_session_row_is_a_store_error(store_backend: StoreBackend) -> No
     )
     with pytest.raises(StoreError, match="details"):
         store.session_events(session.session_id)
+
+
+def test_a_hosts_pending_sessions_are_read_by_index(store_backend: StoreBackend) -> None:
+    if store_backend.dialect != "sqlite":
+        pytest.skip("query plans are checked on SQLite")
+    store_backend.open().close()
+    query = (
+        "SELECT session_id FROM sessions WHERE agent_id = 'acme-a1' AND state IN ('pending') "
+        "ORDER BY requested_ms DESC, session_id LIMIT 1000"
+    )
+    plan = " ".join(str(row) for row in store_backend.query_raw("EXPLAIN QUERY PLAN " + query))
+    assert "sessions_by_agent" in plan, plan
