@@ -799,7 +799,8 @@ def report(result: dict[str, Any]) -> str:
         f"{col['metrics_scrape']['mib']} MiB in {col['metrics_scrape']['seconds']}s, collector "
         f"CPU {col['metrics_scrape']['collector_cpu_seconds']}s",
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
-        f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])})",
+        f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])}); "
+        f"collector CPU {d['collector_cpu_seconds']}s (a reconnect storm of every agent)",
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
         "agents, as a host that serves no playbooks would; client stream errors survived by "
         f"reconnecting: {d['stream_errors_survived']}",
