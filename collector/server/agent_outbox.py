@@ -59,6 +59,9 @@ class AgentRouter:
         self._clock_ms = clock_ms
         self._poll_ms = poll_ms
         self._max_age_ms = max_age_ms
+        self._to_drain: set[str] = set()  # agents connected here, their outbox not read yet
+        self._draining: asyncio.Task[None] | None = None
+        self.drains = 0  # outbox reads so far (tests count them)
 
     async def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
         """Queue ``message`` for the agent here or on its replica; False if no live
@@ -81,6 +84,7 @@ class AgentRouter:
         if not ids:  # no write transaction for nothing (stale rows go at the next drain)
             return 0
         now = self._clock_ms()
+        self.drains += 1
         taken = await self._db.call(self._db.store.take_agent_messages, ids, now - self._max_age_ms)
         sent = 0
         for item in taken:
@@ -92,6 +96,25 @@ class AgentRouter:
                     self._db.store.queue_agent_message, item.agent_id, item.message, item.created_ms
                 )
         return sent
+
+    async def drain_connected(self, agent_id: str) -> None:
+        """Send what waits for ``agent_id``, which just connected here; returns once its
+        messages were read. Agents connecting together share one outbox read (a
+        reconnect storm read it once per agent before). A store error is logged: the
+        periodic drain delivers later."""
+        self._to_drain.add(agent_id)
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.get_running_loop().create_task(self._drain_connected())
+        await asyncio.shield(self._draining)  # a stream that ends does not stop the others'
+
+    async def _drain_connected(self) -> None:
+        while self._to_drain:
+            agent_ids = sorted(self._to_drain)
+            self._to_drain.clear()
+            try:
+                await self.drain(agent_ids)
+            except StoreError as exc:
+                log.warning("could not read the outbox of %d agents: %s", len(agent_ids), exc)
 
     async def run_forever(self) -> None:
         """Drain when woken, and every ``poll_ms`` anyway, until cancelled."""

@@ -173,10 +173,7 @@ class ReplicaRouting:
     async def agent_connected(self, agent_id: str) -> None:
         """Hand the agent what waited for it in the outbox (its hello claimed it here:
         ``Store.record_hellos``)."""
-        try:
-            await self.router.drain([agent_id])
-        except StoreError as exc:  # the next heartbeat re-claims it
-            log.warning("could not record agent %s as connected here: %s", agent_id, exc)
+        await self.router.drain_connected(agent_id)
 
     def agent_disconnected(self, agent_id: str) -> None:
         """Release the agent (in the background: the stream is ending)."""

@@ -166,6 +166,36 @@ def test_a_message_sent_on_b_reaches_the_agent_on_a_once(
     asyncio.run(scenario())
 
 
+def test_agents_connecting_together_get_their_messages_from_one_outbox_read(
+    pair: tuple[Replica, Replica, Wakeups],
+) -> None:
+    a, b, _ = pair
+    agents = [f"ag-storm-{n}" for n in range(30)]
+    for agent_id in agents:
+        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+
+    async def connect_on_a(agent_id: str) -> asyncio.Queue[agent_pb2.CollectorMessage | None]:
+        stream = a.streams.open(agent_id)
+        await a.presence.agent_connected(agent_id)
+        return stream.outbound
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        for agent_id in agents:  # they were on a; each has a message from b waiting
+            a.streams.close(a.streams.open(agent_id))
+            await a.presence.agent_connected(agent_id)
+            assert await b.router.send(agent_id, message(f"s-{agent_id}")) is True
+        outbound = await asyncio.gather(*(connect_on_a(agent_id) for agent_id in agents))
+        before = a.router.drains
+        await asyncio.gather(*(a.router.drain_connected(agent_id) for agent_id in agents))
+        assert a.router.drains - before <= 2  # the first alone, the rest together
+        for agent_id, queue in zip(agents, outbound, strict=True):
+            assert queue.get_nowait() == message(f"s-{agent_id}") and queue.empty()
+        assert await a.router.drain() == 0  # each handed out once
+
+    asyncio.run(scenario())
+
+
 def test_nothing_is_queued_for_an_agent_no_live_replica_holds(
     pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
 ) -> None:
