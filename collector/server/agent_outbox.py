@@ -61,6 +61,7 @@ class AgentRouter:
         self._max_age_ms = max_age_ms
         self._to_drain: set[str] = set()  # agents connected here, their outbox not read yet
         self._draining: asyncio.Task[None] | None = None
+        self._drained: asyncio.Future[None] | None = None  # done when _to_drain was read
         self.drains = 0  # outbox reads so far (tests count them)
 
     async def send(self, agent_id: str, message: agent_pb2.CollectorMessage) -> bool:
@@ -102,19 +103,29 @@ class AgentRouter:
         messages were read. Agents connecting together share one outbox read (a
         reconnect storm read it once per agent before). A store error is logged: the
         periodic drain delivers later."""
+        loop = asyncio.get_running_loop()
         self._to_drain.add(agent_id)
+        if self._drained is None:
+            self._drained = loop.create_future()
+        drained = self._drained
         if self._draining is None or self._draining.done():
-            self._draining = asyncio.get_running_loop().create_task(self._drain_connected())
-        await asyncio.shield(self._draining)  # a stream that ends does not stop the others'
+            self._draining = loop.create_task(self._drain_connected())
+        await asyncio.shield(drained)  # a stream that ends does not stop the others'
 
     async def _drain_connected(self) -> None:
+        """Read the outbox for the agents waiting, a round at a time, until none wait;
+        each round wakes the agents it read for."""
         while self._to_drain:
             agent_ids = sorted(self._to_drain)
             self._to_drain.clear()
+            drained, self._drained = self._drained, None
             try:
                 await self.drain(agent_ids)
             except StoreError as exc:
                 log.warning("could not read the outbox of %d agents: %s", len(agent_ids), exc)
+            finally:
+                if drained is not None:
+                    drained.set_result(None)
 
     async def run_forever(self) -> None:
         """Drain when woken, and every ``poll_ms`` anyway, until cancelled."""
