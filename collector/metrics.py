@@ -98,6 +98,15 @@ class CollectorMetrics:
             ["state"],
             registry=registry,
         )
+        self.store_calls = Histogram(
+            "aftercare_store_call_seconds",
+            "Time the store writer spent in each call, by store method (every call of "
+            "the collector runs on this one writer, so a slow call delays the acks "
+            "queued behind it).",
+            ["call"],
+            buckets=(0.001, 0.005, 0.025, 0.1, 0.25, 1, 5),
+            registry=registry,
+        )
         self.rule_evaluation = Histogram(
             "aftercare_rule_evaluation_seconds",
             "Time to evaluate every alert rule over every host once.",

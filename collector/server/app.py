@@ -249,6 +249,7 @@ class CollectorServer:
         await self._load_fleet(self.engine)
         metrics = CollectorMetrics(self.registry, self._db.store.history_refusals)
         self._metrics = metrics
+        self._db.observe = lambda call, seconds: metrics.store_calls.labels(call).observe(seconds)
         self.outbox = Outbox(self._db, holder, metrics)  # sends on the leader only
         db = self._db
 
