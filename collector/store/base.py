@@ -366,6 +366,10 @@ class Store(
         """The agent, revoked or not; None if unknown."""
         ...
 
+    def get_agents(self, agent_ids: Sequence[str]) -> list[AgentRecord | None]:
+        """``get_agent`` of each id, in order, in one read (agents connecting together)."""
+        ...
+
     def list_agents(self, customer: str | None = None) -> list[AgentRecord]:
         """Agents (optionally of one customer), ordered by customer, hostname."""
         ...
@@ -538,6 +542,13 @@ class Store(
         """
         ...
 
+    def create_tickets(self, items: Sequence[tuple[NewTicket, NewEvent]]) -> list[Ticket]:
+        """``create_ticket`` for every item, in one transaction (an alert storm costs
+        one commit): all are stored or none. Raises what ``create_ticket`` raises for
+        the first item that fails (two items with the same customer and dedup_key:
+        Conflict); then nothing was stored."""
+        ...
+
     def get_ticket(self, ticket_id: int) -> Ticket | None:
         """The ticket, in any state; None if unknown."""
         ...
@@ -545,6 +556,13 @@ class Store(
     def find_ticket_by_dedup(self, customer: str, dedup_key: str) -> Ticket | None:
         """The most recently created ticket (any state) with this de-duplication key
         for this customer; None if there is none."""
+        ...
+
+    def find_tickets_by_dedup(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Ticket]:
+        """``find_ticket_by_dedup`` for many (customer, dedup_key) pairs in one read:
+        the pairs that have a ticket, each with its most recently created one."""
         ...
 
     def list_tickets(
@@ -675,6 +693,11 @@ class Store(
         unknown state or limit < 1."""
         ...
 
+    def pending_sessions_of(self, agent_ids: Sequence[str]) -> list[list[RemoteSession]]:
+        """The pending session requests of each host, in order of ``agent_ids``, in one
+        read (agents connecting together); each host's newest first."""
+        ...
+
     def update_session(
         self, session: RemoteSession, events: Sequence[NewSessionEvent]
     ) -> RemoteSession:
@@ -715,6 +738,10 @@ class Store(
 
     def list_revocations(self, customer: str | None = None) -> list[RevocationRecord]:
         """Revocations (optionally of one customer), by customer, then time added."""
+        ...
+
+    def revocations_of(self, customers: Sequence[str]) -> list[list[RevocationRecord]]:
+        """``list_revocations`` of each customer, in order, in one read."""
         ...
 
     # -- SSH keys and session recordings (the gateway) ---------------------------------

@@ -13,7 +13,7 @@ import array
 import json
 import math
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from collector.history.policy import (
     merge_points,
 )
 from collector.store.base import HistoryRollup
+from collector.store.chunks import chunks
 from collector.store.packed import FLOAT64, INT64, pack, unpack
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 SeriesKey = tuple[str, str]  # (name, canonical labels JSON)
-_IN_LIST = 500  # agent ids per IN (...) list
 FOLD_GRACE_MS = 30_000  # a bucket is folded this long after it ends (late batches)
 FOLD_BY_ARRIVAL_MS = 10 * 60_000  # a staged row this old is folded whatever its bucket
 _IDS, _VALUES = INT64, FLOAT64  # staged arrays: series ids, values (collector.store.packed)
@@ -407,7 +407,7 @@ def _bucket_sums(rows: Sequence[Sequence[Any]]) -> dict[tuple[int, int], list[fl
 
 def _live_series(db: sqlite3.Connection, agent_ids: Sequence[str]) -> set[int]:
     alive: set[int] = set()
-    for chunk in _in_chunks(agent_ids):
+    for chunk in chunks(agent_ids):
         rows = db.execute(
             f"SELECT series_id FROM history_series WHERE agent_id IN ({_marks(len(chunk))})",
             list(chunk),
@@ -447,7 +447,7 @@ def _series_ids_of(
 ) -> dict[str, dict[SeriesKey, int]]:
     """Every series of each host in ``agent_ids`` (hosts without any map to {})."""
     found: dict[str, dict[SeriesKey, int]] = {agent_id: {} for agent_id in agent_ids}
-    for chunk in _in_chunks(agent_ids):
+    for chunk in chunks(agent_ids):
         rows = db.execute(
             "SELECT agent_id, series_id, name, labels FROM history_series "
             f"WHERE agent_id IN ({_marks(len(chunk))})",
@@ -456,11 +456,6 @@ def _series_ids_of(
         for agent_id, sid, name, labels in rows:
             found[str(agent_id)][(str(name), str(labels))] = int(sid)
     return found
-
-
-def _in_chunks(agent_ids: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(agent_ids), _IN_LIST):
-        yield agent_ids[start : start + _IN_LIST]
 
 
 def _marks(count: int) -> str:

@@ -27,13 +27,14 @@ import functools
 import json
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from collector.audit import canonical_json
 from collector.errors import InvalidRequest, UnknownAgent
 from collector.store.base import IncomingBatch, StoredFailure, StoredSample
+from collector.store.chunks import chunks
 from collector.store.history_rows import (
     HistoryInput,
     RecordOutcome,
@@ -46,7 +47,6 @@ __all__ = ["GroupResult", "LabelSet", "Layout", "check_sequence", "labels_json",
 
 T = TypeVar("T")
 _CLAIM_ROWS = 1000  # rows per claim statement (4 parameters each; SQLite allows 32,766)
-_IN_LIST = 500  # agent ids per IN (...) list
 
 _CLAIM = "INSERT INTO ingest_log (agent_id, sequence, kind, received_ms) VALUES "
 _CLAIM_END = " ON CONFLICT (agent_id, sequence) DO NOTHING RETURNING agent_id, sequence"
@@ -141,7 +141,7 @@ def check_sequence(sequence: int) -> None:
 def _claim(db: sqlite3.Connection, batches: Sequence[IncomingBatch]) -> set[tuple[str, int]]:
     """Record every (agent, sequence) as stored; return those that were not before."""
     claimed: set[tuple[str, int]] = set()
-    for chunk in _chunks(batches, _CLAIM_ROWS):
+    for chunk in chunks(batches, _CLAIM_ROWS):
         values = ", ".join(["(?, ?, 'batch', ?)"] * len(chunk))
         params = [p for b in chunk for p in (b.agent_id, b.sequence, b.received_ms)]
         try:
@@ -168,7 +168,7 @@ def _replace_latest(
         if best is None or _order(item) > _order(best):
             newest[item.batch.agent_id] = item
     stored: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(list(newest), _IN_LIST):
+    for chunk in chunks(list(newest)):
         rows = db.execute(
             "SELECT agent_id, collected_ms, sequence FROM latest_batches "
             f"WHERE agent_id IN ({_marks(len(chunk))})",
@@ -305,8 +305,3 @@ def _labels_json_of(items: tuple[tuple[str, str], ...]) -> str:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

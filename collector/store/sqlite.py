@@ -72,6 +72,7 @@ from collector.store.base import (
     UnknownRun,
     User,
 )
+from collector.store.chunks import chunks
 from collector.store.history_rows import (
     check_history_query,
     fold_history,
@@ -419,6 +420,19 @@ class SQLiteStore(
         with self._read() as db:
             return _select_agent(db, agent_id)
 
+    def get_agents(self, agent_ids: Sequence[str]) -> list[AgentRecord | None]:
+        found: dict[str, AgentRecord] = {}
+        with self._read() as db:
+            for chunk in chunks(sorted(set(agent_ids))):
+                rows = db.execute(
+                    f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id IN ({_marks(len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    agent = AgentRecord(*row)
+                    found[agent.agent_id] = agent
+        return [found.get(agent_id) for agent_id in agent_ids]
+
     def list_agents(self, customer: str | None = None) -> list[AgentRecord]:
         query = f"SELECT {_AGENT_COLUMNS} FROM agents"
         params: tuple[str, ...] = ()
@@ -714,19 +728,15 @@ class SQLiteStore(
     # -- tickets ----------------------------------------------------------------------
 
     def create_ticket(self, new: NewTicket, opened: NewEvent) -> Ticket:
-        values = new_ticket_values(new, opened.at_ms)
-        (event,) = event_rows([opened])
-        columns = ", ".join(values)
-        insert = f"INSERT INTO tickets ({columns}) VALUES ({_marks(len(values))})"
+        return self.create_tickets([(new, opened)])[0]
+
+    def create_tickets(self, items: Sequence[tuple[NewTicket, NewEvent]]) -> list[Ticket]:
+        rows = [
+            (new, new_ticket_values(new, opened.at_ms), event_rows([opened])[0])
+            for new, opened in items
+        ]
         with self._write() as db:
-            if new.dedup_key is not None:
-                _refuse_second_active(db, new.customer, new.dedup_key)
-            try:
-                ticket_id = _inserted_id(db.execute(insert, tuple(values.values())))
-            except sqlite3.IntegrityError as exc:  # another writer won the race
-                raise _dedup_conflict(new.customer, new.dedup_key) from exc
-            _insert_events(db, ticket_id, [event])
-            return _select_ticket(db, ticket_id)
+            return [_insert_ticket(db, new, values, event) for new, values, event in rows]
 
     def get_ticket(self, ticket_id: int) -> Ticket | None:
         with self._read() as db:
@@ -740,6 +750,26 @@ class SQLiteStore(
                 (customer, dedup_key),
             ).fetchone()
         return ticket_from_row(row) if row else None
+
+    def find_tickets_by_dedup(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Ticket]:
+        by_customer: dict[str, list[str]] = {}
+        for customer, dedup_key in set(keys):
+            by_customer.setdefault(customer, []).append(dedup_key)
+        found: dict[tuple[str, str], Ticket] = {}
+        with self._read() as db:
+            for customer, dedup_keys in by_customer.items():
+                for chunk in chunks(dedup_keys):
+                    rows = db.execute(
+                        f"{_SELECT_TICKET} WHERE customer = ? AND dedup_key IN "
+                        f"({_marks(len(chunk))}) ORDER BY id",
+                        (customer, *chunk),
+                    ).fetchall()
+                    for row in rows:  # ascending ids: the newest per key is kept
+                        ticket = ticket_from_row(row)
+                        found[(customer, str(ticket.dedup_key))] = ticket
+        return found
 
     def list_tickets(
         self,
@@ -956,6 +986,20 @@ class SQLiteStore(
             ).fetchall()
         return [session_from_row(row) for row in rows]
 
+    def pending_sessions_of(self, agent_ids: Sequence[str]) -> list[list[RemoteSession]]:
+        found: dict[str, list[RemoteSession]] = {}
+        with self._read() as db:
+            for chunk in chunks(sorted(set(agent_ids))):
+                rows = db.execute(
+                    f"{_SELECT_SESSION} WHERE state = 'pending' AND agent_id IN "
+                    f"({_marks(len(chunk))}) ORDER BY requested_ms DESC, session_id",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    session = session_from_row(row)
+                    found.setdefault(session.agent_id, []).append(session)
+        return [found.get(agent_id, []) for agent_id in agent_ids]
+
     def update_session(
         self, session: RemoteSession, events: Sequence[NewSessionEvent]
     ) -> RemoteSession:
@@ -1044,6 +1088,20 @@ class SQLiteStore(
                 params,
             ).fetchall()
         return [_revocation(row) for row in rows]
+
+    def revocations_of(self, customers: Sequence[str]) -> list[list[RevocationRecord]]:
+        found: dict[str, list[RevocationRecord]] = {}
+        with self._read() as db:
+            for chunk in chunks(sorted(set(customers))):
+                rows = db.execute(
+                    f"SELECT {_REVOCATION_COLUMNS} FROM approver_revocations WHERE customer "
+                    f"IN ({_marks(len(chunk))}) ORDER BY customer, added_ms, key_fingerprint",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    revocation = _revocation(row)
+                    found.setdefault(revocation.customer, []).append(revocation)
+        return [found.get(customer, []) for customer in customers]
 
     # -- SSH keys and session recordings ----------------------------------------------
 
@@ -1446,6 +1504,22 @@ def _ticket_head(db: sqlite3.Connection, ticket_id: int) -> dict[str, Any]:
     if row is None:
         raise _unknown_ticket(ticket_id)
     return dict(zip(columns, row, strict=True))
+
+
+def _insert_ticket(
+    db: sqlite3.Connection, new: NewTicket, values: dict[str, Any], event: EventRow
+) -> Ticket:
+    """Insert one ticket and its opening event (with its audit entry); Conflict if its
+    fault already has an active ticket."""
+    if new.dedup_key is not None:
+        _refuse_second_active(db, new.customer, new.dedup_key)
+    insert = f"INSERT INTO tickets ({', '.join(values)}) VALUES ({_marks(len(values))})"
+    try:
+        ticket_id = _inserted_id(db.execute(insert, tuple(values.values())))
+    except sqlite3.IntegrityError as exc:  # another writer won the race
+        raise _dedup_conflict(new.customer, new.dedup_key) from exc
+    _insert_events(db, ticket_id, [event])
+    return _select_ticket(db, ticket_id)
 
 
 def _refuse_second_active(db: sqlite3.Connection, customer: str, dedup_key: str) -> None:

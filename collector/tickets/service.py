@@ -37,6 +37,7 @@ from collector.alertmanager import AlertmanagerPayload, ticket_fields
 from collector.auth import Principal
 from collector.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from collector.outbox import Notice, Outbox, OutboxEntry, Sender
+from collector.store.chunks import chunks
 from collector.store.writer import StoreThread
 from collector.tickets import knowhow, lifecycle
 from collector.tickets.config import TicketsConfig
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 STATS_MAX_TICKETS = 100_000  # a customer's tickets read for statistics (newest first)
 KNOWHOW_SCAN = 5000  # resolved or closed tickets searched for know-how (newest first)
+TICKETS_PER_TRANSACTION = 100  # rule tickets opened together (ingest commits go between)
 
 ENGINEER_ACTIONS = frozenset(
     {"acknowledge", "comment", "assign", "resolve", "reopen", "wait", "resume", "contact"}
@@ -410,15 +412,14 @@ class TicketService:
             await self._follow(scope, now_ms)
             alerts = [a for a in alerts if scope.covers(a.host.agent_id, a.heartbeat)]
         current = {alert.dedup_key: alert for alert in alerts}
+        fired = [alert for key, alert in current.items() if key not in self._firing]
         for key, alert in current.items():
-            if key not in self._firing:
-                await self._fault_fired(
-                    _rule_ticket(alert), _rule_details(alert), f"rule:{alert.rule}", now_ms
-                )
-                self._firing[key] = alert.host.customer
-                self._owner[key] = (alert.host.agent_id, bool(alert.heartbeat))
-            else:
+            if key in self._firing:
                 await self._refire_if_closed_while_firing(alert, now_ms)
+        await self._rules_fired(fired, now_ms)
+        for alert in fired:
+            self._firing[alert.dedup_key] = alert.host.customer
+            self._owner[alert.dedup_key] = (alert.host.agent_id, bool(alert.heartbeat))
         for key in current:
             self._restored.pop(key, None)
             self._absent_since.pop(key, None)
@@ -517,6 +518,58 @@ class TicketService:
                     raise
         raise AssertionError("unreachable")
 
+    async def _rules_fired(self, alerts: Sequence[FaultAlert], now_ms: int) -> None:
+        """Open the tickets of newly firing rule alerts: one read finds their faults'
+        stored tickets and one transaction opens the new ones, so an alert storm (a
+        site's hosts going silent together) costs two store calls, not two per alert.
+        Faults with a ticket to re-fire or re-open, and a group that lost a race to
+        another replica (Conflict), go one by one. At most TICKETS_PER_TRANSACTION
+        tickets are opened per transaction, so ingest commits go in between."""
+        faults = [(_rule_ticket(a), _rule_details(a), f"rule:{a.rule}") for a in alerts]
+        if not faults:
+            return
+        stored = await self._db.call(
+            self._store.find_tickets_by_dedup,
+            [(new.customer, str(new.dedup_key)) for new, _, _ in faults],
+        )
+        fresh: list[tuple[NewTicket, dict[str, Any], str]] = []
+        others: list[tuple[NewTicket, dict[str, Any], str]] = []
+        for fault in faults:
+            ticket = stored.get((fault[0].customer, str(fault[0].dedup_key)))
+            (fresh if self._opens_new(ticket, now_ms) else others).append(fault)
+        for group in chunks(fresh, TICKETS_PER_TRANSACTION):
+            try:
+                tickets = await self._db.call(
+                    self._store.create_tickets,
+                    [
+                        (new, lifecycle.create_event(new, actor, now_ms, details))
+                        for new, details, actor in group
+                    ],
+                )
+            except Conflict:
+                others += group
+                continue
+            for ticket, (_, details, _) in zip(tickets, group, strict=True):
+                await self._opened(ticket, details)
+        for new, details, actor in others:
+            await self._fault_fired(new, details, actor, now_ms)
+
+    def _opens_new(self, existing: Ticket | None, now_ms: int) -> bool:
+        """Whether a fault whose newest ticket is ``existing`` gets a new ticket (none
+        yet, or closed outside the reopen window) rather than that one."""
+        return existing is None or (
+            existing.state == "closed"
+            and not lifecycle.should_reopen(existing, now_ms, self.config.reopen_window_ms)
+        )
+
+    async def _opened(self, ticket: Ticket, details: dict[str, Any]) -> None:
+        """Count and log a ticket just opened for a fault; start its rule's playbook."""
+        self._metrics.ticket_opened(ticket.level, ticket.source)
+        log.info("ticket %d opened: %s", ticket.id, ticket.title)
+        playbook = details.get("playbook")
+        if playbook and self.on_rule_ticket is not None:
+            await self.on_rule_ticket(ticket, str(playbook))
+
     async def _open_or_refire(
         self, new: NewTicket, details: dict[str, Any], actor: str, now_ms: int
     ) -> Ticket:
@@ -524,19 +577,12 @@ class TicketService:
         existing = await self._db.call(
             self._store.find_ticket_by_dedup, new.customer, new.dedup_key
         )
-        reopen_window = self.config.reopen_window_ms
-        if existing is None or (
-            existing.state == "closed"
-            and not lifecycle.should_reopen(existing, now_ms, reopen_window)
-        ):
+        if self._opens_new(existing, now_ms):
             opened = lifecycle.create_event(new, actor, now_ms, details)
             ticket = await self._db.call(self._store.create_ticket, new, opened)
-            self._metrics.ticket_opened(ticket.level, ticket.source)
-            log.info("ticket %d opened: %s", ticket.id, ticket.title)
-            playbook = details.get("playbook")
-            if playbook and self.on_rule_ticket is not None:
-                await self.on_rule_ticket(ticket, str(playbook))
+            await self._opened(ticket, details)
             return ticket
+        assert existing is not None
         history = await self._db.call(self._store.ticket_events, existing.id)
         transition = lifecycle.refire(
             existing, details.get("value"), details, actor, now_ms, history=history

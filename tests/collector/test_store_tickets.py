@@ -192,6 +192,56 @@ def test_find_by_dedup_returns_the_newest(store: Store) -> None:
     assert store.find_ticket_by_dedup("acme", "other") is None
 
 
+def test_find_many_by_dedup_gives_the_newest_per_fault_and_only_its_customers(
+    store: Store,
+) -> None:
+    first = store.create_ticket(new_ticket(), opened(T0))
+    closed = close(store, first, T0 + 100)
+    second = store.create_ticket(new_ticket(), opened(T0 + 200))
+    other = store.create_ticket(new_ticket(dedup_key="web1/load"), opened(T0 + 300))
+    zeta = store.create_ticket(new_ticket("zeta"), opened(T0 + 400))
+    key = first.dedup_key or ""
+    found = store.find_tickets_by_dedup(
+        [("acme", key), ("acme", "web1/load"), ("acme", "none"), ("zeta", key), ("acme", key)]
+    )
+    assert found == {("acme", key): second, ("acme", "web1/load"): other, ("zeta", key): zeta}
+    assert closed.id != second.id
+    assert store.find_tickets_by_dedup([]) == {}
+    many = [(f"c{n % 3}", f"web{n}/disk") for n in range(1200)]  # more than one IN list
+    assert store.find_tickets_by_dedup(many) == {}
+
+
+def test_create_many_stores_all_with_their_events_and_audit(store: Store) -> None:
+    items = [(new_ticket(dedup_key=f"web{n}/disk"), opened(T0 + n)) for n in range(3)]
+    items.append((new_ticket("zeta"), opened(T0 + 3)))
+    tickets = store.create_tickets(items)
+    assert [t.dedup_key for t in tickets] == [
+        "web0/disk",
+        "web1/disk",
+        "web2/disk",
+        new_ticket().dedup_key,
+    ]
+    assert len({t.id for t in tickets}) == 4
+    for ticket, (_, event_) in zip(tickets, items, strict=True):
+        assert store.get_ticket(ticket.id) == ticket
+        [stored] = store.ticket_events(ticket.id)
+        assert (stored.kind, stored.at_ms) == ("opened", event_.at_ms)
+    targets = {entry.target for entry in store.audit_entries()}
+    assert {f"ticket:{t.id}" for t in tickets} <= targets
+
+
+def test_create_many_is_all_or_nothing(store: Store) -> None:
+    active = store.create_ticket(new_ticket(), opened(T0))
+    with pytest.raises(Conflict, match=f"ticket {active.id} is already active"):
+        store.create_tickets(
+            [(new_ticket(dedup_key="web9/disk"), opened(T0 + 1)), (new_ticket(), opened(T0 + 2))]
+        )
+    with pytest.raises(Conflict):  # twice the same fault in one group
+        store.create_tickets([(new_ticket(dedup_key="web8/disk"), opened(T0 + 3))] * 2)
+    assert [t.id for t in store.list_tickets()] == [active.id]
+    assert store.create_tickets([]) == []
+
+
 def test_second_active_ticket_for_a_dedup_key_refused(store: Store) -> None:
     first = store.create_ticket(new_ticket(), opened(T0))
     with pytest.raises(Conflict, match=f"ticket {first.id} is already active"):
