@@ -17,6 +17,7 @@ from collector.approval_check import verify_certificate, verify_revocation
 from collector.auth import Principal
 from collector.errors import InvalidRequest, NotFound, PermissionDenied
 from collector.store.base import ApproverRecord, RevocationRecord
+from collector.store.group_call import GroupCall
 from collector.store.writer import StoreThread
 from common.approval_format import fingerprint
 from proto import agent_pb2
@@ -41,6 +42,9 @@ class ApproverService:
         self._send = send
         self._forward = forward
         self._clock_ms = clock_ms
+        self._connecting: GroupCall[str, list[RevocationRecord]] = GroupCall(
+            db, db.store.revocations_of, "revocation-reads"
+        )
 
     async def add(self, who: Principal, data: bytes) -> ApproverRecord:
         """Store a certificate signed by the root it names, for the caller's customer."""
@@ -123,8 +127,9 @@ class ApproverService:
         return {r.key_fingerprint for r in revocations}
 
     async def revocations_message(self, customer: str) -> agent_pb2.CollectorMessage | None:
-        """Every signed revocation of ``customer``, for its hosts; None if there is none."""
-        revocations = await self._db.call(self._store.list_revocations, customer)
+        """Every signed revocation of ``customer``, for its hosts; None if there is none.
+        Hosts connecting together share one read."""
+        revocations = await self._connecting.submit(customer)
         if not revocations:
             return None
         return agent_pb2.CollectorMessage(

@@ -150,6 +150,9 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         self._audit = audit
         self._presence = presence
         self._decoder = SampleDecoder()  # used on the store writer only (in the group commit)
+        self._agents: GroupCall[str, AgentRecord | None] = GroupCall(
+            db, db.store.get_agents, "agent-lookups"
+        )
         self._hellos: GroupCall[HelloRecord, int | None] = GroupCall(
             db,
             functools.partial(
@@ -158,13 +161,18 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
             "hello-group",
         )
 
+    async def _find_agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent record behind a verified certificate (lookups of agents connecting
+        together share one read)."""
+        return await self._agents.submit(agent_id)
+
     async def Connect(
         self,
         request_iterator: AsyncIterator[agent_pb2.AgentMessage],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[agent_pb2.CollectorMessage]:
         try:
-            agent = await authenticate_agent(context, self._db)
+            agent = await authenticate_agent(context, self._find_agent)
         except CollectorError:
             self._metrics.rejected.labels("identity").inc()
             raise
@@ -399,7 +407,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         """Attach the agent's tunnel to the gateway connection waiting for it; serve
         until either side closes it."""
         try:
-            agent = await authenticate_agent(context, self._db)
+            agent = await authenticate_agent(context, self._find_agent)
             first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT_SECONDS)
             if not isinstance(first, agent_pb2.TunnelFrame) or first.WhichOneof("kind") != "attach":
                 raise InvalidRequest("a tunnel must start with a TunnelAttach frame")
@@ -419,7 +427,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
     async def RenewCertificate(
         self, request: agent_pb2.RenewRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.RenewResponse:
-        agent = await authenticate_agent(context, self._db)
+        agent = await authenticate_agent(context, self._find_agent)
         issued = self._ca.sign_agent_csr(
             request.csr_pem, agent.agent_id, agent.customer, self._cert_ttl
         )

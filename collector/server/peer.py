@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -14,7 +15,8 @@ from common.clock import MillisClock, wall_ms
 
 
 async def authenticate_agent(
-    context: grpc.aio.ServicerContext[Any, Any], db: StoreThread
+    context: grpc.aio.ServicerContext[Any, Any],
+    find_agent: Callable[[str], Awaitable[AgentRecord | None]],
 ) -> AgentRecord:
     """The enrolled, non-revoked agent named by the verified client certificate.
 
@@ -28,7 +30,7 @@ async def authenticate_agent(
             "with the certificate obtained by `aftercare-agent enroll`"
         )
     agent_id = names[0].decode()
-    agent = await db.call(db.store.get_agent, agent_id)
+    agent = await find_agent(agent_id)
     if agent is None:
         raise Unauthenticated(f"certificate names unknown agent {agent_id!r}; enrol again")
     if agent.revoked_ms is not None:

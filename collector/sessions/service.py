@@ -44,6 +44,7 @@ from collector.sessions.model import (
 )
 from collector.store import AgentRecord
 from collector.store.base import RecordingRecord, Store
+from collector.store.group_call import GroupCall
 from collector.store.writer import StoreThread
 from collector.tickets.model import EventKind, NewEvent
 
@@ -117,6 +118,9 @@ class SessionService:
         self._store = db.store
         self._clock_ms = clock_ms
         self.signals: SessionSignals = signals or _NoSignals()
+        self._connecting: GroupCall[str, list[RemoteSession]] = GroupCall(
+            db, db.store.pending_sessions_of, "pending-session-reads"
+        )
 
     async def request(
         self,
@@ -422,10 +426,9 @@ class SessionService:
         raise Conflict(f"session {session_id} keeps changing; try again")
 
     async def agent_connected(self, agent_id: str) -> None:
-        """Tell a (re)connected agent about the requests for its host still pending."""
-        pending = await self._db.call(
-            self._store.list_sessions, states={"pending"}, limit=1000, agent_id=agent_id
-        )
+        """Tell a (re)connected agent about the requests for its host still pending
+        (agents connecting together share one read)."""
+        pending = await self._connecting.submit(agent_id)
         now = self._clock_ms()
         for session in pending:
             if now < session.pending_expires_ms:

@@ -67,6 +67,21 @@ def test_a_revoked_key_stays_revoked(store: Store) -> None:
     assert len(store.list_revocations()) == 1
 
 
+def test_revocations_of_many_customers_in_one_read(store: Store) -> None:
+    store.add_revocation(revocation(KEY2, at=T0 + 9))
+    store.add_revocation(revocation())
+    store.add_revocation(revocation(customer="globex"))
+    found = store.revocations_of(["globex", "acme", "nobody", "globex"])
+    assert found == [
+        [revocation(customer="globex")],
+        store.list_revocations("acme"),
+        [],
+        [revocation(customer="globex")],
+    ]
+    assert [r.key_fingerprint for r in found[1]] == [KEY1, KEY2]  # by time added
+    assert store.revocations_of([]) == []
+
+
 def test_a_revocation_without_a_certificate_is_kept(store: Store) -> None:
     store.add_revocation(revocation(KEY2))
     assert [r.key_fingerprint for r in store.list_revocations("acme")] == [KEY2]

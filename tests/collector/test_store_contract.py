@@ -177,6 +177,18 @@ def test_agent_add_get(store: Store) -> None:
     assert store.get_agent("missing") is None
 
 
+def test_agents_looked_up_together_in_one_read(store: Store) -> None:
+    agents = [make_agent(f"a{n}", hostname=f"web{n}") for n in range(3)]
+    for agent in agents:
+        store.add_agent(agent)
+    store.revoke_agent("a2", T0 + 1)
+    found = store.get_agents(["a2", "missing", "a0", "a0"])
+    assert found == [store.get_agent("a2"), None, agents[0], agents[0]]
+    assert found[0] is not None and found[0].revoked_ms == T0 + 1
+    assert store.get_agents([]) == []
+    assert store.get_agents([f"x{n}" for n in range(1200)]) == [None] * 1200
+
+
 def test_agent_duplicate_refused(store: Store) -> None:
     store.add_agent(make_agent())
     with pytest.raises(Conflict):

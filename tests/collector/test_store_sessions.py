@@ -292,3 +292,23 @@ def test_a_hosts_pending_sessions_are_read_by_index(store_backend: StoreBackend)
     )
     plan = " ".join(str(row) for row in store_backend.query_raw("EXPLAIN QUERY PLAN " + query))
     assert "sessions_by_agent" in plan, plan
+
+
+def test_pending_sessions_of_many_hosts_in_one_read(store: Store) -> None:
+    older = create(store, 1)
+    newer = create(store, 2, at_ms=T0 + 1)
+    globex = create(store, 3, customer="globex")
+    denied = create(store, 4, customer="initech")
+    t = deny(denied, "carol", "initech", "change freeze", T0 + 10)
+    store.update_session(t.session, t.events)
+    hosts = ["globex-a1", "acme-a1", "initech-a1", "nobody-a1", "acme-a1"]
+    found = store.pending_sessions_of(hosts)
+    assert [[s.session_id for s in each] for each in found] == [
+        [globex.session_id],
+        [newer.session_id, older.session_id],
+        [],
+        [],
+        [newer.session_id, older.session_id],
+    ]
+    assert store.pending_sessions_of([]) == []
+    assert store.pending_sessions_of([f"h{n}" for n in range(1200)]) == [[]] * 1200
