@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -279,6 +279,25 @@ def proc_cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def database_cpu_seconds(cluster: PgCluster | None) -> float:
+    """CPU seconds of a PostgreSQL cluster so far: the postmaster with its exited
+    children (cutime, cstime) and every live child (backends, WAL writer, checkpointer,
+    autovacuum); 0 without a cluster."""
+    if cluster is None:
+        return 0.0
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    text = Path(f"/proc/{postmaster}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    total = sum(int(f) for f in fields[11:15]) / CLK_TCK
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            text = stat.read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM (KiB) and Threads of ``pid``."""
     values: dict[str, int] = {}
@@ -304,12 +323,18 @@ def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[s
             text = response.read().decode()
     except OSError as exc:
         raise BenchError(f"cannot read {collector.metrics_url}: {exc}") from exc
-    line_re = re.compile(r"^(aftercare_ingest_[a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$")
+    line_re = re.compile(
+        r"^(aftercare_ingest_[a-z_]+|aftercare_store_call_seconds_[a-z]+)(\{[^}]*\})? "
+        r"([0-9.eE+-]+)$"
+    )
     figures: dict[str, float] = {}
     for line in text.splitlines():
         match = line_re.match(line)
-        if match and not match.group(1).endswith(("_bucket", "_created")):
-            figures[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+        if match is None or match.group(1).endswith("_created"):
+            continue
+        if match.group(1).endswith("_bucket") and f'le="{SLOW_STORE_CALL}"' not in line:
+            continue
+        figures[match.group(1) + (match.group(2) or "")] = float(match.group(3))
     if cost is not None:
         cost.update(
             seconds=round(time.perf_counter() - t0, 2),
@@ -318,6 +343,30 @@ def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[s
             lines=text.count("\n"),
         )
     return figures
+
+
+SLOW_STORE_CALL = "0.25"  # a bucket bound of aftercare_store_call_seconds, in seconds
+
+
+def store_calls(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Per store method from a scrape: calls, seconds on the writer, and how many
+    took longer than SLOW_STORE_CALL; the 6 with the most seconds."""
+    found: dict[str, dict[str, Any]] = {}
+    pattern = re.compile(r'^aftercare_store_call_seconds_(sum|count|bucket)\{call="([^"]+)"')
+    for key, value in metrics.items():
+        match = pattern.match(key)
+        if match:
+            found.setdefault(match.group(2), {})[match.group(1)] = value
+    rows = [
+        {
+            "call": call,
+            "calls": int(v.get("count", 0)),
+            "seconds": round(v.get("sum", 0.0), 2),
+            f"over_{SLOW_STORE_CALL}s": int(v.get("count", 0) - v.get("bucket", 0)),
+        }
+        for call, v in found.items()
+    ]
+    return sorted(rows, key=lambda row: -float(row["seconds"]))[:6]
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -402,11 +451,13 @@ def drive(
     simulators: Simulators,
     pids: Sequence[int],
     collectors: Sequence[Collector],
+    cluster: PgCluster | None,
     timeout: float,
     progress: Progress,
 ) -> dict[str, Any]:
     """Step the simulators through the phases; return the timing figures measured
-    around them (CPU of every collector replica and simulator, from /proc)."""
+    around them (CPU of every collector replica, simulator and the database server,
+    from /proc)."""
     figures: dict[str, Any] = {}
     figures["status_before"] = status_of(pids)
     cpu0, client0 = cpu_of(pids), simulators.cpu_seconds()
@@ -417,10 +468,13 @@ def drive(
     threads1 = [thread_cpu(pid) for pid in pids]
     figures["status_connected"] = status_of(pids)
     progress(f"agents connected in {t1 - t0:.2f}s; ingesting")
+    database1 = database_cpu_seconds(cluster)
+    figures["ingest_start_wall"] = time.time()
     simulators.tell("go")
     simulators.wait_for("ingested", timeout, "the ingest phase")
     t2 = time.perf_counter()
     cpu2, client2 = cpu_of(pids), simulators.cpu_seconds()
+    database2 = database_cpu_seconds(cluster)
     status = status_of(pids)
     splits = [thread_split(pid, before) for pid, before in zip(pids, threads1, strict=True)]
     figures["ingest_threads"] = {k: round(sum(x[k] for x in splits), 2) for k in splits[0]}
@@ -438,11 +492,27 @@ def drive(
         ingest_wall=t2 - t1,
         ingest_collector_cpu=cpu2 - cpu1,
         ingest_client_cpu=client2 - client1,
+        ingest_database_cpu=database2 - database1,
         duplicates_wall=t3 - t2,
         duplicates_collector_cpu=cpu4 - cpu3,
         status=status,
     )
     return figures
+
+
+def slow_ack_seconds(sims: Sequence[SimAgent], start: float) -> list[dict[str, float]]:
+    """The 5 seconds of the ingest phase with the most slow acks (>= SLOW_ACK_SECONDS):
+    second since the phase began, how many, the slowest; to tell a steady backlog from
+    pauses that come at a time (a fold, a tick, a checkpoint)."""
+    by_second: dict[int, list[float]] = {}
+    for agent in sims:
+        for at, latency in agent.slow_acks:
+            by_second.setdefault(int(at - start), []).append(latency)
+    worst = sorted(by_second.items(), key=lambda item: -len(item[1]))[:5]
+    return [
+        {"second": second, "slow_acks": len(found), "slowest_s": round(max(found), 2)}
+        for second, found in sorted(worst)
+    ]
 
 
 def cpu_of(pids: Sequence[int]) -> float:
@@ -499,6 +569,7 @@ def merge_results(agents: Sequence[BenchAgent], results: Sequence[dict[str, Any]
             sim.connect_seconds = got["connect_seconds"]
             sim.latencies = got["latencies"]
             sim.duplicate_latencies = got["duplicate_latencies"]
+            sim.slow_acks = [(at, latency) for at, latency in got["slow_acks"]]
             sim.duplicates_acked = got["duplicates_acked"]
             sim.welcome_last_sequence = got["welcome_last_sequence"]
             sim.runs_refused = got["runs_refused"]
@@ -643,7 +714,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         }
         simulators = Simulators(agents, args.sim_procs, spec, tmp)
         try:
-            figures = drive(simulators, pids, collectors, args.timeout, progress)
+            figures = drive(simulators, pids, collectors, cluster, args.timeout, progress)
             sim_results = simulators.results()
         finally:
             simulators.stop()
@@ -695,6 +766,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             if wall
             else 0,
             "ack_latency_ms": latency_ms([x for a in sims for x in a.latencies]),
+            "slow_ack_seconds": slow_ack_seconds(sims, figures["ingest_start_wall"]),
             "server_ack_latency_mean_ms": round(server_sum / server_count * 1000, 2)
             if server_count
             else None,
@@ -705,7 +777,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             ),
             "client_cpu_seconds": round(figures["ingest_client_cpu"], 2),
             "client_cores": round(figures["ingest_client_cpu"] / wall, 2) if wall else 0,
+            "database_cpu_seconds": round(figures["ingest_database_cpu"], 2),
+            "database_cpu_ms_per_batch": round(
+                figures["ingest_database_cpu"] * 1000 / max(1, total_batches), 3
+            ),
             "collector_cpu_seconds_by_thread": figures["ingest_threads"],
+            "store_calls_until_ingested": store_calls(phase1),
         },
         duplicates={
             "sent": sum(len(a.duplicate_latencies) for a in sims),
@@ -778,16 +855,37 @@ def report(result: dict[str, Any]) -> str:
         f"  rate      {i['batches_per_second']:.0f} batches/s, {i['samples_per_second']} "
         f"samples/s (= {i['equivalent_agents_at_10s']} agents at a 10s interval)",
         f"  ack ms    {lat(i['ack_latency_ms'])} (write to ack, client side)",
+        "  slow acks "
+        + (
+            ", ".join(
+                f"{x['slow_acks']} at {x['second']}s (<= {x['slowest_s']}s)"
+                for x in i["slow_ack_seconds"]
+            )
+            or "none"
+        )
+        + " (acks >= 0.5 s in the 5 worst seconds since the ingest began)",
         "  server    mean "
         + (f"{server:.1f} ms" if server is not None else "n/a")
         + " receive-to-durable (aftercare_ingest_ack_latency_seconds)",
         f"  CPU       collector {i['collector_cpu_seconds']:.1f}s "
         f"({i['collector_cores']:.2f} cores, {i['collector_cpu_ms_per_batch']:.2f} ms per "
         f"batch), simulated agents {i['client_cpu_seconds']:.1f}s "
-        f"({i['client_cores']:.2f} cores)",
+        f"({i['client_cores']:.2f} cores)"
+        + (
+            f", PostgreSQL server {i['database_cpu_seconds']:.1f}s "
+            f"({i['database_cpu_ms_per_batch']:.2f} ms per batch)"
+            if i["database_cpu_seconds"]
+            else ""
+        ),
         f"  threads   collector CPU s: event loop {t['event_loop']:.1f}, busiest other Python "
         f"thread (store writer) {t['busiest_other_python_thread']:.1f}, other Python "
         f"{t['other_python_threads']:.1f}, gRPC core {t['grpc_core_threads']:.1f}",
+        "  writer    store calls until the end of ingest (calls, seconds, over "
+        f"{SLOW_STORE_CALL}s): "
+        + ", ".join(
+            f"{c['call']} {c['calls']} {c['seconds']}s {c[f'over_{SLOW_STORE_CALL}s']}"
+            for c in i["store_calls_until_ingested"]
+        ),
         f"collector:  RSS {col['rss_mib_before_connect']:.0f} MiB before connecting, "
         f"{col['rss_mib_connected']:.0f} MiB connected, "
         f"{col['rss_mib_after_ingest']:.0f} MiB after ingest, peak "

@@ -44,6 +44,7 @@ from proto import agent_pb2
 CONNECT_METHOD = "/aftercare.v1.AgentStream/Connect"
 INTERVAL_SECONDS = 10.0  # the agent's default collection interval (collected_unix_ms spacing)
 DUPLICATES_PER_AGENT = 5
+SLOW_ACK_SECONDS = 0.5  # new batches acked this late are reported with their time
 READ_TIMEOUT_SECONDS = 60.0  # one Welcome or Ack; generous: the collector may be saturated
 PROFILES = 64  # distinct host shapes; agents share their serialised batches
 RECONNECTS = 3  # attempts of the re-sending phase (grpc.aio now and then fails a new
@@ -70,6 +71,7 @@ class SimAgent:
     connect_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)  # per batch, seconds
     duplicate_latencies: list[float] = field(default_factory=list)
+    slow_acks: list[tuple[float, float]] = field(default_factory=list)  # (wall time, s)
     duplicates_acked: int = 0
     welcome_last_sequence: int = -1  # what the Welcome of the second stream said
     runs_refused: int = 0  # run requests (the default rules' diagnostics) answered "refused"
@@ -334,7 +336,10 @@ async def send_window(
             now = time.perf_counter()
             if message.ack.sequence != want:
                 raise BenchError(f"expected Ack {want}, got Ack {message.ack.sequence}")
-            latencies.append(now - sent_at.pop(want))
+            latency = now - sent_at.pop(want)
+            latencies.append(latency)
+            if latency >= SLOW_ACK_SECONDS and not expect_duplicate:
+                agent.slow_acks.append((time.time(), latency))
             as_expected += message.ack.duplicate == expect_duplicate
             room.release()
 
@@ -522,6 +527,7 @@ async def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 "connect_seconds": a.connect_seconds,
                 "latencies": a.latencies,
                 "duplicate_latencies": a.duplicate_latencies,
+                "slow_acks": a.slow_acks,
                 "duplicates_acked": a.duplicates_acked,
                 "welcome_last_sequence": a.welcome_last_sequence,
                 "runs_refused": a.runs_refused,
