@@ -421,16 +421,9 @@ class SQLiteStore(
             return _select_agent(db, agent_id)
 
     def get_agents(self, agent_ids: Sequence[str]) -> list[AgentRecord | None]:
-        found: dict[str, AgentRecord] = {}
         with self._read() as db:
-            for chunk in chunks(sorted(set(agent_ids))):
-                rows = db.execute(
-                    f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id IN ({_marks(len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for row in rows:
-                    agent = AgentRecord(*row)
-                    found[agent.agent_id] = agent
+            rows = _select_in(db, f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id", agent_ids)
+        found = {agent.agent_id: agent for agent in (AgentRecord(*row) for row in rows)}
         return [found.get(agent_id) for agent_id in agent_ids]
 
     def list_agents(self, customer: str | None = None) -> list[AgentRecord]:
@@ -755,20 +748,16 @@ class SQLiteStore(
         self, keys: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], Ticket]:
         by_customer: dict[str, list[str]] = {}
-        for customer, dedup_key in set(keys):
+        for customer, dedup_key in keys:
             by_customer.setdefault(customer, []).append(dedup_key)
         found: dict[tuple[str, str], Ticket] = {}
         with self._read() as db:
             for customer, dedup_keys in by_customer.items():
-                for chunk in chunks(dedup_keys):
-                    rows = db.execute(
-                        f"{_SELECT_TICKET} WHERE customer = ? AND dedup_key IN "
-                        f"({_marks(len(chunk))}) ORDER BY id",
-                        (customer, *chunk),
-                    ).fetchall()
-                    for row in rows:  # ascending ids: the newest per key is kept
-                        ticket = ticket_from_row(row)
-                        found[(customer, str(ticket.dedup_key))] = ticket
+                head = f"{_SELECT_TICKET} WHERE customer = ? AND dedup_key"
+                rows = _select_in(db, head, dedup_keys, " ORDER BY id", before=(customer,))
+                for row in rows:  # ascending ids in each IN list: the newest per key is kept
+                    ticket = ticket_from_row(row)
+                    found[(customer, str(ticket.dedup_key))] = ticket
         return found
 
     def list_tickets(
@@ -987,17 +976,12 @@ class SQLiteStore(
         return [session_from_row(row) for row in rows]
 
     def pending_sessions_of(self, agent_ids: Sequence[str]) -> list[list[RemoteSession]]:
-        found: dict[str, list[RemoteSession]] = {}
+        head = f"{_SELECT_SESSION} WHERE state = 'pending' AND agent_id"
         with self._read() as db:
-            for chunk in chunks(sorted(set(agent_ids))):
-                rows = db.execute(
-                    f"{_SELECT_SESSION} WHERE state = 'pending' AND agent_id IN "
-                    f"({_marks(len(chunk))}) ORDER BY requested_ms DESC, session_id",
-                    chunk,
-                ).fetchall()
-                for row in rows:
-                    session = session_from_row(row)
-                    found.setdefault(session.agent_id, []).append(session)
+            rows = _select_in(db, head, agent_ids, " ORDER BY requested_ms DESC, session_id")
+        found: dict[str, list[RemoteSession]] = {}
+        for session in map(session_from_row, rows):
+            found.setdefault(session.agent_id, []).append(session)
         return [found.get(agent_id, []) for agent_id in agent_ids]
 
     def update_session(
@@ -1090,17 +1074,12 @@ class SQLiteStore(
         return [_revocation(row) for row in rows]
 
     def revocations_of(self, customers: Sequence[str]) -> list[list[RevocationRecord]]:
-        found: dict[str, list[RevocationRecord]] = {}
+        head = f"SELECT {_REVOCATION_COLUMNS} FROM approver_revocations WHERE customer"
         with self._read() as db:
-            for chunk in chunks(sorted(set(customers))):
-                rows = db.execute(
-                    f"SELECT {_REVOCATION_COLUMNS} FROM approver_revocations WHERE customer "
-                    f"IN ({_marks(len(chunk))}) ORDER BY customer, added_ms, key_fingerprint",
-                    chunk,
-                ).fetchall()
-                for row in rows:
-                    revocation = _revocation(row)
-                    found.setdefault(revocation.customer, []).append(revocation)
+            rows = _select_in(db, head, customers, " ORDER BY customer, added_ms, key_fingerprint")
+        found: dict[str, list[RevocationRecord]] = {}
+        for revocation in map(_revocation, rows):
+            found.setdefault(revocation.customer, []).append(revocation)
         return [found.get(customer, []) for customer in customers]
 
     # -- SSH keys and session recordings ----------------------------------------------
@@ -1459,6 +1438,23 @@ def _audit_entry(row: Sequence[Any]) -> AuditEntry:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def _select_in(
+    db: sqlite3.Connection,
+    head: str,
+    keys: Collection[str],
+    tail: str = "",
+    before: Sequence[Any] = (),
+) -> list[Any]:
+    """Rows of ``{head} IN (keys){tail}`` for every distinct key, one IN list of bounded
+    size at a time (``before``: the parameters of ``head``). ``tail``'s order holds
+    within each list, so rows of one key keep it."""
+    rows: list[Any] = []
+    for chunk in chunks(sorted(set(keys))):
+        sql = f"{head} IN ({_marks(len(chunk))}){tail}"
+        rows += db.execute(sql, (*before, *chunk)).fetchall()
+    return rows
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:

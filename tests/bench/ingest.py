@@ -274,9 +274,14 @@ class Simulators:
 def proc_cpu_seconds(pid: int, tid: int | None = None) -> float:
     """utime + stime of ``pid`` (all threads) or of its thread ``tid``, from /proc."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    text = Path(path).read_text()
-    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+    fields = stat_fields(Path(path))
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def stat_fields(path: Path) -> list[str]:
+    """The fields of a /proc stat file after "pid (comm) ": state, ppid, … utime at 11."""
+    text = path.read_text()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def database_cpu_seconds(cluster: PgCluster | None) -> float:
@@ -286,13 +291,11 @@ def database_cpu_seconds(cluster: PgCluster | None) -> float:
     if cluster is None:
         return 0.0
     postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    text = Path(f"/proc/{postmaster}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
+    fields = stat_fields(Path(f"/proc/{postmaster}/stat"))
     total = sum(int(f) for f in fields[11:15]) / CLK_TCK
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError):
-            text = stat.read_text()
-            fields = text[text.rindex(")") + 2 :].split()
+            fields = stat_fields(stat)
             if int(fields[1]) == postmaster:
                 total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
