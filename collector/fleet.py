@@ -10,9 +10,10 @@ every heartbeat), so "connected" means connected to any replica.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from collector.store import AgentRecord, StoredSample
+from collector.store import AgentRecord, SampleRow, StoredSample
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class HostState:
     connections: int = 0
     last_seen_ms: int | None = None
     collected_ms: int | None = None
-    samples: tuple[StoredSample, ...] = field(default_factory=tuple)
+    samples: Sequence[StoredSample] = field(default_factory=tuple)  # a compact SampleRow
     elsewhere: bool = False  # another live replica holds its stream
 
     @property
@@ -44,7 +45,7 @@ class Fleet:
         self._elsewhere: frozenset[str] = frozenset()
 
     def load(
-        self, agent: AgentRecord, collected_ms: int | None, samples: list[StoredSample]
+        self, agent: AgentRecord, collected_ms: int | None, samples: Sequence[StoredSample]
     ) -> None:
         """Seed the view from the store at start-up (not connected)."""
         with self._lock:
@@ -56,7 +57,7 @@ class Fleet:
                 0,
                 agent.last_seen_ms,
                 collected_ms,
-                tuple(samples),
+                SampleRow.of(samples),
             )
 
     def connected(self, agent: AgentRecord, hostname: str, version: str, now_ms: int) -> None:
@@ -83,7 +84,7 @@ class Fleet:
                 )
 
     def observed(
-        self, agent_id: str, collected_ms: int, samples: list[StoredSample], now_ms: int
+        self, agent_id: str, collected_ms: int, samples: Sequence[StoredSample], now_ms: int
     ) -> None:
         """A batch arrived; keep its samples if it is the newest collected."""
         with self._lock:
@@ -91,7 +92,7 @@ class Fleet:
             if old is None:
                 return
             if old.collected_ms is None or collected_ms >= old.collected_ms:
-                old = replace(old, collected_ms=collected_ms, samples=tuple(samples))
+                old = replace(old, collected_ms=collected_ms, samples=SampleRow.of(samples))
             self._hosts[agent_id] = replace(old, last_seen_ms=now_ms)
 
     def forget(self, agent_id: str) -> None:

@@ -107,6 +107,15 @@ class CollectorMetrics:
             buckets=(0.001, 0.005, 0.025, 0.1, 0.25, 1, 5),
             registry=registry,
         )
+        self.gc_pauses = Histogram(
+            "aftercare_gc_pause_seconds",
+            "Python garbage collections of the collector process by generation (0 and 1 "
+            "young, 2 full) and how long each stopped every thread, the event loop and "
+            "the store writer included: a pause delays every ack in flight.",
+            ["generation"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
         self.rule_evaluation = Histogram(
             "aftercare_rule_evaluation_seconds",
             "Time to evaluate every alert rule over every host once.",

@@ -331,7 +331,7 @@ class AgentStreamServicer(agent_pb2_grpc.AgentStreamServicer):
         now = self._clock_ms()
         self._metrics.batches.labels("stored" if outcome.stored else "duplicate").inc()
         if outcome.stored:
-            samples = list(outcome.samples)
+            samples = outcome.samples  # a compact SampleRow: the fleet keeps it as it is
             self._metrics.samples.inc(len(samples))
             self._fleet.observed(host.agent_id, item.collected_ms, samples, now)
             self._engine.observe(host, item.collected_ms, samples)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -545,7 +545,7 @@ class ApiServicer(InspectionApi, DeskApi, api_pb2_grpc.ApiServicer):
 
     def _agent_info(self, agent: AgentRecord) -> api_pb2.AgentInfo:
         state = self._fleet.get(agent.agent_id)
-        samples: tuple[StoredSample, ...] = state.samples if state else ()
+        samples: Sequence[StoredSample] = state.samples if state else ()
         health = summarize(samples)
         last_seen = max(agent.last_seen_ms or 0, (state.last_seen_ms or 0) if state else 0)
         return api_pb2.AgentInfo(

@@ -19,7 +19,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ from collector.server.alertmanager_webhook import alertmanager_handler
 from collector.server.api import ApiServicer
 from collector.server.audit_checkpoints import AuditCheckpoints
 from collector.server.enrollment import EnrollmentServicer
+from collector.server.gc_tuning import watch_pauses
 from collector.server.http import HttpServer, PostHandler
 from collector.server.metrics_pages import metrics_pages
 from collector.server.replicas import ReplicaRouting
@@ -162,6 +163,7 @@ class CollectorServer:
         self._signals = LiveSessionSignals(self.streams, self.watch_hub)
         self.gateway: SshGateway | None = None
         self._metrics: CollectorMetrics | None = None
+        self._stop_watching_gc: Callable[[], None] | None = None
         self._runs_checked_ms = 0
         self.audit_checkpoints: AuditCheckpoints | None = None
         self.auth_failures: AuthFailures | None = None
@@ -250,6 +252,8 @@ class CollectorServer:
         metrics = CollectorMetrics(self.registry, self._db.store.history_refusals)
         self._metrics = metrics
         self._db.observe = lambda call, seconds: metrics.store_calls.labels(call).observe(seconds)
+        gc_pauses = [metrics.gc_pauses.labels(str(generation)) for generation in range(3)]
+        self._stop_watching_gc = watch_pauses(lambda gen, seconds: gc_pauses[gen].observe(seconds))
         self.outbox = Outbox(self._db, holder, metrics)  # sends on the leader only
         db = self._db
 
@@ -478,6 +482,9 @@ class CollectorServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving (in-flight RPCs get ``grace`` seconds), then close the store."""
+        if self._stop_watching_gc is not None:
+            self._stop_watching_gc()
+            self._stop_watching_gc = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -24,14 +24,13 @@ first seen, so the fast path checks nothing: its names are a checked layout's.
 
 from __future__ import annotations
 
-import functools
 import operator
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from collector.errors import InvalidRequest
-from collector.store import DecodedSamples, StoredFailure, StoredSample
+from collector.store import SampleRow, StoredFailure, StoredSample
 from collector.store.ingest_rows import LabelSet
 from proto import agent_pb2
 
@@ -46,8 +45,6 @@ MAX_REMEMBERED = 100_000  # distinct (name, labels) kept; the table is emptied w
 MAX_SOURCES = 50_000  # sources whose layout is kept; the table is emptied when full
 
 Series = tuple[str, Mapping[str, str]]
-# StoredSample from a (name, labels, value) tuple, in C: the fast path builds 150 at once
-_as_sample = functools.partial(tuple.__new__, StoredSample)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per layout seen
@@ -102,7 +99,10 @@ class SampleDecoder:
             self._layouts[source] = learned
         else:
             self._layouts.pop(source, None)
-        return DecodedSamples(samples, learned, [s.value for s in samples]), failures
+        if learned is None:
+            return SampleRow.of(samples), failures
+        values = tuple(s.value for s in samples)
+        return SampleRow(learned.names, learned.labels, values, learned), failures
 
     def _decode_each(self, batch: agent_pb2.MetricBatch) -> list[StoredSample]:
         samples = []
@@ -168,7 +168,7 @@ class SampleDecoder:
         )
 
 
-def _read_with(layout: _Layout, wire: bytes, start: int) -> DecodedSamples | None:
+def _read_with(layout: _Layout, wire: bytes, start: int) -> SampleRow | None:
     """The samples of ``wire`` if its samples have ``layout`` (every byte but the
     values equal), else None."""
     end = start + layout.reader.size
@@ -178,9 +178,7 @@ def _read_with(layout: _Layout, wire: bytes, start: int) -> DecodedSamples | Non
     if layout.segments_of(parts) != layout.segments:
         return None
     values = layout.values_of((*parts, 0.0))
-    return DecodedSamples(
-        map(_as_sample, zip(layout.names, layout.labels, values, strict=True)), layout, values
-    )
+    return SampleRow(layout.names, layout.labels, values, layout)
 
 
 def _key_of(wire: bytes, value: float) -> bytes:

@@ -327,7 +327,8 @@ def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[s
     except OSError as exc:
         raise BenchError(f"cannot read {collector.metrics_url}: {exc}") from exc
     line_re = re.compile(
-        r"^(aftercare_ingest_[a-z_]+|aftercare_store_call_seconds_[a-z]+)(\{[^}]*\})? "
+        r"^(aftercare_ingest_[a-z_]+|aftercare_(?:store_call|gc_pause)_seconds_[a-z]+)"
+        r"(\{[^}]*\})? "
         r"([0-9.eE+-]+)$"
     )
     figures: dict[str, float] = {}
@@ -335,7 +336,7 @@ def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[s
         match = line_re.match(line)
         if match is None or match.group(1).endswith("_created"):
             continue
-        if match.group(1).endswith("_bucket") and f'le="{SLOW_STORE_CALL}"' not in line:
+        if match.group(1).endswith("_bucket") and f'le="{SLOW_SECONDS}"' not in line:
             continue
         figures[match.group(1) + (match.group(2) or "")] = float(match.group(3))
     if cost is not None:
@@ -348,26 +349,26 @@ def scrape(collector: Collector, cost: dict[str, float] | None = None) -> dict[s
     return figures
 
 
-SLOW_STORE_CALL = "0.25"  # a bucket bound of aftercare_store_call_seconds, in seconds
+SLOW_SECONDS = "0.25"  # a bucket bound of the collector's histograms below, in seconds
 
 
-def store_calls(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Per store method from a scrape: calls, seconds on the writer, and how many
-    took longer than SLOW_STORE_CALL; the 6 with the most seconds."""
+def histogram_rows(metrics: Mapping[str, float], family: str, label: str) -> list[dict[str, Any]]:
+    """Per value of ``label`` of the histogram ``family`` in a scrape: count, seconds
+    and how many took longer than SLOW_SECONDS; the 6 with the most seconds."""
     found: dict[str, dict[str, Any]] = {}
-    pattern = re.compile(r'^aftercare_store_call_seconds_(sum|count|bucket)\{call="([^"]+)"')
+    pattern = re.compile(rf'^{family}_(sum|count|bucket)\{{{label}="([^"]+)"')
     for key, value in metrics.items():
         match = pattern.match(key)
         if match:
             found.setdefault(match.group(2), {})[match.group(1)] = value
     rows = [
         {
-            "call": call,
-            "calls": int(v.get("count", 0)),
+            label: value,
+            "count": int(v.get("count", 0)),
             "seconds": round(v.get("sum", 0.0), 2),
-            f"over_{SLOW_STORE_CALL}s": int(v.get("count", 0) - v.get("bucket", 0)),
+            f"over_{SLOW_SECONDS}s": int(v.get("count", 0) - v.get("bucket", 0)),
         }
-        for call, v in found.items()
+        for value, v in found.items()
     ]
     return sorted(rows, key=lambda row: -float(row["seconds"]))[:6]
 
@@ -785,7 +786,12 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
                 figures["ingest_database_cpu"] * 1000 / max(1, total_batches), 3
             ),
             "collector_cpu_seconds_by_thread": figures["ingest_threads"],
-            "store_calls_until_ingested": store_calls(phase1),
+            "store_calls_until_ingested": histogram_rows(
+                phase1, "aftercare_store_call_seconds", "call"
+            ),
+            "gc_pauses_until_ingested": histogram_rows(
+                phase1, "aftercare_gc_pause_seconds", "generation"
+            ),
         },
         duplicates={
             "sent": sum(len(a.duplicate_latencies) for a in sims),
@@ -884,10 +890,16 @@ def report(result: dict[str, Any]) -> str:
         f"thread (store writer) {t['busiest_other_python_thread']:.1f}, other Python "
         f"{t['other_python_threads']:.1f}, gRPC core {t['grpc_core_threads']:.1f}",
         "  writer    store calls until the end of ingest (calls, seconds, over "
-        f"{SLOW_STORE_CALL}s): "
+        f"{SLOW_SECONDS}s): "
         + ", ".join(
-            f"{c['call']} {c['calls']} {c['seconds']}s {c[f'over_{SLOW_STORE_CALL}s']}"
+            f"{c['call']} {c['count']} {c['seconds']}s {c[f'over_{SLOW_SECONDS}s']}"
             for c in i["store_calls_until_ingested"]
+        ),
+        "  gc        garbage collections until the end of ingest (generation: count, "
+        f"seconds every thread stood still, over {SLOW_SECONDS}s): "
+        + ", ".join(
+            f"{g['generation']}: {g['count']} {g['seconds']}s {g[f'over_{SLOW_SECONDS}s']}"
+            for g in sorted(i["gc_pauses_until_ingested"], key=lambda g: g["generation"])
         ),
         f"collector:  RSS {col['rss_mib_before_connect']:.0f} MiB before connecting, "
         f"{col['rss_mib_connected']:.0f} MiB connected, "

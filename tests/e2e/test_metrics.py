@@ -47,6 +47,7 @@ def test_metrics_expose_host_health_and_pass_promtool(
     assert "# TYPE aftercare_host_network_receive_bytes_total counter" in text
     assert 'aftercare_ingest_batches_total{result="stored"}' in text
     assert 'aftercare_store_call_seconds_count{call="store_batches"}' in text
+    assert 'aftercare_gc_pause_seconds_count{generation="2"}' in text
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
