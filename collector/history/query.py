@@ -52,14 +52,15 @@ def by_name(series: Iterable[HistorySeries]) -> dict[str, list[HistorySeries]]:
 
 async def fold(db: StoreThread, now_ms: int, chunk: int = 250) -> int:
     """Fold every due staged history row, ``chunk`` rows per store call, pausing after
-    each call as long as it took: at most half of the store writer's time goes to the
-    fold, and group commits of agent batches go in between (every agent's buckets end
-    together, so a fleet's rows fall due at once). How many were folded."""
+    each call as long as it took: every agent's buckets end together, so a fleet's rows
+    fall due at once, and the fold takes at most half of the thread it runs on (the
+    store writer on SQLite, with group commits of agent batches in between; its own
+    on PostgreSQL). How many were folded."""
     folded = 0
     after: str | None = ""
     while after is not None:
         started = time.monotonic()
-        count, after = await db.call(db.store.fold_history, now_ms, after, chunk)
+        count, after = await db.fold_history(now_ms, after, chunk)
         folded += count
         if after is not None:
             await asyncio.sleep(time.monotonic() - started)

@@ -676,10 +676,18 @@ class CollectorServer:
         assert self._db is not None
         while True:
             await asyncio.sleep(FOLD_EVERY_SECONDS)
+            started = time.monotonic()
             try:
-                await fold_history(self._db, wall_ms())
+                folded = await fold_history(self._db, wall_ms())
             except StoreError as exc:
                 log.warning("metric history fold failed (retrying): %s", exc)
+                continue
+            if folded:
+                log.info(
+                    "metric history: %d staged batches folded into their buckets in %.1f s",
+                    folded,
+                    time.monotonic() - started,
+                )
 
     async def _roll_up_history(self, at_ms: int) -> None:
         """Roll up and expire the metric history (docs/metric-history.md)."""

@@ -343,6 +343,11 @@ class Store(
     """Durable collector state. Implementations are safe to call from several threads
     and several processes may open the same database."""
 
+    # True: ``fold_history`` has a database connection of its own and may run on
+    # another thread while the writer works (PostgreSQL); False: it shares the one
+    # writer like every other call (SQLite). ``StoreThread.fold_history`` chooses.
+    fold_beside_writer: bool
+
     # -- join tokens (stored only as sha256 hex of the token) -------------------------
 
     def create_join_token(

@@ -19,6 +19,15 @@ writers are serialised across processes and replicas exactly as SQLite's ``BEGIN
 IMMEDIATE`` serialises them (the audit chain and the ticket dedup rely on it). Reads run
 in ``REPEATABLE READ``: one consistent snapshot, like a SQLite read transaction.
 
+The metric history's fold is the one exception: it runs on a second connection under a
+lock of its own (``FOLD_LOCK_KEY``), beside the writer, because at 10,000 hosts every
+host's 5-minute bucket ends at once and the fold of those staged rows held the writer
+(and every ingest ack behind it) for seconds. It only moves staged rows into
+``history_points``, which ingest never touches: ingest adds staged rows and series, the
+fold reads and deletes committed staged rows and upserts points. The roll-up, which
+also writes points and drops series, takes both locks (write lock first, so no two
+transactions wait for each other's). Folds of two replicas take turns.
+
 Migrations: ``collector/store/migrations/postgresql/NNNN_name.sql``, the twin of each
 SQLite migration (docs/store-postgresql.md says how to write one); each file is sent as
 one script, so PL/pgSQL bodies keep their semicolons.
@@ -28,7 +37,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
@@ -38,6 +48,7 @@ from psycopg.pq import TransactionStatus
 
 from collector.errors import ConfigError, StoreError
 from collector.history.policy import MAX_SERIES_PER_HOST
+from collector.store.history_rows import fold_history
 from collector.store.migrate import VERSION_TABLE_DDL, Migration, load_migrations, migrate
 from collector.store.sqlite import SQLiteStore
 from common.clock import wall_ms
@@ -46,6 +57,8 @@ __all__ = ["DIALECT_REWRITES", "PgConnection", "PostgresStore", "redact_url"]
 
 # The key of the advisory lock every write transaction holds ("aftercar" in ASCII).
 WRITE_LOCK_KEY = 0x6166746572636172
+# The key of the lock the history's fold and roll-up hold ("histfold").
+FOLD_LOCK_KEY = 0x68697374666F6C64
 
 # SQLite fragment -> PostgreSQL fragment, applied to every statement before the
 # placeholders are translated. tests/collector/test_store_postgres_dialect.py checks that
@@ -235,6 +248,8 @@ class PostgresStore(SQLiteStore):
     migrates the schema. Raises StoreError if the server cannot be reached,
     MigrationError if the schema is newer than this code."""
 
+    fold_beside_writer = True  # the fold has its own connection (see the module docstring)
+
     def __init__(
         self,
         url: str,
@@ -246,11 +261,14 @@ class PostgresStore(SQLiteStore):
         self._where = redact_url(url)
         self._connect_timeout_s = connect_timeout_s
         self._init_state(history_max_series)
-        self._pg: PgConnection | None = self._connect()
+        self._identity: dict[str, str] = {}  # table -> identity column, read once migrated
+        self._writer = _Link(self._connect, self._where, self._connect())
+        self._folder = _Link(self._connect, self._where)  # connected on the first fold
         try:
             migrate(_PgMigrator(self._write), load_migrations("postgresql"), self._where, wall_ms())
             with self._write() as db:
                 cast(PgConnection, db).load_identity_columns()
+                self._identity.update(cast(PgConnection, db).identity)
         except BaseException:
             self.close()
             raise
@@ -259,6 +277,12 @@ class PostgresStore(SQLiteStore):
     def url(self) -> str:
         """The database URL, password redacted."""
         return self._where
+
+    def fold_history(
+        self, now_ms: int, from_agent: str = "", max_rows: int = 1000
+    ) -> tuple[int, str | None]:
+        with self._pg_transaction(self._folder, "BEGIN", (FOLD_LOCK_KEY,)) as db:
+            return fold_history(db, now_ms, from_agent, max_rows)
 
     def _connect(self) -> PgConnection:
         try:
@@ -275,33 +299,34 @@ class PostgresStore(SQLiteStore):
                 f"cannot connect to PostgreSQL at {self._where}: {exc}; check that the "
                 f"server runs, the database exists and this user may log in"
             ) from exc
-        return PgConnection(conn)
+        linked = PgConnection(conn)
+        linked.identity = self._identity
+        return linked
 
     # -- transactions -----------------------------------------------------------------
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._pg_transaction(write=True)
+        return self._pg_transaction(self._writer, "BEGIN", (WRITE_LOCK_KEY,))
+
+    def _history_write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._pg_transaction(self._writer, "BEGIN", (WRITE_LOCK_KEY, FOLD_LOCK_KEY))
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._pg_transaction(write=False)
+        return self._pg_transaction(self._writer, "BEGIN ISOLATION LEVEL REPEATABLE READ", ())
 
     @contextmanager
-    def _pg_transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        """Run the body in one transaction; commit, or roll back on any exception."""
-        with self._lock:
-            if self._pg is None:
-                raise StoreError(f"store {self._where} is closed; open it again")
-            if self._pg.raw.broken:  # the server restarted: one new connection per call
-                identity = self._pg.identity
-                self._pg = self._connect()
-                self._pg.identity = identity
-            conn = self._pg
+    def _pg_transaction(
+        self, link: _Link, begin: str, lock_keys: tuple[int, ...]
+    ) -> Iterator[sqlite3.Connection]:
+        """Run the body in one transaction on ``link``'s connection, holding the
+        advisory locks ``lock_keys`` (in that order); commit, or roll back on any
+        exception."""
+        with link.lock:
+            conn = link.live()
             try:
-                if write:
-                    conn.raw.execute("BEGIN")
-                    conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-                else:
-                    conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                conn.raw.execute(begin)
+                for key in lock_keys:
+                    conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
                 try:
                     # The shared methods are typed against sqlite3; PgConnection is the
                     # slice of it they use (see the module docstring).
@@ -315,8 +340,37 @@ class PostgresStore(SQLiteStore):
                 raise StoreError(f"PostgreSQL error on {self._where}: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            conn, self._pg = self._pg, None
+        for link in (self._writer, self._folder):
+            link.close()
+
+
+class _Link:
+    """One connection and the lock its one transaction at a time holds; connected on
+    first use and again after the server dropped it."""
+
+    def __init__(
+        self,
+        connect: Callable[[], PgConnection],
+        where: str,
+        conn: PgConnection | None = None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self._connect = connect
+        self._where = where
+        self._conn = conn
+        self._closed = False
+
+    def live(self) -> PgConnection:
+        """The connection (call holding ``lock``). StoreError once closed."""
+        if self._closed:
+            raise StoreError(f"store {self._where} is closed; open it again")
+        if self._conn is None or self._conn.raw.broken:  # e.g. the server restarted
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        with self.lock:
+            conn, self._conn, self._closed = self._conn, None, True
         if conn is not None:
             conn.raw.close()
 

@@ -216,6 +216,8 @@ class SQLiteStore(
     newer than this code.
     """
 
+    fold_beside_writer = False  # one connection: the fold waits its turn on the writer
+
     def __init__(
         self,
         path: Path | str,
@@ -254,6 +256,10 @@ class SQLiteStore(
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transaction("BEGIN IMMEDIATE")
+
+    def _history_write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction that also excludes any fold (the roll-up's)."""
+        return self._write()  # SQLite folds on the writer too
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transaction("BEGIN")
@@ -679,7 +685,7 @@ class SQLiteStore(
         after: str | None = ""
         while after_series_id == 0 and after is not None:  # a pass starts: staged rows first
             _, after = self.fold_history(now_ms, after)
-        with self._write() as db:
+        with self._history_write() as db:
             step = roll_up_history(db, now_ms, after_series_id, max_series)
         if step.series_dropped:
             self._series_cache.clear()

@@ -33,11 +33,22 @@ class StoreThread:
         self.store = store
         self.observe: Callable[[str, float], None] | None = None
         self._thread = OneThread("store-writer")
+        self._folder = OneThread("history-fold") if store.fold_beside_writer else None
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` (normally a bound method of ``self.store``) on the writer."""
         name = getattr(getattr(fn, "func", fn), "__name__", "other")  # partials too
         return await self._thread.call(self._timed, name, functools.partial(fn, *args, **kwargs))
+
+    async def fold_history(
+        self, now_ms: int, from_agent: str, max_rows: int
+    ) -> tuple[int, str | None]:
+        """``Store.fold_history`` on a thread of its own when the store folds beside the
+        writer (``Store.fold_beside_writer``; not counted as the writer's time), else
+        on the writer like every other call."""
+        if self._folder is None:
+            return await self.call(self.store.fold_history, now_ms, from_agent, max_rows)
+        return await self._folder.call(self.store.fold_history, now_ms, from_agent, max_rows)
 
     def _timed(self, name: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -52,5 +63,7 @@ class StoreThread:
 
     def close(self) -> None:
         """Finish queued calls, then close the store."""
+        if self._folder is not None:
+            self._folder.shutdown()
         self._thread.shutdown()
         self.store.close()

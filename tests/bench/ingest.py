@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -371,6 +371,20 @@ def histogram_rows(metrics: Mapping[str, float], family: str, label: str) -> lis
         for value, v in found.items()
     ]
     return sorted(rows, key=lambda row: -float(row["seconds"]))[:6]
+
+
+FOLD_LOG = re.compile(
+    r"metric history: (\d+) staged batches folded into their buckets in ([\d.]+) s"
+)
+
+
+def history_folds(logs: Iterable[str]) -> list[dict[str, float]]:
+    """The metric history's fold passes the collectors logged: staged batches, seconds."""
+    return [
+        {"batches": int(match.group(1)), "seconds": float(match.group(2))}
+        for log in logs
+        for match in FOLD_LOG.finditer(log)
+    ]
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -730,6 +744,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         final = {**final, **scrape_all(collectors)} if len(collectors) > 1 else final
         problems += check_counters(final, n * m, n * min(DUPLICATES_PER_AGENT, m))
         rss_end = status_of(pids)
+        folds = history_folds(replica.log_text() for replica in collectors)
     finally:
         for replica in collectors:
             replica.stop()
@@ -802,6 +817,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             "runs_refused": sum(a.runs_refused for a in sims),
             "stream_errors_survived": sum(len(a.stream_errors) for a in sims),
         },
+        history_folds=folds,
         collector={
             "rss_mib_before_connect": round(figures["status_before"].get("VmRSS", 0) / 1024, 1),
             "rss_mib_connected": round(figures["status_connected"].get("VmRSS", 0) / 1024, 1),
@@ -914,6 +930,11 @@ def report(result: dict[str, Any]) -> str:
         f"duplicates: {d['sent']} re-sent on new streams, {d['acked_duplicate']} acked "
         f"duplicate=True in {d['wall_seconds']:.2f}s (ack ms: {lat(d['ack_latency_ms'])}); "
         f"collector CPU {d['collector_cpu_seconds']}s (a reconnect storm of every agent)",
+        "history:   fold passes of the metric history (staged batches in seconds): "
+        + (
+            ", ".join(f"{f['batches']} in {f['seconds']}s" for f in result["history_folds"])
+            or "none (no 5-minute bucket fell due during the run)"
+        ),
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
         "agents, as a host that serves no playbooks would; client stream errors survived by "
         f"reconnecting: {d['stream_errors_survived']}",

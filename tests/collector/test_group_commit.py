@@ -94,6 +94,8 @@ def test_hellos_arriving_together_share_one_transaction(store: Store) -> None:
 
 def test_a_failing_group_gives_every_submitter_the_error() -> None:
     class Broken:
+        fold_beside_writer = False
+
         def fail(self, items: Sequence[int]) -> list[int]:
             raise StoreError("disk full")
 
