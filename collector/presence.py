@@ -72,9 +72,9 @@ class Presence:
             if agent_id not in claimed:
                 await self._db.call(store.set_presence, agent_id, self.replica, now)
         elsewhere = frozenset(loc.agent_id for loc in live if loc.replica != self.replica)
-        for agent_id in elsewhere:
-            if self._fleet.get(agent_id) is None:  # enrolled after this replica started
-                agent = await self._db.call(store.get_agent, agent_id)
+        unknown = sorted(a for a in elsewhere if self._fleet.get(a) is None)  # enrolled since
+        if unknown:  # one read, however many hosts enrolled since the last beat
+            for agent in await self._db.call(store.get_agents, unknown):
                 if agent is not None and agent.revoked_ms is None:
                     self._fleet.load(agent, None, [])
         self._fleet.connected_elsewhere(elsewhere)

@@ -933,7 +933,7 @@ def report(result: dict[str, Any]) -> str:
         "history:   fold passes of the metric history (staged batches in seconds): "
         + (
             ", ".join(f"{f['batches']} in {f['seconds']}s" for f in result["history_folds"])
-            or "none (no 5-minute bucket fell due during the run)"
+            or "none finished during the run (a pass is logged when it ends)"
         ),
         f"run requests from the default rules: {d['runs_refused']} refused by the simulated "
         "agents, as a host that serves no playbooks would; client stream errors survived by "

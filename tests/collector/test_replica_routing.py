@@ -129,6 +129,29 @@ def test_b_sees_an_agent_on_a_as_connected_until_a_stops_beating(
     asyncio.run(scenario())
 
 
+def test_hosts_enrolled_since_the_last_beat_are_loaded_with_one_read(
+    pair: tuple[Replica, Replica, Wakeups],
+) -> None:
+    a, b, _ = pair
+    agents = [f"ag-new-{n}" for n in range(40)]
+    for agent_id in agents:
+        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+    calls: list[str] = []
+    b.db.observe = lambda call, seconds: calls.append(call)
+
+    async def scenario() -> None:
+        await a.presence.beat()
+        for agent_id in agents:
+            await a.presence.agent_connected(agent_id)
+        await b.presence.beat()
+
+    asyncio.run(scenario())
+    assert calls.count("get_agents") == 1 and "get_agent" not in calls
+    for agent_id in agents:
+        state = b.fleet.get(agent_id)
+        assert state is not None and state.connected and state.hostname == agent_id
+
+
 def test_streams_ending_together_release_their_agents_in_one_transaction(
     pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
 ) -> None:
