@@ -141,9 +141,11 @@ class PgConnection:
         self.column_types: dict[str, dict[str, str]] = {}  # table -> column -> type
 
     def load_identity_columns(self) -> None:
-        """Read which tables have an identity column (after migrating)."""
+        """Read which tables have an identity column (after migrating), into the
+        ``identity`` mapping in place (connections of one store share it)."""
         rows = self.raw.execute(_IDENTITY_COLUMNS).fetchall()
-        self.identity = {str(table): str(column) for table, column in rows}
+        self.identity.clear()
+        self.identity.update({str(table): str(column) for table, column in rows})
 
     @property
     def in_transaction(self) -> bool:
@@ -267,8 +269,7 @@ class PostgresStore(SQLiteStore):
         try:
             migrate(_PgMigrator(self._write), load_migrations("postgresql"), self._where, wall_ms())
             with self._write() as db:
-                cast(PgConnection, db).load_identity_columns()
-                self._identity.update(cast(PgConnection, db).identity)
+                cast(PgConnection, db).load_identity_columns()  # into self._identity
         except BaseException:
             self.close()
             raise

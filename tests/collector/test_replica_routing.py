@@ -106,6 +106,14 @@ def pair(tmp_path: Path, clock: FakeClock[int]) -> Iterator[tuple[Replica, Repli
         replica.db.close()
 
 
+def enrol(replica: Replica, prefix: str, count: int) -> list[str]:
+    """Add ``count`` agents named ``{prefix}-{n}`` to the shared store; their ids."""
+    agents = [f"{prefix}-{n}" for n in range(count)]
+    for agent_id in agents:
+        replica.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+    return agents
+
+
 def message(text: str) -> agent_pb2.CollectorMessage:
     return agent_pb2.CollectorMessage(session_close=agent_pb2.SessionClose(session_id=text))
 
@@ -133,9 +141,7 @@ def test_hosts_enrolled_since_the_last_beat_are_loaded_with_one_read(
     pair: tuple[Replica, Replica, Wakeups],
 ) -> None:
     a, b, _ = pair
-    agents = [f"ag-new-{n}" for n in range(40)]
-    for agent_id in agents:
-        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+    agents = enrol(a, "ag-new", 40)
     calls: list[str] = []
     b.db.observe = lambda call, seconds: calls.append(call)
 
@@ -156,9 +162,7 @@ def test_streams_ending_together_release_their_agents_in_one_transaction(
     pair: tuple[Replica, Replica, Wakeups], clock: FakeClock[int]
 ) -> None:
     a, _, _ = pair
-    agents = [f"ag-many-{n}" for n in range(20)]
-    for agent_id in agents:
-        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+    agents = enrol(a, "ag-many", 20)
 
     async def scenario() -> None:
         await a.presence.beat()
@@ -193,9 +197,7 @@ def test_agents_connecting_together_get_their_messages_from_one_outbox_read(
     pair: tuple[Replica, Replica, Wakeups],
 ) -> None:
     a, b, _ = pair
-    agents = [f"ag-storm-{n}" for n in range(30)]
-    for agent_id in agents:
-        a.db.store.add_agent(AgentRecord(agent_id, "acme", agent_id, 0, "s", 2**62))
+    agents = enrol(a, "ag-storm", 30)
 
     async def connect_on_a(agent_id: str) -> asyncio.Queue[agent_pb2.CollectorMessage | None]:
         stream = a.streams.open(agent_id)
